@@ -1,0 +1,1099 @@
+//! The client: what devices and servers embed to register their own services and to
+//! discover others.
+//!
+//! A client keeps a list of directories and talks to one at a time (the *current*
+//! directory). It registers its services there and renews each lease at about a third
+//! of its duration; when requests go unanswered it retries with backoff and then fails
+//! over to the next directory. It learns further directories from beacons.
+//!
+//! With an [`Interest`], it is also a listener: it follows the current directory's
+//! announcements on the group, keeps a bounded table of the services it has discovered,
+//! and emits [`ClientEvent::Discovered`], [`ClientEvent::Changed`] and
+//! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
+//! re-announcement. It asks for a snapshot when it starts, when it switches directory,
+//! and when a beacon shows it has missed a change; the directory's paced sweep drops
+//! whatever it still holds that is gone (after a partition, for instance).
+//!
+//! Drive it as the [crate docs](crate) describe.
+
+use crate::interest::Interest;
+use crate::location::Location;
+use crate::name::{Environment, ServiceName};
+use crate::service::{Registration, Service, Version};
+use crate::table::{Named, Table};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest,
+    Reject, RejectReason, SnapshotRequest, UnregisterRequest,
+};
+use crate::Transmit;
+use core::net::SocketAddr;
+
+/// Most directories a client knows at once (configured and learned).
+pub const MAX_DIRECTORIES: usize = 4;
+/// How many recent removals a client remembers, to ignore stale announcements that
+/// arrive after them.
+const TOMBSTONES: usize = 16;
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The environment; frames from others are ignored (and counted).
+    pub environment: Environment,
+    /// Who this client is: only it may renew or remove what it registered. Choose it at
+    /// random per process, or derive it from a stable identity to take names back after
+    /// a restart.
+    pub registrant: u64,
+    /// Directories to use, in order of preference (more are learned from beacons).
+    pub directories: heapless::Vec<Location, MAX_DIRECTORIES>,
+    /// What to discover; `None` for a client that only registers.
+    pub interest: Option<Interest>,
+    /// Lease to ask for (default 15 s; the directory clamps it).
+    pub lease: Duration,
+    /// Time before the first retransmission of a request (default 250 ms); doubles on
+    /// each retry, up to eight times.
+    pub request_timeout: Duration,
+    /// Attempts at one directory before failing over to the next (default 3).
+    pub max_attempts: u8,
+    /// A listener whose directory's beacons stop for this long fails over (default 3 s).
+    pub directory_timeout: Duration,
+    /// After a failover, absence from the new directory's pages removes nothing for this
+    /// long, so registrants have time to move too (default 6 s).
+    pub failover_grace: Duration,
+    /// Pages the directory may send per snapshot request (default 16).
+    pub snapshot_pages: u8,
+    /// Largest datagram sent (default 1400 bytes).
+    pub max_datagram: usize,
+}
+
+impl ClientConfig {
+    /// Defaults for a registrant identified by `registrant`, with no directory yet and no
+    /// interest.
+    pub fn new(registrant: u64) -> Self {
+        ClientConfig {
+            environment: Environment::default(),
+            registrant,
+            directories: heapless::Vec::new(),
+            interest: None,
+            lease: Duration::from_secs(15),
+            request_timeout: Duration::from_millis(250),
+            max_attempts: 3,
+            directory_timeout: Duration::from_secs(3),
+            failover_grace: Duration::from_secs(6),
+            snapshot_pages: 16,
+            max_datagram: wire::DEFAULT_MAX_DATAGRAM,
+        }
+    }
+}
+
+/// Why the client refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// No room for another registration of this client's own.
+    TooManyRegistrations,
+    /// This client has not registered that name.
+    NotRegistered,
+    /// The maximum datagram size is below 512 or above 65507 bytes.
+    MaxDatagram,
+    /// The request timeout or the directory timeout is zero.
+    ZeroTimeout,
+}
+
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ClientError::TooManyRegistrations => "no room for another registration",
+            ClientError::NotRegistered => "that name is not registered by this client",
+            ClientError::MaxDatagram => "the maximum datagram size must be 512 to 65507 bytes",
+            ClientError::ZeroTimeout => "timeouts must be longer than zero",
+        })
+    }
+}
+
+impl core::error::Error for ClientError {}
+
+/// What happened, as a client reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A service of interest appeared.
+    Discovered(Service),
+    /// A known service's locations or metadata changed.
+    Changed(Service),
+    /// A known service went away (unregistered or expired); its last known state.
+    Unregistered(Service),
+    /// One of this client's registrations was accepted (first time only).
+    Registered {
+        /// The service.
+        name: ServiceName,
+        /// The lease granted; the client renews it by itself.
+        lease: Duration,
+        /// The directory that accepted it.
+        directory: Location,
+    },
+    /// A directory refused a request; a refused registration is dropped.
+    Rejected {
+        /// The registration concerned, `None` for a snapshot.
+        name: Option<ServiceName>,
+        /// Why.
+        reason: RejectReason,
+        /// The environment the directory serves.
+        directory_environment: Environment,
+    },
+    /// One of this client's unregistrations finished; `confirmed` is false when no
+    /// directory answered (the lease will then run out by itself).
+    Released {
+        /// The service.
+        name: ServiceName,
+        /// Whether a directory acknowledged it.
+        confirmed: bool,
+    },
+    /// Every known directory was tried without an answer (the client keeps trying).
+    Unreachable,
+    /// The client now talks to this directory.
+    DirectoryChanged(Location),
+    /// A snapshot finished: the table holds the directory's registry (for the interest).
+    SnapshotComplete {
+        /// Services now known.
+        services: usize,
+    },
+}
+
+/// Counters a shell may export as metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Datagrams handled.
+    pub datagrams_in: u64,
+    /// Datagrams that were not valid Herald frames.
+    pub malformed: u64,
+    /// Frames from another environment, ignored.
+    pub wrong_environment: u64,
+    /// Announcements and pages from a directory other than the current one, ignored.
+    pub foreign_directory: u64,
+    /// Announced states older than, or equal to, what was known, ignored.
+    pub stale: u64,
+    /// Services of interest dropped because the table was full.
+    pub table_full: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+}
+
+/// A discovered service in the client's table.
+#[derive(Clone, Debug)]
+pub struct Known {
+    service: Service,
+    /// The user has been told it exists.
+    told: bool,
+    /// Changed since the user was last told.
+    changed: bool,
+    /// Gone; to be reported (if told) and dropped.
+    removed: bool,
+}
+
+impl Known {
+    fn pending(&self) -> bool {
+        if self.removed {
+            true
+        } else {
+            !self.told || self.changed
+        }
+    }
+}
+
+impl Named for Known {
+    fn name(&self) -> &str {
+        self.service.registration.name.as_str()
+    }
+}
+
+/// One place in the client's table of discovered services. Make storage with
+/// [`ClientStorage`], or with `vec![None; n]` and `vec![0u32; n]` where there is a heap.
+pub type Discovered = Option<Known>;
+
+/// Storage for a client that discovers up to `N` services, for places without a heap.
+pub struct ClientStorage<const N: usize> {
+    slots: [Discovered; N],
+    index: [u32; N],
+}
+
+impl<const N: usize> ClientStorage<N> {
+    /// Empty storage.
+    pub const fn new() -> Self {
+        ClientStorage {
+            slots: [const { None }; N],
+            index: [0; N],
+        }
+    }
+
+    /// The two parts [`Client::new`] takes.
+    pub fn parts(&mut self) -> (&mut [Discovered], &mut [u32]) {
+        (&mut self.slots, &mut self.index)
+    }
+}
+
+impl<const N: usize> Default for ClientStorage<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OwnState {
+    /// Registering or renewing: waiting for an acknowledgement.
+    Registering,
+    /// Acknowledged; renew at the deadline.
+    Active,
+    /// Unregistering: waiting for an acknowledgement.
+    Unregistering,
+    /// Finished; the event is waiting to be polled, then the slot is freed.
+    Done,
+}
+
+#[derive(Clone, Debug)]
+struct Own {
+    registration: Registration,
+    state: OwnState,
+    request: u32,
+    attempts: u8,
+    send: bool,
+    deadline: Instant,
+    /// The user was told it is registered.
+    confirmed: bool,
+    outcome: Option<ClientEvent>,
+}
+
+#[derive(Clone, Debug)]
+struct Snapshot {
+    request: u32,
+    after: Option<ServiceName>,
+    pages_left: u8,
+    attempts: u8,
+    send: bool,
+    deadline: Instant,
+    as_of: Option<Version>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct KnownDirectory {
+    location: Location,
+    last_heard: Option<Instant>,
+}
+
+/// The client state machine; `R` is how many services it can register itself.
+pub struct Client<'a, const R: usize = 4> {
+    config: ClientConfig,
+    directories: heapless::Vec<KnownDirectory, MAX_DIRECTORIES>,
+    current: Option<usize>,
+    /// Directory switches since the last answer.
+    switches: usize,
+    unreachable_told: bool,
+    unreachable_pending: bool,
+    directory_changed: Option<Location>,
+    own: heapless::Vec<Own, R>,
+    table: Table<'a, Known>,
+    pending: usize,
+    event_cursor: usize,
+    tombstones: heapless::Deque<(u64, Version), TOMBSTONES>,
+    max_seen: Version,
+    snapshot: Option<Snapshot>,
+    snapshot_done: Option<usize>,
+    snapshot_rejection: Option<ClientEvent>,
+    grace_until: Instant,
+    next_request: u32,
+    now: Instant,
+    stats: ClientStats,
+}
+
+fn name_hash(name: &str) -> u64 {
+    // FNV-1a, 64 bits.
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl<'a, const R: usize> Client<'a, R> {
+    /// A client over `slots` and `index` (its table holds the smaller of the two).
+    pub fn new(
+        config: ClientConfig,
+        slots: &'a mut [Discovered],
+        index: &'a mut [u32],
+    ) -> Result<Self, ClientError> {
+        if config.max_datagram < wire::MIN_MAX_DATAGRAM || config.max_datagram > wire::MAX_DATAGRAM
+        {
+            return Err(ClientError::MaxDatagram);
+        }
+        if config.request_timeout == Duration::ZERO || config.directory_timeout == Duration::ZERO {
+            return Err(ClientError::ZeroTimeout);
+        }
+        let directories = config
+            .directories
+            .iter()
+            .map(|&location| KnownDirectory {
+                location,
+                last_heard: None,
+            })
+            .collect();
+        let current = (!config.directories.is_empty()).then_some(0);
+        let next_request = (config.registrant as u32).max(1);
+        Ok(Client {
+            config,
+            directories,
+            current,
+            switches: 0,
+            unreachable_told: false,
+            unreachable_pending: false,
+            directory_changed: None,
+            own: heapless::Vec::new(),
+            table: Table::new(slots, index),
+            pending: 0,
+            event_cursor: 0,
+            tombstones: heapless::Deque::new(),
+            max_seen: Version(0),
+            snapshot: None,
+            snapshot_done: None,
+            snapshot_rejection: None,
+            grace_until: Instant::ZERO,
+            next_request,
+            now: Instant::ZERO,
+            stats: ClientStats::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// The directory requests go to now.
+    pub fn current_directory(&self) -> Option<Location> {
+        self.current.map(|i| self.directories[i].location)
+    }
+
+    /// Every directory known, configured or learned.
+    pub fn directories(&self) -> impl Iterator<Item = Location> + '_ {
+        self.directories.iter().map(|d| d.location)
+    }
+
+    /// The services currently known, in name order.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.table
+            .ordered()
+            .filter(|k| !k.removed)
+            .map(|k| &k.service)
+    }
+
+    /// A known service by name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        let k = self.table.get(self.table.find(name)?)?;
+        (!k.removed).then_some(&k.service)
+    }
+
+    /// How many services the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    fn observe(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn request_id(&mut self) -> u32 {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        id
+    }
+
+    fn backoff(&self, attempts: u8) -> Duration {
+        self.config.request_timeout.mul(1 << attempts.min(3))
+    }
+
+    /// Registers `registration` (or updates it, if this client already registered the
+    /// name) and keeps it alive until [`Client::unregister`].
+    pub fn register(&mut self, now: Instant, registration: Registration) -> Result<(), ClientError> {
+        self.observe(now);
+        let request = self.request_id();
+        let fresh = Own {
+            registration,
+            state: OwnState::Registering,
+            request,
+            attempts: 0,
+            send: true,
+            deadline: self.now,
+            confirmed: false,
+            outcome: None,
+        };
+        let name = fresh.registration.name.clone();
+        match self.own.iter_mut().find(|o| o.registration.name == name) {
+            Some(o) => *o = fresh,
+            None => self
+                .own
+                .push(fresh)
+                .map_err(|_| ClientError::TooManyRegistrations)?,
+        }
+        Ok(())
+    }
+
+    /// Unregisters one of this client's services.
+    pub fn unregister(&mut self, now: Instant, name: &ServiceName) -> Result<(), ClientError> {
+        self.observe(now);
+        let request = self.request_id();
+        let now = self.now;
+        let own = self
+            .own
+            .iter_mut()
+            .find(|o| &o.registration.name == name && o.state != OwnState::Done)
+            .ok_or(ClientError::NotRegistered)?;
+        own.state = OwnState::Unregistering;
+        own.request = request;
+        own.attempts = 0;
+        own.send = true;
+        own.deadline = now;
+        Ok(())
+    }
+
+    /// This client's own registrations that are live or in progress.
+    pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
+        self.own
+            .iter()
+            .filter(|o| matches!(o.state, OwnState::Registering | OwnState::Active))
+            .map(|o| &o.registration)
+    }
+
+    /// Asks the current directory for its registry (filtered by the interest). The table
+    /// is brought up to date and [`ClientEvent::SnapshotComplete`] follows.
+    pub fn request_snapshot(&mut self, now: Instant) {
+        self.observe(now);
+        let request = self.request_id();
+        self.snapshot = Some(Snapshot {
+            request,
+            after: None,
+            pages_left: self.config.snapshot_pages.max(1),
+            attempts: 0,
+            send: true,
+            deadline: self.now,
+            as_of: None,
+        });
+    }
+
+    fn is_directory(&self, from: SocketAddr) -> bool {
+        self.directories
+            .iter()
+            .any(|d| d.location.socket_addr() == from)
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.observe(now);
+        self.stats.datagrams_in += 1;
+        let frame = match wire::decode(bytes) {
+            Ok(f) => f,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        // A rejection for a wrong environment comes in the requester's environment.
+        if frame.environment != self.config.environment {
+            self.stats.wrong_environment += 1;
+            return;
+        }
+        match frame.message {
+            Message::Ack(ack) if self.is_directory(from) => self.handle_ack(ack),
+            Message::Reject(reject) if self.is_directory(from) => self.handle_reject(reject),
+            Message::SnapshotPage(header, items) if self.is_directory(from) => {
+                self.handle_snapshot_page(header, items)
+            }
+            Message::Beacon(beacon) => self.handle_beacon(beacon),
+            Message::Announce(header, items) => self.handle_announce(header, items),
+            Message::SyncPage(header, items) => {
+                if self.listening() && self.heard_from_current(from) {
+                    self.apply_page(&header, items);
+                } else {
+                    self.stats.foreign_directory += 1;
+                }
+            }
+            // Requests, and replies from strangers, are not for a client.
+            _ => self.stats.foreign_directory += 1,
+        }
+    }
+
+    fn listening(&self) -> bool {
+        self.config.interest.is_some()
+    }
+
+    /// True when `from` is the current directory.
+    fn heard_from_current(&self, from: SocketAddr) -> bool {
+        match self.current_directory() {
+            Some(d) => d.socket_addr() == from,
+            None => false,
+        }
+    }
+
+    fn answered(&mut self) {
+        self.switches = 0;
+        self.unreachable_told = false;
+        if let Some(i) = self.current {
+            self.directories[i].last_heard = Some(self.now);
+        }
+    }
+
+    fn handle_ack(&mut self, ack: Ack) {
+        let now = self.now;
+        let Some(i) = self.own.iter().position(|o| o.request == ack.request) else {
+            return;
+        };
+        self.answered();
+        let directory = self.current_directory();
+        let own = &mut self.own[i];
+        match own.state {
+            OwnState::Registering => {
+                own.state = OwnState::Active;
+                own.attempts = 0;
+                own.send = false;
+                own.deadline = now + ack.lease.div(3).max(Duration::from_millis(1));
+                if !own.confirmed {
+                    own.confirmed = true;
+                    if let Some(directory) = directory {
+                        own.outcome = Some(ClientEvent::Registered {
+                            name: own.registration.name.clone(),
+                            lease: ack.lease,
+                            directory,
+                        });
+                    }
+                }
+            }
+            OwnState::Unregistering => {
+                own.state = OwnState::Done;
+                own.send = false;
+                own.outcome = Some(ClientEvent::Released {
+                    name: own.registration.name.clone(),
+                    confirmed: true,
+                });
+            }
+            OwnState::Active | OwnState::Done => {}
+        }
+    }
+
+    fn handle_reject(&mut self, reject: Reject) {
+        self.answered();
+        let event = |name| ClientEvent::Rejected {
+            name,
+            reason: reject.reason,
+            directory_environment: reject.directory_environment.clone(),
+        };
+        // Request 0: the directory could not read the request at all; it concerns every
+        // request in flight.
+        let all = reject.request == 0;
+        for own in self.own.iter_mut() {
+            let waiting = matches!(own.state, OwnState::Registering | OwnState::Unregistering);
+            if waiting && (all || own.request == reject.request) {
+                own.state = OwnState::Done;
+                own.send = false;
+                own.outcome = Some(event(Some(own.registration.name.clone())));
+            }
+        }
+        if let Some(s) = &self.snapshot {
+            if all || s.request == reject.request {
+                self.snapshot = None;
+                self.snapshot_rejection = Some(event(None));
+            }
+        }
+    }
+
+    fn handle_beacon(&mut self, beacon: Beacon) {
+        let now = self.now;
+        let index = match self
+            .directories
+            .iter()
+            .position(|d| d.location == beacon.directory)
+        {
+            Some(i) => i,
+            None => {
+                let learned = KnownDirectory {
+                    location: beacon.directory,
+                    last_heard: None,
+                };
+                if self.directories.push(learned).is_err() {
+                    return;
+                }
+                self.directories.len() - 1
+            }
+        };
+        self.directories[index].last_heard = Some(now);
+        if self.current.is_none() {
+            self.switch_to(index);
+        }
+        let behind = beacon.as_of > self.max_seen;
+        if self.current == Some(index) && self.listening() && behind && self.snapshot.is_none() {
+            self.request_snapshot(now);
+        }
+    }
+
+    fn handle_announce(&mut self, header: AnnounceHeader, items: Items<'_, Change>) {
+        if !self.listening() {
+            return;
+        }
+        if self.current_directory() != Some(header.directory) {
+            self.stats.foreign_directory += 1;
+            return;
+        }
+        for change in items {
+            if change.version() > self.max_seen {
+                self.max_seen = change.version();
+            }
+            match change {
+                Change::Registered(service) => self.apply_service(service),
+                Change::Unregistered { name, version } => self.apply_removal(&name, version),
+            }
+        }
+    }
+
+    /// A client without an interest only fills its table from snapshots it asks for,
+    /// and then with everything.
+    fn interested(&self, name: &str) -> bool {
+        self.config
+            .interest
+            .as_ref()
+            .is_none_or(|i| i.matches(name))
+    }
+
+    fn tombstone(&self, name: &str) -> Option<Version> {
+        let h = name_hash(name);
+        self.tombstones
+            .iter()
+            .filter(|(n, _)| *n == h)
+            .map(|(_, v)| *v)
+            .max()
+    }
+
+    fn bury(&mut self, name: &str, version: Version) {
+        if self.tombstones.is_full() {
+            self.tombstones.pop_front();
+        }
+        let _ = self.tombstones.push_back((name_hash(name), version));
+    }
+
+    /// Changes the entry in `slot`, keeping the pending count right.
+    fn update(&mut self, slot: usize, f: impl FnOnce(&mut Known)) {
+        if let Some(k) = self.table.get_mut(slot) {
+            let was = k.pending();
+            f(k);
+            match (was, k.pending()) {
+                (false, true) => self.pending += 1,
+                (true, false) => self.pending -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// A service is live in this state (from an announcement or a page).
+    fn apply_service(&mut self, service: Service) {
+        let name = service.registration.name.as_str();
+        if !self.interested(name) {
+            return;
+        }
+        if self.tombstone(name).is_some_and(|v| v >= service.version) {
+            self.stats.stale += 1;
+            return;
+        }
+        match self.table.find(name) {
+            Some(slot) => {
+                let Some(k) = self.table.get(slot) else { return };
+                if service.version <= k.service.version {
+                    self.stats.stale += 1;
+                    return;
+                }
+                self.update(slot, |k| {
+                    let differs = !k.service.registration.same_content(&service.registration);
+                    // Gone and back before the user was told it went: a change at most.
+                    k.removed = false;
+                    if differs && k.told {
+                        k.changed = true;
+                    }
+                    k.service = service;
+                });
+            }
+            None => {
+                let known = Known {
+                    service,
+                    told: false,
+                    changed: false,
+                    removed: false,
+                };
+                match self.table.insert(known) {
+                    Ok(_) => self.pending += 1,
+                    Err(_) => self.stats.table_full += 1,
+                }
+            }
+        }
+    }
+
+    /// A service was removed at `version`.
+    fn apply_removal(&mut self, name: &ServiceName, version: Version) {
+        if !self.interested(name.as_str()) {
+            return;
+        }
+        if self.tombstone(name.as_str()).is_some_and(|v| v >= version) {
+            return;
+        }
+        self.bury(name.as_str(), version);
+        if let Some(slot) = self.table.find(name.as_str()) {
+            let current = self.table.get(slot).map(|k| k.service.version);
+            if current.is_some_and(|v| v < version) {
+                self.update(slot, |k| {
+                    k.removed = true;
+                    k.service.version = version;
+                });
+            } else {
+                self.stats.stale += 1;
+            }
+        }
+    }
+
+    /// Applies a page: every service in it, and the removal of what this client holds
+    /// in the page's range that the page does not list.
+    fn apply_page(&mut self, header: &PageHeader, items: Items<'_, Service>) {
+        let mut last: Option<ServiceName> = None;
+        for service in items.clone() {
+            last = Some(service.registration.name.clone());
+            self.apply_service(service);
+        }
+        if self.now < self.grace_until {
+            return;
+        }
+        // The range this page speaks for: (after, last] or (after, end).
+        let upper = if header.complete { None } else { last };
+        if !header.complete && upper.is_none() {
+            return;
+        }
+        let mut listed = items.map(|s| s.registration.name).peekable();
+        let mut position = self
+            .table
+            .position_after(header.after.as_ref().map(|n| n.as_str()));
+        while let Some(slot) = self.table.slot_at_position(position) {
+            position += 1;
+            let Some(k) = self.table.get(slot) else { break };
+            let name = k.service.registration.name.as_str();
+            if upper.as_ref().is_some_and(|u| name > u.as_str()) {
+                break;
+            }
+            while listed.peek().is_some_and(|n| n.as_str() < name) {
+                listed.next();
+            }
+            let present = listed.peek().is_some_and(|n| n.as_str() == name);
+            if !present && !k.removed && k.service.version <= header.as_of {
+                let version = header.as_of;
+                self.update(slot, |k| {
+                    k.removed = true;
+                    k.service.version = version;
+                });
+            }
+        }
+    }
+
+    fn handle_snapshot_page(&mut self, header: PageHeader, items: Items<'_, Service>) {
+        let Some(s) = &self.snapshot else { return };
+        if s.request != header.request || s.after != header.after {
+            return;
+        }
+        self.answered();
+        let last = items.clone().last().map(|s| s.registration.name);
+        self.apply_page(&header, items);
+        let now = self.now;
+        let timeout = self.config.request_timeout;
+        let pages = self.config.snapshot_pages.max(1);
+        let Some(s) = &mut self.snapshot else { return };
+        s.as_of = Some(s.as_of.map_or(header.as_of, |v| v.min(header.as_of)));
+        s.attempts = 0;
+        if header.complete {
+            let as_of = s.as_of.unwrap_or(header.as_of);
+            if as_of > self.max_seen {
+                self.max_seen = as_of;
+            }
+            self.snapshot = None;
+            self.snapshot_done = Some(self.services().count());
+            return;
+        }
+        if last.is_some() {
+            s.after = last;
+        }
+        s.pages_left = s.pages_left.saturating_sub(1);
+        if s.pages_left == 0 {
+            // The window is used up: ask for the next one at once.
+            s.pages_left = pages;
+            s.send = true;
+        }
+        s.deadline = now + timeout;
+    }
+
+    /// Makes directory `index` the current one and starts over there.
+    fn switch_to(&mut self, index: usize) {
+        let now = self.now;
+        self.current = Some(index);
+        let location = self.directories[index].location;
+        self.directory_changed = Some(location);
+        for own in self.own.iter_mut() {
+            match own.state {
+                OwnState::Registering | OwnState::Active => {
+                    own.state = OwnState::Registering;
+                    own.send = true;
+                    own.attempts = 0;
+                    own.deadline = now;
+                }
+                OwnState::Unregistering => {
+                    own.send = true;
+                    own.attempts = 0;
+                    own.deadline = now;
+                }
+                OwnState::Done => {}
+            }
+        }
+        if self.listening() {
+            self.grace_until = now + self.config.failover_grace;
+        }
+        if self.listening() || self.snapshot.is_some() {
+            self.request_snapshot(now);
+        }
+    }
+
+    /// The current directory did not answer: move to the next one.
+    fn fail_over(&mut self) {
+        if self.directories.is_empty() {
+            return;
+        }
+        self.switches += 1;
+        if self.switches >= self.directories.len() && !self.unreachable_told {
+            self.unreachable_told = true;
+            self.unreachable_pending = true;
+        }
+        let next = self.current.map_or(0, |i| (i + 1) % self.directories.len());
+        if Some(next) == self.current {
+            // The only directory: keep trying it.
+            return;
+        }
+        self.switch_to(next);
+    }
+
+    /// Time has reached `now`: retransmit, renew, fail over.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        let now = self.now;
+        let mut failed = false;
+        let max_attempts = self.config.max_attempts.max(1);
+        let rounds = self.directories.len().max(1);
+        for i in 0..self.own.len() {
+            let backoff = self.backoff(self.own[i].attempts);
+            let own = &mut self.own[i];
+            if own.deadline > now || own.send {
+                continue;
+            }
+            match own.state {
+                OwnState::Active => {
+                    // Time to renew.
+                    own.state = OwnState::Registering;
+                    own.send = true;
+                }
+                OwnState::Registering | OwnState::Unregistering => {
+                    own.attempts = own.attempts.saturating_add(1);
+                    if own.attempts >= max_attempts {
+                        failed = true;
+                        if own.state == OwnState::Unregistering
+                            && self.switches + 1 >= rounds
+                        {
+                            // Nobody answers: the lease will run out by itself.
+                            own.state = OwnState::Done;
+                            own.outcome = Some(ClientEvent::Released {
+                                name: own.registration.name.clone(),
+                                confirmed: false,
+                            });
+                            continue;
+                        }
+                    }
+                    own.send = true;
+                    own.deadline = now + backoff;
+                }
+                OwnState::Done => {}
+            }
+        }
+        if let Some(s) = &mut self.snapshot {
+            if s.deadline <= now && !s.send {
+                s.attempts = s.attempts.saturating_add(1);
+                if s.attempts >= max_attempts {
+                    failed = true;
+                }
+                s.send = true;
+            }
+        }
+        if self.listening() {
+            if let Some(i) = self.current {
+                let silent = self.directories[i]
+                    .last_heard
+                    .is_some_and(|t| now.saturating_since(t) > self.config.directory_timeout);
+                if silent {
+                    self.directories[i].last_heard = None;
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            self.fail_over();
+        }
+    }
+
+    /// When the client next needs `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = self
+            .own
+            .iter()
+            .filter(|o| o.state != OwnState::Done && !o.send)
+            .map(|o| o.deadline);
+        let snapshot = self
+            .snapshot
+            .iter()
+            .filter(|s| !s.send)
+            .map(|s| s.deadline);
+        let silence = self
+            .current
+            .filter(|_| self.listening())
+            .and_then(|i| self.directories[i].last_heard)
+            .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
+        own.chain(snapshot).chain(silence).min()
+    }
+
+    /// The next request to send, written into `buf`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.observe(now);
+        let now = self.now;
+        let destination = self.current_directory()?.socket_addr();
+        let max = buf.len().min(self.config.max_datagram);
+        let buf = &mut buf[..max];
+        let env = &self.config.environment;
+        for i in 0..self.own.len() {
+            if !self.own[i].send {
+                continue;
+            }
+            let backoff = self.backoff(self.own[i].attempts);
+            let own = &mut self.own[i];
+            own.send = false;
+            own.deadline = now + backoff;
+            let len = match own.state {
+                OwnState::Registering => {
+                    let request = RegisterRequest {
+                        request: own.request,
+                        registrant: self.config.registrant,
+                        lease: self.config.lease,
+                        registration: own.registration.clone(),
+                    };
+                    wire::encode(env, &request, buf)
+                }
+                OwnState::Unregistering => {
+                    let request = UnregisterRequest {
+                        request: own.request,
+                        registrant: self.config.registrant,
+                        name: own.registration.name.clone(),
+                    };
+                    wire::encode(env, &request, buf)
+                }
+                OwnState::Active | OwnState::Done => continue,
+            };
+            if let Ok(len) = len {
+                self.stats.datagrams_out += 1;
+                return Some(Transmit { destination, len });
+            }
+        }
+        let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));
+        let interest = self.config.interest.clone().unwrap_or_default();
+        let pages = self.config.snapshot_pages.max(1);
+        if let Some(s) = self.snapshot.as_mut().filter(|s| s.send) {
+            s.send = false;
+            s.deadline = now + backoff;
+            s.pages_left = pages;
+            let request = SnapshotRequest {
+                request: s.request,
+                max_pages: pages,
+                after: s.after.clone(),
+                interest,
+            };
+            if let Ok(len) = wire::encode(env, &request, buf) {
+                self.stats.datagrams_out += 1;
+                return Some(Transmit { destination, len });
+            }
+        }
+        None
+    }
+
+    /// The next event. Take them all after every input.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        if let Some(location) = self.directory_changed.take() {
+            return Some(ClientEvent::DirectoryChanged(location));
+        }
+        if core::mem::take(&mut self.unreachable_pending) {
+            return Some(ClientEvent::Unreachable);
+        }
+        if let Some(i) = self.own.iter().position(|o| o.outcome.is_some()) {
+            let event = self.own[i].outcome.take();
+            if self.own[i].state == OwnState::Done {
+                self.own.swap_remove(i);
+            }
+            return event;
+        }
+        if let Some(event) = self.snapshot_rejection.take() {
+            return Some(event);
+        }
+        if let Some(event) = self.next_table_event() {
+            return Some(event);
+        }
+        self.snapshot_done
+            .take()
+            .map(|services| ClientEvent::SnapshotComplete { services })
+    }
+
+    fn next_table_event(&mut self) -> Option<ClientEvent> {
+        let mut scanned = 0;
+        while self.pending > 0 && scanned <= self.table.len() {
+            scanned += 1;
+            if self.event_cursor >= self.table.len() {
+                self.event_cursor = 0;
+            }
+            let slot = self.event_cursor;
+            let Some(k) = self.table.get_mut(slot) else {
+                self.event_cursor += 1;
+                continue;
+            };
+            if !k.pending() {
+                self.event_cursor += 1;
+                continue;
+            }
+            self.pending -= 1;
+            if k.removed {
+                let told = k.told;
+                // The last slot moves into this one: look at it next.
+                let gone = self.table.remove(slot)?;
+                if told {
+                    return Some(ClientEvent::Unregistered(gone.service));
+                }
+                continue;
+            }
+            self.event_cursor += 1;
+            let event = if k.told {
+                ClientEvent::Changed(k.service.clone())
+            } else {
+                ClientEvent::Discovered(k.service.clone())
+            };
+            k.told = true;
+            k.changed = false;
+            return Some(event);
+        }
+        if self.pending > 0 {
+            // Unreachable when the count is right; never spin on a wrong count.
+            self.pending = 0;
+        }
+        None
+    }
+}

@@ -1,0 +1,960 @@
+//! The directory: the server's state machine.
+//!
+//! It keeps the [registry](crate::registry), answers requests (register, renew,
+//! unregister, snapshot), expires leases, announces every change on the multicast group
+//! in the same wake-up that caused it, repeats each removal exactly N times (see
+//! [`notify`](crate::notify)), sends a beacon, and sweeps the whole registry at a paced
+//! rate (anti-entropy) so that listeners who lost datagrams or joined late converge.
+//!
+//! Drive it as the [crate docs](crate) describe.
+
+use crate::interest::Interest;
+use crate::location::Location;
+use crate::name::{Environment, ServiceName};
+use crate::notify;
+use crate::registry::{Entry, Record, RecordState, Registry, Slot};
+use crate::service::{Service, Version};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    self, Ack, Beacon, BatchWriter, DecodeError, Header, Message, PageHeader, RegisterRequest,
+    Reject, RejectReason, SnapshotRequest, UnregisterRequest,
+};
+use crate::Transmit;
+use core::net::SocketAddr;
+
+/// How many replies may wait between two drains of `poll_transmit`. A shell feeds at
+/// most this many datagrams before it drains; beyond it, replies are dropped (and
+/// counted) and clients retry.
+pub const REPLY_QUEUE: usize = 32;
+/// How many removals may wait for the shell to take them from `poll_event`.
+const REMOVALS: usize = 64;
+
+/// Directory settings. Defaults follow the XOOM numbers where there are any.
+#[derive(Clone, Debug)]
+pub struct DirectoryConfig {
+    /// The environment served; requests from others are refused.
+    pub environment: Environment,
+    /// Where the directory takes requests, as announced (a real address).
+    pub address: Location,
+    /// The multicast group and port for announcements (default `237.37.37.1:37371`).
+    pub group: SocketAddr,
+    /// Paces repeated notifications (default 50 ms). Never delays a first announcement.
+    pub interval: Duration,
+    /// How many times each removal is announced (default 20).
+    pub notifications: u8,
+    /// Largest datagram sent (default 1400 bytes).
+    pub max_datagram: usize,
+    /// Lease granted when a request asks for none (default 15 s).
+    pub default_lease: Duration,
+    /// Shortest lease granted (default 1 s).
+    pub min_lease: Duration,
+    /// Longest lease granted (default 300 s).
+    pub max_lease: Duration,
+    /// Time between beacons (default 1 s).
+    pub beacon_interval: Duration,
+    /// Time for one anti-entropy sweep of the whole registry (default 10 s).
+    pub sweep_period: Duration,
+    /// Versions start above this (a shell passes the wall clock in microseconds since
+    /// the Unix epoch, and the last version it stored), so versions keep growing across
+    /// restarts and directories.
+    pub version_floor: Version,
+}
+
+/// Default multicast group.
+pub const DEFAULT_GROUP: [u8; 4] = [237, 37, 37, 1];
+/// Default multicast port.
+pub const DEFAULT_GROUP_PORT: u16 = 37371;
+/// Default request port.
+pub const DEFAULT_REQUEST_PORT: u16 = 37399;
+
+impl DirectoryConfig {
+    /// Defaults for a directory at `address` announcing on `group`.
+    pub fn new(address: Location, group: SocketAddr) -> Self {
+        DirectoryConfig {
+            environment: Environment::default(),
+            address,
+            group,
+            interval: Duration::from_millis(50),
+            notifications: 20,
+            max_datagram: wire::DEFAULT_MAX_DATAGRAM,
+            default_lease: Duration::from_secs(15),
+            min_lease: Duration::from_secs(1),
+            max_lease: Duration::from_secs(300),
+            beacon_interval: Duration::from_secs(1),
+            sweep_period: Duration::from_secs(10),
+            version_floor: Version(0),
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_datagram < wire::MIN_MAX_DATAGRAM || self.max_datagram > wire::MAX_DATAGRAM {
+            return Err(ConfigError::MaxDatagram);
+        }
+        if self.interval == Duration::ZERO
+            || self.beacon_interval == Duration::ZERO
+            || self.sweep_period == Duration::ZERO
+        {
+            return Err(ConfigError::ZeroInterval);
+        }
+        if self.notifications == 0 {
+            return Err(ConfigError::ZeroNotifications);
+        }
+        if self.min_lease == Duration::ZERO
+            || self.min_lease > self.max_lease
+            || self.default_lease < self.min_lease
+            || self.default_lease > self.max_lease
+            || self.max_lease.as_millis() > u64::from(u32::MAX)
+        {
+            return Err(ConfigError::LeaseBounds);
+        }
+        if !self.group.ip().is_multicast() {
+            return Err(ConfigError::GroupNotMulticast);
+        }
+        Ok(())
+    }
+}
+
+/// Why a directory configuration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The maximum datagram size is below 512 or above 65507 bytes.
+    MaxDatagram,
+    /// An interval or period is zero.
+    ZeroInterval,
+    /// The number of unregister notifications is zero.
+    ZeroNotifications,
+    /// Leases: need 0 < minimum <= default <= maximum <= 2^32 ms.
+    LeaseBounds,
+    /// The group address is not a multicast address.
+    GroupNotMulticast,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ConfigError::MaxDatagram => "the maximum datagram size must be 512 to 65507 bytes",
+            ConfigError::ZeroInterval => "intervals and periods must be longer than zero",
+            ConfigError::ZeroNotifications => "at least one unregister notification is needed",
+            ConfigError::LeaseBounds => {
+                "leases need 0 < minimum <= default <= maximum <= 49 days"
+            }
+            ConfigError::GroupNotMulticast => "the group address is not a multicast address",
+        })
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// What the directory tells its shell.
+#[derive(Debug)]
+pub enum DirectoryEvent<'s> {
+    /// This record changed: store it.
+    Stored(&'s Record),
+    /// This record is gone: delete it from storage.
+    Removed(ServiceName),
+}
+
+/// Counters a shell may export as metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryStats {
+    /// Datagrams handled.
+    pub datagrams_in: u64,
+    /// Datagrams that were not valid Herald frames (or not valid requests).
+    pub malformed: u64,
+    /// Requests from another environment (each answered with a rejection).
+    pub wrong_environment: u64,
+    /// Valid frames of a kind a directory does not take (announcements, replies).
+    pub ignored: u64,
+    /// New registrations.
+    pub registrations: u64,
+    /// Registrations whose locations or metadata changed.
+    pub changes: u64,
+    /// Lease renewals that changed nothing else.
+    pub renewals: u64,
+    /// Explicit unregistrations.
+    pub unregisters: u64,
+    /// Leases that ran out.
+    pub expiries: u64,
+    /// Rejections sent, indexed by reason code - 1.
+    pub rejections: [u64; RejectReason::ALL.len()],
+    /// Snapshot requests answered.
+    pub snapshots: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Registered changes announced.
+    pub registered_announced: u64,
+    /// Unregistered notifications sent (each counts once per datagram it is in).
+    pub unregistered_announced: u64,
+    /// Replies dropped because the reply queue was full.
+    pub replies_dropped: u64,
+    /// Departed entries reclaimed for a new registration before all their notifications
+    /// were sent.
+    pub notifications_dropped: u64,
+}
+
+impl DirectoryStats {
+    /// Rejections sent for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejections[reason as usize - 1]
+    }
+}
+
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // One queue of fixed size: boxing is not an option.
+enum Reply {
+    Ack(SocketAddr, Ack),
+    Reject(SocketAddr, Environment, Reject),
+    Snapshot {
+        to: SocketAddr,
+        request: SnapshotRequest,
+    },
+}
+
+/// Storage for a directory of `N` services, for places without a heap.
+pub struct DirectoryStorage<const N: usize> {
+    slots: [Slot; N],
+    index: [u32; N],
+}
+
+impl<const N: usize> DirectoryStorage<N> {
+    /// Empty storage.
+    pub const fn new() -> Self {
+        DirectoryStorage {
+            slots: [const { None }; N],
+            index: [0; N],
+        }
+    }
+
+    /// The two parts [`Directory::new`] takes.
+    pub fn parts(&mut self) -> (&mut [Slot], &mut [u32]) {
+        (&mut self.slots, &mut self.index)
+    }
+}
+
+impl<const N: usize> Default for DirectoryStorage<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The directory state machine.
+pub struct Directory<'a> {
+    config: DirectoryConfig,
+    registry: Registry<'a>,
+    replies: heapless::Deque<Reply, REPLY_QUEUE>,
+    removals: heapless::Deque<ServiceName, REMOVALS>,
+    last_version: Version,
+    now: Instant,
+    /// Entries with something to announce.
+    pending: usize,
+    /// Entries whose stored form changed.
+    dirty: usize,
+    dirty_cursor: usize,
+    /// Departed entries whose notifications are all sent, waiting to be reaped.
+    finished: usize,
+    next_tick: Option<Instant>,
+    next_expiry: Option<Instant>,
+    next_beacon: Instant,
+    beacon_due: bool,
+    next_sweep: Instant,
+    sweep_started: Instant,
+    sweep_cursor: Option<ServiceName>,
+    sweep_due: bool,
+    stats: DirectoryStats,
+}
+
+/// The registry entry plus its "stored form changed" flag.
+fn touch(entry: &mut Entry, dirty: &mut usize) {
+    if !entry.dirty {
+        entry.dirty = true;
+        *dirty += 1;
+    }
+}
+
+impl<'a> Directory<'a> {
+    /// A directory with an empty registry in `slots` and `index` (its capacity is the
+    /// smaller of the two).
+    pub fn new(
+        config: DirectoryConfig,
+        slots: &'a mut [Slot],
+        index: &'a mut [u32],
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let last_version = config.version_floor;
+        Ok(Directory {
+            config,
+            registry: Registry::new(slots, index),
+            replies: heapless::Deque::new(),
+            removals: heapless::Deque::new(),
+            last_version,
+            now: Instant::ZERO,
+            pending: 0,
+            dirty: 0,
+            dirty_cursor: 0,
+            finished: 0,
+            next_tick: None,
+            next_expiry: None,
+            next_beacon: Instant::ZERO,
+            beacon_due: false,
+            next_sweep: Instant::ZERO,
+            sweep_started: Instant::ZERO,
+            sweep_cursor: None,
+            sweep_due: false,
+            stats: DirectoryStats::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DirectoryConfig {
+        &self.config
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &DirectoryStats {
+        &self.stats
+    }
+
+    /// The newest version handed out.
+    pub fn as_of(&self) -> Version {
+        self.last_version
+    }
+
+    /// Live services.
+    pub fn live(&self) -> usize {
+        self.registry.iter().filter(|(_, e)| e.record.is_live()).count()
+    }
+
+    /// Entries held (live and departed).
+    pub fn len(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.registry.is_empty()
+    }
+
+    /// How many entries the registry can hold.
+    pub fn capacity(&self) -> usize {
+        self.registry.capacity()
+    }
+
+    /// The record for `name`, live or departed.
+    pub fn record(&self, name: &str) -> Option<&Record> {
+        self.registry
+            .find(name)
+            .and_then(|s| self.registry.get(s))
+            .map(|e| &e.record)
+    }
+
+    /// Every record, in name order.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.registry.ordered().map(|e| &e.record)
+    }
+
+    /// Puts back a record read from storage at start-up. A live record whose lease has
+    /// run out is expired (and announced) at the next `handle_timeout`; a departed record
+    /// sends the notifications it still owed.
+    pub fn restore(&mut self, now: Instant, record: Record) -> Result<(), crate::RegistryError> {
+        self.observe(now);
+        if record.service.version > self.last_version {
+            self.last_version = record.service.version;
+        }
+        let state = record.state;
+        let entry = Entry {
+            record,
+            announce: false,
+            due: false,
+            dirty: false,
+        };
+        let slot = match self.registry.find(entry.record.name().as_str()) {
+            Some(slot) => {
+                if let Some(e) = self.registry.get_mut(slot) {
+                    *e = entry;
+                }
+                slot
+            }
+            None => self
+                .registry
+                .insert(entry)
+                .map_err(|_| crate::RegistryError::Full)?,
+        };
+        match state {
+            RecordState::Live { expires } => self.schedule_expiry(expires),
+            RecordState::Departed { remaining } => {
+                if remaining > 0 {
+                    self.update(slot, |e| e.due = true);
+                    self.schedule_tick();
+                } else {
+                    self.finished += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn next_version(&mut self) -> Version {
+        self.last_version = Version(self.last_version.0.saturating_add(1));
+        self.last_version
+    }
+
+    fn schedule_expiry(&mut self, at: Instant) {
+        self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
+    }
+
+    fn schedule_tick(&mut self) {
+        if self.next_tick.is_none() {
+            self.next_tick = Some(self.now + self.config.interval);
+        }
+    }
+
+    /// Applies `f` to the entry in `slot`, keeping the pending and dirty counts right.
+    fn update(&mut self, slot: usize, f: impl FnOnce(&mut Entry)) {
+        if let Some(e) = self.registry.get_mut(slot) {
+            let was = notify::is_pending(e);
+            f(e);
+            let is = notify::is_pending(e);
+            touch(e, &mut self.dirty);
+            match (was, is) {
+                (false, true) => self.pending += 1,
+                (true, false) => self.pending -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        if self.replies.push_back(reply).is_err() {
+            self.stats.replies_dropped += 1;
+        }
+    }
+
+    fn reject(&mut self, to: SocketAddr, env: Environment, request: u32, reason: RejectReason) {
+        self.stats.rejections[reason as usize - 1] += 1;
+        let reject = Reject {
+            request,
+            reason,
+            directory_environment: self.config.environment.clone(),
+        };
+        self.reply(Reply::Reject(to, env, reject));
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.observe(now);
+        self.stats.datagrams_in += 1;
+        let frame = match wire::decode(bytes) {
+            Ok(frame) => frame,
+            Err(e) => return self.handle_undecodable(from, bytes, e),
+        };
+        let Some(request) = request_id(&frame.message) else {
+            self.stats.ignored += 1;
+            return;
+        };
+        if frame.environment != self.config.environment {
+            self.stats.wrong_environment += 1;
+            return self.reject(from, frame.environment, request, RejectReason::WrongEnvironment);
+        }
+        match frame.message {
+            Message::Register(r) => self.handle_register(from, frame.environment, r),
+            Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
+            Message::SnapshotRequest(request) => {
+                self.stats.snapshots += 1;
+                self.reply(Reply::Snapshot { to: from, request });
+            }
+            _ => self.stats.ignored += 1,
+        }
+    }
+
+    /// Answers a request that could not be decoded, when the sender can use the answer.
+    fn handle_undecodable(&mut self, from: SocketAddr, bytes: &[u8], e: DecodeError) {
+        self.stats.malformed += 1;
+        let reason = RejectReason::for_decode_error(e);
+        if let DecodeError::UnsupportedVersion(_) = e {
+            if Header::peek_version(bytes).is_some() {
+                let env = self.config.environment.clone();
+                return self.reject(from, env, 0, reason);
+            }
+        }
+        // A request whose header is sound but whose payload is not gets an answer.
+        if let Ok((header, payload)) = Header::parse(bytes) {
+            if header.kind.is_request() {
+                let request = postcard::take_from_bytes::<u32>(payload).map_or(0, |(r, _)| r);
+                self.reject(from, header.environment, request, reason);
+            }
+        }
+    }
+
+    fn lease_for(&self, asked: Duration) -> Duration {
+        if asked == Duration::ZERO {
+            self.config.default_lease
+        } else {
+            asked.max(self.config.min_lease).min(self.config.max_lease)
+        }
+    }
+
+    fn handle_register(&mut self, from: SocketAddr, env: Environment, r: RegisterRequest) {
+        let lease = self.lease_for(r.lease);
+        let expires = self.now + lease;
+        let name = r.registration.name.clone();
+        let version = match self.registry.find(name.as_str()) {
+            Some(slot) => {
+                let Some(e) = self.registry.get(slot) else { return };
+                let live = e.record.is_live();
+                if live && e.record.registrant != r.registrant {
+                    return self.reject(from, env, r.request, RejectReason::NameHeld);
+                }
+                let same = live && e.record.service.registration.same_content(&r.registration);
+                let version = if same {
+                    self.stats.renewals += 1;
+                    e.record.service.version
+                } else {
+                    if live {
+                        self.stats.changes += 1;
+                    } else {
+                        self.stats.registrations += 1;
+                        if let RecordState::Departed { remaining: 0 } = e.record.state {
+                            self.finished -= 1;
+                        }
+                    }
+                    self.next_version()
+                };
+                self.update(slot, |e| {
+                    e.record.registrant = r.registrant;
+                    e.record.state = RecordState::Live { expires };
+                    if !same {
+                        e.record.service = Service {
+                            registration: r.registration,
+                            version,
+                        };
+                        notify::mark_changed(e);
+                    }
+                });
+                version
+            }
+            None => {
+                if self.registry.is_full() && !self.reclaim_departed() {
+                    return self.reject(from, env, r.request, RejectReason::RegistryFull);
+                }
+                let version = self.next_version();
+                let entry = Entry {
+                    record: Record {
+                        service: Service {
+                            registration: r.registration,
+                            version,
+                        },
+                        registrant: r.registrant,
+                        state: RecordState::Live { expires },
+                    },
+                    announce: false,
+                    due: false,
+                    dirty: false,
+                };
+                let Ok(slot) = self.registry.insert(entry) else {
+                    return self.reject(from, env, r.request, RejectReason::RegistryFull);
+                };
+                self.stats.registrations += 1;
+                self.update(slot, notify::mark_changed);
+                version
+            }
+        };
+        self.schedule_expiry(expires);
+        let ack = Ack {
+            request: r.request,
+            lease,
+            version,
+        };
+        self.reply(Reply::Ack(from, ack));
+    }
+
+    /// Frees the departed entry with the fewest notifications left, for a new
+    /// registration in a full registry. False when every entry is live.
+    fn reclaim_departed(&mut self) -> bool {
+        let victim = self
+            .registry
+            .iter()
+            .filter_map(|(slot, e)| match e.record.state {
+                RecordState::Departed { remaining } => Some((remaining, slot)),
+                RecordState::Live { .. } => None,
+            })
+            .min();
+        let Some((remaining, slot)) = victim else {
+            return false;
+        };
+        if remaining > 0 {
+            self.stats.notifications_dropped += 1;
+        } else {
+            self.finished -= 1;
+        }
+        self.remove_slot(slot);
+        true
+    }
+
+    /// Removes the entry in `slot` and reports it to the shell (when there is room for
+    /// the report; false otherwise, and nothing is removed).
+    fn remove_slot(&mut self, slot: usize) -> bool {
+        if self.removals.is_full() {
+            return false;
+        }
+        let Some(e) = self.registry.get(slot) else {
+            return false;
+        };
+        if notify::is_pending(e) {
+            self.pending -= 1;
+        }
+        if e.dirty {
+            self.dirty -= 1;
+        }
+        if let Some(e) = self.registry.remove(slot) {
+            let _ = self.removals.push_back(e.record.service.registration.name);
+        }
+        true
+    }
+
+    fn handle_unregister(&mut self, from: SocketAddr, env: Environment, u: UnregisterRequest) {
+        let found = self.registry.find(u.name.as_str());
+        let (slot, version) = match found.and_then(|s| self.registry.get(s).map(|e| (s, e))) {
+            Some((slot, e)) if e.record.is_live() => {
+                if e.record.registrant != u.registrant {
+                    return self.reject(from, env, u.request, RejectReason::NameHeld);
+                }
+                (slot, e.record.service.version)
+            }
+            // Already gone: unregistering is idempotent.
+            Some((_, e)) => {
+                let ack = Ack {
+                    request: u.request,
+                    lease: Duration::ZERO,
+                    version: e.record.service.version,
+                };
+                return self.reply(Reply::Ack(from, ack));
+            }
+            None => {
+                let ack = Ack {
+                    request: u.request,
+                    lease: Duration::ZERO,
+                    version: Version(0),
+                };
+                return self.reply(Reply::Ack(from, ack));
+            }
+        };
+        let _ = version;
+        self.stats.unregisters += 1;
+        let version = self.depart(slot);
+        let ack = Ack {
+            request: u.request,
+            lease: Duration::ZERO,
+            version,
+        };
+        self.reply(Reply::Ack(from, ack));
+    }
+
+    fn depart(&mut self, slot: usize) -> Version {
+        let version = self.next_version();
+        let n = self.config.notifications;
+        self.update(slot, |e| notify::depart(e, version, n));
+        self.schedule_tick();
+        version
+    }
+
+    /// Time has reached `now`: expire leases, pace notifications, beacons and sweeps.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        let now = self.now;
+        if self.next_expiry.is_some_and(|t| t <= now) {
+            self.expire(now);
+        }
+        if self.next_tick.is_some_and(|t| t <= now) {
+            let before = self
+                .registry
+                .iter()
+                .filter(|(_, e)| notify::is_pending(e))
+                .count();
+            let any = notify::tick(&mut self.registry);
+            let after = self
+                .registry
+                .iter()
+                .filter(|(_, e)| notify::is_pending(e))
+                .count();
+            self.pending += after - before;
+            self.next_tick = any.then(|| now + self.config.interval);
+        }
+        if self.next_beacon <= now {
+            self.beacon_due = true;
+            self.next_beacon = now + self.config.beacon_interval;
+        }
+        if self.next_sweep <= now && !self.sweep_due {
+            if self.sweep_cursor.is_none() {
+                self.sweep_started = now;
+            }
+            self.sweep_due = true;
+        }
+        self.reap();
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut slot = 0;
+        while slot < self.registry.len() {
+            if let Some(RecordState::Live { expires }) =
+                self.registry.get(slot).map(|e| e.record.state)
+            {
+                if expires <= now {
+                    self.stats.expiries += 1;
+                    self.depart(slot);
+                } else {
+                    next = Some(next.map_or(expires, |t: Instant| t.min(expires)));
+                }
+            }
+            slot += 1;
+        }
+        self.next_expiry = next;
+    }
+
+    /// Removes departed entries whose notifications are all sent.
+    fn reap(&mut self) {
+        let mut slot = 0;
+        while self.finished > 0 && slot < self.registry.len() {
+            let done = self.registry.get(slot).is_some_and(|e| {
+                matches!(e.record.state, RecordState::Departed { remaining: 0 })
+            });
+            if done {
+                if !self.remove_slot(slot) {
+                    return;
+                }
+                self.finished -= 1;
+                // The last entry moved into `slot`: look at it again.
+                continue;
+            }
+            slot += 1;
+        }
+    }
+
+    /// When the directory next needs `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_beacon.min(self.next_sweep);
+        for other in [self.next_tick, self.next_expiry].into_iter().flatten() {
+            t = t.min(other);
+        }
+        Some(t)
+    }
+
+    /// The next datagram to send, written into `buf` (at most the configured maximum
+    /// size is used). Replies come first, then announcements, the beacon and the sweep.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.observe(now);
+        let max = buf.len().min(self.config.max_datagram);
+        let buf = &mut buf[..max];
+        let t = self
+            .transmit_reply(buf)
+            .or_else(|| self.transmit_announcement(buf))
+            .or_else(|| self.transmit_beacon(buf))
+            .or_else(|| self.transmit_sweep(buf));
+        if t.is_some() {
+            self.stats.datagrams_out += 1;
+        }
+        self.reap();
+        t
+    }
+
+    fn transmit_reply(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        loop {
+            let reply = self.replies.pop_front()?;
+            let sent = match reply {
+                Reply::Ack(to, ack) => wire::encode(&self.config.environment, &ack, buf)
+                    .ok()
+                    .map(|len| Transmit {
+                        destination: to,
+                        len,
+                    }),
+                Reply::Reject(to, env, reject) => {
+                    wire::encode(&env, &reject, buf).ok().map(|len| Transmit {
+                        destination: to,
+                        len,
+                    })
+                }
+                Reply::Snapshot { to, mut request } => {
+                    let header = PageHeader {
+                        request: request.request,
+                        as_of: self.last_version,
+                        after: request.after.clone(),
+                        complete: false,
+                    };
+                    let written = self.write_page(&header, &request.interest, false, buf);
+                    written.map(|(len, last, complete)| {
+                        request.max_pages = request.max_pages.saturating_sub(1);
+                        if !complete && request.max_pages > 0 {
+                            request.after = last;
+                            // Put it back at the front: the next page goes out next.
+                            let _ = self.replies.push_front(Reply::Snapshot { to, request });
+                        }
+                        Transmit {
+                            destination: to,
+                            len,
+                        }
+                    })
+                }
+            };
+            if sent.is_some() {
+                return sent;
+            }
+        }
+    }
+
+    /// Writes one page of live services matching `interest`, after `header.after`.
+    /// Returns the length, the last name written and whether the page is complete.
+    fn write_page(
+        &self,
+        header: &PageHeader,
+        interest: &Interest,
+        sync: bool,
+        buf: &mut [u8],
+    ) -> Option<(usize, Option<ServiceName>, bool)> {
+        let env = &self.config.environment;
+        let mut writer = BatchWriter::page(env, header, sync, buf).ok()?;
+        let mut position = self
+            .registry
+            .position_after(header.after.as_ref().map(|n| n.as_str()));
+        let mut last = header.after.clone();
+        let mut complete = true;
+        while let Some(slot) = self.registry.slot_at_position(position) {
+            let Some(e) = self.registry.get(slot) else { break };
+            if e.record.is_live() && interest.matches(e.record.name().as_str()) {
+                if !writer.push(&e.record.service) {
+                    complete = false;
+                    break;
+                }
+                last = Some(e.record.name().clone());
+            }
+            position += 1;
+        }
+        writer.set_complete(complete);
+        Some((writer.len(), last, complete))
+    }
+
+    fn transmit_announcement(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if self.pending == 0 {
+            return None;
+        }
+        let header = wire::AnnounceHeader {
+            directory: self.config.address,
+            as_of: self.last_version,
+        };
+        let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
+        let dirty = &mut self.dirty;
+        let written = notify::fill(&mut self.registry, &mut writer, |e| touch(e, dirty));
+        let items = written.registered + written.unregistered;
+        if items == 0 {
+            // Nothing fitted: cannot happen with a valid maximum size; resynchronise the
+            // count rather than spin.
+            self.pending = 0;
+            return None;
+        }
+        self.pending -= items;
+        self.finished += written.finished;
+        self.stats.registered_announced += written.registered as u64;
+        self.stats.unregistered_announced += written.unregistered as u64;
+        Some(Transmit {
+            destination: self.config.group,
+            len: writer.len(),
+        })
+    }
+
+    fn transmit_beacon(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.beacon_due {
+            return None;
+        }
+        self.beacon_due = false;
+        let beacon = Beacon {
+            directory: self.config.address,
+            as_of: self.last_version,
+            services: u32::try_from(self.live()).unwrap_or(u32::MAX),
+        };
+        let len = wire::encode(&self.config.environment, &beacon, buf).ok()?;
+        Some(Transmit {
+            destination: self.config.group,
+            len,
+        })
+    }
+
+    fn transmit_sweep(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.sweep_due {
+            return None;
+        }
+        self.sweep_due = false;
+        let header = PageHeader {
+            request: 0,
+            as_of: self.last_version,
+            after: self.sweep_cursor.clone(),
+            complete: false,
+        };
+        let (len, last, complete) = self.write_page(&header, &Interest::all(), true, buf)?;
+        let now = self.now;
+        if complete {
+            self.sweep_cursor = None;
+            let next = self.sweep_started + self.config.sweep_period;
+            self.next_sweep = next.max(now + self.config.interval);
+        } else {
+            // Pace the pages so that a whole sweep takes about one sweep period.
+            let written = self
+                .registry
+                .position_after(last.as_ref().map(|n| n.as_str()))
+                .saturating_sub(
+                    self.registry
+                        .position_after(self.sweep_cursor.as_ref().map(|n| n.as_str())),
+                );
+            let total = self.registry.len().max(1) as u64;
+            let share = self.config.sweep_period.mul(written as u64).div(total);
+            self.next_sweep = now + share.max(self.config.interval);
+            self.sweep_cursor = last;
+        }
+        Some(Transmit {
+            destination: self.config.group,
+            len,
+        })
+    }
+
+    /// The next change the shell should persist. Take them all after every wake-up and
+    /// write them in one batch.
+    pub fn poll_event(&mut self) -> Option<DirectoryEvent<'_>> {
+        if let Some(name) = self.removals.pop_front() {
+            return Some(DirectoryEvent::Removed(name));
+        }
+        if self.dirty == 0 {
+            return None;
+        }
+        let len = self.registry.len();
+        for _ in 0..len {
+            if self.dirty_cursor >= len {
+                self.dirty_cursor = 0;
+            }
+            let slot = self.dirty_cursor;
+            self.dirty_cursor += 1;
+            if self.registry.get(slot).is_some_and(|e| e.dirty) {
+                self.dirty -= 1;
+                let e = self.registry.get_mut(slot)?;
+                e.dirty = false;
+                return self.registry.get(slot).map(|e| DirectoryEvent::Stored(&e.record));
+            }
+        }
+        self.dirty = 0;
+        None
+    }
+}
+
+/// The request id of a request message, `None` for other kinds.
+fn request_id(message: &Message<'_>) -> Option<u32> {
+    match message {
+        Message::Register(r) => Some(r.request),
+        Message::Unregister(u) => Some(u.request),
+        Message::SnapshotRequest(s) => Some(s.request),
+        _ => None,
+    }
+}

@@ -1,0 +1,119 @@
+//! # herald-core
+//!
+//! The protocol core of Herald, a service directory: `#![no_std]`, no allocation, no
+//! I/O. It holds the wire format ([`wire`]), the registry with leases and versions
+//! ([`registry`]), the unregister-notification counters ([`notify`]), and the two state
+//! machines that shells drive over real sockets: [`Directory`] (the server) and
+//! [`Client`] (registrants and listeners).
+//!
+//! The core never touches a socket or a clock. A shell feeds it what happened and asks
+//! it what to do, in the shape of `quinn-proto` and `smoltcp`.
+//!
+//! ## The poll order a shell must follow
+//!
+//! ```text
+//! loop {
+//!     // 1. Feed every datagram that has arrived (drain the socket, do not stop at N).
+//!     //    Between two drains of poll_transmit, feed at most REPLY_QUEUE datagrams to
+//!     //    a Directory; a Client has no such limit.
+//!     machine.handle_datagram(now, from, &bytes);
+//!     // 2. If the deadline passed, tell it.
+//!     machine.handle_timeout(now);
+//!     // 3. Send everything it wants sent.
+//!     while let Some(t) = machine.poll_transmit(now, &mut buf) { send(&buf[..t.len], t.destination) }
+//!     // 4. Take every event (clients: discoveries; directories: storage changes).
+//!     while let Some(e) = machine.poll_event() { … }
+//!     // 5. Sleep until poll_timeout() or the next datagram, whichever comes first.
+//! }
+//! ```
+//!
+//! Every input is untrusted: decoding never panics, never reads past the datagram and
+//! refuses trailing bytes; errors are small `Copy` enums. Capacities are fixed by the
+//! caller (storage slices and const generics), and "full" is an explicit error.
+//!
+//! ## Example: a directory and a client on a simulated network
+//!
+//! ```
+//! use herald_core::*;
+//! use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+//!
+//! let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+//! let dir_addr = Location::new(ip, 37399).unwrap();
+//! let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+//!
+//! let mut storage = DirectoryStorage::<8>::new();
+//! let (slots, index) = storage.parts();
+//! let mut directory = Directory::new(DirectoryConfig::new(dir_addr, group), slots, index).unwrap();
+//!
+//! let mut table = ClientStorage::<8>::new();
+//! let (known, known_index) = table.parts();
+//! let mut config = ClientConfig::new(7);
+//! config.interest = Some(Interest::all());
+//! config.directories.push(dir_addr).unwrap();
+//! let mut client: Client<'_, 2> = Client::new(config, known, known_index).unwrap();
+//!
+//! let name = ServiceName::new("billing").unwrap();
+//! let reg = Registration::new(name, &[Location::new(ip, 8080).unwrap()]).unwrap();
+//! client.register(Instant::ZERO, reg).unwrap();
+//!
+//! // Shuttle datagrams until both are quiet.
+//! let now = Instant::ZERO;
+//! let client_addr = SocketAddr::new(ip, 5000);
+//! let mut buf = [0u8; 1400];
+//! for _ in 0..4 {
+//!     while let Some(t) = client.poll_transmit(now, &mut buf) {
+//!         directory.handle_datagram(now, client_addr, &buf[..t.len]);
+//!     }
+//!     while let Some(t) = directory.poll_transmit(now, &mut buf) {
+//!         client.handle_datagram(now, dir_addr.socket_addr(), &buf[..t.len]);
+//!     }
+//! }
+//! let mut discovered = false;
+//! while let Some(event) = client.poll_event() {
+//!     if let ClientEvent::Discovered(service) = event {
+//!         assert_eq!(service.name().as_str(), "billing");
+//!         discovered = true;
+//!     }
+//! }
+//! assert!(discovered);
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod directory;
+pub mod interest;
+pub mod location;
+pub mod metadata;
+pub mod name;
+pub mod notify;
+pub mod registry;
+pub mod service;
+pub mod table;
+pub mod time;
+pub mod wire;
+
+pub use client::{Client, ClientConfig, ClientError, ClientEvent, ClientStats, ClientStorage, Discovered};
+pub use directory::{
+    Directory, DirectoryConfig, DirectoryEvent, DirectoryStats, DirectoryStorage, REPLY_QUEUE,
+};
+pub use interest::{Interest, Pattern};
+pub use location::{Location, LocationError, Locations, MAX_LOCATIONS};
+pub use metadata::{Metadata, MetadataError};
+pub use name::{Environment, NameError, ServiceName};
+pub use registry::{Record, RecordState, RegistryError, Slot};
+pub use service::{Registration, Service, Version};
+pub use time::{Duration, Instant};
+pub use wire::{DecodeError, EncodeError, RejectReason};
+
+use core::net::SocketAddr;
+
+/// A datagram a state machine wants sent: the bytes are in the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it (a directory, a client, or the multicast group).
+    pub destination: SocketAddr,
+    /// How many bytes of the buffer to send.
+    pub len: usize,
+}

@@ -1,0 +1,107 @@
+//! The unregister-notification counters and announcement batching.
+//!
+//! A removed service stays in the registry as [`Departed`](crate::RecordState::Departed)
+//! with a counter of notifications still to send. The first notification is due at
+//! once; each processing interval makes the next one due; every notification actually
+//! written into a datagram decrements the counter, so exactly N go out (XOOM sends one
+//! less than configured). When the counter reaches zero the entry is reaped. The
+//! counters live in the registry's own bounded storage.
+//!
+//! Announcements batch every pending change, live and departed, into as few datagrams
+//! as fit.
+
+use crate::registry::{Entry, RecordState, Registry};
+use crate::wire::{BatchWriter, Change};
+
+/// Marks a live entry as changed: it will be announced as registered.
+pub(crate) fn mark_changed(entry: &mut Entry) {
+    entry.announce = true;
+    entry.due = false;
+}
+
+/// Turns an entry into a departed one with `notifications` still to send, the first due
+/// at once.
+pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: u8) {
+    entry.record.service.version = version;
+    entry.record.state = RecordState::Departed {
+        remaining: notifications,
+    };
+    entry.announce = false;
+    entry.due = true;
+}
+
+/// Makes the next notification due for every departed entry that still has some.
+/// Returns true when any departed entry still has notifications to send.
+pub(crate) fn tick(registry: &mut Registry<'_>) -> bool {
+    let mut any = false;
+    for (_, e) in registry.iter_mut() {
+        if let RecordState::Departed { remaining } = e.record.state {
+            if remaining > 0 {
+                e.due = true;
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// What one announcement datagram carried.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct Written {
+    /// Registered changes written.
+    pub registered: usize,
+    /// Unregistered notifications written.
+    pub unregistered: usize,
+    /// Departed entries whose last notification was written.
+    pub finished: usize,
+}
+
+/// Writes as many pending changes as fit into `writer`, clearing their flags and
+/// counting down the notifications written. `dirty` is called for every entry whose
+/// stored state changed.
+pub(crate) fn fill(
+    registry: &mut Registry<'_>,
+    writer: &mut BatchWriter<'_>,
+    mut dirty: impl FnMut(&mut Entry),
+) -> Written {
+    let mut written = Written::default();
+    for (_, e) in registry.iter_mut() {
+        match e.record.state {
+            RecordState::Live { .. } if e.announce => {
+                if !writer.push(&Change::Registered(e.record.service.clone())) {
+                    break;
+                }
+                e.announce = false;
+                written.registered += 1;
+            }
+            RecordState::Departed { remaining } if e.due && remaining > 0 => {
+                let change = Change::Unregistered {
+                    name: e.record.service.registration.name.clone(),
+                    version: e.record.service.version,
+                };
+                if !writer.push(&change) {
+                    break;
+                }
+                e.due = false;
+                e.record.state = RecordState::Departed {
+                    remaining: remaining - 1,
+                };
+                written.unregistered += 1;
+                if remaining == 1 {
+                    written.finished += 1;
+                }
+                dirty(e);
+            }
+            _ => {}
+        }
+    }
+    written
+}
+
+/// True when `entry` has something to announce now.
+pub(crate) fn is_pending(entry: &Entry) -> bool {
+    match entry.record.state {
+        RecordState::Live { .. } => entry.announce,
+        RecordState::Departed { remaining } => entry.due && remaining > 0,
+    }
+}

@@ -1,0 +1,374 @@
+//! Decoding whole frames, encoding single messages, and writing batches.
+
+use super::error::{DecodeError, EncodeError};
+use super::header::{Header, Kind};
+use super::items::{Item, Items};
+use super::message::*;
+use crate::interest::Interest;
+use crate::name::Environment;
+use crate::service::Version;
+use crate::time::Duration;
+use serde::Deserialize;
+
+/// A decoded frame: the environment from its header and its message.
+#[derive(Clone, Debug)]
+pub struct Frame<'a> {
+    /// The environment the sender belongs to.
+    pub environment: Environment,
+    /// The message.
+    pub message: Message<'a>,
+}
+
+fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    let (value, rest) = take(payload)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(DecodeError::TrailingBytes)
+    }
+}
+
+fn take<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<(T, &'a [u8]), DecodeError> {
+    postcard::take_from_bytes(payload).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
+        _ => DecodeError::Malformed,
+    })
+}
+
+fn lease_from_ms(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
+}
+
+fn lease_to_ms(lease: Duration) -> u32 {
+    u32::try_from(lease.as_millis()).unwrap_or(u32::MAX)
+}
+
+fn page<'a>(payload: &'a [u8]) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
+    let (wire, rest) = take::<PageHeaderWire<'_>>(payload)?;
+    let header = PageHeader {
+        request: wire.request,
+        as_of: Version(wire.as_of),
+        after: wire.after.map(validate_name).transpose()?,
+        complete: wire.complete,
+    };
+    Ok((header, Items::validate(rest)?))
+}
+
+/// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
+/// refuses trailing bytes; the environment is returned, not checked.
+pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
+    let (header, payload) = Header::parse(bytes)?;
+    let message = match header.kind {
+        Kind::Register => {
+            let w = take_all::<RegisterWire<'_>>(payload)?;
+            Message::Register(RegisterRequest {
+                request: w.request,
+                registrant: w.registrant,
+                lease: lease_from_ms(w.lease_ms),
+                registration: validate_registration(w.name, &w.locations, w.metadata)?,
+            })
+        }
+        Kind::Unregister => {
+            let w = take_all::<UnregisterWire<'_>>(payload)?;
+            Message::Unregister(UnregisterRequest {
+                request: w.request,
+                registrant: w.registrant,
+                name: validate_name(w.name)?,
+            })
+        }
+        Kind::SnapshotRequest => {
+            let w = take_all::<SnapshotRequestWire<'_>>(payload)?;
+            let mut interest = Interest::all();
+            for p in &w.interest {
+                // Cannot overflow: both hold at most MAX_PATTERNS.
+                let _ = interest.push(p.validate()?);
+            }
+            Message::SnapshotRequest(SnapshotRequest {
+                request: w.request,
+                max_pages: w.max_pages.max(1),
+                after: w.after.map(validate_name).transpose()?,
+                interest,
+            })
+        }
+        Kind::Ack => {
+            let w = take_all::<AckWire>(payload)?;
+            Message::Ack(Ack {
+                request: w.request,
+                lease: lease_from_ms(w.lease_ms),
+                version: Version(w.version),
+            })
+        }
+        Kind::Reject => {
+            let w = take_all::<RejectWire<'_>>(payload)?;
+            Message::Reject(Reject {
+                request: w.request,
+                reason: RejectReason::from_code(w.reason)
+                    .ok_or(DecodeError::UnknownReason(w.reason))?,
+                directory_environment: Environment::new(w.environment)
+                    .map_err(DecodeError::InvalidEnvironment)?,
+            })
+        }
+        Kind::Beacon => {
+            let w = take_all::<BeaconWire>(payload)?;
+            Message::Beacon(Beacon {
+                directory: w.directory.validate()?,
+                as_of: Version(w.as_of),
+                services: w.services,
+            })
+        }
+        Kind::SnapshotPage => {
+            let (h, items) = page(payload)?;
+            Message::SnapshotPage(h, items)
+        }
+        Kind::SyncPage => {
+            let (h, items) = page(payload)?;
+            Message::SyncPage(h, items)
+        }
+        Kind::Announce => {
+            let (w, rest) = take::<AnnounceHeaderWire>(payload)?;
+            let header = AnnounceHeader {
+                directory: w.directory.validate()?,
+                as_of: Version(w.as_of),
+            };
+            Message::Announce(header, Items::validate(rest)?)
+        }
+    };
+    Ok(Frame {
+        environment: header.environment,
+        message,
+    })
+}
+
+/// A message that travels alone in a frame (not batched).
+pub trait Single {
+    /// The frame kind.
+    const KIND: Kind;
+    /// Writes the payload at the front of `buf`; returns its length.
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError>;
+}
+
+fn ser<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    postcard::to_slice(value, buf)
+        .map(|out| out.len())
+        .map_err(|_| EncodeError::BufferTooSmall)
+}
+
+impl Single for RegisterRequest {
+    const KIND: Kind = Kind::Register;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let r = &self.registration;
+        ser(
+            &RegisterWire {
+                request: self.request,
+                registrant: self.registrant,
+                lease_ms: lease_to_ms(self.lease),
+                name: r.name.as_str(),
+                locations: locations_to_wire(&r.locations),
+                metadata: r.metadata.encoded(),
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for UnregisterRequest {
+    const KIND: Kind = Kind::Unregister;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &UnregisterWire {
+                request: self.request,
+                registrant: self.registrant,
+                name: self.name.as_str(),
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for SnapshotRequest {
+    const KIND: Kind = Kind::SnapshotRequest;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let interest = self
+            .interest
+            .patterns()
+            .iter()
+            .map(|p| PatternWire {
+                text: p.text(),
+                prefix: p.is_prefix(),
+            })
+            .collect();
+        ser(
+            &SnapshotRequestWire {
+                request: self.request,
+                max_pages: self.max_pages,
+                after: self.after.as_ref().map(|n| n.as_str()),
+                interest,
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for Ack {
+    const KIND: Kind = Kind::Ack;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &AckWire {
+                request: self.request,
+                lease_ms: lease_to_ms(self.lease),
+                version: self.version.0,
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for Reject {
+    const KIND: Kind = Kind::Reject;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &RejectWire {
+                request: self.request,
+                reason: self.reason as u8,
+                environment: self.directory_environment.as_str(),
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for Beacon {
+    const KIND: Kind = Kind::Beacon;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &BeaconWire {
+                directory: LocationWire::from_location(&self.directory),
+                as_of: self.as_of.0,
+                services: self.services,
+            },
+            buf,
+        )
+    }
+}
+
+/// Encodes a single message into `buf` as one frame; returns the frame length.
+pub fn encode<M: Single>(
+    environment: &Environment,
+    message: &M,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let head = Header::emit(M::KIND, environment, buf)?;
+    let body = message.encode_payload(&mut buf[head..])?;
+    Ok(head + body)
+}
+
+/// Writes a batch frame (announcement or page): the fixed part, then as many items as
+/// fit in the buffer (at most 255).
+pub struct BatchWriter<'b> {
+    buf: &'b mut [u8],
+    count_at: usize,
+    len: usize,
+    count: u8,
+    is_page: bool,
+}
+
+impl<'b> BatchWriter<'b> {
+    fn start(
+        kind: Kind,
+        environment: &Environment,
+        buf: &'b mut [u8],
+        fixed: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<Self, EncodeError> {
+        let head = Header::emit(kind, environment, buf)?;
+        let body = fixed(&mut buf[head..])?;
+        let count_at = head + body;
+        *buf.get_mut(count_at).ok_or(EncodeError::BufferTooSmall)? = 0;
+        Ok(BatchWriter {
+            buf,
+            count_at,
+            len: count_at + 1,
+            count: 0,
+            is_page: matches!(kind, Kind::SyncPage | Kind::SnapshotPage),
+        })
+    }
+
+    /// Starts an announcement.
+    pub fn announce(
+        environment: &Environment,
+        header: &AnnounceHeader,
+        buf: &'b mut [u8],
+    ) -> Result<Self, EncodeError> {
+        Self::start(Kind::Announce, environment, buf, |b| {
+            ser(
+                &AnnounceHeaderWire {
+                    directory: LocationWire::from_location(&header.directory),
+                    as_of: header.as_of.0,
+                },
+                b,
+            )
+        })
+    }
+
+    /// Starts a page; `sync` chooses the multicast sweep kind over the snapshot reply.
+    /// The page is marked incomplete until [`BatchWriter::set_complete`] says otherwise.
+    pub fn page(
+        environment: &Environment,
+        header: &PageHeader,
+        sync: bool,
+        buf: &'b mut [u8],
+    ) -> Result<Self, EncodeError> {
+        let kind = if sync { Kind::SyncPage } else { Kind::SnapshotPage };
+        Self::start(kind, environment, buf, |b| {
+            ser(
+                &PageHeaderWire {
+                    request: header.request,
+                    as_of: header.as_of.0,
+                    after: header.after.as_ref().map(|n| n.as_str()),
+                    complete: header.complete,
+                },
+                b,
+            )
+        })
+    }
+
+    /// Appends an item; returns false (and writes nothing) if it does not fit.
+    pub fn push<T: Item>(&mut self, item: &T) -> bool {
+        if self.count == u8::MAX {
+            return false;
+        }
+        match item.encode(&mut self.buf[self.len..]) {
+            Ok(n) => {
+                self.len += n;
+                self.count += 1;
+                self.buf[self.count_at] = self.count;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sets a page's `complete` flag (the byte just before the count).
+    pub fn set_complete(&mut self, complete: bool) {
+        if !self.is_page {
+            return;
+        }
+        if let Some(i) = self.count_at.checked_sub(1) {
+            self.buf[i] = u8::from(complete);
+        }
+    }
+
+    /// How many items were written.
+    pub fn count(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// The frame length so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no item was written.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}

@@ -1,0 +1,434 @@
+//! Message payloads: the validated types a caller sees, and their `postcard` layouts.
+//!
+//! Each message has a private `*Wire` struct that fixes its field order on the wire and
+//! borrows strings from the datagram; decoding validates it into the public type, so an
+//! invalid name or address is refused with a precise error.
+
+use super::error::DecodeError;
+use super::items::Items;
+use crate::interest::{Interest, Pattern};
+use crate::location::{check_locations, Location, Locations, MAX_LOCATIONS};
+use crate::metadata::Metadata;
+use crate::name::{Environment, ServiceName};
+use crate::service::{Registration, Service, Version};
+use crate::time::Duration;
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use serde::{Deserialize, Serialize};
+
+/// A decoded message.
+#[derive(Clone, Debug)]
+pub enum Message<'a> {
+    /// Register or renew.
+    Register(RegisterRequest),
+    /// Remove a registration.
+    Unregister(UnregisterRequest),
+    /// Ask for the registry.
+    SnapshotRequest(SnapshotRequest),
+    /// A request was accepted.
+    Ack(Ack),
+    /// A request was refused.
+    Reject(Reject),
+    /// One page of a snapshot, answering a [`SnapshotRequest`].
+    SnapshotPage(PageHeader, Items<'a, Service>),
+    /// One page of the multicast anti-entropy sweep.
+    SyncPage(PageHeader, Items<'a, Service>),
+    /// Changes, announced on the group.
+    Announce(AnnounceHeader, Items<'a, Change>),
+    /// A directory says it is available.
+    Beacon(Beacon),
+}
+
+/// Register a service, or renew its lease (the "pulse").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterRequest {
+    /// Chosen by the client to match the answer to the request.
+    pub request: u32,
+    /// Identifies the registrant; only it may renew, change or remove the registration.
+    pub registrant: u64,
+    /// The lease the client asks for (the directory clamps it to its limits).
+    pub lease: Duration,
+    /// What to publish.
+    pub registration: Registration,
+}
+
+/// Remove a registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnregisterRequest {
+    /// Chosen by the client to match the answer to the request.
+    pub request: u32,
+    /// Must be the registrant that holds the name.
+    pub registrant: u64,
+    /// The service to remove.
+    pub name: ServiceName,
+}
+
+/// Ask for the registry, or the part of it after a name, filtered by an interest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    /// Chosen by the client to match the pages to the request.
+    pub request: u32,
+    /// Most pages to send in answer (1 to 255); the client asks again after the last.
+    pub max_pages: u8,
+    /// Start after this name (exclusive); `None` starts at the beginning.
+    pub after: Option<ServiceName>,
+    /// Only services matching this interest.
+    pub interest: Interest,
+}
+
+/// A request was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The request this answers.
+    pub request: u32,
+    /// The lease granted (zero for an unregistration).
+    pub lease: Duration,
+    /// The version the service now has.
+    pub version: Version,
+}
+
+/// Why a directory refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RejectReason {
+    /// The request names another environment than the directory's.
+    WrongEnvironment = 1,
+    /// The service name is invalid.
+    InvalidName = 2,
+    /// A location is invalid.
+    InvalidLocation = 3,
+    /// The metadata is invalid.
+    InvalidMetadata = 4,
+    /// The registry is at capacity.
+    RegistryFull = 5,
+    /// The name is live and held by another registrant.
+    NameHeld = 6,
+    /// The request's protocol version is not supported.
+    UnsupportedVersion = 7,
+    /// The request could not be decoded.
+    Malformed = 8,
+}
+
+impl RejectReason {
+    /// All reasons, in code order.
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::WrongEnvironment,
+        RejectReason::InvalidName,
+        RejectReason::InvalidLocation,
+        RejectReason::InvalidMetadata,
+        RejectReason::RegistryFull,
+        RejectReason::NameHeld,
+        RejectReason::UnsupportedVersion,
+        RejectReason::Malformed,
+    ];
+
+    /// The reason for a code, if defined.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| *r as u8 == code)
+    }
+
+    /// A short, stable, machine-friendly label (`wrong_environment`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::WrongEnvironment => "wrong_environment",
+            RejectReason::InvalidName => "invalid_name",
+            RejectReason::InvalidLocation => "invalid_location",
+            RejectReason::InvalidMetadata => "invalid_metadata",
+            RejectReason::RegistryFull => "registry_full",
+            RejectReason::NameHeld => "name_held",
+            RejectReason::UnsupportedVersion => "unsupported_version",
+            RejectReason::Malformed => "malformed",
+        }
+    }
+
+    /// The reason for a decoding failure of a request.
+    pub fn for_decode_error(e: DecodeError) -> Self {
+        match e {
+            DecodeError::InvalidName(_) => RejectReason::InvalidName,
+            DecodeError::InvalidLocation(_) => RejectReason::InvalidLocation,
+            DecodeError::InvalidMetadata(_) => RejectReason::InvalidMetadata,
+            DecodeError::UnsupportedVersion(_) | DecodeError::UnknownFlags(_) => {
+                RejectReason::UnsupportedVersion
+            }
+            _ => RejectReason::Malformed,
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RejectReason::WrongEnvironment => "the directory serves another environment",
+            RejectReason::InvalidName => "the service name is invalid",
+            RejectReason::InvalidLocation => "a location is invalid",
+            RejectReason::InvalidMetadata => "the metadata is invalid",
+            RejectReason::RegistryFull => "the directory's registry is full",
+            RejectReason::NameHeld => "the name is held by another registrant",
+            RejectReason::UnsupportedVersion => {
+                "the directory does not support this protocol version"
+            }
+            RejectReason::Malformed => "the directory could not decode the request",
+        })
+    }
+}
+
+/// A request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// The request this answers (0 when the request could not be read at all).
+    pub request: u32,
+    /// Why.
+    pub reason: RejectReason,
+    /// The environment the directory serves, so a mismatch can be named.
+    pub directory_environment: Environment,
+}
+
+/// A directory says it is available at `directory`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Beacon {
+    /// Where the directory takes requests: a real address, never `0.0.0.0`.
+    pub directory: Location,
+    /// The newest version in its registry: a listener that has seen less has missed
+    /// something and asks for a snapshot.
+    pub as_of: Version,
+    /// How many services are live.
+    pub services: u32,
+}
+
+/// The fixed part of a page (snapshot or sweep).
+///
+/// A page states: "among the services that match the request, those with names after
+/// `after` and up to the last name in this page (or to the end if `complete`) are
+/// exactly these, as of `as_of`". A receiver drops what it holds in that range that is
+/// not in the page, unless it is newer than `as_of`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageHeader {
+    /// The request this answers; 0 for the multicast sweep.
+    pub request: u32,
+    /// The newest version in the registry when the page was written.
+    pub as_of: Version,
+    /// The page covers names after this one (exclusive); `None` from the beginning.
+    pub after: Option<ServiceName>,
+    /// True when the page reaches the end of the registry.
+    pub complete: bool,
+}
+
+/// The fixed part of an announcement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnnounceHeader {
+    /// The announcing directory.
+    pub directory: Location,
+    /// The newest version in its registry.
+    pub as_of: Version,
+}
+
+/// One change in an announcement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A service is live with this state (new, or changed).
+    Registered(Service),
+    /// A service was removed (unregistered or expired).
+    Unregistered {
+        /// The service.
+        name: ServiceName,
+        /// The version of the removal.
+        version: Version,
+    },
+}
+
+impl Change {
+    /// The service this change is about.
+    pub fn name(&self) -> &ServiceName {
+        match self {
+            Change::Registered(s) => s.name(),
+            Change::Unregistered { name, .. } => name,
+        }
+    }
+
+    /// The version of this change.
+    pub fn version(&self) -> Version {
+        match self {
+            Change::Registered(s) => s.version,
+            Change::Unregistered { version, .. } => *version,
+        }
+    }
+}
+
+// ---- wire layouts -------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+enum IpWire {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct LocationWire {
+    ip: IpWire,
+    port: u16,
+}
+
+impl LocationWire {
+    pub(super) fn from_location(l: &Location) -> Self {
+        LocationWire {
+            ip: match l.ip() {
+                IpAddr::V4(a) => IpWire::V4(a.octets()),
+                IpAddr::V6(a) => IpWire::V6(a.octets()),
+            },
+            port: l.port(),
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<Location, DecodeError> {
+        let ip = match self.ip {
+            IpWire::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
+            IpWire::V6(o) => IpAddr::V6(Ipv6Addr::from(o)),
+        };
+        Location::new(ip, self.port).map_err(DecodeError::InvalidLocation)
+    }
+}
+
+pub(crate) type LocationsWire = heapless::Vec<LocationWire, MAX_LOCATIONS>;
+
+pub(crate) fn locations_to_wire(list: &Locations) -> LocationsWire {
+    list.iter().map(LocationWire::from_location).collect()
+}
+
+pub(super) fn validate_locations(wire: &LocationsWire) -> Result<Locations, DecodeError> {
+    let mut list = Locations::new();
+    for l in wire {
+        // Cannot overflow: both hold at most MAX_LOCATIONS.
+        let _ = list.push(l.validate()?);
+    }
+    check_locations(&list).map_err(DecodeError::InvalidLocation)?;
+    Ok(list)
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<ServiceName, DecodeError> {
+    ServiceName::new(name).map_err(DecodeError::InvalidName)
+}
+
+pub(crate) fn validate_registration(
+    name: &str,
+    locations: &LocationsWire,
+    metadata: &[u8],
+) -> Result<Registration, DecodeError> {
+    Ok(Registration {
+        name: validate_name(name)?,
+        locations: validate_locations(locations)?,
+        metadata: Metadata::from_encoded(metadata).map_err(DecodeError::InvalidMetadata)?,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct RegisterWire<'a> {
+    pub request: u32,
+    pub registrant: u64,
+    pub lease_ms: u32,
+    pub name: &'a str,
+    pub locations: LocationsWire,
+    pub metadata: &'a [u8],
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct UnregisterWire<'a> {
+    pub request: u32,
+    pub registrant: u64,
+    pub name: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct PatternWire<'a> {
+    pub text: &'a str,
+    pub prefix: bool,
+}
+
+impl PatternWire<'_> {
+    pub(super) fn validate(&self) -> Result<Pattern, DecodeError> {
+        if self.prefix {
+            Pattern::prefix(self.text).map_err(DecodeError::InvalidName)
+        } else {
+            validate_name(self.text).map(|n| Pattern::exact(&n))
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct SnapshotRequestWire<'a> {
+    pub request: u32,
+    pub max_pages: u8,
+    #[serde(borrow)]
+    pub after: Option<&'a str>,
+    #[serde(borrow)]
+    pub interest: heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct AckWire {
+    pub request: u32,
+    pub lease_ms: u32,
+    pub version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct RejectWire<'a> {
+    pub request: u32,
+    pub reason: u8,
+    pub environment: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct BeaconWire {
+    pub directory: LocationWire,
+    pub as_of: u64,
+    pub services: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct PageHeaderWire<'a> {
+    pub request: u32,
+    pub as_of: u64,
+    #[serde(borrow)]
+    pub after: Option<&'a str>,
+    // Last, so that a writer can set it once it knows whether the page is complete.
+    pub complete: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct AnnounceHeaderWire {
+    pub directory: LocationWire,
+    pub as_of: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct ServiceWire<'a> {
+    pub name: &'a str,
+    pub version: u64,
+    pub locations: LocationsWire,
+    pub metadata: &'a [u8],
+}
+
+impl<'a> ServiceWire<'a> {
+    pub(super) fn from_service(s: &'a Service) -> Self {
+        ServiceWire {
+            name: s.registration.name.as_str(),
+            version: s.version.0,
+            locations: locations_to_wire(&s.registration.locations),
+            metadata: s.registration.metadata.encoded(),
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<Service, DecodeError> {
+        Ok(Service {
+            registration: validate_registration(self.name, &self.locations, self.metadata)?,
+            version: Version(self.version),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) enum ChangeWire<'a> {
+    #[serde(borrow)]
+    Registered(ServiceWire<'a>),
+    Unregistered { name: &'a str, version: u64 },
+}

@@ -1,0 +1,39 @@
+//! The wire format: a fixed [`header`] followed by a `postcard` payload.
+//!
+//! Every datagram is one frame:
+//!
+//! ```text
+//! +--------+--------+---------+-------+---------+-------------+-----------------+
+//! | 'H' 'R'| version|  kind   | flags | env len | environment | payload         |
+//! | 2 bytes| 1 byte | 1 byte  | 1 byte| 1 byte  | 1..=16 bytes| postcard        |
+//! +--------+--------+---------+-------+---------+-------------+-----------------+
+//! ```
+//!
+//! Batched messages (announcements and pages) carry a fixed part, a one-byte item count
+//! and that many items. Decoding checks the whole frame (every item, and that no byte is
+//! left over) before it hands anything out, so a caller never acts on half a datagram.
+//! `docs/PROTOCOL.md` describes every message byte by byte.
+
+mod codec;
+mod error;
+pub mod header;
+mod items;
+pub mod message;
+
+pub use codec::{decode, encode, BatchWriter, Frame, Single};
+pub use error::{DecodeError, EncodeError};
+pub use header::{Header, Kind, MAGIC, PROTOCOL_VERSION};
+pub use items::{Item, Items};
+pub use message::{
+    Ack, AnnounceHeader, Beacon, Change, Message, PageHeader, RegisterRequest, Reject,
+    RejectReason, SnapshotRequest, UnregisterRequest,
+};
+
+/// Default largest datagram: fits one Ethernet frame (1500 bytes) under IPv6 and UDP
+/// headers with room to spare, so no IP fragmentation.
+pub const DEFAULT_MAX_DATAGRAM: usize = 1400;
+/// The smallest maximum datagram size a configuration may choose: every single message
+/// with the largest name, locations and metadata fits in it.
+pub const MIN_MAX_DATAGRAM: usize = 512;
+/// Largest datagram the codec accepts at all.
+pub const MAX_DATAGRAM: usize = 65_507;
