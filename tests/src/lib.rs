@@ -1,0 +1,1 @@
+//! herald-tests (being built).
