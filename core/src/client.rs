@@ -23,8 +23,8 @@ use crate::service::{Registration, Service, Version};
 use crate::table::{Named, Table};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest,
-    Reject, RejectReason, SnapshotRequest, UnregisterRequest,
+    self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest, Reject,
+    RejectReason, SnapshotRequest, UnregisterRequest,
 };
 use crate::Transmit;
 use core::net::SocketAddr;
@@ -409,13 +409,22 @@ impl<'a, const R: usize> Client<'a, R> {
         id
     }
 
+    /// The wait before the next attempt: doubling from the request timeout, but short
+    /// enough that several renewals fit in what is left of a lease.
     fn backoff(&self, attempts: u8) -> Duration {
-        self.config.request_timeout.mul(1 << attempts.min(3))
+        let doubled = self.config.request_timeout.mul(1 << attempts.min(3));
+        doubled
+            .min(self.config.lease.div(8))
+            .max(self.config.request_timeout)
     }
 
     /// Registers `registration` (or updates it, if this client already registered the
     /// name) and keeps it alive until [`Client::unregister`].
-    pub fn register(&mut self, now: Instant, registration: Registration) -> Result<(), ClientError> {
+    pub fn register(
+        &mut self,
+        now: Instant,
+        registration: Registration,
+    ) -> Result<(), ClientError> {
         self.observe(now);
         let request = self.request_id();
         let fresh = Own {
@@ -704,7 +713,9 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         match self.table.find(name) {
             Some(slot) => {
-                let Some(k) = self.table.get(slot) else { return };
+                let Some(k) = self.table.get(slot) else {
+                    return;
+                };
                 if service.version <= k.service.version {
                     self.stats.stale += 1;
                     return;
@@ -789,6 +800,8 @@ impl<'a, const R: usize> Client<'a, R> {
             let present = listed.peek().is_some_and(|n| n.as_str() == name);
             if !present && !k.removed && k.service.version <= header.as_of {
                 let version = header.as_of;
+                let name = k.service.registration.name.clone();
+                self.bury(name.as_str(), version);
                 self.update(slot, |k| {
                     k.removed = true;
                     k.service.version = version;
@@ -903,9 +916,7 @@ impl<'a, const R: usize> Client<'a, R> {
                     own.attempts = own.attempts.saturating_add(1);
                     if own.attempts >= max_attempts {
                         failed = true;
-                        if own.state == OwnState::Unregistering
-                            && self.switches + 1 >= rounds
-                        {
+                        if own.state == OwnState::Unregistering && self.switches + 1 >= rounds {
                             // Nobody answers: the lease will run out by itself.
                             own.state = OwnState::Done;
                             own.outcome = Some(ClientEvent::Released {
@@ -953,11 +964,7 @@ impl<'a, const R: usize> Client<'a, R> {
             .iter()
             .filter(|o| o.state != OwnState::Done && !o.send)
             .map(|o| o.deadline);
-        let snapshot = self
-            .snapshot
-            .iter()
-            .filter(|s| !s.send)
-            .map(|s| s.deadline);
+        let snapshot = self.snapshot.iter().filter(|s| !s.send).map(|s| s.deadline);
         let silence = self
             .current
             .filter(|_| self.listening())

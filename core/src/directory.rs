@@ -16,7 +16,7 @@ use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    self, Ack, Beacon, BatchWriter, DecodeError, Header, Message, PageHeader, RegisterRequest,
+    self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
     Reject, RejectReason, SnapshotRequest, UnregisterRequest,
 };
 use crate::Transmit;
@@ -136,9 +136,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::MaxDatagram => "the maximum datagram size must be 512 to 65507 bytes",
             ConfigError::ZeroInterval => "intervals and periods must be longer than zero",
             ConfigError::ZeroNotifications => "at least one unregister notification is needed",
-            ConfigError::LeaseBounds => {
-                "leases need 0 < minimum <= default <= maximum <= 49 days"
-            }
+            ConfigError::LeaseBounds => "leases need 0 < minimum <= default <= maximum <= 49 days",
             ConfigError::GroupNotMulticast => "the group address is not a multicast address",
         })
     }
@@ -322,7 +320,10 @@ impl<'a> Directory<'a> {
 
     /// Live services.
     pub fn live(&self) -> usize {
-        self.registry.iter().filter(|(_, e)| e.record.is_live()).count()
+        self.registry
+            .iter()
+            .filter(|(_, e)| e.record.is_live())
+            .count()
     }
 
     /// Entries held (live and departed).
@@ -460,7 +461,12 @@ impl<'a> Directory<'a> {
         };
         if frame.environment != self.config.environment {
             self.stats.wrong_environment += 1;
-            return self.reject(from, frame.environment, request, RejectReason::WrongEnvironment);
+            return self.reject(
+                from,
+                frame.environment,
+                request,
+                RejectReason::WrongEnvironment,
+            );
         }
         match frame.message {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
@@ -506,7 +512,9 @@ impl<'a> Directory<'a> {
         let name = r.registration.name.clone();
         let version = match self.registry.find(name.as_str()) {
             Some(slot) => {
-                let Some(e) = self.registry.get(slot) else { return };
+                let Some(e) = self.registry.get(slot) else {
+                    return;
+                };
                 let live = e.record.is_live();
                 if live && e.record.registrant != r.registrant {
                     return self.reject(from, env, r.request, RejectReason::NameHeld);
@@ -722,9 +730,10 @@ impl<'a> Directory<'a> {
     fn reap(&mut self) {
         let mut slot = 0;
         while self.finished > 0 && slot < self.registry.len() {
-            let done = self.registry.get(slot).is_some_and(|e| {
-                matches!(e.record.state, RecordState::Departed { remaining: 0 })
-            });
+            let done = self
+                .registry
+                .get(slot)
+                .is_some_and(|e| matches!(e.record.state, RecordState::Departed { remaining: 0 }));
             if done {
                 if !self.remove_slot(slot) {
                     return;
@@ -767,41 +776,42 @@ impl<'a> Directory<'a> {
     fn transmit_reply(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         loop {
             let reply = self.replies.pop_front()?;
-            let sent = match reply {
-                Reply::Ack(to, ack) => wire::encode(&self.config.environment, &ack, buf)
-                    .ok()
-                    .map(|len| Transmit {
-                        destination: to,
-                        len,
-                    }),
-                Reply::Reject(to, env, reject) => {
-                    wire::encode(&env, &reject, buf).ok().map(|len| Transmit {
-                        destination: to,
-                        len,
-                    })
-                }
-                Reply::Snapshot { to, mut request } => {
-                    let header = PageHeader {
-                        request: request.request,
-                        as_of: self.last_version,
-                        after: request.after.clone(),
-                        complete: false,
-                    };
-                    let written = self.write_page(&header, &request.interest, false, buf);
-                    written.map(|(len, last, complete)| {
-                        request.max_pages = request.max_pages.saturating_sub(1);
-                        if !complete && request.max_pages > 0 {
-                            request.after = last;
-                            // Put it back at the front: the next page goes out next.
-                            let _ = self.replies.push_front(Reply::Snapshot { to, request });
-                        }
-                        Transmit {
+            let sent =
+                match reply {
+                    Reply::Ack(to, ack) => wire::encode(&self.config.environment, &ack, buf)
+                        .ok()
+                        .map(|len| Transmit {
                             destination: to,
                             len,
-                        }
-                    })
-                }
-            };
+                        }),
+                    Reply::Reject(to, env, reject) => {
+                        wire::encode(&env, &reject, buf).ok().map(|len| Transmit {
+                            destination: to,
+                            len,
+                        })
+                    }
+                    Reply::Snapshot { to, mut request } => {
+                        let header = PageHeader {
+                            request: request.request,
+                            as_of: self.last_version,
+                            after: request.after.clone(),
+                            complete: false,
+                        };
+                        let written = self.write_page(&header, &request.interest, false, buf);
+                        written.map(|(len, last, complete)| {
+                            request.max_pages = request.max_pages.saturating_sub(1);
+                            if !complete && request.max_pages > 0 {
+                                request.after = last;
+                                // Put it back at the front: the next page goes out next.
+                                let _ = self.replies.push_front(Reply::Snapshot { to, request });
+                            }
+                            Transmit {
+                                destination: to,
+                                len,
+                            }
+                        })
+                    }
+                };
             if sent.is_some() {
                 return sent;
             }
@@ -825,7 +835,9 @@ impl<'a> Directory<'a> {
         let mut last = header.after.clone();
         let mut complete = true;
         while let Some(slot) = self.registry.slot_at_position(position) {
-            let Some(e) = self.registry.get(slot) else { break };
+            let Some(e) = self.registry.get(slot) else {
+                break;
+            };
             if e.record.is_live() && interest.matches(e.record.name().as_str()) {
                 if !writer.push(&e.record.service) {
                     complete = false;
@@ -941,7 +953,10 @@ impl<'a> Directory<'a> {
                 self.dirty -= 1;
                 let e = self.registry.get_mut(slot)?;
                 e.dirty = false;
-                return self.registry.get(slot).map(|e| DirectoryEvent::Stored(&e.record));
+                return self
+                    .registry
+                    .get(slot)
+                    .map(|e| DirectoryEvent::Stored(&e.record));
             }
         }
         self.dirty = 0;

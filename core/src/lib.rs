@@ -94,7 +94,9 @@ pub mod table;
 pub mod time;
 pub mod wire;
 
-pub use client::{Client, ClientConfig, ClientError, ClientEvent, ClientStats, ClientStorage, Discovered};
+pub use client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientStats, ClientStorage, Discovered,
+};
 pub use directory::{
     Directory, DirectoryConfig, DirectoryEvent, DirectoryStats, DirectoryStorage, REPLY_QUEUE,
 };

@@ -30,7 +30,9 @@ impl fmt::Display for LocationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             LocationError::PortZero => "port 0 is not reachable",
-            LocationError::Unspecified => "the unspecified address (0.0.0.0 or ::) is not reachable",
+            LocationError::Unspecified => {
+                "the unspecified address (0.0.0.0 or ::) is not reachable"
+            }
             LocationError::Multicast => "a multicast address cannot be a service location",
             LocationError::NoLocations => "at least one location is needed",
             LocationError::TooManyLocations => "too many locations (at most 4)",

@@ -38,12 +38,10 @@ impl fmt::Display for NameError {
             NameError::TooLong { max } => write!(f, "name is longer than {max} bytes"),
             NameError::NotUtf8 => f.write_str("name is not valid UTF-8"),
             NameError::ControlCharacter => f.write_str("name contains a control character"),
-            NameError::SurroundingWhitespace => {
-                f.write_str("name begins or ends with white space")
+            NameError::SurroundingWhitespace => f.write_str("name begins or ends with white space"),
+            NameError::InvalidEnvironmentCharacter => {
+                f.write_str("environment may only contain ASCII letters, digits, '-', '_' and '.'")
             }
-            NameError::InvalidEnvironmentCharacter => f.write_str(
-                "environment may only contain ASCII letters, digits, '-', '_' and '.'",
-            ),
         }
     }
 }
@@ -80,7 +78,8 @@ impl ServiceName {
         }
         let mut s = heapless::String::new();
         // Cannot fail: the length was checked above.
-        s.push_str(name).map_err(|_| NameError::TooLong { max: MAX_NAME_LEN })?;
+        s.push_str(name)
+            .map_err(|_| NameError::TooLong { max: MAX_NAME_LEN })?;
         Ok(ServiceName(s))
     }
 

@@ -37,7 +37,10 @@ impl<'a, T: Named> Table<'a, T> {
 
     /// How many entries the table can hold.
     pub fn capacity(&self) -> usize {
-        self.slots.len().min(self.index.len()).min(u32::MAX as usize)
+        self.slots
+            .len()
+            .min(self.index.len())
+            .min(u32::MAX as usize)
     }
 
     /// How many entries it holds.

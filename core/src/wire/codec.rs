@@ -317,7 +317,11 @@ impl<'b> BatchWriter<'b> {
         sync: bool,
         buf: &'b mut [u8],
     ) -> Result<Self, EncodeError> {
-        let kind = if sync { Kind::SyncPage } else { Kind::SnapshotPage };
+        let kind = if sync {
+            Kind::SyncPage
+        } else {
+            Kind::SnapshotPage
+        };
         Self::start(kind, environment, buf, |b| {
             ser(
                 &PageHeaderWire {

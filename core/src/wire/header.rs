@@ -97,8 +97,7 @@ impl Header {
         let env = bytes
             .get(FIXED_LEN..FIXED_LEN + env_len)
             .ok_or(DecodeError::Truncated)?;
-        let environment =
-            Environment::from_bytes(env).map_err(DecodeError::InvalidEnvironment)?;
+        let environment = Environment::from_bytes(env).map_err(DecodeError::InvalidEnvironment)?;
         Ok((Header { kind, environment }, &bytes[FIXED_LEN + env_len..]))
     }
 
@@ -109,7 +108,11 @@ impl Header {
     }
 
     /// Writes the header into `buf`; returns its length.
-    pub fn emit(kind: Kind, environment: &Environment, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn emit(
+        kind: Kind,
+        environment: &Environment,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
         let env = environment.as_str().as_bytes();
         let len = FIXED_LEN + env.len();
         let out = buf.get_mut(..len).ok_or(EncodeError::BufferTooSmall)?;

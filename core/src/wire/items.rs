@@ -51,7 +51,9 @@ impl Item for Change {
 
     fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         match self {
-            Change::Registered(s) => ser(&ChangeWire::Registered(ServiceWire::from_service(s)), buf),
+            Change::Registered(s) => {
+                ser(&ChangeWire::Registered(ServiceWire::from_service(s)), buf)
+            }
             Change::Unregistered { name, version } => ser(
                 &ChangeWire::Unregistered {
                     name: name.as_str(),

@@ -430,5 +430,8 @@ impl<'a> ServiceWire<'a> {
 pub(super) enum ChangeWire<'a> {
     #[serde(borrow)]
     Registered(ServiceWire<'a>),
-    Unregistered { name: &'a str, version: u64 },
+    Unregistered {
+        name: &'a str,
+        version: u64,
+    },
 }

@@ -1,0 +1,407 @@
+//! A deterministic simulated network that drives one directory and several clients
+//! through the core alone: seeded loss, duplication, reordering and delay.
+
+#![allow(dead_code)]
+
+use herald_core::wire::{decode, Change, Message};
+use herald_core::*;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// A small seeded PRNG (xorshift64*), so runs are reproducible without dependencies.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+/// How the simulated links misbehave.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Each datagram is delayed by 0..max_delay, which also reorders them.
+    pub max_delay: Duration,
+}
+
+impl Faults {
+    pub fn none() -> Self {
+        Faults {
+            loss: 0.0,
+            duplicate: 0.0,
+            max_delay: Duration::from_micros(200),
+        }
+    }
+    pub fn lossy(loss: f64) -> Self {
+        Faults {
+            loss,
+            duplicate: 0.05,
+            max_delay: Duration::from_millis(20),
+        }
+    }
+}
+
+pub fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+pub fn group() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371)
+}
+
+pub fn directory_location() -> Location {
+    Location::new(ip(1), 37399).unwrap()
+}
+
+pub fn service(name: &str, port: u16) -> Registration {
+    Registration::new(
+        ServiceName::new(name).unwrap(),
+        &[Location::new(ip(200), port).unwrap()],
+    )
+    .unwrap()
+}
+
+/// What a listener has been told, checked as events arrive.
+#[derive(Default, Debug)]
+pub struct View {
+    pub services: BTreeMap<String, Service>,
+    pub discovered: HashMap<String, usize>,
+    pub unregistered: HashMap<String, usize>,
+    pub changed: HashMap<String, usize>,
+    pub violations: Vec<String>,
+}
+
+impl View {
+    fn apply(&mut self, event: &ClientEvent) {
+        match event {
+            ClientEvent::Discovered(s) => {
+                let name = s.name().to_string();
+                *self.discovered.entry(name.clone()).or_default() += 1;
+                if self.services.insert(name.clone(), s.clone()).is_some() {
+                    self.violations.push(format!("discovered {name} twice"));
+                }
+            }
+            ClientEvent::Changed(s) => {
+                let name = s.name().to_string();
+                *self.changed.entry(name.clone()).or_default() += 1;
+                match self.services.insert(name.clone(), s.clone()) {
+                    None => self
+                        .violations
+                        .push(format!("changed {name} before discovery")),
+                    Some(old) if old.registration.same_content(&s.registration) => self
+                        .violations
+                        .push(format!("changed {name} without a change")),
+                    Some(_) => {}
+                }
+            }
+            ClientEvent::Unregistered(s) => {
+                let name = s.name().to_string();
+                *self.unregistered.entry(name.clone()).or_default() += 1;
+                if self.services.remove(&name).is_none() {
+                    self.violations
+                        .push(format!("unregistered {name} that was not known"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub struct Node {
+    pub addr: SocketAddr,
+    pub client: Client<'static, 8>,
+    pub view: View,
+    pub events: Vec<ClientEvent>,
+    /// A crashed node neither sends nor receives.
+    pub crashed: bool,
+    /// A partitioned node loses everything to and from it.
+    pub partitioned: bool,
+    pub listening: bool,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub rng: Rng,
+    pub faults: Faults,
+    pub directory: Directory<'static>,
+    pub directory_down: bool,
+    pub nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    /// Unregistered notifications the directory sent, per (name, version).
+    pub notifications: HashMap<(String, u64), usize>,
+    pub config: DirectoryConfig,
+    /// The lease clients ask for.
+    pub client_lease: Duration,
+}
+
+fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+    Vec::leak(vec![value; n])
+}
+
+impl Sim {
+    pub fn new(seed: u64, faults: Faults, capacity: usize) -> Self {
+        let mut config = DirectoryConfig::new(directory_location(), group());
+        config.default_lease = Duration::from_secs(3);
+        config.min_lease = Duration::from_millis(500);
+        config.sweep_period = Duration::from_secs(2);
+        config.version_floor = Version(1_000);
+        Self::with_config(seed, faults, capacity, config)
+    }
+
+    pub fn with_config(
+        seed: u64,
+        faults: Faults,
+        capacity: usize,
+        config: DirectoryConfig,
+    ) -> Self {
+        let directory =
+            Directory::new(config.clone(), leak(None, capacity), leak(0u32, capacity)).unwrap();
+        Sim {
+            now: Instant::from_millis(1),
+            rng: Rng::new(seed),
+            faults,
+            directory,
+            directory_down: false,
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            notifications: HashMap::new(),
+            config,
+            client_lease: Duration::from_secs(3),
+        }
+    }
+
+    /// Adds a client; `interest` makes it a listener. Returns its index.
+    pub fn add_client(&mut self, interest: Option<Interest>, table: usize) -> usize {
+        let i = self.nodes.len();
+        let mut config = ClientConfig::new(0x1000 + i as u64);
+        config.directories.push(directory_location()).unwrap();
+        config.lease = self.client_lease;
+        config.directory_timeout = Duration::from_secs(5);
+        let listening = interest.is_some();
+        config.interest = interest;
+        let client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
+        self.nodes.push(Node {
+            addr: SocketAddr::new(ip(10 + i as u8), 40000),
+            client,
+            view: View::default(),
+            events: Vec::new(),
+            crashed: false,
+            partitioned: false,
+            listening,
+        });
+        if listening {
+            let now = self.now;
+            self.nodes[i].client.request_snapshot(now);
+        }
+        i
+    }
+
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let copies = if self.rng.chance(self.faults.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if self.rng.chance(self.faults.loss) {
+                continue;
+            }
+            let delay = self.rng.below(self.faults.max_delay.as_micros().max(1));
+            self.seq += 1;
+            self.queue.push(Reverse(InFlight {
+                at: self.now + Duration::from_micros(delay),
+                seq: self.seq,
+                from,
+                to,
+                bytes: bytes.to_vec(),
+            }));
+        }
+    }
+
+    fn count_notifications(&mut self, bytes: &[u8]) {
+        if let Ok(frame) = decode(bytes) {
+            if let Message::Announce(_, items) = frame.message {
+                for change in items {
+                    if let Change::Unregistered { name, version } = change {
+                        *self
+                            .notifications
+                            .entry((name.to_string(), version.0))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets every machine send what it wants to send now.
+    fn flush(&mut self) {
+        let mut buf = [0u8; 1400];
+        if !self.directory_down {
+            let dir = directory_location().socket_addr();
+            while let Some(t) = self.directory.poll_transmit(self.now, &mut buf) {
+                assert!(t.len <= self.config.max_datagram);
+                let bytes = buf[..t.len].to_vec();
+                if t.destination == group() {
+                    self.count_notifications(&bytes);
+                    for i in 0..self.nodes.len() {
+                        let to = self.nodes[i].addr;
+                        if self.nodes[i].listening {
+                            self.send(dir, to, &bytes);
+                        }
+                    }
+                } else {
+                    self.send(dir, t.destination, &bytes);
+                }
+            }
+            while self.directory.poll_event().is_some() {}
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].crashed {
+                continue;
+            }
+            while let Some(t) = self.nodes[i].client.poll_transmit(self.now, &mut buf) {
+                let from = self.nodes[i].addr;
+                let bytes = buf[..t.len].to_vec();
+                self.send(from, t.destination, &bytes);
+            }
+            self.drain_events(i);
+        }
+    }
+
+    pub fn drain_events(&mut self, i: usize) {
+        while let Some(e) = self.nodes[i].client.poll_event() {
+            if let Ok(trace) = std::env::var("SIM_TRACE") {
+                if format!("{e:?}").contains(&trace) {
+                    eprintln!("{} node {i}: {e:?}", self.now);
+                }
+            }
+            self.nodes[i].view.apply(&e);
+            self.nodes[i].events.push(e);
+        }
+    }
+
+    fn deliver(&mut self, p: InFlight) {
+        let dir = directory_location().socket_addr();
+        if p.to == dir {
+            if !self.directory_down {
+                let sender = self.nodes.iter().find(|n| n.addr == p.from);
+                if sender.is_some_and(|n| n.partitioned) {
+                    return;
+                }
+                self.directory.handle_datagram(self.now, p.from, &p.bytes);
+            }
+            return;
+        }
+        if let Some(i) = self.nodes.iter().position(|n| n.addr == p.to) {
+            let node = &mut self.nodes[i];
+            if node.crashed || node.partitioned {
+                return;
+            }
+            node.client.handle_datagram(self.now, p.from, &p.bytes);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t = self.queue.peek().map(|Reverse(p)| p.at);
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                t = Some(t.map_or(d, |t: Instant| t.min(d)));
+            }
+        };
+        if !self.directory_down {
+            consider(self.directory.poll_timeout());
+        }
+        for n in &self.nodes {
+            if !n.crashed {
+                consider(n.client.poll_timeout());
+            }
+        }
+        t
+    }
+
+    /// Runs the network for `span` of simulated time.
+    pub fn run(&mut self, span: Duration) {
+        let end = self.now + span;
+        let mut steps = 0u64;
+        self.flush();
+        loop {
+            steps += 1;
+            assert!(steps < 50_000_000, "simulation does not settle");
+            let next = self.next_deadline().unwrap_or(end).max(self.now);
+            if next > end {
+                self.now = end;
+                break;
+            }
+            self.now = next;
+            while let Some(Reverse(p)) = self.queue.peek() {
+                if p.at > self.now {
+                    break;
+                }
+                let Reverse(p) = self.queue.pop().unwrap();
+                self.deliver(p);
+            }
+            if !self.directory_down {
+                self.directory.handle_timeout(self.now);
+            }
+            for n in self.nodes.iter_mut().filter(|n| !n.crashed) {
+                n.client.handle_timeout(self.now);
+            }
+            self.flush();
+        }
+    }
+
+    pub fn register(&mut self, node: usize, registration: Registration) {
+        let now = self.now;
+        self.nodes[node].client.register(now, registration).unwrap();
+        self.flush();
+    }
+
+    pub fn unregister(&mut self, node: usize, name: &str) {
+        let now = self.now;
+        let name = ServiceName::new(name).unwrap();
+        self.nodes[node].client.unregister(now, &name).unwrap();
+        self.flush();
+    }
+
+    /// The directory's live registry as name → service.
+    pub fn live(&self) -> BTreeMap<String, Service> {
+        self.directory
+            .records()
+            .filter(|r| r.is_live())
+            .map(|r| (r.name().to_string(), r.service.clone()))
+            .collect()
+    }
+}
