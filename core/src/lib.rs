@@ -81,6 +81,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary;
 pub mod client;
 pub mod directory;
 pub mod interest;

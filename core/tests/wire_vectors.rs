@@ -1,0 +1,283 @@
+//! Test vectors: one frame per message kind, built from known values, encoded, and
+//! compared byte for byte with the hex in `docs/PROTOCOL.md`. Decoding the hex must give
+//! the same message back. Run with `HERALD_PRINT_VECTORS=1` to print the vectors.
+
+use herald_core::wire::{self, BatchWriter, Change, Frame, Message};
+use herald_core::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+const PROTOCOL: &str = include_str!("../../docs/PROTOCOL.md");
+
+fn env() -> Environment {
+    Environment::new("prod").unwrap()
+}
+
+fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> Location {
+    Location::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port).unwrap()
+}
+
+fn registration() -> Registration {
+    let v6 = Location::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 8443).unwrap();
+    let mut meta = Metadata::new();
+    meta.insert("v", "2").unwrap();
+    Registration::new(
+        ServiceName::new("billing").unwrap(),
+        &[v4(127, 0, 0, 1, 8080), v6],
+    )
+    .unwrap()
+    .with_metadata(meta)
+}
+
+fn directory() -> Location {
+    v4(127, 0, 0, 1, 37399)
+}
+
+fn single<M: wire::Single>(m: &M) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&env(), m, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Every vector: (name in PROTOCOL.md, bytes).
+fn vectors() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    out.push((
+        "register",
+        single(&wire::RegisterRequest {
+            request: 1,
+            registrant: 0x2a,
+            lease: Duration::from_secs(15),
+            registration: registration(),
+        }),
+    ));
+    out.push((
+        "unregister",
+        single(&wire::UnregisterRequest {
+            request: 2,
+            registrant: 0x2a,
+            name: ServiceName::new("billing").unwrap(),
+        }),
+    ));
+    out.push((
+        "snapshot-request",
+        single(&wire::SnapshotRequest {
+            request: 3,
+            max_pages: 16,
+            after: None,
+            interest: Interest::parse_all(["bill*"]).unwrap(),
+        }),
+    ));
+    out.push((
+        "ack",
+        single(&wire::Ack {
+            request: 1,
+            lease: Duration::from_secs(15),
+            version: Version(1000),
+        }),
+    ));
+    out.push((
+        "reject",
+        single(&wire::Reject {
+            request: 1,
+            reason: RejectReason::WrongEnvironment,
+            directory_environment: Environment::new("dev").unwrap(),
+        }),
+    ));
+    let service = Service {
+        registration: registration(),
+        version: Version(1000),
+    };
+    let mut buf = [0u8; 1400];
+    let page = wire::PageHeader {
+        request: 3,
+        as_of: Version(1001),
+        after: None,
+        complete: false,
+    };
+    let mut w = BatchWriter::page(&env(), &page, false, &mut buf).unwrap();
+    assert!(w.push(&service));
+    w.set_complete(true);
+    let n = w.len();
+    out.push(("snapshot-page", buf[..n].to_vec()));
+    let sync = wire::PageHeader { request: 0, ..page };
+    let mut w = BatchWriter::page(&env(), &sync, true, &mut buf).unwrap();
+    w.set_complete(true);
+    let n = w.len();
+    out.push(("sync-page", buf[..n].to_vec()));
+    let header = wire::AnnounceHeader {
+        directory: directory(),
+        as_of: Version(1001),
+    };
+    let mut w = BatchWriter::announce(&env(), &header, &mut buf).unwrap();
+    assert!(w.push(&Change::Registered(service.clone())));
+    assert!(w.push(&Change::Unregistered {
+        name: ServiceName::new("cache").unwrap(),
+        version: Version(1001),
+    }));
+    let n = w.len();
+    out.push(("announce", buf[..n].to_vec()));
+    out.push((
+        "beacon",
+        single(&wire::Beacon {
+            directory: directory(),
+            as_of: Version(1001),
+            services: 1,
+        }),
+    ));
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The hex of the fenced block that follows `<!-- vector: NAME -->` in PROTOCOL.md.
+fn documented(name: &str) -> Vec<u8> {
+    let marker = format!("<!-- vector: {name} -->");
+    let start = PROTOCOL
+        .find(&marker)
+        .unwrap_or_else(|| panic!("PROTOCOL.md has no vector {name}"));
+    let rest = &PROTOCOL[start + marker.len()..];
+    let open = rest.find("```").unwrap() + 3;
+    let body = &rest[open..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    let close = body.find("```").unwrap();
+    body[..close]
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn documented_vectors_match_the_encoder() {
+    let print = std::env::var_os("HERALD_PRINT_VECTORS").is_some();
+    for (name, bytes) in vectors() {
+        if print {
+            println!("<!-- vector: {name} -->\n```text\n{}\n```\n", hex(&bytes));
+            continue;
+        }
+        assert_eq!(hex(&documented(name)), hex(&bytes), "vector {name}");
+    }
+}
+
+#[test]
+fn documented_vectors_decode_to_their_messages() {
+    for (name, _) in vectors() {
+        let bytes = documented(name);
+        let Frame {
+            environment,
+            message,
+        } = wire::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(environment, env());
+        match (name, message) {
+            ("register", Message::Register(r)) => {
+                assert_eq!(r.registration, registration());
+                assert_eq!(r.lease, Duration::from_secs(15));
+                assert_eq!(r.registrant, 0x2a);
+            }
+            ("unregister", Message::Unregister(u)) => assert_eq!(u.name.as_str(), "billing"),
+            ("snapshot-request", Message::SnapshotRequest(s)) => {
+                assert_eq!(s.max_pages, 16);
+                assert!(s.interest.matches("billing") && !s.interest.matches("cache"));
+            }
+            ("ack", Message::Ack(a)) => assert_eq!(a.version, Version(1000)),
+            ("reject", Message::Reject(r)) => {
+                assert_eq!(r.reason, RejectReason::WrongEnvironment);
+                assert_eq!(r.directory_environment.as_str(), "dev");
+            }
+            ("snapshot-page", Message::SnapshotPage(h, items)) => {
+                assert!(h.complete);
+                let services: Vec<Service> = items.collect();
+                assert_eq!(services.len(), 1);
+                assert_eq!(services[0].registration, registration());
+            }
+            ("sync-page", Message::SyncPage(h, items)) => {
+                assert!(h.complete && h.request == 0);
+                assert_eq!(items.count(), 0);
+            }
+            ("announce", Message::Announce(h, items)) => {
+                assert_eq!(h.directory, directory());
+                let changes: Vec<Change> = items.collect();
+                assert_eq!(changes.len(), 2);
+                assert!(
+                    matches!(&changes[1], Change::Unregistered { name, .. } if name.as_str() == "cache")
+                );
+            }
+            ("beacon", Message::Beacon(b)) => {
+                assert_eq!(b.directory, directory());
+                assert_eq!(b.services, 1);
+            }
+            (name, other) => panic!("{name} decoded as {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_truncation_and_extension_is_refused() {
+    for (name, bytes) in vectors() {
+        for cut in 0..bytes.len() {
+            assert!(wire::decode(&bytes[..cut]).is_err(), "{name} cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            wire::decode(&longer).is_err(),
+            "{name} with a trailing byte"
+        );
+    }
+}
+
+#[test]
+fn header_errors_are_precise() {
+    let (_, good) = vectors().remove(0);
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert_eq!(wire::decode(&b).unwrap_err(), DecodeError::BadMagic);
+    let mut b = good.clone();
+    b[2] = 2;
+    assert_eq!(
+        wire::decode(&b).unwrap_err(),
+        DecodeError::UnsupportedVersion(2)
+    );
+    let mut b = good.clone();
+    b[3] = 0x7f;
+    assert_eq!(
+        wire::decode(&b).unwrap_err(),
+        DecodeError::UnknownKind(0x7f)
+    );
+    let mut b = good.clone();
+    b[4] = 1;
+    assert_eq!(wire::decode(&b).unwrap_err(), DecodeError::UnknownFlags(1));
+    let mut b = good;
+    b[6] = b' ';
+    assert!(matches!(
+        wire::decode(&b).unwrap_err(),
+        DecodeError::InvalidEnvironment(_)
+    ));
+}
+
+#[test]
+fn a_foreign_version_request_gets_a_readable_rejection() {
+    let (_, mut bytes) = vectors().remove(0);
+    bytes[2] = 9;
+    let mut storage = herald_core::directory::DirectoryStorage::<4>::new();
+    let (slots, index) = storage.parts();
+    let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+    let mut config = DirectoryConfig::new(directory(), group);
+    config.environment = env();
+    let mut d = Directory::new(config, slots, index).unwrap();
+    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
+    d.handle_datagram(Instant::ZERO, from, &bytes);
+    let mut buf = [0u8; 1400];
+    let t = d.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+    assert_eq!(t.destination, from);
+    match wire::decode(&buf[..t.len]).unwrap().message {
+        Message::Reject(r) => assert_eq!(r.reason, RejectReason::UnsupportedVersion),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.stats().malformed, 1);
+}
