@@ -40,49 +40,50 @@ fn single<M: wire::Single>(m: &M) -> Vec<u8> {
 
 /// Every vector: (name in PROTOCOL.md, bytes).
 fn vectors() -> Vec<(&'static str, Vec<u8>)> {
-    let mut out = Vec::new();
-    out.push((
-        "register",
-        single(&wire::RegisterRequest {
-            request: 1,
-            registrant: 0x2a,
-            lease: Duration::from_secs(15),
-            registration: registration(),
-        }),
-    ));
-    out.push((
-        "unregister",
-        single(&wire::UnregisterRequest {
-            request: 2,
-            registrant: 0x2a,
-            name: ServiceName::new("billing").unwrap(),
-        }),
-    ));
-    out.push((
-        "snapshot-request",
-        single(&wire::SnapshotRequest {
-            request: 3,
-            max_pages: 16,
-            after: None,
-            interest: Interest::parse_all(["bill*"]).unwrap(),
-        }),
-    ));
-    out.push((
-        "ack",
-        single(&wire::Ack {
-            request: 1,
-            lease: Duration::from_secs(15),
-            version: Version(1000),
-        }),
-    ));
-    out.push((
-        "reject",
-        single(&wire::Reject {
-            request: 1,
-            reason: RejectReason::WrongEnvironment,
-            directory_environment: Environment::new("dev").unwrap(),
-        }),
-    ));
+    let mut out = vec![
+        (
+            "register",
+            single(&wire::RegisterRequest {
+                request: 1,
+                registrant: 0x2a,
+                lease: Duration::from_secs(15),
+                registration: registration(),
+            }),
+        ),
+        (
+            "unregister",
+            single(&wire::UnregisterRequest {
+                request: 2,
+                registrant: 0x2a,
+                name: ServiceName::new("billing").unwrap(),
+            }),
+        ),
+        (
+            "snapshot-request",
+            single(&wire::SnapshotRequest {
+                request: 3,
+                max_pages: 16,
+                after: None,
+                interest: Interest::parse_all(["bill*"]).unwrap(),
+            }),
+        ),
+        (
+            "ack",
+            single(&wire::Ack {
+                request: 1,
+                lease: Duration::from_secs(15),
+                version: Version(1000),
+            }),
+        ),
+        (
+            "reject",
+            single(&wire::Reject {
+                request: 1,
+                reason: RejectReason::WrongEnvironment,
+                directory_environment: Environment::new("dev").unwrap(),
+            }),
+        ),
+    ];
     let service = Service {
         registration: registration(),
         version: Version(1000),
