@@ -54,9 +54,11 @@ pub struct DirectoryConfig {
     pub beacon_interval: Duration,
     /// Time for one anti-entropy sweep of the whole registry (default 10 s).
     pub sweep_period: Duration,
-    /// Versions start above this (a shell passes the wall clock in microseconds since
-    /// the Unix epoch, and the last version it stored), so versions keep growing across
-    /// restarts and directories.
+    /// The version clock at the first `now` the directory sees. A shell passes the wall
+    /// clock in microseconds since the Unix epoch (or the last version it stored, if that
+    /// is larger). Versions then follow that clock as time passes (and always grow by at
+    /// least one per change), so they stay ordered across restarts and across
+    /// directories whose clocks agree, like Zebus's timestamps.
     pub version_floor: Version,
 }
 
@@ -244,6 +246,8 @@ pub struct Directory<'a> {
     removals: heapless::Deque<ServiceName, REMOVALS>,
     last_version: Version,
     now: Instant,
+    /// The first `now` seen: `version_floor` is the version clock at that instant.
+    epoch: Option<Instant>,
     /// Entries with something to announce.
     pending: usize,
     /// Entries whose stored form changed.
@@ -287,6 +291,7 @@ impl<'a> Directory<'a> {
             removals: heapless::Deque::new(),
             last_version,
             now: Instant::ZERO,
+            epoch: None,
             pending: 0,
             dirty: 0,
             dirty_cursor: 0,
@@ -399,10 +404,18 @@ impl<'a> Directory<'a> {
         if now > self.now {
             self.now = now;
         }
+        if self.epoch.is_none() {
+            self.epoch = Some(now);
+        }
     }
 
+    /// A version larger than any before, following the version clock.
     fn next_version(&mut self) -> Version {
-        self.last_version = Version(self.last_version.0.saturating_add(1));
+        let elapsed = self
+            .epoch
+            .map_or(0, |e| self.now.saturating_since(e).as_micros());
+        let clock = self.config.version_floor.0.saturating_add(elapsed);
+        self.last_version = Version(self.last_version.0.saturating_add(1).max(clock));
         self.last_version
     }
 

@@ -322,3 +322,21 @@ fn a_name_held_by_another_registrant_is_refused() {
     sim.run(Duration::from_millis(200));
     assert_eq!(sim.live()["shared"].registration.locations[0].port(), 2);
 }
+
+#[test]
+fn versions_follow_the_version_clock_and_always_grow() {
+    let mut config = DirectoryConfig::new(directory_location(), group());
+    config.version_floor = Version(1_700_000_000_000_000);
+    let mut sim = Sim::with_config(2, Faults::none(), 8, config);
+    let r = sim.add_client(None, 1);
+    sim.register(r, service("a", 1));
+    sim.run(Duration::from_millis(10));
+    let first = sim.live()["a"].version;
+    assert!(first.0 >= 1_700_000_000_000_000);
+    sim.run(Duration::from_secs(2));
+    sim.register(r, service("a", 2));
+    sim.run(Duration::from_millis(10));
+    let second = sim.live()["a"].version;
+    // Two seconds of version clock later, not just one more.
+    assert!(second.0 - first.0 >= 2_000_000, "{first} then {second}");
+}
