@@ -641,12 +641,12 @@ impl<'a> Directory<'a> {
 
     fn handle_unregister(&mut self, from: SocketAddr, env: Environment, u: UnregisterRequest) {
         let found = self.registry.find(u.name.as_str());
-        let (slot, version) = match found.and_then(|s| self.registry.get(s).map(|e| (s, e))) {
+        let slot = match found.and_then(|s| self.registry.get(s).map(|e| (s, e))) {
             Some((slot, e)) if e.record.is_live() => {
                 if e.record.registrant != u.registrant {
                     return self.reject(from, env, u.request, RejectReason::NameHeld);
                 }
-                (slot, e.record.service.version)
+                slot
             }
             // Already gone: unregistering is idempotent.
             Some((_, e)) => {
@@ -666,7 +666,6 @@ impl<'a> Directory<'a> {
                 return self.reply(Reply::Ack(from, ack));
             }
         };
-        let _ = version;
         self.stats.unregisters += 1;
         let version = self.depart(slot);
         let ack = Ack {
@@ -693,18 +692,8 @@ impl<'a> Directory<'a> {
             self.expire(now);
         }
         if self.next_tick.is_some_and(|t| t <= now) {
-            let before = self
-                .registry
-                .iter()
-                .filter(|(_, e)| notify::is_pending(e))
-                .count();
-            let any = notify::tick(&mut self.registry);
-            let after = self
-                .registry
-                .iter()
-                .filter(|(_, e)| notify::is_pending(e))
-                .count();
-            self.pending += after - before;
+            let (newly_due, any) = notify::tick(&mut self.registry);
+            self.pending += newly_due;
             self.next_tick = any.then(|| now + self.config.interval);
         }
         if self.next_beacon <= now {

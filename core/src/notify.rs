@@ -31,18 +31,22 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
 }
 
 /// Makes the next notification due for every departed entry that still has some.
-/// Returns true when any departed entry still has notifications to send.
-pub(crate) fn tick(registry: &mut Registry<'_>) -> bool {
-    let mut any = false;
+/// Returns how many entries became due, and whether any departed entry still has
+/// notifications to send.
+pub(crate) fn tick(registry: &mut Registry<'_>) -> (usize, bool) {
+    let (mut newly_due, mut any) = (0, false);
     for (_, e) in registry.iter_mut() {
         if let RecordState::Departed { remaining } = e.record.state {
             if remaining > 0 {
-                e.due = true;
+                if !e.due {
+                    e.due = true;
+                    newly_due += 1;
+                }
                 any = true;
             }
         }
     }
-    any
+    (newly_due, any)
 }
 
 /// What one announcement datagram carried.
