@@ -20,7 +20,7 @@ use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
 use crate::service::{Registration, Service, Version};
-use crate::table::{Named, Table};
+use crate::table::{Named, Table, TableStorage};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest, Reject,
@@ -210,31 +210,7 @@ impl Named for Known {
 pub type Discovered = Option<Known>;
 
 /// Storage for a client that discovers up to `N` services, for places without a heap.
-pub struct ClientStorage<const N: usize> {
-    slots: [Discovered; N],
-    index: [u32; N],
-}
-
-impl<const N: usize> ClientStorage<N> {
-    /// Empty storage.
-    pub const fn new() -> Self {
-        ClientStorage {
-            slots: [const { None }; N],
-            index: [0; N],
-        }
-    }
-
-    /// The two parts [`Client::new`] takes.
-    pub fn parts(&mut self) -> (&mut [Discovered], &mut [u32]) {
-        (&mut self.slots, &mut self.index)
-    }
-}
-
-impl<const N: usize> Default for ClientStorage<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub type ClientStorage<const N: usize> = TableStorage<Known, N>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OwnState {

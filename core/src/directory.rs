@@ -12,6 +12,7 @@ use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
 use crate::notify;
+use crate::table::TableStorage;
 use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::time::{Duration, Instant};
@@ -212,31 +213,7 @@ enum Reply {
 }
 
 /// Storage for a directory of `N` services, for places without a heap.
-pub struct DirectoryStorage<const N: usize> {
-    slots: [Slot; N],
-    index: [u32; N],
-}
-
-impl<const N: usize> DirectoryStorage<N> {
-    /// Empty storage.
-    pub const fn new() -> Self {
-        DirectoryStorage {
-            slots: [const { None }; N],
-            index: [0; N],
-        }
-    }
-
-    /// The two parts [`Directory::new`] takes.
-    pub fn parts(&mut self) -> (&mut [Slot], &mut [u32]) {
-        (&mut self.slots, &mut self.index)
-    }
-}
-
-impl<const N: usize> Default for DirectoryStorage<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub type DirectoryStorage<const N: usize> = TableStorage<Entry, N>;
 
 /// The directory state machine.
 pub struct Directory<'a> {

@@ -82,37 +82,6 @@ impl ServiceName {
             .map_err(|_| NameError::TooLong { max: MAX_NAME_LEN })?;
         Ok(ServiceName(s))
     }
-
-    /// Validates raw bytes (as read from the wire) and makes a service name of them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
-        core::str::from_utf8(bytes)
-            .map_err(|_| NameError::NotUtf8)
-            .and_then(Self::new)
-    }
-
-    /// The name as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for ServiceName {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<Self, NameError> {
-        Self::new(s)
-    }
-}
-
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
 }
 
 /// The environment a frame belongs to (`default`, `prod`, `dev`, …): 1 to 16 ASCII
@@ -149,18 +118,6 @@ impl Environment {
         })?;
         Ok(Environment(s))
     }
-
-    /// Validates raw bytes (as read from the wire) and makes an environment of them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
-        core::str::from_utf8(bytes)
-            .map_err(|_| NameError::NotUtf8)
-            .and_then(Self::new)
-    }
-
-    /// The environment as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl Default for Environment {
@@ -169,24 +126,47 @@ impl Default for Environment {
     }
 }
 
-impl FromStr for Environment {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<Self, NameError> {
-        Self::new(s)
-    }
+/// The parts two validated string types share: parsing from wire bytes, `as_str`,
+/// `FromStr`, `Display` and `Debug`.
+macro_rules! validated_string {
+    ($t:ident) => {
+        impl $t {
+            /// Validates raw bytes (as read from the wire) and makes a value of them.
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
+                core::str::from_utf8(bytes)
+                    .map_err(|_| NameError::NotUtf8)
+                    .and_then(Self::new)
+            }
+
+            /// The value as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                Self::new(s)
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+    };
 }
 
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
+validated_string!(ServiceName);
+validated_string!(Environment);
 
 #[cfg(test)]
 mod tests {

@@ -179,6 +179,33 @@ impl<'a, T: Named> Table<'a, T> {
     }
 }
 
+/// Fixed storage for a table of `N` entries, for places without a heap.
+pub struct TableStorage<T, const N: usize> {
+    slots: [Option<T>; N],
+    index: [u32; N],
+}
+
+impl<T, const N: usize> TableStorage<T, N> {
+    /// Empty storage.
+    pub const fn new() -> Self {
+        TableStorage {
+            slots: [const { None }; N],
+            index: [0; N],
+        }
+    }
+
+    /// The two parts a state machine takes: the slots and the index.
+    pub fn parts(&mut self) -> (&mut [Option<T>], &mut [u32]) {
+        (&mut self.slots, &mut self.index)
+    }
+}
+
+impl<T, const N: usize> Default for TableStorage<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,7 +147,8 @@ pub trait Single {
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError>;
 }
 
-fn ser<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+/// Serializes `value` at the front of `buf`; returns its length.
+pub(super) fn ser<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
     postcard::to_slice(value, buf)
         .map(|out| out.len())
         .map_err(|_| EncodeError::BufferTooSmall)

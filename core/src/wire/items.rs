@@ -1,5 +1,6 @@
 //! The batched part of announcements and pages: a one-byte count and that many items.
 
+use super::codec::ser;
 use super::error::{DecodeError, EncodeError};
 use super::message::{ChangeWire, ServiceWire};
 use crate::service::{Service, Version};
@@ -15,12 +16,6 @@ pub trait Item: Sized {
     fn decode(bytes: &[u8]) -> Result<(Self, &[u8]), DecodeError>;
     /// Encodes the item at the front of `buf`; returns its length.
     fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError>;
-}
-
-fn ser<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    postcard::to_slice(value, buf)
-        .map(|out| out.len())
-        .map_err(|_| EncodeError::BufferTooSmall)
 }
 
 impl Item for Service {
