@@ -150,8 +150,8 @@ fn unregister_notifications_are_sent_exactly_n_times() {
             );
         }
         // Done: the departed entries are reaped.
-        assert_eq!(sim.directory.len(), 0);
-        let stats = sim.directory.stats();
+        assert_eq!(sim.directory().len(), 0);
+        let stats = sim.directory().stats();
         assert_eq!(stats.unregistered_announced, 2 * u64::from(n));
     }
 }
@@ -174,7 +174,7 @@ fn expiry_is_announced_like_an_unregister() {
         sim.now - crashed_at
     );
     assert_eq!(sim.nodes[l].view.unregistered.get("ephemeral"), Some(&1));
-    assert_eq!(sim.directory.stats().expiries, 1);
+    assert_eq!(sim.directory().stats().expiries, 1);
     assert_clean(&sim);
 }
 
@@ -198,7 +198,7 @@ fn re_announcements_and_renewals_cause_no_events() {
         })
         .collect();
     assert!(after.is_empty(), "events for re-announcements: {after:?}");
-    assert!(sim.directory.stats().renewals >= 5);
+    assert!(sim.directory().stats().renewals >= 5);
     assert_eq!(sim.nodes[l].view.discovered.get("steady"), Some(&1));
 }
 
@@ -293,7 +293,7 @@ fn a_full_registry_rejects_with_a_reason() {
         "{rejected:?}"
     );
     assert_eq!(
-        sim.directory.stats().rejected(RejectReason::RegistryFull),
+        sim.directory().stats().rejected(RejectReason::RegistryFull),
         1
     );
 }
@@ -339,4 +339,62 @@ fn versions_follow_the_version_clock_and_always_grow() {
     let second = sim.live()["a"].version;
     // Two seconds of version clock later, not just one more.
     assert!(second.0 - first.0 >= 2_000_000, "{first} then {second}");
+}
+
+#[test]
+fn registrations_and_listeners_fail_over_without_spurious_events() {
+    for seed in SEEDS {
+        let mut sim = Sim::new(seed, Faults::lossy(0.05), 32);
+        sim.client_lease = Duration::from_secs(6);
+        let b = sim.add_directory(32);
+        let registrants: Vec<usize> = (0..2).map(|_| sim.add_client(None, 1)).collect();
+        let l = sim.add_client(Some(Interest::all()), 32);
+        register_many(&mut sim, registrants.len(), 6, "fo");
+        sim.run(Duration::from_secs(4));
+        assert_converged(&sim, l, &Interest::all());
+        assert!(
+            sim.live_at(b).is_empty(),
+            "seed {seed}: the second directory is idle"
+        );
+
+        sim.directories[0].down = true;
+        let stopped = sim.now;
+        while sim.live_at(b).len() < 6 && sim.now - stopped < Duration::from_secs(20) {
+            sim.run(Duration::from_millis(100));
+        }
+        // Everything moved to the second directory, within a lease of the stop.
+        let moved = sim.now - stopped;
+        assert_eq!(sim.live_at(b).len(), 6, "seed {seed}");
+        assert!(moved <= sim.client_lease, "seed {seed}: took {moved}");
+        sim.run(Duration::from_secs(15));
+        assert_eq!(
+            sim.nodes[l].client.current_directory(),
+            Some(nth_directory(b))
+        );
+        for r in &registrants {
+            assert_eq!(
+                sim.nodes[*r].client.current_directory(),
+                Some(nth_directory(b))
+            );
+        }
+        // The listener kept its view: no unregistered, no second discovery.
+        let view = &sim.nodes[l].view;
+        assert!(
+            view.unregistered.is_empty(),
+            "seed {seed}: {:?}",
+            view.unregistered
+        );
+        assert_eq!(view.services.len(), 6, "seed {seed}");
+        assert!(view.discovered.values().all(|n| *n == 1), "seed {seed}");
+        assert_clean(&sim);
+
+        // And it still follows changes, now from the second directory.
+        sim.unregister(registrants[0], "fo000");
+        sim.run(Duration::from_secs(2));
+        assert_eq!(
+            sim.nodes[l].view.unregistered.get("fo000"),
+            Some(&1),
+            "seed {seed}"
+        );
+    }
 }

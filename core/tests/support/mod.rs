@@ -75,6 +75,19 @@ pub fn directory_location() -> Location {
     Location::new(ip(1), 37399).unwrap()
 }
 
+/// The location of directory `i` (0 is [`directory_location`]).
+pub fn nth_directory(i: usize) -> Location {
+    Location::new(ip(1 + i as u8), 37399).unwrap()
+}
+
+/// One simulated directory.
+pub struct DirNode {
+    pub location: Location,
+    pub directory: Directory<'static>,
+    /// A stopped directory neither sends nor receives.
+    pub down: bool,
+}
+
 pub fn service(name: &str, port: u16) -> Registration {
     Registration::new(
         ServiceName::new(name).unwrap(),
@@ -154,8 +167,7 @@ pub struct Sim {
     pub now: Instant,
     pub rng: Rng,
     pub faults: Faults,
-    pub directory: Directory<'static>,
-    pub directory_down: bool,
+    pub directories: Vec<DirNode>,
     pub nodes: Vec<Node>,
     queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
@@ -188,12 +200,16 @@ impl Sim {
     ) -> Self {
         let directory =
             Directory::new(config.clone(), leak(None, capacity), leak(0u32, capacity)).unwrap();
+        let first = DirNode {
+            location: config.address,
+            directory,
+            down: false,
+        };
         Sim {
             now: Instant::from_millis(1),
             rng: Rng::new(seed),
             faults,
-            directory,
-            directory_down: false,
+            directories: vec![first],
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
@@ -203,11 +219,33 @@ impl Sim {
         }
     }
 
+    /// The first directory.
+    pub fn directory(&self) -> &Directory<'static> {
+        &self.directories[0].directory
+    }
+
+    /// Adds another directory like the first, at [`nth_directory`]; clients added later
+    /// know it too. Returns its index.
+    pub fn add_directory(&mut self, capacity: usize) -> usize {
+        let i = self.directories.len();
+        let mut config = self.config.clone();
+        config.address = nth_directory(i);
+        let directory = Directory::new(config, leak(None, capacity), leak(0u32, capacity)).unwrap();
+        self.directories.push(DirNode {
+            location: nth_directory(i),
+            directory,
+            down: false,
+        });
+        i
+    }
+
     /// Adds a client; `interest` makes it a listener. Returns its index.
     pub fn add_client(&mut self, interest: Option<Interest>, table: usize) -> usize {
         let i = self.nodes.len();
         let mut config = ClientConfig::new(0x1000 + i as u64);
-        config.directories.push(directory_location()).unwrap();
+        for d in &self.directories {
+            config.directories.push(d.location).unwrap();
+        }
         config.lease = self.client_lease;
         config.directory_timeout = Duration::from_secs(5);
         let listening = interest.is_some();
@@ -269,24 +307,32 @@ impl Sim {
     /// Lets every machine send what it wants to send now.
     fn flush(&mut self) {
         let mut buf = [0u8; 1400];
-        if !self.directory_down {
-            let dir = directory_location().socket_addr();
-            while let Some(t) = self.directory.poll_transmit(self.now, &mut buf) {
+        for d in 0..self.directories.len() {
+            if self.directories[d].down {
+                continue;
+            }
+            let from = self.directories[d].location.socket_addr();
+            while let Some(t) = self.directories[d]
+                .directory
+                .poll_transmit(self.now, &mut buf)
+            {
                 assert!(t.len <= self.config.max_datagram);
                 let bytes = buf[..t.len].to_vec();
                 if t.destination == group() {
-                    self.count_notifications(&bytes);
+                    if d == 0 {
+                        self.count_notifications(&bytes);
+                    }
                     for i in 0..self.nodes.len() {
                         let to = self.nodes[i].addr;
                         if self.nodes[i].listening {
-                            self.send(dir, to, &bytes);
+                            self.send(from, to, &bytes);
                         }
                     }
                 } else {
-                    self.send(dir, t.destination, &bytes);
+                    self.send(from, t.destination, &bytes);
                 }
             }
-            while self.directory.poll_event().is_some() {}
+            while self.directories[d].directory.poll_event().is_some() {}
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].crashed {
@@ -314,14 +360,14 @@ impl Sim {
     }
 
     fn deliver(&mut self, p: InFlight) {
-        let dir = directory_location().socket_addr();
-        if p.to == dir {
-            if !self.directory_down {
-                let sender = self.nodes.iter().find(|n| n.addr == p.from);
-                if sender.is_some_and(|n| n.partitioned) {
-                    return;
-                }
-                self.directory.handle_datagram(self.now, p.from, &p.bytes);
+        if let Some(d) = self
+            .directories
+            .iter_mut()
+            .find(|d| d.location.socket_addr() == p.to)
+        {
+            let sender = self.nodes.iter().find(|n| n.addr == p.from);
+            if !d.down && !sender.is_some_and(|n| n.partitioned) {
+                d.directory.handle_datagram(self.now, p.from, &p.bytes);
             }
             return;
         }
@@ -341,8 +387,8 @@ impl Sim {
                 t = Some(t.map_or(d, |t: Instant| t.min(d)));
             }
         };
-        if !self.directory_down {
-            consider(self.directory.poll_timeout());
+        for d in self.directories.iter().filter(|d| !d.down) {
+            consider(d.directory.poll_timeout());
         }
         for n in &self.nodes {
             if !n.crashed {
@@ -373,8 +419,8 @@ impl Sim {
                 let Reverse(p) = self.queue.pop().unwrap();
                 self.deliver(p);
             }
-            if !self.directory_down {
-                self.directory.handle_timeout(self.now);
+            for d in self.directories.iter_mut().filter(|d| !d.down) {
+                d.directory.handle_timeout(self.now);
             }
             for n in self.nodes.iter_mut().filter(|n| !n.crashed) {
                 n.client.handle_timeout(self.now);
@@ -396,9 +442,15 @@ impl Sim {
         self.flush();
     }
 
-    /// The directory's live registry as name → service.
+    /// The first directory's live registry as name → service.
     pub fn live(&self) -> BTreeMap<String, Service> {
-        self.directory
+        self.live_at(0)
+    }
+
+    /// Directory `d`'s live registry as name → service.
+    pub fn live_at(&self, d: usize) -> BTreeMap<String, Service> {
+        self.directories[d]
+            .directory
             .records()
             .filter(|r| r.is_live())
             .map(|r| (r.name().to_string(), r.service.clone()))
