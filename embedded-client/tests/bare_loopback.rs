@@ -1,0 +1,180 @@
+//! The bare smoltcp driver against a herald-core directory, both on one smoltcp
+//! interface over smoltcp's in-memory loopback device: register, discover through the
+//! group, unregister. No traffic leaves the process.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use herald_core::{Directory, DirectoryConfig, DirectoryStorage};
+use herald_embedded::{
+    bare, Buffers, ClientEvent, Config, Interest, Location, Registration, ServiceName,
+};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
+use smoltcp::phy::{Loopback, Medium};
+use smoltcp::socket::udp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+
+const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+
+/// A directory from the core on its own socket of the same interface.
+struct DirectoryNode<'a> {
+    directory: Directory<'a>,
+    handle: smoltcp::iface::SocketHandle,
+}
+
+impl DirectoryNode<'_> {
+    fn poll(&mut self, now: Instant, sockets: &mut SocketSet<'_>) {
+        let now = herald_embedded::time::from_smoltcp(now);
+        let socket = sockets.get_mut::<udp::Socket<'_>>(self.handle);
+        while let Ok((bytes, meta)) = socket.recv() {
+            self.directory
+                .handle_datagram(now, meta.endpoint.into(), bytes);
+        }
+        if self.directory.poll_timeout().is_some_and(|t| t <= now) {
+            self.directory.handle_timeout(now);
+        }
+        let mut buf = [0u8; 1400];
+        while let Some(t) = self.directory.poll_transmit(now, &mut buf) {
+            let SocketAddr::V4(to) = t.destination else {
+                panic!("IPv6 destination")
+            };
+            socket
+                .send_slice(&buf[..t.len], IpEndpoint::from(to))
+                .unwrap();
+        }
+        while self.directory.poll_event().is_some() {}
+    }
+}
+
+#[test]
+fn registers_discovers_and_unregisters_through_the_group() {
+    let mut device = Loopback::new(Medium::Ethernet);
+    let mut iface_config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into());
+    iface_config.random_seed = 7;
+    let mut iface = Interface::new(iface_config, &mut device, Instant::ZERO);
+    iface.update_ip_addrs(|addrs| {
+        addrs.push(IpCidr::new(IpAddress::Ipv4(HOST), 8)).unwrap();
+    });
+    let mut socket_storage: [SocketStorage<'_>; 2] = Default::default();
+    let mut sockets = SocketSet::new(&mut socket_storage[..]);
+
+    // The directory: requests on 37399, announcements to the default group.
+    let dir_location = Location::new(IpAddr::V4(HOST), 37399).unwrap();
+    let mut dir_rx_meta = [udp::PacketMetadata::EMPTY; 8];
+    let mut dir_rx = [0u8; 8192];
+    let mut dir_tx_meta = [udp::PacketMetadata::EMPTY; 8];
+    let mut dir_tx = [0u8; 8192];
+    let mut dir_socket = udp::Socket::new(
+        udp::PacketBuffer::new(&mut dir_rx_meta[..], &mut dir_rx[..]),
+        udp::PacketBuffer::new(&mut dir_tx_meta[..], &mut dir_tx[..]),
+    );
+    dir_socket.bind(37399).unwrap();
+    let mut dir_storage = DirectoryStorage::<8>::new();
+    let (slots, index) = dir_storage.parts();
+    let dir_config = DirectoryConfig::new(dir_location, herald_embedded::DEFAULT_GROUP);
+    let mut directory = DirectoryNode {
+        directory: Directory::new(dir_config, slots, index).unwrap(),
+        handle: sockets.add(dir_socket),
+    };
+
+    // The embedded client, listening for everything.
+    let mut config = Config::new(0x5eed, dir_location);
+    config.client.interest = Some(Interest::all());
+    let mut buffers: Buffers<8> = Buffers::new();
+    let mut herald =
+        bare::Herald::<2>::new(config, &mut buffers, &mut iface, &mut sockets).unwrap();
+    let name = ServiceName::new("sensor").unwrap();
+    let here = Location::new(IpAddr::V4(HOST), 9000).unwrap();
+    herald
+        .register(
+            Instant::ZERO,
+            Registration::new(name.clone(), &[here]).unwrap(),
+        )
+        .unwrap();
+
+    let mut now = Instant::ZERO;
+    let mut seen = Vec::new();
+    let mut unregistered_at = None;
+    // 20 simulated seconds at most, in 5 ms steps.
+    for _ in 0..4000 {
+        iface.poll(now, &mut device, &mut sockets);
+        directory.poll(now, &mut sockets);
+        iface.poll(now, &mut device, &mut sockets);
+        herald.poll(now, &mut sockets);
+        while let Some(event) = herald.poll_event() {
+            seen.push(event);
+        }
+        let discovered = seen
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Discovered(s) if s.name() == &name));
+        if discovered && unregistered_at.is_none() {
+            assert_eq!(
+                herald
+                    .client()
+                    .service("sensor")
+                    .unwrap()
+                    .registration
+                    .locations[0],
+                here
+            );
+            herald.unregister(now, &name).unwrap();
+            unregistered_at = Some(now);
+        }
+        if seen
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Unregistered(s) if s.name() == &name))
+        {
+            break;
+        }
+        now += Duration::from_millis(5);
+    }
+    let registered = seen
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Registered { name: n, .. } if n == &name));
+    assert!(registered, "no Registered event: {seen:?}");
+    assert!(unregistered_at.is_some(), "never discovered: {seen:?}");
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            ClientEvent::Released {
+                confirmed: true,
+                ..
+            }
+        )),
+        "unregistration not confirmed: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, ClientEvent::Unregistered(s) if s.name() == &name)),
+        "never saw it go away: {seen:?}"
+    );
+    assert!(herald.client().service("sensor").is_none());
+    // It all happened in well under a second of simulated time.
+    assert!(now < Instant::from_secs(1), "took until {now}");
+}
+
+#[test]
+fn refuses_a_group_that_is_not_multicast() {
+    let mut device = Loopback::new(Medium::Ethernet);
+    let mut iface = Interface::new(
+        IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into()),
+        &mut device,
+        Instant::ZERO,
+    );
+    let mut socket_storage: [SocketStorage<'_>; 1] = Default::default();
+    let mut sockets = SocketSet::new(&mut socket_storage[..]);
+    let dir = Location::new(IpAddr::V4(HOST), 37399).unwrap();
+    let mut config = Config::new(1, dir);
+    config.group = SocketAddr::new(IpAddr::V4(HOST), 37371);
+    let mut buffers: Buffers<2, 2, 1024> = Buffers::new();
+    let result = bare::Herald::<1>::new(config, &mut buffers, &mut iface, &mut sockets);
+    assert_eq!(
+        result.err(),
+        Some(herald_embedded::Error::GroupNotMulticast)
+    );
+
+    let mut config = Config::new(1, dir);
+    config.client.max_datagram = 2000;
+    let mut buffers: Buffers<2, 2, 1024> = Buffers::new();
+    let result = bare::Herald::<1>::new(config, &mut buffers, &mut iface, &mut sockets);
+    assert_eq!(result.err(), Some(herald_embedded::Error::DatagramBuffer));
+}
