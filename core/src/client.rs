@@ -234,7 +234,45 @@ struct Own {
     deadline: Instant,
     /// The user was told it is registered.
     confirmed: bool,
-    outcome: Option<ClientEvent>,
+    outcome: Option<Outcome>,
+}
+
+/// What happened to one of the client's own registrations, waiting to be polled. Kept
+/// small: the event is built from it (and the registration's name) when polled.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Registered {
+        lease: Duration,
+        directory: Location,
+    },
+    Rejected {
+        reason: RejectReason,
+        directory_environment: Environment,
+    },
+    Released {
+        confirmed: bool,
+    },
+}
+
+impl Outcome {
+    fn into_event(self, name: ServiceName) -> ClientEvent {
+        match self {
+            Outcome::Registered { lease, directory } => ClientEvent::Registered {
+                name,
+                lease,
+                directory,
+            },
+            Outcome::Rejected {
+                reason,
+                directory_environment,
+            } => ClientEvent::Rejected {
+                name: Some(name),
+                reason,
+                directory_environment,
+            },
+            Outcome::Released { confirmed } => ClientEvent::Released { name, confirmed },
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -272,7 +310,7 @@ pub struct Client<'a, const R: usize = 4> {
     max_seen: Version,
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
-    snapshot_rejection: Option<ClientEvent>,
+    snapshot_rejection: Option<(RejectReason, Environment)>,
     grace_until: Instant,
     next_request: u32,
     now: Instant,
@@ -545,8 +583,7 @@ impl<'a, const R: usize> Client<'a, R> {
                 if !own.confirmed {
                     own.confirmed = true;
                     if let Some(directory) = directory {
-                        own.outcome = Some(ClientEvent::Registered {
-                            name: own.registration.name.clone(),
+                        own.outcome = Some(Outcome::Registered {
                             lease: ack.lease,
                             directory,
                         });
@@ -556,10 +593,7 @@ impl<'a, const R: usize> Client<'a, R> {
             OwnState::Unregistering => {
                 own.state = OwnState::Done;
                 own.send = false;
-                own.outcome = Some(ClientEvent::Released {
-                    name: own.registration.name.clone(),
-                    confirmed: true,
-                });
+                own.outcome = Some(Outcome::Released { confirmed: true });
             }
             OwnState::Active | OwnState::Done => {}
         }
@@ -567,8 +601,7 @@ impl<'a, const R: usize> Client<'a, R> {
 
     fn handle_reject(&mut self, reject: Reject) {
         self.answered();
-        let event = |name| ClientEvent::Rejected {
-            name,
+        let outcome = || Outcome::Rejected {
             reason: reject.reason,
             directory_environment: reject.directory_environment.clone(),
         };
@@ -580,13 +613,14 @@ impl<'a, const R: usize> Client<'a, R> {
             if waiting && (all || own.request == reject.request) {
                 own.state = OwnState::Done;
                 own.send = false;
-                own.outcome = Some(event(Some(own.registration.name.clone())));
+                own.outcome = Some(outcome());
             }
         }
         if let Some(s) = &self.snapshot {
             if all || s.request == reject.request {
                 self.snapshot = None;
-                self.snapshot_rejection = Some(event(None));
+                self.snapshot_rejection =
+                    Some((reject.reason, reject.directory_environment.clone()));
             }
         }
     }
@@ -895,10 +929,7 @@ impl<'a, const R: usize> Client<'a, R> {
                         if own.state == OwnState::Unregistering && self.switches + 1 >= rounds {
                             // Nobody answers: the lease will run out by itself.
                             own.state = OwnState::Done;
-                            own.outcome = Some(ClientEvent::Released {
-                                name: own.registration.name.clone(),
-                                confirmed: false,
-                            });
+                            own.outcome = Some(Outcome::Released { confirmed: false });
                             continue;
                         }
                     }
@@ -1020,14 +1051,19 @@ impl<'a, const R: usize> Client<'a, R> {
             return Some(ClientEvent::Unreachable);
         }
         if let Some(i) = self.own.iter().position(|o| o.outcome.is_some()) {
-            let event = self.own[i].outcome.take();
+            let outcome = self.own[i].outcome.take()?;
+            let name = self.own[i].registration.name.clone();
             if self.own[i].state == OwnState::Done {
                 self.own.swap_remove(i);
             }
-            return event;
+            return Some(outcome.into_event(name));
         }
-        if let Some(event) = self.snapshot_rejection.take() {
-            return Some(event);
+        if let Some((reason, directory_environment)) = self.snapshot_rejection.take() {
+            return Some(ClientEvent::Rejected {
+                name: None,
+                reason,
+                directory_environment,
+            });
         }
         if let Some(event) = self.next_table_event() {
             return Some(event);
