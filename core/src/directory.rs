@@ -12,9 +12,9 @@ use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
 use crate::notify;
-use crate::table::TableStorage;
 use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
+use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
