@@ -1,0 +1,252 @@
+//! The command line of the `herald` binary (clap definitions only; the commands are in
+//! [`commands`](crate::commands)).
+
+use crate::client::ClientOptions;
+use crate::config::{Options, DEFAULT_CAPACITY};
+use crate::logging::LogFormat;
+use crate::net::Interface;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default time the client commands wait for a directory, in seconds.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 3.0;
+/// Default lease `herald register` asks for, in seconds.
+pub const DEFAULT_LEASE_SECS: f64 = 15.0;
+
+/// Herald: a service directory for small networks, announced over UDP multicast.
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML config file; its keys are the `herald serve` flags with `_` for `-`
+    /// (flags win over HERALD_* variables, variables over the file) [default: none]
+    #[arg(long, global = true, env = "HERALD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format (logs go to standard error; set the level with RUST_LOG)
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a directory: take registrations, announce every change on the group
+    Serve(ServeArgs),
+    /// Register a service and keep it registered until Ctrl-C (then unregister it)
+    Register(RegisterArgs),
+    /// Unregister a service (registered from this host under the same name, or with
+    /// the same --registrant)
+    Unregister(UnregisterArgs),
+    /// Print one line per service discovered, changed or unregistered, as it happens
+    Watch(WatchArgs),
+    /// Print the directory's current registry and exit
+    List(ListArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `herald serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The settings.
+    #[command(flatten)]
+    pub options: Options,
+    /// Print the resolved settings as TOML (a valid config file) and exit
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Options of every client command.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Directory to use; repeat it (or separate with commas) to fail over in that order
+    /// [default: the config file's advertise or bind address, else 127.0.0.1:37399]
+    #[arg(
+        long = "directory",
+        short = 'd',
+        env = "HERALD_DIRECTORY",
+        value_delimiter = ',',
+        value_name = "IP:PORT"
+    )]
+    pub directories: Vec<SocketAddr>,
+    /// Environment [default: default]
+    #[arg(long, env = "HERALD_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// Multicast group of the announcements [default: 237.37.37.1:37371]
+    #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT")]
+    pub group: Option<SocketAddr>,
+    /// Interface the group is joined on: its IPv4 address, or its index for an IPv6
+    /// group [default: 127.0.0.1]
+    #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX")]
+    pub interface: Option<Interface>,
+    /// Seconds to wait for a directory's answer [default: 3]
+    #[arg(long, env = "HERALD_TIMEOUT", value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+fn seconds(setting: &'static str, secs: f64) -> Result<Duration, crate::config::ConfigError> {
+    Duration::try_from_secs_f64(secs).map_err(|_| crate::config::ConfigError::Invalid {
+        setting,
+        message: format!("{secs} is not a number of seconds"),
+    })
+}
+
+impl ClientArgs {
+    /// The client options, with what the flags leave unset taken from the config file.
+    pub fn options(&self, file: &Options) -> Result<ClientOptions, crate::config::ConfigError> {
+        let directories = if self.directories.is_empty() {
+            vec![file.directory_address()]
+        } else {
+            self.directories.clone()
+        };
+        let defaults = ClientOptions::default();
+        Ok(ClientOptions {
+            directories,
+            environment: self
+                .environment
+                .clone()
+                .or_else(|| file.environment.clone())
+                .unwrap_or(defaults.environment),
+            group: self.group.or(file.group).unwrap_or(defaults.group),
+            interface: self.interface.or(file.interface).unwrap_or_default(),
+            timeout: seconds("timeout", self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?,
+            capacity: file.capacity.unwrap_or(DEFAULT_CAPACITY),
+            ..defaults
+        })
+    }
+}
+
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// `herald register`.
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    /// Service name: 1 to 64 bytes of UTF-8, inner spaces allowed
+    pub name: String,
+    /// Where the service can be reached (1 to 4 addresses)
+    #[arg(required = true, value_name = "IP:PORT")]
+    pub locations: Vec<SocketAddr>,
+    /// Metadata pair (repeatable; 96 bytes in all)
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+    /// Lease to ask for, in seconds; the directory clamps it to its bounds and the
+    /// registration is renewed at about a third of it [default: 15]
+    #[arg(long, env = "HERALD_LEASE", value_name = "SECS")]
+    pub lease: Option<f64>,
+    /// Register once and exit; the lease then runs out unless renewed
+    #[arg(long)]
+    pub once: bool,
+    /// Registrant id: only it may renew or remove the registration [default: derived
+    /// from the host name and the service name, so a restarted registrant on the same
+    /// host takes its name back]
+    #[arg(long, env = "HERALD_REGISTRANT", value_name = "ID")]
+    pub registrant: Option<u64>,
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl RegisterArgs {
+    /// The lease asked for.
+    pub fn lease(&self) -> Result<Duration, crate::config::ConfigError> {
+        seconds("lease", self.lease.unwrap_or(DEFAULT_LEASE_SECS))
+    }
+}
+
+/// `herald unregister`.
+#[derive(Args, Debug)]
+pub struct UnregisterArgs {
+    /// Service name
+    pub name: String,
+    /// Registrant id that registered it [default: derived from the host name and the
+    /// service name, as `herald register` does]
+    #[arg(long, env = "HERALD_REGISTRANT", value_name = "ID")]
+    pub registrant: Option<u64>,
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `herald watch`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Only these services: an exact name, or a prefix ending in `*` (up to 4)
+    /// [default: every service]
+    #[arg(long = "interest", value_name = "NAME|PREFIX*")]
+    pub interests: Vec<String>,
+    /// One JSON object per line:
+    /// {"event":"discovered"|"changed"|"unregistered","name":…,"locations":[…],"meta":{…}}
+    #[arg(long)]
+    pub json: bool,
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `herald list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// A JSON array of {"name":…,"locations":[…],"meta":{…}}
+    #[arg(long)]
+    pub json: bool,
+    /// Connection options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_options_fall_back_to_the_config_file() {
+        let cli = Cli::try_parse_from(["herald", "list", "--group", "239.1.2.3:4000"]).unwrap();
+        let Command::List(args) = cli.command else {
+            panic!("not list")
+        };
+        let file = Options {
+            advertise: Some("127.0.0.5:4001".parse().unwrap()),
+            bind: Some("0.0.0.0:4001".parse().unwrap()),
+            environment: Some("lab".into()),
+            group: Some("239.9.9.9:1".parse().unwrap()),
+            ..Options::default()
+        };
+        let o = args.client.options(&file).unwrap();
+        assert_eq!(o.directories, ["127.0.0.5:4001".parse().unwrap()]);
+        assert_eq!(o.environment, "lab");
+        assert_eq!(o.group, "239.1.2.3:4000".parse().unwrap());
+        assert_eq!(o.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn meta_needs_an_equals_sign() {
+        assert_eq!(parse_meta("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_meta("ab").is_err());
+        let err = Cli::try_parse_from(["herald", "register", "x", "127.0.0.1:1", "--meta", "k"]);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! The background task of a client: it owns a core [`Client`] and its sockets, follows
+//! the core's poll order, and answers the calls of [`Herald`](super::Herald),
+//! [`Registered`](super::Registered) and [`Watch`](super::Watch) from the core's events.
+
+use super::types::{EventKind, ServiceInfo, WatchEvent};
+use super::{environment, random_registrant, ClientOptions, Error, Grant};
+use crate::clock::Clock;
+use crate::net;
+use herald_core::client::MAX_DIRECTORIES;
+use herald_core::{
+    Client, ClientConfig, ClientEvent, Duration as CoreDuration, Environment, Interest, Location,
+    Registration, RejectReason, Service, ServiceName,
+};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most services one client registers at once.
+pub const MAX_OWN: usize = 32;
+/// Calls waiting for the task.
+const COMMAND_QUEUE: usize = 64;
+/// Most datagrams read from one socket in one wake-up.
+const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
+/// Receive buffer: the largest datagram UDP can carry.
+const RECV_BUFFER: usize = 65_536;
+/// A placeholder location for an unregistration by name: it is never sent, because the
+/// registration it belongs to is turned into an unregistration before any transmit.
+const PLACEHOLDER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+/// Where a call's answer goes.
+pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// A call from a handle to the task.
+pub enum Command {
+    /// Register (or update) a service.
+    Register {
+        /// What to register.
+        registration: Registration,
+        /// The answer.
+        reply: Reply<Grant>,
+    },
+    /// Unregister a service by name.
+    Unregister {
+        /// The name.
+        name: ServiceName,
+        /// The answer, if anyone waits for it.
+        reply: Option<Reply<()>>,
+    },
+    /// Fetch the registry.
+    List {
+        /// The answer.
+        reply: Reply<Vec<ServiceInfo>>,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Register { registration, .. } => write!(f, "Register({})", registration.name),
+            Command::Unregister { name, .. } => write!(f, "Unregister({name})"),
+            Command::List { .. } => f.write_str("List"),
+        }
+    }
+}
+
+/// A call waiting for the core, with its deadline (`None`: wait as long as the core
+/// keeps trying).
+struct Waiting<T> {
+    name: Option<ServiceName>,
+    reply: Option<Reply<T>>,
+    deadline: Option<Instant>,
+}
+
+/// The task's state.
+pub struct Driver<'a> {
+    client: Client<'a, MAX_OWN>,
+    clock: Clock,
+    socket: UdpSocket,
+    group: Option<UdpSocket>,
+    recv: Vec<u8>,
+    send: Vec<u8>,
+    environment: Environment,
+    timeout: Duration,
+    events: Option<mpsc::UnboundedSender<WatchEvent>>,
+    registering: Vec<Waiting<Grant>>,
+    unregistering: Vec<Waiting<()>>,
+    listing: Vec<Waiting<Vec<ServiceInfo>>>,
+}
+
+/// The handles' side of a started task.
+type Started = (
+    mpsc::Sender<Command>,
+    Option<mpsc::UnboundedReceiver<WatchEvent>>,
+);
+
+impl Driver<'_> {
+    /// Checks the options, opens the sockets and starts the task. With an interest, the
+    /// task also listens to the group and streams events.
+    pub async fn start(
+        options: ClientOptions,
+        interest: Option<Interest>,
+    ) -> Result<Started, Error> {
+        let env = environment(&options.environment)?;
+        let mut config = ClientConfig::new(options.registrant.unwrap_or_else(random_registrant));
+        config.environment = env.clone();
+        if options.directories.len() > MAX_DIRECTORIES {
+            return Err(Error::TooManyDirectories {
+                max: MAX_DIRECTORIES,
+            });
+        }
+        for &d in &options.directories {
+            let location = Location::from_socket_addr(d).map_err(Error::InvalidLocation)?;
+            // Cannot fail: the length was checked above.
+            let _ = config.directories.push(location);
+        }
+        config.lease = CoreDuration::from_millis(options.lease.as_millis() as u64);
+        let listening = interest.is_some();
+        config.interest = interest;
+        let family = options
+            .directories
+            .first()
+            .copied()
+            .unwrap_or(options.group);
+        let socket = net::request_socket(family)?;
+        // Without a configured directory, beacons on the group say where one is.
+        let group = if listening || options.directories.is_empty() {
+            Some(net::group_listener(options.group, options.interface)?)
+        } else {
+            None
+        };
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (events, stream) = if listening {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (ready, started) = oneshot::channel();
+        let capacity = options.capacity.max(1);
+        let max_datagram = config.max_datagram;
+        tokio::spawn(async move {
+            let mut slots = vec![None; capacity];
+            let mut index = vec![0u32; capacity];
+            let client = match Client::new(config, &mut slots, &mut index) {
+                Ok(client) => client,
+                Err(e) => {
+                    let _ = ready.send(Err(Error::Client(e)));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            let mut driver = Driver {
+                client,
+                clock: Clock::new(),
+                socket,
+                group,
+                recv: vec![0; RECV_BUFFER],
+                send: vec![0; max_datagram],
+                environment: env,
+                timeout: options.timeout,
+                events,
+                registering: Vec::new(),
+                unregistering: Vec::new(),
+                listing: Vec::new(),
+            };
+            if listening {
+                driver.client.request_snapshot(driver.clock.now());
+            }
+            driver.run(receiver).await;
+        });
+        started.await.map_err(|_| Error::Stopped)??;
+        Ok((commands, stream))
+    }
+}
+
+async fn readable(socket: &Option<UdpSocket>) -> io::Result<()> {
+    match socket {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver<'_> {
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut open = true;
+        loop {
+            if !open && self.idle() {
+                break;
+            }
+            let deadline = self.deadline();
+            tokio::select! {
+                command = commands.recv(), if open => match command {
+                    Some(command) => self.command(command),
+                    None => {
+                        open = false;
+                        self.release_all();
+                    }
+                },
+                ready = self.socket.readable() => {
+                    if let Err(e) = ready {
+                        tracing::debug!(error = %e, "request socket");
+                    }
+                }
+                ready = readable(&self.group) => {
+                    if let Err(e) = ready {
+                        tracing::debug!(error = %e, "group socket");
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            self.wake().await;
+        }
+    }
+
+    /// Nothing left to do once every handle is gone.
+    fn idle(&self) -> bool {
+        self.client.registrations().next().is_none() && self.unregistering.is_empty()
+    }
+
+    fn deadline(&self) -> Instant {
+        let calls = self
+            .registering
+            .iter()
+            .filter_map(|w| w.deadline)
+            .chain(self.unregistering.iter().filter_map(|w| w.deadline))
+            .chain(self.listing.iter().filter_map(|w| w.deadline));
+        let core = self.client.poll_timeout().map(|t| self.clock.std(t));
+        calls
+            .chain(core)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn waiting<T>(&self, name: Option<ServiceName>, reply: Option<Reply<T>>) -> Waiting<T> {
+        let deadline = reply.as_ref().map(|_| Instant::now() + self.timeout);
+        Waiting {
+            name,
+            reply,
+            deadline,
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Register {
+                registration,
+                reply,
+            } => {
+                let name = registration.name.clone();
+                match self.client.register(now, registration) {
+                    Ok(()) => {
+                        let w = self.waiting(Some(name), Some(reply));
+                        self.registering.push(w);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Client(e)));
+                    }
+                }
+            }
+            Command::Unregister { name, reply } => {
+                if let Err(e) = self.unregister(&name) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e));
+                    }
+                    return;
+                }
+                let w = self.waiting(Some(name), reply);
+                self.unregistering.push(w);
+            }
+            Command::List { reply } => {
+                if self.listing.is_empty() {
+                    self.client.request_snapshot(now);
+                }
+                let w = self.waiting(None, Some(reply));
+                self.listing.push(w);
+            }
+        }
+    }
+
+    /// Unregisters `name`, also when this client did not register it (an earlier
+    /// process with the same registrant id did).
+    fn unregister(&mut self, name: &ServiceName) -> Result<(), Error> {
+        let now = self.clock.now();
+        if self.client.unregister(now, name).is_ok() {
+            return Ok(());
+        }
+        let placeholder =
+            Location::from_socket_addr(PLACEHOLDER).map_err(Error::InvalidLocation)?;
+        let registration =
+            Registration::new(name.clone(), &[placeholder]).map_err(Error::InvalidLocation)?;
+        self.client
+            .register(now, registration)
+            .and_then(|()| self.client.unregister(now, name))
+            .map_err(Error::Client)
+    }
+
+    /// Every handle is gone: unregister what is still registered.
+    fn release_all(&mut self) {
+        let names: Vec<ServiceName> = self
+            .client
+            .registrations()
+            .map(|r| r.name.clone())
+            .collect();
+        for name in names {
+            if self.client.unregister(self.clock.now(), &name).is_ok() {
+                tracing::debug!(%name, "releasing on drop");
+                let w = self.waiting(Some(name), None);
+                self.unregistering.push(w);
+            }
+        }
+    }
+
+    /// One wake-up, in the core's poll order.
+    async fn wake(&mut self) {
+        self.drain(false);
+        self.drain(true);
+        self.client.handle_timeout(self.clock.now());
+        while let Some(t) = self.client.poll_transmit(self.clock.now(), &mut self.send) {
+            if let Err(e) = self
+                .socket
+                .send_to(&self.send[..t.len], t.destination)
+                .await
+            {
+                tracing::debug!(to = %t.destination, error = %e, "send failed");
+            }
+        }
+        while let Some(event) = self.client.poll_event() {
+            self.event(event);
+        }
+        self.expire();
+    }
+
+    /// Feeds every datagram that arrived on one socket (bounded per wake-up).
+    fn drain(&mut self, group: bool) {
+        let socket = if group {
+            match &self.group {
+                Some(s) => s,
+                None => return,
+            }
+        } else {
+            &self.socket
+        };
+        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            match socket.try_recv_from(&mut self.recv) {
+                Ok((len, from)) => {
+                    self.client
+                        .handle_datagram(self.clock.now(), from, &self.recv[..len]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => tracing::debug!(error = %e, "receive failed"),
+            }
+        }
+    }
+
+    fn emit(&mut self, kind: EventKind, service: &Service) {
+        let event = WatchEvent {
+            kind,
+            service: ServiceInfo::from(service),
+        };
+        if let Some(events) = &self.events {
+            if events.send(event).is_err() {
+                self.events = None;
+            }
+        }
+    }
+
+    /// The directories this client knows, for error messages.
+    fn tried(&self) -> String {
+        let tried: Vec<String> = self.client.directories().map(|d| d.to_string()).collect();
+        if tried.is_empty() {
+            "none known".to_owned()
+        } else {
+            tried.join(", ")
+        }
+    }
+
+    fn no_directory(&self) -> impl FnMut() -> Error {
+        let (timeout, directories) = (self.timeout, self.tried());
+        move || Error::NoDirectory {
+            timeout,
+            directories: directories.clone(),
+        }
+    }
+
+    fn event(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::Discovered(s) => self.emit(EventKind::Discovered, &s),
+            ClientEvent::Changed(s) => self.emit(EventKind::Changed, &s),
+            ClientEvent::Unregistered(s) => self.emit(EventKind::Unregistered, &s),
+            ClientEvent::Registered {
+                name,
+                lease,
+                directory,
+            } => {
+                tracing::info!(%name, %directory, lease_ms = lease.as_millis(), "registered");
+                let grant = Grant {
+                    name: name.clone(),
+                    lease: Duration::from_micros(lease.as_micros()),
+                    directory: directory.socket_addr(),
+                };
+                answer(&mut self.registering, Some(&name), || Ok(grant.clone()));
+            }
+            ClientEvent::Rejected {
+                name,
+                reason,
+                directory_environment,
+            } => {
+                tracing::warn!(name = ?name, %reason, "rejected");
+                let ours = self.environment.as_str().to_owned();
+                let theirs = directory_environment.as_str().to_owned();
+                let error = || rejection(reason, &ours, &theirs);
+                match &name {
+                    Some(name) => {
+                        answer(&mut self.registering, Some(name), || Err(error()));
+                        answer(&mut self.unregistering, Some(name), || Err(error()));
+                    }
+                    None => answer(&mut self.listing, None, || Err(error())),
+                }
+            }
+            ClientEvent::Released { name, confirmed } => {
+                tracing::info!(%name, confirmed, "unregistered");
+                let mut no_directory = self.no_directory();
+                answer(&mut self.unregistering, Some(&name), || {
+                    if confirmed {
+                        Ok(())
+                    } else {
+                        Err(no_directory())
+                    }
+                });
+            }
+            ClientEvent::Unreachable => {
+                tracing::warn!(directories = %self.tried(), "no directory answers");
+                self.fail_calls(|_| true);
+            }
+            ClientEvent::DirectoryChanged(directory) => {
+                tracing::info!(%directory, "using directory");
+            }
+            ClientEvent::SnapshotComplete { services } => {
+                tracing::debug!(services, "snapshot complete");
+                let list: Vec<ServiceInfo> =
+                    self.client.services().map(ServiceInfo::from).collect();
+                answer(&mut self.listing, None, || Ok(list.clone()));
+            }
+        }
+    }
+
+    /// Fails the registrations and lists that `fail` picks (abandoning the
+    /// registrations in the core). An unregistration keeps going in the core after its
+    /// caller stops waiting.
+    fn fail_calls(&mut self, mut fail: impl FnMut(Option<Instant>) -> bool) {
+        let mut no_directory = self.no_directory();
+        let now = self.clock.now();
+        let registering = std::mem::take(&mut self.registering);
+        for mut w in registering {
+            if !fail(w.deadline) {
+                self.registering.push(w);
+                continue;
+            }
+            if let Some(name) = &w.name {
+                let _ = self.client.unregister(now, name);
+            }
+            if let Some(reply) = w.reply.take() {
+                let _ = reply.send(Err(no_directory()));
+            }
+        }
+        self.listing.retain_mut(|w| {
+            let failed = fail(w.deadline);
+            if failed {
+                if let Some(reply) = w.reply.take() {
+                    let _ = reply.send(Err(no_directory()));
+                }
+            }
+            !failed
+        });
+        for w in self.unregistering.iter_mut().filter(|w| fail(w.deadline)) {
+            w.deadline = None;
+            if let Some(reply) = w.reply.take() {
+                let _ = reply.send(Err(no_directory()));
+            }
+        }
+    }
+
+    /// Calls past their deadline fail.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        self.fail_calls(|deadline| deadline.is_some_and(|d| d <= now));
+    }
+}
+
+fn rejection(reason: RejectReason, ours: &str, theirs: &str) -> Error {
+    match reason {
+        RejectReason::WrongEnvironment => Error::WrongEnvironment {
+            ours: ours.to_owned(),
+            theirs: theirs.to_owned(),
+        },
+        reason => Error::Rejected { reason },
+    }
+}
+
+/// Answers (and removes) every waiting call for `name`.
+fn answer<T>(
+    waiting: &mut Vec<Waiting<T>>,
+    name: Option<&ServiceName>,
+    mut result: impl FnMut() -> Result<T, Error>,
+) {
+    waiting.retain_mut(|w| {
+        if w.name.as_ref() != name {
+            return true;
+        }
+        if let Some(reply) = w.reply.take() {
+            let _ = reply.send(result());
+        }
+        false
+    });
+}

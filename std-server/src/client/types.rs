@@ -1,0 +1,145 @@
+//! What the client library hands out: [`ServiceInfo`] and [`WatchEvent`], in the shapes
+//! the command line prints as JSON, and [`registration`] to build what it takes in.
+
+use super::Error;
+use herald_core::{Location, Metadata, Registration, Service, ServiceName};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// A service as the directory publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceInfo {
+    /// The name.
+    pub name: String,
+    /// Where it can be reached.
+    pub locations: Vec<SocketAddr>,
+    /// Its metadata.
+    pub meta: BTreeMap<String, String>,
+    /// The version of this state (grows with every change).
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl From<&Service> for ServiceInfo {
+    fn from(s: &Service) -> Self {
+        let r = &s.registration;
+        ServiceInfo {
+            name: r.name.as_str().to_owned(),
+            locations: r.locations.iter().map(Location::socket_addr).collect(),
+            meta: r
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            version: s.version.0,
+        }
+    }
+}
+
+/// What happened to a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// It appeared.
+    Discovered,
+    /// Its locations or metadata changed.
+    Changed,
+    /// It went away (unregistered or its lease ran out).
+    Unregistered,
+}
+
+impl EventKind {
+    /// `discovered`, `changed` or `unregistered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Discovered => "discovered",
+            EventKind::Changed => "changed",
+            EventKind::Unregistered => "unregistered",
+        }
+    }
+}
+
+/// One event of a [`Watch`](super::Watch). As JSON:
+/// `{"event":"discovered","name":…,"locations":["host:port",…],"meta":{…}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WatchEvent {
+    /// What happened.
+    #[serde(rename = "event")]
+    pub kind: EventKind,
+    /// The service (for `unregistered`, its last known state).
+    #[serde(flatten)]
+    pub service: ServiceInfo,
+}
+
+/// Builds a registration, with a typed error for whatever is invalid.
+pub fn registration(
+    name: &str,
+    locations: &[SocketAddr],
+    meta: &[(String, String)],
+) -> Result<Registration, Error> {
+    let service = ServiceName::new(name).map_err(|reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    let locations = locations
+        .iter()
+        .map(|&a| Location::from_socket_addr(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::InvalidLocation)?;
+    let mut metadata = Metadata::new();
+    for (k, v) in meta {
+        metadata.insert(k, v).map_err(Error::InvalidMetadata)?;
+    }
+    Ok(Registration::new(service, &locations)
+        .map_err(Error::InvalidLocation)?
+        .with_metadata(metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_of_an_event() {
+        let reg = registration(
+            "billing",
+            &["127.0.0.1:8080".parse().unwrap()],
+            &[("zone".into(), "a".into())],
+        )
+        .unwrap();
+        let service = Service {
+            registration: reg,
+            version: herald_core::Version(3),
+        };
+        let event = WatchEvent {
+            kind: EventKind::Discovered,
+            service: ServiceInfo::from(&service),
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"event":"discovered","name":"billing","locations":["127.0.0.1:8080"],"meta":{"zone":"a"}}"#
+        );
+    }
+
+    #[test]
+    fn invalid_parts_are_named() {
+        let here = ["127.0.0.1:80".parse().unwrap()];
+        assert!(matches!(
+            registration(" x", &here, &[]),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(
+            registration("x", &["0.0.0.0:80".parse().unwrap()], &[]),
+            Err(Error::InvalidLocation(_))
+        ));
+        assert!(matches!(
+            registration("x", &here, &[("bad key".into(), "v".into())]),
+            Err(Error::InvalidMetadata(_))
+        ));
+        assert!(matches!(
+            registration("x", &[], &[]),
+            Err(Error::InvalidLocation(_))
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! What each `herald` subcommand does, and how its results are printed.
+
+use crate::cli::{Cli, ClientArgs, Command, ListArgs, RegisterArgs, UnregisterArgs, WatchArgs};
+use crate::client::{
+    hostname, registration, stable_registrant, ClientOptions, Herald, ServiceInfo, Watch,
+    WatchEvent,
+};
+use crate::config::{self, ConfigError, Options};
+use crate::serve::{self, ServeError};
+use clap::CommandFactory;
+use herald_core::Interest;
+use std::io::Write;
+use tokio_stream::StreamExt;
+
+/// Why a command failed (printed as `herald: …`, exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The directory failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A client call failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::Error),
+    /// Printing failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+/// Runs the command `cli` asks for.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let file = config::read_file(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => {
+            let options = args.options.or(file);
+            if args.print_config {
+                let text = toml::to_string(&options.with_defaults())
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                print!("{text}");
+                return Ok(());
+            }
+            serve::run(options.serve_settings()?, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Register(args) => register(args, &file).await,
+        Command::Unregister(args) => unregister(args, &file).await,
+        Command::Watch(args) => watch(args, &file).await,
+        Command::List(args) => list(args, &file).await,
+        Command::Completions { shell } => {
+            let mut stdout = std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "herald", &mut stdout);
+            Ok(())
+        }
+    }
+}
+
+/// Client options with the registrant `herald register` uses for `name`.
+fn registrant_options(
+    client: &ClientArgs,
+    file: &Options,
+    name: &str,
+    registrant: Option<u64>,
+) -> Result<ClientOptions, Failure> {
+    let mut options = client.options(file)?;
+    options.registrant = Some(registrant.unwrap_or_else(|| stable_registrant(&hostname(), name)));
+    Ok(options)
+}
+
+async fn register(args: RegisterArgs, file: &Options) -> Result<(), Failure> {
+    let mut options = registrant_options(&args.client, file, &args.name, args.registrant)?;
+    options.lease = args.lease()?;
+    let registration = registration(&args.name, &args.locations, &args.meta)?;
+    let herald = Herald::connect(options).await?;
+    let handle = herald.register(registration).await?;
+    let grant = handle.grant();
+    println!(
+        "registered {} with {} (lease {:.1}s)",
+        grant.name,
+        grant.directory,
+        grant.lease.as_secs_f64()
+    );
+    if args.once {
+        handle.detach();
+        return Ok(());
+    }
+    shutdown_signal().await;
+    let name = handle.grant().name.to_string();
+    handle.unregister().await?;
+    println!("unregistered {name}");
+    Ok(())
+}
+
+async fn unregister(args: UnregisterArgs, file: &Options) -> Result<(), Failure> {
+    let options = registrant_options(&args.client, file, &args.name, args.registrant)?;
+    let herald = Herald::connect(options).await?;
+    herald.unregister(&args.name).await?;
+    println!("unregistered {}", args.name);
+    Ok(())
+}
+
+/// `name 1.2.3.4:80,5.6.7.8:80 key=value …`
+fn text_line(s: &ServiceInfo) -> String {
+    let locations: Vec<String> = s.locations.iter().map(|l| l.to_string()).collect();
+    let mut line = format!("{} {}", s.name, locations.join(","));
+    for (k, v) in &s.meta {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    line
+}
+
+fn event_line(event: &WatchEvent, json: bool) -> Result<String, Failure> {
+    if json {
+        return serde_json::to_string(event).map_err(|e| std::io::Error::other(e).into());
+    }
+    Ok(format!(
+        "{} {}",
+        event.kind.as_str(),
+        text_line(&event.service)
+    ))
+}
+
+async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
+    let options = args.client.options(file)?;
+    let interest = Interest::parse_all(args.interests.iter().map(String::as_str))
+        .map_err(crate::client::Error::InvalidInterest)?;
+    let mut watch = Watch::start(options, interest).await?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            event = watch.next() => {
+                let Some(event) = event else { return Ok(()) };
+                writeln!(stdout, "{}", event_line(&event, args.json)?)?;
+                stdout.flush()?;
+            }
+        }
+    }
+}
+
+async fn list(args: ListArgs, file: &Options) -> Result<(), Failure> {
+    let herald = Herald::connect(args.client.options(file)?).await?;
+    let services = herald.list().await?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string(&services).map_err(std::io::Error::other)?;
+        writeln!(stdout, "{text}")?;
+    } else {
+        for s in &services {
+            writeln!(stdout, "{}", text_line(s))?;
+        }
+    }
+    Ok(())
+}

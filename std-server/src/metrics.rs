@@ -1,0 +1,215 @@
+//! Prometheus metrics for `herald serve --metrics IP:PORT`.
+//!
+//! The socket loop publishes a [`Snapshot`] of the directory's counters after every
+//! wake-up (a copy under a mutex, nothing more on the hot path); a scrape of
+//! `GET /metrics` turns the latest snapshot into Prometheus text with the `metrics`
+//! crate's Prometheus recorder. The HTTP side is a deliberately tiny responder: one
+//! request per connection, bounded in size and time.
+
+use herald_core::{DirectoryStats, RejectReason};
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Longest request read, in bytes.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Time a client has to send its request and read the answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the socket loop knows, copied after every wake-up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    /// The core's counters.
+    pub directory: DirectoryStats,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Live services.
+    pub live: u64,
+    /// Entries held, live and departed (departed ones still owe notifications).
+    pub entries: u64,
+    /// Storage transactions committed.
+    pub storage_writes: u64,
+    /// Storage transactions that failed.
+    pub storage_errors: u64,
+}
+
+/// The snapshot shared between the socket loop and the metrics endpoint.
+pub type Shared = Arc<Mutex<Snapshot>>;
+
+fn describe() {
+    let counters = [
+        ("herald_datagrams_in_total", "Datagrams received."),
+        ("herald_datagrams_out_total", "Datagrams sent."),
+        ("herald_bytes_in_total", "Bytes received."),
+        ("herald_bytes_out_total", "Bytes sent."),
+        (
+            "herald_malformed_total",
+            "Datagrams that were not valid requests.",
+        ),
+        (
+            "herald_wrong_environment_total",
+            "Requests from another environment.",
+        ),
+        (
+            "herald_ignored_total",
+            "Valid frames a directory does not take.",
+        ),
+        ("herald_registrations_total", "New registrations."),
+        (
+            "herald_changes_total",
+            "Registrations whose locations or metadata changed.",
+        ),
+        ("herald_renewals_total", "Lease renewals."),
+        ("herald_unregisters_total", "Explicit unregistrations."),
+        ("herald_expiries_total", "Leases that ran out."),
+        ("herald_rejections_total", "Rejections sent, by reason."),
+        ("herald_snapshots_total", "Snapshot requests answered."),
+        (
+            "herald_replies_dropped_total",
+            "Replies dropped: reply queue full.",
+        ),
+        (
+            "herald_storage_writes_total",
+            "Storage transactions committed.",
+        ),
+        (
+            "herald_storage_errors_total",
+            "Storage transactions that failed.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+    }
+    describe_gauge!("herald_services", "Live services in the registry.");
+    describe_gauge!("herald_entries", "Registry entries, live and departed.");
+}
+
+fn record(s: &Snapshot) {
+    let d = &s.directory;
+    let counters = [
+        ("herald_datagrams_in_total", d.datagrams_in),
+        ("herald_datagrams_out_total", d.datagrams_out),
+        ("herald_bytes_in_total", s.bytes_in),
+        ("herald_bytes_out_total", s.bytes_out),
+        ("herald_malformed_total", d.malformed),
+        ("herald_wrong_environment_total", d.wrong_environment),
+        ("herald_ignored_total", d.ignored),
+        ("herald_registrations_total", d.registrations),
+        ("herald_changes_total", d.changes),
+        ("herald_renewals_total", d.renewals),
+        ("herald_unregisters_total", d.unregisters),
+        ("herald_expiries_total", d.expiries),
+        ("herald_snapshots_total", d.snapshots),
+        ("herald_replies_dropped_total", d.replies_dropped),
+        ("herald_storage_writes_total", s.storage_writes),
+        ("herald_storage_errors_total", s.storage_errors),
+    ];
+    for (name, value) in counters {
+        counter!(name).absolute(value);
+    }
+    for reason in RejectReason::ALL {
+        counter!("herald_rejections_total", "reason" => reason.label())
+            .absolute(d.rejected(reason));
+    }
+    gauge!("herald_services").set(s.live as f64);
+    gauge!("herald_entries").set(s.entries as f64);
+}
+
+/// Renders `snapshot` as Prometheus text through `recorder`.
+pub fn render(recorder: &PrometheusRecorder, snapshot: &Snapshot) -> String {
+    metrics::with_local_recorder(recorder, || {
+        describe();
+        record(snapshot);
+    });
+    let handle = recorder.handle();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Shared) {
+    let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let recorder = recorder.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let answer =
+                tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &recorder, &shared));
+            if let Ok(Err(e)) | Err(e) = answer.await.map_err(std::io::Error::other) {
+                tracing::debug!(%peer, error = %e, "metrics: request failed");
+            }
+        });
+    }
+}
+
+async fn answer(
+    mut stream: TcpStream,
+    recorder: &PrometheusRecorder,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let (status, body) = if request.starts_with(b"GET /metrics ") {
+        let snapshot = *shared.lock().unwrap_or_else(|p| p.into_inner());
+        ("200 OK", render(recorder, &snapshot))
+    } else {
+        ("404 Not Found", "not found: try /metrics\n".to_owned())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Binds the metrics endpoint.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_reasons() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let mut s = Snapshot::default();
+        s.directory.registrations = 3;
+        s.directory.rejections[RejectReason::WrongEnvironment as usize - 1] = 2;
+        s.live = 5;
+        let text = render(&recorder, &s);
+        assert!(text.contains("herald_registrations_total 3"), "{text}");
+        assert!(
+            text.contains("herald_rejections_total{reason=\"wrong_environment\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("herald_services 5"), "{text}");
+        s.directory.registrations = 4;
+        assert!(render(&recorder, &s).contains("herald_registrations_total 4"));
+    }
+}
