@@ -14,7 +14,6 @@
 //! ```
 
 use crate::config::{Config, Error};
-use crate::fmt::show;
 use crate::session::{Session, TRANSMIT_BURST};
 use crate::storage::Buffers;
 use crate::time::{from_smoltcp, to_smoltcp};
@@ -122,10 +121,7 @@ impl<'a, const R: usize> Herald<'a, R> {
             };
             match socket.send_slice(&self.datagram[..len], destination) {
                 Ok(()) => queued = true,
-                Err(_) => debug!(
-                    "herald: could not queue a datagram for {}",
-                    show(&destination)
-                ),
+                Err(_) => debug!("herald: could not queue a datagram for {}", destination),
             }
         }
         self.backlog = true;

@@ -1,7 +1,7 @@
 //! The driver's settings ([`Config`]) and why a driver could not start ([`Error`]).
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use herald_core::{ClientConfig, ClientError, Location};
+use herald_core::{ClientConfig, ClientError};
 
 /// The default announcement group, 237.37.37.1:37371 (the directory's default).
 pub const DEFAULT_GROUP: SocketAddr =
@@ -21,14 +21,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for a client identified by `registrant` that uses the directory at
-    /// `directory` and follows the default group. Add an interest to discover services.
-    pub fn new(registrant: u64, directory: Location) -> Self {
-        let mut client = ClientConfig::new(registrant);
-        // A fresh list has room for MAX_DIRECTORIES (at least one) entries.
-        let _ = client.directories.push(directory);
+    /// Defaults for a client identified by `registrant` that follows the default group
+    /// and has no directory yet: it learns directories from their beacons on the group.
+    /// Push known ones onto `client.directories` (in order of preference) to start at
+    /// once. Add an interest to discover services.
+    pub fn new(registrant: u64) -> Self {
         Config {
-            client,
+            client: ClientConfig::new(registrant),
             group: DEFAULT_GROUP,
         }
     }

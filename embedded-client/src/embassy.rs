@@ -12,7 +12,6 @@
 //! ```
 
 use crate::config::{Config, Error};
-use crate::fmt::show;
 use crate::session::{Session, TRANSMIT_BURST};
 use crate::storage::{
     Buffers, DEFAULT_DATAGRAM, DEFAULT_PACKETS, DEFAULT_SERVICES, DEFAULT_SOCKET_BYTES,
@@ -115,8 +114,7 @@ pub fn new<'d, const N: usize, const R: usize, const P: usize, const S: usize, c
         .map_err(|_| Error::Join)?;
     info!(
         "herald: listening on port {}, joined {}",
-        group.port,
-        show(&group.addr)
+        group.port, group.addr
     );
     let shared = &*shared.insert(RefCell::new(Shared {
         session,
@@ -245,7 +243,7 @@ impl<const R: usize> Runner<'_, R> {
             )
             .await;
             if !matches!(sent, Ok(Ok(()))) {
-                debug!("herald: could not send to {}", show(&destination));
+                debug!("herald: could not send to {}", destination);
             }
         }
         true

@@ -20,15 +20,3 @@ macro_rules! herald_log {
 macro_rules! debug { ($($t:tt)*) => { herald_log!(debug, $($t)*) }; }
 macro_rules! info { ($($t:tt)*) => { herald_log!(info, $($t)*) }; }
 macro_rules! warn { ($($t:tt)*) => { herald_log!(warn, $($t)*) }; }
-
-/// A value shown with its `Display` impl by whichever logger is on.
-#[cfg(feature = "defmt")]
-pub(crate) fn show<T: core::fmt::Display + ?Sized>(value: &T) -> defmt::Display2Format<'_, T> {
-    defmt::Display2Format(value)
-}
-
-/// A value shown with its `Display` impl by whichever logger is on.
-#[cfg(not(feature = "defmt"))]
-pub(crate) fn show<T: core::fmt::Display + ?Sized>(value: &T) -> &T {
-    value
-}

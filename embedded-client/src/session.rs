@@ -4,7 +4,6 @@
 
 use crate::config::{Config, Error};
 use crate::endpoint::{from_endpoint, to_endpoint};
-use crate::fmt::show;
 use herald_core::{Client, ClientEvent, Discovered, Instant};
 use smoltcp::wire::IpEndpoint;
 
@@ -85,9 +84,9 @@ impl<'a, const R: usize> Session<'a, R> {
             match to_endpoint(transmit.destination) {
                 Ok(endpoint) => return Some((endpoint, transmit.len)),
                 Err(e) => warn!(
-                    "herald: dropped a datagram for {}: {}",
-                    show(&transmit.destination),
-                    show(&e)
+                    "herald: dropped a datagram for port {}: {}",
+                    transmit.destination.port(),
+                    e
                 ),
             }
         }
@@ -103,9 +102,9 @@ impl<'a, const R: usize> Session<'a, R> {
     pub(crate) fn poll_event(&mut self) -> Option<ClientEvent> {
         let event = self.client.poll_event()?;
         match &event {
-            ClientEvent::Discovered(s) => info!("herald: discovered {}", show(s.name())),
-            ClientEvent::Unregistered(s) => info!("herald: {} went away", show(s.name())),
-            ClientEvent::Registered { name, .. } => info!("herald: registered {}", show(name)),
+            ClientEvent::Discovered(s) => info!("herald: discovered {}", s.name().as_str()),
+            ClientEvent::Unregistered(s) => info!("herald: {} went away", s.name().as_str()),
+            ClientEvent::Registered { name, .. } => info!("herald: registered {}", name.as_str()),
             ClientEvent::Unreachable => warn!("herald: no directory answers"),
             _ => debug!("herald: event"),
         }

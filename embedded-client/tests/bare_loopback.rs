@@ -77,7 +77,8 @@ fn registers_discovers_and_unregisters_through_the_group() {
     };
 
     // The embedded client, listening for everything.
-    let mut config = Config::new(0x5eed, dir_location);
+    let mut config = Config::new(0x5eed);
+    config.client.directories.push(dir_location).unwrap();
     config.client.interest = Some(Interest::all());
     let mut buffers: Buffers<8> = Buffers::new();
     let mut herald =
@@ -163,7 +164,8 @@ fn refuses_a_group_that_is_not_multicast() {
     let mut socket_storage: [SocketStorage<'_>; 1] = Default::default();
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
     let dir = Location::new(IpAddr::V4(HOST), 37399).unwrap();
-    let mut config = Config::new(1, dir);
+    let mut config = Config::new(1);
+    config.client.directories.push(dir).unwrap();
     config.group = SocketAddr::new(IpAddr::V4(HOST), 37371);
     let mut buffers: Buffers<2, 2, 1024> = Buffers::new();
     let result = bare::Herald::<1>::new(config, &mut buffers, &mut iface, &mut sockets);
@@ -172,7 +174,8 @@ fn refuses_a_group_that_is_not_multicast() {
         Some(herald_embedded::Error::GroupNotMulticast)
     );
 
-    let mut config = Config::new(1, dir);
+    let mut config = Config::new(1);
+    config.client.directories.push(dir).unwrap();
     config.client.max_datagram = 2000;
     let mut buffers: Buffers<2, 2, 1024> = Buffers::new();
     let result = bare::Herald::<1>::new(config, &mut buffers, &mut iface, &mut sockets);

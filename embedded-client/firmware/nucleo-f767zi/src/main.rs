@@ -1,0 +1,253 @@
+//! A Nucleo-F767ZI on Ethernet that registers one service with Herald (`nucleo-f767zi`
+//! on its own address, port 7) and prints, over defmt RTT, every service it discovers,
+//! changes and loses. It finds the directory by its beacons on the group, or uses
+//! `DIRECTORY` when that is set.
+//!
+//! Build: `cargo build --release` here (target thumbv7em-none-eabihf); flash and watch
+//! the log with `cargo run --release` (probe-rs). Without the `herald` feature it only
+//! brings the network up and listens on the group: the baseline for the footprint.
+#![no_std]
+#![no_main]
+
+use embassy_executor::Spawner;
+use embassy_net::{Stack, StackResources};
+use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::peripherals::{ETH, ETH_SMA};
+use embassy_stm32::rng::Rng;
+use embassy_stm32::time::Hertz;
+use embassy_stm32::{bind_interrupts, eth, peripherals, rng, Config};
+#[cfg(not(feature = "defmt"))]
+use panic_halt as _;
+use static_cell::StaticCell;
+#[cfg(feature = "defmt")]
+use {defmt_rtt as _, panic_probe as _};
+
+/// Logs with defmt when it is on; otherwise only evaluates the arguments.
+macro_rules! say {
+    ($s:literal $(, $x:expr)* $(,)?) => {{
+        #[cfg(feature = "defmt")]
+        defmt::info!($s $(, $x)*);
+        #[cfg(not(feature = "defmt"))]
+        let _ = ($(&$x),*);
+    }};
+}
+
+bind_interrupts!(struct Irqs {
+    ETH => eth::InterruptHandler;
+    RNG => rng::InterruptHandler<peripherals::RNG>;
+});
+
+type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+#[embassy_executor::task]
+async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) -> ! {
+    let mut config = Config::default();
+    {
+        use embassy_stm32::rcc::*;
+        // 8 MHz from the ST-LINK's MCO, HSE bypass; 216 MHz system clock.
+        config.rcc.hse = Some(Hse {
+            freq: Hertz(8_000_000),
+            mode: HseMode::Bypass,
+        });
+        config.rcc.pll_src = PllSource::HSE;
+        config.rcc.pll = Some(Pll {
+            prediv: PllPreDiv::DIV4,
+            mul: PllMul::MUL216,
+            divp: Some(PllPDiv::DIV2),
+            divq: None,
+            divr: None,
+        });
+        config.rcc.ahb_pre = AHBPrescaler::DIV1;
+        config.rcc.apb1_pre = APBPrescaler::DIV4;
+        config.rcc.apb2_pre = APBPrescaler::DIV2;
+        config.rcc.sys = Sysclk::PLL1_P;
+    }
+    let p = embassy_stm32::init(config);
+
+    let mut rng = Rng::new(p.RNG, Irqs);
+    let mut seed = [0; 8];
+    rng.fill_bytes(&mut seed);
+    let seed = u64::from_le_bytes(seed);
+
+    // A locally administered MAC derived from the random seed.
+    let mac = [
+        0x02,
+        0x00,
+        seed as u8,
+        (seed >> 8) as u8,
+        (seed >> 16) as u8,
+        (seed >> 24) as u8,
+    ];
+    static PACKETS: StaticCell<PacketQueue<4, 4>> = StaticCell::new();
+    // The board's RMII pins (LAN8742A PHY).
+    let device = Ethernet::new(
+        PACKETS.init(PacketQueue::<4, 4>::new()),
+        p.ETH,
+        Irqs,
+        p.PA1,  // REF_CLK
+        p.PA7,  // CRS_DV
+        p.PC4,  // RXD0
+        p.PC5,  // RXD1
+        p.PG13, // TXD0
+        p.PB13, // TXD1
+        p.PG11, // TX_EN
+        mac,
+        p.ETH_SMA,
+        p.PA2, // MDIO
+        p.PC1, // MDC
+    );
+
+    #[cfg(feature = "dhcp")]
+    let net_config = embassy_net::Config::dhcpv4(Default::default());
+    #[cfg(not(feature = "dhcp"))]
+    let net_config = embassy_net::Config::ipv4_static(embassy_net::StaticConfigV4 {
+        address: embassy_net::Ipv4Cidr::new(embassy_net::Ipv4Address::new(192, 168, 69, 1), 24),
+        dns_servers: heapless::Vec::new(),
+        gateway: None,
+    });
+    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+    let (stack, runner) = embassy_net::new(
+        device,
+        net_config,
+        RESOURCES.init(StackResources::new()),
+        seed,
+    );
+    spawner.spawn(net_task(runner).unwrap());
+
+    stack.wait_config_up().await;
+    let Some(v4) = stack.config_v4() else {
+        panic!("no IPv4 configuration")
+    };
+    let address = v4.address.address();
+    say!("network up: {}", address);
+
+    run(spawner, stack, address, seed).await
+}
+
+#[cfg(feature = "herald")]
+mod herald {
+    //! The Herald part: one registration, every discovery printed.
+    use super::*;
+    use core::net::IpAddr;
+    use embassy_net::Ipv4Address;
+    use herald_embedded::embassy::{Resources, Runner};
+    use herald_embedded::{ClientEvent, Interest, Location, Registration, ServiceName};
+
+    /// A directory to use from the start (address, port); `None` learns it from beacons.
+    const DIRECTORY: Option<([u8; 4], u16)> = None;
+    /// The port the registered service is announced on.
+    const SERVICE_PORT: u16 = 7;
+    /// Services remembered at once, and services registered by this board.
+    const SERVICES: usize = 8;
+    const REGISTRATIONS: usize = 1;
+    type HeraldResources = Resources<'static, SERVICES, REGISTRATIONS, 4, 2048>;
+
+    #[embassy_executor::task]
+    async fn herald_task(mut runner: Runner<'static, REGISTRATIONS>) -> ! {
+        runner.run().await
+    }
+
+    pub(super) async fn run(
+        spawner: Spawner,
+        stack: Stack<'static>,
+        address: Ipv4Address,
+        seed: u64,
+    ) -> ! {
+        let mut config = herald_embedded::Config::new(seed);
+        config.client.interest = Some(Interest::all());
+        if let Some((ip, port)) = DIRECTORY {
+            if let Ok(directory) = Location::new(IpAddr::from(ip), port) {
+                let _ = config.client.directories.push(directory);
+            }
+        }
+        static HERALD: StaticCell<HeraldResources> = StaticCell::new();
+        let (herald, runner) =
+            match herald_embedded::embassy::new(stack, config, HERALD.init(Resources::new())) {
+                Ok(pair) => pair,
+                Err(_) => panic!("herald could not start"),
+            };
+        spawner.spawn(herald_task(runner).unwrap());
+
+        let registration = ServiceName::new("nucleo-f767zi")
+            .ok()
+            .zip(Location::new(IpAddr::V4(address), SERVICE_PORT).ok())
+            .and_then(|(name, here)| Registration::new(name, &[here]).ok());
+        if let Some(registration) = registration {
+            let _ = herald.register(registration);
+        }
+
+        loop {
+            match herald.next_event().await {
+                ClientEvent::Discovered(s) | ClientEvent::Changed(s) => {
+                    for location in s.registration.locations.iter() {
+                        print_location(s.name().as_str(), location);
+                    }
+                }
+                ClientEvent::Unregistered(s) => say!("service {} gone", s.name().as_str()),
+                ClientEvent::Registered { lease, .. } => {
+                    say!("registered, lease {} ms", lease.as_millis())
+                }
+                ClientEvent::Unreachable => say!("no directory answers yet"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Prints with defmt's own formatting (no `core::fmt`, which costs flash).
+    fn print_location(name: &str, location: &Location) {
+        match location.ip() {
+            IpAddr::V4(ip) => {
+                let [a, b, c, d] = ip.octets();
+                say!(
+                    "service {} at {}.{}.{}.{}:{}",
+                    name,
+                    a,
+                    b,
+                    c,
+                    d,
+                    location.port()
+                )
+            }
+            IpAddr::V6(_) => say!(
+                "service {} at an IPv6 address, port {}",
+                name,
+                location.port()
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "herald")]
+use herald::run;
+
+/// The baseline: the same network, one UDP socket on the group, datagrams counted.
+#[cfg(not(feature = "herald"))]
+async fn run(
+    _spawner: Spawner,
+    stack: Stack<'static>,
+    _address: embassy_net::Ipv4Address,
+    _seed: u64,
+) -> ! {
+    use embassy_net::udp::{PacketMetadata, UdpSocket};
+    let group = embassy_net::Ipv4Address::new(237, 37, 37, 1);
+    let mut rx_meta = [PacketMetadata::EMPTY; 4];
+    let mut rx = [0; 2048];
+    let mut tx_meta = [PacketMetadata::EMPTY; 4];
+    let mut tx = [0; 2048];
+    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+    let _ = socket.bind(37371);
+    let _ = stack.join_multicast_group(group);
+    let mut buf = [0; 1400];
+    let mut count = 0u32;
+    loop {
+        if let Ok((len, _)) = socket.recv_from(&mut buf).await {
+            count = count.wrapping_add(1);
+            say!("datagram {} of {} bytes", count, len);
+        }
+    }
+}
