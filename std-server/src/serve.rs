@@ -22,7 +22,8 @@ use tokio::net::UdpSocket;
 
 /// Most datagrams read in one wake-up before timers, sends and storage run again.
 pub const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
-/// How often the metrics snapshot is refreshed (it costs a pass over the registry).
+/// How often the registry size in the metrics is refreshed (it costs a pass over the
+/// registry).
 const METRICS_REFRESH: Duration = Duration::from_millis(250);
 /// Receive buffer: the largest datagram UDP can carry.
 const RECV_BUFFER: usize = 65_536;
@@ -242,17 +243,17 @@ impl Shell {
         }
     }
 
-    /// Refreshes the metrics snapshot, at most every [`METRICS_REFRESH`].
+    /// Refreshes the metrics snapshot: the counters every wake-up, the registry size
+    /// (a pass over the registry) at most every [`METRICS_REFRESH`].
     fn publish(&mut self, directory: &Directory<'_>) {
         let Some(shared) = &self.shared else { return };
         let now = std::time::Instant::now();
-        if self.published.is_some_and(|t| now - t < METRICS_REFRESH) {
-            return;
+        if self.published.is_none_or(|t| now - t >= METRICS_REFRESH) {
+            self.published = Some(now);
+            self.snapshot.live = directory.live() as u64;
+            self.snapshot.entries = directory.len() as u64;
         }
-        self.published = Some(now);
         self.snapshot.directory = *directory.stats();
-        self.snapshot.live = directory.live() as u64;
-        self.snapshot.entries = directory.len() as u64;
         *shared.lock().unwrap_or_else(|p| p.into_inner()) = self.snapshot;
     }
 }

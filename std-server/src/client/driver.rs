@@ -409,16 +409,19 @@ impl Driver<'_> {
                 reason,
                 directory_environment,
             } => {
-                tracing::warn!(name = ?name, %reason, "rejected");
                 let ours = self.environment.as_str().to_owned();
                 let theirs = directory_environment.as_str().to_owned();
                 let error = || rejection(reason, &ours, &theirs);
-                match &name {
+                let answered = match &name {
                     Some(name) => {
-                        answer(&mut self.registering, Some(name), || Err(error()));
-                        answer(&mut self.unregistering, Some(name), || Err(error()));
+                        answer(&mut self.registering, Some(name), || Err(error()))
+                            + answer(&mut self.unregistering, Some(name), || Err(error()))
                     }
                     None => answer(&mut self.listing, None, || Err(error())),
+                };
+                // A caller who waits hears it; otherwise (a renewal) it is worth a warning.
+                if answered == 0 {
+                    tracing::warn!(name = ?name, error = %error(), "rejected");
                 }
             }
             ClientEvent::Released { name, confirmed } => {
@@ -501,19 +504,21 @@ fn rejection(reason: RejectReason, ours: &str, theirs: &str) -> Error {
     }
 }
 
-/// Answers (and removes) every waiting call for `name`.
+/// Answers (and removes) every waiting call for `name`; how many callers were told.
 fn answer<T>(
     waiting: &mut Vec<Waiting<T>>,
     name: Option<&ServiceName>,
     mut result: impl FnMut() -> Result<T, Error>,
-) {
+) -> usize {
+    let mut told = 0;
     waiting.retain_mut(|w| {
         if w.name.as_ref() != name {
             return true;
         }
         if let Some(reply) = w.reply.take() {
-            let _ = reply.send(result());
+            told += usize::from(reply.send(result()).is_ok());
         }
         false
     });
+    told
 }
