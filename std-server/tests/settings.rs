@@ -1,0 +1,100 @@
+//! Settings through the real binary: flags over HERALD_* variables over the config
+//! file, help that states the defaults, and shell completions.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn stdout_of(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("run herald");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn flags_win_over_variables_and_variables_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(
+        &file,
+        "environment = \"file\"\nnotifications = 5\ninterval_ms = 20\ncapacity = 64\n",
+    )
+    .unwrap();
+    let text = stdout_of(
+        herald()
+            .args(["serve", "--print-config", "--environment", "flag"])
+            .arg("--config")
+            .arg(&file)
+            .env("HERALD_ENVIRONMENT", "variable")
+            .env("HERALD_NOTIFICATIONS", "7"),
+    );
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(has("environment = \"flag\""), "{text}");
+    assert!(has("notifications = 7"), "{text}");
+    assert!(has("interval_ms = 20"), "{text}");
+    assert!(has("capacity = 64"), "{text}");
+    assert!(has("bind = \"127.0.0.1:37399\""), "{text}");
+    // The printed settings are themselves a valid config file.
+    std::fs::write(&file, &text).unwrap();
+    let again = stdout_of(
+        herald()
+            .args(["serve", "--print-config"])
+            .arg("--config")
+            .arg(&file),
+    );
+    assert_eq!(again, text);
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "intreval_ms = 20\n").unwrap();
+    let out = herald()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("intreval_ms"), "{err}");
+    let out = herald()
+        .args(["serve", "--bind", "0.0.0.0:37399", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "printing needs no advertise address");
+    let out = run(
+        &["serve".into(), "--bind".into(), "0.0.0.0:1".into()],
+        Duration::from_secs(10),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--advertise"), "{err}");
+}
+
+#[test]
+fn help_documents_every_default_and_completions_are_printed() {
+    let help = stdout_of(herald().args(["serve", "--help"]));
+    for default in [
+        "[default: 127.0.0.1:37399]",
+        "[default: 237.37.37.1:37371]",
+        "[default: 50]",
+        "[default: 20]",
+        "[default: 1400]",
+        "[default: 15]",
+        "[default: 300]",
+        "[default: 16384]",
+        "$XDG_STATE_HOME/herald",
+    ] {
+        assert!(help.contains(default), "{default} missing from\n{help}");
+    }
+    let help = stdout_of(herald().args(["register", "--help"]));
+    assert!(help.contains("--once") && help.contains("[default: 3]"), "{help}");
+    let script = stdout_of(herald().args(["completions", "bash"]));
+    assert!(script.contains("herald") && script.contains("register"), "{script}");
+}
