@@ -94,7 +94,13 @@ fn help_documents_every_default_and_completions_are_printed() {
         assert!(help.contains(default), "{default} missing from\n{help}");
     }
     let help = stdout_of(herald().args(["register", "--help"]));
-    assert!(help.contains("--once") && help.contains("[default: 3]"), "{help}");
+    assert!(
+        help.contains("--once") && help.contains("[default: 3]"),
+        "{help}"
+    );
     let script = stdout_of(herald().args(["completions", "bash"]));
-    assert!(script.contains("herald") && script.contains("register"), "{script}");
+    assert!(
+        script.contains("herald") && script.contains("register"),
+        "{script}"
+    );
 }
