@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds every fuzz target and runs each for a bounded time; exits non-zero on any
+# crash, timeout or out-of-memory. Usage: fuzz/run.sh [SECONDS_PER_TARGET] (default 60).
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
+set -euo pipefail
+
+seconds="${1:-60}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/.."
+
+cargo +nightly fuzz build
+status=0
+for target in $(cargo +nightly fuzz list); do
+    # Work on a scratch copy of the seeds: new inputs never land in the checked-in corpus.
+    work="$(mktemp -d)"
+    cp "$here/corpus/$target"/seed-* "$work/" 2>/dev/null || true
+    echo "== $target: ${seconds}s"
+    set +e
+    cargo +nightly fuzz run "$target" "$work" -- \
+        -dict="$here/dict/herald.dict" \
+        -max_total_time="$seconds" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$work.log" 2>&1
+    rc=$?
+    set -e
+    grep -E '^#[0-9]+ +(INITED|DONE)|^stat::number_of_executed_units' "$work.log" || true
+    if [ "$rc" -ne 0 ]; then
+        echo "!! $target failed (exit $rc); the crashing input is in fuzz/artifacts/$target/" >&2
+        tail -n 60 "$work.log" >&2
+        status=1
+    fi
+    rm -rf "$work" "$work.log"
+done
+exit "$status"

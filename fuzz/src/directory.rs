@@ -1,0 +1,438 @@
+//! The `directory` target: arbitrary steps of time, sender and datagram into a
+//! [`Directory`], checking its invariants after every step.
+//!
+//! Checked:
+//! - no panic, and `poll_transmit` / `poll_event` run dry;
+//! - every datagram sent is within the configured maximum size and decodes, goes where
+//!   its kind says (group or requester), and tells the truth about the registry (page
+//!   and announcement items are live records with that version; a beacon counts the
+//!   live services);
+//! - each removal `(name, version)` is announced at most N times, and exactly N times
+//!   once the directory is left to run (unless the name came back, or a departed entry
+//!   had to be reclaimed for room);
+//! - the registry never holds more than its capacity;
+//! - after `handle_timeout(now)` and the drains, `poll_timeout()` is later than `now`:
+//!   a shell that sleeps until the deadline always makes progress (no busy loop);
+//! - every stored record survives `Record::to_bytes` / `from_bytes`, within
+//!   `MAX_RECORD_LEN`.
+
+use crate::input::{self, Op, Step};
+use crate::message::{decode_owned, OwnedFrame, OwnedMessage};
+use crate::world::{group, ms, EnvChoice, SmallName, SmallRegistration};
+use arbitrary::{Arbitrary, Unstructured};
+use herald_core::registry::{WallClock, MAX_RECORD_LEN};
+use herald_core::wire::{self, Change, RegisterRequest, SnapshotRequest, UnregisterRequest};
+use herald_core::{
+    Directory, DirectoryConfig, DirectoryEvent, Instant, Interest, Location, Pattern, Record,
+    RecordState, Slot,
+};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Most steps run from one input (keeps executions fast).
+const MAX_STEPS: usize = 256;
+/// Most `handle_timeout` rounds to let departed entries finish at the end.
+const QUIESCE_ROUNDS: usize = 20_000;
+/// Most datagrams one drain may produce before it counts as a runaway.
+const MAX_DRAIN: usize = 100_000;
+
+/// A request from one of the small world's clients.
+#[derive(Debug, Arbitrary)]
+pub enum Request {
+    /// Register or renew.
+    Register {
+        /// Request id.
+        request: u32,
+        /// One of three registrants.
+        registrant: u8,
+        /// The lease asked for (0: the default).
+        lease_ms: u16,
+        /// What.
+        registration: SmallRegistration,
+    },
+    /// Unregister.
+    Unregister {
+        /// Request id.
+        request: u32,
+        /// One of three registrants.
+        registrant: u8,
+        /// What.
+        name: SmallName,
+    },
+    /// Ask for a snapshot.
+    Snapshot {
+        /// Request id.
+        request: u32,
+        /// Pages wanted (0 reads as 1).
+        max_pages: u8,
+        /// Start after.
+        after: Option<SmallName>,
+        /// Interest: one name, exact or prefix.
+        interest: Option<(SmallName, bool)>,
+    },
+}
+
+/// A structured datagram for the directory.
+#[derive(Debug, Arbitrary)]
+pub struct RequestFrame {
+    /// Its environment.
+    pub env: EnvChoice,
+    /// Its request.
+    pub request: Request,
+}
+
+impl RequestFrame {
+    /// Encodes the frame with the real encoder.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let environment = self.env.environment();
+        let mut buf = vec![0; wire::DEFAULT_MAX_DATAGRAM];
+        let len = match &self.request {
+            Request::Register {
+                request,
+                registrant,
+                lease_ms,
+                registration,
+            } => wire::encode(
+                &environment,
+                &RegisterRequest {
+                    request: *request,
+                    registrant: u64::from(registrant % 3),
+                    lease: ms(u64::from(*lease_ms)),
+                    registration: registration.registration(),
+                },
+                &mut buf,
+            ),
+            Request::Unregister {
+                request,
+                registrant,
+                name,
+            } => wire::encode(
+                &environment,
+                &UnregisterRequest {
+                    request: *request,
+                    registrant: u64::from(registrant % 3),
+                    name: name.name(),
+                },
+                &mut buf,
+            ),
+            Request::Snapshot {
+                request,
+                max_pages,
+                after,
+                interest,
+            } => {
+                let mut i = Interest::all();
+                if let Some((name, prefix)) = interest {
+                    let name = name.name();
+                    let p = if *prefix {
+                        Pattern::prefix(name.as_str()).expect("valid prefix")
+                    } else {
+                        Pattern::exact(&name)
+                    };
+                    i.push(p).expect("room for one pattern");
+                }
+                wire::encode(
+                    &environment,
+                    &SnapshotRequest {
+                        request: *request,
+                        max_pages: *max_pages,
+                        after: after.map(SmallName::name),
+                        interest: i,
+                    },
+                    &mut buf,
+                )
+            }
+        }
+        .expect("a small-world request fits");
+        buf.truncate(len);
+        buf
+    }
+}
+
+/// The directory's configuration and capacity from the input's configuration bytes;
+/// every combination is valid.
+pub fn config(c: [u8; input::CONFIG_LEN]) -> (DirectoryConfig, usize) {
+    let address = Location::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 37399).expect("valid");
+    let mut config = DirectoryConfig::new(address, group());
+    config.notifications = 1 + c[0] % 24;
+    let capacity = 1 + usize::from(c[1] % 12);
+    config.max_datagram =
+        wire::MIN_MAX_DATAGRAM + usize::from(u16::from_le_bytes([c[2], c[3]]) % 1024);
+    config.interval = ms(1 + u64::from(c[4]));
+    config.beacon_interval = ms(100 * (1 + u64::from(c[5] % 20)));
+    config.sweep_period = ms(100 * (1 + u64::from(c[6] % 100)));
+    config.min_lease = ms(100 * (1 + u64::from(c[7] & 7)));
+    config.default_lease = config.min_lease.mul(2);
+    config.max_lease = config.min_lease.mul(2 + u64::from(c[7] >> 3));
+    (config, capacity)
+}
+
+/// The small world's senders (clients, and a few odd addresses).
+pub fn sender(index: u8) -> SocketAddr {
+    let all = [
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5001),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 5000),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), 6000),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+    ];
+    all[usize::from(index) % all.len()]
+}
+
+/// Runs one input.
+pub fn run(data: &[u8]) {
+    let (c, steps) = input::parse(data);
+    let (config, capacity) = config(c);
+    let mut slots: Vec<Slot> = vec![None; capacity];
+    let mut index = vec![0u32; capacity];
+    let directory = Directory::new(config.clone(), &mut slots, &mut index).expect("valid config");
+    let mut h = Harness {
+        d: directory,
+        config,
+        capacity,
+        now: Instant::ZERO,
+        buf: vec![0; 2 * wire::DEFAULT_MAX_DATAGRAM],
+        unregistered: HashMap::new(),
+        registered: HashMap::new(),
+    };
+    for step in steps.take(MAX_STEPS) {
+        h.step(step);
+    }
+    h.quiesce();
+}
+
+struct Harness<'a> {
+    d: Directory<'a>,
+    config: DirectoryConfig,
+    capacity: usize,
+    /// The latest time fed.
+    now: Instant,
+    buf: Vec<u8>,
+    /// Unregistered notifications sent per (name, version).
+    unregistered: HashMap<(String, u64), u32>,
+    /// The newest version announced as registered, per name.
+    registered: HashMap<String, u64>,
+}
+
+fn earlier(now: Instant, dt: u16) -> Instant {
+    Instant::from_micros(
+        now.as_micros()
+            .saturating_sub(ms(u64::from(dt)).as_micros()),
+    )
+}
+
+impl Harness<'_> {
+    fn step(&mut self, step: Step<'_>) {
+        let dt = ms(u64::from(step.dt_ms));
+        let from = sender(step.sender);
+        if step.op != Op::Extra {
+            self.now += dt;
+        }
+        let now = self.now;
+        match step.op {
+            Op::Timeout => self.timeout(now),
+            Op::Deadline => {
+                let deadline = self
+                    .d
+                    .poll_timeout()
+                    .expect("a directory always has a deadline");
+                self.now = self.now.max(deadline);
+                self.timeout(self.now);
+            }
+            Op::Raw => self.deliver(now, from, step.payload),
+            Op::Structured => {
+                if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(step.payload)) {
+                    self.deliver(now, from, &frame.to_vec());
+                }
+            }
+            Op::Message => {
+                if let Ok(frame) = OwnedFrame::arbitrary(&mut Unstructured::new(step.payload)) {
+                    if let Ok(bytes) = frame.to_vec(wire::DEFAULT_MAX_DATAGRAM) {
+                        self.deliver(now, from, &bytes);
+                    }
+                }
+            }
+            Op::Mutated => {
+                let (mutation, rest) = input::mutation(step.payload);
+                if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(rest)) {
+                    let mut bytes = frame.to_vec();
+                    mutation.apply(&mut bytes);
+                    self.deliver(now, from, &bytes);
+                }
+            }
+            Op::Extra => {
+                // Time going backwards: the directory must treat it as the latest time.
+                if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(step.payload)) {
+                    self.deliver(earlier(now, step.dt_ms), from, &frame.to_vec());
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, at: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.d.handle_datagram(at, from, bytes);
+        self.drain(at, Some(from));
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        self.d.handle_timeout(now);
+        self.drain(now, None);
+        let next = self
+            .d
+            .poll_timeout()
+            .expect("a directory always has a deadline");
+        assert!(
+            next > self.now,
+            "no progress: after handle_timeout({}) poll_timeout() is {next}",
+            self.now
+        );
+    }
+
+    /// Lets the directory run until no departed entry is left, then checks that every
+    /// removal was announced exactly N times.
+    fn quiesce(&mut self) {
+        for _ in 0..QUIESCE_ROUNDS {
+            if self.d.records().all(Record::is_live) {
+                break;
+            }
+            let deadline = self
+                .d
+                .poll_timeout()
+                .expect("a directory always has a deadline");
+            self.now = self.now.max(deadline);
+            self.timeout(self.now);
+        }
+        let stuck: Vec<_> = self.d.records().filter(|r| !r.is_live()).collect();
+        assert!(stuck.is_empty(), "departed entries never finish: {stuck:?}");
+        if self.d.stats().notifications_dropped > 0 {
+            return;
+        }
+        let n = u32::from(self.config.notifications);
+        for ((name, version), &count) in &self.unregistered {
+            let came_back = self.registered.get(name).is_some_and(|v| v > version);
+            assert!(
+                came_back || count == n,
+                "{name} v{version} announced unregistered {count} times, not exactly {n}"
+            );
+        }
+    }
+
+    fn drain(&mut self, at: Instant, from: Option<SocketAddr>) {
+        let mut sent = 0;
+        while let Some(t) = self.d.poll_transmit(at, &mut self.buf) {
+            sent += 1;
+            assert!(sent <= MAX_DRAIN, "poll_transmit never runs dry");
+            assert!(
+                t.len <= self.config.max_datagram,
+                "datagram of {} bytes, maximum {}",
+                t.len,
+                self.config.max_datagram
+            );
+            let frame = decode_owned(&self.buf[..t.len])
+                .unwrap_or_else(|e| panic!("the directory sent an undecodable datagram: {e:?}"));
+            self.check_sent(t.destination, from, frame);
+        }
+        let mut removed = Vec::new();
+        let mut events = 0;
+        let clock = WallClock {
+            now: self.now,
+            unix_ms: 1_700_000_000_000,
+        };
+        while let Some(event) = self.d.poll_event() {
+            events += 1;
+            assert!(events <= MAX_DRAIN, "poll_event never runs dry");
+            match event {
+                DirectoryEvent::Stored(record) => check_stored(record, clock),
+                DirectoryEvent::Removed(name) => removed.push(name),
+            }
+        }
+        for name in removed {
+            assert!(
+                self.d.record(name.as_str()).is_none(),
+                "{name} reported removed but still held"
+            );
+        }
+        assert_eq!(self.d.capacity(), self.capacity);
+        assert!(self.d.len() <= self.capacity, "registry over capacity");
+        assert_eq!(self.d.records().count(), self.d.len());
+    }
+
+    fn check_sent(&mut self, to: SocketAddr, from: Option<SocketAddr>, frame: OwnedFrame) {
+        let own_env = frame.environment == self.config.environment;
+        match frame.message {
+            OwnedMessage::Ack(_) | OwnedMessage::Reject(_) | OwnedMessage::SnapshotPage(..) => {
+                assert_eq!(Some(to), from, "a reply goes to the requester");
+            }
+            OwnedMessage::Announce(..) | OwnedMessage::SyncPage(..) | OwnedMessage::Beacon(_) => {
+                assert_eq!(to, self.config.group, "announcements go to the group");
+                assert!(own_env, "announcements are in the directory's environment");
+            }
+            ref m => panic!("a directory sent a request: {m:?}"),
+        }
+        match frame.message {
+            OwnedMessage::Announce(header, changes) => {
+                assert_eq!(header.directory, self.config.address);
+                for change in changes {
+                    match change {
+                        Change::Registered(s) => {
+                            self.check_live(&s);
+                            let v = self.registered.entry(s.name().to_string()).or_default();
+                            *v = (*v).max(s.version.0);
+                        }
+                        Change::Unregistered { name, version } => {
+                            let key = (name.to_string(), version.0);
+                            let count = self.unregistered.entry(key).or_default();
+                            *count += 1;
+                            assert!(
+                                *count <= u32::from(self.config.notifications),
+                                "{name} {version} announced unregistered {count} times, more than {}",
+                                self.config.notifications
+                            );
+                        }
+                    }
+                }
+            }
+            OwnedMessage::SnapshotPage(header, services)
+            | OwnedMessage::SyncPage(header, services) => {
+                let mut previous = header.after.clone();
+                for s in &services {
+                    self.check_live(s);
+                    if let Some(p) = &previous {
+                        assert!(p < s.name(), "page out of order: {p} then {}", s.name());
+                    }
+                    previous = Some(s.name().clone());
+                }
+                assert!(header.as_of <= self.d.as_of());
+            }
+            OwnedMessage::Beacon(b) => {
+                assert_eq!(b.directory, self.config.address);
+                assert_eq!(b.services as usize, self.d.live(), "beacon miscounts");
+            }
+            _ => {}
+        }
+    }
+
+    /// A service the directory just sent as live is live in its registry, as sent.
+    fn check_live(&self, s: &herald_core::Service) {
+        let record = self
+            .d
+            .record(s.name().as_str())
+            .unwrap_or_else(|| panic!("{} sent as live but not held", s.name()));
+        assert!(record.is_live(), "{} sent as live but departed", s.name());
+        assert_eq!(&record.service, s, "sent state differs from the registry");
+    }
+}
+
+/// A stored record reads back as written (an expired lease reads back as expiring now).
+fn check_stored(record: &Record, clock: WallClock) {
+    let mut buf = [0u8; MAX_RECORD_LEN];
+    let bytes = record
+        .to_bytes(clock, &mut buf)
+        .unwrap_or_else(|| panic!("record longer than MAX_RECORD_LEN: {record:?}"));
+    let back = Record::from_bytes(bytes, clock).expect("a stored record reads back");
+    let mut expected = record.clone();
+    if let RecordState::Live { expires } = &mut expected.state {
+        *expires = (*expires).max(clock.now);
+    }
+    assert_eq!(back, expected, "stored record changed");
+}

@@ -1,0 +1,130 @@
+//! Owned messages: generate, encode with the real encoder, rebuild from a frame.
+
+use arbitrary::Arbitrary;
+use herald_core::wire::{
+    self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, EncodeError, Frame, Item, Message,
+    PageHeader, RegisterRequest, Reject, SnapshotRequest, UnregisterRequest,
+};
+use herald_core::{Environment, Service};
+
+/// Every message, with a batch's items in a `Vec` (a decoded [`Message`] borrows them).
+#[derive(Clone, Debug, PartialEq, Eq, Arbitrary)]
+pub enum OwnedMessage {
+    /// [`Message::Register`].
+    Register(RegisterRequest),
+    /// [`Message::Unregister`].
+    Unregister(UnregisterRequest),
+    /// [`Message::SnapshotRequest`].
+    SnapshotRequest(SnapshotRequest),
+    /// [`Message::Ack`].
+    Ack(Ack),
+    /// [`Message::Reject`].
+    Reject(Reject),
+    /// [`Message::Beacon`].
+    Beacon(Beacon),
+    /// [`Message::SnapshotPage`].
+    SnapshotPage(PageHeader, Vec<Service>),
+    /// [`Message::SyncPage`].
+    SyncPage(PageHeader, Vec<Service>),
+    /// [`Message::Announce`].
+    Announce(AnnounceHeader, Vec<Change>),
+}
+
+/// A frame with its environment, owned.
+#[derive(Clone, Debug, PartialEq, Eq, Arbitrary)]
+pub struct OwnedFrame {
+    /// The header's environment.
+    pub environment: Environment,
+    /// The message.
+    pub message: OwnedMessage,
+}
+
+impl OwnedFrame {
+    /// Copies a decoded frame (every item of a batch).
+    pub fn from_frame(frame: Frame<'_>) -> Self {
+        let message = match frame.message {
+            Message::Register(m) => OwnedMessage::Register(m),
+            Message::Unregister(m) => OwnedMessage::Unregister(m),
+            Message::SnapshotRequest(m) => OwnedMessage::SnapshotRequest(m),
+            Message::Ack(m) => OwnedMessage::Ack(m),
+            Message::Reject(m) => OwnedMessage::Reject(m),
+            Message::Beacon(m) => OwnedMessage::Beacon(m),
+            Message::SnapshotPage(h, items) => OwnedMessage::SnapshotPage(h, items.collect()),
+            Message::SyncPage(h, items) => OwnedMessage::SyncPage(h, items.collect()),
+            Message::Announce(h, items) => OwnedMessage::Announce(h, items.collect()),
+        };
+        OwnedFrame {
+            environment: frame.environment,
+            message,
+        }
+    }
+
+    /// Encodes the frame into `buf` with the real encoder. A batch takes as many items as
+    /// fit, in order. Returns the frame length and how many items were written.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<(usize, usize), EncodeError> {
+        let env = &self.environment;
+        let single = |len| (len, 0);
+        match &self.message {
+            OwnedMessage::Register(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Unregister(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::SnapshotRequest(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Ack(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Reject(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Beacon(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::SnapshotPage(h, items) => {
+                Ok(fill(BatchWriter::page(env, h, false, buf)?, items))
+            }
+            OwnedMessage::SyncPage(h, items) => {
+                Ok(fill(BatchWriter::page(env, h, true, buf)?, items))
+            }
+            OwnedMessage::Announce(h, items) => {
+                Ok(fill(BatchWriter::announce(env, h, buf)?, items))
+            }
+        }
+    }
+
+    /// The same frame with only the first `n` items of a batch: what [`encode`]
+    /// (Self::encode) writes when only `n` fit.
+    pub fn truncated(&self, n: usize) -> Self {
+        let mut out = self.clone();
+        match &mut out.message {
+            OwnedMessage::SnapshotPage(_, items) | OwnedMessage::SyncPage(_, items) => {
+                items.truncate(n)
+            }
+            OwnedMessage::Announce(_, items) => items.truncate(n),
+            _ => {}
+        }
+        out
+    }
+
+    /// How many items a batch holds (0 for a single message).
+    pub fn items(&self) -> usize {
+        match &self.message {
+            OwnedMessage::SnapshotPage(_, items) | OwnedMessage::SyncPage(_, items) => items.len(),
+            OwnedMessage::Announce(_, items) => items.len(),
+            _ => 0,
+        }
+    }
+
+    /// Encodes into a fresh buffer of `max` bytes and returns the bytes.
+    pub fn to_vec(&self, max: usize) -> Result<Vec<u8>, EncodeError> {
+        let mut buf = vec![0; max];
+        let (len, _) = self.encode(&mut buf)?;
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+fn fill<T: Item>(mut writer: BatchWriter<'_>, items: &[T]) -> (usize, usize) {
+    for item in items {
+        if !writer.push(item) {
+            break;
+        }
+    }
+    (writer.len(), writer.count())
+}
+
+/// Decodes `bytes` and copies the frame.
+pub fn decode_owned(bytes: &[u8]) -> Result<OwnedFrame, wire::DecodeError> {
+    wire::decode(bytes).map(OwnedFrame::from_frame)
+}

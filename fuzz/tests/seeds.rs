@@ -1,0 +1,275 @@
+//! The checked-in seed corpora (`corpus/<target>/seed-*`), generated from the protocol
+//! test vectors in `docs/PROTOCOL.md` and from short scenarios encoded with the real
+//! encoder. The test fails when the files differ from what this generates, or when a
+//! seed fails its target. Regenerate with:
+//!
+//! ```text
+//! HERALD_WRITE_SEEDS=1 cargo test --test seeds
+//! ```
+
+use arbitrary::{Arbitrary, Unstructured};
+use herald_core::wire::{AnnounceHeader, Change, PageHeader, RegisterRequest, UnregisterRequest};
+use herald_core::wire::{Beacon, SnapshotRequest};
+use herald_core::{Duration, Environment, Interest, Service, ServiceName, Version};
+use herald_fuzz::codec::{self, RoundtripInput};
+use herald_fuzz::input::{InputWriter, Op};
+use herald_fuzz::message::{OwnedFrame, OwnedMessage};
+use herald_fuzz::world::{directory, SmallLocation, SmallMetadata, SmallName, SmallRegistration};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const PROTOCOL: &str = include_str!("../../docs/PROTOCOL.md");
+
+/// Every `<!-- vector: NAME -->` of PROTOCOL.md with the bytes of the hex block after it.
+fn vectors() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (i, _) in PROTOCOL.match_indices("<!-- vector: ") {
+        let rest = &PROTOCOL[i + "<!-- vector: ".len()..];
+        let name = &rest[..rest.find(" -->").expect("marker closes")];
+        let block = &rest[rest.find("```text").expect("hex block") + "```text".len()..];
+        let hex = &block[..block.find("```").expect("hex block closes")];
+        let bytes = hex
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+            .collect();
+        out.push((name.to_string(), bytes));
+    }
+    assert!(out.len() >= 9, "PROTOCOL.md lost its vectors");
+    out
+}
+
+/// The same frame in the `default` environment (the state-machine targets' own).
+fn in_default_environment(frame: &[u8]) -> Vec<u8> {
+    let env_len = usize::from(frame[5]);
+    let mut out = frame[..5].to_vec();
+    out.push(7);
+    out.extend_from_slice(b"default");
+    out.extend_from_slice(&frame[6 + env_len..]);
+    out
+}
+
+fn encode(message: OwnedMessage) -> Vec<u8> {
+    OwnedFrame {
+        environment: Environment::default(),
+        message,
+    }
+    .to_vec(1400)
+    .expect("fits")
+}
+
+fn name(s: &str) -> ServiceName {
+    ServiceName::new(s).expect("valid")
+}
+
+fn small(n: u8, location: u8, metadata: u8) -> SmallRegistration {
+    SmallRegistration {
+        name: SmallName(n),
+        first: SmallLocation(location),
+        more: [Some(SmallLocation(location + 1)), None, None],
+        metadata: SmallMetadata(metadata),
+    }
+}
+
+fn register(request: u32, registrant: u64, r: SmallRegistration) -> Vec<u8> {
+    encode(OwnedMessage::Register(RegisterRequest {
+        request,
+        registrant,
+        lease: Duration::from_millis(400),
+        registration: r.registration(),
+    }))
+}
+
+fn directory_seeds() -> Vec<(String, Vec<u8>)> {
+    // N = 3, capacity 4, 512-byte datagrams, 50 ms interval, 1 s beacons and sweeps,
+    // leases 200 ms to 600 ms.
+    let config = [2, 3, 0, 0, 49, 9, 9, 8];
+    let mut w = InputWriter::new(config);
+    for (_, frame) in vectors() {
+        w = w.step(Op::Raw, 0, 10, &in_default_environment(&frame));
+    }
+    let vectors = w.step(Op::Deadline, 0, 0, &[]).finish();
+
+    let snapshot = encode(OwnedMessage::SnapshotRequest(SnapshotRequest {
+        request: 9,
+        max_pages: 2,
+        after: None,
+        interest: Interest::all(),
+    }));
+    let unregister = encode(OwnedMessage::Unregister(UnregisterRequest {
+        request: 10,
+        registrant: 1,
+        name: name("billing"),
+    }));
+    let mut w = InputWriter::new(config)
+        .step(Op::Raw, 0, 0, &register(1, 1, small(2, 0, 1)))
+        .step(Op::Raw, 1, 5, &register(2, 2, small(4, 2, 3)))
+        .step(Op::Raw, 1, 5, &register(3, 2, small(2, 1, 0)))
+        .step(Op::Raw, 2, 5, &snapshot)
+        .step(Op::Deadline, 0, 0, &[])
+        .step(Op::Raw, 0, 5, &unregister);
+    for _ in 0..6 {
+        w = w.step(Op::Deadline, 0, 0, &[]);
+    }
+    let lifecycle = w
+        .step(Op::Raw, 1, 5, &register(4, 2, small(2, 1, 2)))
+        .step(Op::Timeout, 0, 5000, &[])
+        .finish();
+    vec![("vectors".into(), vectors), ("lifecycle".into(), lifecycle)]
+}
+
+fn client_seeds() -> Vec<(String, Vec<u8>)> {
+    // Interest in everything, one directory, a table of 4.
+    let config = [1, 1, 3, 24, 3, 29, 10, 16];
+    let mut w = InputWriter::new(config);
+    for (_, frame) in vectors() {
+        w = w.step(Op::Raw, 0, 10, &in_default_environment(&frame));
+    }
+    let vectors = w.step(Op::Deadline, 0, 0, &[]).finish();
+
+    let service = |n: u8, location: u8, metadata: u8, version: u64| Service {
+        registration: small(n, location, metadata).registration(),
+        version: Version(version),
+    };
+    let header = AnnounceHeader {
+        directory: directory(0),
+        as_of: Version(5),
+    };
+    let beacon = encode(OwnedMessage::Beacon(Beacon {
+        directory: directory(0),
+        as_of: Version(5),
+        services: 2,
+    }));
+    let announce = |changes| encode(OwnedMessage::Announce(header, changes));
+    let sync = encode(OwnedMessage::SyncPage(
+        PageHeader {
+            request: 0,
+            as_of: Version(9),
+            after: None,
+            complete: true,
+        },
+        vec![service(4, 0, 0, 8)],
+    ));
+    let lifecycle = InputWriter::new(config)
+        .step(Op::Raw, 0, 0, &beacon)
+        .step(
+            Op::Raw,
+            0,
+            5,
+            &announce(vec![Change::Registered(service(2, 0, 1, 3))]),
+        )
+        .step(
+            Op::Raw,
+            0,
+            5,
+            &announce(vec![Change::Registered(service(4, 1, 0, 4))]),
+        )
+        .step(
+            Op::Raw,
+            0,
+            5,
+            &announce(vec![Change::Registered(service(2, 1, 2, 6))]),
+        )
+        .step(
+            Op::Raw,
+            0,
+            5,
+            &announce(vec![Change::Unregistered {
+                name: name("billing"),
+                version: Version(7),
+            }]),
+        )
+        .step(Op::Raw, 0, 5, &sync)
+        .step(Op::Deadline, 0, 0, &[])
+        .step(Op::Timeout, 0, 4000, &[])
+        .finish();
+    vec![("vectors".into(), vectors), ("lifecycle".into(), lifecycle)]
+}
+
+/// Every seed: (target, seed name) → bytes.
+fn seeds() -> BTreeMap<(&'static str, String), Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for (name, bytes) in vectors() {
+        out.insert(("decode", name.clone()), bytes.clone());
+        out.insert(("roundtrip", name), bytes);
+    }
+    for (name, bytes) in directory_seeds() {
+        out.insert(("directory", name), bytes);
+    }
+    for (name, bytes) in client_seeds() {
+        out.insert(("client", name), bytes);
+    }
+    out
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+}
+
+fn run(target: &str, bytes: &[u8]) {
+    match target {
+        "decode" => codec::decode(bytes),
+        "roundtrip" => {
+            if let Ok(input) = RoundtripInput::arbitrary_take_rest(Unstructured::new(bytes)) {
+                codec::roundtrip(&input);
+            }
+        }
+        "directory" => herald_fuzz::directory::run(bytes),
+        "client" => herald_fuzz::client::run(bytes),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn seeds_pass_their_targets() {
+    for ((target, name), bytes) in seeds() {
+        eprintln!("{target}/seed-{name}");
+        run(target, &bytes);
+    }
+}
+
+#[test]
+fn every_vector_decodes() {
+    for (name, bytes) in vectors() {
+        assert!(
+            herald_fuzz::message::decode_owned(&bytes).is_ok(),
+            "{name} does not decode"
+        );
+        let default = in_default_environment(&bytes);
+        assert!(herald_fuzz::message::decode_owned(&default).is_ok());
+    }
+}
+
+#[test]
+fn checked_in_seeds_are_current() {
+    let seeds = seeds();
+    let write = std::env::var_os("HERALD_WRITE_SEEDS").is_some();
+    for target in ["decode", "roundtrip", "directory", "client"] {
+        let dir = corpus().join(target);
+        std::fs::create_dir_all(&dir).expect("corpus directory");
+        for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+            let path = entry.expect("entry").path();
+            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            if let Some(name) = file.strip_prefix("seed-") {
+                let known = seeds.contains_key(&(target, name.to_string()));
+                if write && !known {
+                    std::fs::remove_file(&path).expect("remove stale seed");
+                } else {
+                    assert!(known, "stale seed {}", path.display());
+                }
+            }
+        }
+    }
+    for ((target, name), bytes) in &seeds {
+        let path = corpus().join(target).join(format!("seed-{name}"));
+        if write {
+            std::fs::write(&path, bytes).expect("write seed");
+        } else {
+            let on_disk = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                on_disk == *bytes,
+                "{} is out of date: run HERALD_WRITE_SEEDS=1 cargo test --test seeds",
+                path.display()
+            );
+        }
+    }
+}
