@@ -16,6 +16,7 @@
 //!
 //! Drive it as the [crate docs](crate) describe.
 
+use crate::auth::{self, Keys, ReplayWindow, TRAILER_LEN};
 use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
@@ -64,6 +65,13 @@ pub struct ClientConfig {
     pub snapshot_pages: u8,
     /// Largest datagram sent (default 1400 bytes).
     pub max_datagram: usize,
+    /// The environment's keys; `None` (the default) sends and accepts unauthenticated
+    /// frames only. See [`auth`](crate::auth).
+    pub keys: Option<Keys>,
+    /// With keys: the wall clock in microseconds since the Unix epoch at the first `now`,
+    /// if the machine knows it (0 otherwise). Request counters follow this clock, and
+    /// the directory's when it is ahead.
+    pub clock_floor: u64,
 }
 
 impl ClientConfig {
@@ -82,6 +90,8 @@ impl ClientConfig {
             failover_grace: Duration::from_secs(6),
             snapshot_pages: 16,
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
+            keys: None,
+            clock_floor: 0,
         }
     }
 }
@@ -175,6 +185,10 @@ pub struct ClientStats {
     pub table_full: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
+    /// With keys: frames without a valid authentication tag, dropped.
+    pub unauthenticated: u64,
+    /// With keys: authenticated frames seen before, dropped.
+    pub replayed: u64,
 }
 
 /// A discovered service in the client's table.
@@ -290,6 +304,8 @@ struct Snapshot {
 struct KnownDirectory {
     location: Location,
     last_heard: Option<Instant>,
+    /// With keys: the counters seen from this directory.
+    window: ReplayWindow,
 }
 
 /// The client state machine; `R` is how many services it can register itself.
@@ -313,6 +329,11 @@ pub struct Client<'a, const R: usize = 4> {
     snapshot_rejection: Option<(RejectReason, Environment)>,
     grace_until: Instant,
     next_request: u32,
+    /// With keys: the counter of the last frame sent, and the clock it follows.
+    counter: u64,
+    counter_base: u64,
+    /// When `counter_base` was set (`None` until the first `now`).
+    counter_epoch: Option<Instant>,
     now: Instant,
     stats: ClientStats,
 }
@@ -331,7 +352,14 @@ impl<'a, const R: usize> Client<'a, R> {
         slots: &'a mut [Discovered],
         index: &'a mut [u32],
     ) -> Result<Self, ClientError> {
-        if config.max_datagram < wire::MIN_MAX_DATAGRAM || config.max_datagram > wire::MAX_DATAGRAM
+        let config_clock_floor = config.clock_floor;
+        let trailer = if config.keys.is_some() {
+            TRAILER_LEN
+        } else {
+            0
+        };
+        if config.max_datagram < wire::MIN_MAX_DATAGRAM + trailer
+            || config.max_datagram > wire::MAX_DATAGRAM
         {
             return Err(ClientError::MaxDatagram);
         }
@@ -344,6 +372,7 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|&location| KnownDirectory {
                 location,
                 last_heard: None,
+                window: ReplayWindow::default(),
             })
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
@@ -367,6 +396,9 @@ impl<'a, const R: usize> Client<'a, R> {
             snapshot_rejection: None,
             grace_until: Instant::ZERO,
             next_request,
+            counter: 0,
+            counter_base: config_clock_floor,
+            counter_epoch: None,
             now: Instant::ZERO,
             stats: ClientStats::default(),
         })
@@ -414,6 +446,9 @@ impl<'a, const R: usize> Client<'a, R> {
     fn observe(&mut self, now: Instant) {
         if now > self.now {
             self.now = now;
+        }
+        if self.counter_epoch.is_none() {
+            self.counter_epoch = Some(now);
         }
     }
 
@@ -514,7 +549,21 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
-        let frame = match wire::decode(bytes) {
+        let (bytes, counter) = match &self.config.keys {
+            None => (bytes, None),
+            Some(keys) => match auth::open(keys, bytes) {
+                Ok((inner, counter)) => (inner, Some(counter)),
+                Err(_) => {
+                    self.stats.unauthenticated += 1;
+                    return;
+                }
+            },
+        };
+        let decoded = match counter {
+            Some(_) => wire::decode_authenticated(bytes),
+            None => wire::decode(bytes),
+        };
+        let frame = match decoded {
             Ok(f) => f,
             Err(_) => {
                 self.stats.malformed += 1;
@@ -525,6 +574,12 @@ impl<'a, const R: usize> Client<'a, R> {
         if frame.environment != self.config.environment {
             self.stats.wrong_environment += 1;
             return;
+        }
+        if let Some(counter) = counter {
+            if !self.accept_counter(from, counter, &frame.message) {
+                self.stats.replayed += 1;
+                return;
+            }
         }
         match frame.message {
             Message::Ack(ack) if self.is_directory(from) => self.handle_ack(ack),
@@ -599,8 +654,74 @@ impl<'a, const R: usize> Client<'a, R> {
         }
     }
 
+    /// Checks an authenticated directory frame's counter against that directory's replay
+    /// window, and lets the client's own counter follow the directory's clock.
+    fn accept_counter(&mut self, from: SocketAddr, counter: u64, message: &Message<'_>) -> bool {
+        let known = self
+            .directories
+            .iter_mut()
+            .find(|d| d.location.socket_addr() == from);
+        match known {
+            Some(d) => {
+                if !d.window.accept(counter) {
+                    return false;
+                }
+            }
+            None => {
+                // A beacon from a directory not known yet: it is added with this counter.
+                if let Message::Beacon(b) = message {
+                    let learned = KnownDirectory {
+                        location: b.directory,
+                        last_heard: None,
+                        window: ReplayWindow::default(),
+                    };
+                    if b.directory.socket_addr() == from && self.directories.push(learned).is_ok() {
+                        if let Some(d) = self.directories.last_mut() {
+                            d.window.accept(counter);
+                        }
+                    }
+                }
+            }
+        }
+        let stale = matches!(message, Message::Reject(r) if r.reason == RejectReason::Stale);
+        if stale || counter > self.clock() {
+            // The directory's clock is ahead of ours (or it refused ours): follow it.
+            self.counter_base = counter;
+            self.counter_epoch = Some(self.now);
+            self.counter = counter;
+        }
+        true
+    }
+
+    /// The counter clock: the base, advanced by time since it was set.
+    fn clock(&self) -> u64 {
+        let elapsed = self
+            .counter_epoch
+            .map_or(0, |e| self.now.saturating_since(e).as_micros());
+        self.counter_base.saturating_add(elapsed)
+    }
+
+    fn next_counter(&mut self) -> u64 {
+        self.counter = self.counter.saturating_add(1).max(self.clock());
+        self.counter
+    }
+
     fn handle_reject(&mut self, reject: Reject) {
         self.answered();
+        if reject.reason == RejectReason::Stale {
+            // The counter clock was resynchronised from this answer: send again at once.
+            for own in self.own.iter_mut() {
+                if own.request == reject.request && own.state != OwnState::Done {
+                    own.send = true;
+                }
+            }
+            if let Some(s) = self.snapshot.as_mut() {
+                if s.request == reject.request {
+                    s.send = true;
+                }
+            }
+            return;
+        }
         let outcome = || Outcome::Rejected {
             reason: reject.reason,
             directory_environment: reject.directory_environment.clone(),
@@ -637,6 +758,7 @@ impl<'a, const R: usize> Client<'a, R> {
                 let learned = KnownDirectory {
                     location: beacon.directory,
                     last_heard: None,
+                    window: ReplayWindow::default(),
                 };
                 if self.directories.push(learned).is_err() {
                     return;
@@ -983,10 +1105,26 @@ impl<'a, const R: usize> Client<'a, R> {
     /// The next request to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.observe(now);
+        let max = buf.len().min(self.config.max_datagram);
+        let trailer = if self.config.keys.is_some() {
+            TRAILER_LEN
+        } else {
+            0
+        };
+        let mut t = self.write_request(&mut buf[..max.saturating_sub(trailer)])?;
+        if self.config.keys.is_some() {
+            let counter = self.next_counter();
+            let keys = self.config.keys.as_ref()?;
+            t.len = auth::seal(keys, counter, &mut buf[..max], t.len).ok()?;
+        }
+        self.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    /// Writes the next request due, if any, into `buf`.
+    fn write_request(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         let now = self.now;
         let destination = self.current_directory()?.socket_addr();
-        let max = buf.len().min(self.config.max_datagram);
-        let buf = &mut buf[..max];
         let env = &self.config.environment;
         for i in 0..self.own.len() {
             if !self.own[i].send {
@@ -1017,7 +1155,6 @@ impl<'a, const R: usize> Client<'a, R> {
                 OwnState::Active | OwnState::Done => continue,
             };
             if let Ok(len) = len {
-                self.stats.datagrams_out += 1;
                 return Some(Transmit { destination, len });
             }
         }
@@ -1035,7 +1172,6 @@ impl<'a, const R: usize> Client<'a, R> {
                 interest,
             };
             if let Ok(len) = wire::encode(env, &request, buf) {
-                self.stats.datagrams_out += 1;
                 return Some(Transmit { destination, len });
             }
         }

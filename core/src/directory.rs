@@ -8,6 +8,7 @@
 //!
 //! Drive it as the [crate docs](crate) describe.
 
+use crate::auth::{self, AuthError, Keys, ReplayWindow, TRAILER_LEN};
 use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
@@ -16,6 +17,7 @@ use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
+use crate::wire::header::FLAG_AUTHENTICATED;
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
     Reject, RejectReason, SnapshotRequest, UnregisterRequest,
@@ -29,6 +31,18 @@ use core::net::SocketAddr;
 pub const REPLY_QUEUE: usize = 32;
 /// How many removals may wait for the shell to take them from `poll_event`.
 const REMOVALS: usize = 64;
+/// With keys: how many senders' replay windows are kept. When a sender is forgotten,
+/// counters up to its highest are refused from every sender not in the table, so a
+/// forgotten sender's frames cannot be replayed; a sender refused that way resynchronises
+/// from the `stale` answer.
+const SENDERS: usize = 128;
+
+#[derive(Clone, Copy, Debug)]
+struct Sender {
+    addr: SocketAddr,
+    window: ReplayWindow,
+    last_used: Instant,
+}
 
 /// Directory settings. Defaults follow the XOOM numbers where there are any.
 #[derive(Clone, Debug)]
@@ -61,6 +75,12 @@ pub struct DirectoryConfig {
     /// least one per change), so they stay ordered across restarts and across
     /// directories whose clocks agree, like Zebus's timestamps.
     pub version_floor: Version,
+    /// The environment's keys; `None` (the default) sends and accepts unauthenticated
+    /// frames only. See [`auth`](crate::auth).
+    pub keys: Option<Keys>,
+    /// With keys: how far a request's counter may be from the directory's clock
+    /// (default 30 s). Older requests are refused as replays of old traffic.
+    pub max_clock_skew: Duration,
 }
 
 /// Default multicast group.
@@ -86,12 +106,17 @@ impl DirectoryConfig {
             beacon_interval: Duration::from_secs(1),
             sweep_period: Duration::from_secs(10),
             version_floor: Version(0),
+            keys: None,
+            max_clock_skew: Duration::from_secs(30),
         }
     }
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_datagram < wire::MIN_MAX_DATAGRAM || self.max_datagram > wire::MAX_DATAGRAM {
+        let trailer = if self.keys.is_some() { TRAILER_LEN } else { 0 };
+        if self.max_datagram < wire::MIN_MAX_DATAGRAM + trailer
+            || self.max_datagram > wire::MAX_DATAGRAM
+        {
             return Err(ConfigError::MaxDatagram);
         }
         if self.interval == Duration::ZERO
@@ -192,6 +217,14 @@ pub struct DirectoryStats {
     /// Departed entries reclaimed for a new registration before all their notifications
     /// were sent.
     pub notifications_dropped: u64,
+    /// With keys: frames without a valid authentication tag (or with an unknown key),
+    /// dropped.
+    pub unauthenticated: u64,
+    /// With keys: authenticated frames seen before, dropped.
+    pub replayed: u64,
+    /// With keys: authenticated requests whose counter is outside the time window,
+    /// refused with `stale`.
+    pub stale: u64,
 }
 
 impl DirectoryStats {
@@ -225,6 +258,12 @@ pub struct Directory<'a> {
     now: Instant,
     /// The first `now` seen: `version_floor` is the version clock at that instant.
     epoch: Option<Instant>,
+    /// With keys: the counter of the last frame sent.
+    counter: u64,
+    /// With keys: replay windows of recent senders.
+    senders: heapless::Vec<Sender, SENDERS>,
+    /// With keys: the highest counter of any forgotten sender.
+    forgotten_floor: u64,
     /// Entries with something to announce.
     pending: usize,
     /// Entries whose stored form changed.
@@ -269,6 +308,9 @@ impl<'a> Directory<'a> {
             last_version,
             now: Instant::ZERO,
             epoch: None,
+            counter: 0,
+            senders: heapless::Vec::new(),
+            forgotten_floor: 0,
             pending: 0,
             dirty: 0,
             dirty_cursor: 0,
@@ -386,14 +428,72 @@ impl<'a> Directory<'a> {
         }
     }
 
-    /// A version larger than any before, following the version clock.
-    fn next_version(&mut self) -> Version {
+    /// The version clock: `version_floor` at the first `now`, advanced by time since.
+    fn clock(&self) -> u64 {
         let elapsed = self
             .epoch
             .map_or(0, |e| self.now.saturating_since(e).as_micros());
-        let clock = self.config.version_floor.0.saturating_add(elapsed);
+        self.config.version_floor.0.saturating_add(elapsed)
+    }
+
+    /// A version larger than any before, following the version clock.
+    fn next_version(&mut self) -> Version {
+        let clock = self.clock();
         self.last_version = Version(self.last_version.0.saturating_add(1).max(clock));
         self.last_version
+    }
+
+    /// The counter for the next authenticated frame sent: follows the clock, always
+    /// grows, and stays above every forgotten sender's counter so that a client that
+    /// resynchronises from it is accepted.
+    fn next_counter(&mut self) -> u64 {
+        self.counter = self
+            .counter
+            .saturating_add(1)
+            .max(self.clock())
+            .max(self.forgotten_floor.saturating_add(1));
+        self.counter
+    }
+
+    /// Checks an authenticated request's counter: within the time window, after the
+    /// directory started, and not seen before from this sender.
+    fn check_counter(&mut self, from: SocketAddr, counter: u64) -> Result<(), AuthError> {
+        let clock = self.clock();
+        let skew = self.config.max_clock_skew.as_micros();
+        let low = clock.saturating_sub(skew).max(self.config.version_floor.0);
+        if counter <= low || counter > clock.saturating_add(skew) {
+            return Err(AuthError::Stale);
+        }
+        let index = match self.senders.iter().position(|s| s.addr == from) {
+            Some(i) => i,
+            None => {
+                if counter <= self.forgotten_floor {
+                    return Err(AuthError::Stale);
+                }
+                if self.senders.is_full() {
+                    let oldest = (0..self.senders.len())
+                        .min_by_key(|&i| self.senders[i].last_used)
+                        .unwrap_or(0);
+                    let gone = self.senders.swap_remove(oldest);
+                    self.forgotten_floor = self.forgotten_floor.max(gone.window.top());
+                }
+                let sender = Sender {
+                    addr: from,
+                    window: ReplayWindow::default(),
+                    last_used: self.now,
+                };
+                // Cannot fail: room was made above.
+                let _ = self.senders.push(sender);
+                self.senders.len() - 1
+            }
+        };
+        let sender = &mut self.senders[index];
+        sender.last_used = self.now;
+        if sender.window.accept(counter) {
+            Ok(())
+        } else {
+            Err(AuthError::Replayed)
+        }
     }
 
     fn schedule_expiry(&mut self, at: Instant) {
@@ -441,7 +541,21 @@ impl<'a> Directory<'a> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
-        let frame = match wire::decode(bytes) {
+        let (bytes, counter) = match &self.config.keys {
+            None => (bytes, None),
+            Some(keys) => match auth::open(keys, bytes) {
+                Ok((inner, counter)) => (inner, Some(counter)),
+                Err(_) => {
+                    self.stats.unauthenticated += 1;
+                    return;
+                }
+            },
+        };
+        let decoded = match counter {
+            Some(_) => wire::decode_authenticated(bytes),
+            None => wire::decode(bytes),
+        };
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(e) => return self.handle_undecodable(from, bytes, e),
         };
@@ -457,6 +571,19 @@ impl<'a> Directory<'a> {
                 request,
                 RejectReason::WrongEnvironment,
             );
+        }
+        if let Some(counter) = counter {
+            match self.check_counter(from, counter) {
+                Ok(()) => {}
+                Err(AuthError::Replayed) => {
+                    self.stats.replayed += 1;
+                    return;
+                }
+                Err(_) => {
+                    self.stats.stale += 1;
+                    return self.reject(from, frame.environment, request, RejectReason::Stale);
+                }
+            }
         }
         match frame.message {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
@@ -480,7 +607,12 @@ impl<'a> Directory<'a> {
             }
         }
         // A request whose header is sound but whose payload is not gets an answer.
-        if let Ok((header, payload)) = Header::parse(bytes) {
+        let allowed = if self.config.keys.is_some() {
+            FLAG_AUTHENTICATED
+        } else {
+            0
+        };
+        if let Ok((header, payload)) = Header::parse_with_flags(bytes, allowed) {
             if header.kind.is_request() {
                 let request = postcard::take_from_bytes::<u32>(payload).map_or(0, |(r, _)| r);
                 self.reject(from, header.environment, request, reason);
@@ -739,12 +871,22 @@ impl<'a> Directory<'a> {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.observe(now);
         let max = buf.len().min(self.config.max_datagram);
-        let buf = &mut buf[..max];
-        let t = self
-            .transmit_reply(buf)
-            .or_else(|| self.transmit_announcement(buf))
-            .or_else(|| self.transmit_beacon(buf))
-            .or_else(|| self.transmit_sweep(buf));
+        let trailer = if self.config.keys.is_some() {
+            TRAILER_LEN
+        } else {
+            0
+        };
+        let body = &mut buf[..max.saturating_sub(trailer)];
+        let mut t = self
+            .transmit_reply(body)
+            .or_else(|| self.transmit_announcement(body))
+            .or_else(|| self.transmit_beacon(body))
+            .or_else(|| self.transmit_sweep(body));
+        if let (Some(sent), Some(_)) = (t.as_mut(), &self.config.keys) {
+            let counter = self.next_counter();
+            let keys = self.config.keys.as_ref()?;
+            sent.len = auth::seal(keys, counter, &mut buf[..max], sent.len).ok()?;
+        }
         if t.is_some() {
             self.stats.datagrams_out += 1;
         }

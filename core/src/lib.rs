@@ -83,6 +83,7 @@
 
 #[cfg(feature = "arbitrary")]
 mod arbitrary;
+pub mod auth;
 pub mod client;
 pub mod directory;
 pub mod interest;

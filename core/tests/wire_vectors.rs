@@ -2,6 +2,7 @@
 //! compared byte for byte with the hex in `docs/PROTOCOL.md`. Decoding the hex must give
 //! the same message back. Run with `HERALD_PRINT_VECTORS=1` to print the vectors.
 
+use herald_core::auth;
 use herald_core::wire::{self, BatchWriter, Change, Frame, Message};
 use herald_core::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -117,15 +118,29 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
     }));
     let n = w.len();
     out.push(("announce", buf[..n].to_vec()));
-    out.push((
-        "beacon",
-        single(&wire::Beacon {
-            directory: directory(),
-            as_of: Version(1001),
-            services: 1,
-        }),
-    ));
+    let beacon = single(&wire::Beacon {
+        directory: directory(),
+        as_of: Version(1001),
+        services: 1,
+    });
+    out.push(("beacon", beacon.clone()));
+    let mut sealed = beacon.clone();
+    sealed.resize(beacon.len() + auth::TRAILER_LEN, 0);
+    let n = auth::seal(
+        &test_keys(),
+        0x0102_0304_0506_0708,
+        &mut sealed,
+        beacon.len(),
+    )
+    .unwrap();
+    assert_eq!(n, sealed.len());
+    out.push(("authenticated-beacon", sealed));
     out
+}
+
+/// The key of the authenticated example: id 1, the 32 ASCII bytes below.
+fn test_keys() -> auth::Keys {
+    auth::Keys::new(auth::Key::new(1, b"an example key, 32 bytes long!!!").unwrap())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -168,11 +183,24 @@ fn documented_vectors_match_the_encoder() {
 #[test]
 fn documented_vectors_decode_to_their_messages() {
     for (name, _) in vectors() {
-        let bytes = documented(name);
+        let documented_bytes = documented(name);
+        let bytes = if name.starts_with("authenticated-") {
+            let (inner, counter) = auth::open(&test_keys(), &documented_bytes).unwrap();
+            assert_eq!(counter, 0x0102_0304_0506_0708);
+            assert!(wire::decode(&documented_bytes).is_err(), "needs the key");
+            inner.to_vec()
+        } else {
+            documented_bytes
+        };
+        let decode = if name.starts_with("authenticated-") {
+            wire::decode_authenticated
+        } else {
+            wire::decode
+        };
         let Frame {
             environment,
             message,
-        } = wire::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        } = decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(environment, env());
         match (name, message) {
             ("register", Message::Register(r)) => {
@@ -208,7 +236,7 @@ fn documented_vectors_decode_to_their_messages() {
                     matches!(&changes[1], Change::Unregistered { name, .. } if name.as_str() == "cache")
                 );
             }
-            ("beacon", Message::Beacon(b)) => {
+            ("beacon" | "authenticated-beacon", Message::Beacon(b)) => {
                 assert_eq!(b.directory, directory());
                 assert_eq!(b.services, 1);
             }

@@ -57,7 +57,17 @@ fn page<'a>(payload: &'a [u8]) -> Result<(PageHeader, Items<'a, crate::Service>)
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
 /// refuses trailing bytes; the environment is returned, not checked.
 pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    let (header, payload) = Header::parse(bytes)?;
+    decode_with_flags(bytes, 0)
+}
+
+/// Decodes a frame whose authentication trailer [`auth::open`](crate::auth::open) has
+/// checked and removed: the same as [`decode`], but the authentication flag is accepted.
+pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
+    decode_with_flags(bytes, super::header::FLAG_AUTHENTICATED)
+}
+
+fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError> {
+    let (header, payload) = Header::parse_with_flags(bytes, allowed)?;
     let message = match header.kind {
         Kind::Register => {
             let w = take_all::<RegisterWire<'_>>(payload)?;

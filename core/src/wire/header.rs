@@ -7,9 +7,9 @@ use crate::name::Environment;
 pub const MAGIC: [u8; 2] = *b"HR";
 /// The protocol version this implementation speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
-/// Header flag reserved for an authentication trailer (key id, counter and tag after the
-/// payload). Version 1 defines no flags: a frame with any flag set is refused as
-/// [`DecodeError::UnknownFlags`] rather than misread.
+/// Header flag: the frame ends with an authentication trailer (key id, counter and tag;
+/// see [`auth`](crate::auth)). Only a receiver configured with a key accepts it; any
+/// other flag is refused as [`DecodeError::UnknownFlags`] rather than misread.
 pub const FLAG_AUTHENTICATED: u8 = 0x01;
 /// Bytes before the environment: magic, version, kind, flags, environment length.
 pub const FIXED_LEN: usize = 6;
@@ -76,6 +76,12 @@ pub struct Header {
 impl Header {
     /// Parses the header and returns it with the payload that follows.
     pub fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
+        Self::parse_with_flags(bytes, 0)
+    }
+
+    /// Parses the header, accepting the flag bits in `allowed` (the authentication flag,
+    /// once the trailer has been checked and removed).
+    pub fn parse_with_flags(bytes: &[u8], allowed: u8) -> Result<(Header, &[u8]), DecodeError> {
         if bytes.len() > super::MAX_DATAGRAM {
             return Err(DecodeError::Oversized);
         }
@@ -90,7 +96,7 @@ impl Header {
             return Err(DecodeError::UnsupportedVersion(fixed[2]));
         }
         let kind = Kind::from_code(fixed[3]).ok_or(DecodeError::UnknownKind(fixed[3]))?;
-        if fixed[4] != 0 {
+        if fixed[4] & !allowed != 0 {
             return Err(DecodeError::UnknownFlags(fixed[4]));
         }
         let env_len = usize::from(fixed[5]);

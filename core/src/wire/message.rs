@@ -107,11 +107,15 @@ pub enum RejectReason {
     UnsupportedVersion = 7,
     /// The request could not be decoded.
     Malformed = 8,
+    /// With keys: the request's counter is outside the directory's time window (a replay
+    /// of old traffic, or a client whose clock is off). The answer's own counter tells
+    /// the client the directory's clock; it resynchronises and retries.
+    Stale = 9,
 }
 
 impl RejectReason {
     /// All reasons, in code order.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::WrongEnvironment,
         RejectReason::InvalidName,
         RejectReason::InvalidLocation,
@@ -120,6 +124,7 @@ impl RejectReason {
         RejectReason::NameHeld,
         RejectReason::UnsupportedVersion,
         RejectReason::Malformed,
+        RejectReason::Stale,
     ];
 
     /// The reason for a code, if defined.
@@ -138,6 +143,7 @@ impl RejectReason {
             RejectReason::NameHeld => "name_held",
             RejectReason::UnsupportedVersion => "unsupported_version",
             RejectReason::Malformed => "malformed",
+            RejectReason::Stale => "stale",
         }
     }
 
@@ -168,6 +174,7 @@ impl fmt::Display for RejectReason {
                 "the directory does not support this protocol version"
             }
             RejectReason::Malformed => "the directory could not decode the request",
+            RejectReason::Stale => "the request's counter is outside the directory's time window",
         })
     }
 }

@@ -20,7 +20,7 @@ pub mod header;
 mod items;
 pub mod message;
 
-pub use codec::{decode, encode, BatchWriter, Frame, Single};
+pub use codec::{decode, decode_authenticated, encode, BatchWriter, Frame, Single};
 pub use error::{DecodeError, EncodeError};
 pub use header::{Header, Kind, MAGIC, PROTOCOL_VERSION};
 pub use items::{Item, Items};

@@ -176,6 +176,11 @@ pub struct Sim {
     pub config: DirectoryConfig,
     /// The lease clients ask for.
     pub client_lease: Duration,
+    /// The keys clients are given (`None`: unauthenticated).
+    pub client_keys: Option<herald_core::auth::Keys>,
+    /// Every datagram sent, in order, when `capture` is on.
+    pub captured: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    pub capture: bool,
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -216,6 +221,9 @@ impl Sim {
             notifications: HashMap::new(),
             config,
             client_lease: Duration::from_secs(3),
+            client_keys: None,
+            captured: Vec::new(),
+            capture: false,
         }
     }
 
@@ -247,6 +255,7 @@ impl Sim {
             config.directories.push(d.location).unwrap();
         }
         config.lease = self.client_lease;
+        config.keys = self.client_keys.clone();
         config.directory_timeout = Duration::from_secs(5);
         let listening = interest.is_some();
         config.interest = interest;
@@ -267,7 +276,22 @@ impl Sim {
         i
     }
 
+    /// Puts a datagram on the wire as it is, with no loss.
+    pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        self.seq += 1;
+        self.queue.push(Reverse(InFlight {
+            at: self.now,
+            seq: self.seq,
+            from,
+            to,
+            bytes: bytes.to_vec(),
+        }));
+    }
+
     fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        if self.capture {
+            self.captured.push((from, to, bytes.to_vec()));
+        }
         let copies = if self.rng.chance(self.faults.duplicate) {
             2
         } else {

@@ -1,0 +1,343 @@
+//! Authenticated environments: an optional pre-shared key per environment.
+//!
+//! With [`Keys`] configured, every frame carries a trailer after its payload and has the
+//! header flag [`FLAG_AUTHENTICATED`] set:
+//!
+//! ```text
+//! +--------+---------------------+--------------------------------------------+
+//! | key id | counter (u64, LE)   | tag: HMAC-SHA-256(key, frame ‖ id ‖ counter) |
+//! | 1 byte | 8 bytes             | first 16 bytes                               |
+//! +--------+---------------------+--------------------------------------------+
+//! ```
+//!
+//! The tag covers the header (environment included), the payload, the key id and the
+//! counter. A frame without a valid tag is dropped and counted, never acted on. Two keys
+//! may be accepted at once (the one a sender signs with, and one more) so that keys can
+//! be rotated without downtime.
+//!
+//! The counter is the sender's clock in microseconds (it always grows by at least one
+//! per frame). Receivers keep a [`ReplayWindow`] per sender and refuse a counter they
+//! have seen, or one too old for the window; a directory also refuses counters far from
+//! its own clock and, after a restart, counters from before it started. Under
+//! `cfg(fuzzing)` the tag is not checked, so fuzzers reach the decoder.
+
+use crate::wire::header::{FIXED_LEN, FLAG_AUTHENTICATED, MAGIC};
+use crate::wire::EncodeError;
+use core::fmt;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Bytes of the truncated tag.
+pub const TAG_LEN: usize = 16;
+/// Bytes of the trailer: key id, counter and tag.
+pub const TRAILER_LEN: usize = 1 + 8 + TAG_LEN;
+/// Shortest key accepted, in bytes.
+pub const MIN_KEY_LEN: usize = 16;
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 64;
+
+/// Why a key was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// Shorter than [`MIN_KEY_LEN`] bytes.
+    TooShort,
+    /// Longer than [`MAX_KEY_LEN`] bytes.
+    TooLong,
+    /// The two keys have the same id.
+    SameId,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyError::TooShort => "a key must be at least 16 bytes",
+            KeyError::TooLong => "a key must be at most 64 bytes",
+            KeyError::SameId => "the two keys must have different ids",
+        })
+    }
+}
+
+impl core::error::Error for KeyError {}
+
+/// One pre-shared key and the id that names it in frames.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    id: u8,
+    secret: heapless::Vec<u8, MAX_KEY_LEN>,
+}
+
+impl Key {
+    /// A key of 16 to 64 bytes, named `id`.
+    pub fn new(id: u8, secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_KEY_LEN {
+            return Err(KeyError::TooShort);
+        }
+        let secret = heapless::Vec::from_slice(secret).map_err(|_| KeyError::TooLong)?;
+        Ok(Key { id, secret })
+    }
+
+    /// The id that names this key in frames.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Key {{ id: {}, secret: <{} bytes> }}",
+            self.id,
+            self.secret.len()
+        )
+    }
+}
+
+/// The keys of an environment: the one this machine signs with, and optionally one more
+/// that it also accepts (during a rotation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    signing: Key,
+    also_accepted: Option<Key>,
+}
+
+impl Keys {
+    /// Sign with `signing` and accept only it.
+    pub fn new(signing: Key) -> Self {
+        Keys {
+            signing,
+            also_accepted: None,
+        }
+    }
+
+    /// Also accept frames signed with `other` (rotation: first every machine accepts the
+    /// new key, then every machine signs with it, then the old one is dropped).
+    pub fn also_accepting(mut self, other: Key) -> Result<Self, KeyError> {
+        if other.id == self.signing.id {
+            return Err(KeyError::SameId);
+        }
+        self.also_accepted = Some(other);
+        Ok(self)
+    }
+
+    /// The key frames are signed with.
+    pub fn signing(&self) -> &Key {
+        &self.signing
+    }
+
+    fn find(&self, id: u8) -> Option<&Key> {
+        core::iter::once(&self.signing)
+            .chain(self.also_accepted.as_ref())
+            .find(|k| k.id == id)
+    }
+}
+
+/// Why an authenticated frame was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No trailer (the authentication flag is not set) or too short to hold one.
+    Unauthenticated,
+    /// The key id is not one of ours.
+    UnknownKey(u8),
+    /// The tag does not match: forged or altered.
+    BadTag,
+    /// The counter was seen before: a replay.
+    Replayed,
+    /// The counter is outside the receiver's time window.
+    Stale,
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Unauthenticated => f.write_str("frame is not authenticated"),
+            AuthError::UnknownKey(id) => write!(f, "frame is signed with unknown key {id}"),
+            AuthError::BadTag => f.write_str("authentication tag does not match"),
+            AuthError::Replayed => f.write_str("frame was seen before (replay)"),
+            AuthError::Stale => f.write_str("frame counter is outside the time window"),
+        }
+    }
+}
+
+impl core::error::Error for AuthError {}
+
+fn tag(key: &Key, signed: &[u8]) -> [u8; TAG_LEN] {
+    let mut mac = key.mac();
+    mac.update(signed);
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&full[..TAG_LEN]);
+    tag
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a tag matched.
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Sets the authentication flag on the frame in `buf[..len]` and appends the trailer.
+/// Returns the new length.
+pub fn seal(keys: &Keys, counter: u64, buf: &mut [u8], len: usize) -> Result<usize, EncodeError> {
+    let total = len + TRAILER_LEN;
+    if len < FIXED_LEN || buf.len() < total {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    buf[4] |= FLAG_AUTHENTICATED;
+    let key = keys.signing();
+    buf[len] = key.id;
+    buf[len + 1..len + 9].copy_from_slice(&counter.to_le_bytes());
+    let t = tag(key, &buf[..len + 9]);
+    buf[len + 9..total].copy_from_slice(&t);
+    Ok(total)
+}
+
+/// Checks the trailer of an authenticated frame. Returns the frame without its trailer
+/// (decode it with [`decode_authenticated`](crate::wire::decode_authenticated)) and the
+/// sender's counter. Replays are the caller's to check, with a [`ReplayWindow`].
+pub fn open<'a>(keys: &Keys, bytes: &'a [u8]) -> Result<(&'a [u8], u64), AuthError> {
+    if bytes.len() < FIXED_LEN + TRAILER_LEN
+        || bytes[..2] != MAGIC
+        || bytes[4] & FLAG_AUTHENTICATED == 0
+    {
+        return Err(AuthError::Unauthenticated);
+    }
+    let len = bytes.len() - TRAILER_LEN;
+    let id = bytes[len];
+    let key = keys.find(id).ok_or(AuthError::UnknownKey(id))?;
+    let mut counter = [0u8; 8];
+    counter.copy_from_slice(&bytes[len + 1..len + 9]);
+    let expected = tag(key, &bytes[..len + 9]);
+    let matches = equal_in_constant_time(&expected, &bytes[len + 9..]);
+    if !matches && !cfg!(fuzzing) {
+        return Err(AuthError::BadTag);
+    }
+    Ok((&bytes[..len], u64::from_le_bytes(counter)))
+}
+
+/// The counters seen from one sender: the highest, and which of the 64 below it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
+    top: u64,
+    below: u64,
+}
+
+impl ReplayWindow {
+    /// Accepts `counter` if it was not seen and is not older than the 64 below the
+    /// highest; records it.
+    pub fn accept(&mut self, counter: u64) -> bool {
+        if counter > self.top {
+            let shift = counter - self.top;
+            self.below = if shift >= 64 {
+                0
+            } else {
+                (self.below << shift) | (1 << (shift - 1))
+            };
+            // The old top is now `shift` below; its bit was set above (bit shift - 1).
+            if self.top == 0 {
+                self.below = 0;
+            }
+            self.top = counter;
+            return true;
+        }
+        let back = self.top - counter;
+        if back == 0 || back > 64 {
+            return false;
+        }
+        let bit = 1u64 << (back - 1);
+        if self.below & bit != 0 {
+            return false;
+        }
+        self.below |= bit;
+        true
+    }
+
+    /// The highest counter accepted.
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::new(Key::new(1, b"0123456789abcdef0123").unwrap())
+    }
+
+    fn frame() -> [u8; 64] {
+        let mut buf = [0u8; 64];
+        buf[..10].copy_from_slice(b"HR\x01\x23\x00\x04prod");
+        buf
+    }
+
+    #[test]
+    fn seal_then_open() {
+        let mut buf = frame();
+        let n = seal(&keys(), 77, &mut buf, 12).unwrap();
+        assert_eq!(n, 12 + TRAILER_LEN);
+        assert_eq!(buf[4], FLAG_AUTHENTICATED);
+        let (inner, counter) = open(&keys(), &buf[..n]).unwrap();
+        assert_eq!(inner.len(), 12);
+        assert_eq!(counter, 77);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let mut buf = frame();
+        let n = seal(&keys(), 77, &mut buf, 12).unwrap();
+        for i in 0..n {
+            for bit in 0..8 {
+                let mut b = buf;
+                b[i] ^= 1 << bit;
+                assert!(open(&keys(), &b[..n]).is_err(), "byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_and_rotated_keys() {
+        let mut buf = frame();
+        let old = Key::new(1, b"0123456789abcdef0123").unwrap();
+        let new = Key::new(2, b"fedcba9876543210fedc").unwrap();
+        let n = seal(&Keys::new(new.clone()), 5, &mut buf, 12).unwrap();
+        assert_eq!(
+            open(&Keys::new(old.clone()), &buf[..n]),
+            Err(AuthError::UnknownKey(2))
+        );
+        let rotating = Keys::new(old.clone()).also_accepting(new).unwrap();
+        assert!(open(&rotating, &buf[..n]).is_ok());
+        assert_eq!(
+            Keys::new(old.clone()).also_accepting(old),
+            Err(KeyError::SameId)
+        );
+        assert_eq!(Key::new(1, b"short"), Err(KeyError::TooShort));
+        assert_eq!(
+            open(&keys(), &frame()[..40]),
+            Err(AuthError::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn replay_window() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(100));
+        assert!(!w.accept(100));
+        assert!(w.accept(98));
+        assert!(!w.accept(98));
+        assert!(w.accept(99));
+        assert!(w.accept(105));
+        assert!(!w.accept(100));
+        assert!(w.accept(104));
+        assert!(!w.accept(30), "older than the window");
+        assert!(w.accept(1_000));
+        assert!(!w.accept(105));
+        assert!(w.accept(999));
+    }
+}
