@@ -7,12 +7,13 @@ use crate::client::{
 };
 use crate::config::{self, ConfigError, Options};
 use crate::serve::{self, ServeError};
+use crate::storage::StorageError;
 use clap::CommandFactory;
 use herald_core::Interest;
 use std::io::Write;
 use tokio_stream::StreamExt;
 
-/// Why a command failed (printed as `herald: …`, exit status 1).
+/// Why a command failed (printed as `herald: …`; see [`Failure::exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// Bad configuration.
@@ -27,6 +28,21 @@ pub enum Failure {
     /// Printing failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl Failure {
+    /// The exit status: 2 for a configuration error, 3 for a data directory that cannot
+    /// be used (corrupt, or in use by another process), 1 otherwise. Restarting does
+    /// not help with 2 or 3 (the systemd unit does not).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => 2,
+            Failure::Serve(ServeError::Storage(
+                StorageError::Corrupt { .. } | StorageError::InUse { .. },
+            )) => 3,
+            _ => 1,
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -88,7 +88,7 @@ fn a_corrupt_data_directory_is_reported_and_left_alone() {
     .collect();
     let out = run(&args, Duration::from_secs(10));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("corrupt data directory"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file was changed");
 }

@@ -51,6 +51,22 @@ fn flags_win_over_variables_and_variables_over_the_file() {
 }
 
 #[test]
+fn the_sample_config_file_holds_the_defaults() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.toml");
+    let with_sample = stdout_of(
+        herald()
+            .args(["serve", "--print-config", "--config", sample])
+            .env("HERALD_DATA_DIR", "/x"),
+    );
+    let without = stdout_of(
+        herald()
+            .args(["serve", "--print-config"])
+            .env("HERALD_DATA_DIR", "/x"),
+    );
+    assert_eq!(with_sample, without);
+}
+
+#[test]
 fn a_bad_config_file_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
@@ -61,7 +77,7 @@ fn a_bad_config_file_is_refused_with_the_reason() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("intreval_ms"), "{err}");
     let out = herald()
         .args(["serve", "--bind", "0.0.0.0:37399", "--print-config"])
@@ -73,7 +89,7 @@ fn a_bad_config_file_is_refused_with_the_reason() {
         Duration::from_secs(10),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--advertise"), "{err}");
 }
 

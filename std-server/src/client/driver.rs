@@ -49,6 +49,11 @@ pub enum Command {
         /// The answer, if anyone waits for it.
         reply: Option<Reply<()>>,
     },
+    /// Keep a registration without unregistering it when the handles are gone.
+    Detach {
+        /// The name.
+        name: ServiceName,
+    },
     /// Fetch the registry.
     List {
         /// The answer.
@@ -61,6 +66,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Register { registration, .. } => write!(f, "Register({})", registration.name),
             Command::Unregister { name, .. } => write!(f, "Unregister({name})"),
+            Command::Detach { name } => write!(f, "Detach({name})"),
             Command::List { .. } => f.write_str("List"),
         }
     }
@@ -88,6 +94,8 @@ pub struct Driver<'a> {
     registering: Vec<Waiting<Grant>>,
     unregistering: Vec<Waiting<()>>,
     listing: Vec<Waiting<Vec<ServiceInfo>>>,
+    /// Registrations left to their lease when the handles are gone.
+    detached: Vec<ServiceName>,
 }
 
 /// The handles' side of a started task.
@@ -165,6 +173,7 @@ impl Driver<'_> {
                 registering: Vec::new(),
                 unregistering: Vec::new(),
                 listing: Vec::new(),
+                detached: Vec::new(),
             };
             if listening {
                 driver.client.request_snapshot(driver.clock.now());
@@ -215,9 +224,14 @@ impl Driver<'_> {
         }
     }
 
-    /// Nothing left to do once every handle is gone.
+    /// Nothing left to do once every handle is gone: what is still registered is
+    /// detached (left to its lease), and no unregistration is in flight.
     fn idle(&self) -> bool {
-        self.client.registrations().next().is_none() && self.unregistering.is_empty()
+        self.unregistering.is_empty()
+            && self
+                .client
+                .registrations()
+                .all(|r| self.detached.contains(&r.name))
     }
 
     fn deadline(&self) -> Instant {
@@ -251,6 +265,7 @@ impl Driver<'_> {
                 reply,
             } => {
                 let name = registration.name.clone();
+                self.detached.retain(|n| *n != name);
                 match self.client.register(now, registration) {
                     Ok(()) => {
                         let w = self.waiting(Some(name), Some(reply));
@@ -262,6 +277,7 @@ impl Driver<'_> {
                 }
             }
             Command::Unregister { name, reply } => {
+                self.detached.retain(|n| *n != name);
                 if let Err(e) = self.unregister(&name) {
                     if let Some(reply) = reply {
                         let _ = reply.send(Err(e));
@@ -271,6 +287,7 @@ impl Driver<'_> {
                 let w = self.waiting(Some(name), reply);
                 self.unregistering.push(w);
             }
+            Command::Detach { name } => self.detached.push(name),
             Command::List { reply } => {
                 if self.listing.is_empty() {
                     self.client.request_snapshot(now);
@@ -304,6 +321,7 @@ impl Driver<'_> {
             .client
             .registrations()
             .map(|r| r.name.clone())
+            .filter(|name| !self.detached.contains(name))
             .collect();
         for name in names {
             if self.client.unregister(self.clock.now(), &name).is_ok() {

@@ -264,10 +264,14 @@ impl Registered {
         &self.info
     }
 
-    /// Lets go of the handle without unregistering: the directory keeps the service
-    /// until its lease runs out (renewals stop when the client's task stops).
+    /// Lets go of the handle without unregistering. The client keeps renewing the
+    /// lease while any other handle to it lives; once none does, renewals stop and the
+    /// directory keeps the service until its lease runs out.
     pub fn detach(mut self) {
         self.released = true;
+        let _ = self.commands.try_send(Command::Detach {
+            name: self.info.name.clone(),
+        });
     }
 
     /// Unregisters the service and waits for the directory to confirm it.
