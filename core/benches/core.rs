@@ -7,6 +7,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use herald_core::auth;
 use herald_core::wire::{self, BatchWriter, Change};
 use herald_core::*;
 use std::hint::black_box;
@@ -105,6 +106,27 @@ fn codec(c: &mut Criterion) {
     g.bench_function("announce-20/encode", |b| {
         b.iter(|| announce_frame(black_box(20)))
     });
+    g.finish();
+}
+
+fn authentication(c: &mut Criterion) {
+    let mut g = c.benchmark_group("auth");
+    let keys = auth::Keys::new(auth::Key::new(1, b"a 32-byte benchmark key........!").unwrap());
+    for (name, frame) in [
+        ("register", register_frame(1, 7)),
+        ("announce-20", announce_frame(20)),
+    ] {
+        let mut buf = vec![0u8; frame.len() + auth::TRAILER_LEN];
+        buf[..frame.len()].copy_from_slice(&frame);
+        g.throughput(Throughput::Bytes(frame.len() as u64));
+        g.bench_function(format!("{name}/seal"), |b| {
+            b.iter(|| auth::seal(&keys, black_box(9), &mut buf, frame.len()).unwrap())
+        });
+        let sealed = buf.clone();
+        g.bench_function(format!("{name}/open"), |b| {
+            b.iter(|| auth::open(&keys, black_box(&sealed)).unwrap())
+        });
+    }
     g.finish();
 }
 
@@ -224,5 +246,5 @@ fn client(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, directory, client);
+criterion_group!(benches, codec, authentication, directory, client);
 criterion_main!(benches);
