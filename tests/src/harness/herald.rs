@@ -392,3 +392,38 @@ pub fn list_view(host: &Host, connect: &Connect) -> Result<BTreeMap<String, Vec<
         .map(|l| (l.name, l.locations))
         .collect())
 }
+
+/// A `herald-testkit load` process on `host`: registers `count` services named
+/// `prefix00000…` with `lease_secs`; returns once all are acknowledged. Write
+/// `unregister` to it to unregister them all.
+pub fn load(
+    host: &Host,
+    connect: &Connect,
+    prefix: &str,
+    count: usize,
+    lease_secs: u64,
+    timeout: Duration,
+) -> Proc {
+    let mut cmd = host.command(binary::testkit());
+    cmd.args(["load", "--prefix", prefix, "--count", &count.to_string()])
+        .args(["--environment", &connect.environment])
+        .args(["--ip", &host.ip().to_string()])
+        .args(["--lease-secs", &lease_secs.to_string()])
+        .args(["--timeout-secs", &timeout.as_secs().to_string()]);
+    for d in &connect.directories {
+        cmd.args(["--directory", &d.to_string()]);
+    }
+    let p = Proc::spawn(format!("load {prefix}* ({})", host.name()), cmd);
+    let line = p.wait_for_line(
+        timeout + Duration::from_secs(5),
+        &format!("registered {count} in"),
+    );
+    eprintln!("[harness] {}: {line}", p.name());
+    p
+}
+
+/// Asks a [`load`] process to unregister everything; returns its report line.
+pub fn unload(p: &mut Proc, timeout: Duration) -> String {
+    p.send_line("unregister");
+    p.wait_for_line(timeout, "released ")
+}

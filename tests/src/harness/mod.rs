@@ -14,4 +14,5 @@ pub mod probe;
 pub mod process;
 pub mod procstat;
 pub mod rng;
+pub mod tap;
 pub mod wait;
