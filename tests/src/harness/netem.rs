@@ -40,8 +40,10 @@ pub fn available() -> Result<(), String> {
         .get_or_init(|| {
             let ns = format!("{PREFIX}{}-netem-probe", std::process::id());
             ip(&["netns", "add", &ns])?;
-            let result = ip(&["-n", &ns, "link", "add", "probe0", "type", "dummy"])
-                .and_then(|_| add_qdisc(&ns, "probe0", &Faults::LOSSY));
+            let result = ip(&[
+                "-n", &ns, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
+            ])
+            .and_then(|_| add_qdisc(&ns, "probe0", &Faults::LOSSY));
             let _ = ip(&["netns", "del", &ns]);
             result
         })
