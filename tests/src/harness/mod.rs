@@ -5,6 +5,7 @@ pub mod binary;
 pub mod faults;
 pub mod herald;
 pub mod host;
+pub mod hostile;
 pub mod load;
 pub mod metrics;
 pub mod netem;

@@ -1,0 +1,165 @@
+//! Scenario 9: hostile input. Random, truncated, oversized, replayed, forged and
+//! foreign-version datagrams go to the directory's request port and to the group; the
+//! directory and the listener keep serving correctly, and the directory counts what it
+//! dropped or refused.
+
+use herald_tests::harness::herald::{count, list_view, register};
+use herald_tests::harness::host::Host;
+use herald_tests::harness::hostile;
+use herald_tests::harness::rng::Rng;
+use herald_tests::{Directory, DirectoryOptions, Watcher};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(10);
+const ENV: &str = "s09";
+
+fn sender() -> UdpSocket {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+    s.set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+        .expect("multicast on loopback");
+    s.set_multicast_ttl_v4(1).expect("ttl");
+    s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("bind");
+    s.into()
+}
+
+#[test]
+fn hostile_datagrams_are_dropped_and_counted_and_service_goes_on() {
+    let host = Host::loopback("lo");
+    let directory = Directory::start(
+        &host,
+        "directory",
+        DirectoryOptions {
+            metrics: true,
+            ..DirectoryOptions::new(ENV)
+        },
+    );
+    let conn = directory.connect();
+    let watcher = Watcher::start(&host, "watch", &conn, &[]);
+    watcher.wait_ready(T);
+    let _victim = register(&host, &conn, "victim", &[host.addr(7300)], &[]);
+    watcher.wait(T, "victim discovered", |e| {
+        count(e, "discovered", "victim") == 1
+    });
+    let before = directory.metrics();
+
+    let seed = Rng::fresh_seed();
+    eprintln!("[s09] seed {seed}");
+    let mut rng = Rng::new(seed);
+    let socket = sender();
+    let dir = directory.bind_addr();
+    let valid = hostile::register(ENV, 99, "victim", host.addr(7301));
+    let mut to_directory: Vec<Vec<u8>> = Vec::new();
+    let random = hostile::random(&mut rng, 200);
+    let malformed = random.len() + valid.len() - 1 + 2;
+    to_directory.extend(random);
+    to_directory.extend(hostile::truncations(&valid));
+    to_directory.extend(hostile::oversized(&mut rng, &valid));
+    for _ in 0..5 {
+        to_directory.push(hostile::foreign_version(&valid));
+        to_directory.push(hostile::flagged(&valid));
+        // Replays by a registrant that does not hold the name.
+        to_directory.push(valid.clone());
+        to_directory.push(hostile::unregister(ENV, 99, "victim"));
+        to_directory.push(hostile::register(
+            "elsewhere",
+            99,
+            "victim",
+            host.addr(7301),
+        ));
+    }
+    let mut to_group: Vec<Vec<u8>> = hostile::random(&mut rng, 100);
+    // The real directory's address, an old version: a stale replay.
+    let stale = hostile::announce_removal(ENV, dir, "victim", 1);
+    // A directory nobody follows, a new version: a forgery.
+    let forged = hostile::announce_removal(ENV, host.addr(1), "victim", u64::MAX / 2);
+    to_group.extend(hostile::truncations(&stale));
+    for _ in 0..5 {
+        to_group.push(stale.clone());
+        to_group.push(forged.clone());
+        to_group.push(hostile::foreign_version(&stale));
+        to_group.push(hostile::announce_removal(
+            "elsewhere",
+            dir,
+            "victim",
+            u64::MAX / 2,
+        ));
+    }
+    eprintln!(
+        "[s09] sending {} datagrams to the request port and {} to the group",
+        to_directory.len(),
+        to_group.len()
+    );
+    for (i, d) in to_directory.iter().enumerate() {
+        let _ = socket.send_to(d, dir);
+        if i % 32 == 31 {
+            // Bounded bursts: the directory drains a full socket, not an overflowing one.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    for d in &to_group {
+        let _ = socket.send_to(d, directory.group());
+    }
+
+    // Still serving: a new registration is announced and listed; nothing else changed.
+    let _after = register(&host, &conn, "after", &[host.addr(7302)], &[]);
+    watcher.wait(T, "after discovered", |e| {
+        count(e, "discovered", "after") == 1
+    });
+    let listed = list_view(&host, &conn).expect("list");
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        ["after", "victim"],
+        "{listed:?}"
+    );
+    assert_eq!(
+        listed["victim"],
+        [host.addr(7300).to_string()],
+        "victim untouched"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let e = watcher.events();
+    assert_eq!(count(&e, "unregistered", "victim"), 0, "{e:?}");
+    assert_eq!(e.len(), 2, "no spurious events: {e:?}");
+
+    let m = directory.metrics();
+    let delta = |k: &str| m.get(k) - before.get(k);
+    let rejected = |reason: &str| delta(&format!("herald_rejections_total{{reason=\"{reason}\"}}"));
+    eprintln!(
+        "[s09] directory counted: malformed +{}, wrong environment +{}, rejections: unsupported_version +{}, name_held +{}, malformed +{}; replies dropped +{}",
+        delta("herald_malformed_total"),
+        delta("herald_wrong_environment_total"),
+        rejected("unsupported_version"),
+        rejected("name_held"),
+        rejected("malformed"),
+        delta("herald_replies_dropped_total"),
+    );
+    assert!(
+        delta("herald_malformed_total") >= malformed as f64 * 0.9,
+        "malformed datagrams counted: {} of about {malformed}",
+        delta("herald_malformed_total")
+    );
+    assert!(delta("herald_wrong_environment_total") >= 5.0);
+    assert!(
+        rejected("unsupported_version") >= 5.0,
+        "foreign versions refused"
+    );
+    // Frames with an unknown flag are refused too (as malformed or unsupported).
+    assert!(
+        delta("herald_malformed_total") + rejected("unsupported_version")
+            >= (malformed + 10) as f64 * 0.9,
+        "flagged frames are counted"
+    );
+    assert!(
+        rejected("name_held") >= 10.0,
+        "replays by another registrant refused"
+    );
+    assert_eq!(
+        delta("herald_registrations_total"),
+        1.0,
+        "only `after` registered"
+    );
+    assert_eq!(delta("herald_unregisters_total"), 0.0);
+}
