@@ -7,6 +7,7 @@ use herald_tests::harness::herald::{count, list_view, register};
 use herald_tests::harness::host::Host;
 use herald_tests::harness::hostile;
 use herald_tests::harness::rng::Rng;
+use herald_tests::harness::wait::poll_until;
 use herald_tests::{Directory, DirectoryOptions, Watcher};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -43,7 +44,12 @@ fn hostile_datagrams_are_dropped_and_counted_and_service_goes_on() {
     watcher.wait(T, "victim discovered", |e| {
         count(e, "discovered", "victim") == 1
     });
-    let before = directory.metrics();
+    // Metrics are refreshed on the directory's wake-ups: wait until they show victim.
+    let before = poll_until(T, || {
+        let m = directory.metrics();
+        (m.get("herald_registrations_total") >= 1.0).then_some(m)
+    })
+    .expect("metrics show the first registration");
 
     let seed = Rng::fresh_seed();
     eprintln!("[s09] seed {seed}");
