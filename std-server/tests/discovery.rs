@@ -104,5 +104,5 @@ fn a_killed_registrant_is_unregistered_within_about_one_lease() {
     let after = at - killed;
     println!("unregistered {after:?} after SIGKILL (lease 2 s)");
     assert!(line.contains("worker"), "{line}");
-    assert!(after <= Duration::from_millis(2600), "took {after:?}");
+    assert!(after <= Duration::from_millis(3000), "took {after:?}");
 }
