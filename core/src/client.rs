@@ -1211,18 +1211,21 @@ impl<'a, const R: usize> Client<'a, R> {
 
     fn next_table_event(&mut self) -> Option<ClientEvent> {
         let mut scanned = 0;
+        // Counts the slots passed over; a removal shrinks the table instead (counting it
+        // too would end the scan before the entries that moved into the hole).
         while self.pending > 0 && scanned <= self.table.len() {
-            scanned += 1;
             if self.event_cursor >= self.table.len() {
                 self.event_cursor = 0;
             }
             let slot = self.event_cursor;
             let Some(k) = self.table.get_mut(slot) else {
                 self.event_cursor += 1;
+                scanned += 1;
                 continue;
             };
             if !k.pending() {
                 self.event_cursor += 1;
+                scanned += 1;
                 continue;
             }
             self.pending -= 1;

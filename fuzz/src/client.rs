@@ -383,6 +383,7 @@ impl Harness<'_> {
 
     fn call(&mut self, call: Call) {
         let now = self.now;
+        crate::trace!("{now} call {call:?}");
         match call {
             Call::Register(r) => {
                 let registration = r.registration();
@@ -402,11 +403,18 @@ impl Harness<'_> {
     }
 
     fn deliver(&mut self, from: SocketAddr, bytes: &[u8]) {
+        crate::trace!(
+            "{} datagram from {from}: {:?}",
+            self.now,
+            decode_owned(bytes)
+        );
+        crate::trace!("  bytes {}", crate::hex(bytes));
         self.c.handle_datagram(self.now, from, bytes);
         self.drain();
     }
 
     fn timeout(&mut self, now: Instant) {
+        crate::trace!("{now} timeout");
         for _ in 0..SAME_INSTANT_ROUNDS {
             self.c.handle_timeout(now);
             self.drain();
@@ -440,6 +448,7 @@ impl Harness<'_> {
             );
             let frame = decode_owned(&self.buf[..t.len])
                 .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e:?}"));
+            crate::trace!("  sent to {}: {frame:?}", t.destination);
             assert_eq!(frame.environment, self.config.environment);
             let sent = match frame.message {
                 OwnedMessage::Register(r) => {
@@ -471,6 +480,7 @@ impl Harness<'_> {
         while let Some(event) = self.c.poll_event() {
             events += 1;
             assert!(events <= MAX_DRAIN, "poll_event never runs dry");
+            crate::trace!("  event {event:?}");
             self.check_event(event);
         }
         let held: HashMap<String, (Vec<Location>, Metadata)> = self

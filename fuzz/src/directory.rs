@@ -270,11 +270,14 @@ impl Harness<'_> {
     }
 
     fn deliver(&mut self, at: Instant, from: SocketAddr, bytes: &[u8]) {
+        crate::trace!("{at} datagram from {from}: {:?}", decode_owned(bytes));
+        crate::trace!("  bytes {}", crate::hex(bytes));
         self.d.handle_datagram(at, from, bytes);
         self.drain(at, Some(from));
     }
 
     fn timeout(&mut self, now: Instant) {
+        crate::trace!("{now} timeout");
         self.d.handle_timeout(now);
         self.drain(now, None);
         let next = self
@@ -330,6 +333,7 @@ impl Harness<'_> {
             );
             let frame = decode_owned(&self.buf[..t.len])
                 .unwrap_or_else(|e| panic!("the directory sent an undecodable datagram: {e:?}"));
+            crate::trace!("  sent to {}: {frame:?}", t.destination);
             self.check_sent(t.destination, from, frame);
         }
         let mut removed = Vec::new();
@@ -341,6 +345,7 @@ impl Harness<'_> {
         while let Some(event) = self.d.poll_event() {
             events += 1;
             assert!(events <= MAX_DRAIN, "poll_event never runs dry");
+            crate::trace!("  event {event:?}");
             match event {
                 DirectoryEvent::Stored(record) => check_stored(record, clock),
                 DirectoryEvent::Removed(name) => removed.push(name),

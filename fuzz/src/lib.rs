@@ -17,3 +17,29 @@ pub mod directory;
 pub mod input;
 pub mod message;
 pub mod world;
+
+/// True when `HERALD_FUZZ_TRACE` is set: the harnesses then print every step, datagram
+/// and event (to replay a crash: `HERALD_FUZZ_TRACE=1 cargo +nightly fuzz run T CRASH`).
+pub fn tracing() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("HERALD_FUZZ_TRACE").is_some())
+}
+
+/// Prints when [`tracing`] is on.
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if $crate::tracing() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+/// Bytes as space-separated hex, as the regression tests and PROTOCOL.md write them.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
