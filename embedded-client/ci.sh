@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Everything CI runs for herald-embedded, from the repository root or anywhere:
+#   bash embedded-client/ci.sh
+# Needs: rustup (adds thumbv7em-none-eabihf), Debian packages iproute2 (the TAP test's
+# `ip`) and binutils (`size`, for the footprint). The TAP test runs only as root with
+# /dev/net/tun; otherwise it says why it skips.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+rustup target add thumbv7em-none-eabihf
+
+# The library for the microcontroller target, in its feature combinations.
+cargo build -p herald-embedded --target thumbv7em-none-eabihf
+cargo build -p herald-embedded --target thumbv7em-none-eabihf --no-default-features
+cargo build -p herald-embedded --target thumbv7em-none-eabihf --features defmt,ipv6
+cargo build -p herald-embedded --target thumbv7em-none-eabihf --features log
+cargo clippy -p herald-embedded --target thumbv7em-none-eabihf --features defmt,ipv6 -- -D warnings
+
+# The example firmware (its own workspace), then its footprint with and without Herald.
+(cd embedded-client/firmware/nucleo-f767zi && cargo build --release && cargo clippy --release -- -D warnings)
+bash embedded-client/firmware/size.sh
+
+# Host tests: unit tests, the smoltcp loopback test, and the TAP/namespace test against
+# the real server (it needs the herald binary and the tap_node example built first).
+cargo build -p herald-server --bin herald
+cargo build -p herald-embedded --example tap_node
+cargo test -p herald-embedded -- --nocapture
