@@ -15,8 +15,10 @@
 //!   progress: within a few rounds at the same instant the deadline moves past it.
 
 use crate::input::{self, Op, Step};
-use crate::message::{decode_owned, OwnedFrame, OwnedMessage};
-use crate::world::{directory, ms, EnvChoice, SmallName, SmallRegistration, SmallVersion, NAMES};
+use crate::message::{decode_owned, decode_sent, seal, OwnedFrame, OwnedMessage};
+use crate::world::{
+    directory, keys, ms, EnvChoice, SmallName, SmallRegistration, SmallVersion, NAMES,
+};
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::wire::{
     self, Ack, AnnounceHeader, Beacon, Change, PageHeader, Reject, RejectReason,
@@ -286,6 +288,9 @@ pub fn config(c: [u8; input::CONFIG_LEN]) -> (ClientConfig, usize) {
     config.failover_grace = ms(100 * u64::from(c[6] % 40));
     config.snapshot_pages = c[7] % 4;
     config.lease = ms(1000 * (1 + u64::from(c[7] / 4 % 30)));
+    if c[6] >= 200 {
+        config.keys = Some(keys());
+    }
     (config, capacity)
 }
 
@@ -315,8 +320,11 @@ pub fn run(data: &[u8]) {
         told: HashMap::new(),
         registering: HashSet::new(),
         releasing: HashSet::new(),
+        counters: HashMap::new(),
+        last_counter: 0,
     };
-    h.drain();
+    // Time starts at zero (the clock that authenticated counters follow starts here).
+    h.timeout(Instant::ZERO);
     for step in steps.take(MAX_STEPS) {
         h.step(step);
     }
@@ -336,6 +344,10 @@ struct Harness<'a> {
     registering: HashSet<String>,
     /// Names unregistered since their last `Released` event.
     releasing: HashSet<String>,
+    /// With keys: the last counter each sender sealed a frame with.
+    counters: HashMap<SocketAddr, u64>,
+    /// With keys: the last counter the client sent.
+    last_counter: u64,
 }
 
 impl Harness<'_> {
@@ -354,13 +366,14 @@ impl Harness<'_> {
             Op::Raw => self.deliver(from, step.payload),
             Op::Structured => {
                 if let Ok(frame) = ClientFrame::arbitrary(&mut Unstructured::new(step.payload)) {
-                    let bytes = frame.to_vec(&self.recent);
+                    let bytes = self.outgoing(from, frame.to_vec(&self.recent));
                     self.deliver(from, &bytes);
                 }
             }
             Op::Message => {
                 if let Ok(frame) = OwnedFrame::arbitrary(&mut Unstructured::new(step.payload)) {
                     if let Ok(bytes) = frame.to_vec(wire::DEFAULT_MAX_DATAGRAM) {
+                        let bytes = self.outgoing(from, bytes);
                         self.deliver(from, &bytes);
                     }
                 }
@@ -368,7 +381,7 @@ impl Harness<'_> {
             Op::Mutated => {
                 let (mutation, rest) = input::mutation(step.payload);
                 if let Ok(frame) = ClientFrame::arbitrary(&mut Unstructured::new(rest)) {
-                    let mut bytes = frame.to_vec(&self.recent);
+                    let mut bytes = self.outgoing(from, frame.to_vec(&self.recent));
                     mutation.apply(&mut bytes);
                     self.deliver(from, &bytes);
                 }
@@ -400,6 +413,16 @@ impl Harness<'_> {
             Call::Snapshot => self.c.request_snapshot(now),
         }
         self.drain();
+    }
+
+    /// Seals a frame when the client has keys, with the sender's next counter.
+    fn outgoing(&mut self, from: SocketAddr, frame: Vec<u8>) -> Vec<u8> {
+        let Some(keys) = &self.config.keys else {
+            return frame;
+        };
+        let last = self.counters.entry(from).or_default();
+        *last = (*last + 1).max(self.now.as_micros());
+        seal(&frame, keys, *last)
     }
 
     fn deliver(&mut self, from: SocketAddr, bytes: &[u8]) {
@@ -446,8 +469,15 @@ impl Harness<'_> {
                 current,
                 "request not to the current directory"
             );
-            let frame = decode_owned(&self.buf[..t.len])
-                .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e:?}"));
+            let (frame, counter) = decode_sent(&self.buf[..t.len], self.config.keys.as_ref())
+                .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e}"));
+            if let Some(counter) = counter {
+                assert!(
+                    counter > self.last_counter,
+                    "counter did not grow: {counter}"
+                );
+                self.last_counter = counter;
+            }
             crate::trace!("  sent to {}: {frame:?}", t.destination);
             assert_eq!(frame.environment, self.config.environment);
             let sent = match frame.message {

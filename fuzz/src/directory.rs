@@ -17,8 +17,8 @@
 //!   `MAX_RECORD_LEN`.
 
 use crate::input::{self, Op, Step};
-use crate::message::{decode_owned, OwnedFrame, OwnedMessage};
-use crate::world::{group, ms, EnvChoice, SmallName, SmallRegistration};
+use crate::message::{decode_owned, decode_sent, seal, OwnedFrame, OwnedMessage};
+use crate::world::{group, keys, ms, EnvChoice, SmallName, SmallRegistration};
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{self, Change, RegisterRequest, SnapshotRequest, UnregisterRequest};
@@ -164,6 +164,10 @@ pub fn config(c: [u8; input::CONFIG_LEN]) -> (DirectoryConfig, usize) {
     config.min_lease = ms(100 * (1 + u64::from(c[7] & 7)));
     config.default_lease = config.min_lease.mul(2);
     config.max_lease = config.min_lease.mul(2 + u64::from(c[7] >> 3));
+    if c[6] >= 200 {
+        config.keys = Some(keys());
+        config.max_datagram += herald_core::auth::TRAILER_LEN;
+    }
     (config, capacity)
 }
 
@@ -194,7 +198,11 @@ pub fn run(data: &[u8]) {
         buf: vec![0; 2 * wire::DEFAULT_MAX_DATAGRAM],
         unregistered: HashMap::new(),
         registered: HashMap::new(),
+        counters: HashMap::new(),
+        last_counter: 0,
     };
+    // Time starts at zero (the clock that authenticated counters follow starts here).
+    h.timeout(Instant::ZERO);
     for step in steps.take(MAX_STEPS) {
         h.step(step);
     }
@@ -212,6 +220,10 @@ struct Harness<'a> {
     unregistered: HashMap<(String, u64), u32>,
     /// The newest version announced as registered, per name.
     registered: HashMap<String, u64>,
+    /// With keys: the last counter each sender sealed a request with.
+    counters: HashMap<SocketAddr, u64>,
+    /// With keys: the last counter the directory sent.
+    last_counter: u64,
 }
 
 fn earlier(now: Instant, dt: u16) -> Instant {
@@ -242,12 +254,14 @@ impl Harness<'_> {
             Op::Raw => self.deliver(now, from, step.payload),
             Op::Structured => {
                 if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(step.payload)) {
-                    self.deliver(now, from, &frame.to_vec());
+                    let bytes = self.outgoing(from, frame.to_vec());
+                    self.deliver(now, from, &bytes);
                 }
             }
             Op::Message => {
                 if let Ok(frame) = OwnedFrame::arbitrary(&mut Unstructured::new(step.payload)) {
                     if let Ok(bytes) = frame.to_vec(wire::DEFAULT_MAX_DATAGRAM) {
+                        let bytes = self.outgoing(from, bytes);
                         self.deliver(now, from, &bytes);
                     }
                 }
@@ -255,7 +269,7 @@ impl Harness<'_> {
             Op::Mutated => {
                 let (mutation, rest) = input::mutation(step.payload);
                 if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(rest)) {
-                    let mut bytes = frame.to_vec();
+                    let mut bytes = self.outgoing(from, frame.to_vec());
                     mutation.apply(&mut bytes);
                     self.deliver(now, from, &bytes);
                 }
@@ -263,10 +277,22 @@ impl Harness<'_> {
             Op::Extra => {
                 // Time going backwards: the directory must treat it as the latest time.
                 if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(step.payload)) {
-                    self.deliver(earlier(now, step.dt_ms), from, &frame.to_vec());
+                    let bytes = self.outgoing(from, frame.to_vec());
+                    self.deliver(earlier(now, step.dt_ms), from, &bytes);
                 }
             }
         }
+    }
+
+    /// Seals a request when the directory has keys, with the sender's next counter
+    /// (following the clock, as a client's does).
+    fn outgoing(&mut self, from: SocketAddr, frame: Vec<u8>) -> Vec<u8> {
+        let Some(keys) = &self.config.keys else {
+            return frame;
+        };
+        let last = self.counters.entry(from).or_default();
+        *last = (*last + 1).max(self.now.as_micros());
+        seal(&frame, keys, *last)
     }
 
     fn deliver(&mut self, at: Instant, from: SocketAddr, bytes: &[u8]) {
@@ -331,8 +357,15 @@ impl Harness<'_> {
                 t.len,
                 self.config.max_datagram
             );
-            let frame = decode_owned(&self.buf[..t.len])
-                .unwrap_or_else(|e| panic!("the directory sent an undecodable datagram: {e:?}"));
+            let (frame, counter) = decode_sent(&self.buf[..t.len], self.config.keys.as_ref())
+                .unwrap_or_else(|e| panic!("the directory sent an undecodable datagram: {e}"));
+            if let Some(counter) = counter {
+                assert!(
+                    counter > self.last_counter,
+                    "counter did not grow: {counter}"
+                );
+                self.last_counter = counter;
+            }
             crate::trace!("  sent to {}: {frame:?}", t.destination);
             self.check_sent(t.destination, from, frame);
         }

@@ -1,6 +1,7 @@
 //! Owned messages: generate, encode with the real encoder, rebuild from a frame.
 
 use arbitrary::Arbitrary;
+use herald_core::auth::{self, Keys, TRAILER_LEN};
 use herald_core::wire::{
     self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, EncodeError, Frame, Item, Message,
     PageHeader, RegisterRequest, Reject, SnapshotRequest, UnregisterRequest,
@@ -127,4 +128,28 @@ fn fill<T: Item>(mut writer: BatchWriter<'_>, items: &[T]) -> (usize, usize) {
 /// Decodes `bytes` and copies the frame.
 pub fn decode_owned(bytes: &[u8]) -> Result<OwnedFrame, wire::DecodeError> {
     wire::decode(bytes).map(OwnedFrame::from_frame)
+}
+
+/// Seals an encoded frame with `keys` and `counter` (sets the flag, appends the trailer).
+pub fn seal(frame: &[u8], keys: &Keys, counter: u64) -> Vec<u8> {
+    let mut buf = frame.to_vec();
+    buf.resize(frame.len() + TRAILER_LEN, 0);
+    let len = auth::seal(keys, counter, &mut buf, frame.len()).expect("room for the trailer");
+    buf.truncate(len);
+    buf
+}
+
+/// Decodes what a state machine sent: opened with `keys` first when it has keys.
+/// Returns the frame and the counter of an authenticated one.
+pub fn decode_sent(bytes: &[u8], keys: Option<&Keys>) -> Result<(OwnedFrame, Option<u64>), String> {
+    match keys {
+        None => decode_owned(bytes)
+            .map(|f| (f, None))
+            .map_err(|e| format!("{e:?}")),
+        Some(keys) => {
+            let (inner, counter) = auth::open(keys, bytes).map_err(|e| format!("{e:?}"))?;
+            let frame = wire::decode_authenticated(inner).map_err(|e| format!("{e:?}"))?;
+            Ok((OwnedFrame::from_frame(frame), Some(counter)))
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! registrant) and the state machines reach their deep states.
 
 use arbitrary::Arbitrary;
+use herald_core::auth::{Key, Keys};
 use herald_core::{Environment, Location, Metadata, Registration, ServiceName, Version};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -147,4 +148,14 @@ pub fn group() -> SocketAddr {
 /// Milliseconds as the core's duration.
 pub fn ms(ms: u64) -> herald_core::Duration {
     herald_core::Duration::from_millis(ms)
+}
+
+/// The small world's keys, for configurations that authenticate: key 1 signs, key 2 is
+/// also accepted.
+pub fn keys() -> Keys {
+    let signing = Key::new(1, b"herald fuzz key one").expect("valid key");
+    let other = Key::new(2, b"herald fuzz key two").expect("valid key");
+    Keys::new(signing)
+        .also_accepting(other)
+        .expect("distinct ids")
 }
