@@ -54,7 +54,8 @@ fn restart_after_sigkill_loses_nothing() {
     });
     let before = list_view(&host, &conn).expect("list before");
 
-    // Unregister, and kill the directory while the repeats are pending.
+    // Unregister, and kill the directory as soon as the first notification is on the
+    // wire: the removal it announced (and acknowledged) must already be stored.
     leaving.signal("TERM");
     leaving.wait_for_line(T, "unregistered leaving");
     poll_until(T, || {

@@ -9,6 +9,8 @@ use herald_tests::{Directory, DirectoryOptions, Watcher};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
+const BLUE: &str = "blue";
+const GREEN: &str = "green";
 
 #[test]
 fn environments_on_one_group_stay_apart() {
@@ -19,11 +21,22 @@ fn environments_on_one_group_stay_apart() {
         metrics: true,
         ..DirectoryOptions::new(env)
     };
-    let blue = Directory::start(&host, "blue directory", options("blue"));
-    let green = Directory::start(&host, "green directory", options("green"));
+    let blue = Directory::start(&host, "blue directory", options(BLUE));
+    let green = Directory::start(&host, "green directory", options(GREEN));
     let (cb, cg) = (blue.connect(), green.connect());
     let wb = Watcher::start(&host, "blue watcher", &cb, &[]);
     let wg = Watcher::start(&host, "green watcher", &cg, &[]);
+    // A green listener pointed at the blue directory: it must learn nothing from it.
+    let stray = Watcher::start(
+        &host,
+        "green watcher of the blue directory",
+        &Connect {
+            directories: vec![blue.addr()],
+            environment: GREEN.into(),
+            group,
+        },
+        &[],
+    );
     wb.wait_ready(T);
     wg.wait_ready(T);
 
@@ -49,11 +62,17 @@ fn environments_on_one_group_stay_apart() {
         "green sees only green: {:?}",
         wg.events()
     );
+    // It may find the green directory from its beacons, never a blue service.
+    let strayed = stray.events();
+    assert!(
+        strayed.iter().all(|e| e.name == "gateway"),
+        "nothing crosses environments: {strayed:?}"
+    );
 
     // A green registrant sent to the blue directory is refused, and told why.
     let wrong = Connect {
         directories: vec![blue.addr()],
-        environment: "green".into(),
+        environment: GREEN.into(),
         group,
     };
     let mut args = vec![
@@ -66,7 +85,7 @@ fn environments_on_one_group_stay_apart() {
     let err = run(&host, "register to the wrong environment", &args)
         .expect_err("a registration in the wrong environment must fail");
     assert!(
-        err.contains("environment") && err.contains("blue"),
+        err.contains("environment") && err.contains(BLUE),
         "the error names the environment mismatch: {err}"
     );
     let m = blue.metrics();
@@ -79,7 +98,7 @@ fn environments_on_one_group_stay_apart() {
     let mut args = vec!["list".to_string()];
     args.extend(wrong.args(&host));
     let err = run(&host, "list in the wrong environment", &args).expect_err("must fail");
-    assert!(err.contains("blue"), "{err}");
+    assert!(err.contains(BLUE), "{err}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(wb.count("discovered", "intruder"), 0);
     assert_eq!(wg.count("discovered", "intruder"), 0);
