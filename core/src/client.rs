@@ -240,7 +240,9 @@ enum OwnState {
 
 #[derive(Clone, Debug)]
 struct Own {
-    registration: Registration,
+    name: ServiceName,
+    /// What to register; `None` for a name this client only releases.
+    registration: Option<Registration>,
     state: OwnState,
     request: u32,
     attempts: u8,
@@ -477,7 +479,8 @@ impl<'a, const R: usize> Client<'a, R> {
         self.observe(now);
         let request = self.request_id();
         let fresh = Own {
-            registration,
+            name: registration.name.clone(),
+            registration: Some(registration),
             state: OwnState::Registering,
             request,
             attempts: 0,
@@ -486,8 +489,8 @@ impl<'a, const R: usize> Client<'a, R> {
             confirmed: false,
             outcome: None,
         };
-        let name = fresh.registration.name.clone();
-        match self.own.iter_mut().find(|o| o.registration.name == name) {
+        let name = fresh.name.clone();
+        match self.own.iter_mut().find(|o| o.name == name) {
             Some(o) => *o = fresh,
             None => self
                 .own
@@ -505,7 +508,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let own = self
             .own
             .iter_mut()
-            .find(|o| &o.registration.name == name && o.state != OwnState::Done)
+            .find(|o| &o.name == name && o.state != OwnState::Done)
             .ok_or(ClientError::NotRegistered)?;
         own.state = OwnState::Unregistering;
         own.request = request;
@@ -515,12 +518,36 @@ impl<'a, const R: usize> Client<'a, R> {
         Ok(())
     }
 
+    /// Unregisters `name` whether or not this client registered it: with a registrant id
+    /// that is stable across restarts, a new process releases what an earlier one
+    /// registered. [`ClientEvent::Released`] follows.
+    pub fn release(&mut self, now: Instant, name: &ServiceName) -> Result<(), ClientError> {
+        if self.unregister(now, name).is_ok() {
+            return Ok(());
+        }
+        let request = self.request_id();
+        let releasing = Own {
+            name: name.clone(),
+            registration: None,
+            state: OwnState::Unregistering,
+            request,
+            attempts: 0,
+            send: true,
+            deadline: self.now,
+            confirmed: false,
+            outcome: None,
+        };
+        self.own
+            .push(releasing)
+            .map_err(|_| ClientError::TooManyRegistrations)
+    }
+
     /// This client's own registrations that are live or in progress.
     pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
         self.own
             .iter()
             .filter(|o| matches!(o.state, OwnState::Registering | OwnState::Active))
-            .map(|o| &o.registration)
+            .filter_map(|o| o.registration.as_ref())
     }
 
     /// Asks the current directory for its registry (filtered by the interest). The table
@@ -1136,11 +1163,14 @@ impl<'a, const R: usize> Client<'a, R> {
             own.deadline = now + backoff;
             let len = match own.state {
                 OwnState::Registering => {
+                    let Some(registration) = own.registration.clone() else {
+                        continue;
+                    };
                     let request = RegisterRequest {
                         request: own.request,
                         registrant: self.config.registrant,
                         lease: self.config.lease,
-                        registration: own.registration.clone(),
+                        registration,
                     };
                     wire::encode(env, &request, buf)
                 }
@@ -1148,7 +1178,7 @@ impl<'a, const R: usize> Client<'a, R> {
                     let request = UnregisterRequest {
                         request: own.request,
                         registrant: self.config.registrant,
-                        name: own.registration.name.clone(),
+                        name: own.name.clone(),
                     };
                     wire::encode(env, &request, buf)
                 }
@@ -1188,7 +1218,7 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         if let Some(i) = self.own.iter().position(|o| o.outcome.is_some()) {
             let outcome = self.own[i].outcome.take()?;
-            let name = self.own[i].registration.name.clone();
+            let name = self.own[i].name.clone();
             if self.own[i].state == OwnState::Done {
                 self.own.swap_remove(i);
             }

@@ -19,10 +19,12 @@
 //!     machine.handle_datagram(now, from, &bytes);
 //!     // 2. If the deadline passed, tell it.
 //!     machine.handle_timeout(now);
-//!     // 3. Send everything it wants sent.
-//!     while let Some(t) = machine.poll_transmit(now, &mut buf) { send(&buf[..t.len], t.destination) }
-//!     // 4. Take every event (clients: discoveries; directories: storage changes).
+//!     // 3. Take every event (directories: storage changes, to write in one batch
+//!     //    *before* sending, so that no acknowledgement leaves before the change it
+//!     //    confirms is durable; clients: discoveries).
 //!     while let Some(e) = machine.poll_event() { … }
+//!     // 4. Send everything it wants sent.
+//!     while let Some(t) = machine.poll_transmit(now, &mut buf) { send(&buf[..t.len], t.destination) }
 //!     // 5. Sleep until poll_timeout() or the next datagram, whichever comes first.
 //! }
 //! ```

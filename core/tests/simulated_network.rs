@@ -398,3 +398,34 @@ fn registrations_and_listeners_fail_over_without_spurious_events() {
         );
     }
 }
+
+#[test]
+fn a_restarted_registrant_releases_what_its_predecessor_registered() {
+    let mut sim = Sim::new(12, Faults::none(), 8);
+    sim.next_registrant = Some(0xfeed);
+    let first = sim.add_client(None, 1);
+    let l = sim.add_client(Some(Interest::all()), 8);
+    sim.register(first, service("orphan", 1));
+    sim.run(Duration::from_millis(300));
+    sim.nodes[first].crashed = true;
+    // A new process with the same registrant id, which never registered the name.
+    sim.next_registrant = Some(0xfeed);
+    let second = sim.add_client(None, 1);
+    let name = ServiceName::new("orphan").unwrap();
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[second].client.unregister(now, &name),
+        Err(ClientError::NotRegistered)
+    );
+    sim.nodes[second].client.release(now, &name).unwrap();
+    sim.run(Duration::from_millis(300));
+    assert!(sim.live().is_empty());
+    assert!(sim.nodes[second].events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Released {
+            confirmed: true,
+            ..
+        }
+    )));
+    assert_eq!(sim.nodes[l].view.unregistered.get("orphan"), Some(&1));
+}

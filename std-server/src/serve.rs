@@ -205,12 +205,13 @@ impl Shell {
         }
         directory.handle_timeout(self.clock.now());
         self.flush(directory).await;
-        self.persist(directory);
         self.publish(directory);
     }
 
-    /// Sends every datagram the directory wants sent.
+    /// Stores what changed, then sends every datagram the directory wants sent: an
+    /// acknowledgement never leaves before the change it confirms is on disk.
     async fn flush(&mut self, directory: &mut Directory<'_>) {
+        self.persist(directory);
         while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
             let bytes = &self.send[..t.len];
             match self.socket.send_to(bytes, t.destination).await {

@@ -181,6 +181,8 @@ pub struct Sim {
     /// Every datagram sent, in order, when `capture` is on.
     pub captured: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     pub capture: bool,
+    /// The registrant id of the next client added (default: one per client).
+    pub next_registrant: Option<u64>,
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -224,6 +226,7 @@ impl Sim {
             client_keys: None,
             captured: Vec::new(),
             capture: false,
+            next_registrant: None,
         }
     }
 
@@ -250,7 +253,8 @@ impl Sim {
     /// Adds a client; `interest` makes it a listener. Returns its index.
     pub fn add_client(&mut self, interest: Option<Interest>, table: usize) -> usize {
         let i = self.nodes.len();
-        let mut config = ClientConfig::new(0x1000 + i as u64);
+        let registrant = self.next_registrant.take().unwrap_or(0x1000 + i as u64);
+        let mut config = ClientConfig::new(registrant);
         for d in &self.directories {
             config.directories.push(d.location).unwrap();
         }

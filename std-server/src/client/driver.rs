@@ -12,7 +12,6 @@ use herald_core::{
     Registration, RejectReason, Service, ServiceName,
 };
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -25,10 +24,6 @@ const COMMAND_QUEUE: usize = 64;
 const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
 /// Receive buffer: the largest datagram UDP can carry.
 const RECV_BUFFER: usize = 65_536;
-/// A placeholder location for an unregistration by name: it is never sent, because the
-/// registration it belongs to is turned into an unregistration before any transmit.
-const PLACEHOLDER: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
 
 /// Where a call's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -301,17 +296,8 @@ impl Driver<'_> {
     /// Unregisters `name`, also when this client did not register it (an earlier
     /// process with the same registrant id did).
     fn unregister(&mut self, name: &ServiceName) -> Result<(), Error> {
-        let now = self.clock.now();
-        if self.client.unregister(now, name).is_ok() {
-            return Ok(());
-        }
-        let placeholder =
-            Location::from_socket_addr(PLACEHOLDER).map_err(Error::InvalidLocation)?;
-        let registration =
-            Registration::new(name.clone(), &[placeholder]).map_err(Error::InvalidLocation)?;
         self.client
-            .register(now, registration)
-            .and_then(|()| self.client.unregister(now, name))
+            .release(self.clock.now(), name)
             .map_err(Error::Client)
     }
 
