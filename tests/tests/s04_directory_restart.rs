@@ -47,7 +47,7 @@ fn restart_after_sigkill_loses_nothing() {
             )
         })
         .collect();
-    let mut leaving = register(&host, &conn, "leaving", &[host.addr(7199)], &[]);
+    let leaving = register(&host, &conn, "leaving", &[host.addr(7199)], &[]);
     watcher.wait(T, "all discovered", |e| {
         names.iter().all(|n| count(e, "discovered", n) == 1)
             && count(e, "discovered", "leaving") == 1

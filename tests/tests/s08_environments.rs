@@ -18,8 +18,7 @@ fn environments_on_one_group_stay_apart() {
     let group = unique_group();
     let options = |env: &str| DirectoryOptions {
         group,
-        metrics: true,
-        ..DirectoryOptions::new(env)
+        ..DirectoryOptions::new(env).with_metrics()
     };
     let blue = Directory::start(&host, "blue directory", options(BLUE));
     let green = Directory::start(&host, "green directory", options(GREEN));

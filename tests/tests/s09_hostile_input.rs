@@ -29,14 +29,8 @@ fn sender() -> UdpSocket {
 #[test]
 fn hostile_datagrams_are_dropped_and_counted_and_service_goes_on() {
     let host = Host::loopback("lo");
-    let directory = Directory::start(
-        &host,
-        "directory",
-        DirectoryOptions {
-            metrics: true,
-            ..DirectoryOptions::new(ENV)
-        },
-    );
+    let options = DirectoryOptions::new(ENV).with_metrics();
+    let directory = Directory::start(&host, "directory", options);
     let conn = directory.connect();
     let watcher = Watcher::start(&host, "watch", &conn, &[]);
     watcher.wait_ready(T);

@@ -21,14 +21,8 @@ const MAX_REGISTER_CPU: Duration = Duration::from_secs(5);
 #[test]
 fn ten_thousand_services_stay_within_memory_and_cpu_bounds() {
     let host = Host::loopback("lo");
-    let directory = Directory::start(
-        &host,
-        "directory",
-        DirectoryOptions {
-            metrics: true,
-            ..DirectoryOptions::new("s10")
-        },
-    );
+    let options = DirectoryOptions::new("s10").with_metrics();
+    let directory = Directory::start(&host, "directory", options);
     let pid = directory.process().pid();
     let conn = directory.connect();
     let idle = usage(pid).expect("usage");

@@ -85,6 +85,12 @@ impl DirectoryOptions {
         }
     }
 
+    /// With Prometheus metrics on.
+    pub fn with_metrics(mut self) -> DirectoryOptions {
+        self.metrics = true;
+        self
+    }
+
     /// With more `herald serve` flags.
     pub fn with(mut self, flags: &[&str]) -> DirectoryOptions {
         self.extra.extend(flags.iter().map(|s| s.to_string()));

@@ -163,15 +163,13 @@ impl Proc {
         s
     }
 
-    /// Waits until `check` finds what it wants in the lines so far, or `timeout`
-    /// passes, or the process closes its output; panics with the log in the last two
-    /// cases.
-    pub fn wait_for<T>(
+    /// Waits on the captured output until `check` gives a value, the deadline passes
+    /// or both streams are closed; `Err(closed)` in the last two cases.
+    fn wait_output<T>(
         &self,
         timeout: Duration,
-        what: &str,
-        mut check: impl FnMut(&[Line]) -> Option<T>,
-    ) -> T {
+        mut check: impl FnMut(&Captured) -> Option<T>,
+    ) -> Result<T, bool> {
         let deadline = Instant::now() + timeout;
         let mut c = self
             .output
@@ -180,8 +178,8 @@ impl Proc {
             .unwrap_or_else(|e| e.into_inner());
         // Each pass either returns, or waits until new output or the deadline.
         for _ in 0..1_000_000 {
-            if let Some(v) = check(&c.lines) {
-                return v;
+            if let Some(v) = check(&c) {
+                return Ok(v);
             }
             let now = Instant::now();
             if now >= deadline || c.open_streams == 0 {
@@ -194,19 +192,32 @@ impl Proc {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let closed = c.open_streams == 0;
-        drop(c);
-        panic!(
-            "{}: {what}: {} after {:?}\n{}",
-            self.name,
-            if closed {
-                "the process closed its output first"
-            } else {
-                "timed out"
-            },
-            timeout,
-            self.log_tail()
-        );
+        Err(c.open_streams == 0)
+    }
+
+    /// Waits until `check` finds what it wants in the lines so far, or `timeout`
+    /// passes, or the process closes its output; panics with the log in the last two
+    /// cases.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&[Line]) -> Option<T>,
+    ) -> T {
+        match self.wait_output(timeout, |c| check(&c.lines)) {
+            Ok(v) => v,
+            Err(closed) => panic!(
+                "{}: {what}: {} after {:?}\n{}",
+                self.name,
+                if closed {
+                    "the process closed its output first"
+                } else {
+                    "timed out"
+                },
+                timeout,
+                self.log_tail()
+            ),
+        }
     }
 
     /// Waits for a line containing `needle` (either stream); returns it.
@@ -257,24 +268,7 @@ impl Proc {
 
     /// Waits (bounded) until both output streams are closed, so every line is read.
     fn wait_closed(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut c = self
-            .output
-            .captured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for _ in 0..1_000_000 {
-            let now = Instant::now();
-            if c.open_streams == 0 || now >= deadline {
-                return;
-            }
-            c = self
-                .output
-                .changed
-                .wait_timeout(c, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let _ = self.wait_output(timeout, |c| (c.open_streams == 0).then_some(()));
     }
 
     /// True while it runs.
