@@ -240,11 +240,12 @@ impl Proc {
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`, `STOP`, `CONT`).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
+        // The shell's built-in kill: no dependency on a kill binary being installed.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {}", self.pid()))
             .status()
-            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run sh -c kill: {e}"));
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
