@@ -329,6 +329,8 @@ pub struct Client<'a, const R: usize = 4> {
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
     snapshot_rejection: Option<(RejectReason, Environment)>,
+    /// The last beacon's service count differed from what this listener holds.
+    miscounted: bool,
     grace_until: Instant,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
@@ -396,6 +398,7 @@ impl<'a, const R: usize> Client<'a, R> {
             snapshot: None,
             snapshot_done: None,
             snapshot_rejection: None,
+            miscounted: false,
             grace_until: Instant::ZERO,
             next_request,
             counter: 0,
@@ -797,10 +800,30 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.current.is_none() {
             self.switch_to(index);
         }
+        if self.current != Some(index) || !self.listening() || self.snapshot.is_some() {
+            return;
+        }
+        // Missed a change: the directory has handed out a version not seen here.
         let behind = beacon.as_of > self.max_seen;
-        if self.current == Some(index) && self.listening() && behind && self.snapshot.is_none() {
+        // Missed a registration (a listener of everything can count): the count differs
+        // at two beacons in a row (one may cross an announcement in flight).
+        let everything = self
+            .config
+            .interest
+            .as_ref()
+            .is_some_and(|i| i.patterns().is_empty());
+        let fits = beacon.services as usize <= self.table.capacity();
+        let miscounted = everything && fits && self.live_count() != beacon.services as usize;
+        let confirmed = miscounted && self.miscounted;
+        self.miscounted = miscounted && !confirmed;
+        if behind || confirmed {
             self.request_snapshot(now);
         }
+    }
+
+    /// Services known and not removed.
+    fn live_count(&self) -> usize {
+        self.table.iter().filter(|(_, k)| !k.removed).count()
     }
 
     fn handle_announce(&mut self, header: AnnounceHeader, items: Items<'_, Change>) {

@@ -17,7 +17,6 @@ use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
-use crate::wire::header::FLAG_AUTHENTICATED;
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
     Reject, RejectReason, SnapshotRequest, UnregisterRequest,
@@ -57,6 +56,9 @@ pub struct DirectoryConfig {
     pub interval: Duration,
     /// How many times each removal is announced (default 20).
     pub notifications: u8,
+    /// How many times each new or changed registration is announced: at once, then one
+    /// per processing interval (default 3; at least 1).
+    pub registration_announcements: u8,
     /// Largest datagram sent (default 1400 bytes).
     pub max_datagram: usize,
     /// Lease granted when a request asks for none (default 15 s).
@@ -99,6 +101,7 @@ impl DirectoryConfig {
             group,
             interval: Duration::from_millis(50),
             notifications: 20,
+            registration_announcements: 3,
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
             default_lease: Duration::from_secs(15),
             min_lease: Duration::from_secs(1),
@@ -125,7 +128,7 @@ impl DirectoryConfig {
         {
             return Err(ConfigError::ZeroInterval);
         }
-        if self.notifications == 0 {
+        if self.notifications == 0 || self.registration_announcements == 0 {
             return Err(ConfigError::ZeroNotifications);
         }
         if self.min_lease == Duration::ZERO
@@ -150,7 +153,7 @@ pub enum ConfigError {
     MaxDatagram,
     /// An interval or period is zero.
     ZeroInterval,
-    /// The number of unregister notifications is zero.
+    /// The number of unregister notifications or of registration announcements is zero.
     ZeroNotifications,
     /// Leases: need 0 < minimum <= default <= maximum <= 2^32 ms.
     LeaseBounds,
@@ -163,7 +166,9 @@ impl core::fmt::Display for ConfigError {
         f.write_str(match self {
             ConfigError::MaxDatagram => "the maximum datagram size must be 512 to 65507 bytes",
             ConfigError::ZeroInterval => "intervals and periods must be longer than zero",
-            ConfigError::ZeroNotifications => "at least one unregister notification is needed",
+            ConfigError::ZeroNotifications => {
+                "at least one unregister notification and one registration announcement are needed"
+            }
             ConfigError::LeaseBounds => "leases need 0 < minimum <= default <= maximum <= 49 days",
             ConfigError::GroupNotMulticast => "the group address is not a multicast address",
         })
@@ -387,12 +392,7 @@ impl<'a> Directory<'a> {
             self.last_version = record.service.version;
         }
         let state = record.state;
-        let entry = Entry {
-            record,
-            announce: false,
-            due: false,
-            dirty: false,
-        };
+        let entry = Entry::new(record);
         let slot = match self.registry.find(entry.record.name().as_str()) {
             Some(slot) => {
                 if let Some(e) = self.registry.get_mut(slot) {
@@ -606,13 +606,9 @@ impl<'a> Directory<'a> {
                 return self.reject(from, env, 0, reason);
             }
         }
-        // A request whose header is sound but whose payload is not gets an answer.
-        let allowed = if self.config.keys.is_some() {
-            FLAG_AUTHENTICATED
-        } else {
-            0
-        };
-        if let Ok((header, payload)) = Header::parse_with_flags(bytes, allowed) {
+        // A request whose header can be read (whatever its flags) but that is not
+        // acceptable gets an answer it can use.
+        if let Ok((header, payload)) = Header::parse_with_flags(bytes, u8::MAX) {
             if header.kind.is_request() {
                 let request = postcard::take_from_bytes::<u32>(payload).map_or(0, |(r, _)| r);
                 self.reject(from, header.environment, request, reason);
@@ -629,6 +625,7 @@ impl<'a> Directory<'a> {
     }
 
     fn handle_register(&mut self, from: SocketAddr, env: Environment, r: RegisterRequest) {
+        let announcements = self.config.registration_announcements;
         let lease = self.lease_for(r.lease);
         let expires = self.now + lease;
         let name = r.registration.name.clone();
@@ -664,9 +661,12 @@ impl<'a> Directory<'a> {
                             registration: r.registration,
                             version,
                         };
-                        notify::mark_changed(e);
+                        notify::mark_changed(e, announcements);
                     }
                 });
+                if !same {
+                    self.schedule_tick();
+                }
                 version
             }
             None => {
@@ -674,24 +674,20 @@ impl<'a> Directory<'a> {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);
                 }
                 let version = self.next_version();
-                let entry = Entry {
-                    record: Record {
-                        service: Service {
-                            registration: r.registration,
-                            version,
-                        },
-                        registrant: r.registrant,
-                        state: RecordState::Live { expires },
+                let entry = Entry::new(Record {
+                    service: Service {
+                        registration: r.registration,
+                        version,
                     },
-                    announce: false,
-                    due: false,
-                    dirty: false,
-                };
+                    registrant: r.registrant,
+                    state: RecordState::Live { expires },
+                });
                 let Ok(slot) = self.registry.insert(entry) else {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);
                 };
                 self.stats.registrations += 1;
-                self.update(slot, notify::mark_changed);
+                self.update(slot, |e| notify::mark_changed(e, announcements));
+                self.schedule_tick();
                 version
             }
         };

@@ -7,15 +7,20 @@
 //! less than configured). When the counter reaches zero the entry is reaped. The
 //! counters live in the registry's own bounded storage.
 //!
-//! Announcements batch every pending change, live and departed, into as few datagrams
-//! as fit.
+//! New and changed registrations are announced at once and then repeated a few times
+//! (default 3 in all), one per processing interval, so that a listener on a lossy link
+//! rarely has to wait for the anti-entropy sweep. Listeners ignore the repeats (same
+//! version). Announcements batch every pending change, live and departed, into as few
+//! datagrams as fit.
 
 use crate::registry::{Entry, RecordState, Registry};
 use crate::wire::{BatchWriter, Change};
 
-/// Marks a live entry as changed: it will be announced as registered.
-pub(crate) fn mark_changed(entry: &mut Entry) {
+/// Marks a live entry as changed: it will be announced as registered at once, and
+/// `announcements - 1` more times, one per processing interval.
+pub(crate) fn mark_changed(entry: &mut Entry, announcements: u8) {
     entry.announce = true;
+    entry.repeats = announcements.saturating_sub(1);
     entry.due = false;
 }
 
@@ -27,23 +32,34 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
         remaining: notifications,
     };
     entry.announce = false;
+    entry.repeats = 0;
     entry.due = true;
 }
 
-/// Makes the next notification due for every departed entry that still has some.
-/// Returns how many entries became due, and whether any departed entry still has
-/// notifications to send.
+/// Makes the next repeat due: an unregistered notification for every departed entry
+/// that still has some, a registered announcement for every live entry that still has
+/// repeats. Returns how many entries became due, and whether any entry still has
+/// something to repeat after this.
 pub(crate) fn tick(registry: &mut Registry<'_>) -> (usize, bool) {
     let (mut newly_due, mut any) = (0, false);
     for (_, e) in registry.iter_mut() {
-        if let RecordState::Departed { remaining } = e.record.state {
-            if remaining > 0 {
+        match e.record.state {
+            RecordState::Departed { remaining } if remaining > 0 => {
                 if !e.due {
                     e.due = true;
                     newly_due += 1;
                 }
                 any = true;
             }
+            RecordState::Live { .. } if e.repeats > 0 => {
+                if !e.announce {
+                    e.announce = true;
+                    e.repeats -= 1;
+                    newly_due += 1;
+                }
+                any |= e.repeats > 0 || e.announce;
+            }
+            _ => {}
         }
     }
     (newly_due, any)

@@ -73,6 +73,21 @@ pub struct Entry {
     pub(crate) due: bool,
     /// The stored form changed and the shell has not been told yet.
     pub(crate) dirty: bool,
+    /// Registered announcements still to repeat, one per processing interval.
+    pub(crate) repeats: u8,
+}
+
+impl Entry {
+    /// An entry for `record` with nothing to announce yet.
+    pub(crate) fn new(record: Record) -> Self {
+        Entry {
+            record,
+            announce: false,
+            due: false,
+            dirty: false,
+            repeats: 0,
+        }
+    }
 }
 
 impl Named for Entry {

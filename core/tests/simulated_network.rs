@@ -149,6 +149,11 @@ fn unregister_notifications_are_sent_exactly_n_times() {
                 "{name} announced {count} times, want {n}"
             );
         }
+        // Registrations are announced 3 times by default.
+        assert_eq!(sim.announcements.len(), 2);
+        for ((name, _), count) in &sim.announcements {
+            assert_eq!(*count, 3, "{name} registered-announced {count} times");
+        }
         // Done: the departed entries are reaped.
         assert_eq!(sim.directory().len(), 0);
         let stats = sim.directory().stats();
@@ -428,4 +433,26 @@ fn a_restarted_registrant_releases_what_its_predecessor_registered() {
         }
     )));
     assert_eq!(sim.nodes[l].view.unregistered.get("orphan"), Some(&1));
+}
+
+#[test]
+fn lost_registrations_are_recovered_long_before_the_sweep() {
+    for seed in SEEDS {
+        // No repeats and a sweep too slow to matter: only the beacon's count can tell the
+        // listener what it missed.
+        let mut config = DirectoryConfig::new(directory_location(), group());
+        config.registration_announcements = 1;
+        config.sweep_period = Duration::from_secs(600);
+        config.version_floor = Version(1_000);
+        let mut sim = Sim::with_config(seed, Faults::lossy(0.2), 64, config);
+        sim.client_lease = Duration::from_secs(60);
+        let registrants: Vec<usize> = (0..4).map(|_| sim.add_client(None, 1)).collect();
+        let l = sim.add_client(Some(Interest::all()), 64);
+        sim.run(Duration::from_secs(1));
+        register_many(&mut sim, registrants.len(), 24, "quick");
+        sim.run(Duration::from_secs(8));
+        assert_eq!(sim.live().len(), 24, "seed {seed}");
+        assert_converged(&sim, l, &Interest::all());
+        assert_clean(&sim);
+    }
 }

@@ -173,6 +173,8 @@ pub struct Sim {
     seq: u64,
     /// Unregistered notifications the directory sent, per (name, version).
     pub notifications: HashMap<(String, u64), usize>,
+    /// Registered announcements the directory sent, per (name, version).
+    pub announcements: HashMap<(String, u64), usize>,
     pub config: DirectoryConfig,
     /// The lease clients ask for.
     pub client_lease: Duration,
@@ -221,6 +223,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             seq: 0,
             notifications: HashMap::new(),
+            announcements: HashMap::new(),
             config,
             client_lease: Duration::from_secs(3),
             client_keys: None,
@@ -321,12 +324,12 @@ impl Sim {
         if let Ok(frame) = decode(bytes) {
             if let Message::Announce(_, items) = frame.message {
                 for change in items {
-                    if let Change::Unregistered { name, version } = change {
-                        *self
-                            .notifications
-                            .entry((name.to_string(), version.0))
-                            .or_default() += 1;
-                    }
+                    let key = (change.name().to_string(), change.version().0);
+                    let counts = match change {
+                        Change::Unregistered { .. } => &mut self.notifications,
+                        Change::Registered(_) => &mut self.announcements,
+                    };
+                    *counts.entry(key).or_default() += 1;
                 }
             }
         }
