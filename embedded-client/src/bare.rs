@@ -1,7 +1,7 @@
 //! The executor-free driver for a bare smoltcp [`Interface`] and [`SocketSet`], for a
 //! poll loop like smoltcp's own examples:
 //!
-//! ```ignore
+//! ```text
 //! let mut herald = bare::Herald::<2>::new(config, &mut BUFFERS, &mut iface, &mut sockets)?;
 //! herald.register(now, registration)?;
 //! loop {

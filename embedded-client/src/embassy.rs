@@ -3,7 +3,7 @@
 //! between the stack and the core client, in the manner of embassy-net's own
 //! `Stack`/`Runner` pair.
 //!
-//! ```ignore
+//! ```text
 //! static RESOURCES: StaticCell<Resources<'static>> = StaticCell::new();
 //! let (herald, runner) = herald_embedded::embassy::new(stack, config, RESOURCES.init(Resources::new()))?;
 //! spawner.spawn(herald_task(runner).unwrap()); // async fn herald_task(mut r: Runner<'static>) -> ! { r.run().await }
