@@ -715,10 +715,15 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         let stale = matches!(message, Message::Reject(r) if r.reason == RejectReason::Stale);
         if stale || counter > self.clock() {
-            // The directory's clock is ahead of ours (or it refused ours): follow it.
+            // The directory's clock is ahead of ours (or it refused ours): follow it, but
+            // never back below a counter already used unless it refused ours.
             self.counter_base = counter;
             self.counter_epoch = Some(self.now);
-            self.counter = counter;
+            self.counter = if stale {
+                counter
+            } else {
+                self.counter.max(counter)
+            };
         }
         true
     }
@@ -1137,13 +1142,27 @@ impl<'a, const R: usize> Client<'a, R> {
     }
 
     /// When the client next needs `handle_timeout`.
+    /// A request waiting to be sent makes it `now`, so that a shell that only calls
+    /// `poll_transmit` when it wakes sends requests made between two wake-ups at once.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let can_send = self.current.is_some();
+        let at = |send: bool, deadline: Instant| {
+            if send && can_send {
+                self.now
+            } else {
+                deadline
+            }
+        };
         let own = self
             .own
             .iter()
-            .filter(|o| o.state != OwnState::Done && !o.send)
-            .map(|o| o.deadline);
-        let snapshot = self.snapshot.iter().filter(|s| !s.send).map(|s| s.deadline);
+            .filter(|o| o.state != OwnState::Done && (!o.send || can_send))
+            .map(|o| at(o.send, o.deadline));
+        let snapshot = self
+            .snapshot
+            .iter()
+            .filter(|s| !s.send || can_send)
+            .map(|s| at(s.send, s.deadline));
         let silence = self
             .current
             .filter(|_| self.listening())
