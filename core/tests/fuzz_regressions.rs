@@ -64,3 +64,66 @@ fn client_reports_every_service_after_removals_in_one_scan() {
     assert_eq!(held, discovered, "services() holds what no event reported");
     assert!(held.contains("größe"));
 }
+
+/// Found while triaging the `client` target's check that the counters of a client's
+/// authenticated frames grow: an answer whose counter was ahead of the client's clock
+/// (a directory whose clock runs a little ahead) set the client's counter to it, even
+/// below counters the client had already used in a burst. The client's next request
+/// reused a counter the directory had seen, and the directory dropped it as a replay.
+#[test]
+fn client_counter_never_goes_back_after_an_answer() {
+    use herald_core::auth::{Key, Keys};
+    use std::net::SocketAddr;
+
+    let keys = Keys::new(Key::new(1, b"regression test key").unwrap());
+    let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+    let mut dir_config = DirectoryConfig::new(directory(), group);
+    dir_config.keys = Some(keys.clone());
+    dir_config.version_floor = Version(1_000_000);
+    let mut storage = DirectoryStorage::<4>::new();
+    let (slots, index) = storage.parts();
+    let mut dir = Directory::new(dir_config, slots, index).unwrap();
+    let mut buf = [0u8; 1400];
+    dir.handle_timeout(Instant::ZERO);
+    while dir.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
+
+    // One second later the directory's clock reads 2_000_000; the client's starts one
+    // microsecond behind it.
+    let now = Instant::from_millis(1_000);
+    let mut table = ClientStorage::<4>::new();
+    let (known, known_index) = table.parts();
+    let mut config = ClientConfig::new(7);
+    config.keys = Some(keys);
+    config.clock_floor = 1_999_999;
+    config.directories.push(directory()).unwrap();
+    let mut client: Client<'_, 2> = Client::new(config, known, known_index).unwrap();
+    let me = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
+    let service = |name: &str| {
+        let at = Location::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080).unwrap();
+        Registration::new(ServiceName::new(name).unwrap(), &[at]).unwrap()
+    };
+    client.register(now, service("a")).unwrap();
+    client.register(now, service("b")).unwrap();
+    client.request_snapshot(now);
+    // A burst in one microsecond: the client's counters run ahead of its clock.
+    let mut sent = 0;
+    while let Some(t) = client.poll_transmit(now, &mut buf) {
+        dir.handle_datagram(now, me, &buf[..t.len]);
+        sent += 1;
+    }
+    assert_eq!(sent, 3);
+    assert_eq!(dir.stats().stale + dir.stats().replayed, 0);
+    // The first answer carries the directory's counter, ahead of the client's clock.
+    let t = dir.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(t.destination, me);
+    client.handle_datagram(now, directory().socket_addr(), &buf[..t.len]);
+    while dir.poll_transmit(now, &mut buf).is_some() {}
+    // The next request must not reuse a counter the directory has seen.
+    client
+        .unregister(now, &ServiceName::new("a").unwrap())
+        .unwrap();
+    let t = client.poll_transmit(now, &mut buf).unwrap();
+    dir.handle_datagram(now, me, &buf[..t.len]);
+    assert_eq!(dir.stats().replayed, 0, "request dropped as a replay");
+    assert!(dir.poll_transmit(now, &mut buf).is_some(), "no answer");
+}

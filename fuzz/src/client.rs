@@ -15,7 +15,7 @@
 //!   progress: within a few rounds at the same instant the deadline moves past it.
 
 use crate::input::{self, Op, Step};
-use crate::message::{decode_owned, decode_sent, seal, OwnedFrame, OwnedMessage};
+use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
 use crate::world::{
     directory, keys, ms, EnvChoice, SmallName, SmallRegistration, SmallVersion, NAMES,
 };
@@ -426,12 +426,18 @@ impl Harness<'_> {
     }
 
     fn deliver(&mut self, from: SocketAddr, bytes: &[u8]) {
-        crate::trace!(
-            "{} datagram from {from}: {:?}",
-            self.now,
-            decode_owned(bytes)
-        );
+        let decoded = decode_sent(bytes, self.config.keys.as_ref());
+        crate::trace!("{} datagram from {from}: {decoded:?}", self.now);
         crate::trace!("  bytes {}", crate::hex(bytes));
+        if let Ok((frame, Some(_))) = &decoded {
+            if let OwnedMessage::Reject(r) = &frame.message {
+                if r.reason == RejectReason::Stale {
+                    // The directory refused the client's counter as outside its window:
+                    // the client takes the directory's, which may be lower.
+                    self.last_counter = 0;
+                }
+            }
+        }
         self.c.handle_datagram(self.now, from, bytes);
         self.drain();
     }

@@ -17,7 +17,7 @@
 //!   `MAX_RECORD_LEN`.
 
 use crate::input::{self, Op, Step};
-use crate::message::{decode_owned, decode_sent, seal, OwnedFrame, OwnedMessage};
+use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
 use crate::world::{group, keys, ms, EnvChoice, SmallName, SmallRegistration};
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
@@ -296,7 +296,10 @@ impl Harness<'_> {
     }
 
     fn deliver(&mut self, at: Instant, from: SocketAddr, bytes: &[u8]) {
-        crate::trace!("{at} datagram from {from}: {:?}", decode_owned(bytes));
+        crate::trace!(
+            "{at} datagram from {from}: {:?}",
+            decode_sent(bytes, self.config.keys.as_ref())
+        );
         crate::trace!("  bytes {}", crate::hex(bytes));
         self.d.handle_datagram(at, from, bytes);
         self.drain(at, Some(from));
