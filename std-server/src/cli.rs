@@ -51,6 +51,13 @@ pub enum Command {
     Watch(WatchArgs),
     /// Print the directory's current registry and exit
     List(ListArgs),
+    /// Print a new key file (32 random bytes) for an authenticated environment, e.g.
+    /// `(umask 077; herald keygen --id 1 > herald.key)`
+    Keygen {
+        /// The key's id (0 to 255): give the next key of a rotation another id
+        #[arg(long, default_value_t = 1)]
+        id: u8,
+    },
     /// Print a shell completion script
     Completions {
         /// The shell.
@@ -96,6 +103,14 @@ pub struct ClientArgs {
     /// Seconds to wait for a directory's answer [default: 3]
     #[arg(long, env = "HERALD_TIMEOUT", value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Key file of the environment, when its directory uses one (see `herald keygen`)
+    /// [default: the config file's key_file, else none]
+    #[arg(long, env = "HERALD_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Key file of a second key also accepted, during a key rotation [default: the
+    /// config file's accept_key_file, else none]
+    #[arg(long, env = "HERALD_ACCEPT_KEY_FILE", value_name = "FILE")]
+    pub accept_key_file: Option<PathBuf>,
 }
 
 fn seconds(setting: &'static str, secs: f64) -> Result<Duration, crate::config::ConfigError> {
@@ -125,6 +140,12 @@ impl ClientArgs {
             interface: self.interface.or(file.interface).unwrap_or_default(),
             timeout: seconds("timeout", self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?,
             capacity: file.capacity.unwrap_or(DEFAULT_CAPACITY),
+            keys: crate::keys::load_keys(
+                self.key_file.as_deref().or(file.key_file.as_deref()),
+                self.accept_key_file
+                    .as_deref()
+                    .or(file.accept_key_file.as_deref()),
+            )?,
             ..defaults
         })
     }

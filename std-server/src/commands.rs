@@ -80,6 +80,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Unregister(args) => unregister(args, &file).await,
         Command::Watch(args) => watch(args, &file).await,
         Command::List(args) => list(args, &file).await,
+        Command::Keygen { id } => {
+            print!("{}", crate::keys::generate(id)?);
+            Ok(())
+        }
         Command::Completions { shell } => {
             let mut stdout = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "herald", &mut stdout);

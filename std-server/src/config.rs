@@ -64,6 +64,9 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// A key file could not be used.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyFileError),
     /// A setting has a value that cannot work.
     #[error("invalid setting {setting}: {message}")]
     Invalid {
@@ -136,6 +139,14 @@ pub struct Options {
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off]
     #[arg(long, env = "HERALD_METRICS", value_name = "IP:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Key file of the environment: every frame is signed with it, and frames without a
+    /// valid signature are dropped (see `herald keygen`) [default: none, frames are not
+    /// authenticated]
+    #[arg(long, env = "HERALD_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Key file of a second key also accepted, during a key rotation [default: none]
+    #[arg(long, env = "HERALD_ACCEPT_KEY_FILE", value_name = "FILE")]
+    pub accept_key_file: Option<PathBuf>,
 }
 
 /// Reads a config file (`None`: no file, all unset).
@@ -207,10 +218,13 @@ impl Options {
             max_lease_secs: self.max_lease_secs.or(fallback.max_lease_secs),
             capacity: self.capacity.or(fallback.capacity),
             metrics: self.metrics.or(fallback.metrics),
+            key_file: self.key_file.or(fallback.key_file),
+            accept_key_file: self.accept_key_file.or(fallback.accept_key_file),
         }
     }
 
-    /// Every unset setting at its default (`metrics` and `advertise` stay off).
+    /// Every unset setting at its default (`metrics`, `advertise` and the key files stay
+    /// off).
     pub fn with_defaults(self) -> Options {
         self.or(Options {
             bind: Some(DEFAULT_BIND),
@@ -228,6 +242,8 @@ impl Options {
             max_lease_secs: Some(DEFAULT_MAX_LEASE_SECS),
             capacity: Some(DEFAULT_CAPACITY),
             metrics: None,
+            key_file: None,
+            accept_key_file: None,
         })
     }
 
@@ -265,6 +281,8 @@ impl Options {
         directory.default_lease = secs(o.default_lease_secs);
         directory.min_lease = secs(o.min_lease_secs);
         directory.max_lease = secs(o.max_lease_secs);
+        directory.keys =
+            crate::keys::load_keys(o.key_file.as_deref(), o.accept_key_file.as_deref())?;
         directory.validate().map_err(|e| invalid("directory", e))?;
         let capacity = o.capacity.unwrap_or(DEFAULT_CAPACITY);
         if capacity == 0 || u32::try_from(capacity).is_err() {

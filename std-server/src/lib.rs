@@ -9,6 +9,8 @@
 //!   [`metrics`]: its Prometheus endpoint.
 //! - [`client`]: register, unregister, watch and list from async Rust.
 //! - [`config`], [`cli`], [`commands`], [`logging`]: the command line.
+//! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
+//!   that fail authentication.
 //! - [`net`]: socket set-up; [`clock`]: time conversion.
 
 pub mod cli;
@@ -16,6 +18,8 @@ pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod dropped;
+pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -79,6 +79,18 @@ fn describe() {
             "Storage transactions committed.",
         ),
         (
+            "herald_unauthenticated_total",
+            "Frames dropped without a valid authentication tag (with a key).",
+        ),
+        (
+            "herald_replayed_total",
+            "Authenticated frames dropped as replays.",
+        ),
+        (
+            "herald_stale_total",
+            "Authenticated requests refused: counter outside the time window.",
+        ),
+        (
             "herald_storage_errors_total",
             "Storage transactions that failed.",
         ),
@@ -109,6 +121,9 @@ fn record(s: &Snapshot) {
         ("herald_replies_dropped_total", d.replies_dropped),
         ("herald_storage_writes_total", s.storage_writes),
         ("herald_storage_errors_total", s.storage_errors),
+        ("herald_unauthenticated_total", d.unauthenticated),
+        ("herald_replayed_total", d.replayed),
+        ("herald_stale_total", d.stale),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);
@@ -202,6 +217,9 @@ mod tests {
         s.directory.registrations = 3;
         s.directory.rejections[RejectReason::WrongEnvironment as usize - 1] = 2;
         s.live = 5;
+        s.directory.unauthenticated = 7;
+        s.directory.replayed = 8;
+        s.directory.stale = 9;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -209,6 +227,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("herald_services 5"), "{text}");
+        for line in [
+            "herald_unauthenticated_total 7",
+            "herald_replayed_total 8",
+            "herald_stale_total 9",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
         s.directory.registrations = 4;
         assert!(render(&recorder, &s).contains("herald_registrations_total 4"));
     }

@@ -10,6 +10,7 @@
 
 use crate::clock::{unix_micros, Clock};
 use crate::config::ServeSettings;
+use crate::dropped::{DropLog, Dropped};
 use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
 use crate::storage::{Batch, StorageError, Store};
@@ -129,6 +130,7 @@ pub async fn run(
         group = %config.group,
         interface = %settings.interface,
         environment = %config.environment,
+        signing_key = ?config.keys.as_ref().map(|k| k.signing().id()),
         data = %store.path().display(),
         restored,
         live = directory.live(),
@@ -143,6 +145,7 @@ pub async fn run(
         snapshot: Snapshot::default(),
         shared,
         published: None,
+        drops: DropLog::default(),
     };
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
@@ -159,6 +162,7 @@ struct Shell {
     snapshot: Snapshot,
     shared: Option<Shared>,
     published: Option<std::time::Instant>,
+    drops: DropLog,
 }
 
 impl Shell {
@@ -193,6 +197,7 @@ impl Shell {
                 Ok((len, from)) => {
                     self.snapshot.bytes_in += len as u64;
                     directory.handle_datagram(self.clock.now(), from, &self.recv[..len]);
+                    self.drops.observe(Dropped::from(directory.stats()), from);
                     since_flush += 1;
                     if since_flush == REPLY_QUEUE {
                         self.flush(directory).await;
@@ -203,6 +208,7 @@ impl Shell {
                 Err(e) => tracing::debug!(error = %e, "receive failed"),
             }
         }
+        self.drops.report(std::time::Instant::now());
         directory.handle_timeout(self.clock.now());
         self.flush(directory).await;
         self.publish(directory);

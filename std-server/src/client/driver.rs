@@ -4,7 +4,8 @@
 
 use super::types::{EventKind, ServiceInfo, WatchEvent};
 use super::{environment, random_registrant, ClientOptions, Error, Grant};
-use crate::clock::Clock;
+use crate::clock::{unix_micros, Clock};
+use crate::dropped::{DropLog, Dropped};
 use crate::net;
 use herald_core::client::MAX_DIRECTORIES;
 use herald_core::{
@@ -91,6 +92,9 @@ pub struct Driver<'a> {
     listing: Vec<Waiting<Vec<ServiceInfo>>>,
     /// Registrations left to their lease when the handles are gone.
     detached: Vec<ServiceName>,
+    /// The id of the key this client signs with, if any (for error messages).
+    signing_key: Option<u8>,
+    drops: DropLog,
 }
 
 /// The handles' side of a started task.
@@ -120,6 +124,8 @@ impl Driver<'_> {
             let _ = config.directories.push(location);
         }
         config.lease = CoreDuration::from_millis(options.lease.as_millis() as u64);
+        let signing_key = options.keys.as_ref().map(|k| k.signing().id());
+        config.keys = options.keys.clone();
         let listening = interest.is_some();
         config.interest = interest;
         let family = options
@@ -147,6 +153,9 @@ impl Driver<'_> {
         tokio::spawn(async move {
             let mut slots = vec![None; capacity];
             let mut index = vec![0u32; capacity];
+            let clock = Clock::new();
+            // Request counters follow the wall clock from the core's first `now`.
+            config.clock_floor = unix_micros();
             let client = match Client::new(config, &mut slots, &mut index) {
                 Ok(client) => client,
                 Err(e) => {
@@ -157,7 +166,7 @@ impl Driver<'_> {
             let _ = ready.send(Ok(()));
             let mut driver = Driver {
                 client,
-                clock: Clock::new(),
+                clock,
                 socket,
                 group,
                 recv: vec![0; RECV_BUFFER],
@@ -169,6 +178,8 @@ impl Driver<'_> {
                 unregistering: Vec::new(),
                 listing: Vec::new(),
                 detached: Vec::new(),
+                signing_key,
+                drops: DropLog::default(),
             };
             if listening {
                 driver.client.request_snapshot(driver.clock.now());
@@ -322,6 +333,7 @@ impl Driver<'_> {
     async fn wake(&mut self) {
         self.drain(false);
         self.drain(true);
+        self.drops.report(Instant::now());
         self.client.handle_timeout(self.clock.now());
         while let Some(t) = self.client.poll_transmit(self.clock.now(), &mut self.send) {
             if let Err(e) = self
@@ -353,6 +365,7 @@ impl Driver<'_> {
                 Ok((len, from)) => {
                     self.client
                         .handle_datagram(self.clock.now(), from, &self.recv[..len]);
+                    self.drops.observe(Dropped::from(self.client.stats()), from);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => tracing::debug!(error = %e, "receive failed"),
@@ -382,11 +395,28 @@ impl Driver<'_> {
         }
     }
 
+    /// What to check when no directory answers.
+    fn hint(&self) -> String {
+        let stats = self.client.stats();
+        match self.signing_key {
+            None => "check that the directory runs, and the environment; a directory \
+                     with a key ignores clients without it (give one with --key-file or \
+                     HERALD_KEY_FILE)"
+                .to_owned(),
+            Some(id) => format!(
+                "check that the directory runs with the same environment and key (this \
+                 client signs with key id {id}; {} frames failed authentication here)",
+                stats.unauthenticated
+            ),
+        }
+    }
+
     fn no_directory(&self) -> impl FnMut() -> Error {
-        let (timeout, directories) = (self.timeout, self.tried());
+        let (timeout, directories, hint) = (self.timeout, self.tried(), self.hint());
         move || Error::NoDirectory {
             timeout,
             directories: directories.clone(),
+            hint: hint.clone(),
         }
     }
 

@@ -30,8 +30,10 @@ mod types;
 
 pub use types::{registration, EventKind, ServiceInfo, WatchEvent};
 
+use crate::keys::{load_keys, KeyFileError};
 use crate::net::Interface;
 use driver::{Command, Driver, Reply};
+use herald_core::auth::Keys;
 use herald_core::interest::InterestError;
 use herald_core::{
     ClientError, Environment, Interest, LocationError, MetadataError, NameError, Registration,
@@ -39,6 +41,7 @@ use herald_core::{
 };
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -99,12 +102,15 @@ pub enum Error {
         reason: RejectReason,
     },
     /// No directory answered in time.
-    #[error("no directory answered within {timeout:?} (tried {directories})")]
+    #[error("no directory answered within {timeout:?} (tried {directories}); {hint}")]
     NoDirectory {
         /// How long the call waited.
         timeout: Duration,
         /// The directories tried.
         directories: String,
+        /// What to check: a directory of an authenticated environment does not answer
+        /// a client without its key (or with another key) at all.
+        hint: String,
     },
     /// A socket could not be set up.
     #[error("socket error: {0}")]
@@ -137,6 +143,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Most services a watch or a list holds (default 16384).
     pub capacity: usize,
+    /// The environment's keys (default none: unauthenticated). A directory with keys
+    /// ignores a client without them. Load them from key files with
+    /// [`ClientOptions::with_key_files`] or [`keys::load_keys`](crate::keys::load_keys).
+    pub keys: Option<Keys>,
 }
 
 impl Default for ClientOptions {
@@ -150,7 +160,21 @@ impl Default for ClientOptions {
             lease: Duration::from_secs(15),
             timeout: Duration::from_secs(3),
             capacity: crate::config::DEFAULT_CAPACITY,
+            keys: None,
         }
+    }
+}
+
+impl ClientOptions {
+    /// Signs with the key in the key file `signing` and also accepts the one in
+    /// `also_accepted` (during a rotation). See [`keys`](crate::keys) for the format.
+    pub fn with_key_files(
+        mut self,
+        signing: &Path,
+        also_accepted: Option<&Path>,
+    ) -> Result<Self, KeyFileError> {
+        self.keys = load_keys(Some(signing), also_accepted)?;
+        Ok(self)
     }
 }
 
