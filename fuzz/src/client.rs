@@ -7,8 +7,9 @@
 //!   client's environment, to the current directory;
 //! - no event twice for the same state: never `Discovered` for a name already reported
 //!   (without `Unregistered` between), never `Changed` or `Unregistered` for a name not
-//!   reported, never `Changed` with the content last reported, `Registered` at most once
-//!   per `register` call and `Released` at most once per `unregister` call;
+//!   reported, never `Changed` to a state that is not newer than the last reported (a
+//!   re-announcement), `Registered` at most once per `register` call and `Released` at
+//!   most once per `unregister` call;
 //! - once the events are drained, `services()` is exactly what the events said;
 //! - the discovered table stays within its capacity;
 //! - a shell that sleeps until `poll_timeout()` and calls `handle_timeout` makes
@@ -318,6 +319,7 @@ pub fn run(data: &[u8]) {
         buf: vec![0; 2 * wire::DEFAULT_MAX_DATAGRAM],
         recent: Vec::new(),
         told: HashMap::new(),
+        told_versions: HashMap::new(),
         registering: HashSet::new(),
         releasing: HashSet::new(),
         counters: HashMap::new(),
@@ -340,6 +342,8 @@ struct Harness<'a> {
     recent: Vec<Sent>,
     /// What the events said: name → (locations, metadata) last reported.
     told: HashMap<String, (Vec<Location>, Metadata)>,
+    /// The version last reported, per name.
+    told_versions: HashMap<String, herald_core::Version>,
     /// Names registered since their last `Registered` event.
     registering: HashSet<String>,
     /// Names unregistered since their last `Released` event.
@@ -543,6 +547,7 @@ impl Harness<'_> {
                 }
                 let old = self.told.insert(s.name().to_string(), content(&s));
                 assert!(old.is_none(), "Discovered twice: {s:?}");
+                self.told_versions.insert(s.name().to_string(), s.version);
             }
             ClientEvent::Changed(s) => {
                 let new = content(&s);
@@ -550,13 +555,20 @@ impl Harness<'_> {
                     .told
                     .insert(s.name().to_string(), new.clone())
                     .unwrap_or_else(|| panic!("Changed before Discovered: {s:?}"));
-                assert_ne!(old, new, "Changed without a change: {s:?}");
+                let version = self.told_versions.insert(s.name().to_string(), s.version);
+                let version = version.expect("told together");
+                assert!(s.version > version, "Changed to an older state: {s:?}");
+                // Content that changed and changed back between two reports is reported
+                // as a change of version (the client keeps only the newest state); the
+                // same state announced again never is (its version is not newer).
+                let _ = old;
             }
             ClientEvent::Unregistered(s) => {
                 assert!(
                     self.told.remove(s.name().as_str()).is_some(),
                     "Unregistered without Discovered: {s:?}"
                 );
+                self.told_versions.remove(s.name().as_str());
             }
             ClientEvent::Registered { name, .. } => {
                 assert!(
