@@ -1,0 +1,167 @@
+//! `herald-bench`: Herald's macro-benchmarks, one command each, bounded in count and
+//! time, with traffic only on loopback or inside a network namespace the run creates.
+//!
+//! ```sh
+//! cargo run --release -p herald-bench -- all    # everything, ~3 minutes; writes docs/
+//! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|mdns
+//! ```
+//!
+//! Every figure is printed as a markdown table; `all` also writes
+//! `docs/benchmark-results.{md,json}` and, when python3 has matplotlib,
+//! `docs/benchmarks.png` (`benchmarks/plot.py`). Directories are this binary
+//! re-executed as `herald-bench herald serve …`: the same code as the `herald` binary.
+
+mod events;
+mod joiner;
+mod latency;
+mod mdns;
+mod memory;
+mod netns;
+mod process;
+mod raw;
+mod report;
+mod stats;
+mod throughput;
+mod traffic;
+
+use report::Report;
+use std::process::ExitCode;
+
+/// A tokio runtime for the client library.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))
+}
+
+/// `herald-bench herald …`: the `herald` command line, as the `herald` binary runs it.
+fn herald(args: Vec<String>) -> ExitCode {
+    use clap::Parser;
+    let cli =
+        herald_server::cli::Cli::parse_from(std::iter::once("herald".to_string()).chain(args));
+    herald_server::logging::init(cli.log_format, "warn");
+    let Ok(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(herald_server::commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The machine, for the report.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+}
+
+/// Runs the benchmark named `what` (`all` for every one) into `report`.
+fn bench(what: &str, report: &mut Report) -> Result<(), String> {
+    let all = what == "all";
+    let runtime = runtime()?;
+    let mut known = all;
+    let mut step = |name: &str, f: &mut dyn FnMut(&mut Report) -> Result<(), String>| {
+        if all || what == name {
+            known = true;
+            let start = std::time::Instant::now();
+            if let Err(e) = f(report) {
+                report.line(&format!("\n**{name} failed: {e}**"));
+            }
+            eprintln!("[{name}: {:.1} s]", start.elapsed().as_secs_f64());
+        }
+    };
+    step("throughput", &mut throughput::run);
+    step("latency", &mut |r| latency::run(r, &runtime));
+    step("late-joiner", &mut |r| joiner::run(r, &runtime));
+    step("traffic", &mut traffic::run);
+    step("memory", &mut memory::run);
+    step("mdns", &mut mdns::run);
+    if known {
+        Ok(())
+    } else {
+        Err(format!("unknown benchmark {what:?}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let command = if args.is_empty() {
+        "all".to_string()
+    } else {
+        args.remove(0)
+    };
+    let result = match command.as_str() {
+        "herald" => return herald(args),
+        "echo" => {
+            let addr = args.first().and_then(|a| a.parse().ok());
+            let secs = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
+            match addr {
+                Some(addr) => process::echo_server(addr, std::time::Duration::from_secs(secs))
+                    .map_err(|e| e.to_string()),
+                None => Err("usage: herald-bench echo IP:PORT [SECS]".into()),
+            }
+        }
+        "mdns-inner" => mdns::inner(),
+        "mdns-publish" => match (args.first(), args.get(1)) {
+            (Some(ty), Some(instance)) => mdns::publish(ty, instance),
+            _ => Err("usage: herald-bench mdns-publish TYPE INSTANCE".into()),
+        },
+        "-h" | "--help" | "help" => {
+            println!(
+                "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns]"
+            );
+            Ok(())
+        }
+        what => {
+            let mut report = Report::default();
+            report.line(&format!("Machine: {}", machine()));
+            report.record("machine", machine().into());
+            let result = bench(what, &mut report);
+            if what == "all" && result.is_ok() {
+                finish(&report)
+            } else {
+                result
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the results under `docs/` and draws the plot when matplotlib is there.
+fn finish(report: &Report) -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = root.join("docs");
+    let (md, json) = report.write(&docs).map_err(|e| e.to_string())?;
+    println!("\nwrote {} and {}", md.display(), json.display());
+    let plot = std::process::Command::new("python3")
+        .arg(root.join("benchmarks/plot.py"))
+        .arg(&json)
+        .arg(docs.join("benchmarks.png"))
+        .status();
+    match plot {
+        Ok(s) if s.success() => println!("wrote {}", docs.join("benchmarks.png").display()),
+        _ => println!("no plot: python3 with matplotlib is needed (pip install matplotlib)"),
+    }
+    Ok(())
+}
