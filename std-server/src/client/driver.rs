@@ -470,7 +470,11 @@ impl Driver<'_> {
                 });
             }
             ClientEvent::Unreachable => {
-                tracing::warn!(directories = %self.tried(), "no directory answers");
+                tracing::warn!(
+                    directories = %self.tried(),
+                    hint = %self.hint(),
+                    "no directory answers"
+                );
                 self.fail_calls(|_| true);
             }
             ClientEvent::DirectoryChanged(directory) => {
