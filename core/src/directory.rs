@@ -30,15 +30,25 @@ use core::net::SocketAddr;
 pub const REPLY_QUEUE: usize = 32;
 /// How many removals may wait for the shell to take them from `poll_event`.
 const REMOVALS: usize = 64;
-/// With keys: how many senders' replay windows are kept. When a sender is forgotten,
+/// With keys: how many senders' replay windows are kept (registrants, and addresses that
+/// ask for snapshots). When a sender is forgotten,
 /// counters up to its highest are refused from every sender not in the table, so a
 /// forgotten sender's frames cannot be replayed; a sender refused that way resynchronises
 /// from the `stale` answer.
 const SENDERS: usize = 128;
 
+/// Whose counters a replay window holds: a registrant's (its requests about its
+/// registrations, whatever address and port they come from), or an address's
+/// (snapshot requests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SenderId {
+    Registrant(u64),
+    Address(SocketAddr),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Sender {
-    addr: SocketAddr,
+    id: SenderId,
     window: ReplayWindow,
     last_used: Instant,
 }
@@ -457,14 +467,14 @@ impl<'a> Directory<'a> {
 
     /// Checks an authenticated request's counter: within the time window, after the
     /// directory started, and not seen before from this sender.
-    fn check_counter(&mut self, from: SocketAddr, counter: u64) -> Result<(), AuthError> {
+    fn check_counter(&mut self, id: SenderId, counter: u64) -> Result<(), AuthError> {
         let clock = self.clock();
         let skew = self.config.max_clock_skew.as_micros();
         let low = clock.saturating_sub(skew).max(self.config.version_floor.0);
         if counter <= low || counter > clock.saturating_add(skew) {
             return Err(AuthError::Stale);
         }
-        let index = match self.senders.iter().position(|s| s.addr == from) {
+        let index = match self.senders.iter().position(|s| s.id == id) {
             Some(i) => i,
             None => {
                 if counter <= self.forgotten_floor {
@@ -478,7 +488,7 @@ impl<'a> Directory<'a> {
                     self.forgotten_floor = self.forgotten_floor.max(gone.window.top());
                 }
                 let sender = Sender {
-                    addr: from,
+                    id,
                     window: ReplayWindow::default(),
                     last_used: self.now,
                 };
@@ -573,7 +583,12 @@ impl<'a> Directory<'a> {
             );
         }
         if let Some(counter) = counter {
-            match self.check_counter(from, counter) {
+            let id = match &frame.message {
+                Message::Register(r) => SenderId::Registrant(r.registrant),
+                Message::Unregister(u) => SenderId::Registrant(u.registrant),
+                _ => SenderId::Address(from),
+            };
+            match self.check_counter(id, counter) {
                 Ok(()) => {}
                 Err(AuthError::Replayed) => {
                     self.stats.replayed += 1;

@@ -169,6 +169,15 @@ fn replayed_requests_are_refused_also_after_a_directory_restart() {
         "a replay removed the service"
     );
     assert_eq!(sim.directory().stats().replayed, 1);
+    // From another address and port, it is the same registrant's counter: refused too.
+    let elsewhere = std::net::SocketAddr::new(ip(99), 4321);
+    sim.inject(elsewhere, to, &bytes);
+    sim.run(Duration::from_millis(200));
+    assert!(
+        sim.live().contains_key("target"),
+        "a replay from elsewhere removed it"
+    );
+    assert_eq!(sim.directory().stats().replayed, 2);
 
     // After a restart the replay table is empty, but the directory refuses anything
     // older than its start.
