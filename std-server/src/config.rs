@@ -32,6 +32,12 @@ pub const DEFAULT_TTL: u32 = 1;
 pub const DEFAULT_INTERVAL_MS: u64 = 50;
 /// Default number of unregistered notifications per removal.
 pub const DEFAULT_NOTIFICATIONS: u8 = 20;
+/// Default number of announcements of each new or changed registration.
+pub const DEFAULT_REGISTRATION_ANNOUNCEMENTS: u8 = 3;
+/// Default time between beacons, in milliseconds.
+pub const DEFAULT_BEACON_INTERVAL_MS: u64 = 1_000;
+/// Default time for one anti-entropy sweep of the whole registry, in milliseconds.
+pub const DEFAULT_SWEEP_PERIOD_MS: u64 = 10_000;
 /// Default largest datagram, in bytes.
 pub const DEFAULT_MAX_DATAGRAM: usize = herald_core::wire::DEFAULT_MAX_DATAGRAM;
 /// Default lease granted when a registrant asks for none, in seconds.
@@ -121,6 +127,17 @@ pub struct Options {
     /// How many times each removal is announced [default: 20]
     #[arg(long, env = "HERALD_NOTIFICATIONS", value_name = "N")]
     pub notifications: Option<u8>,
+    /// How many times each new or changed registration is announced: at once, then one
+    /// per processing interval [default: 3]
+    #[arg(long, env = "HERALD_REGISTRATION_ANNOUNCEMENTS", value_name = "N")]
+    pub registration_announcements: Option<u8>,
+    /// Time between beacons ("directory available here", with the registry version)
+    /// [default: 1000]
+    #[arg(long, env = "HERALD_BEACON_INTERVAL_MS", value_name = "MS")]
+    pub beacon_interval_ms: Option<u64>,
+    /// Time for one anti-entropy sweep of the whole registry on the group [default: 10000]
+    #[arg(long, env = "HERALD_SWEEP_PERIOD_MS", value_name = "MS")]
+    pub sweep_period_ms: Option<u64>,
     /// Largest datagram sent, in bytes (512 to 65507) [default: 1400]
     #[arg(long, env = "HERALD_MAX_DATAGRAM", value_name = "BYTES")]
     pub max_datagram: Option<usize>,
@@ -212,6 +229,11 @@ impl Options {
             data_dir: self.data_dir.or(fallback.data_dir),
             interval_ms: self.interval_ms.or(fallback.interval_ms),
             notifications: self.notifications.or(fallback.notifications),
+            registration_announcements: self
+                .registration_announcements
+                .or(fallback.registration_announcements),
+            beacon_interval_ms: self.beacon_interval_ms.or(fallback.beacon_interval_ms),
+            sweep_period_ms: self.sweep_period_ms.or(fallback.sweep_period_ms),
             max_datagram: self.max_datagram.or(fallback.max_datagram),
             default_lease_secs: self.default_lease_secs.or(fallback.default_lease_secs),
             min_lease_secs: self.min_lease_secs.or(fallback.min_lease_secs),
@@ -236,6 +258,9 @@ impl Options {
             data_dir: Some(default_data_dir()),
             interval_ms: Some(DEFAULT_INTERVAL_MS),
             notifications: Some(DEFAULT_NOTIFICATIONS),
+            registration_announcements: Some(DEFAULT_REGISTRATION_ANNOUNCEMENTS),
+            beacon_interval_ms: Some(DEFAULT_BEACON_INTERVAL_MS),
+            sweep_period_ms: Some(DEFAULT_SWEEP_PERIOD_MS),
             max_datagram: Some(DEFAULT_MAX_DATAGRAM),
             default_lease_secs: Some(DEFAULT_LEASE_SECS),
             min_lease_secs: Some(DEFAULT_MIN_LEASE_SECS),
@@ -277,6 +302,13 @@ impl Options {
         directory.environment = environment;
         directory.interval = Duration::from_millis(o.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS));
         directory.notifications = o.notifications.unwrap_or(DEFAULT_NOTIFICATIONS);
+        directory.registration_announcements = o
+            .registration_announcements
+            .unwrap_or(DEFAULT_REGISTRATION_ANNOUNCEMENTS);
+        directory.beacon_interval =
+            Duration::from_millis(o.beacon_interval_ms.unwrap_or(DEFAULT_BEACON_INTERVAL_MS));
+        directory.sweep_period =
+            Duration::from_millis(o.sweep_period_ms.unwrap_or(DEFAULT_SWEEP_PERIOD_MS));
         directory.max_datagram = o.max_datagram.unwrap_or(DEFAULT_MAX_DATAGRAM);
         directory.default_lease = secs(o.default_lease_secs);
         directory.min_lease = secs(o.min_lease_secs);
@@ -395,6 +427,9 @@ mod tests {
             DEFAULT_ENVIRONMENT.to_string(),
             DEFAULT_INTERVAL_MS.to_string(),
             DEFAULT_NOTIFICATIONS.to_string(),
+            DEFAULT_REGISTRATION_ANNOUNCEMENTS.to_string(),
+            DEFAULT_BEACON_INTERVAL_MS.to_string(),
+            DEFAULT_SWEEP_PERIOD_MS.to_string(),
             DEFAULT_MAX_DATAGRAM.to_string(),
             DEFAULT_LEASE_SECS.to_string(),
             DEFAULT_MIN_LEASE_SECS.to_string(),
