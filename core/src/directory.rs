@@ -190,8 +190,15 @@ impl core::error::Error for ConfigError {}
 /// What the directory tells its shell.
 #[derive(Debug)]
 pub enum DirectoryEvent<'s> {
-    /// This record changed: store it.
+    /// This record changed: store it, durably, before sending what `poll_transmit`
+    /// gives next (an acknowledgement must not leave before the change it confirms is
+    /// on disk).
     Stored(&'s Record),
+    /// Only this record's lease, or its count of notifications still owed, changed: store
+    /// it, but it need not be durable before the next send. Losing it in a crash only
+    /// shortens the lease a restarted directory sees by at most one renewal period (the
+    /// registrant renews well before), or repeats a few notifications.
+    Renewed(&'s Record),
     /// This record is gone: delete it from storage.
     Removed(ServiceName),
 }
@@ -297,8 +304,10 @@ pub struct Directory<'a> {
     stats: DirectoryStats,
 }
 
-/// The registry entry plus its "stored form changed" flag.
-fn touch(entry: &mut Entry, dirty: &mut usize) {
+/// Marks the entry's stored form as changed; `durable` when the change must be stored
+/// durably before the next acknowledgement (anything but a lease or a counter).
+fn touch(entry: &mut Entry, dirty: &mut usize, durable: bool) {
+    entry.durable |= durable;
     if !entry.dirty {
         entry.dirty = true;
         *dirty += 1;
@@ -419,7 +428,7 @@ impl<'a> Directory<'a> {
             RecordState::Live { expires } => self.schedule_expiry(expires),
             RecordState::Departed { remaining } => {
                 if remaining > 0 {
-                    self.update(slot, |e| e.due = true);
+                    self.update(slot, false, |e| e.due = true);
                     self.schedule_tick();
                 } else {
                     self.finished += 1;
@@ -516,13 +525,14 @@ impl<'a> Directory<'a> {
         }
     }
 
-    /// Applies `f` to the entry in `slot`, keeping the pending and dirty counts right.
-    fn update(&mut self, slot: usize, f: impl FnOnce(&mut Entry)) {
+    /// Applies `f` to the entry in `slot`, keeping the pending and dirty counts right;
+    /// `durable` as for [`touch`].
+    fn update(&mut self, slot: usize, durable: bool, f: impl FnOnce(&mut Entry)) {
         if let Some(e) = self.registry.get_mut(slot) {
             let was = notify::is_pending(e);
             f(e);
             let is = notify::is_pending(e);
-            touch(e, &mut self.dirty);
+            touch(e, &mut self.dirty, durable);
             match (was, is) {
                 (false, true) => self.pending += 1,
                 (true, false) => self.pending -= 1,
@@ -668,7 +678,7 @@ impl<'a> Directory<'a> {
                     }
                     self.next_version()
                 };
-                self.update(slot, |e| {
+                self.update(slot, !same, |e| {
                     e.record.registrant = r.registrant;
                     e.record.state = RecordState::Live { expires };
                     if !same {
@@ -701,7 +711,7 @@ impl<'a> Directory<'a> {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);
                 };
                 self.stats.registrations += 1;
-                self.update(slot, |e| notify::mark_changed(e, announcements));
+                self.update(slot, true, |e| notify::mark_changed(e, announcements));
                 self.schedule_tick();
                 version
             }
@@ -799,7 +809,7 @@ impl<'a> Directory<'a> {
     fn depart(&mut self, slot: usize) -> Version {
         let version = self.next_version();
         let n = self.config.notifications;
-        self.update(slot, |e| notify::depart(e, version, n));
+        self.update(slot, true, |e| notify::depart(e, version, n));
         self.schedule_tick();
         version
     }
@@ -993,7 +1003,7 @@ impl<'a> Directory<'a> {
         };
         let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
         let dirty = &mut self.dirty;
-        let written = notify::fill(&mut self.registry, &mut writer, |e| touch(e, dirty));
+        let written = notify::fill(&mut self.registry, &mut writer, |e| touch(e, dirty, false));
         let items = written.registered + written.unregistered;
         if items == 0 {
             // Nothing fitted: cannot happen with a valid maximum size; resynchronise the
@@ -1085,10 +1095,14 @@ impl<'a> Directory<'a> {
                 self.dirty -= 1;
                 let e = self.registry.get_mut(slot)?;
                 e.dirty = false;
-                return self
-                    .registry
-                    .get(slot)
-                    .map(|e| DirectoryEvent::Stored(&e.record));
+                let durable = core::mem::take(&mut e.durable);
+                return self.registry.get(slot).map(|e| {
+                    if durable {
+                        DirectoryEvent::Stored(&e.record)
+                    } else {
+                        DirectoryEvent::Renewed(&e.record)
+                    }
+                });
             }
         }
         self.dirty = 0;

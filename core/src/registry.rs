@@ -75,6 +75,8 @@ pub struct Entry {
     pub(crate) dirty: bool,
     /// Registered announcements still to repeat, one per processing interval.
     pub(crate) repeats: u8,
+    /// The stored form changed in a way that must be durable before the next send.
+    pub(crate) durable: bool,
 }
 
 impl Entry {
@@ -86,6 +88,7 @@ impl Entry {
             due: false,
             dirty: false,
             repeats: 0,
+            durable: false,
         }
     }
 }

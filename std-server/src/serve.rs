@@ -23,6 +23,10 @@ use tokio::net::UdpSocket;
 
 /// Most datagrams read in one wake-up before timers, sends and storage run again.
 pub const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
+/// Renewals are written at once but synced to disk at most this late (a durable write
+/// of a new, changed or removed service syncs them sooner). A crash loses at most this
+/// much of the leases' extensions; registrants renew well before their leases end.
+const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
 /// How often the registry size in the metrics is refreshed (it costs a pass over the
 /// registry).
 const METRICS_REFRESH: Duration = Duration::from_millis(250);
@@ -146,6 +150,7 @@ pub async fn run(
         shared,
         published: None,
         drops: DropLog::default(),
+        unsynced_since: None,
     };
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
@@ -163,16 +168,21 @@ struct Shell {
     shared: Option<Shared>,
     published: Option<std::time::Instant>,
     drops: DropLog,
+    /// Since when lease renewals have been written but not synced to disk.
+    unsynced_since: Option<std::time::Instant>,
 }
 
 impl Shell {
     async fn serve(&mut self, directory: &mut Directory<'_>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let deadline = directory
+            let mut deadline = directory
                 .poll_timeout()
                 .map(|t| self.clock.std(t))
                 .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
+            if let Some(since) = self.unsynced_since {
+                deadline = deadline.min(since + SYNC_RENEWALS_AFTER);
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -185,8 +195,9 @@ impl Shell {
             }
             self.wake(directory).await;
         }
-        // Send and store whatever the last wake-up left.
+        // Send and store whatever the last wake-up left, and make it all durable.
         self.wake(directory).await;
+        self.sync();
     }
 
     /// One wake-up, in the core's poll order.
@@ -211,7 +222,23 @@ impl Shell {
         self.drops.report(std::time::Instant::now());
         directory.handle_timeout(self.clock.now());
         self.flush(directory).await;
+        if self
+            .unsynced_since
+            .is_some_and(|t| t.elapsed() >= SYNC_RENEWALS_AFTER)
+        {
+            self.sync();
+        }
         self.publish(directory);
+    }
+
+    /// Makes written renewals durable.
+    fn sync(&mut self) {
+        if self.unsynced_since.take().is_some() {
+            if let Err(e) = self.store.sync() {
+                self.snapshot.storage_errors += 1;
+                tracing::error!(error = %e, "storage sync failed");
+            }
+        }
     }
 
     /// Stores what changed, then sends every datagram the directory wants sent: an
@@ -234,6 +261,7 @@ impl Shell {
         while let Some(event) = directory.poll_event() {
             match event {
                 DirectoryEvent::Stored(record) => batch.stored(record, wall),
+                DirectoryEvent::Renewed(record) => batch.renewed(record, wall),
                 DirectoryEvent::Removed(name) => batch.removed(&name),
             }
         }
@@ -242,7 +270,15 @@ impl Shell {
         }
         batch.as_of(directory.as_of());
         match self.store.save(&batch) {
-            Ok(()) => self.snapshot.storage_writes += 1,
+            Ok(()) => {
+                self.snapshot.storage_writes += 1;
+                if batch.is_durable() {
+                    self.unsynced_since = None;
+                } else {
+                    self.unsynced_since
+                        .get_or_insert_with(std::time::Instant::now);
+                }
+            }
             Err(e) => {
                 self.snapshot.storage_errors += 1;
                 tracing::error!(error = %e, records = batch.len(), "storage write failed");

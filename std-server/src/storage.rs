@@ -10,7 +10,7 @@
 
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::{Record, ServiceName, Version};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -76,6 +76,8 @@ pub struct Batch {
     /// Name → encoded record, or `None` to delete. The last change of a name wins.
     changes: BTreeMap<String, Option<Vec<u8>>>,
     as_of: Option<Version>,
+    /// Something in the batch must be on disk before the next acknowledgement.
+    durable: bool,
 }
 
 impl Batch {
@@ -89,8 +91,15 @@ impl Batch {
         self.changes.len()
     }
 
-    /// Stores `record` (its lease as wall-clock time per `clock`).
+    /// Stores `record` (its lease as wall-clock time per `clock`), durably.
     pub fn stored(&mut self, record: &Record, clock: WallClock) {
+        self.durable = true;
+        self.renewed(record, clock);
+    }
+
+    /// Stores `record` whose lease (or count of notifications owed) is all that changed:
+    /// it need not be durable at once (see [`Store::sync`]).
+    pub fn renewed(&mut self, record: &Record, clock: WallClock) {
         let mut buf = [0u8; MAX_RECORD_LEN];
         match record.to_bytes(clock, &mut buf) {
             Some(bytes) => {
@@ -101,8 +110,14 @@ impl Batch {
         }
     }
 
-    /// Deletes the record of `name`.
+    /// True when the batch must be durable before the next acknowledgement.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Deletes the record of `name`, durably.
     pub fn removed(&mut self, name: &ServiceName) {
+        self.durable = true;
         self.changes.insert(name.as_str().to_owned(), None);
     }
 
@@ -179,7 +194,7 @@ impl Store {
             path: path.to_owned(),
         };
         // Make sure both tables exist, so that reading never meets a missing table.
-        store.write(|records, meta| {
+        store.write(Durability::Immediate, |records, meta| {
             let _ = (records, meta);
             Ok(())
         })?;
@@ -229,12 +244,14 @@ impl Store {
 
     fn write(
         &self,
+        durability: Durability,
         f: impl FnOnce(
             &mut redb::Table<'_, &str, &[u8]>,
             &mut redb::Table<'_, &str, u64>,
         ) -> Result<(), redb::StorageError>,
     ) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        txn.set_durability(durability).map_err(|e| self.io(e))?;
         {
             let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
@@ -243,12 +260,18 @@ impl Store {
         txn.commit().map_err(|e| self.io(e))
     }
 
-    /// Writes a batch in one durable transaction.
+    /// Writes a batch in one transaction: durable (synced to disk) when the batch says
+    /// so, otherwise left for the next durable write or [`Store::sync`].
     pub fn save(&self, batch: &Batch) -> Result<(), StorageError> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write(|records, meta| {
+        let durability = if batch.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write(durability, |records, meta| {
             for (name, change) in &batch.changes {
                 match change {
                     Some(bytes) => {
@@ -264,6 +287,11 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// Makes every earlier write durable.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.write(Durability::Immediate, |_, _| Ok(()))
     }
 
     /// The database file.
@@ -340,6 +368,31 @@ mod tests {
     }
 
     #[test]
+    fn renewals_are_written_lazily_and_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = record(
+            "renewed",
+            RecordState::Live {
+                expires: Instant::from_millis(10_000),
+            },
+        );
+        {
+            let (store, _) = Store::open(dir.path(), clock(1_000, 1_000_000)).unwrap();
+            let mut batch = Batch::default();
+            batch.renewed(&live, clock(1_000, 1_000_000));
+            assert!(!batch.is_durable());
+            store.save(&batch).unwrap();
+            store.sync().unwrap();
+            let mut batch = Batch::default();
+            batch.removed(live.name());
+            assert!(batch.is_durable());
+        }
+        let (_, loaded) = Store::open(dir.path(), clock(1_000, 1_000_000)).unwrap();
+        assert_eq!(loaded.records.len(), 1);
+        assert_eq!(loaded.records[0].name(), live.name());
+    }
+
+    #[test]
     fn a_second_process_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, _) = Store::open(dir.path(), clock(0, 1)).unwrap();
@@ -373,7 +426,9 @@ mod tests {
         {
             let (store, _) = Store::open(dir.path(), clock(0, 1)).unwrap();
             store
-                .write(|records, _| records.insert("x", &[0xff, 0xff][..]).map(|_| ()))
+                .write(Durability::Immediate, |records, _| {
+                    records.insert("x", &[0xff, 0xff][..]).map(|_| ())
+                })
                 .unwrap();
         }
         let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
