@@ -47,6 +47,19 @@ impl DirectoryNode<'_> {
 
 #[test]
 fn registers_discovers_and_unregisters_through_the_group() {
+    run(None);
+}
+
+#[test]
+fn works_the_same_in_an_authenticated_environment() {
+    let key = herald_core::auth::Key::new(3, b"embedded loopback test key, 32 b").unwrap();
+    let stats = run(Some(herald_core::auth::Keys::new(key)));
+    assert_eq!(stats.unauthenticated, 0);
+    assert_eq!(stats.replayed, 0);
+}
+
+/// Registers, discovers and unregisters; returns the directory's counters.
+fn run(keys: Option<herald_core::auth::Keys>) -> herald_core::DirectoryStats {
     let mut device = Loopback::new(Medium::Ethernet);
     let mut iface_config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into());
     iface_config.random_seed = 7;
@@ -70,7 +83,8 @@ fn registers_discovers_and_unregisters_through_the_group() {
     dir_socket.bind(37399).unwrap();
     let mut dir_storage = DirectoryStorage::<8>::new();
     let (slots, index) = dir_storage.parts();
-    let dir_config = DirectoryConfig::new(dir_location, herald_embedded::DEFAULT_GROUP);
+    let mut dir_config = DirectoryConfig::new(dir_location, herald_embedded::DEFAULT_GROUP);
+    dir_config.keys = keys.clone();
     let mut directory = DirectoryNode {
         directory: Directory::new(dir_config, slots, index).unwrap(),
         handle: sockets.add(dir_socket),
@@ -80,6 +94,8 @@ fn registers_discovers_and_unregisters_through_the_group() {
     let mut config = Config::new(0x5eed);
     config.client.directories.push(dir_location).unwrap();
     config.client.interest = Some(Interest::all());
+    // No real-time clock here: with a key, request counters follow the directory's.
+    config.client.keys = keys;
     let mut buffers: Buffers<8> = Buffers::new();
     let mut herald =
         bare::Herald::<2>::new(config, &mut buffers, &mut iface, &mut sockets).unwrap();
@@ -151,6 +167,7 @@ fn registers_discovers_and_unregisters_through_the_group() {
     assert!(herald.client().service("sensor").is_none());
     // It all happened in well under a second of simulated time.
     assert!(now < Instant::from_secs(1), "took until {now}");
+    *directory.directory.stats()
 }
 
 #[test]
