@@ -67,11 +67,87 @@ fn announce_frame(count: usize) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// Encodes a single message into a fresh frame.
+fn single<M: wire::Single>(m: &M) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&Environment::default(), m, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// A page of `count` services (snapshot reply or sweep).
+fn page_frame(count: usize) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let header = wire::PageHeader {
+        request: 3,
+        as_of: Version(2_000),
+        after: None,
+        complete: true,
+    };
+    let mut w = BatchWriter::page(&Environment::default(), &header, false, &mut buf).unwrap();
+    for i in 0..count {
+        let service = Service {
+            registration: registration(i),
+            version: Version(1_000 + i as u64),
+        };
+        assert!(w.push(&service), "page of {count} fits");
+    }
+    let n = w.len();
+    buf[..n].to_vec()
+}
+
 fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
     let register = register_frame(1, 7);
     let announce = announce_frame(20);
-    for (name, bytes) in [("register", &register), ("announce-20", &announce)] {
+    let others = [
+        (
+            "unregister",
+            single(&wire::UnregisterRequest {
+                request: 2,
+                registrant: 7,
+                name: registration(1).name,
+            }),
+        ),
+        (
+            "snapshot-request",
+            single(&wire::SnapshotRequest {
+                request: 3,
+                max_pages: 16,
+                after: Some(registration(1).name),
+                interest: Interest::parse_all(["service-*"]).unwrap(),
+            }),
+        ),
+        (
+            "ack",
+            single(&wire::Ack {
+                request: 1,
+                lease: Duration::from_secs(15),
+                version: Version(1_000),
+            }),
+        ),
+        (
+            "reject",
+            single(&wire::Reject {
+                request: 1,
+                reason: RejectReason::NameHeld,
+                directory_environment: Environment::default(),
+            }),
+        ),
+        (
+            "beacon",
+            single(&wire::Beacon {
+                directory: dir_location(),
+                as_of: Version(1_000),
+                services: 20,
+            }),
+        ),
+        ("page-20", page_frame(20)),
+    ];
+    let all = [
+        ("register", register.clone()),
+        ("announce-20", announce.clone()),
+    ];
+    for (name, bytes) in all.iter().chain(others.iter()) {
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_function(format!("{name}/memcpy"), |b| {
             let mut out = vec![0u8; bytes.len()];
@@ -81,14 +157,15 @@ fn codec(c: &mut Criterion) {
             })
         });
         g.bench_function(format!("{name}/decode"), |b| {
-            b.iter(|| {
-                let frame = wire::decode(black_box(bytes)).unwrap();
-                if let wire::Message::Announce(_, items) = frame.message {
-                    for item in items {
-                        black_box(item);
-                    }
-                } else {
-                    black_box(frame);
+            b.iter(|| match wire::decode(black_box(bytes)).unwrap().message {
+                wire::Message::Announce(_, items) => items.for_each(|i| {
+                    black_box(i);
+                }),
+                wire::Message::SnapshotPage(_, items) => items.for_each(|i| {
+                    black_box(i);
+                }),
+                other => {
+                    black_box(other);
                 }
             })
         });
