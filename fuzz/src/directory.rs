@@ -383,7 +383,9 @@ impl Harness<'_> {
             assert!(events <= MAX_DRAIN, "poll_event never runs dry");
             crate::trace!("  event {event:?}");
             match event {
-                DirectoryEvent::Stored(record) => check_stored(record, clock),
+                DirectoryEvent::Stored(record) | DirectoryEvent::Renewed(record) => {
+                    check_stored(record, clock)
+                }
                 DirectoryEvent::Removed(name) => removed.push(name),
             }
         }
