@@ -22,7 +22,7 @@
 //! `cfg(fuzzing)` the tag is not checked, so fuzzers reach the decoder.
 
 use crate::wire::header::{FIXED_LEN, FLAG_AUTHENTICATED, MAGIC};
-use crate::wire::EncodeError;
+use crate::wire::{self, DecodeError, EncodeError, Frame};
 use core::fmt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -218,6 +218,24 @@ pub fn open<'a>(keys: &Keys, bytes: &'a [u8]) -> Result<(&'a [u8], u64), AuthErr
         return Err(AuthError::BadTag);
     }
     Ok((&bytes[..len], u64::from_le_bytes(counter)))
+}
+
+/// A received datagram as its receiver sees it: the frame bytes without any trailer,
+/// the sender's counter (with keys), and the decoded frame or why it did not decode.
+pub type Received<'a> = (&'a [u8], Option<u64>, Result<Frame<'a>, DecodeError>);
+
+/// Opens a datagram as a receiver configured with `keys` must: without keys it is
+/// decoded as it is; with keys its trailer is checked first (an error here means: drop
+/// it and count it, never answer it) and the frame decoded with the authentication flag
+/// allowed. Replay windows are the caller's to check with the counter.
+pub fn receive<'a>(keys: Option<&Keys>, bytes: &'a [u8]) -> Result<Received<'a>, AuthError> {
+    Ok(match keys {
+        None => (bytes, None, wire::decode(bytes)),
+        Some(keys) => {
+            let (inner, counter) = open(keys, bytes)?;
+            (inner, Some(counter), wire::decode_authenticated(inner))
+        }
+    })
 }
 
 /// The counters seen from one sender: the highest, and which of the 64 below it.

@@ -253,6 +253,32 @@ struct Own {
     outcome: Option<Outcome>,
 }
 
+impl Own {
+    /// A registration (or, without one, a release) to send at once as `request`.
+    fn new(
+        name: ServiceName,
+        registration: Option<Registration>,
+        request: u32,
+        now: Instant,
+    ) -> Self {
+        let state = match registration {
+            Some(_) => OwnState::Registering,
+            None => OwnState::Unregistering,
+        };
+        Own {
+            name,
+            registration,
+            state,
+            request,
+            attempts: 0,
+            send: true,
+            deadline: now,
+            confirmed: false,
+            outcome: None,
+        }
+    }
+}
+
 /// What happened to one of the client's own registrations, waiting to be polled. Kept
 /// small: the event is built from it (and the registration's name) when polled.
 #[derive(Clone, Debug)]
@@ -481,18 +507,8 @@ impl<'a, const R: usize> Client<'a, R> {
     ) -> Result<(), ClientError> {
         self.observe(now);
         let request = self.request_id();
-        let fresh = Own {
-            name: registration.name.clone(),
-            registration: Some(registration),
-            state: OwnState::Registering,
-            request,
-            attempts: 0,
-            send: true,
-            deadline: self.now,
-            confirmed: false,
-            outcome: None,
-        };
-        let name = fresh.name.clone();
+        let name = registration.name.clone();
+        let fresh = Own::new(name.clone(), Some(registration), request, self.now);
         match self.own.iter_mut().find(|o| o.name == name) {
             Some(o) => *o = fresh,
             None => self
@@ -529,17 +545,7 @@ impl<'a, const R: usize> Client<'a, R> {
             return Ok(());
         }
         let request = self.request_id();
-        let releasing = Own {
-            name: name.clone(),
-            registration: None,
-            state: OwnState::Unregistering,
-            request,
-            attempts: 0,
-            send: true,
-            deadline: self.now,
-            confirmed: false,
-            outcome: None,
-        };
+        let releasing = Own::new(name.clone(), None, request, self.now);
         self.own
             .push(releasing)
             .map_err(|_| ClientError::TooManyRegistrations)
@@ -579,19 +585,9 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
-        let (bytes, counter) = match &self.config.keys {
-            None => (bytes, None),
-            Some(keys) => match auth::open(keys, bytes) {
-                Ok((inner, counter)) => (inner, Some(counter)),
-                Err(_) => {
-                    self.stats.unauthenticated += 1;
-                    return;
-                }
-            },
-        };
-        let decoded = match counter {
-            Some(_) => wire::decode_authenticated(bytes),
-            None => wire::decode(bytes),
+        let Ok((_, counter, decoded)) = auth::receive(self.config.keys.as_ref(), bytes) else {
+            self.stats.unauthenticated += 1;
+            return;
         };
         let frame = match decoded {
             Ok(f) => f,

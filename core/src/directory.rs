@@ -561,19 +561,9 @@ impl<'a> Directory<'a> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
-        let (bytes, counter) = match &self.config.keys {
-            None => (bytes, None),
-            Some(keys) => match auth::open(keys, bytes) {
-                Ok((inner, counter)) => (inner, Some(counter)),
-                Err(_) => {
-                    self.stats.unauthenticated += 1;
-                    return;
-                }
-            },
-        };
-        let decoded = match counter {
-            Some(_) => wire::decode_authenticated(bytes),
-            None => wire::decode(bytes),
+        let Ok((bytes, counter, decoded)) = auth::receive(self.config.keys.as_ref(), bytes) else {
+            self.stats.unauthenticated += 1;
+            return;
         };
         let frame = match decoded {
             Ok(frame) => frame,
