@@ -3,40 +3,12 @@
 //! route; `hb1` has no address). Multicast sent out of `hb0` is looped back to the
 //! namespace's own sockets and reaches only `hb1`: the namespace has no other link.
 
+use herald_tests::harness::netns::ip;
+pub use herald_tests::harness::netns::unavailable;
 use std::process::Command;
 
 /// Address of the namespace's interface.
 pub const ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 239, 0, 1);
-
-/// Runs `ip` with `args`; the error names the command.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Why namespaces cannot be used here, if they cannot.
-pub fn unavailable() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    if euid != Some("0") {
-        return Some("not running as root (`ip netns add` needs it)".into());
-    }
-    ip(&["netns", "list"]).err()
-}
 
 /// A namespace, deleted on drop.
 pub struct Namespace {
