@@ -201,6 +201,9 @@ pub struct Known {
     changed: bool,
     /// Gone; to be reported (if told) and dropped.
     removed: bool,
+    /// A hash of the content the user was last told, so that a change and back between
+    /// two polls is not reported as a change.
+    reported: u32,
 }
 
 impl Known {
@@ -368,11 +371,34 @@ pub struct Client<'a, const R: usize = 4> {
     stats: ClientStats,
 }
 
-fn name_hash(name: &str) -> u64 {
-    // FNV-1a, 64 bits.
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+/// A hash of what a registration publishes (locations and metadata), FNV-1a folded to
+/// 32 bits: two different contents collide with a chance of one in four billion.
+fn content_hash(registration: &Registration) -> u32 {
+    let mut h = FNV_OFFSET;
+    let mut feed = |bytes: &[u8]| h = fnv1a(h, bytes);
+    for l in &registration.locations {
+        match l.ip() {
+            core::net::IpAddr::V4(a) => feed(&a.octets()),
+            core::net::IpAddr::V6(a) => feed(&a.octets()),
+        }
+        feed(&l.port().to_le_bytes());
+    }
+    feed(&[0xff]);
+    feed(registration.metadata.encoded());
+    (h ^ (h >> 32)) as u32
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bits, continuing from `h`.
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+fn name_hash(name: &str) -> u64 {
+    fnv1a(FNV_OFFSET, name.as_bytes())
 }
 
 impl<'a, const R: usize> Client<'a, R> {
@@ -919,6 +945,7 @@ impl<'a, const R: usize> Client<'a, R> {
                     told: false,
                     changed: false,
                     removed: false,
+                    reported: 0,
                 };
                 match self.table.insert(known) {
                     Ok(_) => self.pending += 1,
@@ -1307,13 +1334,19 @@ impl<'a, const R: usize> Client<'a, R> {
                 continue;
             }
             self.event_cursor += 1;
-            let event = if k.told {
+            let content = content_hash(&k.service.registration);
+            let event = if !k.told {
+                ClientEvent::Discovered(k.service.clone())
+            } else if content != k.reported {
                 ClientEvent::Changed(k.service.clone())
             } else {
-                ClientEvent::Discovered(k.service.clone())
+                // Changed and changed back before anyone asked: nothing to report.
+                k.changed = false;
+                continue;
             };
             k.told = true;
             k.changed = false;
+            k.reported = content;
             return Some(event);
         }
         if self.pending > 0 {

@@ -8,7 +8,8 @@
 //! - no event twice for the same state: never `Discovered` for a name already reported
 //!   (without `Unregistered` between), never `Changed` or `Unregistered` for a name not
 //!   reported, never `Changed` to a state that is not newer than the last reported (a
-//!   re-announcement), `Registered` at most once per `register` call and `Released` at
+//!   re-announcement) or to the content reported last (a change and back between two
+//!   polls), `Registered` at most once per `register` call and `Released` at
 //!   most once per `unregister` call;
 //! - once the events are drained, `services()` is exactly what the events said;
 //! - the discovered table stays within its capacity;
@@ -561,10 +562,9 @@ impl Harness<'_> {
                 let version = self.told_versions.insert(s.name().to_string(), s.version);
                 let version = version.expect("told together");
                 assert!(s.version > version, "Changed to an older state: {s:?}");
-                // Content that changed and changed back between two reports is reported
-                // as a change of version (the client keeps only the newest state); the
-                // same state announced again never is (its version is not newer).
-                let _ = old;
+                // A change and back between two reports is no change: a Changed always
+                // brings content other than what was reported last.
+                assert_ne!(old, new, "Changed without a change: {s:?}");
             }
             ClientEvent::Unregistered(s) => {
                 assert!(
