@@ -82,15 +82,21 @@ fn register(request: u32, registrant: u64, r: SmallRegistration) -> Vec<u8> {
     }))
 }
 
-fn directory_seeds() -> Vec<(String, Vec<u8>)> {
-    // N = 3, capacity 4, 512-byte datagrams, 50 ms interval, 1 s beacons and sweeps,
-    // leases 200 ms to 600 ms.
-    let config = [2, 3, 0, 0, 49, 9, 9, 8];
+/// A seed for a state-machine target: `config`, every protocol vector as a raw
+/// datagram, then a deadline.
+fn vector_seed(config: [u8; 8]) -> Vec<u8> {
     let mut w = InputWriter::new(config);
     for (_, frame) in vectors() {
         w = w.step(Op::Raw, 0, 10, &in_default_environment(&frame));
     }
-    let vectors = w.step(Op::Deadline, 0, 0, &[]).finish();
+    w.step(Op::Deadline, 0, 0, &[]).finish()
+}
+
+fn directory_seeds() -> Vec<(String, Vec<u8>)> {
+    // N = 3, capacity 4, 512-byte datagrams, 50 ms interval, 1 s beacons and sweeps,
+    // leases 200 ms to 600 ms.
+    let config = [2, 3, 0, 0, 49, 9, 9, 8];
+    let vectors = vector_seed(config);
 
     let snapshot = encode(OwnedMessage::SnapshotRequest(SnapshotRequest {
         request: 9,
@@ -145,11 +151,7 @@ fn write(config: [u8; 8], steps: &[(Op, u8, u16, Vec<u8>)], sealed: bool) -> Vec
 fn client_seeds() -> Vec<(String, Vec<u8>)> {
     // Interest in everything, one directory, a table of 4.
     let config = [1, 1, 3, 24, 3, 29, 10, 16];
-    let mut w = InputWriter::new(config);
-    for (_, frame) in vectors() {
-        w = w.step(Op::Raw, 0, 10, &in_default_environment(&frame));
-    }
-    let vectors = w.step(Op::Deadline, 0, 0, &[]).finish();
+    let vectors = vector_seed(config);
 
     let service = |n: u8, location: u8, metadata: u8, version: u64| Service {
         registration: small(n, location, metadata).registration(),
