@@ -66,7 +66,7 @@ pub struct ClientConfig {
     /// Largest datagram sent (default 1400 bytes).
     pub max_datagram: usize,
     /// The environment's keys; `None` (the default) sends and accepts unauthenticated
-    /// frames only. See [`auth`](crate::auth).
+    /// frames only. See [`auth`].
     pub keys: Option<Keys>,
     /// With keys: the wall clock in microseconds since the Unix epoch at the first `now`,
     /// if the machine knows it (0 otherwise). Request counters follow this clock, and

@@ -3,7 +3,7 @@
 //! It keeps the [registry](crate::registry), answers requests (register, renew,
 //! unregister, snapshot), expires leases, announces every change on the multicast group
 //! in the same wake-up that caused it, repeats each removal exactly N times (see
-//! [`notify`](crate::notify)), sends a beacon, and sweeps the whole registry at a paced
+//! [`notify`]), sends a beacon, and sweeps the whole registry at a paced
 //! rate (anti-entropy) so that listeners who lost datagrams or joined late converge.
 //!
 //! Drive it as the [crate docs](crate) describe.
@@ -88,7 +88,7 @@ pub struct DirectoryConfig {
     /// directories whose clocks agree, like Zebus's timestamps.
     pub version_floor: Version,
     /// The environment's keys; `None` (the default) sends and accepts unauthenticated
-    /// frames only. See [`auth`](crate::auth).
+    /// frames only. See [`auth`].
     pub keys: Option<Keys>,
     /// With keys: how far a request's counter may be from the directory's clock
     /// (default 30 s). Older requests are refused as replays of old traffic.
