@@ -82,6 +82,24 @@ fn register(request: u32, registrant: u64, r: SmallRegistration) -> Vec<u8> {
     }))
 }
 
+/// The seeds of a state-machine target: the vectors, a lifecycle of `steps`, and the
+/// same lifecycle in an authenticated environment.
+fn seed_set(
+    config: [u8; 8],
+    vectors: Vec<u8>,
+    steps: &[(Op, u8, u16, Vec<u8>)],
+) -> Vec<(String, Vec<u8>)> {
+    let lifecycle = write(config, steps, false);
+    let mut auth = config;
+    auth[6] = 209;
+    let authenticated = write(auth, steps, true);
+    vec![
+        ("vectors".into(), vectors),
+        ("lifecycle".into(), lifecycle),
+        ("authenticated".into(), authenticated),
+    ]
+}
+
 /// A seed for a state-machine target: `config`, every protocol vector as a raw
 /// datagram, then a deadline.
 fn vector_seed(config: [u8; 8]) -> Vec<u8> {
@@ -120,15 +138,7 @@ fn directory_seeds() -> Vec<(String, Vec<u8>)> {
     steps.extend((0..6).map(|_| (Op::Deadline, 0, 0, vec![])));
     steps.push((Op::Raw, 1, 5, register(4, 2, small(2, 1, 2))));
     steps.push((Op::Timeout, 0, 5000, vec![]));
-    let lifecycle = write(config, &steps, false);
-    let mut auth = config;
-    auth[6] = 209;
-    let authenticated = write(auth, &steps, true);
-    vec![
-        ("vectors".into(), vectors),
-        ("lifecycle".into(), lifecycle),
-        ("authenticated".into(), authenticated),
-    ]
+    seed_set(config, vectors, &steps)
 }
 
 /// Writes `steps`; with `sealed`, every frame is sealed with the small world's keys and
@@ -205,15 +215,7 @@ fn client_seeds() -> Vec<(String, Vec<u8>)> {
         (Op::Deadline, 0, 0, vec![]),
         (Op::Timeout, 0, 4000, vec![]),
     ];
-    let lifecycle = write(config, &steps, false);
-    let mut auth = config;
-    auth[6] = 209;
-    let authenticated = write(auth, &steps, true);
-    vec![
-        ("vectors".into(), vectors),
-        ("lifecycle".into(), lifecycle),
-        ("authenticated".into(), authenticated),
-    ]
+    seed_set(config, vectors, &steps)
 }
 
 /// Every seed: (target, seed name) → bytes.
