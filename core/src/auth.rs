@@ -60,11 +60,21 @@ impl fmt::Display for KeyError {
 impl core::error::Error for KeyError {}
 
 /// One pre-shared key and the id that names it in frames.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Key {
     id: u8,
     secret: heapless::Vec<u8, MAX_KEY_LEN>,
+    /// HMAC keyed once with the secret; each frame starts from a copy of it.
+    keyed: Hmac<Sha256>,
 }
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.secret == other.secret
+    }
+}
+
+impl Eq for Key {}
 
 impl Key {
     /// A key of 16 to 64 bytes, named `id`.
@@ -72,8 +82,12 @@ impl Key {
         if secret.len() < MIN_KEY_LEN {
             return Err(KeyError::TooShort);
         }
-        let secret = heapless::Vec::from_slice(secret).map_err(|_| KeyError::TooLong)?;
-        Ok(Key { id, secret })
+        let secret: heapless::Vec<u8, MAX_KEY_LEN> =
+            heapless::Vec::from_slice(secret).map_err(|_| KeyError::TooLong)?;
+        // HMAC takes keys of any length.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+        Ok(Key { id, secret, keyed })
     }
 
     /// The id that names this key in frames.
@@ -82,9 +96,7 @@ impl Key {
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"))
+        self.keyed.clone()
     }
 }
 
