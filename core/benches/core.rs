@@ -139,6 +139,7 @@ fn codec(c: &mut Criterion) {
                 directory: dir_location(),
                 as_of: Version(1_000),
                 services: 20,
+                publishing: true,
             }),
         ),
         ("page-20", page_frame(20)),

@@ -237,6 +237,7 @@ impl<'a> Arbitrary<'a> for Beacon {
             directory: u.arbitrary()?,
             as_of: u.arbitrary()?,
             services: u.arbitrary()?,
+            publishing: u.arbitrary()?,
         })
     }
 }

@@ -337,6 +337,19 @@ struct KnownDirectory {
     last_heard: Option<Instant>,
     /// With keys: the counters seen from this directory.
     window: ReplayWindow,
+    /// What its last beacon said: it announces changes (until heard, assumed).
+    publishing: bool,
+}
+
+impl KnownDirectory {
+    fn new(location: Location) -> Self {
+        KnownDirectory {
+            location,
+            last_heard: None,
+            window: ReplayWindow::default(),
+            publishing: true,
+        }
+    }
 }
 
 /// The client state machine; `R` is how many services it can register itself.
@@ -425,11 +438,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let directories = config
             .directories
             .iter()
-            .map(|&location| KnownDirectory {
-                location,
-                last_heard: None,
-                window: ReplayWindow::default(),
-            })
+            .map(|&location| KnownDirectory::new(location))
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
         let next_request = (config.registrant as u32).max(1);
@@ -722,11 +731,7 @@ impl<'a, const R: usize> Client<'a, R> {
             None => {
                 // A beacon from a directory not known yet: it is added with this counter.
                 if let Message::Beacon(b) = message {
-                    let learned = KnownDirectory {
-                        location: b.directory,
-                        last_heard: None,
-                        window: ReplayWindow::default(),
-                    };
+                    let learned = KnownDirectory::new(b.directory);
                     if b.directory.socket_addr() == from && self.directories.push(learned).is_ok() {
                         if let Some(d) = self.directories.last_mut() {
                             d.window.accept(counter);
@@ -812,11 +817,7 @@ impl<'a, const R: usize> Client<'a, R> {
         {
             Some(i) => i,
             None => {
-                let learned = KnownDirectory {
-                    location: beacon.directory,
-                    last_heard: None,
-                    window: ReplayWindow::default(),
-                };
+                let learned = KnownDirectory::new(beacon.directory);
                 if self.directories.push(learned).is_err() {
                     return;
                 }
@@ -824,8 +825,18 @@ impl<'a, const R: usize> Client<'a, R> {
             }
         };
         self.directories[index].last_heard = Some(now);
+        self.directories[index].publishing = beacon.publishing;
         if self.current.is_none() {
             self.switch_to(index);
+        }
+        // Only a publishing directory announces: a listener following a replica moves
+        // to the publisher as soon as it hears it.
+        let following_replica = self
+            .current
+            .is_some_and(|c| c != index && !self.directories[c].publishing);
+        if self.listening() && beacon.publishing && following_replica {
+            self.switch_to(index);
+            return;
         }
         if self.current != Some(index) || !self.listening() || self.snapshot.is_some() {
             return;
@@ -1095,12 +1106,29 @@ impl<'a, const R: usize> Client<'a, R> {
             self.unreachable_told = true;
             self.unreachable_pending = true;
         }
-        let next = self.current.map_or(0, |i| (i + 1) % self.directories.len());
+        let next = self
+            .publisher_heard()
+            .unwrap_or_else(|| self.current.map_or(0, |i| (i + 1) % self.directories.len()));
         if Some(next) == self.current {
             // The only directory: keep trying it.
             return;
         }
         self.switch_to(next);
+    }
+
+    /// For a listener: another directory whose beacons say it publishes, heard within
+    /// the directory timeout.
+    fn publisher_heard(&self) -> Option<usize> {
+        if !self.listening() {
+            return None;
+        }
+        let timeout = self.config.directory_timeout;
+        self.directories.iter().position(|d| {
+            Some(d.location) != self.current_directory()
+                && d.publishing
+                && d.last_heard
+                    .is_some_and(|t| self.now.saturating_since(t) <= timeout)
+        })
     }
 
     /// Time has reached `now`: retransmit, renew, fail over.

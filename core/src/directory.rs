@@ -301,6 +301,11 @@ pub struct Directory<'a> {
     sweep_started: Instant,
     sweep_cursor: Option<ServiceName>,
     sweep_due: bool,
+    /// Announces, repeats, counts notifications, sweeps and expires (see
+    /// [`Directory::set_publishing`]).
+    publishing: bool,
+    /// May expire leases (see [`Directory::set_expiring`]).
+    expiring: bool,
     stats: DirectoryStats,
 }
 
@@ -347,6 +352,8 @@ impl<'a> Directory<'a> {
             sweep_started: Instant::ZERO,
             sweep_cursor: None,
             sweep_due: false,
+            publishing: true,
+            expiring: true,
             stats: DirectoryStats::default(),
         })
     }
@@ -428,7 +435,8 @@ impl<'a> Directory<'a> {
             RecordState::Live { expires } => self.schedule_expiry(expires),
             RecordState::Departed { remaining } => {
                 if remaining > 0 {
-                    self.update(slot, false, |e| e.due = true);
+                    let publishing = self.publishing;
+                    self.update(slot, false, |e| e.due = publishing);
                     self.schedule_tick();
                 } else {
                     self.finished += 1;
@@ -436,6 +444,182 @@ impl<'a> Directory<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Makes this directory the publisher of its group, or a replica. A single directory
+    /// publishes (the default). Directories that share their registry through a
+    /// replicated store elect one publisher: it announces changes, repeats them, counts
+    /// every removal's notifications, sweeps the registry and expires leases. A replica
+    /// answers requests, stores what they change, takes other directories' changes
+    /// through [`apply`](Self::apply), beacons (as not publishing) and announces
+    /// nothing, so listeners get one copy of each announcement.
+    ///
+    /// A new publisher beacons at once (listeners that are behind ask it for a
+    /// snapshot), starts a sweep, sends the notifications its predecessor still owed
+    /// (as last stored) and expires the leases that ran out meanwhile.
+    pub fn set_publishing(&mut self, now: Instant, publishing: bool) {
+        self.observe(now);
+        if publishing == self.publishing {
+            return;
+        }
+        self.publishing = publishing;
+        self.beacon_due = true;
+        self.next_beacon = self.now + self.config.beacon_interval;
+        self.sweep_due = false;
+        self.sweep_cursor = None;
+        if publishing {
+            self.next_sweep = self.now;
+            self.next_expiry = Some(self.now);
+            for slot in 0..self.registry.len() {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    if let RecordState::Departed { remaining } = e.record.state {
+                        e.due = remaining > 0;
+                    }
+                });
+            }
+            self.schedule_tick();
+        } else {
+            for slot in 0..self.registry.len() {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    e.announce = false;
+                    e.repeats = 0;
+                    e.due = false;
+                });
+            }
+            self.next_tick = None;
+        }
+    }
+
+    /// True while this directory publishes (see [`set_publishing`](Self::set_publishing)).
+    pub fn is_publishing(&self) -> bool {
+        self.publishing
+    }
+
+    /// Allows or holds lease expiry (allowed by default). A shell whose replicated store
+    /// is unreachable holds it: renewals made through other directories no longer reach
+    /// this one, and expiring on what it alone has seen would announce live services
+    /// unregistered. Allowing it again expires at once whatever ran out meanwhile
+    /// (after the shell has [applied](Self::apply) what it missed).
+    pub fn set_expiring(&mut self, now: Instant, expiring: bool) {
+        self.observe(now);
+        if expiring && !self.expiring {
+            self.next_expiry = Some(self.now);
+        }
+        self.expiring = expiring;
+    }
+
+    /// True when this directory expires leases: it publishes and expiry is not held.
+    fn expires(&self) -> bool {
+        self.publishing && self.expiring
+    }
+
+    /// Takes a record from the replicated store: a change this or another directory
+    /// made. A newer version replaces what is held; the same version merges (the later
+    /// lease expiry, the fewer notifications still owed), so a directory's own writes
+    /// coming back are harmless; an older version is ignored. A publisher announces
+    /// what changed (a departed record: the notifications it still owes). Nothing
+    /// applied is reported through [`poll_event`](Self::poll_event): it is stored
+    /// already.
+    pub fn apply(&mut self, now: Instant, record: Record) -> Result<(), crate::RegistryError> {
+        self.observe(now);
+        if record.service.version > self.last_version {
+            self.last_version = record.service.version;
+        }
+        let slot = match self.registry.find(record.name().as_str()) {
+            Some(slot) => {
+                let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
+                    return Ok(());
+                };
+                if record.service.version < held.service.version {
+                    return Ok(());
+                }
+                if record.service.version == held.service.version {
+                    self.merge(slot, record.state);
+                    return Ok(());
+                }
+                if let RecordState::Departed { remaining: 0 } = held.state {
+                    self.finished -= 1;
+                }
+                slot
+            }
+            None => {
+                if self.registry.is_full() && !self.reclaim_departed() {
+                    return Err(crate::RegistryError::Full);
+                }
+                let entry = Entry::new(record.clone());
+                self.registry
+                    .insert(entry)
+                    .map_err(|_| crate::RegistryError::Full)?
+            }
+        };
+        let state = record.state;
+        let announcements = self.announcements();
+        let publishing = self.publishing;
+        Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+            e.record = record;
+            match state {
+                RecordState::Live { .. } => notify::mark_changed(e, announcements),
+                RecordState::Departed { remaining } => {
+                    e.announce = false;
+                    e.repeats = 0;
+                    e.due = publishing && remaining > 0;
+                }
+            }
+        });
+        match state {
+            RecordState::Live { expires } => self.schedule_expiry(expires),
+            RecordState::Departed { remaining: 0 } => self.finished += 1,
+            RecordState::Departed { .. } => {}
+        }
+        self.schedule_tick();
+        Ok(())
+    }
+
+    /// Merges a stored state of the version held in `slot`.
+    fn merge(&mut self, slot: usize, stored: RecordState) {
+        let Some(held) = self.registry.get(slot).map(|e| e.record.state) else {
+            return;
+        };
+        match (held, stored) {
+            (RecordState::Live { expires: mine }, RecordState::Live { expires })
+                if expires > mine =>
+            {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    e.record.state = RecordState::Live { expires };
+                });
+                self.schedule_expiry(expires);
+            }
+            (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
+                if remaining < mine =>
+            {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    e.record.state = RecordState::Departed { remaining };
+                });
+                if remaining == 0 {
+                    self.finished += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The replicated store no longer holds `name` (its notifications were all sent, or
+    /// its entry was reclaimed): a departed entry is dropped without a storage event. A
+    /// live entry is kept: it was registered again, and that change is on its way to
+    /// the store.
+    pub fn forget(&mut self, now: Instant, name: &str) {
+        self.observe(now);
+        let Some(slot) = self.registry.find(name) else {
+            return;
+        };
+        let finished = match self.registry.get(slot).map(|e| e.record.state) {
+            Some(RecordState::Departed { remaining }) => remaining == 0,
+            _ => return,
+        };
+        if finished {
+            self.finished -= 1;
+        }
+        self.drop_slot(slot);
     }
 
     fn observe(&mut self, now: Instant) {
@@ -520,7 +704,7 @@ impl<'a> Directory<'a> {
     }
 
     fn schedule_tick(&mut self) {
-        if self.next_tick.is_none() {
+        if self.publishing && self.next_tick.is_none() {
             self.next_tick = Some(self.now + self.config.interval);
         }
     }
@@ -528,14 +712,27 @@ impl<'a> Directory<'a> {
     /// Applies `f` to the entry in `slot`, keeping the pending and dirty counts right;
     /// `durable` as for [`touch`].
     fn update(&mut self, slot: usize, durable: bool, f: impl FnOnce(&mut Entry)) {
-        if let Some(e) = self.registry.get_mut(slot) {
+        let dirty = &mut self.dirty;
+        Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+            f(e);
+            touch(e, dirty, durable);
+        });
+    }
+
+    /// Applies `f` to the entry in `slot`, keeping the pending count right (and nothing
+    /// else: the stored form is the caller's business).
+    fn modify(
+        registry: &mut Registry<'a>,
+        pending: &mut usize,
+        slot: usize,
+        f: impl FnOnce(&mut Entry),
+    ) {
+        if let Some(e) = registry.get_mut(slot) {
             let was = notify::is_pending(e);
             f(e);
-            let is = notify::is_pending(e);
-            touch(e, &mut self.dirty, durable);
-            match (was, is) {
-                (false, true) => self.pending += 1,
-                (true, false) => self.pending -= 1,
+            match (was, notify::is_pending(e)) {
+                (false, true) => *pending += 1,
+                (true, false) => *pending -= 1,
                 _ => {}
             }
         }
@@ -640,7 +837,7 @@ impl<'a> Directory<'a> {
     }
 
     fn handle_register(&mut self, from: SocketAddr, env: Environment, r: RegisterRequest) {
-        let announcements = self.config.registration_announcements;
+        let announcements = self.announcements();
         let lease = self.lease_for(r.lease);
         let expires = self.now + lease;
         let name = r.registration.name.clone();
@@ -744,19 +941,25 @@ impl<'a> Directory<'a> {
         if self.removals.is_full() {
             return false;
         }
-        let Some(e) = self.registry.get(slot) else {
-            return false;
-        };
+        if let Some(name) = self.drop_slot(slot) {
+            let _ = self.removals.push_back(name);
+        }
+        true
+    }
+
+    /// Removes the entry in `slot`, keeping the pending and dirty counts right; returns
+    /// its name.
+    fn drop_slot(&mut self, slot: usize) -> Option<ServiceName> {
+        let e = self.registry.get(slot)?;
         if notify::is_pending(e) {
             self.pending -= 1;
         }
         if e.dirty {
             self.dirty -= 1;
         }
-        if let Some(e) = self.registry.remove(slot) {
-            let _ = self.removals.push_back(e.record.service.registration.name);
-        }
-        true
+        self.registry
+            .remove(slot)
+            .map(|e| e.record.service.registration.name)
     }
 
     fn handle_unregister(&mut self, from: SocketAddr, env: Environment, u: UnregisterRequest) {
@@ -799,16 +1002,26 @@ impl<'a> Directory<'a> {
     fn depart(&mut self, slot: usize) -> Version {
         let version = self.next_version();
         let n = self.config.notifications;
-        self.update(slot, true, |e| notify::depart(e, version, n));
+        let publishing = self.publishing;
+        self.update(slot, true, |e| notify::depart(e, version, n, publishing));
         self.schedule_tick();
         version
+    }
+
+    /// How many times a change is announced here: none by a replica.
+    fn announcements(&self) -> u8 {
+        if self.publishing {
+            self.config.registration_announcements
+        } else {
+            0
+        }
     }
 
     /// Time has reached `now`: expire leases, pace notifications, beacons and sweeps.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
-        if self.next_expiry.is_some_and(|t| t <= now) {
+        if self.expires() && self.next_expiry.is_some_and(|t| t <= now) {
             self.expire(now);
         }
         if self.next_tick.is_some_and(|t| t <= now) {
@@ -820,7 +1033,7 @@ impl<'a> Directory<'a> {
             self.beacon_due = true;
             self.next_beacon = now + self.config.beacon_interval;
         }
-        if self.next_sweep <= now && !self.sweep_due {
+        if self.publishing && self.next_sweep <= now && !self.sweep_due {
             if self.sweep_cursor.is_none() {
                 self.sweep_started = now;
             }
@@ -870,8 +1083,10 @@ impl<'a> Directory<'a> {
 
     /// When the directory next needs `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.next_beacon.min(self.next_sweep);
-        for other in [self.next_tick, self.next_expiry].into_iter().flatten() {
+        let sweep = self.publishing.then_some(self.next_sweep);
+        let expiry = self.next_expiry.filter(|_| self.expires());
+        let mut t = self.next_beacon;
+        for other in [sweep, self.next_tick, expiry].into_iter().flatten() {
             t = t.min(other);
         }
         Some(t)
@@ -1020,6 +1235,7 @@ impl<'a> Directory<'a> {
             directory: self.config.address,
             as_of: self.last_version,
             services: u32::try_from(self.live()).unwrap_or(u32::MAX),
+            publishing: self.publishing,
         };
         let len = wire::encode(&self.config.environment, &beacon, buf).ok()?;
         Some(Transmit {

@@ -19,21 +19,21 @@ use crate::wire::{BatchWriter, Change};
 /// Marks a live entry as changed: it will be announced as registered at once, and
 /// `announcements - 1` more times, one per processing interval.
 pub(crate) fn mark_changed(entry: &mut Entry, announcements: u8) {
-    entry.announce = true;
+    entry.announce = announcements > 0;
     entry.repeats = announcements.saturating_sub(1);
     entry.due = false;
 }
 
 /// Turns an entry into a departed one with `notifications` still to send, the first due
-/// at once.
-pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: u8) {
+/// at once when `due` (a replica leaves the counting to the publisher).
+pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: u8, due: bool) {
     entry.record.service.version = version;
     entry.record.state = RecordState::Departed {
         remaining: notifications,
     };
     entry.announce = false;
     entry.repeats = 0;
-    entry.due = true;
+    entry.due = due;
 }
 
 /// Makes the next repeat due: an unregistered notification for every departed entry

@@ -122,6 +122,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         directory: directory(),
         as_of: Version(1001),
         services: 1,
+        publishing: true,
     });
     out.push(("beacon", beacon.clone()));
     let mut sealed = beacon.clone();

@@ -134,6 +134,8 @@ pub enum DirectoryMessage {
         as_of: SmallVersion,
         /// Services it counts.
         services: u8,
+        /// Whether it publishes.
+        publishing: bool,
     },
 }
 
@@ -252,10 +254,12 @@ impl ClientFrame {
                 directory: d,
                 as_of,
                 services,
+                publishing,
             } => OwnedMessage::Beacon(Beacon {
                 directory: directory(*d),
                 as_of: as_of.version(),
                 services: u32::from(*services),
+                publishing: *publishing,
             }),
         };
         OwnedFrame {

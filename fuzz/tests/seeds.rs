@@ -175,6 +175,7 @@ fn client_seeds() -> Vec<(String, Vec<u8>)> {
         directory: directory(0),
         as_of: Version(5),
         services: 2,
+        publishing: true,
     }));
     let announce = |changes| encode(OwnedMessage::Announce(header, changes));
     let sync = encode(OwnedMessage::SyncPage(

@@ -124,6 +124,7 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 directory: w.directory.validate()?,
                 as_of: Version(w.as_of),
                 services: w.services,
+                publishing: w.publishing,
             })
         }
         Kind::SnapshotPage => {
@@ -256,6 +257,7 @@ impl Single for Beacon {
                 directory: LocationWire::from_location(&self.directory),
                 as_of: self.as_of.0,
                 services: self.services,
+                publishing: self.publishing,
             },
             buf,
         )

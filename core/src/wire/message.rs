@@ -200,6 +200,10 @@ pub struct Beacon {
     pub as_of: Version,
     /// How many services are live.
     pub services: u32,
+    /// True when this directory announces changes and sweeps its registry (a single
+    /// directory always does; of directories sharing a store, only the elected
+    /// publisher). Listeners follow a publishing directory.
+    pub publishing: bool,
 }
 
 /// The fixed part of a page (snapshot or sweep).
@@ -389,6 +393,7 @@ pub(super) struct BeaconWire {
     pub directory: LocationWire,
     pub as_of: u64,
     pub services: u32,
+    pub publishing: bool,
 }
 
 #[derive(Serialize, Deserialize)]
