@@ -3,10 +3,11 @@
 
 #![allow(dead_code)]
 
+use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
 use herald_core::*;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// A small seeded PRNG (xorshift64*), so runs are reproducible without dependencies.
@@ -163,6 +164,38 @@ struct InFlight {
     bytes: Vec<u8>,
 }
 
+/// A replicated store the directories share (as `herald serve` shares etcd): every
+/// change a directory stores reaches every directory (itself included, as an etcd watch
+/// does) after `delay`; while it is down, each directory's writes wait in its queue.
+pub struct SharedStore {
+    /// Stored records, encoded as the shells store them.
+    pub records: BTreeMap<String, Vec<u8>>,
+    /// Watch events on their way: (when, record name, encoded record or deletion).
+    watch: Vec<(Instant, String, Option<Vec<u8>>)>,
+    /// Writes each directory could not make while the store was down.
+    queued: Vec<Vec<DirectoryWrite>>,
+    pub delay: Duration,
+    pub down: bool,
+    /// Directories that sent announcements or sweep pages to the group.
+    pub announcers: HashSet<usize>,
+}
+
+/// One write a directory's shell makes to the shared store.
+#[derive(Clone)]
+pub enum DirectoryWrite {
+    Put(String, Vec<u8>),
+    /// Deletes the record if it is still departed.
+    DeleteDeparted(String),
+}
+
+/// Wall clock of the simulation: Unix milliseconds = simulated milliseconds + 10^12.
+pub fn wall(now: Instant) -> WallClock {
+    WallClock {
+        now,
+        unix_ms: 1_000_000_000_000 + now.as_millis(),
+    }
+}
+
 pub struct Sim {
     pub now: Instant,
     pub rng: Rng,
@@ -185,6 +218,10 @@ pub struct Sim {
     pub capture: bool,
     /// The registrant id of the next client added (default: one per client).
     pub next_registrant: Option<u64>,
+    /// Directories share this store (`None`: each keeps its own registry).
+    pub shared: Option<SharedStore>,
+    /// The index of the first directory the next client added is configured with.
+    pub next_first_directory: usize,
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -230,6 +267,140 @@ impl Sim {
             captured: Vec::new(),
             capture: false,
             next_registrant: None,
+            shared: None,
+            next_first_directory: 0,
+        }
+    }
+
+    /// `count` directories sharing one store, directory 0 publishing and the others
+    /// replicas, each change replicated after `delay`.
+    pub fn replicated(
+        seed: u64,
+        faults: Faults,
+        capacity: usize,
+        count: usize,
+        delay: Duration,
+    ) -> Self {
+        let mut sim = Sim::new(seed, faults, capacity);
+        for _ in 1..count {
+            sim.add_directory(capacity);
+        }
+        sim.shared = Some(SharedStore {
+            records: BTreeMap::new(),
+            watch: Vec::new(),
+            queued: vec![Vec::new(); count],
+            delay,
+            down: false,
+            announcers: HashSet::new(),
+        });
+        sim.elect(Some(0));
+        sim
+    }
+
+    /// Makes directory `publisher` the only one publishing (`None`: none publishes).
+    pub fn elect(&mut self, publisher: Option<usize>) {
+        let now = self.now;
+        for (i, d) in self.directories.iter_mut().enumerate() {
+            d.directory.set_publishing(now, Some(i) == publisher);
+        }
+        self.flush();
+    }
+
+    /// Takes the store down: directories hold expiry and queue their writes.
+    pub fn store_down(&mut self) {
+        let now = self.now;
+        if let Some(store) = &mut self.shared {
+            store.down = true;
+            store.watch.clear();
+        }
+        for d in &mut self.directories {
+            d.directory.set_expiring(now, false);
+        }
+    }
+
+    /// Brings the store back: each directory writes what it queued, reloads the whole
+    /// store (forgetting what it no longer holds) and expires again.
+    pub fn store_up(&mut self) {
+        let now = self.now;
+        let Some(store) = &mut self.shared else {
+            return;
+        };
+        store.down = false;
+        for i in 0..self.directories.len() {
+            let queued = std::mem::take(&mut store.queued[i]);
+            for write in queued {
+                apply_write(&mut store.records, write);
+            }
+        }
+        for d in self.directories.iter_mut().filter(|d| !d.down) {
+            let held: Vec<String> = d
+                .directory
+                .records()
+                .map(|r| r.name().to_string())
+                .collect();
+            for name in held {
+                if !store.records.contains_key(&name) {
+                    d.directory.forget(now, &name);
+                }
+            }
+            for bytes in store.records.values() {
+                let record = Record::from_bytes(bytes, wall(now)).unwrap();
+                d.directory.apply(now, record).unwrap();
+            }
+            d.directory.set_expiring(now, true);
+        }
+        self.flush();
+    }
+
+    /// Hands directory `d`'s storage events to the shared store.
+    fn replicate(&mut self, d: usize) {
+        let now = self.now;
+        let Some(store) = &mut self.shared else {
+            while self.directories[d].directory.poll_event().is_some() {}
+            return;
+        };
+        let mut buf = [0u8; MAX_RECORD_LEN];
+        while let Some(event) = self.directories[d].directory.poll_event() {
+            let write = match event {
+                DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r) => {
+                    let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
+                    DirectoryWrite::Put(r.name().to_string(), bytes)
+                }
+                DirectoryEvent::Removed(name) => DirectoryWrite::DeleteDeparted(name.to_string()),
+            };
+            if store.down || self.directories[d].down {
+                store.queued[d].push(write);
+                continue;
+            }
+            let (name, change) = match &write {
+                DirectoryWrite::Put(name, bytes) => (name.clone(), Some(bytes.clone())),
+                DirectoryWrite::DeleteDeparted(name) => (name.clone(), None),
+            };
+            if apply_write(&mut store.records, write) {
+                store.watch.push((now + store.delay, name, change));
+            }
+        }
+    }
+
+    /// Delivers the store's watch events that are due to every running directory.
+    fn deliver_watch(&mut self) {
+        let now = self.now;
+        let Some(store) = &mut self.shared else {
+            return;
+        };
+        let (due, later): (Vec<_>, Vec<_>) =
+            store.watch.drain(..).partition(|(at, _, _)| *at <= now);
+        store.watch = later;
+        for (_, name, change) in due {
+            for d in self.directories.iter_mut().filter(|d| !d.down) {
+                match &change {
+                    Some(bytes) => {
+                        let record = Record::from_bytes(bytes, wall(now)).unwrap();
+                        d.directory.apply(now, record).unwrap();
+                    }
+                    None => d.directory.forget(now, &name),
+                }
+            }
         }
     }
 
@@ -258,7 +429,9 @@ impl Sim {
         let i = self.nodes.len();
         let registrant = self.next_registrant.take().unwrap_or(0x1000 + i as u64);
         let mut config = ClientConfig::new(registrant);
-        for d in &self.directories {
+        let n = self.directories.len();
+        for k in 0..n {
+            let d = &self.directories[(self.next_first_directory + k) % n];
             config.directories.push(d.location).unwrap();
         }
         config.lease = self.client_lease;
@@ -350,7 +523,12 @@ impl Sim {
                 assert!(t.len <= self.config.max_datagram);
                 let bytes = buf[..t.len].to_vec();
                 if t.destination == group() {
-                    if d == 0 {
+                    if let Some(store) = &mut self.shared {
+                        if !matches!(decode(&bytes).map(|f| f.message), Ok(Message::Beacon(_))) {
+                            store.announcers.insert(d);
+                        }
+                    }
+                    if d == 0 || self.shared.is_some() {
                         self.count_notifications(&bytes);
                     }
                     for i in 0..self.nodes.len() {
@@ -363,7 +541,7 @@ impl Sim {
                     self.send(from, t.destination, &bytes);
                 }
             }
-            while self.directories[d].directory.poll_event().is_some() {}
+            self.replicate(d);
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].crashed {
@@ -421,6 +599,11 @@ impl Sim {
         for d in self.directories.iter().filter(|d| !d.down) {
             consider(d.directory.poll_timeout());
         }
+        if let Some(store) = &self.shared {
+            for (at, _, _) in &store.watch {
+                consider(Some(*at));
+            }
+        }
         for n in &self.nodes {
             if !n.crashed {
                 consider(n.client.poll_timeout());
@@ -450,6 +633,7 @@ impl Sim {
                 let Reverse(p) = self.queue.pop().unwrap();
                 self.deliver(p);
             }
+            self.deliver_watch();
             for d in self.directories.iter_mut().filter(|d| !d.down) {
                 d.directory.handle_timeout(self.now);
             }
@@ -486,5 +670,25 @@ impl Sim {
             .filter(|r| r.is_live())
             .map(|r| (r.name().to_string(), r.service.clone()))
             .collect()
+    }
+}
+
+/// Makes one write; false when it changed nothing (a deletion of a record that is gone
+/// or live again).
+fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -> bool {
+    match write {
+        DirectoryWrite::Put(name, bytes) => {
+            records.insert(name, bytes);
+            true
+        }
+        DirectoryWrite::DeleteDeparted(name) => {
+            let departed = records.get(&name).is_some_and(|bytes| {
+                Record::from_bytes(bytes, wall(Instant::ZERO)).is_ok_and(|r| !r.is_live())
+            });
+            if departed {
+                records.remove(&name);
+            }
+            departed
+        }
     }
 }
