@@ -23,6 +23,7 @@ use crate::name::{Environment, ServiceName};
 use crate::service::{Registration, Service, Version};
 use crate::table::{Named, Table, TableStorage};
 use crate::time::{Duration, Instant};
+use crate::tombstone::{fnv1a, Tombstones, FNV_OFFSET};
 use crate::wire::{
     self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest, Reject,
     RejectReason, SnapshotRequest, UnregisterRequest,
@@ -366,7 +367,7 @@ pub struct Client<'a, const R: usize = 4> {
     table: Table<'a, Known>,
     pending: usize,
     event_cursor: usize,
-    tombstones: heapless::Deque<(u64, Version), TOMBSTONES>,
+    tombstones: Tombstones<TOMBSTONES>,
     max_seen: Version,
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
@@ -399,19 +400,6 @@ fn content_hash(registration: &Registration) -> u32 {
     feed(&[0xff]);
     feed(registration.metadata.encoded());
     (h ^ (h >> 32)) as u32
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a, 64 bits, continuing from `h`.
-fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-fn name_hash(name: &str) -> u64 {
-    fnv1a(FNV_OFFSET, name.as_bytes())
 }
 
 impl<'a, const R: usize> Client<'a, R> {
@@ -454,7 +442,7 @@ impl<'a, const R: usize> Client<'a, R> {
             table: Table::new(slots, index),
             pending: 0,
             event_cursor: 0,
-            tombstones: heapless::Deque::new(),
+            tombstones: Tombstones::new(),
             max_seen: Version(0),
             snapshot: None,
             snapshot_done: None,
@@ -893,19 +881,11 @@ impl<'a, const R: usize> Client<'a, R> {
     }
 
     fn tombstone(&self, name: &str) -> Option<Version> {
-        let h = name_hash(name);
-        self.tombstones
-            .iter()
-            .filter(|(n, _)| *n == h)
-            .map(|(_, v)| *v)
-            .max()
+        self.tombstones.get(name)
     }
 
     fn bury(&mut self, name: &str, version: Version) {
-        if self.tombstones.is_full() {
-            self.tombstones.pop_front();
-        }
-        let _ = self.tombstones.push_back((name_hash(name), version));
+        self.tombstones.bury(name, version);
     }
 
     /// Changes the entry in `slot`, keeping the pending count right.

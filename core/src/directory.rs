@@ -17,6 +17,7 @@ use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
+use crate::tombstone::Tombstones;
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
     Reject, RejectReason, SnapshotRequest, UnregisterRequest,
@@ -36,6 +37,10 @@ const REMOVALS: usize = 64;
 /// forgotten sender's frames cannot be replayed; a sender refused that way resynchronises
 /// from the `stale` answer.
 const SENDERS: usize = 128;
+/// How many removed names are remembered, so that a late copy of a removed record
+/// coming back from the replicated store (this directory's own write of a notification
+/// count, say) cannot bring it back.
+const REAPED: usize = 64;
 
 /// Whose counters a replay window holds: a registrant's (its requests about its
 /// registrations, whatever address and port they come from), or an address's
@@ -306,6 +311,8 @@ pub struct Directory<'a> {
     publishing: bool,
     /// May expire leases (see [`Directory::set_expiring`]).
     expiring: bool,
+    /// Names removed from the registry lately, with the version they went at.
+    reaped: Tombstones<REAPED>,
     stats: DirectoryStats,
 }
 
@@ -354,6 +361,7 @@ impl<'a> Directory<'a> {
             sweep_due: false,
             publishing: true,
             expiring: true,
+            reaped: Tombstones::new(),
             stats: DirectoryStats::default(),
         })
     }
@@ -525,7 +533,15 @@ impl<'a> Directory<'a> {
         if record.service.version > self.last_version {
             self.last_version = record.service.version;
         }
-        let slot = match self.registry.find(record.name().as_str()) {
+        let name = record.name().as_str();
+        if self
+            .reaped
+            .get(name)
+            .is_some_and(|v| v >= record.service.version)
+        {
+            return Ok(());
+        }
+        let slot = match self.registry.find(name) {
             Some(slot) => {
                 let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
                     return Ok(());
@@ -957,9 +973,9 @@ impl<'a> Directory<'a> {
         if e.dirty {
             self.dirty -= 1;
         }
-        self.registry
-            .remove(slot)
-            .map(|e| e.record.service.registration.name)
+        let gone = self.registry.remove(slot)?.record.service;
+        self.reaped.bury(gone.name().as_str(), gone.version);
+        Some(gone.registration.name)
     }
 
     fn handle_unregister(&mut self, from: SocketAddr, env: Environment, u: UnregisterRequest) {

@@ -97,6 +97,7 @@ pub mod registry;
 pub mod service;
 pub mod table;
 pub mod time;
+mod tombstone;
 pub mod wire;
 
 pub use client::{

@@ -241,3 +241,23 @@ fn a_replica_announces_nothing_and_beacons_that_it_does_not_publish() {
     assert!(sim.directories[0].directory.is_publishing());
     assert!(!sim.directories[1].directory.is_publishing());
 }
+
+#[test]
+fn late_copies_of_a_finished_removal_do_not_bring_it_back() {
+    for seed in SEEDS {
+        // The store is slow: the publisher's own writes of its notification counts come
+        // back after it has sent them all and dropped the entry.
+        let mut sim = Sim::replicated(seed, Faults::none(), 16, 2, Duration::from_millis(1500));
+        let r = registrant_via(&mut sim, 0);
+        let l = sim.add_client(Some(Interest::all()), 16);
+        sim.register(r, service("brief", 9000));
+        sim.run(Duration::from_secs(3));
+        sim.unregister(r, "brief");
+        sim.run(Duration::from_secs(6));
+        let sent: Vec<usize> = sim.notifications.values().copied().collect();
+        assert_eq!(sent, vec![20], "seed {seed}");
+        assert!(sim.directories[0].directory.record("brief").is_none());
+        assert_eq!(sim.nodes[l].view.unregistered.get("brief"), Some(&1));
+        assert_clean(&sim);
+    }
+}
