@@ -13,7 +13,9 @@
 //! - [`harness::netem`] and [`harness::faults`] inject loss, duplication, reordering
 //!   and delay: `tc netem` where the kernel has it, else a seeded UDP proxy of our own;
 //! - [`harness::load`] registers thousands of services through herald-core's client;
-//! - [`harness::procstat`] and [`harness::metrics`] read resource use and counters.
+//! - [`harness::procstat`] and [`harness::metrics`] read resource use and counters
+//!   ([`harness::http`] reaches servers inside namespaces);
+//! - [`harness::etcd`] runs an etcd for the directories that keep their registry there.
 //!
 //! Rules every suite keeps: traffic goes only to 127.0.0.0/8 or inside namespaces the
 //! test made (10.237.0.0/24 exists only there); multicast leaves only through loopback

@@ -1,9 +1,10 @@
 //! `herald-testkit`: helpers the suites run as processes, so that they can run inside
-//! a network namespace: a fault-injecting proxy, a load generator and a readiness
-//! probe.
+//! a network namespace: a fault-injecting proxy, a load generator, a readiness
+//! probe and an HTTP GET (metrics, etcd's health).
 
 use clap::{Parser, Subcommand};
 use herald_tests::harness::faults::{Faults, Proxy, ProxyConfig};
+use herald_tests::harness::http;
 use herald_tests::harness::load::{Load, LoadConfig};
 use herald_tests::harness::probe::probe;
 use herald_tests::harness::rng::Rng;
@@ -30,6 +31,13 @@ enum Command {
         environment: String,
         /// Seconds to wait.
         timeout_secs: u64,
+    },
+    /// Print the body of `GET http://ADDRESS/PATH`; fail unless the status is 2xx.
+    HttpGet {
+        /// The server.
+        address: SocketAddr,
+        /// The path, e.g. /metrics.
+        path: String,
     },
     /// Relay a directory's traffic with loss, duplication, reordering and delay.
     Proxy {
@@ -157,6 +165,9 @@ fn main() -> ExitCode {
             timeout_secs,
         } => probe(directory, &environment, Duration::from_secs(timeout_secs)).map(|answer| {
             println!("ready: {answer}");
+        }),
+        Command::HttpGet { address, path } => http::get(address, &path).map(|body| {
+            print!("{body}");
         }),
         Command::Proxy {
             listen,

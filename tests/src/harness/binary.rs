@@ -2,6 +2,11 @@
 //! crate's `herald-testkit` (fault proxy, load generator, probe). Both are built once
 //! per test process, into the target directory the test itself was built in (so
 //! `CARGO_TARGET_DIR` and the default `target/` both work).
+//!
+//! `herald` is built with its `etcd` feature (the etcd store) when herald-server has
+//! that feature and `protoc` is available (the `PROTOC` variable, else `protoc` on the
+//! `PATH`), since etcd's client needs it to build; otherwise without, and
+//! [`etcd_support`] says why (the etcd scenarios then skip with that reason).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +19,8 @@ pub struct Programs {
     pub herald: PathBuf,
     /// The `herald-testkit` binary.
     pub testkit: PathBuf,
+    /// `Ok` when `herald` was built with etcd support, else why not.
+    pub etcd: Result<(), String>,
 }
 
 static PROGRAMS: OnceLock<Result<Programs, String>> = OnceLock::new();
@@ -37,6 +44,78 @@ pub fn testkit() -> &'static Path {
     &programs().testkit
 }
 
+/// `Ok` when `herald` was built with etcd support (`herald serve --store etcd://…`),
+/// else why not (builds the programs first, like [`programs`]).
+pub fn etcd_support() -> Result<(), &'static str> {
+    programs().etcd.as_ref().map_err(String::as_str).copied()
+}
+
+/// `protoc`: the `PROTOC` variable if it names a file, else the first `protoc` on the
+/// `PATH`.
+pub fn protoc() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PROTOC") {
+        return Path::new(&p).is_file().then(|| p.into());
+    }
+    find_on_path("protoc")
+}
+
+/// The first file named `program` in a directory of the `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Whether herald-server declares cargo feature `feature` (from `cargo metadata`).
+fn server_has_feature(
+    cargo: &std::ffi::OsStr,
+    workspace: &Path,
+    feature: &str,
+) -> Result<bool, String> {
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(workspace)
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let server = meta["packages"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "herald-server"))
+        .ok_or("cargo metadata lists no herald-server")?;
+    Ok(server["features"].get(feature).is_some())
+}
+
+/// Whether to build the etcd feature: `Ok` if so, else why not.
+fn etcd_feature(cargo: &std::ffi::OsStr, workspace: &Path) -> Result<(), String> {
+    if !server_has_feature(cargo, workspace, "etcd")? {
+        return Err("herald-server has no `etcd` cargo feature".into());
+    }
+    if protoc().is_none() {
+        return Err(
+            "protoc is not installed (set PROTOC or put protoc on the PATH; Debian package \
+             protobuf-compiler), and the etcd client needs it to build"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// `(target dir, profile dir)` of the running test executable:
 /// `<target>/<profile>/deps/<test>`.
 fn target_of_current_exe() -> Result<(PathBuf, PathBuf), String> {
@@ -58,7 +137,8 @@ fn build() -> Result<Programs, String> {
         .ok_or("tests/ has no parent")?
         .join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let etcd = etcd_feature(&cargo, &workspace);
+    let mut cmd = Command::new(&cargo);
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(&workspace)
@@ -66,6 +146,9 @@ fn build() -> Result<Programs, String> {
         .arg(&target)
         .args(["-p", "herald-server", "--bin", "herald"])
         .args(["-p", "herald-tests", "--bin", "herald-testkit"]);
+    if etcd.is_ok() {
+        cmd.args(["--features", "herald-server/etcd"]);
+    }
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -81,12 +164,17 @@ fn build() -> Result<Programs, String> {
         ));
     }
     eprintln!(
-        "[harness] built herald and herald-testkit in {}",
+        "[harness] built herald ({}) and herald-testkit in {}",
+        match &etcd {
+            Ok(()) => "with etcd support".to_owned(),
+            Err(why) => format!("without etcd support: {why}"),
+        },
         super::wait::secs(started.elapsed())
     );
     let programs = Programs {
         herald: profile_dir.join("herald"),
         testkit: profile_dir.join("herald-testkit"),
+        etcd,
     };
     for p in [&programs.herald, &programs.testkit] {
         if !p.is_file() {

@@ -67,8 +67,12 @@ pub struct DirectoryOptions {
     pub group: SocketAddr,
     /// The address advertised instead of the bound one (a fault proxy's).
     pub advertise: Option<SocketAddr>,
-    /// Serve Prometheus metrics (loopback hosts only).
+    /// Serve Prometheus metrics (on 127.0.0.1 for the machine itself, on the host's
+    /// address inside a namespace; [`Directory::metrics`] reads them either way).
     pub metrics: bool,
+    /// Where the registry is kept: `herald serve` store flags (`--store …`,
+    /// `--etcd-prefix …`); none for the default local store in the data directory.
+    pub store: Vec<String>,
     /// More `herald serve` flags.
     pub extra: Vec<String>,
 }
@@ -81,6 +85,7 @@ impl DirectoryOptions {
             group: ports::unique_group(),
             advertise: None,
             metrics: false,
+            store: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -88,6 +93,20 @@ impl DirectoryOptions {
     /// With Prometheus metrics on.
     pub fn with_metrics(mut self) -> DirectoryOptions {
         self.metrics = true;
+        self
+    }
+
+    /// With the registry kept in etcd at `endpoints` (one cluster, any members) under
+    /// `prefix`: `--store etcd://host:port[,host:port…] --etcd-prefix prefix`. Needs a
+    /// herald built with etcd support ([`binary::etcd_support`]).
+    pub fn with_etcd(mut self, endpoints: &[SocketAddr], prefix: &str) -> DirectoryOptions {
+        let list: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+        self.store = vec![
+            "--store".into(),
+            format!("etcd://{}", list.join(",")),
+            "--etcd-prefix".into(),
+            prefix.into(),
+        ];
         self
     }
 
@@ -113,10 +132,8 @@ impl Directory {
     /// Starts a directory on `host` (a fresh port) and waits until it answers.
     pub fn start(host: &Host, label: &str, options: DirectoryOptions) -> Directory {
         let bind = host.addr(ports::free_udp_port());
-        let metrics = options.metrics.then(|| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
-            l.local_addr().expect("local address")
-        });
+        // Inside a namespace every port is free; on the machine, one the kernel chose.
+        let metrics = options.metrics.then(|| host.addr(ports::free_tcp_port()));
         let data = tempfile::Builder::new()
             .prefix("herald-test-")
             .tempdir()
@@ -155,6 +172,7 @@ impl Directory {
         if let Some(m) = self.metrics {
             args.extend(["--metrics".into(), m.to_string()]);
         }
+        args.extend(o.store.iter().cloned());
         args.extend(o.extra.iter().cloned());
         let p = Proc::spawn(
             format!("{} ({})", self.label, self.host.name()),
@@ -187,6 +205,21 @@ impl Directory {
     /// The address clients use (the advertised one, if any).
     pub fn addr(&self) -> SocketAddr {
         self.options.advertise.unwrap_or(self.bind)
+    }
+
+    /// Its label in logs.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The host it runs on.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// True while its process runs (false after [`Directory::kill`] or if it exited).
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(Proc::is_running)
     }
 
     /// The address it binds.
@@ -228,10 +261,17 @@ impl Directory {
         self.spawn();
     }
 
-    /// Its metrics (it must have been started with `metrics: true`).
+    /// Its metrics (it must have been started with `metrics: true`); panics when they
+    /// cannot be read.
     pub fn metrics(&self) -> Metrics {
+        self.try_metrics()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.label))
+    }
+
+    /// Its metrics, or why they cannot be read (e.g. it was killed).
+    pub fn try_metrics(&self) -> Result<Metrics, String> {
         let addr = self.metrics.expect("started without metrics");
-        metrics::scrape(addr).unwrap_or_else(|e| panic!("{}: {e}", self.label))
+        metrics::scrape_on(&self.host, addr)
     }
 }
 

@@ -1,10 +1,10 @@
 //! Reading a directory's Prometheus metrics (`herald serve --metrics`), with a plain
-//! HTTP/1.0 GET over loopback.
+//! HTTP/1.0 GET (from the directory's own namespace when it has one).
 
+use super::host::Host;
+use super::http;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 /// Samples by series (`name` or `name{labels}`).
 #[derive(Clone, Debug, Default)]
@@ -14,6 +14,13 @@ impl Metrics {
     /// The value of one series, 0 when absent.
     pub fn get(&self, series: &str) -> f64 {
         self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// True when some series of metric `name` is present (with any labels).
+    pub fn has(&self, name: &str) -> bool {
+        self.0
+            .keys()
+            .any(|k| k.as_str() == name || k.starts_with(&format!("{name}{{")))
     }
 
     /// The sum over every series of metric `name` (all label sets).
@@ -39,21 +46,14 @@ pub fn parse(text: &str) -> Metrics {
     Metrics(m)
 }
 
-/// GET http://addr/metrics.
+/// GET http://addr/metrics from this process.
 pub fn scrape(addr: SocketAddr) -> Result<Metrics, String> {
-    let timeout = Duration::from_secs(5);
-    let mut s =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("metrics {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| format!("metrics {addr}: {e}"))?;
-    let mut body = String::new();
-    s.take(16 << 20)
-        .read_to_string(&mut body)
-        .map_err(|e| format!("metrics {addr}: {e}"))?;
-    let text = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or(&body);
-    Ok(parse(text))
+    http::get(addr, "/metrics").map(|body| parse(&body))
+}
+
+/// GET http://addr/metrics from `host` (inside its namespace, if it has one).
+pub fn scrape_on(host: &Host, addr: SocketAddr) -> Result<Metrics, String> {
+    http::get_on(host, addr, "/metrics").map(|body| parse(&body))
 }
 
 #[cfg(test)]
@@ -68,5 +68,7 @@ mod tests {
         assert_eq!(m.get("herald_malformed_total"), 3.0);
         assert_eq!(m.sum("herald_rejections_total"), 3.0);
         assert_eq!(m.get("absent"), 0.0);
+        assert!(m.has("herald_rejections_total") && m.has("herald_malformed_total"));
+        assert!(!m.has("herald_rejections") && !m.has("absent"));
     }
 }

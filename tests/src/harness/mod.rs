@@ -2,10 +2,12 @@
 //! a load generator and resource readings. See the crate docs for the rules it keeps.
 
 pub mod binary;
+pub mod etcd;
 pub mod faults;
 pub mod herald;
 pub mod host;
 pub mod hostile;
+pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod netem;

@@ -2,7 +2,7 @@
 //! one process or several) never hear each other.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -22,6 +22,21 @@ pub fn free_udp_port() -> u16 {
         }
     }
     panic!("no free UDP port after 1000 tries");
+}
+
+/// A TCP port of 127.0.0.1 that was free a moment ago (the kernel chose it) and that
+/// this process has not handed out before (as a UDP or a TCP port).
+pub fn free_tcp_port() -> u16 {
+    let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local address").port();
+        if seen.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free TCP port after 1000 tries");
 }
 
 /// A loopback address with a fresh port.
@@ -46,6 +61,11 @@ mod tests {
     fn ports_are_never_handed_out_twice() {
         let ports: HashSet<u16> = (0..50).map(|_| free_udp_port()).collect();
         assert_eq!(ports.len(), 50);
+        let both: HashSet<u16> = (0..20)
+            .map(|_| free_udp_port())
+            .chain((0..20).map(|_| free_tcp_port()))
+            .collect();
+        assert_eq!(both.len(), 40);
     }
 
     #[test]
