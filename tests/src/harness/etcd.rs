@@ -240,3 +240,41 @@ pub fn etcd_or_skip(test: &str, host: &Host) -> Option<Etcd> {
     }
     Some(Etcd::start_on(host, "etcd").unwrap_or_else(|e| panic!("[{test}] {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `key` → `value` through etcd's JSON gateway (keys and values in base64).
+    fn put(etcd: &Etcd, key_b64: &str, value_b64: &str) -> Result<String, String> {
+        let body = format!(r#"{{"key":"{key_b64}","value":"{value_b64}"}}"#);
+        http::post_json(etcd.endpoint(), "/v3/kv/put", &body)
+    }
+
+    fn range(etcd: &Etcd, key_b64: &str) -> Result<String, String> {
+        let body = format!(r#"{{"key":"{key_b64}"}}"#);
+        http::post_json(etcd.endpoint(), "/v3/kv/range", &body)
+    }
+
+    #[test]
+    fn restarts_keep_the_data_on_loopback() {
+        if let Err(why) = binary() {
+            eprintln!("[etcd] SKIPPED: {why}");
+            return;
+        }
+        // "herald-tests" and "kept" in base64.
+        let (key, value) = ("aGVyYWxkLXRlc3Rz", "a2VwdA==");
+        let mut etcd = Etcd::start_on(&Host::loopback("lo"), "etcd").expect("etcd starts");
+        assert!(etcd.endpoint().ip().is_loopback());
+        put(&etcd, key, value).expect("put");
+        for how in [Stop::Kill, Stop::Term] {
+            etcd.stop(how);
+            assert!(!etcd.is_running());
+            assert!(etcd.health().is_err(), "healthy after {how:?}");
+            assert!(range(&etcd, key).is_err());
+            etcd.start().expect("etcd starts again");
+            let found = range(&etcd, key).expect("range");
+            assert!(found.contains(value), "after {how:?}: {found}");
+        }
+    }
+}
