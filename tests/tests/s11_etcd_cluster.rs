@@ -601,12 +601,17 @@ fn an_etcd_outage_is_ridden_out_and_caught_up() {
     let during_node = replicas[1];
     let _during = cluster.register(during_node, "during", 8301);
     eprintln!("[s11d] during acknowledged by replica node{during_node} while etcd is down");
-    let queued = cluster.nodes[during_node]
-        .metrics()
-        .sum("herald_store_queued_writes");
-    eprintln!("[s11d] node{during_node} herald_store_queued_writes {queued}");
+    // The write it could not make waits in its queue.
+    let queued = poll_until(T, || {
+        let q = cluster.nodes[during_node]
+            .try_metrics()
+            .ok()?
+            .sum("herald_store_queued_writes");
+        (q >= 1.0).then_some(q)
+    });
+    eprintln!("[s11d] node{during_node} herald_store_queued_writes {queued:?}");
     assert!(
-        queued >= 1.0,
+        queued.is_some(),
         "node{during_node} queued nothing: {}",
         cluster.readings("herald_store_queued_writes")
     );
