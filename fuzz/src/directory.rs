@@ -14,7 +14,12 @@
 //! - after `handle_timeout(now)` and the drains, `poll_timeout()` is later than `now`:
 //!   a shell that sleeps until the deadline always makes progress (no busy loop);
 //! - every stored record survives `Record::to_bytes` / `from_bytes`, within
-//!   `MAX_RECORD_LEN`.
+//!   `MAX_RECORD_LEN`;
+//! - as a replica of a shared store (the `Extra` op also turns publishing and expiry on
+//!   and off, applies other directories' changes decoded from arbitrary bytes, echoes
+//!   the store's records back and deletes finished removals), only a publishing
+//!   directory announces or sweeps, and a removal another directory started is
+//!   announced exactly the notifications its record still owed.
 
 use crate::input::{self, Op, Step};
 use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
@@ -26,7 +31,7 @@ use herald_core::{
     Directory, DirectoryConfig, DirectoryEvent, Instant, Interest, Location, Pattern, Record,
     RecordState, Slot,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Most steps run from one input (keeps executions fast).
@@ -200,6 +205,8 @@ pub fn run(data: &[u8]) {
         registered: HashMap::new(),
         counters: HashMap::new(),
         last_counter: 0,
+        store: BTreeMap::new(),
+        owed: HashMap::new(),
     };
     // Time starts at zero (the clock that authenticated counters follow starts here).
     h.timeout(Instant::ZERO);
@@ -224,6 +231,11 @@ struct Harness<'a> {
     counters: HashMap<SocketAddr, u64>,
     /// With keys: the last counter the directory sent.
     last_counter: u64,
+    /// The shared store as this directory and its peers wrote it: name → record bytes.
+    store: BTreeMap<String, Vec<u8>>,
+    /// Removals not started here: the notifications still owed when the record
+    /// arrived (`None`: a peer finished it, any number up to N is right).
+    owed: HashMap<(String, u64), Option<u32>>,
 }
 
 fn earlier(now: Instant, dt: u16) -> Instant {
@@ -274,13 +286,75 @@ impl Harness<'_> {
                     self.deliver(now, from, &bytes);
                 }
             }
-            Op::Extra => {
-                // Time going backwards: the directory must treat it as the latest time.
-                if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(step.payload)) {
+            Op::Extra => self.extra(now, from, step),
+        }
+    }
+
+    /// An API call: a datagram with time going backwards, or a replica's calls.
+    fn extra(&mut self, now: Instant, from: SocketAddr, step: Step<'_>) {
+        let (&which, rest) = step.payload.split_first().unwrap_or((&0, &[]));
+        let flag = rest.first().is_some_and(|b| b & 1 == 1);
+        match which % 6 {
+            0 => {
+                // The directory must treat time going backwards as the latest time.
+                if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(rest)) {
                     let bytes = self.outgoing(from, frame.to_vec());
                     self.deliver(earlier(now, step.dt_ms), from, &bytes);
                 }
+                return;
             }
+            1 => self.d.set_publishing(now, flag),
+            2 => self.d.set_expiring(now, flag),
+            3 => self.peer_change(now, rest),
+            4 => {
+                // The store sends one of its records back (a watch event, a reload).
+                if let Some(bytes) = pick(&self.store, rest).map(|(_, b)| b.clone()) {
+                    let record = Record::from_bytes(&bytes, self.wall()).expect("stored");
+                    let _ = self.d.apply(now, record);
+                }
+            }
+            _ => {
+                // Another directory finished a removal and deleted it from the store.
+                let departed = pick(&self.store, rest).and_then(|(name, bytes)| {
+                    let r = Record::from_bytes(bytes, self.wall()).expect("stored");
+                    (!r.is_live()).then(|| (name.clone(), r.service.version.0))
+                });
+                if let Some((name, version)) = departed {
+                    self.store.remove(&name);
+                    self.owed.insert((name.clone(), version), None);
+                    self.d.forget(now, &name);
+                }
+            }
+        }
+        self.drain(now, None);
+    }
+
+    /// Another directory's change, decoded from arbitrary bytes, newer than anything
+    /// here (as a peer's version clock makes it), arriving through the store.
+    fn peer_change(&mut self, now: Instant, bytes: &[u8]) {
+        let Ok(mut record) = Record::from_bytes(bytes, self.wall()) else {
+            return;
+        };
+        record.service.version = herald_core::Version(self.d.as_of().0 + 1);
+        if let RecordState::Departed { remaining } = record.state {
+            let remaining = remaining.min(self.config.notifications);
+            record.state = RecordState::Departed { remaining };
+            let key = (record.name().to_string(), record.service.version.0);
+            self.owed.insert(key, Some(u32::from(remaining)));
+        }
+        let mut buf = [0u8; MAX_RECORD_LEN];
+        if let Some(stored) = record.to_bytes(self.wall(), &mut buf) {
+            self.store
+                .insert(record.name().to_string(), stored.to_vec());
+        }
+        let _ = self.d.apply(now, record);
+    }
+
+    /// The wall clock the store's records are written with.
+    fn wall(&self) -> WallClock {
+        WallClock {
+            now: self.now,
+            unix_ms: 1_700_000_000_000,
         }
     }
 
@@ -323,6 +397,8 @@ impl Harness<'_> {
     /// Lets the directory run until no departed entry is left, then checks that every
     /// removal was announced exactly N times.
     fn quiesce(&mut self) {
+        self.d.set_publishing(self.now, true);
+        self.d.set_expiring(self.now, true);
         for _ in 0..QUIESCE_ROUNDS {
             if self.d.records().all(Record::is_live) {
                 break;
@@ -342,9 +418,14 @@ impl Harness<'_> {
         let n = u32::from(self.config.notifications);
         for ((name, version), &count) in &self.unregistered {
             let came_back = self.registered.get(name).is_some_and(|v| v > version);
+            let expected = match self.owed.get(&(name.clone(), *version)) {
+                Some(None) => continue,
+                Some(Some(owed)) => *owed,
+                None => n,
+            };
             assert!(
-                came_back || count == n,
-                "{name} v{version} announced unregistered {count} times, not exactly {n}"
+                came_back || count == expected,
+                "{name} v{version} announced unregistered {count} times, not exactly {expected}"
             );
         }
     }
@@ -374,19 +455,27 @@ impl Harness<'_> {
         }
         let mut removed = Vec::new();
         let mut events = 0;
-        let clock = WallClock {
-            now: self.now,
-            unix_ms: 1_700_000_000_000,
-        };
+        let clock = self.wall();
         while let Some(event) = self.d.poll_event() {
             events += 1;
             assert!(events <= MAX_DRAIN, "poll_event never runs dry");
             crate::trace!("  event {event:?}");
             match event {
                 DirectoryEvent::Stored(record) | DirectoryEvent::Renewed(record) => {
-                    check_stored(record, clock)
+                    let bytes = check_stored(record, clock);
+                    self.store.insert(record.name().to_string(), bytes);
                 }
                 DirectoryEvent::Removed(name) => removed.push(name),
+            }
+        }
+        for name in &removed {
+            // As a shell does: delete the stored record if it is still departed.
+            let departed = self
+                .store
+                .get(name.as_str())
+                .is_some_and(|bytes| Record::from_bytes(bytes, clock).is_ok_and(|r| !r.is_live()));
+            if departed {
+                self.store.remove(name.as_str());
             }
         }
         for name in removed {
@@ -408,6 +497,8 @@ impl Harness<'_> {
             }
             OwnedMessage::Announce(..) | OwnedMessage::SyncPage(..) | OwnedMessage::Beacon(_) => {
                 assert_eq!(to, self.config.group, "announcements go to the group");
+                let beacon = matches!(frame.message, OwnedMessage::Beacon(_));
+                assert!(beacon || self.d.is_publishing(), "a replica announced");
                 assert!(own_env, "announcements are in the directory's environment");
             }
             ref m => panic!("a directory sent a request: {m:?}"),
@@ -449,6 +540,7 @@ impl Harness<'_> {
             }
             OwnedMessage::Beacon(b) => {
                 assert_eq!(b.directory, self.config.address);
+                assert_eq!(b.publishing, self.d.is_publishing());
                 assert_eq!(b.services as usize, self.d.live(), "beacon miscounts");
             }
             _ => {}
@@ -466,8 +558,9 @@ impl Harness<'_> {
     }
 }
 
-/// A stored record reads back as written (an expired lease reads back as expiring now).
-fn check_stored(record: &Record, clock: WallClock) {
+/// A stored record reads back as written (an expired lease reads back as expiring now);
+/// returns its bytes.
+fn check_stored(record: &Record, clock: WallClock) -> Vec<u8> {
     let mut buf = [0u8; MAX_RECORD_LEN];
     let bytes = record
         .to_bytes(clock, &mut buf)
@@ -478,4 +571,18 @@ fn check_stored(record: &Record, clock: WallClock) {
         *expires = (*expires).max(clock.now);
     }
     assert_eq!(back, expected, "stored record changed");
+    bytes.to_vec()
+}
+
+/// The store's entry at the index the first byte of `choice` picks.
+fn pick<'s>(
+    store: &'s BTreeMap<String, Vec<u8>>,
+    choice: &[u8],
+) -> Option<(&'s String, &'s Vec<u8>)> {
+    let len = store.len();
+    (len > 0).then(|| {
+        store
+            .iter()
+            .nth(usize::from(choice.first().copied().unwrap_or(0)) % len)
+    })?
 }
