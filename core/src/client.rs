@@ -7,7 +7,9 @@
 //! over to the next directory. It learns further directories from beacons.
 //!
 //! With an [`Interest`], it is also a listener: it follows the current directory's
-//! announcements on the group, keeps a bounded table of the services it has discovered,
+//! announcements on the group (of directories that share a store only the publisher
+//! announces, so a listener makes a directory whose beacons say it publishes its
+//! current one as soon as it hears it, and prefers one when it fails over), keeps a bounded table of the services it has discovered,
 //! and emits [`ClientEvent::Discovered`], [`ClientEvent::Changed`] and
 //! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
 //! re-announcement. It asks for a snapshot when it starts, when it switches directory,

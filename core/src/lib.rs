@@ -29,6 +29,18 @@
 //! }
 //! ```
 //!
+//! ## Several directories sharing one store
+//!
+//! Directories that share their registry through a replicated store (`herald serve`
+//! uses etcd) run one [`Directory`] each. The shell writes every storage event to the
+//! store, feeds every change read back from it (its own included) to
+//! [`Directory::apply`] and every deletion to [`Directory::forget`], and tells each
+//! directory whether it is the elected publisher ([`Directory::set_publishing`]): only
+//! the publisher announces, counts notifications, sweeps and expires, so listeners get
+//! one copy of everything. While the store is unreachable the shell holds expiry
+//! ([`Directory::set_expiring`]). Beacons say whether their directory publishes, and
+//! listeners follow a publishing directory.
+//!
 //! Every input is untrusted: decoding never panics, never reads past the datagram and
 //! refuses trailing bytes; errors are small `Copy` enums. Capacities are fixed by the
 //! caller (storage slices and const generics), and "full" is an explicit error.
