@@ -50,6 +50,12 @@ pub const DEFAULT_MAX_LEASE_SECS: u64 = 300;
 pub const DEFAULT_CAPACITY: usize = 16_384;
 /// Default environment.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
+/// Default store: the embedded database in the data directory.
+pub const DEFAULT_STORE: &str = "redb";
+/// Default prefix of every key Herald keeps in etcd.
+pub const DEFAULT_ETCD_PREFIX: &str = "/herald";
+/// Default TTL of the publisher's etcd lease, in milliseconds.
+pub const DEFAULT_PUBLISHER_LEASE_MS: u64 = 3_000;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +122,25 @@ pub struct Options {
     /// Environment served; requests from others are rejected [default: default]
     #[arg(long, env = "HERALD_ENVIRONMENT")]
     pub environment: Option<String>,
-    /// Where the registry is stored [default: $XDG_STATE_HOME/herald, else
-    /// ~/.local/state/herald]
+    /// Where the registry is stored with `--store redb` [default: $XDG_STATE_HOME/herald,
+    /// else ~/.local/state/herald]
     #[arg(long, env = "HERALD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Registry store: `redb` (embedded, in --data-dir) or
+    /// `etcd://HOST:PORT[,HOST:PORT…]` (shared by the directories of a cluster, which
+    /// elect one publisher per group; needs a build with `--features etcd`)
+    /// [default: redb]
+    #[arg(long, env = "HERALD_STORE", value_name = "STORE")]
+    pub store: Option<String>,
+    /// Prefix of the keys kept in etcd: `PREFIX/ENVIRONMENT/services/NAME` and
+    /// `PREFIX/ENVIRONMENT/publisher/GROUP` [default: /herald]
+    #[arg(long, env = "HERALD_ETCD_PREFIX", value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// TTL of the publisher's etcd lease: a publisher that dies is replaced this long
+    /// after its last keep-alive (at least 1000, rounded up to whole seconds)
+    /// [default: 3000]
+    #[arg(long, env = "HERALD_PUBLISHER_LEASE_MS", value_name = "MS")]
+    pub publisher_lease_ms: Option<u64>,
     /// Processing interval: paces repeated notifications, never a first announcement
     /// [default: 50]
     #[arg(long, env = "HERALD_INTERVAL_MS", value_name = "MS")]
@@ -206,14 +227,150 @@ pub struct ServeSettings {
     pub interface: Interface,
     /// Multicast TTL.
     pub ttl: u32,
-    /// Data directory.
+    /// Data directory (of the redb store).
     pub data_dir: PathBuf,
+    /// Where the registry is kept.
+    pub store: StoreSettings,
     /// Registry capacity.
     pub capacity: usize,
     /// Metrics endpoint.
     pub metrics: Option<SocketAddr>,
     /// The core's settings (the address and version floor are set at start-up).
     pub directory: DirectoryConfig,
+}
+
+/// Where `herald serve` keeps its registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// The embedded redb database in the data directory (one directory alone).
+    Redb,
+    /// An etcd cluster shared by several directories.
+    Etcd(EtcdSettings),
+}
+
+/// How to reach etcd and where in it the registry lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// Client endpoints, `HOST:PORT` each, in the order given.
+    pub endpoints: Vec<String>,
+    /// Key prefix, without a trailing `/`.
+    pub prefix: String,
+    /// TTL of the publisher's lease, in whole seconds (at least 1).
+    pub publisher_lease_secs: u64,
+}
+
+impl EtcdSettings {
+    /// The store as it was given: `etcd://HOST:PORT,…`.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.endpoints.join(","))
+    }
+}
+
+impl std::fmt::Display for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSettings::Redb => f.write_str(DEFAULT_STORE),
+            StoreSettings::Etcd(etcd) => f.write_str(&etcd.url()),
+        }
+    }
+}
+
+const STORE_FORMS: &str = "expected `redb` or `etcd://HOST:PORT[,HOST:PORT…]`";
+
+/// Checks one `HOST:PORT` of an etcd URL.
+fn etcd_endpoint(endpoint: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("endpoint {endpoint:?} {why} ({STORE_FORMS})"));
+    if endpoint.is_empty() {
+        return bad("is empty");
+    }
+    if endpoint.contains('/') {
+        return bad(
+            "has a path: only HOST:PORT is allowed (set the key prefix with --etcd-prefix)",
+        );
+    }
+    if endpoint.contains('@') || endpoint.contains('?') || endpoint.contains('#') {
+        return bad("is not HOST:PORT");
+    }
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port),
+        _ => return bad("has no port"),
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return bad(&format!("has an invalid port {port:?}")),
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let ok = inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        if !ok {
+            return bad("has an invalid IPv6 address (write it as [ADDR]:PORT)");
+        }
+    } else if host.is_empty() {
+        return bad("has no host");
+    } else if host.contains(':') {
+        return bad("has an IPv6 address without brackets (write it as [ADDR]:PORT)");
+    } else if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return bad("has an invalid host name");
+    }
+    Ok(endpoint.to_owned())
+}
+
+impl StoreSettings {
+    /// Parses `--store` and checks the etcd settings that go with it. A binary built
+    /// without the `etcd` feature refuses an etcd store.
+    pub fn resolve(store: &str, prefix: &str, lease_ms: u64) -> Result<Self, ConfigError> {
+        let store = store.trim();
+        if store == DEFAULT_STORE {
+            return Ok(StoreSettings::Redb);
+        }
+        let Some(rest) = store.strip_prefix("etcd://") else {
+            return Err(invalid("store", format!("{store:?}: {STORE_FORMS}")));
+        };
+        let endpoints = rest
+            .split(',')
+            .map(|e| etcd_endpoint(e.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("store", format!("{store:?}: {e}")))?;
+        let trimmed = prefix.trim_end_matches('/');
+        if !trimmed.starts_with('/')
+            || trimmed.len() < 2
+            || trimmed.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "etcd-prefix",
+                format!(
+                    "{prefix:?}: expected a key prefix such as /herald (a `/` and at least one \
+                     more character, no spaces or control characters)"
+                ),
+            ));
+        }
+        if lease_ms < 1_000 {
+            return Err(invalid(
+                "publisher-lease-ms",
+                format!("{lease_ms}: etcd leases last whole seconds, at least 1000 ms"),
+            ));
+        }
+        let settings = EtcdSettings {
+            endpoints,
+            prefix: trimmed.to_owned(),
+            publisher_lease_secs: lease_ms.div_ceil(1_000),
+        };
+        if cfg!(not(feature = "etcd")) {
+            return Err(invalid(
+                "store",
+                format!(
+                    "{store:?}: this herald was built without etcd support; rebuild it with \
+                     `--features etcd` (e.g. `cargo install --path std-server --features \
+                     etcd`), which needs protoc"
+                ),
+            ));
+        }
+        Ok(StoreSettings::Etcd(settings))
+    }
 }
 
 impl Options {
@@ -227,6 +384,9 @@ impl Options {
             ttl: self.ttl.or(fallback.ttl),
             environment: self.environment.or(fallback.environment),
             data_dir: self.data_dir.or(fallback.data_dir),
+            store: self.store.or(fallback.store),
+            etcd_prefix: self.etcd_prefix.or(fallback.etcd_prefix),
+            publisher_lease_ms: self.publisher_lease_ms.or(fallback.publisher_lease_ms),
             interval_ms: self.interval_ms.or(fallback.interval_ms),
             notifications: self.notifications.or(fallback.notifications),
             registration_announcements: self
@@ -256,6 +416,9 @@ impl Options {
             ttl: Some(DEFAULT_TTL),
             environment: Some(DEFAULT_ENVIRONMENT.to_owned()),
             data_dir: Some(default_data_dir()),
+            store: Some(DEFAULT_STORE.to_owned()),
+            etcd_prefix: Some(DEFAULT_ETCD_PREFIX.to_owned()),
+            publisher_lease_ms: Some(DEFAULT_PUBLISHER_LEASE_MS),
             interval_ms: Some(DEFAULT_INTERVAL_MS),
             notifications: Some(DEFAULT_NOTIFICATIONS),
             registration_announcements: Some(DEFAULT_REGISTRATION_ANNOUNCEMENTS),
@@ -320,12 +483,18 @@ impl Options {
         if capacity == 0 || u32::try_from(capacity).is_err() {
             return Err(invalid("capacity", "must be 1 to 4294967295"));
         }
+        let store = StoreSettings::resolve(
+            o.store.as_deref().unwrap_or(DEFAULT_STORE),
+            o.etcd_prefix.as_deref().unwrap_or(DEFAULT_ETCD_PREFIX),
+            o.publisher_lease_ms.unwrap_or(DEFAULT_PUBLISHER_LEASE_MS),
+        )?;
         Ok(ServeSettings {
             bind,
             advertise: o.advertise,
             interface: o.interface.unwrap_or_default(),
             ttl: o.ttl.unwrap_or(DEFAULT_TTL),
             data_dir: o.data_dir.unwrap_or_else(default_data_dir),
+            store,
             capacity,
             metrics: o.metrics,
             directory,
@@ -435,11 +604,86 @@ mod tests {
             DEFAULT_MIN_LEASE_SECS.to_string(),
             DEFAULT_MAX_LEASE_SECS.to_string(),
             DEFAULT_CAPACITY.to_string(),
+            DEFAULT_STORE.to_string(),
+            DEFAULT_ETCD_PREFIX.to_string(),
+            DEFAULT_PUBLISHER_LEASE_MS.to_string(),
         ] {
             assert!(
                 help.contains(&format!("[default: {default}]")),
                 "{default}\n{help}"
             );
         }
+    }
+
+    #[test]
+    fn store_forms() {
+        let redb = StoreSettings::resolve("redb", "/herald", 3000).unwrap();
+        assert_eq!(redb, StoreSettings::Redb);
+        assert_eq!(redb.to_string(), "redb");
+        let etcd = StoreSettings::resolve(
+            "etcd://127.0.0.1:2379,etcd-2.example:2379,[::1]:2380",
+            "/herald/",
+            2001,
+        );
+        if cfg!(feature = "etcd") {
+            let StoreSettings::Etcd(etcd) = etcd.unwrap() else {
+                panic!("not etcd")
+            };
+            assert_eq!(
+                etcd.endpoints,
+                ["127.0.0.1:2379", "etcd-2.example:2379", "[::1]:2380"]
+            );
+            assert_eq!(etcd.prefix, "/herald");
+            assert_eq!(etcd.publisher_lease_secs, 3);
+            assert_eq!(
+                etcd.url(),
+                "etcd://127.0.0.1:2379,etcd-2.example:2379,[::1]:2380"
+            );
+        } else {
+            let err = etcd.unwrap_err().to_string();
+            assert!(err.contains("--features etcd"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_stores_are_refused_with_a_reason() {
+        for (store, prefix, lease, needle) in [
+            ("etcd", "/herald", 3000, "expected `redb` or `etcd://"),
+            ("redis://127.0.0.1:1", "/herald", 3000, "expected `redb`"),
+            ("etcd://", "/herald", 3000, "is empty"),
+            ("etcd://127.0.0.1", "/herald", 3000, "has no port"),
+            ("etcd://127.0.0.1:0", "/herald", 3000, "invalid port"),
+            ("etcd://127.0.0.1:99999", "/herald", 3000, "invalid port"),
+            ("etcd://127.0.0.1:2379/x", "/herald", 3000, "--etcd-prefix"),
+            ("etcd://a:1,,b:2", "/herald", 3000, "is empty"),
+            ("etcd://::1:2379", "/herald", 3000, "without brackets"),
+            ("etcd://[zz]:2379", "/herald", 3000, "invalid IPv6"),
+            ("etcd://u@h:1", "/herald", 3000, "not HOST:PORT"),
+            ("etcd://h%:1", "/herald", 3000, "invalid host name"),
+            ("etcd://h:1", "herald", 3000, "etcd-prefix"),
+            ("etcd://h:1", "/", 3000, "etcd-prefix"),
+            ("etcd://h:1", "/a b", 3000, "etcd-prefix"),
+            ("etcd://h:1", "/herald", 999, "at least 1000"),
+        ] {
+            let err = StoreSettings::resolve(store, prefix, lease)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{store} {prefix} {lease}: {err}");
+        }
+    }
+
+    #[test]
+    fn store_settings_come_from_every_source() {
+        let file: Options =
+            toml::from_str("store = \"etcd://127.0.0.1:1\"\npublisher_lease_ms = 1500\n").unwrap();
+        let flags = Cli::try_parse_from(["x", "--etcd-prefix", "/cluster-a"])
+            .unwrap()
+            .options;
+        let o = flags.or(file).with_defaults();
+        assert_eq!(o.store.as_deref(), Some("etcd://127.0.0.1:1"));
+        assert_eq!(o.etcd_prefix.as_deref(), Some("/cluster-a"));
+        assert_eq!(o.publisher_lease_ms, Some(1500));
+        let redb = Options::default().serve_settings().unwrap();
+        assert_eq!(redb.store, StoreSettings::Redb);
     }
 }
