@@ -5,17 +5,22 @@
 //! [`herald_core`]; this crate only moves bytes, converts time, persists, configures and
 //! prints.
 //!
-//! - [`serve`]: the directory's socket loop; [`storage`]: its registry on disk;
-//!   [`metrics`]: its Prometheus endpoint.
+//! - [`serve`]: the directory's socket loop; [`backend`]: where it keeps the
+//!   registry, [`storage`] (redb, on disk) or `cluster` (etcd, shared by several
+//!   directories that elect a publisher; with the `etcd` feature); [`metrics`]: its
+//!   Prometheus endpoint.
 //! - [`client`]: register, unregister, watch and list from async Rust.
 //! - [`config`], [`cli`], [`commands`], [`logging`]: the command line.
 //! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
 //!   that fail authentication.
 //! - [`net`]: socket set-up; [`clock`]: time conversion.
 
+pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod clock;
+#[cfg(feature = "etcd")]
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod dropped;

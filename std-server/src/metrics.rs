@@ -6,6 +6,7 @@
 //! crate's Prometheus recorder. The HTTP side is a deliberately tiny responder: one
 //! request per connection, bounded in size and time.
 
+use crate::backend::StoreStatus;
 use herald_core::{DirectoryStats, RejectReason};
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
@@ -33,10 +34,10 @@ pub struct Snapshot {
     pub live: u64,
     /// Entries held, live and departed (departed ones still owe notifications).
     pub entries: u64,
-    /// Storage transactions committed.
-    pub storage_writes: u64,
-    /// Storage transactions that failed.
-    pub storage_errors: u64,
+    /// The store: writes, errors, reachability, queue, outages.
+    pub store: StoreStatus,
+    /// This directory publishes (always, alone; the elected one, in a cluster).
+    pub publishing: bool,
 }
 
 /// The snapshot shared between the socket loop and the metrics endpoint.
@@ -98,6 +99,26 @@ fn describe() {
     for (name, help) in counters {
         describe_counter!(name, help);
     }
+    describe_counter!(
+        "herald_store_outages_total",
+        "Times the shared store (etcd) became unreachable."
+    );
+    describe_counter!(
+        "herald_publisher_changes_total",
+        "Times this directory started or stopped publishing for its group."
+    );
+    describe_gauge!(
+        "herald_store_reachable",
+        "1 while the store answers (always, for the embedded store)."
+    );
+    describe_gauge!(
+        "herald_publishing",
+        "1 while this directory publishes for its group (always, alone)."
+    );
+    describe_gauge!(
+        "herald_store_queued_writes",
+        "Changes waiting for the shared store."
+    );
     describe_gauge!("herald_services", "Live services in the registry.");
     describe_gauge!("herald_entries", "Registry entries, live and departed.");
 }
@@ -119,8 +140,10 @@ fn record(s: &Snapshot) {
         ("herald_expiries_total", d.expiries),
         ("herald_snapshots_total", d.snapshots),
         ("herald_replies_dropped_total", d.replies_dropped),
-        ("herald_storage_writes_total", s.storage_writes),
-        ("herald_storage_errors_total", s.storage_errors),
+        ("herald_storage_writes_total", s.store.writes),
+        ("herald_storage_errors_total", s.store.errors),
+        ("herald_store_outages_total", s.store.outages),
+        ("herald_publisher_changes_total", s.store.publisher_changes),
         ("herald_unauthenticated_total", d.unauthenticated),
         ("herald_replayed_total", d.replayed),
         ("herald_stale_total", d.stale),
@@ -132,6 +155,10 @@ fn record(s: &Snapshot) {
         counter!("herald_rejections_total", "reason" => reason.label())
             .absolute(d.rejected(reason));
     }
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    gauge!("herald_store_reachable").set(flag(s.store.reachable));
+    gauge!("herald_publishing").set(flag(s.publishing));
+    gauge!("herald_store_queued_writes").set(s.store.queued as f64);
     gauge!("herald_services").set(s.live as f64);
     gauge!("herald_entries").set(s.entries as f64);
 }
@@ -220,6 +247,11 @@ mod tests {
         s.directory.unauthenticated = 7;
         s.directory.replayed = 8;
         s.directory.stale = 9;
+        s.store.reachable = true;
+        s.store.queued = 4;
+        s.store.outages = 2;
+        s.store.publisher_changes = 3;
+        s.publishing = true;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -231,6 +263,11 @@ mod tests {
             "herald_unauthenticated_total 7",
             "herald_replayed_total 8",
             "herald_stale_total 9",
+            "herald_store_reachable 1",
+            "herald_publishing 1",
+            "herald_store_queued_writes 4",
+            "herald_store_outages_total 2",
+            "herald_publisher_changes_total 3",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

@@ -1,20 +1,22 @@
 //! `herald serve`: the socket loop that drives the core [`Directory`].
 //!
-//! Each wake-up (a datagram arrived, or the core's deadline passed) follows the poll
-//! order of the core: feed every datagram that arrived (draining the socket, with a
-//! flush of replies after every [`REPLY_QUEUE`] datagrams so none is dropped), tell the
-//! core the time, send everything it wants sent, then write the wake-up's storage events
-//! in one transaction. A flood is bounded work per wake-up: at most
-//! [`MAX_DATAGRAMS_PER_WAKE`] datagrams are read before timers, sends and storage get
-//! their turn again.
+//! Each wake-up (a datagram arrived, the core's or the storage's deadline passed, or
+//! the store reported a change made elsewhere) follows the poll order of the core: feed
+//! every datagram that arrived (draining the socket, with a flush of replies after
+//! every [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the time, store
+//! the wake-up's storage events, then send everything the core wants sent. A flood is
+//! bounded work per wake-up: at most [`MAX_DATAGRAMS_PER_WAKE`] datagrams are read
+//! before timers, sends and storage get their turn again. Where the registry is kept is
+//! the [`Backend`]'s business.
 
+use crate::backend::{Backend, Input, Start};
 use crate::clock::{unix_micros, Clock};
-use crate::config::ServeSettings;
+use crate::config::{ServeSettings, StoreSettings};
 use crate::dropped::{DropLog, Dropped};
 use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
-use crate::storage::{Batch, StorageError, Store};
-use herald_core::{Directory, DirectoryEvent, Location, Slot, Version, REPLY_QUEUE};
+use crate::storage::{StorageError, Store};
+use herald_core::{Directory, Location, Slot, Version, REPLY_QUEUE};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -23,10 +25,6 @@ use tokio::net::UdpSocket;
 
 /// Most datagrams read in one wake-up before timers, sends and storage run again.
 pub const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
-/// Renewals are written at once but synced to disk at most this late (a durable write
-/// of a new, changed or removed service syncs them sooner). A crash loses at most this
-/// much of the leases' extensions; registrants renew well before their leases end.
-const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
 /// How often the registry size in the metrics is refreshed (it costs a pass over the
 /// registry).
 const METRICS_REFRESH: Duration = Duration::from_millis(250);
@@ -39,6 +37,14 @@ pub enum ServeError {
     /// The data directory could not be used.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The etcd store could not be used.
+    #[error("cannot use the etcd store {url}: {detail}")]
+    Etcd {
+        /// The store, `etcd://…`.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
     /// A socket could not be set up.
     #[error("cannot bind {what} {addr}: {source}")]
     Bind {
@@ -58,7 +64,7 @@ pub enum ServeError {
         reason: herald_core::LocationError,
     },
     /// The stored registry does not fit the configured capacity.
-    #[error("the data directory holds more than --capacity {capacity} services: raise it")]
+    #[error("the store holds more than --capacity {capacity} services: raise it")]
     Capacity {
         /// The configured capacity.
         capacity: usize,
@@ -78,7 +84,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let clock = Clock::new();
-    let (store, loaded) = Store::open(&settings.data_dir, clock.wall())?;
+    // The redb store is opened first, so that a data directory that cannot be used is
+    // reported before anything else.
+    let local = match settings.store {
+        StoreSettings::Redb => Some(Store::open(&settings.data_dir, clock.wall())?),
+        StoreSettings::Etcd(_) => None,
+    };
     let mut config = settings.directory.clone();
     let socket = net::directory_socket(
         settings.bind,
@@ -100,19 +111,21 @@ pub async fn run(
             addr: advertise,
             reason,
         })?;
-    config.version_floor = Version(loaded.as_of.0.max(unix_micros()));
+    let (mut backend, start) = match local {
+        Some((store, loaded)) => (Backend::local(store), Start::Local(loaded)),
+        None => open_etcd(&settings, &clock, advertise).await?,
+    };
+    config.version_floor = Version(start.as_of().0.max(unix_micros()));
     let mut slots: Vec<Slot> = vec![None; settings.capacity];
     let mut index = vec![0u32; settings.capacity];
     let mut directory =
         Directory::new(config.clone(), &mut slots, &mut index).map_err(ServeError::Config)?;
-    let restored = loaded.records.len();
-    for record in loaded.records {
-        directory
-            .restore(clock.now(), record)
+    let restored =
+        backend
+            .start(&mut directory, &clock, start)
             .map_err(|_| ServeError::Capacity {
                 capacity: settings.capacity,
             })?;
-    }
     let shared = match settings.metrics {
         Some(addr) => {
             let listener = metrics::bind(addr)
@@ -129,47 +142,108 @@ pub async fn run(
         }
         None => None,
     };
-    tracing::info!(
-        address = %config.address,
-        group = %config.group,
-        interface = %settings.interface,
-        environment = %config.environment,
-        signing_key = ?config.keys.as_ref().map(|k| k.signing().id()),
-        data = %store.path().display(),
-        restored,
-        live = directory.live(),
-        "herald directory serving"
-    );
+    let signing_key = config.keys.as_ref().map(|k| k.signing().id());
+    match backend.location() {
+        crate::backend::Location::Data(data) => tracing::info!(
+            address = %config.address,
+            group = %config.group,
+            interface = %settings.interface,
+            environment = %config.environment,
+            signing_key = ?signing_key,
+            store = "redb",
+            data = %data,
+            restored,
+            live = directory.live(),
+            "herald directory serving"
+        ),
+        crate::backend::Location::Etcd { url, prefix } => tracing::info!(
+            address = %config.address,
+            group = %config.group,
+            interface = %settings.interface,
+            environment = %config.environment,
+            signing_key = ?signing_key,
+            store = %url,
+            prefix = %prefix,
+            restored,
+            live = directory.live(),
+            "herald directory serving"
+        ),
+    }
     let mut shell = Shell {
         socket,
         clock,
-        store,
+        backend,
         recv: vec![0; RECV_BUFFER],
         send: vec![0; config.max_datagram],
         snapshot: Snapshot::default(),
         shared,
         published: None,
         drops: DropLog::default(),
-        unsynced_since: None,
     };
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
     Ok(())
 }
 
+/// Connects to etcd and reads the registry.
+#[cfg(feature = "etcd")]
+async fn open_etcd(
+    settings: &ServeSettings,
+    clock: &Clock,
+    advertise: SocketAddr,
+) -> Result<(Backend, Start), ServeError> {
+    let StoreSettings::Etcd(etcd) = &settings.store else {
+        unreachable!("only an etcd store is opened here");
+    };
+    let failed = |e: crate::cluster::StartError| ServeError::Etcd {
+        url: e.url,
+        detail: e.detail,
+    };
+    let mut cluster = crate::cluster::Cluster::connect(
+        etcd,
+        settings.directory.environment.as_str(),
+        settings.directory.group,
+        advertise,
+    )
+    .await
+    .map_err(failed)?;
+    let loaded = cluster.load(clock.wall()).await.map_err(failed)?;
+    Ok((Backend::Etcd(Box::new(cluster)), Start::Etcd(loaded)))
+}
+
+/// Without the `etcd` feature the configuration refuses an etcd store; this is never
+/// reached.
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(
+    settings: &ServeSettings,
+    _clock: &Clock,
+    _advertise: SocketAddr,
+) -> Result<(Backend, Start), ServeError> {
+    Err(ServeError::Etcd {
+        url: format!("{}", settings.store),
+        detail: "this herald was built without etcd support: rebuild it with `--features etcd`"
+            .to_owned(),
+    })
+}
+
 /// The directory's sockets, clock and storage.
 struct Shell {
     socket: UdpSocket,
     clock: Clock,
-    store: Store,
+    backend: Backend,
     recv: Vec<u8>,
     send: Vec<u8>,
     snapshot: Snapshot,
     shared: Option<Shared>,
     published: Option<std::time::Instant>,
     drops: DropLog,
-    /// Since when lease renewals have been written but not synced to disk.
-    unsynced_since: Option<std::time::Instant>,
+}
+
+/// What woke the serve loop.
+enum Wake {
+    Shutdown,
+    Input(Input),
+    Ready,
 }
 
 impl Shell {
@@ -180,24 +254,33 @@ impl Shell {
                 .poll_timeout()
                 .map(|t| self.clock.std(t))
                 .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
-            if let Some(since) = self.unsynced_since {
-                deadline = deadline.min(since + SYNC_RENEWALS_AFTER);
+            if let Some(at) = self.backend.deadline() {
+                deadline = deadline.min(at);
             }
-            tokio::select! {
+            let woke = tokio::select! {
                 biased;
-                () = &mut shutdown => break,
+                () = &mut shutdown => Wake::Shutdown,
+                input = self.backend.input() => Wake::Input(input),
                 ready = self.socket.readable() => {
                     if let Err(e) = ready {
                         tracing::warn!(error = %e, "socket not readable");
                     }
+                    Wake::Ready
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {}
+                () = tokio::time::sleep_until(deadline.into()) => Wake::Ready,
+            };
+            match woke {
+                Wake::Shutdown => break,
+                Wake::Input(input) => {
+                    self.backend.handle(input, directory, &self.clock).await;
+                }
+                Wake::Ready => {}
             }
             self.wake(directory).await;
         }
         // Send and store whatever the last wake-up left, and make it all durable.
         self.wake(directory).await;
-        self.sync();
+        self.backend.close(directory, &self.clock).await;
     }
 
     /// One wake-up, in the core's poll order.
@@ -223,65 +306,26 @@ impl Shell {
         directory.handle_timeout(self.clock.now());
         self.flush(directory).await;
         if self
-            .unsynced_since
-            .is_some_and(|t| t.elapsed() >= SYNC_RENEWALS_AFTER)
+            .backend
+            .deadline()
+            .is_some_and(|t| t <= std::time::Instant::now())
         {
-            self.sync();
+            self.backend.tick(directory, &self.clock).await;
+            // What the store brought in (after an outage) is announced at once.
+            self.flush(directory).await;
         }
         self.publish(directory);
     }
 
-    /// Makes written renewals durable.
-    fn sync(&mut self) {
-        if self.unsynced_since.take().is_some() {
-            if let Err(e) = self.store.sync() {
-                self.snapshot.storage_errors += 1;
-                tracing::error!(error = %e, "storage sync failed");
-            }
-        }
-    }
-
     /// Stores what changed, then sends every datagram the directory wants sent: an
-    /// acknowledgement never leaves before the change it confirms is on disk.
+    /// acknowledgement never leaves before the change it confirms is stored.
     async fn flush(&mut self, directory: &mut Directory<'_>) {
-        self.persist(directory);
+        self.backend.persist(directory, &self.clock).await;
         while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
             let bytes = &self.send[..t.len];
             match self.socket.send_to(bytes, t.destination).await {
                 Ok(n) => self.snapshot.bytes_out += n as u64,
                 Err(e) => tracing::debug!(to = %t.destination, error = %e, "send failed"),
-            }
-        }
-    }
-
-    /// Writes this wake-up's storage events in one transaction.
-    fn persist(&mut self, directory: &mut Directory<'_>) {
-        let wall = self.clock.wall();
-        let mut batch = Batch::default();
-        while let Some(event) = directory.poll_event() {
-            match event {
-                DirectoryEvent::Stored(record) => batch.stored(record, wall),
-                DirectoryEvent::Renewed(record) => batch.renewed(record, wall),
-                DirectoryEvent::Removed(name) => batch.removed(&name),
-            }
-        }
-        if batch.is_empty() {
-            return;
-        }
-        batch.as_of(directory.as_of());
-        match self.store.save(&batch) {
-            Ok(()) => {
-                self.snapshot.storage_writes += 1;
-                if batch.is_durable() {
-                    self.unsynced_since = None;
-                } else {
-                    self.unsynced_since
-                        .get_or_insert_with(std::time::Instant::now);
-                }
-            }
-            Err(e) => {
-                self.snapshot.storage_errors += 1;
-                tracing::error!(error = %e, records = batch.len(), "storage write failed");
             }
         }
     }
@@ -297,6 +341,8 @@ impl Shell {
             self.snapshot.entries = directory.len() as u64;
         }
         self.snapshot.directory = *directory.stats();
+        self.snapshot.store = self.backend.status();
+        self.snapshot.publishing = directory.is_publishing();
         *shared.lock().unwrap_or_else(|p| p.into_inner()) = self.snapshot;
     }
 }

@@ -1,0 +1,282 @@
+//! Where `herald serve` keeps its registry: the embedded redb store of a directory
+//! alone ([`Local`]), or etcd, shared by the directories of a cluster (`cluster::Cluster`,
+//! with the `etcd` feature).
+//!
+//! The serve loop talks to a [`Backend`] only: it hands it each wake-up's storage
+//! events ([`Backend::persist`], before anything is sent), wakes it when its deadline
+//! passes ([`Backend::tick`]), feeds the directory what it reports
+//! ([`Backend::input`], [`Backend::handle`]) and closes it at shutdown.
+
+use crate::clock::Clock;
+use crate::storage::{Batch, Loaded, Store};
+use herald_core::{Directory, DirectoryEvent, Version};
+use std::time::{Duration, Instant};
+
+/// Renewals are written at once but synced to disk at most this late (a durable write
+/// of a new, changed or removed service syncs them sooner). A crash loses at most this
+/// much of the leases' extensions; registrants renew well before their leases end.
+const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
+
+/// The state of the store, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// The store answers.
+    pub reachable: bool,
+    /// Writes waiting for the store.
+    pub queued: u64,
+    /// Times the store became unreachable.
+    pub outages: u64,
+    /// Times this directory started or stopped publishing.
+    pub publisher_changes: u64,
+    /// Write transactions committed.
+    pub writes: u64,
+    /// Storage operations that failed.
+    pub errors: u64,
+}
+
+/// The embedded redb store of a directory alone.
+#[derive(Debug)]
+pub struct Local {
+    store: Store,
+    /// Since when lease renewals have been written but not synced to disk.
+    unsynced_since: Option<Instant>,
+    writes: u64,
+    errors: u64,
+}
+
+impl Local {
+    /// Writes this wake-up's storage events in one transaction.
+    fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        let wall = clock.wall();
+        let mut batch = Batch::default();
+        while let Some(event) = directory.poll_event() {
+            match event {
+                DirectoryEvent::Stored(record) => batch.stored(record, wall),
+                DirectoryEvent::Renewed(record) => batch.renewed(record, wall),
+                DirectoryEvent::Removed(name) => batch.removed(&name),
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        batch.as_of(directory.as_of());
+        match self.store.save(&batch) {
+            Ok(()) => {
+                self.writes += 1;
+                if batch.is_durable() {
+                    self.unsynced_since = None;
+                } else {
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                tracing::error!(error = %e, records = batch.len(), "storage write failed");
+            }
+        }
+    }
+
+    /// Makes written renewals durable.
+    fn sync(&mut self) {
+        if self.unsynced_since.take().is_some() {
+            if let Err(e) = self.store.sync() {
+                self.errors += 1;
+                tracing::error!(error = %e, "storage sync failed");
+            }
+        }
+    }
+}
+
+/// What a backend read at start-up, for the directory to take.
+#[derive(Debug)]
+pub enum Start {
+    /// From the redb store.
+    Local(Loaded),
+    /// From etcd.
+    #[cfg(feature = "etcd")]
+    Etcd(crate::cluster::Loaded),
+}
+
+impl Start {
+    /// The newest version handed out before (the directory's versions start above it).
+    pub fn as_of(&self) -> Version {
+        match self {
+            Start::Local(loaded) => loaded.as_of,
+            #[cfg(feature = "etcd")]
+            Start::Etcd(loaded) => loaded.as_of,
+        }
+    }
+}
+
+/// Something a backend has for the directory, between wake-ups.
+#[derive(Debug)]
+pub enum Input {
+    /// From etcd: a change another directory made, or the election.
+    #[cfg(feature = "etcd")]
+    Cluster(crate::cluster::Input),
+}
+
+/// Where a backend keeps the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The redb file.
+    Data(String),
+    /// etcd, under this key prefix.
+    Etcd {
+        /// The store, `etcd://…`.
+        url: String,
+        /// The key prefix (`--etcd-prefix`).
+        prefix: String,
+    },
+}
+
+/// Where the registry is kept.
+#[derive(Debug)]
+pub enum Backend {
+    /// The embedded redb store.
+    Local(Local),
+    /// etcd, shared with other directories.
+    #[cfg(feature = "etcd")]
+    Etcd(Box<crate::cluster::Cluster>),
+}
+
+impl Backend {
+    /// The redb store, opened and read already.
+    pub fn local(store: Store) -> Backend {
+        Backend::Local(Local {
+            store,
+            unsynced_since: None,
+            writes: 0,
+            errors: 0,
+        })
+    }
+
+    /// Puts what was read at start-up into `directory` (and, for etcd, starts the
+    /// watch and the election). Fails when it does not fit.
+    pub fn start(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        start: Start,
+    ) -> Result<usize, herald_core::RegistryError> {
+        match (self, start) {
+            (Backend::Local(_), Start::Local(loaded)) => {
+                let restored = loaded.records.len();
+                for record in loaded.records {
+                    directory.restore(clock.now(), record)?;
+                }
+                Ok(restored)
+            }
+            #[cfg(feature = "etcd")]
+            (Backend::Etcd(cluster), Start::Etcd(loaded)) => {
+                cluster.start(directory, clock, loaded)
+            }
+            #[cfg(feature = "etcd")]
+            _ => unreachable!("a backend starts from what it loaded itself"),
+        }
+    }
+
+    /// Where the registry is kept, for the start-up log.
+    pub fn location(&self) -> Location {
+        match self {
+            Backend::Local(local) => Location::Data(local.store.path().display().to_string()),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => Location::Etcd {
+                url: cluster.url().to_owned(),
+                prefix: cluster.prefix().to_owned(),
+            },
+        }
+    }
+
+    /// When [`tick`](Self::tick) has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Backend::Local(local) => local.unsynced_since.map(|t| t + SYNC_RENEWALS_AFTER),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => cluster.deadline(),
+        }
+    }
+
+    /// The next input for the directory (cancel-safe; never, for redb).
+    pub async fn input(&mut self) -> Input {
+        match self {
+            Backend::Local(_) => std::future::pending().await,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => Input::Cluster(cluster.input().await),
+        }
+    }
+
+    /// Takes an input into the directory.
+    pub async fn handle(&mut self, input: Input, directory: &mut Directory<'_>, clock: &Clock) {
+        #[cfg(feature = "etcd")]
+        if let (Backend::Etcd(cluster), Input::Cluster(input)) = (self, input) {
+            cluster.handle(input, directory, clock).await;
+        }
+        #[cfg(not(feature = "etcd"))]
+        {
+            let _ = (directory, clock);
+            match input {}
+        }
+    }
+
+    /// Stores this wake-up's storage events: what must be durable is, before this
+    /// returns (unless the store is unreachable: then it is queued).
+    pub async fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        match self {
+            Backend::Local(local) => local.persist(directory, clock),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => cluster.persist(directory, clock).await,
+        }
+    }
+
+    /// Does what is due by [`deadline`](Self::deadline).
+    pub async fn tick(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        match self {
+            Backend::Local(local) => {
+                if local
+                    .unsynced_since
+                    .is_some_and(|t| t.elapsed() >= SYNC_RENEWALS_AFTER)
+                {
+                    local.sync();
+                }
+            }
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => cluster.tick(directory, clock).await,
+        }
+        let _ = (directory, clock);
+    }
+
+    /// At shutdown, after the last wake-up: makes everything durable (redb), or writes
+    /// what is queued and resigns as publisher (etcd).
+    pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        match self {
+            Backend::Local(local) => local.sync(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => cluster.close(directory, clock).await,
+        }
+        let _ = (directory, clock);
+    }
+
+    /// The store's state, for the metrics.
+    pub fn status(&self) -> StoreStatus {
+        match self {
+            Backend::Local(local) => StoreStatus {
+                reachable: true,
+                queued: 0,
+                outages: 0,
+                publisher_changes: 0,
+                writes: local.writes,
+                errors: local.errors,
+            },
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(cluster) => StoreStatus {
+                reachable: cluster.is_reachable(),
+                queued: cluster.queued() as u64,
+                outages: cluster.stats.outages,
+                publisher_changes: cluster.stats.publisher_changes,
+                writes: cluster.stats.writes,
+                errors: cluster.stats.errors,
+            },
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! The etcd backend of `herald serve --store etcd://…`: several directories share one
+//! registry in etcd and elect one publisher per group.
+//!
+//! Every directory answers requests and writes what they change to etcd; every
+//! directory watches etcd and [applies](Directory::apply) what the others wrote, so each
+//! holds the whole registry and answers `list`, snapshots and renewals alike. Only the
+//! elected publisher ([`election`]) announces, repeats, counts notifications, sweeps and
+//! expires leases; the others are replicas.
+//!
+//! * **Writes.** A change that must be durable (a [`DirectoryEvent::Stored`]) is in etcd
+//!   before the directory sends anything else, so an acknowledgement never leaves before
+//!   its change is stored. Lease renewals and notification counts
+//!   ([`DirectoryEvent::Renewed`]) go out within [`LAZY_WRITES_AFTER`], quickly enough
+//!   for the publisher to see another directory's renewals well before leases run out.
+//!   A removal ([`DirectoryEvent::Removed`], the publisher's, once every notification is
+//!   sent) deletes the key only if it still holds that departed record (or an older
+//!   one), so a registration made in between is never deleted. Every write is guarded by
+//!   the key's revision as last seen: on a conflict the directory reads the key, applies
+//!   it, and writes again only what is newer than what etcd holds.
+//! * **Outages.** When etcd does not answer, the directory keeps serving from memory:
+//!   it answers and acknowledges requests (a registration is soft state, renewed by its
+//!   registrant: at worst a lease extension is lost), queues its writes (the latest per
+//!   name) and tries again with a back-off. No directory expires leases meanwhile (it
+//!   cannot see renewals made through the others), and a publisher keeps publishing.
+//!   Once etcd answers, the directory reads everything again, applies it, forgets the
+//!   departed records etcd no longer holds, writes what it queued, watches again from
+//!   where it read, and expires again.
+
+pub mod election;
+pub mod store;
+
+use crate::clock::Clock;
+use crate::config::EtcdSettings;
+use election::{Election, ElectionEvent};
+use etcd_client::{Client, ConnectOptions, KvClient};
+use herald_core::registry::{WallClock, MAX_RECORD_LEN};
+use herald_core::{Directory, DirectoryEvent, Record, RecordState, Version};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+use store::{Change, Entry, EtcdError, Keys, Put, Snapshot, WatchMessage, Watcher};
+
+/// Renewals and notification counts are written at most this late.
+pub const LAZY_WRITES_AFTER: Duration = Duration::from_millis(200);
+/// First wait before trying etcd again after it failed; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two tries while etcd is unreachable.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long start-up keeps trying to read the registry before giving up.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries of a write whose keys keep changing under it, before it waits for the next
+/// flush.
+const WRITE_TRIES: usize = 3;
+/// At most one "registry full" error per this period in the log.
+const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A write waiting to go to etcd: the latest change of one name.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pending {
+    /// Write the directory's current record of the name.
+    put: bool,
+    /// The record was removed: delete the key if it holds a departed record, or a
+    /// record no newer than `version`.
+    delete: bool,
+    /// The version of the record when it was queued (0 when only a removal is known).
+    version: Version,
+    /// Must be in etcd before the next send.
+    durable: bool,
+}
+
+/// What etcd holds for a name, as last seen.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    mod_revision: i64,
+}
+
+/// Since when etcd has not answered, and when to try again.
+#[derive(Clone, Copy, Debug)]
+struct Outage {
+    since: Instant,
+    next_try: Instant,
+    tries: u32,
+}
+
+/// Counters for the metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClusterStats {
+    /// Times etcd became unreachable.
+    pub outages: u64,
+    /// Times this directory started or stopped publishing.
+    pub publisher_changes: u64,
+    /// Write transactions committed.
+    pub writes: u64,
+    /// Requests that failed.
+    pub errors: u64,
+}
+
+/// Something the etcd side has for the serve loop.
+#[derive(Debug)]
+pub enum Input {
+    /// From the watch of the records.
+    Watch(WatchMessage),
+    /// From the election.
+    Election(ElectionEvent),
+}
+
+/// What was read from etcd at start-up.
+#[derive(Debug)]
+pub struct Loaded {
+    snapshot: Snapshot,
+    /// The newest version of any record read.
+    pub as_of: Version,
+}
+
+/// Why the etcd backend could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the etcd store {url}: {detail}")]
+pub struct StartError {
+    /// The store.
+    pub url: String,
+    /// What failed.
+    pub detail: String,
+}
+
+/// The etcd side of a directory: the connection, the write queue, the watch and the
+/// election.
+pub struct Cluster {
+    client: Client,
+    kv: KvClient,
+    keys: Keys,
+    url: String,
+    prefix: String,
+    group: String,
+    /// The advertised address: the publisher key's value.
+    advertise: String,
+    lease_secs: u64,
+    queue: BTreeMap<String, Pending>,
+    known: HashMap<String, Known>,
+    watcher: Option<Watcher>,
+    election: Option<Election>,
+    outage: Option<Outage>,
+    /// When queued lazy writes must go out.
+    lazy_due: Option<Instant>,
+    full_logged: Option<Instant>,
+    /// Counters for the metrics.
+    pub stats: ClusterStats,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("url", &self.url)
+            .field("services", &self.keys.services())
+            .field("queued", &self.queue.len())
+            .field("reachable", &self.outage.is_none())
+            .finish()
+    }
+}
+
+fn decode(entry: &Entry, wall: WallClock) -> Result<Record, String> {
+    let record = Record::from_bytes(&entry.value, wall).map_err(|e| e.to_string())?;
+    if record.name().as_str() != entry.name {
+        return Err(format!("the record holds {:?}", record.name().as_str()));
+    }
+    Ok(record)
+}
+
+fn encode(record: &Record, wall: WallClock) -> Option<Vec<u8>> {
+    let mut buf = [0u8; MAX_RECORD_LEN];
+    record.to_bytes(wall, &mut buf).map(<[u8]>::to_vec)
+}
+
+impl Cluster {
+    /// Connects to etcd (lazily: nothing is sent yet) for the directory of
+    /// `environment` on `group` that clients reach at `advertise`.
+    pub async fn connect(
+        settings: &EtcdSettings,
+        environment: &str,
+        group: std::net::SocketAddr,
+        advertise: std::net::SocketAddr,
+    ) -> Result<Cluster, StartError> {
+        let url = settings.url();
+        let endpoints: Vec<String> = settings
+            .endpoints
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect();
+        // HTTP/2 pings find a silent server; etcd refuses pings more often than every
+        // 5 s by default.
+        let options = ConnectOptions::new()
+            .with_connect_timeout(store::OP_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_require_leader(true);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| StartError {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(Cluster {
+            kv: client.kv_client(),
+            client,
+            keys: Keys::new(&settings.prefix, environment, group),
+            url,
+            prefix: settings.prefix.clone(),
+            group: group.to_string(),
+            advertise: advertise.to_string(),
+            lease_secs: settings.publisher_lease_secs,
+            queue: BTreeMap::new(),
+            known: HashMap::new(),
+            watcher: None,
+            election: None,
+            outage: None,
+            lazy_due: None,
+            full_logged: None,
+            stats: ClusterStats::default(),
+        })
+    }
+
+    /// Reads the registry, trying for a while if etcd does not answer yet.
+    pub async fn load(&mut self, wall: WallClock) -> Result<Loaded, StartError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut wait = RETRY_MIN;
+        let snapshot = loop {
+            match store::load(&mut self.kv, &self.keys).await {
+                Ok(snapshot) => break snapshot,
+                Err(e) if Instant::now() + wait < deadline => {
+                    tracing::debug!(error = %e, "etcd: cannot read the registry yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    return Err(StartError {
+                        url: self.url.clone(),
+                        detail: format!("no answer within {START_TIMEOUT:?}: {e}"),
+                    })
+                }
+            }
+        };
+        let as_of = snapshot
+            .entries
+            .iter()
+            .filter_map(|e| decode(e, wall).ok())
+            .map(|r| r.service.version)
+            .max()
+            .unwrap_or_default();
+        Ok(Loaded { snapshot, as_of })
+    }
+
+    /// Takes the registry read by [`load`](Self::load) as a replica, then watches
+    /// every later change and campaigns for the publisher key. Fails when the registry
+    /// does not fit the directory.
+    pub fn start(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        loaded: Loaded,
+    ) -> Result<usize, herald_core::RegistryError> {
+        directory.set_publishing(clock.now(), false);
+        for entry in &loaded.snapshot.entries {
+            self.apply_entry(directory, clock, entry, true)?;
+        }
+        self.watcher = Some(Watcher::start(
+            self.client.watch_client(),
+            &self.keys,
+            loaded.snapshot.revision + 1,
+        ));
+        self.election = Some(Election::start(
+            self.client.clone(),
+            self.keys.publisher().to_owned(),
+            self.advertise.clone(),
+            self.lease_secs,
+        ));
+        Ok(loaded.snapshot.entries.len())
+    }
+
+    /// The store, as configured (`etcd://…`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key prefix, as configured (`--etcd-prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// True while etcd answers.
+    pub fn is_reachable(&self) -> bool {
+        self.outage.is_none()
+    }
+
+    /// Writes waiting to go to etcd.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// When [`tick`](Self::tick) has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.outage {
+            Some(outage) => Some(outage.next_try),
+            None => self.lazy_due,
+        }
+    }
+
+    /// The next input from the watch or the election (cancel-safe).
+    pub async fn input(&mut self) -> Input {
+        let watch = async {
+            match self.watcher.as_mut() {
+                Some(w) => w.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let election = async {
+            match self.election.as_mut() {
+                Some(e) => e.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = watch => Input::Watch(message),
+            event = election => Input::Election(event),
+        }
+    }
+
+    /// Takes an input into the directory.
+    pub async fn handle(&mut self, input: Input, directory: &mut Directory<'_>, clock: &Clock) {
+        match input {
+            Input::Watch(WatchMessage::Changes(changes)) => {
+                for change in changes {
+                    self.take_change(directory, clock, change);
+                }
+            }
+            Input::Watch(WatchMessage::Failed(why)) => {
+                self.watcher = None;
+                if self.outage.is_none() {
+                    tracing::debug!(reason = %why, "etcd: the watch stopped; reading again");
+                    if let Err(e) = self.resync(directory, clock).await {
+                        self.enter_outage(directory, clock, &e);
+                    }
+                }
+            }
+            Input::Election(ElectionEvent::Elected) => {
+                if !directory.is_publishing() {
+                    directory.set_publishing(clock.now(), true);
+                    self.stats.publisher_changes += 1;
+                }
+                tracing::info!("publishing for group {}", self.group);
+            }
+            Input::Election(ElectionEvent::Deposed(why)) => {
+                if directory.is_publishing() {
+                    directory.set_publishing(clock.now(), false);
+                    self.stats.publisher_changes += 1;
+                    tracing::info!(reason = %why, "stopped publishing for group {}", self.group);
+                }
+            }
+            Input::Election(ElectionEvent::Publisher(holder)) => {
+                tracing::info!("replica: {holder} publishes for group {}", self.group);
+            }
+        }
+    }
+
+    fn take_change(&mut self, directory: &mut Directory<'_>, clock: &Clock, change: Change) {
+        match change {
+            Change::Put(entry) => {
+                if self.is_known(&entry.name, entry.mod_revision) {
+                    return;
+                }
+                // A record that does not fit is logged; the others still apply.
+                let _ = self.apply_entry(directory, clock, &entry, false);
+            }
+            Change::Delete { name, mod_revision } => {
+                if self.is_known(&name, mod_revision) {
+                    return;
+                }
+                self.known.remove(&name);
+                directory.forget(clock.now(), &name);
+            }
+        }
+    }
+
+    /// True when a change at `mod_revision` of `name` is already known.
+    fn is_known(&self, name: &str, mod_revision: i64) -> bool {
+        self.known
+            .get(name)
+            .is_some_and(|k| k.mod_revision >= mod_revision)
+    }
+
+    /// Applies one record read from etcd. A corrupt record is logged and skipped; a
+    /// record that does not fit is logged (rate-limited) and reported.
+    fn apply_entry(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        entry: &Entry,
+        starting: bool,
+    ) -> Result<(), herald_core::RegistryError> {
+        self.known.insert(
+            entry.name.clone(),
+            Known {
+                mod_revision: entry.mod_revision,
+            },
+        );
+        let record = match decode(entry, clock.wall()) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(key = %self.keys.service(&entry.name), error = %e, "etcd: skipped a corrupt record");
+                return Ok(());
+            }
+        };
+        let result = directory.apply(clock.now(), record);
+        if result.is_err() && !starting {
+            let now = Instant::now();
+            if self
+                .full_logged
+                .is_none_or(|t| now.duration_since(t) >= FULL_LOG_EVERY)
+            {
+                self.full_logged = Some(now);
+                tracing::error!(name = %entry.name, "the registry is full: a record from etcd was not taken; raise --capacity");
+            }
+        }
+        result
+    }
+
+    /// Queues this wake-up's storage events, and writes them when they must be in etcd
+    /// before the next send (or their time has come).
+    pub async fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        let mut durable = false;
+        while let Some(event) = directory.poll_event() {
+            match event {
+                DirectoryEvent::Stored(record) | DirectoryEvent::Renewed(record) => {
+                    let stored = matches!(event, DirectoryEvent::Stored(_));
+                    let p = self
+                        .queue
+                        .entry(record.name().as_str().to_owned())
+                        .or_default();
+                    p.put = true;
+                    p.delete = false;
+                    p.version = record.service.version;
+                    p.durable |= stored;
+                    durable |= stored;
+                }
+                DirectoryEvent::Removed(name) => {
+                    let p = self.queue.entry(name.as_str().to_owned()).or_default();
+                    p.put = false;
+                    p.delete = true;
+                }
+            }
+            self.lazy_due
+                .get_or_insert_with(|| Instant::now() + LAZY_WRITES_AFTER);
+        }
+        if durable && self.outage.is_none() {
+            self.write(directory, clock).await;
+        }
+    }
+
+    /// Does what is due: queued lazy writes, or another try while etcd is unreachable.
+    pub async fn tick(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        let now = Instant::now();
+        match self.outage {
+            Some(outage) if outage.next_try <= now => self.retry(directory, clock).await,
+            Some(_) => {}
+            None => {
+                if self.lazy_due.is_some_and(|t| t <= now) {
+                    self.write(directory, clock).await;
+                }
+            }
+        }
+    }
+
+    /// Writes the queue; on failure, etcd is unreachable.
+    async fn write(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        match self.flush(directory, clock).await {
+            Ok(_) => {
+                self.lazy_due =
+                    (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
+            }
+            Err(e) => self.enter_outage(directory, clock, &e),
+        }
+    }
+
+    fn enter_outage(&mut self, directory: &mut Directory<'_>, clock: &Clock, error: &EtcdError) {
+        self.stats.errors += 1;
+        let now = Instant::now();
+        match self.outage.as_mut() {
+            Some(outage) => {
+                outage.tries += 1;
+                let wait = RETRY_MIN * (1u32 << outage.tries.min(5));
+                outage.next_try = now + wait.min(RETRY_MAX);
+                tracing::debug!(error = %error, queued = self.queue.len(), "etcd still unreachable");
+            }
+            None => {
+                self.outage = Some(Outage {
+                    since: now,
+                    next_try: now + RETRY_MIN,
+                    tries: 0,
+                });
+                self.stats.outages += 1;
+                self.watcher = None;
+                directory.set_expiring(clock.now(), false);
+                tracing::warn!(
+                    store = %self.url,
+                    error = %error,
+                    queued = self.queue.len(),
+                    "etcd unreachable: serving from memory; {} changes queued",
+                    self.queue.len()
+                );
+            }
+        }
+    }
+
+    /// Tries etcd again after an outage.
+    async fn retry(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        let queued = self.queue.len();
+        match self.resync(directory, clock).await {
+            Ok(written) => {
+                let since = self.outage.take().map(|o| o.since);
+                directory.set_expiring(clock.now(), true);
+                if let Some(election) = &self.election {
+                    election.check();
+                }
+                let after = since.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                tracing::info!(
+                    store = %self.url,
+                    queued,
+                    written,
+                    "etcd reachable again after {after:.1} s; {written} queued changes written"
+                );
+            }
+            Err(e) => self.enter_outage(directory, clock, &e),
+        }
+    }
+
+    /// Reads everything again and takes it (after an outage, or when the watch
+    /// stopped), writes the queue, and watches again from where it read.
+    async fn resync(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+    ) -> Result<usize, EtcdError> {
+        self.watcher = None;
+        let snapshot = store::load(&mut self.kv, &self.keys).await?;
+        self.known.clear();
+        let mut present = HashSet::with_capacity(snapshot.entries.len());
+        for entry in &snapshot.entries {
+            present.insert(entry.name.as_str());
+            let _ = self.apply_entry(directory, clock, entry, false);
+        }
+        // Departed records etcd no longer holds were reaped by the publisher meanwhile.
+        let gone: Vec<String> = directory
+            .records()
+            .map(|r| r.name().as_str())
+            .filter(|n| !present.contains(n) && !self.queue.contains_key(*n))
+            .map(str::to_owned)
+            .collect();
+        for name in &gone {
+            directory.forget(clock.now(), name);
+        }
+        let written = self.flush(directory, clock).await?;
+        self.watcher = Some(Watcher::start(
+            self.client.watch_client(),
+            &self.keys,
+            snapshot.revision + 1,
+        ));
+        self.lazy_due = (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
+        Ok(written)
+    }
+
+    /// Writes every queued change; returns how many were written. Changes whose keys
+    /// keep changing under them stay queued for the next flush.
+    async fn flush(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+    ) -> Result<usize, EtcdError> {
+        let mut written = 0;
+        let puts: Vec<String> = self
+            .queue
+            .iter()
+            .filter(|(_, p)| p.put)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for chunk in puts.chunks(store::MAX_TXN_KEYS) {
+            written += self.put_chunk(directory, clock, chunk).await?;
+        }
+        let deletes: Vec<(String, Version)> = self
+            .queue
+            .iter()
+            .filter(|(_, p)| p.delete)
+            .map(|(n, p)| (n.clone(), p.version))
+            .collect();
+        for (name, version) in deletes {
+            if self.delete(directory, clock, &name, version).await? {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes the directory's records of `names` in one transaction, guarded by what
+    /// etcd held as last seen; on a conflict, reads those keys, applies them, and tries
+    /// again with what is still newer here.
+    async fn put_chunk(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        names: &[String],
+    ) -> Result<usize, EtcdError> {
+        let mut names: Vec<String> = names.to_vec();
+        for _ in 0..WRITE_TRIES {
+            let wall = clock.wall();
+            let mut puts = Vec::with_capacity(names.len());
+            for name in &names {
+                let Some(value) = directory.record(name).and_then(|r| encode(r, wall)) else {
+                    // Nothing left to write (it cannot be encoded, or is gone).
+                    self.queue.remove(name);
+                    continue;
+                };
+                puts.push(Put {
+                    name: name.clone(),
+                    value,
+                    expect: self.known.get(name).map_or(0, |k| k.mod_revision),
+                });
+            }
+            if puts.is_empty() {
+                return Ok(0);
+            }
+            match store::put_all(&mut self.kv, &self.keys, &puts).await? {
+                Some(revision) => {
+                    self.stats.writes += 1;
+                    for put in &puts {
+                        self.known.insert(
+                            put.name.clone(),
+                            Known {
+                                mod_revision: revision,
+                            },
+                        );
+                        self.queue.remove(&put.name);
+                    }
+                    return Ok(puts.len());
+                }
+                None => {
+                    names.clear();
+                    for put in &puts {
+                        if self.reconcile(directory, clock, &put.name).await? {
+                            names.push(put.name.clone());
+                        } else {
+                            self.queue.remove(&put.name);
+                        }
+                    }
+                }
+            }
+        }
+        tracing::debug!(
+            names = names.len(),
+            "etcd: records keep changing under a write; trying again later"
+        );
+        Ok(0)
+    }
+
+    /// After a conflict: reads `name`'s key, applies what it holds, and tells whether
+    /// this directory's record is still worth writing (it differs from etcd's).
+    async fn reconcile(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        name: &str,
+    ) -> Result<bool, EtcdError> {
+        match store::get(&mut self.kv, &self.keys, name).await? {
+            None => {
+                self.known.remove(name);
+                Ok(true)
+            }
+            Some(entry) => {
+                let _ = self.apply_entry(directory, clock, &entry, false);
+                let theirs = decode(&entry, clock.wall()).ok();
+                Ok(directory.record(name) != theirs.as_ref())
+            }
+        }
+    }
+
+    /// Deletes `name`'s key if it holds a departed record or one no newer than
+    /// `version`; true when a key was deleted. A key that cannot be read is left alone.
+    async fn delete(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        name: &str,
+        version: Version,
+    ) -> Result<bool, EtcdError> {
+        if directory.record(name).is_some() {
+            // Registered again since: that record is written instead.
+            self.queue.remove(name);
+            return Ok(false);
+        }
+        for _ in 0..WRITE_TRIES {
+            let Some(entry) = store::get(&mut self.kv, &self.keys, name).await? else {
+                self.known.remove(name);
+                self.queue.remove(name);
+                return Ok(false);
+            };
+            let removable = match decode(&entry, clock.wall()) {
+                Ok(r) => {
+                    matches!(r.state, RecordState::Departed { .. }) || r.service.version <= version
+                }
+                Err(_) => false,
+            };
+            if !removable {
+                self.queue.remove(name);
+                return Ok(false);
+            }
+            if store::delete_if(&mut self.kv, &self.keys, name, entry.mod_revision).await? {
+                self.stats.writes += 1;
+                self.known.remove(name);
+                self.queue.remove(name);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// At shutdown: writes what is queued (if etcd answers) and resigns as publisher so
+    /// that another directory takes over at once.
+    pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        self.persist(directory, clock).await;
+        if self.outage.is_none() && !self.queue.is_empty() {
+            if let Err(e) = self.flush(directory, clock).await {
+                tracing::warn!(error = %e, queued = self.queue.len(), "etcd: queued changes not written at shutdown");
+            }
+        }
+        self.watcher = None;
+        if let Some(election) = self.election.take() {
+            if election.resign().await {
+                tracing::info!("publisher lease revoked: another directory takes over");
+            }
+        }
+    }
+}
