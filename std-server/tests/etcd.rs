@@ -1,0 +1,440 @@
+//! Directories sharing their registry in a real etcd (`/usr/bin/etcd` on free loopback
+//! ports, in a temporary data directory): a registration through one reaches the other
+//! and is announced by the publisher alone, one publisher at a time, a killed publisher
+//! replaced, and an etcd outage ridden out and caught up. Skipped, with the reason
+//! printed, when etcd is not installed.
+
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use common::*;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const ETCD: &str = "/usr/bin/etcd";
+/// The publisher lease of every directory here: etcd's shortest (it grants at least 2 s
+/// with its default timing).
+const LEASE_MS: u64 = 2_000;
+
+/// An etcd server on loopback ports, killed on drop; restarting keeps its data.
+struct Etcd {
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    client: u16,
+    peer: u16,
+}
+
+impl Etcd {
+    /// Starts etcd, or says why not (printed by the caller, which then skips).
+    fn start() -> Option<Etcd> {
+        if !Path::new(ETCD).exists() {
+            println!("SKIPPED: {ETCD} is not installed (Debian: etcd-server)");
+            return None;
+        }
+        let mut etcd = Etcd {
+            child: None,
+            data: tempfile::tempdir().unwrap(),
+            client: free_port_tcp(),
+            peer: free_port_tcp(),
+        };
+        etcd.run();
+        Some(etcd)
+    }
+
+    /// Starts the server (again) on the same ports and data, and waits until it answers.
+    fn run(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client);
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let child = Command::new(ETCD)
+            .args(["--name", "default", "--data-dir"])
+            .arg(self.data.path().join("etcd"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = write!(
+                    s,
+                    "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                if answer.contains("\"health\":\"true\"") {
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd did not become healthy on port {}", self.client);
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The `--store` value.
+    fn store(&self) -> String {
+        format!("etcd://127.0.0.1:{}", self.client)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One directory of the cluster: its network (request address, shared group), its
+/// metrics endpoint and its process.
+struct Node {
+    net: Net,
+    metrics: String,
+    proc: Proc,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(etcd: &Etcd, group: SocketAddr) -> Node {
+        let net = Net {
+            directory: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            group,
+        };
+        let metrics = format!("127.0.0.1:{}", free_port_tcp());
+        let data = tempfile::tempdir().unwrap();
+        let lease = LEASE_MS.to_string();
+        let proc = directory(
+            &net,
+            data.path(),
+            &[
+                "--store",
+                &etcd.store(),
+                "--publisher-lease-ms",
+                &lease,
+                "--metrics",
+                &metrics,
+            ],
+        );
+        Node {
+            net,
+            metrics,
+            proc,
+            _data: data,
+        }
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        metric(&http_get(&self.metrics, "/metrics"), name)
+    }
+
+    fn list(&self) -> String {
+        ok(&self.net, &["list"])
+    }
+}
+
+/// Waits (bounded) until `check` holds; how long it took.
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return start.elapsed();
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what}: not within {timeout:?}");
+}
+
+/// Waits until exactly one of `nodes` publishes; its index.
+fn publisher(nodes: &[&Node], timeout: Duration) -> usize {
+    let mut found = 0;
+    wait_for("exactly one publisher", timeout, || {
+        let publishing: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].metric("herald_publishing") == 1.0)
+            .collect();
+        found = publishing.first().copied().unwrap_or(0);
+        publishing.len() == 1
+    });
+    found
+}
+
+fn group() -> SocketAddr {
+    format!("{GROUP_IP}:{}", free_port()).parse().unwrap()
+}
+
+/// Kinds of the frames each sender put on the group while listening for `period`.
+fn group_traffic(group: SocketAddr, period: Duration) -> Vec<(SocketAddr, u8)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.set_reuse_port(true).unwrap();
+    socket.bind(&group.into()).unwrap();
+    let SocketAddr::V4(v4) = group else {
+        unreachable!()
+    };
+    socket
+        .join_multicast_v4(v4.ip(), &Ipv4Addr::LOCALHOST)
+        .unwrap();
+    let socket: UdpSocket = socket.into();
+    let deadline = Instant::now() + period;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 65_536];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if let Ok((len, from)) = socket.recv_from(&mut buf) {
+            // Magic "HR", version, then the message kind.
+            if len > 3 && &buf[..2] == b"HR" {
+                seen.push((from, buf[3]));
+            }
+        }
+    }
+    seen
+}
+
+const ANNOUNCE: u8 = 0x21;
+const SYNC_PAGE: u8 = 0x22;
+
+#[test]
+fn a_registration_through_a_replica_is_listed_everywhere_and_announced_by_the_publisher() {
+    let Some(etcd) = Etcd::start() else { return };
+    let group = group();
+    let a = Node::start(&etcd, group);
+    let b = Node::start(&etcd, group);
+    let nodes = [&a, &b];
+    let p = publisher(&nodes, Duration::from_secs(10));
+    let (publisher, replica) = (nodes[p], nodes[1 - p]);
+    let watch = watcher(&publisher.net, "watcher", &[]);
+    // Listen to the group while registering through the replica.
+    let listen = thread::spawn(move || group_traffic(group, Duration::from_millis(2_500)));
+    thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    ok(
+        &replica.net,
+        &[
+            "register",
+            "billing",
+            "127.0.0.1:8080",
+            "--once",
+            "--lease",
+            "60",
+        ],
+    );
+    let (_, at) = watch.expect_line("\"discovered\"", Duration::from_secs(5));
+    println!(
+        "discovered {:?} after the registration through the replica",
+        at - start
+    );
+    assert!(publisher.list().contains("billing 127.0.0.1:8080"));
+    assert!(replica.list().contains("billing 127.0.0.1:8080"));
+    let traffic = listen.join().unwrap();
+    let from = |node: &Node, kind: u8| {
+        traffic
+            .iter()
+            .filter(|(f, k)| *f == node.net.directory && *k == kind)
+            .count()
+    };
+    assert!(from(publisher, ANNOUNCE) >= 1, "{traffic:?}");
+    assert_eq!(
+        from(replica, ANNOUNCE),
+        0,
+        "the replica announced: {traffic:?}"
+    );
+    assert_eq!(
+        from(replica, SYNC_PAGE),
+        0,
+        "the replica swept: {traffic:?}"
+    );
+    // Exactly one discovery, nothing else, over repeats and a sweep.
+    let later = watch.lines_for(Duration::from_millis(1_500));
+    assert!(later.is_empty(), "{later:#?}");
+    assert_eq!(publisher.metric("herald_store_reachable"), 1.0);
+    assert_eq!(replica.metric("herald_publishing"), 0.0);
+}
+
+#[test]
+fn one_publisher_at_a_time_and_a_killed_one_is_replaced() {
+    let Some(etcd) = Etcd::start() else { return };
+    let group = group();
+    let a = Node::start(&etcd, group);
+    let b = Node::start(&etcd, group);
+    let mut nodes = [a, b];
+    let p = publisher(&[&nodes[0], &nodes[1]], Duration::from_secs(10));
+    // It stays that way.
+    for _ in 0..10 {
+        assert_eq!(nodes[p].metric("herald_publishing"), 1.0);
+        assert_eq!(nodes[1 - p].metric("herald_publishing"), 0.0);
+        thread::sleep(Duration::from_millis(100));
+    }
+    let survivor = 1 - p;
+    let changes = nodes[survivor].metric("herald_publisher_changes_total");
+    nodes[p].proc.kill();
+    let start = Instant::now();
+    let bound = Duration::from_millis(LEASE_MS + 1_500);
+    let took = wait_for("the survivor publishes", bound, || {
+        nodes[survivor].metric("herald_publishing") == 1.0
+    });
+    println!("handover after SIGKILL of the publisher: {took:?} (publisher lease {LEASE_MS} ms)");
+    assert!(start.elapsed() <= bound);
+    assert_eq!(
+        nodes[survivor].metric("herald_publisher_changes_total"),
+        changes + 1.0
+    );
+    // The new publisher announces: a watcher on it discovers a new registration.
+    let watch = watcher(&nodes[survivor].net, "watcher", &[]);
+    ok(
+        &nodes[survivor].net,
+        &[
+            "register",
+            "after",
+            "127.0.0.1:8081",
+            "--once",
+            "--lease",
+            "60",
+        ],
+    );
+    watch.expect_line("\"name\":\"after\"", Duration::from_secs(5));
+}
+
+#[test]
+fn a_stopped_publisher_hands_over_at_once() {
+    let Some(etcd) = Etcd::start() else { return };
+    let group = group();
+    let mut nodes = [Node::start(&etcd, group), Node::start(&etcd, group)];
+    let p = publisher(&[&nodes[0], &nodes[1]], Duration::from_secs(10));
+    nodes[p].proc.signal("TERM");
+    let start = Instant::now();
+    let took = wait_for("the other publishes", Duration::from_millis(1_000), || {
+        nodes[1 - p].metric("herald_publishing") == 1.0
+    });
+    println!("handover after SIGTERM of the publisher: {took:?}");
+    assert!(start.elapsed() < Duration::from_millis(LEASE_MS));
+    assert_eq!(nodes[p].proc.wait(Duration::from_secs(5)), Some(0));
+    nodes[p]
+        .proc
+        .expect_log("publisher lease revoked", Duration::from_secs(1));
+}
+
+#[test]
+fn an_etcd_outage_keeps_both_answering_and_is_caught_up() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let group = group();
+    let a = Node::start(&etcd, group);
+    let b = Node::start(&etcd, group);
+    let nodes = [&a, &b];
+    publisher(&nodes, Duration::from_secs(10));
+    ok(
+        &a.net,
+        &[
+            "register",
+            "before",
+            "127.0.0.1:7001",
+            "--once",
+            "--lease",
+            "60",
+        ],
+    );
+    wait_for("b lists before", Duration::from_secs(5), || {
+        b.list().contains("before")
+    });
+
+    etcd.kill();
+    for node in nodes {
+        wait_for("etcd unreachable", Duration::from_secs(5), || {
+            node.metric("herald_store_reachable") == 0.0
+        });
+        node.proc.expect_log(
+            "etcd unreachable: serving from memory",
+            Duration::from_secs(1),
+        );
+        assert_eq!(node.metric("herald_store_outages_total"), 1.0);
+    }
+    // Both still answer, from memory, and one still publishes.
+    for node in nodes {
+        assert!(node.list().contains("before 127.0.0.1:7001"));
+    }
+    assert_eq!(
+        a.metric("herald_publishing") + b.metric("herald_publishing"),
+        1.0
+    );
+    // A registration during the outage is acknowledged and queued.
+    ok(
+        &a.net,
+        &[
+            "register",
+            "during",
+            "127.0.0.1:7002",
+            "--once",
+            "--lease",
+            "60",
+        ],
+    );
+    assert!(a.list().contains("during"));
+    assert_eq!(a.metric("herald_store_queued_writes"), 1.0);
+    assert!(!b.list().contains("during"));
+
+    etcd.run();
+    let start = Instant::now();
+    let took = wait_for("b lists during", Duration::from_secs(10), || {
+        b.list().contains("during 127.0.0.1:7002")
+    });
+    println!("a registration made during the outage reached the other directory {took:?} after etcd was healthy again");
+    for node in nodes {
+        wait_for("etcd reachable", Duration::from_secs(5), || {
+            node.metric("herald_store_reachable") == 1.0
+        });
+        node.proc
+            .expect_log("etcd reachable again after", Duration::from_secs(1));
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(a.metric("herald_store_queued_writes"), 0.0);
+    assert_eq!(
+        a.metric("herald_publishing") + b.metric("herald_publishing"),
+        1.0
+    );
+}
+
+#[test]
+fn an_unreachable_etcd_at_start_up_is_an_error() {
+    let port = free_port_tcp();
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "serve",
+        "--bind",
+        &net.directory.to_string(),
+        "--group",
+        &net.group.to_string(),
+        "--data-dir",
+        &data.path().display().to_string(),
+        "--store",
+        &format!("etcd://127.0.0.1:{port}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run(&args, Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot use the etcd store"), "{err}");
+}
