@@ -91,6 +91,26 @@ impl Etcd {
         }
     }
 
+    /// Puts `value` at `key` through etcd's JSON gateway.
+    fn put(&self, key: &[u8], value: &[u8]) {
+        use base64::Engine;
+        use std::io::{Read, Write};
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key), b64(value));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.client)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
     /// The `--store` value.
     fn store(&self) -> String {
         format!("etcd://127.0.0.1:{}", self.client)
@@ -412,6 +432,52 @@ fn an_etcd_outage_keeps_both_answering_and_is_caught_up() {
         a.metric("herald_publishing") + b.metric("herald_publishing"),
         1.0
     );
+}
+
+#[test]
+fn corrupt_records_in_etcd_are_skipped() {
+    let Some(etcd) = Etcd::start() else { return };
+    let services = b"/herald/default/services/";
+    let garbage: &[(&[u8], &[u8])] = &[
+        (b"junk", &[0xff, 0xff, 0xff]),
+        (b"empty", b""),
+        (b"\xff\xfe", b"not utf-8 in the key"),
+        (b"", b"no name"),
+    ];
+    for (name, value) in garbage {
+        etcd.put(&[&services[..], name].concat(), value);
+    }
+    let group = group();
+    let a = Node::start(&etcd, group);
+    let log = a.proc.stderr();
+    assert_eq!(
+        log.matches("etcd: skipped a corrupt record").count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        log.contains("etcd: skipped a key that names no service"),
+        "{log}"
+    );
+    assert!(log.contains("restored=0"), "{log}");
+    // While it runs: more garbage, and a record under another name's key.
+    ok(
+        &a.net,
+        &[
+            "register",
+            "real",
+            "127.0.0.1:7001",
+            "--once",
+            "--lease",
+            "60",
+        ],
+    );
+    etcd.put(b"/herald/default/services/junk2", &[0x01, 0x80]);
+    a.proc
+        .expect_log("etcd: skipped a corrupt record", Duration::from_secs(5));
+    let b = Node::start(&etcd, group);
+    assert_eq!(b.list().trim(), "real 127.0.0.1:7001");
+    assert_eq!(a.list().trim(), "real 127.0.0.1:7001");
 }
 
 #[test]

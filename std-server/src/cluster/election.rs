@@ -65,6 +65,7 @@ impl Election {
             holder: None,
             events: events_tx,
             key_watch: None,
+            read_at: None,
             failures: 0,
         };
         let task = tokio::spawn(campaign.run(checks_rx));
@@ -145,6 +146,9 @@ struct Campaign {
     holder: Option<String>,
     events: mpsc::Sender<ElectionEvent>,
     key_watch: Option<WatchStream>,
+    /// The revision the key was last read at: a new watch starts after it, so that no
+    /// change in between is missed.
+    read_at: Option<i64>,
     /// Consecutive failures, for the back-off.
     failures: u32,
 }
@@ -330,6 +334,9 @@ impl Campaign {
     async fn holder(&mut self) -> Result<Holder, EtcdError> {
         let mut kv = self.client.kv_client();
         let answer = timed(OP_TIMEOUT, kv.get(self.key.as_str(), None)).await?;
+        if let Some(header) = answer.header() {
+            self.read_at = Some(header.revision());
+        }
         let ours = self.lease.as_ref().map(|l| l.id);
         Ok(
             match answer
@@ -417,15 +424,14 @@ impl Campaign {
         Ok(())
     }
 
-    /// Watches the publisher key from now on.
+    /// Watches the publisher key from after its last read (or from now).
     async fn watch_key(&mut self) {
         let mut watches = self.client.watch_client();
-        match timed(
-            OP_TIMEOUT,
-            watches.watch(self.key.as_str(), None::<WatchOptions>),
-        )
-        .await
-        {
+        let options = self
+            .read_at
+            .take()
+            .map(|r| WatchOptions::new().with_start_revision(r + 1));
+        match timed(OP_TIMEOUT, watches.watch(self.key.as_str(), options)).await {
             Ok(stream) => self.key_watch = Some(stream),
             Err(e) => tracing::debug!(error = %e, "etcd: cannot watch the publisher key"),
         }

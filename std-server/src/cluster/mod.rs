@@ -271,7 +271,7 @@ impl Cluster {
             self.advertise.clone(),
             self.lease_secs,
         ));
-        Ok(loaded.snapshot.entries.len())
+        Ok(directory.len())
     }
 
     /// The store, as configured (`etcd://…`).
@@ -394,19 +394,40 @@ impl Cluster {
         entry: &Entry,
         starting: bool,
     ) -> Result<(), herald_core::RegistryError> {
+        match self.decode_entry(entry, clock.wall()) {
+            Some(record) => self.apply_record(directory, clock, record, starting),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes a record read from etcd, and remembers the key's revision; a corrupt
+    /// record is logged and `None`.
+    fn decode_entry(&mut self, entry: &Entry, wall: WallClock) -> Option<Record> {
         self.known.insert(
             entry.name.clone(),
             Known {
                 mod_revision: entry.mod_revision,
             },
         );
-        let record = match decode(entry, clock.wall()) {
-            Ok(record) => record,
+        match decode(entry, wall) {
+            Ok(record) => Some(record),
             Err(e) => {
                 tracing::warn!(key = %self.keys.service(&entry.name), error = %e, "etcd: skipped a corrupt record");
-                return Ok(());
+                None
             }
-        };
+        }
+    }
+
+    /// Applies a record read from etcd; a record that does not fit is logged
+    /// (rate-limited, except at start-up, which fails) and reported.
+    fn apply_record(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        record: Record,
+        starting: bool,
+    ) -> Result<(), herald_core::RegistryError> {
+        let name = record.name().clone();
         let result = directory.apply(clock.now(), record);
         if result.is_err() && !starting {
             let now = Instant::now();
@@ -415,7 +436,7 @@ impl Cluster {
                 .is_none_or(|t| now.duration_since(t) >= FULL_LOG_EVERY)
             {
                 self.full_logged = Some(now);
-                tracing::error!(name = %entry.name, "the registry is full: a record from etcd was not taken; raise --capacity");
+                tracing::error!(%name, "the registry is full: a record from etcd was not taken; raise --capacity");
             }
         }
         result
@@ -555,6 +576,19 @@ impl Cluster {
         for name in &gone {
             directory.forget(clock.now(), name);
         }
+        let kept = gone
+            .iter()
+            .filter(|n| directory.record(n).is_some())
+            .count();
+        if kept > 0 {
+            // Removed from etcd while this directory was not watching, yet live here:
+            // `forget` keeps live entries, so they stay until a publisher expires them
+            // (or a renewal here writes them again).
+            tracing::warn!(
+                kept,
+                "etcd: {kept} live records held here are no longer in etcd; kept until they expire"
+            );
+        }
         let written = self.flush(directory, clock).await?;
         self.watcher = Some(Watcher::start(
             self.client.watch_client(),
@@ -671,8 +705,10 @@ impl Cluster {
                 Ok(true)
             }
             Some(entry) => {
-                let _ = self.apply_entry(directory, clock, &entry, false);
-                let theirs = decode(&entry, clock.wall()).ok();
+                let theirs = self.decode_entry(&entry, clock.wall());
+                if let Some(record) = &theirs {
+                    let _ = self.apply_record(directory, clock, record.clone(), false);
+                }
                 Ok(directory.record(name) != theirs.as_ref())
             }
         }
@@ -732,6 +768,53 @@ impl Cluster {
             if election.resign().await {
                 tracing::info!("publisher lease revoked: another directory takes over");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::{Instant as CoreInstant, Location, Registration, Service, ServiceName};
+
+    fn wall() -> WallClock {
+        WallClock {
+            now: CoreInstant::from_millis(1_000),
+            unix_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn entry(name: &str, value: Vec<u8>) -> Entry {
+        Entry {
+            name: name.to_owned(),
+            value,
+            mod_revision: 7,
+        }
+    }
+
+    #[test]
+    fn records_decode_only_under_their_own_name() {
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let record = Record {
+            service: Service {
+                registration: Registration::new(
+                    ServiceName::new("billing").unwrap(),
+                    &[Location::new(ip, 8080).unwrap()],
+                )
+                .unwrap(),
+                version: Version(42),
+            },
+            registrant: 9,
+            state: RecordState::Live {
+                expires: CoreInstant::from_millis(16_000),
+            },
+        };
+        let bytes = encode(&record, wall()).unwrap();
+        assert_eq!(decode(&entry("billing", bytes.clone()), wall()), Ok(record));
+        let err = decode(&entry("other", bytes), wall()).unwrap_err();
+        assert!(err.contains("billing"), "{err}");
+        for garbage in [vec![], vec![0xff; 3], vec![0x01, 0x80], vec![0; 400]] {
+            assert!(decode(&entry("billing", garbage), wall()).is_err());
         }
     }
 }
