@@ -24,7 +24,8 @@
 //!   cannot see renewals made through the others), and a publisher keeps publishing.
 //!   Once etcd answers, the directory reads everything again, applies it, forgets the
 //!   departed records etcd no longer holds, writes what it queued, watches again from
-//!   where it read, and expires again.
+//!   where it read, and expires again a few seconds later (the others' queued
+//!   renewals arrive meanwhile).
 
 pub mod election;
 pub mod store;
@@ -46,6 +47,14 @@ pub const LAZY_WRITES_AFTER: Duration = Duration::from_millis(200);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between two tries while etcd is unreachable.
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// After an outage, expiry resumes this much later than etcd answers again: every
+/// directory tries etcd at least every [`RETRY_MAX`] and then writes the renewals it
+/// queued, and a publisher that expired leases at once would expire services whose
+/// renewals are still on their way from another directory (and announce them
+/// unregistered, then discovered again).
+const EXPIRY_GRACE: Duration = Duration::from_millis(
+    RETRY_MAX.as_millis() as u64 + 2 * LAZY_WRITES_AFTER.as_millis() as u64 + 1_000,
+);
 /// How long start-up keeps trying to read the registry before giving up.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tries of a write whose keys keep changing under it, before it waits for the next
@@ -141,6 +150,8 @@ pub struct Cluster {
     outage: Option<Outage>,
     /// When queued lazy writes must go out.
     lazy_due: Option<Instant>,
+    /// When expiry resumes after an outage ([`EXPIRY_GRACE`]).
+    expiry_held_until: Option<Instant>,
     full_logged: Option<Instant>,
     /// Counters for the metrics.
     pub stats: ClusterStats,
@@ -212,6 +223,7 @@ impl Cluster {
             election: None,
             outage: None,
             lazy_due: None,
+            expiry_held_until: None,
             full_logged: None,
             stats: ClusterStats::default(),
         })
@@ -298,7 +310,10 @@ impl Cluster {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.outage {
             Some(outage) => Some(outage.next_try),
-            None => self.lazy_due,
+            None => [self.lazy_due, self.expiry_held_until]
+                .into_iter()
+                .flatten()
+                .min(),
         }
     }
 
@@ -481,6 +496,11 @@ impl Cluster {
             Some(outage) if outage.next_try <= now => self.retry(directory, clock).await,
             Some(_) => {}
             None => {
+                if self.expiry_held_until.is_some_and(|t| t <= now) {
+                    self.expiry_held_until = None;
+                    directory.set_expiring(clock.now(), true);
+                    tracing::debug!("etcd: lease expiry resumes");
+                }
                 if self.lazy_due.is_some_and(|t| t <= now) {
                     self.write(directory, clock).await;
                 }
@@ -517,6 +537,7 @@ impl Cluster {
                 });
                 self.stats.outages += 1;
                 self.watcher = None;
+                self.expiry_held_until = None;
                 directory.set_expiring(clock.now(), false);
                 tracing::warn!(
                     store = %self.url,
@@ -535,7 +556,9 @@ impl Cluster {
         match self.resync(directory, clock).await {
             Ok(written) => {
                 let since = self.outage.take().map(|o| o.since);
-                directory.set_expiring(clock.now(), true);
+                // Expiry resumes once the other directories had time to write what
+                // they queued.
+                self.expiry_held_until = Some(Instant::now() + EXPIRY_GRACE);
                 if let Some(election) = &self.election {
                     election.check();
                 }
