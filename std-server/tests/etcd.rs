@@ -83,6 +83,16 @@ impl Etcd {
         panic!("etcd did not become healthy on port {}", self.client);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("etcd runs").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} etcd");
+    }
+
     /// SIGKILL.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -444,6 +454,62 @@ fn an_etcd_outage_keeps_both_answering_and_is_caught_up() {
     assert_eq!(count(&lines, "unregistered", "steady"), 0, "{lines:#?}");
     assert_eq!(count(&lines, "discovered", "during"), 1, "{lines:#?}");
     assert!(publisher.list().contains("steady 127.0.0.1:7003"));
+}
+
+#[test]
+fn a_frozen_etcd_does_not_stall_the_directories() {
+    let Some(etcd) = Etcd::start() else { return };
+    let group = group();
+    let a = Node::start(&etcd, group);
+    let b = Node::start(&etcd, group);
+    let nodes = [&a, &b];
+    publisher(&nodes, Duration::from_secs(10));
+    // SIGSTOP: connections stay open, requests get no answer.
+    etcd.signal("STOP");
+    let start = Instant::now();
+    ok(
+        &a.net,
+        &[
+            "register",
+            "frozen",
+            "127.0.0.1:7004",
+            "--once",
+            "--lease",
+            "60",
+        ],
+    );
+    println!(
+        "a registration acknowledged {:?} after etcd froze",
+        start.elapsed()
+    );
+    wait_for("a finds etcd unreachable", Duration::from_secs(5), || {
+        a.metric("herald_store_reachable") == 0.0
+    });
+    // Retries against the frozen server run in the background: every answer stays fast.
+    let mut slowest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        for node in nodes {
+            let asked = Instant::now();
+            let _ = node.metric("herald_store_reachable");
+            let list = node.list();
+            slowest = slowest.max(asked.elapsed());
+            if std::ptr::eq(node, &a) {
+                assert!(list.contains("frozen"), "{list}");
+            }
+        }
+    }
+    println!("slowest list while etcd was frozen: {slowest:?}");
+    assert!(slowest < Duration::from_millis(900), "{slowest:?}");
+    etcd.signal("CONT");
+    wait_for("b lists frozen", Duration::from_secs(20), || {
+        b.list().contains("frozen")
+    });
+    for node in nodes {
+        wait_for("etcd reachable", Duration::from_secs(20), || {
+            node.metric("herald_store_reachable") == 1.0
+        });
+    }
 }
 
 #[test]

@@ -39,6 +39,7 @@ use herald_core::{Directory, DirectoryEvent, Record, RecordState, Version};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use store::{Change, Entry, EtcdError, Keys, Put, Snapshot, WatchMessage, Watcher};
+use tokio::sync::oneshot;
 
 /// Renewals and notification counts are written at most this late.
 pub const LAZY_WRITES_AFTER: Duration = Duration::from_millis(200);
@@ -111,6 +112,9 @@ pub enum Input {
     Watch(WatchMessage),
     /// From the election.
     Election(ElectionEvent),
+    /// The registry, read again in the background (after an outage, or when the watch
+    /// stopped).
+    Loaded(Result<Snapshot, EtcdError>),
 }
 
 /// What was read from etcd at start-up.
@@ -150,6 +154,8 @@ pub struct Cluster {
     outage: Option<Outage>,
     /// When queued lazy writes must go out.
     lazy_due: Option<Instant>,
+    /// The registry being read again, in the background.
+    loading: Option<oneshot::Receiver<Result<Snapshot, EtcdError>>>,
     /// When expiry resumes after an outage ([`EXPIRY_GRACE`]).
     expiry_held_until: Option<Instant>,
     full_logged: Option<Instant>,
@@ -223,6 +229,7 @@ impl Cluster {
             election: None,
             outage: None,
             lazy_due: None,
+            loading: None,
             expiry_held_until: None,
             full_logged: None,
             stats: ClusterStats::default(),
@@ -309,6 +316,8 @@ impl Cluster {
     /// When [`tick`](Self::tick) has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.outage {
+            // A read in flight reports through `input`.
+            Some(_) if self.loading.is_some() => None,
             Some(outage) => Some(outage.next_try),
             None => [self.lazy_due, self.expiry_held_until]
                 .into_iter()
@@ -331,10 +340,34 @@ impl Cluster {
                 None => std::future::pending().await,
             }
         };
+        let loaded = async {
+            match self.loading.as_mut() {
+                Some(rx) => rx
+                    .await
+                    .unwrap_or(Err(EtcdError::Protocol("the read was abandoned"))),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             message = watch => Input::Watch(message),
             event = election => Input::Election(event),
+            snapshot = loaded => Input::Loaded(snapshot),
         }
+    }
+
+    /// Starts reading the whole registry in the background (one read at a time): the
+    /// serve loop keeps serving meanwhile, however long etcd takes to answer.
+    fn start_load(&mut self) {
+        if self.loading.is_some() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let mut kv = self.kv.clone();
+        let keys = self.keys.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(store::load(&mut kv, &keys).await);
+        });
+        self.loading = Some(rx);
     }
 
     /// Takes an input into the directory.
@@ -349,9 +382,18 @@ impl Cluster {
                 self.watcher = None;
                 if self.outage.is_none() {
                     tracing::debug!(reason = %why, "etcd: the watch stopped; reading again");
-                    if let Err(e) = self.resync(directory, clock).await {
-                        self.enter_outage(directory, clock, &e);
-                    }
+                    self.start_load();
+                }
+            }
+            Input::Loaded(result) => {
+                self.loading = None;
+                let queued = self.queue.len();
+                match result {
+                    Ok(snapshot) => match self.resync(directory, clock, snapshot).await {
+                        Ok(written) => self.recovered(queued, written),
+                        Err(e) => self.enter_outage(directory, clock, &e),
+                    },
+                    Err(e) => self.enter_outage(directory, clock, &e),
                 }
             }
             Input::Election(ElectionEvent::Elected) => {
@@ -493,7 +535,7 @@ impl Cluster {
     pub async fn tick(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         let now = Instant::now();
         match self.outage {
-            Some(outage) if outage.next_try <= now => self.retry(directory, clock).await,
+            Some(outage) if outage.next_try <= now => self.start_load(),
             Some(_) => {}
             None => {
                 if self.expiry_held_until.is_some_and(|t| t <= now) {
@@ -550,39 +592,37 @@ impl Cluster {
         }
     }
 
-    /// Tries etcd again after an outage.
-    async fn retry(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
-        let queued = self.queue.len();
-        match self.resync(directory, clock).await {
-            Ok(written) => {
-                let since = self.outage.take().map(|o| o.since);
-                // Expiry resumes once the other directories had time to write what
-                // they queued.
-                self.expiry_held_until = Some(Instant::now() + EXPIRY_GRACE);
-                if let Some(election) = &self.election {
-                    election.check();
-                }
-                let after = since.map_or(0.0, |s| s.elapsed().as_secs_f64());
-                tracing::info!(
-                    store = %self.url,
-                    queued,
-                    written,
-                    "etcd reachable again after {after:.1} s; {written} queued changes written"
-                );
-            }
-            Err(e) => self.enter_outage(directory, clock, &e),
+    /// etcd answered again and the registry was read and taken: after an outage, say so,
+    /// resume expiry after [`EXPIRY_GRACE`] and have the election check the publisher
+    /// key.
+    fn recovered(&mut self, queued: usize, written: usize) {
+        let Some(outage) = self.outage.take() else {
+            return;
+        };
+        // Expiry resumes once the other directories had time to write what they queued.
+        self.expiry_held_until = Some(Instant::now() + EXPIRY_GRACE);
+        if let Some(election) = &self.election {
+            election.check();
         }
+        let after = outage.since.elapsed().as_secs_f64();
+        tracing::info!(
+            store = %self.url,
+            queued,
+            written,
+            "etcd reachable again after {after:.1} s; {written} queued changes written"
+        );
     }
 
-    /// Reads everything again and takes it (after an outage, or when the watch
-    /// stopped), writes the queue, and watches again from where it read.
+    /// Takes the registry read again (after an outage, or when the watch stopped):
+    /// applies it, forgets the departed records etcd no longer holds, writes the queue,
+    /// and watches again from where it read.
     async fn resync(
         &mut self,
         directory: &mut Directory<'_>,
         clock: &Clock,
+        snapshot: Snapshot,
     ) -> Result<usize, EtcdError> {
         self.watcher = None;
-        let snapshot = store::load(&mut self.kv, &self.keys).await?;
         self.known.clear();
         let mut present = HashSet::with_capacity(snapshot.entries.len());
         for entry in &snapshot.entries {
