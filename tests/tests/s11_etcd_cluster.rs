@@ -309,6 +309,20 @@ fn acknowledged_by(p: &Proc, name: &str) -> String {
         .to_owned()
 }
 
+/// What `watcher` heard, one line per event, timed from `origin` (`what` names it).
+fn timeline(watcher: &Watcher, origin: Instant, what: &str) -> String {
+    let lines: Vec<String> = watcher
+        .timeline(origin)
+        .iter()
+        .map(|(at, e)| format!("  {at:+.3} s {} {}", e.event, e.name))
+        .collect();
+    format!(
+        "{} heard (seconds from {what}):\n{}",
+        watcher.process().name(),
+        lines.join("\n")
+    )
+}
+
 /// Panics unless `events` hold exactly one `discovered`, no `changed` and no
 /// `unregistered` for each of `names`.
 fn assert_seen_once(who: &str, events: &[WatchEvent], names: &[&str]) {
@@ -342,6 +356,7 @@ fn a_registration_through_any_node_is_seen_once_and_listed_everywhere() {
     }
     let publisher = cluster.wait_publisher(T);
     eprintln!("[s11a] node{publisher} publishes");
+    let first_registration = Instant::now();
 
     let names = ["alpha", "bravo", "charlie"];
     let mut expected = BTreeMap::new();
@@ -375,6 +390,10 @@ fn a_registration_through_any_node_is_seen_once_and_listed_everywhere() {
     // Renewals through three nodes, sweeps and beacons: still exactly once.
     std::thread::sleep(OBSERVE);
     for w in &watchers {
+        eprintln!(
+            "[s11a] {}",
+            timeline(w, first_registration, "the first registration")
+        );
         assert_seen_once(w.process().name(), &w.events(), &names);
         assert_eq!(w.view(), expected, "{}", w.process().name());
     }
@@ -441,6 +460,7 @@ fn a_registrant_moves_off_a_killed_node_without_a_spurious_unregistered() {
             watcher.events()
         );
     }
+    eprintln!("[s11b] {}", timeline(&watcher, killed, "the kill"));
     assert_seen_once("listener", &watcher.events(), &["orders"]);
     cluster.wait_listed_everywhere(&expected, T);
     assert_eq!(
@@ -535,6 +555,7 @@ fn killing_the_publisher_hands_publishing_over() {
         (1, 1),
         "late: (discovered, unregistered); events: {events:?}"
     );
+    eprintln!("[s11c] {}", timeline(&watcher, killed, "the kill"));
     assert_seen_once("listener", &events, &["steady"]);
     expected.remove("late");
     cluster.wait_listed_everywhere(&expected, T);
@@ -673,6 +694,11 @@ fn an_etcd_outage_is_ridden_out_and_caught_up() {
     }
 
     std::thread::sleep(OBSERVE);
+    eprintln!(
+        "[s11d] {} (etcd was killed at {:+.3} s)",
+        timeline(&watcher, back, "etcd healthy again"),
+        -back.duration_since(stopped).as_secs_f64()
+    );
     assert_seen_once("listener", &watcher.events(), &["steady", "during"]);
     cluster.wait_listed_everywhere(&expected, T);
     let after = cluster.wait_publisher(T);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a directory may take to answer its first probe.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -323,6 +323,24 @@ impl Watcher {
     /// Every event so far, in order.
     pub fn events(&self) -> Vec<WatchEvent> {
         parse_events(&self.process.stdout())
+    }
+
+    /// Every event so far with when the harness read it, in seconds after `origin`
+    /// (negative: before it); for printing what a listener heard around a fault.
+    pub fn timeline(&self, origin: Instant) -> Vec<(f64, WatchEvent)> {
+        self.process
+            .lines()
+            .into_iter()
+            .filter(|l| l.stream == super::process::Stream::Stdout)
+            .filter_map(|l| {
+                let e: WatchEvent = serde_json::from_str(&l.text).ok()?;
+                let at = match l.at.checked_duration_since(origin) {
+                    Some(d) => d.as_secs_f64(),
+                    None => -origin.duration_since(l.at).as_secs_f64(),
+                };
+                Some((at, e))
+            })
+            .collect()
     }
 
     /// How many `event` events for `name` so far.
