@@ -838,7 +838,10 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::{Instant as CoreInstant, Location, Registration, Service, ServiceName};
+    use herald_core::{
+        DirectoryConfig, Instant as CoreInstant, Location, Registration, Service, ServiceName, Slot,
+    };
+    use std::process::{Child, Command, Stdio};
 
     fn wall() -> WallClock {
         WallClock {
@@ -855,23 +858,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_decode_only_under_their_own_name() {
+    fn record(name: &str, version: u64, state: RecordState) -> Record {
         let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-        let record = Record {
+        Record {
             service: Service {
                 registration: Registration::new(
-                    ServiceName::new("billing").unwrap(),
+                    ServiceName::new(name).unwrap(),
                     &[Location::new(ip, 8080).unwrap()],
                 )
                 .unwrap(),
-                version: Version(42),
+                version: Version(version),
             },
             registrant: 9,
-            state: RecordState::Live {
-                expires: CoreInstant::from_millis(16_000),
-            },
-        };
+            state,
+        }
+    }
+
+    fn live(expires_ms: u64) -> RecordState {
+        RecordState::Live {
+            expires: CoreInstant::from_millis(expires_ms),
+        }
+    }
+
+    #[test]
+    fn records_decode_only_under_their_own_name() {
+        let record = record("billing", 42, live(16_000));
         let bytes = encode(&record, wall()).unwrap();
         assert_eq!(decode(&entry("billing", bytes.clone()), wall()), Ok(record));
         let err = decode(&entry("other", bytes), wall()).unwrap_err();
@@ -879,5 +890,222 @@ mod tests {
         for garbage in [vec![], vec![0xff; 3], vec![0x01, 0x80], vec![0; 400]] {
             assert!(decode(&entry("billing", garbage), wall()).is_err());
         }
+    }
+
+    /// A real etcd on loopback ports in a temporary directory, killed on drop.
+    struct TestEtcd {
+        child: Child,
+        _data: tempfile::TempDir,
+        port: u16,
+    }
+
+    impl TestEtcd {
+        fn start() -> Option<TestEtcd> {
+            if !std::path::Path::new("/usr/bin/etcd").exists() {
+                println!("SKIPPED: /usr/bin/etcd is not installed");
+                return None;
+            }
+            let port = || {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let (port, peer) = (port(), port());
+            let data = tempfile::tempdir().unwrap();
+            let client = format!("http://127.0.0.1:{port}");
+            let peer = format!("http://127.0.0.1:{peer}");
+            let child = Command::new("/usr/bin/etcd")
+                .arg("--data-dir")
+                .arg(data.path())
+                .args(["--listen-client-urls", &client])
+                .args(["--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer])
+                .args(["--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &format!("default={peer}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start etcd");
+            Some(TestEtcd {
+                child,
+                _data: data,
+                port,
+            })
+        }
+
+        fn settings(&self) -> EtcdSettings {
+            EtcdSettings {
+                endpoints: vec![format!("127.0.0.1:{}", self.port)],
+                prefix: "/t".to_owned(),
+                publisher_lease_secs: 2,
+            }
+        }
+    }
+
+    impl Drop for TestEtcd {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn cluster(etcd: &TestEtcd) -> Cluster {
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let group = "237.37.37.1:1".parse().unwrap();
+        let mut cluster = Cluster::connect(&etcd.settings(), "test", group, addr)
+            .await
+            .unwrap();
+        // Wait (bounded, by `load`) until etcd answers.
+        cluster.load(wall()).await.unwrap();
+        cluster
+    }
+
+    /// Writes `record` straight to etcd (whatever the key holds); its mod_revision.
+    async fn put(cluster: &mut Cluster, record: &Record) -> i64 {
+        let name = record.name().as_str();
+        let current = store::get(&mut cluster.kv, &cluster.keys, name)
+            .await
+            .unwrap()
+            .map_or(0, |e| e.mod_revision);
+        let value = encode(record, wall()).unwrap();
+        let put = Put {
+            name: name.to_owned(),
+            value,
+            expect: current,
+        };
+        store::put_all(&mut cluster.kv, &cluster.keys, &[put])
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn stored(cluster: &mut Cluster, name: &str) -> Option<Record> {
+        store::get(&mut cluster.kv, &cluster.keys, name)
+            .await
+            .unwrap()
+            .map(|e| decode(&e, wall()).unwrap())
+    }
+
+    /// A directory of four slots (leaked: a test's lifetime).
+    fn directory() -> Directory<'static> {
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let config = DirectoryConfig::new(
+            Location::new(ip, 1).unwrap(),
+            "237.37.37.1:1".parse().unwrap(),
+        );
+        let slots: &'static mut [Slot] = Box::leak(vec![None; 4].into_boxed_slice());
+        let index: &'static mut [u32] = Box::leak(vec![0; 4].into_boxed_slice());
+        Directory::new(config, slots, index).unwrap()
+    }
+
+    fn removal(version: u64) -> Pending {
+        Pending {
+            put: false,
+            delete: true,
+            version: Version(version),
+            durable: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_removal_deletes_only_a_departed_or_older_record() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut cluster = cluster(&etcd).await;
+        let clock = Clock::new();
+        let mut directory = directory();
+        // Registered again (version 10) before the removal of version 5 was deleted.
+        put(&mut cluster, &record("x", 10, live(60_000))).await;
+        cluster.queue.insert("x".into(), removal(5));
+        cluster.flush(&mut directory, &clock).await.unwrap();
+        assert_eq!(
+            stored(&mut cluster, "x").await.map(|r| r.service.version),
+            Some(Version(10))
+        );
+        assert!(cluster.queue.is_empty());
+        // The departed record, all notifications sent: deleted.
+        put(
+            &mut cluster,
+            &record("x", 11, RecordState::Departed { remaining: 0 }),
+        )
+        .await;
+        cluster.queue.insert("x".into(), removal(0));
+        cluster.flush(&mut directory, &clock).await.unwrap();
+        assert_eq!(stored(&mut cluster, "x").await, None);
+        // A removal whose departed record never reached etcd: an older live one goes.
+        put(&mut cluster, &record("y", 3, live(60_000))).await;
+        cluster.queue.insert("y".into(), removal(5));
+        cluster.flush(&mut directory, &clock).await.unwrap();
+        assert_eq!(stored(&mut cluster, "y").await, None);
+        // Unreadable values are never deleted.
+        let garbage = Put {
+            name: "z".into(),
+            value: vec![0xff; 4],
+            expect: 0,
+        };
+        store::put_all(&mut cluster.kv, &cluster.keys, &[garbage])
+            .await
+            .unwrap()
+            .unwrap();
+        cluster.queue.insert("z".into(), removal(u64::MAX));
+        cluster.flush(&mut directory, &clock).await.unwrap();
+        assert!(store::get(&mut cluster.kv, &cluster.keys, "z")
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn a_write_never_replaces_a_newer_record() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut cluster = cluster(&etcd).await;
+        let clock = Clock::new();
+        let mut directory = directory();
+        let now = clock.now().as_millis();
+        directory
+            .apply(clock.now(), record("x", 20, live(now + 60_000)))
+            .unwrap();
+        // Another directory wrote version 30, unseen here.
+        put(&mut cluster, &record("x", 30, live(60_000))).await;
+        cluster.queue.insert(
+            "x".into(),
+            Pending {
+                put: true,
+                delete: false,
+                version: Version(20),
+                durable: true,
+            },
+        );
+        cluster.flush(&mut directory, &clock).await.unwrap();
+        assert!(cluster.queue.is_empty());
+        assert_eq!(
+            stored(&mut cluster, "x").await.map(|r| r.service.version),
+            Some(Version(30))
+        );
+        // The directory took the newer record instead.
+        assert_eq!(
+            directory.record("x").map(|r| r.service.version),
+            Some(Version(30))
+        );
+        // A newer change here is written over it.
+        directory
+            .apply(clock.now(), record("x", 40, live(now + 60_000)))
+            .unwrap();
+        cluster.queue.insert(
+            "x".into(),
+            Pending {
+                put: true,
+                delete: false,
+                version: Version(40),
+                durable: true,
+            },
+        );
+        assert_eq!(cluster.flush(&mut directory, &clock).await.unwrap(), 1);
+        assert_eq!(
+            stored(&mut cluster, "x").await.map(|r| r.service.version),
+            Some(Version(40))
+        );
     }
 }
