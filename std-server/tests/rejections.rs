@@ -144,6 +144,10 @@ fn the_directory_still_serves_after_a_burst_of_random_bytes() {
     assert!(malformed >= 1000.0, "{text}");
     assert_eq!(metric(&text, "herald_services"), 2.0, "{text}");
     assert_eq!(metric(&text, "herald_registrations_total"), 2.0, "{text}");
+    // A directory alone, on its embedded store: always reachable, always publishing.
+    assert_eq!(metric(&text, "herald_store_reachable"), 1.0, "{text}");
+    assert_eq!(metric(&text, "herald_publishing"), 1.0, "{text}");
+    assert_eq!(metric(&text, "herald_store_queued_writes"), 0.0, "{text}");
     assert!(
         !dir.stderr().contains("panicked"),
         "directory panicked:\n{}",
