@@ -1108,4 +1108,32 @@ mod tests {
             Some(Version(40))
         );
     }
+
+    #[tokio::test]
+    async fn a_snapshot_reads_every_page_at_one_revision() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut cluster = cluster(&etcd).await;
+        let names: Vec<String> = (0..1_201).map(|i| format!("svc-{i:05}")).collect();
+        for chunk in names.chunks(store::MAX_TXN_KEYS) {
+            let puts: Vec<Put> = chunk
+                .iter()
+                .map(|n| Put {
+                    name: n.clone(),
+                    value: encode(&record(n, 1, live(60_000)), wall()).unwrap(),
+                    expect: 0,
+                })
+                .collect();
+            store::put_all(&mut cluster.kv, &cluster.keys, &puts)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let snapshot = store::load(&mut cluster.kv, &cluster.keys).await.unwrap();
+        let read: Vec<&str> = snapshot.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(read, names.iter().map(String::as_str).collect::<Vec<_>>());
+        let newest = snapshot.entries.iter().map(|e| e.mod_revision).max();
+        assert_eq!(newest, Some(snapshot.revision));
+    }
 }
