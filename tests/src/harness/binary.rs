@@ -50,13 +50,22 @@ pub fn etcd_support() -> Result<(), &'static str> {
     programs().etcd.as_ref().map_err(String::as_str).copied()
 }
 
-/// `protoc`: the `PROTOC` variable if it names a file, else the first `protoc` on the
-/// `PATH`.
-pub fn protoc() -> Option<PathBuf> {
+/// `protoc`: the `PROTOC` variable if set (it must name a file), else the first
+/// `protoc` on the `PATH`; `Err` says why there is none.
+pub fn protoc() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("PROTOC") {
-        return Path::new(&p).is_file().then(|| p.into());
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("PROTOC={} is not a file", p.display()))
+        };
     }
-    find_on_path("protoc")
+    find_on_path("protoc").ok_or_else(|| {
+        "protoc is not installed (put it on the PATH or set PROTOC; Debian package \
+         protobuf-compiler)"
+            .into()
+    })
 }
 
 /// The first file named `program` in a directory of the `PATH`.
@@ -106,12 +115,8 @@ fn etcd_feature(cargo: &std::ffi::OsStr, workspace: &Path) -> Result<(), String>
     if !server_has_feature(cargo, workspace, "etcd")? {
         return Err("herald-server has no `etcd` cargo feature".into());
     }
-    if protoc().is_none() {
-        return Err(
-            "protoc is not installed (set PROTOC or put protoc on the PATH; Debian package \
-             protobuf-compiler), and the etcd client needs it to build"
-                .into(),
-        );
+    if let Err(why) = protoc() {
+        return Err(format!("{why}, and the etcd client needs it to build"));
     }
     Ok(())
 }
