@@ -591,6 +591,24 @@ impl<'a> Directory<'a> {
         Ok(())
     }
 
+    /// Drops the entry for `name` whatever its state, without a storage event. For a
+    /// shell that reloaded the replicated store after missing some of its changes: a
+    /// live entry the store no longer holds (and that this directory has not yet
+    /// written) was removed meanwhile, its notifications sent by the publisher of the
+    /// time. Listeners that still hold it drop it at the publisher's next sweep.
+    pub fn discard(&mut self, now: Instant, name: &str) {
+        self.observe(now);
+        let Some(slot) = self.registry.find(name) else {
+            return;
+        };
+        if let Some(RecordState::Departed { remaining: 0 }) =
+            self.registry.get(slot).map(|e| e.record.state)
+        {
+            self.finished -= 1;
+        }
+        self.drop_slot(slot);
+    }
+
     /// Merges a stored state of the version held in `slot`.
     fn merge(&mut self, slot: usize, stored: RecordState) {
         let Some(held) = self.registry.get(slot).map(|e| e.record.state) else {
@@ -622,20 +640,15 @@ impl<'a> Directory<'a> {
     /// The replicated store no longer holds `name` (its notifications were all sent, or
     /// its entry was reclaimed): a departed entry is dropped without a storage event. A
     /// live entry is kept: it was registered again, and that change is on its way to
-    /// the store.
+    /// the store (after a reload, [`discard`](Self::discard) drops live entries too).
     pub fn forget(&mut self, now: Instant, name: &str) {
         self.observe(now);
         let Some(slot) = self.registry.find(name) else {
             return;
         };
-        let finished = match self.registry.get(slot).map(|e| e.record.state) {
-            Some(RecordState::Departed { remaining }) => remaining == 0,
-            _ => return,
-        };
-        if finished {
-            self.finished -= 1;
+        if self.registry.get(slot).is_some_and(|e| !e.record.is_live()) {
+            self.discard(now, name);
         }
-        self.drop_slot(slot);
     }
 
     fn observe(&mut self, now: Instant) {

@@ -261,3 +261,33 @@ fn late_copies_of_a_finished_removal_do_not_bring_it_back() {
         assert_clean(&sim);
     }
 }
+
+#[test]
+fn a_replica_that_missed_a_removal_drops_it_when_it_reloads() {
+    let mut sim = Sim::replicated(3, Faults::none(), 16, 2, REPLICATION);
+    let r = registrant_via(&mut sim, 0);
+    sim.register(r, service("gone-while-away", 9000));
+    sim.register(r, service("stays", 9001));
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.live_at(1).len(), 2);
+
+    // The replica is cut off while the service is removed and its removal finished.
+    sim.directories[1].down = true;
+    sim.unregister(r, "gone-while-away");
+    sim.run(Duration::from_secs(3));
+    assert!(!sim
+        .shared
+        .as_ref()
+        .unwrap()
+        .records
+        .contains_key("gone-while-away"));
+    sim.directories[1].down = false;
+    assert!(sim.live_at(1).contains_key("gone-while-away"), "still held");
+
+    sim.reload(1);
+    assert_eq!(
+        sim.live_at(1).keys().collect::<Vec<_>>(),
+        vec!["stays"],
+        "the reload dropped what the store no longer holds"
+    );
+}

@@ -314,15 +314,21 @@ impl Harness<'_> {
                 }
             }
             _ => {
-                // Another directory finished a removal and deleted it from the store.
-                let departed = pick(&self.store, rest).and_then(|(name, bytes)| {
+                // The record left the store: another directory finished its removal
+                // (forget), or it went while this directory was not watching and a
+                // reload finds it gone (discard).
+                let picked = pick(&self.store, rest).map(|(name, bytes)| {
                     let r = Record::from_bytes(bytes, self.wall()).expect("stored");
-                    (!r.is_live()).then(|| (name.clone(), r.service.version.0))
+                    (name.clone(), r.service.version.0, r.is_live())
                 });
-                if let Some((name, version)) = departed {
+                if let Some((name, version, live)) = picked {
                     self.store.remove(&name);
                     self.owed.insert((name.clone(), version), None);
-                    self.d.forget(now, &name);
+                    if live && flag {
+                        self.d.discard(now, &name);
+                    } else {
+                        self.d.forget(now, &name);
+                    }
                 }
             }
         }

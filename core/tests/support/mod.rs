@@ -332,24 +332,31 @@ impl Sim {
                 apply_write(&mut store.records, write);
             }
         }
-        for d in self.directories.iter_mut().filter(|d| !d.down) {
-            let held: Vec<String> = d
-                .directory
-                .records()
-                .map(|r| r.name().to_string())
-                .collect();
-            for name in held {
-                if !store.records.contains_key(&name) {
-                    d.directory.forget(now, &name);
-                }
+        for d in 0..self.directories.len() {
+            if !self.directories[d].down {
+                self.reload(d);
+                self.directories[d].directory.set_expiring(now, true);
             }
-            for bytes in store.records.values() {
-                let record = Record::from_bytes(bytes, wall(now)).unwrap();
-                d.directory.apply(now, record).unwrap();
-            }
-            d.directory.set_expiring(now, true);
         }
         self.flush();
+    }
+
+    /// Directory `d` reads the whole store again, as a shell does after missing watch
+    /// events: it applies every record and discards what the store no longer holds.
+    pub fn reload(&mut self, d: usize) {
+        let now = self.now;
+        let Some(store) = &self.shared else { return };
+        let directory = &mut self.directories[d].directory;
+        let held: Vec<String> = directory.records().map(|r| r.name().to_string()).collect();
+        for name in held {
+            if !store.records.contains_key(&name) {
+                directory.discard(now, &name);
+            }
+        }
+        for bytes in store.records.values() {
+            let record = Record::from_bytes(bytes, wall(now)).unwrap();
+            directory.apply(now, record).unwrap();
+        }
     }
 
     /// Hands directory `d`'s storage events to the shared store.
