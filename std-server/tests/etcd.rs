@@ -655,11 +655,10 @@ fn a_publisher_cut_off_from_etcd_steps_down_when_it_returns() {
     assert_eq!(a.metric("herald_publisher_changes_total"), 2.0);
 }
 
-/// Fails today: a directory cut off from etcd while a service was unregistered, and its
-/// removal finished and deleted, still lists the service once its link is back (a
-/// live entry the store no longer holds is kept by `Directory::forget`).
+/// A directory cut off from etcd while a service was unregistered, and its removal
+/// finished and deleted, no longer lists the service once its link is back: the reload
+/// discards what etcd no longer holds.
 #[test]
-#[ignore = "needs a way to drop a live entry the store no longer holds after a reload"]
 fn a_removal_finished_while_cut_off_is_not_listed_afterwards() {
     let Some(etcd) = Etcd::start() else { return };
     let link = Link::to(&etcd);

@@ -22,10 +22,10 @@
 //!   registrant: at worst a lease extension is lost), queues its writes (the latest per
 //!   name) and tries again with a back-off. No directory expires leases meanwhile (it
 //!   cannot see renewals made through the others), and a publisher keeps publishing.
-//!   Once etcd answers, the directory reads everything again, applies it, forgets the
-//!   departed records etcd no longer holds, writes what it queued, watches again from
-//!   where it read, and expires again a few seconds later (the others' queued
-//!   renewals arrive meanwhile).
+//!   Once etcd answers, the directory reads everything again, applies it, drops the
+//!   records etcd no longer holds (removed while it was not watching), writes what it
+//!   queued, watches again from where it read, and expires again a few seconds later
+//!   (the others' queued renewals arrive meanwhile).
 
 pub mod election;
 pub mod store;
@@ -614,7 +614,7 @@ impl Cluster {
     }
 
     /// Takes the registry read again (after an outage, or when the watch stopped):
-    /// applies it, forgets the departed records etcd no longer holds, writes the queue,
+    /// applies it, drops the records etcd no longer holds, writes the queue,
     /// and watches again from where it read.
     async fn resync(
         &mut self,
@@ -629,7 +629,9 @@ impl Cluster {
             present.insert(entry.name.as_str());
             let _ = self.apply_entry(directory, clock, entry, false);
         }
-        // Departed records etcd no longer holds were reaped by the publisher meanwhile.
+        // Records etcd no longer holds (and that are not queued here) were removed
+        // while this directory was not watching: a departed one was reaped by the
+        // publisher, a live one was unregistered or expired and then reaped.
         let gone: Vec<String> = directory
             .records()
             .map(|r| r.name().as_str())
@@ -637,19 +639,13 @@ impl Cluster {
             .map(str::to_owned)
             .collect();
         for name in &gone {
-            directory.forget(clock.now(), name);
+            directory.discard(clock.now(), name);
         }
-        let kept = gone
-            .iter()
-            .filter(|n| directory.record(n).is_some())
-            .count();
-        if kept > 0 {
-            // Removed from etcd while this directory was not watching, yet live here:
-            // `forget` keeps live entries, so they stay until a publisher expires them
-            // (or a renewal here writes them again).
-            tracing::warn!(
-                kept,
-                "etcd: {kept} live records held here are no longer in etcd; kept until they expire"
+        if !gone.is_empty() {
+            tracing::info!(
+                dropped = gone.len(),
+                "etcd: dropped {} records removed while this directory was not watching",
+                gone.len()
             );
         }
         let written = self.flush(directory, clock).await?;
