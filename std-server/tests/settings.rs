@@ -120,3 +120,48 @@ fn help_documents_every_default_and_completions_are_printed() {
         "{script}"
     );
 }
+
+/// The three-node sample of docs/CLUSTER.md: each file is valid, and they differ only in
+/// the node's own address.
+#[test]
+fn the_cluster_sample_files_differ_only_in_the_node_address() {
+    let mut printed = Vec::new();
+    for (node, ip) in [("a", "10.0.0.11"), ("b", "10.0.0.12"), ("c", "10.0.0.13")] {
+        let file = format!(
+            "{}/deploy/cluster/herald-{node}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let out = herald()
+            .args(["serve", "--print-config", "--config", &file])
+            .env("HERALD_DATA_DIR", "/x")
+            .output()
+            .expect("run herald");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&format!("bind = \"{ip}:37399\"")), "{text}");
+        // Only this node's address, in bind and interface; the etcd endpoints name all.
+        let own = text.replace(&format!("\"{ip}:37399\""), "\"NODE:37399\"");
+        let own = own.replace(&format!("interface = \"{ip}\""), "interface = \"NODE\"");
+        printed.push(own);
+    }
+    printed.dedup();
+    assert!(printed.len() <= 1, "{printed:#?}");
+}
+
+/// A herald built without etcd support refuses an etcd store and says how to get one.
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn an_etcd_store_without_etcd_support_is_refused_with_advice() {
+    let out = herald()
+        .args(["serve", "--store", "etcd://127.0.0.1:1"])
+        .env("HERALD_DATA_DIR", "/nonexistent")
+        .output()
+        .expect("run herald");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features etcd"), "{err}");
+}
