@@ -12,16 +12,6 @@ use support::*;
 const SEEDS: [u64; 4] = [1, 7, 42, 1234];
 const REPLICATION: Duration = Duration::from_millis(3);
 
-fn assert_clean(sim: &Sim) {
-    for (i, n) in sim.nodes.iter().enumerate() {
-        assert!(
-            n.view.violations.is_empty(),
-            "node {i}: {:?}",
-            n.view.violations
-        );
-    }
-}
-
 /// Every running directory holds the same live services.
 fn assert_replicas_agree(sim: &Sim) {
     let first = sim.live_at(0);

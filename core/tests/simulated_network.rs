@@ -17,16 +17,6 @@ fn faults(loss: f64) -> Faults {
     }
 }
 
-fn assert_clean(sim: &Sim) {
-    for (i, n) in sim.nodes.iter().enumerate() {
-        assert!(
-            n.view.violations.is_empty(),
-            "node {i}: {:?}",
-            n.view.violations
-        );
-    }
-}
-
 /// Listener `i` holds exactly the directory's live services that match `interest`.
 fn assert_converged(sim: &Sim, i: usize, interest: &Interest) {
     let expected: Vec<(String, Service)> = sim

@@ -2,48 +2,16 @@
 //! interface over smoltcp's in-memory loopback device: register, discover through the
 //! group, unregister. No traffic leaves the process.
 
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
+use core::net::{IpAddr, SocketAddr};
 use herald_core::{Directory, DirectoryConfig, DirectoryStorage};
-use herald_embedded::{
-    bare, Buffers, ClientEvent, Config, Interest, Location, Registration, ServiceName,
-};
+use herald_embedded::{bare, Buffers, ClientEvent, Config, Interest, Location};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{Loopback, Medium};
-use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
-
-const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-
-/// A directory from the core on its own socket of the same interface.
-struct DirectoryNode<'a> {
-    directory: Directory<'a>,
-    handle: smoltcp::iface::SocketHandle,
-}
-
-impl DirectoryNode<'_> {
-    fn poll(&mut self, now: Instant, sockets: &mut SocketSet<'_>) {
-        let now = herald_embedded::time::from_smoltcp(now);
-        let socket = sockets.get_mut::<udp::Socket<'_>>(self.handle);
-        while let Ok((bytes, meta)) = socket.recv() {
-            self.directory
-                .handle_datagram(now, meta.endpoint.into(), bytes);
-        }
-        if self.directory.poll_timeout().is_some_and(|t| t <= now) {
-            self.directory.handle_timeout(now);
-        }
-        let mut buf = [0u8; 1400];
-        while let Some(t) = self.directory.poll_transmit(now, &mut buf) {
-            let SocketAddr::V4(to) = t.destination else {
-                panic!("IPv6 destination")
-            };
-            socket
-                .send_slice(&buf[..t.len], IpEndpoint::from(to))
-                .unwrap();
-        }
-        while self.directory.poll_event().is_some() {}
-    }
-}
+use smoltcp::wire::EthernetAddress;
+use support::{local, loopback, sensor, DirectoryNode, SocketBuffers, HOST};
 
 #[test]
 fn registers_discovers_and_unregisters_through_the_group() {
@@ -60,35 +28,23 @@ fn works_the_same_in_an_authenticated_environment() {
 
 /// Registers, discovers and unregisters; returns the directory's counters.
 fn run(keys: Option<herald_core::auth::Keys>) -> herald_core::DirectoryStats {
-    let mut device = Loopback::new(Medium::Ethernet);
-    let mut iface_config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into());
-    iface_config.random_seed = 7;
-    let mut iface = Interface::new(iface_config, &mut device, Instant::ZERO);
-    iface.update_ip_addrs(|addrs| {
-        addrs.push(IpCidr::new(IpAddress::Ipv4(HOST), 8)).unwrap();
-    });
+    let (mut device, mut iface) = loopback(7);
     let mut socket_storage: [SocketStorage<'_>; 2] = Default::default();
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
 
     // The directory: requests on 37399, announcements to the default group.
-    let dir_location = Location::new(IpAddr::V4(HOST), 37399).unwrap();
-    let mut dir_rx_meta = [udp::PacketMetadata::EMPTY; 8];
-    let mut dir_rx = [0u8; 8192];
-    let mut dir_tx_meta = [udp::PacketMetadata::EMPTY; 8];
-    let mut dir_tx = [0u8; 8192];
-    let mut dir_socket = udp::Socket::new(
-        udp::PacketBuffer::new(&mut dir_rx_meta[..], &mut dir_rx[..]),
-        udp::PacketBuffer::new(&mut dir_tx_meta[..], &mut dir_tx[..]),
-    );
-    dir_socket.bind(37399).unwrap();
+    let dir_location = local(37399);
+    let mut dir_buffers = SocketBuffers::new();
     let mut dir_storage = DirectoryStorage::<8>::new();
     let (slots, index) = dir_storage.parts();
     let mut dir_config = DirectoryConfig::new(dir_location, herald_embedded::DEFAULT_GROUP);
     dir_config.keys = keys.clone();
-    let mut directory = DirectoryNode {
-        directory: Directory::new(dir_config, slots, index).unwrap(),
-        handle: sockets.add(dir_socket),
-    };
+    let mut directory = DirectoryNode::new(
+        Directory::new(dir_config, slots, index).unwrap(),
+        37399,
+        &mut dir_buffers,
+        &mut sockets,
+    );
 
     // The embedded client, listening for everything.
     let mut config = Config::new(0x5eed);
@@ -99,14 +55,8 @@ fn run(keys: Option<herald_core::auth::Keys>) -> herald_core::DirectoryStats {
     let mut buffers: Buffers<8> = Buffers::new();
     let mut herald =
         bare::Herald::<2>::new(config, &mut buffers, &mut iface, &mut sockets).unwrap();
-    let name = ServiceName::new("sensor").unwrap();
-    let here = Location::new(IpAddr::V4(HOST), 9000).unwrap();
-    herald
-        .register(
-            Instant::ZERO,
-            Registration::new(name.clone(), &[here]).unwrap(),
-        )
-        .unwrap();
+    let (name, here, registration) = sensor();
+    herald.register(Instant::ZERO, registration).unwrap();
 
     let mut now = Instant::ZERO;
     let mut seen = Vec::new();

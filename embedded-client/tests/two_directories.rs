@@ -4,115 +4,39 @@
 //! both from their beacons, follows the publisher, and when the publisher stops and the
 //! replica takes over publishing, it moves there without reporting its service gone.
 
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use herald_core::{Directory, DirectoryConfig, DirectoryEvent, DirectoryStorage, Record};
-use herald_embedded::{
-    bare, Buffers, ClientEvent, Config, Interest, Location, Registration, ServiceName,
-};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
-use smoltcp::phy::{Loopback, Medium};
-use smoltcp::socket::udp;
+mod support;
+
+use herald_core::{Directory, DirectoryConfig, DirectoryStorage, Record};
+use herald_embedded::{bare, Buffers, ClientEvent, Config, Interest};
+use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
-
-const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-
-/// A core directory on its own socket; `running: false` stops it (a crash).
-struct DirectoryNode<'a> {
-    directory: Directory<'a>,
-    handle: SocketHandle,
-    running: bool,
-}
-
-impl DirectoryNode<'_> {
-    /// One wake-up; returns what it stored, for the shared store.
-    fn poll(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> Vec<Record> {
-        let socket = sockets.get_mut::<udp::Socket<'_>>(self.handle);
-        if !self.running {
-            while socket.recv().is_ok() {}
-            return Vec::new();
-        }
-        let now = herald_embedded::time::from_smoltcp(now);
-        while let Ok((bytes, meta)) = socket.recv() {
-            self.directory
-                .handle_datagram(now, meta.endpoint.into(), bytes);
-        }
-        if self.directory.poll_timeout().is_some_and(|t| t <= now) {
-            self.directory.handle_timeout(now);
-        }
-        let mut stored = Vec::new();
-        while let Some(event) = self.directory.poll_event() {
-            if let DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r) = event {
-                stored.push(r.clone());
-            }
-        }
-        let mut buf = [0u8; 1400];
-        while let Some(t) = self.directory.poll_transmit(now, &mut buf) {
-            let SocketAddr::V4(to) = t.destination else {
-                panic!("IPv6 destination")
-            };
-            socket
-                .send_slice(&buf[..t.len], IpEndpoint::from(to))
-                .unwrap();
-        }
-        stored
-    }
-}
-
-fn directory_socket<'s>(
-    port: u16,
-    rx_meta: &'s mut [udp::PacketMetadata],
-    rx: &'s mut [u8],
-    tx_meta: &'s mut [udp::PacketMetadata],
-    tx: &'s mut [u8],
-) -> udp::Socket<'s> {
-    let mut socket = udp::Socket::new(
-        udp::PacketBuffer::new(rx_meta, rx),
-        udp::PacketBuffer::new(tx_meta, tx),
-    );
-    socket.bind(port).unwrap();
-    socket
-}
+use support::{local, loopback, sensor, DirectoryNode, SocketBuffers};
 
 #[test]
 fn learns_both_directories_and_follows_the_publisher_through_a_takeover() {
-    let mut device = Loopback::new(Medium::Ethernet);
-    let mut iface_config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into());
-    iface_config.random_seed = 11;
-    let mut iface = Interface::new(iface_config, &mut device, Instant::ZERO);
-    iface.update_ip_addrs(|addrs| {
-        addrs.push(IpCidr::new(IpAddress::Ipv4(HOST), 8)).unwrap();
-    });
+    let (mut device, mut iface) = loopback(11);
     let mut socket_storage: [SocketStorage<'_>; 3] = Default::default();
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
-
-    let (mut m1, mut m2, mut m3, mut m4) = (
-        [udp::PacketMetadata::EMPTY; 16],
-        [udp::PacketMetadata::EMPTY; 16],
-        [udp::PacketMetadata::EMPTY; 16],
-        [udp::PacketMetadata::EMPTY; 16],
-    );
-    let (mut b1, mut b2, mut b3, mut b4) = ([0u8; 8192], [0u8; 8192], [0u8; 8192], [0u8; 8192]);
-    let first = Location::new(IpAddr::V4(HOST), 37399).unwrap();
-    let second = Location::new(IpAddr::V4(HOST), 37400).unwrap();
+    let (first, second) = (local(37399), local(37400));
+    let (mut buffers_a, mut buffers_b) = (SocketBuffers::new(), SocketBuffers::new());
     let mut storage_a = DirectoryStorage::<8>::new();
     let mut storage_b = DirectoryStorage::<8>::new();
     let (slots_a, index_a) = storage_a.parts();
     let (slots_b, index_b) = storage_b.parts();
     let group = herald_embedded::DEFAULT_GROUP;
     let mut nodes = [
-        DirectoryNode {
-            directory: Directory::new(DirectoryConfig::new(first, group), slots_a, index_a)
-                .unwrap(),
-            handle: sockets.add(directory_socket(37399, &mut m1, &mut b1, &mut m2, &mut b2)),
-            running: true,
-        },
-        DirectoryNode {
-            directory: Directory::new(DirectoryConfig::new(second, group), slots_b, index_b)
-                .unwrap(),
-            handle: sockets.add(directory_socket(37400, &mut m3, &mut b3, &mut m4, &mut b4)),
-            running: true,
-        },
+        DirectoryNode::new(
+            Directory::new(DirectoryConfig::new(first, group), slots_a, index_a).unwrap(),
+            37399,
+            &mut buffers_a,
+            &mut sockets,
+        ),
+        DirectoryNode::new(
+            Directory::new(DirectoryConfig::new(second, group), slots_b, index_b).unwrap(),
+            37400,
+            &mut buffers_b,
+            &mut sockets,
+        ),
     ];
     nodes[1]
         .directory
@@ -124,14 +48,8 @@ fn learns_both_directories_and_follows_the_publisher_through_a_takeover() {
     let mut buffers: Buffers<8> = Buffers::new();
     let mut herald =
         bare::Herald::<2>::new(config, &mut buffers, &mut iface, &mut sockets).unwrap();
-    let name = ServiceName::new("sensor").unwrap();
-    let here = Location::new(IpAddr::V4(HOST), 9000).unwrap();
-    herald
-        .register(
-            Instant::ZERO,
-            Registration::new(name.clone(), &[here]).unwrap(),
-        )
-        .unwrap();
+    let (name, _, registration) = sensor();
+    herald.register(Instant::ZERO, registration).unwrap();
 
     let mut now = Instant::ZERO;
     let mut seen = Vec::new();

@@ -196,6 +196,17 @@ pub fn wall(now: Instant) -> WallClock {
     }
 }
 
+/// No listener saw an event that breaks the exactly-once rules.
+pub fn assert_clean(sim: &Sim) {
+    for (i, n) in sim.nodes.iter().enumerate() {
+        assert!(
+            n.view.violations.is_empty(),
+            "node {i}: {:?}",
+            n.view.violations
+        );
+    }
+}
+
 pub struct Sim {
     pub now: Instant,
     pub rng: Rng,
