@@ -749,20 +749,8 @@ fn an_unreachable_etcd_at_start_up_is_an_error() {
     let port = free_port_tcp();
     let net = Net::new();
     let data = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "serve",
-        "--bind",
-        &net.directory.to_string(),
-        "--group",
-        &net.group.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-        "--store",
-        &format!("etcd://127.0.0.1:{port}"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let store = format!("etcd://127.0.0.1:{port}");
+    let args = serve_args(&net, data.path(), &["--store", &store]);
     let out = run(&args, Duration::from_secs(20));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -74,18 +74,7 @@ fn a_corrupt_data_directory_is_reported_and_left_alone() {
         *b = (i as u8).wrapping_mul(31) ^ 0xa5;
     }
     std::fs::write(&file, &bytes).unwrap();
-    let args: Vec<String> = [
-        "serve",
-        "--bind",
-        &net.directory.to_string(),
-        "--group",
-        &net.group.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = serve_args(&net, data.path(), &[]);
     let out = run(&args, Duration::from_secs(10));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");

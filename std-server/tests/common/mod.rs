@@ -211,8 +211,8 @@ impl Drop for Proc {
     }
 }
 
-/// Starts a directory on `net` storing in `data`, and waits until it serves.
-pub fn directory(net: &Net, data: &Path, extra: &[&str]) -> Proc {
+/// The arguments of `herald serve` on `net` storing in `data`, then `extra`.
+pub fn serve_args(net: &Net, data: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--bind".into(),
@@ -223,6 +223,12 @@ pub fn directory(net: &Net, data: &Path, extra: &[&str]) -> Proc {
         data.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Starts a directory on `net` storing in `data`, and waits until it serves.
+pub fn directory(net: &Net, data: &Path, extra: &[&str]) -> Proc {
+    let args = serve_args(net, data, extra);
     let p = Proc::spawn("directory", &args, &[]);
     p.expect_log("herald directory serving", Duration::from_secs(10));
     p
