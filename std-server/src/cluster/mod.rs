@@ -7,11 +7,14 @@
 //! elected publisher ([`election`]) announces, repeats, counts notifications, sweeps and
 //! expires leases; the others are replicas.
 //!
-//! * **Writes.** A change that must be durable (a [`DirectoryEvent::Stored`]) is in etcd
-//!   before the directory sends anything else, so an acknowledgement never leaves before
-//!   its change is stored. Lease renewals and notification counts
-//!   ([`DirectoryEvent::Renewed`]) go out within [`LAZY_WRITES_AFTER`], quickly enough
-//!   for the publisher to see another directory's renewals well before leases run out.
+//! * **Writes.** A change (a [`DirectoryEvent::Stored`]) and a lease renewal (a
+//!   [`DirectoryEvent::Renewed`] of a live record) are in etcd before the directory
+//!   sends anything else, so an acknowledgement never leaves before what it confirms is
+//!   stored: the publisher, which expires leases, may be another directory, and a
+//!   registrant whose directory dies right after answering finds its lease where the
+//!   answer left it. The publisher's notification counts (a `Renewed` departed record)
+//!   go out within [`LAZY_WRITES_AFTER`]: losing some in a crash only repeats a few
+//!   notifications.
 //!   A removal ([`DirectoryEvent::Removed`], the publisher's, once every notification is
 //!   sent) deletes the key only if it still holds that departed record (or an older
 //!   one), so a registration made in between is never deleted. Every write is guarded by
@@ -41,7 +44,7 @@ use std::time::{Duration, Instant};
 use store::{Change, Entry, EtcdError, Keys, Put, Snapshot, WatchMessage, Watcher};
 use tokio::sync::oneshot;
 
-/// Renewals and notification counts are written at most this late.
+/// Notification counts are written at most this late.
 pub const LAZY_WRITES_AFTER: Duration = Duration::from_millis(200);
 /// First wait before trying etcd again after it failed; it doubles up to
 /// [`RETRY_MAX`].
@@ -506,7 +509,12 @@ impl Cluster {
         while let Some(event) = directory.poll_event() {
             match event {
                 DirectoryEvent::Stored(record) | DirectoryEvent::Renewed(record) => {
-                    let stored = matches!(event, DirectoryEvent::Stored(_));
+                    // A lease extension is in etcd before its acknowledgement too: the
+                    // publisher that expires leases may be another directory, and a
+                    // registrant whose directory dies right after answering must find
+                    // its lease where that answer left it. Only notification counts
+                    // (departed records) are written lazily.
+                    let stored = matches!(event, DirectoryEvent::Stored(_)) || record.is_live();
                     let p = self
                         .queue
                         .entry(record.name().as_str().to_owned())
