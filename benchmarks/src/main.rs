@@ -4,13 +4,17 @@
 //! ```sh
 //! cargo run --release -p herald-bench -- all    # everything, ~3 minutes; writes docs/
 //! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|mdns
+//! cargo run --release -p herald-bench --features etcd -- cluster   # ~3 minutes, needs etcd
 //! ```
 //!
 //! Every figure is printed as a markdown table; `all` also writes
 //! `docs/benchmark-results.{md,json}` and, when python3 has matplotlib,
-//! `docs/benchmarks.png` (`benchmarks/plot.py`). Directories are this binary
-//! re-executed as `herald-bench herald serve …`: the same code as the `herald` binary.
+//! `docs/benchmarks.png` (`benchmarks/plot.py`). `cluster` is not part of `all` (it
+//! needs the `etcd` feature and an etcd binary) and writes `docs/cluster-results.{md,json}`.
+//! Directories are this binary re-executed as `herald-bench herald serve …`: the same
+//! code as the `herald` binary.
 
+mod cluster;
 mod events;
 mod joiner;
 mod latency;
@@ -25,6 +29,7 @@ mod throughput;
 mod traffic;
 
 use report::Report;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// A tokio runtime for the client library.
@@ -123,10 +128,13 @@ fn main() -> ExitCode {
         },
         "-h" | "--help" | "help" => {
             println!(
-                "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns]"
+                "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns]\n       \
+                 herald-bench cluster [--discovery-only|--registrations-only]\n\
+                 (cluster needs `--features etcd` and an etcd binary; it is not part of all)"
             );
             Ok(())
         }
+        "cluster" => cluster(&args),
         what => {
             let mut report = Report::default();
             report.line(&format!("Machine: {}", machine()));
@@ -148,12 +156,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// `herald-bench cluster [--discovery-only|--registrations-only]`: the etcd cluster;
+/// a complete run writes `docs/cluster-results.{md,json}`.
+fn cluster(args: &[String]) -> Result<(), String> {
+    let mode = cluster::Options::parse(args)?;
+    cluster::preflight()?;
+    let runtime = runtime()?;
+    let mut report = Report::default();
+    report.line(&format!("Machine: {}", machine()));
+    report.record("machine", machine().into());
+    let start = std::time::Instant::now();
+    let succeeded = cluster::run(&mut report, &runtime, mode)?;
+    eprintln!("[cluster: {:.1} s]", start.elapsed().as_secs_f64());
+    if !succeeded {
+        return Err("some cluster measurements failed (see above); results not written".into());
+    }
+    if mode.complete() {
+        write(&report, "cluster-results")?;
+    }
+    Ok(())
+}
+
+/// Writes the results as `docs/STEM.{md,json}`; the repository root and the JSON file.
+fn write(report: &Report, stem: &str) -> Result<(PathBuf, PathBuf), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (md, json) = report
+        .write(&root.join("docs"), stem)
+        .map_err(|e| e.to_string())?;
+    println!("\nwrote {} and {}", md.display(), json.display());
+    Ok((root, json))
+}
+
 /// Writes the results under `docs/` and draws the plot when matplotlib is there.
 fn finish(report: &Report) -> Result<(), String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (root, json) = write(report, "benchmark-results")?;
     let docs = root.join("docs");
-    let (md, json) = report.write(&docs).map_err(|e| e.to_string())?;
-    println!("\nwrote {} and {}", md.display(), json.display());
     let plot = std::process::Command::new("python3")
         .arg(root.join("benchmarks/plot.py"))
         .arg(&json)

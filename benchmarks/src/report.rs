@@ -37,17 +37,40 @@ impl Report {
         self.json.insert(key.to_owned(), value);
     }
 
-    /// Writes `benchmark-results.md` and `benchmark-results.json` into `dir`.
-    pub fn write(&self, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    /// Writes `STEM.md` and `STEM.json` into `dir` (`benchmark-results` for `all`).
+    pub fn write(&self, dir: &Path, stem: &str) -> std::io::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir)?;
-        let md = dir.join("benchmark-results.md");
-        let json = dir.join("benchmark-results.json");
+        let md = dir.join(format!("{stem}.md"));
+        let json = dir.join(format!("{stem}.json"));
         std::fs::write(&md, &self.markdown)?;
         let text = serde_json::to_string_pretty(&serde_json::Value::Object(self.json.clone()))
             .map_err(std::io::Error::other)?;
         std::fs::write(&json, text + "\n")?;
         Ok((md, json))
     }
+}
+
+/// The date and time now, UTC, as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60
+    )
 }
 
 /// A number with `digits` decimals.

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-/// p50, p99 and max of a set of durations, in milliseconds.
+/// p50, p90, p99 and max of a set of durations, in milliseconds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Summary {
     /// How many samples.
     pub count: usize,
     /// Median, ms.
     pub p50: f64,
+    /// 90th percentile (nearest rank), ms.
+    pub p90: f64,
     /// 99th percentile (nearest rank), ms.
     pub p99: f64,
     /// Largest, ms.
@@ -31,6 +33,7 @@ impl Summary {
         Summary {
             count: ms.len(),
             p50: rank(0.50),
+            p90: rank(0.90),
             p99: rank(0.99),
             max: ms.last().copied().unwrap_or(0.0),
         }
@@ -38,7 +41,7 @@ impl Summary {
 
     /// As JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({"count": self.count, "p50_ms": self.p50, "p99_ms": self.p99, "max_ms": self.max})
+        serde_json::json!({"count": self.count, "p50_ms": self.p50, "p90_ms": self.p90, "p99_ms": self.p99, "max_ms": self.max})
     }
 }
 
@@ -61,6 +64,7 @@ mod tests {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let s = Summary::of(&samples);
         assert_eq!((s.count, s.p50, s.p99, s.max), (100, 50.0, 99.0, 100.0));
+        assert_eq!(s.p90, 90.0);
         assert_eq!(Summary::of(&[]).count, 0);
     }
 }
