@@ -121,8 +121,26 @@ pub fn preflight() -> Result<std::path::PathBuf, String> {
 pub fn run(report: &mut Report, runtime: &Runtime, mode: Options) -> Result<bool, String> {
     let etcd_bin = preflight()?;
     let mut etcd = Etcd::start_on(&Host::loopback("lo"), "etcd")?;
-    report.line(&format!("Date: {}", crate::report::utc_now()));
-    report.line(&format!("Herald: {}", revision()));
+    let (date, herald, etcd_version) = (crate::report::utc_now(), revision(), version(&etcd_bin));
+    report.line(&format!("Date: {date}"));
+    report.line(&format!("Herald: {herald}"));
+    report.record(
+        "settings",
+        json!({
+            "date": date,
+            "herald": herald,
+            "etcd": etcd_version,
+            "directories": DIRECTORIES,
+            "publisher_lease_ms": [LEASE_MS, SHORT_LEASE_MS],
+            "rounds_per_path": ROUNDS,
+            "takeover_trials": TAKEOVER_TRIALS,
+            "failover_trials": FAILOVER_TRIALS,
+            "registrant_lease_ms": ms(REGISTRANT_LEASE),
+            "outages": OUTAGES,
+            "outage_ms": ms(OUTAGE),
+            "metrics_poll_ms": ms(POLL),
+        }),
+    );
     report.line(&format!(
         "Settings: one etcd ({} {}, single member, data in a temporary directory, \
          client {}); {DIRECTORIES} `herald serve --store etcd://…` on one group, 127.0.0.1 \
@@ -131,7 +149,7 @@ pub fn run(report: &mut Report, runtime: &Runtime, mode: Options) -> Result<bool
          `Watch`, and herald-core's `Client` driven directly (\"probe\") to see beacons \
          and which directory it follows; metrics polled every {} ms.",
         etcd_bin.display(),
-        version(&etcd_bin),
+        etcd_version,
         etcd.endpoint(),
         POLL.as_millis()
     ));
@@ -417,6 +435,9 @@ fn discovery(
             ("unregister → unregistered", Summary::of(&path.unregister)),
         ];
         for (i, (what, s)) in measured.iter().enumerate() {
+            if s.count == 0 && path.registrations_only {
+                continue;
+            }
             rows.push(vec![
                 path.label.clone(),
                 what.to_string(),
