@@ -819,12 +819,18 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.current.is_none() {
             self.switch_to(index);
         }
-        // Only a publishing directory announces: a listener following a replica moves
-        // to the publisher as soon as it hears it.
-        let following_replica = self
-            .current
-            .is_some_and(|c| c != index && !self.directories[c].publishing);
-        if self.listening() && beacon.publishing && following_replica {
+        // Only a publishing directory announces: a listener following a replica (or a
+        // directory silent for half the directory timeout, a publisher that died and
+        // was replaced) moves to the publisher as soon as it hears it.
+        let quiet = self.config.directory_timeout.div(2);
+        let leave = self.current.is_some_and(|c| {
+            let d = &self.directories[c];
+            c != index
+                && (!d.publishing
+                    || d.last_heard
+                        .is_some_and(|t| now.saturating_since(t) > quiet))
+        });
+        if self.listening() && beacon.publishing && leave {
             self.switch_to(index);
             return;
         }

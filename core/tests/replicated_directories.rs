@@ -281,3 +281,32 @@ fn a_replica_that_missed_a_removal_drops_it_when_it_reloads() {
         "the reload dropped what the store no longer holds"
     );
 }
+
+#[test]
+fn a_listener_moves_to_a_new_publisher_before_its_old_one_times_out() {
+    for seed in SEEDS {
+        let mut sim = Sim::replicated(seed, Faults::none(), 16, 3, REPLICATION);
+        let l = sim.add_client(Some(Interest::all()), 16);
+        sim.run(Duration::from_secs(3));
+        assert_eq!(
+            sim.nodes[l].client.current_directory(),
+            Some(nth_directory(0))
+        );
+        // The publisher dies; another is elected at once.
+        sim.directories[0].down = true;
+        let died = sim.now;
+        sim.elect(Some(1));
+        while sim.nodes[l].client.current_directory() != Some(nth_directory(1))
+            && sim.now - died < Duration::from_secs(10)
+        {
+            sim.run(Duration::from_millis(50));
+        }
+        let moved = sim.now - died;
+        let timeout = sim.nodes[l].client.config().directory_timeout;
+        assert!(
+            moved < timeout,
+            "seed {seed}: moved after {moved}, the directory timeout is {timeout}"
+        );
+        assert_clean(&sim);
+    }
+}

@@ -281,6 +281,8 @@ impl Shell {
         // Send and store whatever the last wake-up left, and make it all durable.
         self.wake(directory).await;
         self.backend.close(directory, &self.clock).await;
+        // A directory that stopped publishing at close beacons so.
+        self.flush(directory).await;
     }
 
     /// One wake-up, in the core's poll order.

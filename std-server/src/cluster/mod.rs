@@ -67,6 +67,17 @@ const WRITE_TRIES: usize = 3;
 /// At most one "registry full" error per this period in the log.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Which of the queued writes to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writes {
+    /// Before an acknowledgement leaves: every queued record (one transaction per
+    /// [`store::MAX_TXN_KEYS`]); deletions of finished removals wait for the lazy
+    /// write, so that they never delay an answer.
+    Urgent,
+    /// Everything queued.
+    All,
+}
+
 /// A write waiting to go to etcd: the latest change of one name.
 #[derive(Clone, Copy, Debug, Default)]
 struct Pending {
@@ -535,7 +546,7 @@ impl Cluster {
                 .get_or_insert_with(|| Instant::now() + LAZY_WRITES_AFTER);
         }
         if durable && self.outage.is_none() {
-            self.write(directory, clock).await;
+            self.write(directory, clock, Writes::Urgent).await;
         }
     }
 
@@ -552,15 +563,16 @@ impl Cluster {
                     tracing::debug!("etcd: lease expiry resumes");
                 }
                 if self.lazy_due.is_some_and(|t| t <= now) {
-                    self.write(directory, clock).await;
+                    self.write(directory, clock, Writes::All).await;
                 }
             }
         }
     }
 
-    /// Writes the queue; on failure, etcd is unreachable.
-    async fn write(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
-        match self.flush(directory, clock).await {
+    /// Writes the queue (`Urgent`: its records, not its deletions); on failure, etcd is
+    /// unreachable.
+    async fn write(&mut self, directory: &mut Directory<'_>, clock: &Clock, writes: Writes) {
+        match self.flush(directory, clock, writes).await {
             Ok(_) => {
                 self.lazy_due =
                     (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
@@ -656,7 +668,7 @@ impl Cluster {
                 gone.len()
             );
         }
-        let written = self.flush(directory, clock).await?;
+        let written = self.flush(directory, clock, Writes::All).await?;
         self.watcher = Some(Watcher::start(
             self.client.watch_client(),
             &self.keys,
@@ -672,6 +684,7 @@ impl Cluster {
         &mut self,
         directory: &mut Directory<'_>,
         clock: &Clock,
+        writes: Writes,
     ) -> Result<usize, EtcdError> {
         let mut written = 0;
         let puts: Vec<String> = self
@@ -682,6 +695,9 @@ impl Cluster {
             .collect();
         for chunk in puts.chunks(store::MAX_TXN_KEYS) {
             written += self.put_chunk(directory, clock, chunk).await?;
+        }
+        if writes == Writes::Urgent {
+            return Ok(written);
         }
         let deletes: Vec<(String, Version)> = self
             .queue
@@ -821,12 +837,13 @@ impl Cluster {
         Ok(false)
     }
 
-    /// At shutdown: writes what is queued (if etcd answers) and resigns as publisher so
-    /// that another directory takes over at once.
+    /// At shutdown: writes what is queued (if etcd answers), resigns as publisher so
+    /// that another directory takes over at once, and stops publishing (the shell then
+    /// sends the beacon that says so).
     pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         self.persist(directory, clock).await;
         if self.outage.is_none() && !self.queue.is_empty() {
-            if let Err(e) = self.flush(directory, clock).await {
+            if let Err(e) = self.flush(directory, clock, Writes::All).await {
                 tracing::warn!(error = %e, queued = self.queue.len(), "etcd: queued changes not written at shutdown");
             }
         }
@@ -836,6 +853,9 @@ impl Cluster {
                 tracing::info!("publisher lease revoked: another directory takes over");
             }
         }
+        // Its last beacon says it no longer publishes: listeners move to the new
+        // publisher as soon as they hear it, instead of waiting for silence.
+        directory.set_publishing(clock.now(), false);
     }
 }
 
@@ -1021,7 +1041,10 @@ mod tests {
         // Registered again (version 10) before the removal of version 5 was deleted.
         put(&mut cluster, &record("x", 10, live(60_000))).await;
         cluster.queue.insert("x".into(), removal(5));
-        cluster.flush(&mut directory, &clock).await.unwrap();
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
         assert_eq!(
             stored(&mut cluster, "x").await.map(|r| r.service.version),
             Some(Version(10))
@@ -1034,12 +1057,18 @@ mod tests {
         )
         .await;
         cluster.queue.insert("x".into(), removal(0));
-        cluster.flush(&mut directory, &clock).await.unwrap();
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
         assert_eq!(stored(&mut cluster, "x").await, None);
         // A removal whose departed record never reached etcd: an older live one goes.
         put(&mut cluster, &record("y", 3, live(60_000))).await;
         cluster.queue.insert("y".into(), removal(5));
-        cluster.flush(&mut directory, &clock).await.unwrap();
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
         assert_eq!(stored(&mut cluster, "y").await, None);
         // Unreadable values are never deleted.
         let garbage = Put {
@@ -1052,7 +1081,10 @@ mod tests {
             .unwrap()
             .unwrap();
         cluster.queue.insert("z".into(), removal(u64::MAX));
-        cluster.flush(&mut directory, &clock).await.unwrap();
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
         assert!(store::get(&mut cluster.kv, &cluster.keys, "z")
             .await
             .unwrap()
@@ -1082,7 +1114,10 @@ mod tests {
                 durable: true,
             },
         );
-        cluster.flush(&mut directory, &clock).await.unwrap();
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
         assert!(cluster.queue.is_empty());
         assert_eq!(
             stored(&mut cluster, "x").await.map(|r| r.service.version),
@@ -1106,7 +1141,13 @@ mod tests {
                 durable: true,
             },
         );
-        assert_eq!(cluster.flush(&mut directory, &clock).await.unwrap(), 1);
+        assert_eq!(
+            cluster
+                .flush(&mut directory, &clock, Writes::All)
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(
             stored(&mut cluster, "x").await.map(|r| r.service.version),
             Some(Version(40))
