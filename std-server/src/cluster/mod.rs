@@ -96,6 +96,9 @@ struct Pending {
 #[derive(Clone, Copy, Debug)]
 struct Known {
     mod_revision: i64,
+    /// The record at that revision is departed (a removal whose key may go once its
+    /// notifications are sent).
+    departed: bool,
 }
 
 /// Since when etcd has not answered, and when to try again.
@@ -474,13 +477,15 @@ impl Cluster {
     /// Decodes a record read from etcd, and remembers the key's revision; a corrupt
     /// record is logged and `None`.
     fn decode_entry(&mut self, entry: &Entry, wall: WallClock) -> Option<Record> {
+        let decoded = decode(entry, wall);
         self.known.insert(
             entry.name.clone(),
             Known {
                 mod_revision: entry.mod_revision,
+                departed: decoded.as_ref().is_ok_and(|r| !r.is_live()),
             },
         );
-        match decode(entry, wall) {
+        match decoded {
             Ok(record) => Some(record),
             Err(e) => {
                 tracing::warn!(key = %self.keys.service(&entry.name), error = %e, "etcd: skipped a corrupt record");
@@ -705,9 +710,43 @@ impl Cluster {
             .filter(|(_, p)| p.delete)
             .map(|(n, p)| (n.clone(), p.version))
             .collect();
+        written += self.delete_known(directory, &deletes).await?;
         for (name, version) in deletes {
-            if self.delete(directory, clock, &name, version).await? {
+            if self.queue.get(&name).is_some_and(|p| p.delete)
+                && self.delete(directory, clock, &name, version).await?
+            {
                 written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Deletes, one transaction per [`store::MAX_TXN_KEYS`], the finished removals whose
+    /// keys still hold the departed record this directory last saw there (the common
+    /// case: the publisher's own last write); a transaction whose keys changed deletes
+    /// nothing and leaves them to [`delete`](Self::delete), one by one.
+    async fn delete_known(
+        &mut self,
+        directory: &Directory<'_>,
+        deletes: &[(String, Version)],
+    ) -> Result<usize, EtcdError> {
+        let known: Vec<(String, i64)> = deletes
+            .iter()
+            .filter(|(name, _)| directory.record(name).is_none())
+            .filter_map(|(name, _)| {
+                let k = self.known.get(name).filter(|k| k.departed)?;
+                Some((name.clone(), k.mod_revision))
+            })
+            .collect();
+        let mut written = 0;
+        for chunk in known.chunks(store::MAX_TXN_KEYS) {
+            if store::delete_all_if(&mut self.kv, &self.keys, chunk).await? {
+                self.stats.writes += 1;
+                for (name, _) in chunk {
+                    self.known.remove(name);
+                    self.queue.remove(name);
+                }
+                written += chunk.len();
             }
         }
         Ok(written)
@@ -726,12 +765,15 @@ impl Cluster {
         for _ in 0..WRITE_TRIES {
             let wall = clock.wall();
             let mut puts = Vec::with_capacity(names.len());
+            let mut departed = Vec::with_capacity(names.len());
             for name in &names {
-                let Some(value) = directory.record(name).and_then(|r| encode(r, wall)) else {
+                let record = directory.record(name);
+                let Some(value) = record.and_then(|r| encode(r, wall)) else {
                     // Nothing left to write (it cannot be encoded, or is gone).
                     self.queue.remove(name);
                     continue;
                 };
+                departed.push(record.is_some_and(|r| !r.is_live()));
                 puts.push(Put {
                     name: name.clone(),
                     value,
@@ -744,11 +786,12 @@ impl Cluster {
             match store::put_all(&mut self.kv, &self.keys, &puts).await? {
                 Some(revision) => {
                     self.stats.writes += 1;
-                    for put in &puts {
+                    for (put, departed) in puts.iter().zip(departed) {
                         self.known.insert(
                             put.name.clone(),
                             Known {
                                 mod_revision: revision,
+                                departed,
                             },
                         );
                         self.queue.remove(&put.name);
@@ -1089,6 +1132,60 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    #[tokio::test]
+    async fn finished_removals_go_in_one_transaction_unless_a_key_changed() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut cluster = cluster(&etcd).await;
+        let clock = Clock::new();
+        let mut directory = directory();
+        let departed = RecordState::Departed { remaining: 0 };
+        // As last seen here: three departed records (the publisher's own last writes).
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let revision = put(&mut cluster, &record(name, 10 + i as u64, departed)).await;
+            let known = Known {
+                mod_revision: revision,
+                departed: true,
+            };
+            cluster.known.insert(name.into(), known);
+            cluster.queue.insert(name.into(), removal(20));
+        }
+        let writes = cluster.stats.writes;
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
+        assert_eq!(cluster.stats.writes, writes + 1, "one transaction");
+        for name in ["a", "b", "c"] {
+            assert_eq!(stored(&mut cluster, name).await, None);
+        }
+        assert!(cluster.queue.is_empty());
+
+        // Another directory registered "e" again since it was last seen: the transaction
+        // deletes nothing, and one by one only the departed "d" goes.
+        for name in ["d", "e"] {
+            let revision = put(&mut cluster, &record(name, 30, departed)).await;
+            let known = Known {
+                mod_revision: revision,
+                departed: true,
+            };
+            cluster.known.insert(name.into(), known);
+            cluster.queue.insert(name.into(), removal(30));
+        }
+        put(&mut cluster, &record("e", 40, live(60_000))).await;
+        cluster
+            .flush(&mut directory, &clock, Writes::All)
+            .await
+            .unwrap();
+        assert_eq!(stored(&mut cluster, "d").await, None);
+        assert_eq!(
+            stored(&mut cluster, "e").await.map(|r| r.service.version),
+            Some(Version(40))
+        );
+        assert!(cluster.queue.is_empty());
     }
 
     #[tokio::test]

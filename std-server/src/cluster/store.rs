@@ -237,6 +237,27 @@ pub async fn delete_if(
     Ok(timed(OP_TIMEOUT, kv.txn(txn)).await?.succeeded())
 }
 
+/// Deletes every `(name, mod_revision)` in one transaction, if every key is still at
+/// that revision; true if they were deleted (false: none was).
+pub async fn delete_all_if(
+    kv: &mut KvClient,
+    keys: &Keys,
+    names: &[(String, i64)],
+) -> Result<bool, EtcdError> {
+    let compares: Vec<Compare> = names
+        .iter()
+        .map(|(name, revision)| {
+            Compare::mod_revision(keys.service(name), CompareOp::Equal, *revision)
+        })
+        .collect();
+    let deletes: Vec<TxnOp> = names
+        .iter()
+        .map(|(name, _)| TxnOp::delete(keys.service(name), None::<DeleteOptions>))
+        .collect();
+    let txn = Txn::new().when(compares).and_then(deletes);
+    Ok(timed(OP_TIMEOUT, kv.txn(txn)).await?.succeeded())
+}
+
 /// Puts `value` at `key` attached to `lease` if the key does not exist; true if it was
 /// put (the campaign of an election).
 pub async fn create_with_lease(
