@@ -865,8 +865,26 @@ impl<'a, const R: usize> Client<'a, R> {
             return;
         }
         if self.current_directory() != Some(header.directory) {
-            self.stats.foreign_directory += 1;
-            return;
+            // Only a publisher announces: a listener following a replica moves to a
+            // known directory that announces (its snapshot there covers what came
+            // before), without waiting for that directory's beacon.
+            let following_replica = self
+                .current
+                .is_some_and(|c| !self.directories[c].publishing);
+            let known = self
+                .directories
+                .iter()
+                .position(|d| d.location == header.directory);
+            match known {
+                Some(i) if following_replica => {
+                    self.directories[i].publishing = true;
+                    self.switch_to(i);
+                }
+                _ => {
+                    self.stats.foreign_directory += 1;
+                    return;
+                }
+            }
         }
         for change in items {
             if change.version() > self.max_seen {

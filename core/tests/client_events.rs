@@ -98,3 +98,66 @@ fn a_change_and_back_between_two_polls_is_not_reported() {
         "{changed:?}"
     );
 }
+
+/// A listener that follows a replica takes an announcement from a known directory as
+/// that directory publishing: it moves there at once (and reports the change) instead of
+/// waiting for its beacon.
+#[test]
+fn a_listener_following_a_replica_moves_to_the_directory_that_announces() {
+    let replica = Location::new(IP, 37400).unwrap();
+    let publisher = Location::new(IP, 37399).unwrap();
+    let mut cstore = ClientStorage::<4>::new();
+    let (known, known_index) = cstore.parts();
+    let mut config = ClientConfig::new(1);
+    config.directories.push(replica).unwrap();
+    config.directories.push(publisher).unwrap();
+    config.interest = Some(Interest::all());
+    let mut client: Client<'_, 1> = Client::new(config, known, known_index).unwrap();
+    let now = Instant::from_millis(1);
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+
+    // A stranger's announcement is ignored.
+    let service = Service {
+        registration: Registration::new(
+            ServiceName::new("billing").unwrap(),
+            &[Location::new(IP, 8080).unwrap()],
+        )
+        .unwrap(),
+        version: Version(5),
+    };
+    let announce = |from: Location, buf: &mut [u8]| {
+        let header = wire::AnnounceHeader {
+            directory: from,
+            as_of: Version(5),
+        };
+        let mut w = wire::BatchWriter::announce(&env, &header, buf).unwrap();
+        assert!(w.push(&wire::Change::Registered(service.clone())));
+        w.len()
+    };
+    let stranger = Location::new(IP, 40000).unwrap();
+    let n = announce(stranger, &mut buf);
+    client.handle_datagram(now, stranger.socket_addr(), &buf[..n]);
+    assert_eq!(client.current_directory(), Some(replica));
+
+    // The replica's beacon says it does not publish.
+    let beacon = wire::Beacon {
+        directory: replica,
+        as_of: Version(5),
+        services: 1,
+        publishing: false,
+    };
+    let n = wire::encode(&env, &beacon, &mut buf).unwrap();
+    client.handle_datagram(now, replica.socket_addr(), &buf[..n]);
+    assert_eq!(client.current_directory(), Some(replica));
+
+    // The publisher announces before its first beacon is heard.
+    let n = announce(publisher, &mut buf);
+    client.handle_datagram(now, publisher.socket_addr(), &buf[..n]);
+    assert_eq!(client.current_directory(), Some(publisher));
+    let mut discovered = false;
+    while let Some(e) = client.poll_event() {
+        discovered |= matches!(e, ClientEvent::Discovered(s) if s.name().as_str() == "billing");
+    }
+    assert!(discovered);
+}
