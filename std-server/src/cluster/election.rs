@@ -14,6 +14,7 @@
 //! Once etcd answers again, a publisher whose lease is gone, or whose key another
 //! directory holds, steps down.
 
+use super::endpoints::Endpoints;
 use super::store::{create_with_lease, timed, EtcdError, OP_TIMEOUT};
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, WatchOptions, WatchStream};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -48,13 +49,20 @@ pub struct Election {
 
 impl Election {
     /// Starts campaigning for `key` with `value` (the advertised address), on a lease
-    /// of `ttl_secs`.
-    pub fn start(client: Client, key: String, value: String, ttl_secs: u64) -> Election {
+    /// of `ttl_secs`; a failed request has `endpoints` check the members.
+    pub fn start(
+        client: Client,
+        endpoints: Endpoints,
+        key: String,
+        value: String,
+        ttl_secs: u64,
+    ) -> Election {
         let (events_tx, events) = mpsc::channel(16);
         let (checks, checks_rx) = mpsc::channel(1);
         let lease = Arc::new(AtomicI64::new(0));
         let campaign = Campaign {
             client: client.clone(),
+            endpoints,
             key,
             value,
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX).max(1),
@@ -135,6 +143,7 @@ struct Lease {
 /// The election task's state.
 struct Campaign {
     client: Client,
+    endpoints: Endpoints,
     key: String,
     value: String,
     ttl_secs: i64,
@@ -184,6 +193,7 @@ impl Campaign {
                     }
                     Err(e) => {
                         self.failures += 1;
+                        self.endpoints.suspect();
                         tracing::debug!(error = %e, "etcd: cannot grant the publisher lease");
                         tokio::time::sleep(self.backoff()).await;
                         continue;
@@ -197,6 +207,7 @@ impl Campaign {
                     Ok(false) => Instant::now() + self.ttl,
                     Err(e) => {
                         self.failures += 1;
+                        self.endpoints.suspect();
                         tracing::debug!(error = %e, "etcd: campaign failed");
                         Instant::now() + self.backoff()
                     }
@@ -230,13 +241,22 @@ impl Campaign {
                         Some(_) if self.elected => self.verify().await,
                         Some(true) => next_campaign = Instant::now(),
                         Some(false) => {}
-                        None => self.key_watch = None,
+                        None => {
+                            self.key_watch = None;
+                            self.endpoints.suspect();
+                        }
                     }
                 }
             }
             if Instant::now() >= next_keep_alive {
-                self.keep_alive().await;
-                next_keep_alive = Instant::now() + self.ttl / 3;
+                // A renewal that found no answer is tried again soon, not a third of
+                // the lease later: another member may answer (they are being checked).
+                let wait = if self.keep_alive().await {
+                    self.ttl / 3
+                } else {
+                    RETRY_MIN.min(self.ttl / 3)
+                };
+                next_keep_alive = Instant::now() + wait;
                 if self.lease.is_none() {
                     next_campaign = Instant::now();
                 }
@@ -278,11 +298,11 @@ impl Campaign {
         }
     }
 
-    /// Renews the lease once. A failure to reach etcd changes nothing; a lease that
-    /// etcd no longer knows is gone.
-    async fn keep_alive(&mut self) {
+    /// Renews the lease once. A failure to reach etcd changes nothing (returns false);
+    /// a lease that etcd no longer knows is gone.
+    async fn keep_alive(&mut self) -> bool {
         let Some(lease) = self.lease.as_mut() else {
-            return;
+            return true;
         };
         let id = lease.id;
         let alive = match lease.keeper.as_mut() {
@@ -326,8 +346,12 @@ impl Campaign {
         match alive {
             Some(true) => self.failures = 0,
             Some(false) => self.lease_gone().await,
-            None => {}
+            None => {
+                self.endpoints.suspect();
+                return false;
+            }
         }
+        true
     }
 
     /// Who holds the publisher key.
@@ -392,6 +416,7 @@ impl Campaign {
             Ok(Holder::Us) => {}
             Ok(Holder::Nobody) => {
                 if let Err(e) = self.campaign_again().await {
+                    self.endpoints.suspect();
                     tracing::debug!(error = %e, "etcd: campaign failed");
                 }
             }
@@ -403,7 +428,10 @@ impl Campaign {
                 )))
                 .await;
             }
-            Err(e) => tracing::debug!(error = %e, "etcd: cannot check the publisher key"),
+            Err(e) => {
+                self.endpoints.suspect();
+                tracing::debug!(error = %e, "etcd: cannot check the publisher key");
+            }
         }
     }
 
@@ -433,7 +461,10 @@ impl Campaign {
             .map(|r| WatchOptions::new().with_start_revision(r + 1));
         match timed(OP_TIMEOUT, watches.watch(self.key.as_str(), options)).await {
             Ok(stream) => self.key_watch = Some(stream),
-            Err(e) => tracing::debug!(error = %e, "etcd: cannot watch the publisher key"),
+            Err(e) => {
+                self.endpoints.suspect();
+                tracing::debug!(error = %e, "etcd: cannot watch the publisher key");
+            }
         }
     }
 }

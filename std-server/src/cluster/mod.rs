@@ -29,13 +29,18 @@
 //!   records etcd no longer holds (removed while it was not watching), writes what it
 //!   queued, watches again from where it read, and expires again a few seconds later
 //!   (the others' queued renewals arrive meanwhile).
+//! * **Members.** With several etcd endpoints, requests go only to the members that
+//!   answer ([`endpoints`]): one member down costs nothing but the request that found
+//!   it down, which is tried again on another member.
 
 pub mod election;
+pub mod endpoints;
 pub mod store;
 
 use crate::clock::Clock;
 use crate::config::EtcdSettings;
 use election::{Election, ElectionEvent};
+use endpoints::Endpoints;
 use etcd_client::{Client, ConnectOptions, KvClient};
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::{Directory, DirectoryEvent, Record, RecordState, Version};
@@ -157,6 +162,8 @@ pub struct StartError {
 pub struct Cluster {
     client: Client,
     kv: KvClient,
+    /// Which members requests go to.
+    endpoints: Endpoints,
     keys: Keys,
     url: String,
     prefix: String,
@@ -225,16 +232,22 @@ impl Cluster {
             .with_connect_timeout(store::OP_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_require_leader(true);
-        let client = Client::connect(endpoints, Some(options))
+        let failed = |e: etcd_client::Error| StartError {
+            url: url.clone(),
+            detail: e.to_string(),
+        };
+        let client = Client::connect(&endpoints, Some(options.clone()))
             .await
-            .map_err(|e| StartError {
-                url: url.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(failed)?;
+        let keys = Keys::new(&settings.prefix, environment, group);
+        let endpoints = Endpoints::start(&client, &endpoints, &options, keys.publisher())
+            .await
+            .map_err(failed)?;
         Ok(Cluster {
             kv: client.kv_client(),
             client,
-            keys: Keys::new(&settings.prefix, environment, group),
+            endpoints,
+            keys,
             url,
             prefix: settings.prefix.clone(),
             group: group.to_string(),
@@ -303,6 +316,7 @@ impl Cluster {
         ));
         self.election = Some(Election::start(
             self.client.clone(),
+            self.endpoints.clone(),
             self.keys.publisher().to_owned(),
             self.advertise.clone(),
             self.lease_secs,
@@ -381,8 +395,16 @@ impl Cluster {
         let (tx, rx) = oneshot::channel();
         let mut kv = self.kv.clone();
         let keys = self.keys.clone();
+        let endpoints = self.endpoints.clone();
         tokio::spawn(async move {
-            let _ = tx.send(store::load(&mut kv, &keys).await);
+            let mut loaded = store::load(&mut kv, &keys).await;
+            if let Err(e) = &loaded {
+                if endpoints.retry_after(e).await {
+                    tracing::debug!(error = %e, "etcd: a member failed a read; trying another");
+                    loaded = store::load(&mut kv, &keys).await;
+                }
+            }
+            let _ = tx.send(loaded);
         });
         self.loading = Some(rx);
     }
@@ -397,6 +419,8 @@ impl Cluster {
             }
             Input::Watch(WatchMessage::Failed(why)) => {
                 self.watcher = None;
+                // Perhaps its member is down.
+                self.endpoints.suspect();
                 if self.outage.is_none() {
                     tracing::debug!(reason = %why, "etcd: the watch stopped; reading again");
                     self.start_load();
@@ -577,7 +601,7 @@ impl Cluster {
     /// Writes the queue (`Urgent`: its records, not its deletions); on failure, etcd is
     /// unreachable.
     async fn write(&mut self, directory: &mut Directory<'_>, clock: &Clock, writes: Writes) {
-        match self.flush(directory, clock, writes).await {
+        match self.flush_retrying(directory, clock, writes).await {
             Ok(_) => {
                 self.lazy_due =
                     (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
@@ -673,7 +697,7 @@ impl Cluster {
                 gone.len()
             );
         }
-        let written = self.flush(directory, clock, Writes::All).await?;
+        let written = self.flush_retrying(directory, clock, Writes::All).await?;
         self.watcher = Some(Watcher::start(
             self.client.watch_client(),
             &self.keys,
@@ -681,6 +705,23 @@ impl Cluster {
         ));
         self.lazy_due = (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
         Ok(written)
+    }
+
+    /// [`flush`](Self::flush), tried once more when it failed on a member that is
+    /// unavailable while others answer.
+    async fn flush_retrying(
+        &mut self,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+        writes: Writes,
+    ) -> Result<usize, EtcdError> {
+        match self.flush(directory, clock, writes).await {
+            Err(e) if self.endpoints.retry_after(&e).await => {
+                tracing::debug!(error = %e, "etcd: a member failed a write; trying another");
+                self.flush(directory, clock, writes).await
+            }
+            result => result,
+        }
     }
 
     /// Writes every queued change; returns how many were written. Changes whose keys

@@ -42,6 +42,26 @@ pub enum EtcdError {
     Protocol(&'static str),
 }
 
+/// gRPC's status code `UNAVAILABLE`: the member refused or dropped the connection, or
+/// has no leader.
+const GRPC_UNAVAILABLE: i32 = 14;
+
+impl EtcdError {
+    /// True when the member the request went to could not take it (connection refused
+    /// or lost, no leader): another member may.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            EtcdError::Client(etcd_client::Error::GRpcStatus(status)) => {
+                status.code() as i32 == GRPC_UNAVAILABLE
+            }
+            EtcdError::Client(
+                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_),
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Runs `request`, failing with [`EtcdError::Timeout`] after `limit`.
 pub async fn timed<T>(
     limit: Duration,
