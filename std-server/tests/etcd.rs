@@ -22,67 +22,113 @@ const ETCD: &str = "/usr/bin/etcd";
 /// with its default timing).
 const LEASE_MS: u64 = 2_000;
 
-/// An etcd server on loopback ports, killed on drop; restarting keeps its data.
+/// Whether etcd is installed; says so when it is not (the caller then skips).
+fn etcd_installed() -> bool {
+    let installed = Path::new(ETCD).exists();
+    if !installed {
+        println!("SKIPPED: {ETCD} is not installed (Debian: etcd-server)");
+    }
+    installed
+}
+
+/// One etcd member on loopback ports, killed on drop; restarting keeps its data. Alone
+/// ([`Etcd::start`]) it is a cluster of one; [`EtcdCluster`] starts several.
 struct Etcd {
     child: Option<Child>,
     data: tempfile::TempDir,
+    name: String,
     client: u16,
     peer: u16,
+    /// `--initial-cluster`: every member's name and peer URL.
+    initial_cluster: String,
+    /// `--initial-cluster-token`: unique, so that no two test clusters ever merge.
+    token: String,
 }
 
 impl Etcd {
-    /// Starts etcd, or says why not (printed by the caller, which then skips).
+    /// Starts a single etcd, or says why not (printed by the caller, which then skips).
     fn start() -> Option<Etcd> {
-        if !Path::new(ETCD).exists() {
-            println!("SKIPPED: {ETCD} is not installed (Debian: etcd-server)");
+        if !etcd_installed() {
             return None;
         }
-        let mut etcd = Etcd {
-            child: None,
-            data: tempfile::tempdir().unwrap(),
-            client: free_port_tcp(),
-            peer: free_port_tcp(),
-        };
+        let mut etcd = Etcd::member("default");
+        etcd.initial_cluster = etcd.cluster_entry();
+        etcd.token = format!("herald-test-{}", etcd.client);
         etcd.run();
         Some(etcd)
     }
 
+    /// A member named `name` on fresh ports, not started yet.
+    fn member(name: &str) -> Etcd {
+        Etcd {
+            child: None,
+            data: tempfile::tempdir().unwrap(),
+            name: name.to_owned(),
+            client: free_port_tcp(),
+            peer: free_port_tcp(),
+            initial_cluster: String::new(),
+            token: String::new(),
+        }
+    }
+
+    /// This member in `--initial-cluster`: `NAME=PEER_URL`.
+    fn cluster_entry(&self) -> String {
+        format!("{}=http://127.0.0.1:{}", self.name, self.peer)
+    }
+
     /// Starts the server (again) on the same ports and data, and waits until it answers.
     fn run(&mut self) {
+        self.spawn();
+        self.wait_healthy(Duration::from_secs(20));
+    }
+
+    /// Starts the server process (a member of a new cluster answers once a quorum of
+    /// its peers runs: see [`wait_healthy`](Self::wait_healthy)).
+    fn spawn(&mut self) {
         let client = format!("http://127.0.0.1:{}", self.client);
         let peer = format!("http://127.0.0.1:{}", self.peer);
         let child = Command::new(ETCD)
-            .args(["--name", "default", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(self.data.path().join("etcd"))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &self.token])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start etcd");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+    }
+
+    /// Waits (bounded) until `GET /health` says healthy.
+    fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client)) {
-                use std::io::{Read, Write};
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = write!(
-                    s,
-                    "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                );
-                let mut answer = String::new();
-                let _ = s.read_to_string(&mut answer);
-                if answer.contains("\"health\":\"true\"") {
-                    return;
-                }
+            let answer = self.http("GET", "/health", None).unwrap_or_default();
+            if answer.contains("\"health\":\"true\"") {
+                return;
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("etcd did not become healthy on port {}", self.client);
+        panic!(
+            "etcd member {} did not become healthy on port {} within {timeout:?}",
+            self.name, self.client
+        );
+    }
+
+    /// One HTTP/1.1 request to the member's client port (see [`etcd_http`]).
+    fn http(&self, method: &str, path: &str, json: Option<&str>) -> Option<String> {
+        etcd_http(self.client, method, path, json)
+    }
+
+    /// The member's own id and the id of the leader it knows (see [`member_status`]).
+    fn status(&self) -> Option<(String, String)> {
+        member_status(self.client)
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the server.
@@ -106,32 +152,128 @@ impl Etcd {
     /// Puts `value` at `key` through etcd's JSON gateway.
     fn put(&self, key: &[u8], value: &[u8]) {
         use base64::Engine;
-        use std::io::{Read, Write};
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key), b64(value));
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.client)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
+        let answer = self.http("POST", "/v3/kv/put", Some(&body)).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    /// The client address, as listed in `--store`.
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client)
     }
 
     /// The `--store` value.
     fn store(&self) -> String {
-        format!("etcd://127.0.0.1:{}", self.client)
+        format!("etcd://{}", self.endpoint())
     }
 }
 
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// One HTTP/1.1 request to the etcd member whose client port is `port` (its JSON
+/// gateway), bounded by a 2 s connect and 5 s read timeout; the whole answer, or `None`
+/// if it does not answer.
+fn etcd_http(port: u16, method: &str, path: &str, json: Option<&str>) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let body = json.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    Some(answer)
+}
+
+/// The member's own id and the id of the leader it knows, from
+/// `/v3/maintenance/status` (`None` while it does not answer or knows no leader).
+fn member_status(port: u16) -> Option<(String, String)> {
+    let answer = etcd_http(port, "POST", "/v3/maintenance/status", Some("{}"))?;
+    let me = json_string(&answer, "member_id")?;
+    let leader = json_string(&answer, "leader").filter(|l| l != "0")?;
+    Some((me, leader))
+}
+
+/// The string value of `"key":"…"` in a JSON text (etcd's gateway writes 64-bit
+/// integers as strings).
+fn json_string(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let len = json[start..].find('"')?;
+    Some(json[start..start + len].to_owned())
+}
+
+/// Several etcd members forming one cluster on loopback, each killed on drop.
+struct EtcdCluster {
+    members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members, and waits until each is healthy; `None` (and says why)
+    /// when etcd is not installed.
+    fn start(size: usize) -> Option<EtcdCluster> {
+        if !etcd_installed() {
+            return None;
+        }
+        let mut members: Vec<Etcd> = (1..=size).map(|i| Etcd::member(&format!("m{i}"))).collect();
+        let initial: Vec<String> = members.iter().map(Etcd::cluster_entry).collect();
+        let token = format!("herald-test-{}", members[0].client);
+        for member in &mut members {
+            member.initial_cluster = initial.join(",");
+            member.token = token.clone();
+            member.spawn();
+        }
+        let start = Instant::now();
+        for member in &members {
+            member.wait_healthy(Duration::from_secs(30));
+        }
+        println!("etcd cluster of {size} healthy after {:?}", start.elapsed());
+        Some(EtcdCluster { members })
+    }
+
+    /// The `--store` value listing every member's client address.
+    fn store(&self) -> String {
+        let endpoints: Vec<String> = self.members.iter().map(Etcd::endpoint).collect();
+        format!("etcd://{}", endpoints.join(","))
+    }
+
+    /// The index of the leader, once every running member names the same one and it is
+    /// among them (bounded wait).
+    fn leader(&self, timeout: Duration) -> usize {
+        let mut leader = None;
+        wait_for("one etcd leader", timeout, || {
+            let statuses: Vec<Option<(String, String)>> = self
+                .members
+                .iter()
+                .filter(|m| m.child.is_some())
+                .map(Etcd::status)
+                .collect();
+            let Some(Some((_, named))) = statuses.first() else {
+                return false;
+            };
+            if !statuses
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|(_, l)| l == named))
+            {
+                return false;
+            }
+            leader = self
+                .members
+                .iter()
+                .position(|m| m.child.is_some() && m.status().is_some_and(|(me, _)| &me == named));
+            leader.is_some()
+        });
+        leader.expect("found above")
     }
 }
 
@@ -755,4 +897,254 @@ fn an_unreachable_etcd_at_start_up_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot use the etcd store"), "{err}");
+}
+
+/// Samples `herald_store_reachable` of each metrics endpoint every 20 ms in a thread of
+/// its own, until dropped: when each first and last read 0, and how many samples did.
+struct ReachableSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<Vec<Unreachable>>>,
+}
+
+/// What a [`ReachableSampler`] saw of one directory, times since it started.
+#[derive(Clone, Copy, Debug, Default)]
+struct Unreachable {
+    first: Option<Duration>,
+    last: Option<Duration>,
+    samples: u32,
+}
+
+impl ReachableSampler {
+    fn start(nodes: &[&Node]) -> ReachableSampler {
+        let metrics: Vec<String> = nodes.iter().map(|n| n.metrics.clone()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = thread::spawn(move || {
+            let start = Instant::now();
+            let mut seen = vec![Unreachable::default(); metrics.len()];
+            while !halt.load(Ordering::SeqCst) {
+                for (addr, seen) in metrics.iter().zip(&mut seen) {
+                    if metric(&http_get(addr, "/metrics"), "herald_store_reachable") == 0.0 {
+                        let at = start.elapsed();
+                        seen.first.get_or_insert(at);
+                        seen.last = Some(at);
+                        seen.samples += 1;
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        ReachableSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Unreachable> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for ReachableSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Registers `name` for a minute through `node`; how long the acknowledgement took.
+fn register_once(node: &Node, name: &str, location: &str) -> Duration {
+    let start = Instant::now();
+    ok(
+        &node.net,
+        &["register", name, location, "--once", "--lease", "60"],
+    );
+    start.elapsed()
+}
+
+/// Two directories on a three-member etcd cluster (every member in `--store`); one
+/// member is killed (`kill -9`): the leader, or a follower. The directories must keep
+/// taking registrations and unregistrations through etcd, each seeing the other's, and
+/// the registrant that renews throughout must not be expired. A dead follower must cost
+/// no outage and no publisher change; a dead leader at most one short outage per
+/// directory (etcd has no leader until the others elect one) and at most one
+/// publisher change. Prints what the kill cost: the first acknowledgement, the first
+/// registration seen by the other directory, outages and publisher changes.
+fn one_etcd_member_dies(kill_leader: bool) {
+    let Some(mut etcd) = EtcdCluster::start(3) else {
+        return;
+    };
+    let store = etcd.store();
+    let group = group();
+    let a = Node::start_with(&store, group);
+    let b = Node::start_with(&store, group);
+    let nodes = [&a, &b];
+    let logs = || format!("a:\n{}\nb:\n{}", a.proc.stderr(), b.proc.stderr());
+    let p = publisher(&nodes, Duration::from_secs(10));
+    let (publisher_node, replica) = (nodes[p], nodes[1 - p]);
+    let watch = watcher(&publisher_node.net, "watcher", &[]);
+    register_once(&a, "alpha", "127.0.0.1:7101");
+    register_once(&b, "beta", "127.0.0.1:7102");
+    // Renews through the replica every ~0.7 s, each renewal written to etcd before its
+    // acknowledgement.
+    let _steady = registrant(&replica.net, "steady", &["127.0.0.1:7103", "--lease", "2"]);
+    for node in nodes {
+        wait_for(
+            "both list alpha, beta and steady",
+            Duration::from_secs(5),
+            || {
+                let list = node.list();
+                ["alpha", "beta", "steady"].iter().all(|n| list.contains(n))
+            },
+        );
+    }
+    let metrics = |name: &str| -> Vec<f64> { nodes.iter().map(|n| n.metric(name)).collect() };
+    let outages = metrics("herald_store_outages_total");
+    let changes = metrics("herald_publisher_changes_total");
+
+    let leader = etcd.leader(Duration::from_secs(10));
+    let victim = if kill_leader {
+        leader
+    } else {
+        (leader + 1) % 3
+    };
+    let what = if kill_leader { "leader" } else { "follower" };
+    let survivors: Vec<u16> = (0..3)
+        .filter(|&i| i != victim)
+        .map(|i| etcd.members[i].client)
+        .collect();
+    etcd.members[victim].kill();
+    let killed = Instant::now();
+    let sampler = ReachableSampler::start(&nodes);
+    // When the survivors agree on a leader among them (a new one after the leader's
+    // death).
+    let elected = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let statuses: Vec<Option<(String, String)>> =
+                survivors.iter().map(|&port| member_status(port)).collect();
+            if let [Some((m1, l1)), Some((m2, l2))] = &statuses[..] {
+                if l1 == l2 && (l1 == m1 || l1 == m2) {
+                    return Some(killed.elapsed());
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    });
+    println!("[{what}] killed the etcd {what} (member {})", victim + 1);
+
+    // The first registration after the kill, through the publisher and seen by the
+    // replica: it went through etcd.
+    let first_ack = register_once(publisher_node, "first", "127.0.0.1:7110");
+    let acked = killed.elapsed();
+    let seen = wait_for("the replica lists first", Duration::from_secs(15), || {
+        replica.list().contains("first 127.0.0.1:7110")
+    });
+    println!(
+        "[{what}] first registration after the kill: acknowledged {acked:?} after it (took \
+         {first_ack:?}), listed by the other directory {:?} after the kill",
+        acked + seen
+    );
+    // More, through each in turn, while the member stays dead.
+    let mut slowest = first_ack;
+    let names: Vec<String> = (0..16).map(|i| format!("during-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let took = register_once(nodes[i % 2], name, &format!("127.0.0.1:{}", 7120 + i));
+        slowest = slowest.max(took);
+    }
+    ok(&b.net, &["unregister", "alpha"]);
+    for node in nodes {
+        wait_for(
+            "both list every registration and no alpha",
+            Duration::from_secs(15),
+            || {
+                let list = node.list();
+                names.iter().all(|n| list.contains(&format!("{n} "))) && !list.contains("alpha")
+            },
+        );
+    }
+    // Longer than steady's lease: its renewals keep going through etcd.
+    thread::sleep(Duration::from_millis(3_000));
+    let unreachable = sampler.finish();
+    match elected.join().unwrap() {
+        Some(t) if kill_leader => {
+            println!("[{what}] the survivors had a new etcd leader {t:?} after the kill")
+        }
+        Some(_) => {}
+        None => panic!("the surviving etcd members agree on no leader"),
+    }
+    println!(
+        "[{what}] slowest of {} registrations while the member was dead: {slowest:?}",
+        names.len() + 1
+    );
+    let publisher_now = publisher(&nodes, Duration::from_secs(10));
+    let outages_moved: Vec<f64> = metrics("herald_store_outages_total")
+        .iter()
+        .zip(&outages)
+        .map(|(now, before)| now - before)
+        .collect();
+    let changes_moved: Vec<f64> = metrics("herald_publisher_changes_total")
+        .iter()
+        .zip(&changes)
+        .map(|(now, before)| now - before)
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let role = if i == p { "publisher" } else { "replica" };
+        let span = match (unreachable[i].first, unreachable[i].last) {
+            (Some(first), Some(last)) => format!(
+                "from {first:?} to {last:?} after the kill ({} samples of 20 ms)",
+                unreachable[i].samples
+            ),
+            _ => "never".to_owned(),
+        };
+        println!(
+            "[{what}] directory {i} ({role}): outages +{}, publisher changes +{}, etcd unreachable {span}",
+            outages_moved[i], changes_moved[i]
+        );
+        assert_eq!(node.metric("herald_store_reachable"), 1.0, "{}", logs());
+        let list = node.list();
+        for n in ["beta", "steady", "first"] {
+            assert!(
+                list.contains(n),
+                "directory {i} lost {n}: {list}\n{}",
+                logs()
+            );
+        }
+        if kill_leader {
+            assert!(outages_moved[i] <= 1.0, "{}", logs());
+            if let Some(last) = unreachable[i].last {
+                assert!(last < Duration::from_secs(10), "{}", logs());
+            }
+        } else {
+            assert_eq!(outages_moved[i], 0.0, "{}", logs());
+        }
+    }
+    println!(
+        "[{what}] publisher: directory {p} before, directory {publisher_now} after the {what} died"
+    );
+    if kill_leader {
+        assert!(changes_moved.iter().sum::<f64>() <= 2.0, "{}", logs());
+    } else {
+        assert_eq!(publisher_now, p, "{}", logs());
+        assert_eq!(changes_moved, [0.0, 0.0], "{}", logs());
+    }
+    let lines = watch.lines_for(Duration::from_millis(500));
+    assert_eq!(count(&lines, "unregistered", "steady"), 0, "{lines:#?}");
+    assert_eq!(count(&lines, "unregistered", "beta"), 0, "{lines:#?}");
+    assert_eq!(count(&lines, "unregistered", "alpha"), 1, "{lines:#?}");
+}
+
+#[test]
+fn an_etcd_follower_killed() {
+    one_etcd_member_dies(false);
+}
+
+#[test]
+fn the_etcd_leader_killed() {
+    one_etcd_member_dies(true);
 }
