@@ -375,6 +375,15 @@ impl Node {
         Node::start_with(&etcd.store(), group)
     }
 
+    /// Two directories on a new group, sharing `store`.
+    fn pair(store: &str) -> [Node; 2] {
+        let group = group();
+        [
+            Node::start_with(store, group),
+            Node::start_with(store, group),
+        ]
+    }
+
     fn start_with(store: &str, group: SocketAddr) -> Node {
         let net = Net {
             directory: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
@@ -478,15 +487,13 @@ const SYNC_PAGE: u8 = 0x22;
 #[test]
 fn a_registration_through_a_replica_is_listed_everywhere_and_announced_by_the_publisher() {
     let Some(etcd) = Etcd::start() else { return };
-    let group = group();
-    let a = Node::start(&etcd, group);
-    let b = Node::start(&etcd, group);
+    let [a, b] = Node::pair(&etcd.store());
     let nodes = [&a, &b];
     let p = publisher(&nodes, Duration::from_secs(10));
     let (publisher, replica) = (nodes[p], nodes[1 - p]);
     let watch = watcher(&publisher.net, "watcher", &[]);
     // Listen to the group while registering through the replica.
-    let listen = thread::spawn(move || group_traffic(group, Duration::from_millis(2_500)));
+    let listen = thread::spawn(move || group_traffic(a.net.group, Duration::from_millis(2_500)));
     thread::sleep(Duration::from_millis(200));
     let start = Instant::now();
     ok(
@@ -535,9 +542,7 @@ fn a_registration_through_a_replica_is_listed_everywhere_and_announced_by_the_pu
 #[test]
 fn one_publisher_at_a_time_and_a_killed_one_is_replaced() {
     let Some(etcd) = Etcd::start() else { return };
-    let group = group();
-    let a = Node::start(&etcd, group);
-    let b = Node::start(&etcd, group);
+    let [a, b] = Node::pair(&etcd.store());
     let mut nodes = [a, b];
     let p = publisher(&[&nodes[0], &nodes[1]], Duration::from_secs(10));
     // It stays that way.
@@ -579,8 +584,7 @@ fn one_publisher_at_a_time_and_a_killed_one_is_replaced() {
 #[test]
 fn a_stopped_publisher_hands_over_at_once() {
     let Some(etcd) = Etcd::start() else { return };
-    let group = group();
-    let mut nodes = [Node::start(&etcd, group), Node::start(&etcd, group)];
+    let mut nodes = Node::pair(&etcd.store());
     let p = publisher(&[&nodes[0], &nodes[1]], Duration::from_secs(10));
     nodes[p].proc.signal("TERM");
     let start = Instant::now();
@@ -600,9 +604,7 @@ fn an_etcd_outage_keeps_both_answering_and_is_caught_up() {
     let Some(mut etcd) = Etcd::start() else {
         return;
     };
-    let group = group();
-    let a = Node::start(&etcd, group);
-    let b = Node::start(&etcd, group);
+    let [a, b] = Node::pair(&etcd.store());
     let nodes = [&a, &b];
     let p = publisher(&nodes, Duration::from_secs(10));
     let (publisher, replica) = (nodes[p], nodes[1 - p]);
@@ -691,9 +693,7 @@ fn an_etcd_outage_keeps_both_answering_and_is_caught_up() {
 #[test]
 fn a_frozen_etcd_does_not_stall_the_directories() {
     let Some(etcd) = Etcd::start() else { return };
-    let group = group();
-    let a = Node::start(&etcd, group);
-    let b = Node::start(&etcd, group);
+    let [a, b] = Node::pair(&etcd.store());
     let nodes = [&a, &b];
     publisher(&nodes, Duration::from_secs(10));
     // SIGSTOP: connections stay open, requests get no answer.
@@ -979,9 +979,7 @@ fn one_etcd_member_dies(kill_leader: bool) {
         return;
     };
     let store = etcd.store();
-    let group = group();
-    let a = Node::start_with(&store, group);
-    let b = Node::start_with(&store, group);
+    let [a, b] = Node::pair(&store);
     let nodes = [&a, &b];
     let logs = || format!("a:\n{}\nb:\n{}", a.proc.stderr(), b.proc.stderr());
     let p = publisher(&nodes, Duration::from_secs(10));
