@@ -1175,6 +1175,19 @@ mod tests {
             .is_some());
     }
 
+    /// A departed record of `version` in etcd, last seen there by `cluster`, whose
+    /// notifications are all sent: its deletion is queued.
+    async fn finished(cluster: &mut Cluster, name: &str, version: u64) {
+        let departed = RecordState::Departed { remaining: 0 };
+        let revision = put(cluster, &record(name, version, departed)).await;
+        let known = Known {
+            mod_revision: revision,
+            departed: true,
+        };
+        cluster.known.insert(name.into(), known);
+        cluster.queue.insert(name.into(), removal(version));
+    }
+
     #[tokio::test]
     async fn finished_removals_go_in_one_transaction_unless_a_key_changed() {
         let Some(etcd) = TestEtcd::start() else {
@@ -1183,16 +1196,9 @@ mod tests {
         let mut cluster = cluster(&etcd).await;
         let clock = Clock::new();
         let mut directory = directory();
-        let departed = RecordState::Departed { remaining: 0 };
         // As last seen here: three departed records (the publisher's own last writes).
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            let revision = put(&mut cluster, &record(name, 10 + i as u64, departed)).await;
-            let known = Known {
-                mod_revision: revision,
-                departed: true,
-            };
-            cluster.known.insert(name.into(), known);
-            cluster.queue.insert(name.into(), removal(20));
+            finished(&mut cluster, name, 10 + i as u64).await;
         }
         let writes = cluster.stats.writes;
         cluster
@@ -1208,13 +1214,7 @@ mod tests {
         // Another directory registered "e" again since it was last seen: the transaction
         // deletes nothing, and one by one only the departed "d" goes.
         for name in ["d", "e"] {
-            let revision = put(&mut cluster, &record(name, 30, departed)).await;
-            let known = Known {
-                mod_revision: revision,
-                departed: true,
-            };
-            cluster.known.insert(name.into(), known);
-            cluster.queue.insert(name.into(), removal(30));
+            finished(&mut cluster, name, 30).await;
         }
         put(&mut cluster, &record("e", 40, live(60_000))).await;
         cluster
