@@ -225,7 +225,7 @@ struct Harness<'a> {
     buf: Vec<u8>,
     /// Unregistered notifications sent per (name, version).
     unregistered: HashMap<(String, u64), u32>,
-    /// The newest version announced as registered, per name.
+    /// The newest version announced or stored as registered, per name.
     registered: HashMap<String, u64>,
     /// With keys: the last counter each sender sealed a request with.
     counters: HashMap<SocketAddr, u64>,
@@ -468,6 +468,15 @@ impl Harness<'_> {
             crate::trace!("  event {event:?}");
             match event {
                 DirectoryEvent::Stored(record) | DirectoryEvent::Renewed(record) => {
+                    if record.is_live() {
+                        // The name is back (a replica stores it without announcing it):
+                        // an earlier removal's remaining notifications are moot.
+                        let v = self
+                            .registered
+                            .entry(record.name().to_string())
+                            .or_default();
+                        *v = (*v).max(record.service.version.0);
+                    }
                     let bytes = check_stored(record, clock);
                     self.store.insert(record.name().to_string(), bytes);
                 }

@@ -261,6 +261,22 @@ fn seeds_pass_their_targets() {
     }
 }
 
+/// Inputs the fuzzers found failing, kept in `regressions/TARGET/` and replayed.
+#[test]
+fn regressions_pass_their_targets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+    for target in ["decode", "roundtrip", "directory", "client"] {
+        let Ok(entries) = std::fs::read_dir(root.join(target)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            eprintln!("{}", path.display());
+            run(target, &std::fs::read(&path).expect("regression input"));
+        }
+    }
+}
+
 #[test]
 fn every_vector_decodes() {
     for (name, bytes) in vectors() {
