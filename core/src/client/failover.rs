@@ -1,0 +1,149 @@
+//! Which directory the client talks to: beacons, answers, switching and failing over.
+
+use super::*;
+
+impl<const R: usize> Client<'_, R> {
+    pub(super) fn is_directory(&self, from: SocketAddr) -> bool {
+        self.directories
+            .iter()
+            .any(|d| d.location.socket_addr() == from)
+    }
+
+    /// True when `from` is the current directory.
+    pub(super) fn heard_from_current(&self, from: SocketAddr) -> bool {
+        match self.current_directory() {
+            Some(d) => d.socket_addr() == from,
+            None => false,
+        }
+    }
+
+    pub(super) fn answered(&mut self) {
+        self.switches = 0;
+        self.unreachable_told = false;
+        if let Some(i) = self.current {
+            self.directories[i].last_heard = Some(self.now);
+        }
+    }
+
+    pub(super) fn handle_beacon(&mut self, beacon: Beacon) {
+        let now = self.now;
+        let index = match self
+            .directories
+            .iter()
+            .position(|d| d.location == beacon.directory)
+        {
+            Some(i) => i,
+            None => {
+                let learned = KnownDirectory::new(beacon.directory);
+                if self.directories.push(learned).is_err() {
+                    return;
+                }
+                self.directories.len() - 1
+            }
+        };
+        self.directories[index].last_heard = Some(now);
+        self.directories[index].publishing = beacon.publishing;
+        if self.current.is_none() {
+            self.switch_to(index);
+        }
+        // Only a publishing directory announces: a listener following a replica (or a
+        // directory silent for half the directory timeout, a publisher that died and
+        // was replaced) moves to the publisher as soon as it hears it.
+        let quiet = self.config.directory_timeout.div(2);
+        let leave = self.current.is_some_and(|c| {
+            let d = &self.directories[c];
+            c != index
+                && (!d.publishing
+                    || d.last_heard
+                        .is_some_and(|t| now.saturating_since(t) > quiet))
+        });
+        if self.listening() && beacon.publishing && leave {
+            self.switch_to(index);
+            return;
+        }
+        if self.current != Some(index) || !self.listening() || self.snapshot.is_some() {
+            return;
+        }
+        // Missed a change: the directory has handed out a version not seen here.
+        let behind = beacon.as_of > self.max_seen;
+        // Missed a registration (a listener of everything can count): the count differs
+        // at two beacons in a row (one may cross an announcement in flight).
+        let everything = self
+            .config
+            .interest
+            .as_ref()
+            .is_some_and(|i| i.patterns().is_empty());
+        let fits = beacon.services as usize <= self.table.capacity();
+        let miscounted = everything && fits && self.live_count() != beacon.services as usize;
+        let confirmed = miscounted && self.miscounted;
+        self.miscounted = miscounted && !confirmed;
+        if behind || confirmed {
+            self.request_snapshot(now);
+        }
+    }
+
+    /// Makes directory `index` the current one and starts over there.
+    pub(super) fn switch_to(&mut self, index: usize) {
+        let now = self.now;
+        self.current = Some(index);
+        let location = self.directories[index].location;
+        self.directory_changed = Some(location);
+        for own in self.own.iter_mut() {
+            match own.state {
+                OwnState::Registering | OwnState::Active => {
+                    own.state = OwnState::Registering;
+                    own.send = true;
+                    own.attempts = 0;
+                    own.deadline = now;
+                }
+                OwnState::Unregistering => {
+                    own.send = true;
+                    own.attempts = 0;
+                    own.deadline = now;
+                }
+                OwnState::Done => {}
+            }
+        }
+        if self.listening() {
+            self.grace_until = now + self.config.failover_grace;
+        }
+        if self.listening() || self.snapshot.is_some() {
+            self.request_snapshot(now);
+        }
+    }
+
+    /// The current directory did not answer: move to the next one.
+    pub(super) fn fail_over(&mut self) {
+        if self.directories.is_empty() {
+            return;
+        }
+        self.switches += 1;
+        if self.switches >= self.directories.len() && !self.unreachable_told {
+            self.unreachable_told = true;
+            self.unreachable_pending = true;
+        }
+        let next = self
+            .publisher_heard()
+            .unwrap_or_else(|| self.current.map_or(0, |i| (i + 1) % self.directories.len()));
+        if Some(next) == self.current {
+            // The only directory: keep trying it.
+            return;
+        }
+        self.switch_to(next);
+    }
+
+    /// For a listener: another directory whose beacons say it publishes, heard within
+    /// the directory timeout.
+    pub(super) fn publisher_heard(&self) -> Option<usize> {
+        if !self.listening() {
+            return None;
+        }
+        let timeout = self.config.directory_timeout;
+        self.directories.iter().position(|d| {
+            Some(d.location) != self.current_directory()
+                && d.publishing
+                && d.last_heard
+                    .is_some_and(|t| self.now.saturating_since(t) <= timeout)
+        })
+    }
+}
