@@ -60,10 +60,16 @@ pub struct ClientConfig {
     /// Lease to ask for (default 15 s; the directory clamps it).
     pub lease: Duration,
     /// Time before the first retransmission of a request (default 250 ms); doubles on
-    /// each retry, up to eight times.
+    /// each retry, up to eight times, and never exceeds a fortieth of the lease (so that
+    /// about 26 attempts fit in the two thirds of a lease left when a renewal starts).
     pub request_timeout: Duration,
-    /// Attempts at one directory before failing over to the next (default 3).
+    /// Attempts at a directory that has never answered before failing over to the next
+    /// (default 3).
     pub max_attempts: u8,
+    /// A directory that has answered before is left only when it stays silent this long
+    /// while another directory answers a probe, or twice this long whatever happens
+    /// (default 5 s): transient loss never moves a client.
+    pub failover_after: Duration,
     /// A listener whose directory's beacons stop for this long fails over (default 3 s).
     pub directory_timeout: Duration,
     /// After a failover, absence from the new directory's pages removes nothing for this
@@ -94,6 +100,7 @@ impl ClientConfig {
             lease: Duration::from_secs(15),
             request_timeout: Duration::from_millis(250),
             max_attempts: 3,
+            failover_after: Duration::from_secs(5),
             directory_timeout: Duration::from_secs(3),
             failover_grace: Duration::from_secs(6),
             snapshot_pages: 16,
@@ -249,27 +256,44 @@ enum OwnState {
     Done,
 }
 
+/// How many attempts of one request a client remembers: an answer to any of them
+/// counts (a late answer to an earlier attempt is as good as one to the last).
+const ATTEMPTS_KEPT: usize = 8;
+
+/// One attempt of a request: every attempt and every renewal has its own request id,
+/// and only the directory it was sent to can answer it.
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    request: u32,
+    directory: SocketAddr,
+    at: Instant,
+}
+
 #[derive(Clone, Debug)]
 struct Own {
     name: ServiceName,
     /// What to register; `None` for a name this client only releases.
     registration: Option<Registration>,
     state: OwnState,
-    request: u32,
+    /// The attempts of the request in progress, newest last.
+    sent: heapless::Deque<Attempt, ATTEMPTS_KEPT>,
     attempts: u8,
     send: bool,
     deadline: Instant,
+    /// The lease the directory granted (until then, the lease asked for): retries are
+    /// paced by it.
+    granted: Duration,
     /// The user was told it is registered.
     confirmed: bool,
     outcome: Option<Outcome>,
 }
 
 impl Own {
-    /// A registration (or, without one, a release) to send at once as `request`.
+    /// A registration (or, without one, a release) to send at once.
     fn new(
         name: ServiceName,
         registration: Option<Registration>,
-        request: u32,
+        lease: Duration,
         now: Instant,
     ) -> Self {
         let state = match registration {
@@ -280,7 +304,8 @@ impl Own {
             name,
             registration,
             state,
-            request,
+            sent: heapless::Deque::new(),
+            granted: lease,
             attempts: 0,
             send: true,
             deadline: now,
@@ -347,6 +372,20 @@ struct KnownDirectory {
     window: ReplayWindow,
     /// What its last beacon said: it announces changes (until heard, assumed).
     publishing: bool,
+    /// It has answered a request of this client: from now on only a long silence
+    /// makes the client leave it.
+    answered: bool,
+}
+
+/// A request sent to another directory while the current one is silent: an answer
+/// shows that one is alive, and the client moves there.
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    /// The directory probed (an index into the known directories).
+    target: usize,
+    request: u32,
+    send: bool,
+    deadline: Instant,
 }
 
 impl KnownDirectory {
@@ -356,6 +395,7 @@ impl KnownDirectory {
             last_heard: None,
             window: ReplayWindow::default(),
             publishing: true,
+            answered: false,
         }
     }
 }
@@ -382,6 +422,10 @@ pub struct Client<'a, const R: usize = 4> {
     /// The last beacon's service count differed from what this listener holds.
     miscounted: bool,
     grace_until: Instant,
+    /// Since when the current directory has left a request unanswered.
+    silent_since: Option<Instant>,
+    /// The probe of another directory, while the current one is silent.
+    probe: Option<Probe>,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
@@ -439,6 +483,8 @@ impl<'a, const R: usize> Client<'a, R> {
             snapshot_rejection: None,
             miscounted: false,
             grace_until: Instant::ZERO,
+            silent_since: None,
+            probe: None,
             next_request,
             counter: 0,
             counter_base: config_clock_floor,
@@ -504,9 +550,13 @@ impl<'a, const R: usize> Client<'a, R> {
         registration: Registration,
     ) -> Result<(), ClientError> {
         self.observe(now);
-        let request = self.request_id();
         let name = registration.name.clone();
-        let fresh = Own::new(name.clone(), Some(registration), request, self.now);
+        let fresh = Own::new(
+            name.clone(),
+            Some(registration),
+            self.config.lease,
+            self.now,
+        );
         match self.own.iter_mut().find(|o| o.name == name) {
             Some(o) => *o = fresh,
             None => self
@@ -520,7 +570,6 @@ impl<'a, const R: usize> Client<'a, R> {
     /// Unregisters one of this client's services.
     pub fn unregister(&mut self, now: Instant, name: &ServiceName) -> Result<(), ClientError> {
         self.observe(now);
-        let request = self.request_id();
         let now = self.now;
         let own = self
             .own
@@ -528,7 +577,7 @@ impl<'a, const R: usize> Client<'a, R> {
             .find(|o| &o.name == name && o.state != OwnState::Done)
             .ok_or(ClientError::NotRegistered)?;
         own.state = OwnState::Unregistering;
-        own.request = request;
+        own.sent.clear();
         own.attempts = 0;
         own.send = true;
         own.deadline = now;
@@ -542,8 +591,7 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.unregister(now, name).is_ok() {
             return Ok(());
         }
-        let request = self.request_id();
-        let releasing = Own::new(name.clone(), None, request, self.now);
+        let releasing = Own::new(name.clone(), None, self.config.lease, self.now);
         self.own
             .push(releasing)
             .map_err(|_| ClientError::TooManyRegistrations)
@@ -600,10 +648,16 @@ impl<'a, const R: usize> Client<'a, R> {
             }
         }
         match frame.message {
-            Message::Ack(ack) if self.is_directory(from) => self.handle_ack(ack),
-            Message::Reject(reject) if self.is_directory(from) => self.handle_reject(reject),
+            Message::Ack(ack) if self.is_directory(from) => self.handle_ack(ack, from),
+            Message::Reject(reject) if self.is_directory(from) => {
+                if !self.probe_answered(from, reject.request) {
+                    self.handle_reject(reject, from);
+                }
+            }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
-                self.handle_snapshot_page(header, items)
+                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                    self.handle_snapshot_page(header, items);
+                }
             }
             Message::Beacon(beacon) => self.handle_beacon(beacon),
             Message::Announce(header, items) => self.handle_announce(header, items),
@@ -627,11 +681,15 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
-        let mut failed = false;
         let max_attempts = self.config.max_attempts.max(1);
         let rounds = self.directories.len().max(1);
+        // A directory that never answered is given up after a few attempts; one that has
+        // answered only after a long silence (see the failover module).
+        let fresh = self.current.is_some_and(|i| !self.directories[i].answered);
+        let silence = self.silence();
+        let gone = silence == Some(true);
+        let mut failed = gone;
         for i in 0..self.own.len() {
-            let backoff = self.backoff(self.own[i].attempts);
             let own = &mut self.own[i];
             if own.deadline > now || own.send {
                 continue;
@@ -640,11 +698,13 @@ impl<'a, const R: usize> Client<'a, R> {
                 OwnState::Active => {
                     // Time to renew.
                     own.state = OwnState::Registering;
+                    own.sent.clear();
                     own.send = true;
                 }
                 OwnState::Registering | OwnState::Unregistering => {
                     own.attempts = own.attempts.saturating_add(1);
-                    if own.attempts >= max_attempts {
+                    let given_up = (fresh && own.attempts >= max_attempts) || gone;
+                    if given_up {
                         failed = true;
                         if own.state == OwnState::Unregistering && self.switches + 1 >= rounds {
                             // Nobody answers: the lease will run out by itself.
@@ -654,7 +714,6 @@ impl<'a, const R: usize> Client<'a, R> {
                         }
                     }
                     own.send = true;
-                    own.deadline = now + backoff;
                 }
                 OwnState::Done => {}
             }
@@ -662,7 +721,7 @@ impl<'a, const R: usize> Client<'a, R> {
         if let Some(s) = &mut self.snapshot {
             if s.deadline <= now && !s.send {
                 s.attempts = s.attempts.saturating_add(1);
-                if s.attempts >= max_attempts {
+                if fresh && s.attempts >= max_attempts {
                     failed = true;
                 }
                 s.send = true;
@@ -681,6 +740,8 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         if failed {
             self.fail_over();
+        } else if silence.is_some() && self.directories.len() > 1 {
+            self.probe_others();
         }
     }
 
@@ -711,7 +772,12 @@ impl<'a, const R: usize> Client<'a, R> {
             .filter(|_| self.listening())
             .and_then(|i| self.directories[i].last_heard)
             .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
-        own.chain(snapshot).chain(silence).min()
+        let probe = self.probe.iter().map(|p| at(p.send, p.deadline));
+        own.chain(snapshot)
+            .chain(silence)
+            .chain(probe)
+            .chain(self.silence_deadline())
+            .min()
     }
 
     /// The next request to send, written into `buf`.

@@ -1,4 +1,10 @@
 //! Which directory the client talks to: beacons, answers, switching and failing over.
+//!
+//! A directory that has never answered is left after `max_attempts` unanswered
+//! attempts. One that has answered is a directory that works: it is left only when it
+//! has been silent for `failover_after` while another directory answers a probe, or
+//! for twice that long whatever happens. Until then the client keeps renewing there, so
+//! transient loss never moves a registration.
 
 use super::*;
 
@@ -20,9 +26,103 @@ impl<const R: usize> Client<'_, R> {
     pub(super) fn answered(&mut self) {
         self.switches = 0;
         self.unreachable_told = false;
+        self.silent_since = None;
+        self.probe = None;
         if let Some(i) = self.current {
             self.directories[i].last_heard = Some(self.now);
+            self.directories[i].answered = true;
         }
+    }
+
+    /// How the current directory stands: `Some(true)` when it is gone (leave it now),
+    /// `Some(false)` when it is silent long enough to probe the others.
+    pub(super) fn silence(&self) -> Option<bool> {
+        let since = self.silent_since?;
+        let current = &self.directories[self.current?];
+        if !current.answered {
+            return None;
+        }
+        let silence = self.now.saturating_since(since);
+        let limit = self.config.failover_after;
+        if silence >= limit.mul(2) {
+            Some(true)
+        } else if silence >= limit {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// When the silence of the current directory next changes what the client does.
+    pub(super) fn silence_deadline(&self) -> Option<Instant> {
+        let since = self.silent_since?;
+        if !self.directories[self.current?].answered {
+            return None;
+        }
+        let limit = self.config.failover_after;
+        [since + limit, since + limit.mul(2)]
+            .into_iter()
+            .find(|&t| t > self.now)
+    }
+
+    /// The current directory is silent: probe the next other directory (one probe at a
+    /// time, each to the next one in turn).
+    pub(super) fn probe_others(&mut self) {
+        let now = self.now;
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.deadline > now || p.send)
+        {
+            return;
+        }
+        let n = self.directories.len();
+        let Some(current) = self.current else { return };
+        let after = self.probe.map_or(current, |p| p.target);
+        let Some(target) = (1..=n).map(|k| (after + k) % n).find(|&i| i != current) else {
+            return;
+        };
+        let request = self.request_id();
+        self.probe = Some(Probe {
+            target,
+            request,
+            send: true,
+            deadline: now + self.backoff(0),
+        });
+    }
+
+    /// Writes the probe, if one is due.
+    pub(super) fn write_probe(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let p = self.probe.as_mut().filter(|p| p.send)?;
+        p.send = false;
+        let destination = self.directories.get(p.target)?.location.socket_addr();
+        let request = SnapshotRequest {
+            request: p.request,
+            max_pages: 1,
+            after: None,
+            interest: self.config.interest.clone().unwrap_or_default(),
+        };
+        let len = wire::encode(&self.config.environment, &request, buf).ok()?;
+        Some(Transmit { destination, len })
+    }
+
+    /// An answer to a probe: the probed directory is alive while the current one is
+    /// silent, so the client moves there. True when it was one.
+    pub(super) fn probe_answered(&mut self, from: SocketAddr, request: u32) -> bool {
+        let Some(p) = self.probe else { return false };
+        let target = self
+            .directories
+            .get(p.target)
+            .map(|d| d.location.socket_addr());
+        if p.request != request || target != Some(from) {
+            return false;
+        }
+        self.probe = None;
+        if self.silence().is_some() {
+            self.switch_to(p.target);
+            self.answered();
+        }
+        true
     }
 
     pub(super) fn handle_beacon(&mut self, beacon: Beacon) {
@@ -88,7 +188,10 @@ impl<const R: usize> Client<'_, R> {
         self.current = Some(index);
         let location = self.directories[index].location;
         self.directory_changed = Some(location);
+        self.silent_since = None;
+        self.probe = None;
         for own in self.own.iter_mut() {
+            own.sent.clear();
             match own.state {
                 OwnState::Registering | OwnState::Active => {
                     own.state = OwnState::Registering;

@@ -1,6 +1,32 @@
 //! The client's own registrations: request ids, retries, renewals and their answers.
+//!
+//! Every attempt (first sending, retry, renewal) carries a fresh request id, and an
+//! answer counts only if it comes from the directory that attempt went to. Retries are
+//! paced by the lease: at most a fortieth of it apart, so that a renewal started at a
+//! third of the lease has about 26 attempts before the lease can run out (see
+//! "Guarantees" in docs/PROTOCOL.md for what that gives under loss).
 
 use super::*;
+
+/// Retries of a request are at most the lease divided by this apart.
+pub(super) const RETRIES_PER_LEASE: u64 = 40;
+/// Retries are never closer than this.
+const MIN_RETRY: Duration = Duration::from_millis(10);
+
+impl Own {
+    /// When the attempt `request` was sent to `from`, if it is one of this request's.
+    fn attempt(&self, request: u32, from: SocketAddr) -> Option<Instant> {
+        self.sent
+            .iter()
+            .find(|a| a.request == request && a.directory == from)
+            .map(|a| a.at)
+    }
+
+    /// Waiting for an answer.
+    fn waiting(&self) -> bool {
+        matches!(self.state, OwnState::Registering | OwnState::Unregistering)
+    }
+}
 
 impl<const R: usize> Client<'_, R> {
     pub(super) fn request_id(&mut self) -> u32 {
@@ -9,8 +35,8 @@ impl<const R: usize> Client<'_, R> {
         id
     }
 
-    /// The wait before the next attempt: doubling from the request timeout, but short
-    /// enough that several renewals fit in what is left of a lease.
+    /// The wait before the next attempt of a snapshot or probe: doubling from the
+    /// request timeout, but short enough that several fit in a lease.
     pub(super) fn backoff(&self, attempts: u8) -> Duration {
         let doubled = self.config.request_timeout.mul(1 << attempts.min(3));
         doubled
@@ -18,9 +44,23 @@ impl<const R: usize> Client<'_, R> {
             .max(self.config.request_timeout)
     }
 
-    pub(super) fn handle_ack(&mut self, ack: Ack) {
+    /// The wait before the next attempt of a registration, renewal or unregistration
+    /// whose lease is `lease`: doubling from the request timeout, at most a fortieth of
+    /// the lease.
+    pub(super) fn retry_interval(&self, attempts: u8, lease: Duration) -> Duration {
+        let doubled = self.config.request_timeout.mul(1 << attempts.min(3));
+        doubled.min(lease.div(RETRIES_PER_LEASE)).max(MIN_RETRY)
+    }
+
+    pub(super) fn handle_ack(&mut self, ack: Ack, from: SocketAddr) {
         let now = self.now;
-        let Some(i) = self.own.iter().position(|o| o.request == ack.request) else {
+        let Some((i, sent_at)) = self
+            .own
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.waiting())
+            .find_map(|(i, o)| o.attempt(ack.request, from).map(|at| (i, at)))
+        else {
             return;
         };
         self.answered();
@@ -31,7 +71,11 @@ impl<const R: usize> Client<'_, R> {
                 own.state = OwnState::Active;
                 own.attempts = 0;
                 own.send = false;
-                own.deadline = now + ack.lease.div(3).max(Duration::from_millis(1));
+                own.sent.clear();
+                own.granted = ack.lease;
+                // The lease runs from when the directory received the attempt, which is
+                // after it was sent: renew a third of the lease after sending.
+                own.deadline = (sent_at + ack.lease.div(3)).max(now + Duration::from_millis(1));
                 if !own.confirmed {
                     own.confirmed = true;
                     if let Some(directory) = directory {
@@ -45,25 +89,33 @@ impl<const R: usize> Client<'_, R> {
             OwnState::Unregistering => {
                 own.state = OwnState::Done;
                 own.send = false;
+                own.sent.clear();
                 own.outcome = Some(Outcome::Released { confirmed: true });
             }
             OwnState::Active | OwnState::Done => {}
         }
     }
 
-    pub(super) fn handle_reject(&mut self, reject: Reject) {
+    pub(super) fn handle_reject(&mut self, reject: Reject, from: SocketAddr) {
+        // Request 0: the directory could not read the request at all; it concerns every
+        // request in flight to it.
+        let all = reject.request == 0;
+        let mine = |o: &Own| o.waiting() && (all || o.attempt(reject.request, from).is_some());
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| self.heard_from_current(from) && (all || s.request == reject.request));
+        if !self.own.iter().any(mine) && !snapshot {
+            return;
+        }
         self.answered();
         if reject.reason == RejectReason::Stale {
             // The counter clock was resynchronised from this answer: send again at once.
-            for own in self.own.iter_mut() {
-                if own.request == reject.request && own.state != OwnState::Done {
-                    own.send = true;
-                }
+            for own in self.own.iter_mut().filter(|o| mine(o)) {
+                own.send = true;
             }
-            if let Some(s) = self.snapshot.as_mut() {
-                if s.request == reject.request {
-                    s.send = true;
-                }
+            if let Some(s) = self.snapshot.as_mut().filter(|_| snapshot) {
+                s.send = true;
             }
             return;
         }
@@ -71,63 +123,67 @@ impl<const R: usize> Client<'_, R> {
             reason: reject.reason,
             directory_environment: reject.directory_environment.clone(),
         };
-        // Request 0: the directory could not read the request at all; it concerns every
-        // request in flight.
-        let all = reject.request == 0;
-        for own in self.own.iter_mut() {
-            let waiting = matches!(own.state, OwnState::Registering | OwnState::Unregistering);
-            if waiting && (all || own.request == reject.request) {
-                own.state = OwnState::Done;
-                own.send = false;
-                own.outcome = Some(outcome());
-            }
+        for own in self.own.iter_mut().filter(|o| mine(o)) {
+            own.state = OwnState::Done;
+            own.send = false;
+            own.sent.clear();
+            own.outcome = Some(outcome());
         }
-        if let Some(s) = &self.snapshot {
-            if all || s.request == reject.request {
-                self.snapshot = None;
-                self.snapshot_rejection =
-                    Some((reject.reason, reject.directory_environment.clone()));
-            }
+        if snapshot {
+            self.snapshot = None;
+            self.snapshot_rejection = Some((reject.reason, reject.directory_environment.clone()));
         }
     }
 
     /// Writes the next request due, if any, into `buf`.
     pub(super) fn write_request(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(t) = self.write_probe(buf) {
+            return Some(t);
+        }
         let now = self.now;
         let destination = self.current_directory()?.socket_addr();
-        let env = &self.config.environment;
         for i in 0..self.own.len() {
-            if !self.own[i].send {
+            if !self.own[i].send || !self.own[i].waiting() {
                 continue;
             }
-            let backoff = self.backoff(self.own[i].attempts);
+            if self.own[i].state == OwnState::Registering && self.own[i].registration.is_none() {
+                continue;
+            }
+            let interval = self.retry_interval(self.own[i].attempts, self.own[i].granted);
+            let request = self.request_id();
+            let env = &self.config.environment;
             let own = &mut self.own[i];
             own.send = false;
-            own.deadline = now + backoff;
-            let len = match own.state {
-                OwnState::Registering => {
-                    let Some(registration) = own.registration.clone() else {
-                        continue;
-                    };
+            own.deadline = now + interval;
+            if own.sent.is_full() {
+                own.sent.pop_front();
+            }
+            let _ = own.sent.push_back(Attempt {
+                request,
+                directory: destination,
+                at: now,
+            });
+            let len = match (&own.registration, own.state) {
+                (Some(registration), OwnState::Registering) => {
                     let request = RegisterRequest {
-                        request: own.request,
+                        request,
                         registrant: self.config.registrant,
                         lease: self.config.lease,
-                        registration,
+                        registration: registration.clone(),
                     };
                     wire::encode(env, &request, buf)
                 }
-                OwnState::Unregistering => {
+                _ => {
                     let request = UnregisterRequest {
-                        request: own.request,
+                        request,
                         registrant: self.config.registrant,
                         name: own.name.clone(),
                     };
                     wire::encode(env, &request, buf)
                 }
-                OwnState::Active | OwnState::Done => continue,
             };
             if let Ok(len) = len {
+                self.silent_since.get_or_insert(now);
                 return Some(Transmit { destination, len });
             }
         }
@@ -144,7 +200,8 @@ impl<const R: usize> Client<'_, R> {
                 after: s.after.clone(),
                 interest,
             };
-            if let Ok(len) = wire::encode(env, &request, buf) {
+            if let Ok(len) = wire::encode(&self.config.environment, &request, buf) {
+                self.silent_since.get_or_insert(now);
                 return Some(Transmit { destination, len });
             }
         }
