@@ -1,0 +1,149 @@
+//! A client's requests: answers matched to the attempt and the directory they answer,
+//! and failover only when a directory is really gone.
+
+mod support;
+
+use herald_core::client::ClientStorage;
+use herald_core::wire::{self, Ack, Message};
+use herald_core::*;
+use support::*;
+
+/// The request id of a Register the client sent, if that is what `bytes` holds.
+fn register_id(bytes: &[u8]) -> Option<u32> {
+    match wire::decode(bytes).ok()?.message {
+        Message::Register(r) => Some(r.request),
+        _ => None,
+    }
+}
+
+fn ack(request: u32) -> Vec<u8> {
+    let ack = Ack {
+        request,
+        lease: Duration::from_secs(15),
+        version: Version(10),
+    };
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&Environment::default(), &ack, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Every Register the client sends until `until`, with when it was sent.
+fn registers_until(client: &mut Client<'_, 1>, now: &mut Instant, until: Instant) -> Vec<u32> {
+    let mut buf = [0u8; 1400];
+    let mut ids = Vec::new();
+    loop {
+        while let Some(t) = client.poll_transmit(*now, &mut buf) {
+            ids.extend(register_id(&buf[..t.len]));
+        }
+        match client.poll_timeout() {
+            Some(t) if t <= until => {
+                *now = t.max(*now);
+                client.handle_timeout(*now);
+            }
+            _ => break,
+        }
+    }
+    *now = until;
+    ids
+}
+
+/// A late copy of an earlier cycle's acknowledgement, or an acknowledgement from
+/// another directory, does not confirm a renewal: the client keeps renewing until the
+/// directory it renews at answers that renewal.
+#[test]
+fn a_renewal_is_confirmed_only_by_its_own_answer_from_its_directory() {
+    let a = nth_directory(0);
+    let b = nth_directory(1);
+    let mut store = ClientStorage::<1>::new();
+    let (known, index) = store.parts();
+    let mut config = ClientConfig::new(3);
+    config.directories.push(a).unwrap();
+    config.directories.push(b).unwrap();
+    let mut client: Client<'_, 1> = Client::new(config, known, index).unwrap();
+    let mut now = Instant::from_millis(1);
+    client.register(now, service("api", 8000)).unwrap();
+    let first = registers_until(&mut client, &mut now, Instant::from_millis(1));
+    assert_eq!(first.len(), 1);
+    client.handle_datagram(now, a.socket_addr(), &ack(first[0]));
+    while client.poll_event().is_some() {}
+
+    // Up to the renewal, a third of the lease later: nothing to send before it.
+    let quiet = registers_until(&mut client, &mut now, Instant::from_millis(4_900));
+    assert!(quiet.is_empty(), "{quiet:?}");
+    let renewal = registers_until(&mut client, &mut now, Instant::from_millis(5_100));
+    assert!(!renewal.is_empty(), "the renewal was sent");
+    // A duplicate of the first acknowledgement arrives late, and another directory
+    // acknowledges the renewal's id: neither is the renewal's answer.
+    client.handle_datagram(now, a.socket_addr(), &ack(first[0]));
+    for id in &renewal {
+        client.handle_datagram(now, b.socket_addr(), &ack(*id));
+    }
+    let retries = registers_until(&mut client, &mut now, Instant::from_millis(7_000));
+    assert!(
+        !retries.is_empty(),
+        "the renewal is still unanswered: the client retries it"
+    );
+    let mut ids = renewal.clone();
+    ids.extend(&retries);
+    ids.push(first[0]);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        renewal.len() + retries.len() + 1,
+        "every attempt has its own request id"
+    );
+    // Its real answer stops the retries until the next renewal.
+    client.handle_datagram(now, a.socket_addr(), &ack(*retries.last().unwrap()));
+    let after = registers_until(&mut client, &mut now, Instant::from_millis(11_000));
+    assert!(after.is_empty(), "{after:?}");
+}
+
+/// Two independent directories: the one a registrant uses goes silent for longer than
+/// three attempts. The registrant stays (transient loss moves nothing); when the
+/// directory is really gone, it moves to the other one, which answers its probe.
+#[test]
+fn a_registrant_fails_over_only_when_its_directory_is_gone() {
+    for seed in [1, 2, 3] {
+        let mut sim = Sim::new(seed, Faults::none(), 8);
+        sim.add_directory(8);
+        sim.client_lease = Duration::from_secs(15);
+        let r = sim.add_client(None, 1);
+        sim.register(r, service("api", 8000));
+        sim.run(Duration::from_secs(1));
+        let a = sim.directories[0].location;
+        let b = sim.directories[1].location;
+        assert_eq!(sim.nodes[r].client.current_directory(), Some(a));
+
+        // A outage of 4 s, across a renewal: every attempt in it is lost.
+        sim.run(Duration::from_millis(3_500));
+        sim.directories[0].down = true;
+        sim.run(Duration::from_secs(4));
+        sim.directories[0].down = false;
+        sim.run(Duration::from_secs(10));
+        assert_eq!(
+            sim.nodes[r].client.current_directory(),
+            Some(a),
+            "seed {seed}: a transient outage moved the registrant"
+        );
+        let moved = sim.nodes[r]
+            .events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::DirectoryChanged(_)));
+        assert!(!moved, "seed {seed}");
+        assert!(
+            sim.live_at(1).is_empty(),
+            "seed {seed}: registered at B too"
+        );
+
+        // A is gone for good: the registrant moves to B and registers there.
+        sim.directories[0].down = true;
+        sim.run(Duration::from_secs(20));
+        assert_eq!(
+            sim.nodes[r].client.current_directory(),
+            Some(b),
+            "seed {seed}"
+        );
+        assert!(sim.live_at(1).contains_key("api"), "seed {seed}");
+    }
+}
