@@ -25,7 +25,7 @@ use crate::name::{Environment, ServiceName};
 use crate::service::{Registration, Service, Version};
 use crate::table::{Named, Table, TableStorage};
 use crate::time::{Duration, Instant};
-use crate::tombstone::{fnv1a, Tombstones, FNV_OFFSET};
+use crate::tombstone::{fnv1a, FNV_OFFSET};
 use crate::wire::{
     self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest, Reject,
     RejectReason, SnapshotRequest, UnregisterRequest,
@@ -37,12 +37,12 @@ mod counters;
 mod failover;
 mod listening;
 mod registrations;
+mod removals;
+
+use removals::Removals;
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
-/// How many recent removals a client remembers, to ignore stale announcements that
-/// arrive after them.
-const TOMBSTONES: usize = 16;
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -219,6 +219,24 @@ pub struct Known {
     /// A hash of the content the user was last told, so that a change and back between
     /// two polls is not reported as a change.
     reported: u32,
+    /// What vouches for this state.
+    standing: Standing,
+    /// When a page of the directory followed first failed to confirm a state newer than
+    /// the page (a state "from the future", or a page that crossed a newer
+    /// announcement): a second such page well after it corrects the state.
+    doubted: Option<Instant>,
+}
+
+/// What vouches for a state a listener holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// A page of the directory followed listed it at this version.
+    Confirmed,
+    /// An announcement of the directory followed, not yet confirmed by a page.
+    Announced,
+    /// Held from a directory followed before: the new directory's pages replace it,
+    /// whatever its version.
+    Inherited,
 }
 
 impl Known {
@@ -414,7 +432,11 @@ pub struct Client<'a, const R: usize = 4> {
     table: Table<'a, Known>,
     pending: usize,
     event_cursor: usize,
-    tombstones: Tombstones<TOMBSTONES>,
+    /// The removals of the directory followed (see the removals module).
+    removals: Removals,
+    /// After a failover: entries inherited from the previous directory are still held,
+    /// and a snapshot is due once the failover grace ends.
+    inherited: bool,
     max_seen: Version,
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
@@ -476,7 +498,8 @@ impl<'a, const R: usize> Client<'a, R> {
             table: Table::new(slots, index),
             pending: 0,
             event_cursor: 0,
-            tombstones: Tombstones::new(),
+            removals: Removals::new(),
+            inherited: false,
             max_seen: Version(0),
             snapshot: None,
             snapshot_done: None,
@@ -659,8 +682,8 @@ impl<'a, const R: usize> Client<'a, R> {
                     self.handle_snapshot_page(header, items);
                 }
             }
-            Message::Beacon(beacon) => self.handle_beacon(beacon),
-            Message::Announce(header, items) => self.handle_announce(header, items),
+            Message::Beacon(beacon) => self.handle_beacon(from, beacon),
+            Message::Announce(header, items) => self.handle_announce(from, header, items),
             Message::SyncPage(header, items) => {
                 if self.listening() && self.heard_from_current(from) {
                     self.apply_page(&header, items);
@@ -681,6 +704,7 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
+        self.settle_inherited();
         let max_attempts = self.config.max_attempts.max(1);
         let rounds = self.directories.len().max(1);
         // A directory that never answered is given up after a few attempts; one that has
@@ -773,10 +797,13 @@ impl<'a, const R: usize> Client<'a, R> {
             .and_then(|i| self.directories[i].last_heard)
             .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
         let probe = self.probe.iter().map(|p| at(p.send, p.deadline));
+        let settle =
+            (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
         own.chain(snapshot)
             .chain(silence)
             .chain(probe)
             .chain(self.silence_deadline())
+            .chain(settle)
             .min()
     }
 

@@ -2,36 +2,60 @@
 
 use super::*;
 
+/// A beacon whose counter is this much older than the client's counter clock is refused
+/// (directories' clocks agree within their 30 s skew; a recording is older).
+pub(super) const BEACON_MAX_AGE: Duration = Duration::from_secs(60);
+
 impl<const R: usize> Client<'_, R> {
-    /// Checks an authenticated directory frame's counter against that directory's replay
-    /// window, and lets the client's own counter follow the directory's clock.
+    /// Checks an authenticated directory frame's counter against the replay window of
+    /// the directory that sent it, and lets the client's own counter follow the
+    /// directory's clock.
+    ///
+    /// The sender is the directory a beacon or announcement names inside the
+    /// authenticated frame, which must also be its source address; a reply or a page
+    /// must come from a known directory. Anything else is refused: a frame replayed
+    /// from another address meets the window of the directory that first sent it. A
+    /// beacon more than [`BEACON_MAX_AGE`] older than the counter clock is a recording,
+    /// not a live directory.
     pub(super) fn accept_counter(
         &mut self,
         from: SocketAddr,
         counter: u64,
         message: &Message<'_>,
     ) -> bool {
+        let claimed = match message {
+            Message::Beacon(b) => Some(b.directory),
+            Message::Announce(h, _) => Some(h.directory),
+            _ => None,
+        };
+        if claimed.is_some_and(|d| d.socket_addr() != from) {
+            return false;
+        }
+        let beacon = matches!(message, Message::Beacon(_));
+        if beacon && counter.saturating_add(BEACON_MAX_AGE.as_micros()) < self.clock() {
+            return false;
+        }
         let known = self
             .directories
-            .iter_mut()
-            .find(|d| d.location.socket_addr() == from);
-        match known {
-            Some(d) => {
-                if !d.window.accept(counter) {
+            .iter()
+            .position(|d| d.location.socket_addr() == from);
+        let index = match (known, claimed) {
+            (Some(i), _) => i,
+            (None, Some(location)) if beacon => {
+                // A beacon from a directory not known yet: it is added with this counter.
+                if self
+                    .directories
+                    .push(KnownDirectory::new(location))
+                    .is_err()
+                {
                     return false;
                 }
+                self.directories.len() - 1
             }
-            None => {
-                // A beacon from a directory not known yet: it is added with this counter.
-                if let Message::Beacon(b) = message {
-                    let learned = KnownDirectory::new(b.directory);
-                    if b.directory.socket_addr() == from && self.directories.push(learned).is_ok() {
-                        if let Some(d) = self.directories.last_mut() {
-                            d.window.accept(counter);
-                        }
-                    }
-                }
-            }
+            _ => return false,
+        };
+        if !self.directories[index].window.accept(counter) {
+            return false;
         }
         let stale = matches!(message, Message::Reject(r) if r.reason == RejectReason::Stale);
         if stale || counter > self.clock() {

@@ -125,8 +125,13 @@ impl<const R: usize> Client<'_, R> {
         true
     }
 
-    pub(super) fn handle_beacon(&mut self, beacon: Beacon) {
+    pub(super) fn handle_beacon(&mut self, from: SocketAddr, beacon: Beacon) {
         let now = self.now;
+        if beacon.directory.socket_addr() != from {
+            // Not sent by the directory it names.
+            self.stats.foreign_directory += 1;
+            return;
+        }
         let index = match self
             .directories
             .iter()
@@ -209,6 +214,7 @@ impl<const R: usize> Client<'_, R> {
         }
         if self.listening() {
             self.grace_until = now + self.config.failover_grace;
+            self.follow_afresh();
         }
         if self.listening() || self.snapshot.is_some() {
             self.request_snapshot(now);

@@ -1,7 +1,43 @@
 //! The listener: announcements, pages and snapshots applied to the table of discovered
 //! services, and the events they produce.
+//!
+//! Only the directory followed is heard, and only from its own address (the source of
+//! an announcement must be the directory it names; a page must come from the current
+//! directory). Its pages are its word: a page lists exactly what the directory holds in
+//! its range as of its `as_of`, so whatever the listener holds there that the page does
+//! not confirm is corrected:
+//!
+//! * a state at or below `as_of` that the page does not list is removed;
+//! * a state inherited from a directory followed before is replaced by the page's, or
+//!   removed if the page does not list it (after the failover grace), whatever its
+//!   version: versions of two directories are not comparable;
+//! * a state newer than the page (announced after the page was written, or forged "from
+//!   the future") is doubted at the first page that does not confirm it, and corrected at
+//!   a page that still does not, arriving at least a directory timeout later. No
+//!   removal is remembered for a corrected state, so a forged version cannot hide the
+//!   real service afterwards.
+//!
+//! When the table is full, a page's service takes the place of one not confirmed by a
+//! page (inherited first, then doubted, then announced).
 
 use super::*;
+
+/// Where a service state comes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Source {
+    /// An announcement stamped `as_of`.
+    Announce(Version),
+    /// A page (snapshot or sweep) stamped `as_of`.
+    Page(Version),
+}
+
+impl Source {
+    fn as_of(self) -> Version {
+        match self {
+            Source::Announce(v) | Source::Page(v) => v,
+        }
+    }
+}
 
 impl<const R: usize> Client<'_, R> {
     /// Services known and not removed.
@@ -9,8 +45,18 @@ impl<const R: usize> Client<'_, R> {
         self.table.iter().filter(|(_, k)| !k.removed).count()
     }
 
-    pub(super) fn handle_announce(&mut self, header: AnnounceHeader, items: Items<'_, Change>) {
+    pub(super) fn handle_announce(
+        &mut self,
+        from: SocketAddr,
+        header: AnnounceHeader,
+        items: Items<'_, Change>,
+    ) {
         if !self.listening() {
+            return;
+        }
+        if header.directory.socket_addr() != from {
+            // Not sent by the directory it names: forged, or replayed from elsewhere.
+            self.stats.foreign_directory += 1;
             return;
         }
         if self.current_directory() != Some(header.directory) {
@@ -35,12 +81,13 @@ impl<const R: usize> Client<'_, R> {
                 }
             }
         }
+        let source = Source::Announce(header.as_of);
         for change in items {
             if change.version() > self.max_seen {
                 self.max_seen = change.version();
             }
             match change {
-                Change::Registered(service) => self.apply_service(service),
+                Change::Registered(service) => self.apply_service(service, source),
                 Change::Unregistered { name, version } => self.apply_removal(&name, version),
             }
         }
@@ -55,12 +102,8 @@ impl<const R: usize> Client<'_, R> {
             .is_none_or(|i| i.matches(name))
     }
 
-    pub(super) fn tombstone(&self, name: &str) -> Option<Version> {
-        self.tombstones.get(name)
-    }
-
-    pub(super) fn bury(&mut self, name: &str, version: Version) {
-        self.tombstones.bury(name, version);
+    fn bury(&mut self, name: &str, version: Version) {
+        self.removals.bury(name, version);
     }
 
     /// Changes the entry in `slot`, keeping the pending count right.
@@ -76,63 +119,113 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
+    /// Replaces the state in `slot` by `service` (a change event only if the content
+    /// differs from what the user was told).
+    fn replace(&mut self, slot: usize, service: Service, standing: Standing) {
+        self.update(slot, |k| {
+            let differs = !k.service.registration.same_content(&service.registration);
+            // Gone and back before the user was told it went: a change at most.
+            k.removed = false;
+            if differs && k.told {
+                k.changed = true;
+            }
+            k.service = service;
+            k.standing = standing;
+            k.doubted = None;
+        });
+    }
+
     /// A service is live in this state (from an announcement or a page).
-    pub(super) fn apply_service(&mut self, service: Service) {
+    fn apply_service(&mut self, service: Service, source: Source) {
         let name = service.registration.name.as_str();
         if !self.interested(name) {
             return;
         }
-        if self.tombstone(name).is_some_and(|v| v >= service.version) {
+        let standing = match source {
+            Source::Page(_) => Standing::Confirmed,
+            Source::Announce(_) => Standing::Announced,
+        };
+        if let Some(slot) = self.table.find(name) {
+            let Some(k) = self.table.get(slot) else {
+                return;
+            };
+            if k.standing == Standing::Inherited || service.version > k.service.version {
+                self.replace(slot, service, standing);
+            } else if service.version == k.service.version && standing == Standing::Confirmed {
+                self.update(slot, |k| {
+                    k.standing = Standing::Confirmed;
+                    k.doubted = None;
+                });
+            } else {
+                self.stats.stale += 1;
+            }
+            return;
+        }
+        if self.removals.refuses(name, service.version, source.as_of()) {
             self.stats.stale += 1;
             return;
         }
-        match self.table.find(name) {
-            Some(slot) => {
-                let Some(k) = self.table.get(slot) else {
-                    return;
-                };
-                if service.version <= k.service.version {
-                    self.stats.stale += 1;
-                    return;
-                }
-                self.update(slot, |k| {
-                    let differs = !k.service.registration.same_content(&service.registration);
-                    // Gone and back before the user was told it went: a change at most.
-                    k.removed = false;
-                    if differs && k.told {
-                        k.changed = true;
-                    }
-                    k.service = service;
-                });
-            }
-            None => {
-                let known = Known {
-                    service,
-                    told: false,
-                    changed: false,
-                    removed: false,
-                    reported: 0,
-                };
-                match self.table.insert(known) {
-                    Ok(_) => self.pending += 1,
-                    Err(_) => self.stats.table_full += 1,
+        let known = Known {
+            service,
+            told: false,
+            changed: false,
+            removed: false,
+            reported: 0,
+            standing,
+            doubted: None,
+        };
+        match self.table.insert(known) {
+            Ok(_) => self.pending += 1,
+            Err(_) => {
+                self.stats.table_full += 1;
+                if standing == Standing::Confirmed {
+                    // The directory's word outranks what it has not confirmed: make room
+                    // for the next page (the entry leaves once its removal is polled).
+                    self.evict_unconfirmed();
                 }
             }
         }
     }
 
+    /// Removes one entry that no page confirmed (inherited first, then doubted, then
+    /// announced), remembering no removal for it.
+    fn evict_unconfirmed(&mut self) {
+        let rank = |k: &Known| match (k.standing, k.doubted) {
+            _ if k.removed => None,
+            (Standing::Inherited, _) => Some(0),
+            (Standing::Announced, Some(_)) => Some(1),
+            (Standing::Announced, None) => Some(2),
+            (Standing::Confirmed, _) => None,
+        };
+        let victim = self
+            .table
+            .iter()
+            .filter_map(|(slot, k)| rank(k).map(|r| (r, slot)))
+            .min();
+        if let Some((_, slot)) = victim {
+            self.update(slot, |k| k.removed = true);
+        }
+    }
+
     /// A service was removed at `version`.
-    pub(super) fn apply_removal(&mut self, name: &ServiceName, version: Version) {
+    fn apply_removal(&mut self, name: &ServiceName, version: Version) {
         if !self.interested(name.as_str()) {
             return;
         }
-        if self.tombstone(name.as_str()).is_some_and(|v| v >= version) {
+        if self
+            .removals
+            .get(name.as_str())
+            .is_some_and(|v| v >= version)
+        {
             return;
         }
         self.bury(name.as_str(), version);
         if let Some(slot) = self.table.find(name.as_str()) {
-            let current = self.table.get(slot).map(|k| k.service.version);
-            if current.is_some_and(|v| v < version) {
+            let applies = self
+                .table
+                .get(slot)
+                .is_some_and(|k| k.standing == Standing::Inherited || k.service.version < version);
+            if applies {
                 self.update(slot, |k| {
                     k.removed = true;
                     k.service.version = version;
@@ -143,13 +236,13 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
-    /// Applies a page: every service in it, and the removal of what this client holds
-    /// in the page's range that the page does not list.
+    /// Applies a page: every service in it, and the correction of what this client holds
+    /// in the page's range that the page does not confirm (see the module docs).
     pub(super) fn apply_page(&mut self, header: &PageHeader, items: Items<'_, Service>) {
         let mut last: Option<ServiceName> = None;
         for service in items.clone() {
             last = Some(service.registration.name.clone());
-            self.apply_service(service);
+            self.apply_service(service, Source::Page(header.as_of));
         }
         if self.now < self.grace_until {
             return;
@@ -159,7 +252,9 @@ impl<const R: usize> Client<'_, R> {
         if !header.complete && upper.is_none() {
             return;
         }
-        let mut listed = items.map(|s| s.registration.name).peekable();
+        let now = self.now;
+        let patience = self.config.directory_timeout;
+        let mut listed = items.peekable();
         let mut position = self
             .table
             .position_after(header.after.as_ref().map(|n| n.as_str()));
@@ -170,18 +265,48 @@ impl<const R: usize> Client<'_, R> {
             if upper.as_ref().is_some_and(|u| name > u.as_str()) {
                 break;
             }
-            while listed.peek().is_some_and(|n| n.as_str() < name) {
+            while listed
+                .peek()
+                .is_some_and(|s| s.registration.name.as_str() < name)
+            {
                 listed.next();
             }
-            let present = listed.peek().is_some_and(|n| n.as_str() == name);
-            if !present && !k.removed && k.service.version <= header.as_of {
-                let version = header.as_of;
-                let name = k.service.registration.name.clone();
-                self.bury(name.as_str(), version);
-                self.update(slot, |k| {
-                    k.removed = true;
-                    k.service.version = version;
-                });
+            let entry = listed
+                .peek()
+                .filter(|s| s.registration.name.as_str() == name)
+                .cloned();
+            if k.removed
+                || entry
+                    .as_ref()
+                    .is_some_and(|s| s.version == k.service.version)
+            {
+                continue;
+            }
+            if k.standing == Standing::Inherited || k.service.version <= header.as_of {
+                match entry {
+                    // Listed at an older version than one the page should include: the
+                    // held state never came from this directory.
+                    Some(service) => self.replace(slot, service, Standing::Confirmed),
+                    None => {
+                        let version = header.as_of;
+                        let name = k.service.registration.name.clone();
+                        self.bury(name.as_str(), version);
+                        self.update(slot, |k| {
+                            k.removed = true;
+                            k.service.version = version;
+                        });
+                    }
+                }
+                continue;
+            }
+            // Newer than the page and not confirmed by it.
+            match k.doubted {
+                Some(since) if now.saturating_since(since) >= patience => match entry {
+                    Some(service) => self.replace(slot, service, Standing::Confirmed),
+                    None => self.update(slot, |k| k.removed = true),
+                },
+                Some(_) => {}
+                None => self.update(slot, |k| k.doubted = Some(now)),
             }
         }
     }
@@ -201,10 +326,9 @@ impl<const R: usize> Client<'_, R> {
         s.as_of = Some(s.as_of.map_or(header.as_of, |v| v.min(header.as_of)));
         s.attempts = 0;
         if header.complete {
-            let as_of = s.as_of.unwrap_or(header.as_of);
-            if as_of > self.max_seen {
-                self.max_seen = as_of;
-            }
+            // The snapshot is the directory's word: a version seen before (even a forged
+            // one "from the future") no longer hides that a beacon shows more.
+            self.max_seen = s.as_of.unwrap_or(header.as_of);
             self.snapshot = None;
             self.snapshot_done = Some(self.services().count());
             return;
@@ -289,4 +413,37 @@ pub(super) fn content_hash(registration: &Registration) -> u32 {
     feed(&[0xff]);
     feed(registration.metadata.encoded());
     (h ^ (h >> 32)) as u32
+}
+
+impl<const R: usize> Client<'_, R> {
+    /// The listener follows another directory: what it holds came from the previous
+    /// one, whose versions and removals mean nothing here. Every entry becomes inherited
+    /// (the new directory's pages replace or remove it), the removals and the highest
+    /// version seen are forgotten, and a snapshot follows the failover grace.
+    pub(super) fn follow_afresh(&mut self) {
+        for (_, k) in self.table.iter_mut() {
+            k.standing = Standing::Inherited;
+            k.doubted = None;
+        }
+        self.removals = Removals::new();
+        self.max_seen = Version(0);
+        self.inherited = self.table.iter().any(|(_, k)| !k.removed);
+    }
+
+    /// After a failover, once the grace is over: if entries inherited from the previous
+    /// directory are left, a snapshot settles them (the grace kept the first one from
+    /// removing them).
+    pub(super) fn settle_inherited(&mut self) {
+        if !self.inherited || self.now < self.grace_until || self.snapshot.is_some() {
+            return;
+        }
+        self.inherited = false;
+        let left = self
+            .table
+            .iter()
+            .any(|(_, k)| k.standing == Standing::Inherited && !k.removed);
+        if left {
+            self.request_snapshot(self.now);
+        }
+    }
 }
