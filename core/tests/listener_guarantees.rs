@@ -1,0 +1,390 @@
+//! What a listener believes: only its directory's word, no resurrection after a burst
+//! of removals, convergence after a failover, no replay from another address, no
+//! poisoning by forged versions. Datagrams are written by hand and fed to a real
+//! `Client` in simulated time.
+
+use herald_core::auth::{self, Key, Keys};
+use herald_core::client::Discovered;
+use herald_core::wire::{self, AnnounceHeader, BatchWriter, Beacon, Change, Message, PageHeader};
+use herald_core::*;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+fn location(last: u8) -> Location {
+    Location::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 37399).unwrap()
+}
+
+fn env() -> Environment {
+    Environment::default()
+}
+
+fn svc(name: &str, port: u16, version: u64) -> Service {
+    Service {
+        registration: Registration::new(
+            ServiceName::new(name).unwrap(),
+            &[Location::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), port).unwrap()],
+        )
+        .unwrap(),
+        version: Version(version),
+    }
+}
+
+fn listener(directories: &[Location], keys: Option<Keys>, table: usize) -> Client<'static, 1> {
+    let slots: &'static mut [Discovered] = Vec::leak(vec![None; table]);
+    let index: &'static mut [u32] = Vec::leak(vec![0u32; table]);
+    let mut config = ClientConfig::new(77);
+    for d in directories {
+        config.directories.push(*d).unwrap();
+    }
+    config.interest = Some(Interest::all());
+    config.keys = keys;
+    let mut client = Client::new(config, slots, index).unwrap();
+    client.request_snapshot(Instant::from_millis(1));
+    client
+}
+
+fn announce(directory: Location, as_of: u64, changes: &[Change]) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let header = AnnounceHeader {
+        directory,
+        as_of: Version(as_of),
+    };
+    let mut w = BatchWriter::announce(&env(), &header, &mut buf).unwrap();
+    for c in changes {
+        assert!(w.push(c));
+    }
+    let n = w.len();
+    buf[..n].to_vec()
+}
+
+fn page(request: u32, as_of: u64, services: &[Service]) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let header = PageHeader {
+        request,
+        as_of: Version(as_of),
+        after: None,
+        complete: true,
+    };
+    let mut w = BatchWriter::page(&env(), &header, request == 0, &mut buf).unwrap();
+    for s in services {
+        assert!(w.push(s));
+    }
+    w.set_complete(true);
+    let n = w.len();
+    buf[..n].to_vec()
+}
+
+fn beacon(directory: Location, as_of: u64, services: u32) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let b = Beacon {
+        directory,
+        as_of: Version(as_of),
+        services,
+        publishing: true,
+    };
+    let n = wire::encode(&env(), &b, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+fn sealed(keys: &Keys, counter: u64, frame: &[u8]) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    buf[..frame.len()].copy_from_slice(frame);
+    let n = auth::seal(keys, counter, &mut buf, frame.len()).unwrap();
+    buf[..n].to_vec()
+}
+
+/// The discovery events so far.
+fn events(client: &mut Client<'_, 1>) -> Vec<ClientEvent> {
+    let mut out = Vec::new();
+    while let Some(e) = client.poll_event() {
+        if matches!(
+            e,
+            ClientEvent::Discovered(_) | ClientEvent::Changed(_) | ClientEvent::Unregistered(_)
+        ) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Runs the client's timers to `until`, answering every snapshot request it sends
+/// with `answer` (given the request id and the directory asked).
+fn run(
+    client: &mut Client<'_, 1>,
+    now: &mut Instant,
+    until: Instant,
+    mut answer: impl FnMut(u32, SocketAddr) -> Option<Vec<u8>>,
+) {
+    let mut buf = [0u8; 1400];
+    loop {
+        while let Some(t) = client.poll_transmit(*now, &mut buf) {
+            let bytes = &buf[..t.len];
+            let frame = match auth::open(&keys(), bytes) {
+                Ok((inner, _)) => wire::decode_authenticated(inner).ok(),
+                Err(_) => wire::decode(bytes).ok(),
+            };
+            if let Some(Message::SnapshotRequest(r)) = frame.map(|f| f.message) {
+                if let Some(reply) = answer(r.request, t.destination) {
+                    client.handle_datagram(*now, t.destination, &reply);
+                }
+            }
+        }
+        match client.poll_timeout() {
+            Some(t) if t <= until => {
+                *now = t.max(*now);
+                client.handle_timeout(*now);
+            }
+            _ => break,
+        }
+    }
+    *now = until.max(*now);
+    client.handle_timeout(*now);
+}
+
+fn keys() -> Keys {
+    Keys::new(Key::new(1, b"herald-listener-test-key").unwrap())
+}
+
+fn name_of(e: &ClientEvent) -> (&'static str, String) {
+    match e {
+        ClientEvent::Discovered(s) => ("discovered", s.name().to_string()),
+        ClientEvent::Changed(s) => ("changed", s.name().to_string()),
+        ClientEvent::Unregistered(s) => ("unregistered", s.name().to_string()),
+        _ => ("other", String::new()),
+    }
+}
+
+/// Issue 14, finding 3: 40 removals overflow the listener's ring of 16; late copies of
+/// the original announcements must not bring any service back, and a page written
+/// after the removals still brings what is really live.
+#[test]
+fn late_copies_after_a_burst_of_removals_bring_nothing_back() {
+    let d = location(1);
+    let mut client = listener(&[d], None, 64);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 1, &[]))
+    });
+    let from = d.socket_addr();
+    let originals: Vec<Vec<u8>> = (0..40u64)
+        .map(|k| {
+            let s = svc(&format!("s{k:02}"), 1000 + k as u16, 10 + k);
+            announce(d, 10 + k, &[Change::Registered(s)])
+        })
+        .collect();
+    for a in &originals {
+        client.handle_datagram(now, from, a);
+    }
+    assert_eq!(events(&mut client).len(), 40);
+    for k in 0..40u64 {
+        let removal = Change::Unregistered {
+            name: ServiceName::new(&format!("s{k:02}")).unwrap(),
+            version: Version(100 + k),
+        };
+        client.handle_datagram(now, from, &announce(d, 100 + k, &[removal]));
+    }
+    assert_eq!(events(&mut client).len(), 40);
+    // The late copies (the simulator's reordering, or a duplicate).
+    for a in &originals {
+        client.handle_datagram(now, from, a);
+    }
+    let back: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert!(back.is_empty(), "services came back: {back:?}");
+    assert_eq!(client.services().count(), 0);
+
+    // A sweep written after the removals, listing s00 registered again (a newer
+    // version) and s01 never seen with its old version: both are taken.
+    let sweep = page(0, 200, &[svc("s00", 2000, 150), svc("zz", 3000, 5)]);
+    client.handle_datagram(now, from, &sweep);
+    let names: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("discovered", "s00".to_string()),
+            ("discovered", "zz".to_string())
+        ]
+    );
+}
+
+/// Issue 14, finding 4: the listener followed A, which removed `moved` after its
+/// registrant moved to B (where it is live at an older version, B's versions being
+/// B's own). A dies; the listener follows B and ends with exactly B's state after
+/// B's snapshot, reporting only real differences.
+#[test]
+fn a_listener_that_moves_ends_with_the_new_directorys_state() {
+    let a = location(1);
+    let b = location(2);
+    let mut client = listener(&[a, b], None, 16);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 900, &[svc("only-a", 2, 810), svc("same", 1, 800)]))
+    });
+    client.handle_datagram(now, a.socket_addr(), &beacon(a, 900, 2));
+    client.handle_datagram(
+        now,
+        a.socket_addr(),
+        &announce(a, 950, &[Change::Registered(svc("moved", 3, 950))]),
+    );
+    let mut before: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    let removal = Change::Unregistered {
+        name: ServiceName::new("moved").unwrap(),
+        version: Version(990),
+    };
+    client.handle_datagram(now, a.socket_addr(), &announce(a, 990, &[removal]));
+    before.extend(events(&mut client).iter().map(name_of));
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    // A falls silent; B beacons. B holds `moved` (at B's version 40) and `same`
+    // (another version, same content), not `only-a`.
+    let b_state = [svc("moved", 3, 40), svc("same", 1, 30)];
+    now = Instant::from_millis(2_000);
+    client.handle_timeout(now);
+    client.handle_datagram(now, b.socket_addr(), &beacon(b, 50, 2));
+    assert_eq!(client.current_directory(), Some(b));
+    let answer = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 50, &b_state));
+    run(&mut client, &mut now, Instant::from_millis(2_100), answer);
+    // Within the failover grace `only-a` stays (its registrant may be moving too).
+    let during: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(during, vec![("discovered", "moved".to_string())]);
+    let mut t = now;
+    for _ in 0..20 {
+        t = t + Duration::from_secs(1);
+        client.handle_datagram(t, b.socket_addr(), &beacon(b, 50, 2));
+        run(&mut client, &mut now, t, answer);
+    }
+    let after: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(after, vec![("unregistered", "only-a".to_string())]);
+    let held: Vec<(String, u64)> = client
+        .services()
+        .map(|s| (s.name().to_string(), s.version.0))
+        .collect();
+    assert_eq!(
+        held,
+        vec![("moved".to_string(), 40), ("same".to_string(), 30)],
+        "exactly B's state"
+    );
+}
+
+/// Issue 14, finding 5: with keys, an announcement recorded from the directory and
+/// replayed from another address is refused, as is one replayed from the directory's
+/// own address (its window has moved on).
+#[test]
+fn an_announcement_replayed_from_another_address_is_refused() {
+    let d = location(1);
+    let k = keys();
+    let t0 = 1_700_000_000_000_000u64;
+    let recorded = sealed(
+        &k,
+        t0,
+        &announce(d, 10, &[Change::Registered(svc("long-gone", 1, 10))]),
+    );
+    // A listener that started later: it follows d, whose counters have moved on.
+    let mut client = listener(&[d], Some(k.clone()), 16);
+    let mut now = Instant::from_millis(1);
+    let later = t0 + 10_000_000;
+    client.handle_datagram(now, d.socket_addr(), &sealed(&k, later, &beacon(d, 20, 0)));
+    run(&mut client, &mut now, Instant::from_millis(10), |r, _| {
+        Some(sealed(&keys(), later + 1, &page(r, 20, &[])))
+    });
+    let attacker = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 99)), 37399);
+    client.handle_datagram(now, attacker, &recorded);
+    client.handle_datagram(now, d.socket_addr(), &recorded);
+    assert_eq!(events(&mut client), vec![], "a replay was taken");
+    assert!(client.stats().replayed >= 2, "{:?}", client.stats());
+}
+
+/// Issue 14, finding 5: beacons recorded from a directory that has died, replayed from
+/// another address, do not hold a listener on it.
+#[test]
+fn replayed_beacons_of_a_dead_directory_do_not_hold_a_listener() {
+    let dead = location(1);
+    let alive = location(2);
+    let k = keys();
+    let t0 = 1_700_000_000_000_000u64;
+    let mut client = listener(&[dead, alive], Some(k.clone()), 16);
+    let mut now = Instant::from_millis(1);
+    let recorded: Vec<Vec<u8>> = (0..60u64)
+        .map(|i| sealed(&k, t0 + i * 1_000_000, &beacon(dead, 20, 0)))
+        .collect();
+    client.handle_datagram(now, dead.socket_addr(), &recorded[0]);
+    run(&mut client, &mut now, Instant::from_millis(10), |r, _| {
+        Some(sealed(&keys(), t0 + 1, &page(r, 20, &[])))
+    });
+    assert_eq!(client.current_directory(), Some(dead));
+    // The directory dies; its recorded beacons come back from elsewhere, while the
+    // other directory beacons too.
+    let attacker = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 99)), 37399);
+    let counter = std::cell::Cell::new(t0 + 100_000_000);
+    let answer = |r: u32, to: SocketAddr| {
+        counter.set(counter.get() + 1);
+        (to == alive.socket_addr()).then(|| sealed(&keys(), counter.get(), &page(r, 30, &[])))
+    };
+    for (i, replay) in recorded.iter().enumerate().skip(1).take(30) {
+        let t = Instant::from_millis(10 + 500 * i as u64);
+        client.handle_datagram(t, attacker, replay);
+        let live = sealed(
+            &k,
+            t0 + 2_000_000 + 500_000 * i as u64,
+            &beacon(alive, 30, 0),
+        );
+        client.handle_datagram(t, alive.socket_addr(), &live);
+        run(&mut client, &mut now, t, answer);
+    }
+    assert_eq!(client.current_directory(), Some(alive));
+}
+
+/// Issue 15, finding 8 (unauthenticated): a forged announcement with version 2^64-1
+/// from another address is ignored; one with a spoofed source is corrected by the
+/// directory's sweeps; a table filled with forged entries recovers.
+#[test]
+fn forged_versions_from_the_future_do_not_poison_a_listener() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 4);
+    let mut now = Instant::from_millis(1);
+    let real = svc("billing", 80, 100);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, std::slice::from_ref(&real)))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    let forged = announce(
+        d,
+        u64::MAX,
+        &[Change::Registered(svc("billing", 6666, u64::MAX))],
+    );
+    let attacker = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 99)), 40000);
+    client.handle_datagram(now, attacker, &forged);
+    assert_eq!(events(&mut client), vec![], "taken from another address");
+
+    // Spoofed from the directory's own address: taken at first, then corrected by the
+    // sweeps (each lists billing at its real version).
+    client.handle_datagram(now, from, &forged);
+    assert_eq!(events(&mut client).len(), 1, "changed by the forgery");
+    for s in 1..=4u64 {
+        let t = Instant::from_millis(10_000 * s);
+        run(&mut client, &mut now, t, |_, _| None);
+        client.handle_datagram(now, from, &page(0, 100 + s, std::slice::from_ref(&real)));
+    }
+    let fixed: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(fixed, vec![("changed", "billing".to_string())]);
+    assert_eq!(client.service("billing"), Some(&real));
+
+    // The table (4 entries) filled with forged services: real ones come back.
+    for k in 0..4 {
+        let fake = svc(&format!("fake{k}"), 1, u64::MAX - k);
+        client.handle_datagram(
+            now,
+            from,
+            &announce(d, u64::MAX, &[Change::Registered(fake)]),
+        );
+    }
+    events(&mut client);
+    let live = [real.clone(), svc("orders", 81, 101)];
+    for s in 5..=12u64 {
+        let t = Instant::from_millis(10_000 * s);
+        run(&mut client, &mut now, t, |_, _| None);
+        client.handle_datagram(now, from, &page(0, 100 + s, &live));
+        events(&mut client);
+    }
+    let held: Vec<String> = client.services().map(|s| s.name().to_string()).collect();
+    assert_eq!(held, vec!["billing".to_string(), "orders".to_string()]);
+}
