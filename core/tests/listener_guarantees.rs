@@ -247,7 +247,7 @@ fn a_listener_that_moves_ends_with_the_new_directorys_state() {
     assert_eq!(during, vec![("discovered", "moved".to_string())]);
     let mut t = now;
     for _ in 0..20 {
-        t = t + Duration::from_secs(1);
+        t += Duration::from_secs(1);
         client.handle_datagram(t, b.socket_addr(), &beacon(b, 50, 2));
         run(&mut client, &mut now, t, answer);
     }
