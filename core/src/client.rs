@@ -204,6 +204,9 @@ pub struct ClientStats {
     pub unauthenticated: u64,
     /// With keys: authenticated frames seen before, dropped.
     pub replayed: u64,
+    /// Requests the directory could not store (`storage_unavailable`); each is kept and
+    /// sent again after the longest back-off.
+    pub storage_unavailable: u64,
 }
 
 /// A discovered service in the client's table.

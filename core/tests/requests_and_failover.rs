@@ -147,3 +147,44 @@ fn a_registrant_fails_over_only_when_its_directory_is_gone() {
         assert!(sim.live_at(1).contains_key("api"), "seed {seed}");
     }
 }
+
+/// A directory that cannot store a change refuses it with `storage_unavailable`: the
+/// client keeps the registration, tells nobody it was refused, and sends it again
+/// after a back-off, without leaving the directory.
+#[test]
+fn a_registration_the_directory_could_not_store_is_sent_again() {
+    let a = nth_directory(0);
+    let mut store = ClientStorage::<1>::new();
+    let (known, index) = store.parts();
+    let mut config = ClientConfig::new(3);
+    config.directories.push(a).unwrap();
+    config.directories.push(nth_directory(1)).unwrap();
+    let mut client: Client<'_, 1> = Client::new(config, known, index).unwrap();
+    let mut now = Instant::from_millis(1);
+    client.register(now, service("api", 8000)).unwrap();
+    let first = registers_until(&mut client, &mut now, Instant::from_millis(1));
+    let reject = wire::Reject {
+        request: first[0],
+        reason: RejectReason::StorageUnavailable,
+        directory_environment: Environment::default(),
+    };
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&Environment::default(), &reject, &mut buf).unwrap();
+    client.handle_datagram(now, a.socket_addr(), &buf[..n]);
+    let early = registers_until(&mut client, &mut now, Instant::from_millis(1_000));
+    assert!(
+        early.is_empty(),
+        "sent again before the back-off: {early:?}"
+    );
+    let again = registers_until(&mut client, &mut now, Instant::from_millis(2_500));
+    assert!(!again.is_empty(), "sent again after the back-off");
+    assert_eq!(client.current_directory(), Some(a));
+    client.handle_datagram(now, a.socket_addr(), &ack(again[0]));
+    let mut registered = false;
+    while let Some(e) = client.poll_event() {
+        assert!(!matches!(e, ClientEvent::Rejected { .. }), "{e:?}");
+        registered |= matches!(e, ClientEvent::Registered { .. });
+    }
+    assert!(registered);
+    assert_eq!(client.stats().storage_unavailable, 1);
+}

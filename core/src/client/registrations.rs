@@ -119,6 +119,19 @@ impl<const R: usize> Client<'_, R> {
             }
             return;
         }
+        if reject.reason == RejectReason::StorageUnavailable {
+            // Nothing was granted or released: keep the request and send it again after
+            // the longest back-off (the directory answered: this is no silence).
+            self.stats.storage_unavailable += 1;
+            let wait = self.backoff(u8::MAX);
+            let now = self.now;
+            for own in self.own.iter_mut().filter(|o| mine(o)) {
+                own.attempts = 0;
+                own.send = false;
+                own.deadline = now + wait;
+            }
+            return;
+        }
         let outcome = || Outcome::Rejected {
             reason: reject.reason,
             directory_environment: reject.directory_environment.clone(),
