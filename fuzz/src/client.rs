@@ -4,11 +4,15 @@
 //! Checked:
 //! - no panic, and `poll_transmit` / `poll_event` run dry;
 //! - every datagram sent is a request within the maximum size that decodes, in the
-//!   client's environment, to the current directory;
+//!   client's environment, to the current directory (or, for a one-page snapshot
+//!   request probing another directory while the current one is silent, to a known
+//!   directory);
 //! - no event twice for the same state: never `Discovered` for a name already reported
 //!   (without `Unregistered` between), never `Changed` or `Unregistered` for a name not
 //!   reported, never `Changed` to a state that is not newer than the last reported (a
-//!   re-announcement) or to the content reported last (a change and back between two
+//!   re-announcement) unless a page or a change of directory came since (a page
+//!   corrects a state newer than itself, and replaces one inherited from the previous
+//!   directory), or to the content reported last (a change and back between two
 //!   polls), `Registered` at most once per `register` call and `Released` at
 //!   most once per `unregister` call;
 //! - once the events are drained, `services()` is exactly what the events said;
@@ -325,6 +329,8 @@ pub fn run(data: &[u8]) {
         recent: Vec::new(),
         told: HashMap::new(),
         told_versions: HashMap::new(),
+        corrections: 0,
+        told_at: HashMap::new(),
         registering: HashSet::new(),
         releasing: HashSet::new(),
         counters: HashMap::new(),
@@ -349,6 +355,10 @@ struct Harness<'a> {
     told: HashMap<String, (Vec<Location>, Metadata)>,
     /// The version last reported, per name.
     told_versions: HashMap<String, herald_core::Version>,
+    /// Pages delivered and directory changes reported so far: each may correct states.
+    corrections: u64,
+    /// The value of `corrections` when each name was last reported.
+    told_at: HashMap<String, u64>,
     /// Names registered since their last `Registered` event.
     registering: HashSet<String>,
     /// Names unregistered since their last `Released` event.
@@ -438,6 +448,14 @@ impl Harness<'_> {
         let decoded = decode_sent(bytes, self.config.keys.as_ref());
         crate::trace!("{} datagram from {from}: {decoded:?}", self.now);
         crate::trace!("  bytes {}", crate::hex(bytes));
+        if let Ok((frame, _)) = &decoded {
+            if matches!(
+                frame.message,
+                OwnedMessage::SnapshotPage(..) | OwnedMessage::SyncPage(..)
+            ) {
+                self.corrections += 1;
+            }
+        }
         if let Ok((frame, Some(_))) = &decoded {
             if let OwnedMessage::Reject(r) = &frame.message {
                 if r.reason == RejectReason::Stale {
@@ -479,13 +497,14 @@ impl Harness<'_> {
                 "datagram over the maximum"
             );
             let current = self.c.current_directory().map(|d| d.socket_addr());
-            assert_eq!(
-                Some(t.destination),
-                current,
-                "request not to the current directory"
-            );
             let (frame, counter) = decode_sent(&self.buf[..t.len], self.config.keys.as_ref())
                 .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e}"));
+            let probe = matches!(&frame.message, OwnedMessage::SnapshotRequest(s) if s.max_pages == 1)
+                && self.c.directories().any(|d| d.socket_addr() == t.destination);
+            assert!(
+                Some(t.destination) == current || probe,
+                "request not to the current directory"
+            );
             if let Some(counter) = counter {
                 // A directory's counter (which a client follows) can be anything a key
                 // holder sends; at u64::MAX it saturates, and the directory's Stale answer
@@ -556,6 +575,7 @@ impl Harness<'_> {
                 let old = self.told.insert(s.name().to_string(), content(&s));
                 assert!(old.is_none(), "Discovered twice: {s:?}");
                 self.told_versions.insert(s.name().to_string(), s.version);
+                self.told_at.insert(s.name().to_string(), self.corrections);
             }
             ClientEvent::Changed(s) => {
                 let new = content(&s);
@@ -565,7 +585,12 @@ impl Harness<'_> {
                     .unwrap_or_else(|| panic!("Changed before Discovered: {s:?}"));
                 let version = self.told_versions.insert(s.name().to_string(), s.version);
                 let version = version.expect("told together");
-                assert!(s.version > version, "Changed to an older state: {s:?}");
+                let at = self.told_at.insert(s.name().to_string(), self.corrections);
+                let corrected = at.is_some_and(|at| at < self.corrections);
+                assert!(
+                    s.version > version || corrected,
+                    "Changed to an older state: {s:?}"
+                );
                 // A change and back between two reports is no change: a Changed always
                 // brings content other than what was reported last.
                 assert_ne!(old, new, "Changed without a change: {s:?}");
@@ -576,6 +601,7 @@ impl Harness<'_> {
                     "Unregistered without Discovered: {s:?}"
                 );
                 self.told_versions.remove(s.name().as_str());
+                self.told_at.remove(s.name().as_str());
             }
             ClientEvent::Registered { name, .. } => {
                 assert!(
@@ -595,9 +621,9 @@ impl Harness<'_> {
                 self.registering.remove(name.as_str());
                 self.releasing.remove(name.as_str());
             }
+            ClientEvent::DirectoryChanged(_) => self.corrections += 1,
             ClientEvent::Rejected { name: None, .. }
             | ClientEvent::Unreachable
-            | ClientEvent::DirectoryChanged(_)
             | ClientEvent::SnapshotComplete { .. } => {}
         }
     }
