@@ -71,9 +71,10 @@ pub struct ClientConfig {
     /// The environment's keys; `None` (the default) sends and accepts unauthenticated
     /// frames only. See [`auth`].
     pub keys: Option<Keys>,
-    /// With keys: the wall clock in microseconds since the Unix epoch at the first `now`,
-    /// if the machine knows it (0 otherwise). Request counters follow this clock, and
-    /// the directory's when it is ahead.
+    /// The wall clock in microseconds since the Unix epoch at the first `now`, if the
+    /// machine knows it (0 otherwise). Request sequences (and, with keys, counters)
+    /// follow this clock, and the directory's when it is ahead; a `stale` answer tells
+    /// a client that does not know the clock where to resume.
     pub clock_floor: u64,
 }
 
@@ -753,15 +754,18 @@ impl<'a, const R: usize> Client<'a, R> {
         self.counter_base.saturating_add(elapsed)
     }
 
-    fn next_counter(&mut self) -> u64 {
-        self.counter = self.counter.saturating_add(1).max(self.clock());
-        self.counter
+    /// The counter (and request sequence) of the next frame sent: above every one used,
+    /// and following the clock.
+    fn upcoming_counter(&self) -> u64 {
+        self.counter.saturating_add(1).max(self.clock())
     }
 
     fn handle_reject(&mut self, reject: Reject) {
         self.answered();
         if reject.reason == RejectReason::Stale {
-            // The counter clock was resynchronised from this answer: send again at once.
+            // The counter clock was resynchronised from this answer, and the next
+            // counter and sequence go above its floor: send again at once.
+            self.counter = self.counter.max(reject.floor);
             for own in self.own.iter_mut() {
                 if own.request == reject.request && own.state != OwnState::Done {
                     own.send = true;
@@ -1237,9 +1241,11 @@ impl<'a, const R: usize> Client<'a, R> {
         } else {
             0
         };
-        let mut t = self.write_request(&mut buf[..max.saturating_sub(trailer)])?;
+        // One number both orders the request (its sequence) and seals the frame.
+        let counter = self.upcoming_counter();
+        let mut t = self.write_request(counter, &mut buf[..max.saturating_sub(trailer)])?;
+        self.counter = counter;
         if self.config.keys.is_some() {
-            let counter = self.next_counter();
             let keys = self.config.keys.as_ref()?;
             t.len = auth::seal(keys, counter, &mut buf[..max], t.len).ok()?;
         }
@@ -1247,8 +1253,8 @@ impl<'a, const R: usize> Client<'a, R> {
         Some(t)
     }
 
-    /// Writes the next request due, if any, into `buf`.
-    fn write_request(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    /// Writes the next request due, if any, into `buf`, with `sequence`.
+    fn write_request(&mut self, sequence: u64, buf: &mut [u8]) -> Option<Transmit> {
         let now = self.now;
         let destination = self.current_directory()?.socket_addr();
         let env = &self.config.environment;
@@ -1268,6 +1274,7 @@ impl<'a, const R: usize> Client<'a, R> {
                     let request = RegisterRequest {
                         request: own.request,
                         registrant: self.config.registrant,
+                        sequence,
                         lease: self.config.lease,
                         registration,
                     };
@@ -1277,6 +1284,7 @@ impl<'a, const R: usize> Client<'a, R> {
                     let request = UnregisterRequest {
                         request: own.request,
                         registrant: self.config.registrant,
+                        sequence,
                         name: own.name.clone(),
                     };
                     wire::encode(env, &request, buf)
