@@ -52,6 +52,10 @@ enum SenderId {
 enum CounterRefusal {
     /// Seen before from this sender: a copy, dropped without an answer.
     Replayed,
+    /// More than the replay window below the highest counter this sender used: a
+    /// replay, or a sender whose clock was ahead before. Counted as a replay, and
+    /// answered `stale` with that highest counter as the floor to resume above.
+    Behind { floor: u64 },
     /// Outside the time window, or below what the sender already used: answered
     /// `stale` with the floor its next counter must exceed (0: follow the answer's
     /// own counter).
@@ -285,7 +289,10 @@ pub struct DirectoryStats {
     /// With keys: frames without a valid authentication tag (or with an unknown key),
     /// dropped.
     pub unauthenticated: u64,
-    /// With keys: authenticated frames seen before, dropped.
+    /// With keys: authenticated frames seen before, dropped; and frames whose counter is
+    /// more than the replay window below what their sender already used, refused with
+    /// `stale` and that floor (a replay, or a registrant whose clock was ahead before:
+    /// it resumes above the floor).
     pub replayed: u64,
     /// With keys: authenticated requests whose counter is outside the time window,
     /// refused with `stale`.
@@ -828,7 +835,7 @@ impl<'a> Directory<'a> {
         if sender.window.accept(counter) {
             Ok(())
         } else if top.saturating_sub(counter) > REPLAY_WINDOW {
-            Err(CounterRefusal::Stale { floor: top })
+            Err(CounterRefusal::Behind { floor: top })
         } else {
             Err(CounterRefusal::Replayed)
         }
@@ -949,6 +956,11 @@ impl<'a> Directory<'a> {
                 Err(CounterRefusal::Replayed) => {
                     self.stats.replayed += 1;
                     return;
+                }
+                Err(CounterRefusal::Behind { floor }) => {
+                    self.stats.replayed += 1;
+                    let reason = RejectReason::Stale;
+                    return self.send_reject(from, frame.environment, request, reason, floor);
                 }
                 Err(CounterRefusal::Stale { floor }) => {
                     self.stats.stale += 1;
