@@ -19,6 +19,8 @@ pub fn register_frame(request: u32, name: &str, port: u16, lease: Duration) -> V
     let request = wire::RegisterRequest {
         request,
         registrant: REGISTRANT,
+        // Request ids grow, so they order this tool's requests as a client's clock does.
+        sequence: u64::from(request),
         lease: CoreDuration::from_millis(lease.as_millis() as u64),
         registration,
     };
@@ -32,6 +34,7 @@ pub fn unregister_frame(request: u32, name: &str) -> Vec<u8> {
     let request = wire::UnregisterRequest {
         request,
         registrant: REGISTRANT,
+        sequence: u64::from(request),
         name: ServiceName::new(name).expect("name"),
     };
     let mut buf = [0u8; 256];

@@ -39,6 +39,7 @@ fn register_frame(i: usize, registrant: u64) -> Vec<u8> {
     let request = wire::RegisterRequest {
         request: i as u32 + 1,
         registrant,
+        sequence: 1,
         lease: Duration::from_secs(15),
         registration: registration(i),
     };
@@ -105,6 +106,7 @@ fn codec(c: &mut Criterion) {
             single(&wire::UnregisterRequest {
                 request: 2,
                 registrant: 7,
+                sequence: 2,
                 name: registration(1).name,
             }),
         ),
@@ -131,6 +133,7 @@ fn codec(c: &mut Criterion) {
                 request: 1,
                 reason: RejectReason::NameHeld,
                 directory_environment: Environment::default(),
+                floor: 0,
             }),
         ),
         (
@@ -174,6 +177,7 @@ fn codec(c: &mut Criterion) {
     let request = wire::RegisterRequest {
         request: 1,
         registrant: 7,
+        sequence: 1,
         lease: Duration::from_secs(15),
         registration: registration(1),
     };
@@ -262,6 +266,7 @@ fn directory(c: &mut Criterion) {
         let request = wire::UnregisterRequest {
             request: 9,
             registrant: 7,
+            sequence: 2,
             name: registration(n / 2).name,
         };
         let len = wire::encode(&Environment::default(), &request, &mut buf).unwrap();

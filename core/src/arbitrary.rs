@@ -184,6 +184,7 @@ impl<'a> Arbitrary<'a> for RegisterRequest {
         Ok(RegisterRequest {
             request: u.arbitrary()?,
             registrant: u.arbitrary()?,
+            sequence: u.arbitrary()?,
             lease: lease_ms(u)?,
             registration: u.arbitrary()?,
         })
@@ -195,6 +196,7 @@ impl<'a> Arbitrary<'a> for UnregisterRequest {
         Ok(UnregisterRequest {
             request: u.arbitrary()?,
             registrant: u.arbitrary()?,
+            sequence: u.arbitrary()?,
             name: u.arbitrary()?,
         })
     }
@@ -223,10 +225,17 @@ impl<'a> Arbitrary<'a> for Ack {
 
 impl<'a> Arbitrary<'a> for Reject {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        let request = u.arbitrary()?;
+        let reason = u.arbitrary()?;
         Ok(Reject {
-            request: u.arbitrary()?,
-            reason: u.arbitrary()?,
+            request,
+            reason,
             directory_environment: u.arbitrary()?,
+            floor: if reason == RejectReason::Stale {
+                u.arbitrary()?
+            } else {
+                0
+            },
         })
     }
 }

@@ -82,9 +82,10 @@ pub struct ClientConfig {
     /// The environment's keys; `None` (the default) sends and accepts unauthenticated
     /// frames only. See [`auth`].
     pub keys: Option<Keys>,
-    /// With keys: the wall clock in microseconds since the Unix epoch at the first `now`,
-    /// if the machine knows it (0 otherwise). Request counters follow this clock, and
-    /// the directory's when it is ahead.
+    /// The wall clock in microseconds since the Unix epoch at the first `now`, if the
+    /// machine knows it (0 otherwise). Request sequences (and, with keys, counters)
+    /// follow this clock, and the directory's when it is ahead; a `stale` answer tells
+    /// a client that does not know the clock where to resume.
     pub clock_floor: u64,
 }
 
@@ -819,9 +820,11 @@ impl<'a, const R: usize> Client<'a, R> {
         } else {
             0
         };
-        let mut t = self.write_request(&mut buf[..max.saturating_sub(trailer)])?;
+        // One number both orders the request (its sequence) and seals the frame.
+        let counter = self.upcoming_counter();
+        let mut t = self.write_request(counter, &mut buf[..max.saturating_sub(trailer)])?;
+        self.counter = counter;
         if self.config.keys.is_some() {
-            let counter = self.next_counter();
             let keys = self.config.keys.as_ref()?;
             t.len = auth::seal(keys, counter, &mut buf[..max], t.len).ok()?;
         }

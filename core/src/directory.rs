@@ -8,7 +8,7 @@
 //!
 //! Drive it as the [crate docs](crate) describe.
 
-use crate::auth::{self, AuthError, Keys, ReplayWindow, TRAILER_LEN};
+use crate::auth::{self, Keys, ReplayWindow, TRAILER_LEN};
 use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
@@ -17,7 +17,6 @@ use crate::registry::{Entry, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
-use crate::tombstone::Tombstones;
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
     Reject, RejectReason, SnapshotRequest, UnregisterRequest,
@@ -29,18 +28,15 @@ use core::net::SocketAddr;
 /// most this many datagrams before it drains; beyond it, replies are dropped (and
 /// counted) and clients retry.
 pub const REPLY_QUEUE: usize = 32;
-/// How many removals may wait for the shell to take them from `poll_event`.
-const REMOVALS: usize = 64;
 /// With keys: how many senders' replay windows are kept (registrants, and addresses that
 /// ask for snapshots). When a sender is forgotten,
 /// counters up to its highest are refused from every sender not in the table, so a
 /// forgotten sender's frames cannot be replayed; a sender refused that way resynchronises
 /// from the `stale` answer.
 const SENDERS: usize = 128;
-/// How many removed names are remembered, so that a late copy of a removed record
-/// coming back from the replicated store (this directory's own write of a notification
-/// count, say) cannot bring it back.
-const REAPED: usize = 64;
+/// How far below a sender's highest counter a counter is still checked against the
+/// replay window's bits (see [`ReplayWindow`]); further below, it is answered `stale`.
+const REPLAY_WINDOW: u64 = 64;
 
 /// Whose counters a replay window holds: a registrant's (its requests about its
 /// registrations, whatever address and port they come from), or an address's
@@ -49,6 +45,21 @@ const REAPED: usize = 64;
 enum SenderId {
     Registrant(u64),
     Address(SocketAddr),
+}
+
+/// Why an authenticated request's counter was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CounterRefusal {
+    /// Seen before from this sender: a copy, dropped without an answer.
+    Replayed,
+    /// More than the replay window below the highest counter this sender used: a
+    /// replay, or a sender whose clock was ahead before. Counted as a replay, and
+    /// answered `stale` with that highest counter as the floor to resume above.
+    Behind { floor: u64 },
+    /// Outside the time window, or below what the sender already used: answered
+    /// `stale` with the floor its next counter must exceed (0: follow the answer's
+    /// own counter).
+    Stale { floor: u64 },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +109,18 @@ pub struct DirectoryConfig {
     /// With keys: how far a request's counter may be from the directory's clock
     /// (default 30 s). Older requests are refused as replays of old traffic.
     pub max_clock_skew: Duration,
+    /// How long a finished removal is kept as a tombstone (a departed record with no
+    /// notification left, in the registry and in storage) before it is reaped
+    /// (default 60 s; at least `replication_bound`, and with keys at least
+    /// `max_clock_skew`). While it is held, late copies of the service's older states
+    /// and late or replayed requests are refused by name; after it, by the floors of
+    /// dropped tombstones (see `docs/PROTOCOL.md`, "Guarantees").
+    pub tombstone_retention: Duration,
+    /// How long a change may take to reach every directory that shares the registry
+    /// through the replicated store, plus the largest difference between their clocks
+    /// (default 5 s). A tombstone younger than this is never dropped to make room: a
+    /// full registry refuses a new name instead (a delay, never a resurrection).
+    pub replication_bound: Duration,
 }
 
 /// Default multicast group.
@@ -126,6 +149,8 @@ impl DirectoryConfig {
             version_floor: Version(0),
             keys: None,
             max_clock_skew: Duration::from_secs(30),
+            tombstone_retention: Duration::from_secs(60),
+            replication_bound: Duration::from_secs(5),
         }
     }
 
@@ -157,6 +182,11 @@ impl DirectoryConfig {
         if !self.group.ip().is_multicast() {
             return Err(ConfigError::GroupNotMulticast);
         }
+        if self.tombstone_retention < self.replication_bound
+            || (self.keys.is_some() && self.tombstone_retention < self.max_clock_skew)
+        {
+            return Err(ConfigError::TombstoneRetention);
+        }
         Ok(())
     }
 }
@@ -174,6 +204,9 @@ pub enum ConfigError {
     LeaseBounds,
     /// The group address is not a multicast address.
     GroupNotMulticast,
+    /// The tombstone retention is shorter than the replication bound, or (with keys)
+    /// than the maximum clock skew.
+    TombstoneRetention,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -186,6 +219,9 @@ impl core::fmt::Display for ConfigError {
             }
             ConfigError::LeaseBounds => "leases need 0 < minimum <= default <= maximum <= 49 days",
             ConfigError::GroupNotMulticast => "the group address is not a multicast address",
+            ConfigError::TombstoneRetention => {
+                "the tombstone retention must be at least the replication bound and, with keys, the maximum clock skew"
+            }
         })
     }
 }
@@ -244,10 +280,19 @@ pub struct DirectoryStats {
     /// Departed entries reclaimed for a new registration before all their notifications
     /// were sent.
     pub notifications_dropped: u64,
+    /// Finished removals (tombstones) dropped before their retention time to make room
+    /// for a new name.
+    pub tombstones_evicted: u64,
+    /// Requests refused with `stale` because a newer request of the registrant (or a
+    /// removal kept as a tombstone) was already applied: late, repeated or replayed.
+    pub out_of_order: u64,
     /// With keys: frames without a valid authentication tag (or with an unknown key),
     /// dropped.
     pub unauthenticated: u64,
-    /// With keys: authenticated frames seen before, dropped.
+    /// With keys: authenticated frames seen before, dropped; and frames whose counter is
+    /// more than the replay window below what their sender already used, refused with
+    /// `stale` and that floor (a replay, or a registrant whose clock was ahead before:
+    /// it resumes above the floor).
     pub replayed: u64,
     /// With keys: authenticated requests whose counter is outside the time window,
     /// refused with `stale`.
@@ -280,7 +325,6 @@ pub struct Directory<'a> {
     config: DirectoryConfig,
     registry: Registry<'a>,
     replies: heapless::Deque<Reply, REPLY_QUEUE>,
-    removals: heapless::Deque<ServiceName, REMOVALS>,
     last_version: Version,
     now: Instant,
     /// The first `now` seen: `version_floor` is the version clock at that instant.
@@ -296,8 +340,22 @@ pub struct Directory<'a> {
     /// Entries whose stored form changed.
     dirty: usize,
     dirty_cursor: usize,
-    /// Departed entries whose notifications are all sent, waiting to be reaped.
-    finished: usize,
+    /// Entries that replaced an evicted one whose removal the shell has not taken yet.
+    unreported: usize,
+    unreported_cursor: usize,
+    /// The earliest a tombstone may be due for reaping (`None`: none held), as
+    /// scheduled; `poll_event` reaps in passes over the registry.
+    next_reap: Option<Instant>,
+    /// Where the reaping pass in progress is (`None`: none in progress), and the
+    /// earliest reap time of the tombstones it kept.
+    reap_cursor: Option<usize>,
+    reap_pass_min: Option<Instant>,
+    /// The highest version of any tombstone dropped: a record for a name not held that
+    /// is not newer is a late copy of something already removed, and is refused.
+    dropped_version: Version,
+    /// With keys: the highest request sequence of any tombstone dropped: a request for a
+    /// name not held that is not newer is refused as stale.
+    dropped_sequence: u64,
     next_tick: Option<Instant>,
     next_expiry: Option<Instant>,
     next_beacon: Instant,
@@ -311,8 +369,6 @@ pub struct Directory<'a> {
     publishing: bool,
     /// May expire leases (see [`Directory::set_expiring`]).
     expiring: bool,
-    /// Names removed from the registry lately, with the version they went at.
-    reaped: Tombstones<REAPED>,
     stats: DirectoryStats,
 }
 
@@ -340,7 +396,6 @@ impl<'a> Directory<'a> {
             config,
             registry: Registry::new(slots, index),
             replies: heapless::Deque::new(),
-            removals: heapless::Deque::new(),
             last_version,
             now: Instant::ZERO,
             epoch: None,
@@ -350,7 +405,13 @@ impl<'a> Directory<'a> {
             pending: 0,
             dirty: 0,
             dirty_cursor: 0,
-            finished: 0,
+            unreported: 0,
+            unreported_cursor: 0,
+            next_reap: None,
+            reap_cursor: None,
+            reap_pass_min: None,
+            dropped_version: Version(0),
+            dropped_sequence: 0,
             next_tick: None,
             next_expiry: None,
             next_beacon: Instant::ZERO,
@@ -361,7 +422,6 @@ impl<'a> Directory<'a> {
             sweep_due: false,
             publishing: true,
             expiring: true,
-            reaped: Tombstones::new(),
             stats: DirectoryStats::default(),
         })
     }
@@ -419,19 +479,27 @@ impl<'a> Directory<'a> {
 
     /// Puts back a record read from storage at start-up. A live record whose lease has
     /// run out is expired (and announced) at the next `handle_timeout`; a departed record
-    /// sends the notifications it still owed.
+    /// sends the notifications it still owed, and a finished one is kept as a tombstone
+    /// for the retention time from now.
     pub fn restore(&mut self, now: Instant, record: Record) -> Result<(), crate::RegistryError> {
         self.observe(now);
         if record.service.version > self.last_version {
             self.last_version = record.service.version;
         }
         let state = record.state;
-        let entry = Entry::new(record);
+        let mut entry = Entry::new(record);
+        entry.reap_at = self.now + self.config.tombstone_retention;
         let slot = match self.registry.find(entry.record.name().as_str()) {
             Some(slot) => {
-                if let Some(e) = self.registry.get_mut(slot) {
+                let pending = &mut self.pending;
+                let dirty = &mut self.dirty;
+                Self::modify(&mut self.registry, pending, slot, |e| {
+                    if e.dirty {
+                        *dirty -= 1;
+                    }
+                    entry.evicted = e.evicted.take();
                     *e = entry;
-                }
+                });
                 slot
             }
             None => self
@@ -447,7 +515,7 @@ impl<'a> Directory<'a> {
                     self.update(slot, false, |e| e.due = publishing);
                     self.schedule_tick();
                 } else {
-                    self.finished += 1;
+                    self.schedule_reap(self.now + self.config.tombstone_retention);
                 }
             }
         }
@@ -523,24 +591,19 @@ impl<'a> Directory<'a> {
 
     /// Takes a record from the replicated store: a change this or another directory
     /// made. A newer version replaces what is held; the same version merges (the later
-    /// lease expiry, the fewer notifications still owed), so a directory's own writes
-    /// coming back are harmless; an older version is ignored. A publisher announces
-    /// what changed (a departed record: the notifications it still owes). Nothing
-    /// applied is reported through [`poll_event`](Self::poll_event): it is stored
-    /// already.
-    pub fn apply(&mut self, now: Instant, record: Record) -> Result<(), crate::RegistryError> {
+    /// lease expiry, the fewer notifications still owed, the higher sequence), so a
+    /// directory's own writes coming back are harmless; an older version is ignored,
+    /// and so is a record for a name not held that is not newer than a tombstone
+    /// already dropped (a late copy of something removed). A publisher announces what
+    /// changed (a departed record: the notifications it still owes). Nothing applied is
+    /// reported through [`poll_event`](Self::poll_event): it is stored already (but a
+    /// tombstone evicted to make room for it is reported removed).
+    pub fn apply(&mut self, now: Instant, mut record: Record) -> Result<(), crate::RegistryError> {
         self.observe(now);
         if record.service.version > self.last_version {
             self.last_version = record.service.version;
         }
         let name = record.name().as_str();
-        if self
-            .reaped
-            .get(name)
-            .is_some_and(|v| v >= record.service.version)
-        {
-            return Ok(());
-        }
         let slot = match self.registry.find(name) {
             Some(slot) => {
                 let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
@@ -550,27 +613,24 @@ impl<'a> Directory<'a> {
                     return Ok(());
                 }
                 if record.service.version == held.service.version {
-                    self.merge(slot, record.state);
+                    self.merge(slot, &record);
                     return Ok(());
                 }
-                if let RecordState::Departed { remaining: 0 } = held.state {
-                    self.finished -= 1;
-                }
+                record.sequence = record.sequence.max(held.sequence);
                 slot
             }
             None => {
-                if self.registry.is_full() && !self.reclaim_departed() {
-                    return Err(crate::RegistryError::Full);
+                if record.service.version <= self.dropped_version {
+                    return Ok(());
                 }
-                let entry = Entry::new(record.clone());
-                self.registry
-                    .insert(entry)
-                    .map_err(|_| crate::RegistryError::Full)?
+                self.insert(Entry::new(record.clone()))
+                    .ok_or(crate::RegistryError::Full)?
             }
         };
         let state = record.state;
         let announcements = self.announcements();
         let publishing = self.publishing;
+        let reap_at = self.now + self.config.tombstone_retention;
         Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
             e.record = record;
             match state {
@@ -579,16 +639,38 @@ impl<'a> Directory<'a> {
                     e.announce = false;
                     e.repeats = 0;
                     e.due = publishing && remaining > 0;
+                    e.reap_at = reap_at;
                 }
             }
         });
         match state {
             RecordState::Live { expires } => self.schedule_expiry(expires),
-            RecordState::Departed { remaining: 0 } => self.finished += 1,
+            RecordState::Departed { remaining: 0 } => self.schedule_reap(reap_at),
             RecordState::Departed { .. } => {}
         }
         self.schedule_tick();
         Ok(())
+    }
+
+    /// Inserts a new entry, evicting an old enough tombstone when the registry is full
+    /// (the new entry carries the evicted name until the shell has taken its removal).
+    /// `None` when there is no room.
+    fn insert(&mut self, mut entry: Entry) -> Option<usize> {
+        if self.registry.is_full() {
+            let evicted = self.evict()?;
+            entry.evicted = Some(evicted);
+            self.unreported += 1;
+        }
+        match self.registry.insert(entry) {
+            Ok(slot) => Some(slot),
+            Err(entry) => {
+                // Cannot happen (room was made, the name is not held); keep the count.
+                if entry.evicted.is_some() {
+                    self.unreported -= 1;
+                }
+                None
+            }
+        }
     }
 
     /// Drops the entry for `name` whatever its state, without a storage event. For a
@@ -601,20 +683,37 @@ impl<'a> Directory<'a> {
         let Some(slot) = self.registry.find(name) else {
             return;
         };
-        if let Some(RecordState::Departed { remaining: 0 }) =
-            self.registry.get(slot).map(|e| e.record.state)
-        {
-            self.finished -= 1;
+        if self.registry.get(slot).is_some_and(|e| e.evicted.is_some()) {
+            // It still carries the removal of the entry it replaced: keep it as a
+            // tombstone due at once, so that both removals reach the shell.
+            let now = self.now;
+            let dirty = &mut self.dirty;
+            Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                e.record.state = RecordState::Departed { remaining: 0 };
+                e.announce = false;
+                e.repeats = 0;
+                e.due = false;
+                e.reap_at = now;
+                if core::mem::take(&mut e.dirty) {
+                    *dirty -= 1;
+                }
+                e.durable = false;
+            });
+            self.schedule_reap(now);
+            return;
         }
         self.drop_slot(slot);
     }
 
     /// Merges a stored state of the version held in `slot`.
-    fn merge(&mut self, slot: usize, stored: RecordState) {
-        let Some(held) = self.registry.get(slot).map(|e| e.record.state) else {
+    fn merge(&mut self, slot: usize, stored: &Record) {
+        let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
             return;
         };
-        match (held, stored) {
+        let sequence = held.sequence.max(stored.sequence);
+        let reap_at = self.now + self.config.tombstone_retention;
+        let mut finished = None;
+        match (held.state, stored.state) {
             (RecordState::Live { expires: mine }, RecordState::Live { expires })
                 if expires > mine =>
             {
@@ -628,19 +727,26 @@ impl<'a> Directory<'a> {
             {
                 Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
                     e.record.state = RecordState::Departed { remaining };
+                    if remaining == 0 {
+                        e.reap_at = e.reap_at.min(reap_at);
+                        finished = Some(e.reap_at);
+                    }
                 });
-                if remaining == 0 {
-                    self.finished += 1;
-                }
             }
             _ => {}
         }
+        if let Some(e) = self.registry.get_mut(slot) {
+            e.record.sequence = sequence;
+        }
+        if let Some(at) = finished {
+            self.schedule_reap(at);
+        }
     }
 
-    /// The replicated store no longer holds `name` (its notifications were all sent, or
-    /// its entry was reclaimed): a departed entry is dropped without a storage event. A
-    /// live entry is kept: it was registered again, and that change is on its way to
-    /// the store (after a reload, [`discard`](Self::discard) drops live entries too).
+    /// The replicated store no longer holds `name` (its tombstone was reaped, or its
+    /// entry was evicted): a departed entry is dropped without a storage event. A live
+    /// entry is kept: it was registered again, and that change is on its way to the
+    /// store (after a reload, [`discard`](Self::discard) drops live entries too).
     pub fn forget(&mut self, now: Instant, name: &str) {
         self.observe(now);
         let Some(slot) = self.registry.find(name) else {
@@ -688,19 +794,23 @@ impl<'a> Directory<'a> {
     }
 
     /// Checks an authenticated request's counter: within the time window, after the
-    /// directory started, and not seen before from this sender.
-    fn check_counter(&mut self, id: SenderId, counter: u64) -> Result<(), AuthError> {
+    /// directory started, and not seen before from this sender. A counter below what
+    /// the sender already used (a registrant id used before from a clock that was
+    /// ahead, say) is answered `stale` with that floor, so the sender resumes above it.
+    fn check_counter(&mut self, id: SenderId, counter: u64) -> Result<(), CounterRefusal> {
         let clock = self.clock();
         let skew = self.config.max_clock_skew.as_micros();
         let low = clock.saturating_sub(skew).max(self.config.version_floor.0);
         if counter <= low || counter > clock.saturating_add(skew) {
-            return Err(AuthError::Stale);
+            return Err(CounterRefusal::Stale { floor: 0 });
         }
         let index = match self.senders.iter().position(|s| s.id == id) {
             Some(i) => i,
             None => {
                 if counter <= self.forgotten_floor {
-                    return Err(AuthError::Stale);
+                    return Err(CounterRefusal::Stale {
+                        floor: self.forgotten_floor,
+                    });
                 }
                 if self.senders.is_full() {
                     let oldest = (0..self.senders.len())
@@ -721,11 +831,19 @@ impl<'a> Directory<'a> {
         };
         let sender = &mut self.senders[index];
         sender.last_used = self.now;
+        let top = sender.window.top();
         if sender.window.accept(counter) {
             Ok(())
+        } else if top.saturating_sub(counter) > REPLAY_WINDOW {
+            Err(CounterRefusal::Behind { floor: top })
         } else {
-            Err(AuthError::Replayed)
+            Err(CounterRefusal::Replayed)
         }
+    }
+
+    /// The earliest a tombstone may be reaped is `at` (or earlier, if already known).
+    fn schedule_reap(&mut self, at: Instant) {
+        self.next_reap = Some(self.next_reap.map_or(at, |t| t.min(at)));
     }
 
     fn schedule_expiry(&mut self, at: Instant) {
@@ -774,11 +892,30 @@ impl<'a> Directory<'a> {
     }
 
     fn reject(&mut self, to: SocketAddr, env: Environment, request: u32, reason: RejectReason) {
+        self.send_reject(to, env, request, reason, 0);
+    }
+
+    /// Refuses a request older than what the directory holds, with the floor its
+    /// sender's next request must exceed.
+    fn refuse_stale(&mut self, to: SocketAddr, env: Environment, request: u32, floor: u64) {
+        self.stats.out_of_order += 1;
+        self.send_reject(to, env, request, RejectReason::Stale, floor);
+    }
+
+    fn send_reject(
+        &mut self,
+        to: SocketAddr,
+        env: Environment,
+        request: u32,
+        reason: RejectReason,
+        floor: u64,
+    ) {
         self.stats.rejections[reason as usize - 1] += 1;
         let reject = Reject {
             request,
             reason,
             directory_environment: self.config.environment.clone(),
+            floor,
         };
         self.reply(Reply::Reject(to, env, reject));
     }
@@ -816,13 +953,19 @@ impl<'a> Directory<'a> {
             };
             match self.check_counter(id, counter) {
                 Ok(()) => {}
-                Err(AuthError::Replayed) => {
+                Err(CounterRefusal::Replayed) => {
                     self.stats.replayed += 1;
                     return;
                 }
-                Err(_) => {
+                Err(CounterRefusal::Behind { floor }) => {
+                    self.stats.replayed += 1;
+                    let reason = RejectReason::Stale;
+                    return self.send_reject(from, frame.environment, request, reason, floor);
+                }
+                Err(CounterRefusal::Stale { floor }) => {
                     self.stats.stale += 1;
-                    return self.reject(from, frame.environment, request, RejectReason::Stale);
+                    let reason = RejectReason::Stale;
+                    return self.send_reject(from, frame.environment, request, reason, floor);
                 }
             }
         }
@@ -879,6 +1022,22 @@ impl<'a> Directory<'a> {
                 if live && e.record.registrant != r.registrant {
                     return self.reject(from, env, r.request, RejectReason::NameHeld);
                 }
+                let stored = e.record.sequence;
+                let copy = r.sequence == stored && e.record.registrant == r.registrant;
+                if copy && live {
+                    // A copy of the request applied last: acknowledge it again, change
+                    // nothing.
+                    let ack = Ack {
+                        request: r.request,
+                        lease,
+                        version: e.record.service.version,
+                    };
+                    return self.reply(Reply::Ack(from, ack));
+                }
+                if r.sequence <= stored {
+                    // Older than what was applied (a removal, or a newer request).
+                    return self.refuse_stale(from, env, r.request, stored);
+                }
                 let same = live && e.record.service.registration.same_content(&r.registration);
                 let version = if same {
                     self.stats.renewals += 1;
@@ -888,14 +1047,12 @@ impl<'a> Directory<'a> {
                         self.stats.changes += 1;
                     } else {
                         self.stats.registrations += 1;
-                        if let RecordState::Departed { remaining: 0 } = e.record.state {
-                            self.finished -= 1;
-                        }
                     }
                     self.next_version()
                 };
                 self.update(slot, !same, |e| {
                     e.record.registrant = r.registrant;
+                    e.record.sequence = r.sequence;
                     e.record.state = RecordState::Live { expires };
                     if !same {
                         e.record.service = Service {
@@ -911,8 +1068,9 @@ impl<'a> Directory<'a> {
                 version
             }
             None => {
-                if self.registry.is_full() && !self.reclaim_departed() {
-                    return self.reject(from, env, r.request, RejectReason::RegistryFull);
+                if self.config.keys.is_some() && r.sequence <= self.dropped_sequence {
+                    // Perhaps a replay of a request whose removal was dropped.
+                    return self.refuse_stale(from, env, r.request, self.dropped_sequence);
                 }
                 let version = self.next_version();
                 let entry = Entry::new(Record {
@@ -921,9 +1079,10 @@ impl<'a> Directory<'a> {
                         version,
                     },
                     registrant: r.registrant,
+                    sequence: r.sequence,
                     state: RecordState::Live { expires },
                 });
-                let Ok(slot) = self.registry.insert(entry) else {
+                let Some(slot) = self.insert(entry) else {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);
                 };
                 self.stats.registrations += 1;
@@ -941,44 +1100,44 @@ impl<'a> Directory<'a> {
         self.reply(Reply::Ack(from, ack));
     }
 
-    /// Frees the departed entry with the fewest notifications left, for a new
-    /// registration in a full registry. False when every entry is live.
-    fn reclaim_departed(&mut self) -> bool {
-        let victim = self
+    /// Makes room for a new name in a full registry: drops the departed entry that has
+    /// been departed at least the replication bound with the fewest notifications left,
+    /// the oldest first (a finished removal, if there is one). Returns its name, which
+    /// the shell must still be told to delete; `None` when no entry may go (every entry
+    /// is live, young, or carries an eviction not yet reported).
+    fn evict(&mut self) -> Option<ServiceName> {
+        let now = self.now;
+        // A tombstone is reaped at `reap_at` = departure + retention; it is old enough to
+        // evict from departure + replication bound on.
+        let young = Duration::from_micros(
+            self.config
+                .tombstone_retention
+                .as_micros()
+                .saturating_sub(self.config.replication_bound.as_micros()),
+        );
+        let (_, _, slot) = self
             .registry
             .iter()
+            .filter(|(_, e)| e.evicted.is_none() && now + young >= e.reap_at)
             .filter_map(|(slot, e)| match e.record.state {
-                RecordState::Departed { remaining } => Some((remaining, slot)),
+                RecordState::Departed { remaining } => Some((remaining, e.reap_at, slot)),
                 RecordState::Live { .. } => None,
             })
-            .min();
-        let Some((remaining, slot)) = victim else {
-            return false;
-        };
-        if remaining > 0 {
-            self.stats.notifications_dropped += 1;
-        } else {
-            self.finished -= 1;
+            .min()?;
+        let e = self.drop_slot(slot)?;
+        if let RecordState::Departed { remaining } = e.record.state {
+            if remaining > 0 {
+                self.stats.notifications_dropped += 1;
+            } else if e.reap_at > now {
+                self.stats.tombstones_evicted += 1;
+            }
         }
-        self.remove_slot(slot);
-        true
+        Some(e.record.service.registration.name)
     }
 
-    /// Removes the entry in `slot` and reports it to the shell (when there is room for
-    /// the report; false otherwise, and nothing is removed).
-    fn remove_slot(&mut self, slot: usize) -> bool {
-        if self.removals.is_full() {
-            return false;
-        }
-        if let Some(name) = self.drop_slot(slot) {
-            let _ = self.removals.push_back(name);
-        }
-        true
-    }
-
-    /// Removes the entry in `slot`, keeping the pending and dirty counts right; returns
-    /// its name.
-    fn drop_slot(&mut self, slot: usize) -> Option<ServiceName> {
+    /// Removes the entry in `slot`, keeping the counts right, and raises the floors of
+    /// dropped tombstones if it is departed. Returns it.
+    fn drop_slot(&mut self, slot: usize) -> Option<Entry> {
         let e = self.registry.get(slot)?;
         if notify::is_pending(e) {
             self.pending -= 1;
@@ -986,9 +1145,15 @@ impl<'a> Directory<'a> {
         if e.dirty {
             self.dirty -= 1;
         }
-        let gone = self.registry.remove(slot)?.record.service;
-        self.reaped.bury(gone.name().as_str(), gone.version);
-        Some(gone.registration.name)
+        if e.evicted.is_some() {
+            self.unreported -= 1;
+        }
+        let gone = self.registry.remove(slot)?;
+        if !gone.record.is_live() {
+            self.dropped_version = self.dropped_version.max(gone.record.service.version);
+            self.dropped_sequence = self.dropped_sequence.max(gone.record.sequence);
+        }
+        Some(gone)
     }
 
     fn handle_unregister(&mut self, from: SocketAddr, env: Environment, u: UnregisterRequest) {
@@ -997,6 +1162,11 @@ impl<'a> Directory<'a> {
             Some((slot, e)) if e.record.is_live() => {
                 if e.record.registrant != u.registrant {
                     return self.reject(from, env, u.request, RejectReason::NameHeld);
+                }
+                if u.sequence <= e.record.sequence {
+                    // Older than the registration held: a late request must not undo it.
+                    let stored = e.record.sequence;
+                    return self.refuse_stale(from, env, u.request, stored);
                 }
                 slot
             }
@@ -1019,6 +1189,9 @@ impl<'a> Directory<'a> {
             }
         };
         self.stats.unregisters += 1;
+        if let Some(e) = self.registry.get_mut(slot) {
+            e.record.sequence = u.sequence;
+        }
         let version = self.depart(slot);
         let ack = Ack {
             request: u.request,
@@ -1032,7 +1205,11 @@ impl<'a> Directory<'a> {
         let version = self.next_version();
         let n = self.config.notifications;
         let publishing = self.publishing;
-        self.update(slot, true, |e| notify::depart(e, version, n, publishing));
+        let reap_at = self.now + self.config.tombstone_retention;
+        self.update(slot, true, |e| {
+            notify::depart(e, version, n, publishing);
+            e.reap_at = reap_at;
+        });
         self.schedule_tick();
         version
     }
@@ -1047,6 +1224,8 @@ impl<'a> Directory<'a> {
     }
 
     /// Time has reached `now`: expire leases, pace notifications, beacons and sweeps.
+    /// (Tombstones whose retention ran out are reaped by [`poll_event`](Self::poll_event),
+    /// which reports each one removed.)
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
@@ -1068,7 +1247,6 @@ impl<'a> Directory<'a> {
             }
             self.sweep_due = true;
         }
-        self.reap();
     }
 
     fn expire(&mut self, now: Instant) {
@@ -1090,32 +1268,72 @@ impl<'a> Directory<'a> {
         self.next_expiry = next;
     }
 
-    /// Removes departed entries whose notifications are all sent.
-    fn reap(&mut self) {
-        let mut slot = 0;
-        while self.finished > 0 && slot < self.registry.len() {
-            let done = self
-                .registry
-                .get(slot)
-                .is_some_and(|e| matches!(e.record.state, RecordState::Departed { remaining: 0 }));
-            if done {
-                if !self.remove_slot(slot) {
-                    return;
+    /// Reaps the next tombstone whose retention ran out, in a pass over the registry
+    /// that starts when one is due; returns its name for the shell to delete. At the
+    /// end of a pass, schedules the next from what it kept.
+    fn reap_next(&mut self) -> Option<ServiceName> {
+        let now = self.now;
+        let mut slot = match self.reap_cursor {
+            Some(slot) => slot,
+            None if self.next_reap.is_some_and(|t| t <= now) => {
+                self.next_reap = None;
+                self.reap_pass_min = None;
+                0
+            }
+            None => return None,
+        };
+        while let Some(e) = self.registry.get(slot) {
+            if let RecordState::Departed { remaining: 0 } = e.record.state {
+                if e.reap_at <= now && e.evicted.is_none() {
+                    // The last entry moves into `slot`: the cursor stays to look at it.
+                    self.reap_cursor = Some(slot);
+                    return self
+                        .drop_slot(slot)
+                        .map(|e| e.record.service.registration.name);
                 }
-                self.finished -= 1;
-                // The last entry moved into `slot`: look at it again.
-                continue;
+                let at = e.reap_at;
+                self.reap_pass_min = Some(self.reap_pass_min.map_or(at, |t| t.min(at)));
             }
             slot += 1;
         }
+        self.reap_cursor = None;
+        if let Some(at) = self.reap_pass_min.take() {
+            self.schedule_reap(at);
+        }
+        None
     }
 
-    /// When the directory next needs `handle_timeout`.
+    /// The next eviction not yet reported, taken from the entry that carries it.
+    fn next_unreported(&mut self) -> Option<ServiceName> {
+        if self.unreported == 0 {
+            return None;
+        }
+        let len = self.registry.len();
+        for _ in 0..len {
+            if self.unreported_cursor >= len {
+                self.unreported_cursor = 0;
+            }
+            let slot = self.unreported_cursor;
+            self.unreported_cursor += 1;
+            if let Some(name) = self.registry.get_mut(slot).and_then(|e| e.evicted.take()) {
+                self.unreported -= 1;
+                return Some(name);
+            }
+        }
+        self.unreported = 0;
+        None
+    }
+
+    /// When the directory next needs `handle_timeout` (or, for reaping tombstones,
+    /// `poll_event`).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sweep = self.publishing.then_some(self.next_sweep);
         let expiry = self.next_expiry.filter(|_| self.expires());
         let mut t = self.next_beacon;
-        for other in [sweep, self.next_tick, expiry].into_iter().flatten() {
+        for other in [sweep, self.next_tick, expiry, self.next_reap]
+            .into_iter()
+            .flatten()
+        {
             t = t.min(other);
         }
         Some(t)
@@ -1145,7 +1363,6 @@ impl<'a> Directory<'a> {
         if t.is_some() {
             self.stats.datagrams_out += 1;
         }
-        self.reap();
         t
     }
 
@@ -1237,7 +1454,16 @@ impl<'a> Directory<'a> {
         };
         let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
         let dirty = &mut self.dirty;
-        let written = notify::fill(&mut self.registry, &mut writer, |e| touch(e, dirty, false));
+        let mut reap: Option<Instant> = None;
+        let written = notify::fill(&mut self.registry, &mut writer, |e| {
+            touch(e, dirty, false);
+            if let RecordState::Departed { remaining: 0 } = e.record.state {
+                reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
+            }
+        });
+        if let Some(at) = reap {
+            self.schedule_reap(at);
+        }
         let items = written.registered + written.unregistered;
         if items == 0 {
             // Nothing fitted: cannot happen with a valid maximum size; resynchronise the
@@ -1246,7 +1472,6 @@ impl<'a> Directory<'a> {
             return None;
         }
         self.pending -= items;
-        self.finished += written.finished;
         self.stats.registered_announced += written.registered as u64;
         self.stats.unregistered_announced += written.unregistered as u64;
         Some(Transmit {
@@ -1311,13 +1536,15 @@ impl<'a> Directory<'a> {
     }
 
     /// The next change the shell should persist. Take them all after every wake-up and
-    /// write them in one batch.
+    /// write them in one batch. Removals come from the registry itself (entries that
+    /// replaced an evicted tombstone, and tombstones whose retention ran out), so there
+    /// is no queue to overflow: a shell that drains late only deletes late.
     pub fn poll_event(&mut self) -> Option<DirectoryEvent<'_>> {
-        if let Some(name) = self.removals.pop_front() {
+        if let Some(name) = self.next_unreported() {
             return Some(DirectoryEvent::Removed(name));
         }
         if self.dirty == 0 {
-            return None;
+            return self.reap_next().map(DirectoryEvent::Removed);
         }
         let len = self.registry.len();
         for _ in 0..len {
@@ -1341,7 +1568,7 @@ impl<'a> Directory<'a> {
             }
         }
         self.dirty = 0;
-        None
+        self.reap_next().map(DirectoryEvent::Removed)
     }
 }
 

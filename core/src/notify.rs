@@ -4,8 +4,9 @@
 //! with a counter of notifications still to send. The first notification is due at
 //! once; each processing interval makes the next one due; every notification actually
 //! written into a datagram decrements the counter, so exactly N go out (XOOM sends one
-//! less than configured). When the counter reaches zero the entry is reaped. The
-//! counters live in the registry's own bounded storage.
+//! less than configured). When the counter reaches zero the entry stays as a tombstone
+//! for the directory's retention time, then is reaped. The counters live in the
+//! registry's own bounded storage.
 //!
 //! New and changed registrations are announced at once and then repeated a few times
 //! (default 3 in all), one per processing interval, so that a listener on a lossy link
@@ -72,13 +73,12 @@ pub(crate) struct Written {
     pub registered: usize,
     /// Unregistered notifications written.
     pub unregistered: usize,
-    /// Departed entries whose last notification was written.
-    pub finished: usize,
 }
 
 /// Writes as many pending changes as fit into `writer`, clearing their flags and
 /// counting down the notifications written. `dirty` is called for every entry whose
-/// stored state changed.
+/// stored state changed (a departed entry whose last notification was written is then
+/// finished: `Departed { remaining: 0 }`).
 pub(crate) fn fill(
     registry: &mut Registry<'_>,
     writer: &mut BatchWriter<'_>,
@@ -107,9 +107,6 @@ pub(crate) fn fill(
                     remaining: remaining - 1,
                 };
                 written.unregistered += 1;
-                if remaining == 1 {
-                    written.finished += 1;
-                }
                 dirty(e);
             }
             _ => {}

@@ -47,6 +47,11 @@ pub struct Record {
     pub service: Service,
     /// Who holds the name.
     pub registrant: u64,
+    /// The highest request sequence applied for this name (see
+    /// [`RegisterRequest::sequence`](crate::wire::RegisterRequest::sequence)); 0 for a
+    /// record stored before sequences existed. Stored with the record so that every
+    /// directory sharing the registry refuses the same late or replayed requests.
+    pub sequence: u64,
     /// Live or departed.
     pub state: RecordState,
 }
@@ -77,6 +82,12 @@ pub struct Entry {
     pub(crate) repeats: u8,
     /// The stored form changed in a way that must be durable before the next send.
     pub(crate) durable: bool,
+    /// The name of the entry this one replaced in its slot, while the shell has not yet
+    /// been told to delete it from storage.
+    pub(crate) evicted: Option<ServiceName>,
+    /// For a departed entry: when its tombstone may be reaped (the retention time after
+    /// this directory saw it depart); once finished, it is kept as a tombstone until then.
+    pub(crate) reap_at: Instant,
 }
 
 impl Entry {
@@ -89,6 +100,8 @@ impl Entry {
             dirty: false,
             repeats: 0,
             durable: false,
+            evicted: None,
+            reap_at: Instant::ZERO,
         }
     }
 }
@@ -112,6 +125,8 @@ pub type Registry<'a> = Table<'a, Entry>;
 /// Longest encoded [`Record`] in bytes.
 pub const MAX_RECORD_LEN: usize = 320;
 
+/// The stored layout. Records written before sequences existed end after `remaining`;
+/// they are read with [`LegacyRecordWire`] and get sequence 0.
 #[derive(Serialize, Deserialize)]
 struct RecordWire<'a> {
     name: &'a str,
@@ -123,6 +138,43 @@ struct RecordWire<'a> {
     expires_unix_ms: Option<u64>,
     /// Notifications still due, for a departed record.
     remaining: u8,
+    /// The highest request sequence applied.
+    sequence: u64,
+}
+
+/// The stored layout before sequences: [`RecordWire`] without its last field.
+#[derive(Deserialize)]
+struct LegacyRecordWire<'a> {
+    name: &'a str,
+    version: u64,
+    registrant: u64,
+    locations: LocationsWire,
+    metadata: &'a [u8],
+    expires_unix_ms: Option<u64>,
+    remaining: u8,
+}
+
+impl<'a> From<LegacyRecordWire<'a>> for RecordWire<'a> {
+    fn from(w: LegacyRecordWire<'a>) -> Self {
+        RecordWire {
+            name: w.name,
+            version: w.version,
+            registrant: w.registrant,
+            locations: w.locations,
+            metadata: w.metadata,
+            expires_unix_ms: w.expires_unix_ms,
+            remaining: w.remaining,
+            sequence: 0,
+        }
+    }
+}
+
+/// Reads `bytes` as exactly one `T`, with nothing left over.
+fn exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
 }
 
 /// Why a stored record could not be read.
@@ -171,13 +223,18 @@ impl Record {
             metadata: r.metadata.encoded(),
             expires_unix_ms,
             remaining,
+            sequence: self.sequence,
         };
         postcard::to_slice(&wire, buf).ok().map(|b| &*b)
     }
 
     /// Decodes a stored record.
     pub fn from_bytes(bytes: &[u8], clock: WallClock) -> Result<Record, CorruptRecord> {
-        let wire: RecordWire<'_> = postcard::from_bytes(bytes).map_err(|_| CorruptRecord)?;
+        // The current layout, or the one before sequences: a legacy record is one
+        // field short of the current layout, so no record reads as both.
+        let wire: RecordWire<'_> = exactly::<RecordWire<'_>>(bytes)
+            .or_else(|| exactly::<LegacyRecordWire<'_>>(bytes).map(RecordWire::from))
+            .ok_or(CorruptRecord)?;
         let registration: Registration =
             validate_registration(wire.name, &wire.locations, wire.metadata)
                 .map_err(|_| CorruptRecord)?;
@@ -196,7 +253,82 @@ impl Record {
                 version: Version(wire.version),
             },
             registrant: wire.registrant,
+            sequence: wire.sequence,
             state,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::Location;
+    use crate::metadata::Metadata;
+    use crate::name::ServiceName;
+    use core::net::{IpAddr, Ipv6Addr};
+
+    fn longest() -> Record {
+        let name = ServiceName::new(&"n".repeat(crate::name::MAX_NAME_LEN)).unwrap();
+        let ip = IpAddr::V6(Ipv6Addr::new(0xfe80, 1, 2, 3, 4, 5, 6, 7));
+        let locations: heapless::Vec<Location, { crate::MAX_LOCATIONS }> = (0..4)
+            .map(|i| Location::new(ip, 60_000 + i).unwrap())
+            .collect();
+        let value = "v".repeat(crate::metadata::MAX_METADATA_LEN - 2);
+        let mut metadata = Metadata::default();
+        metadata.insert("k", &value).unwrap();
+        let registration = Registration::new(name, &locations)
+            .unwrap()
+            .with_metadata(metadata);
+        Record {
+            service: Service {
+                registration,
+                version: Version(u64::MAX),
+            },
+            registrant: u64::MAX,
+            sequence: u64::MAX,
+            state: RecordState::Live {
+                expires: Instant::from_millis(u64::MAX / 4),
+            },
+        }
+    }
+
+    fn clock() -> WallClock {
+        WallClock {
+            now: Instant::ZERO,
+            unix_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn the_longest_record_fits_and_round_trips() {
+        let record = longest();
+        let mut buf = [0u8; MAX_RECORD_LEN];
+        let bytes = record.to_bytes(clock(), &mut buf).expect("fits");
+        let back = Record::from_bytes(bytes, clock()).unwrap();
+        assert_eq!(back.sequence, u64::MAX);
+        assert_eq!(back.service, record.service);
+    }
+
+    #[test]
+    fn a_record_stored_before_sequences_is_read_with_sequence_zero() {
+        // The layout before sequences is today's without its last field: a record with
+        // sequence 0 ends in one 0 byte, and without it is what was written then.
+        let mut record = longest();
+        record.sequence = 0;
+        record.state = RecordState::Departed { remaining: 3 };
+        let mut buf = [0u8; MAX_RECORD_LEN];
+        let bytes = record.to_bytes(clock(), &mut buf).unwrap();
+        assert_eq!(bytes.last(), Some(&0));
+        let legacy = &bytes[..bytes.len() - 1];
+        let back = Record::from_bytes(legacy, clock()).unwrap();
+        assert_eq!(back, record);
+        // Neither layout accepts trailing or missing bytes beyond that.
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert_eq!(Record::from_bytes(&longer, clock()), Err(CorruptRecord));
+        assert_eq!(
+            Record::from_bytes(&legacy[..legacy.len() - 1], clock()),
+            Err(CorruptRecord)
+        );
     }
 }

@@ -17,6 +17,7 @@ fn register(port: u16, request: u32) -> Vec<u8> {
     let r = RegisterRequest {
         request,
         registrant: 9,
+        sequence: u64::from(request),
         lease: Duration::from_secs(10),
         registration,
     };

@@ -80,8 +80,8 @@ proptest! {
 
     #[test]
     fn register_roundtrips(env in environment(), r in registration(), request in any::<u32>(),
-                           registrant in any::<u64>(), lease in 0u64..1_000_000) {
-        let m = wire::RegisterRequest { request, registrant, lease: Duration::from_millis(lease), registration: r };
+                           registrant in any::<u64>(), sequence in any::<u64>(), lease in 0u64..1_000_000) {
+        let m = wire::RegisterRequest { request, registrant, sequence, lease: Duration::from_millis(lease), registration: r };
         let bytes = roundtrip(&env, &m);
         let frame = wire::decode(&bytes).unwrap();
         prop_assert_eq!(frame.environment, env);
@@ -140,7 +140,7 @@ proptest! {
 
     #[test]
     fn flipped_bits_in_valid_frames_never_panic(r in registration(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6)) {
-        let m = wire::RegisterRequest { request: 1, registrant: 2, lease: Duration::ZERO, registration: r };
+        let m = wire::RegisterRequest { request: 1, registrant: 2, sequence: 3, lease: Duration::ZERO, registration: r };
         let mut bytes = roundtrip(&Environment::default(), &m);
         for (at, mask) in flips {
             let i = at % bytes.len();

@@ -24,6 +24,18 @@ fn assert_replicas_agree(sim: &Sim) {
     }
 }
 
+/// True when `record` is a finished removal kept as a tombstone.
+fn is_tombstone(record: Option<&Record>) -> bool {
+    record.is_some_and(|r| r.state == RecordState::Departed { remaining: 0 })
+}
+
+/// True when the shared store holds `name` as a finished removal (a tombstone).
+fn store_has_tombstone(sim: &Sim, name: &str) -> bool {
+    let stored = sim.shared.as_ref().unwrap().records.get(name);
+    let record = stored.map(|bytes| Record::from_bytes(bytes, wall(sim.now)).unwrap());
+    is_tombstone(record.as_ref())
+}
+
 /// Adds a registrant configured with directory `first` first.
 fn registrant_via(sim: &mut Sim, first: usize) -> usize {
     sim.next_first_directory = first;
@@ -68,11 +80,10 @@ fn a_registration_through_any_directory_is_announced_once_by_the_publisher() {
         // A removal through a replica is counted by the publisher, exactly N times.
         sim.unregister(via[1], "via1-0");
         sim.run(Duration::from_secs(3));
-        let removal = sim.directories[1]
-            .directory
-            .record("via1-0")
-            .map(|r| r.service.version);
-        assert!(removal.is_none(), "seed {seed}: the replica forgot it");
+        assert!(
+            is_tombstone(sim.directories[1].directory.record("via1-0")),
+            "seed {seed}: the replica keeps the finished removal as a tombstone"
+        );
         let sent: Vec<usize> = sim
             .notifications
             .iter()
@@ -81,7 +92,7 @@ fn a_registration_through_any_directory_is_announced_once_by_the_publisher() {
             .collect();
         assert_eq!(sent, vec![20], "seed {seed}: exactly N notifications");
         assert_eq!(sim.nodes[l].view.unregistered.get("via1-0"), Some(&1));
-        assert!(!sim.shared.as_ref().unwrap().records.contains_key("via1-0"));
+        assert!(store_has_tombstone(&sim, "via1-0"), "seed {seed}");
         assert_replicas_agree(&sim);
         assert_clean(&sim);
     }
@@ -120,8 +131,8 @@ fn a_new_publisher_finishes_the_counting_and_listeners_follow_it() {
             "seed {seed}: the new publisher sent what was still owed ({sent})"
         );
         assert!(
-            !sim.shared.as_ref().unwrap().records.contains_key("s0"),
-            "seed {seed}: the finished removal left the store"
+            store_has_tombstone(&sim, "s0"),
+            "seed {seed}: the finished removal is a tombstone in the store"
         );
         assert_eq!(
             sim.nodes[l].client.current_directory(),
@@ -248,7 +259,20 @@ fn late_copies_of_a_finished_removal_do_not_bring_it_back() {
         sim.run(Duration::from_secs(6));
         let sent: Vec<usize> = sim.notifications.values().copied().collect();
         assert_eq!(sent, vec![20], "seed {seed}");
-        assert!(sim.directories[0].directory.record("brief").is_none());
+        assert!(is_tombstone(sim.directories[0].directory.record("brief")));
+        assert_eq!(sim.nodes[l].view.unregistered.get("brief"), Some(&1));
+        // After the retention time the tombstone is reaped, here and in the store,
+        // and nothing comes back.
+        sim.run(sim.config.tombstone_retention + Duration::from_secs(5));
+        for d in 0..2 {
+            assert!(
+                sim.directories[d].directory.record("brief").is_none(),
+                "seed {seed}"
+            );
+        }
+        assert!(!sim.shared.as_ref().unwrap().records.contains_key("brief"));
+        let sent: Vec<usize> = sim.notifications.values().copied().collect();
+        assert_eq!(sent, vec![20], "seed {seed}");
         assert_eq!(sim.nodes[l].view.unregistered.get("brief"), Some(&1));
         assert_clean(&sim);
     }
@@ -263,10 +287,11 @@ fn a_replica_that_missed_a_removal_drops_it_when_it_reloads() {
     sim.run(Duration::from_secs(2));
     assert_eq!(sim.live_at(1).len(), 2);
 
-    // The replica is cut off while the service is removed and its removal finished.
+    // The replica is cut off while the service is removed, its removal finished and
+    // its tombstone reaped.
     sim.directories[1].down = true;
     sim.unregister(r, "gone-while-away");
-    sim.run(Duration::from_secs(3));
+    sim.run(sim.config.tombstone_retention + Duration::from_secs(3));
     assert!(!sim
         .shared
         .as_ref()

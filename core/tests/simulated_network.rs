@@ -144,8 +144,15 @@ fn unregister_notifications_are_sent_exactly_n_times() {
         for ((name, _), count) in &sim.announcements {
             assert_eq!(*count, 3, "{name} registered-announced {count} times");
         }
-        // Done: the departed entries are reaped.
+        // Done: the departed entries are kept as tombstones for the retention time,
+        // then reaped (and nothing more is announced).
+        assert_eq!(sim.directory().len(), 2);
+        assert_eq!(sim.directory().live(), 0);
+        sim.run(sim.config.tombstone_retention);
         assert_eq!(sim.directory().len(), 0);
+        for count in sim.notifications.values() {
+            assert_eq!(*count, usize::from(n));
+        }
         let stats = sim.directory().stats();
         assert_eq!(stats.unregistered_announced, 2 * u64::from(n));
     }

@@ -12,6 +12,7 @@ fn request(registration: &Registration, request: u32) -> Vec<u8> {
     let r = RegisterRequest {
         request,
         registrant: 5,
+        sequence: u64::from(request),
         lease: Duration::from_secs(10),
         registration: registration.clone(),
     };
@@ -58,6 +59,7 @@ fn changes_are_durable_and_renewals_are_lazy() {
     let unregister = UnregisterRequest {
         request: 4,
         registrant: 5,
+        sequence: 4,
         name,
     };
     let n = wire::encode(&Environment::default(), &unregister, &mut buf).unwrap();

@@ -47,6 +47,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             single(&wire::RegisterRequest {
                 request: 1,
                 registrant: 0x2a,
+                sequence: 0x0102_0304,
                 lease: Duration::from_secs(15),
                 registration: registration(),
             }),
@@ -56,6 +57,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
             single(&wire::UnregisterRequest {
                 request: 2,
                 registrant: 0x2a,
+                sequence: 0x0102_0305,
                 name: ServiceName::new("billing").unwrap(),
             }),
         ),
@@ -82,6 +84,16 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 request: 1,
                 reason: RejectReason::WrongEnvironment,
                 directory_environment: Environment::new("dev").unwrap(),
+                floor: 0,
+            }),
+        ),
+        (
+            "reject-stale",
+            single(&wire::Reject {
+                request: 2,
+                reason: RejectReason::Stale,
+                directory_environment: env(),
+                floor: 0x0102_0306,
             }),
         ),
     ];
@@ -208,8 +220,12 @@ fn documented_vectors_decode_to_their_messages() {
                 assert_eq!(r.registration, registration());
                 assert_eq!(r.lease, Duration::from_secs(15));
                 assert_eq!(r.registrant, 0x2a);
+                assert_eq!(r.sequence, 0x0102_0304);
             }
-            ("unregister", Message::Unregister(u)) => assert_eq!(u.name.as_str(), "billing"),
+            ("unregister", Message::Unregister(u)) => {
+                assert_eq!(u.name.as_str(), "billing");
+                assert_eq!(u.sequence, 0x0102_0305);
+            }
             ("snapshot-request", Message::SnapshotRequest(s)) => {
                 assert_eq!(s.max_pages, 16);
                 assert!(s.interest.matches("billing") && !s.interest.matches("cache"));
@@ -218,6 +234,11 @@ fn documented_vectors_decode_to_their_messages() {
             ("reject", Message::Reject(r)) => {
                 assert_eq!(r.reason, RejectReason::WrongEnvironment);
                 assert_eq!(r.directory_environment.as_str(), "dev");
+                assert_eq!(r.floor, 0);
+            }
+            ("reject-stale", Message::Reject(r)) => {
+                assert_eq!(r.reason, RejectReason::Stale);
+                assert_eq!(r.floor, 0x0102_0306);
             }
             ("snapshot-page", Message::SnapshotPage(h, items)) => {
                 assert!(h.complete);
@@ -310,4 +331,59 @@ fn a_foreign_version_request_gets_a_readable_rejection() {
         other => panic!("{other:?}"),
     }
     assert_eq!(d.stats().malformed, 1);
+}
+
+#[test]
+fn a_lease_under_a_millisecond_is_sent_as_one_not_as_the_default() {
+    // lease_ms 0 means "the directory's default": a short lease must not become it.
+    for (lease, ms) in [
+        (Duration::from_micros(1), 1),
+        (Duration::from_micros(500), 1),
+        (Duration::from_micros(1_500), 1),
+        (Duration::ZERO, 0),
+    ] {
+        let request = wire::RegisterRequest {
+            request: 1,
+            registrant: 2,
+            sequence: 3,
+            lease,
+            registration: registration(),
+        };
+        match wire::decode(&single(&request)).unwrap().message {
+            Message::Register(r) => assert_eq!(r.lease, Duration::from_millis(ms), "{lease}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn only_a_stale_rejection_carries_a_floor() {
+    let reject = |reason, floor| {
+        single(&wire::Reject {
+            request: 1,
+            reason,
+            directory_environment: env(),
+            floor,
+        })
+    };
+    let stale = reject(RejectReason::Stale, 0);
+    let held = reject(RejectReason::NameHeld, 0);
+    assert_eq!(
+        stale.len(),
+        held.len() + 1,
+        "a stale rejection always carries one"
+    );
+    let mut other = held.clone();
+    other.push(5);
+    assert_eq!(
+        wire::decode(&other).unwrap_err(),
+        DecodeError::TrailingBytes,
+        "a floor on another reason"
+    );
+    let mut without = stale.clone();
+    without.pop();
+    assert!(
+        wire::decode(&without).is_err(),
+        "a stale rejection without one"
+    );
 }

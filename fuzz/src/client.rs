@@ -253,6 +253,7 @@ impl ClientFrame {
                 request: echo.map_or(0, id),
                 reason: *reason,
                 directory_environment: Environment::default(),
+                floor: 0,
             }),
             DirectoryMessage::Beacon {
                 directory: d,

@@ -102,6 +102,8 @@ impl RequestFrame {
                 &RegisterRequest {
                     request: *request,
                     registrant: u64::from(registrant % 3),
+                    // Arbitrary, so that late and repeated requests are exercised too.
+                    sequence: u64::from(*request),
                     lease: ms(u64::from(*lease_ms)),
                     registration: registration.registration(),
                 },
@@ -116,6 +118,7 @@ impl RequestFrame {
                 &UnregisterRequest {
                     request: *request,
                     registrant: u64::from(registrant % 3),
+                    sequence: u64::from(*request),
                     name: name.name(),
                 },
                 &mut buf,

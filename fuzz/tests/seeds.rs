@@ -77,6 +77,7 @@ fn register(request: u32, registrant: u64, r: SmallRegistration) -> Vec<u8> {
     encode(OwnedMessage::Register(RegisterRequest {
         request,
         registrant,
+        sequence: u64::from(request),
         lease: Duration::from_millis(400),
         registration: r.registration(),
     }))
@@ -125,6 +126,7 @@ fn directory_seeds() -> Vec<(String, Vec<u8>)> {
     let unregister = encode(OwnedMessage::Unregister(UnregisterRequest {
         request: 10,
         registrant: 1,
+        sequence: 10,
         name: name("billing"),
     }));
     let mut steps = vec![

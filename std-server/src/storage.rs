@@ -319,6 +319,7 @@ mod tests {
                 version: Version(42),
             },
             registrant: 7,
+            sequence: 0,
             state,
         }
     }

@@ -57,6 +57,7 @@ fn unregister_request(registrant: u64, name: &str) -> UnregisterRequest {
     UnregisterRequest {
         request: 7,
         registrant,
+        sequence: unix_micros(),
         name: ServiceName::new(name).unwrap(),
     }
 }
@@ -66,6 +67,7 @@ fn register_request(registrant: u64, name: &str, at: SocketAddr) -> RegisterRequ
     RegisterRequest {
         request: 8,
         registrant,
+        sequence: unix_micros(),
         lease: herald_core::Duration::from_secs(10),
         registration: Registration::new(ServiceName::new(name).unwrap(), &[location]).unwrap(),
     }

@@ -80,8 +80,9 @@ impl<const R: usize> Client<'_, R> {
         self.counter_base.saturating_add(elapsed)
     }
 
-    pub(super) fn next_counter(&mut self) -> u64 {
-        self.counter = self.counter.saturating_add(1).max(self.clock());
-        self.counter
+    /// The counter (and request sequence) of the next frame sent: above every one used,
+    /// and following the clock.
+    pub(super) fn upcoming_counter(&self) -> u64 {
+        self.counter.saturating_add(1).max(self.clock())
     }
 }

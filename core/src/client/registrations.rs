@@ -110,7 +110,9 @@ impl<const R: usize> Client<'_, R> {
         }
         self.answered();
         if reject.reason == RejectReason::Stale {
-            // The counter clock was resynchronised from this answer: send again at once.
+            // The counter clock was resynchronised from this answer, and the next
+            // counter and sequence go above its floor: send again at once.
+            self.counter = self.counter.max(reject.floor);
             for own in self.own.iter_mut().filter(|o| mine(o)) {
                 own.send = true;
             }
@@ -148,8 +150,8 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
-    /// Writes the next request due, if any, into `buf`.
-    pub(super) fn write_request(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    /// Writes the next request due, if any, into `buf`, with `sequence`.
+    pub(super) fn write_request(&mut self, sequence: u64, buf: &mut [u8]) -> Option<Transmit> {
         if let Some(t) = self.write_probe(buf) {
             return Some(t);
         }
@@ -181,6 +183,7 @@ impl<const R: usize> Client<'_, R> {
                     let request = RegisterRequest {
                         request,
                         registrant: self.config.registrant,
+                        sequence,
                         lease: self.config.lease,
                         registration: registration.clone(),
                     };
@@ -190,6 +193,7 @@ impl<const R: usize> Client<'_, R> {
                     let request = UnregisterRequest {
                         request,
                         registrant: self.config.registrant,
+                        sequence,
                         name: own.name.clone(),
                     };
                     wire::encode(env, &request, buf)

@@ -39,8 +39,13 @@ fn lease_from_ms(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
+/// A lease in whole milliseconds; any non-zero lease is at least 1 ms (0 means "the
+/// directory's default").
 fn lease_to_ms(lease: Duration) -> u32 {
-    u32::try_from(lease.as_millis()).unwrap_or(u32::MAX)
+    if lease == Duration::ZERO {
+        return 0;
+    }
+    u32::try_from(lease.as_millis()).map_or(u32::MAX, |ms| ms.max(1))
 }
 
 fn page<'a>(payload: &'a [u8]) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
@@ -74,6 +79,7 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             Message::Register(RegisterRequest {
                 request: w.request,
                 registrant: w.registrant,
+                sequence: w.sequence,
                 lease: lease_from_ms(w.lease_ms),
                 registration: validate_registration(w.name, &w.locations, w.metadata)?,
             })
@@ -83,6 +89,7 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             Message::Unregister(UnregisterRequest {
                 request: w.request,
                 registrant: w.registrant,
+                sequence: w.sequence,
                 name: validate_name(w.name)?,
             })
         }
@@ -109,13 +116,21 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             })
         }
         Kind::Reject => {
-            let w = take_all::<RejectWire<'_>>(payload)?;
+            let (w, rest) = take::<RejectWire<'_>>(payload)?;
+            let reason =
+                RejectReason::from_code(w.reason).ok_or(DecodeError::UnknownReason(w.reason))?;
+            // `stale` carries a floor; no other reason does.
+            let floor = match reason {
+                RejectReason::Stale => take_all::<u64>(rest)?,
+                _ if rest.is_empty() => 0,
+                _ => return Err(DecodeError::TrailingBytes),
+            };
             Message::Reject(Reject {
                 request: w.request,
-                reason: RejectReason::from_code(w.reason)
-                    .ok_or(DecodeError::UnknownReason(w.reason))?,
+                reason,
                 directory_environment: Environment::new(w.environment)
                     .map_err(DecodeError::InvalidEnvironment)?,
+                floor,
             })
         }
         Kind::Beacon => {
@@ -173,6 +188,7 @@ impl Single for RegisterRequest {
             &RegisterWire {
                 request: self.request,
                 registrant: self.registrant,
+                sequence: self.sequence,
                 lease_ms: lease_to_ms(self.lease),
                 name: r.name.as_str(),
                 locations: locations_to_wire(&r.locations),
@@ -190,6 +206,7 @@ impl Single for UnregisterRequest {
             &UnregisterWire {
                 request: self.request,
                 registrant: self.registrant,
+                sequence: self.sequence,
                 name: self.name.as_str(),
             },
             buf,
@@ -238,14 +255,19 @@ impl Single for Ack {
 impl Single for Reject {
     const KIND: Kind = Kind::Reject;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
+        let len = ser(
             &RejectWire {
                 request: self.request,
                 reason: self.reason as u8,
                 environment: self.directory_environment.as_str(),
             },
             buf,
-        )
+        )?;
+        if self.reason != RejectReason::Stale {
+            return Ok(len);
+        }
+        let rest = buf.get_mut(len..).ok_or(EncodeError::BufferTooSmall)?;
+        Ok(len + ser(&self.floor, rest)?)
     }
 }
 

@@ -46,6 +46,12 @@ pub struct RegisterRequest {
     pub request: u32,
     /// Identifies the registrant; only it may renew, change or remove the registration.
     pub registrant: u64,
+    /// Orders the registrant's requests: larger than every sequence it sent before
+    /// (clients use their counter clock, microseconds of the wall clock where they know
+    /// it). The directory stores the highest it applied with the record and refuses an
+    /// older request (`stale`, with that floor), so a late request never undoes a newer
+    /// one, whichever directory of the environment it reaches.
+    pub sequence: u64,
     /// The lease the client asks for (the directory clamps it to its limits).
     pub lease: Duration,
     /// What to publish.
@@ -59,6 +65,8 @@ pub struct UnregisterRequest {
     pub request: u32,
     /// Must be the registrant that holds the name.
     pub registrant: u64,
+    /// Orders the registrant's requests, as in [`RegisterRequest::sequence`].
+    pub sequence: u64,
     /// The service to remove.
     pub name: ServiceName,
 }
@@ -107,9 +115,13 @@ pub enum RejectReason {
     UnsupportedVersion = 7,
     /// The request could not be decoded.
     Malformed = 8,
-    /// With keys: the request's counter is outside the directory's time window (a replay
-    /// of old traffic, or a client whose clock is off). The answer's own counter tells
-    /// the client the directory's clock; it resynchronises and retries.
+    /// The request is older than what the directory holds: with keys, its counter is
+    /// outside the directory's time window or below what this registrant already used
+    /// (a replay of old traffic, or a client whose clock is off); with or without keys,
+    /// its sequence is below the one stored with the record (a late request, or a
+    /// registrant restarted without the wall clock). The answer's own counter and its
+    /// [`floor`](Reject::floor) tell the client where to resume; it resynchronises and
+    /// retries.
     Stale = 9,
     /// The directory could not make the change durable (its storage is failing):
     /// nothing was acknowledged or changed for good. The client keeps its registration
@@ -197,6 +209,10 @@ pub struct Reject {
     pub reason: RejectReason,
     /// The environment the directory serves, so a mismatch can be named.
     pub directory_environment: Environment,
+    /// For [`RejectReason::Stale`]: the counter and sequence the client's next request
+    /// must exceed (0: only the answer's own counter matters). Sent only with `stale`;
+    /// 0 for every other reason.
+    pub floor: u64,
 }
 
 /// A directory says it is available at `directory`.
@@ -344,6 +360,7 @@ pub(crate) fn validate_registration(
 pub(super) struct RegisterWire<'a> {
     pub request: u32,
     pub registrant: u64,
+    pub sequence: u64,
     pub lease_ms: u32,
     pub name: &'a str,
     pub locations: LocationsWire,
@@ -354,6 +371,7 @@ pub(super) struct RegisterWire<'a> {
 pub(super) struct UnregisterWire<'a> {
     pub request: u32,
     pub registrant: u64,
+    pub sequence: u64,
     pub name: &'a str,
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+mod shared_store;
+
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
 use herald_core::*;

@@ -978,6 +978,7 @@ mod tests {
                 version: Version(version),
             },
             registrant: 9,
+            sequence: 0,
             state,
         }
     }

@@ -23,6 +23,8 @@ pub fn register(environment: &str, registrant: u64, service: &str, at: SocketAdd
     let request = RegisterRequest {
         request: 77,
         registrant,
+        // Any: these frames are refused for the registrant before their order matters.
+        sequence: 1,
         lease: Duration::from_secs(15),
         registration: Registration::new(name(service), &[location]).expect("registration"),
     };
@@ -36,6 +38,7 @@ pub fn unregister(environment: &str, registrant: u64, service: &str) -> Vec<u8> 
     let request = UnregisterRequest {
         request: 78,
         registrant,
+        sequence: 2,
         name: name(service),
     };
     let mut buf = [0u8; 512];
