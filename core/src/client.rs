@@ -25,7 +25,7 @@ use crate::name::{Environment, ServiceName};
 use crate::service::{Registration, Service, Version};
 use crate::table::{Named, Table, TableStorage};
 use crate::time::{Duration, Instant};
-use crate::tombstone::{fnv1a, FNV_OFFSET};
+use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::wire::{
     self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest, Reject,
     RejectReason, SnapshotRequest, UnregisterRequest,

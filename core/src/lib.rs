@@ -109,7 +109,7 @@ pub mod registry;
 pub mod service;
 pub mod table;
 pub mod time;
-mod tombstone;
+mod hash;
 pub mod wire;
 
 pub use client::{

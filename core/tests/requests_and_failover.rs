@@ -167,6 +167,7 @@ fn a_registration_the_directory_could_not_store_is_sent_again() {
         request: first[0],
         reason: RejectReason::StorageUnavailable,
         directory_environment: Environment::default(),
+        floor: 0,
     };
     let mut buf = [0u8; 1400];
     let n = wire::encode(&Environment::default(), &reject, &mut buf).unwrap();

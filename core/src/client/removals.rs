@@ -10,7 +10,7 @@
 //! overflowing the ring costs a delay, never a resurrection.
 
 use crate::service::Version;
-use crate::tombstone::{fnv1a, FNV_OFFSET};
+use crate::hash::{fnv1a, FNV_OFFSET};
 
 /// Removals remembered by name.
 pub(super) const REMEMBERED: usize = 16;
