@@ -192,6 +192,9 @@ pub struct ClientStats {
     pub unauthenticated: u64,
     /// With keys: authenticated frames seen before, dropped.
     pub replayed: u64,
+    /// Requests the directory could not store (`storage_unavailable`); each is kept and
+    /// sent again after the longest back-off.
+    pub storage_unavailable: u64,
 }
 
 /// A discovered service in the client's table.
@@ -774,6 +777,9 @@ impl<'a, const R: usize> Client<'a, R> {
             }
             return;
         }
+        if reject.reason == RejectReason::StorageUnavailable {
+            return self.defer_unstored(reject.request);
+        }
         let outcome = || Outcome::Rejected {
             reason: reject.reason,
             directory_environment: reject.directory_environment.clone(),
@@ -794,6 +800,23 @@ impl<'a, const R: usize> Client<'a, R> {
                 self.snapshot = None;
                 self.snapshot_rejection =
                     Some((reject.reason, reject.directory_environment.clone()));
+            }
+        }
+    }
+
+    /// The directory could not store request `request`'s change: nothing was granted
+    /// or released, so keep the registration (or release) and send it again after the
+    /// longest back-off, without counting it as unanswered.
+    fn defer_unstored(&mut self, request: u32) {
+        self.stats.storage_unavailable += 1;
+        let wait = self.backoff(u8::MAX);
+        let now = self.now;
+        for own in self.own.iter_mut() {
+            let waiting = matches!(own.state, OwnState::Registering | OwnState::Unregistering);
+            if waiting && own.request == request {
+                own.attempts = 0;
+                own.send = false;
+                own.deadline = now + wait;
             }
         }
     }

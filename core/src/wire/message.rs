@@ -111,11 +111,15 @@ pub enum RejectReason {
     /// of old traffic, or a client whose clock is off). The answer's own counter tells
     /// the client the directory's clock; it resynchronises and retries.
     Stale = 9,
+    /// The directory could not make the change durable (its storage is failing):
+    /// nothing was acknowledged or changed for good. The client keeps its registration
+    /// and retries with back-off.
+    StorageUnavailable = 10,
 }
 
 impl RejectReason {
     /// All reasons, in code order.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::WrongEnvironment,
         RejectReason::InvalidName,
         RejectReason::InvalidLocation,
@@ -125,6 +129,7 @@ impl RejectReason {
         RejectReason::UnsupportedVersion,
         RejectReason::Malformed,
         RejectReason::Stale,
+        RejectReason::StorageUnavailable,
     ];
 
     /// The reason for a code, if defined.
@@ -144,6 +149,7 @@ impl RejectReason {
             RejectReason::UnsupportedVersion => "unsupported_version",
             RejectReason::Malformed => "malformed",
             RejectReason::Stale => "stale",
+            RejectReason::StorageUnavailable => "storage_unavailable",
         }
     }
 
@@ -175,6 +181,9 @@ impl fmt::Display for RejectReason {
             }
             RejectReason::Malformed => "the directory could not decode the request",
             RejectReason::Stale => "the request's counter is outside the directory's time window",
+            RejectReason::StorageUnavailable => {
+                "the directory could not store the change (its storage is failing); retry later"
+            }
         })
     }
 }
