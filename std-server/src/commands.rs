@@ -7,7 +7,6 @@ use crate::client::{
 };
 use crate::config::{self, ConfigError, Options};
 use crate::serve::{self, ServeError};
-use crate::storage::StorageError;
 use clap::CommandFactory;
 use herald_core::Interest;
 use std::io::Write;
@@ -32,14 +31,13 @@ pub enum Failure {
 
 impl Failure {
     /// The exit status: 2 for a configuration error, 3 for a data directory that cannot
-    /// be used (corrupt, or in use by another process), 1 otherwise. Restarting does
+    /// be used (corrupt, unreadable, not writable, full, or in use by another process),
+    /// 1 otherwise. Restarting does
     /// not help with 2 or 3 (the systemd unit does not).
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
-            Failure::Serve(ServeError::Storage(
-                StorageError::Corrupt { .. } | StorageError::InUse { .. },
-            )) => 3,
+            Failure::Serve(ServeError::Storage(_)) => 3,
             _ => 1,
         }
     }
