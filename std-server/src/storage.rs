@@ -179,6 +179,17 @@ impl Store {
             path: path.to_owned(),
             detail,
         };
+        // redb would take an empty file for a new database and write a fresh one over
+        // it: a registry truncated to nothing must be looked at, not replaced.
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(corrupt("not a regular file".to_owned()));
+            }
+            Ok(meta) if meta.len() == 0 => {
+                return Err(corrupt("the file is empty (0 bytes)".to_owned()));
+            }
+            _ => {}
+        }
         let db = Self::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StorageError::InUse {
                 path: path.to_owned(),
@@ -451,6 +462,21 @@ mod tests {
         let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
         assert!(err.to_string().contains("corrupt data directory"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    }
+
+    #[test]
+    fn an_empty_file_or_a_directory_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("empty"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

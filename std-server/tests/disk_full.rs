@@ -323,3 +323,43 @@ fn not_root() -> bool {
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
+
+#[test]
+fn a_full_or_read_only_data_directory_at_start_exits_3() {
+    if not_root() {
+        eprintln!("skipped: needs root (a tmpfs in a private mount namespace)");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let Some(ns) = Namespace::new(base.path()) else {
+        eprintln!("skipped: cannot mount a tmpfs in a private mount namespace (unshare -m)");
+        return;
+    };
+    let serve = |what: &str| {
+        let net = Net::new();
+        let mut cmd = ns.command(env!("CARGO_BIN_EXE_herald"));
+        cmd.args(serve_args(&net, &ns.dir, &[]));
+        let mut p = Proc::spawn_command(what, cmd);
+        let code = p.wait(Duration::from_secs(10));
+        (code, p.stderr())
+    };
+    ns.fill();
+    let (code, err) = serve("directory on a full disk");
+    assert_eq!(code, Some(3), "{err}");
+    ns.free();
+    let _ = ns
+        .command("rm")
+        .arg("-f")
+        .arg(ns.dir.join("registry.redb"))
+        .status();
+    let status = ns
+        .command("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ns.dir)
+        .status()
+        .expect("run mount");
+    assert!(status.success());
+    let (code, err) = serve("directory on a read-only file system");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}
