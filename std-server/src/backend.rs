@@ -367,3 +367,87 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::registry::WallClock;
+    use herald_core::{
+        DirectoryConfig, Location, Record, RecordState, Registration, Service, ServiceName, Slot,
+    };
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    const T: u64 = 1_800_000_000_000;
+
+    fn record(name: &str) -> Record {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Record {
+            service: Service {
+                registration: Registration::new(
+                    ServiceName::new(name).unwrap(),
+                    &[Location::new(ip, 8080).unwrap()],
+                )
+                .unwrap(),
+                version: Version(1),
+            },
+            registrant: 7,
+            // A 15 s lease.
+            state: RecordState::Live {
+                expires: herald_core::Instant::from_millis(15_000),
+            },
+        }
+    }
+
+    fn wall(unix_ms: u64) -> WallClock {
+        WallClock {
+            now: herald_core::Instant::ZERO,
+            unix_ms,
+        }
+    }
+
+    fn expires(directory: &Directory<'_>, name: &str) -> herald_core::Instant {
+        match directory.record(name).unwrap().state {
+            RecordState::Live { expires } => expires,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// Leases written while the wall clock was an hour ahead or behind, restored after
+    /// it was corrected: none lasts longer than the longest lease, none expires at the
+    /// restart.
+    #[test]
+    fn restored_leases_survive_wall_clock_steps() {
+        let data = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open(data.path(), wall(T)).unwrap();
+            let mut batch = Batch::default();
+            batch.stored(&record("ahead"), wall(T + 3_600_000));
+            batch.stored(&record("behind"), wall(T - 3_600_000));
+            batch.stored(&record("normal"), wall(T));
+            store.save(&batch).unwrap();
+        }
+        // Restarted with the wall clock at T again (the core's clock starts near zero).
+        let (store, loaded) = Store::open(data.path(), wall(T)).unwrap();
+        let clock = Clock::new();
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let mut slots: Vec<Slot> = vec![None; 8];
+        let mut index = vec![0u32; 8];
+        let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let mut backend = Backend::local(store);
+        let before = clock.now();
+        backend
+            .start(&mut directory, &clock, Start::Local(loaded))
+            .unwrap();
+        let now = clock.now();
+        let max = now + herald_core::Duration::from_secs(300);
+        assert!(expires(&directory, "ahead") <= max, "capped at max_lease");
+        assert!(
+            expires(&directory, "behind") >= before + herald_core::Duration::from_secs(15),
+            "a grace period"
+        );
+        directory.handle_timeout(now + herald_core::Duration::from_secs(14));
+        assert_eq!(directory.live(), 3, "nothing expired at the restart");
+    }
+}

@@ -42,6 +42,8 @@ pub const DEFAULT_SWEEP_PERIOD_MS: u64 = 10_000;
 pub const DEFAULT_MAX_DATAGRAM: usize = herald_core::wire::DEFAULT_MAX_DATAGRAM;
 /// Default lease granted when a registrant asks for none, in seconds.
 pub const DEFAULT_LEASE_SECS: u64 = 15;
+/// Default grace after a restart before restored leases may expire, in seconds.
+pub const DEFAULT_RESTORE_GRACE_SECS: u64 = 15;
 /// Default shortest lease granted, in seconds.
 pub const DEFAULT_MIN_LEASE_SECS: u64 = 1;
 /// Default longest lease granted, in seconds.
@@ -171,6 +173,10 @@ pub struct Options {
     /// Longest lease granted [default: 300]
     #[arg(long, env = "HERALD_MAX_LEASE_SECS", value_name = "SECS")]
     pub max_lease_secs: Option<u64>,
+    /// After a restart, no restored lease ends sooner than this (capped at the longest
+    /// lease), so registrants renew before anything expires [default: 15]
+    #[arg(long, env = "HERALD_RESTORE_GRACE_SECS", value_name = "SECS")]
+    pub restore_grace_secs: Option<u64>,
     /// Registry capacity: services held at once, live or departed [default: 16384]
     #[arg(long, env = "HERALD_CAPACITY", value_name = "N")]
     pub capacity: Option<usize>,
@@ -398,6 +404,7 @@ impl Options {
             default_lease_secs: self.default_lease_secs.or(fallback.default_lease_secs),
             min_lease_secs: self.min_lease_secs.or(fallback.min_lease_secs),
             max_lease_secs: self.max_lease_secs.or(fallback.max_lease_secs),
+            restore_grace_secs: self.restore_grace_secs.or(fallback.restore_grace_secs),
             capacity: self.capacity.or(fallback.capacity),
             metrics: self.metrics.or(fallback.metrics),
             key_file: self.key_file.or(fallback.key_file),
@@ -428,6 +435,7 @@ impl Options {
             default_lease_secs: Some(DEFAULT_LEASE_SECS),
             min_lease_secs: Some(DEFAULT_MIN_LEASE_SECS),
             max_lease_secs: Some(DEFAULT_MAX_LEASE_SECS),
+            restore_grace_secs: Some(DEFAULT_RESTORE_GRACE_SECS),
             capacity: Some(DEFAULT_CAPACITY),
             metrics: None,
             key_file: None,
@@ -476,6 +484,7 @@ impl Options {
         directory.default_lease = secs(o.default_lease_secs);
         directory.min_lease = secs(o.min_lease_secs);
         directory.max_lease = secs(o.max_lease_secs);
+        directory.restore_grace = secs(o.restore_grace_secs);
         directory.keys =
             crate::keys::load_keys(o.key_file.as_deref(), o.accept_key_file.as_deref())?;
         directory.validate().map_err(|e| invalid("directory", e))?;
