@@ -1,10 +1,7 @@
 //! What each `herald` subcommand does, and how its results are printed.
 
 use crate::cli::{Cli, ClientArgs, Command, ListArgs, RegisterArgs, UnregisterArgs, WatchArgs};
-use crate::client::{
-    hostname, registration, stable_registrant, ClientOptions, Herald, ServiceInfo, Watch,
-    WatchEvent,
-};
+use crate::client::{registration, ClientOptions, Herald, ServiceInfo, Watch, WatchEvent};
 use crate::config::{self, ConfigError, Options};
 use crate::serve::{self, ServeError};
 use clap::CommandFactory;
@@ -98,7 +95,21 @@ fn registrant_options(
     registrant: Option<u64>,
 ) -> Result<ClientOptions, Failure> {
     let mut options = client.options(file)?;
-    options.registrant = Some(registrant.unwrap_or_else(|| stable_registrant(&hostname(), name)));
+    let registrant = match registrant {
+        Some(id) => id,
+        None => {
+            let dir = crate::registrant::default_dir();
+            crate::registrant::kept(&dir, name).map_err(|e| ConfigError::Invalid {
+                setting: "registrant",
+                message: format!(
+                    "cannot keep this service's registrant secret in {}: {e}; fix that, or \
+                     give --registrant ID",
+                    dir.display()
+                ),
+            })?
+        }
+    };
+    options.registrant = Some(registrant);
     Ok(options)
 }
 

@@ -28,5 +28,6 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod registrant;
 pub mod serve;
 pub mod storage;
