@@ -31,3 +31,4 @@ pub mod net;
 pub mod registrant;
 pub mod serve;
 pub mod storage;
+pub mod systemd;
