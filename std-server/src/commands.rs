@@ -98,14 +98,23 @@ fn registrant_options(
     let registrant = match registrant {
         Some(id) => id,
         None => {
-            let dir = crate::registrant::default_dir();
-            crate::registrant::kept(&dir, name).map_err(|e| ConfigError::Invalid {
+            let refused = |message: String| ConfigError::Invalid {
                 setting: "registrant",
-                message: format!(
+                message,
+            };
+            let dir = crate::registrant::default_dir().ok_or_else(|| {
+                refused(
+                    "no state directory to keep this service's registrant secret in (set \
+                     XDG_STATE_HOME or HOME), or give --registrant ID"
+                        .to_owned(),
+                )
+            })?;
+            crate::registrant::kept(&dir, name).map_err(|e| {
+                refused(format!(
                     "cannot keep this service's registrant secret in {}: {e}; fix that, or \
                      give --registrant ID",
                     dir.display()
-                ),
+                ))
             })?
         }
     };

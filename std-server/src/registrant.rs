@@ -16,9 +16,13 @@ use std::path::{Path, PathBuf};
 /// Longest registrant file read.
 const MAX_FILE: u64 = 64;
 
-/// Where the registrant secrets are kept: `registrants` in the default state directory.
-pub fn default_dir() -> PathBuf {
-    crate::config::default_data_dir().join("registrants")
+/// Where the registrant secrets are kept: `registrants` in the user's state directory
+/// (`$XDG_STATE_HOME/herald`, else `$HOME/.local/state/herald`); `None` when neither
+/// variable is set (a secret is never kept in the working directory).
+pub fn default_dir() -> Option<PathBuf> {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    (set("XDG_STATE_HOME") || set("HOME"))
+        .then(|| crate::config::default_data_dir().join("registrants"))
 }
 
 /// The registrant id for `service`, kept in `dir`: read, or created at random on first
