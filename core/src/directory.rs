@@ -24,6 +24,8 @@ use crate::wire::{
 use crate::Transmit;
 use core::net::SocketAddr;
 
+mod storage;
+
 /// How many replies may wait between two drains of `poll_transmit`. A shell feeds at
 /// most this many datagrams before it drains; beyond it, replies are dropped (and
 /// counted) and clients retry.
@@ -93,6 +95,12 @@ pub struct DirectoryConfig {
     pub min_lease: Duration,
     /// Longest lease granted (default 300 s).
     pub max_lease: Duration,
+    /// After a restart, no restored lease ends sooner than this (default: the default
+    /// lease, 15 s): registrants whose leases ran out while the directory was down (or
+    /// whose stored expiry a wall-clock step moved into the past) renew before anything
+    /// expires, so a restart never makes services flap. Restored leases are also capped
+    /// at `max_lease` (a wall-clock step forward cannot lengthen them).
+    pub restore_grace: Duration,
     /// Time between beacons (default 1 s).
     pub beacon_interval: Duration,
     /// Time for one anti-entropy sweep of the whole registry (default 10 s).
@@ -144,6 +152,7 @@ impl DirectoryConfig {
             default_lease: Duration::from_secs(15),
             min_lease: Duration::from_secs(1),
             max_lease: Duration::from_secs(300),
+            restore_grace: Duration::from_secs(15),
             beacon_interval: Duration::from_secs(1),
             sweep_period: Duration::from_secs(10),
             version_floor: Version(0),
@@ -369,6 +378,8 @@ pub struct Directory<'a> {
     publishing: bool,
     /// May expire leases (see [`Directory::set_expiring`]).
     expiring: bool,
+    /// Whether the shell can store changes (see [`Directory::storage_failed`]).
+    storage: storage::Storage,
     stats: DirectoryStats,
 }
 
@@ -422,6 +433,7 @@ impl<'a> Directory<'a> {
             sweep_due: false,
             publishing: true,
             expiring: true,
+            storage: storage::Storage::new(),
             stats: DirectoryStats::default(),
         })
     }
@@ -477,14 +489,26 @@ impl<'a> Directory<'a> {
         self.registry.ordered().map(|e| &e.record)
     }
 
-    /// Puts back a record read from storage at start-up. A live record whose lease has
-    /// run out is expired (and announced) at the next `handle_timeout`; a departed record
-    /// sends the notifications it still owed, and a finished one is kept as a tombstone
-    /// for the retention time from now.
-    pub fn restore(&mut self, now: Instant, record: Record) -> Result<(), crate::RegistryError> {
+    /// Puts back a record read from storage at start-up. A live record's lease ends no
+    /// sooner than `restore_grace` from `now` and no later than `max_lease` from `now`
+    /// (see [`DirectoryConfig::restore_grace`]); a departed record sends the
+    /// notifications it still owed, and a finished one is kept as a tombstone for the
+    /// retention time from now.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        mut record: Record,
+    ) -> Result<(), crate::RegistryError> {
         self.observe(now);
         if record.service.version > self.last_version {
             self.last_version = record.service.version;
+        }
+        if let RecordState::Live { expires } = record.state {
+            let grace = self.config.restore_grace.min(self.config.max_lease);
+            let expires = expires
+                .max(self.now + grace)
+                .min(self.now + self.config.max_lease);
+            record.state = RecordState::Live { expires };
         }
         let state = record.state;
         let mut entry = Entry::new(record);
@@ -586,7 +610,7 @@ impl<'a> Directory<'a> {
 
     /// True when this directory expires leases: it publishes and expiry is not held.
     fn expires(&self) -> bool {
-        self.publishing && self.expiring
+        self.publishing && self.expiring && self.storage.allows_expiry(self.now)
     }
 
     /// Takes a record from the replicated store: a change this or another directory
@@ -969,6 +993,9 @@ impl<'a> Directory<'a> {
                 }
             }
         }
+        if self.refuse_unstorable(from, &frame.environment, request, &frame.message) {
+            return;
+        }
         match frame.message {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
@@ -1329,8 +1356,9 @@ impl<'a> Directory<'a> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sweep = self.publishing.then_some(self.next_sweep);
         let expiry = self.next_expiry.filter(|_| self.expires());
+        let resume = self.storage.resumes_expiry(self.now);
         let mut t = self.next_beacon;
-        for other in [sweep, self.next_tick, expiry, self.next_reap]
+        for other in [sweep, self.next_tick, expiry, self.next_reap, resume]
             .into_iter()
             .flatten()
         {

@@ -8,14 +8,20 @@
 //! ([`Backend::input`], [`Backend::handle`]) and closes it at shutdown.
 
 use crate::clock::Clock;
-use crate::storage::{Batch, Loaded, Store};
-use herald_core::{Directory, DirectoryEvent, Version};
+use crate::storage::{Batch, Loaded, StorageError, Store};
+use herald_core::{Directory, DirectoryEvent, ServiceName, Version};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Renewals are written at once but synced to disk at most this late (a durable write
 /// of a new, changed or removed service syncs them sooner). A crash loses at most this
 /// much of the leases' extensions; registrants renew well before their leases end.
 const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
+/// After a failed write, the first retry comes this late; each further failure doubles
+/// the wait, up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to write to a failing store.
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The state of the store, for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +38,9 @@ pub struct StoreStatus {
     pub writes: u64,
     /// Storage operations that failed.
     pub errors: u64,
+    /// The last write succeeded: changes are acknowledged (false while the disk is full
+    /// or failing: requests are refused with `storage_unavailable`).
+    pub writable: bool,
 }
 
 /// The embedded redb store of a directory alone.
@@ -40,48 +49,110 @@ pub struct Local {
     store: Store,
     /// Since when lease renewals have been written but not synced to disk.
     unsynced_since: Option<Instant>,
+    /// Deletions whose write failed, kept until a write succeeds (the directory has
+    /// forgotten these names; everything else it hands out again itself).
+    unwritten_removals: BTreeMap<String, ServiceName>,
+    /// While writes fail: when to reopen the store and try again.
+    retry_at: Option<Instant>,
+    /// Writes failed in a row.
+    failures: u32,
     writes: u64,
     errors: u64,
 }
 
 impl Local {
-    /// Writes this wake-up's storage events in one transaction.
+    /// Writes this wake-up's storage events in one transaction. When the write fails
+    /// the directory is told ([`Directory::storage_failed`]: nothing is acknowledged,
+    /// everything is handed out again); later calls reopen the store and write
+    /// everything again, with back-off, until a write succeeds
+    /// ([`Directory::storage_recovered`]).
     fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        let retrying = self.retry_at.is_some();
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                // Not yet: the changes wait in the directory.
+                return;
+            }
+            // redb refuses every transaction after an I/O error until it is reopened.
+            if let Err(e) = self.store.reopen() {
+                return self.failed(directory, clock, &e);
+            }
+        }
         let wall = clock.wall();
         let mut batch = Batch::default();
+        // Earlier deletions first: a later change of the same name wins.
+        for name in self.unwritten_removals.values() {
+            batch.removed(name);
+        }
+        let mut removed = Vec::new();
         while let Some(event) = directory.poll_event() {
             match event {
                 DirectoryEvent::Stored(record) => batch.stored(record, wall),
                 DirectoryEvent::Renewed(record) => batch.renewed(record, wall),
-                DirectoryEvent::Removed(name) => batch.removed(&name),
+                DirectoryEvent::Removed(name) => {
+                    batch.removed(&name);
+                    removed.push(name);
+                }
             }
         }
-        if batch.is_empty() {
+        if batch.is_empty() && !retrying {
             return;
         }
         batch.as_of(directory.as_of());
+        batch.make_durable_if(retrying);
         match self.store.save(&batch) {
             Ok(()) => {
                 self.writes += 1;
+                self.unwritten_removals.clear();
                 if batch.is_durable() {
                     self.unsynced_since = None;
                 } else {
                     self.unsynced_since.get_or_insert_with(Instant::now);
                 }
+                if self.retry_at.take().is_some() {
+                    self.failures = 0;
+                    directory.storage_recovered(clock.now());
+                    tracing::warn!(
+                        records = batch.len(),
+                        "storage writable again: the registry is on disk, requests are taken"
+                    );
+                }
             }
             Err(e) => {
-                self.errors += 1;
-                tracing::error!(error = %e, records = batch.len(), "storage write failed");
+                for name in removed {
+                    self.unwritten_removals
+                        .insert(name.as_str().to_owned(), name);
+                }
+                self.failed(directory, clock, &e);
             }
         }
     }
 
+    /// A write failed: refuse what it would have acknowledged, and try again later.
+    fn failed(&mut self, directory: &mut Directory<'_>, clock: &Clock, e: &StorageError) {
+        self.errors += 1;
+        self.failures = self.failures.saturating_add(1);
+        let wait = RETRY_MIN
+            .saturating_mul(1 << self.failures.min(5))
+            .min(RETRY_MAX);
+        self.retry_at = Some(Instant::now() + wait);
+        directory.storage_failed(clock.now());
+        if self.failures == 1 {
+            tracing::error!(
+                error = %e,
+                "storage write failed: nothing is acknowledged (requests are refused with \
+                 storage_unavailable) until a write succeeds; retrying"
+            );
+        } else {
+            tracing::debug!(error = %e, failures = self.failures, "storage still failing");
+        }
+    }
+
     /// Makes written renewals durable.
-    fn sync(&mut self) {
+    fn sync(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         if self.unsynced_since.take().is_some() {
             if let Err(e) = self.store.sync() {
-                self.errors += 1;
-                tracing::error!(error = %e, "storage sync failed");
+                self.failed(directory, clock, &e);
             }
         }
     }
@@ -146,6 +217,9 @@ impl Backend {
         Backend::Local(Local {
             store,
             unsynced_since: None,
+            unwritten_removals: BTreeMap::new(),
+            retry_at: None,
+            failures: 0,
             writes: 0,
             errors: 0,
         })
@@ -191,7 +265,10 @@ impl Backend {
     /// When [`tick`](Self::tick) has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Backend::Local(local) => local.unsynced_since.map(|t| t + SYNC_RENEWALS_AFTER),
+            Backend::Local(local) => {
+                let sync = local.unsynced_since.map(|t| t + SYNC_RENEWALS_AFTER);
+                sync.into_iter().chain(local.retry_at).min()
+            }
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => cluster.deadline(),
         }
@@ -237,8 +314,9 @@ impl Backend {
                     .unsynced_since
                     .is_some_and(|t| t.elapsed() >= SYNC_RENEWALS_AFTER)
                 {
-                    local.sync();
+                    local.sync(directory, clock);
                 }
+                // A retry that is due runs in the flush that follows.
             }
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => cluster.tick(directory, clock).await,
@@ -250,7 +328,14 @@ impl Backend {
     /// what is queued and resigns as publisher (etcd).
     pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         match self {
-            Backend::Local(local) => local.sync(),
+            Backend::Local(local) => {
+                // One last attempt at once if the store was failing.
+                if local.retry_at.is_some() {
+                    local.retry_at = Some(Instant::now());
+                    local.persist(directory, clock);
+                }
+                local.sync(directory, clock);
+            }
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => cluster.close(directory, clock).await,
         }
@@ -267,6 +352,7 @@ impl Backend {
                 publisher_changes: 0,
                 writes: local.writes,
                 errors: local.errors,
+                writable: local.retry_at.is_none(),
             },
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => StoreStatus {
@@ -276,7 +362,92 @@ impl Backend {
                 publisher_changes: cluster.stats.publisher_changes,
                 writes: cluster.stats.writes,
                 errors: cluster.stats.errors,
+                writable: cluster.is_reachable(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::registry::WallClock;
+    use herald_core::{
+        DirectoryConfig, Location, Record, RecordState, Registration, Service, ServiceName, Slot,
+    };
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    const T: u64 = 1_800_000_000_000;
+
+    fn record(name: &str) -> Record {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Record {
+            service: Service {
+                registration: Registration::new(
+                    ServiceName::new(name).unwrap(),
+                    &[Location::new(ip, 8080).unwrap()],
+                )
+                .unwrap(),
+                version: Version(1),
+            },
+            registrant: 7,
+            // A 15 s lease.
+            state: RecordState::Live {
+                expires: herald_core::Instant::from_millis(15_000),
+            },
+        }
+    }
+
+    fn wall(unix_ms: u64) -> WallClock {
+        WallClock {
+            now: herald_core::Instant::ZERO,
+            unix_ms,
+        }
+    }
+
+    fn expires(directory: &Directory<'_>, name: &str) -> herald_core::Instant {
+        match directory.record(name).unwrap().state {
+            RecordState::Live { expires } => expires,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// Leases written while the wall clock was an hour ahead or behind, restored after
+    /// it was corrected: none lasts longer than the longest lease, none expires at the
+    /// restart.
+    #[test]
+    fn restored_leases_survive_wall_clock_steps() {
+        let data = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open(data.path(), wall(T)).unwrap();
+            let mut batch = Batch::default();
+            batch.stored(&record("ahead"), wall(T + 3_600_000));
+            batch.stored(&record("behind"), wall(T - 3_600_000));
+            batch.stored(&record("normal"), wall(T));
+            store.save(&batch).unwrap();
+        }
+        // Restarted with the wall clock at T again (the core's clock starts near zero).
+        let (store, loaded) = Store::open(data.path(), wall(T)).unwrap();
+        let clock = Clock::new();
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let mut slots: Vec<Slot> = vec![None; 8];
+        let mut index = vec![0u32; 8];
+        let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let mut backend = Backend::local(store);
+        let before = clock.now();
+        backend
+            .start(&mut directory, &clock, Start::Local(loaded))
+            .unwrap();
+        let now = clock.now();
+        let max = now + herald_core::Duration::from_secs(300);
+        assert!(expires(&directory, "ahead") <= max, "capped at max_lease");
+        assert!(
+            expires(&directory, "behind") >= before + herald_core::Duration::from_secs(15),
+            "a grace period"
+        );
+        directory.handle_timeout(now + herald_core::Duration::from_secs(14));
+        assert_eq!(directory.live(), 3, "nothing expired at the restart");
     }
 }

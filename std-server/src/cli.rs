@@ -175,9 +175,10 @@ pub struct RegisterArgs {
     /// Register once and exit; the lease then runs out unless renewed
     #[arg(long)]
     pub once: bool,
-    /// Registrant id: only it may renew or remove the registration [default: derived
-    /// from the host name and the service name, so a restarted registrant on the same
-    /// host takes its name back]
+    /// Registrant id: only it may renew or remove the registration [default: a random
+    /// secret for this service name kept in the state directory
+    /// (~/.local/state/herald/registrants), so a restarted registrant on the same host
+    /// takes its name back]
     #[arg(long, env = "HERALD_REGISTRANT", value_name = "ID")]
     pub registrant: Option<u64>,
     /// Connection options.
@@ -197,8 +198,8 @@ impl RegisterArgs {
 pub struct UnregisterArgs {
     /// Service name
     pub name: String,
-    /// Registrant id that registered it [default: derived from the host name and the
-    /// service name, as `herald register` does]
+    /// Registrant id that registered it [default: the secret kept for this service
+    /// name, as `herald register` uses]
     #[arg(long, env = "HERALD_REGISTRANT", value_name = "ID")]
     pub registrant: Option<u64>,
     /// Connection options.

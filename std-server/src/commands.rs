@@ -1,13 +1,9 @@
 //! What each `herald` subcommand does, and how its results are printed.
 
 use crate::cli::{Cli, ClientArgs, Command, ListArgs, RegisterArgs, UnregisterArgs, WatchArgs};
-use crate::client::{
-    hostname, registration, stable_registrant, ClientOptions, Herald, ServiceInfo, Watch,
-    WatchEvent,
-};
+use crate::client::{registration, ClientOptions, Herald, ServiceInfo, Watch, WatchEvent};
 use crate::config::{self, ConfigError, Options};
 use crate::serve::{self, ServeError};
-use crate::storage::StorageError;
 use clap::CommandFactory;
 use herald_core::Interest;
 use std::io::Write;
@@ -32,14 +28,13 @@ pub enum Failure {
 
 impl Failure {
     /// The exit status: 2 for a configuration error, 3 for a data directory that cannot
-    /// be used (corrupt, or in use by another process), 1 otherwise. Restarting does
+    /// be used (corrupt, unreadable, not writable, full, or in use by another process),
+    /// 1 otherwise. Restarting does
     /// not help with 2 or 3 (the systemd unit does not).
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
-            Failure::Serve(ServeError::Storage(
-                StorageError::Corrupt { .. } | StorageError::InUse { .. },
-            )) => 3,
+            Failure::Serve(ServeError::Storage(_)) => 3,
             _ => 1,
         }
     }
@@ -100,7 +95,30 @@ fn registrant_options(
     registrant: Option<u64>,
 ) -> Result<ClientOptions, Failure> {
     let mut options = client.options(file)?;
-    options.registrant = Some(registrant.unwrap_or_else(|| stable_registrant(&hostname(), name)));
+    let registrant = match registrant {
+        Some(id) => id,
+        None => {
+            let refused = |message: String| ConfigError::Invalid {
+                setting: "registrant",
+                message,
+            };
+            let dir = crate::registrant::default_dir().ok_or_else(|| {
+                refused(
+                    "no state directory to keep this service's registrant secret in (set \
+                     XDG_STATE_HOME or HOME), or give --registrant ID"
+                        .to_owned(),
+                )
+            })?;
+            crate::registrant::kept(&dir, name).map_err(|e| {
+                refused(format!(
+                    "cannot keep this service's registrant secret in {}: {e}; fix that, or \
+                     give --registrant ID",
+                    dir.display()
+                ))
+            })?
+        }
+    };
+    options.registrant = Some(registrant);
     Ok(options)
 }
 

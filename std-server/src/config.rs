@@ -42,6 +42,8 @@ pub const DEFAULT_SWEEP_PERIOD_MS: u64 = 10_000;
 pub const DEFAULT_MAX_DATAGRAM: usize = herald_core::wire::DEFAULT_MAX_DATAGRAM;
 /// Default lease granted when a registrant asks for none, in seconds.
 pub const DEFAULT_LEASE_SECS: u64 = 15;
+/// Default grace after a restart before restored leases may expire, in seconds.
+pub const DEFAULT_RESTORE_GRACE_SECS: u64 = 15;
 /// Default shortest lease granted, in seconds.
 pub const DEFAULT_MIN_LEASE_SECS: u64 = 1;
 /// Default longest lease granted, in seconds.
@@ -171,6 +173,10 @@ pub struct Options {
     /// Longest lease granted [default: 300]
     #[arg(long, env = "HERALD_MAX_LEASE_SECS", value_name = "SECS")]
     pub max_lease_secs: Option<u64>,
+    /// After a restart, no restored lease ends sooner than this (capped at the longest
+    /// lease), so registrants renew before anything expires [default: 15]
+    #[arg(long, env = "HERALD_RESTORE_GRACE_SECS", value_name = "SECS")]
+    pub restore_grace_secs: Option<u64>,
     /// Registry capacity: services held at once, live or departed [default: 16384]
     #[arg(long, env = "HERALD_CAPACITY", value_name = "N")]
     pub capacity: Option<usize>,
@@ -398,6 +404,7 @@ impl Options {
             default_lease_secs: self.default_lease_secs.or(fallback.default_lease_secs),
             min_lease_secs: self.min_lease_secs.or(fallback.min_lease_secs),
             max_lease_secs: self.max_lease_secs.or(fallback.max_lease_secs),
+            restore_grace_secs: self.restore_grace_secs.or(fallback.restore_grace_secs),
             capacity: self.capacity.or(fallback.capacity),
             metrics: self.metrics.or(fallback.metrics),
             key_file: self.key_file.or(fallback.key_file),
@@ -428,6 +435,7 @@ impl Options {
             default_lease_secs: Some(DEFAULT_LEASE_SECS),
             min_lease_secs: Some(DEFAULT_MIN_LEASE_SECS),
             max_lease_secs: Some(DEFAULT_MAX_LEASE_SECS),
+            restore_grace_secs: Some(DEFAULT_RESTORE_GRACE_SECS),
             capacity: Some(DEFAULT_CAPACITY),
             metrics: None,
             key_file: None,
@@ -476,6 +484,7 @@ impl Options {
         directory.default_lease = secs(o.default_lease_secs);
         directory.min_lease = secs(o.min_lease_secs);
         directory.max_lease = secs(o.max_lease_secs);
+        directory.restore_grace = secs(o.restore_grace_secs);
         directory.keys =
             crate::keys::load_keys(o.key_file.as_deref(), o.accept_key_file.as_deref())?;
         directory.validate().map_err(|e| invalid("directory", e))?;
@@ -483,6 +492,16 @@ impl Options {
         if capacity == 0 || u32::try_from(capacity).is_err() {
             return Err(invalid("capacity", "must be 1 to 4294967295"));
         }
+        check_memory(capacity, available_memory())?;
+        let ttl = o.ttl.unwrap_or(DEFAULT_TTL);
+        if ttl > 255 {
+            return Err(invalid(
+                "ttl",
+                format!("{ttl} is not a multicast TTL (hop limit): use 0 to 255"),
+            ));
+        }
+        let interface = o.interface.unwrap_or_default();
+        check_interface(group, interface)?;
         let store = StoreSettings::resolve(
             o.store.as_deref().unwrap_or(DEFAULT_STORE),
             o.etcd_prefix.as_deref().unwrap_or(DEFAULT_ETCD_PREFIX),
@@ -491,8 +510,8 @@ impl Options {
         Ok(ServeSettings {
             bind,
             advertise: o.advertise,
-            interface: o.interface.unwrap_or_default(),
-            ttl: o.ttl.unwrap_or(DEFAULT_TTL),
+            interface,
+            ttl,
             data_dir: o.data_dir.unwrap_or_else(default_data_dir),
             store,
             capacity,
@@ -505,6 +524,65 @@ impl Options {
     /// else the bind address, else the default.
     pub fn directory_address(&self) -> SocketAddr {
         self.advertise.or(self.bind).unwrap_or(DEFAULT_BIND)
+    }
+}
+
+/// Bytes of memory the registry takes per unit of `--capacity` (a slot and its index).
+pub const BYTES_PER_SERVICE: usize =
+    std::mem::size_of::<herald_core::Slot>() + std::mem::size_of::<u32>();
+
+/// Memory this machine has available (`MemAvailable` in `/proc/meminfo`), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Refuses a capacity whose registry would not fit in `available` bytes of memory
+/// (allocating it would abort the process).
+fn check_memory(capacity: usize, available: Option<u64>) -> Result<(), ConfigError> {
+    let needed = (capacity as u64).saturating_mul(BYTES_PER_SERVICE as u64);
+    match available {
+        Some(available) if needed > available => {
+            let gb = |b: u64| b as f64 / 1e9;
+            Err(invalid(
+                "capacity",
+                format!(
+                    "{capacity} services need {:.1} GB of memory ({BYTES_PER_SERVICE} bytes \
+                     each), more than the {:.1} GB available: lower --capacity",
+                    gb(needed),
+                    gb(available)
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a multicast interface that cannot work: the wrong kind for the group, or an
+/// IPv4 address this host does not have.
+fn check_interface(group: SocketAddr, interface: Interface) -> Result<(), ConfigError> {
+    match (group, interface) {
+        (SocketAddr::V4(_), Interface::V4(ip)) => match std::net::UdpSocket::bind((ip, 0)) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(invalid(
+                "interface",
+                format!(
+                    "{ip} is not an address of this host: give the IPv4 address of the \
+                         interface multicast should go out of"
+                ),
+            )),
+            _ => Ok(()),
+        },
+        (SocketAddr::V6(_), Interface::Index(_)) => Ok(()),
+        (SocketAddr::V4(_), Interface::Index(i)) => Err(invalid(
+            "interface",
+            format!("the IPv4 group {group} needs an IPv4 address as interface, not index {i}"),
+        )),
+        (SocketAddr::V6(_), Interface::V4(ip)) => Err(invalid(
+            "interface",
+            format!("the IPv6 group {group} needs an interface index, not {ip}"),
+        )),
     }
 }
 

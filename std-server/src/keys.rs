@@ -225,12 +225,16 @@ fn read(path: &Path) -> Result<String, KeyFileError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
     let not_a_key_file = |reason: &str| KeyFileError::NotAKeyFile {
         path: path.to_owned(),
         reason: reason.to_owned(),
     };
+    // Look before opening: opening a FIFO blocks until someone writes to it.
+    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(not_a_key_file("not a regular file"));
+    }
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
     if !meta.is_file() {
         return Err(not_a_key_file("not a regular file"));
     }

@@ -28,5 +28,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod registrant;
 pub mod serve;
 pub mod storage;
+pub mod systemd;

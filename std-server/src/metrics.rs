@@ -3,8 +3,10 @@
 //! The socket loop publishes a [`Snapshot`] of the directory's counters after every
 //! wake-up (a copy under a mutex, nothing more on the hot path); a scrape of
 //! `GET /metrics` turns the latest snapshot into Prometheus text with the `metrics`
-//! crate's Prometheus recorder. The HTTP side is a deliberately tiny responder: one
-//! request per connection, bounded in size and time.
+//! crate's Prometheus recorder. `GET /healthz` answers `200` while the directory is
+//! healthy ([`Snapshot::healthy`]: its storage takes writes and its store answers) and
+//! `503` otherwise, with one `key: value` line per check. The HTTP side is a
+//! deliberately tiny responder: one request per connection, bounded in size and time.
 
 use crate::backend::StoreStatus;
 use herald_core::{DirectoryStats, RejectReason};
@@ -38,6 +40,27 @@ pub struct Snapshot {
     pub store: StoreStatus,
     /// This directory publishes (always, alone; the elected one, in a cluster).
     pub publishing: bool,
+}
+
+impl Snapshot {
+    /// The directory can do its job: its storage takes writes (changes are
+    /// acknowledged) and its store answers. Publishing is reported, not required (a
+    /// replica of a cluster does not publish).
+    pub fn healthy(&self) -> bool {
+        self.store.writable && self.store.reachable
+    }
+
+    /// The `/healthz` body: the verdict, then each check.
+    pub fn health_text(&self) -> String {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "{}\nstorage_writable: {}\nstore_reachable: {}\npublishing: {}\n",
+            if self.healthy() { "ok" } else { "unhealthy" },
+            yes(self.store.writable),
+            yes(self.store.reachable),
+            yes(self.publishing)
+        )
+    }
 }
 
 /// The snapshot shared between the socket loop and the metrics endpoint.
@@ -119,6 +142,15 @@ fn describe() {
         "herald_store_queued_writes",
         "Changes waiting for the shared store."
     );
+    describe_gauge!(
+        "herald_storage_writable",
+        "1 while the storage takes writes; 0 while writes fail (disk full, I/O errors): \
+         changes are then refused with storage_unavailable."
+    );
+    describe_gauge!(
+        "herald_health",
+        "1 while the directory is healthy (storage writable, store reachable), as /healthz."
+    );
     describe_gauge!("herald_services", "Live services in the registry.");
     describe_gauge!("herald_entries", "Registry entries, live and departed.");
 }
@@ -157,6 +189,8 @@ fn record(s: &Snapshot) {
     }
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     gauge!("herald_store_reachable").set(flag(s.store.reachable));
+    gauge!("herald_storage_writable").set(flag(s.store.writable));
+    gauge!("herald_health").set(flag(s.healthy()));
     gauge!("herald_publishing").set(flag(s.publishing));
     gauge!("herald_store_queued_writes").set(s.store.queued as f64);
     gauge!("herald_services").set(s.live as f64);
@@ -212,11 +246,22 @@ async fn answer(
         }
         request.extend_from_slice(&buf[..n]);
     }
+    let snapshot = || *shared.lock().unwrap_or_else(|p| p.into_inner());
     let (status, body) = if request.starts_with(b"GET /metrics ") {
-        let snapshot = *shared.lock().unwrap_or_else(|p| p.into_inner());
-        ("200 OK", render(recorder, &snapshot))
+        ("200 OK", render(recorder, &snapshot()))
+    } else if request.starts_with(b"GET /healthz ") {
+        let snapshot = snapshot();
+        let status = if snapshot.healthy() {
+            "200 OK"
+        } else {
+            "503 Service Unavailable"
+        };
+        (status, snapshot.health_text())
     } else {
-        ("404 Not Found", "not found: try /metrics\n".to_owned())
+        (
+            "404 Not Found",
+            "not found: try /metrics or /healthz\n".to_owned(),
+        )
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
@@ -248,6 +293,7 @@ mod tests {
         s.directory.replayed = 8;
         s.directory.stale = 9;
         s.store.reachable = true;
+        s.store.writable = true;
         s.store.queued = 4;
         s.store.outages = 2;
         s.store.publisher_changes = 3;
@@ -268,10 +314,19 @@ mod tests {
             "herald_store_queued_writes 4",
             "herald_store_outages_total 2",
             "herald_publisher_changes_total 3",
+            "herald_storage_writable 1",
+            "herald_health 1",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }
         s.directory.registrations = 4;
         assert!(render(&recorder, &s).contains("herald_registrations_total 4"));
+        s.store.writable = false;
+        let text = render(&recorder, &s);
+        assert!(text.contains("herald_storage_writable 0"), "{text}");
+        assert!(text.contains("herald_health 0"), "{text}");
+        assert!(s
+            .health_text()
+            .starts_with("unhealthy\nstorage_writable: no\n"));
     }
 }

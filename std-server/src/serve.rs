@@ -16,6 +16,7 @@ use crate::dropped::{DropLog, Dropped};
 use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
 use crate::storage::{StorageError, Store};
+use crate::systemd::Notifier;
 use herald_core::{Directory, Location, Slot, Version, REPLY_QUEUE};
 use std::future::Future;
 use std::io;
@@ -169,7 +170,11 @@ pub async fn run(
             "herald directory serving"
         ),
     }
+    let mut notify = Notifier::from_env();
+    notify.ready(&format!("serving {} services", directory.live()));
     let mut shell = Shell {
+        notify,
+        writable: true,
         socket,
         clock,
         backend,
@@ -228,6 +233,10 @@ async fn open_etcd(
 
 /// The directory's sockets, clock and storage.
 struct Shell {
+    /// The service manager (systemd), told of readiness, liveness and storage trouble.
+    notify: Notifier,
+    /// The storage took the last write (for the manager's status line).
+    writable: bool,
     socket: UdpSocket,
     clock: Clock,
     backend: Backend,
@@ -254,7 +263,10 @@ impl Shell {
                 .poll_timeout()
                 .map(|t| self.clock.std(t))
                 .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
-            if let Some(at) = self.backend.deadline() {
+            for at in [self.backend.deadline(), self.notify.deadline()]
+                .into_iter()
+                .flatten()
+            {
                 deadline = deadline.min(at);
             }
             let woke = tokio::select! {
@@ -278,6 +290,7 @@ impl Shell {
             }
             self.wake(directory).await;
         }
+        self.notify.stopping();
         // Send and store whatever the last wake-up left, and make it all durable.
         self.wake(directory).await;
         self.backend.close(directory, &self.clock).await;
@@ -317,6 +330,22 @@ impl Shell {
             self.flush(directory).await;
         }
         self.publish(directory);
+        self.tell_manager();
+    }
+
+    /// Pings the service manager's watchdog, and tells it when storage stops or starts
+    /// taking writes.
+    fn tell_manager(&mut self) {
+        self.notify.alive();
+        let writable = self.backend.status().writable;
+        if writable != self.writable {
+            self.writable = writable;
+            self.notify.send(if writable {
+                "STATUS=serving"
+            } else {
+                "STATUS=storage failing: changes are refused with storage_unavailable"
+            });
+        }
     }
 
     /// Stores what changed, then sends every datagram the directory wants sent: an

@@ -110,6 +110,12 @@ impl Batch {
         }
     }
 
+    /// Makes the whole batch durable when `durable` (a retry after a failure rewrites
+    /// everything, renewals included).
+    pub fn make_durable_if(&mut self, durable: bool) {
+        self.durable |= durable;
+    }
+
     /// True when the batch must be durable before the next acknowledgement.
     pub fn is_durable(&self) -> bool {
         self.durable
@@ -129,7 +135,8 @@ impl Batch {
 
 /// The open database.
 pub struct Store {
-    db: Database,
+    /// `None` only while [`Store::reopen`] runs (or after it failed).
+    db: Option<Database>,
     path: PathBuf,
 }
 
@@ -172,25 +179,33 @@ impl Store {
             path: path.to_owned(),
             detail,
         };
-        let db = Database::builder()
-            .set_check_integrity_on_open(true)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StorageError::InUse {
+        // redb would take an empty file for a new database and write a fresh one over
+        // it: a registry truncated to nothing must be looked at, not replaced.
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(corrupt("not a regular file".to_owned()));
+            }
+            Ok(meta) if meta.len() == 0 => {
+                return Err(corrupt("the file is empty (0 bytes)".to_owned()));
+            }
+            _ => {}
+        }
+        let db = Self::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StorageError::InUse {
+                path: path.to_owned(),
+            },
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if e.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                StorageError::Io {
                     path: path.to_owned(),
-                },
-                redb::DatabaseError::Storage(redb::StorageError::Io(e))
-                    if e.kind() != std::io::ErrorKind::InvalidData =>
-                {
-                    StorageError::Io {
-                        path: path.to_owned(),
-                        detail: e.to_string(),
-                    }
+                    detail: e.to_string(),
                 }
-                other => corrupt(other.to_string()),
-            })?;
+            }
+            other => corrupt(other.to_string()),
+        })?;
         let store = Store {
-            db,
+            db: Some(db),
             path: path.to_owned(),
         };
         // Make sure both tables exist, so that reading never meets a missing table.
@@ -205,6 +220,35 @@ impl Store {
         Ok((store, loaded))
     }
 
+    fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
+        Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+    }
+
+    /// Closes and opens the database again: after a failed write (a full disk, say)
+    /// redb refuses every later transaction until it is reopened, which also rolls the
+    /// file back to its last committed state.
+    pub fn reopen(&mut self) -> Result<(), StorageError> {
+        self.db = None;
+        let path = self.path.clone();
+        let reopened = catch_unwind(AssertUnwindSafe(|| Self::create(&path)));
+        match reopened {
+            Ok(Ok(db)) => {
+                self.db = Some(db);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.io(e)),
+            Err(panic) => Err(self.io(panic_detail(panic))),
+        }
+    }
+
+    fn db(&self) -> Result<&Database, StorageError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| self.io("the database is closed after a failed reopen"))
+    }
+
     fn io(&self, e: impl std::fmt::Display) -> StorageError {
         StorageError::Io {
             path: self.path.clone(),
@@ -213,7 +257,7 @@ impl Store {
     }
 
     fn load(&self, clock: WallClock) -> Result<Loaded, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
         let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
         let meta = txn.open_table(META).map_err(|e| self.io(e))?;
         let as_of = meta
@@ -250,7 +294,7 @@ impl Store {
             &mut redb::Table<'_, &str, u64>,
         ) -> Result<(), redb::StorageError>,
     ) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        let mut txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         txn.set_durability(durability).map_err(|e| self.io(e))?;
         {
             let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
@@ -419,6 +463,21 @@ mod tests {
         let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
         assert!(err.to_string().contains("corrupt data directory"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    }
+
+    #[test]
+    fn an_empty_file_or_a_directory_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("empty"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = Store::open(dir.path(), clock(0, 1)).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -81,3 +81,37 @@ fn a_corrupt_data_directory_is_reported_and_left_alone() {
     assert!(err.contains("corrupt data directory"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file was changed");
 }
+
+#[test]
+fn a_restart_after_a_downtime_longer_than_the_leases_does_not_flap() {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let mut dir = directory(&net, data.path(), &[]);
+    let watch = watcher(&net, "watcher", &[]);
+    let names = ["one", "two", "three"];
+    let _registrants: Vec<Proc> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let port = format!("127.0.0.1:{}", 7101 + i);
+            registrant(&net, name, &[port.as_str(), "--lease", "1"])
+        })
+        .collect();
+    for _ in names {
+        watch.expect_line("\"discovered\"", Duration::from_secs(5));
+    }
+    // Down for three times the leases, then back: the registrants renew within the
+    // grace period, and nobody is announced gone.
+    dir.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    let _dir = directory(&net, data.path(), &[]);
+    let lines = watch.lines_for(Duration::from_secs(5));
+    for name in names {
+        assert_eq!(count(&lines, "unregistered", name), 0, "{lines:#?}");
+    }
+    assert_eq!(
+        ok(&net, &["list", "--json"]).matches("\"name\"").count(),
+        3,
+        "all three live"
+    );
+}

@@ -74,6 +74,9 @@ struct Waiting<T> {
     name: Option<ServiceName>,
     reply: Option<Reply<T>>,
     deadline: Option<Instant>,
+    /// The client's count of `storage_unavailable` refusals when the call began: a call
+    /// that times out after more of them reports that reason, not silence.
+    unstored_at: u64,
 }
 
 /// The task's state.
@@ -260,6 +263,7 @@ impl Driver<'_> {
             name,
             reply,
             deadline,
+            unstored_at: self.client.stats().storage_unavailable,
         }
     }
 
@@ -493,7 +497,18 @@ impl Driver<'_> {
     /// registrations in the core). An unregistration keeps going in the core after its
     /// caller stops waiting.
     fn fail_calls(&mut self, mut fail: impl FnMut(Option<Instant>) -> bool) {
-        let mut no_directory = self.no_directory();
+        let mut silence = self.no_directory();
+        let unstored = self.client.stats().storage_unavailable;
+        // The directory answered, but could not store the change: say so.
+        let mut no_directory = |since: u64| {
+            if unstored > since {
+                Error::Rejected {
+                    reason: RejectReason::StorageUnavailable,
+                }
+            } else {
+                silence()
+            }
+        };
         let now = self.clock.now();
         let registering = std::mem::take(&mut self.registering);
         for mut w in registering {
@@ -505,14 +520,14 @@ impl Driver<'_> {
                 let _ = self.client.unregister(now, name);
             }
             if let Some(reply) = w.reply.take() {
-                let _ = reply.send(Err(no_directory()));
+                let _ = reply.send(Err(no_directory(w.unstored_at)));
             }
         }
         self.listing.retain_mut(|w| {
             let failed = fail(w.deadline);
             if failed {
                 if let Some(reply) = w.reply.take() {
-                    let _ = reply.send(Err(no_directory()));
+                    let _ = reply.send(Err(no_directory(w.unstored_at)));
                 }
             }
             !failed
@@ -520,7 +535,7 @@ impl Driver<'_> {
         for w in self.unregistering.iter_mut().filter(|w| fail(w.deadline)) {
             w.deadline = None;
             if let Some(reply) = w.reply.take() {
-                let _ = reply.send(Err(no_directory()));
+                let _ = reply.send(Err(no_directory(w.unstored_at)));
             }
         }
     }

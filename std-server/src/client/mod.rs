@@ -132,9 +132,9 @@ pub struct ClientOptions {
     pub group: SocketAddr,
     /// Interface the group is joined on (default `127.0.0.1`).
     pub interface: Interface,
-    /// Who registers: only this id may renew or remove what it registered. `None`: a
-    /// random id per client (see [`stable_registrant`] to take names back after a
-    /// restart).
+    /// Who registers: only this id may renew or remove what it registered: keep it
+    /// secret. `None`: a random id per client (see [`registrant::kept`](crate::registrant::kept)
+    /// to take names back after a restart).
     pub registrant: Option<u64>,
     /// Lease asked for (default 15 s; the directory clamps it).
     pub lease: Duration,
@@ -186,16 +186,6 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// A registrant id that is the same every time for `service` on `host`, so that a
-/// restarted registrant can renew (or unregister) the registration its predecessor
-/// left. FNV-1a over `host`, a NUL byte and `service`.
-pub fn stable_registrant(host: &str, service: &str) -> u64 {
-    let bytes = host.bytes().chain([0]).chain(service.bytes());
-    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 fn random_registrant() -> u64 {
@@ -362,16 +352,6 @@ fn environment(name: &str) -> Result<Environment, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stable_registrant_depends_on_host_and_name_only() {
-        let a = stable_registrant("host-a", "billing");
-        assert_eq!(a, stable_registrant("host-a", "billing"));
-        assert_ne!(a, stable_registrant("host-b", "billing"));
-        assert_ne!(a, stable_registrant("host-a", "billing2"));
-        // The separator keeps ("ab", "c") and ("a", "bc") apart.
-        assert_ne!(stable_registrant("ab", "c"), stable_registrant("a", "bc"));
-    }
 
     #[test]
     fn errors_name_what_is_wrong() {

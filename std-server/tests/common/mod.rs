@@ -96,9 +96,13 @@ impl Proc {
     /// Starts `herald ARGS…`.
     pub fn spawn(label: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
         let mut cmd = herald();
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
+        cmd.args(args).envs(env.iter().copied());
+        Proc::spawn_command(label, cmd)
+    }
+
+    /// Starts `cmd` (which runs herald, perhaps through `nsenter`).
+    pub fn spawn_command(label: &str, mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start herald");

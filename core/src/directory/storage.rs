@@ -1,0 +1,119 @@
+//! What a directory does while its shell cannot store its changes.
+//!
+//! A directory acknowledges a change only once its shell has made it durable (the poll
+//! order in the [crate docs](crate)). When a write fails, the shell calls
+//! [`Directory::storage_failed`] before it sends anything: every acknowledgement still
+//! queued becomes a `storage_unavailable` refusal (the client keeps its registration and
+//! retries), every entry is handed out again by `poll_event` so that the next write puts
+//! the whole registry on disk (memory and disk agree again once one write succeeds),
+//! registrations and unregistrations are refused, and no lease expires. The shell keeps
+//! retrying; when a write succeeds it calls [`Directory::storage_recovered`]. Expiry
+//! resumes one default lease later, so that registrants refused meanwhile renew first.
+
+use super::{touch, Directory, Reply};
+use crate::time::Instant;
+use crate::wire::{Message, Reject, RejectReason};
+use core::net::SocketAddr;
+
+/// Whether the shell can store the directory's changes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Storage {
+    /// The last write succeeded.
+    available: bool,
+    /// After a recovery: no lease expires before this.
+    hold_expiry_until: Option<Instant>,
+}
+
+impl Storage {
+    /// Storage that works (the start).
+    pub(super) const fn new() -> Self {
+        Storage {
+            available: true,
+            hold_expiry_until: None,
+        }
+    }
+
+    /// True when leases may expire at `now`.
+    pub(super) fn allows_expiry(&self, now: Instant) -> bool {
+        self.available && self.hold_expiry_until.is_none_or(|t| t <= now)
+    }
+
+    /// When expiry resumes after a recovery, if it is held until after `now`.
+    pub(super) fn resumes_expiry(&self, now: Instant) -> Option<Instant> {
+        self.hold_expiry_until
+            .filter(|&t| self.available && t > now)
+    }
+}
+
+impl Directory<'_> {
+    /// The shell could not store this wake-up's changes: nothing queued is acknowledged
+    /// (each acknowledgement becomes a `storage_unavailable` refusal), every entry is
+    /// handed out again by [`poll_event`](Self::poll_event) for the next attempt, and
+    /// until [`storage_recovered`](Self::storage_recovered) registrations and
+    /// unregistrations are refused and no lease expires. Call it before `poll_transmit`.
+    pub fn storage_failed(&mut self, now: Instant) {
+        self.observe(now);
+        self.storage.available = false;
+        self.storage.hold_expiry_until = None;
+        for _ in 0..self.replies.len() {
+            let Some(reply) = self.replies.pop_front() else {
+                break;
+            };
+            let reply = match reply {
+                Reply::Ack(to, ack) => {
+                    self.stats.rejections[RejectReason::StorageUnavailable as usize - 1] += 1;
+                    let reject = Reject {
+                        request: ack.request,
+                        reason: RejectReason::StorageUnavailable,
+                        directory_environment: self.config.environment.clone(),
+                        floor: 0,
+                    };
+                    Reply::Reject(to, self.config.environment.clone(), reject)
+                }
+                other => other,
+            };
+            // Cannot fail: one was taken out for each put back.
+            let _ = self.replies.push_back(reply);
+        }
+        for slot in 0..self.registry.len() {
+            if let Some(e) = self.registry.get_mut(slot) {
+                touch(e, &mut self.dirty, true);
+            }
+        }
+    }
+
+    /// A write succeeded after [`storage_failed`](Self::storage_failed): requests are
+    /// taken again, and leases expire again one default lease from `now` (registrants
+    /// whose renewals were refused renew first).
+    pub fn storage_recovered(&mut self, now: Instant) {
+        self.observe(now);
+        if self.storage.available {
+            return;
+        }
+        self.storage.available = true;
+        self.storage.hold_expiry_until = Some(self.now + self.config.default_lease);
+    }
+
+    /// False between [`storage_failed`](Self::storage_failed) and
+    /// [`storage_recovered`](Self::storage_recovered).
+    pub fn storage_available(&self) -> bool {
+        self.storage.available
+    }
+
+    /// While storage is unavailable, refuses a request that would change the registry
+    /// (true: it was answered).
+    pub(super) fn refuse_unstorable(
+        &mut self,
+        from: SocketAddr,
+        env: &crate::name::Environment,
+        request: u32,
+        message: &Message<'_>,
+    ) -> bool {
+        let changes = matches!(message, Message::Register(_) | Message::Unregister(_));
+        if self.storage.available || !changes {
+            return false;
+        }
+        self.reject(from, env.clone(), request, RejectReason::StorageUnavailable);
+        true
+    }
+}
