@@ -391,6 +391,7 @@ mod tests {
                 version: Version(1),
             },
             registrant: 7,
+            sequence: 0,
             // A 15 s lease.
             state: RecordState::Live {
                 expires: herald_core::Instant::from_millis(15_000),

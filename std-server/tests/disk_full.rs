@@ -162,6 +162,7 @@ impl Requests {
         let r = RegisterRequest {
             request,
             registrant: REGISTRANT,
+            sequence: next_sequence(),
             lease: Lease::from_secs(300),
             registration,
         };
@@ -176,6 +177,7 @@ impl Requests {
         let u = UnregisterRequest {
             request,
             registrant: REGISTRANT,
+            sequence: next_sequence(),
             name: ServiceName::new(name).unwrap(),
         };
         let mut buf = [0u8; 1400];
@@ -362,4 +364,20 @@ fn a_full_or_read_only_data_directory_at_start_exits_3() {
     let (code, err) = serve("directory on a read-only file system");
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
+}
+
+/// A request sequence above every one sent before, following the wall clock (as the
+/// client's does), so that requests stay ordered across the directory's restart.
+fn next_sequence() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(clock.max(last + 1))
+        })
+        .unwrap_or(0);
+    clock.max(previous + 1)
 }
