@@ -405,6 +405,7 @@ struct Probe {
     /// The directory probed (an index into the known directories).
     target: usize,
     request: u32,
+    attempts: u8,
     send: bool,
     deadline: Instant,
 }
@@ -451,6 +452,8 @@ pub struct Client<'a, const R: usize = 4> {
     silent_since: Option<Instant>,
     /// The probe of another directory, while the current one is silent.
     probe: Option<Probe>,
+    /// A listener's check that its quiet directory is alive.
+    check: Option<Probe>,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
@@ -511,6 +514,7 @@ impl<'a, const R: usize> Client<'a, R> {
             grace_until: Instant::ZERO,
             silent_since: None,
             probe: None,
+            check: None,
             next_request,
             counter: 0,
             counter_base: config_clock_floor,
@@ -760,9 +764,15 @@ impl<'a, const R: usize> Client<'a, R> {
                     .last_heard
                     .is_some_and(|t| now.saturating_since(t) > self.config.directory_timeout);
                 if silent {
-                    self.directories[i].last_heard = None;
-                    failed = true;
+                    // Beacons lost to loss look the same: ask the directory first.
+                    self.check_current();
                 }
+            }
+            if self.check_timeout() {
+                if let Some(i) = self.current {
+                    self.directories[i].last_heard = None;
+                }
+                failed = true;
             }
         }
         if failed {
@@ -796,10 +806,14 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|s| at(s.send, s.deadline));
         let silence = self
             .current
-            .filter(|_| self.listening())
+            .filter(|_| self.listening() && self.check.is_none())
             .and_then(|i| self.directories[i].last_heard)
             .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
-        let probe = self.probe.iter().map(|p| at(p.send, p.deadline));
+        let probe = self
+            .probe
+            .iter()
+            .chain(self.check.iter())
+            .map(|p| at(p.send, p.deadline));
         let settle =
             (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
         own.chain(snapshot)
