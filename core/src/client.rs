@@ -2,9 +2,12 @@
 //! discover others.
 //!
 //! A client keeps a list of directories and talks to one at a time (the *current*
-//! directory). It registers its services there and renews each lease at about a third
-//! of its duration; when requests go unanswered it retries with backoff and then fails
-//! over to the next directory. It learns further directories from beacons.
+//! directory). It registers its services there and renews each lease a third of its
+//! duration after sending the attempt that was acknowledged; unanswered requests are
+//! retried at most a fortieth of the lease apart, each attempt with a fresh request id.
+//! It leaves a directory that never answered after a few attempts, and one that has
+//! answered only when it stays silent while another answers a probe (see the
+//! `failover` module). It learns further directories from beacons.
 //!
 //! With an [`Interest`], it is also a listener: it follows the current directory's
 //! announcements on the group (of directories that share a store only the publisher
@@ -14,7 +17,9 @@
 //! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
 //! re-announcement. It asks for a snapshot when it starts, when it switches directory,
 //! and when a beacon shows it has missed a change; the directory's paced sweep drops
-//! whatever it still holds that is gone (after a partition, for instance).
+//! whatever it still holds that is gone (after a partition, for instance). It takes
+//! only its directory's word, from that directory's address (see the `listening`
+//! module and "Guarantees" in docs/PROTOCOL.md).
 //!
 //! Drive it as the [crate docs](crate) describe.
 
