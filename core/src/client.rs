@@ -125,7 +125,7 @@ pub enum ClientError {
     NotRegistered,
     /// The maximum datagram size is below 512 or above 65507 bytes.
     MaxDatagram,
-    /// The request timeout or the directory timeout is zero.
+    /// The request timeout, the directory timeout or `failover_after` is zero.
     ZeroTimeout,
 }
 
@@ -487,7 +487,10 @@ impl<'a, const R: usize> Client<'a, R> {
         {
             return Err(ClientError::MaxDatagram);
         }
-        if config.request_timeout == Duration::ZERO || config.directory_timeout == Duration::ZERO {
+        if config.request_timeout == Duration::ZERO
+            || config.directory_timeout == Duration::ZERO
+            || config.failover_after == Duration::ZERO
+        {
             return Err(ClientError::ZeroTimeout);
         }
         let directories = config

@@ -5,10 +5,16 @@
 //! has been silent for `failover_after` while another directory answers a probe, or
 //! for twice that long whatever happens. Until then the client keeps renewing there, so
 //! transient loss never moves a registration.
+//!
+//! A listener whose directory's beacons go quiet (for the directory timeout, or for half
+//! of it while another publishing directory beacons) first checks it with a one-page
+//! snapshot request, and leaves only if `max_attempts` attempts go unanswered: beacons
+//! lost to loss look the same as a dead directory until it is asked.
 
 use super::*;
 
 impl<const R: usize> Client<'_, R> {
+    /// True when `from` is a known directory.
     pub(super) fn is_directory(&self, from: SocketAddr) -> bool {
         self.directories
             .iter()
@@ -23,6 +29,7 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
+    /// The current directory answered: it is alive and works.
     pub(super) fn answered(&mut self) {
         self.switches = 0;
         self.unreachable_told = false;
