@@ -2,9 +2,12 @@
 //! discover others.
 //!
 //! A client keeps a list of directories and talks to one at a time (the *current*
-//! directory). It registers its services there and renews each lease at about a third
-//! of its duration; when requests go unanswered it retries with backoff and then fails
-//! over to the next directory. It learns further directories from beacons.
+//! directory). It registers its services there and renews each lease a third of its
+//! duration after sending the attempt that was acknowledged; unanswered requests are
+//! retried at most a fortieth of the lease apart, each attempt with a fresh request id.
+//! It leaves a directory that never answered after a few attempts, and one that has
+//! answered only when it stays silent while another answers a probe (see the
+//! `failover` module). It learns further directories from beacons.
 //!
 //! With an [`Interest`], it is also a listener: it follows the current directory's
 //! announcements on the group (of directories that share a store only the publisher
@@ -14,7 +17,9 @@
 //! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
 //! re-announcement. It asks for a snapshot when it starts, when it switches directory,
 //! and when a beacon shows it has missed a change; the directory's paced sweep drops
-//! whatever it still holds that is gone (after a partition, for instance).
+//! whatever it still holds that is gone (after a partition, for instance). It takes
+//! only its directory's word, from that directory's address (see the `listening`
+//! module and "Guarantees" in docs/PROTOCOL.md).
 //!
 //! Drive it as the [crate docs](crate) describe.
 
@@ -121,7 +126,7 @@ pub enum ClientError {
     NotRegistered,
     /// The maximum datagram size is below 512 or above 65507 bytes.
     MaxDatagram,
-    /// The request timeout or the directory timeout is zero.
+    /// The request timeout, the directory timeout or `failover_after` is zero.
     ZeroTimeout,
 }
 
@@ -406,6 +411,7 @@ struct Probe {
     /// The directory probed (an index into the known directories).
     target: usize,
     request: u32,
+    attempts: u8,
     send: bool,
     deadline: Instant,
 }
@@ -452,6 +458,8 @@ pub struct Client<'a, const R: usize = 4> {
     silent_since: Option<Instant>,
     /// The probe of another directory, while the current one is silent.
     probe: Option<Probe>,
+    /// A listener's check that its quiet directory is alive.
+    check: Option<Probe>,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
@@ -480,7 +488,10 @@ impl<'a, const R: usize> Client<'a, R> {
         {
             return Err(ClientError::MaxDatagram);
         }
-        if config.request_timeout == Duration::ZERO || config.directory_timeout == Duration::ZERO {
+        if config.request_timeout == Duration::ZERO
+            || config.directory_timeout == Duration::ZERO
+            || config.failover_after == Duration::ZERO
+        {
             return Err(ClientError::ZeroTimeout);
         }
         let directories = config
@@ -512,6 +523,7 @@ impl<'a, const R: usize> Client<'a, R> {
             grace_until: Instant::ZERO,
             silent_since: None,
             probe: None,
+            check: None,
             next_request,
             counter: 0,
             counter_base: config_clock_floor,
@@ -761,9 +773,15 @@ impl<'a, const R: usize> Client<'a, R> {
                     .last_heard
                     .is_some_and(|t| now.saturating_since(t) > self.config.directory_timeout);
                 if silent {
-                    self.directories[i].last_heard = None;
-                    failed = true;
+                    // Beacons lost to loss look the same: ask the directory first.
+                    self.check_current();
                 }
+            }
+            if self.check_timeout() {
+                if let Some(i) = self.current {
+                    self.directories[i].last_heard = None;
+                }
+                failed = true;
             }
         }
         if failed {
@@ -797,10 +815,14 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|s| at(s.send, s.deadline));
         let silence = self
             .current
-            .filter(|_| self.listening())
+            .filter(|_| self.listening() && self.check.is_none())
             .and_then(|i| self.directories[i].last_heard)
             .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
-        let probe = self.probe.iter().map(|p| at(p.send, p.deadline));
+        let probe = self
+            .probe
+            .iter()
+            .chain(self.check.iter())
+            .map(|p| at(p.send, p.deadline));
         let settle =
             (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
         own.chain(snapshot)

@@ -189,3 +189,37 @@ fn a_registration_the_directory_could_not_store_is_sent_again() {
     assert!(registered);
     assert_eq!(client.stats().storage_unavailable, 1);
 }
+
+/// Issue 14, finding 8: two independent directories, 10 % loss everywhere, for 600 s.
+/// A live service must not go missing from a listener for long: the registrant never
+/// leaves a directory that works (before, it failed over after three lost attempts and
+/// the listener, following the other directory, lost the service for 212–338 s).
+#[test]
+fn transient_loss_does_not_move_a_registrant_away_from_its_listeners() {
+    for seed in [1, 2, 3, 4] {
+        let mut sim = Sim::new(seed, Faults::lossy(0.10), 8);
+        sim.add_directory(8);
+        sim.client_lease = Duration::from_secs(15);
+        let r = sim.add_client(None, 1);
+        let l = sim.add_client(Some(Interest::all()), 8);
+        sim.register(r, service("api", 8000));
+        sim.run(Duration::from_secs(5));
+        let mut missing = 0;
+        for _ in 0..600 {
+            sim.run(Duration::from_secs(1));
+            if !sim.nodes[l].view.services.contains_key("api") {
+                missing += 1;
+            }
+        }
+        let moves = sim.nodes[r]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::DirectoryChanged(_)))
+            .count();
+        assert!(
+            missing <= 5,
+            "seed {seed}: missing {missing} s of 600 ({moves} registrant moves)"
+        );
+        assert_clean(&sim);
+    }
+}

@@ -5,10 +5,16 @@
 //! has been silent for `failover_after` while another directory answers a probe, or
 //! for twice that long whatever happens. Until then the client keeps renewing there, so
 //! transient loss never moves a registration.
+//!
+//! A listener whose directory's beacons go quiet (for the directory timeout, or for half
+//! of it while another publishing directory beacons) first checks it with a one-page
+//! snapshot request, and leaves only if `max_attempts` attempts go unanswered: beacons
+//! lost to loss look the same as a dead directory until it is asked.
 
 use super::*;
 
 impl<const R: usize> Client<'_, R> {
+    /// True when `from` is a known directory.
     pub(super) fn is_directory(&self, from: SocketAddr) -> bool {
         self.directories
             .iter()
@@ -23,6 +29,7 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
+    /// The current directory answered: it is alive and works.
     pub(super) fn answered(&mut self) {
         self.switches = 0;
         self.unreachable_told = false;
@@ -86,14 +93,62 @@ impl<const R: usize> Client<'_, R> {
         self.probe = Some(Probe {
             target,
             request,
+            attempts: 0,
             send: true,
             deadline: now + self.backoff(0),
         });
     }
 
-    /// Writes the probe, if one is due.
+    /// A listener's directory is quiet: ask it (a one-page snapshot request) whether it
+    /// is alive. It is left only if `max_attempts` attempts go unanswered.
+    pub(super) fn check_current(&mut self) {
+        let Some(target) = self.current else { return };
+        if self.check.is_some() {
+            return;
+        }
+        let request = self.request_id();
+        self.check = Some(Probe {
+            target,
+            request,
+            attempts: 0,
+            send: true,
+            deadline: self.now,
+        });
+    }
+
+    /// Retransmits the check of the current directory, or gives it up: true when the
+    /// current directory left every attempt unanswered.
+    pub(super) fn check_timeout(&mut self) -> bool {
+        let now = self.now;
+        let max_attempts = self.config.max_attempts.max(1);
+        let backoff = self.backoff(self.check.map_or(0, |c| c.attempts));
+        let Some(c) = self.check.as_mut() else {
+            return false;
+        };
+        if c.send || c.deadline > now {
+            return false;
+        }
+        c.attempts = c.attempts.saturating_add(1);
+        if c.attempts >= max_attempts {
+            self.check = None;
+            return true;
+        }
+        c.send = true;
+        c.deadline = now + backoff;
+        false
+    }
+
+    /// Writes the probe or the check, if one is due.
     pub(super) fn write_probe(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let p = self.probe.as_mut().filter(|p| p.send)?;
+        let backoff = self.backoff(self.check.map_or(0, |c| c.attempts));
+        let now = self.now;
+        let p = match self.check.as_mut().filter(|c| c.send) {
+            Some(c) => {
+                c.deadline = now + backoff;
+                c
+            }
+            None => self.probe.as_mut().filter(|p| p.send)?,
+        };
         p.send = false;
         let destination = self.directories.get(p.target)?.location.socket_addr();
         let request = SnapshotRequest {
@@ -109,6 +164,19 @@ impl<const R: usize> Client<'_, R> {
     /// An answer to a probe: the probed directory is alive while the current one is
     /// silent, so the client moves there. True when it was one.
     pub(super) fn probe_answered(&mut self, from: SocketAddr, request: u32) -> bool {
+        if let Some(c) = self.check {
+            let target = self
+                .directories
+                .get(c.target)
+                .map(|d| d.location.socket_addr());
+            if c.request == request && target == Some(from) {
+                self.check = None;
+                if self.current == Some(c.target) {
+                    self.answered();
+                }
+                return true;
+            }
+        }
         let Some(p) = self.probe else { return false };
         let target = self
             .directories
@@ -154,17 +222,25 @@ impl<const R: usize> Client<'_, R> {
         // Only a publishing directory announces: a listener following a replica (or a
         // directory silent for half the directory timeout, a publisher that died and
         // was replaced) moves to the publisher as soon as it hears it.
+        // A publisher's beacons that merely went missing (loss) are told from a dead
+        // publisher by asking it: the listener leaves only if that check goes unanswered.
         let quiet = self.config.directory_timeout.div(2);
-        let leave = self.current.is_some_and(|c| {
+        let (replica, silent) = self.current.map_or((false, false), |c| {
             let d = &self.directories[c];
-            c != index
-                && (!d.publishing
-                    || d.last_heard
-                        .is_some_and(|t| now.saturating_since(t) > quiet))
+            let other = c != index;
+            let silent = d
+                .last_heard
+                .is_some_and(|t| now.saturating_since(t) > quiet);
+            (other && !d.publishing, other && silent)
         });
-        if self.listening() && beacon.publishing && leave {
-            self.switch_to(index);
-            return;
+        if self.listening() && beacon.publishing {
+            if replica {
+                self.switch_to(index);
+                return;
+            }
+            if silent {
+                self.check_current();
+            }
         }
         if self.current != Some(index) || !self.listening() || self.snapshot.is_some() {
             return;
@@ -195,6 +271,7 @@ impl<const R: usize> Client<'_, R> {
         self.directory_changed = Some(location);
         self.silent_since = None;
         self.probe = None;
+        self.check = None;
         for own in self.own.iter_mut() {
             own.sent.clear();
             match own.state {

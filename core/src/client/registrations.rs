@@ -98,9 +98,12 @@ impl<const R: usize> Client<'_, R> {
 
     pub(super) fn handle_reject(&mut self, reject: Reject, from: SocketAddr) {
         // Request 0: the directory could not read the request at all; it concerns every
-        // request in flight to it.
-        let all = reject.request == 0;
-        let mine = |o: &Own| o.waiting() && (all || o.attempt(reject.request, from).is_some());
+        // request in flight to it (the current directory).
+        let all = reject.request == 0 && self.heard_from_current(from);
+        let mine = |o: &Own| {
+            o.waiting()
+                && (all || (reject.request != 0 && o.attempt(reject.request, from).is_some()))
+        };
         let snapshot = self
             .snapshot
             .as_ref()
