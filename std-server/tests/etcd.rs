@@ -829,7 +829,7 @@ fn a_removal_finished_while_cut_off_is_not_listed_afterwards() {
         a.metric("herald_store_reachable") == 0.0
     });
     ok(&b.net, &["unregister", "brief"]);
-    // All 20 notifications (1 s), then the record is deleted from etcd.
+    // All 20 notifications (1 s); the record stays in etcd as a tombstone (departed).
     thread::sleep(Duration::from_secs(2));
     link.restore();
     wait_for("a reachable", Duration::from_secs(5), || {
