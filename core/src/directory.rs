@@ -677,7 +677,10 @@ impl<'a> Directory<'a> {
     /// shell that reloaded the replicated store after missing some of its changes: a
     /// live entry the store no longer holds (and that this directory has not yet
     /// written) was removed meanwhile, its notifications sent by the publisher of the
-    /// time. Listeners that still hold it drop it at the publisher's next sweep.
+    /// time. Listeners that still hold it drop it at the publisher's next sweep. (An
+    /// entry that still carries the removal of a tombstone it replaced is kept as a
+    /// tombstone due at once instead, so that `poll_event` reports both removals; the
+    /// shell's deletion of a name the store no longer holds changes nothing.)
     pub fn discard(&mut self, now: Instant, name: &str) {
         self.observe(now);
         let Some(slot) = self.registry.find(name) else {
