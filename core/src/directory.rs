@@ -493,7 +493,9 @@ impl<'a> Directory<'a> {
     /// sooner than `restore_grace` from `now` and no later than `max_lease` from `now`
     /// (see [`DirectoryConfig::restore_grace`]); a departed record sends the
     /// notifications it still owed, and a finished one is kept as a tombstone for the
-    /// retention time from now.
+    /// retention time from now. In a full registry, finished removals give way (and are
+    /// reported removed); only live entries and removals still owing notifications can
+    /// make it refuse.
     pub fn restore(
         &mut self,
         now: Instant,
@@ -526,10 +528,14 @@ impl<'a> Directory<'a> {
                 });
                 slot
             }
-            None => self
-                .registry
-                .insert(entry)
-                .map_err(|_| crate::RegistryError::Full)?,
+            None => {
+                if self.registry.is_full() && self.make_room_to_restore(&mut entry)? {
+                    return Ok(());
+                }
+                self.registry
+                    .insert(entry)
+                    .map_err(|_| crate::RegistryError::Full)?
+            }
         };
         match state {
             RecordState::Live { expires } => self.schedule_expiry(expires),
@@ -544,6 +550,40 @@ impl<'a> Directory<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Restoring `entry` into a full registry: at start-up nothing older is on its way,
+    /// so any finished removal may go. A finished removal being restored goes itself
+    /// (true: nothing to insert); otherwise the oldest held one makes room. Either way
+    /// its removal is reported by an entry that carries none.
+    fn make_room_to_restore(&mut self, entry: &mut Entry) -> Result<bool, crate::RegistryError> {
+        let full = crate::RegistryError::Full;
+        if entry.record.state == (RecordState::Departed { remaining: 0 }) {
+            let carrier = self
+                .registry
+                .iter()
+                .find(|(_, e)| e.evicted.is_none())
+                .map(|(slot, _)| slot)
+                .ok_or(full)?;
+            self.raise_floors(&entry.record);
+            if let Some(e) = self.registry.get_mut(carrier) {
+                e.evicted = Some(entry.record.name().clone());
+                self.unreported += 1;
+            }
+            return Ok(true);
+        }
+        let (_, victim) = self
+            .registry
+            .iter()
+            .filter(|(_, e)| e.evicted.is_none())
+            .filter(|(_, e)| e.record.state == RecordState::Departed { remaining: 0 })
+            .map(|(slot, e)| (e.reap_at, slot))
+            .min()
+            .ok_or(full)?;
+        let gone = self.drop_slot(victim).ok_or(full)?;
+        entry.evicted = Some(gone.record.service.registration.name);
+        self.unreported += 1;
+        Ok(false)
     }
 
     /// Makes this directory the publisher of its group, or a replica. A single directory
@@ -701,7 +741,10 @@ impl<'a> Directory<'a> {
     /// shell that reloaded the replicated store after missing some of its changes: a
     /// live entry the store no longer holds (and that this directory has not yet
     /// written) was removed meanwhile, its notifications sent by the publisher of the
-    /// time. Listeners that still hold it drop it at the publisher's next sweep.
+    /// time. Listeners that still hold it drop it at the publisher's next sweep. (An
+    /// entry that still carries the removal of a tombstone it replaced is kept as a
+    /// tombstone due at once instead, so that `poll_event` reports both removals; the
+    /// shell's deletion of a name the store no longer holds changes nothing.)
     pub fn discard(&mut self, now: Instant, name: &str) {
         self.observe(now);
         let Some(slot) = self.registry.find(name) else {
@@ -1177,10 +1220,15 @@ impl<'a> Directory<'a> {
         }
         let gone = self.registry.remove(slot)?;
         if !gone.record.is_live() {
-            self.dropped_version = self.dropped_version.max(gone.record.service.version);
-            self.dropped_sequence = self.dropped_sequence.max(gone.record.sequence);
+            self.raise_floors(&gone.record);
         }
         Some(gone)
+    }
+
+    /// A departed `record` is no longer held: nothing not newer may come back.
+    fn raise_floors(&mut self, record: &Record) {
+        self.dropped_version = self.dropped_version.max(record.service.version);
+        self.dropped_sequence = self.dropped_sequence.max(record.sequence);
     }
 
     fn handle_unregister(&mut self, from: SocketAddr, env: Environment, u: UnregisterRequest) {

@@ -422,3 +422,45 @@ fn a_registrant_id_used_from_a_clock_ahead_does_not_silence_a_correct_clock() {
     assert!(registered, "{:?}", sim.nodes[correct].events);
     assert_eq!(sim.live()["clocked"].registration.locations[0].port(), 2);
 }
+
+#[test]
+fn a_restart_with_finished_removals_beyond_the_capacity_still_starts() {
+    // Finished removals now stay in storage for the retention time: a directory whose
+    // storage holds more records than its capacity, the surplus finished removals,
+    // must still start, and tell its shell to delete what it dropped.
+    let mut d = Directory::new(
+        config("restore"),
+        Vec::leak(vec![None; 2]),
+        Vec::leak(vec![0u32; 2]),
+    )
+    .unwrap();
+    let t = Instant::from_millis(1);
+    let expires = t + Duration::from_secs(60);
+    let finished = RecordState::Departed { remaining: 0 };
+    let stored = [
+        record("a-live", 10, RecordState::Live { expires }),
+        record("b-gone", 11, finished),
+        record("c-gone", 12, finished),
+        record("d-live", 13, RecordState::Live { expires }),
+    ];
+    for r in stored {
+        let name = r.name().to_string();
+        assert_eq!(d.restore(t, r), Ok(()), "{name}");
+    }
+    assert_eq!(d.live(), 2);
+    let mut removed = Vec::new();
+    while let Some(event) = d.poll_event() {
+        if let DirectoryEvent::Removed(name) = event {
+            removed.push(name.to_string());
+        }
+    }
+    removed.sort();
+    assert_eq!(removed, ["b-gone", "c-gone"]);
+    // A third live service does not fit: that is a real refusal.
+    let more = record("e-live", 14, RecordState::Live { expires });
+    assert_eq!(d.restore(t, more), Err(RegistryError::Full));
+    // And the dropped removals are not brought back by a late copy of an older state.
+    d.apply(t, record("b-gone", 5, RecordState::Live { expires }))
+        .unwrap();
+    assert!(d.record("b-gone").is_none());
+}

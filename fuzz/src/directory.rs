@@ -19,7 +19,9 @@
 //!   and off, applies other directories' changes decoded from arbitrary bytes, echoes
 //!   the store's records back and deletes finished removals), only a publishing
 //!   directory announces or sweeps, and a removal another directory started is
-//!   announced exactly the notifications its record still owed.
+//!   announced exactly the notifications its record still owed;
+//! - a late copy of any state the store ever held (the `Extra` op again) never brings a
+//!   service back at a version older than a removal the directory announced.
 
 use crate::input::{self, Op, Step};
 use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
@@ -210,6 +212,7 @@ pub fn run(data: &[u8]) {
         last_counter: 0,
         store: BTreeMap::new(),
         owed: HashMap::new(),
+        history: Vec::new(),
     };
     // Time starts at zero (the clock that authenticated counters follow starts here).
     h.timeout(Instant::ZERO);
@@ -239,7 +242,13 @@ struct Harness<'a> {
     /// Removals not started here: the notifications still owed when the record
     /// arrived (`None`: a peer finished it, any number up to N is right).
     owed: HashMap<(String, u64), Option<u32>>,
+    /// Every record ever written to the store, oldest first (bounded): late copies the
+    /// store may still deliver.
+    history: Vec<Vec<u8>>,
 }
+
+/// Most records kept in [`Harness::history`].
+const HISTORY: usize = 1_024;
 
 fn earlier(now: Instant, dt: u16) -> Instant {
     Instant::from_micros(
@@ -309,6 +318,7 @@ impl Harness<'_> {
             1 => self.d.set_publishing(now, flag),
             2 => self.d.set_expiring(now, flag),
             3 => self.peer_change(now, rest),
+            4 if flag => self.late_copy(now, rest),
             4 => {
                 // The store sends one of its records back (a watch event, a reload).
                 if let Some(bytes) = pick(&self.store, rest).map(|(_, b)| b.clone()) {
@@ -336,6 +346,34 @@ impl Harness<'_> {
             }
         }
         self.drain(now, None);
+    }
+
+    /// A late copy of any state the store ever held arrives (a slow replica's watch):
+    /// it must not bring back a state older than a removal this directory announced.
+    fn late_copy(&mut self, now: Instant, rest: &[u8]) {
+        let Some(bytes) = rest
+            .get(1)
+            .and_then(|&i| self.history.get(usize::from(i) * self.history.len() / 256))
+        else {
+            return;
+        };
+        let record = Record::from_bytes(bytes, self.wall()).expect("stored");
+        let (name, version) = (record.name().to_string(), record.service.version.0);
+        let _ = self.d.apply(now, record);
+        let held = self
+            .d
+            .record(&name)
+            .filter(|r| r.is_live() && r.service.version.0 == version);
+        if held.is_some() {
+            let removed_later = self
+                .unregistered
+                .keys()
+                .any(|(n, v)| *n == name && *v > version);
+            assert!(
+                !removed_later,
+                "a late copy of {name} v{version} brought it back after a newer removal"
+            );
+        }
     }
 
     /// Another directory's change, decoded from arbitrary bytes, newer than anything
@@ -481,6 +519,9 @@ impl Harness<'_> {
                         *v = (*v).max(record.service.version.0);
                     }
                     let bytes = check_stored(record, clock);
+                    if self.history.len() < HISTORY {
+                        self.history.push(bytes.clone());
+                    }
                     self.store.insert(record.name().to_string(), bytes);
                 }
                 DirectoryEvent::Removed(name) => removed.push(name),

@@ -9,6 +9,8 @@
 mod common;
 
 use common::*;
+use herald_core::auth::{Key, Keys};
+use herald_server::clock::unix_micros;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -385,6 +387,11 @@ impl Node {
     }
 
     fn start_with(store: &str, group: SocketAddr) -> Node {
+        Node::start_with_args(store, group, &[])
+    }
+
+    /// A directory with more `herald serve` arguments.
+    fn start_with_args(store: &str, group: SocketAddr, extra: &[&str]) -> Node {
         let net = Net {
             directory: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             group,
@@ -392,9 +399,7 @@ impl Node {
         let metrics = format!("127.0.0.1:{}", free_port_tcp());
         let data = tempfile::tempdir().unwrap();
         let lease = LEASE_MS.to_string();
-        let proc = directory(
-            &net,
-            data.path(),
+        let args = [
             &[
                 "--store",
                 store,
@@ -402,8 +407,11 @@ impl Node {
                 &lease,
                 "--metrics",
                 &metrics,
-            ],
-        );
+            ][..],
+            extra,
+        ]
+        .concat();
+        let proc = directory(&net, data.path(), &args);
         Node {
             net,
             metrics,
@@ -829,7 +837,7 @@ fn a_removal_finished_while_cut_off_is_not_listed_afterwards() {
         a.metric("herald_store_reachable") == 0.0
     });
     ok(&b.net, &["unregister", "brief"]);
-    // All 20 notifications (1 s), then the record is deleted from etcd.
+    // All 20 notifications (1 s); the record stays in etcd as a tombstone (departed).
     thread::sleep(Duration::from_secs(2));
     link.restore();
     wait_for("a reachable", Duration::from_secs(5), || {
@@ -838,6 +846,102 @@ fn a_removal_finished_while_cut_off_is_not_listed_afterwards() {
     thread::sleep(Duration::from_millis(500));
     let list = a.list();
     assert!(!list.contains("brief"), "a still lists: {list}");
+}
+
+/// A request in environment `default`, sealed with `keys` and `counter` (which is also
+/// its sequence, as a client sends it).
+fn sealed<M: herald_core::wire::Single>(keys: &Keys, counter: u64, message: &M) -> Vec<u8> {
+    let mut buf = [0u8; 1400];
+    let env = herald_core::Environment::default();
+    let n = herald_core::wire::encode(&env, message, &mut buf).unwrap();
+    let n = herald_core::auth::seal(keys, counter, &mut buf, n).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Issue 15, finding 3: with keys, a captured Register replayed to the other directory
+/// after its owner unregistered, or a captured Unregister replayed after the owner
+/// registered again, changes nothing: the sequence stored with the record (and the
+/// finished removal kept as a tombstone) travels through etcd to both directories.
+#[test]
+fn a_request_replayed_to_the_other_directory_changes_nothing() {
+    use herald_core::wire::{RegisterRequest, UnregisterRequest};
+    use herald_core::{Duration as Lease, Location, Registration, ServiceName};
+    let Some(etcd) = Etcd::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let secret: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(29) ^ 0x5a).collect();
+    let key_path = tmp.path().join("env.key");
+    std::fs::write(&key_path, herald_server::keys::format(1, &secret).unwrap()).unwrap();
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let key_file = key_path.to_str().unwrap();
+    let keys = Keys::new(Key::new(1, &secret).unwrap());
+    let group = group();
+    let with_key = ["--key-file", key_file];
+    let a = Node::start_with_args(&etcd.store(), group, &with_key);
+    let b = Node::start_with_args(&etcd.store(), group, &with_key);
+    publisher(&[&a, &b], Duration::from_secs(10));
+    let list = |n: &Node| ok(&n.net, &["list", "--key-file", key_file]);
+
+    let owner = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let name = ServiceName::new("replayed").unwrap();
+    let location = Location::from_socket_addr("127.0.0.1:7400".parse().unwrap()).unwrap();
+    let registration = Registration::new(name.clone(), &[location]).unwrap();
+    let register = |counter: u64| {
+        let r = RegisterRequest {
+            request: 1,
+            registrant: 0x0e0e,
+            sequence: counter,
+            lease: Lease::from_secs(60),
+            registration: registration.clone(),
+        };
+        sealed(&keys, counter, &r)
+    };
+    let unregister = |counter: u64| {
+        let u = UnregisterRequest {
+            request: 2,
+            registrant: 0x0e0e,
+            sequence: counter,
+            name: name.clone(),
+        };
+        sealed(&keys, counter, &u)
+    };
+    let captured_register = register(unix_micros());
+    owner.send_to(&captured_register, a.net.directory).unwrap();
+    wait_for("b lists it", Duration::from_secs(5), || {
+        list(&b).contains("replayed")
+    });
+    let captured_unregister = unregister(unix_micros());
+    owner
+        .send_to(&captured_unregister, a.net.directory)
+        .unwrap();
+    wait_for("b no longer lists it", Duration::from_secs(5), || {
+        !list(&b).contains("replayed")
+    });
+    // The captured Register, replayed to the other directory, within the time window.
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker
+        .send_to(&captured_register, b.net.directory)
+        .unwrap();
+    thread::sleep(Duration::from_millis(800));
+    assert!(!list(&a).contains("replayed"), "the replay brought it back");
+    assert!(!list(&b).contains("replayed"), "the replay brought it back");
+
+    // The owner registers again; its captured Unregister is replayed to the other one.
+    owner
+        .send_to(&register(unix_micros()), a.net.directory)
+        .unwrap();
+    wait_for("b lists it again", Duration::from_secs(5), || {
+        list(&b).contains("replayed")
+    });
+    attacker
+        .send_to(&captured_unregister, b.net.directory)
+        .unwrap();
+    thread::sleep(Duration::from_millis(800));
+    assert!(list(&a).contains("replayed"), "the replay removed it");
+    assert!(list(&b).contains("replayed"), "the replay removed it");
 }
 
 #[test]

@@ -114,8 +114,10 @@ impl<const R: usize> Client<'_, R> {
         self.answered();
         if reject.reason == RejectReason::Stale {
             // The counter clock was resynchronised from this answer, and the next
-            // counter and sequence go above its floor: send again at once.
-            self.counter = self.counter.max(reject.floor);
+            // counter and sequence go above its floor (a floor of absurd size, which
+            // only a forgery carries, is capped so the counter never saturates and
+            // repeats itself): send again at once.
+            self.counter = self.counter.max(reject.floor.min(u64::MAX / 2));
             for own in self.own.iter_mut().filter(|o| mine(o)) {
                 own.send = true;
             }
