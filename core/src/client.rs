@@ -374,6 +374,9 @@ pub struct Client<'a, const R: usize = 4> {
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
     snapshot_rejection: Option<(RejectReason, Environment)>,
+    /// The last snapshot cookie a directory gave this client, echoed in the snapshot
+    /// requests sent to that directory.
+    cookie: Option<(SocketAddr, [u8; wire::COOKIE_LEN])>,
     /// The last beacon's service count differed from what this listener holds.
     miscounted: bool,
     grace_until: Instant,
@@ -449,6 +452,7 @@ impl<'a, const R: usize> Client<'a, R> {
             snapshot: None,
             snapshot_done: None,
             snapshot_rejection: None,
+            cookie: None,
             miscounted: false,
             grace_until: Instant::ZERO,
             next_request,
@@ -638,6 +642,7 @@ impl<'a, const R: usize> Client<'a, R> {
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
                 self.handle_snapshot_page(header, items)
             }
+            Message::Cookie(c) if self.is_directory(from) => self.handle_cookie(from, c),
             Message::Beacon(beacon) => self.handle_beacon(beacon),
             Message::Announce(header, items) => self.handle_announce(header, items),
             Message::SyncPage(header, items) => {
@@ -669,6 +674,19 @@ impl<'a, const R: usize> Client<'a, R> {
         self.unreachable_told = false;
         if let Some(i) = self.current {
             self.directories[i].last_heard = Some(self.now);
+        }
+    }
+
+    /// A directory's snapshot cookie: kept, and the snapshot request it answers sent
+    /// again at once with it (unless that request carried this very cookie).
+    fn handle_cookie(&mut self, from: SocketAddr, reply: wire::CookieReply) {
+        self.answered();
+        let fresh = self.cookie != Some((from, reply.cookie));
+        self.cookie = Some((from, reply.cookie));
+        if let Some(s) = self.snapshot.as_mut() {
+            if s.request == reply.request && fresh {
+                s.send = true;
+            }
         }
     }
 
@@ -1290,6 +1308,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));
         let interest = self.config.interest.clone().unwrap_or_default();
         let pages = self.config.snapshot_pages.max(1);
+        let cookie = self.cookie.filter(|(at, _)| *at == destination);
         if let Some(s) = self.snapshot.as_mut().filter(|s| s.send) {
             s.send = false;
             s.deadline = now + backoff;
@@ -1299,6 +1318,7 @@ impl<'a, const R: usize> Client<'a, R> {
                 max_pages: pages,
                 after: s.after.clone(),
                 interest,
+                cookie: cookie.map(|(_, c)| c),
             };
             if let Ok(len) = wire::encode(env, &request, buf) {
                 return Some(Transmit { destination, len });

@@ -20,10 +20,13 @@ use crate::time::{Duration, Instant};
 use crate::tombstone::Tombstones;
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
-    Reject, RejectReason, SnapshotRequest, UnregisterRequest,
+    Reject, RejectReason, UnregisterRequest,
 };
 use crate::Transmit;
 use core::net::SocketAddr;
+
+mod admission;
+pub use admission::{AdmissionConfig, AMPLIFICATION, COOKIE_PERIOD, SNAPSHOT_QUEUE};
 
 /// How many replies may wait between two drains of `poll_transmit`. A shell feeds at
 /// most this many datagrams before it drains; beyond it, replies are dropped (and
@@ -98,6 +101,8 @@ pub struct DirectoryConfig {
     /// With keys: how far a request's counter may be from the directory's clock
     /// (default 30 s). Older requests are refused as replays of old traffic.
     pub max_clock_skew: Duration,
+    /// Snapshot cookies and budgets, registration budgets (see [`AdmissionConfig`]).
+    pub admission: AdmissionConfig,
 }
 
 /// Default multicast group.
@@ -126,6 +131,7 @@ impl DirectoryConfig {
             version_floor: Version(0),
             keys: None,
             max_clock_skew: Duration::from_secs(30),
+            admission: AdmissionConfig::default(),
         }
     }
 
@@ -157,7 +163,7 @@ impl DirectoryConfig {
         if !self.group.ip().is_multicast() {
             return Err(ConfigError::GroupNotMulticast);
         }
-        Ok(())
+        self.admission.validate()
     }
 }
 
@@ -174,6 +180,8 @@ pub enum ConfigError {
     LeaseBounds,
     /// The group address is not a multicast address.
     GroupNotMulticast,
+    /// A snapshot or registration budget is zero.
+    ZeroBudget,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -186,6 +194,7 @@ impl core::fmt::Display for ConfigError {
             }
             ConfigError::LeaseBounds => "leases need 0 < minimum <= default <= maximum <= 49 days",
             ConfigError::GroupNotMulticast => "the group address is not a multicast address",
+            ConfigError::ZeroBudget => "snapshot and registration budgets must be above zero",
         })
     }
 }
@@ -229,10 +238,17 @@ pub struct DirectoryStats {
     pub unregisters: u64,
     /// Leases that ran out.
     pub expiries: u64,
-    /// Rejections sent, indexed by reason code - 1.
+    /// Rejections sent, indexed like [`RejectReason::ALL`].
     pub rejections: [u64; RejectReason::ALL.len()],
-    /// Snapshot requests answered.
+    /// Snapshot requests answered with pages (they carried a valid cookie).
     pub snapshots: u64,
+    /// Snapshot requests without a valid cookie, answered with a cookie only.
+    pub snapshot_cookies: u64,
+    /// Snapshot requests dropped because the snapshot queue was full.
+    pub snapshots_dropped: u64,
+    /// Snapshot answers cut short because their source (or all sources) ran out of
+    /// byte budget.
+    pub snapshots_throttled: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
     /// Registered changes announced.
@@ -257,7 +273,7 @@ pub struct DirectoryStats {
 impl DirectoryStats {
     /// Rejections sent for `reason`.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
-        self.rejections[reason as usize - 1]
+        self.rejections[reason.index()]
     }
 }
 
@@ -266,10 +282,6 @@ impl DirectoryStats {
 enum Reply {
     Ack(SocketAddr, Ack),
     Reject(SocketAddr, Environment, Reject),
-    Snapshot {
-        to: SocketAddr,
-        request: SnapshotRequest,
-    },
 }
 
 /// Storage for a directory of `N` services, for places without a heap.
@@ -280,6 +292,8 @@ pub struct Directory<'a> {
     config: DirectoryConfig,
     registry: Registry<'a>,
     replies: heapless::Deque<Reply, REPLY_QUEUE>,
+    /// Snapshot answers, behind the replies.
+    admission: admission::Admission,
     removals: heapless::Deque<ServiceName, REMOVALS>,
     last_version: Version,
     now: Instant,
@@ -336,10 +350,12 @@ impl<'a> Directory<'a> {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let last_version = config.version_floor;
+        let admission = admission::Admission::new(&config.admission);
         Ok(Directory {
             config,
             registry: Registry::new(slots, index),
             replies: heapless::Deque::new(),
+            admission,
             removals: heapless::Deque::new(),
             last_version,
             now: Instant::ZERO,
@@ -774,7 +790,7 @@ impl<'a> Directory<'a> {
     }
 
     fn reject(&mut self, to: SocketAddr, env: Environment, request: u32, reason: RejectReason) {
-        self.stats.rejections[reason as usize - 1] += 1;
+        self.stats.rejections[reason.index()] += 1;
         let reject = Reject {
             request,
             reason,
@@ -787,6 +803,7 @@ impl<'a> Directory<'a> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
+        let received = bytes.len();
         let Ok((bytes, counter, decoded)) = auth::receive(self.config.keys.as_ref(), bytes) else {
             self.stats.unauthenticated += 1;
             return;
@@ -829,10 +846,7 @@ impl<'a> Directory<'a> {
         match frame.message {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
-            Message::SnapshotRequest(request) => {
-                self.stats.snapshots += 1;
-                self.reply(Reply::Snapshot { to: from, request });
-            }
+            Message::SnapshotRequest(request) => self.admit_snapshot(from, received, request),
             _ => self.stats.ignored += 1,
         }
     }
@@ -870,7 +884,15 @@ impl<'a> Directory<'a> {
         let lease = self.lease_for(r.lease);
         let expires = self.now + lease;
         let name = r.registration.name.clone();
-        let version = match self.registry.find(name.as_str()) {
+        let found = self.registry.find(name.as_str());
+        let held = found.and_then(|s| self.registry.get(s));
+        if !held.is_some_and(|e| e.record.is_live())
+            && self.over_registration_budget(from, &env, r.request)
+        {
+            return;
+        }
+        let source = Some(admission::source_of(from));
+        let version = match found {
             Some(slot) => {
                 let Some(e) = self.registry.get(slot) else {
                     return;
@@ -895,6 +917,7 @@ impl<'a> Directory<'a> {
                     self.next_version()
                 };
                 self.update(slot, !same, |e| {
+                    e.source = source;
                     e.record.registrant = r.registrant;
                     e.record.state = RecordState::Live { expires };
                     if !same {
@@ -927,7 +950,10 @@ impl<'a> Directory<'a> {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);
                 };
                 self.stats.registrations += 1;
-                self.update(slot, true, |e| notify::mark_changed(e, announcements));
+                self.update(slot, true, |e| {
+                    e.source = source;
+                    notify::mark_changed(e, announcements);
+                });
                 self.schedule_tick();
                 version
             }
@@ -1134,6 +1160,7 @@ impl<'a> Directory<'a> {
         let body = &mut buf[..max.saturating_sub(trailer)];
         let mut t = self
             .transmit_reply(body)
+            .or_else(|| self.transmit_answer(body))
             .or_else(|| self.transmit_announcement(body))
             .or_else(|| self.transmit_beacon(body))
             .or_else(|| self.transmit_sweep(body));
@@ -1164,27 +1191,6 @@ impl<'a> Directory<'a> {
                         wire::encode(&env, &reject, buf).ok().map(|len| Transmit {
                             destination: to,
                             len,
-                        })
-                    }
-                    Reply::Snapshot { to, mut request } => {
-                        let header = PageHeader {
-                            request: request.request,
-                            as_of: self.last_version,
-                            after: request.after.clone(),
-                            complete: false,
-                        };
-                        let written = self.write_page(&header, &request.interest, false, buf);
-                        written.map(|(len, last, complete)| {
-                            request.max_pages = request.max_pages.saturating_sub(1);
-                            if !complete && request.max_pages > 0 {
-                                request.after = last;
-                                // Put it back at the front: the next page goes out next.
-                                let _ = self.replies.push_front(Reply::Snapshot { to, request });
-                            }
-                            Transmit {
-                                destination: to,
-                                len,
-                            }
                         })
                     }
                 };
