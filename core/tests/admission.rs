@@ -397,3 +397,30 @@ fn registration_budgets_per_address_and_per_network() {
     assert_eq!(RejectReason::SourceBudget.label(), "source_budget");
     assert_eq!(RejectReason::SourceBudget as u8, 11);
 }
+
+#[test]
+fn a_sustained_verified_flood_gets_no_more_than_its_rate() {
+    let mut d = directory(config(), 4_000);
+    fill(&mut d, 2_000);
+    let (source, request) = flood(&mut d);
+    let rate = config().admission.snapshot_source_rate as usize;
+    // 10,000 requests per second for 2 s, drained as they come, as a shell does.
+    let mut total = 0;
+    let mut buf = [0u8; 1400];
+    for step in 0..20_000 {
+        let now = T + Duration::from_micros(100 * step);
+        d.handle_datagram(now, source, &request);
+        while let Some(t) = d.poll_transmit(now, &mut buf) {
+            if t.destination == source {
+                total += t.len;
+            }
+        }
+    }
+    // One second's burst, then the rate, and at most one page of debt.
+    assert!(total <= 3 * rate + 1_400, "{total} bytes in 2 s");
+    assert!(
+        total >= 2 * rate,
+        "{total} bytes in 2 s: the budget is the rate"
+    );
+    assert!(d.stats().snapshots_throttled > 0);
+}

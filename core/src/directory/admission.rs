@@ -106,33 +106,37 @@ pub(super) enum Answer {
     },
 }
 
-/// A token bucket of bytes, refilled at a rate per second up to one second's worth.
+/// A token bucket of bytes, refilled at a rate per second up to one second's worth. A
+/// datagram may be sent while the balance is positive and may take it below zero: the
+/// debt is paid back before the next one.
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    tokens: u64,
+    tokens: i64,
     at: Instant,
 }
 
 impl Bucket {
     fn full(rate: u32, at: Instant) -> Self {
         Bucket {
-            tokens: u64::from(rate),
+            tokens: i64::from(rate),
             at,
         }
     }
 
     fn refill(&mut self, rate: u32, now: Instant) {
-        let rate = u64::from(rate);
+        let rate = i64::from(rate);
         let elapsed = now.saturating_since(self.at).as_micros();
-        let earned = elapsed.saturating_mul(rate) / 1_000_000;
+        let earned = elapsed.saturating_mul(rate.unsigned_abs()) / 1_000_000;
         if earned > 0 {
+            let earned = i64::try_from(earned).unwrap_or(i64::MAX);
             self.tokens = self.tokens.saturating_add(earned).min(rate);
             self.at = now;
         }
     }
 
     fn spend(&mut self, bytes: usize) {
-        self.tokens = self.tokens.saturating_sub(bytes as u64);
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.tokens = self.tokens.saturating_sub(bytes);
     }
 }
 
