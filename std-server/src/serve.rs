@@ -91,6 +91,7 @@ pub async fn run(
         StoreSettings::Etcd(_) => None,
     };
     let mut config = settings.directory.clone();
+    config.admission.cookie_secret = cookie_secret()?;
     let socket = net::directory_socket(
         settings.bind,
         config.group,
@@ -183,6 +184,14 @@ pub async fn run(
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
     Ok(())
+}
+
+/// The secret that keys this run's snapshot cookies, from the operating system.
+fn cookie_secret() -> io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    Ok(secret)
 }
 
 /// Connects to etcd and reads the registry.
