@@ -858,7 +858,7 @@ impl<'a> Directory<'a> {
         if let DecodeError::UnsupportedVersion(_) = e {
             if Header::peek_version(bytes).is_some() {
                 let env = self.config.environment.clone();
-                return self.reject(from, env, 0, reason);
+                return self.reject_within_bound(bytes.len(), from, env, 0, reason);
             }
         }
         // A request whose header can be read (whatever its flags) but that is not
@@ -866,7 +866,8 @@ impl<'a> Directory<'a> {
         if let Ok((header, payload)) = Header::parse_with_flags(bytes, u8::MAX) {
             if header.kind.is_request() {
                 let request = postcard::take_from_bytes::<u32>(payload).map_or(0, |(r, _)| r);
-                self.reject(from, header.environment, request, reason);
+                let env = header.environment;
+                self.reject_within_bound(bytes.len(), from, env, request, reason);
             }
         }
     }

@@ -424,3 +424,38 @@ fn a_sustained_verified_flood_gets_no_more_than_its_rate() {
     );
     assert!(d.stats().snapshots_throttled > 0);
 }
+
+#[test]
+fn a_rejection_of_a_tiny_malformed_frame_stays_within_three_times_its_size() {
+    let mut c = config();
+    c.environment = Environment::new("sixteen-letters-").unwrap();
+    let mut d = directory(c, 16);
+    let from = addr(192, 0, 2, 7, 5353);
+    // A fixed header of a foreign version; a bare Register header in a one-letter
+    // environment; a bare Register header in the directory's own environment.
+    let bare = |env: &[u8]| [&b"HR\x01\x01\x00"[..], &[env.len() as u8], env].concat();
+    for frame in [
+        b"HR\x02\x01\x00\x00".to_vec(),
+        bare(b"x"),
+        bare(b"sixteen-letters-"),
+    ] {
+        d.handle_datagram(T, from, &frame);
+        let sent = drain(&mut d, T);
+        let bytes: usize = sent.iter().map(|(_, b)| b.len()).sum();
+        assert!(
+            bytes <= AMPLIFICATION * frame.len(),
+            "{bytes} bytes answered {} bytes",
+            frame.len()
+        );
+    }
+    // A request of a reasonable size is still told why it was refused.
+    let mut foreign = register(1, 1);
+    foreign[2] = 9;
+    d.handle_datagram(T, from, &foreign);
+    let sent = drain(&mut d, T);
+    assert_eq!(sent.len(), 1);
+    match wire::decode(&sent[0].1).unwrap().message {
+        Message::Reject(r) => assert_eq!(r.reason, RejectReason::UnsupportedVersion),
+        other => panic!("{other:?}"),
+    }
+}

@@ -7,7 +7,8 @@
 //!   address) reflects no more than that to its victim. A cookie is a keyed hash of the
 //!   sender's address and port and of a coarse time bucket ([`COOKIE_PERIOD`]), under
 //!   the directory's secret ([`AdmissionConfig::cookie_secret`]): the directory keeps no
-//!   state for it, and it is valid for one to two periods.
+//!   state for it, and it is valid for one to two periods. A frame that cannot be
+//!   decoded is rejected only when the rejection stays within the same bound.
 //! * **Snapshot byte budgets.** A verified sender's pages are paced by a token bucket
 //!   per source address (a bounded table, least recently used forgotten) and by a global
 //!   one; an answer that runs out of budget is cut short (counted) and the client asks
@@ -26,7 +27,9 @@ use super::{ConfigError, Directory};
 use crate::auth::{equal_in_constant_time, TRAILER_LEN};
 use crate::name::Environment;
 use crate::time::{Duration, Instant};
-use crate::wire::{self, CookieReply, PageHeader, RejectReason, SnapshotRequest, COOKIE_LEN};
+use crate::wire::{
+    self, CookieReply, PageHeader, Reject, RejectReason, SnapshotRequest, COOKIE_LEN,
+};
 use crate::Transmit;
 use core::net::{IpAddr, SocketAddr};
 use hmac::{Hmac, Mac};
@@ -337,6 +340,31 @@ impl Directory<'_> {
                     });
                 }
             }
+        }
+    }
+
+    /// Rejects a request of `received` bytes that could not be decoded, unless the
+    /// rejection would be more than [`AMPLIFICATION`] times as large (a frame of little
+    /// more than a header: its sender, unverified, gets no answer).
+    pub(super) fn reject_within_bound(
+        &mut self,
+        received: usize,
+        to: SocketAddr,
+        env: Environment,
+        request: u32,
+        reason: RejectReason,
+    ) {
+        let reject = Reject {
+            request,
+            reason,
+            directory_environment: self.config.environment.clone(),
+        };
+        // The largest rejection (two 16-byte environments, a 5-byte request id) is 45 bytes.
+        let mut buf = [0u8; 64];
+        let fits = wire::encode(&env, &reject, &mut buf)
+            .is_ok_and(|len| len <= received.saturating_mul(AMPLIFICATION));
+        if fits {
+            self.reject(to, env, request, reason);
         }
     }
 
