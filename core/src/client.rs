@@ -332,6 +332,9 @@ struct Snapshot {
     send: bool,
     deadline: Instant,
     as_of: Option<Version>,
+    /// A cookie answer already made this request go out again at once (once per page:
+    /// a client whose address changes with every datagram must not ping-pong).
+    cookied: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -601,6 +604,7 @@ impl<'a, const R: usize> Client<'a, R> {
             send: true,
             deadline: self.now,
             as_of: None,
+            cookied: false,
         });
     }
 
@@ -678,13 +682,13 @@ impl<'a, const R: usize> Client<'a, R> {
     }
 
     /// A directory's snapshot cookie: kept, and the snapshot request it answers sent
-    /// again at once with it (unless that request carried this very cookie).
+    /// again with it at once (once per page; after that, at its next retry).
     fn handle_cookie(&mut self, from: SocketAddr, reply: wire::CookieReply) {
         self.answered();
-        let fresh = self.cookie != Some((from, reply.cookie));
         self.cookie = Some((from, reply.cookie));
         if let Some(s) = self.snapshot.as_mut() {
-            if s.request == reply.request && fresh {
+            if s.request == reply.request && !s.cookied {
+                s.cookied = true;
                 s.send = true;
             }
         }
@@ -1069,6 +1073,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let Some(s) = &mut self.snapshot else { return };
         s.as_of = Some(s.as_of.map_or(header.as_of, |v| v.min(header.as_of)));
         s.attempts = 0;
+        s.cookied = false;
         if header.complete {
             let as_of = s.as_of.unwrap_or(header.as_of);
             if as_of > self.max_seen {

@@ -459,3 +459,75 @@ fn a_rejection_of_a_tiny_malformed_frame_stays_within_three_times_its_size() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A listening client of the directory at 127.0.0.1:37399 (the one [`config`] makes).
+fn listener() -> Client<'static, 4> {
+    let mut c = ClientConfig::new(0x77);
+    let at = Location::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 37399).unwrap();
+    c.directories.push(at).unwrap();
+    c.interest = Some(Interest::all());
+    let table = 1_024;
+    let slots = Box::leak(vec![None; table].into_boxed_slice());
+    let index = Box::leak(vec![0u32; table].into_boxed_slice());
+    Client::new(c, slots, index).unwrap()
+}
+
+/// Carries datagrams between `client` (seen at `port(n)` for its n-th datagram) and
+/// `d` for `rounds` exchanges at `now`; returns how many datagrams the client sent.
+fn exchange(
+    client: &mut Client<'static, 4>,
+    d: &mut Directory<'_>,
+    now: Instant,
+    port: impl Fn(usize) -> u16,
+    rounds: usize,
+) -> usize {
+    let directory = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 37399);
+    let mut sent = 0;
+    let mut buf = [0u8; 1400];
+    for _ in 0..rounds {
+        let mut any = false;
+        while let Some(t) = client.poll_transmit(now, &mut buf) {
+            assert_eq!(t.destination, directory);
+            let from = addr(10, 5, 5, 5, port(sent));
+            sent += 1;
+            any = true;
+            d.handle_datagram(now, from, &buf[..t.len]);
+            for (to, bytes) in drain(d, now) {
+                if to.port() == from.port() {
+                    client.handle_datagram(now, directory, &bytes);
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_client_echoes_its_cookie_and_gets_its_snapshot() {
+    let mut d = directory(config(), 1_000);
+    fill(&mut d, 300);
+    let mut client = listener();
+    client.request_snapshot(T);
+    let sent = exchange(&mut client, &mut d, T, |_| 6000, 10);
+    assert_eq!(sent, 2, "a request, then the same request with its cookie");
+    assert_eq!(client.services().count(), 300);
+    assert!(std::iter::from_fn(|| client.poll_event())
+        .any(|e| matches!(e, ClientEvent::SnapshotComplete { services: 300 })));
+}
+
+#[test]
+fn a_client_whose_port_changes_with_every_datagram_does_not_ping_pong() {
+    let mut d = directory(config(), 1_000);
+    fill(&mut d, 10);
+    let mut client = listener();
+    client.request_snapshot(T);
+    // Each datagram leaves through a new port: no cookie is ever valid.
+    let sent = exchange(&mut client, &mut d, T, |n| 6000 + n as u16, 100);
+    assert_eq!(
+        sent, 2,
+        "one immediate retry with the cookie, then the usual back-off"
+    );
+}
