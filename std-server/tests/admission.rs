@@ -3,7 +3,8 @@
 //! never proves its address, then from one that echoes its cookie, while registrations
 //! are probed. Every registration is answered, the flood's excess is dropped and counted
 //! rather than queued, and an unverified source gets at most 3x its bytes back. The
-//! latencies are printed, not asserted (a shared machine is noisy).
+//! latencies are printed, not asserted (a shared machine is noisy). And finding 5: a
+//! registration over the per-source budget is refused, named and counted.
 
 mod common;
 
@@ -272,4 +273,33 @@ fn registrations_are_answered_through_a_snapshot_flood() {
         "the verified flood's excess was dropped and counted"
     );
     assert_eq!(count("herald_replies_dropped_total"), 0.0);
+}
+
+#[test]
+fn a_registration_over_the_source_budget_is_refused_naming_the_reason() {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port_tcp());
+    let _dir = directory(
+        &net,
+        data.path(),
+        &["--registrations-per-address", "1", "--metrics", &metrics],
+    );
+    let _first = registrant(&net, "first", &["127.0.0.1:7001"]);
+    let mut args: Vec<String> = ["register", "second", "127.0.0.1:7002"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(net.client_args());
+    let out = run(&args, Duration::from_secs(15));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("source_budget"), "{err}");
+    let text = http_get(&metrics, "/metrics");
+    assert_eq!(
+        metric(&text, "herald_rejections_total{reason=\"source_budget\"}"),
+        1.0
+    );
+    // The name it holds is still renewed, and listed.
+    assert_eq!(ok(&net, &["list"]), "first 127.0.0.1:7001\n");
 }
