@@ -918,7 +918,9 @@ impl<'a> Directory<'a> {
                     self.next_version()
                 };
                 self.update(slot, !same, |e| {
-                    e.source = source;
+                    if !live {
+                        e.source = source;
+                    }
                     e.record.registrant = r.registrant;
                     e.record.state = RecordState::Live { expires };
                     if !same {

@@ -77,9 +77,9 @@ pub struct Entry {
     pub(crate) repeats: u8,
     /// The stored form changed in a way that must be durable before the next send.
     pub(crate) durable: bool,
-    /// The address the last registration or renewal came from (in memory only: the
-    /// directory's per-source registration budgets count it); `None` when restored or
-    /// taken from the replicated store.
+    /// The address the registration came from (in memory only: the directory's
+    /// per-source registration budgets count it); `None` when restored or taken from
+    /// the replicated store.
     pub(crate) source: Option<core::net::IpAddr>,
 }
 

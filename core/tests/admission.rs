@@ -531,3 +531,38 @@ fn a_client_whose_port_changes_with_every_datagram_does_not_ping_pong() {
         "one immediate retry with the cookie, then the usual back-off"
     );
 }
+
+#[test]
+fn a_source_that_unregisters_may_register_again() {
+    let mut c = config();
+    c.admission.registrations_per_address = 4;
+    let mut d = directory(c, 64);
+    let from = addr(10, 0, 0, 1, 4000);
+    let try_register = |d: &mut Directory<'_>, i: usize, now: Instant| {
+        d.handle_datagram(now, from, &register(i, 1));
+        answer(&drain(d, now), from)
+    };
+    for i in 0..4 {
+        assert_eq!(try_register(&mut d, i, T), Ok(()));
+    }
+    assert_eq!(try_register(&mut d, 4, T), Err(RejectReason::SourceBudget));
+    for i in 0..2 {
+        let u = wire::UnregisterRequest {
+            request: 2,
+            registrant: i as u64,
+            name: registration(i).name,
+        };
+        let mut buf = [0u8; 1400];
+        let n = wire::encode(&Environment::default(), &u, &mut buf).unwrap();
+        d.handle_datagram(T, from, &buf[..n]);
+        assert_eq!(answer(&drain(&mut d, T), from), Ok(()));
+    }
+    // Counted again at most a second later: two names are free.
+    let later = T + Duration::from_secs(1);
+    assert_eq!(try_register(&mut d, 5, later), Ok(()));
+    assert_eq!(try_register(&mut d, 6, later), Ok(()));
+    assert_eq!(
+        try_register(&mut d, 7, later),
+        Err(RejectReason::SourceBudget)
+    );
+}

@@ -21,7 +21,8 @@
 //!   may hold only so many live registrations taken by this directory; beyond it a new
 //!   name is refused with [`RejectReason::SourceBudget`]. The counts come from each
 //!   entry's source address, kept in memory only (restored and replicated records have
-//!   none and count for nobody).
+//!   none and count for nobody), and are cached for recent addresses and networks so
+//!   that a registration does not cost a pass over the registry.
 
 use super::{ConfigError, Directory};
 use crate::auth::{equal_in_constant_time, TRAILER_LEN};
@@ -31,7 +32,7 @@ use crate::wire::{
     self, CookieReply, PageHeader, Reject, RejectReason, SnapshotRequest, COOKIE_LEN,
 };
 use crate::Transmit;
-use core::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -44,6 +45,11 @@ pub const AMPLIFICATION: usize = 3;
 pub const COOKIE_PERIOD: Duration = Duration::from_secs(60);
 /// How many source addresses' snapshot budgets are kept.
 const BUDGET_SOURCES: usize = 64;
+/// How many addresses' and networks' registration counts are kept.
+const COUNTED: usize = 128;
+/// How long a count that refuses registrations is trusted before the registry is
+/// counted again (removals since then are not in it).
+const RECOUNT: Duration = Duration::from_secs(1);
 
 /// Admission settings (see the [module docs](self)).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +163,7 @@ pub(super) struct Admission {
     answers: heapless::Deque<Answer, SNAPSHOT_QUEUE>,
     sources: heapless::Vec<Source, BUDGET_SOURCES>,
     global: Bucket,
+    counts: heapless::Vec<Count, COUNTED>,
 }
 
 impl Admission {
@@ -165,6 +172,7 @@ impl Admission {
             answers: heapless::Deque::new(),
             sources: heapless::Vec::new(),
             global: Bucket::full(config.snapshot_rate, Instant::ZERO),
+            counts: heapless::Vec::new(),
         }
     }
 
@@ -206,13 +214,45 @@ impl Admission {
     }
 }
 
-/// True when `a` and `b` are in the same /24 (IPv4) or /64 (IPv6) network.
-fn same_network(a: IpAddr, b: IpAddr) -> bool {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
-        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets()[..8] == b.octets()[..8],
-        _ => false,
+/// Who a registration budget is kept for: one address, or one /24 (IPv4) or /64
+/// (IPv6) network (its address with the host part zeroed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    Address(IpAddr),
+    Network(IpAddr),
+}
+
+impl Holder {
+    fn network(ip: IpAddr) -> Self {
+        Holder::Network(match ip {
+            IpAddr::V4(a) => {
+                let [a, b, c, _] = a.octets();
+                IpAddr::V4(Ipv4Addr::new(a, b, c, 0))
+            }
+            IpAddr::V6(a) => {
+                let mut o = a.octets();
+                o[8..].fill(0);
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+        })
     }
+
+    /// True when a registration from `source` counts for this holder.
+    fn holds(self, source: IpAddr) -> bool {
+        match self {
+            Holder::Address(ip) => source == ip,
+            Holder::Network(_) => Holder::network(source) == self,
+        }
+    }
+}
+
+/// A holder's live registrations, at most, as counted at `counted` plus those taken
+/// since.
+#[derive(Clone, Copy, Debug)]
+struct Count {
+    holder: Holder,
+    live: u32,
+    counted: Instant,
 }
 
 /// The address a budget is kept for: an IPv4 address however it arrived (a dual-stack
@@ -370,32 +410,79 @@ impl Directory<'_> {
 
     /// Refuses a new registration from `from` with `source_budget` when its address,
     /// or its /24 or /64 network, already holds as many live registrations as allowed.
-    /// True when refused.
+    /// True when refused; otherwise the registration is counted for both.
     pub(super) fn over_registration_budget(
         &mut self,
         from: SocketAddr,
         env: &Environment,
         request: u32,
     ) -> bool {
-        let budget = &self.config.admission;
-        let per_address = budget.registrations_per_address as usize;
-        let per_network = budget.registrations_per_network as usize;
-        if self.registry.len() < per_address.min(per_network) {
-            return false;
-        }
         let ip = source_of(from);
-        let (mut address, mut network) = (0, 0);
-        for (_, e) in self.registry.iter() {
-            let Some(source) = e.source.filter(|_| e.record.is_live()) else {
-                continue;
-            };
-            address += usize::from(source == ip);
-            network += usize::from(same_network(source, ip));
+        let budget = &self.config.admission;
+        let holders = [
+            (Holder::Address(ip), budget.registrations_per_address),
+            (Holder::network(ip), budget.registrations_per_network),
+        ];
+        if holders
+            .iter()
+            .any(|&(h, budget)| self.held_by(h, budget) >= budget)
+        {
+            self.reject(from, env.clone(), request, RejectReason::SourceBudget);
+            return true;
         }
-        if address < per_address && network < per_network {
-            return false;
+        for (holder, _) in holders {
+            if let Some(c) = self
+                .admission
+                .counts
+                .iter_mut()
+                .find(|c| c.holder == holder)
+            {
+                c.live = c.live.saturating_add(1);
+            }
         }
-        self.reject(from, env.clone(), request, RejectReason::SourceBudget);
-        true
+        false
+    }
+
+    /// At least the live registrations `holder` holds, compared with `budget`: a count
+    /// kept since it was last counted (every registration taken adds one, removals
+    /// are not followed, so it can only be too high), counted again when it is missing
+    /// or when it would refuse and is older than [`RECOUNT`]. Without a count, a
+    /// registry smaller than `budget` needs none: 0.
+    fn held_by(&mut self, holder: Holder, budget: u32) -> u32 {
+        let now = self.now;
+        let counts = &mut self.admission.counts;
+        let index = counts.iter().position(|c| c.holder == holder);
+        if let Some(c) = index.map(|i| counts[i]) {
+            if c.live < budget || now.saturating_since(c.counted) < RECOUNT {
+                return c.live;
+            }
+        } else if self.registry.len() < budget as usize {
+            return 0;
+        }
+        let live = self
+            .registry
+            .iter()
+            .filter(|(_, e)| e.record.is_live() && e.source.is_some_and(|s| holder.holds(s)))
+            .count();
+        let count = Count {
+            holder,
+            live: u32::try_from(live).unwrap_or(u32::MAX),
+            counted: now,
+        };
+        let counts = &mut self.admission.counts;
+        match index {
+            Some(i) => counts[i] = count,
+            None => {
+                if counts.is_full() {
+                    let oldest = (0..counts.len())
+                        .min_by_key(|&i| counts[i].counted)
+                        .unwrap_or(0);
+                    counts.swap_remove(oldest);
+                }
+                // Cannot fail: room was made above.
+                let _ = counts.push(count);
+            }
+        }
+        count.live
     }
 }
