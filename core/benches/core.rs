@@ -117,6 +117,7 @@ fn codec(c: &mut Criterion) {
                 max_pages: 16,
                 after: Some(registration(1).name),
                 interest: Interest::parse_all(["service-*"]).unwrap(),
+                cookie: None,
             }),
         ),
         (

@@ -13,8 +13,8 @@ use crate::name::{Environment, ServiceName, MAX_ENVIRONMENT_LEN, MAX_NAME_LEN};
 use crate::service::{Registration, Service, Version};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Ack, AnnounceHeader, Beacon, Change, PageHeader, RegisterRequest, Reject, RejectReason,
-    SnapshotRequest, UnregisterRequest,
+    Ack, AnnounceHeader, Beacon, Change, CookieReply, PageHeader, RegisterRequest, Reject,
+    RejectReason, SnapshotRequest, UnregisterRequest,
 };
 use arbitrary::{Arbitrary, Result, Unstructured};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -209,6 +209,16 @@ impl<'a> Arbitrary<'a> for SnapshotRequest {
             max_pages: u.int_in_range(1..=u8::MAX)?,
             after: u.arbitrary()?,
             interest: u.arbitrary()?,
+            cookie: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for CookieReply {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(CookieReply {
+            request: u.arbitrary()?,
+            cookie: u.arbitrary()?,
         })
     }
 }

@@ -189,7 +189,7 @@ fn tag(key: &Key, signed: &[u8]) -> [u8; TAG_LEN] {
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a tag matched.
-fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -389,6 +389,9 @@ struct Snapshot {
     send: bool,
     deadline: Instant,
     as_of: Option<Version>,
+    /// A cookie answer already made this request go out again at once (once per page:
+    /// a client whose address changes with every datagram must not ping-pong).
+    cookied: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -451,6 +454,9 @@ pub struct Client<'a, const R: usize = 4> {
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
     snapshot_rejection: Option<(RejectReason, Environment)>,
+    /// The last snapshot cookie a directory gave this client, echoed in the snapshot
+    /// requests (and probes) sent to that directory.
+    cookie: Option<(SocketAddr, [u8; wire::COOKIE_LEN])>,
     /// The last beacon's service count differed from what this listener holds.
     miscounted: bool,
     grace_until: Instant,
@@ -519,6 +525,7 @@ impl<'a, const R: usize> Client<'a, R> {
             snapshot: None,
             snapshot_done: None,
             snapshot_rejection: None,
+            cookie: None,
             miscounted: false,
             grace_until: Instant::ZERO,
             silent_since: None,
@@ -657,6 +664,7 @@ impl<'a, const R: usize> Client<'a, R> {
             send: true,
             deadline: self.now,
             as_of: None,
+            cookied: false,
         });
     }
 
@@ -698,6 +706,11 @@ impl<'a, const R: usize> Client<'a, R> {
                     self.handle_snapshot_page(header, items);
                 }
             }
+            Message::Cookie(c) if self.is_directory(from) => {
+                if !self.probe_answered(from, c.request) {
+                    self.handle_cookie(from, c);
+                }
+            }
             Message::Beacon(beacon) => self.handle_beacon(from, beacon),
             Message::Announce(header, items) => self.handle_announce(from, header, items),
             Message::SyncPage(header, items) => {
@@ -714,6 +727,29 @@ impl<'a, const R: usize> Client<'a, R> {
 
     fn listening(&self) -> bool {
         self.config.interest.is_some()
+    }
+
+    /// A directory's snapshot cookie: kept, and the snapshot request it answers sent
+    /// again with it at once (once per page; after that, at its next retry).
+    fn handle_cookie(&mut self, from: SocketAddr, reply: wire::CookieReply) {
+        if !self.heard_from_current(from) {
+            return;
+        }
+        self.answered();
+        self.cookie = Some((from, reply.cookie));
+        if let Some(s) = self.snapshot.as_mut() {
+            if s.request == reply.request && !s.cookied {
+                s.cookied = true;
+                s.send = true;
+            }
+        }
+    }
+
+    /// The cookie to echo in a snapshot request to `destination`, if it gave one.
+    fn cookie_for(&self, destination: SocketAddr) -> Option<[u8; wire::COOKIE_LEN]> {
+        self.cookie
+            .filter(|(at, _)| *at == destination)
+            .map(|(_, c)| c)
     }
 
     /// Time has reached `now`: retransmit, renew, fail over.

@@ -19,12 +19,14 @@ use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
 use crate::wire::{
     self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
-    Reject, RejectReason, SnapshotRequest, UnregisterRequest,
+    Reject, RejectReason, UnregisterRequest,
 };
 use crate::Transmit;
 use core::net::SocketAddr;
 
 mod storage;
+mod admission;
+pub use admission::{AdmissionConfig, AMPLIFICATION, COOKIE_PERIOD, SNAPSHOT_QUEUE};
 
 /// How many replies may wait between two drains of `poll_transmit`. A shell feeds at
 /// most this many datagrams before it drains; beyond it, replies are dropped (and
@@ -129,6 +131,8 @@ pub struct DirectoryConfig {
     /// (default 5 s). A tombstone younger than this is never dropped to make room: a
     /// full registry refuses a new name instead (a delay, never a resurrection).
     pub replication_bound: Duration,
+    /// Snapshot cookies and budgets, registration budgets (see [`AdmissionConfig`]).
+    pub admission: AdmissionConfig,
 }
 
 /// Default multicast group.
@@ -160,6 +164,7 @@ impl DirectoryConfig {
             max_clock_skew: Duration::from_secs(30),
             tombstone_retention: Duration::from_secs(60),
             replication_bound: Duration::from_secs(5),
+            admission: AdmissionConfig::default(),
         }
     }
 
@@ -196,7 +201,7 @@ impl DirectoryConfig {
         {
             return Err(ConfigError::TombstoneRetention);
         }
-        Ok(())
+        self.admission.validate()
     }
 }
 
@@ -216,6 +221,8 @@ pub enum ConfigError {
     /// The tombstone retention is shorter than the replication bound, or (with keys)
     /// than the maximum clock skew.
     TombstoneRetention,
+    /// A snapshot or registration budget is zero.
+    ZeroBudget,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -231,6 +238,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::TombstoneRetention => {
                 "the tombstone retention must be at least the replication bound and, with keys, the maximum clock skew"
             }
+            ConfigError::ZeroBudget => "snapshot and registration budgets must be above zero",
         })
     }
 }
@@ -274,10 +282,17 @@ pub struct DirectoryStats {
     pub unregisters: u64,
     /// Leases that ran out.
     pub expiries: u64,
-    /// Rejections sent, indexed by reason code - 1.
+    /// Rejections sent, indexed like [`RejectReason::ALL`].
     pub rejections: [u64; RejectReason::ALL.len()],
-    /// Snapshot requests answered.
+    /// Snapshot requests answered with pages (they carried a valid cookie).
     pub snapshots: u64,
+    /// Snapshot requests without a valid cookie, answered with a cookie only.
+    pub snapshot_cookies: u64,
+    /// Snapshot requests dropped because the snapshot queue was full.
+    pub snapshots_dropped: u64,
+    /// Snapshot answers cut short because their source (or all sources) ran out of
+    /// byte budget.
+    pub snapshots_throttled: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
     /// Registered changes announced.
@@ -311,7 +326,7 @@ pub struct DirectoryStats {
 impl DirectoryStats {
     /// Rejections sent for `reason`.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
-        self.rejections[reason as usize - 1]
+        self.rejections[reason.index()]
     }
 }
 
@@ -320,10 +335,6 @@ impl DirectoryStats {
 enum Reply {
     Ack(SocketAddr, Ack),
     Reject(SocketAddr, Environment, Reject),
-    Snapshot {
-        to: SocketAddr,
-        request: SnapshotRequest,
-    },
 }
 
 /// Storage for a directory of `N` services, for places without a heap.
@@ -334,6 +345,8 @@ pub struct Directory<'a> {
     config: DirectoryConfig,
     registry: Registry<'a>,
     replies: heapless::Deque<Reply, REPLY_QUEUE>,
+    /// Snapshot answers, behind the replies.
+    admission: admission::Admission,
     last_version: Version,
     now: Instant,
     /// The first `now` seen: `version_floor` is the version clock at that instant.
@@ -403,10 +416,12 @@ impl<'a> Directory<'a> {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let last_version = config.version_floor;
+        let admission = admission::Admission::new(&config.admission);
         Ok(Directory {
             config,
             registry: Registry::new(slots, index),
             replies: heapless::Deque::new(),
+            admission,
             last_version,
             now: Instant::ZERO,
             epoch: None,
@@ -977,7 +992,7 @@ impl<'a> Directory<'a> {
         reason: RejectReason,
         floor: u64,
     ) {
-        self.stats.rejections[reason as usize - 1] += 1;
+        self.stats.rejections[reason.index()] += 1;
         let reject = Reject {
             request,
             reason,
@@ -991,6 +1006,7 @@ impl<'a> Directory<'a> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
+        let received = bytes.len();
         let Ok((bytes, counter, decoded)) = auth::receive(self.config.keys.as_ref(), bytes) else {
             self.stats.unauthenticated += 1;
             return;
@@ -1042,10 +1058,7 @@ impl<'a> Directory<'a> {
         match frame.message {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
-            Message::SnapshotRequest(request) => {
-                self.stats.snapshots += 1;
-                self.reply(Reply::Snapshot { to: from, request });
-            }
+            Message::SnapshotRequest(request) => self.admit_snapshot(from, received, request),
             _ => self.stats.ignored += 1,
         }
     }
@@ -1057,7 +1070,7 @@ impl<'a> Directory<'a> {
         if let DecodeError::UnsupportedVersion(_) = e {
             if Header::peek_version(bytes).is_some() {
                 let env = self.config.environment.clone();
-                return self.reject(from, env, 0, reason);
+                return self.reject_within_bound(bytes.len(), from, env, 0, reason);
             }
         }
         // A request whose header can be read (whatever its flags) but that is not
@@ -1065,7 +1078,8 @@ impl<'a> Directory<'a> {
         if let Ok((header, payload)) = Header::parse_with_flags(bytes, u8::MAX) {
             if header.kind.is_request() {
                 let request = postcard::take_from_bytes::<u32>(payload).map_or(0, |(r, _)| r);
-                self.reject(from, header.environment, request, reason);
+                let env = header.environment;
+                self.reject_within_bound(bytes.len(), from, env, request, reason);
             }
         }
     }
@@ -1083,7 +1097,15 @@ impl<'a> Directory<'a> {
         let lease = self.lease_for(r.lease);
         let expires = self.now + lease;
         let name = r.registration.name.clone();
-        let version = match self.registry.find(name.as_str()) {
+        let found = self.registry.find(name.as_str());
+        let held = found.and_then(|s| self.registry.get(s));
+        if !held.is_some_and(|e| e.record.is_live())
+            && self.over_registration_budget(from, &env, r.request)
+        {
+            return;
+        }
+        let source = Some(admission::source_of(from));
+        let version = match found {
             Some(slot) => {
                 let Some(e) = self.registry.get(slot) else {
                     return;
@@ -1121,6 +1143,9 @@ impl<'a> Directory<'a> {
                     self.next_version()
                 };
                 self.update(slot, !same, |e| {
+                    if !live {
+                        e.source = source;
+                    }
                     e.record.registrant = r.registrant;
                     e.record.sequence = r.sequence;
                     e.record.state = RecordState::Live { expires };
@@ -1156,7 +1181,10 @@ impl<'a> Directory<'a> {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);
                 };
                 self.stats.registrations += 1;
-                self.update(slot, true, |e| notify::mark_changed(e, announcements));
+                self.update(slot, true, |e| {
+                    e.source = source;
+                    notify::mark_changed(e, announcements);
+                });
                 self.schedule_tick();
                 version
             }
@@ -1428,6 +1456,7 @@ impl<'a> Directory<'a> {
         let body = &mut buf[..max.saturating_sub(trailer)];
         let mut t = self
             .transmit_reply(body)
+            .or_else(|| self.transmit_answer(body))
             .or_else(|| self.transmit_announcement(body))
             .or_else(|| self.transmit_beacon(body))
             .or_else(|| self.transmit_sweep(body));
@@ -1457,27 +1486,6 @@ impl<'a> Directory<'a> {
                         wire::encode(&env, &reject, buf).ok().map(|len| Transmit {
                             destination: to,
                             len,
-                        })
-                    }
-                    Reply::Snapshot { to, mut request } => {
-                        let header = PageHeader {
-                            request: request.request,
-                            as_of: self.last_version,
-                            after: request.after.clone(),
-                            complete: false,
-                        };
-                        let written = self.write_page(&header, &request.interest, false, buf);
-                        written.map(|(len, last, complete)| {
-                            request.max_pages = request.max_pages.saturating_sub(1);
-                            if !complete && request.max_pages > 0 {
-                                request.after = last;
-                                // Put it back at the front: the next page goes out next.
-                                let _ = self.replies.push_front(Reply::Snapshot { to, request });
-                            }
-                            Transmit {
-                                destination: to,
-                                len,
-                            }
                         })
                     }
                 };

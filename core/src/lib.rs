@@ -116,7 +116,8 @@ pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientStats, ClientStorage, Discovered,
 };
 pub use directory::{
-    Directory, DirectoryConfig, DirectoryEvent, DirectoryStats, DirectoryStorage, REPLY_QUEUE,
+    AdmissionConfig, Directory, DirectoryConfig, DirectoryEvent, DirectoryStats, DirectoryStorage,
+    AMPLIFICATION, COOKIE_PERIOD, REPLY_QUEUE, SNAPSHOT_QUEUE,
 };
 pub use interest::{Interest, Pattern};
 pub use location::{Location, LocationError, Locations, MAX_LOCATIONS};

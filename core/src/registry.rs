@@ -88,6 +88,10 @@ pub struct Entry {
     /// For a departed entry: when its tombstone may be reaped (the retention time after
     /// this directory saw it depart); once finished, it is kept as a tombstone until then.
     pub(crate) reap_at: Instant,
+    /// The address the registration came from (in memory only: the directory's
+    /// per-source registration budgets count it); `None` when restored or taken from
+    /// the replicated store.
+    pub(crate) source: Option<core::net::IpAddr>,
 }
 
 impl Entry {
@@ -102,6 +106,7 @@ impl Entry {
             durable: false,
             evicted: None,
             reap_at: Instant::ZERO,
+            source: None,
         }
     }
 }

@@ -90,13 +90,14 @@ proptest! {
 
     #[test]
     fn snapshot_request_roundtrips(env in environment(), after in proptest::option::of(name()),
-                                   patterns in proptest::collection::vec(name(), 0..4), prefix in any::<bool>()) {
+                                   patterns in proptest::collection::vec(name(), 0..4), prefix in any::<bool>(),
+                                   cookie in proptest::option::of(any::<[u8; 16]>())) {
         let mut interest = Interest::all();
         for p in &patterns {
             let pattern = if prefix { Pattern::prefix(p.as_str()).unwrap() } else { Pattern::exact(p) };
             interest.push(pattern).unwrap();
         }
-        let m = wire::SnapshotRequest { request: 9, max_pages: 3, after, interest };
+        let m = wire::SnapshotRequest { request: 9, max_pages: 3, after, interest, cookie };
         let bytes = roundtrip(&env, &m);
         match wire::decode(&bytes).unwrap().message { Message::SnapshotRequest(back) => prop_assert_eq!(back, m), other => panic!("{other:?}") }
     }

@@ -33,6 +33,11 @@ fn directory() -> Location {
     v4(127, 0, 0, 1, 37399)
 }
 
+/// The example cookie: bytes 0 to 15.
+fn cookie() -> [u8; wire::COOKIE_LEN] {
+    core::array::from_fn(|i| i as u8)
+}
+
 fn single<M: wire::Single>(m: &M) -> Vec<u8> {
     let mut buf = [0u8; 1400];
     let n = wire::encode(&env(), m, &mut buf).unwrap();
@@ -68,6 +73,24 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 max_pages: 16,
                 after: None,
                 interest: Interest::parse_all(["bill*"]).unwrap(),
+                cookie: None,
+            }),
+        ),
+        (
+            "snapshot-request-with-cookie",
+            single(&wire::SnapshotRequest {
+                request: 4,
+                max_pages: 16,
+                after: None,
+                interest: Interest::all(),
+                cookie: Some(cookie()),
+            }),
+        ),
+        (
+            "cookie",
+            single(&wire::CookieReply {
+                request: 3,
+                cookie: cookie(),
             }),
         ),
         (
@@ -229,6 +252,15 @@ fn documented_vectors_decode_to_their_messages() {
             ("snapshot-request", Message::SnapshotRequest(s)) => {
                 assert_eq!(s.max_pages, 16);
                 assert!(s.interest.matches("billing") && !s.interest.matches("cache"));
+                assert_eq!(s.cookie, None);
+            }
+            ("snapshot-request-with-cookie", Message::SnapshotRequest(s)) => {
+                assert_eq!(s.cookie, Some(cookie()));
+                assert!(s.interest.matches("cache"));
+            }
+            ("cookie", Message::Cookie(c)) => {
+                assert_eq!(c.request, 3);
+                assert_eq!(c.cookie, cookie());
             }
             ("ack", Message::Ack(a)) => assert_eq!(a.version, Version(1000)),
             ("reject", Message::Reject(r)) => {

@@ -89,8 +89,8 @@ pub struct RequestFrame {
 }
 
 impl RequestFrame {
-    /// Encodes the frame with the real encoder.
-    pub fn to_vec(&self) -> Vec<u8> {
+    /// Encodes the frame with the real encoder; a snapshot request carries `cookie`.
+    pub fn to_vec(&self, cookie: Option<[u8; wire::COOKIE_LEN]>) -> Vec<u8> {
         let environment = self.env.environment();
         let mut buf = vec![0; wire::DEFAULT_MAX_DATAGRAM];
         let len = match &self.request {
@@ -148,6 +148,7 @@ impl RequestFrame {
                         max_pages: *max_pages,
                         after: after.map(SmallName::name),
                         interest: i,
+                        cookie,
                     },
                     &mut buf,
                 )
@@ -210,6 +211,8 @@ pub fn run(data: &[u8]) {
         registered: HashMap::new(),
         counters: HashMap::new(),
         last_counter: 0,
+        cookies: HashMap::new(),
+        received: 0,
         store: BTreeMap::new(),
         owed: HashMap::new(),
         history: Vec::new(),
@@ -237,6 +240,10 @@ struct Harness<'a> {
     counters: HashMap<SocketAddr, u64>,
     /// With keys: the last counter the directory sent.
     last_counter: u64,
+    /// The last snapshot cookie the directory gave each sender, echoed in its requests.
+    cookies: HashMap<SocketAddr, [u8; wire::COOKIE_LEN]>,
+    /// The length of the datagram being answered.
+    received: usize,
     /// The shared store as this directory and its peers wrote it: name → record bytes.
     store: BTreeMap<String, Vec<u8>>,
     /// Removals not started here: the notifications still owed when the record
@@ -278,7 +285,7 @@ impl Harness<'_> {
             Op::Raw => self.deliver(now, from, step.payload),
             Op::Structured => {
                 if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(step.payload)) {
-                    let bytes = self.outgoing(from, frame.to_vec());
+                    let bytes = self.outgoing(from, frame.to_vec(self.cookies.get(&from).copied()));
                     self.deliver(now, from, &bytes);
                 }
             }
@@ -293,7 +300,8 @@ impl Harness<'_> {
             Op::Mutated => {
                 let (mutation, rest) = input::mutation(step.payload);
                 if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(rest)) {
-                    let mut bytes = self.outgoing(from, frame.to_vec());
+                    let mut bytes =
+                        self.outgoing(from, frame.to_vec(self.cookies.get(&from).copied()));
                     mutation.apply(&mut bytes);
                     self.deliver(now, from, &bytes);
                 }
@@ -310,7 +318,7 @@ impl Harness<'_> {
             0 => {
                 // The directory must treat time going backwards as the latest time.
                 if let Ok(frame) = RequestFrame::arbitrary(&mut Unstructured::new(rest)) {
-                    let bytes = self.outgoing(from, frame.to_vec());
+                    let bytes = self.outgoing(from, frame.to_vec(self.cookies.get(&from).copied()));
                     self.deliver(earlier(now, step.dt_ms), from, &bytes);
                 }
                 return;
@@ -422,6 +430,7 @@ impl Harness<'_> {
             decode_sent(bytes, self.config.keys.as_ref())
         );
         crate::trace!("  bytes {}", crate::hex(bytes));
+        self.received = bytes.len();
         self.d.handle_datagram(at, from, bytes);
         self.drain(at, Some(from));
     }
@@ -498,6 +507,14 @@ impl Harness<'_> {
                 self.last_counter = counter;
             }
             crate::trace!("  sent to {}: {frame:?}", t.destination);
+            if matches!(frame.message, OwnedMessage::Cookie(_)) {
+                assert!(
+                    t.len <= herald_core::AMPLIFICATION * self.received,
+                    "a cookie of {} bytes answered {} bytes",
+                    t.len,
+                    self.received
+                );
+            }
             self.check_sent(t.destination, from, frame);
         }
         let mut removed = Vec::new();
@@ -553,6 +570,10 @@ impl Harness<'_> {
         match frame.message {
             OwnedMessage::Ack(_) | OwnedMessage::Reject(_) | OwnedMessage::SnapshotPage(..) => {
                 assert_eq!(Some(to), from, "a reply goes to the requester");
+            }
+            OwnedMessage::Cookie(c) => {
+                assert_eq!(Some(to), from, "a cookie goes to the requester");
+                self.cookies.insert(to, c.cookie);
             }
             OwnedMessage::Announce(..) | OwnedMessage::SyncPage(..) | OwnedMessage::Beacon(_) => {
                 assert_eq!(to, self.config.group, "announcements go to the group");

@@ -3,8 +3,8 @@
 use arbitrary::Arbitrary;
 use herald_core::auth::{self, Keys, TRAILER_LEN};
 use herald_core::wire::{
-    self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, EncodeError, Frame, Item, Message,
-    PageHeader, RegisterRequest, Reject, SnapshotRequest, UnregisterRequest,
+    self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, CookieReply, EncodeError, Frame, Item,
+    Message, PageHeader, RegisterRequest, Reject, SnapshotRequest, UnregisterRequest,
 };
 use herald_core::{Environment, Service};
 
@@ -17,6 +17,8 @@ pub enum OwnedMessage {
     Unregister(UnregisterRequest),
     /// [`Message::SnapshotRequest`].
     SnapshotRequest(SnapshotRequest),
+    /// [`Message::Cookie`].
+    Cookie(CookieReply),
     /// [`Message::Ack`].
     Ack(Ack),
     /// [`Message::Reject`].
@@ -47,6 +49,7 @@ impl OwnedFrame {
             Message::Register(m) => OwnedMessage::Register(m),
             Message::Unregister(m) => OwnedMessage::Unregister(m),
             Message::SnapshotRequest(m) => OwnedMessage::SnapshotRequest(m),
+            Message::Cookie(m) => OwnedMessage::Cookie(m),
             Message::Ack(m) => OwnedMessage::Ack(m),
             Message::Reject(m) => OwnedMessage::Reject(m),
             Message::Beacon(m) => OwnedMessage::Beacon(m),
@@ -69,6 +72,7 @@ impl OwnedFrame {
             OwnedMessage::Register(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Unregister(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::SnapshotRequest(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Cookie(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Ack(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Reject(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Beacon(m) => wire::encode(env, m, buf).map(single),

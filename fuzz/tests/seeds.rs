@@ -122,6 +122,7 @@ fn directory_seeds() -> Vec<(String, Vec<u8>)> {
         max_pages: 2,
         after: None,
         interest: Interest::all(),
+        cookie: None,
     }));
     let unregister = encode(OwnedMessage::Unregister(UnregisterRequest {
         request: 10,

@@ -41,7 +41,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a directory: take registrations, announce every change on the group
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register a service and keep it registered until Ctrl-C (then unregister it)
     Register(RegisterArgs),
     /// Unregister a service (registered from this host under the same name, or with

@@ -50,6 +50,14 @@ pub const DEFAULT_MIN_LEASE_SECS: u64 = 1;
 pub const DEFAULT_MAX_LEASE_SECS: u64 = 300;
 /// Default registry capacity (services, live and departed).
 pub const DEFAULT_CAPACITY: usize = 16_384;
+/// Default live registrations one address may hold.
+pub const DEFAULT_REGISTRATIONS_PER_ADDRESS: u32 = 1024;
+/// Default live registrations one /24 (IPv4) or /64 (IPv6) network may hold.
+pub const DEFAULT_REGISTRATIONS_PER_NETWORK: u32 = 4096;
+/// Default snapshot bytes per second for one source address.
+pub const DEFAULT_SNAPSHOT_SOURCE_RATE: u32 = 1 << 20;
+/// Default snapshot bytes per second for all sources together.
+pub const DEFAULT_SNAPSHOT_RATE: u32 = 8 << 20;
 /// Default environment.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// Default store: the embedded database in the data directory.
@@ -180,6 +188,20 @@ pub struct Options {
     /// Registry capacity: services held at once, live or departed [default: 16384]
     #[arg(long, env = "HERALD_CAPACITY", value_name = "N")]
     pub capacity: Option<usize>,
+    /// Live registrations one source address may hold; more are refused with
+    /// `source_budget` [default: 1024]
+    #[arg(long, env = "HERALD_REGISTRATIONS_PER_ADDRESS", value_name = "N")]
+    pub registrations_per_address: Option<u32>,
+    /// Live registrations one /24 (IPv4) or /64 (IPv6) network may hold [default: 4096]
+    #[arg(long, env = "HERALD_REGISTRATIONS_PER_NETWORK", value_name = "N")]
+    pub registrations_per_network: Option<u32>,
+    /// Snapshot bytes per second one verified source address may receive
+    /// [default: 1048576]
+    #[arg(long, env = "HERALD_SNAPSHOT_SOURCE_RATE", value_name = "BYTES")]
+    pub snapshot_source_rate: Option<u32>,
+    /// Snapshot bytes per second all sources together may receive [default: 8388608]
+    #[arg(long, env = "HERALD_SNAPSHOT_RATE", value_name = "BYTES")]
+    pub snapshot_rate: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off]
     #[arg(long, env = "HERALD_METRICS", value_name = "IP:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -406,6 +428,14 @@ impl Options {
             max_lease_secs: self.max_lease_secs.or(fallback.max_lease_secs),
             restore_grace_secs: self.restore_grace_secs.or(fallback.restore_grace_secs),
             capacity: self.capacity.or(fallback.capacity),
+            registrations_per_address: self
+                .registrations_per_address
+                .or(fallback.registrations_per_address),
+            registrations_per_network: self
+                .registrations_per_network
+                .or(fallback.registrations_per_network),
+            snapshot_source_rate: self.snapshot_source_rate.or(fallback.snapshot_source_rate),
+            snapshot_rate: self.snapshot_rate.or(fallback.snapshot_rate),
             metrics: self.metrics.or(fallback.metrics),
             key_file: self.key_file.or(fallback.key_file),
             accept_key_file: self.accept_key_file.or(fallback.accept_key_file),
@@ -437,6 +467,10 @@ impl Options {
             max_lease_secs: Some(DEFAULT_MAX_LEASE_SECS),
             restore_grace_secs: Some(DEFAULT_RESTORE_GRACE_SECS),
             capacity: Some(DEFAULT_CAPACITY),
+            registrations_per_address: Some(DEFAULT_REGISTRATIONS_PER_ADDRESS),
+            registrations_per_network: Some(DEFAULT_REGISTRATIONS_PER_NETWORK),
+            snapshot_source_rate: Some(DEFAULT_SNAPSHOT_SOURCE_RATE),
+            snapshot_rate: Some(DEFAULT_SNAPSHOT_RATE),
             metrics: None,
             key_file: None,
             accept_key_file: None,
@@ -485,6 +519,17 @@ impl Options {
         directory.min_lease = secs(o.min_lease_secs);
         directory.max_lease = secs(o.max_lease_secs);
         directory.restore_grace = secs(o.restore_grace_secs);
+        let admission = &mut directory.admission;
+        admission.registrations_per_address = o
+            .registrations_per_address
+            .unwrap_or(DEFAULT_REGISTRATIONS_PER_ADDRESS);
+        admission.registrations_per_network = o
+            .registrations_per_network
+            .unwrap_or(DEFAULT_REGISTRATIONS_PER_NETWORK);
+        admission.snapshot_source_rate = o
+            .snapshot_source_rate
+            .unwrap_or(DEFAULT_SNAPSHOT_SOURCE_RATE);
+        admission.snapshot_rate = o.snapshot_rate.unwrap_or(DEFAULT_SNAPSHOT_RATE);
         directory.keys =
             crate::keys::load_keys(o.key_file.as_deref(), o.accept_key_file.as_deref())?;
         directory.validate().map_err(|e| invalid("directory", e))?;
@@ -616,6 +661,25 @@ mod tests {
     }
 
     #[test]
+    fn budgets_come_from_flags_and_file_keys() {
+        let file: Options = toml::from_str(
+            "registrations_per_network = 300
+snapshot_rate = 5000
+",
+        )
+        .unwrap();
+        let flags = Cli::try_parse_from(["x", "--registrations-per-address", "20"])
+            .unwrap()
+            .options;
+        let s = flags.or(file).serve_settings().unwrap();
+        let admission = &s.directory.admission;
+        assert_eq!(admission.registrations_per_address, 20);
+        assert_eq!(admission.registrations_per_network, 300);
+        assert_eq!(admission.snapshot_rate, 5000);
+        assert_eq!(admission.snapshot_source_rate, DEFAULT_SNAPSHOT_SOURCE_RATE);
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let err = toml::from_str::<Options>("bnid = \"127.0.0.1:1\"").unwrap_err();
         assert!(err.message().contains("bnid"), "{err}");
@@ -656,6 +720,14 @@ mod tests {
                 capacity: Some(0),
                 ..Options::default()
             },
+            Options {
+                registrations_per_address: Some(0),
+                ..Options::default()
+            },
+            Options {
+                snapshot_rate: Some(0),
+                ..Options::default()
+            },
         ];
         for o in bad {
             assert!(o.clone().serve_settings().is_err(), "{o:?}");
@@ -682,6 +754,10 @@ mod tests {
             DEFAULT_MIN_LEASE_SECS.to_string(),
             DEFAULT_MAX_LEASE_SECS.to_string(),
             DEFAULT_CAPACITY.to_string(),
+            DEFAULT_REGISTRATIONS_PER_ADDRESS.to_string(),
+            DEFAULT_REGISTRATIONS_PER_NETWORK.to_string(),
+            DEFAULT_SNAPSHOT_SOURCE_RATE.to_string(),
+            DEFAULT_SNAPSHOT_RATE.to_string(),
             DEFAULT_STORE.to_string(),
             DEFAULT_ETCD_PREFIX.to_string(),
             DEFAULT_PUBLISHER_LEASE_MS.to_string(),

@@ -93,10 +93,25 @@ fn describe() {
         ("herald_unregisters_total", "Explicit unregistrations."),
         ("herald_expiries_total", "Leases that ran out."),
         ("herald_rejections_total", "Rejections sent, by reason."),
-        ("herald_snapshots_total", "Snapshot requests answered."),
+        (
+            "herald_snapshots_total",
+            "Snapshot requests answered with pages (valid cookie).",
+        ),
         (
             "herald_replies_dropped_total",
             "Replies dropped: reply queue full.",
+        ),
+        (
+            "herald_snapshot_cookies_total",
+            "Snapshot requests without a valid cookie, answered with a cookie only.",
+        ),
+        (
+            "herald_snapshots_dropped_total",
+            "Snapshot requests dropped: snapshot queue full.",
+        ),
+        (
+            "herald_snapshots_throttled_total",
+            "Snapshot answers cut short by the byte budgets.",
         ),
         (
             "herald_storage_writes_total",
@@ -172,6 +187,9 @@ fn record(s: &Snapshot) {
         ("herald_expiries_total", d.expiries),
         ("herald_snapshots_total", d.snapshots),
         ("herald_replies_dropped_total", d.replies_dropped),
+        ("herald_snapshot_cookies_total", d.snapshot_cookies),
+        ("herald_snapshots_dropped_total", d.snapshots_dropped),
+        ("herald_snapshots_throttled_total", d.snapshots_throttled),
         ("herald_storage_writes_total", s.store.writes),
         ("herald_storage_errors_total", s.store.errors),
         ("herald_store_outages_total", s.store.outages),
@@ -287,7 +305,7 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let mut s = Snapshot::default();
         s.directory.registrations = 3;
-        s.directory.rejections[RejectReason::WrongEnvironment as usize - 1] = 2;
+        s.directory.rejections[RejectReason::WrongEnvironment.index()] = 2;
         s.live = 5;
         s.directory.unauthenticated = 7;
         s.directory.replayed = 8;

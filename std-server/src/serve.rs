@@ -6,8 +6,12 @@
 //! every [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the time, store
 //! the wake-up's storage events, then send everything the core wants sent. A flood is
 //! bounded work per wake-up: at most [`MAX_DATAGRAMS_PER_WAKE`] datagrams are read
-//! before timers, sends and storage get their turn again. Where the registry is kept is
-//! the [`Backend`]'s business.
+//! before timers, sends and storage get their turn again. Each datagram read also costs
+//! bounded sending, so a snapshot flood cannot leave a backlog behind it: the core
+//! answers a snapshot request from an unverified address with one cookie, keeps at most
+//! [`SNAPSHOT_QUEUE`](herald_core::SNAPSHOT_QUEUE) snapshot answers (it drops the
+//! rest) and paces pages by byte budgets, and acknowledgements, queued apart, leave
+//! first at every flush. Where the registry is kept is the [`Backend`]'s business.
 
 use crate::backend::{Backend, Input, Start};
 use crate::clock::{unix_micros, Clock};
@@ -92,6 +96,7 @@ pub async fn run(
         StoreSettings::Etcd(_) => None,
     };
     let mut config = settings.directory.clone();
+    config.admission.cookie_secret = cookie_secret()?;
     let socket = net::directory_socket(
         settings.bind,
         config.group,
@@ -188,6 +193,14 @@ pub async fn run(
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
     Ok(())
+}
+
+/// The secret that keys this run's snapshot cookies, from the operating system.
+fn cookie_secret() -> io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    Ok(secret)
 }
 
 /// Connects to etcd and reads the registry.

@@ -1,7 +1,8 @@
 //! Scenario 7: late joiner. A listener started after 1,000 registrations has the full
-//! registry within one round trip of its snapshot request (snapshot pages follow one
-//! another without waiting; on loopback a round trip is well under a millisecond, so the
-//! bound here is dominated by process start-up).
+//! registry within two round trips of its snapshot request (the directory's cookie,
+//! then snapshot pages that follow one another without waiting; on loopback a round
+//! trip is well under a millisecond, so the bound here is dominated by process
+//! start-up).
 
 use herald_tests::harness::herald::{count, list, load};
 use herald_tests::harness::host::Host;

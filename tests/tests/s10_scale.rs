@@ -21,7 +21,13 @@ const MAX_REGISTER_CPU: Duration = Duration::from_secs(5);
 #[test]
 fn ten_thousand_services_stay_within_memory_and_cpu_bounds() {
     let host = Host::loopback("lo");
-    let options = DirectoryOptions::new("s10").with_metrics();
+    let mut options = DirectoryOptions::new("s10").with_metrics();
+    // Every service comes from this one host: lift the per-source registration budget.
+    for flag in ["--registrations-per-address", "--registrations-per-network"] {
+        options
+            .extra
+            .extend([flag.to_owned(), SERVICES.to_string()]);
+    }
     let directory = Directory::start(&host, "directory", options);
     let pid = directory.process().pid();
     let conn = directory.connect();

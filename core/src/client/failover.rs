@@ -156,6 +156,7 @@ impl<const R: usize> Client<'_, R> {
             max_pages: 1,
             after: None,
             interest: self.config.interest.clone().unwrap_or_default(),
+            cookie: self.cookie_for(destination),
         };
         let len = wire::encode(&self.config.environment, &request, buf).ok()?;
         Some(Transmit { destination, len })

@@ -325,6 +325,7 @@ impl<const R: usize> Client<'_, R> {
         let Some(s) = &mut self.snapshot else { return };
         s.as_of = Some(s.as_of.map_or(header.as_of, |v| v.min(header.as_of)));
         s.attempts = 0;
+        s.cookied = false;
         if header.complete {
             // The snapshot is the directory's word: a version seen before (even a forged
             // one "from the future") no longer hides that a beacon shows more.

@@ -212,6 +212,7 @@ impl<const R: usize> Client<'_, R> {
         let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));
         let interest = self.config.interest.clone().unwrap_or_default();
         let pages = self.config.snapshot_pages.max(1);
+        let cookie = self.cookie_for(destination);
         if let Some(s) = self.snapshot.as_mut().filter(|s| s.send) {
             s.send = false;
             s.deadline = now + backoff;
@@ -221,6 +222,7 @@ impl<const R: usize> Client<'_, R> {
                 max_pages: pages,
                 after: s.after.clone(),
                 interest,
+                cookie,
             };
             if let Ok(len) = wire::encode(&self.config.environment, &request, buf) {
                 self.silent_since.get_or_insert(now);

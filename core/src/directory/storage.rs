@@ -61,7 +61,7 @@ impl Directory<'_> {
             };
             let reply = match reply {
                 Reply::Ack(to, ack) => {
-                    self.stats.rejections[RejectReason::StorageUnavailable as usize - 1] += 1;
+                    self.stats.rejections[RejectReason::StorageUnavailable.index()] += 1;
                     let reject = Reject {
                         request: ack.request,
                         reason: RejectReason::StorageUnavailable,

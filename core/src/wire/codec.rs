@@ -105,6 +105,14 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 max_pages: w.max_pages.max(1),
                 after: w.after.map(validate_name).transpose()?,
                 interest,
+                cookie: w.cookie,
+            })
+        }
+        Kind::Cookie => {
+            let w = take_all::<CookieWire>(payload)?;
+            Message::Cookie(CookieReply {
+                request: w.request,
+                cookie: w.cookie,
             })
         }
         Kind::Ack => {
@@ -232,6 +240,20 @@ impl Single for SnapshotRequest {
                 max_pages: self.max_pages,
                 after: self.after.as_ref().map(|n| n.as_str()),
                 interest,
+                cookie: self.cookie,
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for CookieReply {
+    const KIND: Kind = Kind::Cookie;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &CookieWire {
+                request: self.request,
+                cookie: self.cookie,
             },
             buf,
         )

@@ -30,6 +30,8 @@ pub enum Kind {
     Reject = 0x12,
     /// Directory → client: one page of a snapshot.
     SnapshotPage = 0x13,
+    /// Directory → client: a return-routability cookie to echo in the snapshot request.
+    Cookie = 0x14,
     /// Directory → group: changes, sent the moment they happen.
     Announce = 0x21,
     /// Directory → group: one page of the paced anti-entropy sweep.
@@ -48,6 +50,7 @@ impl Kind {
             0x11 => Kind::Ack,
             0x12 => Kind::Reject,
             0x13 => Kind::SnapshotPage,
+            0x14 => Kind::Cookie,
             0x21 => Kind::Announce,
             0x22 => Kind::SyncPage,
             0x23 => Kind::Beacon,

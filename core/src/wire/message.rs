@@ -25,6 +25,9 @@ pub enum Message<'a> {
     Unregister(UnregisterRequest),
     /// Ask for the registry.
     SnapshotRequest(SnapshotRequest),
+    /// A directory's return-routability cookie, answering a [`SnapshotRequest`] that
+    /// carried none (or a stale one).
+    Cookie(CookieReply),
     /// A request was accepted.
     Ack(Ack),
     /// A request was refused.
@@ -82,6 +85,24 @@ pub struct SnapshotRequest {
     pub after: Option<ServiceName>,
     /// Only services matching this interest.
     pub interest: Interest,
+    /// The cookie the directory last gave this client's address ([`CookieReply`]);
+    /// `None` at first. Without a valid one the directory answers with a cookie only.
+    pub cookie: Option<[u8; COOKIE_LEN]>,
+}
+
+/// Length of a return-routability cookie.
+pub const COOKIE_LEN: usize = 16;
+
+/// The directory's answer to a snapshot request without a valid cookie: the client
+/// sends the request again with this cookie, which proves it receives what is sent to
+/// its address (as QUIC's Retry and DNS cookies do). A cookie is bound to the client's
+/// address and port and stays valid for one to two minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookieReply {
+    /// The request this answers.
+    pub request: u32,
+    /// The cookie to echo in [`SnapshotRequest::cookie`].
+    pub cookie: [u8; COOKIE_LEN],
 }
 
 /// A request was accepted.
@@ -127,11 +148,14 @@ pub enum RejectReason {
     /// nothing was acknowledged or changed for good. The client keeps its registration
     /// and retries with back-off.
     StorageUnavailable = 10,
+    /// The sender's address (or its /24 or /64 network) holds as many registrations as
+    /// the directory allows one source: a final refusal for this registration.
+    SourceBudget = 11,
 }
 
 impl RejectReason {
     /// All reasons, in code order.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::WrongEnvironment,
         RejectReason::InvalidName,
         RejectReason::InvalidLocation,
@@ -142,7 +166,17 @@ impl RejectReason {
         RejectReason::Malformed,
         RejectReason::Stale,
         RejectReason::StorageUnavailable,
+        RejectReason::SourceBudget,
     ];
+
+    /// This reason's place in [`RejectReason::ALL`] (counters indexed by reason use it;
+    /// codes need not be contiguous).
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or_default()
+    }
 
     /// The reason for a code, if defined.
     pub fn from_code(code: u8) -> Option<Self> {
@@ -162,6 +196,7 @@ impl RejectReason {
             RejectReason::Malformed => "malformed",
             RejectReason::Stale => "stale",
             RejectReason::StorageUnavailable => "storage_unavailable",
+            RejectReason::SourceBudget => "source_budget",
         }
     }
 
@@ -192,9 +227,12 @@ impl fmt::Display for RejectReason {
                 "the directory does not support this protocol version"
             }
             RejectReason::Malformed => "the directory could not decode the request",
-            RejectReason::Stale => "the request's counter is outside the directory's time window",
+            RejectReason::Stale => "the request is older than what the directory holds",
             RejectReason::StorageUnavailable => {
                 "the directory could not store the change (its storage is failing); retry later"
+            }
+            RejectReason::SourceBudget => {
+                "the sender's address or network holds as many registrations as allowed"
             }
         })
     }
@@ -399,6 +437,13 @@ pub(super) struct SnapshotRequestWire<'a> {
     pub after: Option<&'a str>,
     #[serde(borrow)]
     pub interest: heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>,
+    pub cookie: Option<[u8; COOKIE_LEN]>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct CookieWire {
+    pub request: u32,
+    pub cookie: [u8; COOKIE_LEN],
 }
 
 #[derive(Serialize, Deserialize)]

@@ -25,8 +25,8 @@ pub use error::{DecodeError, EncodeError};
 pub use header::{Header, Kind, MAGIC, PROTOCOL_VERSION};
 pub use items::{Item, Items};
 pub use message::{
-    Ack, AnnounceHeader, Beacon, Change, Message, PageHeader, RegisterRequest, Reject,
-    RejectReason, SnapshotRequest, UnregisterRequest,
+    Ack, AnnounceHeader, Beacon, Change, CookieReply, Message, PageHeader, RegisterRequest, Reject,
+    RejectReason, SnapshotRequest, UnregisterRequest, COOKIE_LEN,
 };
 
 /// Default largest datagram: fits one Ethernet frame (1500 bytes) under IPv6 and UDP

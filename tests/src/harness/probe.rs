@@ -24,6 +24,7 @@ pub fn probe(
         max_pages: 1,
         after: None,
         interest: Interest::all(),
+        cookie: None,
     };
     let mut out = [0u8; 512];
     let len = wire::encode(&env, &request, &mut out).map_err(|e| format!("encode: {e:?}"))?;
@@ -39,6 +40,7 @@ pub fn probe(
             }
             match wire::decode(&buf[..n]).map(|f| f.message) {
                 Ok(Message::SnapshotPage(..)) => return Ok("snapshot page".into()),
+                Ok(Message::Cookie(..)) => return Ok("cookie".into()),
                 Ok(Message::Reject(r)) => return Ok(format!("reject {}", r.reason.label())),
                 _ => continue,
             }
