@@ -8,8 +8,9 @@
 //!
 //! A listener whose directory's beacons go quiet (for the directory timeout, or for half
 //! of it while another publishing directory beacons) first checks it with a one-page
-//! snapshot request, and leaves only if `max_attempts` attempts go unanswered: beacons
-//! lost to loss look the same as a dead directory until it is asked.
+//! snapshot request, and leaves only if `max_attempts` attempts, spread over at least
+//! `failover_after` since it was last heard, go unanswered: beacons lost to loss look
+//! the same as a dead directory until it is asked.
 
 use super::*;
 
@@ -117,11 +118,19 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// Retransmits the check of the current directory, or gives it up: true when the
-    /// current directory left every attempt unanswered.
+    /// current directory left every attempt unanswered, at least `max_attempts` of them
+    /// over at least `failover_after` of silence (a few lost round trips at a lossy
+    /// directory that works must not move a listener away from what it registers).
     pub(super) fn check_timeout(&mut self) -> bool {
         let now = self.now;
         let max_attempts = self.config.max_attempts.max(1);
         let backoff = self.backoff(self.check.map_or(0, |c| c.attempts));
+        let quiet_since = self
+            .check
+            .and_then(|c| self.directories.get(c.target))
+            .and_then(|d| d.last_heard);
+        let long_silent =
+            quiet_since.is_none_or(|t| now.saturating_since(t) >= self.config.failover_after);
         let Some(c) = self.check.as_mut() else {
             return false;
         };
@@ -129,7 +138,7 @@ impl<const R: usize> Client<'_, R> {
             return false;
         }
         c.attempts = c.attempts.saturating_add(1);
-        if c.attempts >= max_attempts {
+        if c.attempts >= max_attempts && long_silent {
             self.check = None;
             return true;
         }
