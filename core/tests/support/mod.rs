@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod history;
+
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
 use herald_core::*;
@@ -296,7 +298,15 @@ impl Sim {
         for _ in 1..count {
             sim.add_directory(capacity);
         }
-        sim.shared = Some(SharedStore {
+        sim.share_store(delay);
+        sim
+    }
+
+    /// Makes the directories share one store, each change replicated after `delay`,
+    /// directory 0 publishing and the others replicas.
+    pub fn share_store(&mut self, delay: Duration) {
+        let count = self.directories.len();
+        self.shared = Some(SharedStore {
             records: BTreeMap::new(),
             watch: Vec::new(),
             queued: vec![Vec::new(); count],
@@ -304,8 +314,7 @@ impl Sim {
             down: false,
             announcers: HashSet::new(),
         });
-        sim.elect(Some(0));
-        sim
+        self.elect(Some(0));
     }
 
     /// Makes directory `publisher` the only one publishing (`None`: none publishes).
