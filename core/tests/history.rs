@@ -9,11 +9,41 @@ mod support;
 use std::collections::BTreeMap;
 use support::history::{run_seed, FaultClasses};
 
+/// Seeds run in parallel by this many threads.
+const THREADS: u64 = 2;
+
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
         v.parse()
             .unwrap_or_else(|_| panic!("{name} must be a number"))
     })
+}
+
+/// A failing seed: its invariants, and its report (whole, or its first line).
+struct Failure {
+    seed: u64,
+    invariants: Vec<&'static str>,
+    report: String,
+    line: String,
+}
+
+fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for &seed in seeds {
+        let outcome = run_seed(seed, classes);
+        if let Some(first) = outcome.violations.first() {
+            failures.push(Failure {
+                seed,
+                invariants: outcome.invariants(),
+                line: format!(
+                    "seed {seed}: {} at {}: {}",
+                    first.invariant, first.at, first.detail
+                ),
+                report: outcome.report(),
+            });
+        }
+    }
+    failures
 }
 
 #[test]
@@ -26,26 +56,30 @@ fn random_fault_schedules_keep_every_invariant() {
             (start..start + env("HERALD_SIM_SEEDS").unwrap_or(300)).collect()
         }
     };
+    let mut failures: Vec<Failure> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let mine: Vec<u64> = seeds.iter().copied().filter(|s| s % THREADS == t).collect();
+                let classes = &classes;
+                scope.spawn(move || run_seeds(&mine, classes))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a worker panicked"))
+            .collect()
+    });
+    failures.sort_by_key(|f| f.seed);
     let mut failed: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    let mut reports = 0;
-    for &seed in &seeds {
-        let outcome = run_seed(seed, &classes);
-        if outcome.violations.is_empty() {
-            continue;
-        }
+    for (i, f) in failures.iter().enumerate() {
         // The whole report for the first few failing seeds, a line for the others.
-        if reports < 3 || seeds.len() == 1 {
-            eprintln!("{}", outcome.report());
-            reports += 1;
+        if i < 3 {
+            eprintln!("{}", f.report);
         } else {
-            let first = &outcome.violations[0];
-            eprintln!(
-                "seed {seed}: {} at {}: {}",
-                first.invariant, first.at, first.detail
-            );
+            eprintln!("{}", f.line);
         }
-        for invariant in outcome.invariants() {
-            failed.entry(invariant).or_default().push(seed);
+        for invariant in &f.invariants {
+            failed.entry(invariant).or_default().push(f.seed);
         }
     }
     let summary: Vec<String> = failed

@@ -701,12 +701,35 @@ impl Sim {
 }
 
 /// Makes one write; false when it changed nothing (a deletion of a record that is gone
-/// or live again).
+/// or live again, or a record no newer than the one stored). As the etcd backend's
+/// guarded writes do, an older version never replaces a newer one (the writer reads the
+/// newer one back), and a write of the same version merges (the later lease expiry,
+/// the fewer notifications still owed).
 fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -> bool {
     match write {
         DirectoryWrite::Put(name, bytes) => {
-            records.insert(name, bytes);
-            true
+            let clock = wall(Instant::ZERO);
+            let stored = records
+                .get(&name)
+                .and_then(|old| Record::from_bytes(old, clock).ok());
+            let newer = match (stored, Record::from_bytes(&bytes, clock)) {
+                (Some(old), Ok(new)) => match (old.state, new.state) {
+                    _ if new.service.version != old.service.version => {
+                        new.service.version > old.service.version
+                    }
+                    (RecordState::Live { expires: a }, RecordState::Live { expires: b }) => b > a,
+                    (
+                        RecordState::Departed { remaining: a },
+                        RecordState::Departed { remaining: b },
+                    ) => b < a,
+                    _ => true,
+                },
+                _ => true,
+            };
+            if newer {
+                records.insert(name, bytes);
+            }
+            newer
         }
         DirectoryWrite::DeleteDeparted(name) => {
             let departed = records.get(&name).is_some_and(|bytes| {

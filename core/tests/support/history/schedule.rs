@@ -302,7 +302,9 @@ impl Schedule {
             200
         });
         let authenticated = classes.replays && c.below(2) == 0;
-        let big = classes.big_bursts && c.below(8) == 0;
+        // Big bursts cost most (a registrant holds 8 names): rarer, in shorter schedules.
+        let big = classes.big_bursts && c.below(16) == 0;
+        let max_steps = if big { max_steps.min(5) } else { max_steps };
         let max_live: usize = if big { 1_000 } else { 24 };
         let directories = topology.directories();
         let shared = matches!(topology, Topology::Shared { .. });
