@@ -77,7 +77,7 @@ impl History {
 
 /// The result of one run.
 pub struct Outcome {
-    /// The seed it was drawn from (`None` for a fuzzer's input).
+    /// The seed it was drawn from (`None` when the schedule was chosen otherwise).
     pub seed: Option<u64>,
     /// What was run.
     pub schedule: Schedule,
@@ -145,15 +145,18 @@ impl Outcome {
 pub fn run_seed(seed: u64, classes: &FaultClasses) -> Outcome {
     let mut rng = Rng::new(seed);
     let schedule = Schedule::generate(&mut rng, classes, 14);
-    run(Some(seed), schedule, classes)
+    let mut outcome = run(seed, schedule, classes);
+    outcome.seed = Some(seed);
+    outcome
 }
 
-/// Runs `schedule` (choices within it drawn from `seed`) and checks its history.
-pub fn run(seed: Option<u64>, schedule: Schedule, classes: &FaultClasses) -> Outcome {
-    let mut world = World::new(seed.unwrap_or(0), schedule, classes);
+/// Runs `schedule` (the network's randomness and the choices within steps drawn from
+/// `seed`) and checks its history.
+pub fn run(seed: u64, schedule: Schedule, classes: &FaultClasses) -> Outcome {
+    let mut world = World::new(seed, schedule, classes);
     world.play();
     Outcome {
-        seed,
+        seed: None,
         violations: world.checker.violations,
         history: world.history,
         schedule: world.schedule,

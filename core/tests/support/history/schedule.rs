@@ -1,7 +1,7 @@
 //! Random fault schedules for the history checker: which faults a run suffers, and the
 //! steps it takes, drawn from a seed (or from a fuzzer's bytes).
 
-use crate::support::Rng;
+use super::super::Rng;
 use herald_core::Duration;
 
 /// A source of choices: a seeded PRNG in tests, the fuzzer's bytes in the fuzz target.
@@ -131,6 +131,28 @@ impl FaultClasses {
             classes.expiry_loss_ceiling = ceiling.parse().expect("HERALD_SIM_EXPIRY_LOSS");
         }
         classes
+    }
+
+    /// The classes whose bit is set in `mask`, in field order (bit 0: loss, 1:
+    /// duplication, 2: reordering, 3: big bursts, 4: flaps, 5: restarts, 6: failovers,
+    /// 7: publisher changes, 8: replication delay, 9: replays, 10: independent
+    /// directories), spurious expiry asserted up to 40 % loss.
+    pub fn from_mask(mask: u16) -> Self {
+        let bit = |i: u16| mask & (1 << i) != 0;
+        FaultClasses {
+            loss: bit(0),
+            duplication: bit(1),
+            reordering: bit(2),
+            big_bursts: bit(3),
+            flaps: bit(4),
+            restarts: bit(5),
+            failovers: bit(6),
+            publisher_changes: bit(7),
+            replication_delay: bit(8),
+            replays: bit(9),
+            independent_directories: bit(10),
+            expiry_loss_ceiling: 0.4,
+        }
     }
 
     /// Applies one word of `HERALD_SIM_FAULTS`: `none`, `all`, `+class` or `-class`.
