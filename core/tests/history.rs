@@ -19,7 +19,8 @@ fn env(name: &str) -> Option<u64> {
     })
 }
 
-/// A failing seed: its invariants, and its report (whole, or its first line).
+/// A failing seed: its invariants, and its report (whole, or each invariant's first
+/// violation).
 struct Failure {
     seed: u64,
     invariants: Vec<&'static str>,
@@ -31,14 +32,17 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
     let mut failures = Vec::new();
     for &seed in seeds {
         let outcome = run_seed(seed, classes);
-        if let Some(first) = outcome.violations.first() {
+        if !outcome.violations.is_empty() {
+            let invariants = outcome.invariants();
+            let lines: Vec<String> = invariants
+                .iter()
+                .filter_map(|i| outcome.violations.iter().find(|v| v.invariant == *i))
+                .map(|v| format!("seed {seed}: {} at {}: {}", v.invariant, v.at, v.detail))
+                .collect();
             failures.push(Failure {
                 seed,
-                invariants: outcome.invariants(),
-                line: format!(
-                    "seed {seed}: {} at {}: {}",
-                    first.invariant, first.at, first.detail
-                ),
+                invariants,
+                line: format!("{}\n  ({})", lines.join("\n"), outcome.schedule.summary()),
                 report: outcome.report(),
             });
         }

@@ -173,6 +173,8 @@ struct Incarnation {
     name: String,
     /// When its registrant gave it up (unregistered it, or was refused).
     ended: Option<Instant>,
+    /// When it was made by a flap (an unregistration at once followed by it).
+    flap: Option<Instant>,
 }
 
 struct World {
@@ -394,6 +396,12 @@ impl World {
                     self.unregister(r, &name);
                     if flap {
                         self.register(r, &name);
+                        if let Some(i) = self.holdings[r]
+                            .get(&name)
+                            .and_then(|p| self.incarnations.get_mut(p))
+                        {
+                            i.flap = Some(now);
+                        }
                     }
                 }
             }
@@ -451,6 +459,7 @@ impl World {
                     Incarnation {
                         name: name.to_string(),
                         ended: None,
+                        flap: None,
                     },
                 );
             }
@@ -696,10 +705,38 @@ impl World {
                 service.version.0
             ),
         );
-        let kept_renewing =
-            matches!(e, ClientEvent::Unregistered(_)) && self.kept_renewing(at, p, name);
         let space = self.space[&node];
+        let kept_renewing = match e {
+            ClientEvent::Unregistered(_) if self.kept_renewing(at, p, name) => {
+                Some(self.removal_hint(at, space, p, service))
+            }
+            _ => None,
+        };
         self.checker.listener_event(at, l, space, e, kept_renewing);
+    }
+
+    /// What is known of a removal, to classify a spurious one.
+    fn removal_hint(&self, at: Instant, space: usize, port: u16, service: &Service) -> String {
+        let name = service.name().as_str();
+        let mut hint = if self
+            .checker
+            .removal_announced(space, name, service.version.0)
+        {
+            "a directory announced this removal".to_string()
+        } else {
+            "no directory announced a removal at this version (the listener inferred it)"
+                .to_string()
+        };
+        if let Some(i) = self.incarnations.get(&port) {
+            if let Some(flap) = i.flap {
+                let _ = write!(
+                    hint,
+                    "; registered again by a flap {} before",
+                    at.saturating_since(flap)
+                );
+            }
+        }
+        hint
     }
 
     /// True when registration `port` of `name` was never given up before `at`, under
@@ -792,7 +829,8 @@ impl World {
                     let name = change.name().as_str().to_string();
                     match change {
                         Change::Registered(s) => {
-                            self.checker.live_sent(space, &name, s.version.0);
+                            self.checker
+                                .live_announced(at, d, space, &name, s.version.0);
                             self.history.push(
                                 at,
                                 Some(&name),

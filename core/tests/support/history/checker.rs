@@ -50,6 +50,8 @@ pub struct Checker {
     /// Every (space, name, version) a directory sent as live.
     ever_live: HashSet<(Space, String, u64)>,
     newest_live: HashMap<(Space, String), u64>,
+    /// The newest removal announced per (space, name).
+    newest_removal: HashMap<(Space, String), u64>,
     counts: BTreeMap<(Space, String, u64), Count>,
     /// What was found.
     pub violations: Vec<Violation>,
@@ -63,6 +65,7 @@ impl Checker {
             tracks: HashMap::new(),
             ever_live: HashSet::new(),
             newest_live: HashMap::new(),
+            newest_removal: HashMap::new(),
             counts: BTreeMap::new(),
             violations: Vec::new(),
         }
@@ -75,6 +78,35 @@ impl Checker {
             name: Some(name.to_string()),
             detail,
         });
+    }
+
+    /// A directory announced `name` live at `version`: never older than a removal of it
+    /// already announced.
+    pub fn live_announced(
+        &mut self,
+        at: Instant,
+        directory: usize,
+        space: Space,
+        name: &str,
+        version: u64,
+    ) {
+        if let Some(removed) = self.newest_removal.get(&(space, name.to_string())).copied() {
+            if version < removed {
+                self.violate(
+                    "directory resurrection",
+                    at,
+                    name,
+                    format!("directory {directory} announced v{version} live after announcing its removal at v{removed}"),
+                );
+            }
+        }
+        self.live_sent(space, name, version);
+    }
+
+    /// True when a directory announced the removal of `name` at `version`.
+    pub fn removal_announced(&self, space: Space, name: &str, version: u64) -> bool {
+        self.counts
+            .contains_key(&(space, name.to_string(), version))
     }
 
     /// A directory sent `name` at `version` as live (announcement or page).
@@ -90,6 +122,11 @@ impl Checker {
 
     /// The publisher sent one `unregistered` notification for a removal.
     pub fn notification_sent(&mut self, space: Space, name: &str, version: u64, at: Instant) {
+        let newest = self
+            .newest_removal
+            .entry((space, name.to_string()))
+            .or_default();
+        *newest = (*newest).max(version);
         self.counts
             .entry((space, name.to_string(), version))
             .and_modify(|c| {
@@ -110,15 +147,16 @@ impl Checker {
     }
 
     /// Checks one event of `listener`, which follows version space `space`.
-    /// `kept_renewing` is true when an `unregistered` event concerns a registration its
-    /// registrant never gave up, under conditions where the client promises to hold it.
+    /// `kept_renewing` is `Some` (with what is known of the removal) when an
+    /// `unregistered` event concerns a registration its registrant never gave up, under
+    /// conditions where the client promises to hold it.
     pub fn listener_event(
         &mut self,
         at: Instant,
         listener: usize,
         space: Space,
         event: &ClientEvent,
-        kept_renewing: bool,
+        kept_renewing: Option<String>,
     ) {
         let (kind, service): (Kind, &Service) = match event {
             ClientEvent::Discovered(s) | ClientEvent::Changed(s) => (Kind::Live, s),
@@ -167,13 +205,13 @@ impl Checker {
             ),
             _ => {}
         }
-        if kind == Kind::Gone && kept_renewing {
+        if let (Kind::Gone, Some(hint)) = (kind, kept_renewing) {
             self.violate(
                 "spurious expiry",
                 at,
                 &name,
                 format!(
-                    "listener {listener}: unregistered v{version} (port {}) while its registrant kept renewing",
+                    "listener {listener}: unregistered v{version} (port {}) while its registrant kept renewing; {hint}",
                     port(service)
                 ),
             );
