@@ -171,6 +171,8 @@ const POOL: usize = 512;
 /// One registration call, identified by its port.
 struct Incarnation {
     name: String,
+    /// Which registrant made it.
+    registrant: usize,
     /// When its registrant gave it up (unregistered it, or was refused).
     ended: Option<Instant>,
     /// When it was made by a flap (an unregistration at once followed by it).
@@ -458,6 +460,7 @@ impl World {
                     port,
                     Incarnation {
                         name: name.to_string(),
+                        registrant: r,
                         ended: None,
                         flap: None,
                     },
@@ -531,6 +534,9 @@ impl World {
         if restart {
             let mut config = self.sim.config.clone();
             config.address = nth_directory(d);
+            // As `herald serve` does: the version clock (and the counters) start from the
+            // wall clock, which went on while the directory was stopped.
+            config.version_floor = Version(config.version_floor.0 + now.as_micros());
             let mut directory =
                 Directory::new(config, leak(None, self.capacity), leak(0u32, self.capacity))
                     .unwrap();
@@ -728,6 +734,12 @@ impl World {
                 .to_string()
         };
         if let Some(i) = self.incarnations.get(&port) {
+            let registrant = self.registrants[i.registrant];
+            let uses = self.sim.nodes[registrant]
+                .client
+                .current_directory()
+                .and_then(|l| self.directory_index(l.socket_addr()));
+            let _ = write!(hint, "; its registrant uses directory {uses:?}");
             if let Some(flap) = i.flap {
                 let _ = write!(
                     hint,
