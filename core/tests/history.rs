@@ -2,7 +2,8 @@
 //! invariants). `cargo test` runs 300 seeds; set `HERALD_SIM_SEEDS=N` (and
 //! `HERALD_SIM_START=S`) for a longer soak, `HERALD_SIM_SEED=S` to replay one seed with
 //! its whole report, `HERALD_SIM_FAULTS` to switch fault classes off (`-replays,-loss`)
-//! and `HERALD_SIM_EXPIRY_LOSS` for the loss ceiling of the spurious-expiry invariant.
+//! `HERALD_SIM_EXPIRY_LOSS` for the loss ceiling of the spurious-expiry invariant, and
+//! `HERALD_SIM_EXCERPT` for the number of history entries shown before a violation.
 
 mod support;
 

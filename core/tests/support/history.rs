@@ -121,7 +121,7 @@ impl Outcome {
                 v.at,
                 v.detail
             );
-            for e in self.history.excerpt(v.name.as_deref(), v.at, 40) {
+            for e in self.history.excerpt(v.name.as_deref(), v.at, excerpt_len()) {
                 let _ = writeln!(
                     out,
                     "   {:>12} {}{}",
@@ -139,6 +139,14 @@ impl Outcome {
         }
         out
     }
+}
+
+/// Entries shown before each violation: 40, or `HERALD_SIM_EXCERPT`.
+fn excerpt_len() -> usize {
+    std::env::var("HERALD_SIM_EXCERPT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
 }
 
 /// Draws the schedule of `seed` and runs it.
