@@ -183,7 +183,8 @@ struct Incarnation {
     registrant: usize,
     /// When its registrant gave it up (unregistered it, or was refused).
     ended: Option<Instant>,
-    /// When it was made by a flap (an unregistration at once followed by it).
+    /// When its registrant last gave the name up, if it did less than 2 s before this
+    /// registration (an unregistration and a registration that may be reordered).
     flap: Option<Instant>,
 }
 
@@ -201,6 +202,8 @@ struct World {
     /// Per registrant: name → port of the registration it holds.
     holdings: Vec<BTreeMap<String, u16>>,
     incarnations: HashMap<u16, Incarnation>,
+    /// When each registrant last gave each name up.
+    given_up: HashMap<(usize, String), Instant>,
     next_port: u32,
     publisher: usize,
     /// Directories to bring back: (when, which, restart from the store).
@@ -280,6 +283,7 @@ impl World {
             registrants,
             listeners,
             incarnations: HashMap::new(),
+            given_up: HashMap::new(),
             next_port: 0,
             publisher: 0,
             ups: Vec::new(),
@@ -310,9 +314,9 @@ impl World {
         self.history.step(now, "faults stop".into());
         let sweep = self.sim.config.sweep_period;
         self.advance(sweep + Duration::from_secs(1));
-        self.check_views("one sweep after the faults");
+        self.check_views("convergence", "one sweep after the faults");
         self.advance(self.schedule.lease + Duration::from_secs(1));
-        self.check_views("a lease later");
+        self.check_views("lasting divergence", "a lease later");
         self.check_registry();
         let now = self.sim.now;
         let elections = self.elections.clone();
@@ -406,12 +410,6 @@ impl World {
                     self.unregister(r, &name);
                     if flap {
                         self.register(r, &name);
-                        if let Some(i) = self.holdings[r]
-                            .get(&name)
-                            .and_then(|p| self.incarnations.get_mut(p))
-                        {
-                            i.flap = Some(now);
-                        }
                     }
                 }
             }
@@ -463,6 +461,11 @@ impl World {
                     Some(name),
                     format!("registrant {r} registers {name} port {port}"),
                 );
+                let flap = self
+                    .given_up
+                    .get(&(r, name.to_string()))
+                    .copied()
+                    .filter(|t| now.saturating_since(*t) < Duration::from_secs(2));
                 self.holdings[r].insert(name.to_string(), port);
                 self.incarnations.insert(
                     port,
@@ -470,7 +473,7 @@ impl World {
                         name: name.to_string(),
                         registrant: r,
                         ended: None,
-                        flap: None,
+                        flap,
                     },
                 );
             }
@@ -497,6 +500,7 @@ impl World {
 
     /// Registrant `r` gave `name` up.
     fn end(&mut self, r: usize, name: &str, at: Instant) {
+        self.given_up.insert((r, name.to_string()), at);
         if let Some(port) = self.holdings[r].remove(name) {
             if let Some(i) = self.incarnations.get_mut(&port) {
                 i.ended.get_or_insert(at);
@@ -751,7 +755,7 @@ impl World {
             if let Some(flap) = i.flap {
                 let _ = write!(
                     hint,
-                    "; registered again by a flap {} before",
+                    "; registered again within 2 s of an unregistration of the name ({} before this event)",
                     at.saturating_since(flap)
                 );
             }
@@ -895,7 +899,7 @@ impl World {
     }
 
     /// Every listener's view equals the registry of the directory it follows.
-    fn check_views(&mut self, what: &str) {
+    fn check_views(&mut self, invariant: &'static str, what: &str) {
         let now = self.sim.now;
         self.history.step(now, format!("check: views ({what})"));
         for l in 0..self.listeners.len() {
@@ -903,7 +907,7 @@ impl World {
             let following = self.sim.nodes[node].client.current_directory();
             let Some(d) = following.and_then(|loc| self.directory_index(loc.socket_addr())) else {
                 self.checker.violations.push(Violation {
-                    invariant: "convergence",
+                    invariant,
                     at: now,
                     name: None,
                     detail: format!("listener {l} ({what}) follows no directory ({following:?})"),
@@ -912,7 +916,7 @@ impl World {
             };
             if matches!(self.schedule.topology, Topology::Shared { .. }) && d != self.publisher {
                 self.checker.violations.push(Violation {
-                    invariant: "convergence",
+                    invariant,
                     at: now,
                     name: None,
                     detail: format!(
@@ -923,7 +927,8 @@ impl World {
             }
             let registry = self.sim.live_at(d);
             let view = self.sim.nodes[node].view.services.clone();
-            self.checker.check_converged(now, l, &view, &registry, what);
+            self.checker
+                .check_converged(invariant, now, l, &view, &registry, what);
         }
     }
 

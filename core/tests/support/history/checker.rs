@@ -265,8 +265,10 @@ impl Checker {
 
     /// A listener's view must equal the registry of the directory it follows (names and
     /// contents; versions may differ after a failover between independent directories).
+    /// `invariant` tells which check this is (one sweep after the faults, or later).
     pub fn check_converged(
         &mut self,
+        invariant: &'static str,
         now: Instant,
         listener: usize,
         view: &BTreeMap<String, Service>,
@@ -301,7 +303,7 @@ impl Checker {
         let total = differences.len();
         for (name, d) in differences.into_iter().take(5) {
             self.violate(
-                "convergence",
+                invariant,
                 now,
                 name,
                 format!("listener {listener} ({what}): {name} {d}; {total} differences in all"),
