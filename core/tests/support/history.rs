@@ -678,7 +678,7 @@ impl World {
                 self.listener_event(at, l, node, &e);
             }
             let view = &self.sim.nodes[node].view.violations;
-            for v in view[self.seen[node].1..].to_vec() {
+            for v in &view[self.seen[node].1..] {
                 self.checker.violations.push(Violation {
                     invariant: "exactly once",
                     at,
