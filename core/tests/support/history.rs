@@ -826,6 +826,12 @@ impl World {
             }
             (Some(d), Message::Ack(a)) => {
                 if let Some(name) = self.requests.get(&(to, a.request)).cloned() {
+                    if a.lease > Duration::ZERO {
+                        // A registration acknowledged is live at that version, announced
+                        // or not (a removal right after it supersedes it).
+                        let space = self.version_space(d);
+                        self.checker.live_sent(space, &name, a.version.0);
+                    }
                     self.history.push(
                         at,
                         Some(&name),
