@@ -85,6 +85,8 @@ pub struct Outcome {
     pub history: History,
     /// What broke.
     pub violations: Vec<Violation>,
+    /// When something broke: every directory's and client's counters at the end.
+    pub stats: Vec<String>,
 }
 
 impl Outcome {
@@ -131,6 +133,9 @@ impl Outcome {
                 );
             }
         }
+        for line in &self.stats {
+            let _ = writeln!(out, "   {line}");
+        }
         if let Some(s) = self.seed {
             let _ = writeln!(
                 out,
@@ -163,8 +168,14 @@ pub fn run_seed(seed: u64, classes: &FaultClasses) -> Outcome {
 pub fn run(seed: u64, schedule: Schedule, classes: &FaultClasses) -> Outcome {
     let mut world = World::new(seed, schedule, classes);
     world.play();
+    let stats = if world.checker.violations.is_empty() {
+        Vec::new()
+    } else {
+        world.stats()
+    };
     Outcome {
         seed: None,
+        stats,
         violations: world.checker.violations,
         history: world.history,
         schedule: world.schedule,
@@ -295,6 +306,25 @@ impl World {
             pool: Vec::new(),
             schedule,
         }
+    }
+
+    /// Every directory's and client's counters.
+    fn stats(&self) -> Vec<String> {
+        let directories = self
+            .sim
+            .directories
+            .iter()
+            .enumerate()
+            .map(|(d, n)| format!("directory {d}: {:?}", n.directory.stats()));
+        let clients = self.sim.nodes.iter().enumerate().map(|(i, n)| {
+            let role = if n.listening {
+                "listener"
+            } else {
+                "registrant"
+            };
+            format!("node {i} ({role}): {:?}", n.client.stats())
+        });
+        directories.chain(clients).collect()
     }
 
     fn play(&mut self) {
@@ -740,7 +770,10 @@ impl World {
             .checker
             .removal_announced(space, name, service.version.0)
         {
-            "a directory announced this removal".to_string()
+            match self.schedule.topology {
+                Topology::Independent { .. } => format!("directory {space} announced this removal"),
+                Topology::Shared { .. } => "a directory announced this removal".to_string(),
+            }
         } else {
             "no directory announced a removal at this version (the listener inferred it)"
                 .to_string()
