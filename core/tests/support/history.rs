@@ -609,19 +609,20 @@ impl World {
         self.sim.flush();
     }
 
-    fn decode<'b>(&self, bytes: &'b [u8]) -> Option<wire::Frame<'b>> {
+    /// The frame, and its counter when authenticated.
+    fn decode<'b>(&self, bytes: &'b [u8]) -> Option<(wire::Frame<'b>, Option<u64>)> {
         match &self.keys {
-            None => decode(bytes).ok(),
+            None => Some((decode(bytes).ok()?, None)),
             Some(keys) => {
-                let (inner, _) = auth::open(keys, bytes).ok()?;
-                wire::decode_authenticated(inner).ok()
+                let (inner, counter) = auth::open(keys, bytes).ok()?;
+                Some((wire::decode_authenticated(inner).ok()?, Some(counter)))
             }
         }
     }
 
     /// A short description of a datagram.
     fn describe(&self, bytes: &[u8]) -> Option<String> {
-        let frame = self.decode(bytes)?;
+        let (frame, _) = self.decode(bytes)?;
         Some(match frame.message {
             Message::Register(r) => format!(
                 "register {} port {} (request {})",
@@ -822,10 +823,11 @@ impl World {
     }
 
     fn observe(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
-        let Some(frame) = self.decode(bytes) else {
+        let Some((frame, counter)) = self.decode(bytes) else {
             return;
         };
         let first_listener = self.sim.nodes[self.listeners[0]].addr;
+        let counter = counter.map_or(String::new(), |c| format!(", counter {c}"));
         match (self.directory_index(from), frame.message) {
             (None, Message::Register(r)) => {
                 let node = self.node_index(from).unwrap_or(usize::MAX);
@@ -839,7 +841,7 @@ impl World {
                     at,
                     Some(name),
                     format!(
-                        "node {node} → {to}: register {name} port {p} (request {})",
+                        "node {node} → {to}: register {name} port {p} (request {}{counter})",
                         r.request
                     ),
                 );
@@ -852,7 +854,7 @@ impl World {
                     at,
                     Some(name),
                     format!(
-                        "node {node} → {to}: unregister {name} (request {})",
+                        "node {node} → {to}: unregister {name} (request {}{counter})",
                         u.request
                     ),
                 );
@@ -869,7 +871,7 @@ impl World {
                         at,
                         Some(&name),
                         format!(
-                            "directory {d} → {to}: ack request {} ({name} v{}, lease {})",
+                            "directory {d} → {to}: ack request {} ({name} v{}, lease {}{counter})",
                             a.request, a.version.0, a.lease
                         ),
                     );
@@ -881,7 +883,7 @@ impl World {
                     at,
                     name.as_deref(),
                     format!(
-                        "directory {d} → {to}: reject request {} {:?}",
+                        "directory {d} → {to}: reject request {} {:?}{counter}",
                         r.request, r.reason
                     ),
                 );
