@@ -85,7 +85,8 @@ pub struct Outcome {
     pub history: History,
     /// What broke.
     pub violations: Vec<Violation>,
-    /// When something broke: every directory's and client's counters at the end.
+    /// When something broke: the directories', listeners' and registrants' counters at
+    /// the end.
     pub stats: Vec<String>,
 }
 
@@ -308,23 +309,33 @@ impl World {
         }
     }
 
-    /// Every directory's and client's counters.
+    /// Every directory's and listener's counters, and the registrants' summed.
     fn stats(&self) -> Vec<String> {
-        let directories = self
+        let mut out: Vec<String> = self
             .sim
             .directories
             .iter()
             .enumerate()
-            .map(|(d, n)| format!("directory {d}: {:?}", n.directory.stats()));
-        let clients = self.sim.nodes.iter().enumerate().map(|(i, n)| {
-            let role = if n.listening {
-                "listener"
-            } else {
-                "registrant"
-            };
-            format!("node {i} ({role}): {:?}", n.client.stats())
-        });
-        directories.chain(clients).collect()
+            .map(|(d, n)| format!("directory {d}: {:?}", n.directory.stats()))
+            .collect();
+        for (l, node) in self.listeners.iter().enumerate() {
+            let stats = self.sim.nodes[*node].client.stats();
+            out.push(format!("listener {l}: {stats:?}"));
+        }
+        let mut sum = ClientStats::default();
+        for node in &self.registrants {
+            let s = self.sim.nodes[*node].client.stats();
+            sum.datagrams_in += s.datagrams_in;
+            sum.datagrams_out += s.datagrams_out;
+            sum.malformed += s.malformed;
+            sum.unauthenticated += s.unauthenticated;
+            sum.replayed += s.replayed;
+        }
+        out.push(format!(
+            "registrants (summed): in {}, out {}, malformed {}, unauthenticated {}, replayed {}",
+            sum.datagrams_in, sum.datagrams_out, sum.malformed, sum.unauthenticated, sum.replayed
+        ));
+        out
     }
 
     fn play(&mut self) {
