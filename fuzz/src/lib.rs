@@ -10,10 +10,13 @@
 //!   requests collide and reach deep states.
 //! - [`directory`] and [`client`]: drive one state machine with an input and check its
 //!   invariants; they panic on a violation.
+//! - [`history`]: the simulator's history checker (shared with the core's tests) on a
+//!   fault schedule the input chooses.
 
 pub mod client;
 pub mod codec;
 pub mod directory;
+pub mod history;
 pub mod input;
 pub mod message;
 pub mod world;

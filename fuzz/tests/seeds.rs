@@ -222,6 +222,24 @@ fn client_seeds() -> Vec<(String, Vec<u8>)> {
     seed_set(config, vectors, &steps)
 }
 
+/// The history target's seeds: a fault mask (two bytes), then the schedule's choices
+/// (two bytes each). Quiet schedules only, so the seeds pass on any correct core; the
+/// fuzzer switches the faults on.
+fn history_seeds() -> Vec<(String, Vec<u8>)> {
+    // Two steps, each a registration of one name, on one directory.
+    let quiet = vec![0u8; 2];
+    // No fault class; a pseudo-random stream of choices (a longer schedule of bursts).
+    let mut busy = vec![0u8; 2];
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..96 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        busy.push(x as u8);
+    }
+    vec![("quiet".into(), quiet), ("busy".into(), busy)]
+}
+
 /// Every seed: (target, seed name) → bytes.
 fn seeds() -> BTreeMap<(&'static str, String), Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -234,6 +252,9 @@ fn seeds() -> BTreeMap<(&'static str, String), Vec<u8>> {
     }
     for (name, bytes) in client_seeds() {
         out.insert(("client", name), bytes);
+    }
+    for (name, bytes) in history_seeds() {
+        out.insert(("history", name), bytes);
     }
     out
 }
@@ -252,6 +273,7 @@ fn run(target: &str, bytes: &[u8]) {
         }
         "directory" => herald_fuzz::directory::run(bytes),
         "client" => herald_fuzz::client::run(bytes),
+        "history" => herald_fuzz::history::run(bytes),
         _ => unreachable!(),
     }
 }
@@ -268,7 +290,7 @@ fn seeds_pass_their_targets() {
 #[test]
 fn regressions_pass_their_targets() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
-    for target in ["decode", "roundtrip", "directory", "client"] {
+    for target in ["decode", "roundtrip", "directory", "client", "history"] {
         let Ok(entries) = std::fs::read_dir(root.join(target)) else {
             continue;
         };
@@ -303,7 +325,7 @@ fn every_vector_decodes() {
 fn checked_in_seeds_are_current() {
     let seeds = seeds();
     let write = std::env::var_os("HERALD_WRITE_SEEDS").is_some();
-    for target in ["decode", "roundtrip", "directory", "client"] {
+    for target in ["decode", "roundtrip", "directory", "client", "history"] {
         let dir = corpus().join(target);
         std::fs::create_dir_all(&dir).expect("corpus directory");
         for entry in std::fs::read_dir(&dir).expect("corpus directory") {

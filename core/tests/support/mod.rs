@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod shared_store;
+pub mod history;
 
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
@@ -298,7 +299,15 @@ impl Sim {
         for _ in 1..count {
             sim.add_directory(capacity);
         }
-        sim.shared = Some(SharedStore {
+        sim.share_store(delay);
+        sim
+    }
+
+    /// Makes the directories share one store, each change replicated after `delay`,
+    /// directory 0 publishing and the others replicas.
+    pub fn share_store(&mut self, delay: Duration) {
+        let count = self.directories.len();
+        self.shared = Some(SharedStore {
             records: BTreeMap::new(),
             watch: Vec::new(),
             queued: vec![Vec::new(); count],
@@ -306,8 +315,7 @@ impl Sim {
             down: false,
             announcers: HashSet::new(),
         });
-        sim.elect(Some(0));
-        sim
+        self.elect(Some(0));
     }
 
     /// Makes directory `publisher` the only one publishing (`None`: none publishes).
@@ -694,12 +702,35 @@ impl Sim {
 }
 
 /// Makes one write; false when it changed nothing (a deletion of a record that is gone
-/// or live again).
+/// or live again, or a record no newer than the one stored). As the etcd backend's
+/// guarded writes do, an older version never replaces a newer one (the writer reads the
+/// newer one back), and a write of the same version merges (the later lease expiry,
+/// the fewer notifications still owed).
 fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -> bool {
     match write {
         DirectoryWrite::Put(name, bytes) => {
-            records.insert(name, bytes);
-            true
+            let clock = wall(Instant::ZERO);
+            let stored = records
+                .get(&name)
+                .and_then(|old| Record::from_bytes(old, clock).ok());
+            let newer = match (stored, Record::from_bytes(&bytes, clock)) {
+                (Some(old), Ok(new)) => match (old.state, new.state) {
+                    _ if new.service.version != old.service.version => {
+                        new.service.version > old.service.version
+                    }
+                    (RecordState::Live { expires: a }, RecordState::Live { expires: b }) => b > a,
+                    (
+                        RecordState::Departed { remaining: a },
+                        RecordState::Departed { remaining: b },
+                    ) => b < a,
+                    _ => true,
+                },
+                _ => true,
+            };
+            if newer {
+                records.insert(name, bytes);
+            }
+            newer
         }
         DirectoryWrite::DeleteDeparted(name) => {
             let departed = records.get(&name).is_some_and(|bytes| {

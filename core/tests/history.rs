@@ -1,0 +1,103 @@
+//! The history checker over random fault schedules (see `support/history.rs` for the
+//! invariants). `cargo test` runs 300 seeds; set `HERALD_SIM_SEEDS=N` (and
+//! `HERALD_SIM_START=S`) for a longer soak, `HERALD_SIM_SEED=S` to replay one seed with
+//! its whole report, `HERALD_SIM_FAULTS` to switch fault classes off (`-replays,-loss`)
+//! `HERALD_SIM_EXPIRY_LOSS` for the loss ceiling of the spurious-expiry invariant, and
+//! `HERALD_SIM_EXCERPT` for the number of history entries shown before a violation.
+
+mod support;
+
+use std::collections::BTreeMap;
+use support::history::{run_seed, FaultClasses};
+
+/// Seeds run in parallel by this many threads.
+const THREADS: u64 = 2;
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number"))
+    })
+}
+
+/// A failing seed: its invariants, and its report (whole, or each invariant's first
+/// violation).
+struct Failure {
+    seed: u64,
+    invariants: Vec<&'static str>,
+    report: String,
+    line: String,
+}
+
+fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for &seed in seeds {
+        let outcome = run_seed(seed, classes);
+        if !outcome.violations.is_empty() {
+            let invariants = outcome.invariants();
+            let lines: Vec<String> = invariants
+                .iter()
+                .filter_map(|i| outcome.violations.iter().find(|v| v.invariant == *i))
+                .map(|v| format!("seed {seed}: {} at {}: {}", v.invariant, v.at, v.detail))
+                .collect();
+            failures.push(Failure {
+                seed,
+                invariants,
+                line: format!("{}\n  ({})", lines.join("\n"), outcome.schedule.summary()),
+                report: outcome.report(),
+            });
+        }
+    }
+    failures
+}
+
+#[test]
+fn random_fault_schedules_keep_every_invariant() {
+    let classes = FaultClasses::from_env();
+    let seeds: Vec<u64> = match env("HERALD_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => {
+            let start = env("HERALD_SIM_START").unwrap_or(0);
+            (start..start + env("HERALD_SIM_SEEDS").unwrap_or(300)).collect()
+        }
+    };
+    let mut failures: Vec<Failure> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let mine: Vec<u64> = seeds.iter().copied().filter(|s| s % THREADS == t).collect();
+                let classes = &classes;
+                scope.spawn(move || run_seeds(&mine, classes))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a worker panicked"))
+            .collect()
+    });
+    failures.sort_by_key(|f| f.seed);
+    let mut failed: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    for (i, f) in failures.iter().enumerate() {
+        // The whole report for the first few failing seeds, a line for the others.
+        if i < 3 {
+            eprintln!("{}", f.report);
+        } else {
+            eprintln!("{}", f.line);
+        }
+        for invariant in &f.invariants {
+            failed.entry(invariant).or_default().push(f.seed);
+        }
+    }
+    let summary: Vec<String> = failed
+        .iter()
+        .map(|(invariant, seeds)| {
+            let shown: Vec<String> = seeds.iter().take(20).map(u64::to_string).collect();
+            format!("{invariant}: {} seeds ({})", seeds.len(), shown.join(" "))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} seeds run ({classes:?}); violations:\n{}\nreplay one with HERALD_SIM_SEED=<seed>",
+        seeds.len(),
+        summary.join("\n")
+    );
+}

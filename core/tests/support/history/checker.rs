@@ -1,0 +1,324 @@
+//! The invariants a history must keep, checked as it is recorded and once it settles.
+
+use herald_core::{ClientEvent, Instant, Service};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One broken invariant.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// Which invariant (a short fixed label).
+    pub invariant: &'static str,
+    /// When it was seen.
+    pub at: Instant,
+    /// The name concerned, if one is.
+    pub name: Option<String>,
+    /// What happened.
+    pub detail: String,
+}
+
+/// Version spaces: directories sharing a store share versions (space 0); independent
+/// directories each count their own (space = directory index).
+pub type Space = usize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Live,
+    Gone,
+}
+
+/// What a listener last reported for a name.
+#[derive(Clone, Copy, Debug)]
+struct Track {
+    kind: Kind,
+    version: u64,
+    space: Space,
+}
+
+/// Unregistered notifications sent for one removal.
+#[derive(Clone, Copy, Debug)]
+struct Count {
+    sent: usize,
+    first: Instant,
+    last: Instant,
+}
+
+/// Checks listener events, notification counts and the settled state.
+pub struct Checker {
+    /// Notifications a directory sends per removal (N).
+    pub notifications: usize,
+    tracks: HashMap<(usize, String), Track>,
+    /// Every (space, name, version) a directory sent as live.
+    ever_live: HashSet<(Space, String, u64)>,
+    newest_live: HashMap<(Space, String), u64>,
+    /// The newest removal announced per (space, name).
+    newest_removal: HashMap<(Space, String), u64>,
+    counts: BTreeMap<(Space, String, u64), Count>,
+    /// What was found.
+    pub violations: Vec<Violation>,
+}
+
+impl Checker {
+    /// A checker for directories that send `notifications` per removal.
+    pub fn new(notifications: usize) -> Self {
+        Checker {
+            notifications,
+            tracks: HashMap::new(),
+            ever_live: HashSet::new(),
+            newest_live: HashMap::new(),
+            newest_removal: HashMap::new(),
+            counts: BTreeMap::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn violate(&mut self, invariant: &'static str, at: Instant, name: &str, detail: String) {
+        self.violations.push(Violation {
+            invariant,
+            at,
+            name: Some(name.to_string()),
+            detail,
+        });
+    }
+
+    /// A directory announced `name` live at `version`: never older than a removal of it
+    /// already announced.
+    pub fn live_announced(
+        &mut self,
+        at: Instant,
+        directory: usize,
+        space: Space,
+        name: &str,
+        version: u64,
+    ) {
+        if let Some(removed) = self.newest_removal.get(&(space, name.to_string())).copied() {
+            if version < removed {
+                self.violate(
+                    "directory resurrection",
+                    at,
+                    name,
+                    format!("directory {directory} announced v{version} live after announcing its removal at v{removed}"),
+                );
+            }
+        }
+        self.live_sent(space, name, version);
+    }
+
+    /// True when a directory announced the removal of `name` at `version`.
+    pub fn removal_announced(&self, space: Space, name: &str, version: u64) -> bool {
+        self.counts
+            .contains_key(&(space, name.to_string(), version))
+    }
+
+    /// A directory sent `name` at `version` as live (announcement or page).
+    pub fn live_sent(&mut self, space: Space, name: &str, version: u64) {
+        if self.ever_live.insert((space, name.to_string(), version)) {
+            let newest = self
+                .newest_live
+                .entry((space, name.to_string()))
+                .or_default();
+            *newest = (*newest).max(version);
+        }
+    }
+
+    /// The publisher sent one `unregistered` notification for a removal.
+    pub fn notification_sent(&mut self, space: Space, name: &str, version: u64, at: Instant) {
+        let newest = self
+            .newest_removal
+            .entry((space, name.to_string()))
+            .or_default();
+        *newest = (*newest).max(version);
+        self.counts
+            .entry((space, name.to_string(), version))
+            .and_modify(|c| {
+                c.sent += 1;
+                c.last = at;
+            })
+            .or_insert(Count {
+                sent: 1,
+                first: at,
+                last: at,
+            });
+    }
+
+    /// A listener now follows a directory of another version space: what it reported
+    /// before is not comparable by version.
+    pub fn forget_listener(&mut self, listener: usize) {
+        self.tracks.retain(|(l, _), _| *l != listener);
+    }
+
+    /// Checks one event of `listener`, which follows version space `space`.
+    /// `kept_renewing` is `Some` (with what is known of the removal) when an
+    /// `unregistered` event concerns a registration its registrant never gave up, under
+    /// conditions where the client promises to hold it.
+    pub fn listener_event(
+        &mut self,
+        at: Instant,
+        listener: usize,
+        space: Space,
+        event: &ClientEvent,
+        kept_renewing: Option<String>,
+    ) {
+        let (kind, service): (Kind, &Service) = match event {
+            ClientEvent::Discovered(s) | ClientEvent::Changed(s) => (Kind::Live, s),
+            ClientEvent::Unregistered(s) => (Kind::Gone, s),
+            _ => return,
+        };
+        let name = service.name().as_str().to_string();
+        let version = service.version.0;
+        let key = (listener, name.clone());
+        let before = self.tracks.get(&key).copied().filter(|t| t.space == space);
+        if kind == Kind::Live && !self.ever_live.contains(&(space, name.clone(), version)) {
+            self.violate(
+                "resurrection",
+                at,
+                &name,
+                format!("listener {listener}: {event:?} at a version no directory sent as live"),
+            );
+        }
+        match (before, kind) {
+            (Some(t), Kind::Live) if t.kind == Kind::Gone && version <= t.version => self.violate(
+                "resurrection",
+                at,
+                &name,
+                format!(
+                    "listener {listener}: discovered v{version} after unregistered v{}",
+                    t.version
+                ),
+            ),
+            (Some(t), Kind::Live) if version <= t.version => self.violate(
+                "version order",
+                at,
+                &name,
+                format!(
+                    "listener {listener}: {event:?} after v{} was reported",
+                    t.version
+                ),
+            ),
+            (Some(t), Kind::Gone) if version < t.version => self.violate(
+                "version order",
+                at,
+                &name,
+                format!(
+                    "listener {listener}: unregistered v{version} after v{} was reported",
+                    t.version
+                ),
+            ),
+            _ => {}
+        }
+        if let (Kind::Gone, Some(hint)) = (kind, kept_renewing) {
+            self.violate(
+                "spurious expiry",
+                at,
+                &name,
+                format!(
+                    "listener {listener}: unregistered v{version} (port {}) while its registrant kept renewing; {hint}",
+                    port(service)
+                ),
+            );
+        }
+        let version = before.map_or(version, |t| t.version.max(version));
+        self.tracks.insert(
+            key,
+            Track {
+                kind,
+                version,
+                space,
+            },
+        );
+    }
+
+    /// After the run: every removal was notified exactly N times, or fewer when the name
+    /// was registered again before the count ended, or up to `slack(first, last)` more
+    /// when the publisher changed meanwhile.
+    pub fn check_notifications(&mut self, now: Instant, slack: impl Fn(Instant, Instant) -> usize) {
+        let n = self.notifications;
+        let mut found = Vec::new();
+        for ((space, name, version), c) in &self.counts {
+            let superseded = self
+                .newest_live
+                .get(&(*space, name.clone()))
+                .is_some_and(|v| v > version);
+            let extra = slack(c.first, c.last);
+            let ok = if superseded {
+                c.sent <= n + extra
+            } else {
+                c.sent >= n && c.sent <= n + extra
+            };
+            if !ok {
+                found.push((
+                    name.clone(),
+                    format!(
+                        "removal v{version} (space {space}) notified {} times, expected {n}{}{} (first {}, last {})",
+                        c.sent,
+                        if extra > 0 { format!(" to {}", n + extra) } else { String::new() },
+                        if superseded { ", or fewer: registered again" } else { "" },
+                        c.first,
+                        c.last
+                    ),
+                ));
+            }
+        }
+        for (name, detail) in found {
+            self.violate("notification count", now, &name, detail);
+        }
+    }
+
+    /// A listener's view must equal the registry of the directory it follows (names and
+    /// contents; versions may differ after a failover between independent directories).
+    /// `invariant` tells which check this is (one sweep after the faults, or later).
+    pub fn check_converged(
+        &mut self,
+        invariant: &'static str,
+        now: Instant,
+        listener: usize,
+        view: &BTreeMap<String, Service>,
+        registry: &BTreeMap<String, Service>,
+        what: &str,
+    ) {
+        let mut differences = Vec::new();
+        for (name, s) in registry {
+            match view.get(name) {
+                None => differences.push((name, format!("missing (v{})", s.version.0))),
+                Some(v) if !v.registration.same_content(&s.registration) => differences.push((
+                    name,
+                    format!(
+                        "held v{} port {}, directory has v{} port {}",
+                        v.version.0,
+                        port(v),
+                        s.version.0,
+                        port(s)
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, v) in view {
+            if !registry.contains_key(name) {
+                differences.push((
+                    name,
+                    format!("held v{} but not in the registry", v.version.0),
+                ));
+            }
+        }
+        let total = differences.len();
+        for (name, d) in differences.into_iter().take(5) {
+            self.violate(
+                invariant,
+                now,
+                name,
+                format!("listener {listener} ({what}): {name} {d}; {total} differences in all"),
+            );
+        }
+    }
+}
+
+/// The port of a service's first location: the simulated registrations use a new port
+/// for every registration call, so it names the call.
+pub fn port(service: &Service) -> u16 {
+    service
+        .registration
+        .locations
+        .iter()
+        .next()
+        .map_or(0, |l| l.socket_addr().port())
+}
