@@ -239,9 +239,9 @@ fn a_listener_that_moves_ends_with_the_new_directorys_state() {
     now = Instant::from_millis(2_000);
     client.handle_timeout(now);
     client.handle_datagram(now, b.socket_addr(), &beacon(b, 50, 2));
-    // The listener asks A whether it is alive; A does not answer, for `failover_after`.
+    // The listener asks A whether it is alive; A does not answer.
     let answer = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 50, &b_state));
-    run(&mut client, &mut now, Instant::from_millis(6_500), answer);
+    run(&mut client, &mut now, Instant::from_millis(4_500), answer);
     assert_eq!(client.current_directory(), Some(b));
     // Within the failover grace `only-a` stays (its registrant may be moving too).
     let during: Vec<_> = events(&mut client).iter().map(name_of).collect();

@@ -8,11 +8,15 @@
 //!
 //! A listener whose directory's beacons go quiet (for the directory timeout, or for half
 //! of it while another publishing directory beacons) first checks it with a one-page
-//! snapshot request, and leaves only if `max_attempts` attempts, spread over at least
-//! `failover_after` since it was last heard, go unanswered: beacons lost to loss look
-//! the same as a dead directory until it is asked.
+//! snapshot request, and leaves only if [`CHECK_ATTEMPTS`] attempts, one request timeout
+//! apart, go unanswered: beacons lost to loss look the same as a dead directory until it
+//! is asked.
 
 use super::*;
+
+/// Attempts of a listener's check of its quiet directory before it leaves: at 10 % loss
+/// each way, all five round trips are lost with probability 0.19^5 = 2.5 × 10^-4.
+pub(super) const CHECK_ATTEMPTS: u8 = 5;
 
 impl<const R: usize> Client<'_, R> {
     /// True when `from` is a known directory.
@@ -118,19 +122,13 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// Retransmits the check of the current directory, or gives it up: true when the
-    /// current directory left every attempt unanswered, at least `max_attempts` of them
-    /// over at least `failover_after` of silence (a few lost round trips at a lossy
-    /// directory that works must not move a listener away from what it registers).
+    /// current directory left all [`CHECK_ATTEMPTS`] attempts unanswered. They go one
+    /// request timeout apart, so a dead publisher is left within the directory timeout
+    /// while a few lost round trips at a lossy directory that works do not move a
+    /// listener away from what it registers.
     pub(super) fn check_timeout(&mut self) -> bool {
         let now = self.now;
-        let max_attempts = self.config.max_attempts.max(1);
-        let backoff = self.backoff(self.check.map_or(0, |c| c.attempts));
-        let quiet_since = self
-            .check
-            .and_then(|c| self.directories.get(c.target))
-            .and_then(|d| d.last_heard);
-        let long_silent =
-            quiet_since.is_none_or(|t| now.saturating_since(t) >= self.config.failover_after);
+        let backoff = self.config.request_timeout;
         let Some(c) = self.check.as_mut() else {
             return false;
         };
@@ -138,7 +136,7 @@ impl<const R: usize> Client<'_, R> {
             return false;
         }
         c.attempts = c.attempts.saturating_add(1);
-        if c.attempts >= max_attempts && long_silent {
+        if c.attempts >= CHECK_ATTEMPTS.max(self.config.max_attempts) {
             self.check = None;
             return true;
         }
@@ -149,11 +147,11 @@ impl<const R: usize> Client<'_, R> {
 
     /// Writes the probe or the check, if one is due.
     pub(super) fn write_probe(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let backoff = self.backoff(self.check.map_or(0, |c| c.attempts));
         let now = self.now;
+        let check_wait = self.config.request_timeout;
         let p = match self.check.as_mut().filter(|c| c.send) {
             Some(c) => {
-                c.deadline = now + backoff;
+                c.deadline = now + check_wait;
                 c
             }
             None => self.probe.as_mut().filter(|p| p.send)?,
