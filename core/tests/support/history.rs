@@ -699,7 +699,9 @@ impl World {
                         Some(name.as_str()),
                         format!("registrant {r}: {name} registered at {directory}"),
                     ),
-                    ClientEvent::Released { name, confirmed } => self.history.push(
+                    ClientEvent::Released {
+                        name, confirmed, ..
+                    } => self.history.push(
                         at,
                         Some(name.as_str()),
                         format!("registrant {r}: {name} released (confirmed: {confirmed})"),
