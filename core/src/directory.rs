@@ -24,8 +24,8 @@ use crate::wire::{
 use crate::Transmit;
 use core::net::SocketAddr;
 
-mod storage;
 mod admission;
+mod storage;
 pub use admission::{AdmissionConfig, AMPLIFICATION, COOKIE_PERIOD, SNAPSHOT_QUEUE};
 
 /// How many replies may wait between two drains of `poll_transmit`. A shell feeds at

@@ -35,6 +35,7 @@ fn register(i: usize, request: u32) -> Vec<u8> {
     let r = RegisterRequest {
         request,
         registrant: 1_000 + i as u64,
+        sequence: u64::from(request),
         lease: CoreDuration::from_secs(300),
         registration: Registration::new(name, &[at]).unwrap(),
     };
