@@ -17,7 +17,7 @@
 //!
 //! The counter is the sender's clock in microseconds (it always grows by at least one
 //! per frame). Receivers keep a [`ReplayWindow`] per sender and refuse a counter they
-//! have seen, or one too old for the window; a directory also refuses counters far from
+//! have seen, or one older than the oldest they forgot; a directory also refuses counters far from
 //! its own clock and, after a restart, counters from before it started. Under
 //! `cfg(fuzzing)` the tag is not checked, so fuzzers reach the decoder.
 
@@ -250,46 +250,65 @@ pub fn receive<'a>(keys: Option<&Keys>, bytes: &'a [u8]) -> Result<Received<'a>,
     })
 }
 
-/// The counters seen from one sender: the highest, and which of the 64 below it.
+/// How many accepted counters above its floor a [`ReplayWindow`] remembers.
+pub const REPLAY_RECENT: usize = 32;
+/// How far (in counter microseconds) a frame may trail the newest one accepted from its
+/// sender: reordering up to 2 s is tolerated; an older frame is refused as a recording.
+pub const REPLAY_SPAN: u64 = 2_000_000;
+
+/// The counters seen from one sender, in any order: the last [`REPLAY_RECENT`] accepted,
+/// and a floor at or below which everything is refused. Counters follow the sender's
+/// microsecond clock, so a window of the last N counter *values* would refuse a frame
+/// overtaken by one sent N µs later; this one refuses what it has seen, what is older
+/// than the oldest it had to forget, and what trails the newest by more than
+/// [`REPLAY_SPAN`]. A frame overtaken by more than [`REPLAY_RECENT`] newer ones, or by
+/// more than 2 s, is refused (as if lost).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplayWindow {
     top: u64,
-    below: u64,
+    floor: u64,
+    len: u8,
+    recent: [u64; REPLAY_RECENT],
 }
 
 impl ReplayWindow {
-    /// Accepts `counter` if it was not seen and is not older than the 64 below the
-    /// highest; records it.
+    /// Accepts `counter` if it was not seen and is not [too old](Self::too_old);
+    /// records it.
     pub fn accept(&mut self, counter: u64) -> bool {
-        if counter > self.top {
-            let shift = counter - self.top;
-            self.below = if shift >= 64 {
-                0
-            } else {
-                (self.below << shift) | (1 << (shift - 1))
-            };
-            // The old top is now `shift` below; its bit was set above (bit shift - 1).
-            if self.top == 0 {
-                self.below = 0;
+        let recent = &self.recent[..usize::from(self.len)];
+        if self.too_old(counter) || recent.contains(&counter) {
+            return false;
+        }
+        if usize::from(self.len) == REPLAY_RECENT {
+            // Forget the oldest: everything up to it is refused from now on.
+            let (oldest, _) = self
+                .recent
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| **c)
+                .unwrap_or((0, &0));
+            self.floor = self.floor.max(self.recent[oldest]);
+            self.recent[oldest] = counter;
+            if counter <= self.floor {
+                return false;
             }
-            self.top = counter;
-            return true;
+        } else {
+            self.recent[usize::from(self.len)] = counter;
+            self.len += 1;
         }
-        let back = self.top - counter;
-        if back == 0 || back > 64 {
-            return false;
-        }
-        let bit = 1u64 << (back - 1);
-        if self.below & bit != 0 {
-            return false;
-        }
-        self.below |= bit;
+        self.top = self.top.max(counter);
         true
     }
 
     /// The highest counter accepted.
     pub fn top(&self) -> u64 {
         self.top
+    }
+
+    /// True when `counter` is refused whether or not it was seen: at or below the floor
+    /// (the oldest counter forgotten), or more than [`REPLAY_SPAN`] behind the newest.
+    pub fn too_old(&self, counter: u64) -> bool {
+        counter <= self.floor || counter.saturating_add(REPLAY_SPAN) < self.top
     }
 }
 
@@ -365,9 +384,41 @@ mod tests {
         assert!(w.accept(105));
         assert!(!w.accept(100));
         assert!(w.accept(104));
-        assert!(!w.accept(30), "older than the window");
         assert!(w.accept(1_000));
         assert!(!w.accept(105));
         assert!(w.accept(999));
+        assert!(w.accept(30), "never seen, and within the span");
+        assert!(w.accept(REPLAY_SPAN + 100));
+        assert!(!w.accept(99), "more than the span behind the newest");
+    }
+
+    #[test]
+    fn replay_window_takes_frames_overtaken_by_much_newer_ones() {
+        // Counters are microseconds: a frame overtaken by one sent 5 ms later.
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(1_005_000));
+        assert!(w.accept(1_000_000));
+        assert!(!w.accept(1_000_000));
+        assert!(!w.accept(1_005_000));
+    }
+
+    #[test]
+    fn replay_window_forgets_the_oldest_and_refuses_below_it() {
+        let mut w = ReplayWindow::default();
+        for c in 0..REPLAY_RECENT as u64 {
+            assert!(w.accept(1_000 + 10 * c));
+        }
+        assert!(!w.too_old(1_000));
+        // One more: the oldest (1,000) is forgotten and becomes the floor.
+        assert!(w.accept(5_000));
+        assert!(w.too_old(1_000));
+        assert!(!w.accept(1_000), "forgotten, and refused");
+        assert!(!w.accept(999), "below the floor");
+        assert!(
+            !w.accept(1_005),
+            "older than everything remembered: forgotten at once"
+        );
+        assert!(w.accept(1_015), "above the new floor (1,010), never seen");
+        assert!(!w.accept(5_000));
     }
 }

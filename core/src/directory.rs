@@ -38,9 +38,6 @@ pub const REPLY_QUEUE: usize = 32;
 /// forgotten sender's frames cannot be replayed; a sender refused that way resynchronises
 /// from the `stale` answer.
 const SENDERS: usize = 128;
-/// How far below a sender's highest counter a counter is still checked against the
-/// replay window's bits (see [`ReplayWindow`]); further below, it is answered `stale`.
-const REPLAY_WINDOW: u64 = 64;
 
 /// Whose counters a replay window holds: a registrant's (its requests about its
 /// registrations, whatever address and port they come from), or an address's
@@ -916,7 +913,9 @@ impl<'a> Directory<'a> {
         let top = sender.window.top();
         if sender.window.accept(counter) {
             Ok(())
-        } else if top.saturating_sub(counter) > REPLAY_WINDOW {
+        } else if sender.window.too_old(counter) {
+            // Older than anything the window still tells apart: a client whose clock
+            // was behind resumes above the highest counter from the answer.
             Err(CounterRefusal::Behind { floor: top })
         } else {
             Err(CounterRefusal::Replayed)
