@@ -1,0 +1,75 @@
+//! Announcements on the group: changes and removals as they happen, their paced
+//! repeats (see [`notify`]), and the beacon.
+
+use super::*;
+
+impl Directory<'_> {
+    pub(super) fn schedule_tick(&mut self) {
+        if self.publishing && self.next_tick.is_none() {
+            self.next_tick = Some(self.now + self.config.interval);
+        }
+    }
+
+    /// How many times a change is announced here: none by a replica.
+    pub(super) fn announcements(&self) -> u8 {
+        if self.publishing {
+            self.config.registration_announcements
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn transmit_announcement(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if self.pending == 0 {
+            return None;
+        }
+        let header = wire::AnnounceHeader {
+            directory: self.config.address,
+            as_of: self.last_version,
+        };
+        let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
+        let dirty = &mut self.dirty;
+        let mut reap: Option<Instant> = None;
+        let written = notify::fill(&mut self.registry, &mut writer, |e| {
+            touch(e, dirty, false);
+            if let RecordState::Departed { remaining: 0 } = e.record.state {
+                reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
+            }
+        });
+        if let Some(at) = reap {
+            self.schedule_reap(at);
+        }
+        let items = written.registered + written.unregistered;
+        if items == 0 {
+            // Nothing fitted: cannot happen with a valid maximum size; resynchronise the
+            // count rather than spin.
+            self.pending = 0;
+            return None;
+        }
+        self.pending -= items;
+        self.stats.registered_announced += written.registered as u64;
+        self.stats.unregistered_announced += written.unregistered as u64;
+        Some(Transmit {
+            destination: self.config.group,
+            len: writer.len(),
+        })
+    }
+
+    pub(super) fn transmit_beacon(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.beacon_due {
+            return None;
+        }
+        self.beacon_due = false;
+        let beacon = Beacon {
+            directory: self.config.address,
+            as_of: self.last_version,
+            services: u32::try_from(self.live()).unwrap_or(u32::MAX),
+            publishing: self.publishing,
+        };
+        let len = wire::encode(&self.config.environment, &beacon, buf).ok()?;
+        Some(Transmit {
+            destination: self.config.group,
+            len,
+        })
+    }
+}

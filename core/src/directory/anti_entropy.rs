@@ -1,0 +1,76 @@
+//! Anti-entropy: the paced sweep of the whole registry, and the snapshot pages it
+//! shares with snapshot answers.
+
+use super::*;
+
+impl Directory<'_> {
+    /// Writes one page of live services matching `interest`, after `header.after`.
+    /// Returns the length, the last name written and whether the page is complete.
+    pub(super) fn write_page(
+        &self,
+        header: &PageHeader,
+        interest: &Interest,
+        sync: bool,
+        buf: &mut [u8],
+    ) -> Option<(usize, Option<ServiceName>, bool)> {
+        let env = &self.config.environment;
+        let mut writer = BatchWriter::page(env, header, sync, buf).ok()?;
+        let mut position = self
+            .registry
+            .position_after(header.after.as_ref().map(|n| n.as_str()));
+        let mut last = header.after.clone();
+        let mut complete = true;
+        while let Some(slot) = self.registry.slot_at_position(position) {
+            let Some(e) = self.registry.get(slot) else {
+                break;
+            };
+            if e.record.is_live() && interest.matches(e.record.name().as_str()) {
+                if !writer.push(&e.record.service) {
+                    complete = false;
+                    break;
+                }
+                last = Some(e.record.name().clone());
+            }
+            position += 1;
+        }
+        writer.set_complete(complete);
+        Some((writer.len(), last, complete))
+    }
+
+    pub(super) fn transmit_sweep(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.sweep_due {
+            return None;
+        }
+        self.sweep_due = false;
+        let header = PageHeader {
+            request: 0,
+            as_of: self.last_version,
+            after: self.sweep_cursor.clone(),
+            complete: false,
+        };
+        let (len, last, complete) = self.write_page(&header, &Interest::all(), true, buf)?;
+        let now = self.now;
+        if complete {
+            self.sweep_cursor = None;
+            let next = self.sweep_started + self.config.sweep_period;
+            self.next_sweep = next.max(now + self.config.interval);
+        } else {
+            // Pace the pages so that a whole sweep takes about one sweep period.
+            let written = self
+                .registry
+                .position_after(last.as_ref().map(|n| n.as_str()))
+                .saturating_sub(
+                    self.registry
+                        .position_after(self.sweep_cursor.as_ref().map(|n| n.as_str())),
+                );
+            let total = self.registry.len().max(1) as u64;
+            let share = self.config.sweep_period.mul(written as u64).div(total);
+            self.next_sweep = now + share.max(self.config.interval);
+            self.sweep_cursor = last;
+        }
+        Some(Transmit {
+            destination: self.config.group,
+            len,
+        })
+    }
+}

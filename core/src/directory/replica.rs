@@ -1,0 +1,314 @@
+//! Directories that share a registry through a replicated store: publishing or not,
+//! holding expiry, taking the store's records (apply, merge, forget, discard), and
+//! restoring them at start-up.
+
+use super::*;
+
+impl Directory<'_> {
+    /// Puts back a record read from storage at start-up. A live record's lease ends no
+    /// sooner than `restore_grace` from `now` and no later than `max_lease` from `now`
+    /// (see [`DirectoryConfig::restore_grace`]); a departed record sends the
+    /// notifications it still owed, and a finished one is kept as a tombstone for the
+    /// retention time from now. In a full registry, finished removals give way (and are
+    /// reported removed); only live entries and removals still owing notifications can
+    /// make it refuse.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        mut record: Record,
+    ) -> Result<(), crate::RegistryError> {
+        self.observe(now);
+        if record.service.version > self.last_version {
+            self.last_version = record.service.version;
+        }
+        if let RecordState::Live { expires } = record.state {
+            let grace = self.config.restore_grace.min(self.config.max_lease);
+            let expires = expires
+                .max(self.now + grace)
+                .min(self.now + self.config.max_lease);
+            record.state = RecordState::Live { expires };
+        }
+        let state = record.state;
+        let mut entry = Entry::new(record);
+        entry.reap_at = self.now + self.config.tombstone_retention;
+        let slot = match self.registry.find(entry.record.name().as_str()) {
+            Some(slot) => {
+                let pending = &mut self.pending;
+                let dirty = &mut self.dirty;
+                Self::modify(&mut self.registry, pending, slot, |e| {
+                    if e.dirty {
+                        *dirty -= 1;
+                    }
+                    entry.evicted = e.evicted.take();
+                    *e = entry;
+                });
+                slot
+            }
+            None => {
+                if self.registry.is_full() && self.make_room_to_restore(&mut entry)? {
+                    return Ok(());
+                }
+                self.registry
+                    .insert(entry)
+                    .map_err(|_| crate::RegistryError::Full)?
+            }
+        };
+        match state {
+            RecordState::Live { expires } => self.schedule_expiry(expires),
+            RecordState::Departed { remaining } => {
+                if remaining > 0 {
+                    let publishing = self.publishing;
+                    self.update(slot, false, |e| e.due = publishing);
+                    self.schedule_tick();
+                } else {
+                    self.schedule_reap(self.now + self.config.tombstone_retention);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Restoring `entry` into a full registry: at start-up nothing older is on its way,
+    /// so any finished removal may go. A finished removal being restored goes itself
+    /// (true: nothing to insert); otherwise the oldest held one makes room. Either way
+    /// its removal is reported by an entry that carries none.
+    pub(super) fn make_room_to_restore(
+        &mut self,
+        entry: &mut Entry,
+    ) -> Result<bool, crate::RegistryError> {
+        let full = crate::RegistryError::Full;
+        if entry.record.state == (RecordState::Departed { remaining: 0 }) {
+            let carrier = self
+                .registry
+                .iter()
+                .find(|(_, e)| e.evicted.is_none())
+                .map(|(slot, _)| slot)
+                .ok_or(full)?;
+            self.raise_floors(&entry.record);
+            if let Some(e) = self.registry.get_mut(carrier) {
+                e.evicted = Some(entry.record.name().clone());
+                self.unreported += 1;
+            }
+            return Ok(true);
+        }
+        let (_, victim) = self
+            .registry
+            .iter()
+            .filter(|(_, e)| e.evicted.is_none())
+            .filter(|(_, e)| e.record.state == RecordState::Departed { remaining: 0 })
+            .map(|(slot, e)| (e.reap_at, slot))
+            .min()
+            .ok_or(full)?;
+        let gone = self.drop_slot(victim).ok_or(full)?;
+        entry.evicted = Some(gone.record.service.registration.name);
+        self.unreported += 1;
+        Ok(false)
+    }
+
+    /// Makes this directory the publisher of its group, or a replica. A single directory
+    /// publishes (the default). Directories that share their registry through a
+    /// replicated store elect one publisher: it announces changes, repeats them, counts
+    /// every removal's notifications, sweeps the registry and expires leases. A replica
+    /// answers requests, stores what they change, takes other directories' changes
+    /// through [`apply`](Self::apply), beacons (as not publishing) and announces
+    /// nothing, so listeners get one copy of each announcement.
+    ///
+    /// A new publisher beacons at once (listeners that are behind ask it for a
+    /// snapshot), starts a sweep, sends the notifications its predecessor still owed
+    /// (as last stored) and expires the leases that ran out meanwhile.
+    pub fn set_publishing(&mut self, now: Instant, publishing: bool) {
+        self.observe(now);
+        if publishing == self.publishing {
+            return;
+        }
+        self.publishing = publishing;
+        self.beacon_due = true;
+        self.next_beacon = self.now + self.config.beacon_interval;
+        self.sweep_due = false;
+        self.sweep_cursor = None;
+        if publishing {
+            self.next_sweep = self.now;
+            self.next_expiry = Some(self.now);
+            for slot in 0..self.registry.len() {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    if let RecordState::Departed { remaining } = e.record.state {
+                        e.due = remaining > 0;
+                    }
+                });
+            }
+            self.schedule_tick();
+        } else {
+            for slot in 0..self.registry.len() {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    e.announce = false;
+                    e.repeats = 0;
+                    e.due = false;
+                });
+            }
+            self.next_tick = None;
+        }
+    }
+
+    /// Allows or holds lease expiry (allowed by default). A shell whose replicated store
+    /// is unreachable holds it: renewals made through other directories no longer reach
+    /// this one, and expiring on what it alone has seen would announce live services
+    /// unregistered. Allowing it again expires at once whatever ran out meanwhile
+    /// (after the shell has [applied](Self::apply) what it missed).
+    pub fn set_expiring(&mut self, now: Instant, expiring: bool) {
+        self.observe(now);
+        if expiring && !self.expiring {
+            self.next_expiry = Some(self.now);
+        }
+        self.expiring = expiring;
+    }
+
+    /// Takes a record from the replicated store: a change this or another directory
+    /// made. A newer version replaces what is held; the same version merges (the later
+    /// lease expiry, the fewer notifications still owed, the higher sequence), so a
+    /// directory's own writes coming back are harmless; an older version is ignored,
+    /// and so is a record for a name not held that is not newer than a tombstone
+    /// already dropped (a late copy of something removed). A publisher announces what
+    /// changed (a departed record: the notifications it still owes). Nothing applied is
+    /// reported through [`poll_event`](Self::poll_event): it is stored already (but a
+    /// tombstone evicted to make room for it is reported removed).
+    pub fn apply(&mut self, now: Instant, mut record: Record) -> Result<(), crate::RegistryError> {
+        self.observe(now);
+        if record.service.version > self.last_version {
+            self.last_version = record.service.version;
+        }
+        let name = record.name().as_str();
+        let slot = match self.registry.find(name) {
+            Some(slot) => {
+                let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
+                    return Ok(());
+                };
+                if record.service.version < held.service.version {
+                    return Ok(());
+                }
+                if record.service.version == held.service.version {
+                    self.merge(slot, &record);
+                    return Ok(());
+                }
+                record.sequence = record.sequence.max(held.sequence);
+                slot
+            }
+            None => {
+                if record.service.version <= self.dropped_version {
+                    return Ok(());
+                }
+                self.insert(Entry::new(record.clone()))
+                    .ok_or(crate::RegistryError::Full)?
+            }
+        };
+        let state = record.state;
+        let announcements = self.announcements();
+        let publishing = self.publishing;
+        let reap_at = self.now + self.config.tombstone_retention;
+        Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+            e.record = record;
+            match state {
+                RecordState::Live { .. } => notify::mark_changed(e, announcements),
+                RecordState::Departed { remaining } => {
+                    e.announce = false;
+                    e.repeats = 0;
+                    e.due = publishing && remaining > 0;
+                    e.reap_at = reap_at;
+                }
+            }
+        });
+        match state {
+            RecordState::Live { expires } => self.schedule_expiry(expires),
+            RecordState::Departed { remaining: 0 } => self.schedule_reap(reap_at),
+            RecordState::Departed { .. } => {}
+        }
+        self.schedule_tick();
+        Ok(())
+    }
+
+    /// Drops the entry for `name` whatever its state, without a storage event. For a
+    /// shell that reloaded the replicated store after missing some of its changes: a
+    /// live entry the store no longer holds (and that this directory has not yet
+    /// written) was removed meanwhile, its notifications sent by the publisher of the
+    /// time. Listeners that still hold it drop it at the publisher's next sweep. (An
+    /// entry that still carries the removal of a tombstone it replaced is kept as a
+    /// tombstone due at once instead, so that `poll_event` reports both removals; the
+    /// shell's deletion of a name the store no longer holds changes nothing.)
+    pub fn discard(&mut self, now: Instant, name: &str) {
+        self.observe(now);
+        let Some(slot) = self.registry.find(name) else {
+            return;
+        };
+        if self.registry.get(slot).is_some_and(|e| e.evicted.is_some()) {
+            // It still carries the removal of the entry it replaced: keep it as a
+            // tombstone due at once, so that both removals reach the shell.
+            let now = self.now;
+            let dirty = &mut self.dirty;
+            Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                e.record.state = RecordState::Departed { remaining: 0 };
+                e.announce = false;
+                e.repeats = 0;
+                e.due = false;
+                e.reap_at = now;
+                if core::mem::take(&mut e.dirty) {
+                    *dirty -= 1;
+                }
+                e.durable = false;
+            });
+            self.schedule_reap(now);
+            return;
+        }
+        self.drop_slot(slot);
+    }
+
+    /// Merges a stored state of the version held in `slot`.
+    pub(super) fn merge(&mut self, slot: usize, stored: &Record) {
+        let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
+            return;
+        };
+        let sequence = held.sequence.max(stored.sequence);
+        let reap_at = self.now + self.config.tombstone_retention;
+        let mut finished = None;
+        match (held.state, stored.state) {
+            (RecordState::Live { expires: mine }, RecordState::Live { expires })
+                if expires > mine =>
+            {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    e.record.state = RecordState::Live { expires };
+                });
+                self.schedule_expiry(expires);
+            }
+            (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
+                if remaining < mine =>
+            {
+                Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+                    e.record.state = RecordState::Departed { remaining };
+                    if remaining == 0 {
+                        e.reap_at = e.reap_at.min(reap_at);
+                        finished = Some(e.reap_at);
+                    }
+                });
+            }
+            _ => {}
+        }
+        if let Some(e) = self.registry.get_mut(slot) {
+            e.record.sequence = sequence;
+        }
+        if let Some(at) = finished {
+            self.schedule_reap(at);
+        }
+    }
+
+    /// The replicated store no longer holds `name` (its tombstone was reaped, or its
+    /// entry was evicted): a departed entry is dropped without a storage event. A live
+    /// entry is kept: it was registered again, and that change is on its way to the
+    /// store (after a reload, [`discard`](Self::discard) drops live entries too).
+    pub fn forget(&mut self, now: Instant, name: &str) {
+        self.observe(now);
+        let Some(slot) = self.registry.find(name) else {
+            return;
+        };
+        if self.registry.get(slot).is_some_and(|e| !e.record.is_live()) {
+            self.discard(now, name);
+        }
+    }
+}
