@@ -51,7 +51,8 @@ const COUNTED: usize = 128;
 /// counted again (removals since then are not in it).
 const RECOUNT: Duration = Duration::from_secs(1);
 
-/// Admission settings (see the [module docs](self)).
+/// Admission settings: snapshot cookies and byte budgets, per-source registration
+/// budgets (`docs/PROTOCOL.md`, "Admission control").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdmissionConfig {
     /// The secret that keys snapshot cookies. A shell fills it from the operating
