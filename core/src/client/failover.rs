@@ -55,7 +55,7 @@ impl<const R: usize> Client<'_, R> {
             return None;
         }
         let silence = self.now.saturating_since(since);
-        let limit = self.config.failover_after;
+        let limit = self.failover_limit();
         if silence >= limit.mul(2) {
             Some(true)
         } else if silence >= limit {
@@ -65,13 +65,28 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
+    /// How long the current directory may stay silent before the client probes others:
+    /// `failover_after`, but at most a quarter of the shortest lease it holds, so that a
+    /// registrant whose directory died renews elsewhere (after at most twice this)
+    /// before its lease runs out where the registry is shared.
+    pub(super) fn failover_limit(&self) -> Duration {
+        let lease = self
+            .own
+            .iter()
+            .filter(|o| o.waiting() || o.state == OwnState::Active)
+            .map(|o| o.granted)
+            .min()
+            .unwrap_or(self.config.lease);
+        self.config.failover_after.min(lease.div(4))
+    }
+
     /// When the silence of the current directory next changes what the client does.
     pub(super) fn silence_deadline(&self) -> Option<Instant> {
         let since = self.silent_since?;
         if !self.directories[self.current?].answered {
             return None;
         }
-        let limit = self.config.failover_after;
+        let limit = self.failover_limit();
         [since + limit, since + limit.mul(2)]
             .into_iter()
             .find(|&t| t > self.now)

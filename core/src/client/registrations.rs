@@ -23,7 +23,7 @@ impl Own {
     }
 
     /// Waiting for an answer.
-    fn waiting(&self) -> bool {
+    pub(super) fn waiting(&self) -> bool {
         matches!(self.state, OwnState::Registering | OwnState::Unregistering)
     }
 }
