@@ -24,13 +24,13 @@
 //! Drive it as the [crate docs](crate) describe.
 
 use crate::auth::{self, Keys, ReplayWindow, TRAILER_LEN};
+use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
 use crate::service::{Registration, Service, Version};
 use crate::table::{Named, Table, TableStorage};
 use crate::time::{Duration, Instant};
-use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::wire::{
     self, Ack, AnnounceHeader, Beacon, Change, Items, Message, PageHeader, RegisterRequest, Reject,
     RejectReason, SnapshotRequest, UnregisterRequest,

@@ -100,6 +100,7 @@ mod arbitrary;
 pub mod auth;
 pub mod client;
 pub mod directory;
+mod hash;
 pub mod interest;
 pub mod location;
 pub mod metadata;
@@ -109,7 +110,6 @@ pub mod registry;
 pub mod service;
 pub mod table;
 pub mod time;
-mod hash;
 pub mod wire;
 
 pub use client::{

@@ -9,8 +9,8 @@
 //! refused, and the next sweep or snapshot brings the service if it is really live:
 //! overflowing the ring costs a delay, never a resurrection.
 
-use crate::service::Version;
 use crate::hash::{fnv1a, FNV_OFFSET};
+use crate::service::Version;
 
 /// Removals remembered by name.
 pub(super) const REMEMBERED: usize = 16;

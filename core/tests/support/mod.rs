@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-mod shared_store;
 pub mod history;
+mod shared_store;
 
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
