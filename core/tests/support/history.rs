@@ -198,6 +198,8 @@ struct Incarnation {
     /// When its registrant last gave the name up, if it did less than 2 s before this
     /// registration (an unregistration and a registration that may be reordered).
     flap: Option<Instant>,
+    /// Every request its registrant sent for it: when, and to which directory.
+    sent: Vec<(Instant, usize)>,
 }
 
 struct World {
@@ -515,6 +517,7 @@ impl World {
                         registrant: r,
                         ended: None,
                         flap,
+                        sent: Vec::new(),
                     },
                 );
             }
@@ -767,7 +770,7 @@ impl World {
         );
         let space = self.space[&node];
         let kept_renewing = match e {
-            ClientEvent::Unregistered(_) if self.kept_renewing(at, p, name) => {
+            ClientEvent::Unregistered(_) if self.kept_renewing(at, p, name, space) => {
                 Some(self.removal_hint(at, space, p, service))
             }
             _ => None,
@@ -812,12 +815,29 @@ impl World {
     /// conditions where its registrant promises to keep it: loss at most the ceiling,
     /// and no directory outage within a lease before `at` (none at all between
     /// independent directories, where a registrant that moved stays away).
-    fn kept_renewing(&self, at: Instant, port: u16, name: &str) -> bool {
+    ///
+    /// Between independent directories (`space` is then the directory whose removal the
+    /// listener reports), each directory's registry is its own: a registrant that moved
+    /// to another directory (a failover) renews there, and the copy it left behind
+    /// expires a lease later, rightly — that directory's listeners are told the truth of
+    /// its registry. The promise is kept at the directory the registrant renews at: the
+    /// removal is spurious only if the registrant's last request for it went to that
+    /// directory and none went elsewhere within the lease (and margin) before `at`.
+    /// Whether the move itself was needed is the failover promise, not this one.
+    fn kept_renewing(&self, at: Instant, port: u16, name: &str, space: usize) -> bool {
         let Some(i) = self.incarnations.get(&port) else {
             return false;
         };
         if i.name != name || i.ended.is_some_and(|t| t < at) {
             return false;
+        }
+        if let Topology::Independent { .. } = self.schedule.topology {
+            let window = self.schedule.lease + Duration::from_secs(1);
+            let last_here = i.sent.last().is_none_or(|(_, d)| *d == space);
+            let moved = i.sent.iter().any(|(t, d)| *t + window >= at && *d != space);
+            if !last_here || moved {
+                return false;
+            }
         }
         if self.schedule.loss > self.ceiling {
             return false;
@@ -848,6 +868,10 @@ impl World {
                     registration: r.registration.clone(),
                     version: Version(0),
                 });
+                let directory = self.directory_index(to);
+                if let (Some(i), Some(d)) = (self.incarnations.get_mut(&p), directory) {
+                    i.sent.push((at, d));
+                }
                 self.history.push(
                     at,
                     Some(name),
