@@ -56,8 +56,9 @@ enum SenderId {
 enum CounterRefusal {
     /// Seen before from this sender: a copy, dropped without an answer.
     Replayed,
-    /// More than the replay window below the highest counter this sender used: a
-    /// replay, or a sender whose clock was ahead before. Counted as a replay, and
+    /// A snapshot request more than the replay window below the highest counter its
+    /// address used: a replay, or a sender whose clock was ahead before. Counted as a
+    /// replay, and
     /// answered `stale` with that highest counter as the floor to resume above.
     Behind { floor: u64 },
     /// Outside the time window, or below what the sender already used: answered
@@ -313,10 +314,11 @@ pub struct DirectoryStats {
     /// With keys: frames without a valid authentication tag (or with an unknown key),
     /// dropped.
     pub unauthenticated: u64,
-    /// With keys: authenticated frames seen before, dropped; and frames whose counter is
-    /// more than the replay window below what their sender already used, refused with
-    /// `stale` and that floor (a replay, or a registrant whose clock was ahead before:
-    /// it resumes above the floor).
+    /// With keys: authenticated frames seen before, dropped; and snapshot requests whose
+    /// counter is more than the replay window below what their address already used,
+    /// refused with `stale` and that floor. (A registrant's request that far below goes
+    /// on to meet the record's sequence: refused late or replayed ones count in
+    /// `out_of_order`.)
     pub replayed: u64,
     /// With keys: authenticated requests whose counter is outside the time window,
     /// refused with `stale`.
@@ -927,9 +929,9 @@ impl<'a> Directory<'a> {
     }
 
     /// Checks an authenticated request's counter: within the time window, after the
-    /// directory started, and not seen before from this sender. A counter below what
-    /// the sender already used (a registrant id used before from a clock that was
-    /// ahead, say) is answered `stale` with that floor, so the sender resumes above it.
+    /// directory started, and not seen before from this sender. An address's counter
+    /// below what it already used is answered `stale` with that floor, so the sender
+    /// resumes above it; a registrant's goes on to meet the record's sequence.
     fn check_counter(&mut self, id: SenderId, counter: u64) -> Result<(), CounterRefusal> {
         let clock = self.clock();
         let skew = self.config.max_clock_skew.as_micros();
@@ -937,10 +939,18 @@ impl<'a> Directory<'a> {
         if counter <= low || counter > clock.saturating_add(skew) {
             return Err(CounterRefusal::Stale { floor: 0 });
         }
+        // A registrant's Register and Unregister carry their counter as the sequence,
+        // which the record of the name refuses when late or replayed (see
+        // `handle_register`, `handle_unregister`, the dropped-sequence floor): its
+        // window only drops exact copies cheaply. A counter below the window is a
+        // request overtaken on the way by a newer one of the same registrant (for
+        // another name, say), and goes on to meet the record's sequence; refusing it
+        // here would refuse every attempt of a registrant whose requests are reordered.
+        let registrant = matches!(id, SenderId::Registrant(_));
         let index = match self.senders.iter().position(|s| s.id == id) {
             Some(i) => i,
             None => {
-                if counter <= self.forgotten_floor {
+                if counter <= self.forgotten_floor && !registrant {
                     return Err(CounterRefusal::Stale {
                         floor: self.forgotten_floor,
                     });
@@ -968,6 +978,9 @@ impl<'a> Directory<'a> {
         if sender.window.accept(counter) {
             Ok(())
         } else if top.saturating_sub(counter) > REPLAY_WINDOW {
+            if registrant {
+                return Ok(());
+            }
             Err(CounterRefusal::Behind { floor: top })
         } else {
             Err(CounterRefusal::Replayed)
