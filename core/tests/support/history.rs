@@ -232,6 +232,9 @@ struct World {
     space: HashMap<usize, usize>,
     /// Requests sent: (client address, request id) → name.
     requests: HashMap<(SocketAddr, u32), String>,
+    /// When a listener last moved to another directory, and the end of its failover
+    /// grace then.
+    settled: Instant,
     pool: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
@@ -306,6 +309,7 @@ impl World {
             seen: vec![(0, 0); nodes],
             space,
             requests: HashMap::new(),
+            settled: Instant::ZERO,
             pool: Vec::new(),
             schedule,
         }
@@ -355,9 +359,19 @@ impl World {
         self.sim.faults = Faults::none();
         let now = self.sim.now;
         self.history.step(now, "faults stop".into());
+        // A listener that moved to another directory removes what it inherited and the
+        // new directory does not hold only once its failover grace is over (see
+        // PROTOCOL.md, "Failover converges"): the views are compared one sweep after the
+        // faults stopped and after the last grace ended.
         let sweep = self.sim.config.sweep_period;
         self.advance(sweep + Duration::from_secs(1));
-        self.check_views("convergence", "one sweep after the faults");
+        let after_grace =
+            (self.settled + sweep + Duration::from_secs(1)).saturating_since(self.sim.now);
+        self.advance(after_grace);
+        self.check_views(
+            "convergence",
+            "one sweep after the faults and the failover grace",
+        );
         self.advance(self.schedule.lease + Duration::from_secs(1));
         self.check_views("lasting divergence", "a lease later");
         self.check_registry();
@@ -743,6 +757,8 @@ impl World {
             ClientEvent::DirectoryChanged(location) => {
                 self.history
                     .step(at, format!("listener {l} moves to {location}"));
+                let grace = self.sim.nodes[node].client.config().failover_grace;
+                self.settled = self.settled.max(at + grace);
                 if let Topology::Independent { .. } = self.schedule.topology {
                     if let Some(d) = self.directory_index(location.socket_addr()) {
                         self.space.insert(node, d);
