@@ -230,6 +230,11 @@ pub struct Known {
     reported: u32,
     /// What vouches for this state.
     standing: Standing,
+    /// The `as_of` stamp of the newest datagram of the directory followed that gave or
+    /// confirmed this state. A page stamped no later may have been written before the
+    /// directory held it (a registration that reached the publisher late through the
+    /// replicated store carries an older version than the page's stamp).
+    as_of: Version,
     /// When a page of the directory followed first failed to confirm a state newer than
     /// the page (a state "from the future", or a page that crossed a newer
     /// announcement): a second such page well after it corrects the state.

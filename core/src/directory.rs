@@ -281,10 +281,10 @@ pub struct DirectoryStats {
     /// With keys: frames without a valid authentication tag (or with an unknown key),
     /// dropped.
     pub unauthenticated: u64,
-    /// With keys: authenticated frames seen before, dropped; and frames whose counter is
-    /// more than the replay window below what their sender already used, refused with
-    /// `stale` and that floor (a replay, or a registrant whose clock was ahead before:
-    /// it resumes above the floor).
+    /// With keys: authenticated frames seen before, dropped; and snapshot requests whose
+    /// counter is too old for their address's replay window, refused with `stale` and
+    /// the highest counter as floor. (A registrant's request that old goes on to meet
+    /// the record's sequence: refused late or replayed ones count in `out_of_order`.)
     pub replayed: u64,
     /// With keys: authenticated requests whose counter is outside the time window,
     /// refused with `stale`.

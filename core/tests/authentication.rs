@@ -168,9 +168,10 @@ fn replayed_requests_are_refused_also_after_a_directory_restart() {
         sim.live().contains_key("target"),
         "a replay removed the service"
     );
-    // Its counter is far below what the registrant used since: a replay (answered
-    // `stale`, which tells a registrant that really is behind where to resume).
-    assert_eq!(sim.directory().stats().replayed, 1);
+    // Its sequence (its counter) is below the one the record holds: refused as out of
+    // order (answered `stale` with that floor, which tells a registrant that really is
+    // behind where to resume).
+    assert_eq!(sim.directory().stats().out_of_order, 1);
     // From another address and port, it is the same registrant's counter: refused too.
     let elsewhere = std::net::SocketAddr::new(ip(99), 4321);
     sim.inject(elsewhere, to, &bytes);
@@ -179,7 +180,7 @@ fn replayed_requests_are_refused_also_after_a_directory_restart() {
         sim.live().contains_key("target"),
         "a replay from elsewhere removed it"
     );
-    assert_eq!(sim.directory().stats().replayed, 2);
+    assert_eq!(sim.directory().stats().out_of_order, 2);
     assert_eq!(sim.directory().stats().unregisters, 1);
 
     // After a restart the replay table is empty, but the directory refuses anything

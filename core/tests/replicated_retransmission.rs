@@ -4,16 +4,33 @@
 //! the first. Found by the history checker (seed 4 of `history`): the second directory,
 //! which had not yet seen the removal through the store, removed the name again at a
 //! new version; the publisher stopped counting the first removal at 15 and sent 20 more
-//! for the second, 35 notifications for one removal.
+//! for the second, 35 notifications for one removal. The same goes for an earlier
+//! attempt of the unregistration (a lower sequence, another request id) that reaches
+//! the second directory late, while a later attempt removed the name at the first.
 
 mod support;
 
-use herald_core::wire::{decode, Message};
+use herald_core::wire::{decode, encode, Message, UnregisterRequest};
 use herald_core::*;
 use support::*;
 
 #[test]
 fn an_unregistration_reaching_two_directories_is_announced_n_times() {
+    reach_two_directories(|request| request);
+}
+
+#[test]
+fn an_earlier_attempt_reaching_another_directory_late_is_the_same_removal() {
+    reach_two_directories(|request| UnregisterRequest {
+        request: request.request.wrapping_sub(1),
+        sequence: request.sequence - 1,
+        ..request
+    });
+}
+
+/// Unregisters through directory 0 and delivers `copy` of the request to directory 1,
+/// 100 ms later (before the removal reaches it through the store, 500 ms).
+fn reach_two_directories(copy: impl Fn(UnregisterRequest) -> UnregisterRequest) {
     let delay = Duration::from_millis(500);
     let mut sim = Sim::replicated(1, Faults::none(), 16, 2, delay);
     sim.client_lease = Duration::from_secs(20);
@@ -37,8 +54,13 @@ fn an_unregistration_reaching_two_directories_is_announced_n_times() {
         })
         .cloned()
         .expect("the unregistration was sent");
+    let Ok(Message::Unregister(sent)) = decode(&request.2).map(|f| f.message) else {
+        unreachable!()
+    };
+    let mut bytes = [0u8; 512];
+    let len = encode(&sim.config.environment, &copy(sent), &mut bytes).unwrap();
     sim.run(Duration::from_millis(100));
-    sim.inject(request.0, nth_directory(1).socket_addr(), &request.2);
+    sim.inject(request.0, nth_directory(1).socket_addr(), &bytes[..len]);
     sim.run(Duration::from_secs(4));
 
     let sent: Vec<(u64, usize)> = sim
@@ -53,5 +75,20 @@ fn an_unregistration_reaching_two_directories_is_announced_n_times() {
         "one unregistration, notified per version: {sent:?}"
     );
     assert_eq!(sim.nodes[listener].view.unregistered.get("twice"), Some(&1));
+    // Both directories (and so the store they write) hold one finished removal: a
+    // later publisher or a restart does not announce it again.
+    let held: Vec<Option<(Version, RecordState)>> = (0..2)
+        .map(|d| {
+            sim.directories[d]
+                .directory
+                .record("twice")
+                .map(|r| (r.service.version, r.state))
+        })
+        .collect();
+    assert!(
+        held.iter().all(|h| *h == held[0]
+            && h.is_some_and(|(_, s)| s == RecordState::Departed { remaining: 0 })),
+        "{held:?}"
+    );
     assert_clean(&sim);
 }

@@ -130,6 +130,10 @@ fn describe() {
             "Authenticated requests refused: counter outside the time window.",
         ),
         (
+            "herald_out_of_order_total",
+            "Requests refused as stale: a newer request of the registrant (or a removal) was applied; late, repeated or replayed.",
+        ),
+        (
             "herald_storage_errors_total",
             "Storage transactions that failed.",
         ),
@@ -197,6 +201,7 @@ fn record(s: &Snapshot) {
         ("herald_unauthenticated_total", d.unauthenticated),
         ("herald_replayed_total", d.replayed),
         ("herald_stale_total", d.stale),
+        ("herald_out_of_order_total", d.out_of_order),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);
@@ -310,6 +315,7 @@ mod tests {
         s.directory.unauthenticated = 7;
         s.directory.replayed = 8;
         s.directory.stale = 9;
+        s.directory.out_of_order = 6;
         s.store.reachable = true;
         s.store.writable = true;
         s.store.queued = 4;
@@ -327,6 +333,7 @@ mod tests {
             "herald_unauthenticated_total 7",
             "herald_replayed_total 8",
             "herald_stale_total 9",
+            "herald_out_of_order_total 6",
             "herald_store_reachable 1",
             "herald_publishing 1",
             "herald_store_queued_writes 4",

@@ -7,12 +7,15 @@
 //! its range as of its `as_of`, so whatever the listener holds there that the page does
 //! not confirm is corrected:
 //!
-//! * a state at or below `as_of` that the page does not list is removed;
+//! * a state at or below `as_of`, given by a datagram stamped before it, that the page
+//!   does not list is removed;
 //! * a state inherited from a directory followed before is replaced by the page's, or
 //!   removed if the page does not list it (after the failover grace), whatever its
 //!   version: versions of two directories are not comparable;
 //! * a state newer than the page (announced after the page was written, or forged "from
-//!   the future") is doubted at the first page that does not confirm it, and corrected at
+//!   the future"), or given by a datagram stamped at or after the page's `as_of` (a
+//!   registration that reached a replicated publisher late, at an older version than
+//!   the page's stamp), is doubted at the first page that does not confirm it, and corrected at
 //!   a page that still does not, arriving at least a directory timeout later. No
 //!   removal is remembered for a corrected state, so a forged version cannot hide the
 //!   real service afterwards.
@@ -121,8 +124,9 @@ impl<const R: usize> Client<'_, R> {
 
     /// Replaces the state in `slot` by `service` (a change event only if the content
     /// differs from what the user was told).
-    fn replace(&mut self, slot: usize, service: Service, standing: Standing) {
+    fn replace(&mut self, slot: usize, service: Service, standing: Standing, as_of: Version) {
         self.update(slot, |k| {
+            k.as_of = as_of;
             let differs = !k.service.registration.same_content(&service.registration);
             // Gone and back before the user was told it went: a change at most.
             k.removed = false;
@@ -150,11 +154,12 @@ impl<const R: usize> Client<'_, R> {
                 return;
             };
             if k.standing == Standing::Inherited || service.version > k.service.version {
-                self.replace(slot, service, standing);
+                self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
                 self.update(slot, |k| {
                     k.standing = Standing::Confirmed;
                     k.doubted = None;
+                    k.as_of = k.as_of.max(source.as_of());
                 });
             } else {
                 self.stats.stale += 1;
@@ -173,6 +178,7 @@ impl<const R: usize> Client<'_, R> {
             reported: 0,
             standing,
             doubted: None,
+            as_of: source.as_of(),
         };
         match self.table.insert(known) {
             Ok(_) => self.pending += 1,
@@ -282,11 +288,15 @@ impl<const R: usize> Client<'_, R> {
             {
                 continue;
             }
-            if k.standing == Standing::Inherited || k.service.version <= header.as_of {
+            // A state given by a datagram stamped at or after the page may be newer than
+            // the page even at a version below its stamp: a registration made through a
+            // replica reaches the publisher late, with an older version than the page's.
+            let predates = k.service.version <= header.as_of && k.as_of < header.as_of;
+            if k.standing == Standing::Inherited || predates {
                 match entry {
                     // Listed at an older version than one the page should include: the
                     // held state never came from this directory.
-                    Some(service) => self.replace(slot, service, Standing::Confirmed),
+                    Some(service) => self.replace(slot, service, Standing::Confirmed, header.as_of),
                     None => {
                         let version = header.as_of;
                         let name = k.service.registration.name.clone();
@@ -302,7 +312,7 @@ impl<const R: usize> Client<'_, R> {
             // Newer than the page and not confirmed by it.
             match k.doubted {
                 Some(since) if now.saturating_since(since) >= patience => match entry {
-                    Some(service) => self.replace(slot, service, Standing::Confirmed),
+                    Some(service) => self.replace(slot, service, Standing::Confirmed, header.as_of),
                     None => self.update(slot, |k| k.removed = true),
                 },
                 Some(_) => {}
@@ -425,6 +435,7 @@ impl<const R: usize> Client<'_, R> {
         for (_, k) in self.table.iter_mut() {
             k.standing = Standing::Inherited;
             k.doubted = None;
+            k.as_of = Version(0);
         }
         self.removals = Removals::new();
         self.max_seen = Version(0);

@@ -24,9 +24,9 @@ pub(super) enum SenderId {
 pub(super) enum CounterRefusal {
     /// Seen before from this sender: a copy, dropped without an answer.
     Replayed,
-    /// More than the replay window below the highest counter this sender used: a
-    /// replay, or a sender whose clock was ahead before. Counted as a replay, and
-    /// answered `stale` with that highest counter as the floor to resume above.
+    /// A snapshot request too old for its address's replay window: a replay, or a
+    /// sender whose clock was ahead before. Counted as a replay, and answered `stale`
+    /// with the highest counter as the floor to resume above.
     Behind { floor: u64 },
     /// Outside the time window, or below what the sender already used: answered
     /// `stale` with the floor its next counter must exceed (0: follow the answer's
@@ -93,10 +93,18 @@ impl Directory<'_> {
         if counter <= low || counter > clock.saturating_add(skew) {
             return Err(CounterRefusal::Stale { floor: 0 });
         }
+        // A registrant's Register and Unregister carry their counter as the sequence,
+        // which the record of the name refuses when late or replayed (see
+        // `handle_register`, `handle_unregister`, the dropped-sequence floor): its
+        // window only drops exact copies cheaply. A counter too old for the window is a
+        // request overtaken on the way by newer ones of the same registrant (for other
+        // names, say), and goes on to meet the record's sequence; refusing it here would
+        // refuse every attempt of a registrant whose requests are reordered.
+        let registrant = matches!(id, SenderId::Registrant(_));
         let index = match self.senders.iter().position(|s| s.id == id) {
             Some(i) => i,
             None => {
-                if counter <= self.forgotten_floor {
+                if counter <= self.forgotten_floor && !registrant {
                     return Err(CounterRefusal::Stale {
                         floor: self.forgotten_floor,
                     });
@@ -124,6 +132,9 @@ impl Directory<'_> {
         if sender.window.accept(counter) {
             Ok(())
         } else if sender.window.too_old(counter) {
+            if registrant {
+                return Ok(());
+            }
             // Older than anything the window still tells apart: a client whose clock
             // was behind resumes above the highest counter from the answer.
             Err(CounterRefusal::Behind { floor: top })

@@ -189,6 +189,15 @@ impl Directory<'_> {
                     self.merge(slot, &record);
                     return Ok(());
                 }
+                // Within the replication bound of the removal held, another directory
+                // may not have known of it.
+                let departed = self.registry.get(slot).map_or(Instant::ZERO, |e| e.reap_at);
+                let recent = self.now + self.config.tombstone_retention
+                    < departed + self.config.replication_bound;
+                if let Some(remaining) = same_removal(held, &record).filter(|_| recent) {
+                    self.continue_removal(slot, record, remaining);
+                    return Ok(());
+                }
                 record.sequence = record.sequence.max(held.sequence);
                 slot
             }
@@ -310,5 +319,66 @@ impl Directory<'_> {
         if self.registry.get(slot).is_some_and(|e| !e.record.is_live()) {
             self.discard(now, name);
         }
+    }
+}
+
+impl Directory<'_> {
+    /// Takes `record`, a newer removal of the registration whose removal is held in
+    /// `slot` (see [`same_removal`]): another directory removed it again before the
+    /// first removal reached it through the store (a retransmitted or late
+    /// unregistration, or one of a lease this directory expired). The record's version
+    /// (which the store keeps, being newer), the higher sequence of the two, and the
+    /// count of notifications already sent: `remaining` still owed. The removal is
+    /// announced N times in all, not restarted. When what is held differs from the
+    /// record, it is written back so that the store (and any later publisher) agrees.
+    fn continue_removal(&mut self, slot: usize, mut record: Record, remaining: u8) {
+        let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
+            return;
+        };
+        let raised = held.sequence > record.sequence;
+        let behind = raised || record.state != (RecordState::Departed { remaining });
+        record.sequence = record.sequence.max(held.sequence);
+        record.state = RecordState::Departed { remaining };
+        let publishing = self.publishing;
+        let reap_at = self.now + self.config.tombstone_retention;
+        let dirty = &mut self.dirty;
+        Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
+            e.record = record;
+            e.announce = false;
+            e.repeats = 0;
+            e.due = e.due && publishing && remaining > 0;
+            e.reap_at = if remaining == 0 {
+                e.reap_at.min(reap_at)
+            } else {
+                reap_at
+            };
+            if behind {
+                // A lower sequence in the store would let a late request in.
+                touch(e, dirty, raised);
+            }
+        });
+        if remaining == 0 {
+            let at = self.registry.get(slot).map_or(reap_at, |e| e.reap_at);
+            self.schedule_reap(at);
+        } else {
+            self.schedule_tick();
+        }
+    }
+}
+
+/// When `record` (newer than `held`) and `held` are both removals of the same
+/// registrant's registration, the notifications still owed for what is one removal to
+/// listeners (they were told of no registration in between): the fewer of the two
+/// counts. The caller checks that the held removal is recent (within the replication
+/// bound): later, any other directory knew of it, and a new removal follows a
+/// registration in between.
+fn same_removal(held: &Record, record: &Record) -> Option<u8> {
+    match (held.state, record.state) {
+        (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
+            if held.registrant == record.registrant =>
+        {
+            Some(mine.min(remaining))
+        }
+        _ => None,
     }
 }

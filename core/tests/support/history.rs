@@ -198,6 +198,8 @@ struct Incarnation {
     /// When its registrant last gave the name up, if it did less than 2 s before this
     /// registration (an unregistration and a registration that may be reordered).
     flap: Option<Instant>,
+    /// Every request its registrant sent for it: when, and to which directory.
+    sent: Vec<(Instant, usize)>,
 }
 
 struct World {
@@ -230,6 +232,9 @@ struct World {
     space: HashMap<usize, usize>,
     /// Requests sent: (client address, request id) → name.
     requests: HashMap<(SocketAddr, u32), String>,
+    /// When a listener last moved to another directory, and the end of its failover
+    /// grace then.
+    settled: Instant,
     pool: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
@@ -304,6 +309,7 @@ impl World {
             seen: vec![(0, 0); nodes],
             space,
             requests: HashMap::new(),
+            settled: Instant::ZERO,
             pool: Vec::new(),
             schedule,
         }
@@ -353,9 +359,19 @@ impl World {
         self.sim.faults = Faults::none();
         let now = self.sim.now;
         self.history.step(now, "faults stop".into());
+        // A listener that moved to another directory removes what it inherited and the
+        // new directory does not hold only once its failover grace is over (see
+        // PROTOCOL.md, "Failover converges"): the views are compared one sweep after the
+        // faults stopped and after the last grace ended.
         let sweep = self.sim.config.sweep_period;
         self.advance(sweep + Duration::from_secs(1));
-        self.check_views("convergence", "one sweep after the faults");
+        let after_grace =
+            (self.settled + sweep + Duration::from_secs(1)).saturating_since(self.sim.now);
+        self.advance(after_grace);
+        self.check_views(
+            "convergence",
+            "one sweep after the faults and the failover grace",
+        );
         self.advance(self.schedule.lease + Duration::from_secs(1));
         self.check_views("lasting divergence", "a lease later");
         self.check_registry();
@@ -515,6 +531,7 @@ impl World {
                         registrant: r,
                         ended: None,
                         flap,
+                        sent: Vec::new(),
                     },
                 );
             }
@@ -742,6 +759,8 @@ impl World {
             ClientEvent::DirectoryChanged(location) => {
                 self.history
                     .step(at, format!("listener {l} moves to {location}"));
+                let grace = self.sim.nodes[node].client.config().failover_grace;
+                self.settled = self.settled.max(at + grace);
                 if let Topology::Independent { .. } = self.schedule.topology {
                     if let Some(d) = self.directory_index(location.socket_addr()) {
                         self.space.insert(node, d);
@@ -769,7 +788,7 @@ impl World {
         );
         let space = self.space[&node];
         let kept_renewing = match e {
-            ClientEvent::Unregistered(_) if self.kept_renewing(at, p, name) => {
+            ClientEvent::Unregistered(_) if self.kept_renewing(at, p, name, space) => {
                 Some(self.removal_hint(at, space, p, service))
             }
             _ => None,
@@ -814,12 +833,29 @@ impl World {
     /// conditions where its registrant promises to keep it: loss at most the ceiling,
     /// and no directory outage within a lease before `at` (none at all between
     /// independent directories, where a registrant that moved stays away).
-    fn kept_renewing(&self, at: Instant, port: u16, name: &str) -> bool {
+    ///
+    /// Between independent directories (`space` is then the directory whose removal the
+    /// listener reports), each directory's registry is its own: a registrant that moved
+    /// to another directory (a failover) renews there, and the copy it left behind
+    /// expires a lease later, rightly — that directory's listeners are told the truth of
+    /// its registry. The promise is kept at the directory the registrant renews at: the
+    /// removal is spurious only if the registrant's last request for it went to that
+    /// directory and none went elsewhere within the lease (and margin) before `at`.
+    /// Whether the move itself was needed is the failover promise, not this one.
+    fn kept_renewing(&self, at: Instant, port: u16, name: &str, space: usize) -> bool {
         let Some(i) = self.incarnations.get(&port) else {
             return false;
         };
         if i.name != name || i.ended.is_some_and(|t| t < at) {
             return false;
+        }
+        if let Topology::Independent { .. } = self.schedule.topology {
+            let window = self.schedule.lease + Duration::from_secs(1);
+            let last_here = i.sent.last().is_none_or(|(_, d)| *d == space);
+            let moved = i.sent.iter().any(|(t, d)| *t + window >= at && *d != space);
+            if !last_here || moved {
+                return false;
+            }
         }
         if self.schedule.loss > self.ceiling {
             return false;
@@ -850,6 +886,10 @@ impl World {
                     registration: r.registration.clone(),
                     version: Version(0),
                 });
+                let directory = self.directory_index(to);
+                if let (Some(i), Some(d)) = (self.incarnations.get_mut(&p), directory) {
+                    i.sent.push((at, d));
+                }
                 self.history.push(
                     at,
                     Some(name),
