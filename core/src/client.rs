@@ -73,7 +73,7 @@ pub struct ClientConfig {
     pub max_attempts: u8,
     /// A directory that has answered before is left only when it stays silent this long
     /// while another directory answers a probe, or twice this long whatever happens
-    /// (default 5 s): transient loss never moves a client.
+    /// (default 3 s): transient loss never moves a client.
     pub failover_after: Duration,
     /// A listener whose directory's beacons stop for this long fails over (default 3 s).
     pub directory_timeout: Duration,
@@ -106,7 +106,7 @@ impl ClientConfig {
             lease: Duration::from_secs(15),
             request_timeout: Duration::from_millis(250),
             max_attempts: 3,
-            failover_after: Duration::from_secs(5),
+            failover_after: Duration::from_secs(3),
             directory_timeout: Duration::from_secs(3),
             failover_grace: Duration::from_secs(6),
             snapshot_pages: 16,
