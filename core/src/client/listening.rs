@@ -11,7 +11,8 @@
 //!   does not list is removed;
 //! * a state inherited from a directory followed before is replaced by the page's, or
 //!   removed if the page does not list it (after the failover grace), whatever its
-//!   version: versions of two directories are not comparable;
+//!   version: versions of two directories are not comparable (announcements, which may
+//!   be late copies from the directory followed before, need a newer version);
 //! * a state newer than the page (announced after the page was written, or forged "from
 //!   the future"), or given by a datagram stamped at or after the page's `as_of` (a
 //!   registration that reached a replicated publisher late, at an older version than
@@ -153,7 +154,11 @@ impl<const R: usize> Client<'_, R> {
             let Some(k) = self.table.get(slot) else {
                 return;
             };
-            if k.standing == Standing::Inherited || service.version > k.service.version {
+            // Only a page overrides an inherited state whatever its version: a late copy
+            // of an announcement may come from a directory followed before, whose
+            // versions (in a shared registry) are comparable and older.
+            let inherited = k.standing == Standing::Inherited && standing == Standing::Confirmed;
+            if inherited || service.version > k.service.version {
                 self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
                 self.update(slot, |k| {
@@ -214,6 +219,11 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// A service was removed at `version`.
+    ///
+    /// A removal is taken only at a version above the state held, inherited or not: a
+    /// late copy of an announcement may come from a directory followed before (the
+    /// inherited entry's own, when the listener moved back), and an inherited entry that
+    /// the new directory removed at a lower version of its own goes at its next page.
     fn apply_removal(&mut self, name: &ServiceName, version: Version) {
         if !self.interested(name.as_str()) {
             return;
@@ -230,7 +240,7 @@ impl<const R: usize> Client<'_, R> {
             let applies = self
                 .table
                 .get(slot)
-                .is_some_and(|k| k.standing == Standing::Inherited || k.service.version < version);
+                .is_some_and(|k| k.service.version < version);
             if applies {
                 self.update(slot, |k| {
                     k.removed = true;
