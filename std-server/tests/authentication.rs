@@ -208,9 +208,8 @@ fn forged_altered_replayed_and_takeover_frames_are_refused_and_counted() {
     // And from another port: the sequence is the registrant's, whatever the address.
     let elsewhere = UdpSocket::bind("127.0.0.1:0").unwrap();
     elsewhere.send_to(&unregister, net.directory).unwrap();
-    let refused = |t: &str| {
-        metric(t, "herald_out_of_order_total") + metric(t, "herald_replayed_total")
-    };
+    let refused =
+        |t: &str| metric(t, "herald_out_of_order_total") + metric(t, "herald_replayed_total");
     let m = metrics_when(&metrics, |t| refused(t) >= 2.0);
     assert_eq!(refused(&m), 2.0, "{m}");
     assert_eq!(metric(&m, "herald_unregisters_total"), 1.0, "{m}");
