@@ -1,9 +1,8 @@
 //! Replicated directories with any configuration (keys, retention), for the tests of
 //! the directory's guarantees.
 
-use super::{SharedStore, Sim};
+use super::Sim;
 use herald_core::{DirectoryConfig, Duration};
-use std::collections::{BTreeMap, HashSet};
 
 impl Sim {
     /// Like [`Sim::replicated`], with every directory configured from `config` (each at
@@ -20,15 +19,7 @@ impl Sim {
         for _ in 1..count {
             sim.add_directory(capacity);
         }
-        sim.shared = Some(SharedStore {
-            records: BTreeMap::new(),
-            watch: Vec::new(),
-            queued: vec![Vec::new(); count],
-            delay,
-            down: false,
-            announcers: HashSet::new(),
-        });
-        sim.elect(Some(0));
+        sim.share_store(delay);
         sim
     }
 }
