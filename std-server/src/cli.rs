@@ -17,7 +17,16 @@ pub const DEFAULT_LEASE_SECS: f64 = 15.0;
 
 /// Herald: a service directory for small networks, announced over UDP multicast.
 #[derive(Parser, Debug)]
-#[command(name = "herald", version, propagate_version = true)]
+#[command(
+    name = "herald",
+    version,
+    propagate_version = true,
+    after_help = "Exit status: 0 done; 1 failed (e.g. no directory answered, a request \
+                  refused); 2 impossible configuration; 3 the data directory cannot be used \
+                  (`serve`); 130 `register` interrupted (Ctrl-C, SIGTERM) before its registration \
+                  was confirmed. Ctrl-C or SIGTERM stops `serve` and `watch`, and unregisters \
+                  what `register` registered, with status 0."
+)]
 pub struct Cli {
     /// TOML config file; its keys are the `herald serve` flags with `_` for `-`
     /// (flags win over HERALD_* variables, variables over the file) [default: none]

@@ -24,35 +24,49 @@ pub enum Failure {
     /// Printing failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// SIGINT or SIGTERM arrived before the command had finished.
+    #[error("interrupted before {0}")]
+    Interrupted(&'static str),
 }
 
 impl Failure {
     /// The exit status: 2 for a configuration error, 3 for a data directory that cannot
     /// be used (corrupt, unreadable, not writable, full, or in use by another process),
-    /// 1 otherwise. Restarting does
-    /// not help with 2 or 3 (the systemd unit does not).
+    /// 130 when interrupted, 1 otherwise. Restarting does not help with 2 or 3 (the
+    /// systemd unit does not).
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
             Failure::Serve(ServeError::Storage(_)) => 3,
+            Failure::Interrupted(_) => 130,
             _ => 1,
         }
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives in between (while
+/// a registration is being made, a directory is starting) is kept, not fatal.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            None
+        }
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    async move {
+        let Some((mut term, mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
     }
 }
 
@@ -122,12 +136,28 @@ fn registrant_options(
     Ok(options)
 }
 
+/// How long an interrupted `herald register` tries to take back a registration that
+/// may have been accepted before it stops.
+const INTERRUPTED_UNREGISTER: std::time::Duration = std::time::Duration::from_secs(3);
+
 async fn register(args: RegisterArgs, file: &Options) -> Result<(), Failure> {
+    // From here on Ctrl-C unregisters (or abandons the registration) instead of killing
+    // the process with the service left registered.
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     let mut options = registrant_options(&args.client, file, &args.name, args.registrant)?;
     options.lease = args.lease()?;
     let registration = registration(&args.name, &args.locations, &args.meta)?;
     let herald = Herald::connect(options).await?;
-    let handle = herald.register(registration).await?;
+    let name = registration.name.to_string();
+    let handle = tokio::select! {
+        handle = herald.register(registration) => handle?,
+        () = &mut stop => {
+            // The directory may have accepted it already: take it back, briefly.
+            let _ = tokio::time::timeout(INTERRUPTED_UNREGISTER, herald.unregister(&name)).await;
+            return Err(Failure::Interrupted("the registration was confirmed"));
+        }
+    };
     let grant = handle.grant();
     println!(
         "registered {} with {} (lease {:.1}s)",
@@ -139,8 +169,7 @@ async fn register(args: RegisterArgs, file: &Options) -> Result<(), Failure> {
         handle.detach();
         return Ok(());
     }
-    shutdown_signal().await;
-    let name = handle.grant().name.to_string();
+    stop.await;
     handle.unregister().await?;
     println!("unregistered {name}");
     Ok(())
@@ -179,9 +208,9 @@ async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
     let options = args.client.options(file)?;
     let interest = Interest::parse_all(args.interests.iter().map(String::as_str))
         .map_err(crate::client::Error::InvalidInterest)?;
-    let mut watch = Watch::start(options, interest).await?;
     let stop = shutdown_signal();
     tokio::pin!(stop);
+    let mut watch = Watch::start(options, interest).await?;
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {

@@ -106,3 +106,28 @@ fn a_killed_registrant_is_unregistered_within_about_one_lease() {
     assert!(line.contains("worker"), "{line}");
     assert!(after <= Duration::from_millis(3000), "took {after:?}");
 }
+
+#[test]
+fn ctrl_c_while_registering_stops_cleanly_with_status_130() {
+    // No directory answers: `herald register` is still waiting for one when Ctrl-C comes.
+    // Its handler is installed before the registration is sent, so it stops cleanly
+    // (the default action would kill it with the service perhaps registered).
+    let net = Net::new();
+    let mut args: Vec<String> = vec!["register".into(), "billing".into(), "127.0.0.1:8080".into()];
+    args.extend(net.client_args());
+    let mut reg = Proc::spawn("registrant billing", &args, &[]);
+    std::thread::sleep(Duration::from_millis(400));
+    reg.signal("INT");
+    assert_eq!(
+        reg.wait(Duration::from_secs(10)),
+        Some(130),
+        "{}",
+        reg.stderr()
+    );
+    assert!(
+        reg.stderr()
+            .contains("interrupted before the registration was confirmed"),
+        "{}",
+        reg.stderr()
+    );
+}
