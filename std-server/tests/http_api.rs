@@ -1,0 +1,354 @@
+//! `herald serve --http`: the JSON API (list, get, PUT/DELETE with ownership, bad input),
+//! the bearer token, and the Server-Sent Events watch resumed with `Last-Event-ID`
+//! after a dropped connection, against the real binary over loopback.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A directory with the HTTP API on; its HTTP address.
+fn start(extra: &[&str]) -> (Proc, String, tempfile::TempDir) {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port_tcp());
+    let mut args = vec!["--http", &http];
+    args.extend_from_slice(extra);
+    let p = directory(&net, data.path(), &args);
+    (p, http, data)
+}
+
+/// One HTTP/1.1 request (connection closed after it); the status and body.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn put(addr: &str, name: &str, registrant: &str, body: &str) -> (u16, String) {
+    request(
+        addr,
+        "PUT",
+        &format!("/v1/services/{name}"),
+        &[
+            ("Herald-Registrant", registrant),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+}
+
+const ALICE: &str = "00000000000a11ce";
+const MALLORY: &str = "000000000000bad0";
+
+#[test]
+fn list_get_put_delete_with_ownership_and_bad_input() {
+    let (_dir, http, _data) = start(&[]);
+    let (status, body) = request(&http, "GET", "/v1/services", &[], "");
+    assert_eq!((status, body.as_str()), (200, "[]"));
+
+    let (status, body) = put(
+        &http,
+        "billing/host-1",
+        ALICE,
+        r#"{"locations":["127.0.0.1:8080"],"meta":{"zone":"eu"},"lease_secs":30}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""lease_secs":30"#), "{body}");
+    put(
+        &http,
+        "billing/host-2",
+        ALICE,
+        r#"{"locations":["127.0.0.2:8080"]}"#,
+    );
+    put(
+        &http,
+        "search",
+        ALICE,
+        r#"{"locations":["127.0.0.3:9000"]}"#,
+    );
+
+    // The same shapes as `herald list --json`.
+    let (status, body) = request(&http, "GET", "/v1/services/billing/host-1", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        r#"{"name":"billing/host-1","locations":["127.0.0.1:8080"],"meta":{"zone":"eu"}}"#
+    );
+    let (_, body) = request(&http, "GET", "/v1/services?interest=billing/*", &[], "");
+    let names: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&body)
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["billing/host-1", "billing/host-2"]);
+    let (status, _) = request(&http, "GET", "/v1/services/nothing", &[], "");
+    assert_eq!(status, 404);
+
+    // Another registrant may neither take nor remove the name.
+    let (status, body) = put(
+        &http,
+        "billing/host-1",
+        MALLORY,
+        r#"{"locations":["127.0.0.9:1"]}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("name_held"), "{body}");
+    let (status, body) = request(
+        &http,
+        "DELETE",
+        "/v1/services/billing/host-1",
+        &[("Herald-Registrant", MALLORY)],
+        "",
+    );
+    assert_eq!(status, 409, "{body}");
+    // Renewal and change by the owner: PUT again.
+    let (status, body) = put(
+        &http,
+        "billing/host-1",
+        ALICE,
+        r#"{"locations":["127.0.0.1:8081"]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = request(&http, "GET", "/v1/services/billing/host-1", &[], "");
+    assert!(body.contains("127.0.0.1:8081"), "{body}");
+
+    // Bad input: 4xx with a reason.
+    for (name, registrant, body, want) in [
+        (
+            "x",
+            ALICE,
+            r#"{"locations":["127.0.0.1:1"],"color":"red"}"#,
+            "unknown field",
+        ),
+        ("x", ALICE, r#"{"locations":["#, "invalid body"),
+        (
+            "x",
+            ALICE,
+            r#"{"locations":["not an address"]}"#,
+            "invalid body",
+        ),
+        ("x", ALICE, r#"{"locations":[]}"#, "at least one"),
+        (
+            "x",
+            "xyz",
+            r#"{"locations":["127.0.0.1:1"]}"#,
+            "Herald-Registrant",
+        ),
+        (
+            " padded",
+            ALICE,
+            r#"{"locations":["127.0.0.1:1"]}"#,
+            "invalid service name",
+        ),
+    ] {
+        let (status, text) = put(&http, &name.replace(' ', "%20"), registrant, body);
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(text.contains(want), "{body}: {text}");
+    }
+    let big = format!(
+        r#"{{"locations":["127.0.0.1:1"],"meta":{{"k":"{}"}}}}"#,
+        "v".repeat(20_000)
+    );
+    let (status, _) = put(&http, "x", ALICE, &big);
+    assert_eq!(status, 413, "an oversized body is refused");
+    let (status, text) = request(&http, "GET", "/v1/services?color=red", &[], "");
+    assert_eq!(status, 400, "{text}");
+
+    // The owner removes it; removing again is a success too.
+    for _ in 0..2 {
+        let (status, body) = request(
+            &http,
+            "DELETE",
+            "/v1/services/billing/host-1",
+            &[("Herald-Registrant", ALICE)],
+            "",
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, _) = request(&http, "GET", "/v1/services/billing/host-1", &[], "");
+    assert_eq!(status, 404);
+
+    let (status, body) = request(&http, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request(&http, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    assert!(body.contains("herald_health 1"), "{body}");
+}
+
+#[test]
+fn a_token_file_guards_writes_and_optionally_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-0123456789\n").unwrap();
+    let token = token_file.display().to_string();
+    let (_dir, http, _data) = start(&["--http-token-file", &token, "--http-token-reads"]);
+    let body = r#"{"locations":["127.0.0.1:8080"]}"#;
+    let (status, text) = put(&http, "guarded", ALICE, body);
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = request(&http, "GET", "/v1/services", &[], "");
+    assert_eq!(status, 401);
+    let bearer = [("Authorization", "Bearer s3cret-token-0123456789")];
+    let (status, _) = request(&http, "GET", "/v1/services", &bearer, "");
+    assert_eq!(status, 200);
+    let (status, _) = request(&http, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200, "the health check stays open");
+    let headers = [
+        ("Authorization", "Bearer s3cret-token-0123456789"),
+        ("Herald-Registrant", ALICE),
+    ];
+    let (status, text) = request(&http, "PUT", "/v1/services/guarded", &headers, body);
+    assert_eq!(status, 200, "{text}");
+    let wrong = [
+        ("Authorization", "Bearer s3cret-token-0123456788"),
+        ("Herald-Registrant", ALICE),
+    ];
+    let (status, _) = request(&http, "DELETE", "/v1/services/guarded", &wrong, "");
+    assert_eq!(status, 401);
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, PartialEq)]
+struct Event {
+    id: u64,
+    kind: String,
+    data: serde_json::Value,
+}
+
+/// An open `/v1/watch` stream.
+struct Stream(BufReader<TcpStream>);
+
+impl Stream {
+    fn open(addr: &str, last_event_id: Option<u64>) -> Stream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let resume = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+        write!(
+            s,
+            "GET /v1/watch HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        Stream(reader)
+    }
+
+    /// The next event (keep-alive comments skipped; the chunked framing's size lines
+    /// too, which hold only hex digits).
+    fn next(&mut self) -> Event {
+        let (mut id, mut kind, mut data) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no event");
+            let mut line = String::new();
+            let n = self.0.read_line(&mut line).unwrap();
+            assert!(n > 0, "stream closed");
+            let line = line.trim_end();
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse().unwrap());
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                kind = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str(v).unwrap());
+            } else if line.is_empty() {
+                if let (Some(id), Some(kind), Some(data)) = (id, kind.take(), data.take()) {
+                    return Event { id, kind, data };
+                }
+            }
+        }
+    }
+}
+
+fn change(e: &Event) -> (String, String) {
+    assert_eq!(e.kind, "change", "{e:?}");
+    (
+        e.data["event"].as_str().unwrap().to_owned(),
+        e.data["name"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn the_watch_resumes_after_a_dropped_connection_without_loss_or_repetition() {
+    let (_dir, http, _data) = start(&[]);
+    put(&http, "before", ALICE, r#"{"locations":["127.0.0.1:1"]}"#);
+    let mut stream = Stream::open(&http, None);
+    let first = stream.next();
+    assert_eq!(first.kind, "snapshot");
+    let names: Vec<&str> = first.data["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["before"]);
+    put(&http, "a", ALICE, r#"{"locations":["127.0.0.1:2"]}"#);
+    let a = stream.next();
+    assert_eq!(change(&a), ("discovered".into(), "a".into()));
+    assert!(a.id > first.id);
+    drop(stream);
+
+    // Changes while the client is away.
+    put(&http, "b", ALICE, r#"{"locations":["127.0.0.1:3"]}"#);
+    put(&http, "a", ALICE, r#"{"locations":["127.0.0.1:4"]}"#);
+    request(
+        &http,
+        "DELETE",
+        "/v1/services/before",
+        &[("Herald-Registrant", ALICE)],
+        "",
+    );
+
+    let mut stream = Stream::open(&http, Some(a.id));
+    let missed: Vec<Event> = (0..3).map(|_| stream.next()).collect();
+    let seen: Vec<(String, String)> = missed.iter().map(change).collect();
+    assert_eq!(
+        seen,
+        [
+            ("discovered".into(), "b".into()),
+            ("changed".into(), "a".into()),
+            ("unregistered".into(), "before".into()),
+        ]
+    );
+    assert!(missed.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(missed[0].id > a.id);
+    // Live again: the next change, and nothing repeated before it.
+    put(&http, "c", ALICE, r#"{"locations":["127.0.0.1:5"]}"#);
+    let c = stream.next();
+    assert_eq!(change(&c), ("discovered".into(), "c".into()));
+    assert!(c.id > missed[2].id);
+    drop(stream);
+
+    // Too far behind (a version older than any kept change): a full resynchronisation.
+    let mut stream = Stream::open(&http, Some(1));
+    let snapshot = stream.next();
+    assert_eq!(snapshot.kind, "snapshot");
+    assert_eq!(snapshot.id, c.id);
+    assert_eq!(snapshot.data["services"].as_array().unwrap().len(), 3);
+}
