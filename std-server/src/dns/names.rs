@@ -2,12 +2,16 @@
 //!
 //! A registry name `SERVICE/INSTANCE` (the instance is everything after the first `/`)
 //! is the DNS name `INSTANCE.SERVICE.DOMAIN`; a name without `/` is `SERVICE.DOMAIN`.
-//! Each part becomes one label: the ASCII lowercase letters, the digits and `-` stand
-//! for themselves, and every other byte of its UTF-8 (capitals, `.`, `_`, `/`, spaces,
-//! non-ASCII) is written `_xx`, its two lowercase hex digits: `billing.eu` →
-//! `billing_2eeu`, `Billing` → `_42illing`. Decoding reverses it exactly (DNS matches
-//! names without regard to case, so the escapes' hex digits are read in either case).
-//! A part whose label would be empty or longer than 63 bytes has no DNS name.
+//! Each part becomes one label. A part that is already a plain DNS label (1 to 63 of
+//! `a-z`, `0-9` and `-`, neither first nor last a `-`, not beginning with `x-`) is its
+//! own label: `billing`, `host-1`. Any other part is written `x-` followed by its UTF-8
+//! bytes, `a-z` and `0-9` as themselves and every other byte as `-` and its two
+//! lowercase hex digits: `billing.eu` → `x-billing-2eeu`, `Billing` → `x--42illing`,
+//! `x-ray` → `x-x-2dray`. The labels use letters, digits and `-` only, so every
+//! resolver takes them, and decoding reverses the rule exactly (each part has one
+//! spelling; DNS matches names without regard to case, so a query's capitals are read
+//! as small letters). A part that is empty, or whose label would be longer than 63
+//! bytes, has no DNS name.
 //!
 //! A location's host is `A-B-C-D._addr.DOMAIN` for IPv4 `A.B.C.D`, and the eight
 //! hexadecimal groups joined by `-` for IPv6 (`0-0-0-0-0-0-0-1._addr.DOMAIN` is `::1`);
@@ -21,44 +25,69 @@ pub const MAX_LABEL: usize = 63;
 /// The label under which location hosts live.
 pub const ADDR_LABEL: &[u8] = b"_addr";
 
+/// The prefix of an escaped label.
+const ESCAPED: &str = "x-";
+
+/// True for a part that is its own label.
+fn plain(part: &[u8]) -> bool {
+    !part.is_empty()
+        && part.len() <= MAX_LABEL
+        && part
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && part.first() != Some(&b'-')
+        && part.last() != Some(&b'-')
+        && !part.starts_with(ESCAPED.as_bytes())
+}
+
 /// The label of one part of a registry name, or `None` when it has none (empty or too
 /// long).
 pub fn encode(part: &str) -> Option<String> {
-    let mut label = String::with_capacity(part.len());
+    if plain(part.as_bytes()) {
+        return Some(part.to_owned());
+    }
+    let mut label = String::from(ESCAPED);
     for b in part.bytes() {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
             label.push(char::from(b));
         } else {
-            let _ = write!(label, "_{b:02x}");
+            let _ = write!(label, "-{b:02x}");
         }
     }
-    (!label.is_empty() && label.len() <= MAX_LABEL).then_some(label)
+    (!part.is_empty() && label.len() <= MAX_LABEL).then_some(label)
 }
 
-/// The registry text a label stands for, or `None` when it is not a label [`encode`]
-/// makes.
+/// The registry text a label stands for (read without regard to case), or `None` when
+/// it is not a label [`encode`] makes.
 pub fn decode(label: &[u8]) -> Option<String> {
-    let mut bytes = Vec::with_capacity(label.len());
+    let label = label.to_ascii_lowercase();
+    let Some(escaped) = label.strip_prefix(ESCAPED.as_bytes()) else {
+        return plain(&label).then(|| String::from_utf8(label).ok())?;
+    };
+    let mut bytes = Vec::with_capacity(escaped.len());
     let mut i = 0;
-    while i < label.len() {
-        let b = label[i].to_ascii_lowercase();
-        if b == b'_' {
-            let hex = std::str::from_utf8(label.get(i + 1..i + 3)?).ok()?;
+    while i < escaped.len() {
+        let b = escaped[i];
+        if b == b'-' {
+            let hex = std::str::from_utf8(escaped.get(i + 1..i + 3)?).ok()?;
             let byte = u8::from_str_radix(hex, 16).ok()?;
             // Only bytes that encode() escapes: anything else has one spelling.
-            if byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' {
+            if byte.is_ascii_lowercase() || byte.is_ascii_digit() {
                 return None;
             }
             bytes.push(byte);
             i += 3;
-        } else if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
+        } else if b.is_ascii_lowercase() || b.is_ascii_digit() {
             bytes.push(b);
             i += 1;
         } else {
             return None;
         }
     }
-    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+    if bytes.is_empty() || plain(&bytes) {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// A registry name's service and instance parts (`billing/eu-1` → `billing`, `eu-1`).
@@ -137,11 +166,15 @@ mod tests {
                 Some(name)
             );
         }
-        assert_eq!(encode("billing.eu").unwrap(), "billing_2eeu");
-        assert_eq!(encode("Billing").unwrap(), "_42illing");
-        assert_eq!(decode(b"_61"), None, "`a` has one spelling");
-        assert_eq!(decode(b"_4"), None);
-        assert_eq!(decode(b"a.b"), None);
+        assert_eq!(encode("host-1").unwrap(), "host-1");
+        assert_eq!(encode("billing.eu").unwrap(), "x-billing-2eeu");
+        assert_eq!(encode("Billing").unwrap(), "x--42illing");
+        assert_eq!(encode("x-ray").unwrap(), "x-x-2dray");
+        assert_eq!(decode(b"x--61"), None, "`a` has one spelling");
+        assert_eq!(decode(b"x-abc"), None, "`abc` has one spelling");
+        assert_eq!(decode(b"x--4"), None);
+        assert_eq!(decode(b"a_b"), None);
+        assert_eq!(decode(b"-a"), None);
         assert_eq!(encode(""), None);
         assert_eq!(encode(&"Z".repeat(22)), None, "66 bytes do not fit a label");
     }
