@@ -11,13 +11,19 @@ use std::time::{Duration, Instant};
 
 /// A directory with the HTTP API on; its HTTP address.
 fn start(extra: &[&str]) -> (Proc, String, tempfile::TempDir) {
+    let (p, http, data, _) = start_on(extra);
+    (p, http, data)
+}
+
+/// The same, with its network.
+fn start_on(extra: &[&str]) -> (Proc, String, tempfile::TempDir, Net) {
     let net = Net::new();
     let data = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port_tcp());
     let mut args = vec!["--http", &http];
     args.extend_from_slice(extra);
     let p = directory(&net, data.path(), &args);
-    (p, http, data)
+    (p, http, data, net)
 }
 
 fn put(addr: &str, name: &str, registrant: &str, body: &str) -> (u16, String) {
@@ -38,7 +44,7 @@ const MALLORY: &str = "000000000000bad0";
 
 #[test]
 fn list_get_put_delete_with_ownership_and_bad_input() {
-    let (_dir, http, _data) = start(&[]);
+    let (_dir, http, _data, net) = start_on(&[]);
     let (status, body) = request(&http, "GET", "/v1/services", &[], "");
     assert_eq!((status, body.as_str()), (200, "[]"));
 
@@ -62,6 +68,18 @@ fn list_get_put_delete_with_ownership_and_bad_input() {
         ALICE,
         r#"{"locations":["127.0.0.3:9000"]}"#,
     );
+    // An instance registered with the command line, as `billing/$(hostname)`.
+    ok(
+        &net,
+        &[
+            "register",
+            "billing/cli-host",
+            "127.0.0.4:8080",
+            "--once",
+            "--registrant",
+            "7",
+        ],
+    );
 
     // The same shapes as `herald list --json`.
     let (status, body) = request(&http, "GET", "/v1/services/billing/host-1", &[], "");
@@ -76,7 +94,10 @@ fn list_get_put_delete_with_ownership_and_bad_input() {
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["billing/host-1", "billing/host-2"]);
+    assert_eq!(
+        names,
+        ["billing/cli-host", "billing/host-1", "billing/host-2"]
+    );
     let (status, _) = request(&http, "GET", "/v1/services/nothing", &[], "");
     assert_eq!(status, 404);
 
@@ -169,6 +190,44 @@ fn list_get_put_delete_with_ownership_and_bad_input() {
     let (status, body) = request(&http, "GET", "/metrics", &[], "");
     assert_eq!(status, 200);
     assert!(body.contains("herald_health 1"), "{body}");
+}
+
+#[test]
+fn bad_http_and_dns_settings_are_refused_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let http = format!("127.0.0.1:{}", free_port_tcp());
+    let short = data.path().join("short-token");
+    std::fs::write(&short, "abc").unwrap();
+    let short = short.display().to_string();
+    for (extra, want) in [
+        (
+            vec!["--http", &http, "--http-token-reads"],
+            "needs --http-token-file",
+        ),
+        (
+            vec!["--http", &http, "--http-token-file", "/nonexistent/token"],
+            "cannot read",
+        ),
+        (
+            vec!["--http", &http, "--http-token-file", &short],
+            "at least 16",
+        ),
+        (vec!["--http-token-file", &short], "set --http too"),
+        (
+            vec!["--dns", "127.0.0.1:0", "--dns-ttl", "86400"],
+            "dns-ttl",
+        ),
+        (vec!["--dns", "127.0.0.1:0", "--dns-domain", "."], "root"),
+    ] {
+        let out = run(
+            &serve_args(&net, data.path(), &extra),
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
 }
 
 #[test]
