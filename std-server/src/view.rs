@@ -7,7 +7,7 @@
 //! with the last one seen and, when it moved, walks the registry once for the records
 //! newer than that (so the copy is never staler than the directory's own state by more
 //! than one wake-up). Readers take the lock briefly and are woken through a
-//! [`watch`](tokio::sync::watch) channel carrying the newest version.
+//! [`watch`] channel carrying the newest version.
 
 use crate::client::{EventKind, ServiceInfo};
 use crate::clock::Clock;
@@ -133,7 +133,7 @@ impl Feed {
 
     /// Brings the copy up to `directory`'s state: the records newer than the last
     /// version seen become changes; lease expiries are refreshed at most every
-    /// [`LEASE_REFRESH`].
+    /// second.
     pub fn observe(&mut self, directory: &Directory<'_>, clock: &Clock) {
         let newest = directory.as_of().0;
         let now = Instant::now();

@@ -4,16 +4,16 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `GET /` | the live page ([`page.html`](page::PAGE), no external assets) |
+//! | `GET /` | the live page (`page.html`, embedded; no external assets) |
 //! | `GET /v1/services[?interest=P]` | live services, as `herald list --json` prints them |
 //! | `GET /v1/services/{name}` | one service, or 404 |
 //! | `GET /v1/leases` | milliseconds of lease left per service |
 //! | `GET /v1/watch` | Server-Sent Events, resumable with `Last-Event-ID` ([`watch`]) |
-//! | `PUT`/`DELETE /v1/services/{name}` | register or renew / unregister ([`write`]) |
+//! | `PUT`/`DELETE /v1/services/{name}` | register or renew / unregister ([`write`](mod@write)) |
 //! | `GET /healthz`, `GET /metrics` | as on the `--metrics` endpoint |
 //!
 //! Reads answer from the [`View`]; writes go through the directory's own request path
-//! (see [`write`]). With a token file, writes (and, with `--http-token-reads`, reads)
+//! (see [`write`](mod@write)). With a token file, writes (and, with `--http-token-reads`, reads)
 //! need `Authorization: Bearer TOKEN`.
 
 mod page;
