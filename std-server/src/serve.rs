@@ -322,8 +322,10 @@ enum Wake {
 impl Shell {
     async fn serve(&mut self, directory: &mut Directory<'_>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        // The metrics and health are right from the start, not from the first wake-up.
+        // The metrics, health and the interfaces' copy of the registry are right from the
+        // start, not from the first wake-up.
         self.publish(directory);
+        self.observe(directory);
         loop {
             let mut deadline = directory
                 .poll_timeout()
@@ -419,15 +421,20 @@ impl Shell {
     async fn flush(&mut self, directory: &mut Directory<'_>) {
         self.backend.persist(directory, &self.clock).await;
         // The HTTP and DNS interfaces see a change before its acknowledgement leaves.
-        if let Some(feed) = &mut self.feed {
-            feed.observe(directory, &self.clock);
-        }
+        self.observe(directory);
         while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
             let bytes = &self.send[..t.len];
             match self.socket.send_to(bytes, t.destination).await {
                 Ok(n) => self.snapshot.bytes_out += n as u64,
                 Err(e) => tracing::debug!(to = %t.destination, error = %e, "send failed"),
             }
+        }
+    }
+
+    /// Brings the HTTP and DNS interfaces' copy of the registry up to date.
+    fn observe(&mut self, directory: &Directory<'_>) {
+        if let Some(feed) = &mut self.feed {
+            feed.observe(directory, &self.clock);
         }
     }
 
