@@ -261,6 +261,40 @@ fn a_token_file_guards_writes_and_optionally_reads() {
     assert_eq!(status, 401);
 }
 
+#[test]
+fn in_an_authenticated_environment_writes_need_the_token_file() {
+    use herald_server::keys;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("herald.key");
+    std::fs::write(&key, keys::format(1, &[7u8; 32]).unwrap()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = key.display().to_string();
+    let body = r#"{"locations":["127.0.0.1:8080"]}"#;
+    {
+        let (_dir, http, _data) = start(&["--key-file", &key]);
+        let (status, text) = put(&http, "signed", ALICE, body);
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains("--http-token-file"), "{text}");
+    }
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-0123456789\n").unwrap();
+    let token = token_file.display().to_string();
+    let (_dir, http, _data, net) = start_on(&["--key-file", &key, "--http-token-file", &token]);
+    let headers = [
+        ("Authorization", "Bearer s3cret-token-0123456789"),
+        ("Herald-Registrant", ALICE),
+    ];
+    let (status, text) = request(&http, "PUT", "/v1/services/signed", &headers, body);
+    assert_eq!(
+        status, 200,
+        "the directory signs it with the environment's key: {text}"
+    );
+    // A client of the environment sees it.
+    let listed = ok(&net, &["list", "--key-file", &key]);
+    assert!(listed.contains("signed 127.0.0.1:8080"), "{listed}");
+}
+
 /// One Server-Sent Event.
 #[derive(Debug, PartialEq)]
 struct Event {

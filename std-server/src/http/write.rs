@@ -28,10 +28,15 @@ use herald_core::RejectReason;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The header that carries the registrant id.
 pub const REGISTRANT_HEADER: &str = "herald-registrant";
+/// Writes in progress at once (each holds a client socket until the directory
+/// answers); more are refused with 503 rather than queued.
+pub const MAX_WRITES: usize = 64;
 
 /// Sends the writes to the directory.
 #[derive(Clone, Debug)]
@@ -42,6 +47,8 @@ pub struct Writer {
     keys: Option<Keys>,
     /// Writes are refused (403) with this reason.
     refused: Option<&'static str>,
+    /// One permit per write in progress.
+    slots: Arc<Semaphore>,
 }
 
 impl Writer {
@@ -64,7 +71,17 @@ impl Writer {
             group,
             keys,
             refused,
+            slots: Arc::new(Semaphore::new(MAX_WRITES)),
         }
+    }
+
+    /// Refuses a write that may not proceed: 403 when writes are off, 503 when
+    /// [`MAX_WRITES`] are in progress; else the permit the write holds.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, &'static str> {
+        if let Some(reason) = self.refused {
+            return Err(reason);
+        }
+        self.slots.clone().try_acquire_owned().map_err(|_| BUSY)
     }
 
     fn client(&self, registrant: u64, lease: Duration) -> ClientOptions {
@@ -92,6 +109,9 @@ struct Put {
     lease_secs: Option<u64>,
 }
 
+/// Why a write is refused while others are in progress.
+const BUSY: &str = "too many HTTP writes in progress: retry shortly";
+
 /// Why a write has no usable registrant.
 const NO_REGISTRANT: &str = "a write needs the header `Herald-Registrant: ID` (16 hex digits, \
                              kept secret: only the same registrant may renew or remove the name)";
@@ -113,9 +133,11 @@ pub async fn put(
     body: Bytes,
 ) -> Response {
     let writer = &api.writer;
-    if let Some(reason) = writer.refused {
-        return error(StatusCode::FORBIDDEN, reason);
-    }
+    let _permit = match writer.admit() {
+        Ok(permit) => permit,
+        Err(BUSY) => return error(StatusCode::SERVICE_UNAVAILABLE, BUSY),
+        Err(reason) => return error(StatusCode::FORBIDDEN, reason),
+    };
     let Some(registrant) = registrant(&headers) else {
         return error(StatusCode::BAD_REQUEST, NO_REGISTRANT);
     };
@@ -160,9 +182,11 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let writer = &api.writer;
-    if let Some(reason) = writer.refused {
-        return error(StatusCode::FORBIDDEN, reason);
-    }
+    let _permit = match writer.admit() {
+        Ok(permit) => permit,
+        Err(BUSY) => return error(StatusCode::SERVICE_UNAVAILABLE, BUSY),
+        Err(reason) => return error(StatusCode::FORBIDDEN, reason),
+    };
     let Some(registrant) = registrant(&headers) else {
         return error(StatusCode::BAD_REQUEST, NO_REGISTRANT);
     };
@@ -194,4 +218,20 @@ fn failure(e: Error) -> Response {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_beyond_the_bound_are_refused_not_queued() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let group = "237.37.37.1:37371".parse().unwrap();
+        let writer = Writer::new(addr, "default".into(), group, None, false);
+        let held: Vec<_> = (0..MAX_WRITES).map(|_| writer.admit().unwrap()).collect();
+        assert_eq!(writer.admit().err(), Some(BUSY));
+        drop(held);
+        assert!(writer.admit().is_ok());
+    }
 }
