@@ -194,7 +194,45 @@ fn dns_answers_from_the_registry() {
         let big = lookup(&r, "big.herald.", RecordType::SRV).await.unwrap();
         assert_eq!(big.len(), BIG);
     });
+    garbage_is_survived(&s);
     with_dig(&s);
+}
+
+/// Malformed datagrams (truncated headers, bad label lengths, compression loops, random
+/// bytes; a bounded number) neither stop the server nor disturb the next answer.
+fn garbage_is_survived(s: &Setup) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut frames: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x12],
+        vec![0x12, 0x34, 0x01, 0x00, 0, 1],
+        // One question whose name is a pointer to itself.
+        vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 33, 0, 1],
+        // A label longer than the datagram.
+        vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 63, b'a', 0],
+    ];
+    for _ in 0..200 {
+        let len = (next() % 600) as usize;
+        frames.push((0..len).map(|_| next() as u8).collect());
+    }
+    for f in &frames {
+        socket.send_to(f, s.dns).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let srv = rt.block_on(async {
+        lookup(&resolver(s.dns), "host-2.billing.herald.", RecordType::SRV).await
+    });
+    assert_eq!(srv.unwrap().len(), 1, "still answering");
 }
 
 /// `dig` output lines of the answer section.
