@@ -214,7 +214,9 @@ fn garbage_is_survived(s: &Setup) {
         vec![0x12],
         vec![0x12, 0x34, 0x01, 0x00, 0, 1],
         // One question whose name is a pointer to itself.
-        vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 33, 0, 1],
+        vec![
+            0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 33, 0, 1,
+        ],
         // A label longer than the datagram.
         vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 63, b'a', 0],
     ];
