@@ -308,12 +308,16 @@ struct Stream(BufReader<TcpStream>);
 
 impl Stream {
     fn open(addr: &str, last_event_id: Option<u64>) -> Stream {
+        Stream::open_path(addr, "/v1/watch", last_event_id)
+    }
+
+    fn open_path(addr: &str, path: &str, last_event_id: Option<u64>) -> Stream {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let resume = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
         write!(
             s,
-            "GET /v1/watch HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{resume}\r\n"
         )
         .unwrap();
         let mut reader = BufReader::new(s);
@@ -414,4 +418,33 @@ fn the_watch_resumes_after_a_dropped_connection_without_loss_or_repetition() {
     assert_eq!(snapshot.kind, "snapshot");
     assert_eq!(snapshot.id, c.id);
     assert_eq!(snapshot.data["services"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_watch_with_an_interest_sees_only_those_names() {
+    let (_dir, http, _data) = start(&[]);
+    put(
+        &http,
+        "billing/a",
+        ALICE,
+        r#"{"locations":["127.0.0.1:1"]}"#,
+    );
+    put(&http, "search", ALICE, r#"{"locations":["127.0.0.1:2"]}"#);
+    let mut stream = Stream::open_path(&http, "/v1/watch?interest=billing/*", None);
+    let first = stream.next();
+    assert_eq!(first.kind, "snapshot");
+    assert_eq!(first.data["services"].as_array().unwrap().len(), 1);
+    put(&http, "search", ALICE, r#"{"locations":["127.0.0.1:3"]}"#);
+    put(
+        &http,
+        "billing/b",
+        ALICE,
+        r#"{"locations":["127.0.0.1:4"]}"#,
+    );
+    assert_eq!(
+        change(&stream.next()),
+        ("discovered".into(), "billing/b".into())
+    );
+    let (status, _) = request(&http, "GET", "/v1/watch?interest=", &[], "");
+    assert_eq!(status, 400);
 }

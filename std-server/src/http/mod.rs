@@ -8,7 +8,7 @@
 //! | `GET /v1/services[?interest=P]` | live services, as `herald list --json` prints them |
 //! | `GET /v1/services/{name}` | one service, or 404 |
 //! | `GET /v1/leases` | milliseconds of lease left per service |
-//! | `GET /v1/watch` | Server-Sent Events, resumable with `Last-Event-ID` ([`watch`]) |
+//! | `GET /v1/watch[?interest=P]` | Server-Sent Events, resumable with `Last-Event-ID` ([`watch`]) |
 //! | `PUT`/`DELETE /v1/services/{name}` | register or renew / unregister ([`write`](mod@write)) |
 //! | `GET /healthz`, `GET /metrics` | as on the `--metrics` endpoint |
 //!
