@@ -151,8 +151,26 @@ pub async fn run(
         }
     };
     let feed = start_interfaces(&settings, &config, advertise, shared.clone()).await?;
+    let mut shell = Shell {
+        notify: Notifier::from_env(),
+        writable: true,
+        socket,
+        clock,
+        backend,
+        recv: vec![0; RECV_BUFFER],
+        send: vec![0; config.max_datagram],
+        snapshot: Snapshot::default(),
+        shared,
+        published: None,
+        drops: DropLog::default(),
+        feed,
+    };
+    // The metrics, health and the interfaces' copy of the registry are right before
+    // anyone is told the directory serves.
+    shell.publish(&directory);
+    shell.observe(&directory);
     let signing_key = config.keys.as_ref().map(|k| k.signing().id());
-    match backend.location() {
+    match shell.backend.location() {
         crate::backend::Location::Data(data) => tracing::info!(
             address = %config.address,
             group = %config.group,
@@ -178,22 +196,9 @@ pub async fn run(
             "herald directory serving"
         ),
     }
-    let mut notify = Notifier::from_env();
-    notify.ready(&format!("serving {} services", directory.live()));
-    let mut shell = Shell {
-        notify,
-        writable: true,
-        socket,
-        clock,
-        backend,
-        recv: vec![0; RECV_BUFFER],
-        send: vec![0; config.max_datagram],
-        snapshot: Snapshot::default(),
-        shared,
-        published: None,
-        drops: DropLog::default(),
-        feed,
-    };
+    shell
+        .notify
+        .ready(&format!("serving {} services", directory.live()));
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
     Ok(())
@@ -322,10 +327,6 @@ enum Wake {
 impl Shell {
     async fn serve(&mut self, directory: &mut Directory<'_>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        // The metrics, health and the interfaces' copy of the registry are right from the
-        // start, not from the first wake-up.
-        self.publish(directory);
-        self.observe(directory);
         loop {
             let mut deadline = directory
                 .poll_timeout()
