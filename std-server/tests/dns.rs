@@ -193,14 +193,14 @@ fn dns_answers_from_the_registry() {
         // Too big for UDP: truncated, and the resolver gets it all over TCP.
         let big = lookup(&r, "big.herald.", RecordType::SRV).await.unwrap();
         assert_eq!(big.len(), BIG);
+        garbage_is_survived(&s, &r).await;
     });
-    garbage_is_survived(&s);
     with_dig(&s);
 }
 
 /// Malformed datagrams (truncated headers, bad label lengths, compression loops, random
 /// bytes; a bounded number) neither stop the server nor disturb the next answer.
-fn garbage_is_survived(s: &Setup) {
+async fn garbage_is_survived(s: &Setup, r: &TokioResolver) {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -224,17 +224,16 @@ fn garbage_is_survived(s: &Setup) {
         let len = (next() % 600) as usize;
         frames.push((0..len).map(|_| next() as u8).collect());
     }
-    for f in &frames {
-        socket.send_to(f, s.dns).unwrap();
+    // In bursts of 20 (a longer burst can overflow the socket's receive buffer, and the
+    // kernel then drops the query that follows: the resolver would retry after 5 s),
+    // each followed by a query that must be answered.
+    for burst in frames.chunks(20) {
+        for f in burst {
+            socket.send_to(f, s.dns).unwrap();
+        }
+        let srv = lookup(r, "host-2.billing.herald.", RecordType::SRV).await;
+        assert_eq!(srv.unwrap().len(), 1, "still answering");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let srv = rt.block_on(async {
-        lookup(&resolver(s.dns), "host-2.billing.herald.", RecordType::SRV).await
-    });
-    assert_eq!(srv.unwrap().len(), 1, "still answering");
 }
 
 /// `dig` output lines of the answer section.
