@@ -152,6 +152,10 @@ impl Feed {
         for record in directory.records() {
             let name = record.name().as_str();
             let version = record.service.version.0;
+            // A record not newer than the last version seen, yet new to the copy (one
+            // a replica took from the shared store after newer ones): its event is
+            // numbered with the newest version, so the log stays in order.
+            let id = if version > seen { version } else { newest };
             match record.state {
                 RecordState::Live { expires } => {
                     let expires = clock.std(expires);
@@ -175,7 +179,7 @@ impl Feed {
                             None => EventKind::Discovered,
                         };
                         changes.push(Change {
-                            version,
+                            version: id,
                             kind,
                             service: info,
                         });
@@ -184,7 +188,7 @@ impl Feed {
                 RecordState::Departed { .. } => {
                     if let Some(old) = state.services.remove(name) {
                         changes.push(Change {
-                            version,
+                            version: id,
                             kind: EventKind::Unregistered,
                             service: old.info,
                         });
