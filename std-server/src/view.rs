@@ -116,6 +116,8 @@ pub struct Feed {
     state: Arc<RwLock<State>>,
     version: watch::Sender<u64>,
     leases_refreshed: Option<Instant>,
+    /// The first observation (which loads the registry without logging changes) is done.
+    started: bool,
 }
 
 impl Feed {
@@ -127,6 +129,7 @@ impl Feed {
             state: state.clone(),
             version: tx,
             leases_refreshed: None,
+            started: false,
         };
         (feed, View { state, version: rx })
     }
@@ -138,7 +141,9 @@ impl Feed {
         let newest = directory.as_of().0;
         let now = Instant::now();
         let seen = self.read_version();
-        let moved = newest != seen;
+        let first = !self.started;
+        self.started = true;
+        let moved = newest != seen || first;
         let leases = self
             .leases_refreshed
             .is_none_or(|t| now - t >= LEASE_REFRESH);
@@ -147,7 +152,6 @@ impl Feed {
         }
         self.leases_refreshed = Some(now);
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let first = state.version == 0 && state.services.is_empty() && state.log.is_empty();
         let mut changes = Vec::new();
         for record in directory.records() {
             let name = record.name().as_str();
@@ -230,6 +234,72 @@ mod tests {
                 version,
             },
         }
+    }
+
+    /// A live record at `version`, its lease running out at `expires`.
+    fn record(name: &str, version: u64, expires: herald_core::Instant) -> herald_core::Record {
+        use herald_core::{Location, Registration, Service, ServiceName, Version};
+        let at = Location::new([127, 0, 0, 1].into(), 80).unwrap();
+        let registration = Registration::new(ServiceName::new(name).unwrap(), &[at]).unwrap();
+        herald_core::Record {
+            service: Service {
+                registration,
+                version: Version(version),
+            },
+            registrant: 1,
+            sequence: 1,
+            state: RecordState::Live { expires },
+        }
+    }
+
+    #[test]
+    fn a_record_taken_late_from_the_store_keeps_the_log_in_order() {
+        use herald_core::directory::DirectoryConfig;
+        let clock = Clock::new();
+        let address = herald_core::Location::new([127, 0, 0, 1].into(), 37399).unwrap();
+        let config = DirectoryConfig::new(address, "237.37.37.1:37371".parse().unwrap());
+        let mut slots = vec![None; 8];
+        let mut index = vec![0u32; 8];
+        let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let now = clock.now();
+        let expires = now + herald_core::Duration::from_secs(60);
+        let (mut feed, view) = Feed::new();
+        feed.observe(&directory, &clock);
+        let start = view.read().version;
+        directory
+            .apply(now, record("a", start + 10, expires))
+            .unwrap();
+        feed.observe(&directory, &clock);
+        // Another directory's older change arrives after a newer one.
+        directory
+            .apply(now, record("b", start + 5, expires))
+            .unwrap();
+        directory
+            .apply(now, record("c", start + 20, expires))
+            .unwrap();
+        feed.observe(&directory, &clock);
+        let state = view.read();
+        let log: Vec<(String, u64)> = state
+            .changes_since(start)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.service.name, c.version))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                ("a".to_owned(), start + 10),
+                ("b".to_owned(), start + 20),
+                ("c".to_owned(), start + 20),
+            ]
+        );
+        let after_a: Vec<String> = state
+            .changes_since(start + 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.service.name)
+            .collect();
+        assert_eq!(after_a, ["b", "c"], "a watcher that saw `a` gets `b` too");
     }
 
     #[test]
