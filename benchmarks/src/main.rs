@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release -p herald-bench -- all    # everything, ~3 minutes; writes docs/
-//! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|mdns
+//! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|mdns|web
 //! cargo run --release -p herald-bench --features etcd -- cluster   # ~3 minutes, needs etcd
 //! ```
 //!
@@ -27,6 +27,7 @@ mod report;
 mod stats;
 mod throughput;
 mod traffic;
+mod web;
 
 use report::Report;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,7 @@ fn bench(what: &str, report: &mut Report) -> Result<(), String> {
     step("traffic", &mut traffic::run);
     step("memory", &mut memory::run);
     step("mdns", &mut mdns::run);
+    step("web", &mut |r| web::run(r, &runtime));
     if known {
         Ok(())
     } else {
@@ -128,7 +130,7 @@ fn main() -> ExitCode {
         },
         "-h" | "--help" | "help" => {
             println!(
-                "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns]\n       \
+                "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns|web]\n       \
                  herald-bench cluster [--discovery-only|--registrations-only]\n\
                  (cluster needs `--features etcd` and an etcd binary; it is not part of all)"
             );

@@ -105,6 +105,8 @@ pub struct DirectorySpec {
     pub capacity: usize,
     /// Address it binds and announces from (loopback, or a namespace's interface).
     pub ip: Ipv4Addr,
+    /// More `herald serve` flags (`--dns ADDR`, `--http ADDR`).
+    pub extra: Vec<String>,
 }
 
 impl Default for DirectorySpec {
@@ -113,6 +115,7 @@ impl Default for DirectorySpec {
             interval_ms: 50,
             capacity: 16_384,
             ip: Ipv4Addr::LOCALHOST,
+            extra: Vec::new(),
         }
     }
 }
@@ -135,7 +138,7 @@ impl Directory {
         let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let data_dir =
             std::env::temp_dir().join(format!("herald-bench-{}-{n}", std::process::id()));
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "herald",
             "serve",
             "--bind",
@@ -154,6 +157,7 @@ impl Directory {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(spec.extra.iter().cloned());
         let process = Spawned::this_binary(&args).map_err(|e| format!("spawn: {e}"))?;
         let directory = Directory {
             process,

@@ -169,7 +169,8 @@ fn parse_meta(text: &str) -> Result<(String, String), String> {
 /// `herald register`.
 #[derive(Args, Debug)]
 pub struct RegisterArgs {
-    /// Service name: 1 to 64 bytes of UTF-8, inner spaces allowed
+    /// Service name: 1 to 64 bytes of UTF-8, inner spaces allowed; `SERVICE/INSTANCE`
+    /// registers one instance of SERVICE (e.g. billing/$(hostname))
     pub name: String,
     /// Where the service can be reached (1 to 4 addresses)
     #[arg(required = true, value_name = "IP:PORT")]

@@ -205,6 +205,27 @@ pub struct Options {
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off]
     #[arg(long, env = "HERALD_METRICS", value_name = "IP:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Serve the HTTP/JSON API, the Server-Sent Events watch and the live page at
+    /// http://ADDR/ (also /healthz and /metrics) [default: off; e.g. 127.0.0.1:37380]
+    #[arg(long, env = "HERALD_HTTP", value_name = "IP:PORT")]
+    pub http: Option<SocketAddr>,
+    /// File holding the bearer token HTTP writes (PUT, DELETE) need; required for HTTP
+    /// writes in an authenticated environment [default: none, writes are open]
+    #[arg(long, env = "HERALD_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+    /// HTTP reads need the bearer token too (except /healthz) [default: false]
+    #[arg(long, env = "HERALD_HTTP_TOKEN_READS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub http_token_reads: Option<bool>,
+    /// Answer DNS queries (UDP and TCP) for the registry at ADDR [default: off; e.g.
+    /// 127.0.0.1:8600]
+    #[arg(long, env = "HERALD_DNS", value_name = "IP:PORT")]
+    pub dns: Option<SocketAddr>,
+    /// The DNS domain the registry is served under [default: herald.]
+    #[arg(long, env = "HERALD_DNS_DOMAIN", value_name = "DOMAIN")]
+    pub dns_domain: Option<String>,
+    /// TTL of DNS answers, in seconds (0 to 3600) [default: 0]
+    #[arg(long, env = "HERALD_DNS_TTL", value_name = "SECS")]
+    pub dns_ttl: Option<u32>,
     /// Key file of the environment: every frame is signed with it, and frames without a
     /// valid signature are dropped (see `herald keygen`) [default: none, frames are not
     /// authenticated]
@@ -263,6 +284,10 @@ pub struct ServeSettings {
     pub capacity: usize,
     /// Metrics endpoint.
     pub metrics: Option<SocketAddr>,
+    /// The HTTP API and page.
+    pub http: Option<crate::http::HttpSettings>,
+    /// The DNS interface.
+    pub dns: Option<crate::dns::DnsSettings>,
     /// The core's settings (the address and version floor are set at start-up).
     pub directory: DirectoryConfig,
 }
@@ -437,13 +462,19 @@ impl Options {
             snapshot_source_rate: self.snapshot_source_rate.or(fallback.snapshot_source_rate),
             snapshot_rate: self.snapshot_rate.or(fallback.snapshot_rate),
             metrics: self.metrics.or(fallback.metrics),
+            http: self.http.or(fallback.http),
+            http_token_file: self.http_token_file.or(fallback.http_token_file),
+            http_token_reads: self.http_token_reads.or(fallback.http_token_reads),
+            dns: self.dns.or(fallback.dns),
+            dns_domain: self.dns_domain.or(fallback.dns_domain),
+            dns_ttl: self.dns_ttl.or(fallback.dns_ttl),
             key_file: self.key_file.or(fallback.key_file),
             accept_key_file: self.accept_key_file.or(fallback.accept_key_file),
         }
     }
 
-    /// Every unset setting at its default (`metrics`, `advertise` and the key files stay
-    /// off).
+    /// Every unset setting at its default (`metrics`, `http`, `dns`, `advertise` and the
+    /// key files stay off).
     pub fn with_defaults(self) -> Options {
         self.or(Options {
             bind: Some(DEFAULT_BIND),
@@ -472,6 +503,12 @@ impl Options {
             snapshot_source_rate: Some(DEFAULT_SNAPSHOT_SOURCE_RATE),
             snapshot_rate: Some(DEFAULT_SNAPSHOT_RATE),
             metrics: None,
+            http: None,
+            http_token_file: None,
+            http_token_reads: Some(false),
+            dns: None,
+            dns_domain: Some(crate::dns::DEFAULT_DOMAIN.to_owned()),
+            dns_ttl: Some(0),
             key_file: None,
             accept_key_file: None,
         })
@@ -552,6 +589,8 @@ impl Options {
             o.etcd_prefix.as_deref().unwrap_or(DEFAULT_ETCD_PREFIX),
             o.publisher_lease_ms.unwrap_or(DEFAULT_PUBLISHER_LEASE_MS),
         )?;
+        let http = http_settings(&o)?;
+        let dns = dns_settings(&o)?;
         Ok(ServeSettings {
             bind,
             advertise: o.advertise,
@@ -561,6 +600,8 @@ impl Options {
             store,
             capacity,
             metrics: o.metrics,
+            http,
+            dns,
             directory,
         })
     }
@@ -570,6 +611,67 @@ impl Options {
     pub fn directory_address(&self) -> SocketAddr {
         self.advertise.or(self.bind).unwrap_or(DEFAULT_BIND)
     }
+}
+
+/// The HTTP listener's settings, with the token read from its file.
+fn http_settings(o: &Options) -> Result<Option<crate::http::HttpSettings>, ConfigError> {
+    let Some(addr) = o.http else {
+        if o.http_token_file.is_some() {
+            return Err(invalid("http-token-file", "set --http too"));
+        }
+        return Ok(None);
+    };
+    let token = match &o.http_token_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "http-token-file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let token = text.trim().to_owned();
+            if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(invalid(
+                    "http-token-file",
+                    format!(
+                        "{} must hold one token of at least 16 printable ASCII characters",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(token)
+        }
+    };
+    let token_reads = o.http_token_reads.unwrap_or(false);
+    if token_reads && token.is_none() {
+        return Err(invalid("http-token-reads", "needs --http-token-file"));
+    }
+    Ok(Some(crate::http::HttpSettings {
+        addr,
+        token,
+        token_reads,
+    }))
+}
+
+/// The DNS interface's settings, the domain checked.
+fn dns_settings(o: &Options) -> Result<Option<crate::dns::DnsSettings>, ConfigError> {
+    let Some(addr) = o.dns else {
+        return Ok(None);
+    };
+    let domain = o
+        .dns_domain
+        .as_deref()
+        .unwrap_or(crate::dns::DEFAULT_DOMAIN);
+    let domain = crate::dns::parse_domain(domain).map_err(|e| invalid("dns-domain", e))?;
+    let ttl = o.dns_ttl.unwrap_or(0);
+    if ttl > 3600 {
+        return Err(invalid(
+            "dns-ttl",
+            format!("{ttl} s is too long for live data: use 0 to 3600"),
+        ));
+    }
+    Ok(Some(crate::dns::DnsSettings { addr, domain, ttl }))
 }
 
 /// Bytes of memory the registry takes per unit of `--capacity` (a slot and its index).

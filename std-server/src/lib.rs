@@ -9,6 +9,8 @@
 //!   registry, [`storage`] (redb, on disk) or `cluster` (etcd, shared by several
 //!   directories that elect a publisher; with the `etcd` feature); [`metrics`]: its
 //!   Prometheus endpoint.
+//! - [`http`] and [`dns`]: the registry over HTTP/JSON (with a live page) and DNS,
+//!   answered from a [`view`] the serve loop keeps.
 //! - [`client`]: register, unregister, watch and list from async Rust.
 //! - [`config`], [`cli`], [`commands`], [`logging`]: the command line.
 //! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
@@ -23,7 +25,9 @@ pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod dns;
 pub mod dropped;
+pub mod http;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
@@ -32,3 +36,4 @@ pub mod registrant;
 pub mod serve;
 pub mod storage;
 pub mod systemd;
+pub mod view;

@@ -18,10 +18,13 @@ pub enum LogFormat {
 }
 
 /// Starts logging to standard error at `default_level` unless `RUST_LOG` says
-/// otherwise.
+/// otherwise (the DNS library, which logs every query at `info`, only from `warn`).
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{default_level},hickory_server=warn,hickory_proto=warn"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

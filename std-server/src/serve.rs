@@ -21,6 +21,7 @@ use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
 use crate::storage::{StorageError, Store};
 use crate::systemd::Notifier;
+use crate::view::Feed;
 use herald_core::{Directory, Location, Slot, Version, REPLY_QUEUE};
 use std::future::Future;
 use std::io;
@@ -133,6 +134,8 @@ pub async fn run(
                 capacity: settings.capacity,
             })?;
     let shared = match settings.metrics {
+        None if settings.http.is_some() => Some(Shared::default()),
+        None => None,
         Some(addr) => {
             let listener = metrics::bind(addr)
                 .await
@@ -146,10 +149,28 @@ pub async fn run(
             tokio::spawn(metrics::serve(listener, shared.clone()));
             Some(shared)
         }
-        None => None,
     };
+    let feed = start_interfaces(&settings, &config, advertise, shared.clone()).await?;
+    let mut shell = Shell {
+        notify: Notifier::from_env(),
+        writable: true,
+        socket,
+        clock,
+        backend,
+        recv: vec![0; RECV_BUFFER],
+        send: vec![0; config.max_datagram],
+        snapshot: Snapshot::default(),
+        shared,
+        published: None,
+        drops: DropLog::default(),
+        feed,
+    };
+    // The metrics, health and the interfaces' copy of the registry are right before
+    // anyone is told the directory serves.
+    shell.publish(&directory);
+    shell.observe(&directory);
     let signing_key = config.keys.as_ref().map(|k| k.signing().id());
-    match backend.location() {
+    match shell.backend.location() {
         crate::backend::Location::Data(data) => tracing::info!(
             address = %config.address,
             group = %config.group,
@@ -175,24 +196,57 @@ pub async fn run(
             "herald directory serving"
         ),
     }
-    let mut notify = Notifier::from_env();
-    notify.ready(&format!("serving {} services", directory.live()));
-    let mut shell = Shell {
-        notify,
-        writable: true,
-        socket,
-        clock,
-        backend,
-        recv: vec![0; RECV_BUFFER],
-        send: vec![0; config.max_datagram],
-        snapshot: Snapshot::default(),
-        shared,
-        published: None,
-        drops: DropLog::default(),
-    };
+    shell
+        .notify
+        .ready(&format!("serving {} services", directory.live()));
     shell.serve(&mut directory, shutdown).await;
     tracing::info!(live = directory.live(), "herald directory stopped");
     Ok(())
+}
+
+/// Binds and starts the HTTP and DNS interfaces that are on; the feed that keeps their
+/// registry copy, if any is.
+async fn start_interfaces(
+    settings: &ServeSettings,
+    config: &herald_core::DirectoryConfig,
+    advertise: SocketAddr,
+    shared: Option<Shared>,
+) -> Result<Option<Feed>, ServeError> {
+    if settings.http.is_none() && settings.dns.is_none() {
+        return Ok(None);
+    }
+    let (feed, view) = Feed::new();
+    if let Some(http) = &settings.http {
+        let listener = crate::http::bind(http.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "HTTP listener",
+                addr: http.addr,
+                source,
+            })?;
+        tracing::info!(address = %listener.local_addr()?, "HTTP API and page");
+        let writer = crate::http::write::Writer::new(
+            advertise,
+            config.environment.as_str().to_owned(),
+            config.group,
+            config.keys.clone(),
+            http.token.is_some(),
+        );
+        let api = crate::http::Api::new(http, view.clone(), shared.unwrap_or_default(), writer);
+        tokio::spawn(crate::http::serve(listener, api));
+    }
+    if let Some(dns) = &settings.dns {
+        let (udp, tcp) = crate::dns::bind(dns.addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "DNS socket",
+                addr: dns.addr,
+                source,
+            })?;
+        tracing::info!(address = %udp.local_addr()?, domain = %dns.domain, "DNS");
+        tokio::spawn(crate::dns::serve(udp, tcp, dns.clone(), view));
+    }
+    Ok(Some(feed))
 }
 
 /// The secret that keys this run's snapshot cookies, from the operating system.
@@ -259,6 +313,8 @@ struct Shell {
     shared: Option<Shared>,
     published: Option<std::time::Instant>,
     drops: DropLog,
+    /// The registry copy of the HTTP and DNS interfaces, when one is on.
+    feed: Option<Feed>,
 }
 
 /// What woke the serve loop.
@@ -365,12 +421,21 @@ impl Shell {
     /// acknowledgement never leaves before the change it confirms is stored.
     async fn flush(&mut self, directory: &mut Directory<'_>) {
         self.backend.persist(directory, &self.clock).await;
+        // The HTTP and DNS interfaces see a change before its acknowledgement leaves.
+        self.observe(directory);
         while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
             let bytes = &self.send[..t.len];
             match self.socket.send_to(bytes, t.destination).await {
                 Ok(n) => self.snapshot.bytes_out += n as u64,
                 Err(e) => tracing::debug!(to = %t.destination, error = %e, "send failed"),
             }
+        }
+    }
+
+    /// Brings the HTTP and DNS interfaces' copy of the registry up to date.
+    fn observe(&mut self, directory: &Directory<'_>) {
+        if let Some(feed) = &mut self.feed {
+            feed.observe(directory, &self.clock);
         }
     }
 

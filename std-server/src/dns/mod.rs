@@ -1,0 +1,240 @@
+//! `herald serve --dns ADDR`: the registry over DNS (UDP and TCP), on `hickory-server`.
+//!
+//! Answers come from the [`View`], so they are never staler than the directory's own
+//! state by more than one wake-up of its loop. The names and records are described in
+//! [`answer`], the name mapping in [`names`]. The server is authoritative for its domain
+//! only: a name outside it is `REFUSED`. Negative answers carry the domain's `SOA`
+//! (its minimum is the TTL, so resolvers cache a miss no longer than a hit). Over UDP an
+//! answer is limited to 512 bytes, or to the size the query's EDNS allows (at most
+//! 4096): what does not fit is left out (additional records first) and the `TC` bit
+//! set, so the resolver asks again over TCP.
+
+pub mod answer;
+pub mod names;
+
+use crate::view::View;
+use hickory_proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+use hickory_proto::xfer::Protocol;
+use hickory_server::authority::MessageResponseBuilder;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::ServerFuture;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// The default domain.
+pub const DEFAULT_DOMAIN: &str = "herald.";
+/// Largest UDP answer without EDNS (RFC 1035).
+const UDP_PLAIN: usize = 512;
+/// Largest UDP answer whatever EDNS allows.
+const UDP_MAX: u16 = 4096;
+/// An idle TCP connection is closed after this long.
+const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The DNS interface's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Where to listen (UDP and TCP).
+    pub addr: SocketAddr,
+    /// The domain served.
+    pub domain: Name,
+    /// TTL of the answers, in seconds.
+    pub ttl: u32,
+}
+
+/// Parses `--dns-domain` (a trailing dot is implied).
+pub fn parse_domain(text: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(text).map_err(|e| format!("{text:?}: {e}"))?;
+    name.set_fqdn(true);
+    if name.is_root() {
+        return Err("the root cannot be served: use a domain such as herald.".to_owned());
+    }
+    Ok(name.to_lowercase())
+}
+
+/// Binds the UDP socket and TCP listener on `addr`.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let udp = UdpSocket::bind(addr).await?;
+    let tcp = TcpListener::bind(udp.local_addr()?).await?;
+    Ok((udp, tcp))
+}
+
+/// Serves DNS on the bound sockets until the process stops.
+pub async fn serve(udp: UdpSocket, tcp: TcpListener, settings: DnsSettings, view: View) {
+    let mut server = ServerFuture::new(Handler {
+        view,
+        domain: settings.domain,
+        ttl: settings.ttl,
+    });
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_TIMEOUT);
+    if let Err(e) = server.block_until_done().await {
+        tracing::error!(error = %e, "dns server failed");
+    }
+}
+
+/// Answers queries from the view.
+struct Handler {
+    view: View,
+    domain: Name,
+    ttl: u32,
+}
+
+impl Handler {
+    fn soa(&self, serial: u64) -> Record {
+        let host = |label: &str| {
+            Name::from_ascii(label)
+                .and_then(|n| n.append_domain(&self.domain))
+                .unwrap_or_else(|_| self.domain.clone())
+        };
+        let soa = SOA::new(
+            host("ns"),
+            host("hostmaster"),
+            // The low 32 bits of the registry version: grows with every change.
+            serial as u32,
+            60,
+            60,
+            3600,
+            self.ttl,
+        );
+        Record::from_rdata(self.domain.clone(), self.ttl, RData::SOA(soa))
+    }
+}
+
+/// Most bytes an answer to `request` may take.
+fn limit(request: &Request) -> usize {
+    if request.protocol() != Protocol::Udp {
+        return usize::from(u16::MAX);
+    }
+    match request.edns() {
+        Some(edns) => usize::from(edns.max_payload().clamp(UDP_PLAIN as u16, UDP_MAX)),
+        None => UDP_PLAIN,
+    }
+}
+
+/// Bytes `record` takes at most (encoded without name compression).
+fn size(record: &Record) -> usize {
+    record.to_bytes().map_or(usize::MAX / 4, |b| b.len())
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        let max = limit(request);
+        if let Some(edns) = request.edns() {
+            let mut ours = Edns::new();
+            ours.set_max_payload(max.min(usize::from(UDP_MAX)) as u16);
+            ours.set_dnssec_ok(false);
+            if edns.version() > 0 {
+                // Only EDNS version 0 exists (RFC 6891: BADVERS).
+                let header = Header::response_from_request(request.header());
+                builder.edns(ours);
+                let mut reply = builder.error_msg(&header, ResponseCode::BADVERS);
+                reply.header_mut().set_authoritative(true);
+                return send(&mut response, reply).await;
+            }
+            builder.edns(ours);
+        }
+        let refuse = |code| (code, None);
+        let (code, found) = match request.request_info() {
+            Err(_) => refuse(ResponseCode::FormErr),
+            Ok(_) if request.message_type() != MessageType::Query => refuse(ResponseCode::FormErr),
+            Ok(_) if request.op_code() != OpCode::Query => refuse(ResponseCode::NotImp),
+            Ok(info) => {
+                let qname: Name = info.query.name().into();
+                let qtype = info.query.query_type();
+                if !self.domain.zone_of(&qname) {
+                    refuse(ResponseCode::Refused)
+                } else {
+                    let depth = usize::from(qname.num_labels() - self.domain.num_labels());
+                    let labels: Vec<&[u8]> = qname.iter().take(depth).collect();
+                    let state = self.view.read();
+                    let mut found =
+                        answer::lookup(&state, &self.domain, self.ttl, &qname, &labels, qtype);
+                    if depth == 0 && matches!(qtype, RecordType::SOA | RecordType::ANY) {
+                        found.answers.push(self.soa(state.version));
+                    }
+                    let soa = self.soa(state.version);
+                    (found.code(), Some((found, soa)))
+                }
+            }
+        };
+        let mut header = Header::response_from_request(request.header());
+        header.set_authoritative(code != ResponseCode::Refused);
+        header.set_recursion_available(false);
+        header.set_response_code(code);
+        let Some((mut found, soa)) = found else {
+            let reply = builder.build_no_records(header);
+            return send(&mut response, reply).await;
+        };
+        let negative = found.answers.is_empty();
+        let authority: Vec<Record> = if negative { vec![soa] } else { Vec::new() };
+        // Header, question and OPT, then the records, until the limit.
+        let question = request
+            .request_info()
+            .map_or(0, |i| i.query.original().to_bytes().map_or(0, |b| b.len()));
+        let mut used = 12 + question + 11 + authority.iter().map(size).sum::<usize>();
+        let mut keep = 0;
+        for r in &found.answers {
+            if used + size(r) > max {
+                break;
+            }
+            used += size(r);
+            keep += 1;
+        }
+        if keep < found.answers.len() {
+            header.set_truncated(true);
+            found.answers.truncate(keep);
+            found.additionals.clear();
+        } else {
+            let mut extra = 0;
+            for r in &found.additionals {
+                if used + size(r) > max {
+                    break;
+                }
+                used += size(r);
+                extra += 1;
+            }
+            // Leaving out additional records does not set TC (RFC 2181 9).
+            found.additionals.truncate(extra);
+        }
+        let reply = builder.build(
+            header,
+            found.answers.iter(),
+            authority.iter(),
+            std::iter::empty(),
+            found.additionals.iter(),
+        );
+        send(&mut response, reply).await
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    response: &mut R,
+    reply: hickory_server::authority::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> ResponseInfo {
+    match response.send_response(reply).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "dns: cannot send an answer");
+            let mut header = Header::new();
+            header.set_response_code(ResponseCode::ServFail);
+            header.into()
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The live page at `/`: one HTML file with plain JavaScript, embedded in the binary
+//! (no build step, no external assets). It lists the registry, follows
+//! `/v1/watch`, filters by name and shows the recent events.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// The page.
+pub const PAGE: &str = include_str!("page.html");
+
+/// Serves the page.
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+}
