@@ -114,8 +114,12 @@ impl Directory<'_> {
     /// nothing, so listeners get one copy of each announcement.
     ///
     /// A new publisher beacons at once (listeners that are behind ask it for a
-    /// snapshot), starts a sweep, sends the notifications its predecessor still owed
-    /// (as last stored) and expires the leases that ran out meanwhile.
+    /// snapshot). It may be behind the store (changes reach it up to the replication
+    /// bound late), so it first catches up: until its shell calls
+    /// [`caught_up`](Self::caught_up), or `replication_bound` has passed, it neither
+    /// announces, sweeps nor expires, and answers no snapshot with pages. Then it
+    /// starts a sweep, sends the notifications its predecessor still owed (as last
+    /// stored) and expires the leases that ran out meanwhile.
     pub fn set_publishing(&mut self, now: Instant, publishing: bool) {
         self.observe(now);
         if publishing == self.publishing {
@@ -127,6 +131,7 @@ impl Directory<'_> {
         self.sweep_due = false;
         self.sweep_cursor = None;
         if publishing {
+            self.start_catch_up();
             self.next_sweep = self.now;
             self.next_expiry = Some(self.now);
             for slot in 0..self.registry.len() {
@@ -138,6 +143,7 @@ impl Directory<'_> {
             }
             self.schedule_tick();
         } else {
+            self.catch_up_until = None;
             for slot in 0..self.registry.len() {
                 Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
                     e.announce = false;

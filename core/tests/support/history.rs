@@ -624,6 +624,8 @@ impl World {
                 }
             }
             directory.set_publishing(now, d == self.publisher);
+            // It has just read the whole store: it holds every write made before.
+            directory.caught_up(now);
             self.sim.directories[d].directory = directory;
             self.history
                 .step(now, format!("directory {d} starts again from its store"));

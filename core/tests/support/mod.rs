@@ -181,6 +181,9 @@ pub struct SharedStore {
     pub down: bool,
     /// Directories that sent announcements or sweep pages to the group.
     pub announcers: HashSet<usize>,
+    /// A new publisher catching up: which, and when the last write made before it took
+    /// over reaches it (then the simulated shell tells it so, as the etcd shell does).
+    pub catch_up: Option<(usize, Instant)>,
 }
 
 /// One write a directory's shell makes to the shared store.
@@ -314,6 +317,7 @@ impl Sim {
             delay,
             down: false,
             announcers: HashSet::new(),
+            catch_up: None,
         });
         self.elect(Some(0));
     }
@@ -325,6 +329,11 @@ impl Sim {
             d.directory.set_publishing(now, Some(i) == publisher);
         }
         self.flush();
+        if let (Some(store), Some(p)) = (&mut self.shared, publisher) {
+            let last = store.watch.iter().map(|(at, _, _)| *at).max();
+            store.catch_up = Some((p, last.unwrap_or(now).max(now)));
+            self.signal_caught_up();
+        }
     }
 
     /// Takes the store down: directories hold expiry and queue their writes.
@@ -362,9 +371,36 @@ impl Sim {
         self.flush();
     }
 
+    /// Tells a new publisher that it has caught up once every write made before it
+    /// took over has reached it (and it runs).
+    fn signal_caught_up(&mut self) {
+        let now = self.now;
+        let Some(store) = &mut self.shared else {
+            return;
+        };
+        if let Some((p, at)) = store.catch_up {
+            if at <= now && !self.directories[p].down {
+                store.catch_up = None;
+                self.directories[p].directory.caught_up(now);
+            }
+        }
+    }
+
     /// Directory `d` reads the whole store again, as a shell does after missing watch
-    /// events: it applies every record and discards what the store no longer holds.
+    /// events: it applies every record and discards what the store no longer holds (a
+    /// new publisher then holds everything written before it took over).
     pub fn reload(&mut self, d: usize) {
+        let now = self.now;
+        if let Some(store) = &mut self.shared {
+            if store.catch_up.is_some_and(|(p, _)| p == d) {
+                store.catch_up = Some((d, now));
+            }
+        }
+        self.reload_records(d);
+        self.signal_caught_up();
+    }
+
+    fn reload_records(&mut self, d: usize) {
         let now = self.now;
         let Some(store) = &self.shared else { return };
         let directory = &mut self.directories[d].directory;
@@ -430,6 +466,7 @@ impl Sim {
                 }
             }
         }
+        self.signal_caught_up();
     }
 
     /// The first directory.
