@@ -1,7 +1,8 @@
 //! A change of publisher between directories that share a replicated store whose copies
 //! arrive late: the new publisher catches up before it publishes (it never announces a
 //! state older than what its predecessor announced), and does so as soon as its shell
-//! says it holds every earlier write.
+//! says it holds every earlier write; a directory that missed a registration while it
+//! was away does not take its removal for an earlier one.
 
 mod support;
 
@@ -194,4 +195,38 @@ fn a_new_publisher_without_word_from_its_shell_publishes_after_the_replication_b
     assert!(sent.contains(&"announce"), "{sent:?}");
     assert!(sent.contains(&"sweep"), "{sent:?}");
     assert!(!directory.is_catching_up());
+}
+
+/// Failed before: a replica held a finished removal of a name when it stopped; while it
+/// was away the name was registered again (at other locations) and removed; when it
+/// came back and read the store it took the new removal for its old one, wrote its
+/// count of notifications (none left) back, and the publisher stopped notifying after
+/// a few (the history checker's "notification count", seeds 3602 and 7425).
+#[test]
+fn a_directory_that_missed_a_registration_does_not_join_its_removal_to_an_older_one() {
+    for seed in SEEDS {
+        let mut sim = Sim::replicated(seed, Faults::none(), 16, 2, Duration::from_millis(3));
+        let r = registrant_via(&mut sim, 0);
+        sim.register(r, service("svc", 9000));
+        sim.run(Duration::from_secs(1));
+        sim.unregister(r, "svc");
+        sim.run(Duration::from_secs(2));
+        assert_eq!(notifications(&sim, "svc").len(), 1, "seed {seed}");
+        assert_eq!(notifications(&sim, "svc")[0].1, 20, "seed {seed}");
+
+        sim.directories[1].down = true;
+        sim.register(r, service("svc", 9001));
+        sim.run(Duration::from_millis(500));
+        sim.unregister(r, "svc");
+        sim.run(Duration::from_millis(200));
+        sim.directories[1].down = false;
+        sim.reload(1);
+        sim.run(Duration::from_secs(3));
+        let counts = notifications(&sim, "svc");
+        assert_eq!(counts.len(), 2, "seed {seed}: {counts:?}");
+        assert_eq!(
+            counts[1].1, 20,
+            "seed {seed}: the second removal is notified 20 times: {counts:?}"
+        );
+    }
 }

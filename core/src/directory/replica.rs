@@ -373,15 +373,19 @@ impl Directory<'_> {
 }
 
 /// When `record` (newer than `held`) and `held` are both removals of the same
-/// registrant's registration, the notifications still owed for what is one removal to
-/// listeners (they were told of no registration in between): the fewer of the two
-/// counts. The caller checks that the held removal is recent (within the replication
-/// bound): later, any other directory knew of it, and a new removal follows a
-/// registration in between.
+/// registration (same registrant, same locations and metadata), the notifications still
+/// owed for what is one removal to listeners (they were told of no registration in
+/// between): the fewer of the two counts. The caller checks that the held removal is
+/// recent (within the replication bound): later, any other directory knew of it, and a
+/// new removal follows a registration in between. A registration of other content in
+/// between (which this directory missed: it was stopped, or reloaded the store) makes
+/// it another removal, owed all its notifications.
 fn same_removal(held: &Record, record: &Record) -> Option<u8> {
+    let registration = &record.service.registration;
     match (held.state, record.state) {
         (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
-            if held.registrant == record.registrant =>
+            if held.registrant == record.registrant
+                && held.service.registration.same_content(registration) =>
         {
             Some(mine.min(remaining))
         }
