@@ -416,12 +416,32 @@ impl Sim {
         }
     }
 
-    /// Hands directory `d`'s storage events to the shared store.
+    /// Hands directory `d`'s storage events to the shared store. A record the store
+    /// refuses because it holds a newer one (or the same version, merged) is a
+    /// conflict: as the etcd shell does, the writer reads the stored record, applies
+    /// it, and writes again what is still newer (a few rounds at most).
     fn replicate(&mut self, d: usize) {
+        for _ in 0..4 {
+            let conflicts = self.replicate_once(d);
+            if conflicts.is_empty() {
+                return;
+            }
+            let now = self.now;
+            for bytes in conflicts {
+                let record = Record::from_bytes(&bytes, wall(now)).unwrap();
+                let _ = self.directories[d].directory.apply(now, record);
+            }
+        }
+    }
+
+    /// One round of [`replicate`](Self::replicate): the stored records that refused a
+    /// write.
+    fn replicate_once(&mut self, d: usize) -> Vec<Vec<u8>> {
         let now = self.now;
+        let mut conflicts = Vec::new();
         let Some(store) = &mut self.shared else {
             while self.directories[d].directory.poll_event().is_some() {}
-            return;
+            return conflicts;
         };
         let mut buf = [0u8; MAX_RECORD_LEN];
         while let Some(event) = self.directories[d].directory.poll_event() {
@@ -442,8 +462,14 @@ impl Sim {
             };
             if apply_write(&mut store.records, write) {
                 store.watch.push((now + store.delay, name, change));
+            } else if let Some(written) = change {
+                match store.records.get(&name) {
+                    Some(stored) if *stored != written => conflicts.push(stored.clone()),
+                    _ => {}
+                }
             }
         }
+        conflicts
     }
 
     /// Delivers the store's watch events that are due to every running directory.
