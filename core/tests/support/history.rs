@@ -636,6 +636,7 @@ impl World {
             // It has just read the whole store: it holds every write made before.
             directory.caught_up(now);
             self.sim.directories[d].directory = directory;
+            self.sim.read_store(d);
             self.history
                 .step(now, format!("directory {d} starts again from its store"));
         } else {

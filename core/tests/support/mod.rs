@@ -184,6 +184,10 @@ pub struct SharedStore {
     /// A new publisher catching up: which, and when the last write made before it took
     /// over reaches it (then the simulated shell tells it so, as the etcd shell does).
     pub catch_up: Option<(usize, Instant)>,
+    /// Per directory: the stored form of each record as it last saw it (through the
+    /// watch, its own write, or a read). A write over a record it has not seen is a
+    /// conflict, as etcd's revision guard makes it.
+    seen: Vec<HashMap<String, Vec<u8>>>,
 }
 
 /// One write a directory's shell makes to the shared store.
@@ -318,6 +322,7 @@ impl Sim {
             down: false,
             announcers: HashSet::new(),
             catch_up: None,
+            seen: vec![HashMap::new(); count],
         });
         self.elect(Some(0));
     }
@@ -397,7 +402,15 @@ impl Sim {
             }
         }
         self.reload_records(d);
+        self.read_store(d);
         self.signal_caught_up();
+    }
+
+    /// Directory `d` has read the whole store (it reloaded, or restored from it).
+    pub fn read_store(&mut self, d: usize) {
+        if let Some(store) = &mut self.shared {
+            store.seen[d] = store.records.clone().into_iter().collect();
+        }
     }
 
     fn reload_records(&mut self, d: usize) {
@@ -416,27 +429,42 @@ impl Sim {
         }
     }
 
-    /// Hands directory `d`'s storage events to the shared store. A record the store
-    /// refuses because it holds a newer one (or the same version, merged) is a
-    /// conflict: as the etcd shell does, the writer reads the stored record, applies
-    /// it, and writes again what is still newer (a few rounds at most).
+    /// Hands directory `d`'s storage events to the shared store. A write over a record
+    /// that changed since the directory last saw it, or that the store refuses because
+    /// it holds a newer one, is a conflict: as the etcd shell does, the writer reads the
+    /// stored record, applies it, and writes its own again if it still differs (a few
+    /// rounds at most).
     fn replicate(&mut self, d: usize) {
+        let mut writes = Vec::new();
         for _ in 0..4 {
-            let conflicts = self.replicate_once(d);
+            let conflicts = self.replicate_once(d, std::mem::take(&mut writes));
             if conflicts.is_empty() {
                 return;
             }
             let now = self.now;
+            let mut buf = [0u8; MAX_RECORD_LEN];
             for bytes in conflicts {
                 let record = Record::from_bytes(&bytes, wall(now)).unwrap();
-                let _ = self.directories[d].directory.apply(now, record);
+                let name = record.name().to_string();
+                if let Some(store) = &mut self.shared {
+                    store.seen[d].insert(name.clone(), bytes.clone());
+                }
+                let directory = &mut self.directories[d].directory;
+                let _ = directory.apply(now, record);
+                let mine = directory
+                    .record(&name)
+                    .and_then(|r| r.to_bytes(wall(now), &mut buf));
+                if let Some(mine) = mine.filter(|m| *m != bytes.as_slice()) {
+                    writes.push(DirectoryWrite::Put(name, mine.to_vec()));
+                }
             }
         }
     }
 
-    /// One round of [`replicate`](Self::replicate): the stored records that refused a
+    /// One round of [`replicate`](Self::replicate): `writes` (again, after a conflict),
+    /// then the directory's storage events. Returns the stored records that refused a
     /// write.
-    fn replicate_once(&mut self, d: usize) -> Vec<Vec<u8>> {
+    fn replicate_once(&mut self, d: usize, writes: Vec<DirectoryWrite>) -> Vec<Vec<u8>> {
         let now = self.now;
         let mut conflicts = Vec::new();
         let Some(store) = &mut self.shared else {
@@ -444,13 +472,20 @@ impl Sim {
             return conflicts;
         };
         let mut buf = [0u8; MAX_RECORD_LEN];
-        while let Some(event) = self.directories[d].directory.poll_event() {
-            let write = match event {
-                DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r) => {
-                    let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
-                    DirectoryWrite::Put(r.name().to_string(), bytes)
-                }
-                DirectoryEvent::Removed(name) => DirectoryWrite::DeleteDeparted(name.to_string()),
+        let mut writes = writes.into_iter();
+        loop {
+            let write = match writes.next() {
+                Some(write) => write,
+                None => match self.directories[d].directory.poll_event() {
+                    Some(DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r)) => {
+                        let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
+                        DirectoryWrite::Put(r.name().to_string(), bytes)
+                    }
+                    Some(DirectoryEvent::Removed(name)) => {
+                        DirectoryWrite::DeleteDeparted(name.to_string())
+                    }
+                    None => break,
+                },
             };
             if store.down || self.directories[d].down {
                 store.queued[d].push(write);
@@ -460,7 +495,17 @@ impl Sim {
                 DirectoryWrite::Put(name, bytes) => (name.clone(), Some(bytes.clone())),
                 DirectoryWrite::DeleteDeparted(name) => (name.clone(), None),
             };
+            let stored = store.records.get(&name);
+            if change.is_some() && stored.is_some_and(|s| store.seen[d].get(&name) != Some(s)) {
+                // The record changed since this directory last saw it.
+                conflicts.extend(stored.cloned());
+                continue;
+            }
             if apply_write(&mut store.records, write) {
+                match &change {
+                    Some(bytes) => store.seen[d].insert(name.clone(), bytes.clone()),
+                    None => store.seen[d].remove(&name),
+                };
                 store.watch.push((now + store.delay, name, change));
             } else if let Some(written) = change {
                 match store.records.get(&name) {
@@ -482,13 +527,20 @@ impl Sim {
             store.watch.drain(..).partition(|(at, _, _)| *at <= now);
         store.watch = later;
         for (_, name, change) in due {
-            for d in self.directories.iter_mut().filter(|d| !d.down) {
+            for (i, d) in self.directories.iter_mut().enumerate() {
+                if d.down {
+                    continue;
+                }
                 match &change {
                     Some(bytes) => {
+                        store.seen[i].insert(name.clone(), bytes.clone());
                         let record = Record::from_bytes(bytes, wall(now)).unwrap();
                         d.directory.apply(now, record).unwrap();
                     }
-                    None => d.directory.forget(now, &name),
+                    None => {
+                        store.seen[i].remove(&name);
+                        d.directory.forget(now, &name);
+                    }
                 }
             }
         }
