@@ -171,7 +171,9 @@ impl Directory<'_> {
     /// Takes a record from the replicated store: a change this or another directory
     /// made. A newer version replaces what is held; the same version merges (the later
     /// lease expiry, the fewer notifications still owed, the higher sequence), so a
-    /// directory's own writes coming back are harmless; an older version is ignored,
+    /// directory's own writes coming back are harmless; an older version is ignored
+    /// (but an older removal of the registration whose removal is held counts the
+    /// notifications it sent, as a newer one does: see `continue_removal`),
     /// and so is a record for a name not held that is not newer than a tombstone
     /// already dropped (a late copy of something removed). A publisher announces what
     /// changed (a departed record: the notifications it still owes). Nothing applied is
@@ -188,9 +190,6 @@ impl Directory<'_> {
                 let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
                     return Ok(());
                 };
-                if record.service.version < held.service.version {
-                    return Ok(());
-                }
                 if record.service.version == held.service.version {
                     self.merge(slot, &record);
                     return Ok(());
@@ -200,7 +199,18 @@ impl Directory<'_> {
                 let departed = self.registry.get(slot).map_or(Instant::ZERO, |e| e.reap_at);
                 let recent = self.now + self.config.tombstone_retention
                     < departed + self.config.replication_bound;
-                if let Some(remaining) = same_removal(held, &record).filter(|_| recent) {
+                let same = same_removal(held, &record).filter(|_| recent);
+                if record.service.version < held.service.version {
+                    // An older removal of the same registration, made elsewhere before
+                    // this one: what it already sent counts.
+                    if let Some(remaining) = same {
+                        let mut newer = held.clone();
+                        newer.sequence = newer.sequence.max(record.sequence);
+                        self.continue_removal(slot, newer, remaining);
+                    }
+                    return Ok(());
+                }
+                if let Some(remaining) = same {
                     self.continue_removal(slot, record, remaining);
                     return Ok(());
                 }
