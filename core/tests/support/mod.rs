@@ -174,7 +174,7 @@ pub struct SharedStore {
     /// Stored records, encoded as the shells store them.
     pub records: BTreeMap<String, Vec<u8>>,
     /// Watch events on their way: (when, record name, encoded record or deletion).
-    watch: Vec<(Instant, String, Option<Vec<u8>>)>,
+    watch: Vec<(Instant, String, Option<Vec<u8>>, u64)>,
     /// Writes each directory could not make while the store was down.
     queued: Vec<Vec<DirectoryWrite>>,
     pub delay: Duration,
@@ -184,10 +184,13 @@ pub struct SharedStore {
     /// A new publisher catching up: which, and when the last write made before it took
     /// over reaches it (then the simulated shell tells it so, as the etcd shell does).
     pub catch_up: Option<(usize, Instant)>,
-    /// Per directory: the stored form of each record as it last saw it (through the
+    /// The revision of each record's last write (`revision`: the store's last).
+    revisions: HashMap<String, u64>,
+    revision: u64,
+    /// Per directory: the revision of each record as it last saw it (through the
     /// watch, its own write, or a read). A write over a record it has not seen is a
     /// conflict, as etcd's revision guard makes it.
-    seen: Vec<HashMap<String, Vec<u8>>>,
+    seen: Vec<HashMap<String, u64>>,
 }
 
 /// One write a directory's shell makes to the shared store.
@@ -322,6 +325,8 @@ impl Sim {
             down: false,
             announcers: HashSet::new(),
             catch_up: None,
+            revisions: HashMap::new(),
+            revision: 0,
             seen: vec![HashMap::new(); count],
         });
         self.elect(Some(0));
@@ -335,7 +340,7 @@ impl Sim {
         }
         self.flush();
         if let (Some(store), Some(p)) = (&mut self.shared, publisher) {
-            let last = store.watch.iter().map(|(at, _, _)| *at).max();
+            let last = store.watch.iter().map(|(at, ..)| *at).max();
             store.catch_up = Some((p, last.unwrap_or(now).max(now)));
             self.signal_caught_up();
         }
@@ -364,7 +369,7 @@ impl Sim {
         for i in 0..self.directories.len() {
             let queued = std::mem::take(&mut store.queued[i]);
             for write in queued {
-                apply_write(&mut store.records, write);
+                store.write(write);
             }
         }
         for d in 0..self.directories.len() {
@@ -409,7 +414,7 @@ impl Sim {
     /// Directory `d` has read the whole store (it reloaded, or restored from it).
     pub fn read_store(&mut self, d: usize) {
         if let Some(store) = &mut self.shared {
-            store.seen[d] = store.records.clone().into_iter().collect();
+            store.seen[d] = store.revisions.clone();
         }
     }
 
@@ -447,7 +452,8 @@ impl Sim {
                 let record = Record::from_bytes(&bytes, wall(now)).unwrap();
                 let name = record.name().to_string();
                 if let Some(store) = &mut self.shared {
-                    store.seen[d].insert(name.clone(), bytes.clone());
+                    let revision = store.revisions.get(&name).copied().unwrap_or(0);
+                    store.seen[d].insert(name.clone(), revision);
                 }
                 let directory = &mut self.directories[d].directory;
                 let _ = directory.apply(now, record);
@@ -496,17 +502,20 @@ impl Sim {
                 DirectoryWrite::DeleteDeparted(name) => (name.clone(), None),
             };
             let stored = store.records.get(&name);
-            if change.is_some() && stored.is_some_and(|s| store.seen[d].get(&name) != Some(s)) {
+            let current = store.revisions.get(&name);
+            if change.is_some() && stored.is_some() && store.seen[d].get(&name) != current {
                 // The record changed since this directory last saw it.
                 conflicts.extend(stored.cloned());
                 continue;
             }
-            if apply_write(&mut store.records, write) {
+            if let Some(revision) = store.write(write) {
                 match &change {
-                    Some(bytes) => store.seen[d].insert(name.clone(), bytes.clone()),
+                    Some(_) => store.seen[d].insert(name.clone(), revision),
                     None => store.seen[d].remove(&name),
                 };
-                store.watch.push((now + store.delay, name, change));
+                store
+                    .watch
+                    .push((now + store.delay, name, change, revision));
             } else if let Some(written) = change {
                 match store.records.get(&name) {
                     Some(stored) if *stored != written => conflicts.push(stored.clone()),
@@ -523,22 +532,24 @@ impl Sim {
         let Some(store) = &mut self.shared else {
             return;
         };
-        let (due, later): (Vec<_>, Vec<_>) =
-            store.watch.drain(..).partition(|(at, _, _)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = store.watch.drain(..).partition(|(at, ..)| *at <= now);
         store.watch = later;
-        for (_, name, change) in due {
+        for (_, name, change, revision) in due {
             for (i, d) in self.directories.iter_mut().enumerate() {
                 if d.down {
                     continue;
                 }
+                let seen = store.seen[i].get(&name).copied().unwrap_or(0);
                 match &change {
                     Some(bytes) => {
-                        store.seen[i].insert(name.clone(), bytes.clone());
+                        store.seen[i].insert(name.clone(), seen.max(revision));
                         let record = Record::from_bytes(bytes, wall(now)).unwrap();
                         d.directory.apply(now, record).unwrap();
                     }
                     None => {
-                        store.seen[i].remove(&name);
+                        if seen <= revision {
+                            store.seen[i].remove(&name);
+                        }
                         d.directory.forget(now, &name);
                     }
                 }
@@ -743,7 +754,7 @@ impl Sim {
             consider(d.directory.poll_timeout());
         }
         if let Some(store) = &self.shared {
-            for (at, _, _) in &store.watch {
+            for (at, ..) in &store.watch {
                 consider(Some(*at));
             }
         }
@@ -813,6 +824,27 @@ impl Sim {
             .filter(|r| r.is_live())
             .map(|r| (r.name().to_string(), r.service.clone()))
             .collect()
+    }
+}
+
+impl SharedStore {
+    /// Makes one write (see [`apply_write`]); its revision, `None` when it changed
+    /// nothing.
+    fn write(&mut self, write: DirectoryWrite) -> Option<u64> {
+        let name = match &write {
+            DirectoryWrite::Put(name, _) | DirectoryWrite::DeleteDeparted(name) => name.clone(),
+        };
+        let deletion = matches!(write, DirectoryWrite::DeleteDeparted(_));
+        if !apply_write(&mut self.records, write) {
+            return None;
+        }
+        self.revision += 1;
+        if deletion {
+            self.revisions.remove(&name);
+        } else {
+            self.revisions.insert(name, self.revision);
+        }
+        Some(self.revision)
     }
 }
 
