@@ -202,8 +202,13 @@ impl Directory<'_> {
                 let same = same_removal(held, &record).filter(|_| recent);
                 if record.service.version < held.service.version {
                     // An older removal of the same registration, made elsewhere before
-                    // this one: what it already sent counts.
-                    if let Some(remaining) = same {
+                    // this one: what it already sent counts. (Not if this directory
+                    // held the name live since: it removed an earlier registration.)
+                    let live = self
+                        .registry
+                        .get(slot)
+                        .map_or(Version(0), |e| e.live_version);
+                    if let Some(remaining) = same.filter(|_| live < record.service.version) {
                         let mut newer = held.clone();
                         newer.sequence = newer.sequence.max(record.sequence);
                         self.continue_removal(slot, newer, remaining);
@@ -232,7 +237,10 @@ impl Directory<'_> {
         Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
             e.record = record;
             match state {
-                RecordState::Live { .. } => notify::mark_changed(e, announcements),
+                RecordState::Live { .. } => {
+                    e.live_version = e.record.service.version;
+                    notify::mark_changed(e, announcements);
+                }
                 RecordState::Departed { remaining } => {
                     e.announce = false;
                     e.repeats = 0;
