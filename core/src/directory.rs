@@ -27,6 +27,7 @@ use core::net::SocketAddr;
 mod admission;
 mod announcements;
 mod anti_entropy;
+mod catch_up;
 mod counters;
 mod leases;
 mod replica;
@@ -357,6 +358,9 @@ pub struct Directory<'a> {
     /// Announces, repeats, counts notifications, sweeps and expires (see
     /// [`Directory::set_publishing`]).
     publishing: bool,
+    /// While a new publisher catches up with the replicated store: when it stops
+    /// waiting for [`Directory::caught_up`].
+    catch_up_until: Option<Instant>,
     /// May expire leases (see [`Directory::set_expiring`]).
     expiring: bool,
     /// Whether the shell can store changes (see [`Directory::storage_failed`]).
@@ -415,6 +419,7 @@ impl<'a> Directory<'a> {
             sweep_cursor: None,
             sweep_due: false,
             publishing: true,
+            catch_up_until: None,
             expiring: true,
             storage: storage::Storage::new(),
             stats: DirectoryStats::default(),
@@ -573,6 +578,9 @@ impl<'a> Directory<'a> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
+        if self.catch_up_until.is_some_and(|t| t <= now) {
+            self.end_catch_up();
+        }
         if self.expires() && self.next_expiry.is_some_and(|t| t <= now) {
             self.expire(now);
         }
@@ -585,7 +593,7 @@ impl<'a> Directory<'a> {
             self.beacon_due = true;
             self.next_beacon = now + self.config.beacon_interval;
         }
-        if self.publishing && self.next_sweep <= now && !self.sweep_due {
+        if self.announces() && self.next_sweep <= now && !self.sweep_due {
             if self.sweep_cursor.is_none() {
                 self.sweep_started = now;
             }
@@ -596,13 +604,21 @@ impl<'a> Directory<'a> {
     /// When the directory next needs `handle_timeout` (or, for reaping tombstones,
     /// `poll_event`).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sweep = self.publishing.then_some(self.next_sweep);
+        let sweep = self.announces().then_some(self.next_sweep);
         let expiry = self.next_expiry.filter(|_| self.expires());
         let resume = self.storage.resumes_expiry(self.now);
         let mut t = self.next_beacon;
-        for other in [sweep, self.next_tick, expiry, self.next_reap, resume]
-            .into_iter()
-            .flatten()
+        let catch_up = self.catch_up_until;
+        for other in [
+            sweep,
+            self.next_tick,
+            expiry,
+            self.next_reap,
+            resume,
+            catch_up,
+        ]
+        .into_iter()
+        .flatten()
         {
             t = t.min(other);
         }

@@ -37,7 +37,9 @@
 //! [`Directory::apply`] and every deletion to [`Directory::forget`], and tells each
 //! directory whether it is the elected publisher ([`Directory::set_publishing`]): only
 //! the publisher announces, counts notifications, sweeps and expires, so listeners get
-//! one copy of everything. While the store is unreachable the shell holds expiry
+//! one copy of everything. A new publisher waits until the shell says it holds every
+//! change written before it took over ([`Directory::caught_up`]), or the replication
+//! bound has passed. While the store is unreachable the shell holds expiry
 //! ([`Directory::set_expiring`]). Beacons say whether their directory publishes, and
 //! listeners follow a publishing directory.
 //!

@@ -92,12 +92,21 @@ pub struct Entry {
     /// per-source registration budgets count it); `None` when restored or taken from
     /// the replicated store.
     pub(crate) source: Option<core::net::IpAddr>,
+    /// The newest version this directory held the entry live at (0: never live here). A
+    /// removal older than it removed an earlier registration, not the one held.
+    pub(crate) live_version: Version,
 }
 
 impl Entry {
     /// An entry for `record` with nothing to announce yet.
     pub(crate) fn new(record: Record) -> Self {
+        let live_version = if record.is_live() {
+            record.service.version
+        } else {
+            Version(0)
+        };
         Entry {
+            live_version,
             record,
             announce: false,
             due: false,

@@ -92,3 +92,107 @@ fn reach_two_directories(copy: impl Fn(UnregisterRequest) -> UnregisterRequest) 
     );
     assert_clean(&sim);
 }
+
+/// Failed before (40 notifications): the copy reaches directory 1 after the publisher
+/// finished counting, but before the removal reaches it through the store (1.5 s).
+/// Directory 1 removed the name again at a newer version and wrote that removal, owing
+/// all 20, over the publisher's finished one (its write conflicted; it read the older
+/// removal back and ignored it); the publisher, restarted from the store, counted it
+/// afresh. An older removal of the same registration now counts as a newer one does:
+/// directory 1 writes the newer version with nothing owed.
+#[test]
+fn a_late_copy_after_the_count_ended_owes_nothing_even_across_a_restart() {
+    let delay = Duration::from_millis(1_500);
+    let mut sim = Sim::replicated(1, Faults::none(), 16, 2, delay);
+    sim.client_lease = Duration::from_secs(20);
+    let registrant = sim.add_client(None, 4);
+    sim.register(registrant, service("twice", 7001));
+    sim.run(Duration::from_secs(2));
+    assert!(sim.live_at(1).contains_key("twice"), "replicated");
+
+    sim.capture = true;
+    sim.unregister(registrant, "twice");
+    sim.capture = false;
+    let request = sim
+        .captured
+        .iter()
+        .find(|(_, to, bytes)| {
+            *to == nth_directory(0).socket_addr()
+                && matches!(decode(bytes).map(|f| f.message), Ok(Message::Unregister(_)))
+        })
+        .cloned()
+        .expect("the unregistration was sent");
+    sim.run(Duration::from_millis(1_200));
+    assert_eq!(
+        sim.directory().record("twice").map(|r| r.state),
+        Some(RecordState::Departed { remaining: 0 }),
+        "the publisher finished counting"
+    );
+    sim.inject(request.0, nth_directory(1).socket_addr(), &request.2);
+    sim.run(Duration::from_millis(100));
+
+    // The publisher restarts from the store.
+    let now = sim.now;
+    let mut config = sim.config.clone();
+    config.version_floor = Version(config.version_floor.0 + now.as_micros());
+    let slots = Vec::leak(vec![None; 16]);
+    let index = Vec::leak(vec![0u32; 16]);
+    let mut restarted = Directory::new(config, slots, index).unwrap();
+    let stored: Vec<Vec<u8>> = sim
+        .shared
+        .as_ref()
+        .unwrap()
+        .records
+        .values()
+        .cloned()
+        .collect();
+    for bytes in stored {
+        restarted
+            .restore(now, Record::from_bytes(&bytes, wall(now)).unwrap())
+            .unwrap();
+    }
+    restarted.set_publishing(now, true);
+    restarted.caught_up(now);
+    sim.directories[0].directory = restarted;
+    sim.read_store(0);
+    sim.run(Duration::from_secs(4));
+
+    let total: usize = sim
+        .notifications
+        .iter()
+        .filter(|((name, _), _)| name == "twice")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(total, 20, "{:?}", sim.notifications);
+}
+
+/// Failed before (the second removal notified 13 times): the store's copies of a directory's
+/// own writes come back 500 ms late. The name was removed, registered again with the
+/// same content and removed again while the first removal's were still coming; the late copies of the
+/// first removal's counts were taken for an older removal of the same registration,
+/// and their count (few left) cut the second removal's. A directory that held the name
+/// live after a removal knows that removal ended an earlier registration.
+#[test]
+fn a_late_copy_of_an_earlier_removal_does_not_cut_a_later_ones_count() {
+    let delay = Duration::from_millis(500);
+    let mut sim = Sim::replicated(1, Faults::none(), 16, 1, delay);
+    sim.client_lease = Duration::from_secs(20);
+    let registrant = sim.add_client(None, 4);
+    sim.register(registrant, service("again", 7001));
+    sim.run(Duration::from_secs(1));
+    sim.unregister(registrant, "again");
+    sim.run(Duration::from_millis(700));
+    sim.register(registrant, service("again", 7001));
+    sim.run(Duration::from_millis(100));
+    sim.unregister(registrant, "again");
+    sim.run(Duration::from_secs(3));
+    let mut sent: Vec<(u64, usize)> = sim
+        .notifications
+        .iter()
+        .filter(|((name, _), _)| name == "again")
+        .map(|((_, version), n)| (*version, *n))
+        .collect();
+    sent.sort();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1].1, 20, "the second removal: {sent:?}");
+}

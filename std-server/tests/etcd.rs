@@ -573,6 +573,12 @@ fn one_publisher_at_a_time_and_a_killed_one_is_replaced() {
         nodes[survivor].metric("herald_publisher_changes_total"),
         changes + 1.0
     );
+    // It read the registry before publishing from it (its shell says so well within
+    // the replication bound, 5 s, after which it would publish without the word).
+    let caught_up = nodes[survivor]
+        .proc
+        .expect_log("caught up with etcd", Duration::from_secs(2));
+    println!("new publisher: {caught_up}");
     // The new publisher announces: a watcher on it discovers a new registration.
     let watch = watcher(&nodes[survivor].net, "watcher", &[]);
     ok(

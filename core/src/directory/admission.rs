@@ -331,6 +331,11 @@ impl Directory<'_> {
             0
         };
         loop {
+            let pages = matches!(self.admission.answers.front(), Some(Answer::Pages { .. }));
+            if pages && self.is_catching_up() {
+                // Held until this new publisher holds what its predecessor sent.
+                return None;
+            }
             match self.admission.answers.pop_front()? {
                 Answer::Cookie { to, request, limit } => {
                     let reply = CookieReply {

@@ -20,7 +20,7 @@ impl Directory<'_> {
     }
 
     pub(super) fn transmit_announcement(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if self.pending == 0 {
+        if self.pending == 0 || !self.announces() {
             return None;
         }
         let header = wire::AnnounceHeader {

@@ -3,9 +3,10 @@
 use super::*;
 
 impl Directory<'_> {
-    /// True when this directory expires leases: it publishes and expiry is not held.
+    /// True when this directory expires leases: it publishes, has caught up with the
+    /// replicated store, and expiry is not held.
     pub(super) fn expires(&self) -> bool {
-        self.publishing && self.expiring && self.storage.allows_expiry(self.now)
+        self.announces() && self.expiring && self.storage.allows_expiry(self.now)
     }
 
     pub(super) fn schedule_expiry(&mut self, at: Instant) {

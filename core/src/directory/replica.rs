@@ -114,8 +114,12 @@ impl Directory<'_> {
     /// nothing, so listeners get one copy of each announcement.
     ///
     /// A new publisher beacons at once (listeners that are behind ask it for a
-    /// snapshot), starts a sweep, sends the notifications its predecessor still owed
-    /// (as last stored) and expires the leases that ran out meanwhile.
+    /// snapshot). It may be behind the store (changes reach it up to the replication
+    /// bound late), so it first catches up: until its shell calls
+    /// [`caught_up`](Self::caught_up), or `replication_bound` has passed, it neither
+    /// announces, sweeps nor expires, and answers no snapshot with pages. Then it
+    /// starts a sweep, sends the notifications its predecessor still owed (as last
+    /// stored) and expires the leases that ran out meanwhile.
     pub fn set_publishing(&mut self, now: Instant, publishing: bool) {
         self.observe(now);
         if publishing == self.publishing {
@@ -127,6 +131,7 @@ impl Directory<'_> {
         self.sweep_due = false;
         self.sweep_cursor = None;
         if publishing {
+            self.start_catch_up();
             self.next_sweep = self.now;
             self.next_expiry = Some(self.now);
             for slot in 0..self.registry.len() {
@@ -138,6 +143,7 @@ impl Directory<'_> {
             }
             self.schedule_tick();
         } else {
+            self.catch_up_until = None;
             for slot in 0..self.registry.len() {
                 Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
                     e.announce = false;
@@ -165,7 +171,9 @@ impl Directory<'_> {
     /// Takes a record from the replicated store: a change this or another directory
     /// made. A newer version replaces what is held; the same version merges (the later
     /// lease expiry, the fewer notifications still owed, the higher sequence), so a
-    /// directory's own writes coming back are harmless; an older version is ignored,
+    /// directory's own writes coming back are harmless; an older version is ignored
+    /// (but an older removal of the registration whose removal is held counts the
+    /// notifications it sent, as a newer one does: see `continue_removal`),
     /// and so is a record for a name not held that is not newer than a tombstone
     /// already dropped (a late copy of something removed). A publisher announces what
     /// changed (a departed record: the notifications it still owes). Nothing applied is
@@ -182,9 +190,6 @@ impl Directory<'_> {
                 let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
                     return Ok(());
                 };
-                if record.service.version < held.service.version {
-                    return Ok(());
-                }
                 if record.service.version == held.service.version {
                     self.merge(slot, &record);
                     return Ok(());
@@ -194,7 +199,23 @@ impl Directory<'_> {
                 let departed = self.registry.get(slot).map_or(Instant::ZERO, |e| e.reap_at);
                 let recent = self.now + self.config.tombstone_retention
                     < departed + self.config.replication_bound;
-                if let Some(remaining) = same_removal(held, &record).filter(|_| recent) {
+                let same = same_removal(held, &record).filter(|_| recent);
+                if record.service.version < held.service.version {
+                    // An older removal of the same registration, made elsewhere before
+                    // this one: what it already sent counts. (Not if this directory
+                    // held the name live since: it removed an earlier registration.)
+                    let live = self
+                        .registry
+                        .get(slot)
+                        .map_or(Version(0), |e| e.live_version);
+                    if let Some(remaining) = same.filter(|_| live < record.service.version) {
+                        let mut newer = held.clone();
+                        newer.sequence = newer.sequence.max(record.sequence);
+                        self.continue_removal(slot, newer, remaining);
+                    }
+                    return Ok(());
+                }
+                if let Some(remaining) = same {
                     self.continue_removal(slot, record, remaining);
                     return Ok(());
                 }
@@ -216,7 +237,10 @@ impl Directory<'_> {
         Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
             e.record = record;
             match state {
-                RecordState::Live { .. } => notify::mark_changed(e, announcements),
+                RecordState::Live { .. } => {
+                    e.live_version = e.record.service.version;
+                    notify::mark_changed(e, announcements);
+                }
                 RecordState::Departed { remaining } => {
                     e.announce = false;
                     e.repeats = 0;
@@ -367,15 +391,19 @@ impl Directory<'_> {
 }
 
 /// When `record` (newer than `held`) and `held` are both removals of the same
-/// registrant's registration, the notifications still owed for what is one removal to
-/// listeners (they were told of no registration in between): the fewer of the two
-/// counts. The caller checks that the held removal is recent (within the replication
-/// bound): later, any other directory knew of it, and a new removal follows a
-/// registration in between.
+/// registration (same registrant, same locations and metadata), the notifications still
+/// owed for what is one removal to listeners (they were told of no registration in
+/// between): the fewer of the two counts. The caller checks that the held removal is
+/// recent (within the replication bound): later, any other directory knew of it, and a
+/// new removal follows a registration in between. A registration of other content in
+/// between (which this directory missed: it was stopped, or reloaded the store) makes
+/// it another removal, owed all its notifications.
 fn same_removal(held: &Record, record: &Record) -> Option<u8> {
+    let registration = &record.service.registration;
     match (held.state, record.state) {
         (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
-            if held.registrant == record.registrant =>
+            if held.registrant == record.registrant
+                && held.service.registration.same_content(registration) =>
         {
             Some(mine.min(remaining))
         }

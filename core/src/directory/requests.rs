@@ -141,6 +141,7 @@ impl Directory<'_> {
                         };
                         notify::mark_changed(e, announcements);
                     }
+                    e.live_version = e.record.service.version;
                 });
                 if !same {
                     self.schedule_tick();

@@ -383,14 +383,23 @@ impl World {
             }
             Topology::Independent { .. } => 0,
         };
-        self.checker.check_notifications(now, |first, last| {
-            let margin = Duration::from_secs(2);
-            per_election
-                * elections
-                    .iter()
-                    .filter(|t| **t + margin >= first && **t <= last + margin)
-                    .count()
-        });
+        // A removal whose first notification went out less than N intervals (and a
+        // margin) before now may still be counting (a lease that ran out at the end).
+        let interval = self.sim.config.interval;
+        let count_time = interval.mul(u64::from(self.sim.config.notifications));
+        let counting = Instant::from_micros(
+            now.as_micros()
+                .saturating_sub((count_time + Duration::from_secs(1)).as_micros()),
+        );
+        self.checker
+            .check_notifications(now, counting, |first, last| {
+                let margin = Duration::from_secs(2);
+                per_election
+                    * elections
+                        .iter()
+                        .filter(|t| **t + margin >= first && **t <= last + margin)
+                        .count()
+            });
     }
 
     /// Runs the network for `span`, bringing directories back when due and recording.
@@ -624,7 +633,10 @@ impl World {
                 }
             }
             directory.set_publishing(now, d == self.publisher);
+            // It has just read the whole store: it holds every write made before.
+            directory.caught_up(now);
             self.sim.directories[d].directory = directory;
+            self.sim.read_store(d);
             self.history
                 .step(now, format!("directory {d} starts again from its store"));
         } else {

@@ -174,13 +174,23 @@ pub struct SharedStore {
     /// Stored records, encoded as the shells store them.
     pub records: BTreeMap<String, Vec<u8>>,
     /// Watch events on their way: (when, record name, encoded record or deletion).
-    watch: Vec<(Instant, String, Option<Vec<u8>>)>,
+    watch: Vec<(Instant, String, Option<Vec<u8>>, u64)>,
     /// Writes each directory could not make while the store was down.
     queued: Vec<Vec<DirectoryWrite>>,
     pub delay: Duration,
     pub down: bool,
     /// Directories that sent announcements or sweep pages to the group.
     pub announcers: HashSet<usize>,
+    /// A new publisher catching up: which, and when the last write made before it took
+    /// over reaches it (then the simulated shell tells it so, as the etcd shell does).
+    pub catch_up: Option<(usize, Instant)>,
+    /// The revision of each record's last write (`revision`: the store's last).
+    revisions: HashMap<String, u64>,
+    revision: u64,
+    /// Per directory: the revision of each record as it last saw it (through the
+    /// watch, its own write, or a read). A write over a record it has not seen is a
+    /// conflict, as etcd's revision guard makes it.
+    seen: Vec<HashMap<String, u64>>,
 }
 
 /// One write a directory's shell makes to the shared store.
@@ -314,6 +324,10 @@ impl Sim {
             delay,
             down: false,
             announcers: HashSet::new(),
+            catch_up: None,
+            revisions: HashMap::new(),
+            revision: 0,
+            seen: vec![HashMap::new(); count],
         });
         self.elect(Some(0));
     }
@@ -325,6 +339,11 @@ impl Sim {
             d.directory.set_publishing(now, Some(i) == publisher);
         }
         self.flush();
+        if let (Some(store), Some(p)) = (&mut self.shared, publisher) {
+            let last = store.watch.iter().map(|(at, ..)| *at).max();
+            store.catch_up = Some((p, last.unwrap_or(now).max(now)));
+            self.signal_caught_up();
+        }
     }
 
     /// Takes the store down: directories hold expiry and queue their writes.
@@ -350,7 +369,7 @@ impl Sim {
         for i in 0..self.directories.len() {
             let queued = std::mem::take(&mut store.queued[i]);
             for write in queued {
-                apply_write(&mut store.records, write);
+                store.write(write);
             }
         }
         for d in 0..self.directories.len() {
@@ -362,9 +381,44 @@ impl Sim {
         self.flush();
     }
 
+    /// Tells a new publisher that it has caught up once every write made before it
+    /// took over has reached it (and it runs).
+    fn signal_caught_up(&mut self) {
+        let now = self.now;
+        let Some(store) = &mut self.shared else {
+            return;
+        };
+        if let Some((p, at)) = store.catch_up {
+            if at <= now && !self.directories[p].down {
+                store.catch_up = None;
+                self.directories[p].directory.caught_up(now);
+            }
+        }
+    }
+
     /// Directory `d` reads the whole store again, as a shell does after missing watch
-    /// events: it applies every record and discards what the store no longer holds.
+    /// events: it applies every record and discards what the store no longer holds (a
+    /// new publisher then holds everything written before it took over).
     pub fn reload(&mut self, d: usize) {
+        let now = self.now;
+        if let Some(store) = &mut self.shared {
+            if store.catch_up.is_some_and(|(p, _)| p == d) {
+                store.catch_up = Some((d, now));
+            }
+        }
+        self.reload_records(d);
+        self.read_store(d);
+        self.signal_caught_up();
+    }
+
+    /// Directory `d` has read the whole store (it reloaded, or restored from it).
+    pub fn read_store(&mut self, d: usize) {
+        if let Some(store) = &mut self.shared {
+            store.seen[d] = store.revisions.clone();
+        }
+    }
+
+    fn reload_records(&mut self, d: usize) {
         let now = self.now;
         let Some(store) = &self.shared else { return };
         let directory = &mut self.directories[d].directory;
@@ -380,21 +434,64 @@ impl Sim {
         }
     }
 
-    /// Hands directory `d`'s storage events to the shared store.
+    /// Hands directory `d`'s storage events to the shared store. A write over a record
+    /// that changed since the directory last saw it, or that the store refuses because
+    /// it holds a newer one, is a conflict: as the etcd shell does, the writer reads the
+    /// stored record, applies it, and writes its own again if it still differs (a few
+    /// rounds at most).
     fn replicate(&mut self, d: usize) {
+        let mut writes = Vec::new();
+        for _ in 0..4 {
+            let conflicts = self.replicate_once(d, std::mem::take(&mut writes));
+            if conflicts.is_empty() {
+                return;
+            }
+            let now = self.now;
+            let mut buf = [0u8; MAX_RECORD_LEN];
+            for bytes in conflicts {
+                let record = Record::from_bytes(&bytes, wall(now)).unwrap();
+                let name = record.name().to_string();
+                if let Some(store) = &mut self.shared {
+                    let revision = store.revisions.get(&name).copied().unwrap_or(0);
+                    store.seen[d].insert(name.clone(), revision);
+                }
+                let directory = &mut self.directories[d].directory;
+                let _ = directory.apply(now, record);
+                let mine = directory
+                    .record(&name)
+                    .and_then(|r| r.to_bytes(wall(now), &mut buf));
+                if let Some(mine) = mine.filter(|m| *m != bytes.as_slice()) {
+                    writes.push(DirectoryWrite::Put(name, mine.to_vec()));
+                }
+            }
+        }
+    }
+
+    /// One round of [`replicate`](Self::replicate): `writes` (again, after a conflict),
+    /// then the directory's storage events. Returns the stored records that refused a
+    /// write.
+    fn replicate_once(&mut self, d: usize, writes: Vec<DirectoryWrite>) -> Vec<Vec<u8>> {
         let now = self.now;
+        let mut conflicts = Vec::new();
         let Some(store) = &mut self.shared else {
             while self.directories[d].directory.poll_event().is_some() {}
-            return;
+            return conflicts;
         };
         let mut buf = [0u8; MAX_RECORD_LEN];
-        while let Some(event) = self.directories[d].directory.poll_event() {
-            let write = match event {
-                DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r) => {
-                    let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
-                    DirectoryWrite::Put(r.name().to_string(), bytes)
-                }
-                DirectoryEvent::Removed(name) => DirectoryWrite::DeleteDeparted(name.to_string()),
+        let mut writes = writes.into_iter();
+        loop {
+            let write = match writes.next() {
+                Some(write) => write,
+                None => match self.directories[d].directory.poll_event() {
+                    Some(DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r)) => {
+                        let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
+                        DirectoryWrite::Put(r.name().to_string(), bytes)
+                    }
+                    Some(DirectoryEvent::Removed(name)) => {
+                        DirectoryWrite::DeleteDeparted(name.to_string())
+                    }
+                    None => break,
+                },
             };
             if store.down || self.directories[d].down {
                 store.queued[d].push(write);
@@ -404,10 +501,29 @@ impl Sim {
                 DirectoryWrite::Put(name, bytes) => (name.clone(), Some(bytes.clone())),
                 DirectoryWrite::DeleteDeparted(name) => (name.clone(), None),
             };
-            if apply_write(&mut store.records, write) {
-                store.watch.push((now + store.delay, name, change));
+            let stored = store.records.get(&name);
+            let current = store.revisions.get(&name);
+            if change.is_some() && stored.is_some() && store.seen[d].get(&name) != current {
+                // The record changed since this directory last saw it.
+                conflicts.extend(stored.cloned());
+                continue;
+            }
+            if let Some(revision) = store.write(write) {
+                match &change {
+                    Some(_) => store.seen[d].insert(name.clone(), revision),
+                    None => store.seen[d].remove(&name),
+                };
+                store
+                    .watch
+                    .push((now + store.delay, name, change, revision));
+            } else if let Some(written) = change {
+                match store.records.get(&name) {
+                    Some(stored) if *stored != written => conflicts.push(stored.clone()),
+                    _ => {}
+                }
             }
         }
+        conflicts
     }
 
     /// Delivers the store's watch events that are due to every running directory.
@@ -416,20 +532,30 @@ impl Sim {
         let Some(store) = &mut self.shared else {
             return;
         };
-        let (due, later): (Vec<_>, Vec<_>) =
-            store.watch.drain(..).partition(|(at, _, _)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = store.watch.drain(..).partition(|(at, ..)| *at <= now);
         store.watch = later;
-        for (_, name, change) in due {
-            for d in self.directories.iter_mut().filter(|d| !d.down) {
+        for (_, name, change, revision) in due {
+            for (i, d) in self.directories.iter_mut().enumerate() {
+                if d.down {
+                    continue;
+                }
+                let seen = store.seen[i].get(&name).copied().unwrap_or(0);
                 match &change {
                     Some(bytes) => {
+                        store.seen[i].insert(name.clone(), seen.max(revision));
                         let record = Record::from_bytes(bytes, wall(now)).unwrap();
                         d.directory.apply(now, record).unwrap();
                     }
-                    None => d.directory.forget(now, &name),
+                    None => {
+                        if seen <= revision {
+                            store.seen[i].remove(&name);
+                        }
+                        d.directory.forget(now, &name);
+                    }
                 }
             }
         }
+        self.signal_caught_up();
     }
 
     /// The first directory.
@@ -628,7 +754,7 @@ impl Sim {
             consider(d.directory.poll_timeout());
         }
         if let Some(store) = &self.shared {
-            for (at, _, _) in &store.watch {
+            for (at, ..) in &store.watch {
                 consider(Some(*at));
             }
         }
@@ -698,6 +824,27 @@ impl Sim {
             .filter(|r| r.is_live())
             .map(|r| (r.name().to_string(), r.service.clone()))
             .collect()
+    }
+}
+
+impl SharedStore {
+    /// Makes one write (see [`apply_write`]); its revision, `None` when it changed
+    /// nothing.
+    fn write(&mut self, write: DirectoryWrite) -> Option<u64> {
+        let name = match &write {
+            DirectoryWrite::Put(name, _) | DirectoryWrite::DeleteDeparted(name) => name.clone(),
+        };
+        let deletion = matches!(write, DirectoryWrite::DeleteDeparted(_));
+        if !apply_write(&mut self.records, write) {
+            return None;
+        }
+        self.revision += 1;
+        if deletion {
+            self.revisions.remove(&name);
+        } else {
+            self.revisions.insert(name, self.revision);
+        }
+        Some(self.revision)
     }
 }
 

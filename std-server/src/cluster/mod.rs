@@ -29,6 +29,10 @@
 //!   records etcd no longer holds (removed while it was not watching), writes what it
 //!   queued, watches again from where it read, and expires again a few seconds later
 //!   (the others' queued renewals arrive meanwhile).
+//! * **Takeover.** A directory elected publisher reads the whole registry before it
+//!   publishes ([`Directory::caught_up`] once the first read started after the election
+//!   is applied): its watch may still be behind what its predecessor wrote and
+//!   announced, and it must not announce an older state.
 //! * **Members.** With several etcd endpoints, requests go only to the members that
 //!   answer ([`endpoints`]): one member down costs nothing but the request that found
 //!   it down, which is tried again on another member.
@@ -180,6 +184,14 @@ pub struct Cluster {
     lazy_due: Option<Instant>,
     /// The registry being read again, in the background.
     loading: Option<oneshot::Receiver<Result<Snapshot, EtcdError>>>,
+    /// Reads of the registry started so far (the one in `loading` is the last).
+    loads_started: u64,
+    /// While this directory, newly elected, catches up with etcd: the number of the
+    /// first read started after the election (taken, it holds every record written
+    /// before; see [`Directory::caught_up`]).
+    catch_up_read: Option<u64>,
+    /// When this directory was last elected.
+    elected_at: Option<Instant>,
     /// When expiry resumes after an outage ([`EXPIRY_GRACE`]).
     expiry_held_until: Option<Instant>,
     full_logged: Option<Instant>,
@@ -260,6 +272,9 @@ impl Cluster {
             outage: None,
             lazy_due: None,
             loading: None,
+            loads_started: 0,
+            catch_up_read: None,
+            elected_at: None,
             expiry_held_until: None,
             full_logged: None,
             stats: ClusterStats::default(),
@@ -392,6 +407,7 @@ impl Cluster {
         if self.loading.is_some() {
             return;
         }
+        self.loads_started += 1;
         let (tx, rx) = oneshot::channel();
         let mut kv = self.kv.clone();
         let keys = self.keys.clone();
@@ -431,7 +447,10 @@ impl Cluster {
                 let queued = self.queue.len();
                 match result {
                     Ok(snapshot) => match self.resync(directory, clock, snapshot).await {
-                        Ok(written) => self.recovered(queued, written),
+                        Ok(written) => {
+                            self.recovered(queued, written);
+                            self.caught_up(directory, clock);
+                        }
                         Err(e) => self.enter_outage(directory, clock, &e),
                     },
                     Err(e) => self.enter_outage(directory, clock, &e),
@@ -441,12 +460,14 @@ impl Cluster {
                 if !directory.is_publishing() {
                     directory.set_publishing(clock.now(), true);
                     self.stats.publisher_changes += 1;
+                    self.catch_up();
                 }
                 tracing::info!("publishing for group {}", self.group);
             }
             Input::Election(ElectionEvent::Deposed(why)) => {
                 if directory.is_publishing() {
                     directory.set_publishing(clock.now(), false);
+                    self.catch_up_read = None;
                     self.stats.publisher_changes += 1;
                     tracing::info!(reason = %why, "stopped publishing for group {}", self.group);
                 }
@@ -454,6 +475,40 @@ impl Cluster {
             Input::Election(ElectionEvent::Publisher(holder)) => {
                 tracing::info!("replica: {holder} publishes for group {}", self.group);
             }
+        }
+    }
+
+    /// Newly elected: reads the whole registry, so that the directory holds every
+    /// record written before the election (changes reach it through the watch only
+    /// as fast as etcd sends them) before it publishes anything. While etcd does not
+    /// answer, the reads that retry it serve; the directory itself stops waiting after
+    /// its replication bound.
+    fn catch_up(&mut self) {
+        self.catch_up_read = Some(self.loads_started + 1);
+        self.elected_at = Some(Instant::now());
+        if self.outage.is_none() {
+            // A read already in flight may have started before the election: the
+            // next one is started when it is taken.
+            self.start_load();
+        }
+    }
+
+    /// A read of the registry was taken: if it is the first started after the
+    /// election, the directory has caught up; if an older read was in flight, the
+    /// catch-up read starts now.
+    fn caught_up(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        let Some(needed) = self.catch_up_read else {
+            return;
+        };
+        if self.loads_started >= needed {
+            self.catch_up_read = None;
+            directory.caught_up(clock.now());
+            let after = self
+                .elected_at
+                .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
+            tracing::info!("publishing: caught up with etcd {after:.1} ms after the election");
+        } else {
+            self.start_load();
         }
     }
 

@@ -160,12 +160,12 @@ impl Proc {
         lines
     }
 
-    /// Waits (bounded) for a stderr line containing `needle`.
-    pub fn expect_log(&self, needle: &str, timeout: Duration) {
+    /// Waits (bounded) for a stderr line containing `needle`, and returns it.
+    pub fn expect_log(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr_lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
+                Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(_) => break,
             }

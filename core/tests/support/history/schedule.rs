@@ -121,11 +121,11 @@ impl FaultClasses {
 
     /// The classes under which every invariant is known to hold: [`all`](Self::all)
     /// but directory restarts, publisher changes, replication delay and replays, where
-    /// violations are still open (issue 14: a new publisher behind the store announces
-    /// states already replaced; a listener moving between directories of one store; an
-    /// unregistration given up at a directory that is down). Over 10,000 seeds these
-    /// classes still showed 8 violating seeds (resurrection 5, notification count 2,
-    /// version order 1), none in the first 300 that `cargo test` runs.
+    /// violations are still open (issue 14: a listener moving between directories of
+    /// one store; an unregistration given up at a directory that is down; a late
+    /// Register acknowledged after the Unregister that followed it). Over 10,000 seeds these
+    /// classes still showed 6 violating seeds (resurrection 5, version order 1: a
+    /// listener's), none in the first 300 that `cargo test` runs.
     pub fn holding() -> Self {
         FaultClasses {
             restarts: false,
