@@ -289,6 +289,9 @@ enum OwnState {
     Done,
 }
 
+/// How many frames sent a client remembers the counter of (see `sent_counters`).
+const SENT_COUNTERS_KEPT: usize = 16;
+
 /// How many attempts of one request a client remembers: an answer to any of them
 /// counts (a late answer to an earlier attempt is as good as one to the last).
 const ATTEMPTS_KEPT: usize = 8;
@@ -479,6 +482,9 @@ pub struct Client<'a, const R: usize = 4> {
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
+    /// The request ids and counters of the last frames sent, newest last: a `stale`
+    /// answer takes the counter back only for a request sent above its own counter.
+    sent_counters: heapless::Deque<(u32, u64), SENT_COUNTERS_KEPT>,
     counter_base: u64,
     /// When `counter_base` was set (`None` until the first `now`).
     counter_epoch: Option<Instant>,
@@ -543,6 +549,7 @@ impl<'a, const R: usize> Client<'a, R> {
             check: None,
             next_request,
             counter: 0,
+            sent_counters: heapless::Deque::new(),
             counter_base: config_clock_floor,
             counter_epoch: None,
             now: Instant::ZERO,

@@ -160,8 +160,8 @@ impl<const R: usize> Client<'_, R> {
         false
     }
 
-    /// Writes the probe or the check, if one is due.
-    pub(super) fn write_probe(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    /// Writes the probe or the check, if one is due, with counter `sequence`.
+    pub(super) fn write_probe(&mut self, sequence: u64, buf: &mut [u8]) -> Option<Transmit> {
         let now = self.now;
         let check_wait = self.config.request_timeout;
         let p = match self.check.as_mut().filter(|c| c.send) {
@@ -181,6 +181,7 @@ impl<const R: usize> Client<'_, R> {
             cookie: self.cookie_for(destination),
         };
         let len = wire::encode(&self.config.environment, &request, buf).ok()?;
+        self.note_sent(request.request, sequence);
         Some(Transmit { destination, len })
     }
 

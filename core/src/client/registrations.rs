@@ -157,7 +157,7 @@ impl<const R: usize> Client<'_, R> {
 
     /// Writes the next request due, if any, into `buf`, with `sequence`.
     pub(super) fn write_request(&mut self, sequence: u64, buf: &mut [u8]) -> Option<Transmit> {
-        if let Some(t) = self.write_probe(buf) {
+        if let Some(t) = self.write_probe(sequence, buf) {
             return Some(t);
         }
         let now = self.now;
@@ -206,6 +206,7 @@ impl<const R: usize> Client<'_, R> {
             };
             if let Ok(len) = len {
                 self.silent_since.get_or_insert(now);
+                self.note_sent(request, sequence);
                 return Some(Transmit { destination, len });
             }
         }
@@ -226,6 +227,7 @@ impl<const R: usize> Client<'_, R> {
             };
             if let Ok(len) = wire::encode(&self.config.environment, &request, buf) {
                 self.silent_since.get_or_insert(now);
+                self.note_sent(request.request, sequence);
                 return Some(Transmit { destination, len });
             }
         }
