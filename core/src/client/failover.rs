@@ -297,15 +297,18 @@ impl<const R: usize> Client<'_, R> {
         self.probe = None;
         self.check = None;
         for own in self.own.iter_mut() {
-            own.sent.clear();
             match own.state {
                 OwnState::Registering | OwnState::Active => {
+                    // Registered at the old directory is not registered here.
+                    own.sent.clear();
                     own.state = OwnState::Registering;
                     own.send = true;
                     own.attempts = 0;
                     own.deadline = now;
                 }
                 OwnState::Unregistering => {
+                    // Released at the old directory is released: a late answer to an
+                    // attempt sent there still counts.
                     own.send = true;
                     own.attempts = 0;
                     own.deadline = now;

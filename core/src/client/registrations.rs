@@ -63,7 +63,9 @@ impl<const R: usize> Client<'_, R> {
         else {
             return;
         };
-        self.answered();
+        if self.heard_from_current(from) {
+            self.answered();
+        }
         let directory = self.current_directory();
         let own = &mut self.own[i];
         match own.state {
