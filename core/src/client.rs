@@ -290,7 +290,7 @@ enum OwnState {
 }
 
 /// How many frames sent a client remembers the counter of (see `sent_counters`).
-const SENT_COUNTERS_KEPT: usize = 16;
+const SENT_COUNTERS_KEPT: usize = 8;
 
 /// How many attempts of one request a client remembers: an answer to any of them
 /// counts (a late answer to an earlier attempt is as good as one to the last).
