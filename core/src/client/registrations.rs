@@ -113,7 +113,11 @@ impl<const R: usize> Client<'_, R> {
         if !self.own.iter().any(mine) && !snapshot {
             return;
         }
-        self.answered();
+        if self.heard_from_current(from) {
+            // (An unregistration's attempts outlive a move: the answer may come from
+            // the directory left, which says nothing of the current one.)
+            self.answered();
+        }
         if reject.reason == RejectReason::Stale {
             // The counter clock was resynchronised from this answer, and the next
             // counter and sequence go above its floor (a floor of absurd size, which
