@@ -171,7 +171,8 @@ pub enum ClientEvent {
         directory_environment: Environment,
     },
     /// One of this client's unregistrations finished; `confirmed` is false when no
-    /// directory answered (the lease will then run out by itself).
+    /// directory answered for a whole lease, each tried in turn (the lease has then run
+    /// out by itself).
     Released {
         /// The service.
         name: ServiceName,
@@ -288,6 +289,9 @@ enum OwnState {
     Done,
 }
 
+/// How many frames sent a client remembers the counter of (see `sent_counters`).
+const SENT_COUNTERS_KEPT: usize = 8;
+
 /// How many attempts of one request a client remembers: an answer to any of them
 /// counts (a late answer to an earlier attempt is as good as one to the last).
 const ATTEMPTS_KEPT: usize = 8;
@@ -317,6 +321,9 @@ struct Own {
     granted: Duration,
     /// The user was told it is registered.
     confirmed: bool,
+    /// Unregistering: when it is given up unconfirmed, a lease after it began (the
+    /// lease has run out by then wherever it was held).
+    give_up_at: Instant,
     outcome: Option<Outcome>,
 }
 
@@ -342,6 +349,7 @@ impl Own {
             send: true,
             deadline: now,
             confirmed: false,
+            give_up_at: now + lease,
             outcome: None,
         }
     }
@@ -474,6 +482,9 @@ pub struct Client<'a, const R: usize = 4> {
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
+    /// The request ids and counters of the last frames sent, newest last: a `stale`
+    /// answer takes the counter back only for a request sent above its own counter.
+    sent_counters: heapless::Deque<(u32, u64), SENT_COUNTERS_KEPT>,
     counter_base: u64,
     /// When `counter_base` was set (`None` until the first `now`).
     counter_epoch: Option<Instant>,
@@ -538,6 +549,7 @@ impl<'a, const R: usize> Client<'a, R> {
             check: None,
             next_request,
             counter: 0,
+            sent_counters: heapless::Deque::new(),
             counter_base: config_clock_floor,
             counter_epoch: None,
             now: Instant::ZERO,
@@ -632,6 +644,7 @@ impl<'a, const R: usize> Client<'a, R> {
         own.attempts = 0;
         own.send = true;
         own.deadline = now;
+        own.give_up_at = now + own.granted;
         Ok(())
     }
 
@@ -763,7 +776,6 @@ impl<'a, const R: usize> Client<'a, R> {
         let now = self.now;
         self.settle_inherited();
         let max_attempts = self.config.max_attempts.max(1);
-        let rounds = self.directories.len().max(1);
         // A directory that never answered is given up after a few attempts; one that has
         // answered only after a long silence (see the failover module).
         let fresh = self.current.is_some_and(|i| !self.directories[i].answered);
@@ -784,15 +796,17 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
                 OwnState::Registering | OwnState::Unregistering => {
                     own.attempts = own.attempts.saturating_add(1);
-                    let given_up = (fresh && own.attempts >= max_attempts) || gone;
-                    if given_up {
+                    if (fresh && own.attempts >= max_attempts) || gone {
+                        // Registrations and unregistrations alike move to the next
+                        // directory: a release reaches one while any answers.
                         failed = true;
-                        if own.state == OwnState::Unregistering && self.switches + 1 >= rounds {
-                            // Nobody answers: the lease will run out by itself.
-                            own.state = OwnState::Done;
-                            own.outcome = Some(Outcome::Released { confirmed: false });
-                            continue;
-                        }
+                    }
+                    if own.state == OwnState::Unregistering && own.give_up_at <= now {
+                        // No directory answered for a whole lease: it has run out by
+                        // itself wherever it was held.
+                        own.state = OwnState::Done;
+                        own.outcome = Some(Outcome::Released { confirmed: false });
+                        continue;
                     }
                     own.send = true;
                 }

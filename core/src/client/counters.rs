@@ -57,19 +57,42 @@ impl<const R: usize> Client<'_, R> {
         if !self.directories[index].window.accept(counter) {
             return false;
         }
-        let stale = matches!(message, Message::Reject(r) if r.reason == RejectReason::Stale);
-        if stale || counter > self.clock() {
-            // The directory's clock is ahead of ours (or it refused ours): follow it, but
-            // never back below a counter already used unless it refused ours.
+        // Refused as ahead of the directory's clock (outside its time window: floor 0)
+        // for a request sent above this answer's own counter: our clock runs ahead, so
+        // follow the directory's back. Any other answer, late ones included, never takes
+        // the counter below one already used: a request sent after it would be older
+        // than those before it.
+        let ahead = matches!(message, Message::Reject(r) if r.reason == RejectReason::Stale
+            && r.floor == 0
+            && self.sent_counter(r.request).is_some_and(|sent| sent > counter));
+        if ahead || counter > self.clock() {
+            // The directory's clock is ahead of ours (or behind ours, past its window).
             self.counter_base = counter;
             self.counter_epoch = Some(self.now);
-            self.counter = if stale {
+            self.counter = if ahead {
                 counter
             } else {
                 self.counter.max(counter)
             };
         }
         true
+    }
+
+    /// The counter a recent frame of request `request` was sent with (the newest).
+    fn sent_counter(&self, request: u32) -> Option<u64> {
+        self.sent_counters
+            .iter()
+            .rev()
+            .find(|(r, _)| *r == request)
+            .map(|(_, c)| *c)
+    }
+
+    /// Frame `request` goes out with `counter`.
+    pub(super) fn note_sent(&mut self, request: u32, counter: u64) {
+        if self.sent_counters.is_full() {
+            self.sent_counters.pop_front();
+        }
+        let _ = self.sent_counters.push_back((request, counter));
     }
 
     /// The counter clock: the base, advanced by time since it was set.

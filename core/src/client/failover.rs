@@ -160,8 +160,8 @@ impl<const R: usize> Client<'_, R> {
         false
     }
 
-    /// Writes the probe or the check, if one is due.
-    pub(super) fn write_probe(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    /// Writes the probe or the check, if one is due, with counter `sequence`.
+    pub(super) fn write_probe(&mut self, sequence: u64, buf: &mut [u8]) -> Option<Transmit> {
         let now = self.now;
         let check_wait = self.config.request_timeout;
         let p = match self.check.as_mut().filter(|c| c.send) {
@@ -181,6 +181,7 @@ impl<const R: usize> Client<'_, R> {
             cookie: self.cookie_for(destination),
         };
         let len = wire::encode(&self.config.environment, &request, buf).ok()?;
+        self.note_sent(request.request, sequence);
         Some(Transmit { destination, len })
     }
 
@@ -296,15 +297,18 @@ impl<const R: usize> Client<'_, R> {
         self.probe = None;
         self.check = None;
         for own in self.own.iter_mut() {
-            own.sent.clear();
             match own.state {
                 OwnState::Registering | OwnState::Active => {
+                    // Registered at the old directory is not registered here.
+                    own.sent.clear();
                     own.state = OwnState::Registering;
                     own.send = true;
                     own.attempts = 0;
                     own.deadline = now;
                 }
                 OwnState::Unregistering => {
+                    // Released at the old directory is released: a late answer to an
+                    // attempt sent there still counts.
                     own.send = true;
                     own.attempts = 0;
                     own.deadline = now;

@@ -63,7 +63,9 @@ impl<const R: usize> Client<'_, R> {
         else {
             return;
         };
-        self.answered();
+        if self.heard_from_current(from) {
+            self.answered();
+        }
         let directory = self.current_directory();
         let own = &mut self.own[i];
         match own.state {
@@ -111,7 +113,11 @@ impl<const R: usize> Client<'_, R> {
         if !self.own.iter().any(mine) && !snapshot {
             return;
         }
-        self.answered();
+        if self.heard_from_current(from) {
+            // (An unregistration's attempts outlive a move: the answer may come from
+            // the directory left, which says nothing of the current one.)
+            self.answered();
+        }
         if reject.reason == RejectReason::Stale {
             // The counter clock was resynchronised from this answer, and the next
             // counter and sequence go above its floor (a floor of absurd size, which
@@ -157,7 +163,7 @@ impl<const R: usize> Client<'_, R> {
 
     /// Writes the next request due, if any, into `buf`, with `sequence`.
     pub(super) fn write_request(&mut self, sequence: u64, buf: &mut [u8]) -> Option<Transmit> {
-        if let Some(t) = self.write_probe(buf) {
+        if let Some(t) = self.write_probe(sequence, buf) {
             return Some(t);
         }
         let now = self.now;
@@ -206,6 +212,7 @@ impl<const R: usize> Client<'_, R> {
             };
             if let Ok(len) = len {
                 self.silent_since.get_or_insert(now);
+                self.note_sent(request, sequence);
                 return Some(Transmit { destination, len });
             }
         }
@@ -226,6 +233,7 @@ impl<const R: usize> Client<'_, R> {
             };
             if let Ok(len) = wire::encode(&self.config.environment, &request, buf) {
                 self.silent_since.get_or_insert(now);
+                self.note_sent(request.request, sequence);
                 return Some(Transmit { destination, len });
             }
         }

@@ -8,7 +8,8 @@
 //!   registered again meanwhile, a few more across a change of publisher);
 //! - once the faults stop, every listener's view equals the registry of the directory
 //!   it follows within one sweep period (plus a second of margin), and, a lease later,
-//!   the registry equals what the registrants hold;
+//!   the registry equals what the registrants hold (but for what a directory restart
+//!   keeps for its restore grace, see `World::kept_by_restore`);
 //! - no `unregistered` for a registration its registrant kept renewing, under the loss
 //!   ceiling of [`FaultClasses::expiry_loss_ceiling`] and with no directory outage.
 
@@ -202,6 +203,18 @@ struct Incarnation {
     sent: Vec<(Instant, usize)>,
 }
 
+/// A registrant's last unregistration of a name, and how it ended.
+#[derive(Clone, Copy, Debug)]
+struct Release {
+    /// When the registrant unregistered the name.
+    began: Instant,
+    /// The highest version an acknowledgement of it carried (the version removed, or
+    /// what the directory held of the name; 0: nothing).
+    removed: Option<u64>,
+    /// When the client reported it released, and whether a directory confirmed it.
+    outcome: Option<(Instant, bool)>,
+}
+
 struct World {
     sim: Sim,
     schedule: Schedule,
@@ -218,6 +231,11 @@ struct World {
     incarnations: HashMap<u16, Incarnation>,
     /// When each registrant last gave each name up.
     given_up: HashMap<(usize, String), Instant>,
+    /// Each registrant's last unregistration of each name.
+    releases: HashMap<(usize, String), Release>,
+    /// Live records restored by a directory restart from the store: (name, version) →
+    /// when (the last such restart).
+    restored: HashMap<(String, u64), Instant>,
     next_port: u32,
     publisher: usize,
     /// Directories to bring back: (when, which, restart from the store).
@@ -301,6 +319,8 @@ impl World {
             listeners,
             incarnations: HashMap::new(),
             given_up: HashMap::new(),
+            releases: HashMap::new(),
+            restored: HashMap::new(),
             next_port: 0,
             publisher: 0,
             ups: Vec::new(),
@@ -562,6 +582,12 @@ impl World {
             Some(name),
             format!("registrant {r} unregisters {name}: {result:?}"),
         );
+        let release = Release {
+            began: now,
+            removed: None,
+            outcome: None,
+        };
+        self.releases.insert((r, name.to_string()), release);
         self.end(r, name, now);
     }
 
@@ -627,6 +653,10 @@ impl World {
                 .unwrap_or_default();
             for bytes in records {
                 let record = Record::from_bytes(&bytes, wall(now)).unwrap();
+                if record.is_live() {
+                    let key = (record.name().to_string(), record.service.version.0);
+                    self.restored.insert(key, now);
+                }
                 if let Err(e) = directory.restore(now, record) {
                     self.history
                         .step(now, format!("directory {d} cannot restore a record: {e:?}"));
@@ -730,11 +760,16 @@ impl World {
                     ),
                     ClientEvent::Released {
                         name, confirmed, ..
-                    } => self.history.push(
-                        at,
-                        Some(name.as_str()),
-                        format!("registrant {r}: {name} released (confirmed: {confirmed})"),
-                    ),
+                    } => {
+                        self.history.push(
+                            at,
+                            Some(name.as_str()),
+                            format!("registrant {r}: {name} released (confirmed: {confirmed})"),
+                        );
+                        if let Some(release) = self.releases.get_mut(&(r, name.to_string())) {
+                            release.outcome.get_or_insert((at, *confirmed));
+                        }
+                    }
                     ClientEvent::DirectoryChanged(l) => {
                         self.history
                             .push(at, None, format!("registrant {r} moves to {l}"))
@@ -931,6 +966,16 @@ impl World {
                         // or not (a removal right after it supersedes it).
                         let space = self.version_space(d);
                         self.checker.live_sent(space, &name, a.version.0);
+                    } else if let Some(r) = self
+                        .registrants
+                        .iter()
+                        .position(|n| self.sim.nodes[*n].addr == to)
+                    {
+                        // An unregistration's answer: what it removed (0: nothing held).
+                        if let Some(release) = self.releases.get_mut(&(r, name.clone())) {
+                            let removed = release.removed.get_or_insert(0);
+                            *removed = (*removed).max(a.version.0);
+                        }
                     }
                     self.history.push(
                         at,
@@ -1038,7 +1083,44 @@ impl World {
         }
     }
 
-    /// The publisher's registry holds exactly what the registrants hold (shared store).
+    /// True when `service`, live but held by no registrant, is kept by the restore grace
+    /// of a directory restart (see PROTOCOL.md, "Unregistrations reach a directory"): a
+    /// restart from the store restored it live less than `restore_grace` ago (a
+    /// directory cannot tell a gone registrant from one that could not renew while it
+    /// was down, so it keeps every restored lease that long), and its registrant could
+    /// not have removed it:
+    /// - its unregistration was answered, but removed nothing of this version: the
+    ///   Register was overtaken on the way by the Unregister that followed it, which
+    ///   found nothing to remove (a directory keeps no order for a name it does not
+    ///   hold), and the Register then made the record, with nobody left to renew or
+    ///   remove it; without a restart it lives one lease;
+    /// - or no directory answered it for a whole lease: every directory was tried, in
+    ///   turn, paced like a renewal (a release given up sooner is a client bug, not
+    ///   excused).
+    fn kept_by_restore(&self, now: Instant, service: &Service) -> bool {
+        let name = service.name().as_str();
+        let version = service.version.0;
+        let grace = self.sim.config.restore_grace + Duration::from_secs(1);
+        let restored = self
+            .restored
+            .get(&(name.to_string(), version))
+            .is_some_and(|t| now <= *t + grace);
+        let Some(i) = self.incarnations.get(&port(service)) else {
+            return false;
+        };
+        let Some(release) = self.releases.get(&(i.registrant, name.to_string())) else {
+            return false;
+        };
+        let unremovable = match release.outcome {
+            Some((_, true)) => release.removed.is_none_or(|v| v < version),
+            Some((at, false)) => at.saturating_since(release.began) >= self.schedule.lease,
+            None => false,
+        };
+        restored && unremovable
+    }
+
+    /// The publisher's registry holds exactly what the registrants hold (shared store),
+    /// except what a restart's restore grace keeps (`kept_by_restore`).
     fn check_registry(&mut self) {
         if !matches!(self.schedule.topology, Topology::Shared { .. }) {
             return;
@@ -1067,7 +1149,7 @@ impl World {
             }
         }
         for (name, s) in &registry {
-            if !held.contains_key(name) {
+            if !held.contains_key(name) && !self.kept_by_restore(now, s) {
                 differences.push((
                     name.clone(),
                     format!(

@@ -233,7 +233,8 @@ impl Herald {
     }
 
     /// Unregisters `name`, registered by this client or by an earlier one with the same
-    /// registrant id. Fails when no directory confirms it.
+    /// registrant id. Fails when no directory confirms it within the timeout; the client
+    /// keeps trying the directories in turn meanwhile, for up to a lease, while it runs.
     pub async fn unregister(&self, name: &str) -> Result<(), Error> {
         let name = ServiceName::new(name).map_err(|reason| Error::InvalidName {
             name: name.to_owned(),
