@@ -452,8 +452,8 @@ pub struct Client<'a, const R: usize = 4> {
     event_cursor: usize,
     /// The removals of the directory followed (see the removals module).
     removals: Removals,
-    /// After a failover: entries inherited from the previous directory are still held,
-    /// and a snapshot is due once the failover grace ends.
+    /// After a failover: entries and removals inherited from the previous directory
+    /// are still held, to be settled once the failover grace ends.
     inherited: bool,
     max_seen: Version,
     snapshot: Option<Snapshot>,

@@ -10,9 +10,11 @@
 //! * a state at or below `as_of`, given by a datagram stamped before it, that the page
 //!   does not list is removed;
 //! * a state inherited from a directory followed before is replaced by the page's, or
-//!   removed if the page does not list it (after the failover grace), whatever its
-//!   version: versions of two directories are not comparable (announcements, which may
-//!   be late copies from the directory followed before, need a newer version);
+//!   removed if the page does not list it, whatever its version, once the failover
+//!   grace is over: versions of two independent directories are not comparable. During
+//!   the grace only a newer version replaces it (the new directory may share the old
+//!   one's store and be behind), and announcements, which may be late copies from the
+//!   directory followed before, always need a newer version;
 //! * a state newer than the page (announced after the page was written, or forged "from
 //!   the future"), or given by a datagram stamped at or after the page's `as_of` (a
 //!   registration that reached a replicated publisher late, at an older version than
@@ -154,10 +156,14 @@ impl<const R: usize> Client<'_, R> {
             let Some(k) = self.table.get(slot) else {
                 return;
             };
-            // Only a page overrides an inherited state whatever its version: a late copy
-            // of an announcement may come from a directory followed before, whose
-            // versions (in a shared registry) are comparable and older.
-            let inherited = k.standing == Standing::Inherited && standing == Standing::Confirmed;
+            // Only a page overrides an inherited state whatever its version, and only
+            // after the failover grace: a late copy of an announcement may come from a
+            // directory followed before, and during the grace the directory followed may
+            // be one of the same store that has not caught up (versions comparable, its
+            // older state not to be taken).
+            let inherited = k.standing == Standing::Inherited
+                && standing == Standing::Confirmed
+                && self.now >= self.grace_until;
             if inherited || service.version > k.service.version {
                 self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
@@ -438,33 +444,38 @@ pub(super) fn content_hash(registration: &Registration) -> u32 {
 
 impl<const R: usize> Client<'_, R> {
     /// The listener follows another directory: what it holds came from the previous
-    /// one, whose versions and removals mean nothing here. Every entry becomes inherited
-    /// (the new directory's pages replace or remove it), the removals and the highest
-    /// version seen are forgotten, and a snapshot follows the failover grace.
+    /// one, which may share the new one's store (one version space, the new one perhaps
+    /// behind) or not (versions not comparable). Every entry becomes inherited and the
+    /// removals remembered become inherited removals: until the failover grace ends
+    /// they still refuse older states, and only newer ones replace inherited entries;
+    /// then the new directory's word wins whatever its versions (see
+    /// [`Client::settle_inherited`]). The highest version seen is forgotten.
     pub(super) fn follow_afresh(&mut self) {
         for (_, k) in self.table.iter_mut() {
             k.standing = Standing::Inherited;
             k.doubted = None;
             k.as_of = Version(0);
         }
-        self.removals = Removals::new();
+        self.removals.inherit();
         self.max_seen = Version(0);
-        self.inherited = self.table.iter().any(|(_, k)| !k.removed);
+        self.inherited = true;
     }
 
-    /// After a failover, once the grace is over: if entries inherited from the previous
-    /// directory are left, a snapshot settles them (the grace kept the first one from
-    /// removing them).
+    /// After a failover, once the grace is over: the inherited removals are forgotten,
+    /// and if they were any, or entries inherited from the previous directory are left,
+    /// a snapshot settles them (the grace kept the pages before from removing them or
+    /// from taking states older than them).
     pub(super) fn settle_inherited(&mut self) {
         if !self.inherited || self.now < self.grace_until || self.snapshot.is_some() {
             return;
         }
         self.inherited = false;
+        let forgotten = self.removals.forget_inherited();
         let left = self
             .table
             .iter()
             .any(|(_, k)| k.standing == Standing::Inherited && !k.removed);
-        if left {
+        if left || forgotten {
             self.request_snapshot(self.now);
         }
     }

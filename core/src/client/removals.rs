@@ -8,7 +8,13 @@
 //! floor (written after every forgotten removal, so it reflects them). Otherwise it is
 //! refused, and the next sweep or snapshot brings the service if it is really live:
 //! overflowing the ring costs a delay, never a resurrection.
-
+//!
+//! A listener that moves to another directory keeps what it remembered as *inherited*
+//! removals until the failover grace ends: the directory it moves to may share the
+//! store of the one it left (one version space) and not have caught up yet, or the one
+//! it left may still deliver late copies of its announcements. Inherited removals are
+//! then forgotten at once (no floor): the new directory may be an independent one,
+//! whose versions are not comparable, and its word must win.
 use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::service::Version;
 
@@ -21,10 +27,16 @@ pub(super) struct Removals {
     ring: heapless::Deque<(u64, Version), REMEMBERED>,
     /// The newest version of any removal forgotten.
     floor: Version,
+    /// How many removals at the front of the ring were remembered before the last move
+    /// to another directory.
+    inherited: usize,
+    /// The forgotten floor as it stood before the last move, raised by inherited
+    /// removals forgotten since.
+    inherited_floor: Version,
 }
 
 impl Removals {
-    /// Nothing remembered, nothing forgotten: for a directory followed afresh.
+    /// Nothing remembered, nothing forgotten.
     pub(super) fn new() -> Self {
         Removals::default()
     }
@@ -44,7 +56,12 @@ impl Removals {
     pub(super) fn bury(&mut self, name: &str, version: Version) {
         if self.ring.is_full() {
             if let Some((_, forgotten)) = self.ring.pop_front() {
-                self.floor = self.floor.max(forgotten);
+                if self.inherited > 0 {
+                    self.inherited -= 1;
+                    self.inherited_floor = self.inherited_floor.max(forgotten);
+                } else {
+                    self.floor = self.floor.max(forgotten);
+                }
             }
         }
         let _ = self
@@ -59,7 +76,28 @@ impl Removals {
         if self.get(name).is_some_and(|v| v >= version) {
             return true;
         }
-        version <= self.floor && as_of < self.floor
+        let floor = self.floor.max(self.inherited_floor);
+        version <= floor && as_of < floor
+    }
+
+    /// The listener moves to another directory: everything remembered so far becomes
+    /// inherited (kept until [`Removals::forget_inherited`]).
+    pub(super) fn inherit(&mut self) {
+        self.inherited = self.ring.len();
+        self.inherited_floor = self.inherited_floor.max(self.floor);
+        self.floor = Version(0);
+    }
+
+    /// The failover grace is over: forgets the inherited removals and their floor.
+    /// True when there were any (a state they refused may be live at the new directory).
+    pub(super) fn forget_inherited(&mut self) -> bool {
+        let any = self.inherited > 0 || self.inherited_floor > Version(0);
+        for _ in 0..self.inherited {
+            self.ring.pop_front();
+        }
+        self.inherited = 0;
+        self.inherited_floor = Version(0);
+        any
     }
 }
 
@@ -81,5 +119,24 @@ mod tests {
         // A newer registration is never refused.
         assert!(!r.refuses("old", Version(11), Version(11)));
         assert!(r.refuses("other", Version(12), Version(30)), "remembered");
+    }
+
+    #[test]
+    fn inherited_removals_refuse_until_forgotten() {
+        let mut r = Removals::new();
+        for k in 0..REMEMBERED as u64 {
+            r.bury("before", Version(10 + k));
+        }
+        r.inherit();
+        r.bury("after", Version(100));
+        assert_eq!(r.get("after"), Some(Version(100)));
+        // The first inherited removal made room: it raised the inherited floor.
+        assert!(r.refuses("gone", Version(10), Version(9)));
+        assert!(r.refuses("before", Version(20), Version(200)));
+        assert!(r.forget_inherited());
+        assert_eq!(r.get("before"), None);
+        assert!(!r.refuses("gone", Version(10), Version(9)));
+        assert!(r.refuses("after", Version(99), Version(200)), "kept");
+        assert!(!r.forget_inherited(), "nothing left to forget");
     }
 }
