@@ -205,6 +205,62 @@ fn late_copies_after_a_burst_of_removals_bring_nothing_back() {
     );
 }
 
+/// Issue 14, finding 3 with a replicated store: removals made through another
+/// directory reach the publisher late, at versions below its newest, so a page it wrote
+/// just before they arrived carries the same `as_of` stamp as their announcements. Once
+/// the ring has forgotten such a removal, that page (arriving late) must not bring the
+/// service back; the history checker found it with every fault class (seed 751:
+/// "discovered v2629241 after unregistered v7908072"). A service really live at an old
+/// version is still taken from a page at that stamp once the directory timeout has
+/// passed (an idle directory's stamp never rises).
+#[test]
+fn a_page_written_before_a_late_removal_reached_the_directory_brings_nothing_back() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 64);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("late", 1, 100)]))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    // The publisher's newest version is 500; removals made elsewhere arrive at 200 and
+    // below. The page it writes at 500, before they arrive, still lists `late`.
+    let before = page(0, 500, &[svc("late", 1, 100)]);
+    let removal = |name: &str, version: u64| Change::Unregistered {
+        name: ServiceName::new(name).unwrap(),
+        version: Version(version),
+    };
+    client.handle_datagram(now, from, &announce(d, 500, &[removal("late", 200)]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "late".to_string())]
+    );
+    // 16 more late removals (of names never seen) push `late` out of the ring.
+    for k in 0..16u64 {
+        let name = format!("other{k:02}");
+        client.handle_datagram(now, from, &announce(d, 500, &[removal(&name, 150 + k)]));
+    }
+    now += Duration::from_millis(500);
+    client.handle_datagram(now, from, &before);
+    let back: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert!(
+        back.is_empty(),
+        "the page written before the removal: {back:?}"
+    );
+
+    // The directory stays idle at 500. A service the listener missed, live at an old
+    // version, comes with the next sweeps once the directory timeout has passed.
+    let missed = page(0, 500, &[svc("missed", 2, 90)]);
+    let mut t = now;
+    for _ in 0..5 {
+        t += Duration::from_secs(1);
+        run(&mut client, &mut now, t, |_, _| None);
+        client.handle_datagram(now, from, &missed);
+    }
+    let found: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(found, vec![("discovered", "missed".to_string())]);
+}
+
 /// Issue 14, finding 4: the listener followed A, which removed `moved` after its
 /// registrant moved to B (where it is live at an older version, B's versions being
 /// B's own). A dies; the listener follows B and ends with exactly B's state after

@@ -94,7 +94,9 @@ impl<const R: usize> Client<'_, R> {
             }
             match change {
                 Change::Registered(service) => self.apply_service(service, source),
-                Change::Unregistered { name, version } => self.apply_removal(&name, version),
+                Change::Unregistered { name, version } => {
+                    self.apply_removal(&name, version, header.as_of)
+                }
             }
         }
     }
@@ -108,8 +110,9 @@ impl<const R: usize> Client<'_, R> {
             .is_none_or(|i| i.matches(name))
     }
 
-    fn bury(&mut self, name: &str, version: Version) {
-        self.removals.bury(name, version);
+    /// Remembers a removal at `version`, told by a datagram stamped `stamp`.
+    fn bury(&mut self, name: &str, version: Version, stamp: Version) {
+        self.removals.bury(name, version, stamp, self.now);
     }
 
     /// Changes the entry in `slot`, keeping the pending count right.
@@ -177,7 +180,11 @@ impl<const R: usize> Client<'_, R> {
             }
             return;
         }
-        if self.removals.refuses(name, service.version, source.as_of()) {
+        let patience = self.config.directory_timeout;
+        if self
+            .removals
+            .refuses(name, service.version, source.as_of(), self.now, patience)
+        {
             self.stats.stale += 1;
             return;
         }
@@ -224,13 +231,13 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
-    /// A service was removed at `version`.
+    /// A service was removed at `version`, told by a datagram stamped `stamp`.
     ///
     /// A removal is taken only at a version above the state held, inherited or not: a
     /// late copy of an announcement may come from a directory followed before (the
     /// inherited entry's own, when the listener moved back), and an inherited entry that
     /// the new directory removed at a lower version of its own goes at its next page.
-    fn apply_removal(&mut self, name: &ServiceName, version: Version) {
+    fn apply_removal(&mut self, name: &ServiceName, version: Version, stamp: Version) {
         if !self.interested(name.as_str()) {
             return;
         }
@@ -241,7 +248,7 @@ impl<const R: usize> Client<'_, R> {
         {
             return;
         }
-        self.bury(name.as_str(), version);
+        self.bury(name.as_str(), version, stamp);
         if let Some(slot) = self.table.find(name.as_str()) {
             let applies = self
                 .table
@@ -316,7 +323,7 @@ impl<const R: usize> Client<'_, R> {
                     None => {
                         let version = header.as_of;
                         let name = k.service.registration.name.clone();
-                        self.bury(name.as_str(), version);
+                        self.bury(name.as_str(), version, version);
                         self.update(slot, |k| {
                             k.removed = true;
                             k.service.version = version;
