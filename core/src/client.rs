@@ -44,7 +44,7 @@ mod listening;
 mod registrations;
 mod removals;
 
-use removals::Removals;
+use removals::{Removals, Verdict};
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
@@ -452,6 +452,9 @@ pub struct Client<'a, const R: usize = 4> {
     event_cursor: usize,
     /// The removals of the directory followed (see the removals module).
     removals: Removals,
+    /// When to ask for a snapshot to bring a state refused as perhaps predating a
+    /// forgotten removal (see the removals module).
+    recheck: Option<Instant>,
     /// After a failover: entries and removals inherited from the previous directory
     /// are still held, to be settled once the failover grace ends.
     inherited: bool,
@@ -525,6 +528,7 @@ impl<'a, const R: usize> Client<'a, R> {
             pending: 0,
             event_cursor: 0,
             removals: Removals::new(),
+            recheck: None,
             inherited: false,
             max_seen: Version(0),
             snapshot: None,
@@ -762,6 +766,7 @@ impl<'a, const R: usize> Client<'a, R> {
         self.observe(now);
         let now = self.now;
         self.settle_inherited();
+        self.recheck_refused();
         let max_attempts = self.config.max_attempts.max(1);
         let rounds = self.directories.len().max(1);
         // A directory that never answered is given up after a few attempts; one that has
@@ -866,11 +871,16 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|p| at(p.send, p.deadline));
         let settle =
             (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
+        let recheck = self
+            .recheck
+            .filter(|_| self.snapshot.is_none())
+            .map(|t| t.max(self.now));
         own.chain(snapshot)
             .chain(silence)
             .chain(probe)
             .chain(self.silence_deadline())
             .chain(settle)
+            .chain(recheck)
             .min()
     }
 

@@ -180,13 +180,22 @@ impl<const R: usize> Client<'_, R> {
             }
             return;
         }
-        let patience = self.config.directory_timeout;
-        if self
+        match self
             .removals
-            .refuses(name, service.version, source.as_of(), self.now, patience)
+            .judge(name, service.version, source.as_of(), self.now)
         {
-            self.stats.stale += 1;
-            return;
+            Verdict::Taken => {}
+            Verdict::Refused => {
+                self.stats.stale += 1;
+                return;
+            }
+            Verdict::RefusedUntil(t) => {
+                // Perhaps live: ask again once no page written before the removal can
+                // still be on its way.
+                self.stats.stale += 1;
+                self.recheck = Some(self.recheck.map_or(t, |r| r.max(t)));
+                return;
+            }
         }
         let known = Known {
             service,
@@ -248,8 +257,20 @@ impl<const R: usize> Client<'_, R> {
         {
             return;
         }
-        self.bury(name.as_str(), version, stamp);
-        if let Some(slot) = self.table.find(name.as_str()) {
+        let slot = self.table.find(name.as_str());
+        let takes_down = slot
+            .and_then(|slot| self.table.get(slot))
+            .is_some_and(|k| !k.removed && k.service.version < version);
+        // Only a removal that takes a live state down needs its stamp: a page written
+        // before it may still be on its way (see the removals module). Any other (a
+        // repeat, or a name not held) is no news a page could undo, and must not keep
+        // the listener waiting.
+        self.bury(
+            name.as_str(),
+            version,
+            if takes_down { stamp } else { version },
+        );
+        if let Some(slot) = slot {
             let applies = self
                 .table
                 .get(slot)
@@ -466,6 +487,15 @@ impl<const R: usize> Client<'_, R> {
         self.removals.inherit();
         self.max_seen = Version(0);
         self.inherited = true;
+    }
+
+    /// A state refused while a page written before a forgotten removal could still be
+    /// on its way: once that time is over, a snapshot brings it if it is really live.
+    pub(super) fn recheck_refused(&mut self) {
+        if self.recheck.is_some_and(|t| t <= self.now) && self.snapshot.is_none() {
+            self.recheck = None;
+            self.request_snapshot(self.now);
+        }
     }
 
     /// After a failover, once the grace is over: the inherited removals are forgotten,

@@ -2,20 +2,26 @@
 //!
 //! A late copy of an announcement must not bring back a service removed since. The
 //! listener keeps the last [`REMEMBERED`] removals by name, each with the `as_of` stamp
-//! of the datagram that told it; when one is forgotten to make room, the *forgotten
-//! floor* rises to its version and its stamp. An item for a name the listener does not
+//! of the datagram that told it and when it came; when one is forgotten to make room,
+//! the *forgotten floor* rises to its version. An item for a name the listener does not
 //! hold, at a version at or below the floor, might be older than a forgotten removal:
-//! it is taken only from a datagram written after every forgotten removal was told,
-//! that is stamped above the floor's stamp (a directory's stamp never goes down). A
-//! datagram stamped exactly at the floor's stamp was written at the same registry state
-//! as the newest of those announcements: after the removal only if the removal itself
-//! set that stamp (its version is the stamp), or — with a replicated store, where a
-//! removal made through another directory arrives late at an older version and sets
-//! no stamp — if it arrives at least the directory timeout after the removal was
-//! forgotten (a page written before it is no longer in flight; an idle directory's
-//! stamp never rises). Otherwise it is refused, and a later sweep or snapshot brings the
-//! service if it is really live: overflowing the ring costs a delay, never a
-//! resurrection.
+//!
+//! * from a datagram stamped below the floor, it is refused;
+//! * from one stamped at or above the floor, it is taken (the datagram was written after
+//!   every forgotten removal, so it reflects them) — unless a forgotten removal was told
+//!   by a datagram stamped above its version, heard less than [`IN_FLIGHT`] ago, and the
+//!   item's datagram is stamped no later than that. With a replicated store, a removal
+//!   made through another directory reaches the publisher late, at a version below its
+//!   newest: a page the publisher wrote just before it arrived carries a stamp above the
+//!   removal's version, and may be overtaken in the network by the announcement. (The
+//!   listener cannot tell this from a repeat of an older removal, which it may hear
+//!   first; it keeps the stamp only of a removal that takes down a live state it holds,
+//!   and the removal's version as stamp for any other, so that repeats of removals it
+//!   already applied keep nobody waiting.) Once no such page can still be on its way,
+//!   the listener asks for a snapshot.
+//!
+//! Whatever is refused, a later sweep or snapshot brings if it is really live:
+//! overflowing the ring costs a delay, never a resurrection.
 //!
 //! A listener that moves to another directory keeps what it remembered as *inherited*
 //! removals until the failover grace ends: the directory it moves to may share the
@@ -31,71 +37,82 @@ use crate::time::{Duration, Instant};
 /// Removals remembered by name.
 pub(super) const REMEMBERED: usize = 16;
 
-/// A removal remembered: the name's hash, its version, and the `as_of` stamp of the
-/// datagram that told it.
+/// How long a datagram may trail another that its directory sent after it (a page
+/// overtaken by an announcement written later).
+pub(super) const IN_FLIGHT: Duration = Duration::from_secs(1);
+
+/// A removal remembered: the name's hash, its version, the `as_of` stamp of the
+/// datagram that told it, and when that came.
 #[derive(Clone, Copy, Debug)]
 struct Removal {
     name: u64,
     version: Version,
     stamp: Version,
+    heard: Instant,
+}
+
+/// Whether a state may be older than a removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Not older than any removal known, remembered or forgotten.
+    Taken,
+    /// Perhaps older than a removal.
+    Refused,
+    /// Perhaps from a page written before a forgotten removal reached its directory,
+    /// still on its way until then; a datagram like it is taken after.
+    RefusedUntil(Instant),
 }
 
 /// What the removals forgotten still refuse.
 #[derive(Clone, Copy, Debug, Default)]
 struct Floor {
+    /// Something was forgotten.
+    raised: bool,
     /// The newest version of any removal forgotten.
     version: Version,
     /// The newest stamp of the datagrams that told them.
     stamp: Version,
-    /// Every forgotten removal told at `stamp` has that stamp as its version (it was
-    /// the newest change of the directory when told).
-    exact: bool,
-    /// When `stamp` was last reached; `None` while nothing was forgotten.
-    since: Option<Instant>,
+    /// When the last removal forgotten that was told by a datagram stamped above its
+    /// version was heard (one that may have reached its directory late).
+    inexact: Option<Instant>,
 }
 
 impl Floor {
-    /// Raises the floor to a removal forgotten at `now`.
-    fn raise(&mut self, forgotten: Removal, now: Instant) {
+    /// Raises the floor to a removal forgotten.
+    fn raise(&mut self, forgotten: Removal) {
         self.merge(Floor {
+            raised: true,
             version: forgotten.version,
             stamp: forgotten.stamp,
-            exact: forgotten.version == forgotten.stamp,
-            since: Some(now),
+            inexact: (forgotten.stamp > forgotten.version).then_some(forgotten.heard),
         });
     }
 
     /// The floor of the removals forgotten here and in `other`.
     fn merge(&mut self, other: Floor) {
-        let Some(since) = other.since else { return };
+        self.raised |= other.raised;
         self.version = self.version.max(other.version);
-        match self.since {
-            Some(mine) if other.stamp == self.stamp => {
-                self.exact &= other.exact;
-                self.since = Some(mine.max(since));
-            }
-            Some(_) if other.stamp < self.stamp => {}
-            _ => {
-                self.stamp = other.stamp;
-                self.exact = other.exact;
-                self.since = Some(since);
-            }
-        }
+        self.stamp = self.stamp.max(other.stamp);
+        self.inexact = self.inexact.max(other.inexact);
     }
 
-    /// True when a state at `version`, from a datagram stamped `as_of` and received at
+    /// Whether a state at `version`, from a datagram stamped `as_of` and received at
     /// `now`, may predate a forgotten removal (see the module docs).
-    fn refuses(&self, version: Version, as_of: Version, now: Instant, patience: Duration) -> bool {
-        let Some(since) = self.since else {
-            return false;
-        };
-        if version > self.version || as_of > self.stamp {
-            return false;
+    fn judge(&self, version: Version, as_of: Version, now: Instant) -> Verdict {
+        if !self.raised || version > self.version || as_of > self.stamp {
+            return Verdict::Taken;
         }
-        if as_of < self.stamp {
-            return true;
+        if as_of < self.version {
+            return Verdict::Refused;
         }
-        !self.exact && now.saturating_since(since) < patience
+        // Stamped at or after every removal forgotten: after each one that reached its
+        // directory at its own version, and after the others unless still in flight.
+        match self.inexact {
+            Some(heard) if now.saturating_since(heard) < IN_FLIGHT => {
+                Verdict::RefusedUntil(heard + IN_FLIGHT)
+            }
+            _ => Verdict::Taken,
+        }
     }
 }
 
@@ -136,9 +153,9 @@ impl Removals {
             if let Some(forgotten) = self.ring.pop_front() {
                 if self.inherited > 0 {
                     self.inherited -= 1;
-                    self.inherited_floor.raise(forgotten, now);
+                    self.inherited_floor.raise(forgotten);
                 } else {
-                    self.floor.raise(forgotten, now);
+                    self.floor.raise(forgotten);
                 }
             }
         }
@@ -146,26 +163,33 @@ impl Removals {
             name: fnv1a(FNV_OFFSET, name.as_bytes()),
             version,
             stamp: stamp.max(version),
+            heard: now,
         });
     }
 
-    /// True when a state of `name` at `version`, from a datagram stamped `as_of` and
+    /// Whether a state of `name` at `version`, from a datagram stamped `as_of` and
     /// received at `now`, may be older than a removal of it: a remembered removal at or
-    /// after `version`, or a forgotten one the datagram may predate (`patience`: the
-    /// directory timeout).
-    pub(super) fn refuses(
+    /// after `version`, or a forgotten one the datagram may predate.
+    pub(super) fn judge(
         &self,
         name: &str,
         version: Version,
         as_of: Version,
         now: Instant,
-        patience: Duration,
-    ) -> bool {
+    ) -> Verdict {
         if self.get(name).is_some_and(|v| v >= version) {
-            return true;
+            return Verdict::Refused;
         }
-        self.floor.refuses(version, as_of, now, patience)
-            || self.inherited_floor.refuses(version, as_of, now, patience)
+        match self.floor.judge(version, as_of, now) {
+            Verdict::Taken => self.inherited_floor.judge(version, as_of, now),
+            verdict => verdict,
+        }
+    }
+
+    /// True when [`Removals::judge`] does not take the state.
+    #[cfg(test)]
+    fn refuses(&self, name: &str, version: Version, as_of: Version, now: Instant) -> bool {
+        self.judge(name, version, as_of, now) != Verdict::Taken
     }
 
     /// The listener moves to another directory: everything remembered so far becomes
@@ -179,7 +203,7 @@ impl Removals {
     /// The failover grace is over: forgets the inherited removals and their floor.
     /// True when there were any (a state they refused may be live at the new directory).
     pub(super) fn forget_inherited(&mut self) -> bool {
-        let any = self.inherited > 0 || self.inherited_floor.since.is_some();
+        let any = self.inherited > 0 || self.inherited_floor.raised;
         for _ in 0..self.inherited {
             self.ring.pop_front();
         }
@@ -194,7 +218,6 @@ mod tests {
     use super::*;
 
     const T0: Instant = Instant::ZERO;
-    const PATIENCE: Duration = Duration::from_secs(3);
 
     #[test]
     fn a_forgotten_removal_refuses_only_datagrams_that_predate_it() {
@@ -205,13 +228,13 @@ mod tests {
         }
         assert_eq!(r.get("old"), None, "forgotten");
         // A late copy of "old" at version 5, from a datagram written at 9: refused.
-        assert!(r.refuses("old", Version(5), Version(9), T0, PATIENCE));
+        assert!(r.refuses("old", Version(5), Version(9), T0));
         // The same state in a page written after the removal: taken.
-        assert!(!r.refuses("old", Version(5), Version(10), T0, PATIENCE));
+        assert!(!r.refuses("old", Version(5), Version(10), T0));
         // A newer registration is never refused.
-        assert!(!r.refuses("old", Version(11), Version(11), T0, PATIENCE));
+        assert!(!r.refuses("old", Version(11), Version(11), T0));
         assert!(
-            r.refuses("other", Version(12), Version(30), T0, PATIENCE),
+            r.refuses("other", Version(12), Version(30), T0),
             "remembered"
         );
     }
@@ -220,19 +243,26 @@ mod tests {
     /// publisher late, at a version below its stamp: a page at that very stamp may have
     /// been written before it arrived.
     #[test]
-    fn a_page_at_the_stamp_of_a_late_removal_waits_for_the_directory_timeout() {
+    fn a_page_at_the_stamp_of_a_late_removal_waits_while_one_may_be_in_flight() {
         let mut r = Removals::new();
         r.bury("late", Version(10), Version(50), T0);
         for k in 0..REMEMBERED as u64 {
             r.bury("more", Version(20 + k), Version(50), T0);
         }
         assert_eq!(r.get("late"), None, "forgotten");
-        let now = T0 + Duration::from_secs(1);
-        assert!(r.refuses("late", Version(5), Version(49), now, PATIENCE));
-        assert!(r.refuses("late", Version(5), Version(50), now, PATIENCE));
-        assert!(!r.refuses("late", Version(5), Version(51), now, PATIENCE));
-        let later = T0 + PATIENCE;
-        assert!(!r.refuses("late", Version(5), Version(50), later, PATIENCE));
+        let now = T0 + Duration::from_millis(900);
+        assert_eq!(
+            r.judge("late", Version(5), Version(9), now),
+            Verdict::Refused
+        );
+        assert!(r.refuses("late", Version(5), Version(49), now));
+        assert_eq!(
+            r.judge("late", Version(5), Version(50), now),
+            Verdict::RefusedUntil(T0 + IN_FLIGHT)
+        );
+        assert!(!r.refuses("late", Version(5), Version(51), now));
+        let later = T0 + IN_FLIGHT;
+        assert!(!r.refuses("late", Version(5), Version(50), later));
     }
 
     #[test]
@@ -245,15 +275,12 @@ mod tests {
         r.bury("after", Version(100), Version(100), T0);
         assert_eq!(r.get("after"), Some(Version(100)));
         // The first inherited removal made room: it raised the inherited floor.
-        assert!(r.refuses("gone", Version(10), Version(9), T0, PATIENCE));
-        assert!(r.refuses("before", Version(20), Version(200), T0, PATIENCE));
+        assert!(r.refuses("gone", Version(10), Version(9), T0));
+        assert!(r.refuses("before", Version(20), Version(200), T0));
         assert!(r.forget_inherited());
         assert_eq!(r.get("before"), None);
-        assert!(!r.refuses("gone", Version(10), Version(9), T0, PATIENCE));
-        assert!(
-            r.refuses("after", Version(99), Version(200), T0, PATIENCE),
-            "kept"
-        );
+        assert!(!r.refuses("gone", Version(10), Version(9), T0));
+        assert!(r.refuses("after", Version(99), Version(200), T0), "kept");
         assert!(!r.forget_inherited(), "nothing left to forget");
     }
 }
