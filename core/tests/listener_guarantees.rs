@@ -429,6 +429,71 @@ fn a_listener_moving_to_a_lagging_directory_of_its_store_takes_nothing_older() {
     assert_eq!(held, vec![("newer".to_string(), 300)], "exactly B's state");
 }
 
+/// The same with a burst of removals: the listener's ring forgot the removal of `gone`
+/// before it moved, and B, behind but stamping its pages above that removal's version
+/// (changes made through B itself), lists `gone` at its old version. The history
+/// checker found it with every fault class (seed 6514: "discovered v825152 after
+/// unregistered v2674520" at the move).
+#[test]
+fn a_removal_forgotten_before_a_move_is_not_undone_by_a_lagging_directory() {
+    let a = location(1);
+    let b = location(2);
+    let mut client = listener(&[a, b], None, 64);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("gone", 1, 100)]))
+    });
+    client.handle_datagram(now, a.socket_addr(), &beacon(a, 100, 1));
+    let mut seen: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    let removal = |name: &str, version: u64| Change::Unregistered {
+        name: ServiceName::new(name).unwrap(),
+        version: Version(version),
+    };
+    client.handle_datagram(
+        now,
+        a.socket_addr(),
+        &announce(a, 200, &[removal("gone", 200)]),
+    );
+    for k in 0..16u64 {
+        let name = format!("other{k:02}");
+        client.handle_datagram(
+            now,
+            a.socket_addr(),
+            &announce(a, 201 + k, &[removal(&name, 201 + k)]),
+        );
+    }
+    seen.extend(events(&mut client).iter().map(name_of));
+    assert_eq!(
+        seen,
+        vec![
+            ("discovered", "gone".to_string()),
+            ("unregistered", "gone".to_string())
+        ]
+    );
+
+    // A falls silent; B, behind, answers with `gone` at its old version, stamped 1000.
+    now = Instant::from_millis(2_000);
+    client.handle_timeout(now);
+    client.handle_datagram(now, b.socket_addr(), &beacon(b, 1000, 1));
+    let behind = [svc("gone", 1, 100)];
+    let lagging = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 1000, &behind));
+    run(&mut client, &mut now, Instant::from_millis(4_500), lagging);
+    assert_eq!(client.current_directory(), Some(b));
+    let during: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(during, Vec::<(&str, String)>::new(), "an older state taken");
+
+    // B catches up; after the grace the listener holds exactly B's state.
+    let caught_up = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 1001, &[]));
+    let mut t = now;
+    for _ in 0..20 {
+        t += Duration::from_secs(1);
+        client.handle_datagram(t, b.socket_addr(), &beacon(b, 1001, 0));
+        run(&mut client, &mut now, t, caught_up);
+    }
+    assert_eq!(events(&mut client), vec![]);
+    assert_eq!(client.services().count(), 0);
+}
+
 /// Issue 14, finding 5: with keys, an announcement recorded from the directory and
 /// replayed from another address is refused, as is one replayed from the directory's
 /// own address (its window has moved on).

@@ -28,7 +28,9 @@
 //! store of the one it left (one version space) and not have caught up yet, or the one
 //! it left may still deliver late copies of its announcements. Inherited removals are
 //! then forgotten at once (no floor): the new directory may be an independent one,
-//! whose versions are not comparable, and its word must win.
+//! whose versions are not comparable, and its word must win. Until then, the floor of
+//! the removals forgotten before the move refuses every state at or below it, whatever
+//! the stamp: the new directory's stamps do not show that it has applied them.
 
 use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::service::Version;
@@ -177,13 +179,14 @@ impl Removals {
         as_of: Version,
         now: Instant,
     ) -> Verdict {
-        if self.get(name).is_some_and(|v| v >= version) {
+        // A directory moved to within the failover grace may be one of the same store
+        // that is behind: its stamps do not show that it has applied the removals
+        // forgotten before the move, so nothing at or below their floor is taken.
+        let inherited = self.inherited_floor.raised && version <= self.inherited_floor.version;
+        if inherited || self.get(name).is_some_and(|v| v >= version) {
             return Verdict::Refused;
         }
-        match self.floor.judge(version, as_of, now) {
-            Verdict::Taken => self.inherited_floor.judge(version, as_of, now),
-            verdict => verdict,
-        }
+        self.floor.judge(version, as_of, now)
     }
 
     /// True when [`Removals::judge`] does not take the state.
@@ -276,6 +279,10 @@ mod tests {
         assert_eq!(r.get("after"), Some(Version(100)));
         // The first inherited removal made room: it raised the inherited floor.
         assert!(r.refuses("gone", Version(10), Version(9), T0));
+        assert!(
+            r.refuses("gone", Version(10), Version(200), T0),
+            "whatever the stamp"
+        );
         assert!(r.refuses("before", Version(20), Version(200), T0));
         assert!(r.forget_inherited());
         assert_eq!(r.get("before"), None);
