@@ -291,6 +291,47 @@ fn repeats_of_removals_do_not_hold_back_a_missed_service() {
     assert_eq!(found, vec![("discovered", "missed".to_string())]);
 }
 
+/// With a replicated store, a page that does not list a state held tells that it was
+/// removed at some version up to the page's stamp, not at the stamp: a registration made
+/// through another directory reaches the publisher after the page, at a version below
+/// its stamp, and must be taken when announced (stamped at or after the page). Late
+/// copies of older announcements (stamped before the page) stay refused. The history
+/// checker found the registration missing for good (every fault class, seed 5496:
+/// convergence and lasting divergence).
+#[test]
+fn a_registration_older_than_the_page_that_removed_its_name_is_taken() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 16);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("moving", 1, 100)]))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    // A sweep stamped 500 no longer lists it (unregistered through another directory).
+    client.handle_datagram(now, from, &page(0, 500, &[]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "moving".to_string())]
+    );
+    // Late copies written before the sweep: refused.
+    let old = |version: u64, as_of: u64, port: u16| {
+        announce(
+            d,
+            as_of,
+            &[Change::Registered(svc("moving", port, version))],
+        )
+    };
+    client.handle_datagram(now, from, &old(100, 100, 1));
+    client.handle_datagram(now, from, &old(300, 300, 2));
+    assert_eq!(events(&mut client), vec![]);
+    // Registered again through another directory at 400; the publisher applies it
+    // after its sweep and announces it stamped 500.
+    client.handle_datagram(now, from, &old(400, 500, 3));
+    let back: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(back, vec![("discovered", "moving".to_string())]);
+}
+
 /// Issue 14, finding 4: the listener followed A, which removed `moved` after its
 /// registrant moved to B (where it is live at an older version, B's versions being
 /// B's own). A dies; the listener follows B and ends with exactly B's state after

@@ -167,7 +167,15 @@ impl<const R: usize> Client<'_, R> {
             let inherited = k.standing == Standing::Inherited
                 && standing == Standing::Confirmed
                 && self.now >= self.grace_until;
-            if inherited || service.version > k.service.version {
+            // A state removed and not yet reported is back only if no removal refuses it.
+            let refused = k.removed
+                && self
+                    .removals
+                    .judge(name, service.version, source.as_of(), self.now)
+                    != Verdict::Taken;
+            if refused {
+                self.stats.stale += 1;
+            } else if inherited || service.version > k.service.version {
                 self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
                 self.update(slot, |k| {
@@ -341,7 +349,7 @@ impl<const R: usize> Client<'_, R> {
                     // Listed at an older version than one the page should include: the
                     // held state never came from this directory.
                     Some(service) => self.replace(slot, service, Standing::Confirmed, header.as_of),
-                    None => {
+                    None if k.standing == Standing::Inherited => {
                         let version = header.as_of;
                         let name = k.service.registration.name.clone();
                         self.bury(name.as_str(), version, version);
@@ -349,6 +357,16 @@ impl<const R: usize> Client<'_, R> {
                             k.removed = true;
                             k.service.version = version;
                         });
+                    }
+                    // Removed at a version of its own the listener does not know: reported
+                    // at the version held, and a registration that reaches the directory
+                    // after the page at a version below its stamp is still taken.
+                    None => {
+                        let name = k.service.registration.name.clone();
+                        let held = k.service.version;
+                        self.removals
+                            .bury_unlisted(name.as_str(), held, header.as_of, self.now);
+                        self.update(slot, |k| k.removed = true);
                     }
                 }
                 continue;

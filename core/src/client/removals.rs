@@ -51,6 +51,13 @@ struct Removal {
     version: Version,
     stamp: Version,
     heard: Instant,
+    /// States up to this version are refused whatever their datagram's stamp; those
+    /// above it, up to `version`, only from a datagram stamped before `version`. Below
+    /// `version` only for a removal inferred from a page stamped `version` that did not
+    /// list the state held at `held` (a registration made through another directory of
+    /// a replicated store may reach the publisher after the page, at a version below its
+    /// stamp: its announcement, stamped at or after the page, is taken).
+    held: Version,
 }
 
 /// Whether a state may be older than a removal.
@@ -151,6 +158,35 @@ impl Removals {
     /// stamped `stamp`, forgetting the oldest removal (and raising the floor to it)
     /// when full.
     pub(super) fn bury(&mut self, name: &str, version: Version, stamp: Version, now: Instant) {
+        self.push(Removal {
+            name: fnv1a(FNV_OFFSET, name.as_bytes()),
+            version,
+            stamp: stamp.max(version),
+            heard: now,
+            held: version,
+        });
+    }
+
+    /// Remembers that a page stamped `as_of`, received at `now`, did not list `name`,
+    /// held at `held` (see [`Removal::held`]).
+    pub(super) fn bury_unlisted(
+        &mut self,
+        name: &str,
+        held: Version,
+        as_of: Version,
+        now: Instant,
+    ) {
+        self.push(Removal {
+            name: fnv1a(FNV_OFFSET, name.as_bytes()),
+            version: as_of,
+            stamp: as_of,
+            heard: now,
+            held: held.min(as_of),
+        });
+    }
+
+    /// Remembers `removal`, forgetting the oldest (and raising the floor to it) when full.
+    fn push(&mut self, removal: Removal) {
         if self.ring.is_full() {
             if let Some(forgotten) = self.ring.pop_front() {
                 if self.inherited > 0 {
@@ -161,12 +197,7 @@ impl Removals {
                 }
             }
         }
-        let _ = self.ring.push_back(Removal {
-            name: fnv1a(FNV_OFFSET, name.as_bytes()),
-            version,
-            stamp: stamp.max(version),
-            heard: now,
-        });
+        let _ = self.ring.push_back(removal);
     }
 
     /// Whether a state of `name` at `version`, from a datagram stamped `as_of` and
@@ -183,7 +214,13 @@ impl Removals {
         // that is behind: its stamps do not show that it has applied the removals
         // forgotten before the move, so nothing at or below their floor is taken.
         let inherited = self.inherited_floor.raised && version <= self.inherited_floor.version;
-        if inherited || self.get(name).is_some_and(|v| v >= version) {
+        let h = fnv1a(FNV_OFFSET, name.as_bytes());
+        let remembered = self
+            .ring
+            .iter()
+            .filter(|r| r.name == h)
+            .any(|r| version <= r.held || (version <= r.version && as_of < r.version));
+        if inherited || remembered {
             return Verdict::Refused;
         }
         self.floor.judge(version, as_of, now)
