@@ -44,7 +44,7 @@ mod listening;
 mod registrations;
 mod removals;
 
-use removals::Removals;
+use removals::{Removals, Verdict};
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
@@ -460,8 +460,11 @@ pub struct Client<'a, const R: usize = 4> {
     event_cursor: usize,
     /// The removals of the directory followed (see the removals module).
     removals: Removals,
-    /// After a failover: entries inherited from the previous directory are still held,
-    /// and a snapshot is due once the failover grace ends.
+    /// When to ask for a snapshot to bring a state refused as perhaps predating a
+    /// forgotten removal (see the removals module).
+    recheck: Option<Instant>,
+    /// After a failover: entries and removals inherited from the previous directory
+    /// are still held, to be settled once the failover grace ends.
     inherited: bool,
     max_seen: Version,
     snapshot: Option<Snapshot>,
@@ -536,6 +539,7 @@ impl<'a, const R: usize> Client<'a, R> {
             pending: 0,
             event_cursor: 0,
             removals: Removals::new(),
+            recheck: None,
             inherited: false,
             max_seen: Version(0),
             snapshot: None,
@@ -775,6 +779,7 @@ impl<'a, const R: usize> Client<'a, R> {
         self.observe(now);
         let now = self.now;
         self.settle_inherited();
+        self.recheck_refused();
         let max_attempts = self.config.max_attempts.max(1);
         // A directory that never answered is given up after a few attempts; one that has
         // answered only after a long silence (see the failover module).
@@ -880,11 +885,16 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|p| at(p.send, p.deadline));
         let settle =
             (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
+        let recheck = self
+            .recheck
+            .filter(|_| self.snapshot.is_none())
+            .map(|t| t.max(self.now));
         own.chain(snapshot)
             .chain(silence)
             .chain(probe)
             .chain(self.silence_deadline())
             .chain(settle)
+            .chain(recheck)
             .min()
     }
 

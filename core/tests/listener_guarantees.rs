@@ -205,6 +205,133 @@ fn late_copies_after_a_burst_of_removals_bring_nothing_back() {
     );
 }
 
+/// Issue 14, finding 3 with a replicated store: removals made through another
+/// directory reach the publisher late, at versions below its newest, so a page it wrote
+/// just before they arrived carries the same `as_of` stamp as their announcements. Once
+/// the ring has forgotten such a removal, that page (arriving late) must not bring the
+/// service back; the history checker found it with every fault class (seed 751:
+/// "discovered v2629241 after unregistered v7908072"). A service really live at an old
+/// version is still taken from a page at that stamp a second after the removal was
+/// heard (no page written before it is still on its way; an idle directory's stamp
+/// never rises).
+#[test]
+fn a_page_written_before_a_late_removal_reached_the_directory_brings_nothing_back() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 64);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("late", 1, 100)]))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    // The publisher's newest version is 500; removals made elsewhere arrive at 200 and
+    // below. The page it writes at 500, before they arrive, still lists `late`.
+    let before = page(0, 500, &[svc("late", 1, 100)]);
+    let removal = |name: &str, version: u64| Change::Unregistered {
+        name: ServiceName::new(name).unwrap(),
+        version: Version(version),
+    };
+    client.handle_datagram(now, from, &announce(d, 500, &[removal("late", 200)]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "late".to_string())]
+    );
+    // 16 more late removals (of names never seen) push `late` out of the ring.
+    for k in 0..16u64 {
+        let name = format!("other{k:02}");
+        client.handle_datagram(now, from, &announce(d, 500, &[removal(&name, 150 + k)]));
+    }
+    // The page, overtaken in the network by the announcement, arrives 0.5 s after it.
+    now += Duration::from_millis(500);
+    client.handle_datagram(now, from, &before);
+    let back: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert!(
+        back.is_empty(),
+        "the page written before the removal: {back:?}"
+    );
+
+    // The directory stays idle at 500. Once no page written before the removal can
+    // still be on its way, the listener asks for a snapshot by itself: a service it
+    // missed, live at an old version, comes with it.
+    let mut asked = 0;
+    let until = now + Duration::from_secs(2);
+    run(&mut client, &mut now, until, |r, _| {
+        asked += 1;
+        Some(page(r, 500, &[svc("missed", 2, 90)]))
+    });
+    assert_eq!(asked, 1, "one snapshot asked for");
+    let found: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(found, vec![("discovered", "missed".to_string())]);
+}
+
+/// Repeats of removals of names the listener does not hold (it heard an earlier copy,
+/// or never held them) overflow its ring with stamps above their versions: they must
+/// not hold back a service it missed, listed by a page written after every removal.
+/// The rule of the commit before failed here (the history checker's convergence, seeds
+/// 474 and 2281 with every fault class).
+#[test]
+fn repeats_of_removals_do_not_hold_back_a_missed_service() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 64);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 30, &[]))
+    });
+    for k in 0..40u64 {
+        let removal = Change::Unregistered {
+            name: ServiceName::new(&format!("gone{k:02}")).unwrap(),
+            version: Version(10 + k % 20),
+        };
+        client.handle_datagram(now, from, &announce(d, 100, &[removal]));
+    }
+    // Written after every removal (stamped above their versions), before the repeats.
+    client.handle_datagram(now, from, &page(0, 60, &[svc("missed", 2, 5)]));
+    let found: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(found, vec![("discovered", "missed".to_string())]);
+}
+
+/// With a replicated store, a page that does not list a state held tells that it was
+/// removed at some version up to the page's stamp, not at the stamp: a registration made
+/// through another directory reaches the publisher after the page, at a version below
+/// its stamp, and must be taken when announced (stamped at or after the page). Late
+/// copies of older announcements (stamped before the page) stay refused. The history
+/// checker found the registration missing for good (every fault class, seed 5496:
+/// convergence and lasting divergence).
+#[test]
+fn a_registration_older_than_the_page_that_removed_its_name_is_taken() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 16);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("moving", 1, 100)]))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    // A sweep stamped 500 no longer lists it (unregistered through another directory).
+    client.handle_datagram(now, from, &page(0, 500, &[]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "moving".to_string())]
+    );
+    // Late copies written before the sweep: refused.
+    let old = |version: u64, as_of: u64, port: u16| {
+        announce(
+            d,
+            as_of,
+            &[Change::Registered(svc("moving", port, version))],
+        )
+    };
+    client.handle_datagram(now, from, &old(100, 100, 1));
+    client.handle_datagram(now, from, &old(300, 300, 2));
+    assert_eq!(events(&mut client), vec![]);
+    // Registered again through another directory at 400; the publisher applies it
+    // after its sweep and announces it stamped 500.
+    client.handle_datagram(now, from, &old(400, 500, 3));
+    let back: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(back, vec![("discovered", "moving".to_string())]);
+}
+
 /// Issue 14, finding 4: the listener followed A, which removed `moved` after its
 /// registrant moved to B (where it is live at an older version, B's versions being
 /// B's own). A dies; the listener follows B and ends with exactly B's state after
@@ -243,17 +370,26 @@ fn a_listener_that_moves_ends_with_the_new_directorys_state() {
     let answer = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 50, &b_state));
     run(&mut client, &mut now, Instant::from_millis(4_500), answer);
     assert_eq!(client.current_directory(), Some(b));
-    // Within the failover grace `only-a` stays (its registrant may be moving too).
+    // Within the failover grace `only-a` stays (its registrant may be moving too), and
+    // `moved` is not taken at a version below A's removal of it (B might be a directory
+    // of A's store that has not caught up).
     let during: Vec<_> = events(&mut client).iter().map(name_of).collect();
-    assert_eq!(during, vec![("discovered", "moved".to_string())]);
+    assert_eq!(during, Vec::<(&str, String)>::new());
     let mut t = now;
     for _ in 0..20 {
         t += Duration::from_secs(1);
         client.handle_datagram(t, b.socket_addr(), &beacon(b, 50, 2));
         run(&mut client, &mut now, t, answer);
     }
-    let after: Vec<_> = events(&mut client).iter().map(name_of).collect();
-    assert_eq!(after, vec![("unregistered", "only-a".to_string())]);
+    let mut after: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    after.sort();
+    assert_eq!(
+        after,
+        vec![
+            ("discovered", "moved".to_string()),
+            ("unregistered", "only-a".to_string())
+        ]
+    );
     let held: Vec<(String, u64)> = client
         .services()
         .map(|s| (s.name().to_string(), s.version.0))
@@ -263,6 +399,140 @@ fn a_listener_that_moves_ends_with_the_new_directorys_state() {
         vec![("moved".to_string(), 40), ("same".to_string(), 30)],
         "exactly B's state"
     );
+}
+
+/// Issue 14, failover within one store: the listener followed A, which announced
+/// `gone` removed at v200 and `newer` changed to v300. A dies; the listener moves to B,
+/// a directory of the same store (one version space) whose snapshot was written before
+/// both changes reached it through the store. B's older states must not bring `gone`
+/// back nor take `newer` back to its old content: the history checker found both
+/// (seeds 4768, 6321, 8948, 8967, 9264: "discovered vX after unregistered vY"; seed
+/// 3552: "changed" to an older version). Once B has caught up, the listener holds
+/// exactly B's state, with no event at all.
+#[test]
+fn a_listener_moving_to_a_lagging_directory_of_its_store_takes_nothing_older() {
+    let a = location(1);
+    let b = location(2);
+    let mut client = listener(&[a, b], None, 16);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("gone", 1, 100), svc("newer", 2, 100)]))
+    });
+    client.handle_datagram(now, a.socket_addr(), &beacon(a, 100, 2));
+    let mut before: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    let removal = Change::Unregistered {
+        name: ServiceName::new("gone").unwrap(),
+        version: Version(200),
+    };
+    client.handle_datagram(now, a.socket_addr(), &announce(a, 200, &[removal]));
+    let change = Change::Registered(svc("newer", 3, 300));
+    client.handle_datagram(now, a.socket_addr(), &announce(a, 300, &[change]));
+    before.extend(events(&mut client).iter().map(name_of));
+    before.sort();
+    assert_eq!(
+        before,
+        vec![
+            ("changed", "newer".to_string()),
+            ("discovered", "gone".to_string()),
+            ("discovered", "newer".to_string()),
+            ("unregistered", "gone".to_string()),
+        ]
+    );
+
+    // A falls silent; B beacons, and answers from its state before both changes.
+    let behind = [svc("gone", 1, 100), svc("newer", 2, 100)];
+    now = Instant::from_millis(2_000);
+    client.handle_timeout(now);
+    client.handle_datagram(now, b.socket_addr(), &beacon(b, 150, 2));
+    let lagging = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 150, &behind));
+    run(&mut client, &mut now, Instant::from_millis(4_500), lagging);
+    assert_eq!(client.current_directory(), Some(b));
+    client.handle_datagram(now, b.socket_addr(), &page(0, 150, &behind));
+    let during: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(during, Vec::<(&str, String)>::new(), "an older state taken");
+
+    // B catches up: its sweeps and snapshots now list `newer` at v300 only.
+    let caught_up = [svc("newer", 3, 300)];
+    let answer = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 300, &caught_up));
+    let mut t = now;
+    for _ in 0..20 {
+        t += Duration::from_secs(1);
+        client.handle_datagram(t, b.socket_addr(), &beacon(b, 300, 1));
+        client.handle_datagram(t, b.socket_addr(), &page(0, 300, &caught_up));
+        run(&mut client, &mut now, t, answer);
+    }
+    let after: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(after, Vec::<(&str, String)>::new());
+    let held: Vec<(String, u64)> = client
+        .services()
+        .map(|s| (s.name().to_string(), s.version.0))
+        .collect();
+    assert_eq!(held, vec![("newer".to_string(), 300)], "exactly B's state");
+}
+
+/// The same with a burst of removals: the listener's ring forgot the removal of `gone`
+/// before it moved, and B, behind but stamping its pages above that removal's version
+/// (changes made through B itself), lists `gone` at its old version. The history
+/// checker found it with every fault class (seed 6514: "discovered v825152 after
+/// unregistered v2674520" at the move).
+#[test]
+fn a_removal_forgotten_before_a_move_is_not_undone_by_a_lagging_directory() {
+    let a = location(1);
+    let b = location(2);
+    let mut client = listener(&[a, b], None, 64);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("gone", 1, 100)]))
+    });
+    client.handle_datagram(now, a.socket_addr(), &beacon(a, 100, 1));
+    let mut seen: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    let removal = |name: &str, version: u64| Change::Unregistered {
+        name: ServiceName::new(name).unwrap(),
+        version: Version(version),
+    };
+    client.handle_datagram(
+        now,
+        a.socket_addr(),
+        &announce(a, 200, &[removal("gone", 200)]),
+    );
+    for k in 0..16u64 {
+        let name = format!("other{k:02}");
+        client.handle_datagram(
+            now,
+            a.socket_addr(),
+            &announce(a, 201 + k, &[removal(&name, 201 + k)]),
+        );
+    }
+    seen.extend(events(&mut client).iter().map(name_of));
+    assert_eq!(
+        seen,
+        vec![
+            ("discovered", "gone".to_string()),
+            ("unregistered", "gone".to_string())
+        ]
+    );
+
+    // A falls silent; B, behind, answers with `gone` at its old version, stamped 1000.
+    now = Instant::from_millis(2_000);
+    client.handle_timeout(now);
+    client.handle_datagram(now, b.socket_addr(), &beacon(b, 1000, 1));
+    let behind = [svc("gone", 1, 100)];
+    let lagging = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 1000, &behind));
+    run(&mut client, &mut now, Instant::from_millis(4_500), lagging);
+    assert_eq!(client.current_directory(), Some(b));
+    let during: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(during, Vec::<(&str, String)>::new(), "an older state taken");
+
+    // B catches up; after the grace the listener holds exactly B's state.
+    let caught_up = |r: u32, to: SocketAddr| (to == b.socket_addr()).then(|| page(r, 1001, &[]));
+    let mut t = now;
+    for _ in 0..20 {
+        t += Duration::from_secs(1);
+        client.handle_datagram(t, b.socket_addr(), &beacon(b, 1001, 0));
+        run(&mut client, &mut now, t, caught_up);
+    }
+    assert_eq!(events(&mut client), vec![]);
+    assert_eq!(client.services().count(), 0);
 }
 
 /// Issue 14, finding 5: with keys, an announcement recorded from the directory and

@@ -10,9 +10,11 @@
 //! * a state at or below `as_of`, given by a datagram stamped before it, that the page
 //!   does not list is removed;
 //! * a state inherited from a directory followed before is replaced by the page's, or
-//!   removed if the page does not list it (after the failover grace), whatever its
-//!   version: versions of two directories are not comparable (announcements, which may
-//!   be late copies from the directory followed before, need a newer version);
+//!   removed if the page does not list it, whatever its version, once the failover
+//!   grace is over: versions of two independent directories are not comparable. During
+//!   the grace only a newer version replaces it (the new directory may share the old
+//!   one's store and be behind), and announcements, which may be late copies from the
+//!   directory followed before, always need a newer version;
 //! * a state newer than the page (announced after the page was written, or forged "from
 //!   the future"), or given by a datagram stamped at or after the page's `as_of` (a
 //!   registration that reached a replicated publisher late, at an older version than
@@ -92,7 +94,9 @@ impl<const R: usize> Client<'_, R> {
             }
             match change {
                 Change::Registered(service) => self.apply_service(service, source),
-                Change::Unregistered { name, version } => self.apply_removal(&name, version),
+                Change::Unregistered { name, version } => {
+                    self.apply_removal(&name, version, header.as_of)
+                }
             }
         }
     }
@@ -106,8 +110,9 @@ impl<const R: usize> Client<'_, R> {
             .is_none_or(|i| i.matches(name))
     }
 
-    fn bury(&mut self, name: &str, version: Version) {
-        self.removals.bury(name, version);
+    /// Remembers a removal at `version`, told by a datagram stamped `stamp`.
+    fn bury(&mut self, name: &str, version: Version, stamp: Version) {
+        self.removals.bury(name, version, stamp, self.now);
     }
 
     /// Changes the entry in `slot`, keeping the pending count right.
@@ -154,11 +159,23 @@ impl<const R: usize> Client<'_, R> {
             let Some(k) = self.table.get(slot) else {
                 return;
             };
-            // Only a page overrides an inherited state whatever its version: a late copy
-            // of an announcement may come from a directory followed before, whose
-            // versions (in a shared registry) are comparable and older.
-            let inherited = k.standing == Standing::Inherited && standing == Standing::Confirmed;
-            if inherited || service.version > k.service.version {
+            // Only a page overrides an inherited state whatever its version, and only
+            // after the failover grace: a late copy of an announcement may come from a
+            // directory followed before, and during the grace the directory followed may
+            // be one of the same store that has not caught up (versions comparable, its
+            // older state not to be taken).
+            let inherited = k.standing == Standing::Inherited
+                && standing == Standing::Confirmed
+                && self.now >= self.grace_until;
+            // A state removed and not yet reported is back only if no removal refuses it.
+            let refused = k.removed
+                && self
+                    .removals
+                    .judge(name, service.version, source.as_of(), self.now)
+                    != Verdict::Taken;
+            if refused {
+                self.stats.stale += 1;
+            } else if inherited || service.version > k.service.version {
                 self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
                 self.update(slot, |k| {
@@ -171,9 +188,22 @@ impl<const R: usize> Client<'_, R> {
             }
             return;
         }
-        if self.removals.refuses(name, service.version, source.as_of()) {
-            self.stats.stale += 1;
-            return;
+        match self
+            .removals
+            .judge(name, service.version, source.as_of(), self.now)
+        {
+            Verdict::Taken => {}
+            Verdict::Refused => {
+                self.stats.stale += 1;
+                return;
+            }
+            Verdict::RefusedUntil(t) => {
+                // Perhaps live: ask again once no page written before the removal can
+                // still be on its way.
+                self.stats.stale += 1;
+                self.recheck = Some(self.recheck.map_or(t, |r| r.max(t)));
+                return;
+            }
         }
         let known = Known {
             service,
@@ -218,13 +248,13 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
-    /// A service was removed at `version`.
+    /// A service was removed at `version`, told by a datagram stamped `stamp`.
     ///
     /// A removal is taken only at a version above the state held, inherited or not: a
     /// late copy of an announcement may come from a directory followed before (the
     /// inherited entry's own, when the listener moved back), and an inherited entry that
     /// the new directory removed at a lower version of its own goes at its next page.
-    fn apply_removal(&mut self, name: &ServiceName, version: Version) {
+    fn apply_removal(&mut self, name: &ServiceName, version: Version, stamp: Version) {
         if !self.interested(name.as_str()) {
             return;
         }
@@ -235,8 +265,20 @@ impl<const R: usize> Client<'_, R> {
         {
             return;
         }
-        self.bury(name.as_str(), version);
-        if let Some(slot) = self.table.find(name.as_str()) {
+        let slot = self.table.find(name.as_str());
+        let takes_down = slot
+            .and_then(|slot| self.table.get(slot))
+            .is_some_and(|k| !k.removed && k.service.version < version);
+        // Only a removal that takes a live state down needs its stamp: a page written
+        // before it may still be on its way (see the removals module). Any other (a
+        // repeat, or a name not held) is no news a page could undo, and must not keep
+        // the listener waiting.
+        self.bury(
+            name.as_str(),
+            version,
+            if takes_down { stamp } else { version },
+        );
+        if let Some(slot) = slot {
             let applies = self
                 .table
                 .get(slot)
@@ -307,14 +349,24 @@ impl<const R: usize> Client<'_, R> {
                     // Listed at an older version than one the page should include: the
                     // held state never came from this directory.
                     Some(service) => self.replace(slot, service, Standing::Confirmed, header.as_of),
-                    None => {
+                    None if k.standing == Standing::Inherited => {
                         let version = header.as_of;
                         let name = k.service.registration.name.clone();
-                        self.bury(name.as_str(), version);
+                        self.bury(name.as_str(), version, version);
                         self.update(slot, |k| {
                             k.removed = true;
                             k.service.version = version;
                         });
+                    }
+                    // Removed at a version of its own the listener does not know: reported
+                    // at the version held, and a registration that reaches the directory
+                    // after the page at a version below its stamp is still taken.
+                    None => {
+                        let name = k.service.registration.name.clone();
+                        let held = k.service.version;
+                        self.removals
+                            .bury_unlisted(name.as_str(), held, header.as_of, self.now);
+                        self.update(slot, |k| k.removed = true);
                     }
                 }
                 continue;
@@ -438,33 +490,47 @@ pub(super) fn content_hash(registration: &Registration) -> u32 {
 
 impl<const R: usize> Client<'_, R> {
     /// The listener follows another directory: what it holds came from the previous
-    /// one, whose versions and removals mean nothing here. Every entry becomes inherited
-    /// (the new directory's pages replace or remove it), the removals and the highest
-    /// version seen are forgotten, and a snapshot follows the failover grace.
+    /// one, which may share the new one's store (one version space, the new one perhaps
+    /// behind) or not (versions not comparable). Every entry becomes inherited and the
+    /// removals remembered become inherited removals: until the failover grace ends
+    /// they still refuse older states, and only newer ones replace inherited entries;
+    /// then the new directory's word wins whatever its versions (see
+    /// [`Client::settle_inherited`]). The highest version seen is forgotten.
     pub(super) fn follow_afresh(&mut self) {
         for (_, k) in self.table.iter_mut() {
             k.standing = Standing::Inherited;
             k.doubted = None;
             k.as_of = Version(0);
         }
-        self.removals = Removals::new();
+        self.removals.inherit();
         self.max_seen = Version(0);
-        self.inherited = self.table.iter().any(|(_, k)| !k.removed);
+        self.inherited = true;
     }
 
-    /// After a failover, once the grace is over: if entries inherited from the previous
-    /// directory are left, a snapshot settles them (the grace kept the first one from
-    /// removing them).
+    /// A state refused while a page written before a forgotten removal could still be
+    /// on its way: once that time is over, a snapshot brings it if it is really live.
+    pub(super) fn recheck_refused(&mut self) {
+        if self.recheck.is_some_and(|t| t <= self.now) && self.snapshot.is_none() {
+            self.recheck = None;
+            self.request_snapshot(self.now);
+        }
+    }
+
+    /// After a failover, once the grace is over: the inherited removals are forgotten,
+    /// and if they were any, or entries inherited from the previous directory are left,
+    /// a snapshot settles them (the grace kept the pages before from removing them or
+    /// from taking states older than them).
     pub(super) fn settle_inherited(&mut self) {
         if !self.inherited || self.now < self.grace_until || self.snapshot.is_some() {
             return;
         }
         self.inherited = false;
+        let forgotten = self.removals.forget_inherited();
         let left = self
             .table
             .iter()
             .any(|(_, k)| k.standing == Standing::Inherited && !k.removed);
-        if left {
+        if left || forgotten {
             self.request_snapshot(self.now);
         }
     }
