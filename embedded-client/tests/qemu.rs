@@ -1,0 +1,161 @@
+//! The firmware on an emulated board: `firmware/qemu-mps2` (the bare smoltcp shell on
+//! QEMU's `mps2-an386`, Cortex-M4 with an SMSC LAN9118) against a real `herald serve`,
+//! `herald list`, `herald register` and `herald unregister`, inside a network namespace
+//! this test creates and deletes (also on failure). QEMU's LAN9118 is attached to the
+//! namespace's TAP device; nothing leaves the namespace. One run drops 10 % of the
+//! frames the host sends to the board (tc netem on the TAP device).
+//!
+//! Needs root, /dev/net/tun and `qemu-system-arm` (skipped, saying why, without them),
+//! `ip` from iproute2, `nft` from nftables for the lossy run, the `herald` binary next to this test (or `HERALD_BIN`),
+//! and the firmware built (`cd embedded-client/firmware/qemu-mps2 && cargo build
+//! --release`, or its ELF at `HERALD_QEMU_FIRMWARE`). Prints the emulated figures: boot
+//! to registered, and a registration on the host to the board's event.
+
+mod namespace;
+
+use namespace::{binary, missing_privilege, run, Namespace, Process, DIRECTORY, HOST_ADDRESS};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+/// The firmware's ELF.
+fn firmware() -> PathBuf {
+    if let Some(path) = std::env::var_os("HERALD_QEMU_FIRMWARE") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("firmware/qemu-mps2/target/thumbv7em-none-eabihf/release/herald-qemu-mps2");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cd embedded-client/firmware/qemu-mps2 && cargo build \
+         --release) or set HERALD_QEMU_FIRMWARE",
+        path.display()
+    );
+    path
+}
+
+/// Why this test cannot run here, if it cannot.
+fn missing() -> Option<&'static str> {
+    if let Some(reason) = missing_privilege() {
+        return Some(reason);
+    }
+    match Command::new("qemu-system-arm").arg("--version").output() {
+        Ok(output) if output.status.success() => None,
+        _ => Some("no qemu-system-arm (apt-get install qemu-system-arm)"),
+    }
+}
+
+/// The board registers, is listed, discovers a service the CLI registers, sees it
+/// unregistered, and then unregisters its own service (its script: `std-service`
+/// going away is the command to leave), which QEMU's exit status confirms.
+fn board_meets_the_server(label: &str, lossy: bool) {
+    let nft = lossy && Command::new("nft").arg("--version").output().is_err();
+    if let Some(reason) = missing().or(nft.then_some("no nft (apt-get install nftables)")) {
+        println!("skipping the QEMU test ({label}): {reason}");
+        return;
+    }
+    let herald = binary("HERALD_BIN", "herald");
+    let elf = firmware();
+    let name = format!("herald-qemu-{label}-{}", std::process::id());
+    let work = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&work).unwrap();
+    let ns = Namespace::create(name);
+    if lossy {
+        // One frame in ten dropped, to the board (egress) and from it (ingress).
+        let rules = work.join("loss.nft");
+        std::fs::write(
+            &rules,
+            "table netdev loss {\n\
+             chain to_board { type filter hook egress device \"tap0\" priority 0; \
+             numgen random mod 10 0 drop; }\n\
+             chain from_board { type filter hook ingress device \"tap0\" priority 0; \
+             numgen random mod 10 0 drop; }\n}\n",
+        )
+        .unwrap();
+        run(ns.command("nft").arg("-f").arg(&rules));
+    }
+
+    let mut serve = ns.command(&herald);
+    serve.args([
+        "serve",
+        "--bind",
+        DIRECTORY,
+        "--interface",
+        HOST_ADDRESS,
+        "--data-dir",
+    ]);
+    serve.arg(work.join("data"));
+    let _server = Process::spawn("herald serve", serve, &work);
+
+    let mut qemu = ns.command("qemu-system-arm");
+    qemu.args([
+        "-M",
+        "mps2-an386",
+        "-display",
+        "none",
+        "-serial",
+        "null",
+        "-monitor",
+        "null",
+        "-nic",
+        "tap,ifname=tap0,script=no,downscript=no,model=lan9118",
+        "-chardev",
+        "stdio,id=out",
+        "-semihosting-config",
+        "enable=on,target=native,chardev=out",
+        "-kernel",
+    ]);
+    qemu.arg(&elf);
+    let mut board = Process::spawn("qemu", qemu, &work);
+    board.expect("ready", |l| l == "ready");
+    let registered = board.expect("registration", |l| {
+        l.starts_with("registered embedded-node ")
+    });
+    let boot_ms = registered.rsplit(' ').next().unwrap_or("?");
+
+    let on_tap = ["--directory", DIRECTORY, "--interface", HOST_ADDRESS];
+    let list = run(ns.command(&herald).args(["list", "--json"]).args(on_tap));
+    assert!(list.contains("embedded-node"), "herald list: {list}");
+
+    let started = Instant::now();
+    run(ns
+        .command(&herald)
+        .args(["register", "std-service", "192.168.69.100:8080", "--once"])
+        .args(on_tap));
+    board.expect("std-service discovered", |l| {
+        l == "discovered std-service 192.168.69.100:8080"
+    });
+    let to_event = started.elapsed();
+    run(ns
+        .command(&herald)
+        .args(["unregister", "std-service"])
+        .args(on_tap));
+    board.expect("std-service unregistered", |l| {
+        l == "unregistered std-service"
+    });
+    board.expect("its own release", |l| {
+        l == "released embedded-node confirmed"
+    });
+    let status = board.child.wait().unwrap();
+    assert!(status.success(), "the firmware ended with {status}");
+    let list = run(ns.command(&herald).args(["list", "--json"]).args(on_tap));
+    assert!(!list.contains("embedded-node"), "herald list: {list}");
+    println!(
+        "emulated figures ({label}): boot to registered {boot_ms} ms; `herald register` \
+         started to the board's discovery {} ms",
+        to_event.as_millis()
+    );
+
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn emulated_board_meets_the_std_server() {
+    board_meets_the_server("clean", false);
+}
+
+#[test]
+fn emulated_board_meets_the_std_server_through_packet_loss() {
+    board_meets_the_server("lossy", true);
+}
