@@ -48,7 +48,7 @@ fn missing() -> Option<&'static str> {
 /// The board registers, is listed, discovers a service the CLI registers, sees it
 /// unregistered, and then unregisters its own service (its script: `std-service`
 /// going away is the command to leave), which QEMU's exit status confirms.
-fn board_meets_the_server(label: &str, lossy: bool) {
+fn board_meets_the_server(label: &str, lossy: bool, authenticated: bool) {
     let nft = lossy && Command::new("nft").arg("--version").output().is_err();
     if let Some(reason) = missing().or(nft.then_some("no nft (apt-get install nftables)")) {
         println!("skipping the QEMU test ({label}): {reason}");
@@ -75,7 +75,43 @@ fn board_meets_the_server(label: &str, lossy: bool) {
         run(ns.command("nft").arg("-f").arg(&rules));
     }
 
-    let mut serve = ns.command(&herald);
+    // Every `herald` command reads the environment and key file from these variables.
+    let mut environment: Vec<(&str, PathBuf)> = Vec::new();
+    let mut provisioning = Vec::new();
+    if authenticated {
+        let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let key_file = work.join("herald.key");
+        std::fs::write(&key_file, format!("id = 3\nkey = {hex}\n")).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        environment.push(("HERALD_ENVIRONMENT", "qemu-lab".into()));
+        environment.push(("HERALD_KEY_FILE", key_file));
+        // The board's provisioning page (firmware/qemu-mps2/src/provisioning.rs).
+        let mut page = b"HKY1".to_vec();
+        page.extend([3, 32, 8, 0]);
+        page.extend(&key);
+        page.resize(72, 0);
+        page.extend(b"qemu-lab");
+        page.resize(88, 0);
+        let page_file = work.join("provisioning.bin");
+        std::fs::write(&page_file, page).unwrap();
+        provisioning.push("-device".to_string());
+        provisioning.push(format!(
+            "loader,file={},addr=0x003ff000",
+            page_file.display()
+        ));
+    }
+    let herald_command = |ns: &Namespace| {
+        let mut command = ns.command(&herald);
+        command.envs(environment.iter().map(|(k, v)| (k, v)));
+        command
+    };
+
+    let mut serve = herald_command(&ns);
     serve.args([
         "serve",
         "--bind",
@@ -105,8 +141,13 @@ fn board_meets_the_server(label: &str, lossy: bool) {
         "enable=on,target=native,chardev=out",
         "-kernel",
     ]);
-    qemu.arg(&elf);
+    qemu.arg(&elf).args(&provisioning);
     let mut board = Process::spawn("qemu", qemu, &work);
+    if authenticated {
+        board.expect("the environment", |l| {
+            l == "environment qemu-lab (authenticated)"
+        });
+    }
     board.expect("ready", |l| l == "ready");
     let registered = board.expect("registration", |l| {
         l.starts_with("registered embedded-node ")
@@ -114,20 +155,18 @@ fn board_meets_the_server(label: &str, lossy: bool) {
     let boot_ms = registered.rsplit(' ').next().unwrap_or("?");
 
     let on_tap = ["--directory", DIRECTORY, "--interface", HOST_ADDRESS];
-    let list = run(ns.command(&herald).args(["list", "--json"]).args(on_tap));
+    let list = run(herald_command(&ns).args(["list", "--json"]).args(on_tap));
     assert!(list.contains("embedded-node"), "herald list: {list}");
 
     let started = Instant::now();
-    run(ns
-        .command(&herald)
+    run(herald_command(&ns)
         .args(["register", "std-service", "192.168.69.100:8080", "--once"])
         .args(on_tap));
     board.expect("std-service discovered", |l| {
         l == "discovered std-service 192.168.69.100:8080"
     });
     let to_event = started.elapsed();
-    run(ns
-        .command(&herald)
+    run(herald_command(&ns)
         .args(["unregister", "std-service"])
         .args(on_tap));
     board.expect("std-service unregistered", |l| {
@@ -138,7 +177,7 @@ fn board_meets_the_server(label: &str, lossy: bool) {
     });
     let status = board.child.wait().unwrap();
     assert!(status.success(), "the firmware ended with {status}");
-    let list = run(ns.command(&herald).args(["list", "--json"]).args(on_tap));
+    let list = run(herald_command(&ns).args(["list", "--json"]).args(on_tap));
     assert!(!list.contains("embedded-node"), "herald list: {list}");
     println!(
         "emulated figures ({label}): boot to registered {boot_ms} ms; `herald register` \
@@ -152,10 +191,15 @@ fn board_meets_the_server(label: &str, lossy: bool) {
 
 #[test]
 fn emulated_board_meets_the_std_server() {
-    board_meets_the_server("clean", false);
+    board_meets_the_server("clean", false, false);
 }
 
 #[test]
 fn emulated_board_meets_the_std_server_through_packet_loss() {
-    board_meets_the_server("lossy", true);
+    board_meets_the_server("lossy", true, false);
+}
+
+#[test]
+fn emulated_board_meets_the_std_server_in_an_authenticated_environment() {
+    board_meets_the_server("authenticated", false, true);
 }

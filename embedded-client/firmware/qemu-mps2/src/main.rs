@@ -8,7 +8,8 @@
 //! It prints one line per event over semihosting, as `examples/tap_node.rs` does
 //! (`registered NAME LEASE_MS at BOOT_MS`, `discovered NAME ADDR…`, `unregistered NAME`,
 //! `released NAME confirmed|unconfirmed`), and `ready` once the network is up.
-//! `embedded-client/tests/qemu.rs` runs it against a real `herald serve`.
+//! `embedded-client/tests/qemu.rs` runs it against a real `herald serve`. The host may
+//! provision an authenticated environment before boot (see `provisioning`).
 #![no_std]
 #![no_main]
 
@@ -16,6 +17,7 @@
 mod semihosting;
 mod clock;
 mod lan9118;
+mod provisioning;
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use cortex_m_rt::entry;
@@ -74,6 +76,11 @@ fn main() -> ! {
         MAC[0], MAC[1], MAC[2], MAC[3], MAC[4], MAC[5], 0x51, 0xe3,
     ]));
     config.client.interest = Some(Interest::all());
+    if let Some((environment, keys)) = provisioning::read() {
+        println!("environment {} (authenticated)", environment);
+        config.client.environment = environment;
+        config.client.keys = Some(keys);
+    }
     let _ = config
         .client
         .directories
