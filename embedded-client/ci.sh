@@ -24,7 +24,10 @@ cargo clippy -p herald-embedded --target thumbv7em-none-eabihf --features defmt,
 bash embedded-client/firmware/size.sh
 
 # The firmware for QEMU's mps2-an386 (tests/qemu.rs runs it against the real daemon).
-(cd embedded-client/firmware/qemu-mps2 && cargo build --release && cargo clippy --release -- -D warnings)
+# Both shells by default; the bare one alone without the embassy feature.
+(cd embedded-client/firmware/qemu-mps2 && cargo build --release \
+    && cargo clippy --release -- -D warnings \
+    && cargo clippy --release --no-default-features -- -D warnings)
 
 # Host tests: unit tests, the smoltcp loopback test, and the TAP/namespace test against
 # the real server (it needs the herald binary and the tap_node example built first).

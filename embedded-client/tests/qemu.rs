@@ -1,5 +1,5 @@
-//! The firmware on an emulated board: `firmware/qemu-mps2` (the bare smoltcp shell on
-//! QEMU's `mps2-an386`, Cortex-M4 with an SMSC LAN9118) against a real `herald serve`,
+//! The firmware on an emulated board: `firmware/qemu-mps2` (both shells, bare smoltcp
+//! and embassy-net, on QEMU's `mps2-an386`, Cortex-M4 with an SMSC LAN9118) against a real `herald serve`,
 //! `herald list`, `herald register` and `herald unregister`, inside a network namespace
 //! this test creates and deletes (also on failure). QEMU's LAN9118 is attached to the
 //! namespace's TAP device; nothing leaves the namespace. One run drops 10 % of the
@@ -8,7 +8,7 @@
 //! Needs root, /dev/net/tun and `qemu-system-arm` (skipped, saying why, without them),
 //! `ip` from iproute2, `nft` from nftables for the lossy run, the `herald` binary next to this test (or `HERALD_BIN`),
 //! and the firmware built (`cd embedded-client/firmware/qemu-mps2 && cargo build
-//! --release`, or its ELF at `HERALD_QEMU_FIRMWARE`). Prints the emulated figures: boot
+//! --release`, or its ELFs in `HERALD_QEMU_FIRMWARE_DIR`). Prints the emulated figures: boot
 //! to registered, and a registration on the host to the board's event.
 
 mod namespace;
@@ -18,17 +18,37 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-/// The firmware's ELF.
-fn firmware() -> PathBuf {
-    if let Some(path) = std::env::var_os("HERALD_QEMU_FIRMWARE") {
-        return PathBuf::from(path);
+/// The firmware's shells.
+#[derive(Clone, Copy)]
+enum Shell {
+    /// `herald-qemu-bare`: the bare smoltcp poll loop.
+    Bare,
+    /// `herald-qemu-embassy`: embassy-net.
+    Embassy,
+}
+
+impl Shell {
+    fn name(self) -> &'static str {
+        match self {
+            Shell::Bare => "bare",
+            Shell::Embassy => "embassy",
+        }
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("firmware/qemu-mps2/target/thumbv7em-none-eabihf/release/herald-qemu-mps2");
+}
+
+/// The ELF of a shell, in `HERALD_QEMU_FIRMWARE_DIR` or where its build puts it.
+fn firmware(shell: Shell) -> PathBuf {
+    let dir = std::env::var_os("HERALD_QEMU_FIRMWARE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("firmware/qemu-mps2/target/thumbv7em-none-eabihf/release")
+        });
+    let path = dir.join(format!("herald-qemu-{}", shell.name()));
     assert!(
         path.exists(),
         "{} is missing: build it first (cd embedded-client/firmware/qemu-mps2 && cargo build \
-         --release) or set HERALD_QEMU_FIRMWARE",
+         --release) or set HERALD_QEMU_FIRMWARE_DIR",
         path.display()
     );
     path
@@ -48,14 +68,15 @@ fn missing() -> Option<&'static str> {
 /// The board registers, is listed, discovers a service the CLI registers, sees it
 /// unregistered, and then unregisters its own service (its script: `std-service`
 /// going away is the command to leave), which QEMU's exit status confirms.
-fn board_meets_the_server(label: &str, lossy: bool, authenticated: bool) {
+fn board_meets_the_server(shell: Shell, run_name: &str, lossy: bool, authenticated: bool) {
+    let label = format!("{}-{run_name}", shell.name());
     let nft = lossy && Command::new("nft").arg("--version").output().is_err();
     if let Some(reason) = missing().or(nft.then_some("no nft (apt-get install nftables)")) {
         println!("skipping the QEMU test ({label}): {reason}");
         return;
     }
     let herald = binary("HERALD_BIN", "herald");
-    let elf = firmware();
+    let elf = firmware(shell);
     let name = format!("herald-qemu-{label}-{}", std::process::id());
     let work = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&work).unwrap();
@@ -190,16 +211,31 @@ fn board_meets_the_server(label: &str, lossy: bool, authenticated: bool) {
 }
 
 #[test]
-fn emulated_board_meets_the_std_server() {
-    board_meets_the_server("clean", false, false);
+fn bare_board_meets_the_std_server() {
+    board_meets_the_server(Shell::Bare, "clean", false, false);
 }
 
 #[test]
-fn emulated_board_meets_the_std_server_through_packet_loss() {
-    board_meets_the_server("lossy", true, false);
+fn bare_board_meets_the_std_server_through_packet_loss() {
+    board_meets_the_server(Shell::Bare, "lossy", true, false);
 }
 
 #[test]
-fn emulated_board_meets_the_std_server_in_an_authenticated_environment() {
-    board_meets_the_server("authenticated", false, true);
+fn bare_board_meets_the_std_server_in_an_authenticated_environment() {
+    board_meets_the_server(Shell::Bare, "authenticated", false, true);
+}
+
+#[test]
+fn embassy_board_meets_the_std_server() {
+    board_meets_the_server(Shell::Embassy, "clean", false, false);
+}
+
+#[test]
+fn embassy_board_meets_the_std_server_through_packet_loss() {
+    board_meets_the_server(Shell::Embassy, "lossy", true, false);
+}
+
+#[test]
+fn embassy_board_meets_the_std_server_in_an_authenticated_environment() {
+    board_meets_the_server(Shell::Embassy, "authenticated", false, true);
 }

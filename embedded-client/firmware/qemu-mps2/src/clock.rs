@@ -1,4 +1,5 @@
-//! Time from SysTick: one interrupt per millisecond counts the time since boot.
+//! Time from SysTick: one interrupt per millisecond counts the time since boot (and,
+//! with the `embassy` feature, fires embassy-time's timers and polls the LAN9118).
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
@@ -31,5 +32,12 @@ pub fn now() -> smoltcp::time::Instant {
 
 #[exception]
 fn SysTick() {
-    MILLIS.fetch_add(1, Ordering::Relaxed);
+    let now = MILLIS.fetch_add(1, Ordering::Relaxed) + 1;
+    #[cfg(feature = "embassy")]
+    {
+        crate::timer::expire(now);
+        crate::lan9118::poll_again();
+    }
+    #[cfg(not(feature = "embassy"))]
+    let _ = now;
 }

@@ -5,6 +5,8 @@
 //!
 //! The MAC passes all multicast (the group's frames reach the interface without a hash
 //! filter), and QEMU appends the 4-byte FCS to every received frame, which is cut off.
+//! The same tokens serve smoltcp's `Device` and (feature `embassy`) embassy-net's
+//! `Driver`, which is woken on every SysTick to poll again.
 
 use core::ptr::{read_volatile, write_volatile};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -143,6 +145,7 @@ impl Registers {
 /// The controller, with one receive and one transmit frame buffer.
 pub struct Lan9118 {
     registers: Registers,
+    mac: [u8; 6],
     rx: [u8; MTU + 4],
     tx: [u8; MTU],
 }
@@ -172,19 +175,68 @@ impl Lan9118 {
         r.write(TX_CFG, TX_CFG_TX_ON);
         Ok(Lan9118 {
             registers: r,
+            mac,
             rx: [0; MTU + 4],
             tx: [0; MTU],
         })
     }
+
+    /// The MAC address the controller was started with.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// A received frame and room for an answer.
+    fn receive(&mut self) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let Lan9118 {
+            registers, rx, tx, ..
+        } = self;
+        let len = registers.receive_frame(rx)?;
+        let tx = TxToken {
+            registers: *registers,
+            buf: tx,
+        };
+        Some((RxToken(&mut rx[..len]), tx))
+    }
+
+    /// Room for a frame, if the TX FIFO has it.
+    fn transmit(&mut self) -> Option<TxToken<'_>> {
+        self.registers.can_send().then_some(TxToken {
+            registers: self.registers,
+            buf: &mut self.tx,
+        })
+    }
+}
+
+/// The controller of the an386 with the board's MAC address; ends the emulation with a
+/// failure when it is not there.
+pub fn start() -> Lan9118 {
+    // SAFETY: the an386's LAN9118 is at this address, and only this driver uses it.
+    match unsafe { Lan9118::new(AN386_BASE, crate::script::MAC) } {
+        Ok(device) => device,
+        Err(e) => {
+            println!("no LAN9118: {:?}", e);
+            crate::semihosting::exit(false)
+        }
+    }
 }
 
 /// A received frame.
-pub struct RxToken<'a>(&'a [u8]);
+pub struct RxToken<'a>(&'a mut [u8]);
 
 /// Room for one frame to send.
 pub struct TxToken<'a> {
     registers: Registers,
     buf: &'a mut [u8; MTU],
+}
+
+impl TxToken<'_> {
+    fn send<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let frame = &mut self.buf[..len.min(MTU)];
+        let result = f(frame);
+        self.registers.send_frame(frame);
+        result
+    }
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -195,10 +247,7 @@ impl phy::RxToken for RxToken<'_> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let frame = &mut self.buf[..len.min(MTU)];
-        let result = f(frame);
-        self.registers.send_frame(frame);
-        result
+        self.send(len, f)
     }
 }
 
@@ -207,20 +256,11 @@ impl Device for Lan9118 {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let Lan9118 { registers, rx, tx } = self;
-        let len = registers.receive_frame(rx)?;
-        let tx = TxToken {
-            registers: *registers,
-            buf: tx,
-        };
-        Some((RxToken(&rx[..len]), tx))
+        Lan9118::receive(self)
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        self.registers.can_send().then_some(TxToken {
-            registers: self.registers,
-            buf: &mut self.tx,
-        })
+        Lan9118::transmit(self)
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -231,3 +271,65 @@ impl Device for Lan9118 {
         caps
     }
 }
+
+/// The embassy-net driver over the same controller.
+#[cfg(feature = "embassy")]
+mod embassy {
+    use super::{Lan9118, RxToken, TxToken, MTU};
+    use core::task::Context;
+    use embassy_net_driver::{Capabilities, Driver, HardwareAddress, LinkState};
+    use embassy_sync::waitqueue::AtomicWaker;
+
+    /// The task polling the controller, woken on every SysTick ([`poll_again`]).
+    static WAKER: AtomicWaker = AtomicWaker::new();
+
+    /// Wakes the task that polls the controller (called from SysTick).
+    pub fn poll_again() {
+        WAKER.wake();
+    }
+
+    impl embassy_net_driver::RxToken for RxToken<'_> {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
+            f(self.0)
+        }
+    }
+
+    impl embassy_net_driver::TxToken for TxToken<'_> {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+            self.send(len, f)
+        }
+    }
+
+    impl Driver for Lan9118 {
+        type RxToken<'a> = RxToken<'a>;
+        type TxToken<'a> = TxToken<'a>;
+
+        fn receive(&mut self, cx: &mut Context) -> Option<(RxToken<'_>, TxToken<'_>)> {
+            WAKER.register(cx.waker());
+            Lan9118::receive(self)
+        }
+
+        fn transmit(&mut self, cx: &mut Context) -> Option<TxToken<'_>> {
+            WAKER.register(cx.waker());
+            Lan9118::transmit(self)
+        }
+
+        fn link_state(&mut self, _: &mut Context) -> LinkState {
+            LinkState::Up
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            let mut caps = Capabilities::default();
+            caps.max_transmission_unit = MTU;
+            caps.max_burst_size = Some(1);
+            caps
+        }
+
+        fn hardware_address(&self) -> HardwareAddress {
+            HardwareAddress::Ethernet(self.mac())
+        }
+    }
+}
+
+#[cfg(feature = "embassy")]
+pub use embassy::poll_again;

@@ -40,6 +40,12 @@ impl Line {
     }
 }
 
+impl Default for Line {
+    fn default() -> Self {
+        Line::new()
+    }
+}
+
 impl Write for Line {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let room = self.buf.len() - 2 - self.len.min(self.buf.len() - 2);
