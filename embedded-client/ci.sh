@@ -20,7 +20,8 @@ cargo build -p herald-embedded --target thumbv7em-none-eabihf --features log
 cargo clippy -p herald-embedded --target thumbv7em-none-eabihf --features defmt,ipv6 -- -D warnings
 
 # The example firmware (its own workspace), then its footprint with and without Herald.
-(cd embedded-client/firmware/nucleo-f767zi && cargo build --release && cargo clippy --release -- -D warnings)
+(cd embedded-client/firmware/nucleo-f767zi && cargo build --release && cargo clippy --release -- -D warnings \
+    && cargo clippy --release --no-default-features --features mdns,dhcp -- -D warnings)
 bash embedded-client/firmware/size.sh
 
 # The firmware for QEMU's mps2-an386 (tests/qemu.rs runs it against the real daemon).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Nucleo-F767ZI firmware with and without Herald, and herald-core alone in a
+# Builds the Nucleo-F767ZI firmware with and without Herald (and with an edge-mdns
+# responder instead, the anchor), and herald-core alone in a
 # minimal binary with and without its client (release: LTO, opt-level
 # "s", or the level given as $1), and prints .text/.data/.bss as Markdown tables.
 # Needs the thumbv7em-none-eabihf target and `size` (binutils; llvm-size also works).
@@ -11,7 +12,7 @@ target_dir=${CARGO_TARGET_DIR:-target}
 elf="$target_dir/thumbv7em-none-eabihf/release/herald-nucleo-f767zi"
 echo "| build (opt-level \"$opt\") | .text | .data | .bss |"
 echo "| --- | ---: | ---: | ---: |"
-for features in "herald,defmt,dhcp" "defmt,dhcp" "herald,dhcp" "dhcp"; do
+for features in "herald,defmt,dhcp" "defmt,dhcp" "herald,dhcp" "dhcp" "mdns,dhcp"; do
     CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt cargo build --quiet --release \
         --no-default-features --features "$features"
     # Berkeley format: text (code + read-only data), data, bss.
