@@ -3,8 +3,9 @@
 #   bash embedded-client/ci.sh [--no-host-tests]
 # (--no-host-tests: .ci/run already ran them as part of `cargo test --workspace`.)
 # Needs: rustup (adds thumbv7em-none-eabihf), Debian packages iproute2 (the TAP test's
-# `ip`) and binutils (`size`, for the footprint). The TAP test runs only as root with
-# /dev/net/tun; otherwise it says why it skips.
+# `ip`), binutils (`size`, for the footprint), qemu-system-arm and nftables (the
+# emulated board's test and its lossy run). The TAP and QEMU tests run only as root with
+# /dev/net/tun; otherwise they say why they skip.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -19,8 +20,15 @@ cargo build -p herald-embedded --target thumbv7em-none-eabihf --features log
 cargo clippy -p herald-embedded --target thumbv7em-none-eabihf --features defmt,ipv6 -- -D warnings
 
 # The example firmware (its own workspace), then its footprint with and without Herald.
-(cd embedded-client/firmware/nucleo-f767zi && cargo build --release && cargo clippy --release -- -D warnings)
+(cd embedded-client/firmware/nucleo-f767zi && cargo build --release && cargo clippy --release -- -D warnings \
+    && cargo clippy --release --no-default-features --features mdns,dhcp -- -D warnings)
 bash embedded-client/firmware/size.sh
+
+# The firmware for QEMU's mps2-an386 (tests/qemu.rs runs it against the real daemon).
+# Both shells by default; the bare one alone without the embassy feature.
+(cd embedded-client/firmware/qemu-mps2 && cargo build --release \
+    && cargo clippy --release -- -D warnings \
+    && cargo clippy --release --no-default-features -- -D warnings)
 
 # Host tests: unit tests, the smoltcp loopback test, and the TAP/namespace test against
 # the real server (it needs the herald binary and the tap_node example built first).

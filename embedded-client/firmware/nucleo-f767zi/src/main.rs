@@ -225,8 +225,110 @@ mod herald {
 #[cfg(feature = "herald")]
 use herald::run;
 
+#[cfg(all(feature = "herald", feature = "mdns"))]
+compile_error!("`herald` and `mdns` are alternatives: build one at a time");
+
+#[cfg(feature = "mdns")]
+mod mdns {
+    //! The anchor of the footprint table: an edge-mdns responder (on embassy-net)
+    //! announcing one service, `nucleo-f767zi._herald-demo._udp.local` at port 7. It
+    //! answers queries and announces; it does not discover other services.
+    use super::*;
+    use core::convert::Infallible;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+    use edge_mdns::buf::VecBufAccess;
+    use edge_mdns::domain::base::Ttl;
+    use edge_mdns::host::{Host, Service, ServiceAnswers};
+    use edge_mdns::io::{self, IPV4_DEFAULT_SOCKET};
+    use edge_mdns::HostAnswersMdnsHandler;
+    use edge_nal::UdpSplit;
+    use edge_nal_embassy::{Udp, UdpBuffers};
+    use embassy_net::Ipv4Address;
+    use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+    use embassy_sync::signal::Signal;
+
+    /// The responder's random numbers (query ids, delays): xorshift64 from the seed.
+    struct XorShift(u64);
+
+    impl rand_core::TryRng for XorShift {
+        type Error = Infallible;
+
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            self.try_next_u64().map(|x| x as u32)
+        }
+
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            Ok(self.0)
+        }
+
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            for chunk in dst.chunks_mut(8) {
+                let bytes = self.try_next_u64()?.to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+            Ok(())
+        }
+    }
+
+    pub(super) async fn run(
+        _spawner: Spawner,
+        stack: Stack<'static>,
+        address: Ipv4Address,
+        seed: u64,
+    ) -> ! {
+        static BUFFERS: StaticCell<UdpBuffers<1, 1500, 1500, 2>> = StaticCell::new();
+        let udp = Udp::new(stack, BUFFERS.init(UdpBuffers::new()));
+        let Ok(mut socket) =
+            io::bind(&udp, IPV4_DEFAULT_SOCKET, Some(Ipv4Addr::UNSPECIFIED), None).await
+        else {
+            panic!("mdns could not bind")
+        };
+        let (recv, send) = socket.split();
+        let host = Host {
+            hostname: "nucleo-f767zi",
+            ipv4: address,
+            ipv6: Ipv6Addr::UNSPECIFIED,
+            ttl: Ttl::from_secs(60),
+        };
+        let service = Service {
+            name: "nucleo-f767zi",
+            priority: 1,
+            weight: 5,
+            service: "_herald-demo",
+            protocol: "_udp",
+            port: 7,
+            service_subtypes: &[],
+            txt_kvs: &[],
+        };
+        let (recv_buf, send_buf) = (
+            VecBufAccess::<NoopRawMutex, 1500>::new(),
+            VecBufAccess::<NoopRawMutex, 1500>::new(),
+        );
+        let signal = Signal::<NoopRawMutex, ()>::new();
+        let mdns = io::Mdns::<_, _, _, _, _, NoopRawMutex>::new(
+            Some(Ipv4Addr::UNSPECIFIED),
+            None,
+            recv,
+            send,
+            &recv_buf,
+            &send_buf,
+            XorShift(seed | 1),
+            &signal,
+        );
+        let answers = ServiceAnswers::new(&host, &service);
+        let _ = mdns.run(HostAnswersMdnsHandler::new(&answers)).await;
+        panic!("mdns stopped")
+    }
+}
+
+#[cfg(feature = "mdns")]
+use mdns::run;
+
 /// The baseline: the same network, one UDP socket on the group, datagrams counted.
-#[cfg(not(feature = "herald"))]
+#[cfg(not(any(feature = "herald", feature = "mdns")))]
 async fn run(
     _spawner: Spawner,
     stack: Stack<'static>,
