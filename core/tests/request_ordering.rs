@@ -1,0 +1,69 @@
+//! A registrant's requests are ordered by its sequence across the directories of a
+//! shared store: a late request never undoes a newer one, whichever directory it
+//! reaches and whatever version that directory gives it.
+
+mod support;
+
+use herald_core::wire::{decode, Message};
+use herald_core::*;
+use support::*;
+
+/// The first request of `kind` the registrant sent to directory 0 while capturing.
+fn captured_to_zero(sim: &Sim, unregister: bool) -> (std::net::SocketAddr, Vec<u8>) {
+    sim.captured
+        .iter()
+        .find(|(_, to, bytes)| {
+            *to == nth_directory(0).socket_addr()
+                && match decode(bytes).map(|f| f.message) {
+                    Ok(Message::Unregister(_)) => unregister,
+                    Ok(Message::Register(_)) => !unregister,
+                    _ => false,
+                }
+        })
+        .map(|(from, _, bytes)| (*from, bytes.clone()))
+        .expect("the request was sent")
+}
+
+/// Failed before (seed 4618 of `history`): the registrant unregisters through
+/// directory 0 and registers again there; a late copy of the unregistration reaches
+/// directory 1 before either change does through the store. Directory 1 removed the
+/// name at a newer version than the new registration's; its write conflicted, it read
+/// the registration back and ignored it as older, and its removal won in the store and
+/// at the publisher: the live registration was lost. The higher sequence now wins.
+#[test]
+fn a_late_unregistration_at_another_directory_does_not_undo_a_new_registration() {
+    let delay = Duration::from_millis(500);
+    let mut sim = Sim::replicated(1, Faults::none(), 16, 2, delay);
+    sim.client_lease = Duration::from_secs(20);
+    let registrant = sim.add_client(None, 4);
+    let listener = sim.add_client(Some(Interest::all()), 16);
+    sim.register(registrant, service("again", 7001));
+    sim.run(Duration::from_secs(2));
+    assert!(sim.live_at(1).contains_key("again"), "replicated");
+
+    sim.capture = true;
+    sim.unregister(registrant, "again");
+    sim.capture = false;
+    let (from, bytes) = captured_to_zero(&sim, true);
+    sim.run(Duration::from_millis(50));
+    sim.register(registrant, service("again", 7001));
+    sim.run(Duration::from_millis(50));
+    // The late copy reaches directory 1, which has seen neither change yet.
+    sim.inject(from, nth_directory(1).socket_addr(), &bytes);
+    sim.run(Duration::from_secs(4));
+
+    for d in 0..2 {
+        assert!(
+            sim.live_at(d).contains_key("again"),
+            "live at directory {d}"
+        );
+    }
+    let store = sim.shared.as_ref().unwrap();
+    let stored = Record::from_bytes(&store.records["again"], wall(sim.now)).unwrap();
+    assert!(stored.is_live(), "the store holds the registration");
+    assert!(
+        sim.nodes[listener].view.services.contains_key("again"),
+        "the listener holds the registration"
+    );
+    assert_clean(&sim);
+}
