@@ -67,3 +67,72 @@ fn a_late_unregistration_at_another_directory_does_not_undo_a_new_registration()
     );
     assert_clean(&sim);
 }
+
+/// Sends one request from a registrant at `from` (registrant 77) to directory 0 and
+/// runs the simulation a little.
+fn send(sim: &mut Sim, request: Message<'_>) {
+    let from = std::net::SocketAddr::new(ip(200), 5000);
+    let mut bytes = [0u8; 512];
+    let len = match &request {
+        Message::Register(r) => herald_core::wire::encode(&sim.config.environment, r, &mut bytes),
+        Message::Unregister(u) => herald_core::wire::encode(&sim.config.environment, u, &mut bytes),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    sim.inject(from, nth_directory(0).socket_addr(), &bytes[..len]);
+    sim.run(Duration::from_millis(100));
+}
+
+fn register(sequence: u64) -> Message<'static> {
+    Message::Register(herald_core::wire::RegisterRequest {
+        request: sequence as u32,
+        registrant: 77,
+        sequence,
+        lease: Duration::from_secs(20),
+        registration: service("late", 7002),
+    })
+}
+
+fn unregister(sequence: u64) -> Message<'static> {
+    Message::Unregister(herald_core::wire::UnregisterRequest {
+        request: sequence as u32,
+        registrant: 77,
+        sequence,
+        name: ServiceName::new("late").unwrap(),
+    })
+}
+
+/// Whether directory 0 holds "late" live.
+fn held_live(sim: &Sim) -> bool {
+    sim.directory().record("late").is_some_and(|r| r.is_live())
+}
+
+/// Failed before (seed 2820 of `history`): an Unregister reached the directory before
+/// the Register sent ahead of it; the directory did not hold the name, acknowledged the
+/// Unregister and kept no trace of it, then applied the late Register.
+#[test]
+fn a_register_arriving_after_the_unregister_that_followed_it_is_stale() {
+    let mut sim = Sim::new(1, Faults::none(), 16);
+    send(&mut sim, unregister(20));
+    send(&mut sim, register(10));
+    assert!(!held_live(&sim), "the late register was applied");
+    // A later register is applied.
+    send(&mut sim, register(30));
+    assert!(held_live(&sim));
+}
+
+/// Failed before: the directory held the name as a tombstone of an older removal; the
+/// Unregister acknowledged as already done left its sequence unrecorded, and the
+/// Register sent before it, arriving after, was applied.
+#[test]
+fn an_unregister_of_a_removed_name_raises_its_floor() {
+    let mut sim = Sim::new(1, Faults::none(), 16);
+    send(&mut sim, register(1));
+    send(&mut sim, unregister(5));
+    assert!(!held_live(&sim));
+    send(&mut sim, unregister(20));
+    send(&mut sim, register(10));
+    assert!(!held_live(&sim), "the late register was applied");
+    send(&mut sim, register(30));
+    assert!(held_live(&sim));
+}

@@ -179,6 +179,13 @@ impl Directory<'_> {
     /// changed (a departed record: the notifications it still owes). Nothing applied is
     /// reported through [`poll_event`](Self::poll_event): it is stored already (but a
     /// tombstone evicted to make room for it is reported removed).
+    ///
+    /// Between records of one registrant the later request (the higher sequence) wins
+    /// whatever the versions, unless both are removals: when the versions say otherwise
+    /// (a directory that had not yet seen the later request applied the earlier one), the
+    /// winner is kept at a new version, newer than both, stored and announced again. A
+    /// live record for a name not held, whose registrant unregistered it here since
+    /// (with a higher sequence), is removed at once.
     pub fn apply(&mut self, now: Instant, mut record: Record) -> Result<(), crate::RegistryError> {
         self.observe(now);
         if record.service.version > self.last_version {
@@ -228,6 +235,18 @@ impl Directory<'_> {
             }
             None => {
                 if record.service.version <= self.dropped_version {
+                    return Ok(());
+                }
+                let floor = self.unregistered.floor(name, record.registrant, self.now);
+                if let Some(floor) = floor.filter(|&f| record.is_live() && record.sequence < f) {
+                    // Its registrant unregistered it here since: that request is the
+                    // later one, and removes it.
+                    record.sequence = floor;
+                    let slot = self
+                        .insert(Entry::new(record))
+                        .ok_or(crate::RegistryError::Full)?;
+                    self.stats.unregisters += 1;
+                    self.depart(slot);
                     return Ok(());
                 }
                 self.insert(Entry::new(record.clone()))

@@ -852,8 +852,9 @@ impl SharedStore {
 /// or live again, or a record no newer than the one stored). As the etcd backend's
 /// guarded writes do, an older version never replaces a newer one (the writer reads the
 /// newer one back), and a write of the same version merges (the later lease expiry,
-/// the fewer notifications still owed). Between one registrant's records (not both
-/// removals) the higher sequence wins whatever the versions.
+/// the fewer notifications still owed; in the same state, the higher sequence). Between
+/// one registrant's records (not both removals) the higher sequence wins whatever the
+/// versions.
 fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -> bool {
     match write {
         DirectoryWrite::Put(name, bytes) => {
@@ -873,11 +874,13 @@ fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -
                     _ if new.service.version != old.service.version => {
                         new.service.version > old.service.version
                     }
-                    (RecordState::Live { expires: a }, RecordState::Live { expires: b }) => b > a,
+                    (RecordState::Live { expires: a }, RecordState::Live { expires: b }) => {
+                        b > a || (b == a && new.sequence > old.sequence)
+                    }
                     (
                         RecordState::Departed { remaining: a },
                         RecordState::Departed { remaining: b },
-                    ) => b < a,
+                    ) => b < a || (b == a && new.sequence > old.sequence),
                     _ => true,
                 },
                 _ => true,
