@@ -71,6 +71,11 @@ fn a_late_unregistration_at_another_directory_does_not_undo_a_new_registration()
 /// Sends one request from a registrant at `from` (registrant 77) to directory 0 and
 /// runs the simulation a little.
 fn send(sim: &mut Sim, request: Message<'_>) {
+    send_to(sim, 0, request);
+}
+
+/// Sends one request as [`send`] does, to directory `d`.
+fn send_to(sim: &mut Sim, d: usize, request: Message<'_>) {
     let from = std::net::SocketAddr::new(ip(200), 5000);
     let mut bytes = [0u8; 512];
     let len = match &request {
@@ -79,7 +84,7 @@ fn send(sim: &mut Sim, request: Message<'_>) {
         _ => unreachable!(),
     }
     .unwrap();
-    sim.inject(from, nth_directory(0).socket_addr(), &bytes[..len]);
+    sim.inject(from, nth_directory(d).socket_addr(), &bytes[..len]);
     sim.run(Duration::from_millis(100));
 }
 
@@ -135,4 +140,25 @@ fn an_unregister_of_a_removed_name_raises_its_floor() {
     assert!(!held_live(&sim), "the late register was applied");
     send(&mut sim, register(30));
     assert!(held_live(&sim));
+}
+
+/// Failed before: the Unregister reached directory 1, which did not hold the name; the
+/// Register sent before it reached directory 0 after, which applied it and stored it;
+/// directory 1 took the live record from the store and kept it. It now removes it (the
+/// Unregister is the later request) and the store and directory 0 follow.
+#[test]
+fn a_late_register_at_another_directory_is_removed_by_the_earlier_arrived_unregister() {
+    let mut sim = Sim::replicated(1, Faults::none(), 16, 2, Duration::from_millis(300));
+    let listener = sim.add_client(Some(Interest::all()), 16);
+    send_to(&mut sim, 1, unregister(20));
+    send_to(&mut sim, 0, register(10));
+    sim.run(Duration::from_secs(3));
+    for d in 0..2 {
+        assert!(
+            !sim.live_at(d).contains_key("late"),
+            "live at directory {d}"
+        );
+    }
+    assert!(!sim.nodes[listener].view.services.contains_key("late"));
+    assert_clean(&sim);
 }
