@@ -347,6 +347,9 @@ pub struct Directory<'a> {
     /// With keys: the highest request sequence of any tombstone dropped: a request for a
     /// name not held that is not newer is refused as stale.
     dropped_sequence: u64,
+    /// The sequences of recent unregistrations of names not held, so that a Register
+    /// sent before one and arriving after is refused as stale.
+    unregistered: tombstones::Unregistered,
     next_tick: Option<Instant>,
     next_expiry: Option<Instant>,
     next_beacon: Instant,
@@ -410,6 +413,7 @@ impl<'a> Directory<'a> {
             reap_pass_min: None,
             dropped_version: Version(0),
             dropped_sequence: 0,
+            unregistered: tombstones::Unregistered::new(),
             next_tick: None,
             next_expiry: None,
             next_beacon: Instant::ZERO,

@@ -179,6 +179,13 @@ impl Directory<'_> {
     /// changed (a departed record: the notifications it still owes). Nothing applied is
     /// reported through [`poll_event`](Self::poll_event): it is stored already (but a
     /// tombstone evicted to make room for it is reported removed).
+    ///
+    /// Between records of one registrant the later request (the higher sequence) wins
+    /// whatever the versions, unless both are removals: when the versions say otherwise
+    /// (a directory that had not yet seen the later request applied the earlier one), the
+    /// winner is kept at a new version, newer than both, stored and announced again. A
+    /// live record for a name not held, whose registrant unregistered it here since
+    /// (with a higher sequence), is removed at once.
     pub fn apply(&mut self, now: Instant, mut record: Record) -> Result<(), crate::RegistryError> {
         self.observe(now);
         if record.service.version > self.last_version {
@@ -192,6 +199,10 @@ impl Directory<'_> {
                 };
                 if record.service.version == held.service.version {
                     self.merge(slot, &record);
+                    return Ok(());
+                }
+                if let Some(later) = later_request(held, &record) {
+                    self.supersede(slot, later.then_some(record));
                     return Ok(());
                 }
                 // Within the replication bound of the removal held, another directory
@@ -224,6 +235,18 @@ impl Directory<'_> {
             }
             None => {
                 if record.service.version <= self.dropped_version {
+                    return Ok(());
+                }
+                let floor = self.unregistered.floor(name, record.registrant, self.now);
+                if let Some(floor) = floor.filter(|&f| record.is_live() && record.sequence < f) {
+                    // Its registrant unregistered it here since: that request is the
+                    // later one, and removes it.
+                    record.sequence = floor;
+                    let slot = self
+                        .insert(Entry::new(record))
+                        .ok_or(crate::RegistryError::Full)?;
+                    self.stats.unregisters += 1;
+                    self.depart(slot);
                     return Ok(());
                 }
                 self.insert(Entry::new(record.clone()))
@@ -347,6 +370,41 @@ impl Directory<'_> {
 }
 
 impl Directory<'_> {
+    /// Settles two records of one registrant that the sequence orders against their
+    /// versions (see [`later_request`]): the later request's (`record`, or what `slot`
+    /// holds when `None`) is kept at a new version, newer than both, and stored, so that
+    /// it wins in the store and at listeners, which may have been told of the other.
+    /// A live winner is announced; a removal is owed all its notifications again.
+    fn supersede(&mut self, slot: usize, record: Option<Record>) {
+        let version = self.next_version();
+        let announcements = self.announcements();
+        let n = self.config.notifications;
+        let publishing = self.publishing;
+        let reap_at = self.now + self.config.tombstone_retention;
+        let mut expires = None;
+        self.update(slot, true, |e| {
+            if let Some(record) = record {
+                e.record = record;
+            }
+            match e.record.state {
+                RecordState::Live { expires: at } => {
+                    e.record.service.version = version;
+                    e.live_version = version;
+                    notify::mark_changed(e, announcements);
+                    expires = Some(at);
+                }
+                RecordState::Departed { .. } => {
+                    notify::depart(e, version, n, publishing);
+                    e.reap_at = reap_at;
+                }
+            }
+        });
+        if let Some(at) = expires {
+            self.schedule_expiry(at);
+        }
+        self.schedule_tick();
+    }
+
     /// Takes `record`, a newer removal of the registration whose removal is held in
     /// `slot` (see [`same_removal`]): another directory removed it again before the
     /// first removal reached it through the store (a retransmitted or late
@@ -409,4 +467,21 @@ fn same_removal(held: &Record, record: &Record) -> Option<u8> {
         }
         _ => None,
     }
+}
+
+/// Whether `record`, of the same registrant as `held`, comes from its later request
+/// (`Some(true)`) or its earlier one (`Some(false)`) when the two versions say the
+/// opposite: the directory that applied the earlier request gave it a newer version (it
+/// had not yet seen the later one through the store). Between a registrant's records the
+/// higher sequence wins whatever the versions. `None` when the versions agree with the
+/// sequences, the sequences are equal, the registrants differ, or both are removals
+/// (see [`same_removal`]).
+fn later_request(held: &Record, record: &Record) -> Option<bool> {
+    let both_departed = !held.is_live() && !record.is_live();
+    if held.registrant != record.registrant || both_departed {
+        return None;
+    }
+    let later = record.sequence > held.sequence;
+    let newer = record.service.version > held.service.version;
+    (record.sequence != held.sequence && later != newer).then_some(later)
 }

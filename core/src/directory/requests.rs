@@ -149,6 +149,13 @@ impl Directory<'_> {
                 version
             }
             None => {
+                let unregistered = self
+                    .unregistered
+                    .floor(name.as_str(), r.registrant, self.now);
+                if let Some(floor) = unregistered.filter(|&f| r.sequence <= f) {
+                    // Sent before an unregistration of the name that arrived first.
+                    return self.refuse_stale(from, env, r.request, floor);
+                }
                 if self.config.keys.is_some() && r.sequence <= self.dropped_sequence {
                     // Perhaps a replay of a request whose removal was dropped.
                     return self.refuse_stale(from, env, r.request, self.dropped_sequence);
@@ -203,16 +210,30 @@ impl Directory<'_> {
                 }
                 slot
             }
-            // Already gone: unregistering is idempotent.
-            Some((_, e)) => {
+            // Already gone: unregistering is idempotent, but its sequence is kept
+            // (stored), so that a Register sent before it and arriving after is stale.
+            Some((slot, e)) => {
+                let version = e.record.service.version;
+                let finished = e.record.state == (RecordState::Departed { remaining: 0 });
+                let mine = e.record.registrant == u.registrant;
+                if u.sequence > e.record.sequence && (mine || finished) {
+                    self.update(slot, true, |e| {
+                        e.record.registrant = u.registrant;
+                        e.record.sequence = u.sequence;
+                    });
+                }
                 let ack = Ack {
                     request: u.request,
                     lease: Duration::ZERO,
-                    version: e.record.service.version,
+                    version,
                 };
                 return self.reply(Reply::Ack(from, ack));
             }
             None => {
+                let until = self.now + self.config.tombstone_retention;
+                let name = u.name.as_str();
+                self.unregistered
+                    .record(name, u.registrant, u.sequence, until);
                 let ack = Ack {
                     request: u.request,
                     lease: Duration::ZERO,

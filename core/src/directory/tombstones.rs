@@ -1,8 +1,57 @@
 //! Departed entries: departure, reaping tombstones whose retention ran out, evicting
-//! departed entries to make room (and reporting them removed), and the floors of
-//! dropped tombstones.
+//! departed entries to make room (and reporting them removed), the floors of
+//! dropped tombstones, and of unregistrations of names not held.
 
 use super::*;
+use crate::hash::{fnv1a, FNV_OFFSET};
+
+/// How many unregistrations of names not held a directory remembers.
+const UNREGISTERED: usize = 16;
+
+/// The sequences of the latest unregistrations of names the directory did not hold
+/// (by name and registrant), each kept for the tombstone retention time: a Register
+/// sent before one of them and arriving after is stale. A ring: the oldest gives way.
+#[derive(Debug)]
+pub(super) struct Unregistered {
+    /// (name hash, registrant, sequence, kept until); unused while `until` is zero.
+    floors: [(u64, u64, u64, Instant); UNREGISTERED],
+    next: usize,
+}
+
+impl Unregistered {
+    pub(super) const fn new() -> Self {
+        Unregistered {
+            floors: [(0, 0, 0, Instant::ZERO); UNREGISTERED],
+            next: 0,
+        }
+    }
+
+    /// Remembers that `registrant` unregistered `name` at `sequence`, until `until`.
+    pub(super) fn record(&mut self, name: &str, registrant: u64, sequence: u64, until: Instant) {
+        let key = (fnv1a(FNV_OFFSET, name.as_bytes()), registrant);
+        let slot = match self.floors.iter().position(|f| (f.0, f.1) == key) {
+            Some(slot) => slot,
+            None => {
+                let slot = self.next;
+                self.next = (self.next + 1) % UNREGISTERED;
+                self.floors[slot].2 = 0;
+                slot
+            }
+        };
+        let floor = &mut self.floors[slot];
+        *floor = (key.0, key.1, floor.2.max(sequence), until);
+    }
+
+    /// The sequence a request of `registrant` for `name` must exceed, if it unregistered
+    /// the name recently (as of `now`).
+    pub(super) fn floor(&self, name: &str, registrant: u64, now: Instant) -> Option<u64> {
+        let key = (fnv1a(FNV_OFFSET, name.as_bytes()), registrant);
+        self.floors
+            .iter()
+            .find(|f| (f.0, f.1) == key && f.3 > now)
+            .map(|f| f.2)
+    }
+}
 
 impl Directory<'_> {
     /// Inserts a new entry, evicting an old enough tombstone when the registry is full

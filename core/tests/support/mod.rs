@@ -852,7 +852,9 @@ impl SharedStore {
 /// or live again, or a record no newer than the one stored). As the etcd backend's
 /// guarded writes do, an older version never replaces a newer one (the writer reads the
 /// newer one back), and a write of the same version merges (the later lease expiry,
-/// the fewer notifications still owed).
+/// the fewer notifications still owed; in the same state, the higher sequence). Between
+/// one registrant's records (not both removals) the higher sequence wins whatever the
+/// versions.
 fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -> bool {
     match write {
         DirectoryWrite::Put(name, bytes) => {
@@ -862,14 +864,23 @@ fn apply_write(records: &mut BTreeMap<String, Vec<u8>>, write: DirectoryWrite) -
                 .and_then(|old| Record::from_bytes(old, clock).ok());
             let newer = match (stored, Record::from_bytes(&bytes, clock)) {
                 (Some(old), Ok(new)) => match (old.state, new.state) {
+                    // Between one registrant's records the later request wins (both
+                    // removals: the version), as the directory's `apply` has it.
+                    (RecordState::Live { .. }, _) | (_, RecordState::Live { .. })
+                        if new.registrant == old.registrant && new.sequence != old.sequence =>
+                    {
+                        new.sequence > old.sequence
+                    }
                     _ if new.service.version != old.service.version => {
                         new.service.version > old.service.version
                     }
-                    (RecordState::Live { expires: a }, RecordState::Live { expires: b }) => b > a,
+                    (RecordState::Live { expires: a }, RecordState::Live { expires: b }) => {
+                        b > a || (b == a && new.sequence > old.sequence)
+                    }
                     (
                         RecordState::Departed { remaining: a },
                         RecordState::Departed { remaining: b },
-                    ) => b < a,
+                    ) => b < a || (b == a && new.sequence > old.sequence),
                     _ => true,
                 },
                 _ => true,
