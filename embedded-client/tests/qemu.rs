@@ -10,9 +10,9 @@
 //!
 //! Needs root, /dev/net/tun and `qemu-system-arm` (skipped, saying why, without them),
 //! `ip` from iproute2, `nft` from nftables for the lossy run, the `herald` binary next to
-//! this test (or `HERALD_BIN`), and the firmware built (`cd
-//! embedded-client/firmware/qemu-mps2 && cargo build --release`, or its ELFs in
-//! `HERALD_QEMU_FIRMWARE_DIR`). Prints the emulated figures: boot to registered, and a
+//! this test (or `HERALD_BIN`), and the `thumbv7em-none-eabihf` target: the test builds
+//! the firmware itself (`firmware/qemu-mps2`, `cargo build --release`) unless its ELFs
+//! are given in `HERALD_QEMU_FIRMWARE_DIR`. Prints the emulated figures: boot to registered, and a
 //! registration on the host to the board's event.
 
 mod namespace;
@@ -40,14 +40,13 @@ impl Shell {
     }
 }
 
-/// The ELF of a shell, in `HERALD_QEMU_FIRMWARE_DIR` or where its build puts it.
+/// The ELF of a shell, in `HERALD_QEMU_FIRMWARE_DIR`, or built here (once per run; cargo
+/// makes it a no-op when it is up to date) so that `cargo test --workspace` alone runs it.
 fn firmware(shell: Shell) -> PathBuf {
-    let dir = std::env::var_os("HERALD_QEMU_FIRMWARE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("firmware/qemu-mps2/target/thumbv7em-none-eabihf/release")
-        });
+    let dir = match std::env::var_os("HERALD_QEMU_FIRMWARE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => build_firmware().clone(),
+    };
     let path = dir.join(format!("herald-qemu-{}", shell.name()));
     assert!(
         path.exists(),
@@ -56,6 +55,28 @@ fn firmware(shell: Shell) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Builds `firmware/qemu-mps2` (its own workspace) for the board; where its ELFs are.
+fn build_firmware() -> &'static PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("firmware/qemu-mps2");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release"])
+            .current_dir(&crate_dir)
+            // Its own workspace and target directory, whatever this test was built with.
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("run cargo to build the QEMU firmware");
+        assert!(
+            status.success(),
+            "building {} failed ({status})",
+            crate_dir.display()
+        );
+        crate_dir.join("target/thumbv7em-none-eabihf/release")
+    })
 }
 
 /// Why this test cannot run here, if it cannot.
