@@ -965,7 +965,7 @@ impl World {
                         // A registration acknowledged is live at that version, announced
                         // or not (a removal right after it supersedes it).
                         let space = self.version_space(d);
-                        self.checker.live_sent(space, &name, a.version.0);
+                        self.checker.live_acknowledged(space, &name, a.version.0);
                     } else if let Some(r) = self
                         .registrants
                         .iter()
