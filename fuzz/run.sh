@@ -13,10 +13,10 @@ cargo test --manifest-path "$here/Cargo.toml"
 cargo +nightly fuzz build
 status=0
 for target in $(cargo +nightly fuzz list); do
-    # The history target checks whole protocol histories; some of its invariants still
-    # fail on rare schedules (issue 14, see core/tests/support/history/schedule.rs,
-    # `FaultClasses::holding`), so it runs only on request, for hunts and soaks. Its
-    # checked-in seeds are replayed by the fuzz crate's tests above.
+    # The history target checks whole protocol histories (every fault class): each input
+    # is a whole simulated run, so it runs only on request, for hunts and soaks beside
+    # `HERALD_SIM_SEEDS` (core/tests/history.rs). Its checked-in seeds are replayed by
+    # the fuzz crate's tests above.
     if [ "$target" = history ] && [ -z "${HERALD_FUZZ_HISTORY:-}" ]; then
         echo "== history: skipped (set HERALD_FUZZ_HISTORY=1 to run it)"
         continue

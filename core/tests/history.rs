@@ -1,9 +1,8 @@
 //! The history checker over random fault schedules (see `support/history.rs` for the
-//! invariants). `cargo test` runs 300 seeds under the fault classes where every
-//! invariant is known to hold (`FaultClasses::holding`; `HERALD_SIM_FAULTS=all` adds
-//! the others, where violations are still open); set `HERALD_SIM_SEEDS=N` (and
+//! invariants). `cargo test` runs 300 seeds with every fault class (restarts, publisher
+//! changes, replication delay, replays and the rest); set `HERALD_SIM_SEEDS=N` (and
 //! `HERALD_SIM_START=S`) for a longer soak, `HERALD_SIM_SEED=S` to replay one seed with
-//! its whole report, `HERALD_SIM_FAULTS` to switch fault classes off (`-replays,-loss`)
+//! its whole report, `HERALD_SIM_FAULTS` to switch fault classes off (`-replays,-loss`),
 //! `HERALD_SIM_EXPIRY_LOSS` for the loss ceiling of the spurious-expiry invariant, and
 //! `HERALD_SIM_EXCERPT` for the number of history entries shown before a violation.
 

@@ -19,16 +19,7 @@ pub fn run(data: &[u8]) {
         [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
         _ => (0, data),
     };
-    // Only the classes under which every invariant is known to hold (see
-    // `FaultClasses::holding`), unless HERALD_FUZZ_ALL_FAULTS is set for a hunt.
-    let mut classes = FaultClasses::from_mask(mask);
-    if std::env::var_os("HERALD_FUZZ_ALL_FAULTS").is_none() {
-        let holding = FaultClasses::holding();
-        classes.restarts &= holding.restarts;
-        classes.publisher_changes &= holding.publisher_changes;
-        classes.replication_delay &= holding.replication_delay;
-        classes.replays &= holding.replays;
-    }
+    let classes = FaultClasses::from_mask(mask);
     let mut choices = Bytes::new(rest);
     let schedule = Schedule::generate(&mut choices, &classes, MAX_STEPS);
     // The network's own randomness (loss, delays) is seeded from the input too.

@@ -119,27 +119,10 @@ impl FaultClasses {
         }
     }
 
-    /// The classes under which every invariant is known to hold: [`all`](Self::all)
-    /// but directory restarts, publisher changes, replication delay and replays, where
-    /// violations are still open (issue 14: a listener moving between directories of
-    /// one store; an unregistration given up at a directory that is down; a late
-    /// Register acknowledged after the Unregister that followed it). Over 10,000 seeds these
-    /// classes still showed 6 violating seeds (resurrection 5, version order 1: a
-    /// listener's), none in the first 300 that `cargo test` runs.
-    pub fn holding() -> Self {
-        FaultClasses {
-            restarts: false,
-            publisher_changes: false,
-            replication_delay: false,
-            replays: false,
-            ..FaultClasses::all()
-        }
-    }
-
-    /// [`holding`](Self::holding), changed by `HERALD_SIM_FAULTS` (`all` for every
-    /// class) and `HERALD_SIM_EXPIRY_LOSS`.
+    /// Every class ([`all`](Self::all)), changed by `HERALD_SIM_FAULTS` (`-replays`,
+    /// `none,+loss`) and `HERALD_SIM_EXPIRY_LOSS`.
     pub fn from_env() -> Self {
-        let mut classes = FaultClasses::holding();
+        let mut classes = FaultClasses::all();
         if let Ok(spec) = std::env::var("HERALD_SIM_FAULTS") {
             for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
                 classes.switch(word);
