@@ -17,6 +17,20 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// Starts the raw UDP echo server ([`echo_server`], for at most 60 s) on a free
+    /// loopback port and waits until it is ready; it and its address.
+    pub fn echo() -> Result<(Spawned, SocketAddr), String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST)));
+        let mut echo = Spawned::this_binary(&["echo".into(), addr.to_string(), "60".into()])
+            .map_err(|e| format!("echo server: {e}"))?;
+        wait_for_line(
+            echo.stdout().ok_or("echo stdout")?,
+            "echo ready",
+            Duration::from_secs(5),
+        )?;
+        Ok((echo, addr))
+    }
+
     /// Starts this executable with `args`; standard output is piped, errors inherited.
     pub fn this_binary(args: &[String]) -> std::io::Result<Spawned> {
         let exe = std::env::current_exe()?;

@@ -1,11 +1,10 @@
 //! Request throughput: registrations and renewals per second one directory answers,
 //! against a raw UDP echo server driven by the same client in the same run.
 
-use crate::process::{wait_for_line, Directory, DirectorySpec, Spawned};
+use crate::process::{Directory, DirectorySpec, Spawned};
 use crate::raw::{names, pump, register_frames, Pumped};
 use crate::report::{num, ratio, Report};
 use crate::stats::rate;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// Requests per measurement (the count bound); each also stops after [`LIMIT`].
@@ -22,17 +21,7 @@ fn per_second(p: &Pumped) -> f64 {
 /// Runs the throughput comparison.
 pub fn run(report: &mut Report) -> Result<(), String> {
     report.section("Request throughput (one client, 32 requests in flight, loopback)");
-    let echo_addr = SocketAddr::from((
-        Ipv4Addr::LOCALHOST,
-        crate::process::free_port(Ipv4Addr::LOCALHOST),
-    ));
-    let mut echo = Spawned::this_binary(&["echo".into(), echo_addr.to_string(), "60".into()])
-        .map_err(|e| format!("echo server: {e}"))?;
-    wait_for_line(
-        echo.stdout().ok_or("echo stdout")?,
-        "echo ready",
-        Duration::from_secs(5),
-    )?;
+    let (mut echo, echo_addr) = Spawned::echo()?;
     let directory = Directory::start(&DirectorySpec {
         capacity: REQUESTS + 1024,
         ..DirectorySpec::default()

@@ -5,7 +5,7 @@
 
 use crate::events;
 use crate::latency::options;
-use crate::process::{wait_for_line, Directory, DirectorySpec, Spawned};
+use crate::process::{Directory, DirectorySpec, Spawned};
 use crate::raw::populate;
 use crate::report::{num, ratio, Report};
 use crate::stats::{rate, Summary};
@@ -96,17 +96,7 @@ fn load(target: SocketAddr, queries: &[Vec<u8>], window: usize, limit: Duration)
 
 /// The DNS measurement: the directory with `--dns`, and the echo server.
 fn dns(report: &mut Report) -> Result<serde_json::Value, String> {
-    let echo_addr = SocketAddr::from((
-        Ipv4Addr::LOCALHOST,
-        crate::process::free_port(Ipv4Addr::LOCALHOST),
-    ));
-    let mut echo = Spawned::this_binary(&["echo".into(), echo_addr.to_string(), "60".into()])
-        .map_err(|e| format!("echo server: {e}"))?;
-    wait_for_line(
-        echo.stdout().ok_or("echo stdout")?,
-        "echo ready",
-        Duration::from_secs(5),
-    )?;
+    let (mut echo, echo_addr) = Spawned::echo()?;
     let dns_addr = SocketAddr::from((
         Ipv4Addr::LOCALHOST,
         crate::process::free_port(Ipv4Addr::LOCALHOST),

@@ -125,6 +125,21 @@ fn registrant(headers: &HeaderMap) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
+/// A write's slot and its registrant id, or the answer that refuses it: 503 when too
+/// many writes are in progress, 403 when writes are not allowed, 400 without the
+/// registrant header.
+fn admitted(
+    writer: &Writer,
+    headers: &HeaderMap,
+) -> Result<(OwnedSemaphorePermit, u64), (StatusCode, &'static str)> {
+    let permit = writer.admit().map_err(|reason| match reason {
+        BUSY => (StatusCode::SERVICE_UNAVAILABLE, BUSY),
+        reason => (StatusCode::FORBIDDEN, reason),
+    })?;
+    let registrant = registrant(headers).ok_or((StatusCode::BAD_REQUEST, NO_REGISTRANT))?;
+    Ok((permit, registrant))
+}
+
 /// Registers or renews.
 pub async fn put(
     State(api): State<Api>,
@@ -133,13 +148,9 @@ pub async fn put(
     body: Bytes,
 ) -> Response {
     let writer = &api.writer;
-    let _permit = match writer.admit() {
-        Ok(permit) => permit,
-        Err(BUSY) => return error(StatusCode::SERVICE_UNAVAILABLE, BUSY),
-        Err(reason) => return error(StatusCode::FORBIDDEN, reason),
-    };
-    let Some(registrant) = registrant(&headers) else {
-        return error(StatusCode::BAD_REQUEST, NO_REGISTRANT);
+    let (_permit, registrant) = match admitted(writer, &headers) {
+        Ok(admitted) => admitted,
+        Err((status, reason)) => return error(status, reason),
     };
     let put: Put = match serde_json::from_slice(&body) {
         Ok(p) => p,
@@ -182,13 +193,9 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let writer = &api.writer;
-    let _permit = match writer.admit() {
-        Ok(permit) => permit,
-        Err(BUSY) => return error(StatusCode::SERVICE_UNAVAILABLE, BUSY),
-        Err(reason) => return error(StatusCode::FORBIDDEN, reason),
-    };
-    let Some(registrant) = registrant(&headers) else {
-        return error(StatusCode::BAD_REQUEST, NO_REGISTRANT);
+    let (_permit, registrant) = match admitted(writer, &headers) {
+        Ok(admitted) => admitted,
+        Err((status, reason)) => return error(status, reason),
     };
     let result = async {
         let herald = Herald::connect(writer.client(registrant, Duration::from_secs(15))).await?;
