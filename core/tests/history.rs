@@ -1,8 +1,9 @@
 //! The history checker over random fault schedules (see `support/history.rs` for the
 //! invariants). `cargo test` runs 300 seeds with every fault class (restarts, publisher
 //! changes, replication delay, replays and the rest); set `HERALD_SIM_SEEDS=N` (and
-//! `HERALD_SIM_START=S`) for a longer soak, `HERALD_SIM_SEED=S` to replay one seed with
-//! its whole report, `HERALD_SIM_FAULTS` to switch fault classes off (`-replays,-loss`),
+//! `HERALD_SIM_START=S`) for a longer soak (run in chunks of 2,000 seeds, one process
+//! each), `HERALD_SIM_SEED=S` to replay one seed with its whole report,
+//! `HERALD_SIM_FAULTS` to switch fault classes off (`-replays,-loss`),
 //! `HERALD_SIM_EXPIRY_LOSS` for the loss ceiling of the spurious-expiry invariant, and
 //! `HERALD_SIM_EXCERPT` for the number of history entries shown before a violation.
 
@@ -13,6 +14,46 @@ use support::history::{run_seed, FaultClasses};
 
 /// Seeds run in parallel by this many threads.
 const THREADS: u64 = 2;
+
+/// Seeds one process runs at most: a longer soak runs in chunks, each in a fresh process
+/// (this test binary again), because every simulated directory and client borrows
+/// `'static` storage that lives as long as the process.
+const CHUNK: u64 = 2_000;
+
+/// Set in a chunk's process.
+const CHILD: &str = "HERALD_SIM_CHUNK";
+
+/// Runs `count` seeds from `start` in chunks of [`CHUNK`], each in a child process, and
+/// returns the chunks that failed (their violations are on the children's stderr).
+fn run_in_chunks(start: u64, count: u64) -> Vec<(u64, u64)> {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut failed = Vec::new();
+    let mut from = start;
+    while from < start + count {
+        let n = CHUNK.min(start + count - from);
+        let status = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "random_fault_schedules_keep_every_invariant",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("HERALD_SIM_START", from.to_string())
+            .env("HERALD_SIM_SEEDS", n.to_string())
+            .status()
+            .expect("the test binary runs");
+        eprintln!(
+            "seeds {from}..{}: {}",
+            from + n,
+            if status.success() { "ok" } else { "FAILED" }
+        );
+        if !status.success() {
+            failed.push((from, from + n));
+        }
+        from += n;
+    }
+    failed
+}
 
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
@@ -55,11 +96,22 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 #[test]
 fn random_fault_schedules_keep_every_invariant() {
     let classes = FaultClasses::from_env();
+    let count = env("HERALD_SIM_SEEDS").unwrap_or(300);
+    if count > CHUNK && std::env::var_os(CHILD).is_none() && env("HERALD_SIM_SEED").is_none() {
+        let start = env("HERALD_SIM_START").unwrap_or(0);
+        let failed = run_in_chunks(start, count);
+        assert!(
+            failed.is_empty(),
+            "{count} seeds run ({classes:?}); chunks with violations: {failed:?}\n\
+             replay one with HERALD_SIM_SEED=<seed>"
+        );
+        return;
+    }
     let seeds: Vec<u64> = match env("HERALD_SIM_SEED") {
         Some(seed) => vec![seed],
         None => {
             let start = env("HERALD_SIM_START").unwrap_or(0);
-            (start..start + env("HERALD_SIM_SEEDS").unwrap_or(300)).collect()
+            (start..start + count).collect()
         }
     };
     let mut failures: Vec<Failure> = std::thread::scope(|scope| {
