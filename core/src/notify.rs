@@ -28,6 +28,9 @@ pub(crate) fn mark_changed(entry: &mut Entry, announcements: u8) {
 /// Turns an entry into a departed one with `notifications` still to send, the first due
 /// at once when `due` (a replica leaves the counting to the publisher).
 pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: u8, due: bool) {
+    if entry.record.is_live() {
+        entry.record.ended = entry.record.service.version;
+    }
     entry.record.service.version = version;
     entry.record.state = RecordState::Departed {
         remaining: notifications,

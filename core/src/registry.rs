@@ -54,6 +54,11 @@ pub struct Record {
     pub sequence: u64,
     /// Live or departed.
     pub state: RecordState,
+    /// For a departed record, the version of the live registration its removal ended
+    /// (`Version(0)` when unknown: a record stored before this field existed, or a live
+    /// record). Lets directories sharing a store tell whether two removals of a name are
+    /// one to listeners (no live version between them) whatever their contents.
+    pub ended: Version,
 }
 
 impl Record {
@@ -154,9 +159,41 @@ struct RecordWire<'a> {
     remaining: u8,
     /// The highest request sequence applied.
     sequence: u64,
+    /// The live version a departed record's removal ended (0: unknown).
+    ended: u64,
 }
 
-/// The stored layout before sequences: [`RecordWire`] without its last field.
+/// The stored layout before removals named the version they ended: [`RecordWire`]
+/// without its last field.
+#[derive(Deserialize)]
+struct UnendedRecordWire<'a> {
+    name: &'a str,
+    version: u64,
+    registrant: u64,
+    locations: LocationsWire,
+    metadata: &'a [u8],
+    expires_unix_ms: Option<u64>,
+    remaining: u8,
+    sequence: u64,
+}
+
+impl<'a> From<UnendedRecordWire<'a>> for RecordWire<'a> {
+    fn from(w: UnendedRecordWire<'a>) -> Self {
+        RecordWire {
+            name: w.name,
+            version: w.version,
+            registrant: w.registrant,
+            locations: w.locations,
+            metadata: w.metadata,
+            expires_unix_ms: w.expires_unix_ms,
+            remaining: w.remaining,
+            sequence: w.sequence,
+            ended: 0,
+        }
+    }
+}
+
+/// The stored layout before sequences: [`UnendedRecordWire`] without its last field.
 #[derive(Deserialize)]
 struct LegacyRecordWire<'a> {
     name: &'a str,
@@ -179,6 +216,7 @@ impl<'a> From<LegacyRecordWire<'a>> for RecordWire<'a> {
             expires_unix_ms: w.expires_unix_ms,
             remaining: w.remaining,
             sequence: 0,
+            ended: 0,
         }
     }
 }
@@ -238,15 +276,17 @@ impl Record {
             expires_unix_ms,
             remaining,
             sequence: self.sequence,
+            ended: self.ended.0,
         };
         postcard::to_slice(&wire, buf).ok().map(|b| &*b)
     }
 
     /// Decodes a stored record.
     pub fn from_bytes(bytes: &[u8], clock: WallClock) -> Result<Record, CorruptRecord> {
-        // The current layout, or the one before sequences: a legacy record is one
-        // field short of the current layout, so no record reads as both.
+        // The current layout, or an older one: each older layout is one field short of
+        // the next, so no record reads as two of them.
         let wire: RecordWire<'_> = exactly::<RecordWire<'_>>(bytes)
+            .or_else(|| exactly::<UnendedRecordWire<'_>>(bytes).map(RecordWire::from))
             .or_else(|| exactly::<LegacyRecordWire<'_>>(bytes).map(RecordWire::from))
             .ok_or(CorruptRecord)?;
         let registration: Registration =
@@ -269,6 +309,7 @@ impl Record {
             registrant: wire.registrant,
             sequence: wire.sequence,
             state,
+            ended: Version(wire.ended),
         })
     }
 }
@@ -303,6 +344,7 @@ mod tests {
             state: RecordState::Live {
                 expires: Instant::from_millis(u64::MAX / 4),
             },
+            ended: Version(u64::MAX),
         }
     }
 
@@ -320,23 +362,28 @@ mod tests {
         let bytes = record.to_bytes(clock(), &mut buf).expect("fits");
         let back = Record::from_bytes(bytes, clock()).unwrap();
         assert_eq!(back.sequence, u64::MAX);
+        assert_eq!(back.ended, Version(u64::MAX));
         assert_eq!(back.service, record.service);
     }
 
     #[test]
-    fn a_record_stored_before_sequences_is_read_with_sequence_zero() {
-        // The layout before sequences is today's without its last field: a record with
-        // sequence 0 ends in one 0 byte, and without it is what was written then.
+    fn records_stored_in_older_layouts_are_read_with_zero_for_what_they_lack() {
+        // Each older layout is the next without its last field: a record with sequence
+        // 0 and `ended` 0 ends in two 0 bytes; without one it is what was written before
+        // `ended`, without both what was written before sequences.
         let mut record = longest();
         record.sequence = 0;
+        record.ended = Version(0);
         record.state = RecordState::Departed { remaining: 3 };
         let mut buf = [0u8; MAX_RECORD_LEN];
         let bytes = record.to_bytes(clock(), &mut buf).unwrap();
-        assert_eq!(bytes.last(), Some(&0));
-        let legacy = &bytes[..bytes.len() - 1];
+        assert!(bytes.ends_with(&[0, 0]));
+        let unended = &bytes[..bytes.len() - 1];
+        assert_eq!(Record::from_bytes(unended, clock()).unwrap(), record);
+        let legacy = &bytes[..bytes.len() - 2];
         let back = Record::from_bytes(legacy, clock()).unwrap();
         assert_eq!(back, record);
-        // Neither layout accepts trailing or missing bytes beyond that.
+        // No layout accepts trailing or missing bytes beyond that.
         let mut longer = bytes.to_vec();
         longer.push(0);
         assert_eq!(Record::from_bytes(&longer, clock()), Err(CorruptRecord));

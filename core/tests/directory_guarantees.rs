@@ -101,6 +101,7 @@ fn record(name: &str, version: u64, state: RecordState) -> Record {
         registrant: 1,
         sequence: 0,
         state,
+        ended: Version(0),
     }
 }
 

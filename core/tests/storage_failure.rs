@@ -183,6 +183,7 @@ fn live(name: &str, expires: Instant) -> Record {
         registrant: 5,
         sequence: 0,
         state: RecordState::Live { expires },
+        ended: Version(0),
     }
 }
 

@@ -396,6 +396,7 @@ mod tests {
             state: RecordState::Live {
                 expires: herald_core::Instant::from_millis(15_000),
             },
+            ended: herald_core::Version(0),
         }
     }
 

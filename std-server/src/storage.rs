@@ -365,6 +365,7 @@ mod tests {
             registrant: 7,
             sequence: 0,
             state,
+            ended: Version(0),
         }
     }
 

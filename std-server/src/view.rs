@@ -249,6 +249,7 @@ mod tests {
             registrant: 1,
             sequence: 1,
             state: RecordState::Live { expires },
+            ended: herald_core::Version(0),
         }
     }
 

@@ -448,25 +448,39 @@ impl Directory<'_> {
     }
 }
 
-/// When `record` (newer than `held`) and `held` are both removals of the same
-/// registration (same registrant, same locations and metadata), the notifications still
-/// owed for what is one removal to listeners (they were told of no registration in
-/// between): the fewer of the two counts. The caller checks that the held removal is
+/// When `record` and `held` are both removals of the name and no listener can have held
+/// it live between them, the notifications still owed for what is one removal to
+/// listeners: the fewer of the two counts. That is when the newer removal ended a live
+/// version older than the older removal: every listener that held that version was told
+/// of the older removal (at a higher version), and was told of no registration since.
+/// Two directories removing the same registration, or one removing a registration that
+/// the other never saw because it removed the one before, are one removal; a removal of
+/// a registration made after the older removal is not. For a record stored before
+/// removals named the version they ended, the same registration (same registrant, same
+/// locations and metadata) stands for it. The caller checks that the held removal is
 /// recent (within the replication bound): later, any other directory knew of it, and a
-/// new removal follows a registration in between. A registration of other content in
-/// between (which this directory missed: it was stopped, or reloaded the store) makes
-/// it another removal, owed all its notifications.
+/// new removal follows a registration in between.
 fn same_removal(held: &Record, record: &Record) -> Option<u8> {
-    let registration = &record.service.registration;
-    match (held.state, record.state) {
-        (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
-            if held.registrant == record.registrant
-                && held.service.registration.same_content(registration) =>
-        {
-            Some(mine.min(remaining))
-        }
-        _ => None,
-    }
+    let (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining }) =
+        (held.state, record.state)
+    else {
+        return None;
+    };
+    let (older, newer) = if record.service.version < held.service.version {
+        (record, held)
+    } else {
+        (held, record)
+    };
+    let one = if newer.ended != Version(0) {
+        newer.ended < older.service.version
+    } else {
+        held.registrant == record.registrant
+            && held
+                .service
+                .registration
+                .same_content(&record.service.registration)
+    };
+    one.then_some(mine.min(remaining))
 }
 
 /// Whether `record`, of the same registrant as `held`, comes from its later request

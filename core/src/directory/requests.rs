@@ -169,6 +169,7 @@ impl Directory<'_> {
                     registrant: r.registrant,
                     sequence: r.sequence,
                     state: RecordState::Live { expires },
+                    ended: Version(0),
                 });
                 let Some(slot) = self.insert(entry) else {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);

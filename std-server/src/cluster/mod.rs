@@ -1035,6 +1035,7 @@ mod tests {
             registrant: 9,
             sequence: 0,
             state,
+            ended: Version(0),
         }
     }
 
