@@ -144,8 +144,9 @@ pub type Registry<'a> = Table<'a, Entry>;
 /// Longest encoded [`Record`] in bytes.
 pub const MAX_RECORD_LEN: usize = 320;
 
-/// The stored layout. Records written before sequences existed end after `remaining`;
-/// they are read with [`LegacyRecordWire`] and get sequence 0.
+/// The stored layout. Records written before removals named the version they ended end
+/// after `sequence`, and those written before sequences after `remaining`: they are read
+/// with 0 for what they lack.
 #[derive(Serialize, Deserialize)]
 struct RecordWire<'a> {
     name: &'a str,
@@ -163,63 +164,9 @@ struct RecordWire<'a> {
     ended: u64,
 }
 
-/// The stored layout before removals named the version they ended: [`RecordWire`]
-/// without its last field.
-#[derive(Deserialize)]
-struct UnendedRecordWire<'a> {
-    name: &'a str,
-    version: u64,
-    registrant: u64,
-    locations: LocationsWire,
-    metadata: &'a [u8],
-    expires_unix_ms: Option<u64>,
-    remaining: u8,
-    sequence: u64,
-}
-
-impl<'a> From<UnendedRecordWire<'a>> for RecordWire<'a> {
-    fn from(w: UnendedRecordWire<'a>) -> Self {
-        RecordWire {
-            name: w.name,
-            version: w.version,
-            registrant: w.registrant,
-            locations: w.locations,
-            metadata: w.metadata,
-            expires_unix_ms: w.expires_unix_ms,
-            remaining: w.remaining,
-            sequence: w.sequence,
-            ended: 0,
-        }
-    }
-}
-
-/// The stored layout before sequences: [`UnendedRecordWire`] without its last field.
-#[derive(Deserialize)]
-struct LegacyRecordWire<'a> {
-    name: &'a str,
-    version: u64,
-    registrant: u64,
-    locations: LocationsWire,
-    metadata: &'a [u8],
-    expires_unix_ms: Option<u64>,
-    remaining: u8,
-}
-
-impl<'a> From<LegacyRecordWire<'a>> for RecordWire<'a> {
-    fn from(w: LegacyRecordWire<'a>) -> Self {
-        RecordWire {
-            name: w.name,
-            version: w.version,
-            registrant: w.registrant,
-            locations: w.locations,
-            metadata: w.metadata,
-            expires_unix_ms: w.expires_unix_ms,
-            remaining: w.remaining,
-            sequence: 0,
-            ended: 0,
-        }
-    }
-}
+/// How many older stored layouts [`Record::from_bytes`] reads: each one field (a varint)
+/// short of the next.
+const OLDER_LAYOUTS: usize = 2;
 
 /// Reads `bytes` as exactly one `T`, with nothing left over.
 fn exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
@@ -283,11 +230,17 @@ impl Record {
 
     /// Decodes a stored record.
     pub fn from_bytes(bytes: &[u8], clock: WallClock) -> Result<Record, CorruptRecord> {
-        // The current layout, or an older one: each older layout is one field short of
-        // the next, so no record reads as two of them.
-        let wire: RecordWire<'_> = exactly::<RecordWire<'_>>(bytes)
-            .or_else(|| exactly::<UnendedRecordWire<'_>>(bytes).map(RecordWire::from))
-            .or_else(|| exactly::<LegacyRecordWire<'_>>(bytes).map(RecordWire::from))
+        // The current layout, or an older one: each older layout is the next without
+        // its last field (`sequence`, then `ended`), a varint that reads 0 as one zero
+        // byte. So an older record is the current layout with zero bytes appended, and
+        // no record reads as two layouts.
+        let mut buf = [0u8; MAX_RECORD_LEN + OLDER_LAYOUTS];
+        let len = bytes.len();
+        let padded = buf.get_mut(..len + OLDER_LAYOUTS).ok_or(CorruptRecord)?;
+        padded[..len].copy_from_slice(bytes);
+        let padded: &[u8] = padded;
+        let wire: RecordWire<'_> = (0..=OLDER_LAYOUTS)
+            .find_map(|missing| exactly::<RecordWire<'_>>(&padded[..len + missing]))
             .ok_or(CorruptRecord)?;
         let registration: Registration =
             validate_registration(wire.name, &wire.locations, wire.metadata)
