@@ -157,17 +157,7 @@ fn board_meets_the_server(shell: Shell, run_name: &str, lossy: bool, authenticat
         command
     };
 
-    let mut serve = herald_command(&ns);
-    serve.args([
-        "serve",
-        "--bind",
-        DIRECTORY,
-        "--interface",
-        HOST_ADDRESS,
-        "--data-dir",
-    ]);
-    serve.arg(work.join("data"));
-    let _server = Process::spawn("herald serve", serve, &work);
+    let _server = ns.serve(herald_command(&ns), &work);
 
     let mut qemu = ns.command("qemu-system-arm");
     qemu.args([

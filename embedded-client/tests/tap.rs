@@ -46,17 +46,7 @@ fn embedded_client_meets_the_std_server_through_a_tap_device() {
     node.expect("ready", |l| l == "ready");
 
     let on_tap = ["--directory", DIRECTORY, "--interface", HOST_ADDRESS];
-    let mut serve = ns.command(&herald);
-    serve.args([
-        "serve",
-        "--bind",
-        DIRECTORY,
-        "--interface",
-        HOST_ADDRESS,
-        "--data-dir",
-    ]);
-    serve.arg(work.join("data"));
-    let _server = Process::spawn("herald serve", serve, &work);
+    let _server = ns.serve(ns.command(&herald), &work);
 
     // The node registers; a std watcher discovers it on the group.
     node.expect("registration", |l| {

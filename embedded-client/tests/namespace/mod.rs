@@ -45,6 +45,21 @@ impl Namespace {
         command.args(["netns", "exec", &self.name]).arg(program);
         command
     }
+
+    /// Runs `herald serve` (`command`: the `herald` binary, to run in this namespace) at
+    /// [`DIRECTORY`], announcing out of the TAP device, its data in `work/data`.
+    pub fn serve(&self, mut command: Command, work: &Path) -> Process {
+        command.args([
+            "serve",
+            "--bind",
+            DIRECTORY,
+            "--interface",
+            HOST_ADDRESS,
+            "--data-dir",
+        ]);
+        command.arg(work.join("data"));
+        Process::spawn("herald serve", command, work)
+    }
 }
 
 impl Drop for Namespace {
