@@ -26,7 +26,8 @@ fn decades(lo: f64, hi: f64) -> (i32, i32) {
     (lo.log10().floor() as i32, hi.log10().ceil() as i32)
 }
 
-/// A log-log plot of `series` with decade grid lines, axis labels and a legend.
+/// A log-log plot of `series` with decade grid lines, axis labels and a legend; a
+/// point whose y is 0 is a hollow marker on the bottom edge.
 pub fn log_log(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
     let points = || series.iter().flat_map(|s| s.points.iter().copied());
     let positive = |v: f64| v > 0.0 && v.is_finite();
@@ -121,6 +122,16 @@ pub fn log_log(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> 
                 line.colour
             );
         }
+        // A zero cannot sit on a log axis: a hollow marker on the bottom edge.
+        for &(x, _) in line.points.iter().filter(|p| positive(p.0) && p.1 == 0.0) {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="5" fill="white" stroke="{}" stroke-width="2"/>"#,
+                sx(x),
+                TOP + ph,
+                line.colour
+            );
+        }
         let ly = TOP + 20.0 + 22.0 * i as f64;
         let lx = LEFT + pw + 16.0;
         let _ = writeln!(
@@ -133,6 +144,14 @@ pub fn log_log(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> 
             escape(&line.label)
         );
     }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" font-size="11">hollow marker on the</text><text x="{:.1}" y="{:.1}" font-size="11">bottom edge: 0 measured</text>"#,
+        LEFT + pw + 16.0,
+        TOP + 40.0 + 22.0 * series.len() as f64,
+        LEFT + pw + 16.0,
+        TOP + 54.0 + 22.0 * series.len() as f64
+    );
     s.push_str("</svg>\n");
     s
 }
@@ -171,6 +190,6 @@ mod tests {
             }],
         );
         assert!(svg.contains("a&lt;b") && svg.contains("stroke-dasharray"));
-        assert_eq!(svg.matches("<circle").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 3, "two points and a hollow zero");
     }
 }
