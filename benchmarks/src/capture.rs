@@ -119,8 +119,7 @@ impl Capture {
                     continue;
                 };
                 let kind = addr.pkttype();
-                if addr.ifindex() != index || kind == PACKET_LOOPBACK || kind == PACKET_OTHERHOST
-                {
+                if addr.ifindex() != index || kind == PACKET_LOOPBACK || kind == PACKET_OTHERHOST {
                     continue;
                 }
                 let flow = classify(&buf[..n], kind == PACKET_OUTGOING);
@@ -168,12 +167,8 @@ fn open(iface: &str) -> Result<(std::os::fd::OwnedFd, usize), String> {
     )
     .map_err(|e| format!("packet socket: {e}"))?;
     setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).map_err(|e| format!("SO_RCVBUFFORCE: {e}"))?;
-    setsockopt(
-        &fd,
-        sockopt::ReceiveTimeout,
-        &TimeVal::new(0, 100_000),
-    )
-    .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 100_000))
+        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
     Ok((fd, index as usize))
 }
 
@@ -209,7 +204,9 @@ mod tests {
     #[test]
     fn classifies_udp_multicast_and_counts_differences() {
         let mut frame = vec![0x01, 0, 0x5e, 0, 0, 0xfb, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 1, 17, 0, 0, 10, 0, 0, 1, 224, 0, 0, 251];
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 1, 17, 0, 0, 10, 0, 0, 1, 224, 0, 0, 251,
+        ];
         frame.append(&mut ip);
         frame.extend_from_slice(&[0x14, 0xe9, 0x14, 0xe9, 0, 8, 0, 0]);
         let flow = classify(&frame, false);
@@ -217,9 +214,27 @@ mod tests {
         frame[9 + 14] = 6;
         assert!(!classify(&frame, true).udp);
         let mut a = Counts::default();
-        a.0.insert(flow, Tally { packets: 1, bytes: 50 });
+        a.0.insert(
+            flow,
+            Tally {
+                packets: 1,
+                bytes: 50,
+            },
+        );
         let mut b = a.clone();
-        b.0.insert(flow, Tally { packets: 3, bytes: 150 });
-        assert_eq!(b.since(&a).sum(|f| f.multicast), Tally { packets: 2, bytes: 100 });
+        b.0.insert(
+            flow,
+            Tally {
+                packets: 3,
+                bytes: 150,
+            },
+        );
+        assert_eq!(
+            b.since(&a).sum(|f| f.multicast),
+            Tally {
+                packets: 2,
+                bytes: 100
+            }
+        );
     }
 }

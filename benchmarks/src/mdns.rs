@@ -211,9 +211,7 @@ struct Scenario {
 
 /// `herald-bench mdns`: runs the comparison into `report`, or says why it cannot.
 pub fn run(report: &mut Report, options: &Options) -> Result<(), String> {
-    report.section(
-        "Idle cost and the current mdns-sd (0.21.7, veth pair between two namespaces)",
-    );
+    report.section("Idle cost and the current mdns-sd (0.21.7, veth pair between two namespaces)");
     if let Some(why) = crate::netns::unavailable() {
         report.line(&format!("Skipped: {why}."));
         return Ok(());
@@ -294,7 +292,12 @@ fn tables(report: &mut Report, scenarios: &[Scenario], crash: &Result<Value, Str
         } else {
             String::new()
         };
-        format!("{} / {} ({} samples{missed})", num(s.p50, 1), num(s.max, 1), f.remove.len())
+        format!(
+            "{} / {} ({} samples{missed})",
+            num(s.p50, 1),
+            num(s.max, 1),
+            f.remove.len()
+        )
     };
     both(
         "unregister one → removed, ms: median / max".into(),
@@ -347,7 +350,12 @@ fn tables(report: &mut Report, scenarios: &[Scenario], crash: &Result<Value, Str
     );
     report.table(&["what", "N", "Herald", "mdns-sd 0.21.7"], &rows);
     for s in scenarios.iter().filter(|s| !s.mdns.closed.is_empty()) {
-        let at: Vec<String> = s.mdns.closed.iter().map(|d| num(d.as_secs_f64(), 1)).collect();
+        let at: Vec<String> = s
+            .mdns
+            .closed
+            .iter()
+            .map(|d| num(d.as_secs_f64(), 1))
+            .collect();
         let ended = if s.mdns.browse_ended() {
             " and then stopped: mdns-sd's later figures of this N have no browser"
         } else {
@@ -378,12 +386,12 @@ fn tables(report: &mut Report, scenarios: &[Scenario], crash: &Result<Value, Str
         let h = mean_max(&s.herald.idle, Window::total_bytes).0 / WINDOW.as_secs_f64();
         let hm = mean_max(&s.herald.idle, |w| w.multicast.bytes).0 / WINDOW.as_secs_f64();
         let m = mean_max(&s.mdns.idle, Window::total_bytes).0 / WINDOW.as_secs_f64();
-        let (m, r) = if s.mdns.browse_ended() {
-            ("n/a (browse ended)".to_string(), "n/a".to_string())
+        let (m, r, rm) = if s.mdns.browse_ended() {
+            ("n/a (browse ended)".to_string(), "n/a".into(), "n/a".into())
         } else {
-            (num(m, 1), ratio(h, m))
+            (num(m, 1), ratio(h, m), ratio(hm, m))
         };
-        rows.push(vec![s.n.to_string(), num(h, 1), num(hm, 1), m, r]);
+        rows.push(vec![s.n.to_string(), num(h, 1), num(hm, 1), m, r, rm]);
     }
     report.line("\nIdle bytes per second against N (mean over the idle windows):\n");
     report.table(
@@ -392,16 +400,24 @@ fn tables(report: &mut Report, scenarios: &[Scenario], crash: &Result<Value, Str
             "Herald B/s (all: multicast + veth unicast + renewals)",
             "Herald multicast B/s",
             "mdns-sd B/s",
-            "Herald / mdns-sd",
+            "Herald all / mdns-sd",
+            "Herald multicast / mdns-sd",
         ],
         &rows,
     );
     match crash {
         Ok(c) => {
             let f = |v: &Value| cell_ms(v.as_f64());
-            report.line("\nCrash removal (publisher killed with SIGKILL: nothing sent on the way out):\n");
+            report.line(
+                "\nCrash removal (publisher killed with SIGKILL: nothing sent on the way out):\n",
+            );
             report.table(
-                &["system", "what bounds it", "bound of the wait", "noticed after, ms"],
+                &[
+                    "system",
+                    "what bounds it",
+                    "bound of the wait",
+                    "noticed after, ms",
+                ],
                 &[
                     vec![
                         "Herald, `herald register --lease 1`".into(),
@@ -433,9 +449,8 @@ fn tables(report: &mut Report, scenarios: &[Scenario], crash: &Result<Value, Str
 
 /// Writes the idle-cost plot: idle bytes/s against N, log-log.
 fn plot(scenarios: &[Scenario], path: &std::path::Path) -> Result<(), String> {
-    let per_s = |windows: &[Window], f: fn(&Window) -> u64| {
-        mean_max(windows, f).0 / WINDOW.as_secs_f64()
-    };
+    let per_s =
+        |windows: &[Window], f: fn(&Window) -> u64| mean_max(windows, f).0 / WINDOW.as_secs_f64();
     let series = |label: &str, colour, dashed, f: &dyn Fn(&Scenario) -> Option<f64>| Series {
         label: label.into(),
         colour,
@@ -526,7 +541,8 @@ fn scenario(n: usize, turn: &Mutex<()>) -> Result<Scenario, String> {
         let now = (veth.snapshot(), lo.snapshot());
         let (v, l) = (now.0.since(&before.0), now.1.since(&before.1));
         herald.idle.push(Window::of(&v, &l, herald_flow, port));
-        mdns.idle.push(Window::of(&v, &Counts::default(), mdns_flow, port));
+        mdns.idle
+            .push(Window::of(&v, &Counts::default(), mdns_flow, port));
         before = now;
     }
     eprintln!("[mdns: N = {n}: done]");
@@ -561,8 +577,8 @@ fn herald_active(
     lo: &Capture,
 ) -> Result<(Figures, Held), String> {
     let prefix = format!("n{n}-");
-    let interest = Interest::parse_all([format!("{prefix}*").as_str()])
-        .map_err(|e| format!("{e:?}"))?;
+    let interest =
+        Interest::parse_all([format!("{prefix}*").as_str()]).map_err(|e| format!("{e:?}"))?;
     let mut watch = on(side_b, async move {
         Watch::start(options_b, interest)
             .await
@@ -620,9 +636,7 @@ fn herald_active(
             .iter()
             .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
             .collect(),
-        all: (arrivals.len() == n).then(|| {
-            arrivals.iter().map(|a| a.1).max().unwrap_or(t0) - t0
-        }),
+        all: (arrivals.len() == n).then(|| arrivals.iter().map(|a| a.1).max().unwrap_or(t0) - t0),
         ..Figures::default()
     };
     std::thread::sleep((t0 + FIRST).saturating_duration_since(Instant::now()));
@@ -701,7 +715,8 @@ fn mdns_active(
         .iter()
         .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
         .collect();
-    figures.all = (arrivals.len() == n).then(|| arrivals.values().max().copied().unwrap_or(t0) - t0);
+    figures.all =
+        (arrivals.len() == n).then(|| arrivals.values().max().copied().unwrap_or(t0) - t0);
     std::thread::sleep((t0 + FIRST).saturating_duration_since(Instant::now()));
     figures.first = veth
         .snapshot()
@@ -759,7 +774,10 @@ fn crash() -> Result<Value, String> {
     })?;
     let lease = herald_server::cli::DEFAULT_LEASE_SECS;
     let mut registrants = Vec::new();
-    for (name, lease) in [("crash-short", Some(SHORT_LEASE_S)), ("crash-default", None)] {
+    for (name, lease) in [
+        ("crash-short", Some(SHORT_LEASE_S)),
+        ("crash-default", None),
+    ] {
         let mut args: Vec<String> = [
             "herald",
             "register",
@@ -850,7 +868,10 @@ fn crash() -> Result<Value, String> {
                 _ => break,
             }
         }
-        let short = seen.get("crash-short").copied().filter(|d| *d <= short_bound);
+        let short = seen
+            .get("crash-short")
+            .copied()
+            .filter(|d| *d <= short_bound);
         Ok((short, seen.get("crash-default").copied()))
     })?;
     let mdns = mdns.join().map_err(|_| "mdns crash waiter panicked")?;

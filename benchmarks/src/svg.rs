@@ -190,6 +190,10 @@ mod tests {
             }],
         );
         assert!(svg.contains("a&lt;b") && svg.contains("stroke-dasharray"));
-        assert_eq!(svg.matches("<circle").count(), 3, "two points and a hollow zero");
+        assert_eq!(
+            svg.matches("<circle").count(),
+            3,
+            "two points and a hollow zero"
+        );
     }
 }
