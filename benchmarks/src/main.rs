@@ -2,7 +2,7 @@
 //! time, with traffic only on loopback or inside a network namespace the run creates.
 //!
 //! ```sh
-//! cargo run --release -p herald-bench -- all    # everything, ~10 minutes; writes docs/
+//! cargo run --release -p herald-bench -- all    # everything, ~7 minutes; writes docs/
 //! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|web
 //! cargo run --release -p herald-bench -- mdns [--quick] [--plot docs/idle-cost.svg]
 //! cargo run --release -p herald-bench --features etcd -- cluster   # ~3 minutes, needs etcd
