@@ -2,8 +2,9 @@
 //! time, with traffic only on loopback or inside a network namespace the run creates.
 //!
 //! ```sh
-//! cargo run --release -p herald-bench -- all    # everything, ~3 minutes; writes docs/
-//! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|mdns|web
+//! cargo run --release -p herald-bench -- all    # everything, ~7 minutes; writes docs/
+//! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|web
+//! cargo run --release -p herald-bench -- mdns [--quick] [--plot docs/idle-cost.svg]
 //! cargo run --release -p herald-bench --features etcd -- cluster   # ~3 minutes, needs etcd
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! Directories are this binary re-executed as `herald-bench herald serve …`: the same
 //! code as the `herald` binary.
 
+mod capture;
 mod cluster;
 mod events;
 mod joiner;
@@ -25,6 +27,7 @@ mod process;
 mod raw;
 mod report;
 mod stats;
+mod svg;
 mod throughput;
 mod traffic;
 mod web;
@@ -96,7 +99,14 @@ fn bench(what: &str, report: &mut Report) -> Result<(), String> {
     step("late-joiner", &mut |r| joiner::run(r, &runtime));
     step("traffic", &mut traffic::run);
     step("memory", &mut memory::run);
-    step("mdns", &mut mdns::run);
+    step("mdns", &mut |r| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let options = mdns::Options {
+            plot: Some(root.join("docs/idle-cost.svg")),
+            ..mdns::Options::default()
+        };
+        mdns::run(r, &options)
+    });
     step("web", &mut |r| web::run(r, &runtime));
     if known {
         Ok(())
@@ -123,7 +133,14 @@ fn main() -> ExitCode {
                 None => Err("usage: herald-bench echo IP:PORT [SECS]".into()),
             }
         }
-        "mdns-inner" => mdns::inner(),
+        "mdns" if !args.is_empty() => mdns::Options::parse(&args).and_then(|options| {
+            let mut report = Report::default();
+            report.line(&format!("Machine: {}", machine()));
+            let start = std::time::Instant::now();
+            let result = mdns::run(&mut report, &options);
+            eprintln!("[mdns: {:.1} s]", start.elapsed().as_secs_f64());
+            result
+        }),
         "mdns-publish" => match (args.first(), args.get(1)) {
             (Some(ty), Some(instance)) => mdns::publish(ty, instance),
             _ => Err("usage: herald-bench mdns-publish TYPE INSTANCE".into()),
@@ -131,6 +148,7 @@ fn main() -> ExitCode {
         "-h" | "--help" | "help" => {
             println!(
                 "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns|web]\n       \
+                 herald-bench mdns [--quick] [--plot docs/idle-cost.svg]\n       \
                  herald-bench cluster [--discovery-only|--registrations-only]\n\
                  (cluster needs `--features etcd` and an etcd binary; it is not part of all)"
             );

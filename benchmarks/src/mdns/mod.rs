@@ -1,0 +1,435 @@
+//! Herald against mdns-sd 0.21.7 on a veth pair between two private network namespaces
+//! (see [`crate::netns`]): directory, registrants and the mdns-sd publisher on side A,
+//! Herald's watcher (the library's `Watch`) and the mdns-sd browser on side B. For each
+//! registry size N, in a pair of its own: register N → each discovered, unregister one →
+//! removed, the publisher's bytes on the veth in the first 10 s, then (after settling)
+//! idle traffic per 10 s window: multicast and unicast on the veth, and Herald's
+//! renewal datagrams between registrants and directory (on side A's loopback). A last
+//! pair measures crash removal: Herald by its lease, mdns-sd by its own record TTL.
+//! Frames are counted with a packet socket ([`crate::capture`]), headers included.
+//!
+//! The pairs run at the same time, but only one at a time is in its active phase
+//! (registering, discovering, unregistering), so latencies are not measured against
+//! each other; idle windows overlap (they count frames, not time).
+
+use crate::capture::{Capture, Counts, Flow, Tally};
+use crate::events;
+use crate::netns::{Pair, A_ADDR, B_ADDR, B_IFACE};
+use crate::process::{wait_for_line, Directory, DirectorySpec, Spawned};
+use crate::report::{num, ratio, Report};
+use crate::stats::{ms, Summary};
+use crate::svg::{log_log, Series};
+use herald_core::Interest;
+use herald_server::client::{registration, ClientOptions, EventKind, Herald, Registered, Watch};
+use herald_server::net::Interface;
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Registry sizes of a full run.
+const COUNTS: [usize; 4] = [10, 100, 1_000, 10_000];
+/// Registry sizes of `--quick`.
+const QUICK_COUNTS: [usize; 2] = [100, 1_000];
+/// Time bound of N services being discovered.
+const DISCOVER_LIMIT: Duration = Duration::from_secs(30);
+/// Time bound of noticing one unregistration.
+const REMOVE_LIMIT: Duration = Duration::from_secs(20);
+/// Unregistrations measured per N (each registered again afterwards).
+const REMOVALS: usize = 5;
+/// Window of the publisher's bytes after the first registration.
+const FIRST: Duration = Duration::from_secs(10);
+/// Wait between the end of the active phase and the first idle window.
+const SETTLE: Duration = Duration::from_secs(30);
+/// One idle window.
+const WINDOW: Duration = Duration::from_secs(10);
+/// Idle windows: 120 s, one whole cycle of mdns-sd's 120 s host-record TTL refresh.
+const WINDOWS: usize = 12;
+/// Registrations per Herald client (a client holds at most 32).
+const PER_CLIENT: usize = 25;
+/// The mDNS port; every other UDP port on the pair is Herald's.
+const MDNS_PORT: u16 = 5353;
+/// All N registrations come from one address (one process on side A): the directory's
+/// per-address and per-network budgets (1,024 and 4,096 by default) are raised to its
+/// capacity.
+const ONE_ADDRESS_BUDGET: [&str; 4] = [
+    "--registrations-per-address",
+    "16384",
+    "--registrations-per-network",
+    "16384",
+];
+/// Margin over a lease or TTL when waiting for a crash to be noticed.
+const CRASH_MARGIN: Duration = Duration::from_secs(20);
+/// Lease of the short-lease crashing Herald registrant (`herald register --lease 1`).
+const SHORT_LEASE_S: u64 = 1;
+/// How long `herald-bench mdns-publish` waits to be killed.
+const PUBLISH_LIMIT: Duration = Duration::from_secs(400);
+/// Time bound of one capture.
+const CAPTURE_LIMIT: Duration = Duration::from_secs(900);
+
+/// What `herald-bench mdns` runs.
+pub struct Options {
+    /// Registry sizes.
+    pub counts: Vec<usize>,
+    /// Where to write the idle-cost plot (SVG), if anywhere.
+    pub plot: Option<PathBuf>,
+}
+
+impl Options {
+    /// `[--quick] [--plot PATH]`.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut options = Options::default();
+        let mut args = args.iter();
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => options.counts = QUICK_COUNTS.to_vec(),
+                "--plot" => options.plot = Some(args.next().ok_or("--plot PATH")?.into()),
+                other => return Err(format!("unknown mdns option {other:?}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            counts: COUNTS.to_vec(),
+            plot: None,
+        }
+    }
+}
+
+/// Is a flow Herald's (UDP, not mDNS)?
+fn herald_flow(f: &Flow) -> bool {
+    f.udp && !f.port(MDNS_PORT)
+}
+
+/// Is a flow mdns-sd's?
+fn mdns_flow(f: &Flow) -> bool {
+    f.port(MDNS_PORT)
+}
+
+mod crash;
+mod figures;
+mod sd;
+mod tables;
+
+use crash::crash;
+use figures::{mean_max, Figures, Scenario, Window, REBROWSE};
+pub use sd::publish;
+use sd::{browse, daemon, info, next, retry, Seen};
+
+/// `herald-bench mdns`: runs the comparison into `report`, or says why it cannot.
+pub fn run(report: &mut Report, options: &Options) -> Result<(), String> {
+    report.section("Idle cost and the current mdns-sd (0.21.7, veth pair between two namespaces)");
+    if let Some(why) = crate::netns::unavailable() {
+        report.line(&format!("Skipped: {why}."));
+        return Ok(());
+    }
+    let turn = std::sync::Arc::new(Mutex::new(()));
+    let crash = std::thread::spawn(crash);
+    let mut threads = Vec::new();
+    for &n in &options.counts {
+        let turn = turn.clone();
+        threads.push(std::thread::spawn(move || scenario(n, &turn)));
+        // Let the pairs take their turns in order of N.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut scenarios = Vec::new();
+    for (t, n) in threads.into_iter().zip(&options.counts) {
+        match t.join() {
+            Ok(Ok(s)) => scenarios.push(s),
+            Ok(Err(e)) => report.line(&format!("\n**N = {n} failed: {e}**")),
+            Err(_) => report.line(&format!("\n**N = {n} panicked**")),
+        }
+    }
+    let crash = crash.join().map_err(|_| "the crash measurement panicked")?;
+    tables::write(report, &scenarios, &crash);
+    report.record(
+        "mdns",
+        json!({
+            "mdns_sd": "0.21.7",
+            "scenarios": scenarios.iter().map(|s| json!({"n": s.n, "herald_clients": s.clients,
+                "herald": s.herald.json(), "mdns": s.mdns.json()})).collect::<Vec<_>>(),
+            "crash": match &crash { Ok(c) => c.clone(), Err(e) => json!({"error": e}) },
+        }),
+    );
+    if let Some(path) = &options.plot {
+        tables::plot(&scenarios, path)?;
+        report.line(&format!("\nPlot: `{}`.", path.display()));
+    }
+    Ok(())
+}
+
+/// Runs `f` as a task of `runtime` (so that its sockets are that runtime's side).
+fn on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    f: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    runtime
+        .block_on(runtime.spawn(f))
+        .map_err(|e| format!("task: {e}"))?
+}
+
+/// Client options of side `ip` for `directory`.
+fn client_options(directory: &Directory, ip: std::net::Ipv4Addr) -> ClientOptions {
+    ClientOptions {
+        directories: vec![directory.addr],
+        group: directory.group,
+        interface: Interface::V4(ip),
+        timeout: Duration::from_secs(10),
+        ..ClientOptions::default()
+    }
+}
+
+/// One N in a pair of its own.
+fn scenario(n: usize, turn: &Mutex<()>) -> Result<Scenario, String> {
+    let pair = Pair::create()?;
+    let veth = Capture::start(&pair.b, B_IFACE, CAPTURE_LIMIT)?;
+    let lo = Capture::start(&pair.a, "lo", CAPTURE_LIMIT)?;
+    let directory = pair.a.run(|| {
+        Directory::start(&DirectorySpec {
+            ip: A_ADDR,
+            extra: ONE_ADDRESS_BUDGET.iter().map(|s| s.to_string()).collect(),
+            ..DirectorySpec::default()
+        })
+    })?;
+    let port = directory.addr.port();
+    let side_a = pair.a.run(crate::runtime)?;
+    let side_b = pair.b.run(crate::runtime)?;
+    let browser = pair.b.run(daemon)?;
+    let publisher = pair.a.run(daemon)?;
+    let active = turn.lock().map_err(|_| "turn lock poisoned")?;
+    eprintln!("[mdns: N = {n}: active]");
+    let (mut herald, held) = herald_active(
+        n,
+        &side_a,
+        &side_b,
+        client_options(&directory, A_ADDR),
+        client_options(&directory, B_ADDR),
+        &veth,
+        &lo,
+    )?;
+    let (mut mdns, mdns_start, events) = mdns_active(n, &browser, &publisher, &veth)?;
+    drop(active);
+    std::thread::sleep(SETTLE);
+    let mut before = (veth.snapshot(), lo.snapshot());
+    for _ in 0..WINDOWS {
+        std::thread::sleep(WINDOW);
+        let now = (veth.snapshot(), lo.snapshot());
+        let (v, l) = (now.0.since(&before.0), now.1.since(&before.1));
+        herald.idle.push(Window::of(&v, &l, herald_flow, port));
+        mdns.idle
+            .push(Window::of(&v, &Counts::default(), mdns_flow, port));
+        before = now;
+    }
+    eprintln!("[mdns: N = {n}: done]");
+    while let Ok(e) = events.try_recv() {
+        if let Seen::Closed(at) = e {
+            mdns.closed.push(at.saturating_duration_since(mdns_start));
+        }
+    }
+    drop(held);
+    let _ = publisher.shutdown();
+    let _ = browser.shutdown();
+    Ok(Scenario {
+        n,
+        clients: n.div_ceil(PER_CLIENT),
+        herald,
+        mdns,
+    })
+}
+
+/// What Herald's side holds while idle: the clients, their registrations, the watch.
+type Held = (Vec<Herald>, Vec<(usize, Registered)>, Watch);
+
+/// Herald: registers N services (from side A) that a watcher (side B) discovers, then
+/// unregisters and registers again [`REMOVALS`] of them, one at a time.
+fn herald_active(
+    n: usize,
+    side_a: &tokio::runtime::Runtime,
+    side_b: &tokio::runtime::Runtime,
+    options_a: ClientOptions,
+    options_b: ClientOptions,
+    veth: &Capture,
+    lo: &Capture,
+) -> Result<(Figures, Held), String> {
+    let prefix = format!("n{n}-");
+    let interest =
+        Interest::parse_all([format!("{prefix}*").as_str()]).map_err(|e| format!("{e:?}"))?;
+    let mut watch = on(side_b, async move {
+        Watch::start(options_b, interest)
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    let clients = on(side_a, async move {
+        let mut clients = Vec::new();
+        for _ in 0..n.div_ceil(PER_CLIENT) {
+            clients.push(
+                Herald::connect(options_a.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(clients)
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    let (v0, l0) = (veth.snapshot(), lo.snapshot());
+    let t0 = Instant::now();
+    let tasks: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(c, client)| {
+            let (client, prefix) = (client.clone(), prefix.clone());
+            let range = c * PER_CLIENT..((c + 1) * PER_CLIENT).min(n);
+            side_a.spawn(async move {
+                let mut out = Vec::new();
+                for i in range {
+                    let name = format!("{prefix}{i:05}");
+                    let start = Instant::now();
+                    let handle = client
+                        .register(service(&name, i)?)
+                        .await
+                        .map_err(|e| format!("register {name}: {e}"))?;
+                    out.push((name, start, c, handle));
+                }
+                Ok::<_, String>(out)
+            })
+        })
+        .collect();
+    let (arrivals, mut watch) = on(side_a, async move {
+        let got = events::many(&mut watch, EventKind::Discovered, n, DISCOVER_LIMIT).await;
+        Ok((got, watch))
+    })?;
+    let mut started = HashMap::new();
+    let mut handles = Vec::new();
+    for task in tasks {
+        for (name, start, c, handle) in side_a.block_on(task).map_err(|e| e.to_string())?? {
+            started.insert(name, start);
+            handles.push((c, handle));
+        }
+    }
+    let mut figures = Figures {
+        discover: arrivals
+            .iter()
+            .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
+            .collect(),
+        all: (arrivals.len() == n).then(|| arrivals.iter().map(|a| a.1).max().unwrap_or(t0) - t0),
+        ..Figures::default()
+    };
+    std::thread::sleep((t0 + FIRST).saturating_duration_since(Instant::now()));
+    let (v1, l1) = (veth.snapshot(), lo.snapshot());
+    figures.first = v1.since(&v0).sum(|f| herald_flow(f) && !f.outgoing);
+    figures.first_lo = l1.since(&l0).sum(|f| !f.outgoing && f.udp);
+    let step = (n / REMOVALS).max(1);
+    for k in (0..n).step_by(step).take(REMOVALS) {
+        let (c, handle) = handles.swap_remove(k);
+        let client = clients[c].clone();
+        let (removed, handle, w) = on(side_a, async move {
+            let name = handle.grant().name.to_string();
+            let t = Instant::now();
+            handle.unregister().await.map_err(|e| e.to_string())?;
+            let removed = events::one(&mut watch, EventKind::Unregistered, &name, REMOVE_LIMIT)
+                .await
+                .map(|at| at - t);
+            let index = name[name.len() - 5..].parse().unwrap_or(0);
+            let again = client
+                .register(service(&name, index)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            events::one(&mut watch, EventKind::Discovered, &name, DISCOVER_LIMIT).await;
+            Ok((removed, again, watch))
+        })?;
+        watch = w;
+        figures.remove.push(removed);
+        handles.push((c, handle));
+    }
+    Ok((figures, (clients, handles, watch)))
+}
+
+/// Herald's registration of service `name` number `i`.
+fn service(name: &str, i: usize) -> Result<herald_core::Registration, String> {
+    let location = SocketAddr::from((A_ADDR, 10_000 + (i % 50_000) as u16));
+    registration(name, &[location], &[]).map_err(|e| format!("{name}: {e}"))
+}
+
+/// mdns-sd: one publisher daemon (side A) registers N services that a browser (side B)
+/// resolves, then unregisters and registers again [`REMOVALS`] of them, one at a time.
+/// The start and the browse's events are returned: the browse lasts as long as they are
+/// kept.
+fn mdns_active(
+    n: usize,
+    browser: &ServiceDaemon,
+    publisher: &ServiceDaemon,
+    veth: &Capture,
+) -> Result<(Figures, Instant, std::sync::mpsc::Receiver<Seen>), String> {
+    let ty = format!("_hb{n}._udp.local.");
+    let events = browse(browser, &ty, CAPTURE_LIMIT)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let v0 = veth.snapshot();
+    let t0 = Instant::now();
+    let mut started = HashMap::new();
+    let mut infos = Vec::new();
+    for i in 0..n {
+        let service = info(&ty, &format!("svc-{i:05}"), 10_000 + (i % 50_000) as u16)?;
+        started.insert(service.get_fullname().to_owned(), Instant::now());
+        infos.push(service.clone());
+        retry(|| publisher.register(service.clone()))?;
+    }
+    let deadline = t0 + DISCOVER_LIMIT;
+    let mut arrivals = HashMap::new();
+    let mut figures = Figures::default();
+    while arrivals.len() < n {
+        match next(&events, deadline) {
+            Some(Seen::Resolved(name, at)) => {
+                arrivals.entry(name).or_insert(at);
+            }
+            Some(Seen::Removed(..)) => {}
+            Some(Seen::Closed(at)) => figures.closed.push(at - t0),
+            None => break,
+        }
+    }
+    figures.discover = arrivals
+        .iter()
+        .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
+        .collect();
+    figures.all =
+        (arrivals.len() == n).then(|| arrivals.values().max().copied().unwrap_or(t0) - t0);
+    std::thread::sleep((t0 + FIRST).saturating_duration_since(Instant::now()));
+    figures.first = veth
+        .snapshot()
+        .since(&v0)
+        .sum(|f| mdns_flow(f) && !f.outgoing);
+    let step = (n / REMOVALS).max(1);
+    for k in (0..n).step_by(step).take(REMOVALS) {
+        let name = infos[k].get_fullname().to_owned();
+        let t = Instant::now();
+        retry(|| publisher.unregister(&name))?;
+        let mut removed = None;
+        while let Some(e) = next(&events, t + REMOVE_LIMIT) {
+            match e {
+                Seen::Removed(full, at) if full == name => {
+                    removed = Some(at - t);
+                    break;
+                }
+                Seen::Closed(at) => figures.closed.push(at - t0),
+                _ => {}
+            }
+        }
+        figures.remove.push(removed);
+        retry(|| publisher.register(infos[k].clone()))?;
+        let deadline = Instant::now() + DISCOVER_LIMIT;
+        while let Some(e) = next(&events, deadline) {
+            match e {
+                Seen::Resolved(full, _) if full == name => break,
+                Seen::Closed(at) => figures.closed.push(at - t0),
+                _ => {}
+            }
+        }
+    }
+    Ok((figures, t0, events))
+}
