@@ -47,9 +47,8 @@ pub struct StoreStatus {
     pub writable: bool,
 }
 
-/// How many writes of the redb store are numbered: the changes taken from the directory
-/// go into the write numbered `started + 1`; output may leave once every write it
-/// depends on is done.
+/// Where the redb store's writes stand. Writes are numbered from 1 in the order they
+/// start; what the serve loop sends may leave once the write it depends on is done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Marks {
     /// What the serve loop sends now must wait until the write of this number is on disk
@@ -362,7 +361,7 @@ pub enum Location {
 #[derive(Debug)]
 pub enum Backend {
     /// The embedded redb store.
-    Local(Local),
+    Local(Box<Local>),
     /// etcd, shared with other directories.
     #[cfg(feature = "etcd")]
     Etcd(Box<crate::cluster::Cluster>),
@@ -371,7 +370,7 @@ pub enum Backend {
 impl Backend {
     /// The redb store, opened and read already (its writer thread starts here).
     pub fn local(store: Store) -> std::io::Result<Backend> {
-        Ok(Backend::Local(Local::new(store)?))
+        Ok(Backend::Local(Box::new(Local::new(store)?)))
     }
 
     /// Puts what was read at start-up into `directory` (and, for etcd, starts the
