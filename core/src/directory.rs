@@ -328,6 +328,8 @@ pub struct Directory<'a> {
     forgotten_floor: u64,
     /// Entries with something to announce.
     pending: usize,
+    /// The slot where the next announcement starts looking for them.
+    announce_cursor: usize,
     /// Entries whose stored form changed.
     dirty: usize,
     dirty_cursor: usize,
@@ -404,6 +406,7 @@ impl<'a> Directory<'a> {
             senders: heapless::Vec::new(),
             forgotten_floor: 0,
             pending: 0,
+            announce_cursor: 0,
             dirty: 0,
             dirty_cursor: 0,
             unreported: 0,

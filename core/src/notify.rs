@@ -81,18 +81,32 @@ pub(crate) struct Written {
 /// Writes as many pending changes as fit into `writer`, clearing their flags and
 /// counting down the notifications written. `dirty` is called for every entry whose
 /// stored state changed (a departed entry whose last notification was written is then
-/// finished: `Departed { remaining: 0 }`).
+/// finished: `Departed { remaining: 0 }`). The pass starts at slot `from` (wrapping)
+/// and stops once `pending` changes are written; it returns the slot to start the
+/// next pass at, so that a burst of changes costs one pass over the registry in all,
+/// not one per datagram.
 pub(crate) fn fill(
     registry: &mut Registry<'_>,
     writer: &mut BatchWriter<'_>,
+    from: usize,
+    pending: usize,
     mut dirty: impl FnMut(&mut Entry),
-) -> Written {
+) -> (Written, usize) {
     let mut written = Written::default();
-    for (_, e) in registry.iter_mut() {
+    let len = registry.len();
+    let start = if from < len { from } else { 0 };
+    for k in 0..len {
+        let slot = (start + k) % len;
+        if written.registered + written.unregistered >= pending {
+            return (written, slot);
+        }
+        let Some(e) = registry.get_mut(slot) else {
+            continue;
+        };
         match e.record.state {
             RecordState::Live { .. } if e.announce => {
                 if !writer.push(&Change::Registered(e.record.service.clone())) {
-                    break;
+                    return (written, slot);
                 }
                 e.announce = false;
                 written.registered += 1;
@@ -103,7 +117,7 @@ pub(crate) fn fill(
                     version: e.record.service.version,
                 };
                 if !writer.push(&change) {
-                    break;
+                    return (written, slot);
                 }
                 e.due = false;
                 e.record.state = RecordState::Departed {
@@ -115,7 +129,7 @@ pub(crate) fn fill(
             _ => {}
         }
     }
-    written
+    (written, start)
 }
 
 /// True when `entry` has something to announce now.

@@ -217,3 +217,65 @@ fn restored_leases_are_capped_and_get_a_grace_period() {
     assert!(!d.record("behind").unwrap().is_live());
     assert_eq!(d.live(), 2);
 }
+
+/// A shell that keeps handling requests while a write runs holds what `poll_transmit`
+/// gives until the write is durable. When the write fails it hands the held datagrams
+/// back: each acknowledgement becomes a `storage_unavailable` refusal of the same
+/// request, with or without keys (the directory opens its own sealed frames); the rest
+/// is forgotten.
+#[test]
+fn held_acknowledgements_of_a_failed_write_become_refusals() {
+    for keys in [
+        None,
+        Some(auth::Keys::new(auth::Key::new(1, &[7; 32]).unwrap())),
+    ] {
+        let mut storage = DirectoryStorage::<8>::new();
+        let (slots, index) = storage.parts();
+        let mut config = config();
+        config.keys = keys.clone();
+        let mut d = Directory::new(config, slots, index).unwrap();
+        let t = Instant::from_millis(1);
+        let seal = |request: u32, bytes: Vec<u8>| match &keys {
+            None => bytes,
+            Some(k) => {
+                let mut buf = [0u8; 1400];
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                let n = auth::seal(k, u64::from(request) + 1_000, &mut buf, bytes.len()).unwrap();
+                buf[..n].to_vec()
+            }
+        };
+        d.handle_datagram(t, CLIENT, &seal(1, register("a", 1)));
+        d.handle_datagram(t, CLIENT, &seal(2, register("b", 2)));
+        assert_eq!(events(&mut d), ["a", "b"]);
+        // Held: everything the directory gives (acknowledgements, announcements).
+        let mut held = Vec::new();
+        let mut buf = [0u8; 1400];
+        while let Some(tx) = d.poll_transmit(t, &mut buf) {
+            held.push((tx.destination, buf[..tx.len].to_vec()));
+        }
+        assert!(held.len() > 2, "acknowledgements and announcements held");
+        d.storage_failed(t);
+        for (to, datagram) in &held {
+            d.unsent(*to, datagram);
+        }
+        let mut answers = Vec::new();
+        while let Some(tx) = d.poll_transmit(t, &mut buf) {
+            if tx.destination != CLIENT {
+                continue;
+            }
+            let (_, _, frame) = auth::receive(keys.as_ref(), &buf[..tx.len]).unwrap();
+            match frame.unwrap().message {
+                Message::Reject(r) => answers.push((r.request, r.reason)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let refused = RejectReason::StorageUnavailable;
+        assert_eq!(
+            answers,
+            [(1, refused), (2, refused)],
+            "keys: {}",
+            keys.is_some()
+        );
+        assert_eq!(d.stats().rejected(refused), 2);
+    }
+}

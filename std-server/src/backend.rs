@@ -2,20 +2,24 @@
 //! alone ([`Local`]), or etcd, shared by the directories of a cluster (`cluster::Cluster`,
 //! with the `etcd` feature).
 //!
-//! The serve loop talks to a [`Backend`] only: it hands it each wake-up's storage
-//! events ([`Backend::persist`], before anything is sent), wakes it when its deadline
-//! passes ([`Backend::tick`]), feeds the directory what it reports
-//! ([`Backend::input`], [`Backend::handle`]) and closes it at shutdown.
+//! The serve loop talks to a [`Backend`] only: it hands it the directory's storage
+//! events at every flush ([`Backend::persist`]) and at the end of each wake-up
+//! ([`Backend::commit`]), holds what it sends until the [`Marks`] say the changes it
+//! shows are durable, feeds the directory what the backend reports ([`Backend::input`]:
+//! a finished write, or etcd's news; [`Backend::handle`]), wakes it when its deadline
+//! passes ([`Backend::tick`]) and closes it at shutdown.
 
 use crate::clock::Clock;
 use crate::storage::{Batch, Loaded, StorageError, Store};
+use crate::writer::{Writer, Written};
 use herald_core::{Directory, DirectoryEvent, ServiceName, Version};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Renewals are written at once but synced to disk at most this late (a durable write
-/// of a new, changed or removed service syncs them sooner). A crash loses at most this
-/// much of the leases' extensions; registrants renew well before their leases end.
+/// Renewals (and counts of notifications owed) wait at most this long to be written (a
+/// durable write of a new, changed or removed service takes them sooner). A crash loses
+/// at most this much of the leases' extensions; registrants renew well before their
+/// leases end.
 const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
 /// After a failed write, the first retry comes this late; each further failure doubles
 /// the wait, up to [`RETRY_MAX`].
@@ -43,12 +47,59 @@ pub struct StoreStatus {
     pub writable: bool,
 }
 
-/// The embedded redb store of a directory alone.
+/// Where the redb store's writes stand. Writes are numbered from 1 in the order they
+/// start; what the serve loop sends may leave once the write it depends on is done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// What the serve loop sends now must wait until the write of this number is on disk
+    /// (it holds the newest change that must be durable before it is shown).
+    pub needed: u64,
+    /// Every write up to this number is on disk.
+    pub done: u64,
+    /// The newest registry version on disk (the HTTP and DNS interfaces show nothing
+    /// newer).
+    pub durable_version: Version,
+}
+
+impl Marks {
+    /// True when what is sent now may leave at once.
+    pub fn settled(&self) -> bool {
+        self.needed <= self.done
+    }
+}
+
+/// The write in flight.
+#[derive(Debug)]
+struct Inflight {
+    /// Its number.
+    number: u64,
+    /// The deletions in it (the directory has forgotten these names: a failed write
+    /// must keep them).
+    removed: Vec<ServiceName>,
+}
+
+/// The embedded redb store of a directory alone, written by its own thread
+/// ([`Writer`]): group commit.
+///
+/// At each flush of the serve loop the directory's storage events are taken into the
+/// next batch ([`Local::take`]); at the end of each wake-up, or when the write in
+/// flight is done, that batch goes to the writer if it is idle ([`Local::commit`]).
+/// Everything the directory sends after a change is taken waits until the write that
+/// holds the change is on disk ([`Marks`]): no acknowledgement, announcement or snapshot
+/// page shows a change that a crash could still lose.
 #[derive(Debug)]
 pub struct Local {
-    store: Store,
-    /// Since when lease renewals have been written but not synced to disk.
-    unsynced_since: Option<Instant>,
+    writer: Writer,
+    /// Changes taken from the directory, for the next write.
+    next: Batch,
+    /// The deletions in `next`.
+    next_removed: Vec<ServiceName>,
+    inflight: Option<Inflight>,
+    /// Writes handed to the writer so far.
+    started: u64,
+    marks: Marks,
+    /// Since when `next` holds renewals (changes that need not be durable at once).
+    renewed_since: Option<Instant>,
     /// Deletions whose write failed, kept until a write succeeds (the directory has
     /// forgotten these names; everything else it hands out again itself).
     unwritten_removals: BTreeMap<String, ServiceName>,
@@ -61,69 +112,150 @@ pub struct Local {
 }
 
 impl Local {
-    /// Writes this wake-up's storage events in one transaction. When the write fails
-    /// the directory is told ([`Directory::storage_failed`]: nothing is acknowledged,
-    /// everything is handed out again); later calls reopen the store and write
-    /// everything again, with back-off, until a write succeeds
-    /// ([`Directory::storage_recovered`]).
-    fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
-        let retrying = self.retry_at.is_some();
-        if let Some(at) = self.retry_at {
-            if Instant::now() < at {
-                // Not yet: the changes wait in the directory.
-                return;
-            }
-            // redb refuses every transaction after an I/O error until it is reopened.
-            if let Err(e) = self.store.reopen() {
-                return self.failed(directory, clock, &e);
-            }
+    fn new(store: Store) -> std::io::Result<Local> {
+        Ok(Local {
+            writer: Writer::spawn(store)?,
+            next: Batch::default(),
+            next_removed: Vec::new(),
+            inflight: None,
+            started: 0,
+            marks: Marks::default(),
+            renewed_since: None,
+            unwritten_removals: BTreeMap::new(),
+            retry_at: None,
+            failures: 0,
+            writes: 0,
+            errors: 0,
+        })
+    }
+
+    /// Takes the directory's storage events into the next write. While the store is
+    /// failing they wait in the directory until the retry.
+    fn take(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        if self.retry_at.is_some() {
+            return;
         }
+        let durable = self.take_events(directory, clock);
+        if durable {
+            self.marks.needed = self.started + 1;
+        }
+        if self.marks.settled() {
+            self.marks.durable_version = directory.as_of();
+        }
+    }
+
+    /// Moves every storage event into `next`; true when one must be durable.
+    fn take_events(&mut self, directory: &mut Directory<'_>, clock: &Clock) -> bool {
         let wall = clock.wall();
-        let mut batch = Batch::default();
-        // Earlier deletions first: a later change of the same name wins.
-        for name in self.unwritten_removals.values() {
-            batch.removed(name);
-        }
-        let mut removed = Vec::new();
+        let mut durable = false;
         while let Some(event) = directory.poll_event() {
             match event {
-                DirectoryEvent::Stored(record) => batch.stored(record, wall),
-                DirectoryEvent::Renewed(record) => batch.renewed(record, wall),
+                DirectoryEvent::Stored(record) => {
+                    durable = true;
+                    self.next.stored(record, wall);
+                }
+                DirectoryEvent::Renewed(record) => {
+                    self.renewed_since.get_or_insert_with(Instant::now);
+                    self.next.renewed(record, wall);
+                }
                 DirectoryEvent::Removed(name) => {
-                    batch.removed(&name);
-                    removed.push(name);
+                    durable = true;
+                    self.next.removed(&name);
+                    self.next_removed.push(name);
                 }
             }
         }
-        if batch.is_empty() && !retrying {
+        durable
+    }
+
+    /// Hands the next batch to the writer, if it is idle and the batch holds a change
+    /// that must be durable, or renewals that have waited [`SYNC_RENEWALS_AFTER`]. Every
+    /// write is durable: renewals alone never cost a write of their own sooner.
+    fn commit(&mut self, directory: &Directory<'_>) {
+        let renewals_due = self
+            .renewed_since
+            .is_some_and(|t| t.elapsed() >= SYNC_RENEWALS_AFTER);
+        if self.writer.is_busy()
+            || self.retry_at.is_some()
+            || !(self.next.is_durable() || renewals_due)
+        {
             return;
         }
+        self.start(directory, false);
+    }
+
+    /// Starts the durable write of `next`, reopening the store first when `reopen`.
+    fn start(&mut self, directory: &Directory<'_>, reopen: bool) {
+        self.renewed_since = None;
+        let mut batch = std::mem::take(&mut self.next);
+        let mut removed = std::mem::take(&mut self.next_removed);
+        // Earlier deletions that failed to be written go first: a later change of the
+        // same name, already in the batch, wins.
+        let unwritten = std::mem::take(&mut self.unwritten_removals);
+        if !unwritten.is_empty() {
+            let mut merged = Batch::default();
+            for name in unwritten.values() {
+                merged.removed(name);
+            }
+            merged.append(batch);
+            batch = merged;
+            removed.extend(unwritten.into_values());
+        }
         batch.as_of(directory.as_of());
-        batch.make_durable_if(retrying);
-        match self.store.save(&batch) {
+        batch.make_durable_if(true);
+        self.started += 1;
+        self.inflight = Some(Inflight {
+            number: self.started,
+            removed,
+        });
+        self.writer.start(batch, reopen);
+    }
+
+    /// The write in flight is done: on success, what waited for it may leave; on
+    /// failure the directory is told ([`Directory::storage_failed`]: nothing is
+    /// acknowledged, everything is handed out again) and later ticks reopen the store
+    /// and write everything again, with back-off, until a write succeeds
+    /// ([`Directory::storage_recovered`]). True when it succeeded. The next write, of
+    /// everything that accumulated meanwhile, starts at once.
+    fn finish(&mut self, written: Written, directory: &mut Directory<'_>, clock: &Clock) -> bool {
+        let Some(inflight) = self.inflight.take() else {
+            return true;
+        };
+        match written.result {
             Ok(()) => {
                 self.writes += 1;
-                self.unwritten_removals.clear();
-                if batch.is_durable() {
-                    self.unsynced_since = None;
-                } else {
-                    self.unsynced_since.get_or_insert_with(Instant::now);
+                self.marks.done = inflight.number;
+                if let Some(version) = written.batch.version() {
+                    self.marks.durable_version = self.marks.durable_version.max(version);
                 }
                 if self.retry_at.take().is_some() {
                     self.failures = 0;
                     directory.storage_recovered(clock.now());
                     tracing::warn!(
-                        records = batch.len(),
+                        records = written.batch.len(),
                         "storage writable again: the registry is on disk, requests are taken"
                     );
                 }
+                self.take(directory, clock);
+                self.commit(directory);
+                true
             }
             Err(e) => {
-                for name in removed {
+                // Nothing taken since is kept: the directory hands out every entry again
+                // (deletions, which it has forgotten, are kept here).
+                for name in inflight
+                    .removed
+                    .into_iter()
+                    .chain(self.next_removed.drain(..))
+                {
                     self.unwritten_removals
                         .insert(name.as_str().to_owned(), name);
                 }
+                self.next = Batch::default();
+                self.renewed_since = None;
+                self.marks.needed = self.marks.done;
                 self.failed(directory, clock, &e);
+                false
             }
         }
     }
@@ -148,13 +280,35 @@ impl Local {
         }
     }
 
-    /// Makes written renewals durable.
-    fn sync(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
-        if self.unsynced_since.take().is_some() {
-            if let Err(e) = self.store.sync() {
-                self.failed(directory, clock, &e);
-            }
+    /// While failing, once the retry is due and no write is in flight: reopens the store
+    /// and writes everything the directory hands out (the whole registry) durably.
+    fn retry(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        if self.writer.is_busy() || self.retry_at.is_none_or(|t| Instant::now() < t) {
+            return;
         }
+        self.take_events(directory, clock);
+        self.start(directory, true);
+    }
+
+    /// Waits for the writes in flight (each one done starts the next, if anything
+    /// accumulated). False when one failed.
+    async fn drain(&mut self, directory: &mut Directory<'_>, clock: &Clock) -> bool {
+        let mut ok = true;
+        while self.writer.is_busy() {
+            let written = self.writer.finished().await;
+            ok &= self.finish(written, directory, clock);
+        }
+        ok
+    }
+
+    /// When [`Backend::tick`] has something to do (nothing while a write is in flight:
+    /// its end wakes the loop).
+    fn deadline(&self) -> Option<Instant> {
+        if self.writer.is_busy() {
+            return None;
+        }
+        let renewals = self.renewed_since.map(|t| t + SYNC_RENEWALS_AFTER);
+        renewals.into_iter().chain(self.retry_at).min()
     }
 }
 
@@ -182,6 +336,8 @@ impl Start {
 /// Something a backend has for the directory, between wake-ups.
 #[derive(Debug)]
 pub enum Input {
+    /// From the redb writer: a write is done (see [`Backend::finish`]).
+    Written(Written),
     /// From etcd: a change another directory made, or the election.
     #[cfg(feature = "etcd")]
     Cluster(crate::cluster::Input),
@@ -205,24 +361,16 @@ pub enum Location {
 #[derive(Debug)]
 pub enum Backend {
     /// The embedded redb store.
-    Local(Local),
+    Local(Box<Local>),
     /// etcd, shared with other directories.
     #[cfg(feature = "etcd")]
     Etcd(Box<crate::cluster::Cluster>),
 }
 
 impl Backend {
-    /// The redb store, opened and read already.
-    pub fn local(store: Store) -> Backend {
-        Backend::Local(Local {
-            store,
-            unsynced_since: None,
-            unwritten_removals: BTreeMap::new(),
-            retry_at: None,
-            failures: 0,
-            writes: 0,
-            errors: 0,
-        })
+    /// The redb store, opened and read already (its writer thread starts here).
+    pub fn local(store: Store) -> std::io::Result<Backend> {
+        Ok(Backend::Local(Box::new(Local::new(store)?)))
     }
 
     /// Puts what was read at start-up into `directory` (and, for etcd, starts the
@@ -253,7 +401,7 @@ impl Backend {
     /// Where the registry is kept, for the start-up log.
     pub fn location(&self) -> Location {
         match self {
-            Backend::Local(local) => Location::Data(local.store.path().display().to_string()),
+            Backend::Local(local) => Location::Data(local.writer.path().display().to_string()),
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => Location::Etcd {
                 url: cluster.url().to_owned(),
@@ -265,44 +413,81 @@ impl Backend {
     /// When [`tick`](Self::tick) has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
-            Backend::Local(local) => {
-                let sync = local.unsynced_since.map(|t| t + SYNC_RENEWALS_AFTER);
-                sync.into_iter().chain(local.retry_at).min()
-            }
+            Backend::Local(local) => local.deadline(),
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => cluster.deadline(),
         }
     }
 
-    /// The next input for the directory (cancel-safe; never, for redb).
+    /// The next input for the directory (cancel-safe).
     pub async fn input(&mut self) -> Input {
         match self {
-            Backend::Local(_) => std::future::pending().await,
+            Backend::Local(local) => Input::Written(local.writer.finished().await),
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => Input::Cluster(cluster.input().await),
         }
     }
 
-    /// Takes an input into the directory.
-    pub async fn handle(&mut self, input: Input, directory: &mut Directory<'_>, clock: &Clock) {
-        #[cfg(feature = "etcd")]
-        if let (Backend::Etcd(cluster), Input::Cluster(input)) = (self, input) {
-            cluster.handle(input, directory, clock).await;
-        }
-        #[cfg(not(feature = "etcd"))]
-        {
-            let _ = (directory, clock);
-            match input {}
+    /// Takes an input into the directory. False when it was a failed write: what
+    /// waited for it must never be sent.
+    pub async fn handle(
+        &mut self,
+        input: Input,
+        directory: &mut Directory<'_>,
+        clock: &Clock,
+    ) -> bool {
+        match (self, input) {
+            (Backend::Local(local), Input::Written(written)) => {
+                local.finish(written, directory, clock)
+            }
+            #[cfg(feature = "etcd")]
+            (Backend::Etcd(cluster), Input::Cluster(input)) => {
+                cluster.handle(input, directory, clock).await;
+                true
+            }
+            #[cfg(feature = "etcd")]
+            _ => true,
         }
     }
 
-    /// Stores this wake-up's storage events: what must be durable is, before this
-    /// returns (unless the store is unreachable: then it is queued).
+    /// Takes the directory's storage events. redb: into the next write (see
+    /// [`commit`](Self::commit)); what is sent from now on waits for it ([`marks`]
+    /// (Self::marks)). etcd: what must be durable is written before this returns
+    /// (unless etcd is unreachable: then it is queued).
     pub async fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         match self {
-            Backend::Local(local) => local.persist(directory, clock),
+            Backend::Local(local) => local.take(directory, clock),
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => cluster.persist(directory, clock).await,
+        }
+    }
+
+    /// At the end of a wake-up: starts writing what was taken, unless a write is in
+    /// flight (then it goes when that one is done, with whatever accumulated).
+    pub fn commit(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+        match self {
+            Backend::Local(local) => {
+                local.take(directory, clock);
+                local.commit(directory);
+            }
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => {}
+        }
+        let _ = (directory, clock);
+    }
+
+    /// Which writes what is sent now waits for (etcd: none, its writes are done in
+    /// [`persist`](Self::persist)); `directory` gives the newest version when nothing
+    /// waits.
+    pub fn marks(&self, directory: &Directory<'_>) -> Marks {
+        let _ = directory;
+        match self {
+            Backend::Local(local) => local.marks,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => Marks {
+                durable_version: directory.as_of(),
+                ..Marks::default()
+            },
         }
     }
 
@@ -310,13 +495,10 @@ impl Backend {
     pub async fn tick(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         match self {
             Backend::Local(local) => {
-                if local
-                    .unsynced_since
-                    .is_some_and(|t| t.elapsed() >= SYNC_RENEWALS_AFTER)
-                {
-                    local.sync(directory, clock);
-                }
-                // A retry that is due runs in the flush that follows.
+                // Renewals that waited long enough, or a retry after a failure.
+                local.retry(directory, clock);
+                local.take(directory, clock);
+                local.commit(directory);
             }
             #[cfg(feature = "etcd")]
             Backend::Etcd(cluster) => cluster.tick(directory, clock).await,
@@ -325,21 +507,30 @@ impl Backend {
     }
 
     /// At shutdown, after the last wake-up: makes everything durable (redb), or writes
-    /// what is queued and resigns as publisher (etcd).
-    pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
+    /// what is queued and resigns as publisher (etcd). False when a redb write failed
+    /// (what waited for it must not be sent).
+    pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) -> bool {
         match self {
             Backend::Local(local) => {
-                // One last attempt at once if the store was failing.
+                // The writes in flight, then one last durable write of everything (at
+                // once, if the store was failing).
+                let mut ok = local.drain(directory, clock).await;
                 if local.retry_at.is_some() {
                     local.retry_at = Some(Instant::now());
-                    local.persist(directory, clock);
+                    local.retry(directory, clock);
+                } else {
+                    local.take(directory, clock);
+                    local.start(directory, false);
                 }
-                local.sync(directory, clock);
+                ok &= local.drain(directory, clock).await;
+                ok
             }
             #[cfg(feature = "etcd")]
-            Backend::Etcd(cluster) => cluster.close(directory, clock).await,
+            Backend::Etcd(cluster) => {
+                cluster.close(directory, clock).await;
+                true
+            }
         }
-        let _ = (directory, clock);
     }
 
     /// The store's state, for the metrics.
@@ -347,7 +538,7 @@ impl Backend {
         match self {
             Backend::Local(local) => StoreStatus {
                 reachable: true,
-                queued: 0,
+                queued: local.next.len() as u64,
                 outages: 0,
                 publisher_changes: 0,
                 writes: local.writes,
@@ -437,7 +628,7 @@ mod tests {
         let mut slots: Vec<Slot> = vec![None; 8];
         let mut index = vec![0u32; 8];
         let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
-        let mut backend = Backend::local(store);
+        let mut backend = Backend::local(store).unwrap();
         let before = clock.now();
         backend
             .start(&mut directory, &clock, Start::Local(loaded))

@@ -57,6 +57,7 @@ pub enum Command {
     /// the same --registrant)
     Unregister(UnregisterArgs),
     /// Print one line per service discovered, changed or unregistered, as it happens
+    /// (the current registry first, then `ready: N services` once it is all in)
     Watch(WatchArgs),
     /// Print the directory's current registry and exit
     List(ListArgs),
@@ -225,7 +226,8 @@ pub struct WatchArgs {
     #[arg(long = "interest", value_name = "NAME|PREFIX*")]
     pub interests: Vec<String>,
     /// One JSON object per line:
-    /// {"event":"discovered"|"changed"|"unregistered","name":…,"locations":[…],"meta":{…}}
+    /// {"event":"discovered"|"changed"|"unregistered","name":…,"locations":[…],"meta":{…}},
+    /// and {"event":"ready","services":N} once the current registry is all in
     #[arg(long)]
     pub json: bool,
     /// Connection options.

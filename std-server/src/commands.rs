@@ -1,13 +1,12 @@
 //! What each `herald` subcommand does, and how its results are printed.
 
 use crate::cli::{Cli, ClientArgs, Command, ListArgs, RegisterArgs, UnregisterArgs, WatchArgs};
-use crate::client::{registration, ClientOptions, Herald, ServiceInfo, Watch, WatchEvent};
+use crate::client::{registration, ClientOptions, Herald, ServiceInfo, Watch, WatchUpdate};
 use crate::config::{self, ConfigError, Options};
 use crate::serve::{self, ServeError};
 use clap::CommandFactory;
 use herald_core::Interest;
 use std::io::Write;
-use tokio_stream::StreamExt;
 
 /// Why a command failed (printed as `herald: …`; see [`Failure::exit_code`]).
 #[derive(Debug, thiserror::Error)]
@@ -193,15 +192,19 @@ fn text_line(s: &ServiceInfo) -> String {
     line
 }
 
-fn event_line(event: &WatchEvent, json: bool) -> Result<String, Failure> {
+/// One line of `herald watch`: `discovered name 1.2.3.4:80 key=value`, or `ready: 3
+/// services` once the first snapshot is in; each a JSON object with `--json`.
+fn update_line(update: &WatchUpdate, json: bool) -> Result<String, Failure> {
     if json {
-        return serde_json::to_string(event).map_err(|e| std::io::Error::other(e).into());
+        return serde_json::to_string(update).map_err(|e| std::io::Error::other(e).into());
     }
-    Ok(format!(
-        "{} {}",
-        event.kind.as_str(),
-        text_line(&event.service)
-    ))
+    Ok(match update {
+        WatchUpdate::Ready { services: 1 } => "ready: 1 service".to_owned(),
+        WatchUpdate::Ready { services } => format!("ready: {services} services"),
+        WatchUpdate::Event(event) => {
+            format!("{} {}", event.kind.as_str(), text_line(&event.service))
+        }
+    })
 }
 
 async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
@@ -215,9 +218,9 @@ async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
     loop {
         tokio::select! {
             () = &mut stop => return Ok(()),
-            event = watch.next() => {
-                let Some(event) = event else { return Ok(()) };
-                writeln!(stdout, "{}", event_line(&event, args.json)?)?;
+            update = watch.next_update() => {
+                let Some(update) = update else { return Ok(()) };
+                writeln!(stdout, "{}", update_line(&update, args.json)?)?;
                 stdout.flush()?;
             }
         }

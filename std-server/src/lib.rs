@@ -6,9 +6,9 @@
 //! prints.
 //!
 //! - [`serve`]: the directory's socket loop; [`backend`]: where it keeps the
-//!   registry, [`storage`] (redb, on disk) or `cluster` (etcd, shared by several
-//!   directories that elect a publisher; with the `etcd` feature); [`metrics`]: its
-//!   Prometheus endpoint.
+//!   registry, [`storage`] (redb, on disk, written by the [`writer`] thread) or
+//!   `cluster` (etcd, shared by several directories that elect a publisher; with the
+//!   `etcd` feature); [`metrics`]: its Prometheus endpoint.
 //! - [`http`] and [`dns`]: the registry over HTTP/JSON (with a live page) and DNS,
 //!   answered from a [`view`] the serve loop keeps.
 //! - [`client`]: register, unregister, watch and list from async Rust.
@@ -37,3 +37,4 @@ pub mod serve;
 pub mod storage;
 pub mod systemd;
 pub mod view;
+pub mod writer;

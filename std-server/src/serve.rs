@@ -1,17 +1,29 @@
 //! `herald serve`: the socket loop that drives the core [`Directory`].
 //!
-//! Each wake-up (a datagram arrived, the core's or the storage's deadline passed, or
-//! the store reported a change made elsewhere) follows the poll order of the core: feed
-//! every datagram that arrived (draining the socket, with a flush of replies after
-//! every [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the time, store
-//! the wake-up's storage events, then send everything the core wants sent. A flood is
-//! bounded work per wake-up: at most [`MAX_DATAGRAMS_PER_WAKE`] datagrams are read
-//! before timers, sends and storage get their turn again. Each datagram read also costs
-//! bounded sending, so a snapshot flood cannot leave a backlog behind it: the core
-//! answers a snapshot request from an unverified address with one cookie, keeps at most
-//! [`SNAPSHOT_QUEUE`](herald_core::SNAPSHOT_QUEUE) snapshot answers (it drops the
-//! rest) and paces pages by byte budgets, and acknowledgements, queued apart, leave
-//! first at every flush. Where the registry is kept is the [`Backend`]'s business.
+//! Each wake-up (a datagram arrived, the core's or the storage's deadline passed, a
+//! write finished, or the store reported a change made elsewhere) follows the poll order
+//! of the core: feed every datagram that arrived (draining the socket, with a flush of
+//! replies after every [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the
+//! time, hand the storage events to the backend, then send everything the core wants
+//! sent. A flood is bounded work per wake-up: at most [`MAX_DATAGRAMS_PER_WAKE`]
+//! datagrams are read before timers, sends and storage get their turn again. Each
+//! datagram read also costs bounded sending, so a snapshot flood cannot leave a backlog
+//! behind it: the core answers a snapshot request from an unverified address with one
+//! cookie, keeps at most [`SNAPSHOT_QUEUE`](herald_core::SNAPSHOT_QUEUE) snapshot
+//! answers (it drops the rest) and paces pages by byte budgets, and acknowledgements,
+//! queued apart, leave first at every flush. Where the registry is kept is the
+//! [`Backend`]'s business.
+//!
+//! **Group commit.** The redb store is written by its own thread, one write at a time,
+//! so the loop keeps receiving and handling requests while an fsync runs. What the
+//! directory sends after taking a change that must be durable is held here (in order)
+//! until the write holding that change is on disk, then sent; when the write fails none
+//! of it is sent, and the directory turns each held acknowledgement into a
+//! `storage_unavailable` refusal (clients retry). A write starts at the end of a
+//! wake-up, or when the one before ends: it takes everything that accumulated meanwhile. At most [`HELD_MAX`] datagrams are held: when
+//! that many wait, the loop stops reading the socket (and draining the directory) until
+//! the write is done, so memory stays bounded whatever the disk does and nothing is
+//! dropped.
 
 use crate::backend::{Backend, Input, Start};
 use crate::clock::{unix_micros, Clock};
@@ -23,6 +35,7 @@ use crate::storage::{StorageError, Store};
 use crate::systemd::Notifier;
 use crate::view::Feed;
 use herald_core::{Directory, Location, Slot, Version, REPLY_QUEUE};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +44,9 @@ use tokio::net::UdpSocket;
 
 /// Most datagrams read in one wake-up before timers, sends and storage run again.
 pub const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
+/// Most datagrams held back until a write is on disk; beyond it the loop stops reading
+/// the socket until the write is done.
+pub const HELD_MAX: usize = 8192;
 /// How often the registry size in the metrics is refreshed (it costs a pass over the
 /// registry).
 const METRICS_REFRESH: Duration = Duration::from_millis(250);
@@ -119,7 +135,7 @@ pub async fn run(
             reason,
         })?;
     let (mut backend, start) = match local {
-        Some((store, loaded)) => (Backend::local(store), Start::Local(loaded)),
+        Some((store, loaded)) => (Backend::local(store)?, Start::Local(loaded)),
         None => open_etcd(&settings, &clock, advertise).await?,
     };
     config.version_floor = Version(start.as_of().0.max(unix_micros()));
@@ -164,11 +180,12 @@ pub async fn run(
         published: None,
         drops: DropLog::default(),
         feed,
+        held: VecDeque::new(),
     };
     // The metrics, health and the interfaces' copy of the registry are right before
     // anyone is told the directory serves.
     shell.publish(&directory);
-    shell.observe(&directory);
+    shell.observe(&directory, directory.as_of());
     let signing_key = config.keys.as_ref().map(|k| k.signing().id());
     match shell.backend.location() {
         crate::backend::Location::Data(data) => tracing::info!(
@@ -315,6 +332,9 @@ struct Shell {
     drops: DropLog,
     /// The registry copy of the HTTP and DNS interfaces, when one is on.
     feed: Option<Feed>,
+    /// Datagrams waiting for a write to be on disk, in the order the directory gave
+    /// them: the write's number, the destination and the bytes.
+    held: VecDeque<(u64, SocketAddr, Vec<u8>)>,
 }
 
 /// What woke the serve loop.
@@ -342,7 +362,7 @@ impl Shell {
                 biased;
                 () = &mut shutdown => Wake::Shutdown,
                 input = self.backend.input() => Wake::Input(input),
-                ready = self.socket.readable() => {
+                ready = self.socket.readable(), if !self.is_full() => {
                     if let Err(e) = ready {
                         tracing::warn!(error = %e, "socket not readable");
                     }
@@ -353,24 +373,51 @@ impl Shell {
             match woke {
                 Wake::Shutdown => break,
                 Wake::Input(input) => {
-                    self.backend.handle(input, directory, &self.clock).await;
+                    if !self.backend.handle(input, directory, &self.clock).await {
+                        self.unsend(directory).await;
+                    }
                 }
                 Wake::Ready => {}
             }
             self.wake(directory).await;
         }
         self.notify.stopping();
-        // Send and store whatever the last wake-up left, and make it all durable.
+        // Store whatever the last wake-up left and make it all durable, then send what
+        // waited for it.
         self.wake(directory).await;
-        self.backend.close(directory, &self.clock).await;
+        if !self.backend.close(directory, &self.clock).await {
+            self.unsend(directory).await;
+        }
         // A directory that stopped publishing at close beacons so.
         self.flush(directory).await;
+    }
+
+    /// A write failed: nothing held for it leaves. The directory turns each held
+    /// acknowledgement into a `storage_unavailable` refusal, sent at once.
+    async fn unsend(&mut self, directory: &mut Directory<'_>) {
+        let held = std::mem::take(&mut self.held);
+        for (i, (_, to, datagram)) in held.into_iter().enumerate() {
+            directory.unsent(to, &datagram);
+            if (i + 1) % REPLY_QUEUE == 0 {
+                self.flush(directory).await;
+            }
+        }
+        self.flush(directory).await;
+    }
+
+    /// True when the held datagrams reached [`HELD_MAX`]: reading stops until a write
+    /// is done.
+    fn is_full(&self) -> bool {
+        self.held.len() >= HELD_MAX
     }
 
     /// One wake-up, in the core's poll order.
     async fn wake(&mut self, directory: &mut Directory<'_>) {
         let mut since_flush = 0;
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            if self.is_full() {
+                break;
+            }
             match self.socket.try_recv_from(&mut self.recv) {
                 Ok((len, from)) => {
                     self.snapshot.bytes_in += len as u64;
@@ -389,6 +436,8 @@ impl Shell {
         self.drops.report(std::time::Instant::now());
         directory.handle_timeout(self.clock.now());
         self.flush(directory).await;
+        // The wake-up's changes go to disk together (or with the next write).
+        self.backend.commit(directory, &self.clock);
         if self
             .backend
             .deadline()
@@ -417,25 +466,53 @@ impl Shell {
         }
     }
 
-    /// Stores what changed, then sends every datagram the directory wants sent: an
-    /// acknowledgement never leaves before the change it confirms is stored.
+    /// Hands what changed to the backend, then sends every datagram the directory wants
+    /// sent, or holds it until the changes it may show are on disk: an acknowledgement
+    /// never leaves before the change it confirms is stored.
     async fn flush(&mut self, directory: &mut Directory<'_>) {
         self.backend.persist(directory, &self.clock).await;
-        // The HTTP and DNS interfaces see a change before its acknowledgement leaves.
-        self.observe(directory);
-        while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
-            let bytes = &self.send[..t.len];
-            match self.socket.send_to(bytes, t.destination).await {
-                Ok(n) => self.snapshot.bytes_out += n as u64,
-                Err(e) => tracing::debug!(to = %t.destination, error = %e, "send failed"),
+        let marks = self.backend.marks(directory);
+        // The HTTP and DNS interfaces see a change once it is durable, before its
+        // acknowledgement leaves.
+        self.observe(directory, marks.durable_version);
+        while let Some(&(needed, to, _)) = self.held.front() {
+            if needed > marks.done {
+                break;
             }
+            if let Some((_, _, bytes)) = self.held.pop_front() {
+                self.send_datagram(&bytes, to).await;
+            }
+        }
+        if marks.settled() && self.held.is_empty() {
+            while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
+                let bytes = std::mem::take(&mut self.send);
+                self.send_datagram(&bytes[..t.len], t.destination).await;
+                self.send = bytes;
+            }
+            return;
+        }
+        while !self.is_full() {
+            let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) else {
+                break;
+            };
+            let bytes = self.send[..t.len].to_vec();
+            self.held.push_back((marks.needed, t.destination, bytes));
         }
     }
 
-    /// Brings the HTTP and DNS interfaces' copy of the registry up to date.
-    fn observe(&mut self, directory: &Directory<'_>) {
+    /// Sends one datagram.
+    async fn send_datagram(&mut self, bytes: &[u8], to: SocketAddr) {
+        match self.socket.send_to(bytes, to).await {
+            Ok(n) => self.snapshot.bytes_out += n as u64,
+            Err(e) => tracing::debug!(to = %to, error = %e, "send failed"),
+        }
+    }
+
+    /// Brings the HTTP and DNS interfaces' copy of the registry up to date, up to
+    /// `durable` (the newest version on disk).
+    fn observe(&mut self, directory: &Directory<'_>, durable: Version) {
         if let Some(feed) = &mut self.feed {
-            feed.observe(directory, &self.clock);
+            feed.observe(directory, &self.clock, durable);
         }
     }
 

@@ -1,10 +1,11 @@
 //! The registry on disk: an embedded [redb](https://docs.rs/redb) database in the data
 //! directory.
 //!
-//! The directory's storage events of one wake-up are written in one transaction
-//! ([`Batch`], [`Store::save`]), committed durably, so a directory killed at any moment
-//! comes back with every registration it had acknowledged a wake-up earlier, leases
-//! continuing by the wall clock and unregister notifications still owed. Nothing here
+//! The directory's storage events are written in batches, one transaction each
+//! ([`Batch`], [`Store::save`], on the writer thread of `crate::writer`), committed
+//! durably before anything that shows them is sent, so a directory killed at any moment
+//! comes back with every registration it had acknowledged, leases continuing by the
+//! wall clock and unregister notifications still owed. Nothing here
 //! ever deletes data because it could not be read: a corrupt file is reported (and left
 //! as it is) for a person to look at.
 
@@ -70,7 +71,7 @@ pub struct Loaded {
     pub as_of: Version,
 }
 
-/// The changes of one wake-up, to be written together.
+/// Changes to be written together (everything taken while the previous write ran).
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Name → encoded record, or `None` to delete. The last change of a name wins.
@@ -130,6 +131,19 @@ impl Batch {
     /// Records the newest version handed out.
     pub fn as_of(&mut self, version: Version) {
         self.as_of = Some(version);
+    }
+
+    /// The newest version handed out, as recorded.
+    pub fn version(&self) -> Option<Version> {
+        self.as_of
+    }
+
+    /// Adds the changes of `later` after these (a change of the same name in `later`
+    /// wins).
+    pub fn append(&mut self, later: Batch) {
+        self.changes.extend(later.changes);
+        self.as_of = later.as_of.or(self.as_of);
+        self.durable |= later.durable;
     }
 }
 

@@ -11,7 +11,7 @@
 
 use crate::client::{EventKind, ServiceInfo};
 use crate::clock::Clock;
-use herald_core::{Directory, RecordState};
+use herald_core::{Directory, RecordState, Version};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -134,11 +134,12 @@ impl Feed {
         (feed, View { state, version: rx })
     }
 
-    /// Brings the copy up to `directory`'s state: the records newer than the last
-    /// version seen become changes; lease expiries are refreshed at most every
+    /// Brings the copy up to `directory`'s state as of version `upto` (the newest on
+    /// disk: records newer than it wait for a later call): the records newer than the
+    /// last version seen become changes; lease expiries are refreshed at most every
     /// second.
-    pub fn observe(&mut self, directory: &Directory<'_>, clock: &Clock) {
-        let newest = directory.as_of().0;
+    pub fn observe(&mut self, directory: &Directory<'_>, clock: &Clock, upto: Version) {
+        let newest = upto.0.min(directory.as_of().0);
         let now = Instant::now();
         let seen = self.read_version();
         let first = !self.started;
@@ -156,6 +157,9 @@ impl Feed {
         for record in directory.records() {
             let name = record.name().as_str();
             let version = record.service.version.0;
+            if version > newest {
+                continue;
+            }
             // A record not newer than the last version seen, yet new to the copy (one
             // a replica took from the shared store after newer ones): its event is
             // numbered with the newest version, so the log stays in order.
@@ -265,12 +269,12 @@ mod tests {
         let now = clock.now();
         let expires = now + herald_core::Duration::from_secs(60);
         let (mut feed, view) = Feed::new();
-        feed.observe(&directory, &clock);
+        feed.observe(&directory, &clock, directory.as_of());
         let start = view.read().version;
         directory
             .apply(now, record("a", start + 10, expires))
             .unwrap();
-        feed.observe(&directory, &clock);
+        feed.observe(&directory, &clock, directory.as_of());
         // Another directory's older change arrives after a newer one.
         directory
             .apply(now, record("b", start + 5, expires))
@@ -278,7 +282,7 @@ mod tests {
         directory
             .apply(now, record("c", start + 20, expires))
             .unwrap();
-        feed.observe(&directory, &clock);
+        feed.observe(&directory, &clock, directory.as_of());
         let state = view.read();
         let log: Vec<(String, u64)> = state
             .changes_since(start)

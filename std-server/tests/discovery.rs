@@ -131,3 +131,48 @@ fn ctrl_c_while_registering_stops_cleanly_with_status_130() {
         reg.stderr()
     );
 }
+
+/// `herald watch` says when the current registry is all in: after its `discovered`
+/// lines, and also when the registry is empty (as the first line), in both formats.
+#[test]
+fn watch_says_when_it_is_ready() {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let _dir = directory(&net, data.path(), &[]);
+    let watch = |label: &str, json: bool| {
+        let mut args: Vec<String> = vec!["watch".into()];
+        if json {
+            args.push("--json".into());
+        }
+        args.extend(net.client_args());
+        Proc::spawn(label, &args, &[])
+    };
+    let empty = watch("watcher of an empty registry", true);
+    assert_eq!(
+        empty.line(Duration::from_secs(10)).as_deref(),
+        Some(r#"{"event":"ready","services":0}"#),
+        "{}",
+        empty.stderr()
+    );
+
+    let _reg = registrant(&net, "billing", &["127.0.0.1:8080"]);
+    let human = watch("watcher", false);
+    let first = human.line(Duration::from_secs(10));
+    let second = human.line(Duration::from_secs(10));
+    assert_eq!(
+        (first.as_deref(), second.as_deref()),
+        (
+            Some("discovered billing 127.0.0.1:8080"),
+            Some("ready: 1 service")
+        ),
+        "{}",
+        human.stderr()
+    );
+    // Changes come after it as before.
+    let _other = registrant(&net, "ledger", &["127.0.0.1:8081"]);
+    human.expect_line("discovered ledger 127.0.0.1:8081", Duration::from_secs(5));
+    assert_eq!(
+        empty.line(Duration::from_secs(5)).as_deref(),
+        Some(r#"{"event":"discovered","name":"billing","locations":["127.0.0.1:8080"],"meta":{}}"#)
+    );
+}

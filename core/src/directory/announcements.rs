@@ -30,12 +30,14 @@ impl Directory<'_> {
         let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
         let dirty = &mut self.dirty;
         let mut reap: Option<Instant> = None;
-        let written = notify::fill(&mut self.registry, &mut writer, |e| {
+        let (from, pending) = (self.announce_cursor, self.pending);
+        let (written, next) = notify::fill(&mut self.registry, &mut writer, from, pending, |e| {
             touch(e, dirty, false);
             if let RecordState::Departed { remaining: 0 } = e.record.state {
                 reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
             }
         });
+        self.announce_cursor = next;
         if let Some(at) = reap {
             self.schedule_reap(at);
         }

@@ -9,10 +9,16 @@
 //! registrations and unregistrations are refused, and no lease expires. The shell keeps
 //! retrying; when a write succeeds it calls [`Directory::storage_recovered`]. Expiry
 //! resumes one default lease later, so that registrants refused meanwhile renew first.
+//!
+//! A shell that writes while it keeps handling requests (group commit) holds what
+//! `poll_transmit` gives until the write it waits for is durable. When that write fails,
+//! it hands every held datagram back with [`Directory::unsent`]: an acknowledgement
+//! becomes the same `storage_unavailable` refusal it would have become in the queue.
 
 use super::{touch, Directory, Reply};
+use crate::auth;
 use crate::time::Instant;
-use crate::wire::{Message, Reject, RejectReason};
+use crate::wire::{Ack, Message, Reject, RejectReason};
 use core::net::SocketAddr;
 
 /// Whether the shell can store the directory's changes.
@@ -60,16 +66,7 @@ impl Directory<'_> {
                 break;
             };
             let reply = match reply {
-                Reply::Ack(to, ack) => {
-                    self.stats.rejections[RejectReason::StorageUnavailable.index()] += 1;
-                    let reject = Reject {
-                        request: ack.request,
-                        reason: RejectReason::StorageUnavailable,
-                        directory_environment: self.config.environment.clone(),
-                        floor: 0,
-                    };
-                    Reply::Reject(to, self.config.environment.clone(), reject)
-                }
+                Reply::Ack(to, ack) => self.unstored(to, &ack),
                 other => other,
             };
             // Cannot fail: one was taken out for each put back.
@@ -80,6 +77,34 @@ impl Directory<'_> {
                 touch(e, &mut self.dirty, true);
             }
         }
+    }
+
+    /// A datagram `poll_transmit` gave to `to` was never sent: the write it waited for
+    /// failed ([`storage_failed`](Self::storage_failed) was called). An acknowledgement
+    /// is answered instead with a `storage_unavailable` refusal of the same request
+    /// (queued like any reply: hand back at most [`REPLY_QUEUE`](super::REPLY_QUEUE)
+    /// between two drains of `poll_transmit`); anything else is forgotten (the sweep
+    /// and the clients' retries make up for it).
+    pub fn unsent(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let Ok((_, _, Ok(frame))) = auth::receive(self.config.keys.as_ref(), datagram) else {
+            return;
+        };
+        if let Message::Ack(ack) = frame.message {
+            let refusal = self.unstored(to, &ack);
+            self.reply(refusal);
+        }
+    }
+
+    /// The `storage_unavailable` refusal that replaces `ack`, counted.
+    fn unstored(&mut self, to: SocketAddr, ack: &Ack) -> Reply {
+        self.stats.rejections[RejectReason::StorageUnavailable.index()] += 1;
+        let reject = Reject {
+            request: ack.request,
+            reason: RejectReason::StorageUnavailable,
+            directory_environment: self.config.environment.clone(),
+            floor: 0,
+        };
+        Reply::Reject(to, self.config.environment.clone(), reject)
     }
 
     /// A write succeeded after [`storage_failed`](Self::storage_failed): requests are

@@ -2,7 +2,7 @@
 //! the core's poll order, and answers the calls of [`Herald`](super::Herald),
 //! [`Registered`](super::Registered) and [`Watch`](super::Watch) from the core's events.
 
-use super::types::{EventKind, ServiceInfo, WatchEvent};
+use super::types::{EventKind, ServiceInfo, WatchEvent, WatchUpdate};
 use super::{environment, random_registrant, ClientOptions, Error, Grant};
 use crate::clock::{unix_micros, Clock};
 use crate::dropped::{DropLog, Dropped};
@@ -89,7 +89,9 @@ pub struct Driver<'a> {
     send: Vec<u8>,
     environment: Environment,
     timeout: Duration,
-    events: Option<mpsc::UnboundedSender<WatchEvent>>,
+    events: Option<mpsc::UnboundedSender<WatchUpdate>>,
+    /// The watch was told its first snapshot is in.
+    ready: bool,
     registering: Vec<Waiting<Grant>>,
     unregistering: Vec<Waiting<()>>,
     listing: Vec<Waiting<Vec<ServiceInfo>>>,
@@ -103,7 +105,7 @@ pub struct Driver<'a> {
 /// The handles' side of a started task.
 type Started = (
     mpsc::Sender<Command>,
-    Option<mpsc::UnboundedReceiver<WatchEvent>>,
+    Option<mpsc::UnboundedReceiver<WatchUpdate>>,
 );
 
 impl Driver<'_> {
@@ -177,6 +179,7 @@ impl Driver<'_> {
                 environment: env,
                 timeout: options.timeout,
                 events,
+                ready: false,
                 registering: Vec::new(),
                 unregistering: Vec::new(),
                 listing: Vec::new(),
@@ -382,8 +385,13 @@ impl Driver<'_> {
             kind,
             service: ServiceInfo::from(service),
         };
+        self.update(WatchUpdate::Event(event));
+    }
+
+    /// Hands `update` to the watch, if there is one still listening.
+    fn update(&mut self, update: WatchUpdate) {
         if let Some(events) = &self.events {
-            if events.send(event).is_err() {
+            if events.send(update).is_err() {
                 self.events = None;
             }
         }
@@ -486,6 +494,10 @@ impl Driver<'_> {
             }
             ClientEvent::SnapshotComplete { services } => {
                 tracing::debug!(services, "snapshot complete");
+                if !self.ready {
+                    self.ready = true;
+                    self.update(WatchUpdate::Ready { services });
+                }
                 let list: Vec<ServiceInfo> =
                     self.client.services().map(ServiceInfo::from).collect();
                 answer(&mut self.listing, None, || Ok(list.clone()));

@@ -28,7 +28,7 @@
 mod driver;
 mod types;
 
-pub use types::{registration, EventKind, ServiceInfo, WatchEvent};
+pub use types::{registration, EventKind, ServiceInfo, WatchEvent, WatchUpdate};
 
 use crate::keys::{load_keys, KeyFileError};
 use crate::net::Interface;
@@ -316,10 +316,11 @@ impl Drop for Registered {
     }
 }
 
-/// A stream of discovered, changed and unregistered services of interest.
+/// A stream of discovered, changed and unregistered services of interest (and, through
+/// [`next_update`](Watch::next_update), of the moment the first snapshot is in).
 #[derive(Debug)]
 pub struct Watch {
-    events: mpsc::UnboundedReceiver<WatchEvent>,
+    events: mpsc::UnboundedReceiver<WatchUpdate>,
     _commands: mpsc::Sender<Command>,
 }
 
@@ -335,10 +336,26 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// The next update: an event, or (once, after the first snapshot's events) that
+    /// the watch is ready. `None` when the watch has stopped.
+    pub async fn next_update(&mut self) -> Option<WatchUpdate> {
+        self.events.recv().await
+    }
+}
+
+/// The events only (the ready mark is skipped).
 impl tokio_stream::Stream for Watch {
     type Item = WatchEvent;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
-        self.events.poll_recv(cx)
+        loop {
+            match self.events.poll_recv(cx) {
+                Poll::Ready(Some(WatchUpdate::Ready { .. })) => continue,
+                Poll::Ready(Some(WatchUpdate::Event(event))) => return Poll::Ready(Some(event)),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

@@ -72,6 +72,37 @@ pub struct WatchEvent {
     pub service: ServiceInfo,
 }
 
+/// What a [`Watch`](super::Watch) hands out through
+/// [`next_update`](super::Watch::next_update), in order: the services of the first
+/// snapshot as `discovered` events, then [`Ready`](WatchUpdate::Ready) once (also when the
+/// registry is empty), then every change as it comes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchUpdate {
+    /// The first snapshot is in: the watch knows every service of interest (`services`
+    /// of them). As JSON: `{"event":"ready","services":3}`.
+    Ready {
+        /// Services of interest known now.
+        services: usize,
+    },
+    /// A service was discovered, changed or unregistered.
+    Event(WatchEvent),
+}
+
+impl Serialize for WatchUpdate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WatchUpdate::Ready { services } => {
+                use serde::ser::SerializeStruct;
+                let mut ready = serializer.serialize_struct("Ready", 2)?;
+                ready.serialize_field("event", "ready")?;
+                ready.serialize_field("services", services)?;
+                ready.end()
+            }
+            WatchUpdate::Event(event) => event.serialize(serializer),
+        }
+    }
+}
+
 /// Builds a registration, with a typed error for whatever is invalid.
 pub fn registration(
     name: &str,
@@ -119,6 +150,15 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&event).unwrap(),
             r#"{"event":"discovered","name":"billing","locations":["127.0.0.1:8080"],"meta":{"zone":"a"}}"#
+        );
+    }
+
+    #[test]
+    fn json_shape_of_ready() {
+        let ready = WatchUpdate::Ready { services: 3 };
+        assert_eq!(
+            serde_json::to_string(&ready).unwrap(),
+            r#"{"event":"ready","services":3}"#
         );
     }
 
