@@ -43,8 +43,10 @@ mod failover;
 mod listening;
 mod registrations;
 mod removals;
+mod repair;
 
 use removals::{Removals, Verdict};
+use repair::Chain;
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
@@ -402,6 +404,8 @@ struct Snapshot {
     send: bool,
     deadline: Instant,
     as_of: Option<Version>,
+    /// A repair: only the changes after this version (see the repair module).
+    since: Option<Version>,
     /// A cookie answer already made this request go out again at once (once per page:
     /// a client whose address changes with every datagram must not ping-pong).
     cookied: bool,
@@ -466,7 +470,8 @@ pub struct Client<'a, const R: usize = 4> {
     /// After a failover: entries and removals inherited from the previous directory
     /// are still held, to be settled once the failover grace ends.
     inherited: bool,
-    max_seen: Version,
+    /// How far the listener holds the announcement chain of its directory.
+    chain: Chain,
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
     snapshot_rejection: Option<(RejectReason, Environment)>,
@@ -541,7 +546,7 @@ impl<'a, const R: usize> Client<'a, R> {
             removals: Removals::new(),
             recheck: None,
             inherited: false,
-            max_seen: Version(0),
+            chain: Chain::default(),
             snapshot: None,
             snapshot_done: None,
             snapshot_rejection: None,
@@ -686,6 +691,7 @@ impl<'a, const R: usize> Client<'a, R> {
             send: true,
             deadline: self.now,
             as_of: None,
+            since: None,
             cookied: false,
         });
     }
@@ -731,6 +737,11 @@ impl<'a, const R: usize> Client<'a, R> {
             Message::Cookie(c) if self.is_directory(from) => {
                 if !self.probe_answered(from, c.request) {
                     self.handle_cookie(from, c);
+                }
+            }
+            Message::ChangesPage(header, items) if self.is_directory(from) => {
+                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                    self.handle_changes_page(header, items);
                 }
             }
             Message::Beacon(beacon) => self.handle_beacon(from, beacon),

@@ -14,7 +14,7 @@
 //! version). Announcements batch every pending change, live and departed, into as few
 //! datagrams as fit.
 
-use crate::registry::{Entry, RecordState, Registry};
+use crate::registry::{Entry, RecordState, Registry, UNANNOUNCED};
 use crate::wire::{BatchWriter, Change};
 
 /// Marks a live entry as changed: it will be announced as registered at once, and
@@ -23,6 +23,7 @@ pub(crate) fn mark_changed(entry: &mut Entry, announcements: u8) {
     entry.announce = announcements > 0;
     entry.repeats = announcements.saturating_sub(1);
     entry.due = false;
+    entry.stamp = UNANNOUNCED;
 }
 
 /// Turns an entry into a departed one with `notifications` still to send, the first due
@@ -35,6 +36,7 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
     entry.announce = false;
     entry.repeats = 0;
     entry.due = due;
+    entry.stamp = UNANNOUNCED;
 }
 
 /// Makes the next repeat due: an unregistered notification for every departed entry
@@ -76,12 +78,14 @@ pub(crate) struct Written {
 }
 
 /// Writes as many pending changes as fit into `writer`, clearing their flags and
-/// counting down the notifications written. `dirty` is called for every entry whose
-/// stored state changed (a departed entry whose last notification was written is then
-/// finished: `Departed { remaining: 0 }`).
+/// counting down the notifications written, and stamps every state announced for the
+/// first time with `link` (the datagram's `as_of`). `dirty` is called for every entry
+/// whose stored state changed (a departed entry whose last notification was written is
+/// then finished: `Departed { remaining: 0 }`).
 pub(crate) fn fill(
     registry: &mut Registry<'_>,
     writer: &mut BatchWriter<'_>,
+    link: crate::Version,
     mut dirty: impl FnMut(&mut Entry),
 ) -> Written {
     let mut written = Written::default();
@@ -92,6 +96,9 @@ pub(crate) fn fill(
                     break;
                 }
                 e.announce = false;
+                if e.stamp == UNANNOUNCED {
+                    e.stamp = link;
+                }
                 written.registered += 1;
             }
             RecordState::Departed { remaining } if e.due && remaining > 0 => {
@@ -103,6 +110,9 @@ pub(crate) fn fill(
                     break;
                 }
                 e.due = false;
+                if e.stamp == UNANNOUNCED {
+                    e.stamp = link;
+                }
                 e.record.state = RecordState::Departed {
                     remaining: remaining - 1,
                 };
@@ -113,6 +123,11 @@ pub(crate) fn fill(
         }
     }
     written
+}
+
+/// True when `entry` has a state to announce now that no announcement carried yet.
+pub(crate) fn is_first(entry: &Entry) -> bool {
+    entry.stamp == UNANNOUNCED && is_pending(entry)
 }
 
 /// True when `entry` has something to announce now.

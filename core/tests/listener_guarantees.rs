@@ -47,6 +47,7 @@ fn announce(directory: Location, as_of: u64, changes: &[Change]) -> Vec<u8> {
     let header = AnnounceHeader {
         directory,
         as_of: Version(as_of),
+        previous: Version(0),
     };
     let mut w = BatchWriter::announce(&env(), &header, &mut buf).unwrap();
     for c in changes {

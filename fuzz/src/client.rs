@@ -195,6 +195,7 @@ impl ClientFrame {
                 AnnounceHeader {
                     directory: directory(*d),
                     as_of: as_of.version(),
+                    previous: herald_core::Version(0),
                 },
                 changes
                     .iter()
@@ -501,7 +502,10 @@ impl Harness<'_> {
             let (frame, counter) = decode_sent(&self.buf[..t.len], self.config.keys.as_ref())
                 .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e}"));
             let probe = matches!(&frame.message, OwnedMessage::SnapshotRequest(s) if s.max_pages == 1)
-                && self.c.directories().any(|d| d.socket_addr() == t.destination);
+                && self
+                    .c
+                    .directories()
+                    .any(|d| d.socket_addr() == t.destination);
             assert!(
                 Some(t.destination) == current || probe,
                 "request not to the current directory"

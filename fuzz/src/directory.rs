@@ -149,6 +149,7 @@ impl RequestFrame {
                         after: after.map(SmallName::name),
                         interest: i,
                         cookie,
+                        since: None,
                     },
                     &mut buf,
                 )

@@ -123,6 +123,7 @@ fn directory_seeds() -> Vec<(String, Vec<u8>)> {
         after: None,
         interest: Interest::all(),
         cookie: None,
+        since: None,
     }));
     let unregister = encode(OwnedMessage::Unregister(UnregisterRequest {
         request: 10,
@@ -173,6 +174,7 @@ fn client_seeds() -> Vec<(String, Vec<u8>)> {
     let header = AnnounceHeader {
         directory: directory(0),
         as_of: Version(5),
+        previous: Version(0),
     };
     let beacon = encode(OwnedMessage::Beacon(Beacon {
         directory: directory(0),

@@ -179,6 +179,7 @@ impl<const R: usize> Client<'_, R> {
             after: None,
             interest: self.config.interest.clone().unwrap_or_default(),
             cookie: self.cookie_for(destination),
+            since: None,
         };
         let len = wire::encode(&self.config.environment, &request, buf).ok()?;
         self.note_sent(request.request, sequence);
@@ -269,8 +270,8 @@ impl<const R: usize> Client<'_, R> {
         if self.current != Some(index) || !self.listening() || self.snapshot.is_some() {
             return;
         }
-        // Missed a change: the directory has handed out a version not seen here.
-        let behind = beacon.as_of > self.max_seen;
+        // Missed a change: the directory has handed out a version not heard here.
+        let behind = beacon.as_of > self.chain.heard();
         // Missed a registration (a listener of everything can count): the count differs
         // at two beacons in a row (one may cross an announcement in flight).
         let everything = self
@@ -282,8 +283,10 @@ impl<const R: usize> Client<'_, R> {
         let miscounted = everything && fits && self.live_count() != beacon.services as usize;
         let confirmed = miscounted && self.miscounted;
         self.miscounted = miscounted && !confirmed;
-        if behind || confirmed {
+        if confirmed {
             self.request_snapshot(now);
+        } else if behind {
+            self.request_repair();
         }
     }
 

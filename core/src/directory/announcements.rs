@@ -1,5 +1,10 @@
 //! Announcements on the group: changes and removals as they happen, their paced
 //! repeats (see [`notify`]), and the beacon.
+//!
+//! The announcements that carry a change for the first time form a chain: each names
+//! the `as_of` of the one before (`previous`), so a listener that missed one knows it
+//! at the next one (or at the next beacon, whose `as_of` it has not heard) and asks
+//! for the changes since the last link it holds (see the `changes` module).
 
 use super::*;
 
@@ -23,14 +28,20 @@ impl Directory<'_> {
         if self.pending == 0 || !self.announces() {
             return None;
         }
+        // A datagram that carries a change for the first time is a link of the chain,
+        // with a version of its own; one of repeats only stands where the chain is.
+        let previous = self.chain;
+        let link = self.registry.iter().any(|(_, e)| notify::is_first(e));
+        let as_of = if link { self.next_version() } else { previous };
         let header = wire::AnnounceHeader {
             directory: self.config.address,
-            as_of: self.last_version,
+            as_of,
+            previous,
         };
         let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
         let dirty = &mut self.dirty;
         let mut reap: Option<Instant> = None;
-        let written = notify::fill(&mut self.registry, &mut writer, |e| {
+        let written = notify::fill(&mut self.registry, &mut writer, as_of, |e| {
             touch(e, dirty, false);
             if let RecordState::Departed { remaining: 0 } = e.record.state {
                 reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
@@ -46,6 +57,7 @@ impl Directory<'_> {
             self.pending = 0;
             return None;
         }
+        self.chain = as_of;
         self.pending -= items;
         self.stats.registered_announced += written.registered as u64;
         self.stats.unregistered_announced += written.unregistered as u64;
