@@ -894,8 +894,7 @@ impl<'a, const R: usize> Client<'a, R> {
             .iter()
             .chain(self.check.iter())
             .map(|p| at(p.send, p.deadline));
-        let settle =
-            (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
+        let settle = self.inherited.then(|| self.grace_until.max(self.now));
         let recheck = self
             .recheck
             .filter(|_| self.snapshot.is_none())

@@ -536,9 +536,10 @@ impl<const R: usize> Client<'_, R> {
     /// After a failover, once the grace is over: the inherited removals are forgotten,
     /// and if they were any, or entries inherited from the previous directory are left,
     /// a snapshot settles them (the grace kept the pages before from removing them or
-    /// from taking states older than them).
+    /// from taking states older than them). It replaces a snapshot in progress, whose
+    /// pages so far the grace held back.
     pub(super) fn settle_inherited(&mut self) {
-        if !self.inherited || self.now < self.grace_until || self.snapshot.is_some() {
+        if !self.inherited || self.now < self.grace_until {
             return;
         }
         self.inherited = false;
