@@ -146,6 +146,7 @@ fn codec(c: &mut Criterion) {
                 as_of: Version(1_000),
                 services: 20,
                 publishing: true,
+                digest: 0,
             }),
         ),
         ("page-20", page_frame(20)),

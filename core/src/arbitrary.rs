@@ -259,6 +259,7 @@ impl<'a> Arbitrary<'a> for Beacon {
             as_of: u.arbitrary()?,
             services: u.arbitrary()?,
             publishing: u.arbitrary()?,
+            digest: u.arbitrary()?,
         })
     }
 }

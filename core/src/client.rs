@@ -478,7 +478,7 @@ pub struct Client<'a, const R: usize = 4> {
     /// The last snapshot cookie a directory gave this client, echoed in the snapshot
     /// requests (and probes) sent to that directory.
     cookie: Option<(SocketAddr, [u8; wire::COOKIE_LEN])>,
-    /// The last beacon's service count differed from what this listener holds.
+    /// The last beacon's service count or digest differed from what this listener holds.
     miscounted: bool,
     grace_until: Instant,
     /// Since when the current directory has left a request unanswered.

@@ -30,6 +30,7 @@ mod anti_entropy;
 mod catch_up;
 mod changes;
 mod counters;
+pub(crate) mod digest;
 mod leases;
 mod replica;
 mod requests;

@@ -148,6 +148,7 @@ fn a_listener_following_a_replica_moves_to_the_directory_that_announces() {
         as_of: Version(5),
         services: 1,
         publishing: false,
+        digest: 0,
     };
     let n = wire::encode(&env, &beacon, &mut buf).unwrap();
     client.handle_datagram(now, replica.socket_addr(), &buf[..n]);

@@ -81,6 +81,7 @@ fn beacon(directory: Location, as_of: u64, services: u32) -> Vec<u8> {
         as_of: Version(as_of),
         services,
         publishing: true,
+        digest: 0,
     };
     let n = wire::encode(&env(), &b, &mut buf).unwrap();
     buf[..n].to_vec()

@@ -50,6 +50,10 @@ const LISTENER: u16 = 5001;
 
 impl Net {
     fn new(announcements: u8) -> Self {
+        Self::with_interest(announcements, Interest::parse_all(["svc-*"]).unwrap())
+    }
+
+    fn with_interest(announcements: u8, interest: Interest) -> Self {
         let mut config = DirectoryConfig::new(directory_location(), group());
         config.sweep_period = Duration::from_secs(3600);
         config.registration_announcements = announcements;
@@ -61,7 +65,6 @@ impl Net {
             config.interest = interest;
             Client::new(config, leak(None, 512), leak(0u32, 512)).unwrap()
         };
-        let interest = Interest::parse_all(["svc-*"]).unwrap();
         let mut net = Net {
             now: Instant::from_millis(1),
             directory,
@@ -147,6 +150,47 @@ impl Net {
     fn listener_knows(&self, name: &str) -> bool {
         self.listener.service(name).is_some()
     }
+}
+
+#[test]
+fn a_listener_of_everything_corrects_a_state_the_count_cannot_see() {
+    let mut net = Net::with_interest(3, Interest::all());
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    net.run_until(net.now + Duration::from_millis(500), &mut nothing);
+    let real = net.listener.service("svc-a").cloned().unwrap();
+    // A forged announcement "from the future", as if from the directory: same count,
+    // a chain link that follows the one held, another location.
+    let forged = wire::AnnounceHeader {
+        directory: directory_location(),
+        as_of: Version(u64::MAX / 2),
+        previous: Version(0),
+    };
+    let mut buf = [0u8; 1400];
+    let mut w = wire::BatchWriter::announce(&Environment::default(), &forged, &mut buf).unwrap();
+    assert!(w.push(&wire::Change::Registered(Service {
+        registration: registration("svc-a", 9999),
+        version: Version(u64::MAX / 2),
+    })));
+    let n = w.len();
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &buf[..n]);
+    assert_eq!(
+        net.listener.service("svc-a").unwrap().registration,
+        registration("svc-a", 9999)
+    );
+    // The beacons' digest differs from the listener's while the count agrees: it asks
+    // for snapshots, and a page a directory timeout after the first corrects the state.
+    net.run_until(net.now + Duration::from_secs(10), &mut nothing);
+    assert_eq!(
+        net.listener.service("svc-a").unwrap().registration,
+        real.registration,
+        "corrected with no sweep"
+    );
 }
 
 fn announces(message: &Message<'_>, name: &str) -> bool {

@@ -187,6 +187,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         as_of: Version(1001),
         services: 1,
         publishing: true,
+        digest: 0x1122_3344_5566_7788,
     });
     out.push(("beacon", beacon.clone()));
     let mut sealed = beacon.clone();
@@ -336,6 +337,7 @@ fn documented_vectors_decode_to_their_messages() {
             ("beacon" | "authenticated-beacon", Message::Beacon(b)) => {
                 assert_eq!(b.directory, directory());
                 assert_eq!(b.services, 1);
+                assert_eq!(b.digest, 0x1122_3344_5566_7788);
             }
             (name, other) => panic!("{name} decoded as {other:?}"),
         }

@@ -266,6 +266,7 @@ impl ClientFrame {
                 as_of: as_of.version(),
                 services: u32::from(*services),
                 publishing: *publishing,
+                digest: 0,
             }),
         };
         OwnedFrame {

@@ -58,6 +58,17 @@ impl Chain {
 }
 
 impl<const R: usize> Client<'_, R> {
+    /// The digest of the services held, as a directory's beacon carries it.
+    pub(super) fn digest(&self) -> u64 {
+        self.table
+            .iter()
+            .filter(|(_, k)| !k.removed)
+            .fold(0, |d, (_, k)| {
+                let name = k.service.registration.name.as_str();
+                d ^ crate::directory::digest::service_hash(name, k.service.version)
+            })
+    }
+
     /// Asks the current directory for the changes since the last link held (unless a
     /// snapshot or repair is under way).
     pub(super) fn request_repair(&mut self) {

@@ -77,6 +77,7 @@ impl Directory<'_> {
             as_of: self.last_version,
             services: u32::try_from(self.live()).unwrap_or(u32::MAX),
             publishing: self.publishing,
+            digest: self.digest(),
         };
         let len = wire::encode(&self.config.environment, &beacon, buf).ok()?;
         Some(Transmit {

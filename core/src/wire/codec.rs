@@ -154,6 +154,7 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 as_of: Version(w.as_of),
                 services: w.services,
                 publishing: w.publishing,
+                digest: u64::from_le_bytes(w.digest),
             })
         }
         Kind::SnapshotPage => {
@@ -314,6 +315,7 @@ impl Single for Beacon {
                 as_of: self.as_of.0,
                 services: self.services,
                 publishing: self.publishing,
+                digest: self.digest.to_le_bytes(),
             },
             buf,
         )

@@ -276,6 +276,9 @@ pub struct Beacon {
     /// directory always does; of directories sharing a store, only the elected
     /// publisher). Listeners follow a publishing directory.
     pub publishing: bool,
+    /// The XOR over the live services of a 64-bit hash of (name, version) (0: none);
+    /// a listener of everything compares it with the same over what it holds.
+    pub digest: u64,
 }
 
 /// The fixed part of a page (snapshot or sweep).
@@ -482,6 +485,7 @@ pub(super) struct BeaconWire {
     pub as_of: u64,
     pub services: u32,
     pub publishing: bool,
+    pub digest: [u8; 8],
 }
 
 #[derive(Serialize, Deserialize)]
