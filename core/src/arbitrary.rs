@@ -220,7 +220,6 @@ impl<'a> Arbitrary<'a> for CookieReply {
         Ok(CookieReply {
             request: u.arbitrary()?,
             cookie: u.arbitrary()?,
-            since: u.arbitrary()?,
         })
     }
 }

@@ -181,6 +181,7 @@ fn client_seeds() -> Vec<(String, Vec<u8>)> {
         as_of: Version(5),
         services: 2,
         publishing: true,
+        digest: 0,
     }));
     let announce = |changes| encode(OwnedMessage::Announce(header, changes));
     let sync = encode(OwnedMessage::SyncPage(
