@@ -16,8 +16,10 @@
 //! and emits [`ClientEvent::Discovered`], [`ClientEvent::Changed`] and
 //! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
 //! re-announcement. It asks for a snapshot when it starts, when it switches directory,
-//! and when a beacon shows it has missed a change; the directory's paced sweep drops
-//! whatever it still holds that is gone (after a partition, for instance). It takes
+//! and when a beacon's count or digest differs from what it holds; when an announcement
+//! or a beacon shows that it missed a link of the announcement chain, it asks only for
+//! the changes since the last link it holds (see the `repair` module). The directory's
+//! slow sweep drops whatever it still holds that is gone and nothing showed. It takes
 //! only its directory's word, from that directory's address (see the `listening`
 //! module and "Guarantees" in docs/PROTOCOL.md).
 //!

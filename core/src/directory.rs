@@ -2,9 +2,11 @@
 //!
 //! It keeps the [registry](crate::registry), answers requests (register, renew,
 //! unregister, snapshot), expires leases, announces every change on the multicast group
-//! in the same wake-up that caused it, repeats each removal exactly N times (see
-//! [`notify`]), sends a beacon, and sweeps the whole registry at a paced
-//! rate (anti-entropy) so that listeners who lost datagrams or joined late converge.
+//! in the same wake-up that caused it (in a chain that shows listeners what they
+//! missed), repeats each removal exactly N times (see [`notify`]), sends a beacon with
+//! the registry's version, count and digest, answers repairs with the changes a
+//! listener lacks, and sweeps the whole registry at a slow, paced rate (anti-entropy)
+//! as a safety net.
 //!
 //! Drive it as the [crate docs](crate) describe.
 
