@@ -6,7 +6,8 @@
 //! services as they are, removed ones as removals (tombstones are kept for the
 //! tombstone retention). A directory that has dropped a state stamped after `since`
 //! (a tombstone reaped or evicted, an entry forgotten) or that started after it cannot
-//! list every removal since, and answers with a full snapshot instead.
+//! list every removal since, and answers with a full snapshot instead; so does a
+//! replica, which announces nothing.
 //!
 //! [`ChangesPage`]: crate::wire::Message::ChangesPage
 
@@ -25,7 +26,9 @@ impl Directory<'_> {
         buf: &mut [u8],
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         match request.since {
-            Some(since) if since >= self.repair_floor => {
+            // A replica keeps no announcement chain (it announces nothing): its stamps
+            // say nothing of what a listener heard.
+            Some(since) if self.publishing && since >= self.repair_floor => {
                 self.write_changes(header, &request.interest, since, buf)
             }
             _ => self.write_page(header, &request.interest, false, buf),
