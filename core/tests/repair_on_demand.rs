@@ -363,3 +363,62 @@ fn an_idle_directory_of_a_thousand_services_sends_beacons_only() {
     );
     assert!(bytes <= 1850, "{bytes} bytes in 10 s");
 }
+
+/// What a directory answers a repair since `since` with, after `setup`: the kind of
+/// the page (the cookie exchange done first).
+fn answer_to_repair(setup: impl FnOnce(&mut Directory<'static>, Instant)) -> &'static str {
+    let config = DirectoryConfig::new(directory_location(), group());
+    let mut directory = Directory::new(config, leak(None, 16), leak(0u32, 16)).unwrap();
+    let now = Instant::from_millis(1);
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    let from = SocketAddr::new(ip(), 5001);
+    let register = RegisterRequest {
+        request: 1,
+        registrant: 7,
+        sequence: 1,
+        lease: Duration::from_secs(15),
+        registration: registration("svc-a", 8001),
+    };
+    let len = wire::encode(&env, &register, &mut buf).unwrap();
+    let bytes = buf[..len].to_vec();
+    directory.handle_datagram(now, SocketAddr::new(ip(), 5000), &bytes);
+    while directory.poll_event().is_some() {}
+    while directory.poll_transmit(now, &mut buf).is_some() {}
+    setup(&mut directory, now);
+    let mut request = wire::SnapshotRequest {
+        request: 9,
+        max_pages: 4,
+        after: None,
+        interest: Interest::all(),
+        cookie: None,
+        since: Some(directory.as_of()),
+    };
+    for _ in 0..2 {
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let bytes = buf[..len].to_vec();
+        directory.handle_datagram(now, from, &bytes);
+        while let Some(t) = directory.poll_transmit(now, &mut buf) {
+            if t.destination != from {
+                continue;
+            }
+            match wire::decode(&buf[..t.len]).unwrap().message {
+                Message::Cookie(c) => request.cookie = Some(c.cookie),
+                Message::ChangesPage(..) => return "changes",
+                Message::SnapshotPage(..) => return "snapshot",
+                _ => {}
+            }
+        }
+    }
+    "none"
+}
+
+#[test]
+fn a_publisher_answers_a_repair_with_changes_and_a_replica_with_a_snapshot() {
+    assert_eq!(answer_to_repair(|_, _| {}), "changes");
+    assert_eq!(
+        answer_to_repair(|d, now| d.set_publishing(now, false)),
+        "snapshot",
+        "a replica keeps no announcement chain"
+    );
+}
