@@ -52,6 +52,7 @@ fn announce_frame(count: usize) -> Vec<u8> {
     let header = wire::AnnounceHeader {
         directory: dir_location(),
         as_of: Version(1_000 + count as u64),
+        previous: Version(0),
     };
     let mut w = BatchWriter::announce(&Environment::default(), &header, &mut buf).unwrap();
     for i in 0..count {
@@ -118,6 +119,7 @@ fn codec(c: &mut Criterion) {
                 after: Some(registration(1).name),
                 interest: Interest::parse_all(["service-*"]).unwrap(),
                 cookie: None,
+                since: None,
             }),
         ),
         (
@@ -144,6 +146,7 @@ fn codec(c: &mut Criterion) {
                 as_of: Version(1_000),
                 services: 20,
                 publishing: true,
+                digest: 0,
             }),
         ),
         ("page-20", page_frame(20)),

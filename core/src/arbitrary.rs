@@ -210,6 +210,7 @@ impl<'a> Arbitrary<'a> for SnapshotRequest {
             after: u.arbitrary()?,
             interest: u.arbitrary()?,
             cookie: u.arbitrary()?,
+            since: u.arbitrary()?,
         })
     }
 }
@@ -257,6 +258,7 @@ impl<'a> Arbitrary<'a> for Beacon {
             as_of: u.arbitrary()?,
             services: u.arbitrary()?,
             publishing: u.arbitrary()?,
+            digest: u.arbitrary()?,
         })
     }
 }
@@ -277,6 +279,7 @@ impl<'a> Arbitrary<'a> for AnnounceHeader {
         Ok(AnnounceHeader {
             directory: u.arbitrary()?,
             as_of: u.arbitrary()?,
+            previous: u.arbitrary()?,
         })
     }
 }

@@ -16,8 +16,10 @@
 //! and emits [`ClientEvent::Discovered`], [`ClientEvent::Changed`] and
 //! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
 //! re-announcement. It asks for a snapshot when it starts, when it switches directory,
-//! and when a beacon shows it has missed a change; the directory's paced sweep drops
-//! whatever it still holds that is gone (after a partition, for instance). It takes
+//! and when a beacon's count or digest differs from what it holds; when an announcement
+//! or a beacon shows that it missed a link of the announcement chain, it asks only for
+//! the changes since the last link it holds (see the `repair` module). The directory's
+//! slow sweep drops whatever it still holds that is gone and nothing showed. It takes
 //! only its directory's word, from that directory's address (see the `listening`
 //! module and "Guarantees" in docs/PROTOCOL.md).
 //!
@@ -43,8 +45,10 @@ mod failover;
 mod listening;
 mod registrations;
 mod removals;
+mod repair;
 
 use removals::{Removals, Verdict};
+use repair::Chain;
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
@@ -402,6 +406,8 @@ struct Snapshot {
     send: bool,
     deadline: Instant,
     as_of: Option<Version>,
+    /// A repair: only the changes after this version (see the repair module).
+    since: Option<Version>,
     /// A cookie answer already made this request go out again at once (once per page:
     /// a client whose address changes with every datagram must not ping-pong).
     cookied: bool,
@@ -466,14 +472,15 @@ pub struct Client<'a, const R: usize = 4> {
     /// After a failover: entries and removals inherited from the previous directory
     /// are still held, to be settled once the failover grace ends.
     inherited: bool,
-    max_seen: Version,
+    /// How far the listener holds the announcement chain of its directory.
+    chain: Chain,
     snapshot: Option<Snapshot>,
     snapshot_done: Option<usize>,
     snapshot_rejection: Option<(RejectReason, Environment)>,
     /// The last snapshot cookie a directory gave this client, echoed in the snapshot
     /// requests (and probes) sent to that directory.
     cookie: Option<(SocketAddr, [u8; wire::COOKIE_LEN])>,
-    /// The last beacon's service count differed from what this listener holds.
+    /// The last beacon's service count or digest differed from what this listener holds.
     miscounted: bool,
     grace_until: Instant,
     /// Since when the current directory has left a request unanswered.
@@ -541,7 +548,7 @@ impl<'a, const R: usize> Client<'a, R> {
             removals: Removals::new(),
             recheck: None,
             inherited: false,
-            max_seen: Version(0),
+            chain: Chain::default(),
             snapshot: None,
             snapshot_done: None,
             snapshot_rejection: None,
@@ -686,6 +693,7 @@ impl<'a, const R: usize> Client<'a, R> {
             send: true,
             deadline: self.now,
             as_of: None,
+            since: None,
             cookied: false,
         });
     }
@@ -731,6 +739,11 @@ impl<'a, const R: usize> Client<'a, R> {
             Message::Cookie(c) if self.is_directory(from) => {
                 if !self.probe_answered(from, c.request) {
                     self.handle_cookie(from, c);
+                }
+            }
+            Message::ChangesPage(header, items) if self.is_directory(from) => {
+                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                    self.handle_changes_page(header, items);
                 }
             }
             Message::Beacon(beacon) => self.handle_beacon(from, beacon),
@@ -883,8 +896,7 @@ impl<'a, const R: usize> Client<'a, R> {
             .iter()
             .chain(self.check.iter())
             .map(|p| at(p.send, p.deadline));
-        let settle =
-            (self.inherited && self.snapshot.is_none()).then(|| self.grace_until.max(self.now));
+        let settle = self.inherited.then(|| self.grace_until.max(self.now));
         let recheck = self
             .recheck
             .filter(|_| self.snapshot.is_none())

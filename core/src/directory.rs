@@ -2,9 +2,11 @@
 //!
 //! It keeps the [registry](crate::registry), answers requests (register, renew,
 //! unregister, snapshot), expires leases, announces every change on the multicast group
-//! in the same wake-up that caused it, repeats each removal exactly N times (see
-//! [`notify`]), sends a beacon, and sweeps the whole registry at a paced
-//! rate (anti-entropy) so that listeners who lost datagrams or joined late converge.
+//! in the same wake-up that caused it (in a chain that shows listeners what they
+//! missed), repeats each removal exactly N times (see [`notify`]), sends a beacon with
+//! the registry's version, count and digest, answers repairs with the changes a
+//! listener lacks, and sweeps the whole registry at a slow, paced rate (anti-entropy)
+//! as a safety net.
 //!
 //! Drive it as the [crate docs](crate) describe.
 
@@ -28,7 +30,9 @@ mod admission;
 mod announcements;
 mod anti_entropy;
 mod catch_up;
+mod changes;
 mod counters;
+pub(crate) mod digest;
 mod leases;
 mod replica;
 mod requests;
@@ -74,7 +78,9 @@ pub struct DirectoryConfig {
     pub restore_grace: Duration,
     /// Time between beacons (default 1 s).
     pub beacon_interval: Duration,
-    /// Time for one anti-entropy sweep of the whole registry (default 10 s).
+    /// Time for one anti-entropy sweep of the whole registry (default 600 s): a slow
+    /// safety net, since listeners that miss an announcement ask for what they lack
+    /// (see the `changes` module).
     pub sweep_period: Duration,
     /// The version clock at the first `now` the directory sees. A shell passes the wall
     /// clock in microseconds since the Unix epoch (or the last version it stored, if that
@@ -127,7 +133,7 @@ impl DirectoryConfig {
             max_lease: Duration::from_secs(300),
             restore_grace: Duration::from_secs(15),
             beacon_interval: Duration::from_secs(1),
-            sweep_period: Duration::from_secs(10),
+            sweep_period: Duration::from_secs(600),
             version_floor: Version(0),
             keys: None,
             max_clock_skew: Duration::from_secs(30),
@@ -346,6 +352,12 @@ pub struct Directory<'a> {
     /// The highest version of any tombstone dropped: a record for a name not held that
     /// is not newer is a late copy of something already removed, and is refused.
     dropped_version: Version,
+    /// The `as_of` of the last link of the announcement chain (see the announcements
+    /// module).
+    chain: Version,
+    /// A repair since a version below this is answered with a full snapshot: this
+    /// directory may have dropped a removal made after it (see the changes module).
+    repair_floor: Version,
     /// With keys: the highest request sequence of any tombstone dropped: a request for a
     /// name not held that is not newer is refused as stale.
     dropped_sequence: u64,
@@ -416,6 +428,8 @@ impl<'a> Directory<'a> {
             reap_pass_min: None,
             dropped_version: Version(0),
             dropped_sequence: 0,
+            chain: last_version,
+            repair_floor: last_version,
             unregistered: tombstones::Unregistered::new(),
             next_tick: None,
             next_expiry: None,

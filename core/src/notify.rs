@@ -14,7 +14,7 @@
 //! version). Announcements batch every pending change, live and departed, into as few
 //! datagrams as fit.
 
-use crate::registry::{Entry, RecordState, Registry};
+use crate::registry::{Entry, RecordState, Registry, UNANNOUNCED};
 use crate::wire::{BatchWriter, Change};
 
 /// Marks a live entry as changed: it will be announced as registered at once, and
@@ -23,6 +23,7 @@ pub(crate) fn mark_changed(entry: &mut Entry, announcements: u8) {
     entry.announce = announcements > 0;
     entry.repeats = announcements.saturating_sub(1);
     entry.due = false;
+    entry.stamp = UNANNOUNCED;
 }
 
 /// Turns an entry into a departed one with `notifications` still to send, the first due
@@ -38,6 +39,7 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
     entry.announce = false;
     entry.repeats = 0;
     entry.due = due;
+    entry.stamp = UNANNOUNCED;
 }
 
 /// Makes the next repeat due: an unregistered notification for every departed entry
@@ -79,17 +81,19 @@ pub(crate) struct Written {
 }
 
 /// Writes as many pending changes as fit into `writer`, clearing their flags and
-/// counting down the notifications written. `dirty` is called for every entry whose
-/// stored state changed (a departed entry whose last notification was written is then
-/// finished: `Departed { remaining: 0 }`). The pass starts at slot `from` (wrapping)
-/// and stops once `pending` changes are written; it returns the slot to start the
-/// next pass at, so that a burst of changes costs one pass over the registry in all,
-/// not one per datagram.
+/// counting down the notifications written, and stamps every state announced for the
+/// first time with `link` (the datagram's `as_of`). `dirty` is called for every entry
+/// whose stored state changed (a departed entry whose last notification was written is
+/// then finished: `Departed { remaining: 0 }`). The pass starts at slot `from`
+/// (wrapping) and stops once `pending` changes are written; it returns the slot to
+/// start the next pass at, so that a burst of changes costs one pass over the registry
+/// in all, not one per datagram.
 pub(crate) fn fill(
     registry: &mut Registry<'_>,
     writer: &mut BatchWriter<'_>,
     from: usize,
     pending: usize,
+    link: crate::Version,
     mut dirty: impl FnMut(&mut Entry),
 ) -> (Written, usize) {
     let mut written = Written::default();
@@ -109,6 +113,9 @@ pub(crate) fn fill(
                     return (written, slot);
                 }
                 e.announce = false;
+                if e.stamp == UNANNOUNCED {
+                    e.stamp = link;
+                }
                 written.registered += 1;
             }
             RecordState::Departed { remaining } if e.due && remaining > 0 => {
@@ -120,6 +127,9 @@ pub(crate) fn fill(
                     return (written, slot);
                 }
                 e.due = false;
+                if e.stamp == UNANNOUNCED {
+                    e.stamp = link;
+                }
                 e.record.state = RecordState::Departed {
                     remaining: remaining - 1,
                 };
@@ -130,6 +140,29 @@ pub(crate) fn fill(
         }
     }
     (written, start)
+}
+
+/// True when a state no announcement carried yet is among the `pending` changes that
+/// [`fill`] would find from slot `from`: a pass that stops as soon as it knows.
+pub(crate) fn any_first(registry: &Registry<'_>, from: usize, pending: usize) -> bool {
+    let len = registry.len();
+    let start = if from < len { from } else { 0 };
+    let mut seen = 0;
+    for k in 0..len {
+        if seen >= pending {
+            break;
+        }
+        let Some(e) = registry.get((start + k) % len) else {
+            continue;
+        };
+        if is_pending(e) {
+            if e.stamp == UNANNOUNCED {
+                return true;
+            }
+            seen += 1;
+        }
+    }
+    false
 }
 
 /// True when `entry` has something to announce now.

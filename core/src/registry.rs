@@ -100,7 +100,14 @@ pub struct Entry {
     /// The newest version this directory held the entry live at (0: never live here). A
     /// removal older than it removed an earlier registration, not the one held.
     pub(crate) live_version: Version,
+    /// The `as_of` of the announcement that first carried this state ([`UNANNOUNCED`]
+    /// until one has; 0 for a state restored or held from before): a repair since a
+    /// version sends the states stamped after it.
+    pub(crate) stamp: Version,
 }
+
+/// The stamp of a state no announcement has carried yet.
+pub(crate) const UNANNOUNCED: Version = Version(u64::MAX);
 
 impl Entry {
     /// An entry for `record` with nothing to announce yet.
@@ -121,6 +128,7 @@ impl Entry {
             evicted: None,
             reap_at: Instant::ZERO,
             source: None,
+            stamp: Version(0),
         }
     }
 }

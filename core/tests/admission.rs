@@ -55,6 +55,7 @@ fn snapshot(request: u32, max_pages: u8, cookie: Option<[u8; wire::COOKIE_LEN]>)
         after: None,
         interest: Interest::all(),
         cookie,
+        since: None,
     };
     let mut buf = [0u8; 1400];
     let n = wire::encode(&Environment::default(), &r, &mut buf).unwrap();

@@ -102,6 +102,7 @@ fn forged_altered_and_unauthenticated_announcements_are_ignored() {
     let header = wire::AnnounceHeader {
         directory: directory_location(),
         as_of: Version(u64::MAX / 2),
+        previous: Version(0),
     };
     let mut w = wire::BatchWriter::announce(&Environment::default(), &header, &mut buf).unwrap();
     assert!(w.push(&Change::Unregistered {

@@ -131,6 +131,7 @@ fn a_listener_following_a_replica_moves_to_the_directory_that_announces() {
         let header = wire::AnnounceHeader {
             directory: from,
             as_of: Version(5),
+            previous: Version(0),
         };
         let mut w = wire::BatchWriter::announce(&env, &header, buf).unwrap();
         assert!(w.push(&wire::Change::Registered(service.clone())));
@@ -147,6 +148,7 @@ fn a_listener_following_a_replica_moves_to_the_directory_that_announces() {
         as_of: Version(5),
         services: 1,
         publishing: false,
+        digest: 0,
     };
     let n = wire::encode(&env, &beacon, &mut buf).unwrap();
     client.handle_datagram(now, replica.socket_addr(), &buf[..n]);

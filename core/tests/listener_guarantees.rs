@@ -47,6 +47,7 @@ fn announce(directory: Location, as_of: u64, changes: &[Change]) -> Vec<u8> {
     let header = AnnounceHeader {
         directory,
         as_of: Version(as_of),
+        previous: Version(0),
     };
     let mut w = BatchWriter::announce(&env(), &header, &mut buf).unwrap();
     for c in changes {
@@ -80,6 +81,7 @@ fn beacon(directory: Location, as_of: u64, services: u32) -> Vec<u8> {
         as_of: Version(as_of),
         services,
         publishing: true,
+        digest: 0,
     };
     let n = wire::encode(&env(), &b, &mut buf).unwrap();
     buf[..n].to_vec()

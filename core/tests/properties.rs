@@ -97,7 +97,7 @@ proptest! {
             let pattern = if prefix { Pattern::prefix(p.as_str()).unwrap() } else { Pattern::exact(p) };
             interest.push(pattern).unwrap();
         }
-        let m = wire::SnapshotRequest { request: 9, max_pages: 3, after, interest, cookie };
+        let m = wire::SnapshotRequest { request: 9, max_pages: 3, after, interest, cookie, since: None };
         let bytes = roundtrip(&env, &m);
         match wire::decode(&bytes).unwrap().message { Message::SnapshotRequest(back) => prop_assert_eq!(back, m), other => panic!("{other:?}") }
     }
@@ -116,6 +116,7 @@ proptest! {
         let header = wire::AnnounceHeader {
             directory: Location::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 37399).unwrap(),
             as_of: Version(77),
+            previous: Version(0),
         };
         // Split over as many datagrams as needed; each decodes to its share, in order.
         let mut rest = &changes[..];

@@ -74,6 +74,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 after: None,
                 interest: Interest::parse_all(["bill*"]).unwrap(),
                 cookie: None,
+                since: None,
             }),
         ),
         (
@@ -84,6 +85,18 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 after: None,
                 interest: Interest::all(),
                 cookie: Some(cookie()),
+                since: None,
+            }),
+        ),
+        (
+            "repair-request",
+            single(&wire::SnapshotRequest {
+                request: 5,
+                max_pages: 16,
+                after: None,
+                interest: Interest::all(),
+                cookie: Some(cookie()),
+                since: Some(Version(1001)),
             }),
         ),
         (
@@ -136,14 +149,30 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
     w.set_complete(true);
     let n = w.len();
     out.push(("snapshot-page", buf[..n].to_vec()));
-    let sync = wire::PageHeader { request: 0, ..page };
+    let sync = wire::PageHeader {
+        request: 0,
+        ..page.clone()
+    };
     let mut w = BatchWriter::page(&env(), &sync, true, &mut buf).unwrap();
     w.set_complete(true);
     let n = w.len();
     out.push(("sync-page", buf[..n].to_vec()));
+    let changes = wire::PageHeader {
+        request: 5,
+        ..page.clone()
+    };
+    let mut w = BatchWriter::changes_page(&env(), &changes, &mut buf).unwrap();
+    assert!(w.push(&Change::Unregistered {
+        name: ServiceName::new("cache").unwrap(),
+        version: Version(1001),
+    }));
+    w.set_complete(true);
+    let n = w.len();
+    out.push(("changes-page", buf[..n].to_vec()));
     let header = wire::AnnounceHeader {
         directory: directory(),
         as_of: Version(1001),
+        previous: Version(1000),
     };
     let mut w = BatchWriter::announce(&env(), &header, &mut buf).unwrap();
     assert!(w.push(&Change::Registered(service.clone())));
@@ -158,6 +187,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         as_of: Version(1001),
         services: 1,
         publishing: true,
+        digest: 0x1122_3344_5566_7788,
     });
     out.push(("beacon", beacon.clone()));
     let mut sealed = beacon.clone();
@@ -257,6 +287,19 @@ fn documented_vectors_decode_to_their_messages() {
             ("snapshot-request-with-cookie", Message::SnapshotRequest(s)) => {
                 assert_eq!(s.cookie, Some(cookie()));
                 assert!(s.interest.matches("cache"));
+                assert_eq!(s.since, None);
+            }
+            ("repair-request", Message::SnapshotRequest(s)) => {
+                assert_eq!(s.cookie, Some(cookie()));
+                assert_eq!(s.since, Some(Version(1001)));
+            }
+            ("changes-page", Message::ChangesPage(h, items)) => {
+                assert!(h.complete && h.request == 5);
+                let changes: Vec<Change> = items.collect();
+                assert_eq!(changes.len(), 1);
+                assert!(
+                    matches!(&changes[0], Change::Unregistered { name, version } if name.as_str() == "cache" && *version == Version(1001))
+                );
             }
             ("cookie", Message::Cookie(c)) => {
                 assert_eq!(c.request, 3);
@@ -284,6 +327,7 @@ fn documented_vectors_decode_to_their_messages() {
             }
             ("announce", Message::Announce(h, items)) => {
                 assert_eq!(h.directory, directory());
+                assert_eq!((h.previous, h.as_of), (Version(1000), Version(1001)));
                 let changes: Vec<Change> = items.collect();
                 assert_eq!(changes.len(), 2);
                 assert!(
@@ -293,6 +337,7 @@ fn documented_vectors_decode_to_their_messages() {
             ("beacon" | "authenticated-beacon", Message::Beacon(b)) => {
                 assert_eq!(b.directory, directory());
                 assert_eq!(b.services, 1);
+                assert_eq!(b.digest, 0x1122_3344_5566_7788);
             }
             (name, other) => panic!("{name} decoded as {other:?}"),
         }

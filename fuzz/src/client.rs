@@ -85,6 +85,8 @@ pub enum DirectoryMessage {
         directory: u8,
         /// Header version.
         as_of: SmallVersion,
+        /// The link before, in the announcement chain.
+        previous: SmallVersion,
         /// The changes.
         changes: Vec<SmallChange>,
     },
@@ -140,7 +142,33 @@ pub enum DirectoryMessage {
         services: u8,
         /// Whether it publishes.
         publishing: bool,
+        /// Its registry digest.
+        digest: u64,
     },
+    /// A page of changes answering one of the client's recent requests (a repair).
+    ChangesPage {
+        /// Which recent request (its id and `after` are echoed).
+        echo: u8,
+        /// Header version.
+        as_of: SmallVersion,
+        /// Reaches the end.
+        complete: bool,
+        /// The changes.
+        changes: Vec<SmallChange>,
+    },
+}
+
+/// The changes of the small world, as sent.
+fn changes(list: &[SmallChange]) -> Vec<Change> {
+    list.iter()
+        .map(|c| match c {
+            SmallChange::Registered(s) => Change::Registered(s.service()),
+            SmallChange::Unregistered(name, version) => Change::Unregistered {
+                name: name.name(),
+                version: version.version(),
+            },
+        })
+        .collect()
 }
 
 /// A structured datagram for the client.
@@ -190,23 +218,33 @@ impl ClientFrame {
             DirectoryMessage::Announce {
                 directory: d,
                 as_of,
-                changes,
+                previous,
+                changes: list,
             } => OwnedMessage::Announce(
                 AnnounceHeader {
                     directory: directory(*d),
                     as_of: as_of.version(),
+                    previous: previous.version(),
                 },
-                changes
-                    .iter()
-                    .map(|c| match c {
-                        SmallChange::Registered(s) => Change::Registered(s.service()),
-                        SmallChange::Unregistered(name, version) => Change::Unregistered {
-                            name: name.name(),
-                            version: version.version(),
-                        },
-                    })
-                    .collect(),
+                changes(list),
             ),
+            DirectoryMessage::ChangesPage {
+                echo,
+                as_of,
+                complete,
+                changes: list,
+            } => {
+                let sent = pick(*echo);
+                OwnedMessage::ChangesPage(
+                    PageHeader {
+                        request: sent.as_ref().map_or(u32::from(*echo), |s| s.request),
+                        as_of: as_of.version(),
+                        after: sent.and_then(|s| s.after).flatten(),
+                        complete: *complete,
+                    },
+                    changes(list),
+                )
+            }
             DirectoryMessage::SyncPage {
                 as_of,
                 after,
@@ -260,11 +298,13 @@ impl ClientFrame {
                 as_of,
                 services,
                 publishing,
+                digest,
             } => OwnedMessage::Beacon(Beacon {
                 directory: directory(*d),
                 as_of: as_of.version(),
                 services: u32::from(*services),
                 publishing: *publishing,
+                digest: *digest,
             }),
         };
         OwnedFrame {
@@ -501,7 +541,10 @@ impl Harness<'_> {
             let (frame, counter) = decode_sent(&self.buf[..t.len], self.config.keys.as_ref())
                 .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e}"));
             let probe = matches!(&frame.message, OwnedMessage::SnapshotRequest(s) if s.max_pages == 1)
-                && self.c.directories().any(|d| d.socket_addr() == t.destination);
+                && self
+                    .c
+                    .directories()
+                    .any(|d| d.socket_addr() == t.destination);
             assert!(
                 Some(t.destination) == current || probe,
                 "request not to the current directory"

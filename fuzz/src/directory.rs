@@ -76,6 +76,8 @@ pub enum Request {
         after: Option<SmallName>,
         /// Interest: one name, exact or prefix.
         interest: Option<(SmallName, bool)>,
+        /// A repair: the changes since this version.
+        since: Option<u32>,
     },
 }
 
@@ -130,6 +132,7 @@ impl RequestFrame {
                 max_pages,
                 after,
                 interest,
+                since,
             } => {
                 let mut i = Interest::all();
                 if let Some((name, prefix)) = interest {
@@ -149,6 +152,7 @@ impl RequestFrame {
                         after: after.map(SmallName::name),
                         interest: i,
                         cookie,
+                        since: since.map(|v| herald_core::Version(u64::from(v))),
                     },
                     &mut buf,
                 )
@@ -568,7 +572,10 @@ impl Harness<'_> {
     fn check_sent(&mut self, to: SocketAddr, from: Option<SocketAddr>, frame: OwnedFrame) {
         let own_env = frame.environment == self.config.environment;
         match frame.message {
-            OwnedMessage::Ack(_) | OwnedMessage::Reject(_) | OwnedMessage::SnapshotPage(..) => {
+            OwnedMessage::Ack(_)
+            | OwnedMessage::Reject(_)
+            | OwnedMessage::SnapshotPage(..)
+            | OwnedMessage::ChangesPage(..) => {
                 assert_eq!(Some(to), from, "a reply goes to the requester");
             }
             OwnedMessage::Cookie(c) => {
@@ -586,6 +593,10 @@ impl Harness<'_> {
         match frame.message {
             OwnedMessage::Announce(header, changes) => {
                 assert_eq!(header.directory, self.config.address);
+                assert!(
+                    header.previous <= header.as_of,
+                    "a link before its predecessor"
+                );
                 for change in changes {
                     match change {
                         Change::Registered(s) => {
@@ -615,6 +626,31 @@ impl Harness<'_> {
                         assert!(p < s.name(), "page out of order: {p} then {}", s.name());
                     }
                     previous = Some(s.name().clone());
+                }
+                assert!(header.as_of <= self.d.as_of());
+            }
+            OwnedMessage::ChangesPage(header, changes) => {
+                let mut previous = header.after.clone();
+                for change in &changes {
+                    match change {
+                        Change::Registered(s) => self.check_live(s),
+                        Change::Unregistered { name, version } => {
+                            let record = self.d.record(name.as_str());
+                            assert!(
+                                record
+                                    .is_some_and(|r| !r.is_live() && r.service.version == *version),
+                                "{name} sent as removed at {version} but not held so"
+                            );
+                        }
+                    }
+                    if let Some(p) = &previous {
+                        assert!(
+                            p < change.name(),
+                            "page out of order: {p} then {}",
+                            change.name()
+                        );
+                    }
+                    previous = Some(change.name().clone());
                 }
                 assert!(header.as_of <= self.d.as_of());
             }

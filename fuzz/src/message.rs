@@ -31,6 +31,8 @@ pub enum OwnedMessage {
     SyncPage(PageHeader, Vec<Service>),
     /// [`Message::Announce`].
     Announce(AnnounceHeader, Vec<Change>),
+    /// [`Message::ChangesPage`].
+    ChangesPage(PageHeader, Vec<Change>),
 }
 
 /// A frame with its environment, owned.
@@ -56,6 +58,7 @@ impl OwnedFrame {
             Message::SnapshotPage(h, items) => OwnedMessage::SnapshotPage(h, items.collect()),
             Message::SyncPage(h, items) => OwnedMessage::SyncPage(h, items.collect()),
             Message::Announce(h, items) => OwnedMessage::Announce(h, items.collect()),
+            Message::ChangesPage(h, items) => OwnedMessage::ChangesPage(h, items.collect()),
         };
         OwnedFrame {
             environment: frame.environment,
@@ -85,6 +88,9 @@ impl OwnedFrame {
             OwnedMessage::Announce(h, items) => {
                 Ok(fill(BatchWriter::announce(env, h, buf)?, items))
             }
+            OwnedMessage::ChangesPage(h, items) => {
+                Ok(fill(BatchWriter::changes_page(env, h, buf)?, items))
+            }
         }
     }
 
@@ -96,7 +102,9 @@ impl OwnedFrame {
             OwnedMessage::SnapshotPage(_, items) | OwnedMessage::SyncPage(_, items) => {
                 items.truncate(n)
             }
-            OwnedMessage::Announce(_, items) => items.truncate(n),
+            OwnedMessage::Announce(_, items) | OwnedMessage::ChangesPage(_, items) => {
+                items.truncate(n)
+            }
             _ => {}
         }
         out
@@ -106,7 +114,7 @@ impl OwnedFrame {
     pub fn items(&self) -> usize {
         match &self.message {
             OwnedMessage::SnapshotPage(_, items) | OwnedMessage::SyncPage(_, items) => items.len(),
-            OwnedMessage::Announce(_, items) => items.len(),
+            OwnedMessage::Announce(_, items) | OwnedMessage::ChangesPage(_, items) => items.len(),
             _ => 0,
         }
     }

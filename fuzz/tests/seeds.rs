@@ -123,6 +123,7 @@ fn directory_seeds() -> Vec<(String, Vec<u8>)> {
         after: None,
         interest: Interest::all(),
         cookie: None,
+        since: None,
     }));
     let unregister = encode(OwnedMessage::Unregister(UnregisterRequest {
         request: 10,
@@ -173,12 +174,14 @@ fn client_seeds() -> Vec<(String, Vec<u8>)> {
     let header = AnnounceHeader {
         directory: directory(0),
         as_of: Version(5),
+        previous: Version(0),
     };
     let beacon = encode(OwnedMessage::Beacon(Beacon {
         directory: directory(0),
         as_of: Version(5),
         services: 2,
         publishing: true,
+        digest: 0,
     }));
     let announce = |changes| encode(OwnedMessage::Announce(header, changes));
     let sync = encode(OwnedMessage::SyncPage(

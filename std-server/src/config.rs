@@ -36,8 +36,9 @@ pub const DEFAULT_NOTIFICATIONS: u8 = 20;
 pub const DEFAULT_REGISTRATION_ANNOUNCEMENTS: u8 = 3;
 /// Default time between beacons, in milliseconds.
 pub const DEFAULT_BEACON_INTERVAL_MS: u64 = 1_000;
-/// Default time for one anti-entropy sweep of the whole registry, in milliseconds.
-pub const DEFAULT_SWEEP_PERIOD_MS: u64 = 10_000;
+/// Default time for one anti-entropy sweep of the whole registry, in milliseconds: a
+/// slow safety net (listeners that miss an announcement ask for what they lack).
+pub const DEFAULT_SWEEP_PERIOD_MS: u64 = 600_000;
 /// Default largest datagram, in bytes.
 pub const DEFAULT_MAX_DATAGRAM: usize = herald_core::wire::DEFAULT_MAX_DATAGRAM;
 /// Default lease granted when a registrant asks for none, in seconds.
@@ -166,7 +167,8 @@ pub struct Options {
     /// [default: 1000]
     #[arg(long, env = "HERALD_BEACON_INTERVAL_MS", value_name = "MS")]
     pub beacon_interval_ms: Option<u64>,
-    /// Time for one anti-entropy sweep of the whole registry on the group [default: 10000]
+    /// Time for one anti-entropy sweep of the whole registry on the group, a safety net
+    /// behind repair on demand [default: 600000]
     #[arg(long, env = "HERALD_SWEEP_PERIOD_MS", value_name = "MS")]
     pub sweep_period_ms: Option<u64>,
     /// Largest datagram sent, in bytes (512 to 65507) [default: 1400]

@@ -49,6 +49,7 @@ fn snapshot(cookie: Option<[u8; wire::COOKIE_LEN]>) -> Vec<u8> {
         after: None,
         interest: Interest::all(),
         cookie,
+        since: None,
     })
 }
 

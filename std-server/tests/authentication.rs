@@ -79,6 +79,7 @@ fn forged_announcement(keys: &Keys, directory: SocketAddr, name: &str) -> Vec<u8
     let header = AnnounceHeader {
         directory: Location::from_socket_addr(directory).unwrap(),
         as_of: Version(u64::MAX / 2),
+        previous: Version(0),
     };
     let mut w = BatchWriter::announce(&Environment::default(), &header, &mut buf).unwrap();
     assert!(w.push(&Change::Unregistered {

@@ -179,6 +179,7 @@ impl<const R: usize> Client<'_, R> {
             after: None,
             interest: self.config.interest.clone().unwrap_or_default(),
             cookie: self.cookie_for(destination),
+            since: None,
         };
         let len = wire::encode(&self.config.environment, &request, buf).ok()?;
         self.note_sent(request.request, sequence);
@@ -269,21 +270,27 @@ impl<const R: usize> Client<'_, R> {
         if self.current != Some(index) || !self.listening() || self.snapshot.is_some() {
             return;
         }
-        // Missed a change: the directory has handed out a version not seen here.
-        let behind = beacon.as_of > self.max_seen;
-        // Missed a registration (a listener of everything can count): the count differs
-        // at two beacons in a row (one may cross an announcement in flight).
+        // Missed a change: the directory has handed out a version not heard here.
+        let behind = beacon.as_of > self.chain.heard();
+        // Missed a registration (a listener of everything can count, and digest): the
+        // count or the digest differs at two beacons in a row (one may cross an
+        // announcement in flight).
         let everything = self
             .config
             .interest
             .as_ref()
             .is_some_and(|i| i.patterns().is_empty());
         let fits = beacon.services as usize <= self.table.capacity();
-        let miscounted = everything && fits && self.live_count() != beacon.services as usize;
+        let miscounted = everything
+            && fits
+            && (self.live_count() != beacon.services as usize
+                || (beacon.digest != 0 && self.digest() != beacon.digest));
         let confirmed = miscounted && self.miscounted;
         self.miscounted = miscounted && !confirmed;
-        if behind || confirmed {
+        if confirmed {
             self.request_snapshot(now);
+        } else if behind {
+            self.request_repair();
         }
     }
 

@@ -87,11 +87,12 @@ impl<const R: usize> Client<'_, R> {
                 }
             }
         }
+        if !self.chain.link(header.previous, header.as_of) && self.snapshot.is_none() {
+            // A link of the chain is missing: ask for what changed since.
+            self.request_repair();
+        }
         let source = Source::Announce(header.as_of);
         for change in items {
-            if change.version() > self.max_seen {
-                self.max_seen = change.version();
-            }
             match change {
                 Change::Registered(service) => self.apply_service(service, source),
                 Change::Unregistered { name, version } => {
@@ -146,7 +147,7 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// A service is live in this state (from an announcement or a page).
-    fn apply_service(&mut self, service: Service, source: Source) {
+    pub(super) fn apply_service(&mut self, service: Service, source: Source) {
         let name = service.registration.name.as_str();
         if !self.interested(name) {
             return;
@@ -254,7 +255,7 @@ impl<const R: usize> Client<'_, R> {
     /// late copy of an announcement may come from a directory followed before (the
     /// inherited entry's own, when the listener moved back), and an inherited entry that
     /// the new directory removed at a lower version of its own goes at its next page.
-    fn apply_removal(&mut self, name: &ServiceName, version: Version, stamp: Version) {
+    pub(super) fn apply_removal(&mut self, name: &ServiceName, version: Version, stamp: Version) {
         if !self.interested(name.as_str()) {
             return;
         }
@@ -384,13 +385,25 @@ impl<const R: usize> Client<'_, R> {
     }
 
     pub(super) fn handle_snapshot_page(&mut self, header: PageHeader, items: Items<'_, Service>) {
-        let Some(s) = &self.snapshot else { return };
-        if s.request != header.request || s.after != header.after {
+        if !self.expects_page(&header) {
             return;
         }
         self.answered();
         let last = items.clone().last().map(|s| s.registration.name);
         self.apply_page(&header, items);
+        self.page_done(&header, last, true);
+    }
+
+    /// True when `header` is the page the snapshot (or repair) in progress waits for.
+    pub(super) fn expects_page(&self, header: &PageHeader) -> bool {
+        self.snapshot
+            .as_ref()
+            .is_some_and(|s| s.request == header.request && s.after == header.after)
+    }
+
+    /// A page of the snapshot (`full`) or repair in progress was applied: ask for the
+    /// next, or finish.
+    pub(super) fn page_done(&mut self, header: &PageHeader, last: Option<ServiceName>, full: bool) {
         let now = self.now;
         let timeout = self.config.request_timeout;
         let pages = self.config.snapshot_pages.max(1);
@@ -399,11 +412,15 @@ impl<const R: usize> Client<'_, R> {
         s.attempts = 0;
         s.cookied = false;
         if header.complete {
-            // The snapshot is the directory's word: a version seen before (even a forged
-            // one "from the future") no longer hides that a beacon shows more.
-            self.max_seen = s.as_of.unwrap_or(header.as_of);
+            // The directory's word: the listener holds every change up to the oldest
+            // page's stamp, whatever links it heard before (even a forged one "from
+            // the future" no longer hides that a beacon shows more).
+            let as_of = s.as_of.unwrap_or(header.as_of);
+            self.chain.settle(as_of);
             self.snapshot = None;
-            self.snapshot_done = Some(self.services().count());
+            if full {
+                self.snapshot_done = Some(self.services().count());
+            }
             return;
         }
         if last.is_some() {
@@ -503,7 +520,7 @@ impl<const R: usize> Client<'_, R> {
             k.as_of = Version(0);
         }
         self.removals.inherit();
-        self.max_seen = Version(0);
+        self.chain = Chain::default();
         self.inherited = true;
     }
 
@@ -519,9 +536,10 @@ impl<const R: usize> Client<'_, R> {
     /// After a failover, once the grace is over: the inherited removals are forgotten,
     /// and if they were any, or entries inherited from the previous directory are left,
     /// a snapshot settles them (the grace kept the pages before from removing them or
-    /// from taking states older than them).
+    /// from taking states older than them). It replaces a snapshot in progress, whose
+    /// pages so far the grace held back.
     pub(super) fn settle_inherited(&mut self) {
-        if !self.inherited || self.now < self.grace_until || self.snapshot.is_some() {
+        if !self.inherited || self.now < self.grace_until {
             return;
         }
         self.inherited = false;

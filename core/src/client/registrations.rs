@@ -230,6 +230,7 @@ impl<const R: usize> Client<'_, R> {
                 after: s.after.clone(),
                 interest,
                 cookie,
+                since: s.since,
             };
             if let Ok(len) = wire::encode(&self.config.environment, &request, buf) {
                 self.silent_since.get_or_insert(now);

@@ -366,7 +366,7 @@ impl Directory<'_> {
                         after: request.after.clone(),
                         complete: false,
                     };
-                    let written = self.write_page(&header, &request.interest, false, buf);
+                    let written = self.write_answer(&header, &request, buf);
                     let Some((len, last, complete)) = written else {
                         continue;
                     };

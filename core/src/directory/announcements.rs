@@ -1,5 +1,10 @@
 //! Announcements on the group: changes and removals as they happen, their paced
 //! repeats (see [`notify`]), and the beacon.
+//!
+//! The announcements that carry a change for the first time form a chain: each names
+//! the `as_of` of the one before (`previous`), so a listener that missed one knows it
+//! at the next one (or at the next beacon, whose `as_of` it has not heard) and asks
+//! for the changes since the last link it holds (see the `changes` module).
 
 use super::*;
 
@@ -23,20 +28,27 @@ impl Directory<'_> {
         if self.pending == 0 || !self.announces() {
             return None;
         }
+        // A datagram that carries a change for the first time is a link of the chain,
+        // with a version of its own; one of repeats only stands where the chain is.
+        let previous = self.chain;
+        let link = notify::any_first(&self.registry, self.announce_cursor, self.pending);
+        let as_of = if link { self.next_version() } else { previous };
         let header = wire::AnnounceHeader {
             directory: self.config.address,
-            as_of: self.last_version,
+            as_of,
+            previous,
         };
         let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
         let dirty = &mut self.dirty;
         let mut reap: Option<Instant> = None;
         let (from, pending) = (self.announce_cursor, self.pending);
-        let (written, next) = notify::fill(&mut self.registry, &mut writer, from, pending, |e| {
-            touch(e, dirty, false);
-            if let RecordState::Departed { remaining: 0 } = e.record.state {
-                reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
-            }
-        });
+        let (written, next) =
+            notify::fill(&mut self.registry, &mut writer, from, pending, as_of, |e| {
+                touch(e, dirty, false);
+                if let RecordState::Departed { remaining: 0 } = e.record.state {
+                    reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
+                }
+            });
         self.announce_cursor = next;
         if let Some(at) = reap {
             self.schedule_reap(at);
@@ -48,6 +60,7 @@ impl Directory<'_> {
             self.pending = 0;
             return None;
         }
+        self.chain = as_of;
         self.pending -= items;
         self.stats.registered_announced += written.registered as u64;
         self.stats.unregistered_announced += written.unregistered as u64;
@@ -67,6 +80,7 @@ impl Directory<'_> {
             as_of: self.last_version,
             services: u32::try_from(self.live()).unwrap_or(u32::MAX),
             publishing: self.publishing,
+            digest: self.digest(),
         };
         let len = wire::encode(&self.config.environment, &beacon, buf).ok()?;
         Some(Transmit {

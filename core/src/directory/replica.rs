@@ -269,6 +269,7 @@ impl Directory<'_> {
                     e.repeats = 0;
                     e.due = publishing && remaining > 0;
                     e.reap_at = reap_at;
+                    e.stamp = crate::registry::UNANNOUNCED;
                 }
             }
         });

@@ -129,6 +129,7 @@ impl Directory<'_> {
             self.unreported -= 1;
         }
         let gone = self.registry.remove(slot)?;
+        self.forget_changes(&gone);
         if !gone.record.is_live() {
             self.raise_floors(&gone.record);
         }

@@ -49,6 +49,11 @@ fn lease_to_ms(lease: Duration) -> u32 {
 }
 
 fn page<'a>(payload: &'a [u8]) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
+    let (header, rest) = page_header(payload)?;
+    Ok((header, Items::validate(rest)?))
+}
+
+fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
     let (wire, rest) = take::<PageHeaderWire<'_>>(payload)?;
     let header = PageHeader {
         request: wire.request,
@@ -56,7 +61,7 @@ fn page<'a>(payload: &'a [u8]) -> Result<(PageHeader, Items<'a, crate::Service>)
         after: wire.after.map(validate_name).transpose()?,
         complete: wire.complete,
     };
-    Ok((header, Items::validate(rest)?))
+    Ok((header, rest))
 }
 
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
@@ -106,6 +111,7 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 after: w.after.map(validate_name).transpose()?,
                 interest,
                 cookie: w.cookie,
+                since: w.since.map(Version),
             })
         }
         Kind::Cookie => {
@@ -148,6 +154,7 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 as_of: Version(w.as_of),
                 services: w.services,
                 publishing: w.publishing,
+                digest: u64::from_le_bytes(w.digest),
             })
         }
         Kind::SnapshotPage => {
@@ -163,8 +170,13 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             let header = AnnounceHeader {
                 directory: w.directory.validate()?,
                 as_of: Version(w.as_of),
+                previous: Version(w.previous),
             };
             Message::Announce(header, Items::validate(rest)?)
+        }
+        Kind::ChangesPage => {
+            let (h, rest) = page_header(payload)?;
+            Message::ChangesPage(h, Items::validate(rest)?)
         }
     };
     Ok(Frame {
@@ -241,6 +253,7 @@ impl Single for SnapshotRequest {
                 after: self.after.as_ref().map(|n| n.as_str()),
                 interest,
                 cookie: self.cookie,
+                since: self.since.map(|v| v.0),
             },
             buf,
         )
@@ -302,6 +315,7 @@ impl Single for Beacon {
                 as_of: self.as_of.0,
                 services: self.services,
                 publishing: self.publishing,
+                digest: self.digest.to_le_bytes(),
             },
             buf,
         )
@@ -345,7 +359,10 @@ impl<'b> BatchWriter<'b> {
             count_at,
             len: count_at + 1,
             count: 0,
-            is_page: matches!(kind, Kind::SyncPage | Kind::SnapshotPage),
+            is_page: matches!(
+                kind,
+                Kind::SyncPage | Kind::SnapshotPage | Kind::ChangesPage
+            ),
         })
     }
 
@@ -360,6 +377,7 @@ impl<'b> BatchWriter<'b> {
                 &AnnounceHeaderWire {
                     directory: LocationWire::from_location(&header.directory),
                     as_of: header.as_of.0,
+                    previous: header.previous.0,
                 },
                 b,
             )
@@ -379,6 +397,25 @@ impl<'b> BatchWriter<'b> {
         } else {
             Kind::SnapshotPage
         };
+        Self::page_of(kind, environment, header, buf)
+    }
+
+    /// Starts a page of changes ([`Message::ChangesPage`]), marked incomplete until
+    /// [`BatchWriter::set_complete`] says otherwise.
+    pub fn changes_page(
+        environment: &Environment,
+        header: &PageHeader,
+        buf: &'b mut [u8],
+    ) -> Result<Self, EncodeError> {
+        Self::page_of(Kind::ChangesPage, environment, header, buf)
+    }
+
+    fn page_of(
+        kind: Kind,
+        environment: &Environment,
+        header: &PageHeader,
+        buf: &'b mut [u8],
+    ) -> Result<Self, EncodeError> {
         Self::start(kind, environment, buf, |b| {
             ser(
                 &PageHeaderWire {

@@ -38,6 +38,9 @@ pub enum Kind {
     SyncPage = 0x22,
     /// Directory → group: "directory available here", with the registry version.
     Beacon = 0x23,
+    /// Directory → client: one page of the changes after a version, answering a
+    /// snapshot request that names one (`since`).
+    ChangesPage = 0x18,
 }
 
 impl Kind {
@@ -54,6 +57,7 @@ impl Kind {
             0x21 => Kind::Announce,
             0x22 => Kind::SyncPage,
             0x23 => Kind::Beacon,
+            0x18 => Kind::ChangesPage,
             _ => return None,
         })
     }

@@ -40,6 +40,10 @@ pub enum Message<'a> {
     Announce(AnnounceHeader, Items<'a, Change>),
     /// A directory says it is available.
     Beacon(Beacon),
+    /// One page of the changes after a version, answering a [`SnapshotRequest`] with
+    /// `since`: the page states the changes (new states and removals) made after
+    /// `since` to the services in its name range, as of its `as_of`.
+    ChangesPage(PageHeader, Items<'a, Change>),
 }
 
 /// Register a service, or renew its lease (the "pulse").
@@ -88,6 +92,11 @@ pub struct SnapshotRequest {
     /// The cookie the directory last gave this client's address ([`CookieReply`]);
     /// `None` at first. Without a valid one the directory answers with a cookie only.
     pub cookie: Option<[u8; COOKIE_LEN]>,
+    /// A repair: only what changed after the announcement stamped this `as_of` (the
+    /// listener heard every announcement up to it), answered with
+    /// [`Message::ChangesPage`]s. A directory that no longer holds every removal that
+    /// recent answers with a full snapshot instead. `None`: the whole registry.
+    pub since: Option<Version>,
 }
 
 /// Length of a return-routability cookie.
@@ -267,6 +276,9 @@ pub struct Beacon {
     /// directory always does; of directories sharing a store, only the elected
     /// publisher). Listeners follow a publishing directory.
     pub publishing: bool,
+    /// The XOR over the live services of a 64-bit hash of (name, version) (0: none);
+    /// a listener of everything compares it with the same over what it holds.
+    pub digest: u64,
 }
 
 /// The fixed part of a page (snapshot or sweep).
@@ -292,8 +304,14 @@ pub struct PageHeader {
 pub struct AnnounceHeader {
     /// The announcing directory.
     pub directory: Location,
-    /// The newest version in its registry.
+    /// The newest version in its registry. An announcement that carries a change for
+    /// the first time is a link of the directory's chain and has a version of its own
+    /// (above every change it carries); one that carries only repeats has `previous`.
     pub as_of: Version,
+    /// The `as_of` of the previous link of the chain: this datagram and the links up to
+    /// `previous` carry the first announcement of every change made since the
+    /// listener's snapshot, so a listener that has not heard `previous` missed one.
+    pub previous: Version,
 }
 
 /// One change in an announcement.
@@ -438,6 +456,7 @@ pub(super) struct SnapshotRequestWire<'a> {
     #[serde(borrow)]
     pub interest: heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>,
     pub cookie: Option<[u8; COOKIE_LEN]>,
+    pub since: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -466,6 +485,7 @@ pub(super) struct BeaconWire {
     pub as_of: u64,
     pub services: u32,
     pub publishing: bool,
+    pub digest: [u8; 8],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -482,6 +502,7 @@ pub(super) struct PageHeaderWire<'a> {
 pub(super) struct AnnounceHeaderWire {
     pub directory: LocationWire,
     pub as_of: u64,
+    pub previous: u64,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -57,6 +57,7 @@ pub fn announce_removal(
     let header = AnnounceHeader {
         directory: Location::from_socket_addr(directory).expect("valid location"),
         as_of: Version(version),
+        previous: Version(0),
     };
     let mut buf = [0u8; 1400];
     let env = env(environment);

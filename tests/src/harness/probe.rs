@@ -25,6 +25,7 @@ pub fn probe(
         after: None,
         interest: Interest::all(),
         cookie: None,
+        since: None,
     };
     let mut out = [0u8; 512];
     let len = wire::encode(&env, &request, &mut out).map_err(|e| format!("encode: {e:?}"))?;

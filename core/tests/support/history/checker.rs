@@ -367,7 +367,7 @@ impl Checker {
 
     /// A listener's view must equal the registry of the directory it follows (names and
     /// contents; versions may differ after a failover between independent directories).
-    /// `invariant` tells which check this is (one sweep after the faults, or later).
+    /// `invariant` tells which check this is (soon after the faults stop, or later).
     pub fn check_converged(
         &mut self,
         invariant: &'static str,

@@ -1,0 +1,106 @@
+//! Repair on demand: the listener follows its directory's announcement chain, and
+//! when a link is missing (an announcement names a `previous` it has not heard, or a
+//! beacon an `as_of` it has not heard) it asks for the changes since the last link it
+//! holds, not for the whole registry.
+
+use super::*;
+
+/// How many recent links a listener remembers, to chain those that arrived out of
+/// order (or during a repair) once the link before them is in.
+const LINKS_KEPT: usize = 8;
+
+/// How far a listener holds its directory's announcement chain.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Chain {
+    /// Every change stamped up to this `as_of` is held (0: none; a snapshot is due).
+    heard: Version,
+    /// Recent links, as (`previous`, `as_of`).
+    links: heapless::Deque<(Version, Version), LINKS_KEPT>,
+}
+
+impl Chain {
+    /// The `as_of` up to which every change is held.
+    pub(super) fn heard(&self) -> Version {
+        self.heard
+    }
+
+    /// An announcement linking `previous` to `as_of` arrived: true when it continues
+    /// the chain held (nothing was missed before it).
+    pub(super) fn link(&mut self, previous: Version, as_of: Version) -> bool {
+        if self.links.is_full() {
+            self.links.pop_front();
+        }
+        let _ = self.links.push_back((previous, as_of));
+        let chained = previous <= self.heard;
+        self.fold();
+        chained
+    }
+
+    /// A snapshot or repair stamped `as_of` is complete: every change up to it is held,
+    /// and the links heard since that follow it count.
+    pub(super) fn settle(&mut self, as_of: Version) {
+        self.heard = as_of;
+        self.fold();
+    }
+
+    /// Advances over every remembered link that starts at or before what is held.
+    fn fold(&mut self) {
+        while let Some(next) = self
+            .links
+            .iter()
+            .filter(|(previous, as_of)| *previous <= self.heard && *as_of > self.heard)
+            .map(|(_, as_of)| *as_of)
+            .max()
+        {
+            self.heard = next;
+        }
+    }
+}
+
+impl<const R: usize> Client<'_, R> {
+    /// The digest of the services held, as a directory's beacon carries it.
+    pub(super) fn digest(&self) -> u64 {
+        self.table
+            .iter()
+            .filter(|(_, k)| !k.removed)
+            .fold(0, |d, (_, k)| {
+                let name = k.service.registration.name.as_str();
+                d ^ crate::directory::digest::service_hash(name, k.service.version)
+            })
+    }
+
+    /// Asks the current directory for the changes since the last link held (unless a
+    /// snapshot or repair is under way).
+    pub(super) fn request_repair(&mut self) {
+        if self.snapshot.is_some() {
+            return;
+        }
+        self.request_snapshot(self.now);
+        let since = self.chain.heard();
+        if let Some(s) = self.snapshot.as_mut() {
+            s.since = (since > Version(0)).then_some(since);
+        }
+    }
+
+    /// A page of the changes after the repair's `since`: new states and removals.
+    pub(super) fn handle_changes_page(&mut self, header: PageHeader, items: Items<'_, Change>) {
+        if !self.expects_page(&header) || self.snapshot.as_ref().is_some_and(|s| s.since.is_none())
+        {
+            return;
+        }
+        self.answered();
+        let mut last = None;
+        for change in items {
+            last = Some(change.name().clone());
+            match change {
+                Change::Registered(service) => {
+                    self.apply_service(service, listening::Source::Announce(header.as_of))
+                }
+                Change::Unregistered { name, version } => {
+                    self.apply_removal(&name, version, header.as_of)
+                }
+            }
+        }
+        self.page_done(&header, last, false);
+    }
+}

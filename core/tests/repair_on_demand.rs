@@ -1,0 +1,424 @@
+//! Anti-entropy on demand: a listener that missed an announcement learns of it from
+//! the announcement chain (or the beacon) and asks for exactly the changes it lacks,
+//! with no sweep; and an idle directory sends beacons only.
+//!
+//! These tests drive one directory, one registrant and one listener by hand (simulated
+//! time), so that exactly the datagrams chosen are lost.
+
+use herald_core::wire::{self, Message, RegisterRequest};
+use herald_core::*;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+fn ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn directory_location() -> Location {
+    Location::new(ip(), 37399).unwrap()
+}
+
+fn group() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371)
+}
+
+fn registration(name: &str, port: u16) -> Registration {
+    Registration::new(
+        ServiceName::new(name).unwrap(),
+        &[Location::new(ip(), port).unwrap()],
+    )
+    .unwrap()
+}
+
+fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+    Vec::leak(vec![value; n])
+}
+
+/// One directory whose sweep is an hour apart (so it never helps here), one
+/// registrant, one listener of the services named `svc-*` (not of everything: the
+/// beacon's service count does not help it either).
+struct Net {
+    now: Instant,
+    directory: Directory<'static>,
+    registrant: Client<'static, 4>,
+    listener: Client<'static, 4>,
+    /// Datagrams the directory sent to the listener (unicast answers included).
+    to_listener: Vec<Vec<u8>>,
+}
+
+const REGISTRANT: u16 = 5000;
+const LISTENER: u16 = 5001;
+
+impl Net {
+    fn new(announcements: u8) -> Self {
+        Self::with_interest(announcements, Interest::parse_all(["svc-*"]).unwrap())
+    }
+
+    fn with_interest(announcements: u8, interest: Interest) -> Self {
+        let mut config = DirectoryConfig::new(directory_location(), group());
+        config.sweep_period = Duration::from_secs(3600);
+        config.registration_announcements = announcements;
+        config.version_floor = Version(1_000);
+        let directory = Directory::new(config, leak(None, 512), leak(0u32, 512)).unwrap();
+        let client = |id: u64, interest: Option<Interest>| {
+            let mut config = ClientConfig::new(id);
+            config.directories.push(directory_location()).unwrap();
+            config.interest = interest;
+            Client::new(config, leak(None, 512), leak(0u32, 512)).unwrap()
+        };
+        let mut net = Net {
+            now: Instant::from_millis(1),
+            directory,
+            registrant: client(1, None),
+            listener: client(2, Some(interest)),
+            to_listener: Vec::new(),
+        };
+        net.listener.request_snapshot(net.now);
+        net
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(ip(), port)
+    }
+
+    /// Moves every datagram due now; the listener loses those `lose` picks.
+    fn shuttle(&mut self, lose: &mut dyn FnMut(&Message<'_>) -> bool) {
+        let mut buf = [0u8; 1400];
+        let dir = directory_location().socket_addr();
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(t) = self.registrant.poll_transmit(self.now, &mut buf) {
+                let bytes = buf[..t.len].to_vec();
+                self.directory
+                    .handle_datagram(self.now, Self::addr(REGISTRANT), &bytes);
+                moved = true;
+            }
+            while let Some(t) = self.listener.poll_transmit(self.now, &mut buf) {
+                let bytes = buf[..t.len].to_vec();
+                self.directory
+                    .handle_datagram(self.now, Self::addr(LISTENER), &bytes);
+                moved = true;
+            }
+            while let Some(_event) = self.directory.poll_event() {}
+            while let Some(t) = self.directory.poll_transmit(self.now, &mut buf) {
+                moved = true;
+                let bytes = buf[..t.len].to_vec();
+                let to_group = t.destination == group();
+                if to_group || t.destination == Self::addr(REGISTRANT) {
+                    self.registrant.handle_datagram(self.now, dir, &bytes);
+                }
+                if to_group || t.destination == Self::addr(LISTENER) {
+                    let frame = wire::decode(&bytes).unwrap();
+                    if !lose(&frame.message) {
+                        self.to_listener.push(bytes.clone());
+                        self.listener.handle_datagram(self.now, dir, &bytes);
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        while self.registrant.poll_event().is_some() {}
+    }
+
+    /// Runs until `until`, waking each machine at its deadline (at least every 10 ms).
+    fn run_until(&mut self, until: Instant, lose: &mut dyn FnMut(&Message<'_>) -> bool) {
+        loop {
+            self.shuttle(lose);
+            let next = [
+                self.directory.poll_timeout(),
+                self.registrant.poll_timeout(),
+                self.listener.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(until)
+            .max(self.now + Duration::from_micros(1))
+            .min(self.now + Duration::from_millis(10));
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = next;
+            self.directory.handle_timeout(self.now);
+            self.registrant.handle_timeout(self.now);
+            self.listener.handle_timeout(self.now);
+        }
+    }
+
+    fn listener_knows(&self, name: &str) -> bool {
+        self.listener.service(name).is_some()
+    }
+}
+
+#[test]
+fn a_listener_of_everything_corrects_a_state_the_count_cannot_see() {
+    let mut net = Net::with_interest(3, Interest::all());
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    net.run_until(net.now + Duration::from_millis(500), &mut nothing);
+    let real = net.listener.service("svc-a").cloned().unwrap();
+    // A forged announcement "from the future", as if from the directory: same count,
+    // a chain link that follows the one held, another location.
+    let forged = wire::AnnounceHeader {
+        directory: directory_location(),
+        as_of: Version(u64::MAX / 2),
+        previous: Version(0),
+    };
+    let mut buf = [0u8; 1400];
+    let mut w = wire::BatchWriter::announce(&Environment::default(), &forged, &mut buf).unwrap();
+    assert!(w.push(&wire::Change::Registered(Service {
+        registration: registration("svc-a", 9999),
+        version: Version(u64::MAX / 2),
+    })));
+    let n = w.len();
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &buf[..n]);
+    assert_eq!(
+        net.listener.service("svc-a").unwrap().registration,
+        registration("svc-a", 9999)
+    );
+    // The beacons' digest differs from the listener's while the count agrees: it asks
+    // for snapshots, and a page a directory timeout after the first corrects the state.
+    net.run_until(net.now + Duration::from_secs(10), &mut nothing);
+    assert_eq!(
+        net.listener.service("svc-a").unwrap().registration,
+        real.registration,
+        "corrected with no sweep"
+    );
+}
+
+fn announces(message: &Message<'_>, name: &str) -> bool {
+    match message {
+        Message::Announce(_, items) => items.clone().any(|c| c.name().as_str() == name),
+        _ => false,
+    }
+}
+
+#[test]
+fn a_listener_that_lost_an_announcement_repairs_without_a_sweep() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    // The listener loses the (only) announcement of svc-a.
+    let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
+    net.run_until(net.now + Duration::from_millis(100), &mut lose_a);
+    assert!(!net.listener_knows("svc-a"), "the announcement was lost");
+    net.registrant
+        .register(net.now, registration("svc-b", 8002))
+        .unwrap();
+    // svc-b's announcement arrives, and names the link the listener lacks.
+    net.run_until(net.now + Duration::from_millis(200), &mut lose_a);
+    assert!(net.listener_knows("svc-b"));
+    assert!(
+        net.listener_knows("svc-a"),
+        "the listener asked for what it lacked at once, with no sweep"
+    );
+}
+
+#[test]
+fn a_listener_that_lost_the_last_announcement_repairs_at_the_next_beacon() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
+    net.run_until(net.now + Duration::from_millis(100), &mut lose_a);
+    assert!(!net.listener_knows("svc-a"), "the announcement was lost");
+    // Nothing else changes: the next beacon (1 s apart) shows a version not heard.
+    net.run_until(net.now + Duration::from_millis(1500), &mut lose_a);
+    assert!(net.listener_knows("svc-a"));
+}
+
+#[test]
+fn a_repair_asks_only_for_what_is_lacking() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    // Many services the listener hears, four at a time (the registrant's room).
+    let mut known = 0;
+    for round in 0..50u16 {
+        let names: Vec<String> = (0..4).map(|i| format!("svc-{round:02}-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            net.registrant
+                .register(net.now, registration(name, 9000 + round * 4 + i as u16))
+                .unwrap();
+        }
+        net.run_until(net.now + Duration::from_millis(100), &mut nothing);
+        for name in &names {
+            net.registrant
+                .unregister(net.now, &ServiceName::new(name).unwrap())
+                .unwrap();
+        }
+        net.run_until(net.now + Duration::from_millis(100), &mut nothing);
+        known += 4;
+    }
+    assert_eq!(known, 200);
+    net.run_until(net.now + Duration::from_secs(2), &mut nothing);
+    for name in ["svc-x", "svc-y"] {
+        net.registrant
+            .register(net.now, registration(name, 8001))
+            .unwrap();
+    }
+    net.run_until(net.now + Duration::from_millis(200), &mut nothing);
+    assert!(net.listener_knows("svc-x") && net.listener_knows("svc-y"));
+    net.to_listener.clear();
+    net.registrant
+        .register(net.now, registration("svc-a", 8003))
+        .unwrap();
+    let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
+    net.run_until(net.now + Duration::from_millis(100), &mut lose_a);
+    net.registrant
+        .register(net.now, registration("svc-b", 8004))
+        .unwrap();
+    net.run_until(net.now + Duration::from_millis(300), &mut lose_a);
+    assert!(net.listener_knows("svc-a") && net.listener_knows("svc-b"));
+    // What the directory sent the listener in answer: the changes since the last link
+    // it held (svc-a, and svc-b if the repair crossed its announcement), not the
+    // registry (two live services and two hundred removals still held as tombstones).
+    let mut items = 0;
+    let mut answers = 0;
+    for bytes in &net.to_listener {
+        match wire::decode(bytes).unwrap().message {
+            Message::ChangesPage(_, changes) => {
+                answers += 1;
+                items += changes.count();
+            }
+            Message::SnapshotPage(_, services) => {
+                answers += 1;
+                items += services.count();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(answers, 1, "one page answers the repair");
+    assert!(items <= 2, "the repair carried {items} items");
+}
+
+#[test]
+fn an_idle_directory_of_a_thousand_services_sends_beacons_only() {
+    let config = DirectoryConfig::new(directory_location(), group());
+    let mut directory = Directory::new(config, leak(None, 1024), leak(0u32, 1024)).unwrap();
+    let mut buf = [0u8; 1400];
+    let mut now = Instant::from_millis(1);
+    let env = Environment::default();
+    for i in 0..1000u32 {
+        let request = RegisterRequest {
+            request: i + 1,
+            registrant: u64::from(i) + 1,
+            sequence: 1,
+            lease: Duration::from_secs(300),
+            registration: registration(&format!("svc-{i:04}"), 8000),
+        };
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, (i / 200) as u8, 1)), 5000);
+        let bytes = buf[..len].to_vec();
+        directory.handle_datagram(now, from, &bytes);
+        while directory.poll_event().is_some() {}
+        while directory.poll_transmit(now, &mut buf).is_some() {}
+    }
+    assert_eq!(directory.live(), 1000);
+    // Let the announcements and their repeats go out.
+    let settle = now + Duration::from_secs(2);
+    let mut group_datagrams = Vec::new();
+    while now < settle + Duration::from_secs(10) {
+        directory.handle_timeout(now);
+        while directory.poll_event().is_some() {}
+        while let Some(t) = directory.poll_transmit(now, &mut buf) {
+            if t.destination == group() && now >= settle {
+                group_datagrams.push(buf[..t.len].to_vec());
+            }
+        }
+        now = directory
+            .poll_timeout()
+            .unwrap_or(now)
+            .max(now + Duration::from_micros(1));
+    }
+    let beacons = group_datagrams
+        .iter()
+        .filter(|b| matches!(wire::decode(b).unwrap().message, Message::Beacon(_)))
+        .count();
+    let bytes: usize = group_datagrams.iter().map(|b| b.len() + 28).sum();
+    println!(
+        "idle 10 s, 1000 services: {} group datagrams ({beacons} beacons), {bytes} bytes with IP/UDP headers",
+        group_datagrams.len()
+    );
+    assert_eq!(
+        beacons,
+        group_datagrams.len(),
+        "only beacons in an idle window"
+    );
+    assert!(bytes <= 1850, "{bytes} bytes in 10 s");
+}
+
+/// What a directory answers a repair since `since` with, after `setup`: the kind of
+/// the page (the cookie exchange done first).
+fn answer_to_repair(setup: impl FnOnce(&mut Directory<'static>, Instant)) -> &'static str {
+    let config = DirectoryConfig::new(directory_location(), group());
+    let mut directory = Directory::new(config, leak(None, 16), leak(0u32, 16)).unwrap();
+    let now = Instant::from_millis(1);
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    let from = SocketAddr::new(ip(), 5001);
+    let register = RegisterRequest {
+        request: 1,
+        registrant: 7,
+        sequence: 1,
+        lease: Duration::from_secs(15),
+        registration: registration("svc-a", 8001),
+    };
+    let len = wire::encode(&env, &register, &mut buf).unwrap();
+    let bytes = buf[..len].to_vec();
+    directory.handle_datagram(now, SocketAddr::new(ip(), 5000), &bytes);
+    while directory.poll_event().is_some() {}
+    while directory.poll_transmit(now, &mut buf).is_some() {}
+    setup(&mut directory, now);
+    let mut request = wire::SnapshotRequest {
+        request: 9,
+        max_pages: 4,
+        after: None,
+        interest: Interest::all(),
+        cookie: None,
+        since: Some(directory.as_of()),
+    };
+    for _ in 0..2 {
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let bytes = buf[..len].to_vec();
+        directory.handle_datagram(now, from, &bytes);
+        while let Some(t) = directory.poll_transmit(now, &mut buf) {
+            if t.destination != from {
+                continue;
+            }
+            match wire::decode(&buf[..t.len]).unwrap().message {
+                Message::Cookie(c) => request.cookie = Some(c.cookie),
+                Message::ChangesPage(..) => return "changes",
+                Message::SnapshotPage(..) => return "snapshot",
+                _ => {}
+            }
+        }
+    }
+    "none"
+}
+
+#[test]
+fn a_publisher_answers_a_repair_with_changes_and_a_replica_with_a_snapshot() {
+    assert_eq!(answer_to_repair(|_, _| {}), "changes");
+    assert_eq!(
+        answer_to_repair(|d, now| d.set_publishing(now, false)),
+        "snapshot",
+        "a replica keeps no announcement chain"
+    );
+}
