@@ -29,6 +29,7 @@ mod announcements;
 mod anti_entropy;
 mod catch_up;
 mod counters;
+mod keep_alive;
 mod leases;
 mod replica;
 mod requests;
@@ -304,6 +305,7 @@ impl DirectoryStats {
 enum Reply {
     Ack(SocketAddr, Ack),
     Reject(SocketAddr, Environment, Reject),
+    KeepAliveAck(SocketAddr, wire::KeepAliveAck),
 }
 
 /// Storage for a directory of `N` services, for places without a heap.
@@ -545,6 +547,7 @@ impl<'a> Directory<'a> {
             let id = match &frame.message {
                 Message::Register(r) => SenderId::Registrant(r.registrant),
                 Message::Unregister(u) => SenderId::Registrant(u.registrant),
+                Message::KeepAlive(k) => SenderId::Registrant(k.registrant),
                 _ => SenderId::Address(from),
             };
             match self.check_counter(id, counter) {
@@ -572,6 +575,7 @@ impl<'a> Directory<'a> {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
             Message::SnapshotRequest(request) => self.admit_snapshot(from, received, request),
+            Message::KeepAlive(k) => self.handle_keep_alive(from, frame.environment, k),
             _ => self.stats.ignored += 1,
         }
     }
@@ -700,6 +704,7 @@ fn request_id(message: &Message<'_>) -> Option<u32> {
         Message::Register(r) => Some(r.request),
         Message::Unregister(u) => Some(u.request),
         Message::SnapshotRequest(s) => Some(s.request),
+        Message::KeepAlive(k) => Some(k.request),
         _ => None,
     }
 }

@@ -59,18 +59,23 @@ impl Directory<'_> {
             let Some(reply) = self.replies.pop_front() else {
                 break;
             };
-            let reply = match reply {
-                Reply::Ack(to, ack) => {
+            let acknowledged = match &reply {
+                Reply::Ack(to, ack) => Some((*to, ack.request)),
+                Reply::KeepAliveAck(to, ack) => Some((*to, ack.request)),
+                Reply::Reject(..) => None,
+            };
+            let reply = match acknowledged {
+                Some((to, request)) => {
                     self.stats.rejections[RejectReason::StorageUnavailable.index()] += 1;
                     let reject = Reject {
-                        request: ack.request,
+                        request,
                         reason: RejectReason::StorageUnavailable,
                         directory_environment: self.config.environment.clone(),
                         floor: 0,
                     };
                     Reply::Reject(to, self.config.environment.clone(), reject)
                 }
-                other => other,
+                None => reply,
             };
             // Cannot fail: one was taken out for each put back.
             let _ = self.replies.push_back(reply);
@@ -109,7 +114,10 @@ impl Directory<'_> {
         request: u32,
         message: &Message<'_>,
     ) -> bool {
-        let changes = matches!(message, Message::Register(_) | Message::Unregister(_));
+        let changes = matches!(
+            message,
+            Message::Register(_) | Message::Unregister(_) | Message::KeepAlive(_)
+        );
         if self.storage.available || !changes {
             return false;
         }

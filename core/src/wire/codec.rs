@@ -3,6 +3,9 @@
 use super::error::{DecodeError, EncodeError};
 use super::header::{Header, Kind};
 use super::items::{Item, Items};
+use super::keep_alive::{
+    Holdings, KeepAliveAck, KeepAliveAckWire, KeepAliveRequest, KeepAliveWire,
+};
 use super::message::*;
 use crate::interest::Interest;
 use crate::name::Environment;
@@ -35,13 +38,13 @@ fn take<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<(T, &'a [u8]), Deco
     })
 }
 
-fn lease_from_ms(ms: u32) -> Duration {
+pub(super) fn lease_from_ms(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
 /// A lease in whole milliseconds; any non-zero lease is at least 1 ms (0 means "the
 /// directory's default").
-fn lease_to_ms(lease: Duration) -> u32 {
+pub(super) fn lease_to_ms(lease: Duration) -> u32 {
     if lease == Duration::ZERO {
         return 0;
     }
@@ -165,6 +168,30 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 as_of: Version(w.as_of),
             };
             Message::Announce(header, Items::validate(rest)?)
+        }
+        Kind::KeepAlive => {
+            let w = take_all::<KeepAliveWire>(payload)?;
+            Message::KeepAlive(KeepAliveRequest {
+                request: w.request,
+                registrant: w.registrant,
+                sequence: w.sequence,
+                lease: lease_from_ms(w.lease_ms),
+                held: Holdings {
+                    count: w.held,
+                    digest: w.digest,
+                },
+            })
+        }
+        Kind::KeepAliveAck => {
+            let w = take_all::<KeepAliveAckWire>(payload)?;
+            Message::KeepAliveAck(KeepAliveAck {
+                request: w.request,
+                lease: lease_from_ms(w.lease_ms),
+                held: Holdings {
+                    count: w.held,
+                    digest: w.digest,
+                },
+            })
         }
     };
     Ok(Frame {

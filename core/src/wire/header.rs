@@ -38,6 +38,10 @@ pub enum Kind {
     SyncPage = 0x22,
     /// Directory → group: "directory available here", with the registry version.
     Beacon = 0x23,
+    /// Client → directory: renew every registration of a registrant.
+    KeepAlive = 0x04,
+    /// Directory → client: keep-alive accepted, with what the directory holds.
+    KeepAliveAck = 0x15,
 }
 
 impl Kind {
@@ -54,6 +58,8 @@ impl Kind {
             0x21 => Kind::Announce,
             0x22 => Kind::SyncPage,
             0x23 => Kind::Beacon,
+            0x04 => Kind::KeepAlive,
+            0x15 => Kind::KeepAliveAck,
             _ => return None,
         })
     }
@@ -62,7 +68,7 @@ impl Kind {
     pub fn is_request(self) -> bool {
         matches!(
             self,
-            Kind::Register | Kind::Unregister | Kind::SnapshotRequest
+            Kind::Register | Kind::Unregister | Kind::SnapshotRequest | Kind::KeepAlive
         )
     }
 }

@@ -6,6 +6,7 @@
 
 use super::error::DecodeError;
 use super::items::Items;
+use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use crate::interest::{Interest, Pattern};
 use crate::location::{check_locations, Location, Locations, MAX_LOCATIONS};
 use crate::metadata::Metadata;
@@ -40,6 +41,10 @@ pub enum Message<'a> {
     Announce(AnnounceHeader, Items<'a, Change>),
     /// A directory says it is available.
     Beacon(Beacon),
+    /// Renew every registration of a registrant.
+    KeepAlive(KeepAliveRequest),
+    /// A keep-alive was accepted: what the directory holds for the registrant.
+    KeepAliveAck(KeepAliveAck),
 }
 
 /// Register a service, or renew its lease (the "pulse").

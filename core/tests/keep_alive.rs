@@ -1,0 +1,318 @@
+//! Leases per registrant: a client holding many registrations renews them all with one
+//! datagram per renewal period, a crashed client still loses every one of them a lease
+//! later, and a directory that restarted empty (or one failed over to) gets all of them
+//! back in full, with and without keys.
+//!
+//! The real `Client` and `Directory` run on a loss-free network in simulated time.
+
+mod support;
+
+use herald_core::auth::{Key, Keys};
+use herald_core::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use support::{directory_location, group, ip, nth_directory, service};
+
+/// Registrations the client holds.
+const HELD: usize = 25;
+/// The lease asked for: renewals every second.
+const LEASE: Duration = Duration::from_secs(3);
+/// The kind byte of a Register frame (docs/PROTOCOL.md, "Header").
+const REGISTER: u8 = 0x01;
+
+/// A datagram in flight: arrival, order, destination (`None`: the client), source,
+/// bytes.
+type InFlight = (Instant, u64, Option<usize>, SocketAddr, Vec<u8>);
+
+struct Net {
+    directories: Vec<(Location, Directory<'static>, bool)>,
+    client: Client<'static, 32>,
+    crashed: bool,
+    me: SocketAddr,
+    now: Instant,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    /// Every datagram the client sent: when, and its kind byte.
+    sent: Vec<(Instant, u8, Vec<u8>)>,
+    keys: Option<Keys>,
+}
+
+fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+    Vec::leak(vec![value; n])
+}
+
+/// A directory started at `now`, its version clock following the wall clock (which
+/// reads 1,000 s at `Instant::ZERO`).
+fn new_directory(at: Location, keys: &Option<Keys>, now: Instant) -> Directory<'static> {
+    let mut config = DirectoryConfig::new(at, group());
+    config.keys = keys.clone();
+    config.version_floor = Version(1_000_000_000 + now.as_micros());
+    Directory::new(config, leak(None, 64), leak(0u32, 64)).unwrap()
+}
+
+impl Net {
+    /// `directories` independent directories and a client that knows them all and
+    /// registers `HELD` services.
+    fn new(directories: usize, keys: Option<Keys>) -> Self {
+        let locations: Vec<Location> = (0..directories)
+            .map(|i| {
+                if i == 0 {
+                    directory_location()
+                } else {
+                    nth_directory(i)
+                }
+            })
+            .collect();
+        let mut config = ClientConfig::new(77);
+        for l in &locations {
+            config.directories.push(*l).unwrap();
+        }
+        config.lease = LEASE;
+        config.keys = keys.clone();
+        let client = Client::new(config, leak(None, 4), leak(0u32, 4)).unwrap();
+        let now = Instant::from_millis(1);
+        let mut net = Net {
+            directories: locations
+                .iter()
+                .map(|&l| (l, new_directory(l, &keys, now), false))
+                .collect(),
+            client,
+            crashed: false,
+            me: SocketAddr::new(ip(10), 40000),
+            now,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            sent: Vec::new(),
+            keys,
+        };
+        for k in 0..HELD {
+            let now = net.now;
+            net.client
+                .register(now, service(&format!("svc{k:02}"), 9000 + k as u16))
+                .unwrap();
+        }
+        net
+    }
+
+    fn run(&mut self, span: Duration) {
+        let end = self.now + span;
+        let mut buf = [0u8; 1400];
+        loop {
+            for d in 0..self.directories.len() {
+                let (at, directory, down) = &mut self.directories[d];
+                let from = at.socket_addr();
+                while directory.poll_event().is_some() {}
+                while let Some(t) = directory.poll_transmit(self.now, &mut buf) {
+                    if t.destination == self.me && !*down {
+                        self.seq += 1;
+                        let bytes = buf[..t.len].to_vec();
+                        let arrival = self.now + Duration::from_millis(1);
+                        self.queue
+                            .push(Reverse((arrival, self.seq, None, from, bytes)));
+                    }
+                }
+            }
+            if !self.crashed {
+                while let Some(t) = self.client.poll_transmit(self.now, &mut buf) {
+                    let bytes = buf[..t.len].to_vec();
+                    self.sent.push((self.now, bytes[3], bytes.clone()));
+                    let to = self
+                        .directories
+                        .iter()
+                        .position(|(l, _, _)| l.socket_addr() == t.destination);
+                    self.seq += 1;
+                    let arrival = self.now + Duration::from_millis(1);
+                    let me = self.me;
+                    self.queue.push(Reverse((arrival, self.seq, to, me, bytes)));
+                }
+                while self.client.poll_event().is_some() {}
+            }
+            let client = (!self.crashed)
+                .then(|| self.client.poll_timeout())
+                .flatten();
+            let next = self
+                .directories
+                .iter()
+                .filter_map(|(_, d, _)| d.poll_timeout())
+                .chain(self.queue.peek().map(|Reverse(p)| p.0))
+                .chain(client)
+                .min()
+                .unwrap_or(end);
+            if next > end {
+                self.now = end;
+                break;
+            }
+            self.now = next.max(self.now);
+            while self.queue.peek().is_some_and(|Reverse(p)| p.0 <= self.now) {
+                let Reverse((_, _, to, from, bytes)) = self.queue.pop().unwrap();
+                match to {
+                    None if !self.crashed => self.client.handle_datagram(self.now, from, &bytes),
+                    Some(d) if !self.directories[d].2 => {
+                        self.directories[d]
+                            .1
+                            .handle_datagram(self.now, from, &bytes);
+                    }
+                    _ => {}
+                }
+            }
+            for (_, d, _) in &mut self.directories {
+                d.handle_timeout(self.now);
+            }
+            if !self.crashed {
+                self.client.handle_timeout(self.now);
+            }
+        }
+    }
+
+    fn live(&self, d: usize) -> usize {
+        self.directories[d].1.live()
+    }
+
+    /// Datagrams the client sent in `[from, to)`, and how many of them were Registers.
+    fn sent_between(&self, from: Instant, to: Instant) -> (usize, usize) {
+        let window = self.sent.iter().filter(|(t, _, _)| *t >= from && *t < to);
+        let registers = window.clone().filter(|(_, k, _)| *k == REGISTER).count();
+        (window.count(), registers)
+    }
+
+    /// The directory `d` restarts with an empty registry.
+    fn restart_empty(&mut self, d: usize) {
+        let at = self.directories[d].0;
+        self.directories[d].1 = new_directory(at, &self.keys, self.now);
+    }
+}
+
+fn keys() -> Keys {
+    Keys::new(Key::new(1, b"herald-keep-alive-test-key").unwrap())
+}
+
+/// Registers everything, then checks the idle renewal traffic over 30 renewal periods.
+fn renews_with_one_datagram_per_period(keys: Option<Keys>) {
+    let mut net = Net::new(1, keys);
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.live(0), HELD, "every registration is live");
+    let start = net.now;
+    net.run(LEASE.mul(10));
+    let (datagrams, registers) = net.sent_between(start, net.now);
+    // One renewal period is a third of the lease: 30 in ten leases (one more where a
+    // boundary falls in the window).
+    assert!(
+        datagrams <= 31,
+        "{datagrams} datagrams ({registers} Registers) renewed {HELD} registrations for 30 renewal periods"
+    );
+    assert_eq!(registers, 0, "no registration was sent again in full");
+    assert_eq!(net.live(0), HELD);
+    assert_eq!(net.directories[0].1.stats().expiries, 0);
+}
+
+#[test]
+fn twenty_five_registrations_renew_with_one_datagram_per_renewal_period() {
+    renews_with_one_datagram_per_period(None);
+}
+
+#[test]
+fn authenticated_keep_alives_renew_with_one_datagram_per_renewal_period() {
+    renews_with_one_datagram_per_period(Some(keys()));
+}
+
+/// A client that crashed loses every registration within a lease of its last
+/// datagram, and keeps them all for two thirds of a lease after it.
+fn crash_expires_everything_after_one_lease(keys: Option<Keys>) {
+    let mut net = Net::new(1, keys);
+    net.run(Duration::from_millis(7_500));
+    net.crashed = true;
+    let last = net.sent.last().map(|(t, _, _)| *t).unwrap();
+    let replay = net.sent.last().map(|(_, _, b)| b.clone()).unwrap();
+    let before = last + LEASE.mul(2).div(3);
+    net.run((before).saturating_since(net.now + Duration::from_millis(5)));
+    assert_eq!(
+        net.live(0),
+        HELD,
+        "nothing expires while the last renewal holds"
+    );
+    // A copy of the last keep-alive (a duplicate, or with keys a replay) renews nothing.
+    let me = net.me;
+    let now = net.now;
+    net.directories[0].1.handle_datagram(now, me, &replay);
+    net.run((last + LEASE + Duration::from_millis(5)).saturating_since(net.now));
+    assert_eq!(
+        net.live(0),
+        0,
+        "every registration expired a lease after the crash"
+    );
+    assert_eq!(net.directories[0].1.stats().expiries, HELD as u64);
+}
+
+#[test]
+fn a_crashed_client_loses_every_registration_one_lease_later() {
+    crash_expires_everything_after_one_lease(None);
+}
+
+#[test]
+fn an_authenticated_crashed_client_loses_every_registration_one_lease_later() {
+    crash_expires_everything_after_one_lease(Some(keys()));
+}
+
+/// A directory that restarted empty gets every registration back at the next renewal.
+fn restart_restores_everything(keys: Option<Keys>) {
+    let mut net = Net::new(1, keys);
+    net.run(Duration::from_secs(5));
+    net.restart_empty(0);
+    assert_eq!(net.live(0), 0);
+    let start = net.now;
+    net.run(LEASE.div(3) + Duration::from_millis(200));
+    assert_eq!(net.live(0), HELD, "everything registered again");
+    let (_, registers) = net.sent_between(start, net.now);
+    assert_eq!(
+        registers, HELD,
+        "each registration sent again once, in full"
+    );
+    // Then back to one datagram per renewal period.
+    let start = net.now;
+    net.run(LEASE.mul(2));
+    let (datagrams, registers) = net.sent_between(start, net.now);
+    assert!(
+        datagrams <= 7,
+        "{datagrams} datagrams in six renewal periods"
+    );
+    assert_eq!(registers, 0);
+}
+
+#[test]
+fn a_directory_restarted_empty_gets_every_registration_back() {
+    restart_restores_everything(None);
+}
+
+#[test]
+fn an_authenticated_directory_restarted_empty_gets_every_registration_back() {
+    restart_restores_everything(Some(keys()));
+}
+
+#[test]
+fn failover_registers_everything_at_the_next_directory_then_keeps_it_alive() {
+    let mut net = Net::new(2, None);
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.live(0), HELD);
+    assert_eq!(net.live(1), 0);
+    net.directories[0].2 = true;
+    let start = net.now;
+    net.run(LEASE);
+    assert_eq!(
+        net.live(1),
+        HELD,
+        "everything registered at the next directory"
+    );
+    let (_, registers) = net.sent_between(start, net.now);
+    assert_eq!(registers, HELD);
+    let start = net.now;
+    net.run(LEASE.mul(2));
+    let (datagrams, registers) = net.sent_between(start, net.now);
+    assert!(
+        datagrams <= 7,
+        "{datagrams} datagrams in six renewal periods"
+    );
+    assert_eq!(registers, 0);
+    assert_eq!(net.live(1), HELD);
+    assert_eq!(net.directories[1].1.stats().expiries, 0);
+}
