@@ -1045,6 +1045,36 @@ impl World {
                         .live_sent(space, s.name().as_str(), s.version.0);
                 }
             }
+            (None, Message::KeepAlive(k)) => {
+                // A request for every registration its registrant holds.
+                let node = self.node_index(from).unwrap_or(usize::MAX);
+                let registrant = self.registrants.iter().position(|&n| n == node);
+                if let (Some(r), Some(d)) = (registrant, self.directory_index(to)) {
+                    for i in self.incarnations.values_mut() {
+                        if i.registrant == r && i.ended.is_none() {
+                            i.sent.push((at, d));
+                        }
+                    }
+                }
+                self.history.push(
+                    at,
+                    None,
+                    format!(
+                        "node {node} → {to}: keep-alive of {} registrations (request {}{counter})",
+                        k.held.count, k.request
+                    ),
+                );
+            }
+            (Some(d), Message::KeepAliveAck(a)) => {
+                self.history.push(
+                    at,
+                    None,
+                    format!(
+                        "directory {d} → {to}: keep-alive ack request {} ({} held, lease {}{counter})",
+                        a.request, a.held.count, a.lease
+                    ),
+                );
+            }
             _ => {}
         }
     }
