@@ -316,3 +316,144 @@ fn failover_registers_everything_at_the_next_directory_then_keeps_it_alive() {
     assert_eq!(net.live(1), HELD);
     assert_eq!(net.directories[1].1.stats().expiries, 0);
 }
+
+/// Registrations in the idle-cost measurement.
+const THOUSAND: usize = 1000;
+
+/// The datagrams in flight of the idle-cost measurement, and what was counted.
+#[derive(Default)]
+struct Wire {
+    queue: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    /// Requests and their answers counted.
+    renewal: usize,
+    /// Everything sent counted, group included.
+    all: usize,
+}
+
+impl Wire {
+    /// Sends what the directory has to send (to the clients at `addrs`).
+    fn drain(
+        &mut self,
+        directory: &mut Directory<'_>,
+        addrs: &[SocketAddr],
+        now: Instant,
+        counting: bool,
+    ) {
+        let mut buf = [0u8; 1400];
+        while directory.poll_event().is_some() {}
+        while let Some(t) = directory.poll_transmit(now, &mut buf) {
+            self.all += usize::from(counting);
+            if t.destination != group() {
+                self.renewal += usize::from(counting);
+                let to = addrs.iter().position(|a| *a == t.destination);
+                let from = directory_location().socket_addr();
+                self.send(to, from, now, &buf[..t.len]);
+            }
+        }
+    }
+
+    /// Puts a datagram on the wire, to a client (`Some`) or the directory.
+    fn send(&mut self, to: Option<usize>, from: SocketAddr, now: Instant, bytes: &[u8]) {
+        self.seq += 1;
+        let at = now + Duration::from_millis(1);
+        self.queue
+            .push(Reverse((at, self.seq, to, from, bytes.to_vec())));
+    }
+}
+
+/// Datagrams in 10 idle seconds once `THOUSAND` registrations with the default lease
+/// (15 s), held by `processes` clients, are settled: (renewal traffic — requests and
+/// their answers —, everything the directory and the clients sent, group included).
+fn idle_cost<const R: usize>(processes: usize) -> (usize, usize) {
+    let dir = directory_location();
+    let mut directory = Directory::new(
+        DirectoryConfig::new(dir, group()),
+        leak(None, THOUSAND + 24),
+        leak(0u32, THOUSAND + 24),
+    )
+    .unwrap();
+    let addrs: Vec<SocketAddr> = (0..processes)
+        .map(|p| SocketAddr::new(ip(10 + (p % 200) as u8), 40000 + p as u16))
+        .collect();
+    let mut clients: Vec<Box<Client<'static, R>>> = (0..processes)
+        .map(|p| {
+            let mut config = ClientConfig::new(1000 + p as u64);
+            config.directories.push(dir).unwrap();
+            Box::new(Client::new(config, leak(None, 1), leak(0u32, 1)).unwrap())
+        })
+        .collect();
+    let mut now = Instant::from_millis(1);
+    for k in 0..THOUSAND {
+        clients[k % processes]
+            .register(now, service(&format!("svc{k:04}"), 9000 + k as u16))
+            .unwrap();
+    }
+    let settled = now + Duration::from_secs(20);
+    let end = settled + Duration::from_secs(10);
+    let mut wire = Wire::default();
+    let mut buf = [0u8; 1400];
+    loop {
+        let counting = now >= settled;
+        wire.drain(&mut directory, &addrs, now, counting);
+        for (client, addr) in clients.iter_mut().zip(&addrs) {
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                wire.all += usize::from(counting);
+                wire.renewal += usize::from(counting);
+                wire.send(None, *addr, now, &buf[..t.len]);
+            }
+            while client.poll_event().is_some() {}
+        }
+        let next = clients
+            .iter()
+            .filter_map(|c| c.poll_timeout())
+            .chain(directory.poll_timeout())
+            .chain(wire.queue.peek().map(|Reverse(p)| p.0))
+            .min()
+            .unwrap_or(end);
+        if next >= end {
+            break;
+        }
+        now = next.max(now);
+        while wire.queue.peek().is_some_and(|Reverse(p)| p.0 <= now) {
+            let Reverse((_, _, to, from, bytes)) = wire.queue.pop().unwrap();
+            match to {
+                Some(c) => clients[c].handle_datagram(now, from, &bytes),
+                None => {
+                    // As a shell does: the replies go out before the next request is
+                    // read (the reply queue holds 32).
+                    directory.handle_datagram(now, from, &bytes);
+                    wire.drain(&mut directory, &addrs, now, counting);
+                }
+            }
+        }
+        directory.handle_timeout(now);
+        for client in &mut clients {
+            client.handle_timeout(now);
+        }
+    }
+    assert_eq!(directory.live(), THOUSAND);
+    assert_eq!(directory.stats().expiries, 0);
+    (wire.renewal, wire.all)
+}
+
+/// Per-registration renewals cost 2,000 datagrams in and 2,035 out per 10 s for 1,000
+/// registrations; keep-alives must bring the renewal traffic of 1,000 registrations held
+/// by 40 processes under a twentieth of that.
+#[test]
+fn a_thousand_idle_registrations_cost_a_twentieth_of_the_datagrams() {
+    let (renewal, all) = idle_cost::<25>(40);
+    println!("1,000 registrations in 40 processes, 10 idle seconds: {renewal} renewal datagrams, {all} in all");
+    assert!(
+        renewal <= 4_035 / 20,
+        "{renewal} renewal datagrams per 10 s"
+    );
+    let (renewal, all) = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| idle_cost::<THOUSAND>(1))
+        .unwrap()
+        .join()
+        .unwrap();
+    println!("1,000 registrations in 1 process, 10 idle seconds: {renewal} renewal datagrams, {all} in all");
+    assert!(renewal <= 8, "{renewal} renewal datagrams per 10 s");
+}
