@@ -36,6 +36,8 @@ struct Net {
     /// Every datagram the client sent: when, and its kind byte.
     sent: Vec<(Instant, u8, Vec<u8>)>,
     keys: Option<Keys>,
+    /// The client's configuration.
+    config: ClientConfig,
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -70,7 +72,7 @@ impl Net {
         }
         config.lease = LEASE;
         config.keys = keys.clone();
-        let client = Client::new(config, leak(None, 4), leak(0u32, 4)).unwrap();
+        let client = Client::new(config.clone(), leak(None, 4), leak(0u32, 4)).unwrap();
         let now = Instant::from_millis(1);
         let mut net = Net {
             directories: locations
@@ -85,14 +87,27 @@ impl Net {
             seq: 0,
             sent: Vec::new(),
             keys,
+            config,
         };
-        for k in 0..HELD {
-            let now = net.now;
-            net.client
+        net.register(HELD);
+        net
+    }
+
+    /// The client registers the first `n` of the services.
+    fn register(&mut self, n: usize) {
+        for k in 0..n {
+            let now = self.now;
+            self.client
                 .register(now, service(&format!("svc{k:02}"), 9000 + k as u16))
                 .unwrap();
         }
-        net
+    }
+
+    /// The client's process restarts (same registrant id, no memory) and registers only
+    /// the first `n` services.
+    fn restart_client(&mut self, n: usize) {
+        self.client = Client::new(self.config.clone(), leak(None, 4), leak(0u32, 4)).unwrap();
+        self.register(n);
     }
 
     fn run(&mut self, span: Duration) {
@@ -287,6 +302,46 @@ fn a_directory_restarted_empty_gets_every_registration_back() {
 #[test]
 fn an_authenticated_directory_restarted_empty_gets_every_registration_back() {
     restart_restores_everything(Some(keys()));
+}
+
+/// A registrant that restarted (same registrant id) and no longer registers one of its
+/// services: its keep-alives do not keep that one alive; it runs out a lease after the
+/// old process's last renewal, and the keep-alives then renew the rest.
+fn a_dropped_registration_runs_out(keys: Option<Keys>) {
+    let mut net = Net::new(1, keys);
+    net.run(Duration::from_secs(5));
+    let last = net.sent.last().map(|(t, _, _)| *t).unwrap();
+    net.restart_client(HELD - 1);
+    net.run((last + LEASE + Duration::from_millis(50)).saturating_since(net.now));
+    assert_eq!(
+        net.live(0),
+        HELD - 1,
+        "the service no longer registered ran out"
+    );
+    assert!(net.directories[0]
+        .1
+        .record(&format!("svc{:02}", HELD - 1))
+        .is_some_and(|r| !r.is_live()));
+    net.run(LEASE);
+    let start = net.now;
+    net.run(LEASE.mul(2));
+    let (datagrams, registers) = net.sent_between(start, net.now);
+    assert!(
+        datagrams <= 7,
+        "{datagrams} datagrams in six renewal periods"
+    );
+    assert_eq!(registers, 0);
+    assert_eq!(net.live(0), HELD - 1);
+}
+
+#[test]
+fn a_registration_a_restarted_registrant_dropped_runs_out() {
+    a_dropped_registration_runs_out(None);
+}
+
+#[test]
+fn an_authenticated_registration_a_restarted_registrant_dropped_runs_out() {
+    a_dropped_registration_runs_out(Some(keys()));
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! Keep-alives: one request renews every live registration a registrant holds here.
 //!
-//! A keep-alive renews each of the registrant's live records as a Register of the same
+//! When the registrant's live records here are exactly what the keep-alive claims (the
+//! same count and digest, [`Holdings`]), each is renewed as a Register of the same
 //! content would: the same lease clamping, the same `Renewed` event (a lease change
 //! need not be durable before the answer), and the same ordering by the registrant's
-//! sequence (the stored sequence only grows). It is answered with what the directory
-//! then holds for the registrant ([`Holdings`]): a client that believes otherwise (the
-//! directory restarted empty, or it failed over here) registers everything again.
+//! sequence (the stored sequence only grows). Otherwise nothing is renewed: the answer
+//! says what the directory holds, and the client registers everything again in full
+//! (the directory restarted empty, the client failed over here), while a record the
+//! registrant no longer holds (left by an earlier process with the same registrant id)
+//! runs out a lease later, exactly as without keep-alives.
 //!
 //! The registrant's records are found by a scan of the registry: O(capacity) per
 //! keep-alive, no table per registrant (a directory of 10,000 entries scans them in
@@ -22,39 +25,43 @@ impl Directory<'_> {
         k: KeepAliveRequest,
     ) {
         let held_by = |e: &Entry| e.record.is_live() && e.record.registrant == k.registrant;
+        let mut held = Holdings::default();
+        let mut newest = None;
+        for (_, e) in self.registry.iter().filter(|(_, e)| held_by(e)) {
+            held.add(&e.record.service.registration);
+            newest = newest.max(Some(e.record.sequence));
+        }
         // A newer request of the registrant was applied to one of its records: this one
         // is late (or replayed) and changes nothing.
-        let newest = self
-            .registry
-            .iter()
-            .filter(|(_, e)| held_by(e))
-            .map(|(_, e)| e.record.sequence)
-            .max();
         if let Some(stored) = newest.filter(|&s| s > k.sequence) {
             return self.refuse_stale(from, env, k.request, stored);
         }
         let lease = self.lease_for(k.lease);
-        let expires = self.now + lease;
-        let mut held = Holdings::default();
-        let mut renewed = false;
-        for slot in 0..self.registry.len() {
-            let Some(e) = self.registry.get(slot).filter(|e| held_by(e)) else {
-                continue;
-            };
-            held.add(&e.record.service.registration);
-            // A copy of this very keep-alive (same sequence) was applied already.
-            if e.record.sequence == k.sequence {
-                continue;
+        // Renewed only when the registrant holds here exactly what it claims: a record
+        // it no longer holds (an earlier process of the same registrant registered it)
+        // must run out, and the client registers again in full what it does hold.
+        if held == k.held {
+            let expires = self.now + lease;
+            let mut renewed = false;
+            for slot in 0..self.registry.len() {
+                // A copy of this very keep-alive (same sequence) was applied already.
+                let due = self
+                    .registry
+                    .get(slot)
+                    .is_some_and(|e| held_by(e) && e.record.sequence != k.sequence);
+                if !due {
+                    continue;
+                }
+                self.stats.renewals += 1;
+                renewed = true;
+                self.update(slot, false, |e| {
+                    e.record.sequence = k.sequence;
+                    e.record.state = RecordState::Live { expires };
+                });
             }
-            self.stats.renewals += 1;
-            renewed = true;
-            self.update(slot, false, |e| {
-                e.record.sequence = k.sequence;
-                e.record.state = RecordState::Live { expires };
-            });
-        }
-        if renewed {
-            self.schedule_expiry(expires);
+            if renewed {
+                self.schedule_expiry(expires);
+            }
         }
         let ack = KeepAliveAck {
             request: k.request,
