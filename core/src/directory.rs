@@ -575,7 +575,7 @@ impl<'a> Directory<'a> {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
             Message::SnapshotRequest(request) => self.admit_snapshot(from, received, request),
-            Message::KeepAlive(k) => self.handle_keep_alive(from, frame.environment, k),
+            Message::KeepAlive(k) => self.handle_keep_alive(from, k),
             _ => self.stats.ignored += 1,
         }
     }

@@ -8,6 +8,7 @@
 mod support;
 
 use herald_core::auth::{Key, Keys};
+use herald_core::wire;
 use herald_core::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -511,4 +512,68 @@ fn a_thousand_idle_registrations_cost_a_twentieth_of_the_datagrams() {
         .unwrap();
     println!("1,000 registrations in 1 process, 10 idle seconds: {renewal} renewal datagrams, {all} in all");
     assert!(renewal <= 8, "{renewal} renewal datagrams per 10 s");
+}
+
+/// Sends `message` to `directory` from `from` at `now`, and decodes its answer.
+fn request<M: wire::Single>(
+    directory: &mut Directory<'_>,
+    now: Instant,
+    from: SocketAddr,
+    message: &M,
+) -> wire::Message<'static> {
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&Environment::default(), message, &mut buf).unwrap();
+    directory.handle_datagram(now, from, &buf[..n]);
+    while directory.poll_event().is_some() {}
+    let t = directory.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(t.destination, from);
+    let bytes: &'static [u8] = Vec::leak(buf[..t.len].to_vec());
+    wire::decode(bytes).unwrap().message
+}
+
+/// History seed 152: a registrant's Register for one name (a newer sequence) reached
+/// the directory before its keep-alive. The keep-alive still renews the other names:
+/// a newer request for one name says nothing about the others.
+#[test]
+fn a_keep_alive_overtaken_by_another_names_register_still_renews_the_rest() {
+    let me = SocketAddr::new(ip(10), 40000);
+    let mut directory = new_directory(directory_location(), &None, Instant::ZERO);
+    let register = |request: u32, sequence: u64, name: &str| wire::RegisterRequest {
+        request,
+        registrant: 77,
+        sequence,
+        lease: LEASE,
+        registration: service(name, 9000),
+    };
+    let mut held = wire::Holdings::default();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let r = register(i as u32 + 1, i as u64 + 1, name);
+        held.add(&r.registration);
+        let answer = request(&mut directory, Instant::from_millis(1), me, &r);
+        assert!(matches!(answer, wire::Message::Ack(_)), "{answer:?}");
+    }
+    // Sent: the keep-alive (sequence 10), then a Register of b (11); arrived reversed.
+    let at = Instant::from_millis(1_000);
+    let answer = request(&mut directory, at, me, &register(3, 11, "b"));
+    assert!(matches!(answer, wire::Message::Ack(_)), "{answer:?}");
+    let keep_alive = wire::KeepAliveRequest {
+        request: 4,
+        registrant: 77,
+        sequence: 10,
+        lease: LEASE,
+        held,
+    };
+    match request(&mut directory, at, me, &keep_alive) {
+        wire::Message::KeepAliveAck(ack) => assert_eq!(ack.held, held, "it matches"),
+        other => panic!("the keep-alive was answered {other:?}"),
+    }
+    assert_eq!(directory.record("a").unwrap().sequence, 10);
+    assert_eq!(
+        directory.record("b").unwrap().sequence,
+        11,
+        "the stored sequence only grows"
+    );
+    // a would have run out at 3.001 s without the keep-alive.
+    directory.handle_timeout(Instant::from_millis(3_500));
+    assert_eq!(directory.live(), 2, "a was renewed by the keep-alive");
 }

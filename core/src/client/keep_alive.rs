@@ -4,8 +4,9 @@
 //!
 //! A registration confirmed at the current directory (acknowledged there, and not
 //! changed since) is *kept*. When the first kept registration's renewal falls due (a
-//! third of its lease after the attempt that was acknowledged), one KeepAlive goes out
-//! for all of them, carrying what the client believes the directory holds for it
+//! third of its lease after the attempt that was acknowledged) and no other request of
+//! the registrant is in flight, one KeepAlive goes out for all of them (with one in
+//! flight, the registrations due renew one Register each, as without keep-alives), carrying what the client believes the directory holds for it
 //! ([`Holdings`]). It is retried, backed off and failed over exactly as a renewal
 //! (every attempt has a fresh request id, and each attempt claims the registrations
 //! kept when it was sent). A client has one lease, so one keep-alive serves all its
@@ -83,21 +84,33 @@ impl<const R: usize> Client<'_, R> {
     /// Time has reached `now`: starts the keep-alive when a kept registration's renewal
     /// is due, or counts an unanswered attempt. True when the current directory, never
     /// having answered, has had `max_attempts` of them.
+    ///
+    /// While another request of the registrant is in flight (a registration, a change,
+    /// an unregistration), the directory may already hold what the client does not
+    /// count yet: a keep-alive would not match. The registrations due then renew one
+    /// Register each, as without keep-alives.
     pub(super) fn keep_alive_tick(&mut self, fresh: bool, max_attempts: u8) -> bool {
         let now = self.now;
-        let k = &mut self.keep_alive;
-        if !k.active {
-            let due = self
-                .own
-                .iter()
-                .any(|o| o.state == OwnState::Active && o.deadline <= now);
-            if due {
-                *k = KeepAlive::new();
-                k.active = true;
-                k.send = true;
+        if !self.keep_alive.active {
+            let due = |o: &Own| o.state == OwnState::Active && o.deadline <= now;
+            if !self.own.iter().any(due) {
+                return false;
             }
+            if self.own.iter().any(Own::waiting) {
+                for own in self.own.iter_mut().filter(|o| due(o)) {
+                    own.state = OwnState::Registering;
+                    own.sent.clear();
+                    own.send = true;
+                }
+                return false;
+            }
+            let k = &mut self.keep_alive;
+            *k = KeepAlive::new();
+            k.active = true;
+            k.send = true;
             return false;
         }
+        let k = &mut self.keep_alive;
         if k.send || k.deadline > now {
             return false;
         }

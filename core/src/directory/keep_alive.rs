@@ -4,7 +4,10 @@
 //! same count and digest, [`Holdings`]), each is renewed as a Register of the same
 //! content would: the same lease clamping, the same `Renewed` event (a lease change
 //! need not be durable before the answer), and the same ordering by the registrant's
-//! sequence (the stored sequence only grows). Otherwise nothing is renewed: the answer
+//! sequence: a record whose stored sequence is not below the keep-alive's was renewed
+//! by a newer request (or by this one: a copy) and is left as it is, so the stored
+//! sequence only grows. A keep-alive is never refused as late: a newer request for one
+//! name says nothing about the others (see "Request ordering" in docs/PROTOCOL.md). Otherwise nothing is renewed: the answer
 //! says what the directory holds, and the client registers everything again in full
 //! (the directory restarted empty, the client failed over here), while a record the
 //! registrant no longer holds (left by an earlier process with the same registrant id)
@@ -18,23 +21,11 @@ use super::*;
 use crate::wire::{Holdings, KeepAliveAck, KeepAliveRequest};
 
 impl Directory<'_> {
-    pub(super) fn handle_keep_alive(
-        &mut self,
-        from: SocketAddr,
-        env: Environment,
-        k: KeepAliveRequest,
-    ) {
+    pub(super) fn handle_keep_alive(&mut self, from: SocketAddr, k: KeepAliveRequest) {
         let held_by = |e: &Entry| e.record.is_live() && e.record.registrant == k.registrant;
         let mut held = Holdings::default();
-        let mut newest = None;
         for (_, e) in self.registry.iter().filter(|(_, e)| held_by(e)) {
             held.add(&e.record.service.registration);
-            newest = newest.max(Some(e.record.sequence));
-        }
-        // A newer request of the registrant was applied to one of its records: this one
-        // is late (or replayed) and changes nothing.
-        if let Some(stored) = newest.filter(|&s| s > k.sequence) {
-            return self.refuse_stale(from, env, k.request, stored);
         }
         let lease = self.lease_for(k.lease);
         // Renewed only when the registrant holds here exactly what it claims: a record
@@ -44,11 +35,12 @@ impl Directory<'_> {
             let expires = self.now + lease;
             let mut renewed = false;
             for slot in 0..self.registry.len() {
-                // A copy of this very keep-alive (same sequence) was applied already.
+                // A record a newer request of the registrant renewed (or this very
+                // keep-alive: a copy) is left as it is.
                 let due = self
                     .registry
                     .get(slot)
-                    .is_some_and(|e| held_by(e) && e.record.sequence != k.sequence);
+                    .is_some_and(|e| held_by(e) && e.record.sequence < k.sequence);
                 if !due {
                     continue;
                 }
