@@ -28,7 +28,9 @@ use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
 use crate::world::{group, keys, ms, EnvChoice, SmallName, SmallRegistration};
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
-use herald_core::wire::{self, Change, RegisterRequest, SnapshotRequest, UnregisterRequest};
+use herald_core::wire::{
+    self, Change, Holdings, KeepAliveRequest, RegisterRequest, SnapshotRequest, UnregisterRequest,
+};
 use herald_core::{
     Directory, DirectoryConfig, DirectoryEvent, Instant, Interest, Location, Pattern, Record,
     RecordState, Slot,
@@ -76,6 +78,19 @@ pub enum Request {
         after: Option<SmallName>,
         /// Interest: one name, exact or prefix.
         interest: Option<(SmallName, bool)>,
+    },
+    /// Renew every registration of a registrant.
+    KeepAlive {
+        /// Request id.
+        request: u32,
+        /// One of three registrants.
+        registrant: u8,
+        /// The lease asked for (0: the default).
+        lease_ms: u16,
+        /// What it claims the directory holds (the directory renews whatever it holds).
+        held: u8,
+        /// The claimed digest.
+        digest: u64,
     },
 }
 
@@ -153,6 +168,26 @@ impl RequestFrame {
                     &mut buf,
                 )
             }
+            Request::KeepAlive {
+                request,
+                registrant,
+                lease_ms,
+                held,
+                digest,
+            } => wire::encode(
+                &environment,
+                &KeepAliveRequest {
+                    request: *request,
+                    registrant: u64::from(registrant % 3),
+                    sequence: u64::from(*request),
+                    lease: ms(u64::from(*lease_ms)),
+                    held: Holdings {
+                        count: u32::from(*held),
+                        digest: *digest,
+                    },
+                },
+                &mut buf,
+            ),
         }
         .expect("a small-world request fits");
         buf.truncate(len);
@@ -568,7 +603,10 @@ impl Harness<'_> {
     fn check_sent(&mut self, to: SocketAddr, from: Option<SocketAddr>, frame: OwnedFrame) {
         let own_env = frame.environment == self.config.environment;
         match frame.message {
-            OwnedMessage::Ack(_) | OwnedMessage::Reject(_) | OwnedMessage::SnapshotPage(..) => {
+            OwnedMessage::Ack(_)
+            | OwnedMessage::KeepAliveAck(_)
+            | OwnedMessage::Reject(_)
+            | OwnedMessage::SnapshotPage(..) => {
                 assert_eq!(Some(to), from, "a reply goes to the requester");
             }
             OwnedMessage::Cookie(c) => {
