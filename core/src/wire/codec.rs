@@ -3,9 +3,7 @@
 use super::error::{DecodeError, EncodeError};
 use super::header::{Header, Kind};
 use super::items::{Item, Items};
-use super::keep_alive::{
-    Holdings, KeepAliveAck, KeepAliveAckWire, KeepAliveRequest, KeepAliveWire,
-};
+use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use super::message::*;
 use crate::interest::Interest;
 use crate::name::Environment;
@@ -31,7 +29,9 @@ fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError>
     }
 }
 
-fn take<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<(T, &'a [u8]), DecodeError> {
+pub(super) fn take<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+) -> Result<(T, &'a [u8]), DecodeError> {
     postcard::take_from_bytes(payload).map_err(|e| match e {
         postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
         _ => DecodeError::Malformed,
@@ -169,30 +169,8 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             };
             Message::Announce(header, Items::validate(rest)?)
         }
-        Kind::KeepAlive => {
-            let w = take_all::<KeepAliveWire>(payload)?;
-            Message::KeepAlive(KeepAliveRequest {
-                request: w.request,
-                registrant: w.registrant,
-                sequence: w.sequence,
-                lease: lease_from_ms(w.lease_ms),
-                held: Holdings {
-                    count: w.held,
-                    digest: w.digest,
-                },
-            })
-        }
-        Kind::KeepAliveAck => {
-            let w = take_all::<KeepAliveAckWire>(payload)?;
-            Message::KeepAliveAck(KeepAliveAck {
-                request: w.request,
-                lease: lease_from_ms(w.lease_ms),
-                held: Holdings {
-                    count: w.held,
-                    digest: w.digest,
-                },
-            })
-        }
+        Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
+        Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),
     };
     Ok(Frame {
         environment: header.environment,

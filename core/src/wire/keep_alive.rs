@@ -2,14 +2,14 @@
 //! directory, and its answer says whether the directory holds exactly what the
 //! registrant believes it holds (a count and an order-independent digest, [`Holdings`]).
 
-use super::codec::{lease_to_ms, ser, Single};
-use super::error::EncodeError;
+use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
+use super::error::{DecodeError, EncodeError};
 use super::header::Kind;
-use super::message::{locations_to_wire, LocationsWire};
+use super::message::{locations_to_wire, RegisterWire};
 use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::service::Registration;
 use crate::time::Duration;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Renew every live registration `registrant` holds at the directory, as a Register of
 /// the same content would (same lease clamping, same ordering by `sequence`).
@@ -59,31 +59,32 @@ impl Holdings {
     }
 }
 
-/// Bytes of the largest registration in its wire form (name, locations, metadata).
-const REGISTRATION_WIRE_MAX: usize = 256;
-
-#[derive(Serialize)]
-struct RegistrationWire<'a> {
-    name: &'a str,
-    locations: LocationsWire,
-    metadata: &'a [u8],
-}
+/// Bytes of the largest Register payload with zero request, registrant, sequence and
+/// lease (one byte each), then name, locations and metadata.
+const REGISTER_PAYLOAD_MAX: usize = 4 + 256;
 
 /// FNV-1a 64 of a registration's wire form: its name, locations and metadata encoded
 /// exactly as they end a Register payload (see `docs/PROTOCOL.md`, "KeepAlive").
 pub fn registration_digest(registration: &Registration) -> u64 {
-    let mut buf = [0u8; REGISTRATION_WIRE_MAX];
-    let wire = RegistrationWire {
+    let mut buf = [0u8; REGISTER_PAYLOAD_MAX];
+    // The Register layout itself, so no second encoder of a registration exists: its
+    // four leading integers, zero, take one byte each.
+    let wire = RegisterWire {
+        request: 0,
+        registrant: 0,
+        sequence: 0,
+        lease_ms: 0,
         name: registration.name.as_str(),
         locations: locations_to_wire(&registration.locations),
         metadata: registration.metadata.encoded(),
     };
     // Cannot fail: a valid registration takes at most 1 + 64, 1 + 4 × 20 and 1 + 96 bytes.
     let len = ser(&wire, &mut buf).unwrap_or(0);
-    fnv1a(FNV_OFFSET, &buf[..len])
+    fnv1a(FNV_OFFSET, buf.get(4..len).unwrap_or_default())
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a KeepAlive payload (decoded field by field, see [`Fields`]).
+#[derive(Serialize)]
 pub(super) struct KeepAliveWire {
     pub request: u32,
     pub registrant: u64,
@@ -93,12 +94,76 @@ pub(super) struct KeepAliveWire {
     pub digest: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a KeepAliveAck payload.
+#[derive(Serialize)]
 pub(super) struct KeepAliveAckWire {
     pub request: u32,
     pub lease_ms: u32,
     pub held: u32,
     pub digest: u64,
+}
+
+/// The integer fields of a payload, read in order: one small reader for both layouts
+/// (it keeps a client's firmware small), the same bytes as `postcard` reads.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let (value, rest) = take::<u32>(self.0)?;
+        self.0 = rest;
+        Ok(value)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let (value, rest) = take::<u64>(self.0)?;
+        self.0 = rest;
+        Ok(value)
+    }
+
+    fn held(&mut self) -> Result<Holdings, DecodeError> {
+        Ok(Holdings {
+            count: self.u32()?,
+            digest: self.u64()?,
+        })
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes)
+        }
+    }
+}
+
+impl KeepAliveRequest {
+    /// Decodes a KeepAlive payload ([`KeepAliveWire`]).
+    pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut f = Fields(payload);
+        let k = KeepAliveRequest {
+            request: f.u32()?,
+            registrant: f.u64()?,
+            sequence: f.u64()?,
+            lease: lease_from_ms(f.u32()?),
+            held: f.held()?,
+        };
+        f.end()?;
+        Ok(k)
+    }
+}
+
+impl KeepAliveAck {
+    /// Decodes a KeepAliveAck payload ([`KeepAliveAckWire`]).
+    pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut f = Fields(payload);
+        let a = KeepAliveAck {
+            request: f.u32()?,
+            lease: lease_from_ms(f.u32()?),
+            held: f.held()?,
+        };
+        f.end()?;
+        Ok(a)
+    }
 }
 
 impl Single for KeepAliveRequest {
