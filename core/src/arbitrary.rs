@@ -13,8 +13,8 @@ use crate::name::{Environment, ServiceName, MAX_ENVIRONMENT_LEN, MAX_NAME_LEN};
 use crate::service::{Registration, Service, Version};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Ack, AnnounceHeader, Beacon, Change, CookieReply, PageHeader, RegisterRequest, Reject,
-    RejectReason, SnapshotRequest, UnregisterRequest,
+    Ack, AnnounceHeader, Beacon, Change, CookieReply, Holdings, KeepAliveAck, KeepAliveRequest,
+    PageHeader, RegisterRequest, Reject, RejectReason, SnapshotRequest, UnregisterRequest,
 };
 use arbitrary::{Arbitrary, Result, Unstructured};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -230,6 +230,37 @@ impl<'a> Arbitrary<'a> for Ack {
             request: u.arbitrary()?,
             lease: lease_ms(u)?,
             version: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Holdings {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(Holdings {
+            count: u.arbitrary()?,
+            digest: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for KeepAliveRequest {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(KeepAliveRequest {
+            request: u.arbitrary()?,
+            registrant: u.arbitrary()?,
+            sequence: u.arbitrary()?,
+            lease: lease_ms(u)?,
+            held: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for KeepAliveAck {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(KeepAliveAck {
+            request: u.arbitrary()?,
+            lease: lease_ms(u)?,
+            held: u.arbitrary()?,
         })
     }
 }

@@ -42,6 +42,7 @@ use core::net::SocketAddr;
 
 mod counters;
 mod failover;
+mod keep_alive;
 mod listening;
 mod registrations;
 mod removals;
@@ -489,6 +490,8 @@ pub struct Client<'a, const R: usize = 4> {
     probe: Option<Probe>,
     /// A listener's check that its quiet directory is alive.
     check: Option<Probe>,
+    /// The keep-alive of the registrations confirmed at the current directory.
+    keep_alive: keep_alive::KeepAlive,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
@@ -558,6 +561,7 @@ impl<'a, const R: usize> Client<'a, R> {
             silent_since: None,
             probe: None,
             check: None,
+            keep_alive: keep_alive::KeepAlive::new(),
             next_request,
             counter: 0,
             sent_counters: heapless::Deque::new(),
@@ -726,6 +730,9 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         match frame.message {
             Message::Ack(ack) if self.is_directory(from) => self.handle_ack(ack, from),
+            Message::KeepAliveAck(ack) if self.is_directory(from) => {
+                self.handle_keep_alive_ack(ack, from)
+            }
             Message::Reject(reject) if self.is_directory(from) => {
                 if !self.probe_answered(from, reject.request) {
                     self.handle_reject(reject, from);
@@ -806,12 +813,8 @@ impl<'a, const R: usize> Client<'a, R> {
                 continue;
             }
             match own.state {
-                OwnState::Active => {
-                    // Time to renew.
-                    own.state = OwnState::Registering;
-                    own.sent.clear();
-                    own.send = true;
-                }
+                // Renewed by the keep-alive.
+                OwnState::Active => {}
                 OwnState::Registering | OwnState::Unregistering => {
                     own.attempts = own.attempts.saturating_add(1);
                     if (fresh && own.attempts >= max_attempts) || gone {
@@ -830,6 +833,9 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
                 OwnState::Done => {}
             }
+        }
+        if self.keep_alive_tick(fresh, max_attempts) {
+            failed = true;
         }
         if let Some(s) = &mut self.snapshot {
             if s.deadline <= now && !s.send {
@@ -879,8 +885,10 @@ impl<'a, const R: usize> Client<'a, R> {
         let own = self
             .own
             .iter()
-            .filter(|o| o.state != OwnState::Done && (!o.send || can_send))
-            .map(|o| at(o.send, o.deadline));
+            .filter(|o| !matches!(o.state, OwnState::Done | OwnState::Active))
+            .filter(|o| !o.send || can_send)
+            .map(|o| at(o.send, o.deadline))
+            .chain(self.keep_alive_timeout(can_send));
         let snapshot = self
             .snapshot
             .iter()

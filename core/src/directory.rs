@@ -33,6 +33,7 @@ mod catch_up;
 mod changes;
 mod counters;
 pub(crate) mod digest;
+mod keep_alive;
 mod leases;
 mod replica;
 mod requests;
@@ -310,6 +311,7 @@ impl DirectoryStats {
 enum Reply {
     Ack(SocketAddr, Ack),
     Reject(SocketAddr, Environment, Reject),
+    KeepAliveAck(SocketAddr, wire::KeepAliveAck),
 }
 
 /// Storage for a directory of `N` services, for places without a heap.
@@ -562,6 +564,7 @@ impl<'a> Directory<'a> {
             let id = match &frame.message {
                 Message::Register(r) => SenderId::Registrant(r.registrant),
                 Message::Unregister(u) => SenderId::Registrant(u.registrant),
+                Message::KeepAlive(k) => SenderId::Registrant(k.registrant),
                 _ => SenderId::Address(from),
             };
             match self.check_counter(id, counter) {
@@ -589,6 +592,7 @@ impl<'a> Directory<'a> {
             Message::Register(r) => self.handle_register(from, frame.environment, r),
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
             Message::SnapshotRequest(request) => self.admit_snapshot(from, received, request),
+            Message::KeepAlive(k) => self.handle_keep_alive(from, k),
             _ => self.stats.ignored += 1,
         }
     }
@@ -717,6 +721,7 @@ fn request_id(message: &Message<'_>) -> Option<u32> {
         Message::Register(r) => Some(r.request),
         Message::Unregister(u) => Some(u.request),
         Message::SnapshotRequest(s) => Some(s.request),
+        Message::KeepAlive(k) => Some(k.request),
         _ => None,
     }
 }

@@ -4,36 +4,57 @@
 mod support;
 
 use herald_core::client::ClientStorage;
-use herald_core::wire::{self, Ack, Message};
+use herald_core::wire::{self, Ack, Holdings, KeepAliveAck, Message};
 use herald_core::*;
 use support::*;
 
-/// The request id of a Register the client sent, if that is what `bytes` holds.
-fn register_id(bytes: &[u8]) -> Option<u32> {
+/// A Register or KeepAlive the client sent: its request id, and for a keep-alive what
+/// it claimed the directory holds.
+type Sent = (u32, Option<Holdings>);
+
+/// The Register or KeepAlive the client sent, if that is what `bytes` holds.
+fn registration_request(bytes: &[u8]) -> Option<Sent> {
     match wire::decode(bytes).ok()?.message {
-        Message::Register(r) => Some(r.request),
+        Message::Register(r) => Some((r.request, None)),
+        Message::KeepAlive(k) => Some((k.request, Some(k.held))),
         _ => None,
     }
 }
 
-fn ack(request: u32) -> Vec<u8> {
-    let ack = Ack {
-        request,
-        lease: Duration::from_secs(15),
-        version: Version(10),
-    };
+/// The directory's acknowledgement of `sent` (a keep-alive's says it holds what was
+/// claimed).
+fn ack(sent: Sent) -> Vec<u8> {
     let mut buf = [0u8; 1400];
-    let n = wire::encode(&Environment::default(), &ack, &mut buf).unwrap();
-    buf[..n].to_vec()
+    let env = Environment::default();
+    let lease = Duration::from_secs(15);
+    let n = match sent {
+        (request, None) => {
+            let ack = Ack {
+                request,
+                lease,
+                version: Version(10),
+            };
+            wire::encode(&env, &ack, &mut buf)
+        }
+        (request, Some(held)) => {
+            let ack = KeepAliveAck {
+                request,
+                lease,
+                held,
+            };
+            wire::encode(&env, &ack, &mut buf)
+        }
+    };
+    buf[..n.unwrap()].to_vec()
 }
 
-/// Every Register the client sends until `until`, with when it was sent.
-fn registers_until(client: &mut Client<'_, 1>, now: &mut Instant, until: Instant) -> Vec<u32> {
+/// Every Register and KeepAlive the client sends until `until`.
+fn registers_until(client: &mut Client<'_, 1>, now: &mut Instant, until: Instant) -> Vec<Sent> {
     let mut buf = [0u8; 1400];
     let mut ids = Vec::new();
     loop {
         while let Some(t) = client.poll_transmit(*now, &mut buf) {
-            ids.extend(register_id(&buf[..t.len]));
+            ids.extend(registration_request(&buf[..t.len]));
         }
         match client.poll_timeout() {
             Some(t) if t <= until => {
@@ -48,8 +69,8 @@ fn registers_until(client: &mut Client<'_, 1>, now: &mut Instant, until: Instant
 }
 
 /// A late copy of an earlier cycle's acknowledgement, or an acknowledgement from
-/// another directory, does not confirm a renewal: the client keeps renewing until the
-/// directory it renews at answers that renewal.
+/// another directory, does not confirm a renewal (a keep-alive): the client keeps
+/// renewing until the directory it renews at answers that renewal.
 #[test]
 fn a_renewal_is_confirmed_only_by_its_own_answer_from_its_directory() {
     let a = nth_directory(0);
@@ -83,9 +104,16 @@ fn a_renewal_is_confirmed_only_by_its_own_answer_from_its_directory() {
         !retries.is_empty(),
         "the renewal is still unanswered: the client retries it"
     );
-    let mut ids = renewal.clone();
-    ids.extend(&retries);
-    ids.push(first[0]);
+    assert!(
+        renewal
+            .iter()
+            .chain(&retries)
+            .all(|(_, held)| held.is_some()),
+        "the renewal goes as a keep-alive"
+    );
+    let mut ids: Vec<u32> = renewal.iter().map(|s| s.0).collect();
+    ids.extend(retries.iter().map(|s| s.0));
+    ids.push(first[0].0);
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(
@@ -166,7 +194,7 @@ fn a_registration_the_directory_could_not_store_is_sent_again() {
     client.register(now, service("api", 8000)).unwrap();
     let first = registers_until(&mut client, &mut now, Instant::from_millis(1));
     let reject = wire::Reject {
-        request: first[0],
+        request: first[0].0,
         reason: RejectReason::StorageUnavailable,
         directory_environment: Environment::default(),
         floor: 0,

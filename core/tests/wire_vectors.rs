@@ -29,6 +29,16 @@ fn registration() -> Registration {
     .with_metadata(meta)
 }
 
+/// What the keep-alive examples claim: the example registration alone.
+fn held() -> wire::Holdings {
+    let mut held = wire::Holdings::default();
+    held.add(&registration());
+    held
+}
+
+/// The digest of the example registration, as PROTOCOL.md gives it.
+const DIGEST: u64 = 0x8359_078c_e0d8_5558;
+
 fn directory() -> Location {
     v4(127, 0, 0, 1, 37399)
 }
@@ -130,6 +140,24 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 reason: RejectReason::Stale,
                 directory_environment: env(),
                 floor: 0x0102_0306,
+            }),
+        ),
+        (
+            "keep-alive",
+            single(&wire::KeepAliveRequest {
+                request: 5,
+                registrant: 0x2a,
+                sequence: 0x0102_0307,
+                lease: Duration::from_secs(15),
+                held: held(),
+            }),
+        ),
+        (
+            "keep-alive-ack",
+            single(&wire::KeepAliveAck {
+                request: 5,
+                lease: Duration::from_secs(15),
+                held: held(),
             }),
         ),
     ];
@@ -339,6 +367,16 @@ fn documented_vectors_decode_to_their_messages() {
                 assert_eq!(b.services, 1);
                 assert_eq!(b.digest, 0x1122_3344_5566_7788);
             }
+            ("keep-alive", Message::KeepAlive(k)) => {
+                assert_eq!(k.registrant, 0x2a);
+                assert_eq!(k.sequence, 0x0102_0307);
+                assert_eq!(k.lease, Duration::from_secs(15));
+                assert_eq!(k.held, held());
+            }
+            ("keep-alive-ack", Message::KeepAliveAck(a)) => {
+                assert_eq!(a.lease, Duration::from_secs(15));
+                assert_eq!(a.held, held());
+            }
             (name, other) => panic!("{name} decoded as {other:?}"),
         }
     }
@@ -462,5 +500,40 @@ fn only_a_stale_rejection_carries_a_floor() {
     assert!(
         wire::decode(&without).is_err(),
         "a stale rejection without one"
+    );
+}
+
+/// FNV-1a 64, as PROTOCOL.md specifies it.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[test]
+fn the_registration_digest_hashes_the_end_of_a_register_payload() {
+    // The Register vector: a 10-byte header, then request, registrant, sequence and
+    // lease (1 + 1 + 4 + 2 bytes), then name, locations and metadata.
+    let register = documented("register");
+    let tail = &register[10 + 8..];
+    assert_eq!(fnv1a_64(tail), wire::registration_digest(&registration()));
+    assert_eq!(
+        wire::registration_digest(&registration()),
+        DIGEST,
+        "{:#018x}",
+        wire::registration_digest(&registration())
+    );
+    // Order-independent: the XOR of the digests, whatever the order added.
+    let other = Registration::new(ServiceName::new("cache").unwrap(), &[directory()]).unwrap();
+    let (mut ab, mut ba) = (wire::Holdings::default(), wire::Holdings::default());
+    ab.add(&registration());
+    ab.add(&other);
+    ba.add(&other);
+    ba.add(&registration());
+    assert_eq!(ab, ba);
+    assert_eq!(ab.count, 2);
+    assert_eq!(
+        ab.digest,
+        fnv1a_64(tail) ^ wire::registration_digest(&other)
     );
 }

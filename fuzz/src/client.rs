@@ -27,7 +27,8 @@ use crate::world::{
 };
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::wire::{
-    self, Ack, AnnounceHeader, Beacon, Change, PageHeader, Reject, RejectReason,
+    self, Ack, AnnounceHeader, Beacon, Change, Holdings, KeepAliveAck, PageHeader, Reject,
+    RejectReason,
 };
 use herald_core::{
     Client, ClientConfig, ClientEvent, Discovered, Environment, Instant, Interest, Location,
@@ -116,7 +117,8 @@ pub enum DirectoryMessage {
         /// The services.
         services: Vec<SmallService>,
     },
-    /// Accepts one of the client's recent requests.
+    /// Accepts one of the client's recent requests (a keep-alive with a KeepAliveAck
+    /// that holds what it claimed when the version is even, something else when odd).
     Ack {
         /// Which recent request.
         echo: u8,
@@ -198,6 +200,8 @@ pub struct Sent {
     pub request: u32,
     /// For a snapshot request, where it starts.
     pub after: Option<Option<ServiceName>>,
+    /// For a keep-alive, what it claimed the directory holds.
+    pub held: Option<Holdings>,
 }
 
 fn services(list: &[SmallService], sorted: bool) -> Vec<Service> {
@@ -282,11 +286,29 @@ impl ClientFrame {
                 echo,
                 lease_ms,
                 version,
-            } => OwnedMessage::Ack(Ack {
-                request: id(*echo),
-                lease: ms(u64::from(*lease_ms)),
-                version: version.version(),
-            }),
+            } => match pick(*echo).and_then(|s| s.held) {
+                Some(claimed) => {
+                    let version = version.version().0;
+                    let held = if version % 2 == 0 {
+                        claimed
+                    } else {
+                        Holdings {
+                            count: claimed.count,
+                            digest: claimed.digest ^ version,
+                        }
+                    };
+                    OwnedMessage::KeepAliveAck(KeepAliveAck {
+                        request: id(*echo),
+                        lease: ms(u64::from(*lease_ms)),
+                        held,
+                    })
+                }
+                None => OwnedMessage::Ack(Ack {
+                    request: id(*echo),
+                    lease: ms(u64::from(*lease_ms)),
+                    version: version.version(),
+                }),
+            },
             DirectoryMessage::Reject { echo, reason } => OwnedMessage::Reject(Reject {
                 request: echo.map_or(0, id),
                 reason: *reason,
@@ -567,6 +589,7 @@ impl Harness<'_> {
                     Sent {
                         request: r.request,
                         after: None,
+                        held: None,
                     }
                 }
                 OwnedMessage::Unregister(u) => {
@@ -574,11 +597,22 @@ impl Harness<'_> {
                     Sent {
                         request: u.request,
                         after: None,
+                        held: None,
+                    }
+                }
+                OwnedMessage::KeepAlive(k) => {
+                    assert_eq!(k.registrant, REGISTRANT);
+                    assert!(k.held.count > 0, "a keep-alive for nothing");
+                    Sent {
+                        request: k.request,
+                        after: None,
+                        held: Some(k.held),
                     }
                 }
                 OwnedMessage::SnapshotRequest(s) => Sent {
                     request: s.request,
                     after: Some(s.after),
+                    held: None,
                 },
                 m => panic!("a client sent a non-request: {m:?}"),
             };

@@ -28,7 +28,9 @@ use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
 use crate::world::{group, keys, ms, EnvChoice, SmallName, SmallRegistration};
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
-use herald_core::wire::{self, Change, RegisterRequest, SnapshotRequest, UnregisterRequest};
+use herald_core::wire::{
+    self, Change, Holdings, KeepAliveRequest, RegisterRequest, SnapshotRequest, UnregisterRequest,
+};
 use herald_core::{
     Directory, DirectoryConfig, DirectoryEvent, Instant, Interest, Location, Pattern, Record,
     RecordState, Slot,
@@ -78,6 +80,19 @@ pub enum Request {
         interest: Option<(SmallName, bool)>,
         /// A repair: the changes since this version.
         since: Option<u32>,
+    },
+    /// Renew every registration of a registrant.
+    KeepAlive {
+        /// Request id.
+        request: u32,
+        /// One of three registrants.
+        registrant: u8,
+        /// The lease asked for (0: the default).
+        lease_ms: u16,
+        /// What it claims the directory holds (the directory renews whatever it holds).
+        held: u8,
+        /// The claimed digest.
+        digest: u64,
     },
 }
 
@@ -157,6 +172,26 @@ impl RequestFrame {
                     &mut buf,
                 )
             }
+            Request::KeepAlive {
+                request,
+                registrant,
+                lease_ms,
+                held,
+                digest,
+            } => wire::encode(
+                &environment,
+                &KeepAliveRequest {
+                    request: *request,
+                    registrant: u64::from(registrant % 3),
+                    sequence: u64::from(*request),
+                    lease: ms(u64::from(*lease_ms)),
+                    held: Holdings {
+                        count: u32::from(*held),
+                        digest: *digest,
+                    },
+                },
+                &mut buf,
+            ),
         }
         .expect("a small-world request fits");
         buf.truncate(len);
@@ -573,6 +608,7 @@ impl Harness<'_> {
         let own_env = frame.environment == self.config.environment;
         match frame.message {
             OwnedMessage::Ack(_)
+            | OwnedMessage::KeepAliveAck(_)
             | OwnedMessage::Reject(_)
             | OwnedMessage::SnapshotPage(..)
             | OwnedMessage::ChangesPage(..) => {

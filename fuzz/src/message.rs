@@ -4,7 +4,8 @@ use arbitrary::Arbitrary;
 use herald_core::auth::{self, Keys, TRAILER_LEN};
 use herald_core::wire::{
     self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, CookieReply, EncodeError, Frame, Item,
-    Message, PageHeader, RegisterRequest, Reject, SnapshotRequest, UnregisterRequest,
+    KeepAliveAck, KeepAliveRequest, Message, PageHeader, RegisterRequest, Reject, SnapshotRequest,
+    UnregisterRequest,
 };
 use herald_core::{Environment, Service};
 
@@ -33,6 +34,10 @@ pub enum OwnedMessage {
     Announce(AnnounceHeader, Vec<Change>),
     /// [`Message::ChangesPage`].
     ChangesPage(PageHeader, Vec<Change>),
+    /// [`Message::KeepAlive`].
+    KeepAlive(KeepAliveRequest),
+    /// [`Message::KeepAliveAck`].
+    KeepAliveAck(KeepAliveAck),
 }
 
 /// A frame with its environment, owned.
@@ -59,6 +64,8 @@ impl OwnedFrame {
             Message::SyncPage(h, items) => OwnedMessage::SyncPage(h, items.collect()),
             Message::Announce(h, items) => OwnedMessage::Announce(h, items.collect()),
             Message::ChangesPage(h, items) => OwnedMessage::ChangesPage(h, items.collect()),
+            Message::KeepAlive(m) => OwnedMessage::KeepAlive(m),
+            Message::KeepAliveAck(m) => OwnedMessage::KeepAliveAck(m),
         };
         OwnedFrame {
             environment: frame.environment,
@@ -79,6 +86,8 @@ impl OwnedFrame {
             OwnedMessage::Ack(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Reject(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Beacon(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::KeepAlive(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::KeepAliveAck(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::SnapshotPage(h, items) => {
                 Ok(fill(BatchWriter::page(env, h, false, buf)?, items))
             }

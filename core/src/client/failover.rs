@@ -303,6 +303,7 @@ impl<const R: usize> Client<'_, R> {
         self.silent_since = None;
         self.probe = None;
         self.check = None;
+        self.drop_keep_alive();
         for own in self.own.iter_mut() {
             match own.state {
                 OwnState::Registering | OwnState::Active => {

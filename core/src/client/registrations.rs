@@ -110,7 +110,8 @@ impl<const R: usize> Client<'_, R> {
             .snapshot
             .as_ref()
             .is_some_and(|s| self.heard_from_current(from) && (all || s.request == reject.request));
-        if !self.own.iter().any(mine) && !snapshot {
+        let keep_alive = self.refuses_keep_alive(&reject, from);
+        if !self.own.iter().any(mine) && !snapshot && !keep_alive {
             return;
         }
         if self.heard_from_current(from) {
@@ -130,6 +131,9 @@ impl<const R: usize> Client<'_, R> {
             if let Some(s) = self.snapshot.as_mut().filter(|_| snapshot) {
                 s.send = true;
             }
+            if keep_alive {
+                self.keep_alive_refused(reject.reason);
+            }
             return;
         }
         if reject.reason == RejectReason::StorageUnavailable {
@@ -142,6 +146,9 @@ impl<const R: usize> Client<'_, R> {
                 own.attempts = 0;
                 own.send = false;
                 own.deadline = now + wait;
+            }
+            if keep_alive {
+                self.keep_alive_refused(reject.reason);
             }
             return;
         }
@@ -158,6 +165,11 @@ impl<const R: usize> Client<'_, R> {
         if snapshot {
             self.snapshot = None;
             self.snapshot_rejection = Some((reject.reason, reject.directory_environment.clone()));
+        }
+        // After the requests in flight are settled: the kept registrations it sends
+        // again are not among them.
+        if keep_alive {
+            self.keep_alive_refused(reject.reason);
         }
     }
 
@@ -215,6 +227,9 @@ impl<const R: usize> Client<'_, R> {
                 self.note_sent(request, sequence);
                 return Some(Transmit { destination, len });
             }
+        }
+        if let Some(t) = self.write_keep_alive(sequence, destination, buf) {
+            return Some(t);
         }
         let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));
         let interest = self.config.interest.clone().unwrap_or_default();

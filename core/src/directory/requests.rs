@@ -259,23 +259,17 @@ impl Directory<'_> {
     pub(super) fn transmit_reply(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         loop {
             let reply = self.replies.pop_front()?;
-            let sent =
-                match reply {
-                    Reply::Ack(to, ack) => wire::encode(&self.config.environment, &ack, buf)
-                        .ok()
-                        .map(|len| Transmit {
-                            destination: to,
-                            len,
-                        }),
-                    Reply::Reject(to, env, reject) => {
-                        wire::encode(&env, &reject, buf).ok().map(|len| Transmit {
-                            destination: to,
-                            len,
-                        })
-                    }
-                };
-            if sent.is_some() {
-                return sent;
+            let env = &self.config.environment;
+            let (to, sent) = match &reply {
+                Reply::Ack(to, ack) => (*to, wire::encode(env, ack, buf)),
+                Reply::KeepAliveAck(to, ack) => (*to, wire::encode(env, ack, buf)),
+                Reply::Reject(to, env, reject) => (*to, wire::encode(env, reject, buf)),
+            };
+            if let Ok(len) = sent {
+                return Some(Transmit {
+                    destination: to,
+                    len,
+                });
             }
         }
     }

@@ -18,7 +18,7 @@
 use super::{touch, Directory, Reply};
 use crate::auth;
 use crate::time::Instant;
-use crate::wire::{Ack, Message, Reject, RejectReason};
+use crate::wire::{Message, Reject, RejectReason};
 use core::net::SocketAddr;
 
 /// Whether the shell can store the directory's changes.
@@ -66,7 +66,8 @@ impl Directory<'_> {
                 break;
             };
             let reply = match reply {
-                Reply::Ack(to, ack) => self.unstored(to, &ack),
+                Reply::Ack(to, ack) => self.unstored(to, ack.request),
+                Reply::KeepAliveAck(to, ack) => self.unstored(to, ack.request),
                 other => other,
             };
             // Cannot fail: one was taken out for each put back.
@@ -89,17 +90,21 @@ impl Directory<'_> {
         let Ok((_, _, Ok(frame))) = auth::receive(self.config.keys.as_ref(), datagram) else {
             return;
         };
-        if let Message::Ack(ack) = frame.message {
-            let refusal = self.unstored(to, &ack);
-            self.reply(refusal);
-        }
+        let request = match frame.message {
+            Message::Ack(ack) => ack.request,
+            Message::KeepAliveAck(ack) => ack.request,
+            _ => return,
+        };
+        let refusal = self.unstored(to, request);
+        self.reply(refusal);
     }
 
-    /// The `storage_unavailable` refusal that replaces `ack`, counted.
-    fn unstored(&mut self, to: SocketAddr, ack: &Ack) -> Reply {
+    /// The `storage_unavailable` refusal that replaces the acknowledgement of
+    /// `request`, counted.
+    fn unstored(&mut self, to: SocketAddr, request: u32) -> Reply {
         self.stats.rejections[RejectReason::StorageUnavailable.index()] += 1;
         let reject = Reject {
-            request: ack.request,
+            request,
             reason: RejectReason::StorageUnavailable,
             directory_environment: self.config.environment.clone(),
             floor: 0,
@@ -134,7 +139,10 @@ impl Directory<'_> {
         request: u32,
         message: &Message<'_>,
     ) -> bool {
-        let changes = matches!(message, Message::Register(_) | Message::Unregister(_));
+        let changes = matches!(
+            message,
+            Message::Register(_) | Message::Unregister(_) | Message::KeepAlive(_)
+        );
         if self.storage.available || !changes {
             return false;
         }

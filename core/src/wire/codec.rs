@@ -3,6 +3,7 @@
 use super::error::{DecodeError, EncodeError};
 use super::header::{Header, Kind};
 use super::items::{Item, Items};
+use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use super::message::*;
 use crate::interest::Interest;
 use crate::name::Environment;
@@ -28,20 +29,22 @@ fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError>
     }
 }
 
-fn take<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<(T, &'a [u8]), DecodeError> {
+pub(super) fn take<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+) -> Result<(T, &'a [u8]), DecodeError> {
     postcard::take_from_bytes(payload).map_err(|e| match e {
         postcard::Error::DeserializeUnexpectedEnd => DecodeError::Truncated,
         _ => DecodeError::Malformed,
     })
 }
 
-fn lease_from_ms(ms: u32) -> Duration {
+pub(super) fn lease_from_ms(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
 /// A lease in whole milliseconds; any non-zero lease is at least 1 ms (0 means "the
 /// directory's default").
-fn lease_to_ms(lease: Duration) -> u32 {
+pub(super) fn lease_to_ms(lease: Duration) -> u32 {
     if lease == Duration::ZERO {
         return 0;
     }
@@ -178,6 +181,8 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             let (h, rest) = page_header(payload)?;
             Message::ChangesPage(h, Items::validate(rest)?)
         }
+        Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
+        Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),
     };
     Ok(Frame {
         environment: header.environment,

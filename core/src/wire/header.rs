@@ -41,6 +41,10 @@ pub enum Kind {
     /// Directory → client: one page of the changes after a version, answering a
     /// snapshot request that names one (`since`).
     ChangesPage = 0x18,
+    /// Client → directory: renew every registration of a registrant.
+    KeepAlive = 0x04,
+    /// Directory → client: keep-alive accepted, with what the directory holds.
+    KeepAliveAck = 0x15,
 }
 
 impl Kind {
@@ -58,6 +62,8 @@ impl Kind {
             0x22 => Kind::SyncPage,
             0x23 => Kind::Beacon,
             0x18 => Kind::ChangesPage,
+            0x04 => Kind::KeepAlive,
+            0x15 => Kind::KeepAliveAck,
             _ => return None,
         })
     }
@@ -66,7 +72,7 @@ impl Kind {
     pub fn is_request(self) -> bool {
         matches!(
             self,
-            Kind::Register | Kind::Unregister | Kind::SnapshotRequest
+            Kind::Register | Kind::Unregister | Kind::SnapshotRequest | Kind::KeepAlive
         )
     }
 }

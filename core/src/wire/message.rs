@@ -6,6 +6,7 @@
 
 use super::error::DecodeError;
 use super::items::Items;
+use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use crate::interest::{Interest, Pattern};
 use crate::location::{check_locations, Location, Locations, MAX_LOCATIONS};
 use crate::metadata::Metadata;
@@ -44,6 +45,10 @@ pub enum Message<'a> {
     /// `since`: the page states the changes (new states and removals) made after
     /// `since` to the services in its name range, as of its `as_of`.
     ChangesPage(PageHeader, Items<'a, Change>),
+    /// Renew every registration of a registrant.
+    KeepAlive(KeepAliveRequest),
+    /// A keep-alive was accepted: what the directory holds for the registrant.
+    KeepAliveAck(KeepAliveAck),
 }
 
 /// Register a service, or renew its lease (the "pulse").

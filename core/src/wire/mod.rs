@@ -18,12 +18,14 @@ mod codec;
 mod error;
 pub mod header;
 mod items;
+mod keep_alive;
 pub mod message;
 
 pub use codec::{decode, decode_authenticated, encode, BatchWriter, Frame, Single};
 pub use error::{DecodeError, EncodeError};
 pub use header::{Header, Kind, MAGIC, PROTOCOL_VERSION};
 pub use items::{Item, Items};
+pub use keep_alive::{registration_digest, Holdings, KeepAliveAck, KeepAliveRequest};
 pub use message::{
     Ack, AnnounceHeader, Beacon, Change, CookieReply, Message, PageHeader, RegisterRequest, Reject,
     RejectReason, SnapshotRequest, UnregisterRequest, COOKIE_LEN,

@@ -237,6 +237,8 @@ struct World {
     /// Per registrant: name → port of the registration it holds.
     holdings: Vec<BTreeMap<String, u16>>,
     incarnations: HashMap<u16, Incarnation>,
+    /// The registrations each keep-alive sent was for, by (sender, request).
+    keep_alives: HashMap<(SocketAddr, u32), Vec<String>>,
     /// When each registrant last gave each name up.
     given_up: HashMap<(usize, String), Instant>,
     /// Each registrant's last unregistration of each name.
@@ -328,6 +330,7 @@ impl World {
             registrants,
             listeners,
             incarnations: HashMap::new(),
+            keep_alives: HashMap::new(),
             given_up: HashMap::new(),
             releases: HashMap::new(),
             restored: HashMap::new(),
@@ -997,15 +1000,24 @@ impl World {
                 }
             }
             (Some(d), Message::Reject(r)) => {
-                let name = self.requests.get(&(to, r.request)).cloned();
-                self.history.push(
-                    at,
-                    name.as_deref(),
-                    format!(
-                        "directory {d} → {to}: reject request {} {:?}{counter}",
-                        r.request, r.reason
-                    ),
+                let names = match self.requests.get(&(to, r.request)) {
+                    Some(name) => vec![name.clone()],
+                    None => self
+                        .keep_alives
+                        .get(&(to, r.request))
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                let text = format!(
+                    "directory {d} → {to}: reject request {} {:?}{counter}",
+                    r.request, r.reason
                 );
+                if names.is_empty() {
+                    self.history.push(at, None, text.clone());
+                }
+                for name in names {
+                    self.history.push(at, Some(&name), text.clone());
+                }
             }
             (Some(d), Message::Announce(h, items)) if to == first_listener => {
                 let space = self.version_space(d);
@@ -1063,6 +1075,37 @@ impl World {
                         self.checker
                             .live_sent(space, s.name().as_str(), s.version.0);
                     }
+                }
+            }
+            (None, Message::KeepAlive(k)) => {
+                // A request for every registration its registrant holds.
+                let node = self.node_index(from).unwrap_or(usize::MAX);
+                let registrant = self.registrants.iter().position(|&n| n == node);
+                let directory = self.directory_index(to);
+                let mut names = Vec::new();
+                for i in self.incarnations.values_mut() {
+                    if Some(i.registrant) == registrant && i.ended.is_none() {
+                        i.sent.extend(directory.map(|d| (at, d)));
+                        names.push(i.name.clone());
+                    }
+                }
+                let text = format!(
+                    "node {node} → {to}: keep-alive of {} registrations (request {}{counter})",
+                    k.held.count, k.request
+                );
+                for name in &names {
+                    self.history.push(at, Some(name), text.clone());
+                }
+                self.keep_alives.insert((from, k.request), names);
+            }
+            (Some(d), Message::KeepAliveAck(a)) => {
+                let names = self.keep_alives.get(&(to, a.request)).cloned();
+                let text = format!(
+                    "directory {d} → {to}: keep-alive ack request {} ({} held, digest {:x}, lease {}{counter})",
+                    a.request, a.held.count, a.held.digest, a.lease
+                );
+                for name in names.unwrap_or_default() {
+                    self.history.push(at, Some(&name), text.clone());
                 }
             }
             _ => {}
