@@ -222,15 +222,28 @@ impl Publisher {
         }
     }
 
-    /// Applies a record of `name` at `version` (port `port`) from the store.
+    /// Applies a record of `moved` at `version` (port `port`) from the store, its
+    /// sequence the version.
     fn apply(&mut self, version: u64, port: u16, state: RecordState, ended: u64) {
+        self.apply_sequenced(version, port, state, ended, version);
+    }
+
+    /// Applies a record of `moved` with its own `sequence`.
+    fn apply_sequenced(
+        &mut self,
+        version: u64,
+        port: u16,
+        state: RecordState,
+        ended: u64,
+        sequence: u64,
+    ) {
         let record = Record {
             service: Service {
                 registration: service("moved", port),
                 version: Version(version),
             },
             registrant: 7,
-            sequence: version,
+            sequence,
             state,
             ended: Version(ended),
         };
@@ -308,4 +321,36 @@ fn a_removal_of_a_registration_newer_than_the_held_removal_is_counted_afresh() {
     p.apply(30, 1001, RecordState::Departed { remaining: 20 }, 25);
     p.run(Duration::from_secs(5));
     assert_eq!(p.sent.get(&30), Some(&20), "{:?}", p.sent);
+}
+
+/// Seed 22070 of `history`: a directory holding a finished removal, whose sequence an
+/// unregistration raised, took a registration sent before that unregistration (at a
+/// newer version: it had not reached it through the store) and kept the removal at a
+/// new version, which named the live version the old removal had ended instead of the
+/// registration it now ended. A late copy of the old, finished removal was then taken
+/// for the same removal, and its count (none left) cut the new one at 5 of 20. Failed
+/// before a superseding removal named the version it ended.
+#[test]
+fn a_removal_that_supersedes_a_registration_names_it_as_ended() {
+    let mut p = Publisher::new();
+    let finished = RecordState::Departed { remaining: 0 };
+    // Removed long ago (v50, ending v20); the registrant's unregistration (sequence 100)
+    // came after the registration it sent at sequence 90, which arrives now at v70.
+    p.apply_sequenced(50, 1001, finished, 20, 100);
+    let lease = RecordState::Live {
+        expires: p.now + Duration::from_secs(60),
+    };
+    p.apply_sequenced(70, 1001, lease, 0, 90);
+    p.run(Duration::from_millis(220));
+    let new_removal = p
+        .sent
+        .keys()
+        .copied()
+        .max()
+        .expect("the new removal counts");
+    assert!(new_removal > 70, "{:?}", p.sent);
+    // A late copy of the old removal, finished.
+    p.apply_sequenced(50, 1001, finished, 20, 100);
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.sent.get(&new_removal), Some(&20), "{:?}", p.sent);
 }

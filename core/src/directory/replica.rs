@@ -202,7 +202,14 @@ impl Directory<'_> {
                     return Ok(());
                 }
                 if let Some(later) = later_request(held, &record) {
-                    self.supersede(slot, later.then_some(record));
+                    // The winner, if a removal, ended the live state that lost.
+                    let lost = if later { held } else { &record };
+                    let ended = if lost.is_live() {
+                        lost.service.version
+                    } else {
+                        lost.ended
+                    };
+                    self.supersede(slot, later.then_some(record), ended);
                     return Ok(());
                 }
                 // Within the replication bound of the removal held, another directory
@@ -375,8 +382,9 @@ impl Directory<'_> {
     /// versions (see [`later_request`]): the later request's (`record`, or what `slot`
     /// holds when `None`) is kept at a new version, newer than both, and stored, so that
     /// it wins in the store and at listeners, which may have been told of the other.
-    /// A live winner is announced; a removal is owed all its notifications again.
-    fn supersede(&mut self, slot: usize, record: Option<Record>) {
+    /// A live winner is announced; a removal is owed all its notifications again, and
+    /// names `ended`, the live version it ended (the loser's).
+    fn supersede(&mut self, slot: usize, record: Option<Record>, ended: Version) {
         let version = self.next_version();
         let announcements = self.announcements();
         let n = self.config.notifications;
@@ -390,12 +398,14 @@ impl Directory<'_> {
             match e.record.state {
                 RecordState::Live { expires: at } => {
                     e.record.service.version = version;
+                    e.record.ended = Version(0);
                     e.live_version = version;
                     notify::mark_changed(e, announcements);
                     expires = Some(at);
                 }
                 RecordState::Departed { .. } => {
                     notify::depart(e, version, n, publishing);
+                    e.record.ended = ended;
                     e.reap_at = reap_at;
                 }
             }

@@ -134,6 +134,7 @@ impl Directory<'_> {
                     e.record.registrant = r.registrant;
                     e.record.sequence = r.sequence;
                     e.record.state = RecordState::Live { expires };
+                    e.record.ended = Version(0);
                     if !same {
                         e.record.service = Service {
                             registration: r.registration,
