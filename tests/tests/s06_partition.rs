@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 const N: usize = 10;
 const T: Duration = Duration::from_secs(20);
-/// After healing: the failover grace (6 s) and one whole sweep (10 s), with slack.
+/// After healing: the failover grace (6 s), then the next beacon (1 s) shows the listener
+/// behind and it repairs (a round trip), with slack.
 const CONVERGE: Duration = Duration::from_secs(25);
 
 #[test]
