@@ -30,6 +30,8 @@ struct Net {
     directories: Vec<(Location, Directory<'static>, bool)>,
     client: Client<'static, 32>,
     crashed: bool,
+    /// Every datagram to the client is lost (it still sends).
+    deaf: bool,
     me: SocketAddr,
     now: Instant,
     queue: BinaryHeap<Reverse<InFlight>>,
@@ -82,6 +84,7 @@ impl Net {
                 .collect(),
             client,
             crashed: false,
+            deaf: false,
             me: SocketAddr::new(ip(10), 40000),
             now,
             queue: BinaryHeap::new(),
@@ -163,7 +166,9 @@ impl Net {
             while self.queue.peek().is_some_and(|Reverse(p)| p.0 <= self.now) {
                 let Reverse((_, _, to, from, bytes)) = self.queue.pop().unwrap();
                 match to {
-                    None if !self.crashed => self.client.handle_datagram(self.now, from, &bytes),
+                    None if !self.crashed && !self.deaf => {
+                        self.client.handle_datagram(self.now, from, &bytes)
+                    }
                     Some(d) if !self.directories[d].2 => {
                         self.directories[d]
                             .1
@@ -576,4 +581,31 @@ fn a_keep_alive_overtaken_by_another_names_register_still_renews_the_rest() {
     // a would have run out at 3.001 s without the keep-alive.
     directory.handle_timeout(Instant::from_millis(3_500));
     assert_eq!(directory.live(), 2, "a was renewed by the keep-alive");
+}
+
+/// History seeds 45918 and 84753: a registration started while the keep-alive was in
+/// flight. The directory holds it at once, so the keep-alive's claim (the registrations
+/// confirmed) can no longer match there and renews nothing; with every answer lost (or
+/// late), the client kept sending that keep-alive and its leases ran out. A keep-alive
+/// in flight is given up for full Registers while another request is, and each Register
+/// renews whether or not its answer comes back.
+#[test]
+fn a_registration_started_during_a_keep_alive_loses_no_lease() {
+    let mut net = Net::new(1, None);
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.live(0), HELD, "every registration is live");
+    // From now on the client hears nothing: its next keep-alive stays in flight.
+    net.deaf = true;
+    net.run(Duration::from_millis(1_200));
+    let now = net.now;
+    net.client
+        .register(now, service("late", 9999))
+        .expect("room for one more");
+    net.run(LEASE.mul(2));
+    assert_eq!(
+        net.live(0),
+        HELD + 1,
+        "every registration of a client that kept renewing is live"
+    );
+    assert_eq!(net.directories[0].1.stats().expiries, 0);
 }

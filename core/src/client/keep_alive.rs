@@ -6,7 +6,9 @@
 //! changed since) is *kept*. When the first kept registration's renewal falls due (a
 //! third of its lease after the attempt that was acknowledged) and no other request of
 //! the registrant is in flight, one KeepAlive goes out for all of them (with one in
-//! flight, the registrations due renew one Register each, as without keep-alives), carrying what the client believes the directory holds for it
+//! flight, the registrations due renew one Register each, as without keep-alives; a
+//! keep-alive in flight when another request starts is given up for them the same
+//! way), carrying what the client believes the directory holds for it
 //! ([`Holdings`]). It is retried, backed off and failed over exactly as a renewal
 //! (every attempt has a fresh request id, and each attempt claims the registrations
 //! kept when it was sent). A client has one lease, so one keep-alive serves all its
@@ -87,16 +89,22 @@ impl<const R: usize> Client<'_, R> {
     ///
     /// While another request of the registrant is in flight (a registration, a change,
     /// an unregistration), the directory may already hold what the client does not
-    /// count yet: a keep-alive would not match. The registrations due then renew one
-    /// Register each, as without keep-alives.
+    /// count yet: a keep-alive would not match, and renews nothing. The registrations
+    /// due then renew one Register each, as without keep-alives; a keep-alive already
+    /// in flight when such a request starts is given up for them (its answers may
+    /// never come back in time, and a Register renews whether or not its answer does).
     pub(super) fn keep_alive_tick(&mut self, fresh: bool, max_attempts: u8) -> bool {
         let now = self.now;
+        let due = |o: &Own| o.state == OwnState::Active && o.deadline <= now;
+        let in_flight = self.own.iter().any(Own::waiting);
+        if self.keep_alive.active && in_flight {
+            self.drop_keep_alive();
+        }
         if !self.keep_alive.active {
-            let due = |o: &Own| o.state == OwnState::Active && o.deadline <= now;
             if !self.own.iter().any(due) {
                 return false;
             }
-            if self.own.iter().any(Own::waiting) {
+            if in_flight {
                 for own in self.own.iter_mut().filter(|o| due(o)) {
                     own.state = OwnState::Registering;
                     own.sent.clear();
