@@ -689,6 +689,7 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn request_snapshot(&mut self, now: Instant) {
         self.observe(now);
         let request = self.request_id();
+        self.chain.asked();
         self.snapshot = Some(Snapshot {
             request,
             after: None,

@@ -43,6 +43,8 @@ struct Net {
     listener: Client<'static, 4>,
     /// Datagrams the directory sent to the listener (unicast answers included).
     to_listener: Vec<Vec<u8>>,
+    /// Datagrams the listener lost.
+    lost: Vec<Vec<u8>>,
 }
 
 const REGISTRANT: u16 = 5000;
@@ -71,6 +73,7 @@ impl Net {
             registrant: client(1, None),
             listener: client(2, Some(interest)),
             to_listener: Vec::new(),
+            lost: Vec::new(),
         };
         net.listener.request_snapshot(net.now);
         net
@@ -108,7 +111,9 @@ impl Net {
                 }
                 if to_group || t.destination == Self::addr(LISTENER) {
                     let frame = wire::decode(&bytes).unwrap();
-                    if !lose(&frame.message) {
+                    if lose(&frame.message) {
+                        self.lost.push(bytes.clone());
+                    } else {
                         self.to_listener.push(bytes.clone());
                         self.listener.handle_datagram(self.now, dir, &bytes);
                     }
@@ -420,5 +425,66 @@ fn a_publisher_answers_a_repair_with_changes_and_a_replica_with_a_snapshot() {
         answer_to_repair(|d, now| d.set_publishing(now, false)),
         "snapshot",
         "a replica keeps no announcement chain"
+    );
+}
+
+fn is_page(message: &Message<'_>) -> bool {
+    matches!(
+        message,
+        Message::ChangesPage(..) | Message::SnapshotPage(..)
+    )
+}
+
+/// A repair page that arrives late, after the listener heard (and forgot, its ring of
+/// removals overflowing) removals newer than the page, has its state refused: the page
+/// may predate a removal of it. The listener must not count that state as held: the
+/// chain stays below it, so that the next beacon asks for it again (no sweep helps).
+#[test]
+fn a_state_refused_from_a_late_page_is_asked_for_again() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    // The listener loses svc-a's announcement, and every page answering its repair is
+    // held back; the first is delivered late.
+    let mut late = |m: &Message<'_>| announces(m, "svc-a") || is_page(m);
+    net.lost.clear();
+    net.run_until(net.now + Duration::from_millis(100), &mut late);
+    assert!(!net.listener_knows("svc-a"), "the announcement was lost");
+    // More removals than the listener remembers, all newer than the page held back.
+    for round in 0..6u16 {
+        let names: Vec<String> = (0..3).map(|i| format!("svc-x{round}-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            net.registrant
+                .register(net.now, registration(name, 9000 + round * 4 + i as u16))
+                .unwrap();
+        }
+        net.run_until(net.now + Duration::from_millis(100), &mut late);
+        for name in &names {
+            net.registrant
+                .unregister(net.now, &ServiceName::new(name).unwrap())
+                .unwrap();
+        }
+        net.run_until(net.now + Duration::from_millis(100), &mut late);
+    }
+    let page = net
+        .lost
+        .iter()
+        .find(|b| is_page(&wire::decode(b).unwrap().message))
+        .cloned()
+        .expect("a repair page was held back");
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &page);
+    assert!(
+        !net.listener_knows("svc-a"),
+        "refused: the page may predate a removal the listener forgot"
+    );
+    net.run_until(net.now + Duration::from_secs(3), &mut nothing);
+    assert!(
+        net.listener_knows("svc-a"),
+        "the refused state was asked for again, with no sweep"
     );
 }

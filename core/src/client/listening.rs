@@ -169,13 +169,14 @@ impl<const R: usize> Client<'_, R> {
                 && standing == Standing::Confirmed
                 && self.now >= self.grace_until;
             // A state removed and not yet reported is back only if no removal refuses it.
-            let refused = k.removed
-                && self
-                    .removals
+            let verdict = if k.removed {
+                self.removals
                     .judge(name, service.version, source.as_of(), self.now)
-                    != Verdict::Taken;
-            if refused {
-                self.stats.stale += 1;
+            } else {
+                Verdict::Taken
+            };
+            if verdict != Verdict::Taken {
+                self.refused(service.version, verdict);
             } else if inherited || service.version > k.service.version {
                 self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
@@ -194,15 +195,15 @@ impl<const R: usize> Client<'_, R> {
             .judge(name, service.version, source.as_of(), self.now)
         {
             Verdict::Taken => {}
-            Verdict::Refused => {
-                self.stats.stale += 1;
-                return;
-            }
             Verdict::RefusedUntil(t) => {
                 // Perhaps live: ask again once no page written before the removal can
                 // still be on its way.
-                self.stats.stale += 1;
                 self.recheck = Some(self.recheck.map_or(t, |r| r.max(t)));
+                self.refused(service.version, Verdict::RefusedUntil(t));
+                return;
+            }
+            verdict => {
+                self.refused(service.version, verdict);
                 return;
             }
         }
@@ -226,6 +227,16 @@ impl<const R: usize> Client<'_, R> {
                     self.evict_unconfirmed();
                 }
             }
+        }
+    }
+
+    /// A state at `version` was refused: one perhaps older than a forgotten removal only
+    /// (perhaps live) is not held, so the announcement chain stops below it (see the
+    /// repair module).
+    fn refused(&mut self, version: Version, verdict: Verdict) {
+        self.stats.stale += 1;
+        if matches!(verdict, Verdict::Unsure | Verdict::RefusedUntil(_)) {
+            self.chain.refuse(version);
         }
     }
 
