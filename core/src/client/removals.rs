@@ -20,8 +20,10 @@
 //!   already applied keep nobody waiting.) Once no such page can still be on its way,
 //!   the listener asks for a snapshot.
 //!
-//! Whatever is refused, a later sweep or snapshot brings if it is really live:
-//! overflowing the ring costs a delay, never a resurrection.
+//! Whatever is refused, a later sweep, snapshot or repair brings if it is really live
+//! (a state refused for a forgotten removal holds the announcement chain below it, so
+//! the listener asks for it again: see the `repair` module): overflowing the ring costs
+//! a delay, never a resurrection.
 //!
 //! A listener that moves to another directory keeps what it remembered as *inherited*
 //! removals until the failover grace ends: the directory it moves to may share the
