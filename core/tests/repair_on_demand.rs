@@ -488,3 +488,55 @@ fn a_state_refused_from_a_late_page_is_asked_for_again() {
         "the refused state was asked for again, with no sweep"
     );
 }
+
+/// The pages of one window of a snapshot (or repair) may overtake each other in the
+/// network: a listener that takes pages only in order drops those that came early, and
+/// it asks again at once from the page it took (not a request timeout later), since the
+/// next one may be among those it dropped.
+#[test]
+fn a_listener_whose_pages_overtook_each_other_asks_again_at_once() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    for i in 0..120u32 {
+        let request = RegisterRequest {
+            request: i + 1,
+            registrant: u64::from(i) + 100,
+            sequence: 1,
+            lease: Duration::from_secs(300),
+            registration: registration(&format!("svc-{i:03}-with-a-longer-name"), 8000),
+        };
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 6000 + i as u16);
+        let bytes = buf[..len].to_vec();
+        net.directory.handle_datagram(net.now, from, &bytes);
+    }
+    net.run_until(net.now + Duration::from_secs(2), &mut nothing);
+    // A snapshot whose pages are all held back.
+    net.listener.request_snapshot(net.now);
+    net.lost.clear();
+    let mut pages = |m: &Message<'_>| matches!(m, Message::SnapshotPage(..));
+    net.shuttle(&mut pages);
+    let held: Vec<Vec<u8>> = net.lost.clone();
+    assert!(held.len() >= 3, "{} pages", held.len());
+    let last_of = |bytes: &[u8]| match wire::decode(bytes).unwrap().message {
+        Message::SnapshotPage(_, items) => items.last().map(|s| s.registration.name),
+        _ => None,
+    };
+    // The second page overtakes the first.
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &held[1]);
+    net.listener.handle_datagram(net.now, dir, &held[0]);
+    let mut out = [0u8; 1400];
+    let t = net
+        .listener
+        .poll_transmit(net.now, &mut out)
+        .expect("the listener asks again at once");
+    match wire::decode(&out[..t.len]).unwrap().message {
+        Message::SnapshotRequest(r) => assert_eq!(r.after, last_of(&held[0])),
+        other => panic!("not a snapshot request: {other:?}"),
+    }
+}

@@ -406,10 +406,24 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// True when `header` is the page the snapshot (or repair) in progress waits for.
-    pub(super) fn expects_page(&self, header: &PageHeader) -> bool {
-        self.snapshot
-            .as_ref()
-            .is_some_and(|s| s.request == header.request && s.after == header.after)
+    /// A page of it further on is dropped, and noted: the one awaited may have come
+    /// before its turn.
+    pub(super) fn expects_page(&mut self, header: &PageHeader) -> bool {
+        let Some(s) = self
+            .snapshot
+            .as_mut()
+            .filter(|s| s.request == header.request)
+        else {
+            return false;
+        };
+        if s.after == header.after {
+            return true;
+        }
+        // `None` (the start) sorts first.
+        if header.after > s.after {
+            s.overtaken = true;
+        }
+        false
     }
 
     /// A page of the snapshot (`full`) or repair in progress was applied: ask for the
@@ -438,8 +452,9 @@ impl<const R: usize> Client<'_, R> {
             s.after = last;
         }
         s.pages_left = s.pages_left.saturating_sub(1);
-        if s.pages_left == 0 {
-            // The window is used up: ask for the next one at once.
+        if s.pages_left == 0 || core::mem::take(&mut s.overtaken) {
+            // The window is used up, or a page further on came before this one (the
+            // next may be among those dropped): ask for the next window at once.
             s.pages_left = pages;
             s.send = true;
         }
