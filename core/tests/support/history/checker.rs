@@ -376,12 +376,32 @@ impl Checker {
         view: &BTreeMap<String, Service>,
         registry: &BTreeMap<String, Service>,
         what: &str,
-        excused: impl Fn(&str) -> bool,
     ) {
-        let differences: Vec<_> = differences(view, registry)
-            .into_iter()
-            .filter(|(name, _)| !excused(name))
-            .collect();
+        let mut differences = Vec::new();
+        for (name, s) in registry {
+            match view.get(name) {
+                None => differences.push((name, format!("missing (v{})", s.version.0))),
+                Some(v) if !v.registration.same_content(&s.registration) => differences.push((
+                    name,
+                    format!(
+                        "held v{} port {}, directory has v{} port {}",
+                        v.version.0,
+                        port(v),
+                        s.version.0,
+                        port(s)
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, v) in view {
+            if !registry.contains_key(name) {
+                differences.push((
+                    name,
+                    format!("held v{} but not in the registry", v.version.0),
+                ));
+            }
+        }
         let total = differences.len();
         for (name, d) in differences.into_iter().take(5) {
             self.violate(
@@ -392,39 +412,6 @@ impl Checker {
             );
         }
     }
-}
-
-/// Where a listener's view and a registry differ: the name and how.
-pub fn differences<'a>(
-    view: &'a BTreeMap<String, Service>,
-    registry: &'a BTreeMap<String, Service>,
-) -> Vec<(&'a str, String)> {
-    let mut differences = Vec::new();
-    for (name, s) in registry {
-        match view.get(name) {
-            None => differences.push((name.as_str(), format!("missing (v{})", s.version.0))),
-            Some(v) if !v.registration.same_content(&s.registration) => differences.push((
-                name.as_str(),
-                format!(
-                    "held v{} port {}, directory has v{} port {}",
-                    v.version.0,
-                    port(v),
-                    s.version.0,
-                    port(s)
-                ),
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, v) in view {
-        if !registry.contains_key(name) {
-            differences.push((
-                name.as_str(),
-                format!("held v{} but not in the registry", v.version.0),
-            ));
-        }
-    }
-    differences
 }
 
 /// The port of a service's first location: the simulated registrations use a new port
