@@ -396,8 +396,11 @@ impl World {
         // new directory does not hold only once its failover grace is over (see
         // PROTOCOL.md, "Failover converges"): the views are compared CONVERGENCE after
         // the faults stopped and after the last grace ended.
-        let settled = (self.sim.now + CONVERGENCE + Duration::from_secs(1))
-            .max(self.settled + CONVERGENCE + Duration::from_secs(1));
+        let wait = CONVERGENCE + Duration::from_secs(1);
+        let end = self.sim.now + wait;
+        self.advance(Duration::from_micros(wait.as_micros() - SLICE.as_micros()));
+        // Later if a listener moved meanwhile (its grace then ends later).
+        let settled = end.max(self.settled + wait);
         self.check_views_at(
             settled,
             "convergence",
