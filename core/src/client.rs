@@ -412,6 +412,9 @@ struct Snapshot {
     /// A cookie answer already made this request go out again at once (once per page:
     /// a client whose address changes with every datagram must not ping-pong).
     cookied: bool,
+    /// Since the request last went out, a page of it further on than the one awaited
+    /// came (and was dropped): pages of a window overtook each other.
+    overtaken: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -689,6 +692,7 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn request_snapshot(&mut self, now: Instant) {
         self.observe(now);
         let request = self.request_id();
+        self.chain.asked();
         self.snapshot = Some(Snapshot {
             request,
             after: None,
@@ -699,6 +703,7 @@ impl<'a, const R: usize> Client<'a, R> {
             as_of: None,
             since: None,
             cookied: false,
+            overtaken: false,
         });
     }
 

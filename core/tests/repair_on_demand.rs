@@ -43,6 +43,8 @@ struct Net {
     listener: Client<'static, 4>,
     /// Datagrams the directory sent to the listener (unicast answers included).
     to_listener: Vec<Vec<u8>>,
+    /// Datagrams the listener lost.
+    lost: Vec<Vec<u8>>,
 }
 
 const REGISTRANT: u16 = 5000;
@@ -71,6 +73,7 @@ impl Net {
             registrant: client(1, None),
             listener: client(2, Some(interest)),
             to_listener: Vec::new(),
+            lost: Vec::new(),
         };
         net.listener.request_snapshot(net.now);
         net
@@ -108,7 +111,9 @@ impl Net {
                 }
                 if to_group || t.destination == Self::addr(LISTENER) {
                     let frame = wire::decode(&bytes).unwrap();
-                    if !lose(&frame.message) {
+                    if lose(&frame.message) {
+                        self.lost.push(bytes.clone());
+                    } else {
                         self.to_listener.push(bytes.clone());
                         self.listener.handle_datagram(self.now, dir, &bytes);
                     }
@@ -421,4 +426,117 @@ fn a_publisher_answers_a_repair_with_changes_and_a_replica_with_a_snapshot() {
         "snapshot",
         "a replica keeps no announcement chain"
     );
+}
+
+fn is_page(message: &Message<'_>) -> bool {
+    matches!(
+        message,
+        Message::ChangesPage(..) | Message::SnapshotPage(..)
+    )
+}
+
+/// A repair page that arrives late, after the listener heard (and forgot, its ring of
+/// removals overflowing) removals newer than the page, has its state refused: the page
+/// may predate a removal of it. The listener must not count that state as held: the
+/// chain stays below it, so that the next beacon asks for it again (no sweep helps).
+#[test]
+fn a_state_refused_from_a_late_page_is_asked_for_again() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    // The listener loses svc-a's announcement, and every page answering its repair is
+    // held back; the first is delivered late.
+    let mut late = |m: &Message<'_>| announces(m, "svc-a") || is_page(m);
+    net.lost.clear();
+    net.run_until(net.now + Duration::from_millis(100), &mut late);
+    assert!(!net.listener_knows("svc-a"), "the announcement was lost");
+    // More removals than the listener remembers, all newer than the page held back.
+    for round in 0..6u16 {
+        let names: Vec<String> = (0..3).map(|i| format!("svc-x{round}-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            net.registrant
+                .register(net.now, registration(name, 9000 + round * 4 + i as u16))
+                .unwrap();
+        }
+        net.run_until(net.now + Duration::from_millis(100), &mut late);
+        for name in &names {
+            net.registrant
+                .unregister(net.now, &ServiceName::new(name).unwrap())
+                .unwrap();
+        }
+        net.run_until(net.now + Duration::from_millis(100), &mut late);
+    }
+    let page = net
+        .lost
+        .iter()
+        .find(|b| is_page(&wire::decode(b).unwrap().message))
+        .cloned()
+        .expect("a repair page was held back");
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &page);
+    assert!(
+        !net.listener_knows("svc-a"),
+        "refused: the page may predate a removal the listener forgot"
+    );
+    net.run_until(net.now + Duration::from_secs(3), &mut nothing);
+    assert!(
+        net.listener_knows("svc-a"),
+        "the refused state was asked for again, with no sweep"
+    );
+}
+
+/// The pages of one window of a snapshot (or repair) may overtake each other in the
+/// network: a listener that takes pages only in order drops those that came early, and
+/// it asks again at once from the page it took (not a request timeout later), since the
+/// next one may be among those it dropped.
+#[test]
+fn a_listener_whose_pages_overtook_each_other_asks_again_at_once() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    for i in 0..120u32 {
+        let request = RegisterRequest {
+            request: i + 1,
+            registrant: u64::from(i) + 100,
+            sequence: 1,
+            lease: Duration::from_secs(300),
+            registration: registration(&format!("svc-{i:03}-with-a-longer-name"), 8000),
+        };
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 6000 + i as u16);
+        let bytes = buf[..len].to_vec();
+        net.directory.handle_datagram(net.now, from, &bytes);
+    }
+    net.run_until(net.now + Duration::from_secs(2), &mut nothing);
+    // A snapshot whose pages are all held back.
+    net.listener.request_snapshot(net.now);
+    net.lost.clear();
+    let mut pages = |m: &Message<'_>| matches!(m, Message::SnapshotPage(..));
+    net.shuttle(&mut pages);
+    let held: Vec<Vec<u8>> = net.lost.clone();
+    assert!(held.len() >= 3, "{} pages", held.len());
+    let last_of = |bytes: &[u8]| match wire::decode(bytes).unwrap().message {
+        Message::SnapshotPage(_, items) => items.last().map(|s| s.registration.name),
+        _ => None,
+    };
+    // The second page overtakes the first.
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &held[1]);
+    net.listener.handle_datagram(net.now, dir, &held[0]);
+    let mut out = [0u8; 1400];
+    let t = net
+        .listener
+        .poll_transmit(net.now, &mut out)
+        .expect("the listener asks again at once");
+    match wire::decode(&out[..t.len]).unwrap().message {
+        Message::SnapshotRequest(r) => assert_eq!(r.after, last_of(&held[0])),
+        other => panic!("not a snapshot request: {other:?}"),
+    }
 }

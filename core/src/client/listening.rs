@@ -169,13 +169,14 @@ impl<const R: usize> Client<'_, R> {
                 && standing == Standing::Confirmed
                 && self.now >= self.grace_until;
             // A state removed and not yet reported is back only if no removal refuses it.
-            let refused = k.removed
-                && self
-                    .removals
+            let verdict = if k.removed {
+                self.removals
                     .judge(name, service.version, source.as_of(), self.now)
-                    != Verdict::Taken;
-            if refused {
-                self.stats.stale += 1;
+            } else {
+                Verdict::Taken
+            };
+            if verdict != Verdict::Taken {
+                self.refused(service.version, verdict);
             } else if inherited || service.version > k.service.version {
                 self.replace(slot, service, standing, source.as_of());
             } else if service.version == k.service.version && standing == Standing::Confirmed {
@@ -194,15 +195,15 @@ impl<const R: usize> Client<'_, R> {
             .judge(name, service.version, source.as_of(), self.now)
         {
             Verdict::Taken => {}
-            Verdict::Refused => {
-                self.stats.stale += 1;
-                return;
-            }
             Verdict::RefusedUntil(t) => {
                 // Perhaps live: ask again once no page written before the removal can
                 // still be on its way.
-                self.stats.stale += 1;
                 self.recheck = Some(self.recheck.map_or(t, |r| r.max(t)));
+                self.refused(service.version, Verdict::RefusedUntil(t));
+                return;
+            }
+            verdict => {
+                self.refused(service.version, verdict);
                 return;
             }
         }
@@ -226,6 +227,16 @@ impl<const R: usize> Client<'_, R> {
                     self.evict_unconfirmed();
                 }
             }
+        }
+    }
+
+    /// A state at `version` was refused: one perhaps older than a forgotten removal only
+    /// (perhaps live) is not held, so the announcement chain stops below it (see the
+    /// repair module).
+    fn refused(&mut self, version: Version, verdict: Verdict) {
+        self.stats.stale += 1;
+        if matches!(verdict, Verdict::Unsure | Verdict::RefusedUntil(_)) {
+            self.chain.refuse(version);
         }
     }
 
@@ -395,10 +406,24 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// True when `header` is the page the snapshot (or repair) in progress waits for.
-    pub(super) fn expects_page(&self, header: &PageHeader) -> bool {
-        self.snapshot
-            .as_ref()
-            .is_some_and(|s| s.request == header.request && s.after == header.after)
+    /// A page of it further on is dropped, and noted: the one awaited may have come
+    /// before its turn.
+    pub(super) fn expects_page(&mut self, header: &PageHeader) -> bool {
+        let Some(s) = self
+            .snapshot
+            .as_mut()
+            .filter(|s| s.request == header.request)
+        else {
+            return false;
+        };
+        if s.after == header.after {
+            return true;
+        }
+        // `None` (the start) sorts first.
+        if header.after > s.after {
+            s.overtaken = true;
+        }
+        false
     }
 
     /// A page of the snapshot (`full`) or repair in progress was applied: ask for the
@@ -427,8 +452,9 @@ impl<const R: usize> Client<'_, R> {
             s.after = last;
         }
         s.pages_left = s.pages_left.saturating_sub(1);
-        if s.pages_left == 0 {
-            // The window is used up: ask for the next one at once.
+        if s.pages_left == 0 || core::mem::take(&mut s.overtaken) {
+            // The window is used up, or a page further on came before this one (the
+            // next may be among those dropped): ask for the next window at once.
             s.pages_left = pages;
             s.send = true;
         }

@@ -237,6 +237,7 @@ impl<const R: usize> Client<'_, R> {
         let cookie = self.cookie_for(destination);
         if let Some(s) = self.snapshot.as_mut().filter(|s| s.send) {
             s.send = false;
+            s.overtaken = false;
             s.deadline = now + backoff;
             s.pages_left = pages;
             let request = SnapshotRequest {

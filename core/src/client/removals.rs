@@ -20,8 +20,10 @@
 //!   already applied keep nobody waiting.) Once no such page can still be on its way,
 //!   the listener asks for a snapshot.
 //!
-//! Whatever is refused, a later sweep or snapshot brings if it is really live:
-//! overflowing the ring costs a delay, never a resurrection.
+//! Whatever is refused, a later sweep, snapshot or repair brings if it is really live
+//! (a state refused for a forgotten removal holds the announcement chain below it, so
+//! the listener asks for it again: see the `repair` module): overflowing the ring costs
+//! a delay, never a resurrection.
 //!
 //! A listener that moves to another directory keeps what it remembered as *inherited*
 //! removals until the failover grace ends: the directory it moves to may share the
@@ -65,8 +67,12 @@ struct Removal {
 pub(super) enum Verdict {
     /// Not older than any removal known, remembered or forgotten.
     Taken,
-    /// Perhaps older than a removal.
+    /// Older than a removal remembered (or, within the failover grace, perhaps older
+    /// than one forgotten before the move).
     Refused,
+    /// Perhaps older than a removal forgotten: refused, but perhaps live (asked for
+    /// again, see the `repair` module).
+    Unsure,
     /// Perhaps from a page written before a forgotten removal reached its directory,
     /// still on its way until then; a datagram like it is taken after.
     RefusedUntil(Instant),
@@ -112,7 +118,7 @@ impl Floor {
             return Verdict::Taken;
         }
         if as_of < self.version {
-            return Verdict::Refused;
+            return Verdict::Unsure;
         }
         // Stamped at or after every removal forgotten: after each one that reached its
         // directory at its own version, and after the others unless still in flight.
@@ -293,7 +299,7 @@ mod tests {
         let now = T0 + Duration::from_millis(900);
         assert_eq!(
             r.judge("late", Version(5), Version(9), now),
-            Verdict::Refused
+            Verdict::Unsure
         );
         assert!(r.refuses("late", Version(5), Version(49), now));
         assert_eq!(

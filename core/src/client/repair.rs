@@ -2,6 +2,12 @@
 //! when a link is missing (an announcement names a `previous` it has not heard, or a
 //! beacon an `as_of` it has not heard) it asks for the changes since the last link it
 //! holds, not for the whole registry.
+//!
+//! A state that a page or an announcement brings but the listener refuses as perhaps
+//! older than a removal it has forgotten (see the `removals` module) is not held: the
+//! chain counts nothing from its version on until a snapshot or repair is asked for
+//! again, so the next link or beacon asks for it once more (a page written after the
+//! removals heard is taken), instead of the listener settling past it.
 
 use super::*;
 
@@ -16,12 +22,27 @@ pub(super) struct Chain {
     heard: Version,
     /// Recent links, as (`previous`, `as_of`).
     links: heapless::Deque<(Version, Version), LINKS_KEPT>,
+    /// The lowest version of a state refused since the last snapshot or repair was
+    /// asked for: its stamp is above it, so the chain is held only up to it.
+    refused: Option<Version>,
 }
 
 impl Chain {
     /// The `as_of` up to which every change is held.
     pub(super) fn heard(&self) -> Version {
-        self.heard
+        self.refused.map_or(self.heard, |v| v.min(self.heard))
+    }
+
+    /// A state at `version` was refused as perhaps older than a forgotten removal: the
+    /// changes from it on are not all held.
+    pub(super) fn refuse(&mut self, version: Version) {
+        self.refused = Some(self.refused.map_or(version, |v| v.min(version)));
+    }
+
+    /// A snapshot or repair since [`heard`](Self::heard) is asked for: it brings again
+    /// every state refused so far.
+    pub(super) fn asked(&mut self) {
+        self.refused = None;
     }
 
     /// An announcement linking `previous` to `as_of` arrived: true when it continues
@@ -31,7 +52,7 @@ impl Chain {
             self.links.pop_front();
         }
         let _ = self.links.push_back((previous, as_of));
-        let chained = previous <= self.heard;
+        let chained = previous <= self.heard();
         self.fold();
         chained
     }
@@ -75,8 +96,8 @@ impl<const R: usize> Client<'_, R> {
         if self.snapshot.is_some() {
             return;
         }
-        self.request_snapshot(self.now);
         let since = self.chain.heard();
+        self.request_snapshot(self.now);
         if let Some(s) = self.snapshot.as_mut() {
             s.since = (since > Version(0)).then_some(since);
         }
