@@ -15,6 +15,22 @@ impl Directory<'_> {
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         let env = &self.config.environment;
         let mut writer = BatchWriter::page(env, header, sync, buf).ok()?;
+        let (last, complete) = self.fill_page(header, &mut writer, |e| {
+            (e.record.is_live() && interest.matches(e.record.name().as_str()))
+                .then(|| e.record.service.clone())
+        });
+        Some((writer.len(), last, complete))
+    }
+
+    /// Fills `writer` with `item` of each entry in name order after `header.after` that
+    /// has one, as many as fit; marks the page complete when all did. Returns the last
+    /// name written (or `header.after`) and whether the page is complete.
+    pub(super) fn fill_page<T: wire::Item>(
+        &self,
+        header: &PageHeader,
+        writer: &mut BatchWriter<'_>,
+        item: impl Fn(&Entry) -> Option<T>,
+    ) -> (Option<ServiceName>, bool) {
         let mut position = self
             .registry
             .position_after(header.after.as_ref().map(|n| n.as_str()));
@@ -24,8 +40,8 @@ impl Directory<'_> {
             let Some(e) = self.registry.get(slot) else {
                 break;
             };
-            if e.record.is_live() && interest.matches(e.record.name().as_str()) {
-                if !writer.push(&e.record.service) {
+            if let Some(item) = item(e) {
+                if !writer.push(&item) {
                     complete = false;
                     break;
                 }
@@ -34,7 +50,7 @@ impl Directory<'_> {
             position += 1;
         }
         writer.set_complete(complete);
-        Some((writer.len(), last, complete))
+        (last, complete)
     }
 
     pub(super) fn transmit_sweep(&mut self, buf: &mut [u8]) -> Option<Transmit> {

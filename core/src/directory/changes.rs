@@ -46,33 +46,19 @@ impl Directory<'_> {
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         let env = &self.config.environment;
         let mut writer = BatchWriter::changes_page(env, header, buf).ok()?;
-        let mut position = self
-            .registry
-            .position_after(header.after.as_ref().map(|n| n.as_str()));
-        let mut last = header.after.clone();
-        let mut complete = true;
-        while let Some(slot) = self.registry.slot_at_position(position) {
-            let Some(e) = self.registry.get(slot) else {
-                break;
-            };
-            if e.stamp > since && interest.matches(e.record.name().as_str()) {
-                let change = if e.record.is_live() {
-                    Change::Registered(e.record.service.clone())
-                } else {
-                    Change::Unregistered {
-                        name: e.record.name().clone(),
-                        version: e.record.service.version,
-                    }
-                };
-                if !writer.push(&change) {
-                    complete = false;
-                    break;
-                }
-                last = Some(e.record.name().clone());
+        let (last, complete) = self.fill_page(header, &mut writer, |e| {
+            if e.stamp <= since || !interest.matches(e.record.name().as_str()) {
+                return None;
             }
-            position += 1;
-        }
-        writer.set_complete(complete);
+            Some(if e.record.is_live() {
+                Change::Registered(e.record.service.clone())
+            } else {
+                Change::Unregistered {
+                    name: e.record.name().clone(),
+                    version: e.record.service.version,
+                }
+            })
+        });
         Some((writer.len(), last, complete))
     }
 
