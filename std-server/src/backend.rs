@@ -82,8 +82,8 @@ struct Inflight {
 /// ([`Writer`]): group commit.
 ///
 /// At each flush of the serve loop the directory's storage events are taken into the
-/// next batch ([`Local::take`]); at the end of each wake-up, or when the write in
-/// flight is done, that batch goes to the writer if it is idle ([`Local::commit`]).
+/// next batch ([`Backend::persist`]); at the end of each wake-up, or when the write in
+/// flight is done, that batch goes to the writer if it is idle ([`Backend::commit`]).
 /// Everything the directory sends after a change is taken waits until the write that
 /// holds the change is on disk ([`Marks`]): no acknowledgement, announcement or snapshot
 /// page shows a change that a crash could still lose.
@@ -336,7 +336,7 @@ impl Start {
 /// Something a backend has for the directory, between wake-ups.
 #[derive(Debug)]
 pub enum Input {
-    /// From the redb writer: a write is done (see [`Backend::finish`]).
+    /// From the redb writer: a write is done (see [`Backend::handle`]).
     Written(Written),
     /// From etcd: a change another directory made, or the election.
     #[cfg(feature = "etcd")]
@@ -451,8 +451,8 @@ impl Backend {
     }
 
     /// Takes the directory's storage events. redb: into the next write (see
-    /// [`commit`](Self::commit)); what is sent from now on waits for it ([`marks`]
-    /// (Self::marks)). etcd: what must be durable is written before this returns
+    /// [`commit`](Self::commit)); what is sent from now on waits for it
+    /// ([`marks`](Self::marks)). etcd: what must be durable is written before this returns
     /// (unless etcd is unreachable: then it is queued).
     pub async fn persist(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         match self {
