@@ -47,6 +47,7 @@ mod listening;
 mod registrations;
 mod removals;
 mod repair;
+mod subscription;
 
 use removals::{Removals, Verdict};
 use repair::Chain;
@@ -97,6 +98,10 @@ pub struct ClientConfig {
     /// follow this clock, and the directory's when it is ahead; a `stale` answer tells
     /// a client that does not know the clock where to resume.
     pub clock_floor: u64,
+    /// With an interest: subscribe at the directory followed to unicast deliveries of
+    /// every matching change (see [`Client::subscribe`]), for networks that drop
+    /// multicast (default false). The subscriber id is the registrant id.
+    pub subscribe: bool,
 }
 
 impl ClientConfig {
@@ -118,6 +123,7 @@ impl ClientConfig {
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
             keys: None,
             clock_floor: 0,
+            subscribe: false,
         }
     }
 }
@@ -495,6 +501,8 @@ pub struct Client<'a, const R: usize = 4> {
     check: Option<Probe>,
     /// The keep-alive of the registrations confirmed at the current directory.
     keep_alive: keep_alive::KeepAlive,
+    /// The subscription to unicast deliveries, if any.
+    subscription: Option<subscription::Subscription>,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
@@ -539,7 +547,9 @@ impl<'a, const R: usize> Client<'a, R> {
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
         let next_request = (config.registrant as u32).max(1);
-        Ok(Client {
+        let subscribe = config.subscribe && config.interest.is_some();
+        let lease = config.lease;
+        let mut client = Client {
             config,
             directories,
             current,
@@ -565,6 +575,7 @@ impl<'a, const R: usize> Client<'a, R> {
             probe: None,
             check: None,
             keep_alive: keep_alive::KeepAlive::new(),
+            subscription: None,
             next_request,
             counter: 0,
             sent_counters: heapless::Deque::new(),
@@ -572,7 +583,16 @@ impl<'a, const R: usize> Client<'a, R> {
             counter_epoch: None,
             now: Instant::ZERO,
             stats: ClientStats::default(),
-        })
+        };
+        if subscribe {
+            let delivery = client.request_id();
+            client.subscription = Some(subscription::Subscription::start(
+                delivery,
+                lease,
+                Instant::ZERO,
+            ));
+        }
+        Ok(client)
     }
 
     /// The settings.
@@ -739,12 +759,23 @@ impl<'a, const R: usize> Client<'a, R> {
                 self.handle_keep_alive_ack(ack, from)
             }
             Message::Reject(reject) if self.is_directory(from) => {
-                if !self.probe_answered(from, reject.request) {
+                if !self.probe_answered(from, reject.request)
+                    && !self.subscription_rejected(&reject, from)
+                {
                     self.handle_reject(reject, from);
                 }
             }
+            Message::SubscribeAck(ack) if self.is_directory(from) => {
+                self.handle_subscribe_ack(ack, from)
+            }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
-                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                if self.is_delivery(header.request) {
+                    if self.heard_from_current(from) {
+                        self.handle_delivered_snapshot(header, items);
+                    }
+                } else if !self.probe_answered(from, header.request)
+                    && self.heard_from_current(from)
+                {
                     self.handle_snapshot_page(header, items);
                 }
             }
@@ -754,7 +785,13 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
             }
             Message::ChangesPage(header, items) if self.is_directory(from) => {
-                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                if self.is_delivery(header.request) {
+                    if self.heard_from_current(from) {
+                        self.handle_delivered_changes(header, items);
+                    }
+                } else if !self.probe_answered(from, header.request)
+                    && self.heard_from_current(from)
+                {
                     self.handle_changes_page(header, items);
                 }
             }
@@ -784,6 +821,7 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         self.answered();
         self.cookie = Some((from, reply.cookie));
+        self.subscription_cookie(reply.request, from);
         if let Some(s) = self.snapshot.as_mut() {
             if s.request == reply.request && !s.cookied {
                 s.cookied = true;
@@ -842,6 +880,9 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.keep_alive_tick(fresh, max_attempts) {
             failed = true;
         }
+        if self.subscription_tick(fresh, max_attempts) {
+            failed = true;
+        }
         if let Some(s) = &mut self.snapshot {
             if s.deadline <= now && !s.send {
                 s.attempts = s.attempts.saturating_add(1);
@@ -893,7 +934,8 @@ impl<'a, const R: usize> Client<'a, R> {
             .filter(|o| !matches!(o.state, OwnState::Done | OwnState::Active))
             .filter(|o| !o.send || can_send)
             .map(|o| at(o.send, o.deadline))
-            .chain(self.keep_alive_timeout(can_send));
+            .chain(self.keep_alive_timeout(can_send))
+            .chain(self.subscription_timeout(can_send));
         let snapshot = self
             .snapshot
             .iter()

@@ -32,15 +32,20 @@ mod anti_entropy;
 mod catch_up;
 mod changes;
 mod counters;
+mod delivery;
 pub(crate) mod digest;
 mod keep_alive;
 mod leases;
 mod replica;
 mod requests;
 mod storage;
+mod subscribers;
 mod tombstones;
 pub use admission::{AdmissionConfig, AMPLIFICATION, COOKIE_PERIOD, SNAPSHOT_QUEUE};
 use counters::{CounterRefusal, Sender, SenderId, SENDERS};
+pub use subscribers::{
+    Subscriber, SubscriberEvent, SubscriberSlot, SubscriberStorage, MAX_SUBSCRIBER_LEN,
+};
 
 /// How many replies may wait between two drains of `poll_transmit`. A shell feeds at
 /// most this many datagrams before it drains; beyond it, replies are dropped (and
@@ -109,6 +114,9 @@ pub struct DirectoryConfig {
     pub replication_bound: Duration,
     /// Snapshot cookies and budgets, registration budgets (see [`AdmissionConfig`]).
     pub admission: AdmissionConfig,
+    /// How long a unicast delivery to a subscriber waits for its acknowledgement before
+    /// it is sent again (default 250 ms); doubles with each attempt, up to 32 times.
+    pub delivery_timeout: Duration,
 }
 
 /// Default multicast group.
@@ -141,6 +149,7 @@ impl DirectoryConfig {
             tombstone_retention: Duration::from_secs(60),
             replication_bound: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
+            delivery_timeout: Duration::from_millis(250),
         }
     }
 
@@ -155,6 +164,7 @@ impl DirectoryConfig {
         if self.interval == Duration::ZERO
             || self.beacon_interval == Duration::ZERO
             || self.sweep_period == Duration::ZERO
+            || self.delivery_timeout == Duration::ZERO
         {
             return Err(ConfigError::ZeroInterval);
         }
@@ -297,6 +307,14 @@ pub struct DirectoryStats {
     /// With keys: authenticated requests whose counter is outside the time window,
     /// refused with `stale`.
     pub stale: u64,
+    /// Unicast delivery datagrams sent to subscribers (pages of changes or snapshots).
+    pub deliveries: u64,
+    /// Of those, pages of snapshots (the subscriber was too far behind, or new).
+    pub delivery_snapshots: u64,
+    /// Deliveries sent again because their acknowledgement did not come in time.
+    pub delivery_resends: u64,
+    /// Subscriptions whose lease ran out.
+    pub subscribers_expired: u64,
 }
 
 impl DirectoryStats {
@@ -312,6 +330,7 @@ enum Reply {
     Ack(SocketAddr, Ack),
     Reject(SocketAddr, Environment, Reject),
     KeepAliveAck(SocketAddr, wire::KeepAliveAck),
+    SubscribeAck(SocketAddr, wire::SubscribeAck),
 }
 
 /// Storage for a directory of `N` services, for places without a heap.
@@ -384,6 +403,8 @@ pub struct Directory<'a> {
     expiring: bool,
     /// Whether the shell can store changes (see [`Directory::storage_failed`]).
     storage: storage::Storage,
+    /// Who listens by unicast (see the subscribers and delivery modules).
+    subscribers: subscribers::Subscribers<'a>,
     stats: DirectoryStats,
 }
 
@@ -445,6 +466,7 @@ impl<'a> Directory<'a> {
             catch_up_until: None,
             expiring: true,
             storage: storage::Storage::new(),
+            subscribers: subscribers::Subscribers::new(&mut []),
             stats: DirectoryStats::default(),
         })
     }
@@ -547,6 +569,13 @@ impl<'a> Directory<'a> {
             Ok(frame) => frame,
             Err(e) => return self.handle_undecodable(from, bytes, e),
         };
+        if let Message::DeliveryAck(ack) = frame.message {
+            // Never answered; taken only from the subscriber's own address.
+            return match frame.environment == self.config.environment {
+                true => self.handle_delivery_ack(from, ack),
+                false => self.stats.wrong_environment += 1,
+            };
+        }
         let Some(request) = request_id(&frame.message) else {
             self.stats.ignored += 1;
             return;
@@ -593,6 +622,8 @@ impl<'a> Directory<'a> {
             Message::Unregister(u) => self.handle_unregister(from, frame.environment, u),
             Message::SnapshotRequest(request) => self.admit_snapshot(from, received, request),
             Message::KeepAlive(k) => self.handle_keep_alive(from, k),
+            Message::Subscribe(s) => self.handle_subscribe(from, frame.environment, received, s),
+            Message::Unsubscribe(u) => self.handle_unsubscribe(from, u),
             _ => self.stats.ignored += 1,
         }
     }
@@ -608,6 +639,9 @@ impl<'a> Directory<'a> {
         }
         if self.expires() && self.next_expiry.is_some_and(|t| t <= now) {
             self.expire(now);
+        }
+        if self.expires() {
+            self.expire_subscribers(now);
         }
         if self.next_tick.is_some_and(|t| t <= now) {
             let (newly_due, any) = notify::tick(&mut self.registry);
@@ -641,6 +675,7 @@ impl<'a> Directory<'a> {
             self.next_reap,
             resume,
             catch_up,
+            self.delivery_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -665,6 +700,7 @@ impl<'a> Directory<'a> {
             .transmit_reply(body)
             .or_else(|| self.transmit_answer(body))
             .or_else(|| self.transmit_announcement(body))
+            .or_else(|| self.transmit_delivery(body))
             .or_else(|| self.transmit_beacon(body))
             .or_else(|| self.transmit_sweep(body));
         if let (Some(sent), Some(_)) = (t.as_mut(), &self.config.keys) {
@@ -722,6 +758,8 @@ fn request_id(message: &Message<'_>) -> Option<u32> {
         Message::Unregister(u) => Some(u.request),
         Message::SnapshotRequest(s) => Some(s.request),
         Message::KeepAlive(k) => Some(k.request),
+        Message::Subscribe(s) => Some(s.request),
+        Message::Unsubscribe(u) => Some(u.request),
         _ => None,
     }
 }

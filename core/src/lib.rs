@@ -119,7 +119,8 @@ pub use client::{
 };
 pub use directory::{
     AdmissionConfig, Directory, DirectoryConfig, DirectoryEvent, DirectoryStats, DirectoryStorage,
-    AMPLIFICATION, COOKIE_PERIOD, REPLY_QUEUE, SNAPSHOT_QUEUE,
+    Subscriber, SubscriberEvent, SubscriberStorage, AMPLIFICATION, COOKIE_PERIOD, REPLY_QUEUE,
+    SNAPSHOT_QUEUE,
 };
 pub use interest::{Interest, Pattern};
 pub use location::{Location, LocationError, Locations, MAX_LOCATIONS};

@@ -206,19 +206,28 @@ pub struct WallClock {
     pub unix_ms: u64,
 }
 
+impl WallClock {
+    /// The wall clock, in Unix milliseconds, at `at`.
+    pub fn unix_ms_at(&self, at: Instant) -> u64 {
+        if at >= self.now {
+            self.unix_ms + (at - self.now).as_millis()
+        } else {
+            self.unix_ms - (self.now - at).as_millis().min(self.unix_ms)
+        }
+    }
+
+    /// The instant at wall-clock time `unix_ms` (no earlier than `now`).
+    pub fn instant_at(&self, unix_ms: u64) -> Instant {
+        self.now + crate::time::Duration::from_millis(unix_ms.saturating_sub(self.unix_ms))
+    }
+}
+
 impl Record {
     /// Encodes the record for storage; lease expiry is stored as wall-clock time so that
     /// a restarted directory continues each lease where it was.
     pub fn to_bytes<'b>(&self, clock: WallClock, buf: &'b mut [u8]) -> Option<&'b [u8]> {
         let (expires_unix_ms, remaining) = match self.state {
-            RecordState::Live { expires } => {
-                let ms = if expires >= clock.now {
-                    clock.unix_ms + (expires - clock.now).as_millis()
-                } else {
-                    clock.unix_ms - (clock.now - expires).as_millis().min(clock.unix_ms)
-                };
-                (Some(ms), 0)
-            }
+            RecordState::Live { expires } => (Some(clock.unix_ms_at(expires)), 0),
             RecordState::Departed { remaining } => (None, remaining),
         };
         let r = &self.service.registration;
@@ -255,8 +264,7 @@ impl Record {
                 .map_err(|_| CorruptRecord)?;
         let state = match wire.expires_unix_ms {
             Some(ms) => RecordState::Live {
-                expires: clock.now
-                    + crate::time::Duration::from_millis(ms.saturating_sub(clock.unix_ms)),
+                expires: clock.instant_at(ms),
             },
             None => RecordState::Departed {
                 remaining: wire.remaining,

@@ -328,7 +328,9 @@ impl<const R: usize> Client<'_, R> {
             self.grace_until = now + self.config.failover_grace;
             self.follow_afresh();
         }
-        if self.listening() || self.snapshot.is_some() {
+        // A subscriber's first delivery at the new directory is a snapshot.
+        self.subscribe_afresh();
+        if (self.listening() && !self.is_subscribed()) || self.snapshot.is_some() {
             self.request_snapshot(now);
         }
     }

@@ -231,6 +231,9 @@ impl<const R: usize> Client<'_, R> {
         if let Some(t) = self.write_keep_alive(sequence, destination, buf) {
             return Some(t);
         }
+        if let Some(t) = self.write_subscription(sequence, destination, buf) {
+            return Some(t);
+        }
         let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));
         let interest = self.config.interest.clone().unwrap_or_default();
         let pages = self.config.snapshot_pages.max(1);

@@ -64,6 +64,12 @@ impl Chain {
         self.fold();
     }
 
+    /// A delivery of every change after what was held, up to `as_of`, came in full.
+    pub(super) fn advance(&mut self, as_of: Version) {
+        self.heard = self.heard.max(as_of);
+        self.fold();
+    }
+
     /// Advances over every remembered link that starts at or before what is held.
     fn fold(&mut self) {
         while let Some(next) = self

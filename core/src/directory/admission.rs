@@ -296,6 +296,32 @@ impl Directory<'_> {
             .any(|b| equal_in_constant_time(&self.cookie(from, b), cookie))
     }
 
+    /// True when `cookie` is valid for `from`; otherwise a cookie answer to `request`
+    /// (a request of `received` bytes) is queued, within the amplification bound, as
+    /// for a snapshot request without one (dropped and counted when the queue is full).
+    pub(super) fn verify_cookie(
+        &mut self,
+        from: SocketAddr,
+        received: usize,
+        request: u32,
+        cookie: Option<[u8; COOKIE_LEN]>,
+    ) -> bool {
+        if cookie.is_some_and(|c| self.cookie_valid(from, &c)) {
+            return true;
+        }
+        let answer = Answer::Cookie {
+            to: from,
+            request,
+            limit: received.saturating_mul(AMPLIFICATION),
+        };
+        let counter = match self.admission.answers.push_back(answer) {
+            Err(_) => &mut self.stats.snapshots_dropped,
+            Ok(()) => &mut self.stats.snapshot_cookies,
+        };
+        *counter += 1;
+        false
+    }
+
     /// Takes a snapshot request of `received` bytes from `from`: with a valid cookie its
     /// pages are queued, without one its cookie; either is dropped (and counted) when
     /// the snapshot queue is full.

@@ -37,7 +37,7 @@ impl Directory<'_> {
 
     /// Writes one page of the states matching `interest` stamped after `since`, after
     /// `header.after`, like [`write_page`](Self::write_page).
-    fn write_changes(
+    pub(super) fn write_changes(
         &self,
         header: &PageHeader,
         interest: &Interest,

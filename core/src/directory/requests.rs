@@ -264,6 +264,7 @@ impl Directory<'_> {
             let (to, sent) = match &reply {
                 Reply::Ack(to, ack) => (*to, wire::encode(env, ack, buf)),
                 Reply::KeepAliveAck(to, ack) => (*to, wire::encode(env, ack, buf)),
+                Reply::SubscribeAck(to, ack) => (*to, wire::encode(env, ack, buf)),
                 Reply::Reject(to, env, reject) => (*to, wire::encode(env, reject, buf)),
             };
             if let Ok(len) = sent {

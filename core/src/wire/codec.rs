@@ -5,7 +5,7 @@ use super::header::{Header, Kind};
 use super::items::{Item, Items};
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use super::message::*;
-use crate::interest::Interest;
+use super::subscription::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 use crate::name::Environment;
 use crate::service::Version;
 use crate::time::Duration;
@@ -103,16 +103,11 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
         }
         Kind::SnapshotRequest => {
             let w = take_all::<SnapshotRequestWire<'_>>(payload)?;
-            let mut interest = Interest::all();
-            for p in &w.interest {
-                // Cannot overflow: both hold at most MAX_PATTERNS.
-                let _ = interest.push(p.validate()?);
-            }
             Message::SnapshotRequest(SnapshotRequest {
                 request: w.request,
                 max_pages: w.max_pages.max(1),
                 after: w.after.map(validate_name).transpose()?,
-                interest,
+                interest: interest_from_wire(&w.interest)?,
                 cookie: w.cookie,
                 since: w.since.map(Version),
             })
@@ -183,6 +178,10 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
         }
         Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
         Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),
+        Kind::Subscribe => Message::Subscribe(SubscribeRequest::decode(payload)?),
+        Kind::SubscribeAck => Message::SubscribeAck(SubscribeAck::decode(payload)?),
+        Kind::Unsubscribe => Message::Unsubscribe(UnsubscribeRequest::decode(payload)?),
+        Kind::DeliveryAck => Message::DeliveryAck(DeliveryAck::decode(payload)?),
     };
     Ok(Frame {
         environment: header.environment,
@@ -242,21 +241,12 @@ impl Single for UnregisterRequest {
 impl Single for SnapshotRequest {
     const KIND: Kind = Kind::SnapshotRequest;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let interest = self
-            .interest
-            .patterns()
-            .iter()
-            .map(|p| PatternWire {
-                text: p.text(),
-                prefix: p.is_prefix(),
-            })
-            .collect();
         ser(
             &SnapshotRequestWire {
                 request: self.request,
                 max_pages: self.max_pages,
                 after: self.after.as_ref().map(|n| n.as_str()),
-                interest,
+                interest: interest_to_wire(&self.interest),
                 cookie: self.cookie,
                 since: self.since.map(|v| v.0),
             },

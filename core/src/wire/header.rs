@@ -45,6 +45,15 @@ pub enum Kind {
     KeepAlive = 0x04,
     /// Directory → client: keep-alive accepted, with what the directory holds.
     KeepAliveAck = 0x15,
+    /// Client → directory: subscribe to unicast deliveries, or renew.
+    Subscribe = 0x05,
+    /// Directory → client: subscription taken, renewed or ended.
+    SubscribeAck = 0x16,
+    /// Client → directory: end a subscription.
+    Unsubscribe = 0x06,
+    /// Client → directory: every matching change up to a version is held (never
+    /// answered).
+    DeliveryAck = 0x07,
 }
 
 impl Kind {
@@ -64,6 +73,10 @@ impl Kind {
             0x18 => Kind::ChangesPage,
             0x04 => Kind::KeepAlive,
             0x15 => Kind::KeepAliveAck,
+            0x05 => Kind::Subscribe,
+            0x16 => Kind::SubscribeAck,
+            0x06 => Kind::Unsubscribe,
+            0x07 => Kind::DeliveryAck,
             _ => return None,
         })
     }
@@ -72,7 +85,12 @@ impl Kind {
     pub fn is_request(self) -> bool {
         matches!(
             self,
-            Kind::Register | Kind::Unregister | Kind::SnapshotRequest | Kind::KeepAlive
+            Kind::Register
+                | Kind::Unregister
+                | Kind::SnapshotRequest
+                | Kind::KeepAlive
+                | Kind::Subscribe
+                | Kind::Unsubscribe
         )
     }
 }

@@ -7,6 +7,7 @@
 use super::error::DecodeError;
 use super::items::Items;
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
+use super::subscription::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 use crate::interest::{Interest, Pattern};
 use crate::location::{check_locations, Location, Locations, MAX_LOCATIONS};
 use crate::metadata::Metadata;
@@ -49,6 +50,14 @@ pub enum Message<'a> {
     KeepAlive(KeepAliveRequest),
     /// A keep-alive was accepted: what the directory holds for the registrant.
     KeepAliveAck(KeepAliveAck),
+    /// Subscribe to unicast deliveries, or renew the subscription.
+    Subscribe(SubscribeRequest),
+    /// A subscription was taken, renewed or ended.
+    SubscribeAck(SubscribeAck),
+    /// End a subscription.
+    Unsubscribe(UnsubscribeRequest),
+    /// A subscriber holds every matching change up to a version.
+    DeliveryAck(DeliveryAck),
 }
 
 /// Register a service, or renew its lease (the "pulse").
@@ -165,11 +174,15 @@ pub enum RejectReason {
     /// The sender's address (or its /24 or /64 network) holds as many registrations as
     /// the directory allows one source: a final refusal for this registration.
     SourceBudget = 11,
+    /// The directory's subscriber table is full: no new subscription is taken (a
+    /// subscriber already held renews). The client listens on the group meanwhile and
+    /// tries again later.
+    SubscribersFull = 12,
 }
 
 impl RejectReason {
     /// All reasons, in code order.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::WrongEnvironment,
         RejectReason::InvalidName,
         RejectReason::InvalidLocation,
@@ -181,6 +194,7 @@ impl RejectReason {
         RejectReason::Stale,
         RejectReason::StorageUnavailable,
         RejectReason::SourceBudget,
+        RejectReason::SubscribersFull,
     ];
 
     /// This reason's place in [`RejectReason::ALL`] (counters indexed by reason use it;
@@ -211,6 +225,7 @@ impl RejectReason {
             RejectReason::Stale => "stale",
             RejectReason::StorageUnavailable => "storage_unavailable",
             RejectReason::SourceBudget => "source_budget",
+            RejectReason::SubscribersFull => "subscribers_full",
         }
     }
 
@@ -248,6 +263,7 @@ impl fmt::Display for RejectReason {
             RejectReason::SourceBudget => {
                 "the sender's address or network holds as many registrations as allowed"
             }
+            RejectReason::SubscribersFull => "the directory's subscriber table is full",
         })
     }
 }
@@ -366,7 +382,7 @@ pub(crate) struct LocationWire {
 }
 
 impl LocationWire {
-    pub(super) fn from_location(l: &Location) -> Self {
+    pub(crate) fn from_location(l: &Location) -> Self {
         LocationWire {
             ip: match l.ip() {
                 IpAddr::V4(a) => IpWire::V4(a.octets()),
@@ -376,7 +392,7 @@ impl LocationWire {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<Location, DecodeError> {
+    pub(crate) fn validate(&self) -> Result<Location, DecodeError> {
         let ip = match self.ip {
             IpWire::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
             IpWire::V6(o) => IpAddr::V6(Ipv6Addr::from(o)),
@@ -437,7 +453,7 @@ pub(super) struct UnregisterWire<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct PatternWire<'a> {
+pub(crate) struct PatternWire<'a> {
     pub text: &'a str,
     pub prefix: bool,
 }
@@ -452,6 +468,30 @@ impl PatternWire<'_> {
     }
 }
 
+/// The layout of an interest: its patterns, in order.
+pub(crate) type InterestWire<'a> =
+    heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>;
+
+pub(crate) fn interest_to_wire(interest: &Interest) -> InterestWire<'_> {
+    interest
+        .patterns()
+        .iter()
+        .map(|p| PatternWire {
+            text: p.text(),
+            prefix: p.is_prefix(),
+        })
+        .collect()
+}
+
+pub(crate) fn interest_from_wire(wire: &InterestWire<'_>) -> Result<Interest, DecodeError> {
+    let mut interest = Interest::all();
+    for p in wire {
+        // Cannot overflow: both hold at most MAX_PATTERNS.
+        let _ = interest.push(p.validate()?);
+    }
+    Ok(interest)
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct SnapshotRequestWire<'a> {
     pub request: u32,
@@ -459,7 +499,7 @@ pub(super) struct SnapshotRequestWire<'a> {
     #[serde(borrow)]
     pub after: Option<&'a str>,
     #[serde(borrow)]
-    pub interest: heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>,
+    pub interest: InterestWire<'a>,
     pub cookie: Option<[u8; COOKIE_LEN]>,
     pub since: Option<u64>,
 }

@@ -20,6 +20,7 @@ pub mod header;
 mod items;
 mod keep_alive;
 pub mod message;
+mod subscription;
 
 pub use codec::{decode, decode_authenticated, encode, BatchWriter, Frame, Single};
 pub use error::{DecodeError, EncodeError};
@@ -30,6 +31,7 @@ pub use message::{
     Ack, AnnounceHeader, Beacon, Change, CookieReply, Message, PageHeader, RegisterRequest, Reject,
     RejectReason, SnapshotRequest, UnregisterRequest, COOKIE_LEN,
 };
+pub use subscription::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 
 /// Default largest datagram: fits one Ethernet frame (1500 bytes) under IPv6 and UDP
 /// headers with room to spare, so no IP fragmentation.

@@ -656,9 +656,7 @@ impl World {
             // As `herald serve` does: the version clock (and the counters) start from the
             // wall clock, which went on while the directory was stopped.
             config.version_floor = Version(config.version_floor.0 + now.as_micros());
-            let mut directory =
-                Directory::new(config, leak(None, self.capacity), leak(0u32, self.capacity))
-                    .unwrap();
+            let mut directory = new_directory(config, self.capacity);
             let records: Vec<Vec<u8>> = self
                 .sim
                 .shared
@@ -680,6 +678,7 @@ impl World {
             // It has just read the whole store: it holds every write made before.
             directory.caught_up(now);
             self.sim.directories[d].directory = directory;
+            self.sim.restore_subscribers(d);
             self.sim.read_store(d);
             self.history
                 .step(now, format!("directory {d} starts again from its store"));

@@ -6,6 +6,7 @@
 pub mod history;
 mod shared_store;
 
+use herald_core::directory::MAX_SUBSCRIBER_LEN;
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
 use herald_core::*;
@@ -246,6 +247,25 @@ pub struct Sim {
     pub shared: Option<SharedStore>,
     /// The index of the first directory the next client added is configured with.
     pub next_first_directory: usize,
+    /// Nodes whose network drops multicast: nothing sent to the group reaches them
+    /// (subscribers, see [`Sim::add_subscriber`]).
+    pub unicast_only: HashSet<SocketAddr>,
+    /// Loss on the unicast path between directories and unicast-only nodes, on top of
+    /// `faults.loss` (`None`: the same as everywhere).
+    pub unicast_loss: Option<f64>,
+    /// Per directory: the subscriptions its shell stored, by subscriber id.
+    pub stored_subscribers: Vec<BTreeMap<u64, Vec<u8>>>,
+}
+
+/// How many subscribers each simulated directory can hold.
+pub const SUBSCRIBERS: usize = 16;
+
+/// A directory over leaked storage of `capacity` entries, with a subscriber table of
+/// [`SUBSCRIBERS`].
+pub fn new_directory(config: DirectoryConfig, capacity: usize) -> Directory<'static> {
+    Directory::new(config, leak(None, capacity), leak(0u32, capacity))
+        .unwrap()
+        .with_subscribers(leak(None, SUBSCRIBERS))
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -268,8 +288,7 @@ impl Sim {
         capacity: usize,
         config: DirectoryConfig,
     ) -> Self {
-        let directory =
-            Directory::new(config.clone(), leak(None, capacity), leak(0u32, capacity)).unwrap();
+        let directory = new_directory(config.clone(), capacity);
         let first = DirNode {
             location: config.address,
             directory,
@@ -293,6 +312,9 @@ impl Sim {
             next_registrant: None,
             shared: None,
             next_first_directory: 0,
+            unicast_only: HashSet::new(),
+            unicast_loss: None,
+            stored_subscribers: Vec::new(),
         }
     }
 
@@ -569,7 +591,7 @@ impl Sim {
         let i = self.directories.len();
         let mut config = self.config.clone();
         config.address = nth_directory(i);
-        let directory = Directory::new(config, leak(None, capacity), leak(0u32, capacity)).unwrap();
+        let directory = new_directory(config, capacity);
         self.directories.push(DirNode {
             location: nth_directory(i),
             directory,
@@ -580,6 +602,16 @@ impl Sim {
 
     /// Adds a client; `interest` makes it a listener. Returns its index.
     pub fn add_client(&mut self, interest: Option<Interest>, table: usize) -> usize {
+        self.add_node(interest, table, false)
+    }
+
+    /// Adds a listener on a network that drops multicast: it subscribes to unicast
+    /// deliveries instead. Returns its index.
+    pub fn add_subscriber(&mut self, interest: Interest, table: usize) -> usize {
+        self.add_node(Some(interest), table, true)
+    }
+
+    fn add_node(&mut self, interest: Option<Interest>, table: usize, subscribe: bool) -> usize {
         let i = self.nodes.len();
         let registrant = self.next_registrant.take().unwrap_or(0x1000 + i as u64);
         let mut config = ClientConfig::new(registrant);
@@ -593,6 +625,7 @@ impl Sim {
         config.directory_timeout = Duration::from_secs(5);
         let listening = interest.is_some();
         config.interest = interest;
+        config.subscribe = subscribe;
         let client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
         self.nodes.push(Node {
             addr: SocketAddr::new(ip(10 + i as u8), 40000),
@@ -603,7 +636,10 @@ impl Sim {
             partitioned: false,
             listening,
         });
-        if listening {
+        if subscribe {
+            // The first delivery is its snapshot.
+            self.unicast_only.insert(self.nodes[i].addr);
+        } else if listening {
             let now = self.now;
             self.nodes[i].client.request_snapshot(now);
         }
@@ -631,8 +667,13 @@ impl Sim {
         } else {
             1
         };
+        let unicast = self.unicast_only.contains(&from) || self.unicast_only.contains(&to);
+        let loss = match self.unicast_loss {
+            Some(loss) if unicast => loss,
+            _ => self.faults.loss,
+        };
         for _ in 0..copies {
-            if self.rng.chance(self.faults.loss) {
+            if self.rng.chance(loss) {
                 continue;
             }
             let delay = self.rng.below(self.faults.max_delay.as_micros().max(1));
@@ -687,7 +728,7 @@ impl Sim {
                     }
                     for i in 0..self.nodes.len() {
                         let to = self.nodes[i].addr;
-                        if self.nodes[i].listening {
+                        if self.nodes[i].listening && !self.unicast_only.contains(&to) {
                             self.send(from, to, &bytes);
                         }
                     }
@@ -696,6 +737,7 @@ impl Sim {
                 }
             }
             self.replicate(d);
+            self.store_subscribers(d);
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].crashed {
@@ -707,6 +749,39 @@ impl Sim {
                 self.send(from, t.destination, &bytes);
             }
             self.drain_events(i);
+        }
+    }
+
+    /// Takes directory `d`'s subscription events, as its shell stores them.
+    fn store_subscribers(&mut self, d: usize) {
+        let now = self.now;
+        if self.stored_subscribers.len() <= d {
+            self.stored_subscribers.resize(d + 1, BTreeMap::new());
+        }
+        let mut buf = [0u8; MAX_SUBSCRIBER_LEN];
+        while let Some(e) = self.directories[d].directory.poll_subscriber_event() {
+            match e {
+                SubscriberEvent::Stored(s) => {
+                    let bytes = s.to_bytes(wall(now), &mut buf).unwrap().to_vec();
+                    self.stored_subscribers[d].insert(s.id, bytes);
+                }
+                SubscriberEvent::Removed(id) => {
+                    self.stored_subscribers[d].remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Puts the subscriptions directory `d`'s shell stored back into it (at a restart).
+    pub fn restore_subscribers(&mut self, d: usize) {
+        let now = self.now;
+        let stored = self.stored_subscribers.get(d).cloned().unwrap_or_default();
+        for bytes in stored.values() {
+            let s = Subscriber::from_bytes(bytes, wall(now)).unwrap();
+            self.directories[d]
+                .directory
+                .restore_subscriber(now, s)
+                .unwrap();
         }
     }
 

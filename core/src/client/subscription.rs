@@ -1,0 +1,396 @@
+//! Subscription mode: a listener that multicast does not reach has its directory send
+//! it every matching change by unicast.
+//!
+//! With [`ClientConfig::subscribe`] (or after [`Client::subscribe`]) a listener
+//! subscribes at its current directory with a delivery id of its own and the version
+//! up to which it holds the directory's changes (none at first: the first delivery is
+//! a snapshot), renews a third of the granted lease after sending the attempt that was
+//! acknowledged, and subscribes afresh (a new delivery id, nothing held) whenever it
+//! moves to another directory. A directory that forgot it (restarted empty) takes the
+//! next renewal as a new subscription and starts from the version it names.
+//!
+//! Deliveries are pages ([`Message::ChangesPage`], or [`Message::SnapshotPage`] for a
+//! subscriber too far behind) whose `request` is the delivery id. Their changes go
+//! into the same table, through the same checks, as announcements and pages do, so a
+//! change is reported once however many ways (multicast, a repair, a delivery, a
+//! re-send) it arrives. When every page of a delivery has come in order, the listener
+//! holds the directory's changes up to its `as_of` (the same chain a multicast
+//! listener follows, see the repair module), and acknowledges that cumulatively with
+//! a [`DeliveryAck`]; a delivery with a page missing is not acknowledged, and the
+//! directory sends it again.
+//!
+//! [`DeliveryAck`]: crate::wire::DeliveryAck
+
+use super::*;
+use crate::wire::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
+
+/// Where the subscription stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Subscribing or renewing: waiting for an answer.
+    Subscribing,
+    /// Acknowledged; renew at the deadline.
+    Active,
+    /// Unsubscribing: waiting for an answer (given up after a few attempts).
+    Unsubscribing,
+}
+
+/// The delivery being received: how far its pages have come in order.
+#[derive(Clone, Debug)]
+struct Progress {
+    /// The oldest `as_of` among its pages so far.
+    as_of: Version,
+    /// The next page must start after this name.
+    next: Option<ServiceName>,
+    /// Its pages are snapshot pages.
+    snapshot: bool,
+}
+
+/// The subscription at the current directory.
+#[derive(Clone, Debug)]
+pub(super) struct Subscription {
+    /// The id the directory puts on this subscription's deliveries.
+    delivery: u32,
+    state: State,
+    /// The attempts of the request in progress, newest last.
+    sent: heapless::Deque<Attempt, ATTEMPTS_KEPT>,
+    attempts: u8,
+    send: bool,
+    /// When to retry (subscribing, unsubscribing) or renew (active).
+    deadline: Instant,
+    /// The lease granted (until then, the lease asked for).
+    granted: Duration,
+    progress: Option<Progress>,
+    /// A delivery was received in full: acknowledge what is held.
+    ack: bool,
+}
+
+impl Subscription {
+    /// A subscription to start at once, with deliveries numbered `delivery`.
+    pub(super) fn start(delivery: u32, lease: Duration, now: Instant) -> Self {
+        Subscription {
+            delivery,
+            state: State::Subscribing,
+            sent: heapless::Deque::new(),
+            attempts: 0,
+            send: true,
+            deadline: now,
+            granted: lease,
+            progress: None,
+            ack: false,
+        }
+    }
+
+    fn attempt(&self, request: u32, from: SocketAddr) -> Option<Attempt> {
+        self.sent
+            .iter()
+            .find(|a| a.request == request && a.directory == from)
+            .copied()
+    }
+}
+
+impl<const R: usize> Client<'_, R> {
+    /// Subscribes at the current directory (and at every directory the client moves
+    /// to) to unicast deliveries of the changes that match the interest: for a
+    /// listener on a network that drops multicast. Does nothing without an interest or
+    /// when already subscribed.
+    pub fn subscribe(&mut self, now: Instant) {
+        self.observe(now);
+        if !self.listening()
+            || self
+                .subscription
+                .as_ref()
+                .is_some_and(|s| s.state != State::Unsubscribing)
+        {
+            return;
+        }
+        let delivery = self.request_id();
+        self.subscription = Some(Subscription::start(delivery, self.config.lease, self.now));
+    }
+
+    /// Ends the subscription (an orderly stop): the directory is told, and deliveries
+    /// stop. Multicast announcements are still followed.
+    pub fn unsubscribe(&mut self, now: Instant) {
+        self.observe(now);
+        let now = self.now;
+        if let Some(s) = self.subscription.as_mut() {
+            s.state = State::Unsubscribing;
+            s.sent.clear();
+            s.attempts = 0;
+            s.send = true;
+            s.deadline = now;
+            s.progress = None;
+            s.ack = false;
+        }
+    }
+
+    /// True while the client subscribes (or is subscribing) to unicast deliveries.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscription
+            .as_ref()
+            .is_some_and(|s| s.state != State::Unsubscribing)
+    }
+
+    /// The client moved to another directory: subscribe there afresh.
+    pub(super) fn subscribe_afresh(&mut self) {
+        if !self.is_subscribed() {
+            self.subscription = None;
+            return;
+        }
+        let delivery = self.request_id();
+        self.subscription = Some(Subscription::start(delivery, self.config.lease, self.now));
+    }
+
+    /// When the subscription next needs `handle_timeout`.
+    pub(super) fn subscription_timeout(&self, can_send: bool) -> Option<Instant> {
+        let s = self.subscription.as_ref()?;
+        if (s.send || s.ack) && can_send {
+            return Some(self.now);
+        }
+        (!s.send).then_some(s.deadline)
+    }
+
+    /// Time has reached `now`: renews, or counts an unanswered attempt. True when the
+    /// current directory, never having answered, has had `max_attempts` of them.
+    pub(super) fn subscription_tick(&mut self, fresh: bool, max_attempts: u8) -> bool {
+        let now = self.now;
+        let Some(s) = self.subscription.as_mut() else {
+            return false;
+        };
+        if s.send || s.deadline > now {
+            return false;
+        }
+        match s.state {
+            State::Active => {
+                s.state = State::Subscribing;
+                s.sent.clear();
+                s.attempts = 0;
+                s.send = true;
+                false
+            }
+            State::Subscribing => {
+                s.attempts = s.attempts.saturating_add(1);
+                s.send = true;
+                fresh && s.attempts >= max_attempts
+            }
+            State::Unsubscribing => {
+                s.attempts = s.attempts.saturating_add(1);
+                if s.attempts >= max_attempts {
+                    // The lease ends it wherever it is held.
+                    self.subscription = None;
+                } else {
+                    s.send = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Writes the subscription's acknowledgement or request, if one is due.
+    pub(super) fn write_subscription(
+        &mut self,
+        sequence: u64,
+        destination: SocketAddr,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let held = self.chain.heard();
+        let env = &self.config.environment;
+        let s = self.subscription.as_mut()?;
+        if s.ack && s.state != State::Unsubscribing {
+            s.ack = false;
+            let ack = DeliveryAck {
+                subscriber: self.config.registrant,
+                delivery: s.delivery,
+                as_of: held,
+            };
+            let len = wire::encode(env, &ack, buf).ok()?;
+            return Some(Transmit { destination, len });
+        }
+        if !s.send {
+            return None;
+        }
+        let (attempts, granted) = (s.attempts, s.granted);
+        let now = self.now;
+        let interval = self.retry_interval(attempts, granted);
+        let request = self.request_id();
+        let cookie = self.cookie_for(destination);
+        let env = &self.config.environment;
+        let s = self.subscription.as_mut()?;
+        s.send = false;
+        s.deadline = now + interval;
+        if s.sent.is_full() {
+            s.sent.pop_front();
+        }
+        let _ = s.sent.push_back(Attempt {
+            request,
+            directory: destination,
+            at: now,
+        });
+        let len = match s.state {
+            State::Unsubscribing => {
+                let message = UnsubscribeRequest {
+                    request,
+                    subscriber: self.config.registrant,
+                };
+                wire::encode(env, &message, buf)
+            }
+            _ => {
+                let message = SubscribeRequest {
+                    request,
+                    subscriber: self.config.registrant,
+                    delivery: s.delivery,
+                    lease: self.config.lease,
+                    interest: self.config.interest.clone().unwrap_or_default(),
+                    since: (held > Version(0)).then_some(held),
+                    cookie,
+                };
+                wire::encode(env, &message, buf)
+            }
+        }
+        .ok()?;
+        self.silent_since.get_or_insert(now);
+        self.note_sent(request, sequence);
+        Some(Transmit { destination, len })
+    }
+
+    /// The answer to a Subscribe (a lease) or an Unsubscribe (no lease).
+    pub(super) fn handle_subscribe_ack(&mut self, ack: SubscribeAck, from: SocketAddr) {
+        let Some(s) = self.subscription.as_mut() else {
+            return;
+        };
+        let Some(attempt) = s.attempt(ack.request, from) else {
+            return;
+        };
+        match s.state {
+            State::Unsubscribing => self.subscription = None,
+            State::Subscribing | State::Active => {
+                s.state = State::Active;
+                s.attempts = 0;
+                s.send = false;
+                s.granted = ack.lease;
+                s.deadline = (attempt.at + ack.lease.div(3)).max(self.now);
+            }
+        }
+        if self.heard_from_current(from) {
+            self.answered();
+        }
+    }
+
+    /// A directory's cookie answered the subscription's attempt `request`: send it
+    /// again at once, with the cookie.
+    pub(super) fn subscription_cookie(&mut self, request: u32, from: SocketAddr) {
+        if let Some(s) = self.subscription.as_mut() {
+            if s.attempt(request, from).is_some()
+                && s.sent.back().is_some_and(|a| a.request == request)
+            {
+                s.send = true;
+            }
+        }
+    }
+
+    /// True when `reject` answers the subscription's request (and was taken).
+    pub(super) fn subscription_rejected(&mut self, reject: &Reject, from: SocketAddr) -> bool {
+        let now = self.now;
+        let Some(s) = self.subscription.as_mut() else {
+            return false;
+        };
+        if reject.request == 0 || s.attempt(reject.request, from).is_none() {
+            return false;
+        }
+        match (s.state, reject.reason) {
+            (State::Unsubscribing, _) => self.subscription = None,
+            (_, RejectReason::Stale) => s.send = true,
+            _ => {
+                // Full, or not possible here: listen on the group meanwhile and try again
+                // a lease later.
+                s.state = State::Subscribing;
+                s.send = false;
+                s.attempts = 0;
+                s.deadline = now + self.config.lease;
+                self.snapshot_rejection =
+                    Some((reject.reason, reject.directory_environment.clone()));
+            }
+        }
+        if self.heard_from_current(from) {
+            self.answered();
+        }
+        true
+    }
+
+    /// True when a page with this `request` is a delivery of the subscription.
+    pub(super) fn is_delivery(&self, request: u32) -> bool {
+        self.subscription
+            .as_ref()
+            .is_some_and(|s| s.state != State::Unsubscribing && s.delivery == request)
+    }
+
+    /// A page of changes delivered by the directory followed.
+    pub(super) fn handle_delivered_changes(
+        &mut self,
+        header: PageHeader,
+        items: Items<'_, Change>,
+    ) {
+        self.answered();
+        let mut last = None;
+        for change in items {
+            last = Some(change.name().clone());
+            match change {
+                Change::Registered(service) => {
+                    self.apply_service(service, listening::Source::Announce(header.as_of))
+                }
+                Change::Unregistered { name, version } => {
+                    self.apply_removal(&name, version, header.as_of)
+                }
+            }
+        }
+        self.delivered(&header, last, false);
+    }
+
+    /// A page of a snapshot delivered by the directory followed.
+    pub(super) fn handle_delivered_snapshot(
+        &mut self,
+        header: PageHeader,
+        items: Items<'_, Service>,
+    ) {
+        self.answered();
+        let last = items.clone().last().map(|s| s.registration.name);
+        self.apply_page(&header, items);
+        self.delivered(&header, last, true);
+    }
+
+    /// Follows the pages of a delivery; once all have come in order, the changes up to
+    /// its `as_of` are held, and acknowledged.
+    fn delivered(&mut self, header: &PageHeader, last: Option<ServiceName>, snapshot: bool) {
+        let Some(s) = self.subscription.as_mut() else {
+            return;
+        };
+        let next = last.or_else(|| header.after.clone());
+        let as_of = match (&header.after, s.progress.as_mut()) {
+            (None, _) => header.as_of,
+            (Some(after), Some(p)) if p.next.as_ref() == Some(after) && p.snapshot == snapshot => {
+                p.as_of.min(header.as_of)
+            }
+            _ => {
+                // A page out of turn: the delivery is sent again in full.
+                s.progress = None;
+                return;
+            }
+        };
+        if !header.complete {
+            s.progress = Some(Progress {
+                as_of,
+                next,
+                snapshot,
+            });
+            return;
+        }
+        s.progress = None;
+        s.ack = true;
+        if snapshot {
+            self.chain.settle(as_of);
+            self.snapshot_done = Some(self.services().count());
+        } else {
+            self.chain.advance(as_of);
+        }
+    }
+}

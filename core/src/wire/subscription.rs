@@ -1,0 +1,225 @@
+//! Subscriptions: a listener that multicast does not reach asks a directory to send it
+//! every matching change by unicast ([`SubscribeRequest`]), renews that like a
+//! registration, acknowledges what it received cumulatively ([`DeliveryAck`]) and
+//! ends it on an orderly stop ([`UnsubscribeRequest`]).
+//!
+//! Deliveries themselves are the page messages a repair or a snapshot is answered
+//! with, sent to the subscriber's address with the subscription's `delivery` id as
+//! their `request`: a [`ChangesPage`](super::Message::ChangesPage) of the changes after
+//! the subscriber's cursor, or a [`SnapshotPage`](super::Message::SnapshotPage) when
+//! the directory no longer holds every removal since it (see `docs/PROTOCOL.md`,
+//! "Subscriptions").
+
+use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
+use super::error::{DecodeError, EncodeError};
+use super::header::Kind;
+use super::message::{interest_from_wire, interest_to_wire, InterestWire, COOKIE_LEN};
+use crate::interest::Interest;
+use crate::service::Version;
+use crate::time::Duration;
+use serde::{Deserialize, Serialize};
+
+/// Subscribe (or renew a subscription) to the changes that match an interest, sent to
+/// the sender's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// Chosen by the client to match the answer to the request.
+    pub request: u32,
+    /// Identifies the subscriber: one subscription per subscriber id at a directory.
+    pub subscriber: u64,
+    /// The id the directory puts in the `request` field of every delivery of this
+    /// subscription. A subscriber picks a fresh one each time it starts a subscription
+    /// (at start, after a failover, after the directory forgot it), and keeps it across
+    /// renewals: a renewal with another id starts the subscription afresh from `since`.
+    pub delivery: u32,
+    /// The lease asked for (the directory clamps it to its limits; 0: its default).
+    pub lease: Duration,
+    /// Which services.
+    pub interest: Interest,
+    /// The subscriber holds every matching change of this directory up to this version
+    /// (the `as_of` of a delivery or snapshot it received in full): deliveries start
+    /// after it. `None`: nothing; the first delivery is a snapshot. On a renewal it also
+    /// acknowledges, as a [`DeliveryAck`] does.
+    pub since: Option<Version>,
+    /// The directory's return-routability cookie for this address (see
+    /// [`CookieReply`](super::CookieReply)); without a valid one the directory answers
+    /// with a cookie only and subscribes nothing.
+    pub cookie: Option<[u8; COOKIE_LEN]>,
+}
+
+/// A subscription was taken, renewed, or ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscribeAck {
+    /// The request this answers.
+    pub request: u32,
+    /// The lease granted; zero answers an [`UnsubscribeRequest`].
+    pub lease: Duration,
+}
+
+/// End a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnsubscribeRequest {
+    /// Chosen by the client to match the answer to the request.
+    pub request: u32,
+    /// The subscriber whose subscription ends.
+    pub subscriber: u64,
+}
+
+/// The subscriber holds every matching change up to `as_of`: a cumulative
+/// acknowledgement of deliveries. Never answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryAck {
+    /// The subscriber.
+    pub subscriber: u64,
+    /// The subscription's delivery id (see [`SubscribeRequest::delivery`]); an ack of
+    /// another is ignored.
+    pub delivery: u32,
+    /// The `as_of` of the last delivery (or snapshot delivery) received in full.
+    pub as_of: Version,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubscribeWire<'a> {
+    request: u32,
+    subscriber: u64,
+    delivery: u32,
+    lease_ms: u32,
+    #[serde(borrow)]
+    interest: InterestWire<'a>,
+    since: Option<u64>,
+    cookie: Option<[u8; COOKIE_LEN]>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubscribeAckWire {
+    request: u32,
+    lease_ms: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UnsubscribeWire {
+    request: u32,
+    subscriber: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveryAckWire {
+    subscriber: u64,
+    delivery: u32,
+    as_of: u64,
+}
+
+fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    match take(payload)? {
+        (value, []) => Ok(value),
+        _ => Err(DecodeError::TrailingBytes),
+    }
+}
+
+impl SubscribeRequest {
+    /// Decodes a Subscribe payload.
+    pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let w = take_all::<SubscribeWire<'_>>(payload)?;
+        Ok(SubscribeRequest {
+            request: w.request,
+            subscriber: w.subscriber,
+            delivery: w.delivery,
+            lease: lease_from_ms(w.lease_ms),
+            interest: interest_from_wire(&w.interest)?,
+            since: w.since.map(Version),
+            cookie: w.cookie,
+        })
+    }
+}
+
+impl SubscribeAck {
+    /// Decodes a SubscribeAck payload.
+    pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let w = take_all::<SubscribeAckWire>(payload)?;
+        Ok(SubscribeAck {
+            request: w.request,
+            lease: lease_from_ms(w.lease_ms),
+        })
+    }
+}
+
+impl UnsubscribeRequest {
+    /// Decodes an Unsubscribe payload.
+    pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let w = take_all::<UnsubscribeWire>(payload)?;
+        Ok(UnsubscribeRequest {
+            request: w.request,
+            subscriber: w.subscriber,
+        })
+    }
+}
+
+impl DeliveryAck {
+    /// Decodes a DeliveryAck payload.
+    pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let w = take_all::<DeliveryAckWire>(payload)?;
+        Ok(DeliveryAck {
+            subscriber: w.subscriber,
+            delivery: w.delivery,
+            as_of: Version(w.as_of),
+        })
+    }
+}
+
+impl Single for SubscribeRequest {
+    const KIND: Kind = Kind::Subscribe;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &SubscribeWire {
+                request: self.request,
+                subscriber: self.subscriber,
+                delivery: self.delivery,
+                lease_ms: lease_to_ms(self.lease),
+                interest: interest_to_wire(&self.interest),
+                since: self.since.map(|v| v.0),
+                cookie: self.cookie,
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for SubscribeAck {
+    const KIND: Kind = Kind::SubscribeAck;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &SubscribeAckWire {
+                request: self.request,
+                lease_ms: lease_to_ms(self.lease),
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for UnsubscribeRequest {
+    const KIND: Kind = Kind::Unsubscribe;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &UnsubscribeWire {
+                request: self.request,
+                subscriber: self.subscriber,
+            },
+            buf,
+        )
+    }
+}
+
+impl Single for DeliveryAck {
+    const KIND: Kind = Kind::DeliveryAck;
+    fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        ser(
+            &DeliveryAckWire {
+                subscriber: self.subscriber,
+                delivery: self.delivery,
+                as_of: self.as_of.0,
+            },
+            buf,
+        )
+    }
+}

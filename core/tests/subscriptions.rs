@@ -1,0 +1,470 @@
+//! Subscriptions and unicast delivery: a listener that multicast does not reach
+//! subscribes, gets every matching change by unicast exactly once, acknowledges
+//! cumulatively; unacknowledged deliveries are re-sent with back-off, a subscriber too
+//! far behind gets a snapshot, a silent one costs bounded re-sends and goes at its
+//! lease, and a full table says so.
+
+mod support;
+
+use herald_core::directory::{SubscriberSlot, MAX_SUBSCRIBER_LEN};
+use herald_core::wire::{decode, Message};
+use herald_core::*;
+use std::net::SocketAddr;
+use support::{directory_location, group, ip, service, wall, Faults, Sim};
+
+/// Who a datagram goes to and what it is, for the filters below.
+struct Seen<'a> {
+    /// From the directory to the client (otherwise the other way).
+    to_client: bool,
+    message: &'a Message<'a>,
+}
+
+/// A directory and one subscribing client (a registrant too), on a network that
+/// carries no multicast, with a filter over what gets through.
+struct Pair {
+    now: Instant,
+    directory: Directory<'static>,
+    client: Client<'static, 4>,
+    client_addr: SocketAddr,
+    events: Vec<ClientEvent>,
+    /// Deliveries the directory sent the client: (when, snapshot page).
+    deliveries: Vec<(Instant, bool)>,
+}
+
+fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+    Vec::leak(vec![value; n])
+}
+
+fn config() -> DirectoryConfig {
+    let mut config = DirectoryConfig::new(directory_location(), group());
+    config.default_lease = Duration::from_secs(3);
+    config.min_lease = Duration::from_millis(500);
+    config.sweep_period = Duration::from_secs(3600);
+    config.version_floor = Version(1_000);
+    config
+}
+
+fn directory(config: DirectoryConfig, subscribers: usize) -> Directory<'static> {
+    let slots: &'static mut [SubscriberSlot] = leak(None, subscribers);
+    Directory::new(config, leak(None, 64), leak(0u32, 64))
+        .unwrap()
+        .with_subscribers(slots)
+}
+
+fn subscriber(registrant: u64, interest: Interest) -> Client<'static, 4> {
+    let mut config = ClientConfig::new(registrant);
+    config.directories.push(directory_location()).unwrap();
+    config.interest = Some(interest);
+    config.subscribe = true;
+    config.lease = Duration::from_secs(3);
+    Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap()
+}
+
+impl Pair {
+    fn new(subscribers: usize) -> Pair {
+        Pair {
+            now: Instant::from_millis(1),
+            directory: directory(config(), subscribers),
+            client: subscriber(7, Interest::all()),
+            client_addr: SocketAddr::new(ip(10), 40000),
+            events: Vec::new(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Runs for `span` of simulated time; `pass` says which datagrams get through
+    /// (nothing sent to the group reaches the client).
+    fn run(&mut self, span: Duration, mut pass: impl FnMut(&Seen<'_>) -> bool) {
+        let end = self.now + span;
+        let mut buf = [0u8; 1400];
+        loop {
+            let mut moved = true;
+            while moved {
+                moved = false;
+                while let Some(t) = self.directory.poll_transmit(self.now, &mut buf) {
+                    if t.destination == group() {
+                        continue;
+                    }
+                    let frame = decode(&buf[..t.len]).unwrap();
+                    if let Message::ChangesPage(..) | Message::SnapshotPage(..) = frame.message {
+                        let snapshot = matches!(frame.message, Message::SnapshotPage(..));
+                        self.deliveries.push((self.now, snapshot));
+                    }
+                    let seen = Seen {
+                        to_client: true,
+                        message: &frame.message,
+                    };
+                    if pass(&seen) {
+                        let from = directory_location().socket_addr();
+                        self.client.handle_datagram(self.now, from, &buf[..t.len]);
+                        moved = true;
+                    }
+                }
+                while let Some(t) = self.client.poll_transmit(self.now, &mut buf) {
+                    let frame = decode(&buf[..t.len]).unwrap();
+                    let seen = Seen {
+                        to_client: false,
+                        message: &frame.message,
+                    };
+                    if pass(&seen) {
+                        let (now, from) = (self.now, self.client_addr);
+                        self.directory.handle_datagram(now, from, &buf[..t.len]);
+                        moved = true;
+                    }
+                }
+                while self.directory.poll_event().is_some() {}
+                while self.directory.poll_subscriber_event().is_some() {}
+                while let Some(e) = self.client.poll_event() {
+                    self.events.push(e);
+                }
+            }
+            let next = [self.directory.poll_timeout(), self.client.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end)
+                .max(self.now + Duration::from_millis(1));
+            if next > end {
+                self.now = end;
+                return;
+            }
+            self.now = next;
+            self.directory.handle_timeout(self.now);
+            self.client.handle_timeout(self.now);
+        }
+    }
+
+    fn register(&mut self, name: &str, port: u16) {
+        let now = self.now;
+        self.client.register(now, service(name, port)).unwrap();
+    }
+
+    fn count(&self, what: fn(&ClientEvent) -> Option<&str>, name: &str) -> usize {
+        self.events.iter().filter(|e| what(e) == Some(name)).count()
+    }
+
+    fn discovered(&self, name: &str) -> usize {
+        self.count(
+            |e| match e {
+                ClientEvent::Discovered(s) => Some(s.name().as_str()),
+                _ => None,
+            },
+            name,
+        )
+    }
+
+    fn unregistered(&self, name: &str) -> usize {
+        self.count(
+            |e| match e {
+                ClientEvent::Unregistered(s) => Some(s.name().as_str()),
+                _ => None,
+            },
+            name,
+        )
+    }
+
+    /// The directory's cursor for the client.
+    fn cursor(&self) -> Option<Version> {
+        self.directory.subscribers().next().and_then(|s| s.acked)
+    }
+}
+
+fn all(_: &Seen<'_>) -> bool {
+    true
+}
+
+#[test]
+fn changes_reach_a_subscriber_by_unicast_once_and_are_acknowledged() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    assert!(p.client.is_subscribed());
+    assert_eq!(p.directory.subscribers().count(), 1);
+    for (i, name) in ["billing", "orders", "search"].iter().enumerate() {
+        p.register(name, 8000 + i as u16);
+    }
+    p.run(Duration::from_secs(2), all);
+    for name in ["billing", "orders", "search"] {
+        assert_eq!(p.discovered(name), 1, "{name}: {:?}", p.events);
+    }
+    // The cursor is the newest version: every change is acknowledged, none re-sent.
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+    assert_eq!(p.directory.stats().delivery_resends, 0);
+    let name = ServiceName::new("orders").unwrap();
+    let now = p.now;
+    p.client.unregister(now, &name).unwrap();
+    p.run(Duration::from_secs(2), all);
+    assert_eq!(p.unregistered("orders"), 1);
+    assert_eq!(p.discovered("orders"), 1);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+    // Ten more seconds of renewals: nothing is delivered twice.
+    p.run(Duration::from_secs(10), all);
+    assert_eq!(p.discovered("billing"), 1);
+    assert_eq!(p.unregistered("orders"), 1);
+    assert_eq!(p.directory.stats().delivery_resends, 0);
+}
+
+#[test]
+fn an_unacknowledged_delivery_is_sent_again_with_back_off() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    p.register("billing", 8000);
+    // Every acknowledgement is lost for 2.5 s (a renewal, which says what the
+    // subscriber holds, acknowledges too).
+    let no_acks = |s: &Seen<'_>| {
+        s.to_client || !matches!(s.message, Message::DeliveryAck(_) | Message::Subscribe(_))
+    };
+    let before = p.deliveries.len();
+    p.run(Duration::from_millis(2500), no_acks);
+    let times: Vec<Instant> = p.deliveries[before..].iter().map(|d| d.0).collect();
+    assert!(times.len() >= 4, "{times:?}");
+    let gaps: Vec<u64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    // The re-sends back off: each gap at least the one before (250 ms, 500 ms, ...).
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+    assert!(gaps[0] >= 250 && gaps[gaps.len() - 1] >= 1000, "{gaps:?}");
+    assert!(p.directory.stats().delivery_resends >= 3);
+    // The event came once, whatever the re-sends.
+    assert_eq!(p.discovered("billing"), 1);
+    // Once an acknowledgement gets through, the re-sends stop.
+    p.run(Duration::from_secs(10), all);
+    let resends = p.directory.stats().delivery_resends;
+    p.run(Duration::from_secs(5), all);
+    assert_eq!(p.directory.stats().delivery_resends, resends);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+    assert_eq!(p.discovered("billing"), 1);
+}
+
+#[test]
+fn a_removal_is_delivered_until_acknowledged() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    p.register("billing", 8000);
+    p.run(Duration::from_secs(1), all);
+    assert_eq!(p.discovered("billing"), 1);
+    let name = ServiceName::new("billing").unwrap();
+    let now = p.now;
+    p.client.unregister(now, &name).unwrap();
+    // Deliveries to the client are lost for 2 s: the removal goes out again and again.
+    let mut removals = 0;
+    p.run(Duration::from_secs(2), |s| {
+        if let Message::ChangesPage(_, items) = s.message {
+            removals += items
+                .clone()
+                .filter(|c| matches!(c, wire::Change::Unregistered { .. }))
+                .count();
+            return false;
+        }
+        true
+    });
+    assert!(removals >= 3, "{removals}");
+    assert_eq!(p.unregistered("billing"), 0);
+    p.run(Duration::from_secs(3), all);
+    assert_eq!(p.unregistered("billing"), 1);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}
+
+#[test]
+fn a_subscriber_too_far_behind_gets_a_snapshot() {
+    let mut config = config();
+    config.tombstone_retention = Duration::from_secs(5);
+    config.replication_bound = Duration::from_secs(1);
+    let mut p = Pair::new(4);
+    p.directory = directory(config, 4);
+    p.run(Duration::from_millis(200), all);
+    p.register("billing", 8000);
+    p.register("orders", 8001);
+    p.run(Duration::from_secs(1), all);
+    assert_eq!(p.discovered("orders"), 1);
+    let snapshots = p.directory.stats().delivery_snapshots;
+    let name = ServiceName::new("orders").unwrap();
+    let now = p.now;
+    p.client.unregister(now, &name).unwrap();
+    // No delivery reaches the client until the removal's tombstone is reaped.
+    let no_deliveries = |s: &Seen<'_>| {
+        !(s.to_client
+            && matches!(
+                s.message,
+                Message::ChangesPage(..) | Message::SnapshotPage(..)
+            ))
+    };
+    p.run(Duration::from_secs(8), no_deliveries);
+    assert!(p.directory.record("orders").is_none(), "reaped");
+    assert_eq!(p.unregistered("orders"), 0);
+    p.run(Duration::from_secs(2), all);
+    assert!(p.directory.stats().delivery_snapshots > snapshots);
+    assert_eq!(p.unregistered("orders"), 1);
+    assert_eq!(p.discovered("billing"), 1);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}
+
+#[test]
+fn a_silent_subscriber_costs_bounded_re_sends_and_goes_at_its_lease() {
+    let mut p = Pair::new(4);
+    // A second client that registers while the subscriber falls silent.
+    p.run(Duration::from_millis(200), all);
+    assert_eq!(p.directory.subscribers().count(), 1);
+    let expires = p.directory.subscribers().next().unwrap().expires;
+    let mut registrant = {
+        let mut config = ClientConfig::new(99);
+        config.directories.push(directory_location()).unwrap();
+        Client::<'static, 4>::new(config, leak(None, 4), leak(0u32, 4)).unwrap()
+    };
+    let now = p.now;
+    registrant.register(now, service("billing", 8000)).unwrap();
+    let mut buf = [0u8; 1400];
+    let from = SocketAddr::new(ip(11), 40000);
+    while let Some(t) = registrant.poll_transmit(now, &mut buf) {
+        p.directory.handle_datagram(now, from, &buf[..t.len]);
+    }
+    // From now on the subscriber hears nothing and says nothing.
+    let before = p.deliveries.len();
+    p.run(Duration::from_secs(20), |_| false);
+    let resent = p.deliveries.len() - before;
+    assert!(resent <= 6, "{resent} deliveries to a silent subscriber");
+    assert!(p.directory.stats().delivery_resends >= 2);
+    assert_eq!(p.directory.subscribers().count(), 0);
+    assert_eq!(p.directory.stats().subscribers_expired, 1);
+    // Nothing was sent after its lease.
+    assert!(p.deliveries[before..].iter().all(|d| d.0 <= expires));
+}
+
+#[test]
+fn a_full_subscriber_table_refuses_clearly() {
+    let mut p = Pair::new(1);
+    p.run(Duration::from_millis(200), all);
+    assert_eq!(p.directory.subscribers().count(), 1);
+    // A second subscriber, from another address.
+    let mut other = subscriber(8, Interest::all());
+    let other_addr = SocketAddr::new(ip(12), 40000);
+    let dir = directory_location().socket_addr();
+    let mut buf = [0u8; 1400];
+    let mut rejected = None;
+    for _ in 0..6 {
+        let now = p.now;
+        while let Some(t) = other.poll_transmit(now, &mut buf) {
+            p.directory.handle_datagram(now, other_addr, &buf[..t.len]);
+        }
+        while let Some(t) = p.directory.poll_transmit(now, &mut buf) {
+            if t.destination == other_addr {
+                other.handle_datagram(now, dir, &buf[..t.len]);
+            }
+        }
+        while let Some(e) = other.poll_event() {
+            if let ClientEvent::Rejected { reason, .. } = e {
+                rejected = Some(reason);
+            }
+        }
+        p.now = now + Duration::from_millis(300);
+        other.handle_timeout(p.now);
+        p.directory.handle_timeout(p.now);
+    }
+    assert_eq!(rejected, Some(RejectReason::SubscribersFull));
+    assert_eq!(p.directory.subscribers().count(), 1);
+    assert_eq!(
+        p.directory.stats().rejected(RejectReason::SubscribersFull),
+        1,
+        "refused once, then retried a lease later"
+    );
+}
+
+#[test]
+fn an_unsubscribed_listener_gets_nothing_more() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    let now = p.now;
+    p.client.unsubscribe(now);
+    p.run(Duration::from_millis(500), all);
+    assert_eq!(p.directory.subscribers().count(), 0);
+    assert!(!p.client.is_subscribed());
+    let before = p.deliveries.len();
+    p.register("billing", 8000);
+    p.run(Duration::from_secs(2), all);
+    assert_eq!(p.deliveries.len(), before);
+}
+
+#[test]
+fn subscriptions_survive_a_directory_restart_through_storage() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    p.register("billing", 8000);
+    p.run(Duration::from_secs(1), all);
+    let mut stored = Vec::new();
+    let mut buf = [0u8; MAX_SUBSCRIBER_LEN];
+    for s in p.directory.subscribers() {
+        stored.push(s.to_bytes(wall(p.now), &mut buf).unwrap().to_vec());
+    }
+    let records: Vec<Record> = p.directory.records().cloned().collect();
+    // The directory restarts from its store, its version clock further on.
+    let mut config = config();
+    config.version_floor = Version(p.directory.as_of().0 + 1_000_000);
+    p.directory = directory(config, 4);
+    let now = p.now;
+    for r in records {
+        p.directory.restore(now, r).unwrap();
+    }
+    for bytes in &stored {
+        let s = Subscriber::from_bytes(bytes, wall(now)).unwrap();
+        p.directory.restore_subscriber(now, s).unwrap();
+    }
+    assert_eq!(p.directory.subscribers().count(), 1);
+    p.register("orders", 8001);
+    p.run(Duration::from_secs(2), all);
+    assert_eq!(p.discovered("orders"), 1);
+    assert_eq!(p.discovered("billing"), 1);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}
+
+#[test]
+fn a_subscriber_takes_little_memory() {
+    let size = std::mem::size_of::<Option<Subscriber>>();
+    eprintln!("directory memory per subscriber: {size} bytes");
+    assert!(size <= 512, "{size} bytes per subscriber");
+}
+
+#[test]
+fn subscribers_on_a_network_without_multicast_miss_nothing_under_unicast_loss() {
+    let seeds = std::env::var("HERALD_SUB_SEEDS").map_or(20, |s| s.parse().unwrap());
+    for seed in 0..seeds {
+        let mut sim = Sim::new(seed, Faults::lossy(0.0), 64);
+        sim.unicast_loss = Some(0.2);
+        let subs: Vec<usize> = (0..3)
+            .map(|_| sim.add_subscriber(Interest::all(), 64))
+            .collect();
+        let registrant = sim.add_client(None, 8);
+        sim.run(Duration::from_secs(1));
+        for i in 0..6 {
+            sim.register(registrant, service(&format!("svc-{i}"), 9000 + i as u16));
+            sim.run(Duration::from_millis(300));
+        }
+        for i in 0..3 {
+            sim.unregister(registrant, &format!("svc-{i}"));
+        }
+        sim.run(Duration::from_secs(6));
+        support::assert_clean(&sim);
+        let live = sim.live();
+        for &s in &subs {
+            let view = &sim.nodes[s].view;
+            assert_eq!(
+                view.services.keys().collect::<Vec<_>>(),
+                live.keys().collect::<Vec<_>>(),
+                "seed {seed}: subscriber {s}"
+            );
+            for i in 0..6 {
+                let name = format!("svc-{i}");
+                let discovered = view.discovered.get(&name).copied().unwrap_or(0);
+                let unregistered = view.unregistered.get(&name).copied().unwrap_or(0);
+                if i < 3 {
+                    // Removed: reported once if it was seen at all (a registration
+                    // removed before any delivery of it got through is delivered as
+                    // what it is by then, a removal of nothing held).
+                    assert!(discovered <= 1, "seed {seed}: {name}");
+                    assert_eq!(unregistered, discovered, "seed {seed}: {name}");
+                } else {
+                    assert_eq!((discovered, unregistered), (1, 0), "seed {seed}: {name}");
+                }
+            }
+        }
+    }
+}
