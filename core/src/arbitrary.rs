@@ -13,8 +13,9 @@ use crate::name::{Environment, ServiceName, MAX_ENVIRONMENT_LEN, MAX_NAME_LEN};
 use crate::service::{Registration, Service, Version};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Ack, AnnounceHeader, Beacon, Change, CookieReply, Holdings, KeepAliveAck, KeepAliveRequest,
-    PageHeader, RegisterRequest, Reject, RejectReason, SnapshotRequest, UnregisterRequest,
+    Ack, AnnounceHeader, Beacon, Change, CookieReply, DeliveryAck, Holdings, KeepAliveAck,
+    KeepAliveRequest, PageHeader, RegisterRequest, Reject, RejectReason, SnapshotRequest,
+    SubscribeAck, SubscribeRequest, UnregisterRequest, UnsubscribeRequest,
 };
 use arbitrary::{Arbitrary, Result, Unstructured};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -261,6 +262,49 @@ impl<'a> Arbitrary<'a> for KeepAliveAck {
             request: u.arbitrary()?,
             lease: lease_ms(u)?,
             held: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for SubscribeRequest {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(SubscribeRequest {
+            request: u.arbitrary()?,
+            subscriber: u.arbitrary()?,
+            delivery: u.arbitrary()?,
+            lease: lease_ms(u)?,
+            interest: u.arbitrary()?,
+            since: u.arbitrary()?,
+            cookie: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for SubscribeAck {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(SubscribeAck {
+            request: u.arbitrary()?,
+            lease: lease_ms(u)?,
+            delivering: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for UnsubscribeRequest {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(UnsubscribeRequest {
+            request: u.arbitrary()?,
+            subscriber: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for DeliveryAck {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(DeliveryAck {
+            subscriber: u.arbitrary()?,
+            delivery: u.arbitrary()?,
+            as_of: u.arbitrary()?,
         })
     }
 }

@@ -115,7 +115,7 @@ pub struct DirectoryConfig {
     /// Snapshot cookies and budgets, registration budgets (see [`AdmissionConfig`]).
     pub admission: AdmissionConfig,
     /// How long a unicast delivery to a subscriber waits for its acknowledgement before
-    /// it is sent again (default 250 ms); doubles with each attempt, up to 32 times.
+    /// it is sent again (default 250 ms); doubles with each attempt, up to 8 times.
     pub delivery_timeout: Duration,
 }
 

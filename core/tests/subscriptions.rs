@@ -223,7 +223,7 @@ fn an_unacknowledged_delivery_is_sent_again_with_back_off() {
         .collect();
     // The re-sends back off: each gap at least the one before (250 ms, 500 ms, ...).
     assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
-    assert!(gaps[0] >= 250 && gaps[gaps.len() - 1] >= 1000, "{gaps:?}");
+    assert!(gaps[0] >= 250 && gaps[2] >= 1000, "{gaps:?}");
     assert!(p.directory.stats().delivery_resends >= 3);
     // The event came once, whatever the re-sends.
     assert_eq!(p.discovered("billing"), 1);
@@ -414,6 +414,26 @@ fn subscriptions_survive_a_directory_restart_through_storage() {
     assert_eq!(p.discovered("orders"), 1);
     assert_eq!(p.discovered("billing"), 1);
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}
+
+#[test]
+fn a_subscriber_at_a_replica_moves_to_the_publisher() {
+    let mut sim = Sim::replicated(3, Faults::none(), 64, 2, Duration::from_millis(3));
+    sim.next_first_directory = 1;
+    let s = sim.add_subscriber(Interest::all(), 64);
+    sim.next_first_directory = 0;
+    let registrant = sim.add_client(None, 8);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(
+        sim.nodes[s].client.current_directory(),
+        Some(support::nth_directory(0))
+    );
+    sim.register(registrant, service("billing", 8000));
+    sim.run(Duration::from_secs(2));
+    support::assert_clean(&sim);
+    assert_eq!(sim.nodes[s].view.discovered.get("billing"), Some(&1));
+    assert!(sim.directories[0].directory.stats().deliveries > 0);
+    assert_eq!(sim.directories[1].directory.stats().deliveries, 0);
 }
 
 #[test]

@@ -43,6 +43,13 @@ fn directory() -> Location {
     v4(127, 0, 0, 1, 37399)
 }
 
+/// Services whose names begin with `bill`.
+fn bill() -> Interest {
+    let mut interest = Interest::all();
+    interest.push(Pattern::prefix("bill").unwrap()).unwrap();
+    interest
+}
+
 /// The example cookie: bytes 0 to 15.
 fn cookie() -> [u8; wire::COOKIE_LEN] {
     core::array::from_fn(|i| i as u8)
@@ -158,6 +165,50 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 request: 5,
                 lease: Duration::from_secs(15),
                 held: held(),
+            }),
+        ),
+        (
+            "subscribe",
+            single(&wire::SubscribeRequest {
+                request: 6,
+                subscriber: 0x2a,
+                delivery: 7,
+                lease: Duration::from_secs(15),
+                interest: bill(),
+                since: Some(Version(1001)),
+                cookie: Some(cookie()),
+            }),
+        ),
+        (
+            "subscribe-ack",
+            single(&wire::SubscribeAck {
+                request: 6,
+                lease: Duration::from_secs(15),
+                delivering: true,
+            }),
+        ),
+        (
+            "reject-subscribers-full",
+            single(&wire::Reject {
+                request: 6,
+                reason: RejectReason::SubscribersFull,
+                directory_environment: env(),
+                floor: 0,
+            }),
+        ),
+        (
+            "unsubscribe",
+            single(&wire::UnsubscribeRequest {
+                request: 8,
+                subscriber: 0x2a,
+            }),
+        ),
+        (
+            "delivery-ack",
+            single(&wire::DeliveryAck {
+                subscriber: 0x2a,
+                delivery: 7,
+                as_of: Version(1001),
             }),
         ),
     ];
@@ -376,6 +427,28 @@ fn documented_vectors_decode_to_their_messages() {
             ("keep-alive-ack", Message::KeepAliveAck(a)) => {
                 assert_eq!(a.lease, Duration::from_secs(15));
                 assert_eq!(a.held, held());
+            }
+            ("subscribe", Message::Subscribe(s)) => {
+                assert_eq!((s.request, s.subscriber, s.delivery), (6, 0x2a, 7));
+                assert_eq!(s.lease, Duration::from_secs(15));
+                assert_eq!(s.interest, bill());
+                assert_eq!(s.since, Some(Version(1001)));
+                assert_eq!(s.cookie, Some(cookie()));
+            }
+            ("subscribe-ack", Message::SubscribeAck(a)) => {
+                assert_eq!(a.request, 6);
+                assert_eq!(a.lease, Duration::from_secs(15));
+                assert!(a.delivering);
+            }
+            ("reject-subscribers-full", Message::Reject(r)) => {
+                assert_eq!(r.reason, RejectReason::SubscribersFull);
+            }
+            ("unsubscribe", Message::Unsubscribe(u)) => {
+                assert_eq!((u.request, u.subscriber), (8, 0x2a));
+            }
+            ("delivery-ack", Message::DeliveryAck(a)) => {
+                assert_eq!((a.subscriber, a.delivery), (0x2a, 7));
+                assert_eq!(a.as_of, Version(1001));
             }
             (name, other) => panic!("{name} decoded as {other:?}"),
         }

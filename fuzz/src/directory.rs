@@ -27,6 +27,7 @@ use crate::input::{self, Op, Step};
 use crate::message::{decode_sent, seal, OwnedFrame, OwnedMessage};
 use crate::world::{group, keys, ms, EnvChoice, SmallName, SmallRegistration};
 use arbitrary::{Arbitrary, Unstructured};
+use herald_core::directory::SubscriberSlot;
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{
     self, Change, Holdings, KeepAliveRequest, RegisterRequest, SnapshotRequest, UnregisterRequest,
@@ -239,7 +240,12 @@ pub fn run(data: &[u8]) {
     let (config, capacity) = config(c);
     let mut slots: Vec<Slot> = vec![None; capacity];
     let mut index = vec![0u32; capacity];
-    let directory = Directory::new(config.clone(), &mut slots, &mut index).expect("valid config");
+    // A small subscriber table: subscriptions, deliveries and their re-sends are fuzzed
+    // too, and so is "full".
+    let mut subscribers: Vec<SubscriberSlot> = vec![None; 2];
+    let directory = Directory::new(config.clone(), &mut slots, &mut index)
+        .expect("valid config")
+        .with_subscribers(&mut subscribers);
     let mut h = Harness {
         d: directory,
         config,
@@ -607,8 +613,18 @@ impl Harness<'_> {
     fn check_sent(&mut self, to: SocketAddr, from: Option<SocketAddr>, frame: OwnedFrame) {
         let own_env = frame.environment == self.config.environment;
         match frame.message {
+            OwnedMessage::SnapshotPage(ref h, _) | OwnedMessage::ChangesPage(ref h, _)
+                if self
+                    .d
+                    .subscribers()
+                    .any(|s| s.address == to && s.delivery == h.request) =>
+            {
+                // A delivery to a subscriber.
+                assert!(self.d.is_publishing(), "a replica delivered");
+            }
             OwnedMessage::Ack(_)
             | OwnedMessage::KeepAliveAck(_)
+            | OwnedMessage::SubscribeAck(_)
             | OwnedMessage::Reject(_)
             | OwnedMessage::SnapshotPage(..)
             | OwnedMessage::ChangesPage(..) => {

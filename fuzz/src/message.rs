@@ -3,9 +3,9 @@
 use arbitrary::Arbitrary;
 use herald_core::auth::{self, Keys, TRAILER_LEN};
 use herald_core::wire::{
-    self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, CookieReply, EncodeError, Frame, Item,
-    KeepAliveAck, KeepAliveRequest, Message, PageHeader, RegisterRequest, Reject, SnapshotRequest,
-    UnregisterRequest,
+    self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, CookieReply, DeliveryAck, EncodeError,
+    Frame, Item, KeepAliveAck, KeepAliveRequest, Message, PageHeader, RegisterRequest, Reject,
+    SnapshotRequest, SubscribeAck, SubscribeRequest, UnregisterRequest, UnsubscribeRequest,
 };
 use herald_core::{Environment, Service};
 
@@ -38,6 +38,14 @@ pub enum OwnedMessage {
     KeepAlive(KeepAliveRequest),
     /// [`Message::KeepAliveAck`].
     KeepAliveAck(KeepAliveAck),
+    /// [`Message::Subscribe`].
+    Subscribe(SubscribeRequest),
+    /// [`Message::SubscribeAck`].
+    SubscribeAck(SubscribeAck),
+    /// [`Message::Unsubscribe`].
+    Unsubscribe(UnsubscribeRequest),
+    /// [`Message::DeliveryAck`].
+    DeliveryAck(DeliveryAck),
 }
 
 /// A frame with its environment, owned.
@@ -66,6 +74,10 @@ impl OwnedFrame {
             Message::ChangesPage(h, items) => OwnedMessage::ChangesPage(h, items.collect()),
             Message::KeepAlive(m) => OwnedMessage::KeepAlive(m),
             Message::KeepAliveAck(m) => OwnedMessage::KeepAliveAck(m),
+            Message::Subscribe(m) => OwnedMessage::Subscribe(m),
+            Message::SubscribeAck(m) => OwnedMessage::SubscribeAck(m),
+            Message::Unsubscribe(m) => OwnedMessage::Unsubscribe(m),
+            Message::DeliveryAck(m) => OwnedMessage::DeliveryAck(m),
         };
         OwnedFrame {
             environment: frame.environment,
@@ -88,6 +100,10 @@ impl OwnedFrame {
             OwnedMessage::Beacon(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::KeepAlive(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::KeepAliveAck(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Subscribe(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::SubscribeAck(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::Unsubscribe(m) => wire::encode(env, m, buf).map(single),
+            OwnedMessage::DeliveryAck(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::SnapshotPage(h, items) => {
                 Ok(fill(BatchWriter::page(env, h, false, buf)?, items))
             }

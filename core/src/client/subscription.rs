@@ -273,6 +273,13 @@ impl<const R: usize> Client<'_, R> {
         }
         if self.heard_from_current(from) {
             self.answered();
+            if !ack.delivering && self.is_subscribed() {
+                // A replica: it sends nothing. Follow another directory.
+                if let Some(i) = self.current {
+                    self.directories[i].publishing = false;
+                }
+                self.fail_over();
+            }
         }
     }
 

@@ -11,7 +11,7 @@
 //! instead. Once its last page is sent the delivery waits for a [`DeliveryAck`] at or
 //! above its `as_of`; unacknowledged, it is sent again in full, from the cursor and as
 //! of the newest version then, after a timeout that doubles with each attempt
-//! ([`DirectoryConfig::delivery_timeout`], up to 32 times), until the subscription's
+//! ([`DirectoryConfig::delivery_timeout`], up to 8 times), until the subscription's
 //! lease runs out. Changes made while a delivery is in flight go in the next one. A
 //! removal is thus delivered until acknowledged (or, once its tombstone is reaped, the
 //! snapshot that replaces it shows it), and a silent subscriber costs a few re-sends
@@ -29,8 +29,10 @@ use super::subscribers::Window;
 use super::*;
 use crate::wire::DeliveryAck;
 
-/// The back-off of an unacknowledged delivery doubles at most this many times.
-const MAX_BACKOFF_DOUBLINGS: u8 = 5;
+/// The back-off of an unacknowledged delivery doubles at most this many times (to 2 s
+/// with the default timeout): a subscriber that comes back after a loss burst hears
+/// within that, and a silent one costs one re-send per 2 s of its lease at most.
+const MAX_BACKOFF_DOUBLINGS: u8 = 3;
 
 impl Directory<'_> {
     /// The next delivery datagram (body only: `buf` leaves room for the trailer).

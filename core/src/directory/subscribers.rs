@@ -373,6 +373,7 @@ impl<'a> Directory<'a> {
         let ack = SubscribeAck {
             request: s.request,
             lease,
+            delivering: self.publishing,
         };
         self.reply(Reply::SubscribeAck(from, ack));
     }
@@ -390,6 +391,7 @@ impl<'a> Directory<'a> {
         let ack = SubscribeAck {
             request: u.request,
             lease: Duration::ZERO,
+            delivering: self.publishing,
         };
         self.reply(Reply::SubscribeAck(from, ack));
     }

@@ -54,6 +54,10 @@ pub struct SubscribeAck {
     pub request: u32,
     /// The lease granted; zero answers an [`UnsubscribeRequest`].
     pub lease: Duration,
+    /// This directory delivers (it publishes): a directory that does not (a replica of
+    /// a shared store) keeps the subscription but sends nothing, and the subscriber
+    /// moves to another directory.
+    pub delivering: bool,
 }
 
 /// End a subscription.
@@ -94,6 +98,7 @@ struct SubscribeWire<'a> {
 struct SubscribeAckWire {
     request: u32,
     lease_ms: u32,
+    delivering: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,6 +144,7 @@ impl SubscribeAck {
         Ok(SubscribeAck {
             request: w.request,
             lease: lease_from_ms(w.lease_ms),
+            delivering: w.delivering,
         })
     }
 }
@@ -191,6 +197,7 @@ impl Single for SubscribeAck {
             &SubscribeAckWire {
                 request: self.request,
                 lease_ms: lease_to_ms(self.lease),
+                delivering: self.delivering,
             },
             buf,
         )
