@@ -842,6 +842,7 @@ impl<'a, const R: usize> Client<'a, R> {
         self.observe(now);
         let now = self.now;
         self.settle_inherited();
+        self.settle_subscription();
         self.recheck_refused();
         let max_attempts = self.config.max_attempts.max(1);
         // A directory that never answered is given up after a few attempts; one that has

@@ -63,6 +63,12 @@ pub(super) struct Subscription {
     progress: Option<Progress>,
     /// A delivery was received in full: acknowledge what is held.
     ack: bool,
+    /// Nothing is held at this subscription yet: its Subscribes ask for a snapshot
+    /// first (no `since`) until one is acknowledged.
+    fresh: bool,
+    /// A snapshot was delivered during the failover grace, which kept it from removing
+    /// what it did not list: subscribe afresh (for a new snapshot) once the grace ends.
+    graced: bool,
 }
 
 impl Subscription {
@@ -78,6 +84,8 @@ impl Subscription {
             granted: lease,
             progress: None,
             ack: false,
+            fresh: true,
+            graced: false,
         }
     }
 
@@ -139,6 +147,17 @@ impl<const R: usize> Client<'_, R> {
         }
         let delivery = self.request_id();
         self.subscription = Some(Subscription::start(delivery, self.config.lease, self.now));
+    }
+
+    /// After a failover, once the grace is over: a snapshot delivered during it removed
+    /// nothing it did not list (see the listening module), and no beacon will show the
+    /// difference to a subscriber that hears no multicast, so it subscribes afresh and
+    /// takes the new snapshot in full.
+    pub(super) fn settle_subscription(&mut self) {
+        let due = self.now >= self.grace_until;
+        if due && self.subscription.as_ref().is_some_and(|s| s.graced) {
+            self.subscribe_afresh();
+        }
     }
 
     /// When the subscription next needs `handle_timeout`.
@@ -241,7 +260,7 @@ impl<const R: usize> Client<'_, R> {
                     delivery: s.delivery,
                     lease: self.config.lease,
                     interest: self.config.interest.clone().unwrap_or_default(),
-                    since: (held > Version(0)).then_some(held),
+                    since: (!s.fresh && held > Version(0)).then_some(held),
                     cookie,
                 };
                 wire::encode(env, &message, buf)
@@ -265,6 +284,7 @@ impl<const R: usize> Client<'_, R> {
             State::Unsubscribing => self.subscription = None,
             State::Subscribing | State::Active => {
                 s.state = State::Active;
+                s.fresh = false;
                 s.attempts = 0;
                 s.send = false;
                 s.granted = ack.lease;
@@ -273,6 +293,8 @@ impl<const R: usize> Client<'_, R> {
         }
         if self.heard_from_current(from) {
             self.answered();
+            // Alive: a check of it in progress is answered.
+            self.check = None;
             if !ack.delivering && self.is_subscribed() {
                 // A replica: it sends nothing. Follow another directory.
                 if let Some(i) = self.current {
@@ -338,6 +360,8 @@ impl<const R: usize> Client<'_, R> {
         items: Items<'_, Change>,
     ) {
         self.answered();
+        // Alive: a check of it in progress is answered.
+        self.check = None;
         let mut last = None;
         for change in items {
             last = Some(change.name().clone());
@@ -360,6 +384,8 @@ impl<const R: usize> Client<'_, R> {
         items: Items<'_, Service>,
     ) {
         self.answered();
+        // Alive: a check of it in progress is answered.
+        self.check = None;
         let last = items.clone().last().map(|s| s.registration.name);
         self.apply_page(&header, items);
         self.delivered(&header, last, true);
@@ -393,6 +419,7 @@ impl<const R: usize> Client<'_, R> {
         }
         s.progress = None;
         s.ack = true;
+        s.graced |= snapshot && self.now < self.grace_until;
         if snapshot {
             self.chain.settle(as_of);
             self.snapshot_done = Some(self.services().count());

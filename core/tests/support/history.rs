@@ -300,9 +300,17 @@ impl World {
         let n = schedule.topology.directories();
         let mut listeners = Vec::new();
         let mut space = HashMap::new();
-        for l in 0..schedule.listeners {
+        if schedule.subscribers > 0 {
+            sim.unicast_loss = Some(schedule.loss.max(0.2));
+        }
+        // The multicast listeners first: the first one's announcements are recorded.
+        for l in 0..schedule.listeners + schedule.subscribers {
             sim.next_first_directory = l % n;
-            let node = sim.add_client(Some(Interest::all()), capacity);
+            let node = if l < schedule.listeners {
+                sim.add_client(Some(Interest::all()), capacity)
+            } else {
+                sim.add_subscriber(Interest::all(), capacity)
+            };
             listeners.push(node);
             let first = if matches!(schedule.topology, Topology::Independent { .. }) {
                 l % n
@@ -390,6 +398,7 @@ impl World {
             self.bring_up(d, restart);
         }
         self.sim.faults = Faults::none();
+        self.sim.unicast_loss = None;
         let now = self.sim.now;
         self.history.step(now, "faults stop".into());
         // A listener that moved to another directory removes what it inherited and the

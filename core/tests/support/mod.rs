@@ -798,6 +798,44 @@ impl Sim {
     }
 
     fn deliver(&mut self, p: InFlight) {
+        if std::env::var_os("SUB_TRACE").is_some()
+            && (self.unicast_only.contains(&p.to) || self.unicast_only.contains(&p.from))
+        {
+            let opened = match &self.client_keys {
+                Some(k) => herald_core::auth::open(k, &p.bytes)
+                    .map(|(i, _)| i.to_vec())
+                    .unwrap_or_default(),
+                None => p.bytes.clone(),
+            };
+            let decoded = if self.client_keys.is_some() {
+                herald_core::wire::decode_authenticated(&opened)
+            } else {
+                herald_core::wire::decode(&opened)
+            };
+            let text = match decoded {
+                Ok(f) => match f.message {
+                    Message::ChangesPage(h, items) => format!(
+                        "changes {h:?} {:?}",
+                        items
+                            .map(|c| (
+                                c.name().to_string(),
+                                c.version().0,
+                                matches!(c, Change::Unregistered { .. })
+                            ))
+                            .collect::<Vec<_>>()
+                    ),
+                    Message::SnapshotPage(h, items) => format!(
+                        "snapshot {h:?} {:?}",
+                        items
+                            .map(|c| (c.name().to_string(), c.version.0))
+                            .collect::<Vec<_>>()
+                    ),
+                    m => format!("{m:?}").chars().take(200).collect(),
+                },
+                Err(_) => "auth".into(),
+            };
+            eprintln!("{} {} -> {}: {text}", self.now, p.from, p.to);
+        }
         if let Some(d) = self
             .directories
             .iter_mut()

@@ -77,6 +77,9 @@ pub struct FaultClasses {
     pub replays: bool,
     /// Two directories that share nothing (otherwise every topology shares a store).
     pub independent_directories: bool,
+    /// Some listeners are on a network that drops multicast: they subscribe to unicast
+    /// deliveries, whose path loses at least 20 % of datagrams.
+    pub unicast: bool,
     /// "No `unregistered` for a registrant that kept renewing" is asserted only for
     /// schedules whose loss is at most this.
     pub expiry_loss_ceiling: f64,
@@ -97,6 +100,7 @@ impl FaultClasses {
             replication_delay: true,
             replays: true,
             independent_directories: true,
+            unicast: true,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -115,6 +119,7 @@ impl FaultClasses {
             replication_delay: false,
             replays: false,
             independent_directories: false,
+            unicast: false,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -137,7 +142,7 @@ impl FaultClasses {
     /// The classes whose bit is set in `mask`, in field order (bit 0: loss, 1:
     /// duplication, 2: reordering, 3: big bursts, 4: flaps, 5: restarts, 6: failovers,
     /// 7: publisher changes, 8: replication delay, 9: replays, 10: independent
-    /// directories), spurious expiry asserted up to 40 % loss.
+    /// directories, 11: unicast subscribers), spurious expiry asserted up to 40 % loss.
     pub fn from_mask(mask: u16) -> Self {
         let bit = |i: u16| mask & (1 << i) != 0;
         FaultClasses {
@@ -152,6 +157,7 @@ impl FaultClasses {
             replication_delay: bit(8),
             replays: bit(9),
             independent_directories: bit(10),
+            unicast: bit(11),
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -180,6 +186,7 @@ impl FaultClasses {
                     "replication_delay" => &mut self.replication_delay,
                     "replays" => &mut self.replays,
                     "independent_directories" => &mut self.independent_directories,
+                    "unicast" => &mut self.unicast,
                     _ => panic!("HERALD_SIM_FAULTS: no fault class `{class}`"),
                 };
                 *flag = on;
@@ -270,6 +277,9 @@ pub struct Schedule {
     pub authenticated: bool,
     /// Listeners (each follows all names).
     pub listeners: usize,
+    /// Listeners besides those (each follows all names) that hear no multicast and
+    /// subscribe to unicast deliveries instead.
+    pub subscribers: usize,
     /// Registrants (each holds at most 8 names).
     pub registrants: usize,
     /// Most names live at once.
@@ -372,6 +382,14 @@ impl Schedule {
             };
             steps.push((gap, step));
         }
+        // Drawn after everything else, so that the class leaves the rest of a seed's
+        // schedule as it was.
+        let listeners = 1 + c.below(2) as usize;
+        let subscribers = if classes.unicast && c.below(3) == 0 {
+            1 + c.below(2) as usize
+        } else {
+            0
+        };
         Schedule {
             topology,
             loss,
@@ -379,7 +397,8 @@ impl Schedule {
             max_delay,
             lease,
             authenticated,
-            listeners: 1 + c.below(2) as usize,
+            listeners,
+            subscribers,
             registrants: max_live.div_ceil(PER_REGISTRANT) + 2,
             max_live,
             steps,
@@ -396,7 +415,7 @@ impl Schedule {
     /// The parameters, without the steps.
     pub fn summary(&self) -> String {
         format!(
-            "{:?}, loss {:.0} %, duplication {:.0} %, delay up to {}, lease {}, {}authenticated, {} listeners, {} registrants, {} steps",
+            "{:?}, loss {:.0} %, duplication {:.0} %, delay up to {}, lease {}, {}authenticated, {} listeners (and {} by unicast), {} registrants, {} steps",
             self.topology,
             self.loss * 100.0,
             self.duplicate * 100.0,
@@ -404,6 +423,7 @@ impl Schedule {
             self.lease,
             if self.authenticated { "" } else { "not " },
             self.listeners,
+            self.subscribers,
             self.registrants,
             self.steps.len()
         )
