@@ -571,10 +571,12 @@ impl<'a> Directory<'a> {
         };
         if let Message::DeliveryAck(ack) = frame.message {
             // Never answered; taken only from the subscriber's own address.
-            return match frame.environment == self.config.environment {
-                true => self.handle_delivery_ack(from, ack),
-                false => self.stats.wrong_environment += 1,
-            };
+            if frame.environment == self.config.environment {
+                self.handle_delivery_ack(from, ack);
+            } else {
+                self.stats.wrong_environment += 1;
+            }
+            return;
         }
         let Some(request) = request_id(&frame.message) else {
             self.stats.ignored += 1;

@@ -23,6 +23,8 @@
 //!     //    *before* sending, so that no acknowledgement leaves before the change it
 //!     //    confirms is durable; clients: discoveries).
 //!     while let Some(e) = machine.poll_event() { … }
+//!     //    (a directory with a subscriber table: poll_subscriber_event too, stored
+//!     //    with them; it need not be durable before sending.)
 //!     // 4. Send everything it wants sent.
 //!     while let Some(t) = machine.poll_transmit(now, &mut buf) { send(&buf[..t.len], t.destination) }
 //!     // 5. Sleep until poll_timeout() or the next datagram, whichever comes first.

@@ -29,6 +29,9 @@ struct Pair {
     events: Vec<ClientEvent>,
     /// Deliveries the directory sent the client: (when, snapshot page).
     deliveries: Vec<(Instant, bool)>,
+    /// Bytes of the deliveries sent, and of the acknowledgements the client sent.
+    delivered_bytes: usize,
+    acks: Vec<usize>,
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -69,6 +72,8 @@ impl Pair {
             client_addr: SocketAddr::new(ip(10), 40000),
             events: Vec::new(),
             deliveries: Vec::new(),
+            delivered_bytes: 0,
+            acks: Vec::new(),
         }
     }
 
@@ -89,6 +94,7 @@ impl Pair {
                     if let Message::ChangesPage(..) | Message::SnapshotPage(..) = frame.message {
                         let snapshot = matches!(frame.message, Message::SnapshotPage(..));
                         self.deliveries.push((self.now, snapshot));
+                        self.delivered_bytes += t.len;
                     }
                     let seen = Seen {
                         to_client: true,
@@ -102,6 +108,9 @@ impl Pair {
                 }
                 while let Some(t) = self.client.poll_transmit(self.now, &mut buf) {
                     let frame = decode(&buf[..t.len]).unwrap();
+                    if let Message::DeliveryAck(_) = frame.message {
+                        self.acks.push(t.len);
+                    }
                     let seen = Seen {
                         to_client: false,
                         message: &frame.message,
@@ -201,6 +210,29 @@ fn changes_reach_a_subscriber_by_unicast_once_and_are_acknowledged() {
     assert_eq!(p.discovered("billing"), 1);
     assert_eq!(p.unregistered("orders"), 1);
     assert_eq!(p.directory.stats().delivery_resends, 0);
+}
+
+#[test]
+fn one_change_costs_one_delivery_and_one_acknowledgement() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(500), all);
+    let (deliveries, bytes, acks) = (p.deliveries.len(), p.delivered_bytes, p.acks.len());
+    p.register("billing", 8000);
+    p.run(Duration::from_millis(500), all);
+    assert_eq!(p.deliveries.len(), deliveries + 1);
+    assert_eq!(p.acks.len(), acks + 1);
+    let name = ServiceName::new("billing").unwrap();
+    let now = p.now;
+    p.client.unregister(now, &name).unwrap();
+    p.run(Duration::from_millis(500), all);
+    assert_eq!(p.deliveries.len(), deliveries + 2);
+    assert_eq!(p.acks.len(), acks + 2);
+    eprintln!(
+        "per change per subscriber: {} delivery bytes (a registration and a removal), \
+         {} acknowledgement bytes each",
+        p.delivered_bytes - bytes,
+        p.acks[acks]
+    );
 }
 
 #[test]

@@ -30,7 +30,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use herald_core::directory::SubscriberSlot;
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{
-    self, Change, Holdings, KeepAliveRequest, RegisterRequest, SnapshotRequest, UnregisterRequest,
+    self, Change, DeliveryAck, Holdings, KeepAliveRequest, RegisterRequest, SnapshotRequest,
+    SubscribeRequest, UnregisterRequest, UnsubscribeRequest,
 };
 use herald_core::{
     Directory, DirectoryConfig, DirectoryEvent, Instant, Interest, Location, Pattern, Record,
@@ -95,6 +96,35 @@ pub enum Request {
         /// The claimed digest.
         digest: u64,
     },
+    /// Subscribe to unicast deliveries, or renew (with the sender's cookie).
+    Subscribe {
+        /// Request id.
+        request: u32,
+        /// One of three subscribers.
+        subscriber: u8,
+        /// One of three delivery ids.
+        delivery: u8,
+        /// The lease asked for (0: the default).
+        lease_ms: u16,
+        /// What it claims to hold.
+        since: Option<u32>,
+    },
+    /// End a subscription.
+    Unsubscribe {
+        /// Request id.
+        request: u32,
+        /// One of three subscribers.
+        subscriber: u8,
+    },
+    /// Acknowledge deliveries.
+    DeliveryAck {
+        /// One of three subscribers.
+        subscriber: u8,
+        /// One of three delivery ids.
+        delivery: u8,
+        /// Held up to.
+        as_of: u32,
+    },
 }
 
 /// A structured datagram for the directory.
@@ -107,7 +137,8 @@ pub struct RequestFrame {
 }
 
 impl RequestFrame {
-    /// Encodes the frame with the real encoder; a snapshot request carries `cookie`.
+    /// Encodes the frame with the real encoder; a snapshot request or a subscription
+    /// carries `cookie`.
     pub fn to_vec(&self, cookie: Option<[u8; wire::COOKIE_LEN]>) -> Vec<u8> {
         let environment = self.env.environment();
         let mut buf = vec![0; wire::DEFAULT_MAX_DATAGRAM];
@@ -190,6 +221,49 @@ impl RequestFrame {
                         count: u32::from(*held),
                         digest: *digest,
                     },
+                },
+                &mut buf,
+            ),
+            Request::Subscribe {
+                request,
+                subscriber,
+                delivery,
+                lease_ms,
+                since,
+            } => wire::encode(
+                &environment,
+                &SubscribeRequest {
+                    request: *request,
+                    subscriber: u64::from(subscriber % 3),
+                    delivery: u32::from(delivery % 3),
+                    lease: ms(u64::from(*lease_ms)),
+                    interest: Interest::all(),
+                    since: since.map(|v| herald_core::Version(u64::from(v))),
+                    cookie,
+                },
+                &mut buf,
+            ),
+            Request::Unsubscribe {
+                request,
+                subscriber,
+            } => wire::encode(
+                &environment,
+                &UnsubscribeRequest {
+                    request: *request,
+                    subscriber: u64::from(subscriber % 3),
+                },
+                &mut buf,
+            ),
+            Request::DeliveryAck {
+                subscriber,
+                delivery,
+                as_of,
+            } => wire::encode(
+                &environment,
+                &DeliveryAck {
+                    subscriber: u64::from(subscriber % 3),
+                    delivery: u32::from(delivery % 3),
+                    as_of: herald_core::Version(u64::from(*as_of)),
                 },
                 &mut buf,
             ),
