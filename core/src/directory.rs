@@ -642,9 +642,9 @@ impl<'a> Directory<'a> {
         if self.expires() && self.next_expiry.is_some_and(|t| t <= now) {
             self.expire(now);
         }
-        if self.expires() {
-            self.expire_subscribers(now);
-        }
+        // Subscriptions are this directory's own: they run out whether or not it
+        // publishes (a replica keeps those of subscribers that moved on).
+        self.expire_subscribers(now);
         if self.next_tick.is_some_and(|t| t <= now) {
             let (newly_due, any) = notify::tick(&mut self.registry);
             self.pending += newly_due;

@@ -466,6 +466,10 @@ fn a_subscriber_at_a_replica_moves_to_the_publisher() {
     assert_eq!(sim.nodes[s].view.discovered.get("billing"), Some(&1));
     assert!(sim.directories[0].directory.stats().deliveries > 0);
     assert_eq!(sim.directories[1].directory.stats().deliveries, 0);
+    // The replica forgets the subscription it was left at once its lease runs out.
+    sim.run(sim.client_lease + Duration::from_secs(1));
+    assert_eq!(sim.directories[1].directory.subscriber_count(), 0);
+    assert_eq!(sim.directories[0].directory.subscriber_count(), 1);
 }
 
 #[test]

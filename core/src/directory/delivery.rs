@@ -151,16 +151,13 @@ impl Directory<'_> {
 
     /// The earliest re-send or subscription expiry due.
     pub(super) fn delivery_timeout(&self) -> Option<Instant> {
-        if !self.announces() {
-            return None;
-        }
         let table = &self.subscribers;
         let resend = (0..table.len())
             .filter_map(|i| table.get(i))
             .filter(|s| !s.gone && !s.window.writing && s.window.as_of.is_some())
             .map(|s| s.window.deadline)
-            .min();
-        let expiry = table.next_expiry.filter(|_| self.expires());
-        resend.into_iter().chain(expiry).min()
+            .min()
+            .filter(|_| self.announces());
+        resend.into_iter().chain(table.next_expiry).min()
     }
 }
