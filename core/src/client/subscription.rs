@@ -24,6 +24,10 @@
 use super::*;
 use crate::wire::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 
+/// How many attempts of a Subscribe or Unsubscribe are remembered (an answer to any
+/// of them counts): fewer than a registration's, to keep a client small.
+const SUBSCRIBE_ATTEMPTS_KEPT: usize = 4;
+
 /// Where the subscription stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -53,7 +57,7 @@ pub(super) struct Subscription {
     delivery: u32,
     state: State,
     /// The attempts of the request in progress, newest last.
-    sent: heapless::Deque<Attempt, ATTEMPTS_KEPT>,
+    sent: heapless::Deque<Attempt, SUBSCRIBE_ATTEMPTS_KEPT>,
     attempts: u8,
     send: bool,
     /// When to retry (subscribing, unsubscribing) or renew (active).
