@@ -98,10 +98,11 @@ pub struct ClientConfig {
     /// follow this clock, and the directory's when it is ahead; a `stale` answer tells
     /// a client that does not know the clock where to resume.
     pub clock_floor: u64,
-    /// With an interest: subscribe at the directory followed to unicast deliveries of
-    /// every matching change (see [`Client::subscribe`]), for networks that drop
-    /// multicast (default false). The subscriber id is the registrant id.
-    pub subscribe: bool,
+    /// With an interest: when to subscribe at the directory followed to unicast
+    /// deliveries of every matching change (see [`Client::subscribe`]), for networks
+    /// that drop multicast (default [`Subscribe::Never`]). The subscriber id is the
+    /// registrant id.
+    pub subscribe: Subscribe,
 }
 
 impl ClientConfig {
@@ -123,9 +124,23 @@ impl ClientConfig {
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
             keys: None,
             clock_floor: 0,
-            subscribe: false,
+            subscribe: Subscribe::Never,
         }
     }
+}
+
+/// When a listener subscribes to unicast deliveries (see the `subscription` module).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Subscribe {
+    /// Never: it hears changes on the multicast group only.
+    #[default]
+    Never,
+    /// From the start, at every directory it follows.
+    Always,
+    /// Once it has heard no beacon on the group for a directory timeout (since it
+    /// started, or since the last one): the network drops multicast. It stays
+    /// subscribed.
+    WithoutBeacons,
 }
 
 /// Why the client refused a call.
@@ -503,6 +518,8 @@ pub struct Client<'a, const R: usize = 4> {
     keep_alive: keep_alive::KeepAlive,
     /// The subscription to unicast deliveries, if any.
     subscription: Option<subscription::Subscription>,
+    /// When a beacon was last heard on the group (from any directory).
+    last_beacon: Option<Instant>,
     next_request: u32,
     /// With keys: the counter of the last frame sent, and the clock it follows.
     counter: u64,
@@ -547,7 +564,7 @@ impl<'a, const R: usize> Client<'a, R> {
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
         let next_request = (config.registrant as u32).max(1);
-        let subscribe = config.subscribe && config.interest.is_some();
+        let subscribe = config.subscribe == Subscribe::Always && config.interest.is_some();
         let lease = config.lease;
         let mut client = Client {
             config,
@@ -576,6 +593,7 @@ impl<'a, const R: usize> Client<'a, R> {
             check: None,
             keep_alive: keep_alive::KeepAlive::new(),
             subscription: None,
+            last_beacon: None,
             next_request,
             counter: 0,
             sent_counters: heapless::Deque::new(),
@@ -843,6 +861,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let now = self.now;
         self.settle_inherited();
         self.settle_subscription();
+        self.subscribe_without_beacons();
         self.recheck_refused();
         let max_attempts = self.config.max_attempts.max(1);
         // A directory that never answered is given up after a few attempts; one that has
@@ -936,7 +955,8 @@ impl<'a, const R: usize> Client<'a, R> {
             .filter(|o| !o.send || can_send)
             .map(|o| at(o.send, o.deadline))
             .chain(self.keep_alive_timeout(can_send))
-            .chain(self.subscription_timeout(can_send));
+            .chain(self.subscription_timeout(can_send))
+            .chain(self.beacons_expected());
         let snapshot = self
             .snapshot
             .iter()

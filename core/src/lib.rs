@@ -118,6 +118,7 @@ pub mod wire;
 
 pub use client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientStats, ClientStorage, Discovered,
+    Subscribe,
 };
 pub use directory::{
     AdmissionConfig, Directory, DirectoryConfig, DirectoryEvent, DirectoryStats, DirectoryStorage,

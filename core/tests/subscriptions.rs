@@ -58,7 +58,7 @@ fn subscriber(registrant: u64, interest: Interest) -> Client<'static, 4> {
     let mut config = ClientConfig::new(registrant);
     config.directories.push(directory_location()).unwrap();
     config.interest = Some(interest);
-    config.subscribe = true;
+    config.subscribe = Subscribe::Always;
     config.lease = Duration::from_secs(3);
     Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap()
 }
@@ -470,6 +470,31 @@ fn a_subscriber_at_a_replica_moves_to_the_publisher() {
     sim.run(sim.client_lease + Duration::from_secs(1));
     assert_eq!(sim.directories[1].directory.subscriber_count(), 0);
     assert_eq!(sim.directories[0].directory.subscriber_count(), 1);
+}
+
+#[test]
+fn a_listener_that_hears_no_beacon_subscribes_by_itself() {
+    let mut sim = Sim::new(4, Faults::none(), 64);
+    let deaf = sim.add_listener(Some(Interest::all()), 64, Subscribe::WithoutBeacons, true);
+    let hearing = sim.add_listener(Some(Interest::all()), 64, Subscribe::WithoutBeacons, false);
+    let registrant = sim.add_client(None, 8);
+    sim.register(registrant, service("billing", 8000));
+    // The simulated listeners wait five seconds for a beacon.
+    sim.run(Duration::from_secs(4));
+    assert!(!sim.nodes[deaf].client.is_subscribed());
+    sim.run(Duration::from_secs(3));
+    assert!(sim.nodes[deaf].client.is_subscribed());
+    assert!(!sim.nodes[hearing].client.is_subscribed());
+    sim.unregister(registrant, "billing");
+    sim.register(registrant, service("orders", 8001));
+    sim.run(Duration::from_secs(2));
+    support::assert_clean(&sim);
+    for node in [deaf, hearing] {
+        let view = &sim.nodes[node].view;
+        assert_eq!(view.discovered.get("orders"), Some(&1), "node {node}");
+        assert_eq!(view.unregistered.get("billing"), Some(&1), "node {node}");
+    }
+    assert_eq!(sim.directory().subscribers().count(), 1);
 }
 
 #[test]

@@ -241,6 +241,7 @@ impl<const R: usize> Client<'_, R> {
         };
         self.directories[index].last_heard = Some(now);
         self.directories[index].publishing = beacon.publishing;
+        self.last_beacon = Some(now);
         if self.current.is_none() {
             self.switch_to(index);
         }

@@ -121,10 +121,12 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// Ends the subscription (an orderly stop): the directory is told, and deliveries
-    /// stop. Multicast announcements are still followed.
+    /// stop (and the client no longer subscribes by itself, whatever
+    /// [`ClientConfig::subscribe`] said). Multicast announcements are still followed.
     pub fn unsubscribe(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
+        self.config.subscribe = Subscribe::Never;
         if let Some(s) = self.subscription.as_mut() {
             s.state = State::Unsubscribing;
             s.sent.clear();
@@ -161,6 +163,24 @@ impl<const R: usize> Client<'_, R> {
         let due = self.now >= self.grace_until;
         if due && self.subscription.as_ref().is_some_and(|s| s.graced) {
             self.subscribe_afresh();
+        }
+    }
+
+    /// With [`Subscribe::WithoutBeacons`]: when a listener not subscribed stops waiting
+    /// for a beacon (a directory timeout after the last one, or after it started).
+    pub(super) fn beacons_expected(&self) -> Option<Instant> {
+        let waiting = self.config.subscribe == Subscribe::WithoutBeacons
+            && self.listening()
+            && !self.is_subscribed();
+        let since = self.last_beacon.or(self.counter_epoch)?;
+        waiting.then(|| since + self.config.directory_timeout + Duration::from_micros(1))
+    }
+
+    /// Subscribes a listener that has heard no beacon for a directory timeout, when
+    /// configured to ([`Subscribe::WithoutBeacons`]).
+    pub(super) fn subscribe_without_beacons(&mut self) {
+        if self.beacons_expected().is_some_and(|t| t <= self.now) {
+            self.subscribe(self.now);
         }
     }
 

@@ -602,16 +602,24 @@ impl Sim {
 
     /// Adds a client; `interest` makes it a listener. Returns its index.
     pub fn add_client(&mut self, interest: Option<Interest>, table: usize) -> usize {
-        self.add_node(interest, table, false)
+        self.add_listener(interest, table, Subscribe::Never, false)
     }
 
     /// Adds a listener on a network that drops multicast: it subscribes to unicast
     /// deliveries instead. Returns its index.
     pub fn add_subscriber(&mut self, interest: Interest, table: usize) -> usize {
-        self.add_node(Some(interest), table, true)
+        self.add_listener(Some(interest), table, Subscribe::Always, true)
     }
 
-    fn add_node(&mut self, interest: Option<Interest>, table: usize, subscribe: bool) -> usize {
+    /// Adds a client that subscribes as `subscribe` says, on a network that carries
+    /// multicast to it or (`unicast_only`) not. Returns its index.
+    pub fn add_listener(
+        &mut self,
+        interest: Option<Interest>,
+        table: usize,
+        subscribe: Subscribe,
+        unicast_only: bool,
+    ) -> usize {
         let i = self.nodes.len();
         let registrant = self.next_registrant.take().unwrap_or(0x1000 + i as u64);
         let mut config = ClientConfig::new(registrant);
@@ -636,10 +644,11 @@ impl Sim {
             partitioned: false,
             listening,
         });
-        if subscribe {
-            // The first delivery is its snapshot.
+        if unicast_only {
             self.unicast_only.insert(self.nodes[i].addr);
-        } else if listening {
+        }
+        // A subscriber's first delivery is its snapshot.
+        if listening && subscribe != Subscribe::Always {
             let now = self.now;
             self.nodes[i].client.request_snapshot(now);
         }
