@@ -117,6 +117,12 @@ pub struct DirectoryConfig {
     /// How long a unicast delivery to a subscriber waits for its acknowledgement before
     /// it is sent again (default 250 ms); doubles with each attempt, up to 8 times.
     pub delivery_timeout: Duration,
+    /// Send announcements, beacons and sweeps to the group (default true). Without
+    /// (`--group none`), nothing goes to a multicast address, and `group` need not be
+    /// one: listeners subscribe to unicast deliveries and know their directories from
+    /// their configuration. The announcement chain still advances (deliveries are
+    /// computed from the changes it stamps), unsent.
+    pub multicast: bool,
 }
 
 /// Default multicast group.
@@ -150,6 +156,7 @@ impl DirectoryConfig {
             replication_bound: Duration::from_secs(5),
             admission: AdmissionConfig::default(),
             delivery_timeout: Duration::from_millis(250),
+            multicast: true,
         }
     }
 
@@ -179,7 +186,7 @@ impl DirectoryConfig {
         {
             return Err(ConfigError::LeaseBounds);
         }
-        if !self.group.ip().is_multicast() {
+        if self.multicast && !self.group.ip().is_multicast() {
             return Err(ConfigError::GroupNotMulticast);
         }
         if self.tombstone_retention < self.replication_bound
@@ -698,6 +705,9 @@ impl<'a> Directory<'a> {
             0
         };
         let body = &mut buf[..max.saturating_sub(trailer)];
+        if !self.config.multicast {
+            self.announce_unsent(body);
+        }
         let mut t = self
             .transmit_reply(body)
             .or_else(|| self.transmit_answer(body))

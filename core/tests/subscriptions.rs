@@ -32,6 +32,8 @@ struct Pair {
     /// Bytes of the deliveries sent, and of the acknowledgements the client sent.
     delivered_bytes: usize,
     acks: Vec<usize>,
+    /// Datagrams the directory sent to the group.
+    to_group: usize,
 }
 
 fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
@@ -74,6 +76,7 @@ impl Pair {
             deliveries: Vec::new(),
             delivered_bytes: 0,
             acks: Vec::new(),
+            to_group: 0,
         }
     }
 
@@ -88,6 +91,7 @@ impl Pair {
                 moved = false;
                 while let Some(t) = self.directory.poll_transmit(self.now, &mut buf) {
                     if t.destination == group() {
+                        self.to_group += 1;
                         continue;
                     }
                     let frame = decode(&buf[..t.len]).unwrap();
@@ -495,6 +499,33 @@ fn a_listener_that_hears_no_beacon_subscribes_by_itself() {
         assert_eq!(view.unregistered.get("billing"), Some(&1), "node {node}");
     }
     assert_eq!(sim.directory().subscribers().count(), 1);
+}
+
+#[test]
+fn a_directory_without_multicast_sends_nothing_to_the_group_and_still_delivers() {
+    let mut config = config();
+    config.multicast = false;
+    config.group = SocketAddr::new(ip(99), 9);
+    let mut p = Pair::new(4);
+    p.directory = directory(config, 4);
+    p.run(Duration::from_millis(200), all);
+    for (i, name) in ["billing", "orders"].iter().enumerate() {
+        p.register(name, 8000 + i as u16);
+    }
+    p.run(Duration::from_secs(2), all);
+    let name = ServiceName::new("orders").unwrap();
+    let now = p.now;
+    p.client.unregister(now, &name).unwrap();
+    p.run(Duration::from_secs(5), all);
+    assert_eq!(p.discovered("billing"), 1);
+    assert_eq!(p.discovered("orders"), 1);
+    assert_eq!(p.unregistered("orders"), 1);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+    assert_eq!(p.to_group, 0);
+    // Each change went out once (no delivery was made twice for want of a stamp): the
+    // first snapshot, both registrations (made at once) together, the removal.
+    assert_eq!(p.directory.stats().delivery_resends, 0);
+    assert_eq!(p.deliveries.len(), 3, "{:?}", p.deliveries);
 }
 
 #[test]

@@ -70,11 +70,17 @@ impl Directory<'_> {
         })
     }
 
+    /// Without multicast: makes every announcement due, so that the chain stamps the
+    /// changes (deliveries are computed from the stamps), and sends none.
+    pub(super) fn announce_unsent(&mut self, buf: &mut [u8]) {
+        // Each announcement written takes at least one pending change.
+        while self.transmit_announcement(buf).is_some() {}
+    }
+
     pub(super) fn transmit_beacon(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if !self.beacon_due {
+        if !core::mem::take(&mut self.beacon_due) || !self.config.multicast {
             return None;
         }
-        self.beacon_due = false;
         let beacon = Beacon {
             directory: self.config.address,
             as_of: self.last_version,

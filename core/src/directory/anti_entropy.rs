@@ -57,6 +57,12 @@ impl Directory<'_> {
         if !self.sweep_due {
             return None;
         }
+        if !self.config.multicast {
+            // Nothing goes to the group: no sweep either (its pacing stands).
+            self.sweep_due = false;
+            self.next_sweep = self.now + self.config.sweep_period;
+            return None;
+        }
         self.sweep_due = false;
         let header = PageHeader {
             request: 0,
