@@ -529,6 +529,52 @@ fn a_directory_without_multicast_sends_nothing_to_the_group_and_still_delivers()
 }
 
 #[test]
+fn a_subscriber_that_also_hears_multicast_reports_each_change_once() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed, Faults::lossy(0.2), 64);
+        let both = sim.add_listener(Some(Interest::all()), 64, Subscribe::Always, false);
+        let registrant = sim.add_client(None, 8);
+        sim.run(Duration::from_secs(1));
+        for i in 0..6 {
+            sim.register(registrant, service(&format!("svc-{i}"), 9000 + i as u16));
+            sim.run(Duration::from_millis(200));
+        }
+        // A change of locations, and removals.
+        sim.register(registrant, service("svc-5", 9100));
+        for i in 0..3 {
+            sim.unregister(registrant, &format!("svc-{i}"));
+        }
+        sim.faults = Faults::none();
+        sim.run(Duration::from_secs(6));
+        support::assert_clean(&sim);
+        let view = &sim.nodes[both].view;
+        let live = sim.live();
+        assert_eq!(
+            view.services.keys().collect::<Vec<_>>(),
+            live.keys().collect::<Vec<_>>(),
+            "seed {seed}"
+        );
+        assert_eq!(
+            view.services.get("svc-5").map(|s| s.version),
+            live.get("svc-5").map(|s| s.version)
+        );
+        for i in 0..6 {
+            let name = format!("svc-{i}");
+            let discovered = view.discovered.get(&name).copied().unwrap_or(0);
+            assert!(
+                discovered <= 1,
+                "seed {seed}: {name} discovered {discovered} times"
+            );
+        }
+        assert!(
+            view.changed.get("svc-5").copied().unwrap_or(0) <= 1,
+            "seed {seed}"
+        );
+        assert!(sim.directory().stats().deliveries > 0, "seed {seed}");
+    }
+}
+
+#[test]
 fn a_subscriber_takes_little_memory() {
     let size = std::mem::size_of::<Option<Subscriber>>();
     eprintln!("directory memory per subscriber: {size} bytes");
