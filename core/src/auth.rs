@@ -241,11 +241,31 @@ pub type Received<'a> = (&'a [u8], Option<u64>, Result<Frame<'a>, DecodeError>);
 /// it and count it, never answer it) and the frame decoded with the authentication flag
 /// allowed. Replay windows are the caller's to check with the counter.
 pub fn receive<'a>(keys: Option<&Keys>, bytes: &'a [u8]) -> Result<Received<'a>, AuthError> {
+    receive_with(keys, bytes, |frame, authenticated| {
+        if authenticated {
+            wire::decode_authenticated(frame)
+        } else {
+            wire::decode(frame)
+        }
+    })
+}
+
+/// [`receive`] for a client: the frame is decoded with [`wire::decode_reply`], which
+/// refuses request kinds undecoded.
+pub fn receive_reply<'a>(keys: Option<&Keys>, bytes: &'a [u8]) -> Result<Received<'a>, AuthError> {
+    receive_with(keys, bytes, wire::decode_reply)
+}
+
+fn receive_with<'a>(
+    keys: Option<&Keys>,
+    bytes: &'a [u8],
+    decode: impl FnOnce(&'a [u8], bool) -> Result<Frame<'a>, DecodeError>,
+) -> Result<Received<'a>, AuthError> {
     Ok(match keys {
-        None => (bytes, None, wire::decode(bytes)),
+        None => (bytes, None, decode(bytes, false)),
         Some(keys) => {
             let (inner, counter) = open(keys, bytes)?;
-            (inner, Some(counter), wire::decode_authenticated(inner))
+            (inner, Some(counter), decode(inner, true))
         }
     })
 }

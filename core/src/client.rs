@@ -711,12 +711,18 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
-        let Ok((_, counter, decoded)) = auth::receive(self.config.keys.as_ref(), bytes) else {
+        let Ok((_, counter, decoded)) = auth::receive_reply(self.config.keys.as_ref(), bytes)
+        else {
             self.stats.unauthenticated += 1;
             return;
         };
         let frame = match decoded {
             Ok(f) => f,
+            // Requests are not for a client (as replies from strangers are not).
+            Err(wire::DecodeError::Request(_)) => {
+                self.stats.foreign_directory += 1;
+                return;
+            }
             Err(_) => {
                 self.stats.malformed += 1;
                 return;

@@ -70,17 +70,38 @@ fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
 /// refuses trailing bytes; the environment is returned, not checked.
 pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_with_flags(bytes, 0)
+    decode_with_flags::<true>(bytes, 0)
 }
 
 /// Decodes a frame whose authentication trailer [`auth::open`](crate::auth::open) has
 /// checked and removed: the same as [`decode`], but the authentication flag is accepted.
 pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_with_flags(bytes, super::header::FLAG_AUTHENTICATED)
+    decode_with_flags::<true>(bytes, super::header::FLAG_AUTHENTICATED)
 }
 
-fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError> {
+/// A client's decoder: the same as [`decode`] (or, when `authenticated`, as
+/// [`decode_authenticated`]) for the kinds a directory sends, but a request kind
+/// (register, unregister, snapshot request, keep-alive) is refused undecoded with
+/// [`DecodeError::Request`]. A client never acts on a request, and its firmware then
+/// links none of the requests' decoders.
+pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, DecodeError> {
+    let allowed = if authenticated {
+        super::header::FLAG_AUTHENTICATED
+    } else {
+        0
+    };
+    decode_with_flags::<false>(bytes, allowed)
+}
+
+/// Decodes a frame; with `REQUESTS` false, request kinds are refused undecoded.
+fn decode_with_flags<const REQUESTS: bool>(
+    bytes: &[u8],
+    allowed: u8,
+) -> Result<Frame<'_>, DecodeError> {
     let (header, payload) = Header::parse_with_flags(bytes, allowed)?;
+    if !REQUESTS && header.kind.is_request() {
+        return Err(DecodeError::Request(header.kind as u8));
+    }
     let message = match header.kind {
         Kind::Register => {
             let w = take_all::<RegisterWire<'_>>(payload)?;
