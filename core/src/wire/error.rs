@@ -50,6 +50,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "unsupported protocol version {v}")
             }
             DecodeError::UnknownKind(k) => write!(f, "unknown message kind {k:#04x}"),
+            DecodeError::UnknownFlags(super::header::FLAG_AUTHENTICATED) => {
+                f.write_str("an authenticated frame, and this receiver has no keys")
+            }
             DecodeError::UnknownFlags(x) => write!(f, "unknown header flags {x:#04x}"),
             DecodeError::InvalidEnvironment(e) => write!(f, "invalid environment: {e}"),
             DecodeError::Malformed => f.write_str("malformed payload"),
