@@ -51,6 +51,11 @@ mod repair;
 use removals::{Removals, Verdict};
 use repair::Chain;
 
+/// Whether this build can discover (herald-core's `listen` feature). Without it the
+/// client only registers: the listener's paths are never taken, so a firmware does not
+/// link them.
+const LISTEN: bool = cfg!(feature = "listen");
+
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
 
@@ -133,6 +138,9 @@ pub enum ClientError {
     MaxDatagram,
     /// The request timeout, the directory timeout or `failover_after` is zero.
     ZeroTimeout,
+    /// An interest was given, but this build cannot discover (herald-core's `listen`
+    /// feature is off).
+    NoDiscovery,
 }
 
 impl core::fmt::Display for ClientError {
@@ -142,6 +150,9 @@ impl core::fmt::Display for ClientError {
             ClientError::NotRegistered => "that name is not registered by this client",
             ClientError::MaxDatagram => "the maximum datagram size must be 512 to 65507 bytes",
             ClientError::ZeroTimeout => "timeouts must be longer than zero",
+            ClientError::NoDiscovery => {
+                "this build cannot discover (herald-core's `listen` feature is off)"
+            }
         })
     }
 }
@@ -532,6 +543,9 @@ impl<'a, const R: usize> Client<'a, R> {
         {
             return Err(ClientError::ZeroTimeout);
         }
+        if !LISTEN && config.interest.is_some() {
+            return Err(ClientError::NoDiscovery);
+        }
         let directories = config
             .directories
             .iter()
@@ -688,9 +702,13 @@ impl<'a, const R: usize> Client<'a, R> {
     }
 
     /// Asks the current directory for its registry (filtered by the interest). The table
-    /// is brought up to date and [`ClientEvent::SnapshotComplete`] follows.
+    /// is brought up to date and [`ClientEvent::SnapshotComplete`] follows. Without the
+    /// `listen` feature it does nothing (the client only registers).
     pub fn request_snapshot(&mut self, now: Instant) {
         self.observe(now);
+        if !LISTEN {
+            return;
+        }
         let request = self.request_id();
         self.chain.asked();
         self.snapshot = Some(Snapshot {
@@ -750,7 +768,10 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
             }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
-                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                if !self.probe_answered(from, header.request)
+                    && LISTEN
+                    && self.heard_from_current(from)
+                {
                     self.handle_snapshot_page(header, items);
                 }
             }
@@ -760,12 +781,19 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
             }
             Message::ChangesPage(header, items) if self.is_directory(from) => {
-                if !self.probe_answered(from, header.request) && self.heard_from_current(from) {
+                if !self.probe_answered(from, header.request)
+                    && LISTEN
+                    && self.heard_from_current(from)
+                {
                     self.handle_changes_page(header, items);
                 }
             }
             Message::Beacon(beacon) => self.handle_beacon(from, beacon),
-            Message::Announce(header, items) => self.handle_announce(from, header, items),
+            Message::Announce(header, items) => {
+                if LISTEN {
+                    self.handle_announce(from, header, items)
+                }
+            }
             Message::SyncPage(header, items) => {
                 if self.listening() && self.heard_from_current(from) {
                     self.apply_page(&header, items);
@@ -778,8 +806,9 @@ impl<'a, const R: usize> Client<'a, R> {
         }
     }
 
+    /// A listener: it has an interest (never without the `listen` feature).
     fn listening(&self) -> bool {
-        self.config.interest.is_some()
+        LISTEN && self.config.interest.is_some()
     }
 
     /// A directory's snapshot cookie: kept, and the snapshot request it answers sent
