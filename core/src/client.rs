@@ -915,47 +915,46 @@ impl<'a, const R: usize> Client<'a, R> {
     /// `poll_transmit` when it wakes sends requests made between two wake-ups at once.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let can_send = self.current.is_some();
-        let at = |send: bool, deadline: Instant| {
-            if send && can_send {
-                self.now
-            } else {
-                deadline
+        // A request waiting to be sent is due now, once it can go; one sent, at its
+        // deadline. (Plain comparisons, not an iterator chain: a tenth of the code.)
+        let due = |send: bool, deadline: Instant| match send {
+            true => can_send.then_some(self.now),
+            false => Some(deadline),
+        };
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        let own = self
-            .own
-            .iter()
-            .filter(|o| !matches!(o.state, OwnState::Done | OwnState::Active))
-            .filter(|o| !o.send || can_send)
-            .map(|o| at(o.send, o.deadline))
-            .chain(self.keep_alive_timeout(can_send));
-        let snapshot = self
-            .snapshot
-            .iter()
-            .filter(|s| !s.send || can_send)
-            .map(|s| at(s.send, s.deadline));
-        let silence = self
-            .current
-            .filter(|_| self.listening() && self.check.is_none())
-            .and_then(|i| self.directories[i].last_heard)
-            .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
-        let probe = self
-            .probe
-            .iter()
-            .chain(self.check.iter())
-            .map(|p| at(p.send, p.deadline));
-        let settle = self.inherited.then(|| self.grace_until.max(self.now));
-        let recheck = self
-            .recheck
-            .filter(|_| self.snapshot.is_none())
-            .map(|t| t.max(self.now));
-        own.chain(snapshot)
-            .chain(silence)
-            .chain(probe)
-            .chain(self.silence_deadline())
-            .chain(settle)
-            .chain(recheck)
-            .min()
+        for o in self.own.iter() {
+            if !matches!(o.state, OwnState::Done | OwnState::Active) {
+                consider(due(o.send, o.deadline));
+            }
+        }
+        consider(self.keep_alive_timeout(can_send));
+        if let Some(s) = &self.snapshot {
+            consider(due(s.send, s.deadline));
+        }
+        if self.listening() && self.check.is_none() {
+            let heard = self
+                .current
+                .and_then(|i| self.directories.get(i)?.last_heard);
+            consider(heard.map(|t| t + self.config.directory_timeout + Duration::from_micros(1)));
+        }
+        for p in self.probe.iter().chain(self.check.iter()) {
+            consider(Some(if p.send && can_send {
+                self.now
+            } else {
+                p.deadline
+            }));
+        }
+        consider(self.silence_deadline());
+        consider(self.inherited.then(|| self.grace_until.max(self.now)));
+        if self.snapshot.is_none() {
+            consider(self.recheck.map(|t| t.max(self.now)));
+        }
+        next
     }
 
     /// The next request to send, written into `buf`.
