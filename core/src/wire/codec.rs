@@ -251,7 +251,7 @@ impl Single for RegisterRequest {
                 sequence: self.sequence,
                 lease_ms: lease_to_ms(self.lease),
                 name: r.name.as_str(),
-                locations: locations_to_wire(&r.locations),
+                locations: LocationsOut(&r.locations),
                 metadata: r.metadata.encoded(),
             },
             buf,
@@ -277,21 +277,12 @@ impl Single for UnregisterRequest {
 impl Single for SnapshotRequest {
     const KIND: Kind = Kind::SnapshotRequest;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let interest = self
-            .interest
-            .patterns()
-            .iter()
-            .map(|p| PatternWire {
-                text: p.text(),
-                prefix: p.is_prefix(),
-            })
-            .collect();
         ser(
             &SnapshotRequestWire {
                 request: self.request,
                 max_pages: self.max_pages,
                 after: self.after.as_ref().map(|n| n.as_str()),
-                interest,
+                interest: PatternsOut(&self.interest),
                 cookie: self.cookie,
                 since: self.since.map(|v| v.0),
             },

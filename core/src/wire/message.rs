@@ -391,6 +391,29 @@ pub(crate) fn locations_to_wire(list: &Locations) -> LocationsWire {
     list.iter().map(LocationWire::from_location).collect()
 }
 
+/// Locations as an encoder writes them: straight from the [`Locations`], the same bytes
+/// as the [`LocationsWire`] a decoder reads, without copying them into one first.
+pub(crate) struct LocationsOut<'a>(pub(crate) &'a Locations);
+
+impl Serialize for LocationsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(LocationWire::from_location))
+    }
+}
+
+/// An interest's patterns as an encoder writes them: the same bytes as the vector of
+/// [`PatternWire`] a decoder reads, without copying them into one first.
+pub(super) struct PatternsOut<'a>(pub(super) &'a Interest);
+
+impl Serialize for PatternsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.patterns().iter().map(|p| PatternWire {
+            text: p.text(),
+            prefix: p.is_prefix(),
+        }))
+    }
+}
+
 pub(super) fn validate_locations(wire: &LocationsWire) -> Result<Locations, DecodeError> {
     let mut list = Locations::new();
     for l in wire {
@@ -417,14 +440,15 @@ pub(crate) fn validate_registration(
     })
 }
 
+/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) struct RegisterWire<'a> {
+pub(super) struct RegisterWire<'a, L = LocationsWire> {
     pub request: u32,
     pub registrant: u64,
     pub sequence: u64,
     pub lease_ms: u32,
     pub name: &'a str,
-    pub locations: LocationsWire,
+    pub locations: L,
     pub metadata: &'a [u8],
 }
 
@@ -452,14 +476,17 @@ impl PatternWire<'_> {
     }
 }
 
+/// `P`: the vector of [`PatternWire`] to decode, [`PatternsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) struct SnapshotRequestWire<'a> {
+pub(super) struct SnapshotRequestWire<
+    'a,
+    P = heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>,
+> {
     pub request: u32,
     pub max_pages: u8,
     #[serde(borrow)]
     pub after: Option<&'a str>,
-    #[serde(borrow)]
-    pub interest: heapless::Vec<PatternWire<'a>, { crate::interest::MAX_PATTERNS }>,
+    pub interest: P,
     pub cookie: Option<[u8; COOKIE_LEN]>,
     pub since: Option<u64>,
 }
@@ -510,24 +537,27 @@ pub(super) struct AnnounceHeaderWire {
     pub previous: u64,
 }
 
+/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) struct ServiceWire<'a> {
+pub(super) struct ServiceWire<'a, L = LocationsWire> {
     pub name: &'a str,
     pub version: u64,
-    pub locations: LocationsWire,
+    pub locations: L,
     pub metadata: &'a [u8],
 }
 
-impl<'a> ServiceWire<'a> {
+impl<'a> ServiceWire<'a, LocationsOut<'a>> {
     pub(super) fn from_service(s: &'a Service) -> Self {
         ServiceWire {
             name: s.registration.name.as_str(),
             version: s.version.0,
-            locations: locations_to_wire(&s.registration.locations),
+            locations: LocationsOut(&s.registration.locations),
             metadata: s.registration.metadata.encoded(),
         }
     }
+}
 
+impl ServiceWire<'_> {
     pub(super) fn validate(&self) -> Result<Service, DecodeError> {
         Ok(Service {
             registration: validate_registration(self.name, &self.locations, self.metadata)?,
@@ -536,10 +566,11 @@ impl<'a> ServiceWire<'a> {
     }
 }
 
+/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) enum ChangeWire<'a> {
+pub(super) enum ChangeWire<'a, L = LocationsWire> {
     #[serde(borrow)]
-    Registered(ServiceWire<'a>),
+    Registered(ServiceWire<'a, L>),
     Unregistered {
         name: &'a str,
         version: u64,
