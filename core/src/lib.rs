@@ -53,7 +53,8 @@
 //! made and authenticated frames are refused. `listen` (default): discovery in the
 //! [`Client`]; without it a client only registers (an interest is refused with
 //! [`ClientError::NoDiscovery`]). Both exist to make a microcontroller's client smaller;
-//! a [`Directory`] behaves the same in every build. `arbitrary`: `Arbitrary`
+//! a [`Directory`] behaves the same in every build (without `auth` it takes no keys
+//! either). `arbitrary`: `Arbitrary`
 //! implementations for the fuzz targets.
 //!
 //! ## Example: a directory and a client on a simulated network
