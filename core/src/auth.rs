@@ -1,7 +1,7 @@
 //! Authenticated environments: an optional pre-shared key per environment.
 //!
 //! With [`Keys`] configured, every frame carries a trailer after its payload and has the
-//! header flag [`FLAG_AUTHENTICATED`] set:
+//! header flag [`FLAG_AUTHENTICATED`](crate::wire::header::FLAG_AUTHENTICATED) set:
 //!
 //! ```text
 //! +--------+---------------------+--------------------------------------------+
