@@ -5,6 +5,7 @@
 //! invalid name or address is refused with a precise error.
 
 use super::error::DecodeError;
+use super::fixed;
 use super::items::Items;
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use crate::interest::{Interest, Pattern};
@@ -355,8 +356,8 @@ impl Change {
 
 #[derive(Serialize, Deserialize)]
 enum IpWire {
-    V4([u8; 4]),
-    V6([u8; 16]),
+    V4(#[serde(deserialize_with = "fixed::bytes")] [u8; 4]),
+    V6(#[serde(deserialize_with = "fixed::bytes")] [u8; 16]),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -494,6 +495,7 @@ pub(super) struct SnapshotRequestWire<
 #[derive(Serialize, Deserialize)]
 pub(super) struct CookieWire {
     pub request: u32,
+    #[serde(deserialize_with = "fixed::bytes")]
     pub cookie: [u8; COOKIE_LEN],
 }
 
@@ -517,6 +519,7 @@ pub(super) struct BeaconWire {
     pub as_of: u64,
     pub services: u32,
     pub publishing: bool,
+    #[serde(deserialize_with = "fixed::bytes")]
     pub digest: [u8; 8],
 }
 

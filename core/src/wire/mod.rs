@@ -16,6 +16,7 @@
 
 mod codec;
 mod error;
+mod fixed;
 pub mod header;
 mod items;
 mod keep_alive;
