@@ -235,7 +235,7 @@ impl Removals {
     }
 
     /// True when [`Removals::judge`] does not take the state.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "listen"))]
     fn refuses(&self, name: &str, version: Version, as_of: Version, now: Instant) -> bool {
         self.judge(name, version, as_of, now) != Verdict::Taken
     }
