@@ -12,15 +12,33 @@ cd "$root"
 
 rustup target add thumbv7em-none-eabihf
 
+# herald-core's feature combinations besides the default (`auth,listen`, which the
+# workspace's tests cover): the full client without authentication (`listen`), the
+# register-only client (none), and it with authentication (`auth`). Each is tested
+# (the suites it can run: those with listeners need `listen`, those with keys `auth`),
+# linted and built for the microcontroller.
+for features in listen "" auth; do
+    cargo test -q -p herald-core --no-default-features --features "$features" --lib --tests
+    cargo clippy -p herald-core --all-targets --no-default-features --features "$features" \
+        -- -D warnings
+    cargo build -p herald-core --target thumbv7em-none-eabihf --no-default-features \
+        --features "$features"
+done
+
 # The library for the microcontroller target, in its feature combinations.
 cargo build -p herald-embedded --target thumbv7em-none-eabihf
 cargo build -p herald-embedded --target thumbv7em-none-eabihf --no-default-features
+cargo build -p herald-embedded --target thumbv7em-none-eabihf --no-default-features \
+    --features embassy,listen
+cargo clippy -p herald-embedded --target thumbv7em-none-eabihf --no-default-features \
+    --features embassy -- -D warnings
 cargo build -p herald-embedded --target thumbv7em-none-eabihf --features defmt,ipv6
 cargo build -p herald-embedded --target thumbv7em-none-eabihf --features log
 cargo clippy -p herald-embedded --target thumbv7em-none-eabihf --features defmt,ipv6 -- -D warnings
 
 # The example firmware (its own workspace), then its footprint with and without Herald.
 (cd embedded-client/firmware/nucleo-f767zi && cargo build --release && cargo clippy --release -- -D warnings \
+    && cargo clippy --release --no-default-features --features herald,dhcp -- -D warnings \
     && cargo clippy --release --no-default-features --features mdns,dhcp -- -D warnings)
 bash embedded-client/firmware/size.sh
 

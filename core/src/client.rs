@@ -52,6 +52,11 @@ mod subscription;
 use removals::{Removals, Verdict};
 use repair::Chain;
 
+/// Whether this build can discover (herald-core's `listen` feature). Without it the
+/// client only registers: the listener's paths are never taken, so a firmware does not
+/// link them.
+const LISTEN: bool = cfg!(feature = "listen");
+
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
 
@@ -154,6 +159,9 @@ pub enum ClientError {
     MaxDatagram,
     /// The request timeout, the directory timeout or `failover_after` is zero.
     ZeroTimeout,
+    /// An interest was given, but this build cannot discover (herald-core's `listen`
+    /// feature is off).
+    NoDiscovery,
 }
 
 impl core::fmt::Display for ClientError {
@@ -163,6 +171,9 @@ impl core::fmt::Display for ClientError {
             ClientError::NotRegistered => "that name is not registered by this client",
             ClientError::MaxDatagram => "the maximum datagram size must be 512 to 65507 bytes",
             ClientError::ZeroTimeout => "timeouts must be longer than zero",
+            ClientError::NoDiscovery => {
+                "this build cannot discover (herald-core's `listen` feature is off)"
+            }
         })
     }
 }
@@ -557,6 +568,9 @@ impl<'a, const R: usize> Client<'a, R> {
         {
             return Err(ClientError::ZeroTimeout);
         }
+        if !LISTEN && config.interest.is_some() {
+            return Err(ClientError::NoDiscovery);
+        }
         let directories = config
             .directories
             .iter()
@@ -726,9 +740,13 @@ impl<'a, const R: usize> Client<'a, R> {
     }
 
     /// Asks the current directory for its registry (filtered by the interest). The table
-    /// is brought up to date and [`ClientEvent::SnapshotComplete`] follows.
+    /// is brought up to date and [`ClientEvent::SnapshotComplete`] follows. Without the
+    /// `listen` feature it does nothing (the client only registers).
     pub fn request_snapshot(&mut self, now: Instant) {
         self.observe(now);
+        if !LISTEN {
+            return;
+        }
         let request = self.request_id();
         self.chain.asked();
         self.snapshot = Some(Snapshot {
@@ -749,12 +767,18 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.observe(now);
         self.stats.datagrams_in += 1;
-        let Ok((_, counter, decoded)) = auth::receive(self.config.keys.as_ref(), bytes) else {
+        let Ok((_, counter, decoded)) = auth::receive_reply(self.config.keys.as_ref(), bytes)
+        else {
             self.stats.unauthenticated += 1;
             return;
         };
         let frame = match decoded {
             Ok(f) => f,
+            // Requests are not for a client (as replies from strangers are not).
+            Err(wire::DecodeError::Request(_)) => {
+                self.stats.foreign_directory += 1;
+                return;
+            }
             Err(_) => {
                 self.stats.malformed += 1;
                 return;
@@ -783,15 +807,16 @@ impl<'a, const R: usize> Client<'a, R> {
                     self.handle_reject(reject, from);
                 }
             }
-            Message::SubscribeAck(ack) if self.is_directory(from) => {
+            Message::SubscribeAck(ack) if LISTEN && self.is_directory(from) => {
                 self.handle_subscribe_ack(ack, from)
             }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
-                if self.is_delivery(header.request) {
+                if LISTEN && self.is_delivery(header.request) {
                     if self.heard_from_current(from) {
                         self.handle_delivered_snapshot(header, items);
                     }
                 } else if !self.probe_answered(from, header.request)
+                    && LISTEN
                     && self.heard_from_current(from)
                 {
                     self.handle_snapshot_page(header, items);
@@ -803,18 +828,23 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
             }
             Message::ChangesPage(header, items) if self.is_directory(from) => {
-                if self.is_delivery(header.request) {
+                if LISTEN && self.is_delivery(header.request) {
                     if self.heard_from_current(from) {
                         self.handle_delivered_changes(header, items);
                     }
                 } else if !self.probe_answered(from, header.request)
+                    && LISTEN
                     && self.heard_from_current(from)
                 {
                     self.handle_changes_page(header, items);
                 }
             }
             Message::Beacon(beacon) => self.handle_beacon(from, beacon),
-            Message::Announce(header, items) => self.handle_announce(from, header, items),
+            Message::Announce(header, items) => {
+                if LISTEN {
+                    self.handle_announce(from, header, items)
+                }
+            }
             Message::SyncPage(header, items) => {
                 if self.listening() && self.heard_from_current(from) {
                     self.apply_page(&header, items);
@@ -827,8 +857,9 @@ impl<'a, const R: usize> Client<'a, R> {
         }
     }
 
+    /// A listener: it has an interest (never without the `listen` feature).
     fn listening(&self) -> bool {
-        self.config.interest.is_some()
+        LISTEN && self.config.interest.is_some()
     }
 
     /// A directory's snapshot cookie: kept, and the snapshot request it answers sent
@@ -941,49 +972,48 @@ impl<'a, const R: usize> Client<'a, R> {
     /// `poll_transmit` when it wakes sends requests made between two wake-ups at once.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let can_send = self.current.is_some();
-        let at = |send: bool, deadline: Instant| {
-            if send && can_send {
-                self.now
-            } else {
-                deadline
+        // A request waiting to be sent is due now, once it can go; one sent, at its
+        // deadline. (Plain comparisons, not an iterator chain: a tenth of the code.)
+        let due = |send: bool, deadline: Instant| match send {
+            true => can_send.then_some(self.now),
+            false => Some(deadline),
+        };
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        let own = self
-            .own
-            .iter()
-            .filter(|o| !matches!(o.state, OwnState::Done | OwnState::Active))
-            .filter(|o| !o.send || can_send)
-            .map(|o| at(o.send, o.deadline))
-            .chain(self.keep_alive_timeout(can_send))
-            .chain(self.subscription_timeout(can_send))
-            .chain(self.beacons_expected());
-        let snapshot = self
-            .snapshot
-            .iter()
-            .filter(|s| !s.send || can_send)
-            .map(|s| at(s.send, s.deadline));
-        let silence = self
-            .current
-            .filter(|_| self.listening() && self.check.is_none())
-            .and_then(|i| self.directories[i].last_heard)
-            .map(|t| t + self.config.directory_timeout + Duration::from_micros(1));
-        let probe = self
-            .probe
-            .iter()
-            .chain(self.check.iter())
-            .map(|p| at(p.send, p.deadline));
-        let settle = self.inherited.then(|| self.grace_until.max(self.now));
-        let recheck = self
-            .recheck
-            .filter(|_| self.snapshot.is_none())
-            .map(|t| t.max(self.now));
-        own.chain(snapshot)
-            .chain(silence)
-            .chain(probe)
-            .chain(self.silence_deadline())
-            .chain(settle)
-            .chain(recheck)
-            .min()
+        for o in self.own.iter() {
+            if !matches!(o.state, OwnState::Done | OwnState::Active) {
+                consider(due(o.send, o.deadline));
+            }
+        }
+        consider(self.keep_alive_timeout(can_send));
+        consider(self.subscription_timeout(can_send));
+        consider(self.beacons_expected());
+        if let Some(s) = &self.snapshot {
+            consider(due(s.send, s.deadline));
+        }
+        if self.listening() && self.check.is_none() {
+            let heard = self
+                .current
+                .and_then(|i| self.directories.get(i)?.last_heard);
+            consider(heard.map(|t| t + self.config.directory_timeout + Duration::from_micros(1)));
+        }
+        for p in self.probe.iter().chain(self.check.iter()) {
+            consider(Some(if p.send && can_send {
+                self.now
+            } else {
+                p.deadline
+            }));
+        }
+        consider(self.silence_deadline());
+        consider(self.inherited.then(|| self.grace_until.max(self.now)));
+        if self.snapshot.is_none() {
+            consider(self.recheck.map(|t| t.max(self.now)));
+        }
+        next
     }
 
     /// The next request to send, written into `buf`.

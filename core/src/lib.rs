@@ -49,6 +49,16 @@
 //! refuses trailing bytes; errors are small `Copy` enums. Capacities are fixed by the
 //! caller (storage slices and const generics), and "full" is an explicit error.
 //!
+//! ## Cargo features
+//!
+//! `auth` (default): authenticated environments ([`auth`]); without it no key can be
+//! made and authenticated frames are refused. `listen` (default): discovery in the
+//! [`Client`]; without it a client only registers (an interest is refused with
+//! [`ClientError::NoDiscovery`]). Both exist to make a microcontroller's client smaller;
+//! a [`Directory`] behaves the same in every build (without `auth` it takes no keys
+//! either). `arbitrary`: `Arbitrary`
+//! implementations for the fuzz targets.
+//!
 //! ## Example: a directory and a client on a simulated network
 //!
 //! ```

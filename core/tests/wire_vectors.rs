@@ -610,3 +610,39 @@ fn the_registration_digest_hashes_the_end_of_a_register_payload() {
         fnv1a_64(tail) ^ wire::registration_digest(&other)
     );
 }
+
+#[test]
+fn a_client_decoder_refuses_requests_undecoded_and_decodes_the_rest_alike() {
+    for (name, sealed) in vectors() {
+        let kind = wire::Kind::from_code(sealed[3]).unwrap();
+        let authenticated = sealed[4] != 0;
+        let (bytes, full) = if authenticated {
+            let (inner, _) = auth::open(&test_keys(), &sealed).unwrap();
+            (inner.to_vec(), wire::decode_authenticated(inner).unwrap())
+        } else {
+            (sealed.clone(), wire::decode(&sealed).unwrap())
+        };
+        match wire::decode_reply(&bytes, authenticated) {
+            Ok(reply) => {
+                assert!(!kind.is_request(), "{name}");
+                // Without `listen` a batch's items are left unread (a register-only
+                // client's decoder); the rest is the same.
+                if cfg!(feature = "listen") {
+                    assert_eq!(format!("{reply:?}"), format!("{full:?}"), "{name}");
+                }
+            }
+            Err(e) => {
+                assert!(kind.is_request(), "{name}: {e}");
+                assert_eq!(e, DecodeError::Request(kind as u8), "{name}");
+            }
+        }
+        // A truncated request is refused as a request too: it is not read at all.
+        if kind.is_request() {
+            let cut = &bytes[..bytes.len() - 1];
+            assert_eq!(
+                wire::decode_reply(cut, authenticated).unwrap_err(),
+                DecodeError::Request(kind as u8)
+            );
+        }
+    }
+}

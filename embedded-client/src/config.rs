@@ -59,6 +59,8 @@ pub enum ClientErrorKind {
     MaxDatagram,
     /// See [`ClientError::ZeroTimeout`].
     ZeroTimeout,
+    /// See [`ClientError::NoDiscovery`]: an interest, without the `listen` feature.
+    NoDiscovery,
     /// Any other refusal.
     Other,
 }
@@ -68,6 +70,7 @@ impl From<ClientError> for Error {
         Error::Client(match e {
             ClientError::MaxDatagram => ClientErrorKind::MaxDatagram,
             ClientError::ZeroTimeout => ClientErrorKind::ZeroTimeout,
+            ClientError::NoDiscovery => ClientErrorKind::NoDiscovery,
             _ => ClientErrorKind::Other,
         })
     }
@@ -80,6 +83,9 @@ impl core::fmt::Display for Error {
                 "the maximum datagram size must be 512 to 65507 bytes"
             }
             Error::Client(ClientErrorKind::ZeroTimeout) => "timeouts must be longer than zero",
+            Error::Client(ClientErrorKind::NoDiscovery) => {
+                "an interest needs the `listen` feature (this build only registers)"
+            }
             Error::Client(ClientErrorKind::Other) => "the client settings were refused",
             Error::GroupNotMulticast => "the group is not a multicast address",
             Error::Ipv6Disabled => "an IPv6 address needs the `ipv6` feature",

@@ -12,8 +12,9 @@
 use super::*;
 
 /// How many recent links a listener remembers, to chain those that arrived out of
-/// order (or during a repair) once the link before them is in.
-const LINKS_KEPT: usize = 8;
+/// order (or during a repair) once the link before them is in (one in a register-only
+/// build, which follows no chain).
+const LINKS_KEPT: usize = if LISTEN { 8 } else { 1 };
 
 /// How far a listener holds its directory's announcement chain.
 #[derive(Clone, Debug, Default)]

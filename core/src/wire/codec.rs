@@ -51,9 +51,20 @@ pub(super) fn lease_to_ms(lease: Duration) -> u32 {
     u32::try_from(lease.as_millis()).map_or(u32::MAX, |ms| ms.max(1))
 }
 
-fn page<'a>(payload: &'a [u8]) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
+fn page<'a, const ITEMS: bool>(
+    payload: &'a [u8],
+) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
     let (header, rest) = page_header(payload)?;
-    Ok((header, Items::validate(rest)?))
+    Ok((header, items::<_, ITEMS>(rest)?))
+}
+
+/// A batch's items, validated; with `ITEMS` false, left unread (none handed out).
+fn items<T: Item, const ITEMS: bool>(rest: &[u8]) -> Result<Items<'_, T>, DecodeError> {
+    if ITEMS {
+        Items::validate(rest)
+    } else {
+        Ok(Items::unread())
+    }
 }
 
 fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
@@ -70,17 +81,42 @@ fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
 /// refuses trailing bytes; the environment is returned, not checked.
 pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_with_flags(bytes, 0)
+    decode_with_flags::<true, true>(bytes, 0)
 }
 
 /// Decodes a frame whose authentication trailer [`auth::open`](crate::auth::open) has
 /// checked and removed: the same as [`decode`], but the authentication flag is accepted.
 pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_with_flags(bytes, super::header::FLAG_AUTHENTICATED)
+    decode_with_flags::<true, true>(bytes, super::header::FLAG_AUTHENTICATED)
 }
 
-fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError> {
+/// A client's decoder: the same as [`decode`] (or, when `authenticated`, as
+/// [`decode_authenticated`]) for the kinds a directory sends, but a kind only a
+/// directory takes (the requests: register, unregister, snapshot request, keep-alive,
+/// subscribe, unsubscribe; and delivery acknowledgements) is refused undecoded with
+/// [`DecodeError::Request`]. A client never acts on those, and its firmware then
+/// links none of their decoders. Without the `listen` feature (a client that
+/// only registers) the items of pages and announcements are not read either: their
+/// headers are checked and no item is handed out.
+pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, DecodeError> {
+    let allowed = if authenticated {
+        super::header::FLAG_AUTHENTICATED
+    } else {
+        0
+    };
+    decode_with_flags::<false, { cfg!(feature = "listen") }>(bytes, allowed)
+}
+
+/// Decodes a frame; with `REQUESTS` false, the kinds only a directory takes are refused
+/// undecoded, and with `ITEMS` false, batches are handed out without their items.
+fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
+    bytes: &[u8],
+    allowed: u8,
+) -> Result<Frame<'_>, DecodeError> {
     let (header, payload) = Header::parse_with_flags(bytes, allowed)?;
+    if !REQUESTS && header.kind.is_for_directory() {
+        return Err(DecodeError::Request(header.kind as u8));
+    }
     let message = match header.kind {
         Kind::Register => {
             let w = take_all::<RegisterWire<'_>>(payload)?;
@@ -156,11 +192,11 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
             })
         }
         Kind::SnapshotPage => {
-            let (h, items) = page(payload)?;
+            let (h, items) = page::<ITEMS>(payload)?;
             Message::SnapshotPage(h, items)
         }
         Kind::SyncPage => {
-            let (h, items) = page(payload)?;
+            let (h, items) = page::<ITEMS>(payload)?;
             Message::SyncPage(h, items)
         }
         Kind::Announce => {
@@ -170,11 +206,11 @@ fn decode_with_flags(bytes: &[u8], allowed: u8) -> Result<Frame<'_>, DecodeError
                 as_of: Version(w.as_of),
                 previous: Version(w.previous),
             };
-            Message::Announce(header, Items::validate(rest)?)
+            Message::Announce(header, items::<_, ITEMS>(rest)?)
         }
         Kind::ChangesPage => {
             let (h, rest) = page_header(payload)?;
-            Message::ChangesPage(h, Items::validate(rest)?)
+            Message::ChangesPage(h, items::<_, ITEMS>(rest)?)
         }
         Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
         Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),
@@ -215,7 +251,7 @@ impl Single for RegisterRequest {
                 sequence: self.sequence,
                 lease_ms: lease_to_ms(self.lease),
                 name: r.name.as_str(),
-                locations: locations_to_wire(&r.locations),
+                locations: LocationsOut(&r.locations),
                 metadata: r.metadata.encoded(),
             },
             buf,
@@ -246,7 +282,7 @@ impl Single for SnapshotRequest {
                 request: self.request,
                 max_pages: self.max_pages,
                 after: self.after.as_ref().map(|n| n.as_str()),
-                interest: interest_to_wire(&self.interest),
+                interest: PatternsOut(&self.interest),
                 cookie: self.cookie,
                 since: self.since.map(|v| v.0),
             },

@@ -34,6 +34,10 @@ pub enum DecodeError {
     InvalidMetadata(MetadataError),
     /// A reason code this version does not define.
     UnknownReason(u8),
+    /// A request kind (this code) given to a client's decoder
+    /// ([`decode_reply`](super::decode_reply)), refused undecoded: requests are for
+    /// directories.
+    Request(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -46,6 +50,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "unsupported protocol version {v}")
             }
             DecodeError::UnknownKind(k) => write!(f, "unknown message kind {k:#04x}"),
+            DecodeError::UnknownFlags(super::header::FLAG_AUTHENTICATED) => {
+                f.write_str("an authenticated frame, and this receiver has no keys")
+            }
             DecodeError::UnknownFlags(x) => write!(f, "unknown header flags {x:#04x}"),
             DecodeError::InvalidEnvironment(e) => write!(f, "invalid environment: {e}"),
             DecodeError::Malformed => f.write_str("malformed payload"),
@@ -54,6 +61,7 @@ impl fmt::Display for DecodeError {
             DecodeError::InvalidLocation(e) => write!(f, "invalid location: {e}"),
             DecodeError::InvalidMetadata(e) => write!(f, "invalid metadata: {e}"),
             DecodeError::UnknownReason(r) => write!(f, "unknown rejection reason {r}"),
+            DecodeError::Request(k) => write!(f, "request kind {k:#04x} sent to a client"),
         }
     }
 }

@@ -93,6 +93,12 @@ impl Kind {
                 | Kind::Unsubscribe
         )
     }
+
+    /// True for every kind only a directory takes: the requests and the
+    /// acknowledgements of deliveries (which are never answered).
+    pub fn is_for_directory(self) -> bool {
+        self.is_request() || self == Kind::DeliveryAck
+    }
 }
 
 /// A parsed header.

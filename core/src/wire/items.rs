@@ -2,7 +2,7 @@
 
 use super::codec::ser;
 use super::error::{DecodeError, EncodeError};
-use super::message::{ChangeWire, ServiceWire};
+use super::message::{ChangeWire, LocationsOut, ServiceWire};
 use crate::service::{Service, Version};
 use crate::wire::message::validate_name;
 use crate::wire::Change;
@@ -49,7 +49,7 @@ impl Item for Change {
             Change::Registered(s) => {
                 ser(&ChangeWire::Registered(ServiceWire::from_service(s)), buf)
             }
-            Change::Unregistered { name, version } => ser(
+            Change::Unregistered { name, version } => ser::<ChangeWire<'_, LocationsOut<'_>>>(
                 &ChangeWire::Unregistered {
                     name: name.as_str(),
                     version: version.0,
@@ -83,6 +83,15 @@ impl<'a, T: Item> Items<'a, T> {
             remaining: count,
             _item: PhantomData,
         })
+    }
+
+    /// No items: a batch whose items a register-only client's decoder does not read.
+    pub(super) fn unread() -> Self {
+        Items {
+            bytes: &[],
+            remaining: 0,
+            _item: PhantomData,
+        }
     }
 
     /// How many items are left.

@@ -5,7 +5,7 @@
 use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
 use super::error::{DecodeError, EncodeError};
 use super::header::Kind;
-use super::message::{locations_to_wire, RegisterWire};
+use super::message::{LocationsOut, RegisterWire};
 use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::service::Registration;
 use crate::time::Duration;
@@ -75,7 +75,7 @@ pub fn registration_digest(registration: &Registration) -> u64 {
         sequence: 0,
         lease_ms: 0,
         name: registration.name.as_str(),
-        locations: locations_to_wire(&registration.locations),
+        locations: LocationsOut(&registration.locations),
         metadata: registration.metadata.encoded(),
     };
     // Cannot fail: a valid registration takes at most 1 + 64, 1 + 4 × 20 and 1 + 96 bytes.

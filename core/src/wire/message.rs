@@ -5,6 +5,7 @@
 //! invalid name or address is refused with a precise error.
 
 use super::error::DecodeError;
+use super::fixed;
 use super::items::Items;
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use super::subscription::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
@@ -371,8 +372,8 @@ impl Change {
 
 #[derive(Serialize, Deserialize)]
 enum IpWire {
-    V4([u8; 4]),
-    V6([u8; 16]),
+    V4(#[serde(deserialize_with = "fixed::bytes")] [u8; 4]),
+    V6(#[serde(deserialize_with = "fixed::bytes")] [u8; 16]),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -407,6 +408,29 @@ pub(crate) fn locations_to_wire(list: &Locations) -> LocationsWire {
     list.iter().map(LocationWire::from_location).collect()
 }
 
+/// Locations as an encoder writes them: straight from the [`Locations`], the same bytes
+/// as the [`LocationsWire`] a decoder reads, without copying them into one first.
+pub(crate) struct LocationsOut<'a>(pub(crate) &'a Locations);
+
+impl Serialize for LocationsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(LocationWire::from_location))
+    }
+}
+
+/// An interest's patterns as an encoder writes them: the same bytes as the vector of
+/// [`PatternWire`] a decoder reads, without copying them into one first.
+pub(super) struct PatternsOut<'a>(pub(super) &'a Interest);
+
+impl Serialize for PatternsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.patterns().iter().map(|p| PatternWire {
+            text: p.text(),
+            prefix: p.is_prefix(),
+        }))
+    }
+}
+
 pub(super) fn validate_locations(wire: &LocationsWire) -> Result<Locations, DecodeError> {
     let mut list = Locations::new();
     for l in wire {
@@ -433,14 +457,15 @@ pub(crate) fn validate_registration(
     })
 }
 
+/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) struct RegisterWire<'a> {
+pub(super) struct RegisterWire<'a, L = LocationsWire> {
     pub request: u32,
     pub registrant: u64,
     pub sequence: u64,
     pub lease_ms: u32,
     pub name: &'a str,
-    pub locations: LocationsWire,
+    pub locations: L,
     pub metadata: &'a [u8],
 }
 
@@ -492,14 +517,14 @@ pub(crate) fn interest_from_wire(wire: &InterestWire<'_>) -> Result<Interest, De
     Ok(interest)
 }
 
+/// `P`: the vector of [`PatternWire`] to decode, [`PatternsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) struct SnapshotRequestWire<'a> {
+pub(super) struct SnapshotRequestWire<'a, P = InterestWire<'a>> {
     pub request: u32,
     pub max_pages: u8,
     #[serde(borrow)]
     pub after: Option<&'a str>,
-    #[serde(borrow)]
-    pub interest: InterestWire<'a>,
+    pub interest: P,
     pub cookie: Option<[u8; COOKIE_LEN]>,
     pub since: Option<u64>,
 }
@@ -507,6 +532,7 @@ pub(super) struct SnapshotRequestWire<'a> {
 #[derive(Serialize, Deserialize)]
 pub(super) struct CookieWire {
     pub request: u32,
+    #[serde(deserialize_with = "fixed::bytes")]
     pub cookie: [u8; COOKIE_LEN],
 }
 
@@ -530,6 +556,7 @@ pub(super) struct BeaconWire {
     pub as_of: u64,
     pub services: u32,
     pub publishing: bool,
+    #[serde(deserialize_with = "fixed::bytes")]
     pub digest: [u8; 8],
 }
 
@@ -550,24 +577,27 @@ pub(super) struct AnnounceHeaderWire {
     pub previous: u64,
 }
 
+/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) struct ServiceWire<'a> {
+pub(super) struct ServiceWire<'a, L = LocationsWire> {
     pub name: &'a str,
     pub version: u64,
-    pub locations: LocationsWire,
+    pub locations: L,
     pub metadata: &'a [u8],
 }
 
-impl<'a> ServiceWire<'a> {
+impl<'a> ServiceWire<'a, LocationsOut<'a>> {
     pub(super) fn from_service(s: &'a Service) -> Self {
         ServiceWire {
             name: s.registration.name.as_str(),
             version: s.version.0,
-            locations: locations_to_wire(&s.registration.locations),
+            locations: LocationsOut(&s.registration.locations),
             metadata: s.registration.metadata.encoded(),
         }
     }
+}
 
+impl ServiceWire<'_> {
     pub(super) fn validate(&self) -> Result<Service, DecodeError> {
         Ok(Service {
             registration: validate_registration(self.name, &self.locations, self.metadata)?,
@@ -576,10 +606,11 @@ impl<'a> ServiceWire<'a> {
     }
 }
 
+/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
 #[derive(Serialize, Deserialize)]
-pub(super) enum ChangeWire<'a> {
+pub(super) enum ChangeWire<'a, L = LocationsWire> {
     #[serde(borrow)]
-    Registered(ServiceWire<'a>),
+    Registered(ServiceWire<'a, L>),
     Unregistered {
         name: &'a str,
         version: u64,

@@ -136,14 +136,18 @@ mod herald {
     use core::net::IpAddr;
     use embassy_net::Ipv4Address;
     use herald_embedded::embassy::{Resources, Runner};
-    use herald_embedded::{ClientEvent, Interest, Location, Registration, ServiceName};
+    use herald_embedded::{ClientEvent, Location, Registration, ServiceName};
 
     /// A directory to use from the start (address, port); `None` learns it from beacons.
     const DIRECTORY: Option<([u8; 4], u16)> = None;
     /// The port the registered service is announced on.
     const SERVICE_PORT: u16 = 7;
-    /// Services remembered at once, and services registered by this board.
+    /// Services remembered at once (none without discovery), and services registered
+    /// by this board.
+    #[cfg(feature = "listen")]
     const SERVICES: usize = 8;
+    #[cfg(not(feature = "listen"))]
+    const SERVICES: usize = 0;
     const REGISTRATIONS: usize = 1;
     type HeraldResources = Resources<'static, SERVICES, REGISTRATIONS, 4, 2048>;
 
@@ -159,7 +163,10 @@ mod herald {
         seed: u64,
     ) -> ! {
         let mut config = herald_embedded::Config::new(seed);
-        config.client.interest = Some(Interest::all());
+        #[cfg(feature = "listen")]
+        {
+            config.client.interest = Some(herald_embedded::Interest::all());
+        }
         if let Some((ip, port)) = DIRECTORY {
             if let Ok(directory) = Location::new(IpAddr::from(ip), port) {
                 let _ = config.client.directories.push(directory);
