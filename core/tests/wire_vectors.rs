@@ -612,7 +612,7 @@ fn the_registration_digest_hashes_the_end_of_a_register_payload() {
 }
 
 #[test]
-fn a_client_decoder_refuses_requests_undecoded_and_decodes_the_rest_alike() {
+fn a_client_decoder_refuses_what_only_a_directory_takes_undecoded_and_decodes_the_rest_alike() {
     for (name, sealed) in vectors() {
         let kind = wire::Kind::from_code(sealed[3]).unwrap();
         let authenticated = sealed[4] != 0;
@@ -624,7 +624,7 @@ fn a_client_decoder_refuses_requests_undecoded_and_decodes_the_rest_alike() {
         };
         match wire::decode_reply(&bytes, authenticated) {
             Ok(reply) => {
-                assert!(!kind.is_request(), "{name}");
+                assert!(!kind.is_for_directory(), "{name}");
                 // Without `listen` a batch's items are left unread (a register-only
                 // client's decoder); the rest is the same.
                 if cfg!(feature = "listen") {
@@ -632,12 +632,12 @@ fn a_client_decoder_refuses_requests_undecoded_and_decodes_the_rest_alike() {
                 }
             }
             Err(e) => {
-                assert!(kind.is_request(), "{name}: {e}");
+                assert!(kind.is_for_directory(), "{name}: {e}");
                 assert_eq!(e, DecodeError::Request(kind as u8), "{name}");
             }
         }
         // A truncated request is refused as a request too: it is not read at all.
-        if kind.is_request() {
+        if kind.is_for_directory() {
             let cut = &bytes[..bytes.len() - 1];
             assert_eq!(
                 wire::decode_reply(cut, authenticated).unwrap_err(),

@@ -34,9 +34,9 @@ pub enum DecodeError {
     InvalidMetadata(MetadataError),
     /// A reason code this version does not define.
     UnknownReason(u8),
-    /// A request kind (this code) given to a client's decoder
-    /// ([`decode_reply`](super::decode_reply)), refused undecoded: requests are for
-    /// directories.
+    /// A kind only a directory takes (this code: a request or a delivery
+    /// acknowledgement) given to a client's decoder
+    /// ([`decode_reply`](super::decode_reply)), refused undecoded.
     Request(u8),
 }
 
@@ -61,7 +61,7 @@ impl fmt::Display for DecodeError {
             DecodeError::InvalidLocation(e) => write!(f, "invalid location: {e}"),
             DecodeError::InvalidMetadata(e) => write!(f, "invalid metadata: {e}"),
             DecodeError::UnknownReason(r) => write!(f, "unknown rejection reason {r}"),
-            DecodeError::Request(k) => write!(f, "request kind {k:#04x} sent to a client"),
+            DecodeError::Request(k) => write!(f, "kind {k:#04x} is for directories, not clients"),
         }
     }
 }
