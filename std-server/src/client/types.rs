@@ -37,6 +37,19 @@ impl From<&Service> for ServiceInfo {
     }
 }
 
+impl ServiceInfo {
+    /// `s` as a listener on the link with interface index `zone` sees it: its link-local
+    /// locations, which reach no one without a zone and carry none on the wire (zones
+    /// are local to a host), in `zone` (0: left without).
+    pub fn on_link(s: &Service, zone: u32) -> ServiceInfo {
+        let mut info = ServiceInfo::from(s);
+        for (info, l) in info.locations.iter_mut().zip(&s.registration.locations) {
+            *info = l.in_zone(zone).socket_addr();
+        }
+        info
+    }
+}
+
 /// What happened to a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
