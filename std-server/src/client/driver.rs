@@ -128,7 +128,9 @@ impl Driver<'_> {
                 max: MAX_DIRECTORIES,
             });
         }
+        net::check_multicast(options.group, options.interface).map_err(Error::Unreachable)?;
         for &d in &options.directories {
+            crate::interfaces::check_scope(d).map_err(Error::Unreachable)?;
             let location = Location::from_socket_addr(d).map_err(Error::InvalidLocation)?;
             // Cannot fail: the length was checked above.
             let _ = config.directories.push(location);

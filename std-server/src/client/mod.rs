@@ -64,6 +64,11 @@ pub enum Error {
     /// Metadata was refused.
     #[error("invalid metadata: {0}")]
     InvalidMetadata(MetadataError),
+    /// An address or interface cannot work here: a link-local address without a scope
+    /// id, a scope id or interface that names no interface of this host, a group and
+    /// an interface that do not fit.
+    #[error("{0}")]
+    Unreachable(String),
     /// The environment name was refused.
     #[error("invalid environment {name:?}: {reason}")]
     InvalidEnvironment {
