@@ -5,6 +5,7 @@
 //! the configured TTL (1 by default: it never leaves the link) and loopback delivery on,
 //! so that listeners on the same host hear it.
 
+use herald_core::Location;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
@@ -88,6 +89,16 @@ fn mismatch(group: SocketAddr, interface: Interface) -> io::Error {
             }
         ),
     )
+}
+
+/// The zone where a host places the link-local locations it hears, which carry none on
+/// the wire: the interface of an IPv6 `group`, else the zone of `directory` (the one a
+/// client follows, or a directory's own address), else 0 (none).
+pub fn link_zone(group: SocketAddr, interface: Interface, directory: Option<Location>) -> u32 {
+    match (group, interface) {
+        (SocketAddr::V6(_), Interface::Index(i)) if i != 0 => i,
+        _ => directory.map_or(0, |d| d.zone()),
+    }
 }
 
 /// True for an IPv6 group of interface-local or link-local scope (`ff01::/16`,
@@ -300,6 +311,22 @@ mod tests {
         let v4: SocketAddr = "237.37.37.1:37371".parse().unwrap();
         assert!(err(v4, Interface::Index(lo)).contains("IPv4 address"));
         assert_eq!(check_multicast(v4, Interface::default()), Ok(()));
+    }
+
+    #[test]
+    fn link_local_locations_go_to_the_groups_interface_else_the_directorys_zone() {
+        let site: SocketAddr = "[ff15::3737]:37371".parse().unwrap();
+        let v4: SocketAddr = "237.37.37.1:37371".parse().unwrap();
+        let at = |text: &str| Location::from_socket_addr(text.parse().unwrap()).ok();
+        let directory = at("[fe80::a%7]:37399");
+        assert_eq!(link_zone(site, Interface::Index(3), directory), 3);
+        assert_eq!(link_zone(site, Interface::Index(0), directory), 7);
+        assert_eq!(link_zone(v4, Interface::default(), directory), 7);
+        assert_eq!(
+            link_zone(v4, Interface::default(), at("[fd00::a]:37399")),
+            0
+        );
+        assert_eq!(link_zone(v4, Interface::default(), None), 0);
     }
 
     #[tokio::test]

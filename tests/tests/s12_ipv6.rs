@@ -7,6 +7,7 @@
 //! between two IPv6 directories, and clear errors for IPv6 input that cannot work.
 
 use herald_tests::harness::herald::{count, list_view, register, run, Connect};
+use herald_tests::harness::http::get_on;
 use herald_tests::harness::veth6::{pair_or_skip, End, IFACE};
 use herald_tests::harness::wait::{poll_until, secs};
 use herald_tests::{Directory, DirectoryOptions, Host, Watcher};
@@ -141,11 +142,12 @@ fn link_local_group_and_link_local_directory() {
     let (a, b) = (pair.end(0), pair.end(1));
     // The directory binds its link-local address in A's zone; B reaches it in B's.
     let port = 37399;
+    let http = a.ula_addr(37380);
     let directory = Directory::start_on(
         &a.host,
         "directory",
         a.link_local_addr(port, a),
-        options(LINK_GROUP),
+        options(LINK_GROUP).with(&["--http", &http.to_string()]),
     );
     let conn_b = Connect {
         directories: vec![a.link_local_addr(port, b)],
@@ -179,6 +181,10 @@ fn link_local_group_and_link_local_directory() {
     let conn_a = directory.connect();
     let listed = list_view(&a.host, &conn_a).expect("list on A");
     assert_eq!(listed["billing"], seen_from(b, a));
+    // Its HTTP API shows the same.
+    let body = get_on(&a.host, http, "/v1/services").expect("GET /v1/services");
+    let want = serde_json::to_string(&seen_from(b, a)).unwrap();
+    assert!(body.contains(&want), "want {want} in {body}");
 
     // `herald unregister` from B, through the link-local directory.
     let mut args = vec![

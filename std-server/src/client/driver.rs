@@ -99,9 +99,8 @@ pub struct Driver<'a> {
     listing: Vec<Waiting<Vec<ServiceInfo>>>,
     /// Registrations left to their lease when the handles are gone.
     detached: Vec<ServiceName>,
-    /// The interface of an IPv6 group, if one is configured: the link where this client
-    /// places the link-local locations it hears.
-    link: Option<u32>,
+    /// The group and its interface (where link-local locations heard are placed).
+    link: (std::net::SocketAddr, net::Interface),
     /// The id of the key this client signs with, if any (for error messages).
     signing_key: Option<u8>,
     drops: DropLog,
@@ -147,10 +146,7 @@ impl Driver<'_> {
         } else {
             None
         };
-        let link = match (options.group, options.interface) {
-            (std::net::SocketAddr::V6(_), net::Interface::Index(i)) if i != 0 => Some(i),
-            _ => None,
-        };
+        let link = (options.group, options.interface);
         let local = socket.local_addr()?;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (events, stream) = if listening {
@@ -393,11 +389,10 @@ impl Driver<'_> {
         }
     }
 
-    /// The zone link-local locations heard here are placed in: the interface of the
-    /// IPv6 group, else the zone of the directory followed (0 when neither has one).
+    /// The zone link-local locations heard here are placed in ([`net::link_zone`]).
     fn zone(&self) -> u32 {
-        self.link
-            .unwrap_or_else(|| self.client.current_directory().map_or(0, |d| d.zone()))
+        let (group, interface) = self.link;
+        net::link_zone(group, interface, self.client.current_directory())
     }
 
     fn emit(&mut self, kind: EventKind, service: &Service) {
