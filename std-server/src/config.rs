@@ -551,6 +551,16 @@ impl Options {
                 ),
             ));
         }
+        if let Some(advertise) = o.advertise.filter(|a| a.is_ipv4() != bind.is_ipv4()) {
+            return Err(invalid(
+                "advertise",
+                format!(
+                    "{advertise} and the bind address {bind} are of different IP families: \
+                     clients take only what comes from the advertised address, and \
+                     everything comes from the bind address"
+                ),
+            ));
+        }
         // The placeholder is replaced by the real address once the socket is bound.
         let placeholder = o.advertise.unwrap_or(bind);
         let address = Location::new(placeholder.ip(), placeholder.port().max(1))
@@ -815,6 +825,11 @@ snapshot_rate = 5000
             Options {
                 group: Some("[ff15::3737]:37371".parse().unwrap()),
                 interface: Some(Interface::Index(0)),
+                ..Options::default()
+            },
+            Options {
+                bind: Some("0.0.0.0:37399".parse().unwrap()),
+                advertise: Some("[2001:db8::1]:37399".parse().unwrap()),
                 ..Options::default()
             },
             Options {
