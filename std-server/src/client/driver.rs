@@ -127,7 +127,6 @@ impl Driver<'_> {
                 max: MAX_DIRECTORIES,
             });
         }
-        net::check_multicast(options.group, options.interface).map_err(Error::Unreachable)?;
         for &d in &options.directories {
             crate::interfaces::check_scope(d).map_err(Error::Unreachable)?;
             let location = Location::from_socket_addr(d).map_err(Error::InvalidLocation)?;
@@ -142,6 +141,7 @@ impl Driver<'_> {
         let socket = net::client_socket(options.group, &options.directories)?;
         // Without a configured directory, beacons on the group say where one is.
         let group = if listening || options.directories.is_empty() {
+            net::check_multicast(options.group, options.interface).map_err(Error::Unreachable)?;
             Some(net::group_listener(options.group, options.interface)?)
         } else {
             None

@@ -392,4 +392,21 @@ mod tests {
         };
         assert!(e.to_string().contains("name_held"));
     }
+
+    #[tokio::test]
+    async fn only_a_client_that_joins_the_group_needs_its_interface() {
+        // Nothing is sent: connecting opens the sockets only.
+        let ipv6 = ClientOptions {
+            directories: vec!["[::1]:9".parse().unwrap()],
+            group: "[ff15::3737]:37371".parse().unwrap(),
+            ..ClientOptions::default()
+        };
+        // A registrant (the HTTP API's writer is one) does not join the group.
+        assert!(Herald::connect(ipv6.clone()).await.is_ok());
+        // A listener does, and is told why it cannot.
+        let Err(err) = Watch::start(ipv6, Interest::all()).await else {
+            panic!("a listener with an IPv4 interface on an IPv6 group started")
+        };
+        assert!(matches!(err, Error::Unreachable(_)), "{err}");
+    }
 }
