@@ -143,12 +143,6 @@ impl ClientArgs {
         let defaults = ClientOptions::default();
         let group = self.group.or(file.group).unwrap_or(defaults.group);
         let interface = self.interface.or(file.interface).unwrap_or_default();
-        crate::net::check_multicast(group, interface).map_err(|message| {
-            crate::config::ConfigError::Invalid {
-                setting: "interface",
-                message,
-            }
-        })?;
         Ok(ClientOptions {
             directories,
             environment: self
