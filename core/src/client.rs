@@ -772,7 +772,7 @@ impl<'a, const R: usize> Client<'a, R> {
             self.stats.unauthenticated += 1;
             return;
         };
-        let frame = match decoded {
+        let mut frame = match decoded {
             Ok(f) => f,
             // Requests are not for a client (as replies from strangers are not).
             Err(wire::DecodeError::Request(_)) => {
@@ -784,6 +784,12 @@ impl<'a, const R: usize> Client<'a, R> {
                 return;
             }
         };
+        // Zones do not travel: the directory a frame names is on the link it came from.
+        match &mut frame.message {
+            Message::Beacon(b) => b.directory = b.directory.on_link_of(from),
+            Message::Announce(h, _) => h.directory = h.directory.on_link_of(from),
+            _ => {}
+        }
         // A rejection for a wrong environment comes in the requester's environment.
         if frame.environment != self.config.environment {
             self.stats.wrong_environment += 1;

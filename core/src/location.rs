@@ -1,7 +1,7 @@
 //! Where a service can be reached: [`Location`], a full socket address.
 
 use core::fmt;
-use core::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 /// Most locations one registration may carry.
 pub const MAX_LOCATIONS: usize = 4;
@@ -44,17 +44,23 @@ impl fmt::Display for LocationError {
 impl core::error::Error for LocationError {}
 
 /// A reachable socket address: IPv4 or IPv6 host *and* port. Two services on one host
-/// with different ports are different locations. IPv6 flow labels and scope ids are not
-/// carried.
+/// with different ports are different locations.
+///
+/// A link-local IPv6 address (`fe80::/10`) also has a zone: the index of the interface
+/// of *this* host that reaches it (the scope id of `[fe80::1%2]:80`), 0 when unknown.
+/// Zones are local to a host (RFC 4007), so the wire does not carry them: a receiver
+/// places a link-local address on its own link ([`Location::on_link_of`],
+/// [`Location::in_zone`]). Other addresses have no zone; flow labels are not carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
     ip: IpAddr,
     port: u16,
+    zone: u32,
 }
 
 impl Location {
     /// Validates and makes a location: port not 0, address neither unspecified nor
-    /// multicast.
+    /// multicast. It has no zone.
     pub fn new(ip: IpAddr, port: u16) -> Result<Self, LocationError> {
         if port == 0 {
             return Err(LocationError::PortZero);
@@ -65,12 +71,17 @@ impl Location {
         if ip.is_multicast() {
             return Err(LocationError::Multicast);
         }
-        Ok(Location { ip, port })
+        Ok(Location { ip, port, zone: 0 })
     }
 
-    /// Makes a location from a socket address, validated as [`Location::new`] does.
+    /// Makes a location from a socket address, validated as [`Location::new`] does; a
+    /// link-local IPv6 address keeps its scope id as its zone (other addresses drop it).
     pub fn from_socket_addr(addr: SocketAddr) -> Result<Self, LocationError> {
-        Self::new(addr.ip(), addr.port())
+        let location = Self::new(addr.ip(), addr.port())?;
+        Ok(match addr {
+            SocketAddr::V6(a) => location.in_zone(a.scope_id()),
+            SocketAddr::V4(_) => location,
+        })
     }
 
     /// The host address.
@@ -83,9 +94,44 @@ impl Location {
         self.port
     }
 
-    /// As a socket address.
+    /// The zone of a link-local IPv6 address (an interface index of this host), 0 for
+    /// none.
+    pub fn zone(&self) -> u32 {
+        self.zone
+    }
+
+    /// True for a link-local IPv6 address (`fe80::/10`), which needs a zone to be
+    /// reached.
+    pub fn is_link_local(&self) -> bool {
+        matches!(self.ip, IpAddr::V6(a) if a.is_unicast_link_local())
+    }
+
+    /// This location in `zone` if its address is link-local (other addresses have no
+    /// zone and are returned as they are).
+    pub fn in_zone(self, zone: u32) -> Location {
+        if self.is_link_local() {
+            Location { zone, ..self }
+        } else {
+            self
+        }
+    }
+
+    /// A link-local location without a zone, heard in a datagram from `from`, placed on
+    /// the link that datagram came in on (the zone of a link-local `from`); anything
+    /// else is returned as it is.
+    pub fn on_link_of(self, from: SocketAddr) -> Location {
+        match from {
+            SocketAddr::V6(a) if self.zone == 0 => self.in_zone(a.scope_id()),
+            _ => self,
+        }
+    }
+
+    /// As a socket address (with the zone as scope id).
     pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port)
+        match self.ip {
+            IpAddr::V6(ip) => SocketAddr::V6(SocketAddrV6::new(ip, self.port, 0, self.zone)),
+            IpAddr::V4(_) => SocketAddr::new(self.ip, self.port),
+        }
     }
 }
 
@@ -157,5 +203,36 @@ mod tests {
         assert_eq!(check_locations(&[a, b]), Ok(()));
         assert_eq!(check_locations(&[a, a]), Err(LocationError::Duplicate));
         assert_eq!(check_locations(&[]), Err(LocationError::NoLocations));
+    }
+
+    fn v6(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn link_local_addresses_keep_their_zone() {
+        let scoped = Location::from_socket_addr(v6("[fe80::1%2]:80")).unwrap();
+        assert_eq!(scoped.zone(), 2);
+        assert!(scoped.is_link_local());
+        assert_eq!(scoped.socket_addr(), v6("[fe80::1%2]:80"));
+        let other_link = Location::from_socket_addr(v6("[fe80::1%3]:80")).unwrap();
+        assert_ne!(scoped, other_link);
+        // Only link-local addresses have a zone.
+        let ula = Location::from_socket_addr(v6("[fd00::1%2]:80")).unwrap();
+        assert_eq!((ula.zone(), ula.socket_addr()), (0, v6("[fd00::1]:80")));
+        assert_eq!(ula.in_zone(5), ula);
+    }
+
+    #[test]
+    fn a_link_local_location_is_placed_on_the_link_it_came_from() {
+        let heard = Location::from_socket_addr(v6("[fe80::1]:80")).unwrap();
+        assert_eq!(heard.zone(), 0);
+        let placed = heard.on_link_of(v6("[fe80::9%4]:37399"));
+        assert_eq!(placed.socket_addr(), v6("[fe80::1%4]:80"));
+        // A zone it has is kept; a source off the link gives none.
+        assert_eq!(placed.on_link_of(v6("[fe80::9%7]:1")).zone(), 4);
+        assert_eq!(heard.on_link_of(v6("[fd00::9]:1")).zone(), 0);
+        let v4 = Location::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 80).unwrap();
+        assert_eq!(v4.on_link_of(v6("[fe80::9%4]:1")), v4);
     }
 }

@@ -91,13 +91,15 @@ pub struct ServeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Directory to use; repeat it (or separate with commas) to fail over in that order
+    /// (a link-local IPv6 address with its scope id: [fe80::1%eth0]:37399)
     /// [default: the config file's advertise or bind address, else 127.0.0.1:37399]
     #[arg(
         long = "directory",
         short = 'd',
         env = "HERALD_DIRECTORY",
         value_delimiter = ',',
-        value_name = "IP:PORT"
+        value_name = "IP:PORT",
+        value_parser = crate::interfaces::socket_addr
     )]
     pub directories: Vec<SocketAddr>,
     /// Environment [default: default]
@@ -106,9 +108,9 @@ pub struct ClientArgs {
     /// Multicast group of the announcements [default: 237.37.37.1:37371]
     #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT")]
     pub group: Option<SocketAddr>,
-    /// Interface the group is joined on: its IPv4 address, or its index for an IPv6
-    /// group [default: 127.0.0.1]
-    #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX")]
+    /// Interface the group is joined on: its IPv4 address, or for an IPv6 group its
+    /// index or name (see `ip link`) [default: 127.0.0.1]
+    #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX|NAME")]
     pub interface: Option<Interface>,
     /// Seconds to wait for a directory's answer [default: 3]
     #[arg(long, env = "HERALD_TIMEOUT", value_name = "SECS")]
@@ -139,6 +141,8 @@ impl ClientArgs {
             self.directories.clone()
         };
         let defaults = ClientOptions::default();
+        let group = self.group.or(file.group).unwrap_or(defaults.group);
+        let interface = self.interface.or(file.interface).unwrap_or_default();
         Ok(ClientOptions {
             directories,
             environment: self
@@ -146,8 +150,8 @@ impl ClientArgs {
                 .clone()
                 .or_else(|| file.environment.clone())
                 .unwrap_or(defaults.environment),
-            group: self.group.or(file.group).unwrap_or(defaults.group),
-            interface: self.interface.or(file.interface).unwrap_or_default(),
+            group,
+            interface,
             timeout: seconds("timeout", self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?,
             capacity: file.capacity.unwrap_or(DEFAULT_CAPACITY),
             keys: crate::keys::load_keys(
@@ -173,8 +177,9 @@ pub struct RegisterArgs {
     /// Service name: 1 to 64 bytes of UTF-8, inner spaces allowed; `SERVICE/INSTANCE`
     /// registers one instance of SERVICE (e.g. billing/$(hostname))
     pub name: String,
-    /// Where the service can be reached (1 to 4 addresses)
-    #[arg(required = true, value_name = "IP:PORT")]
+    /// Where the service can be reached (1 to 4 addresses; a link-local IPv6 address
+    /// with its scope id, [fe80::1%eth0]:80, which listeners see in their own zone)
+    #[arg(required = true, value_name = "IP:PORT", value_parser = crate::interfaces::socket_addr)]
     pub locations: Vec<SocketAddr>,
     /// Metadata pair (repeatable; 96 bytes in all)
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]

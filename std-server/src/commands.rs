@@ -209,6 +209,13 @@ fn update_line(update: &WatchUpdate, json: bool) -> Result<String, Failure> {
 
 async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
     let options = args.client.options(file)?;
+    // A configuration error (status 2) rather than the library's refusal (status 1).
+    crate::net::check_multicast(options.group, options.interface).map_err(|message| {
+        ConfigError::Invalid {
+            setting: "interface",
+            message,
+        }
+    })?;
     let interest = Interest::parse_all(args.interests.iter().map(String::as_str))
         .map_err(crate::client::Error::InvalidInterest)?;
     let stop = shutdown_signal();

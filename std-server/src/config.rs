@@ -112,20 +112,24 @@ fn invalid(setting: &'static str, message: impl ToString) -> ConfigError {
 #[derive(Args, Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
-    /// Address to take requests on; announcements also come from it
-    /// [default: 127.0.0.1:37399]
-    #[arg(long, env = "HERALD_BIND", value_name = "IP:PORT")]
+    /// Address to take requests on; announcements also come from it (a link-local
+    /// IPv6 address with its scope id: [fe80::1%eth0]:37399) [default: 127.0.0.1:37399]
+    #[arg(long, env = "HERALD_BIND", value_name = "IP:PORT", value_parser = crate::interfaces::socket_addr)]
+    #[serde(default, deserialize_with = "crate::interfaces::optional_socket_addr")]
     pub bind: Option<SocketAddr>,
     /// Address clients reach this directory at, announced on the group; required when
     /// binding a wildcard address [default: the bind address]
-    #[arg(long, env = "HERALD_ADVERTISE", value_name = "IP:PORT")]
+    #[arg(long, env = "HERALD_ADVERTISE", value_name = "IP:PORT", value_parser = crate::interfaces::socket_addr)]
+    #[serde(default, deserialize_with = "crate::interfaces::optional_socket_addr")]
     pub advertise: Option<SocketAddr>,
-    /// Multicast group and port for announcements [default: 237.37.37.1:37371]
+    /// Multicast group and port for announcements: IPv4, or IPv6 such as
+    /// [ff15::3737]:37371 (site-local) or [ff02::3737]:37371 (link-local, needs
+    /// --interface) [default: 237.37.37.1:37371]
     #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT")]
     pub group: Option<SocketAddr>,
-    /// Interface for multicast: its IPv4 address, or its index for an IPv6 group
-    /// [default: 127.0.0.1]
-    #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX")]
+    /// Interface for multicast: its IPv4 address, or for an IPv6 group its index or
+    /// name (see `ip link`) [default: 127.0.0.1]
+    #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX|NAME")]
     pub interface: Option<Interface>,
     /// Multicast TTL (hop limit) [default: 1]
     #[arg(long, env = "HERALD_TTL")]
@@ -537,6 +541,26 @@ impl Options {
                 ),
             ));
         }
+        if bind.is_ipv4() != group.is_ipv4() {
+            return Err(invalid(
+                "group",
+                format!(
+                    "the group {group} and the bind address {bind} are of different IP \
+                     families: announcements go out of the request socket, so both must be \
+                     IPv4 or both IPv6"
+                ),
+            ));
+        }
+        if let Some(advertise) = o.advertise.filter(|a| a.is_ipv4() != bind.is_ipv4()) {
+            return Err(invalid(
+                "advertise",
+                format!(
+                    "{advertise} and the bind address {bind} are of different IP families: \
+                     clients take only what comes from the advertised address, and \
+                     everything comes from the bind address"
+                ),
+            ));
+        }
         // The placeholder is replaced by the real address once the socket is bound.
         let placeholder = o.advertise.unwrap_or(bind);
         let address = Location::new(placeholder.ip(), placeholder.port().max(1))
@@ -585,7 +609,7 @@ impl Options {
             ));
         }
         let interface = o.interface.unwrap_or_default();
-        check_interface(group, interface)?;
+        crate::net::check_multicast(group, interface).map_err(|e| invalid("interface", e))?;
         let store = StoreSettings::resolve(
             o.store.as_deref().unwrap_or(DEFAULT_STORE),
             o.etcd_prefix.as_deref().unwrap_or(DEFAULT_ETCD_PREFIX),
@@ -709,32 +733,6 @@ fn check_memory(capacity: usize, available: Option<u64>) -> Result<(), ConfigErr
     }
 }
 
-/// Refuses a multicast interface that cannot work: the wrong kind for the group, or an
-/// IPv4 address this host does not have.
-fn check_interface(group: SocketAddr, interface: Interface) -> Result<(), ConfigError> {
-    match (group, interface) {
-        (SocketAddr::V4(_), Interface::V4(ip)) => match std::net::UdpSocket::bind((ip, 0)) {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(invalid(
-                "interface",
-                format!(
-                    "{ip} is not an address of this host: give the IPv4 address of the \
-                         interface multicast should go out of"
-                ),
-            )),
-            _ => Ok(()),
-        },
-        (SocketAddr::V6(_), Interface::Index(_)) => Ok(()),
-        (SocketAddr::V4(_), Interface::Index(i)) => Err(invalid(
-            "interface",
-            format!("the IPv4 group {group} needs an IPv4 address as interface, not index {i}"),
-        )),
-        (SocketAddr::V6(_), Interface::V4(ip)) => Err(invalid(
-            "interface",
-            format!("the IPv6 group {group} needs an interface index, not {ip}"),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,6 +820,16 @@ snapshot_rate = 5000
             },
             Options {
                 capacity: Some(0),
+                ..Options::default()
+            },
+            Options {
+                group: Some("[ff15::3737]:37371".parse().unwrap()),
+                interface: Some(Interface::Index(0)),
+                ..Options::default()
+            },
+            Options {
+                bind: Some("0.0.0.0:37399".parse().unwrap()),
+                advertise: Some("[2001:db8::1]:37399".parse().unwrap()),
                 ..Options::default()
             },
             Options {

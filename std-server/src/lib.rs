@@ -15,7 +15,8 @@
 //! - [`config`], [`cli`], [`commands`], [`logging`]: the command line.
 //! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
 //!   that fail authentication.
-//! - [`net`]: socket set-up; [`clock`]: time conversion.
+//! - [`net`]: socket set-up; [`interfaces`]: interface names and indexes, and the
+//!   scope ids of link-local IPv6 addresses; [`clock`]: time conversion.
 
 pub mod backend;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod dns;
 pub mod dropped;
 pub mod http;
+pub mod interfaces;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

@@ -233,6 +233,11 @@ async fn start_interfaces(
         return Ok(None);
     }
     let (feed, view) = Feed::new();
+    let feed = feed.on_link(net::link_zone(
+        config.group,
+        settings.interface,
+        Some(config.address),
+    ));
     if let Some(http) = &settings.http {
         let listener = crate::http::bind(http.addr)
             .await

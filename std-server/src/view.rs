@@ -118,6 +118,8 @@ pub struct Feed {
     leases_refreshed: Option<Instant>,
     /// The first observation (which loads the registry without logging changes) is done.
     started: bool,
+    /// The zone link-local locations are shown in ([`crate::net::link_zone`]).
+    zone: u32,
 }
 
 impl Feed {
@@ -130,8 +132,14 @@ impl Feed {
             version: tx,
             leases_refreshed: None,
             started: false,
+            zone: 0,
         };
         (feed, View { state, version: rx })
+    }
+
+    /// Shows link-local locations, which the wire carries without a zone, in `zone`.
+    pub fn on_link(self, zone: u32) -> Feed {
+        Feed { zone, ..self }
     }
 
     /// Brings the copy up to `directory`'s state as of version `upto` (the newest on
@@ -173,7 +181,7 @@ impl Feed {
                             continue;
                         }
                     }
-                    let info = ServiceInfo::from(&record.service);
+                    let info = ServiceInfo::on_link(&record.service, self.zone);
                     let old = state.services.insert(
                         name.to_owned(),
                         Listed {

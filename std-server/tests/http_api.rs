@@ -157,6 +157,12 @@ fn list_get_put_delete_with_ownership_and_bad_input() {
             r#"{"locations":["127.0.0.1:1"]}"#,
             "invalid service name",
         ),
+        (
+            "x",
+            ALICE,
+            r#"{"locations":["[fe80::1]:80"]}"#,
+            "needs a scope id",
+        ),
     ] {
         let (status, text) = put(&http, &name.replace(' ', "%20"), registrant, body);
         assert_eq!(status, 400, "{body}: {text}");

@@ -67,6 +67,38 @@ fn the_sample_config_file_holds_the_defaults() {
 }
 
 #[test]
+fn a_config_file_names_scope_ids_and_interfaces_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(
+        &file,
+        "bind = \"[fe80::1%lo]:37399\"\ngroup = \"[ff02::3737]:37371\"\ninterface = \"lo\"\n",
+    )
+    .unwrap();
+    let text = stdout_of(
+        herald()
+            .args(["serve", "--print-config"])
+            .arg("--config")
+            .arg(&file),
+    );
+    let lo = herald_server::interfaces::index("lo").unwrap();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(has(&format!("bind = \"[fe80::1%{lo}]:37399\"")), "{text}");
+    assert!(has(&format!("interface = \"{lo}\"")), "{text}");
+    // A scope id that names no interface is refused with the reason.
+    std::fs::write(&file, "bind = \"[fe80::1%no-such-if]:37399\"\n").unwrap();
+    let out = herald()
+        .args(["serve", "--print-config"])
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("names no interface"), "{err}");
+}
+
+#[test]
 fn a_bad_config_file_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");

@@ -9,7 +9,8 @@
 //!   deadlines, shows it when a test fails and kills the children on drop;
 //! - [`harness::herald`] drives `herald serve`, `watch --json`, `register`, `list`;
 //! - [`harness::netns`] builds private multi-host networks in network namespaces (root
-//!   only; the scenarios skip with a printed reason otherwise);
+//!   only; the scenarios skip with a printed reason otherwise), and [`harness::veth6`]
+//!   two IPv6 hosts on a veth pair;
 //! - [`harness::netem`] and [`harness::faults`] inject loss, duplication, reordering
 //!   and delay: `tc netem` where the kernel has it, else a seeded UDP proxy of our own;
 //! - [`harness::load`] registers thousands of services through herald-core's client;
@@ -18,7 +19,7 @@
 //! - [`harness::etcd`] runs an etcd for the directories that keep their registry there.
 //!
 //! Rules every suite keeps: traffic goes only to 127.0.0.0/8 or inside namespaces the
-//! test made (10.237.0.0/24 exists only there); multicast leaves only through loopback
+//! test made (10.237.0.0/24 and fd00:37::/64 exist only there); multicast leaves only through loopback
 //! or a namespace's interface; every loop and wait is bounded in count and time; each
 //! test cleans up (processes, namespaces, temporary directories) also when it fails.
 

@@ -338,6 +338,7 @@ pub struct AnnounceHeader {
 
 /// One change in an announcement.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // Decoded one at a time; without alloc, nothing to box.
 pub enum Change {
     /// A service is live with this state (new, or changed).
     Registered(Service),

@@ -84,6 +84,8 @@ pub struct Driver<'a> {
     client: Client<'a, MAX_OWN>,
     clock: Clock,
     socket: UdpSocket,
+    /// The request socket's address (its family says how to address IPv4).
+    local: std::net::SocketAddr,
     group: Option<UdpSocket>,
     recv: Vec<u8>,
     send: Vec<u8>,
@@ -97,6 +99,8 @@ pub struct Driver<'a> {
     listing: Vec<Waiting<Vec<ServiceInfo>>>,
     /// Registrations left to their lease when the handles are gone.
     detached: Vec<ServiceName>,
+    /// The group and its interface (where link-local locations heard are placed).
+    link: (std::net::SocketAddr, net::Interface),
     /// The id of the key this client signs with, if any (for error messages).
     signing_key: Option<u8>,
     drops: DropLog,
@@ -124,6 +128,7 @@ impl Driver<'_> {
             });
         }
         for &d in &options.directories {
+            crate::interfaces::check_scope(d).map_err(Error::Unreachable)?;
             let location = Location::from_socket_addr(d).map_err(Error::InvalidLocation)?;
             // Cannot fail: the length was checked above.
             let _ = config.directories.push(location);
@@ -133,18 +138,16 @@ impl Driver<'_> {
         config.keys = options.keys.clone();
         let listening = interest.is_some();
         config.interest = interest;
-        let family = options
-            .directories
-            .first()
-            .copied()
-            .unwrap_or(options.group);
-        let socket = net::request_socket(family)?;
+        let socket = net::client_socket(options.group, &options.directories)?;
         // Without a configured directory, beacons on the group say where one is.
         let group = if listening || options.directories.is_empty() {
+            net::check_multicast(options.group, options.interface).map_err(Error::Unreachable)?;
             Some(net::group_listener(options.group, options.interface)?)
         } else {
             None
         };
+        let link = (options.group, options.interface);
+        let local = socket.local_addr()?;
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (events, stream) = if listening {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -173,6 +176,7 @@ impl Driver<'_> {
                 client,
                 clock,
                 socket,
+                local,
                 group,
                 recv: vec![0; RECV_BUFFER],
                 send: vec![0; max_datagram],
@@ -184,6 +188,7 @@ impl Driver<'_> {
                 unregistering: Vec::new(),
                 listing: Vec::new(),
                 detached: Vec::new(),
+                link,
                 signing_key,
                 drops: DropLog::default(),
             };
@@ -345,7 +350,10 @@ impl Driver<'_> {
         while let Some(t) = self.client.poll_transmit(self.clock.now(), &mut self.send) {
             if let Err(e) = self
                 .socket
-                .send_to(&self.send[..t.len], t.destination)
+                .send_to(
+                    &self.send[..t.len],
+                    net::mapped_for(self.local, t.destination),
+                )
                 .await
             {
                 tracing::debug!(to = %t.destination, error = %e, "send failed");
@@ -370,6 +378,7 @@ impl Driver<'_> {
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
             match socket.try_recv_from(&mut self.recv) {
                 Ok((len, from)) => {
+                    let from = net::unmapped(from);
                     self.client
                         .handle_datagram(self.clock.now(), from, &self.recv[..len]);
                     self.drops.observe(Dropped::from(self.client.stats()), from);
@@ -380,10 +389,16 @@ impl Driver<'_> {
         }
     }
 
+    /// The zone link-local locations heard here are placed in ([`net::link_zone`]).
+    fn zone(&self) -> u32 {
+        let (group, interface) = self.link;
+        net::link_zone(group, interface, self.client.current_directory())
+    }
+
     fn emit(&mut self, kind: EventKind, service: &Service) {
         let event = WatchEvent {
             kind,
-            service: ServiceInfo::from(service),
+            service: ServiceInfo::on_link(service, self.zone()),
         };
         self.update(WatchUpdate::Event(event));
     }
@@ -498,8 +513,12 @@ impl Driver<'_> {
                     self.ready = true;
                     self.update(WatchUpdate::Ready { services });
                 }
-                let list: Vec<ServiceInfo> =
-                    self.client.services().map(ServiceInfo::from).collect();
+                let zone = self.zone();
+                let list: Vec<ServiceInfo> = self
+                    .client
+                    .services()
+                    .map(|s| ServiceInfo::on_link(s, zone))
+                    .collect();
                 answer(&mut self.listing, None, || Ok(list.clone()));
             }
         }

@@ -64,6 +64,11 @@ pub enum Error {
     /// Metadata was refused.
     #[error("invalid metadata: {0}")]
     InvalidMetadata(MetadataError),
+    /// An address or interface cannot work here: a link-local address without a scope
+    /// id, a scope id or interface that names no interface of this host, a group and
+    /// an interface that do not fit.
+    #[error("{0}")]
+    Unreachable(String),
     /// The environment name was refused.
     #[error("invalid environment {name:?}: {reason}")]
     InvalidEnvironment {
@@ -386,5 +391,22 @@ mod tests {
             reason: RejectReason::NameHeld,
         };
         assert!(e.to_string().contains("name_held"));
+    }
+
+    #[tokio::test]
+    async fn only_a_client_that_joins_the_group_needs_its_interface() {
+        // Nothing is sent: connecting opens the sockets only.
+        let ipv6 = ClientOptions {
+            directories: vec!["[::1]:9".parse().unwrap()],
+            group: "[ff15::3737]:37371".parse().unwrap(),
+            ..ClientOptions::default()
+        };
+        // A registrant (the HTTP API's writer is one) does not join the group.
+        assert!(Herald::connect(ipv6.clone()).await.is_ok());
+        // A listener does, and is told why it cannot.
+        let Err(err) = Watch::start(ipv6, Interest::all()).await else {
+            panic!("a listener with an IPv4 interface on an IPv6 group started")
+        };
+        assert!(matches!(err, Error::Unreachable(_)), "{err}");
     }
 }

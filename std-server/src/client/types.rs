@@ -37,6 +37,19 @@ impl From<&Service> for ServiceInfo {
     }
 }
 
+impl ServiceInfo {
+    /// `s` as a listener on the link with interface index `zone` sees it: its link-local
+    /// locations, which reach no one without a zone and carry none on the wire (zones
+    /// are local to a host), in `zone` (0: left without).
+    pub fn on_link(s: &Service, zone: u32) -> ServiceInfo {
+        let mut info = ServiceInfo::from(s);
+        for (info, l) in info.locations.iter_mut().zip(&s.registration.locations) {
+            *info = l.in_zone(zone).socket_addr();
+        }
+        info
+    }
+}
+
 /// What happened to a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,9 +128,11 @@ pub fn registration(
     })?;
     let locations = locations
         .iter()
-        .map(|&a| Location::from_socket_addr(a))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Error::InvalidLocation)?;
+        .map(|&a| {
+            crate::interfaces::check_scope(a).map_err(Error::Unreachable)?;
+            Location::from_socket_addr(a).map_err(Error::InvalidLocation)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut metadata = Metadata::new();
     for (k, v) in meta {
         metadata.insert(k, v).map_err(Error::InvalidMetadata)?;
@@ -181,5 +196,30 @@ mod tests {
             registration("x", &[], &[]),
             Err(Error::InvalidLocation(_))
         ));
+        // A link-local location without a scope id reaches no one.
+        assert!(matches!(
+            registration("x", &["[fe80::1]:80".parse().unwrap()], &[]),
+            Err(Error::Unreachable(_))
+        ));
+    }
+
+    #[test]
+    fn listeners_see_link_local_locations_in_their_own_zone() {
+        let at: Vec<SocketAddr> = vec!["[fd00::1]:80".parse().unwrap()];
+        let mut service = Service {
+            registration: registration("x", &at, &[]).unwrap(),
+            version: herald_core::Version(1),
+        };
+        // As decoded from the wire: a link-local location without a zone.
+        let heard = Location::new("fe80::1".parse().unwrap(), 80).unwrap();
+        let _ = service.registration.locations.push(heard);
+        let info = ServiceInfo::on_link(&service, 3);
+        assert_eq!(
+            info.locations,
+            [
+                "[fd00::1]:80".parse::<SocketAddr>().unwrap(),
+                "[fe80::1%3]:80".parse().unwrap()
+            ]
+        );
     }
 }

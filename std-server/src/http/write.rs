@@ -211,9 +211,10 @@ pub async fn delete(
 /// The status for a failed write.
 fn failure(e: Error) -> Response {
     let status = match &e {
-        Error::InvalidName { .. } | Error::InvalidLocation(_) | Error::InvalidMetadata(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        Error::InvalidName { .. }
+        | Error::InvalidLocation(_)
+        | Error::InvalidMetadata(_)
+        | Error::Unreachable(_) => StatusCode::BAD_REQUEST,
         Error::Rejected {
             reason: RejectReason::NameHeld,
         } => StatusCode::CONFLICT,

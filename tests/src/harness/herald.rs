@@ -42,7 +42,7 @@ impl Connect {
             "--group".into(),
             self.group.to_string(),
             "--interface".into(),
-            host.ip().to_string(),
+            host.interface().to_owned(),
         ]);
         a
     }
@@ -131,7 +131,17 @@ pub struct Directory {
 impl Directory {
     /// Starts a directory on `host` (a fresh port) and waits until it answers.
     pub fn start(host: &Host, label: &str, options: DirectoryOptions) -> Directory {
-        let bind = host.addr(ports::free_udp_port());
+        Directory::start_on(host, label, host.addr(ports::free_udp_port()), options)
+    }
+
+    /// Starts a directory on `host` bound to `bind` (e.g. a link-local address with its
+    /// scope id) and waits until it answers.
+    pub fn start_on(
+        host: &Host,
+        label: &str,
+        bind: SocketAddr,
+        options: DirectoryOptions,
+    ) -> Directory {
         // Inside a namespace every port is free; on the machine, one the kernel chose.
         let metrics = options.metrics.then(|| host.addr(ports::free_tcp_port()));
         let data = tempfile::Builder::new()
@@ -160,7 +170,7 @@ impl Directory {
             "--group".into(),
             o.group.to_string(),
             "--interface".into(),
-            self.host.ip().to_string(),
+            self.host.interface().to_owned(),
             "--environment".into(),
             o.environment.clone(),
             "--data-dir".into(),

@@ -2,7 +2,7 @@
 //! namespace with its own address. Programs run on a host through [`Host::command`].
 
 use std::ffi::OsStr;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
 
 /// Where programs run and which address they use.
@@ -10,7 +10,9 @@ use std::process::Command;
 pub struct Host {
     name: String,
     netns: Option<String>,
-    ip: Ipv4Addr,
+    ip: IpAddr,
+    /// What `--interface` says for multicast: the IPv4 address, or an interface index.
+    interface: String,
 }
 
 impl Host {
@@ -19,7 +21,8 @@ impl Host {
         Host {
             name: name.into(),
             netns: None,
-            ip: Ipv4Addr::LOCALHOST,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            interface: Ipv4Addr::LOCALHOST.to_string(),
         }
     }
 
@@ -28,7 +31,24 @@ impl Host {
         Host {
             name: name.into(),
             netns: Some(netns.into()),
-            ip,
+            ip: IpAddr::V4(ip),
+            interface: ip.to_string(),
+        }
+    }
+
+    /// A host inside network namespace `netns`, reached at the IPv6 address `ip` on the
+    /// interface with index `interface` (multicast goes out of and is joined on it).
+    pub fn in_namespace_v6(
+        name: impl Into<String>,
+        netns: impl Into<String>,
+        ip: Ipv6Addr,
+        interface: u32,
+    ) -> Host {
+        Host {
+            name: name.into(),
+            netns: Some(netns.into()),
+            ip: IpAddr::V6(ip),
+            interface: interface.to_string(),
         }
     }
 
@@ -42,14 +62,20 @@ impl Host {
         self.netns.as_deref()
     }
 
-    /// Its address; multicast goes out of the interface that has it.
-    pub fn ip(&self) -> Ipv4Addr {
+    /// Its address.
+    pub fn ip(&self) -> IpAddr {
         self.ip
+    }
+
+    /// The multicast interface as `--interface` takes it: the IPv4 address of the
+    /// interface, or (IPv6) its index.
+    pub fn interface(&self) -> &str {
+        &self.interface
     }
 
     /// A socket address of this host.
     pub fn addr(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(self.ip), port)
+        SocketAddr::new(self.ip, port)
     }
 
     /// A command that runs `program` on this host, with no `HERALD_*` variable

@@ -18,4 +18,5 @@ pub mod process;
 pub mod procstat;
 pub mod rng;
 pub mod tap;
+pub mod veth6;
 pub mod wait;

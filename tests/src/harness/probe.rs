@@ -3,7 +3,7 @@
 
 use herald_core::wire::{self, Message, SnapshotRequest};
 use herald_core::{Environment, Interest};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Asks `directory` for one snapshot page every 100 ms until a valid answer comes from
@@ -14,8 +14,11 @@ pub fn probe(
     timeout: Duration,
 ) -> Result<String, String> {
     let env = Environment::new(environment).map_err(|e| format!("environment: {e}"))?;
-    let socket = UdpSocket::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
-        .map_err(|e| format!("bind: {e}"))?;
+    let any = match directory {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = UdpSocket::bind((any, 0)).map_err(|e| format!("bind: {e}"))?;
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
