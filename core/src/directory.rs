@@ -61,7 +61,10 @@ pub struct DirectoryConfig {
     /// How many times each removal is announced (default 20).
     pub notifications: u8,
     /// How many times each new or changed registration is announced: at once, then one
-    /// per processing interval (default 3; at least 1).
+    /// per processing interval (default 1; at least 1). A listener that lost the one
+    /// announcement learns of it from the beacon one interval later and repairs (see
+    /// the `announcements` module); more repeats trade group bytes for sparing that
+    /// round trip.
     pub registration_announcements: u8,
     /// Largest datagram sent (default 1400 bytes).
     pub max_datagram: usize,
@@ -127,7 +130,7 @@ impl DirectoryConfig {
             group,
             interval: Duration::from_millis(50),
             notifications: 20,
-            registration_announcements: 3,
+            registration_announcements: 1,
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
             default_lease: Duration::from_secs(15),
             min_lease: Duration::from_secs(1),
