@@ -223,7 +223,7 @@ mod tests {
         let mut registry = Registry::new(&mut slots, &mut index);
         for i in 0..4 {
             let slot = registry
-                .insert(entry(&["a", "b", "c", "d"][i]))
+                .insert(entry(["a", "b", "c", "d"][i]))
                 .ok()
                 .unwrap();
             if i >= 2 {
