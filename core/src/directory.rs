@@ -372,6 +372,8 @@ pub struct Directory<'a> {
     next_tick: Option<Instant>,
     next_expiry: Option<Instant>,
     next_beacon: Instant,
+    /// When the beacon after the last link is due (see the announcements module).
+    tail_beacon: Option<Instant>,
     beacon_due: bool,
     next_sweep: Instant,
     sweep_started: Instant,
@@ -439,6 +441,7 @@ impl<'a> Directory<'a> {
             next_tick: None,
             next_expiry: None,
             next_beacon: Instant::ZERO,
+            tail_beacon: None,
             beacon_due: false,
             next_sweep: Instant::ZERO,
             sweep_started: Instant::ZERO,
@@ -617,8 +620,9 @@ impl<'a> Directory<'a> {
             self.pending += newly_due;
             self.next_tick = any.then(|| now + self.config.interval);
         }
-        if self.next_beacon <= now {
+        if self.next_beacon <= now || self.tail_beacon.is_some_and(|t| t <= now) {
             self.beacon_due = true;
+            self.tail_beacon = None;
             self.next_beacon = now + self.config.beacon_interval;
         }
         if self.announces() && self.next_sweep <= now && !self.sweep_due {
@@ -639,6 +643,7 @@ impl<'a> Directory<'a> {
         let catch_up = self.catch_up_until;
         for other in [
             sweep,
+            self.tail_beacon,
             self.next_tick,
             expiry,
             self.next_reap,

@@ -683,3 +683,50 @@ fn learning_a_registration_under_seeded_loss_once_and_thrice() {
         );
     }
 }
+
+/// While links keep coming (each shows a listener any link it lacks), the beacon after
+/// a link waits for the chain to go quiet: a steady stream of changes costs beacons at
+/// the beacon interval, not one per processing interval (each beacon carries a digest,
+/// a pass over the registry).
+#[test]
+fn a_steady_stream_of_changes_keeps_beacons_at_their_interval() {
+    let config = DirectoryConfig::new(directory_location(), group());
+    let mut directory = Directory::new(config, leak(None, 512), leak(0u32, 512)).unwrap();
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    let mut now = Instant::from_millis(1);
+    let mut beacons = 0;
+    let mut drain = |directory: &mut Directory<'static>, now: Instant, buf: &mut [u8; 1400]| {
+        while directory.poll_event().is_some() {}
+        while let Some(t) = directory.poll_transmit(now, buf) {
+            if let Message::Beacon(_) = wire::decode(&buf[..t.len]).unwrap().message {
+                beacons += 1;
+            }
+        }
+    };
+    // One new registration every 20 ms for 3 s.
+    for i in 0..150u32 {
+        let at = Instant::from_millis(1 + 20 * u64::from(i));
+        while now < at {
+            directory.handle_timeout(now);
+            drain(&mut directory, now, &mut buf);
+            now = directory
+                .poll_timeout()
+                .unwrap_or(at)
+                .min(at)
+                .max(now + Duration::from_micros(1));
+        }
+        let request = RegisterRequest {
+            request: i + 1,
+            registrant: u64::from(i) + 1,
+            sequence: 1,
+            lease: Duration::from_secs(300),
+            registration: registration(&format!("svc-{i:03}"), 8000),
+        };
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let bytes = buf[..len].to_vec();
+        directory.handle_datagram(now, SocketAddr::new(ip(), 5000), &bytes);
+        drain(&mut directory, now, &mut buf);
+    }
+    assert!(beacons <= 4, "{beacons} beacons in 3 s of steady changes");
+}
