@@ -66,7 +66,10 @@ pub struct DirectoryConfig {
     /// How many times each removal is announced (default 20).
     pub notifications: u8,
     /// How many times each new or changed registration is announced: at once, then one
-    /// per processing interval (default 3; at least 1).
+    /// per processing interval (default 1; at least 1). A listener that lost the one
+    /// announcement learns of it from the beacon one interval later and repairs (see
+    /// the `announcements` module); more repeats trade group bytes for sparing that
+    /// round trip.
     pub registration_announcements: u8,
     /// Largest datagram sent (default 1400 bytes).
     pub max_datagram: usize,
@@ -141,7 +144,7 @@ impl DirectoryConfig {
             group,
             interval: Duration::from_millis(50),
             notifications: 20,
-            registration_announcements: 3,
+            registration_announcements: 1,
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
             default_lease: Duration::from_secs(15),
             min_lease: Duration::from_secs(1),
@@ -395,6 +398,8 @@ pub struct Directory<'a> {
     next_tick: Option<Instant>,
     next_expiry: Option<Instant>,
     next_beacon: Instant,
+    /// When the beacon after the last link is due (see the announcements module).
+    tail_beacon: Option<Instant>,
     beacon_due: bool,
     next_sweep: Instant,
     sweep_started: Instant,
@@ -464,6 +469,7 @@ impl<'a> Directory<'a> {
             next_tick: None,
             next_expiry: None,
             next_beacon: Instant::ZERO,
+            tail_beacon: None,
             beacon_due: false,
             next_sweep: Instant::ZERO,
             sweep_started: Instant::ZERO,
@@ -657,8 +663,9 @@ impl<'a> Directory<'a> {
             self.pending += newly_due;
             self.next_tick = any.then(|| now + self.config.interval);
         }
-        if self.next_beacon <= now {
+        if self.next_beacon <= now || self.tail_beacon.is_some_and(|t| t <= now) {
             self.beacon_due = true;
+            self.tail_beacon = None;
             self.next_beacon = now + self.config.beacon_interval;
         }
         if self.announces() && self.next_sweep <= now && !self.sweep_due {
@@ -679,6 +686,7 @@ impl<'a> Directory<'a> {
         let catch_up = self.catch_up_until;
         for other in [
             sweep,
+            self.tail_beacon,
             self.next_tick,
             expiry,
             self.next_reap,

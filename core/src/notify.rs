@@ -86,8 +86,9 @@ pub(crate) struct Written {
 /// whose stored state changed (a departed entry whose last notification was written is
 /// then finished: `Departed { remaining: 0 }`). The pass starts at slot `from`
 /// (wrapping) and stops once `pending` changes are written; it returns the slot to
-/// start the next pass at, so that a burst of changes costs one pass over the registry
-/// in all, not one per datagram.
+/// start the next pass at (after the last slot written, possibly the registry's length,
+/// where the next new entry goes), so that a burst of changes costs one pass over the
+/// registry in all, not one per datagram.
 pub(crate) fn fill(
     registry: &mut Registry<'_>,
     writer: &mut BatchWriter<'_>,
@@ -99,10 +100,13 @@ pub(crate) fn fill(
     let mut written = Written::default();
     let len = registry.len();
     let start = if from < len { from } else { 0 };
+    // The next pass resumes after the last slot written, without wrapping: new entries
+    // go to the end of the slots, so after the last slot is where they will be.
+    let mut resume = start;
     for k in 0..len {
         let slot = (start + k) % len;
         if written.registered + written.unregistered >= pending {
-            return (written, slot);
+            return (written, resume);
         }
         let Some(e) = registry.get_mut(slot) else {
             continue;
@@ -117,6 +121,7 @@ pub(crate) fn fill(
                     e.stamp = link;
                 }
                 written.registered += 1;
+                resume = slot + 1;
             }
             RecordState::Departed { remaining } if e.due && remaining > 0 => {
                 let change = Change::Unregistered {
@@ -134,12 +139,13 @@ pub(crate) fn fill(
                     remaining: remaining - 1,
                 };
                 written.unregistered += 1;
+                resume = slot + 1;
                 dirty(e);
             }
             _ => {}
         }
     }
-    (written, start)
+    (written, resume)
 }
 
 /// True when a state no announcement carried yet is among the `pending` changes that
@@ -170,5 +176,75 @@ pub(crate) fn is_pending(entry: &Entry) -> bool {
     match entry.record.state {
         RecordState::Live { .. } => entry.announce,
         RecordState::Departed { remaining } => entry.due && remaining > 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::Location;
+    use crate::name::{Environment, ServiceName};
+    use crate::registry::{Record, Slot};
+    use crate::service::{Registration, Service, Version};
+    use crate::time::Instant;
+    use crate::wire::AnnounceHeader;
+    use core::net::{IpAddr, Ipv4Addr};
+
+    fn entry(name: &str) -> Entry {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let registration = Registration::new(
+            ServiceName::new(name).unwrap(),
+            &[Location::new(ip, 8080).unwrap()],
+        )
+        .unwrap();
+        Entry::new(Record {
+            service: Service {
+                registration,
+                version: Version(1),
+            },
+            registrant: 1,
+            sequence: 1,
+            state: RecordState::Live {
+                expires: Instant::from_millis(60_000),
+            },
+            ended: Version(0),
+        })
+    }
+
+    /// New entries go to the end of the slots: a pass that wrote the last slot must
+    /// resume after it, where the next new entries will be, and not back where it began
+    /// (every later pass would then walk over everything announced since, which made
+    /// the announcement writer the directory's hottest path under a stream of new
+    /// registrations).
+    #[test]
+    fn a_pass_that_wrote_the_last_slot_resumes_after_it() {
+        let mut slots: [Slot; 8] = [const { None }; 8];
+        let mut index = [0u32; 8];
+        let mut registry = Registry::new(&mut slots, &mut index);
+        for i in 0..4 {
+            let slot = registry
+                .insert(entry(["a", "b", "c", "d"][i]))
+                .ok()
+                .unwrap();
+            if i >= 2 {
+                mark_changed(registry.get_mut(slot).unwrap(), 1);
+            }
+        }
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let header = AnnounceHeader {
+            directory: Location::new(ip, 37399).unwrap(),
+            as_of: Version(5),
+            previous: Version(4),
+        };
+        let env = Environment::default();
+        let mut buf = [0u8; 1400];
+        let mut writer = BatchWriter::announce(&env, &header, &mut buf).unwrap();
+        let (written, next) = fill(&mut registry, &mut writer, 2, 2, Version(5), |_| {});
+        assert_eq!(written.registered, 2);
+        assert_eq!(next, 4, "resumes after the last slot written");
+        // The next new entry, in slot 4, is the first the next pass looks at.
+        let slot = registry.insert(entry("e")).ok().unwrap();
+        mark_changed(registry.get_mut(slot).unwrap(), 1);
+        assert!(any_first(&registry, next, 1));
     }
 }

@@ -141,7 +141,9 @@ fn replayed_requests_are_refused_also_after_a_directory_restart() {
     sim.register(r, service("target", 1000));
     sim.run(Duration::from_secs(1));
     sim.unregister(r, "target");
-    sim.run(Duration::from_secs(2));
+    // Long enough that the replay below trails the registrant's newest counter by more
+    // than the replay window's span (2 s), whatever its clock resynchronisation did.
+    sim.run(Duration::from_secs(3));
     sim.capture = false;
     let dir = directory_location().socket_addr();
     let unregister = sim

@@ -214,9 +214,10 @@ fn a_listener_that_lost_an_announcement_repairs_without_a_sweep() {
     net.registrant
         .register(net.now, registration("svc-a", 8001))
         .unwrap();
-    // The listener loses the (only) announcement of svc-a.
+    // The listener loses the (only) announcement of svc-a; svc-b follows it within
+    // the interval, before the beacon that would show the gap.
     let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
-    net.run_until(net.now + Duration::from_millis(100), &mut lose_a);
+    net.run_until(net.now + Duration::from_millis(20), &mut lose_a);
     assert!(!net.listener_knows("svc-a"), "the announcement was lost");
     net.registrant
         .register(net.now, registration("svc-b", 8002))
@@ -239,10 +240,13 @@ fn a_listener_that_lost_the_last_announcement_repairs_at_the_next_beacon() {
     net.registrant
         .register(net.now, registration("svc-a", 8001))
         .unwrap();
-    let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
-    net.run_until(net.now + Duration::from_millis(100), &mut lose_a);
+    // The listener loses svc-a's announcement and the beacon one interval after it.
+    let mut lose_a_and_beacon =
+        |m: &Message<'_>| announces(m, "svc-a") || matches!(m, Message::Beacon(_));
+    net.run_until(net.now + Duration::from_millis(100), &mut lose_a_and_beacon);
     assert!(!net.listener_knows("svc-a"), "the announcement was lost");
     // Nothing else changes: the next beacon (1 s apart) shows a version not heard.
+    let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
     net.run_until(net.now + Duration::from_millis(1500), &mut lose_a);
     assert!(net.listener_knows("svc-a"));
 }
@@ -539,4 +543,190 @@ fn a_listener_whose_pages_overtook_each_other_asks_again_at_once() {
         Message::SnapshotRequest(r) => assert_eq!(r.after, last_of(&held[0])),
         other => panic!("not a snapshot request: {other:?}"),
     }
+}
+
+/// A new registration is announced once by default: the group carries each new service
+/// one time, not once per repeat (issue 19: publisher bytes in the first 10 s).
+#[test]
+fn a_new_registration_is_announced_once_by_default() {
+    let config = DirectoryConfig::new(directory_location(), group());
+    let mut directory = Directory::new(config, leak(None, 256), leak(0u32, 256)).unwrap();
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    let mut now = Instant::from_millis(1);
+    let mut announced = 0;
+    let mut count = |directory: &mut Directory<'static>, now: Instant, buf: &mut [u8; 1400]| {
+        while directory.poll_event().is_some() {}
+        while let Some(t) = directory.poll_transmit(now, buf) {
+            if let Message::Announce(_, items) = wire::decode(&buf[..t.len]).unwrap().message {
+                announced += items.count();
+            }
+        }
+    };
+    for i in 0..200u32 {
+        let request = RegisterRequest {
+            request: i + 1,
+            registrant: u64::from(i) + 1,
+            sequence: 1,
+            lease: Duration::from_secs(300),
+            registration: registration(&format!("svc-{i:03}"), 8000),
+        };
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let bytes = buf[..len].to_vec();
+        directory.handle_datagram(now, SocketAddr::new(ip(), 5000), &bytes);
+        count(&mut directory, now, &mut buf);
+    }
+    let end = now + Duration::from_secs(5);
+    while now < end {
+        directory.handle_timeout(now);
+        count(&mut directory, now, &mut buf);
+        now = directory
+            .poll_timeout()
+            .unwrap_or(end)
+            .max(now + Duration::from_micros(1));
+    }
+    assert_eq!(announced, 200, "each new registration on the group once");
+}
+
+/// The beacon after a link comes one processing interval after it: a listener that
+/// lost the only announcement of a registration (and nothing follows it) repairs within
+/// about one interval, not a whole beacon interval later.
+#[test]
+fn a_listener_that_lost_the_only_announcement_repairs_within_an_interval() {
+    let mut net = Net::new(1);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    let mut lose_a = |m: &Message<'_>| announces(m, "svc-a");
+    let registered = net.now;
+    while !net.listener_knows("svc-a") && net.now < registered + Duration::from_secs(3) {
+        net.run_until(net.now + Duration::from_millis(1), &mut lose_a);
+    }
+    assert!(net.listener_knows("svc-a"));
+    let took = net.now.saturating_since(registered);
+    assert!(
+        took <= Duration::from_millis(60),
+        "learned {} ms after registering (interval 50 ms)",
+        took.as_millis()
+    );
+}
+
+/// Tiny seeded generator for loss (xorshift64*).
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// Milliseconds from registering each of `count` services (one at a time, each
+/// unregistered once learned) to the listener holding it, the listener losing every
+/// datagram from the directory with probability `loss_percent` (seeded).
+fn learning_times(announcements: u8, loss_percent: u64, seed: u64, count: usize) -> Vec<u64> {
+    let mut net = Net::new(announcements);
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    let mut state = seed | 1;
+    let mut pauses = seed.rotate_left(17) | 1;
+    let mut lose = |_: &Message<'_>| next_random(&mut state) % 100 < loss_percent;
+    let mut times = Vec::new();
+    for i in 0..count {
+        let name = format!("svc-{i:03}");
+        net.registrant
+            .register(net.now, registration(&name, 8000 + i as u16))
+            .unwrap();
+        let registered = net.now;
+        while !net.listener_knows(&name) && net.now < registered + Duration::from_secs(10) {
+            net.run_until(net.now + Duration::from_millis(1), &mut lose);
+        }
+        assert!(net.listener_knows(&name), "{name} learned despite the loss");
+        times.push(net.now.saturating_since(registered).as_millis());
+        net.registrant
+            .unregister(net.now, &ServiceName::new(&name).unwrap())
+            .unwrap();
+        // Spread the registrations over beacon phases.
+        let pause = 100 + next_random(&mut pauses) % 900;
+        net.run_until(net.now + Duration::from_millis(pause), &mut lose);
+    }
+    times
+}
+
+/// The cost of announcing a registration once, in simulated time: how long a listener
+/// that loses 10 % of the directory's datagrams takes to learn a new registration, with
+/// one announcement (the default) and with three. Whatever is lost, each is learned
+/// within a few beacon intervals; the figures are printed for `BENCHMARKS.md`.
+#[test]
+fn learning_a_registration_under_seeded_loss_once_and_thrice() {
+    let summary = |times: &mut Vec<u64>| {
+        times.sort_unstable();
+        let at = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+        let slow = times.iter().filter(|&&t| t > 5).count();
+        (at(50), at(90), at(99), times[times.len() - 1], slow)
+    };
+    for announcements in [1u8, 3] {
+        let mut times = Vec::new();
+        for seed in 1..=4u64 {
+            times.extend(learning_times(announcements, 10, seed * 7919, 100));
+        }
+        let (p50, p90, p99, max, slow) = summary(&mut times);
+        println!(
+            "{announcements} announcement(s), 10 % loss, {} registrations: learned p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms; {slow} took over 5 ms",
+            times.len()
+        );
+        assert!(
+            max <= 3_000,
+            "every registration learned within 3 beacon intervals"
+        );
+    }
+}
+
+/// While links keep coming (each shows a listener any link it lacks), the beacon after
+/// a link waits for the chain to go quiet: a steady stream of changes costs beacons at
+/// the beacon interval, not one per processing interval (each beacon carries a digest,
+/// a pass over the registry).
+#[test]
+fn a_steady_stream_of_changes_keeps_beacons_at_their_interval() {
+    let config = DirectoryConfig::new(directory_location(), group());
+    let mut directory = Directory::new(config, leak(None, 512), leak(0u32, 512)).unwrap();
+    let env = Environment::default();
+    let mut buf = [0u8; 1400];
+    let mut now = Instant::from_millis(1);
+    let mut beacons = 0;
+    let mut drain = |directory: &mut Directory<'static>, now: Instant, buf: &mut [u8; 1400]| {
+        while directory.poll_event().is_some() {}
+        while let Some(t) = directory.poll_transmit(now, buf) {
+            if let Message::Beacon(_) = wire::decode(&buf[..t.len]).unwrap().message {
+                beacons += 1;
+            }
+        }
+    };
+    // One new registration every 20 ms for 3 s.
+    for i in 0..150u32 {
+        let at = Instant::from_millis(1 + 20 * u64::from(i));
+        while now < at {
+            directory.handle_timeout(now);
+            drain(&mut directory, now, &mut buf);
+            now = directory
+                .poll_timeout()
+                .unwrap_or(at)
+                .min(at)
+                .max(now + Duration::from_micros(1));
+        }
+        let request = RegisterRequest {
+            request: i + 1,
+            registrant: u64::from(i) + 1,
+            sequence: 1,
+            lease: Duration::from_secs(300),
+            registration: registration(&format!("svc-{i:03}"), 8000),
+        };
+        let len = wire::encode(&env, &request, &mut buf).unwrap();
+        let bytes = buf[..len].to_vec();
+        directory.handle_datagram(now, SocketAddr::new(ip(), 5000), &bytes);
+        drain(&mut directory, now, &mut buf);
+    }
+    assert!(beacons <= 4, "{beacons} beacons in 3 s of steady changes");
 }

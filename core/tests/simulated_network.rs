@@ -139,10 +139,10 @@ fn unregister_notifications_are_sent_exactly_n_times() {
                 "{name} announced {count} times, want {n}"
             );
         }
-        // Registrations are announced 3 times by default.
+        // Registrations are announced once by default.
         assert_eq!(sim.announcements.len(), 2);
         for ((name, _), count) in &sim.announcements {
-            assert_eq!(*count, 3, "{name} registered-announced {count} times");
+            assert_eq!(*count, 1, "{name} registered-announced {count} times");
         }
         // Done: the departed entries are kept as tombstones for the retention time,
         // then reaped (and nothing more is announced).

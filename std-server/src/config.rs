@@ -33,7 +33,7 @@ pub const DEFAULT_INTERVAL_MS: u64 = 50;
 /// Default number of unregistered notifications per removal.
 pub const DEFAULT_NOTIFICATIONS: u8 = 20;
 /// Default number of announcements of each new or changed registration.
-pub const DEFAULT_REGISTRATION_ANNOUNCEMENTS: u8 = 3;
+pub const DEFAULT_REGISTRATION_ANNOUNCEMENTS: u8 = 1;
 /// Default time between beacons, in milliseconds.
 pub const DEFAULT_BEACON_INTERVAL_MS: u64 = 1_000;
 /// Default time for one anti-entropy sweep of the whole registry, in milliseconds: a

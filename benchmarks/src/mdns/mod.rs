@@ -76,6 +76,9 @@ pub struct Options {
     pub counts: Vec<usize>,
     /// Where to write the idle-cost plot (SVG), if anywhere.
     pub plot: Option<PathBuf>,
+    /// Herald's active phase only (register, discover, unregister, first 10 s bytes),
+    /// one N after the other: no mdns-sd, no idle windows, no crash (~15 s per N).
+    pub herald_only: bool,
 }
 
 impl Options {
@@ -87,6 +90,7 @@ impl Options {
             match a.as_str() {
                 "--quick" => options.counts = QUICK_COUNTS.to_vec(),
                 "--plot" => options.plot = Some(args.next().ok_or("--plot PATH")?.into()),
+                "--herald-only" => options.herald_only = true,
                 other => return Err(format!("unknown mdns option {other:?}")),
             }
         }
@@ -99,6 +103,7 @@ impl Default for Options {
         Options {
             counts: COUNTS.to_vec(),
             plot: None,
+            herald_only: false,
         }
     }
 }
@@ -129,6 +134,9 @@ pub fn run(report: &mut Report, options: &Options) -> Result<(), String> {
     if let Some(why) = crate::netns::unavailable() {
         report.line(&format!("Skipped: {why}."));
         return Ok(());
+    }
+    if options.herald_only {
+        return herald_only(report, &options.counts);
     }
     let turn = std::sync::Arc::new(Mutex::new(()));
     let crash = std::thread::spawn(crash);
@@ -242,6 +250,77 @@ fn scenario(n: usize, turn: &Mutex<()>) -> Result<Scenario, String> {
         herald,
         mdns,
     })
+}
+
+/// `--herald-only`: Herald's active phase at each N, one pair at a time.
+fn herald_only(report: &mut Report, counts: &[usize]) -> Result<(), String> {
+    let mut rows = Vec::new();
+    for &n in counts {
+        let pair = Pair::create()?;
+        let veth = Capture::start(&pair.b, B_IFACE, CAPTURE_LIMIT)?;
+        let lo = Capture::start(&pair.a, "lo", CAPTURE_LIMIT)?;
+        let directory = pair.a.run(|| {
+            Directory::start(&DirectorySpec {
+                ip: A_ADDR,
+                extra: ONE_ADDRESS_BUDGET.iter().map(|s| s.to_string()).collect(),
+                ..DirectorySpec::default()
+            })
+        })?;
+        let side_a = pair.a.run(crate::runtime)?;
+        let side_b = pair.b.run(crate::runtime)?;
+        let before = veth.snapshot();
+        let (figures, held) = herald_active(
+            n,
+            &side_a,
+            &side_b,
+            client_options(&directory, A_ADDR),
+            client_options(&directory, B_ADDR),
+            &veth,
+            &lo,
+        )?;
+        drop(held);
+        // Watcher → directory: its snapshot and repair requests (none without loss).
+        let asked = veth
+            .snapshot()
+            .since(&before)
+            .sum(|f| herald_flow(f) && f.outgoing);
+        let d = Summary::of(&figures.discover);
+        let removed: Vec<Duration> = figures.remove.iter().flatten().copied().collect();
+        let r = Summary::of(&removed);
+        rows.push(vec![
+            n.to_string(),
+            format!("{} / {}", num(d.p50, 2), num(d.p99, 2)),
+            tables::cell_ms(figures.all.map(ms)),
+            format!("{} / {}", num(r.p50, 2), num(r.max, 2)),
+            format!(
+                "{} B ({} frames)",
+                figures.first.bytes, figures.first.packets
+            ),
+            format!("{} B ({} frames)", asked.bytes, asked.packets),
+            load_average(),
+        ]);
+    }
+    report.table(
+        &[
+            "N",
+            "register → discovered median / p99, ms",
+            "all N, ms",
+            "unregister → removed median / max, ms",
+            "publisher bytes, first 10 s",
+            "watcher → directory (snapshot, repairs)",
+            "load average",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// The 1-minute load average, as `/proc/loadavg` says.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// What Herald's side holds while idle: the clients, their registrations, the watch.

@@ -4,7 +4,11 @@
 //! The announcements that carry a change for the first time form a chain: each names
 //! the `as_of` of the one before (`previous`), so a listener that missed one knows it
 //! at the next one (or at the next beacon, whose `as_of` it has not heard) and asks
-//! for the changes since the last link it holds (see the `changes` module).
+//! for the changes since the last link it holds (see the `changes` module). A beacon is
+//! due one processing interval after the last link (a *tail beacon*; each link pushes
+//! it back, and any beacon sent meanwhile stands for it), so a listener that lost the
+//! last link of a burst repairs within about one interval; this is why a new
+//! registration is announced once by default, with no repeats.
 
 use super::*;
 
@@ -61,6 +65,14 @@ impl Directory<'_> {
             return None;
         }
         self.chain = as_of;
+        if link {
+            // A listener that lost this link hears of it at the next link, or at the
+            // beacon one interval after the last link (its `as_of`), not a whole beacon
+            // interval later: what lets a new registration be announced once. Each link
+            // pushes that beacon back, so a steady stream of changes keeps beacons at
+            // their interval.
+            self.tail_beacon = Some(self.now + self.config.interval);
+        }
         self.pending -= items;
         self.stats.registered_announced += written.registered as u64;
         self.stats.unregistered_announced += written.unregistered as u64;
@@ -81,6 +93,8 @@ impl Directory<'_> {
         if !core::mem::take(&mut self.beacon_due) || !self.config.multicast {
             return None;
         }
+        // A beacon after the last link stands for the tail beacon.
+        self.tail_beacon = None;
         let beacon = Beacon {
             directory: self.config.address,
             as_of: self.last_version,
