@@ -578,7 +578,8 @@ impl<'a, const R: usize> Client<'a, R> {
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
         let next_request = (config.registrant as u32).max(1);
-        let subscribe = config.subscribe == Subscribe::Always && config.interest.is_some();
+        let subscribe =
+            LISTEN && config.subscribe == Subscribe::Always && config.interest.is_some();
         let lease = config.lease;
         let mut client = Client {
             config,
@@ -807,9 +808,9 @@ impl<'a, const R: usize> Client<'a, R> {
                 self.handle_keep_alive_ack(ack, from)
             }
             Message::Reject(reject) if self.is_directory(from) => {
-                if !self.probe_answered(from, reject.request)
-                    && !self.subscription_rejected(&reject, from)
-                {
+                let taken = self.probe_answered(from, reject.request)
+                    || (LISTEN && self.subscription_rejected(&reject, from));
+                if !taken {
                     self.handle_reject(reject, from);
                 }
             }
@@ -876,7 +877,9 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         self.answered();
         self.cookie = Some((from, reply.cookie));
-        self.subscription_cookie(reply.request, from);
+        if LISTEN {
+            self.subscription_cookie(reply.request, from);
+        }
         if let Some(s) = self.snapshot.as_mut() {
             if s.request == reply.request && !s.cookied {
                 s.cookied = true;
@@ -897,8 +900,10 @@ impl<'a, const R: usize> Client<'a, R> {
         self.observe(now);
         let now = self.now;
         self.settle_inherited();
-        self.settle_subscription();
-        self.subscribe_without_beacons();
+        if LISTEN {
+            self.settle_subscription();
+            self.subscribe_without_beacons();
+        }
         self.recheck_refused();
         let max_attempts = self.config.max_attempts.max(1);
         // A directory that never answered is given up after a few attempts; one that has
@@ -937,7 +942,7 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.keep_alive_tick(fresh, max_attempts) {
             failed = true;
         }
-        if self.subscription_tick(fresh, max_attempts) {
+        if LISTEN && self.subscription_tick(fresh, max_attempts) {
             failed = true;
         }
         if let Some(s) = &mut self.snapshot {
@@ -996,8 +1001,10 @@ impl<'a, const R: usize> Client<'a, R> {
             }
         }
         consider(self.keep_alive_timeout(can_send));
-        consider(self.subscription_timeout(can_send));
-        consider(self.beacons_expected());
+        if LISTEN {
+            consider(self.subscription_timeout(can_send));
+            consider(self.beacons_expected());
+        }
         if let Some(s) = &self.snapshot {
             consider(due(s.send, s.deadline));
         }

@@ -330,7 +330,9 @@ impl<const R: usize> Client<'_, R> {
             self.follow_afresh();
         }
         // A subscriber's first delivery at the new directory is a snapshot.
-        self.subscribe_afresh();
+        if LISTEN {
+            self.subscribe_afresh();
+        }
         if (self.listening() && !self.is_subscribed()) || self.snapshot.is_some() {
             self.request_snapshot(now);
         }

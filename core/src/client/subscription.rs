@@ -236,6 +236,10 @@ impl<const R: usize> Client<'_, R> {
         destination: SocketAddr,
         buf: &mut [u8],
     ) -> Option<Transmit> {
+        if !LISTEN {
+            // A client that only registers never subscribes (and links none of this).
+            return None;
+        }
         let held = self.chain.heard();
         let env = &self.config.environment;
         let s = self.subscription.as_mut()?;
