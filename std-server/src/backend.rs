@@ -12,7 +12,7 @@
 use crate::clock::Clock;
 use crate::storage::{Batch, Loaded, StorageError, Store};
 use crate::writer::{Writer, Written};
-use herald_core::{Directory, DirectoryEvent, ServiceName, Version};
+use herald_core::{Directory, DirectoryEvent, ServiceName, SubscriberEvent, Version};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,17 @@ impl Local {
                     self.next.removed(&name);
                     self.next_removed.push(name);
                 }
+            }
+        }
+        // Subscribers need not be durable before anything is sent: they are written
+        // with the renewals (or with the next durable write, whichever comes first).
+        while let Some(event) = directory.poll_subscriber_event() {
+            self.renewed_since.get_or_insert_with(Instant::now);
+            match event {
+                SubscriberEvent::Stored(subscriber) => {
+                    self.next.subscriber_stored(subscriber, wall);
+                }
+                SubscriberEvent::Removed(id) => self.next.subscriber_removed(id),
             }
         }
         durable
@@ -387,6 +398,20 @@ impl Backend {
                 for record in loaded.records {
                     directory.restore(clock.now(), record)?;
                 }
+                for subscriber in loaded.subscribers {
+                    let id = subscriber.id;
+                    if directory
+                        .restore_subscriber(clock.now(), subscriber)
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            id = format_args!("{id:#x}"),
+                            capacity = directory.subscriber_capacity(),
+                            "stored subscriber does not fit --subscribers: it subscribes again \
+                             when it renews"
+                        );
+                    }
+                }
                 Ok(restored)
             }
             #[cfg(feature = "etcd")]
@@ -458,7 +483,12 @@ impl Backend {
         match self {
             Backend::Local(local) => local.take(directory, clock),
             #[cfg(feature = "etcd")]
-            Backend::Etcd(cluster) => cluster.persist(directory, clock).await,
+            Backend::Etcd(cluster) => {
+                cluster.persist(directory, clock).await;
+                // Subscribers are not kept in etcd: each directory holds its own, and a
+                // listener subscribes again at the directory it moves to.
+                while directory.poll_subscriber_event().is_some() {}
+            }
         }
     }
 

@@ -105,9 +105,11 @@ pub struct ClientArgs {
     /// Environment [default: default]
     #[arg(long, env = "HERALD_ENVIRONMENT")]
     pub environment: Option<String>,
-    /// Multicast group of the announcements [default: 237.37.37.1:37371]
-    #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT")]
-    pub group: Option<SocketAddr>,
+    /// Multicast group of the announcements, or `none`: directories are known only
+    /// from --directory, and a watch subscribes to unicast deliveries
+    /// [default: 237.37.37.1:37371]
+    #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT|none")]
+    pub group: Option<crate::delivery::Group>,
     /// Interface the group is joined on: its IPv4 address, or for an IPv6 group its
     /// index or name (see `ip link`) [default: 127.0.0.1]
     #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX|NAME")]
@@ -141,7 +143,7 @@ impl ClientArgs {
             self.directories.clone()
         };
         let defaults = ClientOptions::default();
-        let group = self.group.or(file.group).unwrap_or(defaults.group);
+        let group = self.group.or(file.group);
         let interface = self.interface.or(file.interface).unwrap_or_default();
         Ok(ClientOptions {
             directories,
@@ -150,7 +152,8 @@ impl ClientArgs {
                 .clone()
                 .or_else(|| file.environment.clone())
                 .unwrap_or(defaults.environment),
-            group,
+            group: group.and_then(|g| g.addr()).unwrap_or(defaults.group),
+            multicast: group != Some(crate::delivery::Group::None),
             interface,
             timeout: seconds("timeout", self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))?,
             capacity: file.capacity.unwrap_or(DEFAULT_CAPACITY),
@@ -235,9 +238,36 @@ pub struct WatchArgs {
     /// and {"event":"ready","services":N} once the current registry is all in
     #[arg(long)]
     pub json: bool,
+    /// Subscribe to unicast deliveries at the directory: `always`, or `auto` (when no
+    /// beacon is heard on the group, as on networks that drop multicast); `--subscribe`
+    /// alone is `always`. With --group none a watch always subscribes [default: auto]
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "always")]
+    pub subscribe: Option<SubscribeWhen>,
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// The value of `herald watch --subscribe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SubscribeWhen {
+    /// From the start.
+    Always,
+    /// When no beacon is heard on the group for a directory timeout.
+    Auto,
+    /// Never: the group only.
+    Never,
+}
+
+impl SubscribeWhen {
+    /// The library's option for it.
+    pub fn mode(self) -> crate::client::Subscribe {
+        match self {
+            SubscribeWhen::Always => crate::client::Subscribe::Always,
+            SubscribeWhen::Auto => crate::client::Subscribe::WithoutBeacons,
+            SubscribeWhen::Never => crate::client::Subscribe::Never,
+        }
+    }
 }
 
 /// `herald list`.
@@ -246,6 +276,16 @@ pub struct ListArgs {
     /// A JSON array of {"name":…,"locations":[…],"meta":{…}}
     #[arg(long)]
     pub json: bool,
+    /// List the directory's unicast subscribers instead (id, address, interests,
+    /// since, last acknowledged version, lag), read from its HTTP API: needs --http
+    #[arg(long, requires = "http")]
+    pub subscribers: bool,
+    /// The directory's HTTP API (its `serve --http`), for --subscribers
+    #[arg(long, value_name = "IP:PORT")]
+    pub http: Option<SocketAddr>,
+    /// File holding the HTTP API's bearer token, when reads need it
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<std::path::PathBuf>,
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,

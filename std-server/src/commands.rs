@@ -7,6 +7,7 @@ use crate::serve::{self, ServeError};
 use clap::CommandFactory;
 use herald_core::Interest;
 use std::io::Write;
+use std::net::SocketAddr;
 
 /// Why a command failed (printed as `herald: …`; see [`Failure::exit_code`]).
 #[derive(Debug, thiserror::Error)]
@@ -208,14 +209,20 @@ fn update_line(update: &WatchUpdate, json: bool) -> Result<String, Failure> {
 }
 
 async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
-    let options = args.client.options(file)?;
+    let mut options = args.client.options(file)?;
+    options.subscribe = args
+        .subscribe
+        .unwrap_or(crate::cli::SubscribeWhen::Auto)
+        .mode();
     // A configuration error (status 2) rather than the library's refusal (status 1).
-    crate::net::check_multicast(options.group, options.interface).map_err(|message| {
-        ConfigError::Invalid {
-            setting: "interface",
-            message,
-        }
-    })?;
+    if options.multicast {
+        crate::net::check_multicast(options.group, options.interface).map_err(|message| {
+            ConfigError::Invalid {
+                setting: "interface",
+                message,
+            }
+        })?;
+    }
     let interest = Interest::parse_all(args.interests.iter().map(String::as_str))
         .map_err(crate::client::Error::InvalidInterest)?;
     let stop = shutdown_signal();
@@ -224,7 +231,10 @@ async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {
-            () = &mut stop => return Ok(()),
+            () = &mut stop => {
+                watch.close().await;
+                return Ok(());
+            }
             update = watch.next_update() => {
                 let Some(update) = update else { return Ok(()) };
                 writeln!(stdout, "{}", update_line(&update, args.json)?)?;
@@ -234,7 +244,39 @@ async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
     }
 }
 
+/// `herald list --subscribers`: from the directory's HTTP API.
+async fn list_subscribers(
+    args: &ListArgs,
+    http: SocketAddr,
+    file: &Options,
+) -> Result<(), Failure> {
+    let options = args.client.options(file)?;
+    let token = match &args.http_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let rows = crate::subscribers::fetch(http, token.as_deref(), options.timeout).await?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string(&rows).map_err(std::io::Error::other)?;
+        writeln!(stdout, "{text}")?;
+    } else {
+        for s in &rows {
+            writeln!(stdout, "{}", crate::subscribers::text_line(s))?;
+        }
+    }
+    Ok(())
+}
+
 async fn list(args: ListArgs, file: &Options) -> Result<(), Failure> {
+    if let (true, Some(http)) = (args.subscribers, args.http) {
+        return list_subscribers(&args, http, file).await;
+    }
     let herald = Herald::connect(args.client.options(file)?).await?;
     let services = herald.list().await?;
     let mut stdout = std::io::stdout().lock();

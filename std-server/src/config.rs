@@ -124,9 +124,18 @@ pub struct Options {
     pub advertise: Option<SocketAddr>,
     /// Multicast group and port for announcements: IPv4, or IPv6 such as
     /// [ff15::3737]:37371 (site-local) or [ff02::3737]:37371 (link-local, needs
-    /// --interface) [default: 237.37.37.1:37371]
-    #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT")]
-    pub group: Option<SocketAddr>,
+    /// --interface); or `none`: nothing is sent to a multicast address, listeners
+    /// subscribe by unicast [default: 237.37.37.1:37371]
+    #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT|none")]
+    pub group: Option<crate::delivery::Group>,
+    /// How changes reach listeners: `multicast` (the group only), `unicast` (to
+    /// subscribers only) or `both` [default: both; unicast with --group none]
+    #[arg(long, env = "HERALD_DELIVERY", value_name = "MODE")]
+    pub delivery: Option<crate::delivery::Delivery>,
+    /// Subscriber table size: listeners held at once for unicast delivery
+    /// [default: 1024]
+    #[arg(long, env = "HERALD_SUBSCRIBERS", value_name = "N")]
+    pub subscribers: Option<usize>,
     /// Interface for multicast: its IPv4 address, or for an IPv6 group its index or
     /// name (see `ip link`) [default: 127.0.0.1]
     #[arg(long, env = "HERALD_INTERFACE", value_name = "IP|INDEX|NAME")]
@@ -288,6 +297,8 @@ pub struct ServeSettings {
     pub store: StoreSettings,
     /// Registry capacity.
     pub capacity: usize,
+    /// Delivery mode and subscriber table size.
+    pub delivery: crate::delivery::DeliverySettings,
     /// Metrics endpoint.
     pub metrics: Option<SocketAddr>,
     /// The HTTP API and page.
@@ -439,6 +450,8 @@ impl Options {
             bind: self.bind.or(fallback.bind),
             advertise: self.advertise.or(fallback.advertise),
             group: self.group.or(fallback.group),
+            delivery: self.delivery.or(fallback.delivery),
+            subscribers: self.subscribers.or(fallback.subscribers),
             interface: self.interface.or(fallback.interface),
             ttl: self.ttl.or(fallback.ttl),
             environment: self.environment.or(fallback.environment),
@@ -485,7 +498,9 @@ impl Options {
         self.or(Options {
             bind: Some(DEFAULT_BIND),
             advertise: None,
-            group: Some(DEFAULT_GROUP_ADDR),
+            group: Some(DEFAULT_GROUP_ADDR.into()),
+            delivery: None,
+            subscribers: Some(crate::delivery::DEFAULT_SUBSCRIBERS),
             interface: Some(Interface::default()),
             ttl: Some(DEFAULT_TTL),
             environment: Some(DEFAULT_ENVIRONMENT.to_owned()),
@@ -531,7 +546,8 @@ impl Options {
         let o = self.with_defaults();
         let environment = o.environment()?;
         let bind = o.bind.unwrap_or(DEFAULT_BIND);
-        let group = o.group.unwrap_or(DEFAULT_GROUP_ADDR);
+        let delivery = crate::delivery::resolve(o.group, o.delivery, o.subscribers)?;
+        let group = delivery.group;
         if bind.ip().is_unspecified() && o.advertise.is_none() {
             return Err(invalid(
                 "advertise",
@@ -568,6 +584,7 @@ impl Options {
         let secs = |v: Option<u64>| Duration::from_secs(v.unwrap_or(0));
         let mut directory = DirectoryConfig::new(address, group);
         directory.environment = environment;
+        directory.multicast = delivery.multicast;
         directory.interval = Duration::from_millis(o.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS));
         directory.notifications = o.notifications.unwrap_or(DEFAULT_NOTIFICATIONS);
         directory.registration_announcements = o
@@ -625,6 +642,7 @@ impl Options {
             data_dir: o.data_dir.unwrap_or_else(default_data_dir),
             store,
             capacity,
+            delivery,
             metrics: o.metrics,
             http,
             dns,

@@ -12,7 +12,8 @@
 //! - [`http`] and [`dns`]: the registry over HTTP/JSON (with a live page) and DNS,
 //!   answered from a [`view`] the serve loop keeps.
 //! - [`client`]: register, unregister, watch and list from async Rust.
-//! - [`config`], [`cli`], [`commands`], [`logging`]: the command line.
+//! - [`config`], [`cli`], [`commands`], [`logging`]: the command line; [`delivery`]:
+//!   multicast, unicast to subscribers, or both; [`subscribers`]: who listens by unicast.
 //! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
 //!   that fail authentication.
 //! - [`net`]: socket set-up; [`interfaces`]: interface names and indexes, and the
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod dns;
 pub mod dropped;
 pub mod http;
@@ -37,6 +39,7 @@ pub mod net;
 pub mod registrant;
 pub mod serve;
 pub mod storage;
+pub mod subscribers;
 pub mod systemd;
 pub mod view;
 pub mod writer;

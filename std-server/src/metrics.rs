@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub store: StoreStatus,
     /// This directory publishes (always, alone; the elected one, in a cluster).
     pub publishing: bool,
+    /// The unicast subscribers.
+    pub subscribers: crate::subscribers::Figures,
 }
 
 impl Snapshot {
@@ -137,6 +139,22 @@ fn describe() {
             "herald_storage_errors_total",
             "Storage transactions that failed.",
         ),
+        (
+            "herald_deliveries_total",
+            "Unicast delivery datagrams sent to subscribers.",
+        ),
+        (
+            "herald_delivery_snapshots_total",
+            "Unicast delivery datagrams that were snapshot pages.",
+        ),
+        (
+            "herald_delivery_resends_total",
+            "Unicast deliveries sent again for want of an acknowledgement.",
+        ),
+        (
+            "herald_subscribers_expired_total",
+            "Subscriptions whose lease ran out.",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -171,6 +189,19 @@ fn describe() {
         "1 while the directory is healthy (storage writable, store reachable), as /healthz."
     );
     describe_gauge!("herald_services", "Live services in the registry.");
+    describe_gauge!("herald_subscribers", "Live unicast subscriptions.");
+    describe_gauge!(
+        "herald_subscriber_capacity",
+        "Subscriptions the table can hold (--subscribers)."
+    );
+    describe_gauge!(
+        "herald_subscriber_lag_max",
+        "Largest lag of a subscriber behind the registry, in versions (microseconds)."
+    );
+    describe_gauge!(
+        "herald_subscribers_unacknowledged",
+        "Subscribers that have acknowledged no delivery yet."
+    );
     describe_gauge!("herald_entries", "Registry entries, live and departed.");
 }
 
@@ -202,6 +233,10 @@ fn record(s: &Snapshot) {
         ("herald_replayed_total", d.replayed),
         ("herald_stale_total", d.stale),
         ("herald_out_of_order_total", d.out_of_order),
+        ("herald_deliveries_total", d.deliveries),
+        ("herald_delivery_snapshots_total", d.delivery_snapshots),
+        ("herald_delivery_resends_total", d.delivery_resends),
+        ("herald_subscribers_expired_total", d.subscribers_expired),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);
@@ -218,6 +253,11 @@ fn record(s: &Snapshot) {
     gauge!("herald_store_queued_writes").set(s.store.queued as f64);
     gauge!("herald_services").set(s.live as f64);
     gauge!("herald_entries").set(s.entries as f64);
+    let f = &s.subscribers;
+    gauge!("herald_subscribers").set(f.subscribers as f64);
+    gauge!("herald_subscriber_capacity").set(f.capacity as f64);
+    gauge!("herald_subscriber_lag_max").set(f.max_lag as f64);
+    gauge!("herald_subscribers_unacknowledged").set(f.unacknowledged as f64);
 }
 
 /// Renders `snapshot` as Prometheus text through `recorder`.
@@ -322,6 +362,9 @@ mod tests {
         s.store.outages = 2;
         s.store.publisher_changes = 3;
         s.publishing = true;
+        s.subscribers.subscribers = 2;
+        s.subscribers.max_lag = 11;
+        s.directory.delivery_resends = 12;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -341,6 +384,9 @@ mod tests {
             "herald_publisher_changes_total 3",
             "herald_storage_writable 1",
             "herald_health 1",
+            "herald_subscribers 2",
+            "herald_subscriber_lag_max 11",
+            "herald_delivery_resends_total 12",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

@@ -34,6 +34,7 @@ use crate::net;
 use crate::storage::{StorageError, Store};
 use crate::systemd::Notifier;
 use crate::view::Feed;
+use herald_core::directory::SubscriberSlot;
 use herald_core::{Directory, Location, Slot, Version, REPLY_QUEUE};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -141,8 +142,10 @@ pub async fn run(
     config.version_floor = Version(start.as_of().0.max(unix_micros()));
     let mut slots: Vec<Slot> = vec![None; settings.capacity];
     let mut index = vec![0u32; settings.capacity];
-    let mut directory =
-        Directory::new(config.clone(), &mut slots, &mut index).map_err(ServeError::Config)?;
+    let mut subscribers: Vec<SubscriberSlot> = vec![None; settings.delivery.subscribers];
+    let mut directory = Directory::new(config.clone(), &mut slots, &mut index)
+        .map_err(ServeError::Config)?
+        .with_subscribers(&mut subscribers);
     let restored =
         backend
             .start(&mut directory, &clock, start)
@@ -181,6 +184,7 @@ pub async fn run(
         drops: DropLog::default(),
         feed,
         held: VecDeque::new(),
+        subscribers: crate::subscribers::Table::default(),
     };
     // The metrics, health and the interfaces' copy of the registry are right before
     // anyone is told the directory serves.
@@ -197,6 +201,8 @@ pub async fn run(
             store = "redb",
             data = %data,
             restored,
+            subscribers = directory.subscriber_count(),
+            delivery = ?settings.delivery.delivery,
             live = directory.live(),
             "herald directory serving"
         ),
@@ -209,6 +215,8 @@ pub async fn run(
             store = %url,
             prefix = %prefix,
             restored,
+            subscribers = directory.subscriber_count(),
+            delivery = ?settings.delivery.delivery,
             live = directory.live(),
             "herald directory serving"
         ),
@@ -340,6 +348,8 @@ struct Shell {
     /// Datagrams waiting for a write to be on disk, in the order the directory gave
     /// them: the write's number, the destination and the bytes.
     held: VecDeque<(u64, SocketAddr, Vec<u8>)>,
+    /// When each subscription was first seen, for the listing.
+    subscribers: crate::subscribers::Table,
 }
 
 /// What woke the serve loop.
@@ -530,6 +540,11 @@ impl Shell {
             self.published = Some(now);
             self.snapshot.live = directory.live() as u64;
             self.snapshot.entries = directory.len() as u64;
+            let (rows, figures) = self.subscribers.refresh(directory, unix_micros() / 1_000);
+            self.snapshot.subscribers = figures;
+            if let Some(feed) = &mut self.feed {
+                feed.set_subscribers(rows);
+            }
         }
         self.snapshot.directory = *directory.stats();
         self.snapshot.store = self.backend.status();

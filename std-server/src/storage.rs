@@ -9,6 +9,7 @@
 //! ever deletes data because it could not be read: a corrupt file is reported (and left
 //! as it is) for a person to look at.
 
+use herald_core::directory::{Subscriber, MAX_SUBSCRIBER_LEN};
 use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::{Record, ServiceName, Version};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
 /// Small counters: `as_of`, the newest version handed out.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Unicast subscribers by id, each a [`Subscriber::to_bytes`] encoding.
+const SUBSCRIBERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("subscribers");
 const AS_OF: &str = "as_of";
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "registry.redb";
@@ -69,6 +72,8 @@ pub struct Loaded {
     pub records: Vec<Record>,
     /// The newest version handed out before (0 for a new store).
     pub as_of: Version,
+    /// Every stored subscriber.
+    pub subscribers: Vec<Subscriber>,
 }
 
 /// Changes to be written together (everything taken while the previous write ran).
@@ -77,6 +82,8 @@ pub struct Batch {
     /// Name → encoded record, or `None` to delete. The last change of a name wins.
     changes: BTreeMap<String, Option<Vec<u8>>>,
     as_of: Option<Version>,
+    /// Subscriber id → encoded subscriber, or `None` to delete. The last change wins.
+    subscribers: BTreeMap<u64, Option<Vec<u8>>>,
     /// Something in the batch must be on disk before the next acknowledgement.
     durable: bool,
 }
@@ -84,7 +91,7 @@ pub struct Batch {
 impl Batch {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.as_of.is_none()
+        self.changes.is_empty() && self.as_of.is_none() && self.subscribers.is_empty()
     }
 
     /// How many records change.
@@ -128,6 +135,23 @@ impl Batch {
         self.changes.insert(name.as_str().to_owned(), None);
     }
 
+    /// Stores `subscriber` (its lease as wall-clock time per `clock`); it need not be
+    /// durable at once (a subscription lost in a crash is taken again when renewed).
+    pub fn subscriber_stored(&mut self, subscriber: &Subscriber, clock: WallClock) {
+        let mut buf = [0u8; MAX_SUBSCRIBER_LEN];
+        match subscriber.to_bytes(clock, &mut buf) {
+            Some(bytes) => {
+                self.subscribers.insert(subscriber.id, Some(bytes.to_vec()));
+            }
+            None => tracing::error!(id = subscriber.id, "subscriber too large to store"),
+        }
+    }
+
+    /// Deletes the subscriber `id`.
+    pub fn subscriber_removed(&mut self, id: u64) {
+        self.subscribers.insert(id, None);
+    }
+
     /// Records the newest version handed out.
     pub fn as_of(&mut self, version: Version) {
         self.as_of = Some(version);
@@ -142,6 +166,7 @@ impl Batch {
     /// wins).
     pub fn append(&mut self, later: Batch) {
         self.changes.extend(later.changes);
+        self.subscribers.extend(later.subscribers);
         self.as_of = later.as_of.or(self.as_of);
         self.durable |= later.durable;
     }
@@ -222,9 +247,9 @@ impl Store {
             db: Some(db),
             path: path.to_owned(),
         };
-        // Make sure both tables exist, so that reading never meets a missing table.
-        store.write(Durability::Immediate, |records, meta| {
-            let _ = (records, meta);
+        // Make sure every table exists, so that reading never meets a missing table.
+        store.write(Durability::Immediate, |records, meta, subscribers| {
+            let _ = (records, meta, subscribers);
             Ok(())
         })?;
         let loaded = store.load(clock).map_err(|e| match e {
@@ -281,7 +306,25 @@ impl Store {
         let mut loaded = Loaded {
             records: Vec::new(),
             as_of: Version(as_of),
+            subscribers: Vec::new(),
         };
+        let subscribers = txn.open_table(SUBSCRIBERS).map_err(|e| self.io(e))?;
+        for item in subscribers.iter().map_err(|e| self.io(e))? {
+            let (key, value) = item.map_err(|e| self.io(e))?;
+            let subscriber = Subscriber::from_bytes(value.value(), clock).map_err(|e| {
+                StorageError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("subscriber {:#x}: {e}", key.value()),
+                }
+            })?;
+            if subscriber.id != key.value() {
+                return Err(StorageError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("subscriber {:#x} holds {:#x}", key.value(), subscriber.id),
+                });
+            }
+            loaded.subscribers.push(subscriber);
+        }
         for item in records.iter().map_err(|e| self.io(e))? {
             let (key, value) = item.map_err(|e| self.io(e))?;
             let record =
@@ -306,6 +349,7 @@ impl Store {
         f: impl FnOnce(
             &mut redb::Table<'_, &str, &[u8]>,
             &mut redb::Table<'_, &str, u64>,
+            &mut redb::Table<'_, u64, &[u8]>,
         ) -> Result<(), redb::StorageError>,
     ) -> Result<(), StorageError> {
         let mut txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
@@ -313,7 +357,8 @@ impl Store {
         {
             let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
-            f(&mut records, &mut meta).map_err(|e| self.io(e))?;
+            let mut subscribers = txn.open_table(SUBSCRIBERS).map_err(|e| self.io(e))?;
+            f(&mut records, &mut meta, &mut subscribers).map_err(|e| self.io(e))?;
         }
         txn.commit().map_err(|e| self.io(e))
     }
@@ -329,7 +374,7 @@ impl Store {
         } else {
             Durability::None
         };
-        self.write(durability, |records, meta| {
+        self.write(durability, |records, meta, subscribers| {
             for (name, change) in &batch.changes {
                 match change {
                     Some(bytes) => {
@@ -337,6 +382,16 @@ impl Store {
                     }
                     None => {
                         records.remove(name.as_str())?;
+                    }
+                }
+            }
+            for (id, change) in &batch.subscribers {
+                match change {
+                    Some(bytes) => {
+                        subscribers.insert(id, bytes.as_slice())?;
+                    }
+                    None => {
+                        subscribers.remove(id)?;
                     }
                 }
             }
@@ -349,7 +404,7 @@ impl Store {
 
     /// Makes every earlier write durable.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.write(Durability::Immediate, |_, _| Ok(()))
+        self.write(Durability::Immediate, |_, _, _| Ok(()))
     }
 
     /// The database file.
@@ -501,7 +556,7 @@ mod tests {
         {
             let (store, _) = Store::open(dir.path(), clock(0, 1)).unwrap();
             store
-                .write(Durability::Immediate, |records, _| {
+                .write(Durability::Immediate, |records, _, _| {
                     records.insert("x", &[0xff, 0xff][..]).map(|_| ())
                 })
                 .unwrap();

@@ -59,6 +59,8 @@ pub struct State {
     log: VecDeque<Change>,
     /// Every change newer than this is in the log.
     floor: u64,
+    /// The unicast subscribers, as of the last metrics refresh.
+    pub subscribers: Vec<crate::subscribers::SubscriberInfo>,
 }
 
 impl State {
@@ -107,6 +109,16 @@ impl View {
     /// A receiver that is told each new version.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.clone()
+    }
+}
+
+impl Feed {
+    /// Replaces the subscriber rows.
+    pub fn set_subscribers(&mut self, rows: Vec<crate::subscribers::SubscriberInfo>) {
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .subscribers = rows;
     }
 }
 

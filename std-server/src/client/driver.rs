@@ -55,6 +55,11 @@ pub enum Command {
         /// The answer.
         reply: Reply<Vec<ServiceInfo>>,
     },
+    /// End the subscription to unicast deliveries (an orderly stop of a watch).
+    Unsubscribe {
+        /// Told once the unsubscription is sent.
+        sent: oneshot::Sender<()>,
+    },
 }
 
 impl std::fmt::Debug for Command {
@@ -64,6 +69,7 @@ impl std::fmt::Debug for Command {
             Command::Unregister { name, .. } => write!(f, "Unregister({name})"),
             Command::Detach { name } => write!(f, "Detach({name})"),
             Command::List { .. } => f.write_str("List"),
+            Command::Unsubscribe { .. } => f.write_str("Unsubscribe"),
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct Driver<'a> {
     /// The id of the key this client signs with, if any (for error messages).
     signing_key: Option<u8>,
     drops: DropLog,
+    /// Waiting for the unsubscription to be sent.
+    unsubscribing: Vec<oneshot::Sender<()>>,
 }
 
 /// The handles' side of a started task.
@@ -138,9 +146,18 @@ impl Driver<'_> {
         config.keys = options.keys.clone();
         let listening = interest.is_some();
         config.interest = interest;
+        // Without multicast, nothing reaches a listener but unicast deliveries.
+        config.subscribe = if options.multicast {
+            options.subscribe
+        } else {
+            herald_core::Subscribe::Always
+        };
+        if !options.multicast && options.directories.is_empty() {
+            return Err(Error::NoDirectoryConfigured);
+        }
         let socket = net::client_socket(options.group, &options.directories)?;
         // Without a configured directory, beacons on the group say where one is.
-        let group = if listening || options.directories.is_empty() {
+        let group = if options.multicast && (listening || options.directories.is_empty()) {
             net::check_multicast(options.group, options.interface).map_err(Error::Unreachable)?;
             Some(net::group_listener(options.group, options.interface)?)
         } else {
@@ -191,6 +208,7 @@ impl Driver<'_> {
                 link,
                 signing_key,
                 drops: DropLog::default(),
+                unsubscribing: Vec::new(),
             };
             if listening {
                 driver.client.request_snapshot(driver.clock.now());
@@ -313,6 +331,10 @@ impl Driver<'_> {
                 let w = self.waiting(None, Some(reply));
                 self.listing.push(w);
             }
+            Command::Unsubscribe { sent } => {
+                self.client.unsubscribe(now);
+                self.unsubscribing.push(sent);
+            }
         }
     }
 
@@ -332,6 +354,10 @@ impl Driver<'_> {
             .map(|r| r.name.clone())
             .filter(|name| !self.detached.contains(name))
             .collect();
+        // An orderly stop: the directory stops delivering at once.
+        if self.client.is_subscribed() {
+            self.client.unsubscribe(self.clock.now());
+        }
         for name in names {
             if self.client.unregister(self.clock.now(), &name).is_ok() {
                 tracing::debug!(%name, "releasing on drop");
@@ -358,6 +384,9 @@ impl Driver<'_> {
             {
                 tracing::debug!(to = %t.destination, error = %e, "send failed");
             }
+        }
+        for sent in self.unsubscribing.drain(..) {
+            let _ = sent.send(());
         }
         while let Some(event) = self.client.poll_event() {
             self.event(event);

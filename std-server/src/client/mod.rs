@@ -28,6 +28,7 @@
 mod driver;
 mod types;
 
+pub use herald_core::Subscribe;
 pub use types::{registration, EventKind, ServiceInfo, WatchEvent, WatchUpdate};
 
 use crate::keys::{load_keys, KeyFileError};
@@ -80,6 +81,10 @@ pub enum Error {
     /// The interest was refused.
     #[error("{0}")]
     InvalidInterest(InterestError),
+    /// Without multicast (`--group none`) no directory can be learned from beacons:
+    /// one must be given.
+    #[error("with --group none, directories are known only from --directory: give one")]
+    NoDirectoryConfigured,
     /// More directories than a client can use.
     #[error("too many directories: at most {max}")]
     TooManyDirectories {
@@ -135,6 +140,14 @@ pub struct ClientOptions {
     pub environment: String,
     /// Multicast group of the announcements (default `237.37.37.1:37371`).
     pub group: SocketAddr,
+    /// Listen to the group at all (default true). Without (`--group none`), directories
+    /// are known only from `directories`, and a watch always subscribes to unicast
+    /// deliveries.
+    pub multicast: bool,
+    /// When a watch subscribes to unicast deliveries at its directory (default
+    /// [`Subscribe::Never`]: it hears the group only; `WithoutBeacons`: when it hears no
+    /// beacon on the group). It unsubscribes when the watch is dropped.
+    pub subscribe: Subscribe,
     /// Interface the group is joined on (default `127.0.0.1`).
     pub interface: Interface,
     /// Who registers: only this id may renew or remove what it registered: keep it
@@ -160,6 +173,8 @@ impl Default for ClientOptions {
             directories: vec![crate::config::DEFAULT_BIND],
             environment: crate::config::DEFAULT_ENVIRONMENT.to_owned(),
             group: crate::config::DEFAULT_GROUP_ADDR,
+            multicast: true,
+            subscribe: Subscribe::Never,
             interface: Interface::default(),
             registrant: None,
             lease: Duration::from_secs(15),
@@ -346,6 +361,21 @@ impl Watch {
     /// the watch is ready. `None` when the watch has stopped.
     pub async fn next_update(&mut self) -> Option<WatchUpdate> {
         self.events.recv().await
+    }
+
+    /// An orderly stop: ends the subscription to unicast deliveries, if any (the
+    /// directory stops delivering at once instead of when the lease runs out), and
+    /// returns once that is sent.
+    pub async fn close(self) {
+        let (sent, done) = oneshot::channel();
+        if self
+            ._commands
+            .send(Command::Unsubscribe { sent })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
     }
 }
 

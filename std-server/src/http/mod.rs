@@ -8,6 +8,7 @@
 //! | `GET /v1/services[?interest=P]` | live services, as `herald list --json` prints them |
 //! | `GET /v1/services/{name}` | one service, or 404 |
 //! | `GET /v1/leases` | milliseconds of lease left per service |
+//! | `GET /v1/subscribers` | unicast subscribers, as `herald list --subscribers --json` prints them |
 //! | `GET /v1/watch[?interest=P]` | Server-Sent Events, resumable with `Last-Event-ID` ([`watch`]) |
 //! | `PUT`/`DELETE /v1/services/{name}` | register or renew / unregister ([`write`](mod@write)) |
 //! | `GET /healthz`, `GET /metrics` | as on the `--metrics` endpoint |
@@ -99,6 +100,7 @@ pub fn router(api: Api) -> Router {
             get(one).put(write::put).delete(write::delete),
         )
         .route("/v1/leases", get(leases))
+        .route("/v1/subscribers", get(subscribers))
         .route("/v1/watch", get(watch::watch))
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
@@ -197,6 +199,10 @@ async fn leases(State(api): State<Api>) -> Response {
         })
         .collect();
     Json(leases).into_response()
+}
+
+async fn subscribers(State(api): State<Api>) -> Response {
+    Json(api.view.read().subscribers.clone()).into_response()
 }
 
 fn snapshot(api: &Api) -> metrics::Snapshot {

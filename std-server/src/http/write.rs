@@ -95,6 +95,7 @@ impl Writer {
             timeout: Duration::from_secs(3),
             capacity: 1,
             keys: self.keys.clone(),
+            ..ClientOptions::default()
         }
     }
 }
