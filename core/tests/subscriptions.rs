@@ -17,6 +17,8 @@ struct Seen<'a> {
     /// From the directory to the client (otherwise the other way).
     to_client: bool,
     message: &'a Message<'a>,
+    /// The datagram as sent.
+    bytes: &'a [u8],
 }
 
 /// A directory and one subscribing client (a registrant too), on a network that
@@ -103,6 +105,7 @@ impl Pair {
                     let seen = Seen {
                         to_client: true,
                         message: &frame.message,
+                        bytes: &buf[..t.len],
                     };
                     if pass(&seen) {
                         let from = directory_location().socket_addr();
@@ -118,6 +121,7 @@ impl Pair {
                     let seen = Seen {
                         to_client: false,
                         message: &frame.message,
+                        bytes: &buf[..t.len],
                     };
                     if pass(&seen) {
                         let (now, from) = (self.now, self.client_addr);
@@ -299,6 +303,38 @@ fn a_removal_is_delivered_until_acknowledged() {
     p.run(Duration::from_secs(3), all);
     assert_eq!(p.unregistered("billing"), 1);
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}
+
+#[test]
+fn a_late_copy_of_an_older_delivery_brings_back_nothing() {
+    let mut p = Pair::new(4);
+    // The first delivery, a snapshot listing billing, is held back by the network...
+    p.register("billing", 8000);
+    let mut late: Option<Vec<u8>> = None;
+    let hold = |s: &Seen<'_>, late: &mut Option<Vec<u8>>| {
+        if let Message::SnapshotPage(_, items) = s.message {
+            if late.is_none() && items.clone().count() > 0 {
+                *late = Some(s.bytes.to_vec());
+            }
+            return false;
+        }
+        !matches!(s.message, Message::ChangesPage(..))
+    };
+    p.run(Duration::from_secs(1), |s| hold(s, &mut late));
+    let late = late.expect("a snapshot listing billing was delivered");
+    // ...while billing goes, and a newer delivery without it is taken.
+    let name = ServiceName::new("billing").unwrap();
+    let now = p.now;
+    p.client.unregister(now, &name).unwrap();
+    p.run(Duration::from_secs(3), all);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+    assert!(p.client.service("billing").is_none());
+    // The held-back copy arrives at last: older than what the subscriber holds.
+    let (now, from) = (p.now, directory_location().socket_addr());
+    p.client.handle_datagram(now, from, &late);
+    p.run(Duration::from_secs(1), all);
+    assert!(p.client.service("billing").is_none(), "resurrected");
+    assert_eq!(p.discovered("billing"), p.unregistered("billing"));
 }
 
 #[test]

@@ -65,6 +65,10 @@ pub(super) struct Subscription {
     /// The lease granted (until then, the lease asked for).
     granted: Duration,
     progress: Option<Progress>,
+    /// The newest `as_of` of a delivery received in full: a page of an older one (a
+    /// late copy, or a re-send overtaken by a newer delivery) says nothing new and
+    /// may list what is gone since, so it is dropped.
+    held: Option<Version>,
     /// A delivery was received in full: acknowledge what is held.
     ack: bool,
     /// Nothing is held at this subscription yet: its Subscribes ask for a snapshot
@@ -87,6 +91,7 @@ impl Subscription {
             deadline: now,
             granted: lease,
             progress: None,
+            held: None,
             ack: false,
             fresh: true,
             graced: false,
@@ -390,6 +395,9 @@ impl<const R: usize> Client<'_, R> {
         self.answered();
         // Alive: a check of it in progress is answered.
         self.check = None;
+        if self.delivery_is_stale(&header) {
+            return;
+        }
         let mut last = None;
         for change in items {
             last = Some(change.name().clone());
@@ -414,9 +422,20 @@ impl<const R: usize> Client<'_, R> {
         self.answered();
         // Alive: a check of it in progress is answered.
         self.check = None;
+        if self.delivery_is_stale(&header) {
+            return;
+        }
         let last = items.clone().last().map(|s| s.registration.name);
         self.apply_page(&header, items);
         self.delivered(&header, last, true);
+    }
+
+    /// A page of a delivery older than one already received in full.
+    fn delivery_is_stale(&self, header: &PageHeader) -> bool {
+        self.subscription
+            .as_ref()
+            .and_then(|s| s.held)
+            .is_some_and(|held| header.as_of < held)
     }
 
     /// Follows the pages of a delivery; once all have come in order, the changes up to
@@ -446,6 +465,7 @@ impl<const R: usize> Client<'_, R> {
             return;
         }
         s.progress = None;
+        s.held = s.held.max(Some(as_of));
         s.ack = true;
         s.graced |= snapshot && self.now < self.grace_until;
         if snapshot {
