@@ -117,18 +117,27 @@ impl<const R: usize> Client<'_, R> {
             return;
         }
         self.answered();
+        let last = self.apply_changes(header.as_of, items);
+        self.page_done(&header, last, false);
+    }
+
+    /// Takes the changes of a page written as of `as_of` (a repair's or a delivery's),
+    /// and returns the last name in it.
+    pub(super) fn apply_changes(
+        &mut self,
+        as_of: Version,
+        items: Items<'_, Change>,
+    ) -> Option<ServiceName> {
         let mut last = None;
         for change in items {
             last = Some(change.name().clone());
             match change {
                 Change::Registered(service) => {
-                    self.apply_service(service, listening::Source::Announce(header.as_of))
+                    self.apply_service(service, listening::Source::Announce(as_of))
                 }
-                Change::Unregistered { name, version } => {
-                    self.apply_removal(&name, version, header.as_of)
-                }
+                Change::Unregistered { name, version } => self.apply_removal(&name, version, as_of),
             }
         }
-        self.page_done(&header, last, false);
+        last
     }
 }

@@ -392,24 +392,10 @@ impl<const R: usize> Client<'_, R> {
         header: PageHeader,
         items: Items<'_, Change>,
     ) {
-        self.answered();
-        // Alive: a check of it in progress is answered.
-        self.check = None;
-        if self.delivery_is_stale(&header) {
+        if !self.take_delivery(&header) {
             return;
         }
-        let mut last = None;
-        for change in items {
-            last = Some(change.name().clone());
-            match change {
-                Change::Registered(service) => {
-                    self.apply_service(service, listening::Source::Announce(header.as_of))
-                }
-                Change::Unregistered { name, version } => {
-                    self.apply_removal(&name, version, header.as_of)
-                }
-            }
-        }
+        let last = self.apply_changes(header.as_of, items);
         self.delivered(&header, last, false);
     }
 
@@ -419,10 +405,7 @@ impl<const R: usize> Client<'_, R> {
         header: PageHeader,
         items: Items<'_, Service>,
     ) {
-        self.answered();
-        // Alive: a check of it in progress is answered.
-        self.check = None;
-        if self.delivery_is_stale(&header) {
+        if !self.take_delivery(&header) {
             return;
         }
         let last = items.clone().last().map(|s| s.registration.name);
@@ -430,12 +413,16 @@ impl<const R: usize> Client<'_, R> {
         self.delivered(&header, last, true);
     }
 
-    /// A page of a delivery older than one already received in full.
-    fn delivery_is_stale(&self, header: &PageHeader) -> bool {
+    /// A delivery page from the directory followed: it is alive (a check of it in
+    /// progress is answered); true unless the page is older than a delivery already
+    /// received in full.
+    fn take_delivery(&mut self, header: &PageHeader) -> bool {
+        self.answered();
+        self.check = None;
         self.subscription
             .as_ref()
             .and_then(|s| s.held)
-            .is_some_and(|held| header.as_of < held)
+            .is_none_or(|held| header.as_of >= held)
     }
 
     /// Follows the pages of a delivery; once all have come in order, the changes up to
