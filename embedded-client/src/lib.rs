@@ -31,6 +31,6 @@ pub mod time;
 pub use config::{Config, Error, DEFAULT_GROUP};
 pub use herald_core::{
     ClientConfig, ClientError, ClientEvent, Environment, Interest, Location, Registration, Service,
-    ServiceName,
+    ServiceName, Subscribe,
 };
 pub use storage::Buffers;
