@@ -1,12 +1,13 @@
 //! The bare smoltcp driver against a herald-core directory, both on one smoltcp
 //! interface over smoltcp's in-memory loopback device: register, discover through the
-//! group, unregister. No traffic leaves the process.
+//! group (or, from a directory that sends nothing to the group, through unicast
+//! deliveries to a subscriber), unregister. No traffic leaves the process.
 
 mod support;
 
 use core::net::{IpAddr, SocketAddr};
-use herald_core::{Directory, DirectoryConfig, DirectoryStorage};
-use herald_embedded::{bare, Buffers, ClientEvent, Config, Interest, Location};
+use herald_core::{Directory, DirectoryConfig, DirectoryStorage, SubscriberStorage};
+use herald_embedded::{bare, Buffers, ClientEvent, Config, Interest, Location, Subscribe};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::phy::{Loopback, Medium};
 use smoltcp::time::{Duration, Instant};
@@ -15,19 +16,27 @@ use support::{local, loopback, sensor, DirectoryNode, SocketBuffers, HOST};
 
 #[test]
 fn registers_discovers_and_unregisters_through_the_group() {
-    run(None);
+    run(None, false);
+}
+
+#[test]
+fn a_subscriber_discovers_and_sees_removals_without_multicast() {
+    let stats = run(None, true);
+    assert!(stats.deliveries > 0, "{stats:?}");
 }
 
 #[test]
 fn works_the_same_in_an_authenticated_environment() {
     let key = herald_core::auth::Key::new(3, b"embedded loopback test key, 32 b").unwrap();
-    let stats = run(Some(herald_core::auth::Keys::new(key)));
+    let stats = run(Some(herald_core::auth::Keys::new(key)), false);
     assert_eq!(stats.unauthenticated, 0);
     assert_eq!(stats.replayed, 0);
 }
 
-/// Registers, discovers and unregisters; returns the directory's counters.
-fn run(keys: Option<herald_core::auth::Keys>) -> herald_core::DirectoryStats {
+/// Registers, discovers and unregisters; returns the directory's counters. With
+/// `unicast`, the directory sends nothing to the group and the client subscribes to
+/// unicast deliveries instead.
+fn run(keys: Option<herald_core::auth::Keys>, unicast: bool) -> herald_core::DirectoryStats {
     let (mut device, mut iface) = loopback(7);
     let mut socket_storage: [SocketStorage<'_>; 2] = Default::default();
     let mut sockets = SocketSet::new(&mut socket_storage[..]);
@@ -39,8 +48,12 @@ fn run(keys: Option<herald_core::auth::Keys>) -> herald_core::DirectoryStats {
     let (slots, index) = dir_storage.parts();
     let mut dir_config = DirectoryConfig::new(dir_location, herald_embedded::DEFAULT_GROUP);
     dir_config.keys = keys.clone();
+    dir_config.multicast = !unicast;
+    let mut subscribers = SubscriberStorage::<2>::new();
     let mut directory = DirectoryNode::new(
-        Directory::new(dir_config, slots, index).unwrap(),
+        Directory::new(dir_config, slots, index)
+            .unwrap()
+            .with_subscribers(subscribers.slots()),
         37399,
         &mut dir_buffers,
         &mut sockets,
@@ -52,6 +65,9 @@ fn run(keys: Option<herald_core::auth::Keys>) -> herald_core::DirectoryStats {
     config.client.interest = Some(Interest::all());
     // No real-time clock here: with a key, request counters follow the directory's.
     config.client.keys = keys;
+    if unicast {
+        config.client.subscribe = Subscribe::Always;
+    }
     let mut buffers: Buffers<8> = Buffers::new();
     let mut herald =
         bare::Herald::<2>::new(config, &mut buffers, &mut iface, &mut sockets).unwrap();
