@@ -93,6 +93,19 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
     failures
 }
 
+/// Seeds that found a fault once (with the schedule generator of their time), kept as
+/// regression runs: 1346, a late copy of an older delivery brought a removed service
+/// back; 16380, a renewal of a fresh subscription moved its cursor past the snapshot it
+/// was for.
+const ONCE_FAILED: [u64; 2] = [1346, 16380];
+
+#[test]
+fn seeds_that_failed_once_keep_every_invariant() {
+    let failures = run_seeds(&ONCE_FAILED, &FaultClasses::all());
+    let lines: Vec<&str> = failures.iter().map(|f| f.line.as_str()).collect();
+    assert!(failures.is_empty(), "{}", lines.join("\n"));
+}
+
 #[test]
 fn random_fault_schedules_keep_every_invariant() {
     let classes = FaultClasses::from_env();

@@ -72,7 +72,7 @@ pub(super) struct Subscription {
     /// A delivery was received in full: acknowledge what is held.
     ack: bool,
     /// Nothing is held at this subscription yet: its Subscribes ask for a snapshot
-    /// first (no `since`) until one is acknowledged.
+    /// first (no `since`) until a delivery is received in full.
     fresh: bool,
     /// A snapshot was delivered during the failover grace, which kept it from removing
     /// what it did not list: subscribe afresh (for a new snapshot) once the grace ends.
@@ -317,7 +317,6 @@ impl<const R: usize> Client<'_, R> {
             State::Unsubscribing => self.subscription = None,
             State::Subscribing | State::Active => {
                 s.state = State::Active;
-                s.fresh = false;
                 s.attempts = 0;
                 s.send = false;
                 s.granted = ack.lease;
@@ -453,6 +452,10 @@ impl<const R: usize> Client<'_, R> {
         }
         s.progress = None;
         s.held = s.held.max(Some(as_of));
+        // Held now: later Subscribes name it (until then they ask for a snapshot, even
+        // once acknowledged, or a renewal would move the cursor past the snapshot a
+        // fresh subscription is for).
+        s.fresh = false;
         s.ack = true;
         s.graced |= snapshot && self.now < self.grace_until;
         if snapshot {
