@@ -123,7 +123,7 @@ pub struct Options {
     #[serde(default, deserialize_with = "crate::interfaces::optional_socket_addr")]
     pub advertise: Option<SocketAddr>,
     /// Multicast group and port for announcements: IPv4, or IPv6 such as
-    /// [ff15::3737]:37371 (site-local) or [ff02::3737]:37371 (link-local, needs
+    /// `[ff15::3737]:37371` (site-local) or `[ff02::3737]:37371` (link-local, needs
     /// --interface); or `none`: nothing is sent to a multicast address, listeners
     /// subscribe by unicast [default: 237.37.37.1:37371]
     #[arg(long, env = "HERALD_GROUP", value_name = "IP:PORT|none")]
