@@ -265,6 +265,8 @@ struct Run {
     listeners: usize,
     settled: usize,
     latency: Summary,
+    /// From the request to the first listener reporting it.
+    first: Summary,
     /// Changes every listener reported within [`CHANGE_LIMIT`].
     complete: usize,
     datagrams: u64,
@@ -362,7 +364,8 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
             }
         }
     }
-    let settled = ready.iter().filter(|r| **r).count();
+    // The silent subscriber, if any, is the last: not one of the S.
+    let settled = ready[..listeners].iter().filter(|r| **r).count();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = rss_kib(pid).unwrap_or(0);
     let rss_per_listener_b =
@@ -378,6 +381,7 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
     while rx.try_recv().is_ok() {}
     shared.counting.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
+    let mut firsts = Vec::new();
     let mut complete = 0;
     let mut ack = vec![0u8; 2048];
     for k in 0..CHANGES {
@@ -397,6 +401,7 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
         let mut seen = vec![false; expected];
         let mut count = 0;
         let mut last = t0;
+        let mut first = None;
         while count < listeners && t0.elapsed() < CHANGE_LIMIT {
             let left = CHANGE_LIMIT.saturating_sub(t0.elapsed());
             let Ok(Some(s)) = tokio::time::timeout(left, rx.recv()).await else {
@@ -407,12 +412,14 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
                     seen[s.listener] = true;
                     count += 1;
                     last = last.max(s.at);
+                    first = Some(first.unwrap_or(s.at).min(s.at));
                 }
             }
         }
         if count == listeners {
             complete += 1;
             latencies.push(last - t0);
+            firsts.extend(first.map(|f| f - t0));
         }
         // The directory's answer, then a pause so that changes do not overlap.
         let _ = tokio::time::timeout(Duration::from_millis(100), control.recv_from(&mut ack)).await;
@@ -464,6 +471,7 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
         listeners,
         settled,
         latency: Summary::of(&latencies),
+        first: Summary::of(&firsts),
         complete,
         datagrams: shared.datagrams.load(Ordering::Relaxed),
         bytes: shared.bytes.load(Ordering::Relaxed),
@@ -504,6 +512,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(),
             r.mode.name().into(),
             format!("{}/{}", r.settled, r.listeners),
             format!("{}/{CHANGES}", r.complete),
+            num(r.first.p50, 2),
             num(r.latency.p50, 2),
             num(r.latency.p99, 2),
             num(r.datagrams as f64 / per, 2),
@@ -516,7 +525,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(),
         ]);
         json.push(serde_json::json!({
             "mode": r.mode.name(), "listeners": r.listeners, "settled": r.settled,
-            "complete_changes": r.complete, "latency": r.latency.json(),
+            "complete_changes": r.complete, "latency": r.latency.json(), "first": r.first.json(),
             "datagrams": r.datagrams, "bytes": r.bytes, "deliveries": r.deliveries,
             "resends": r.resends, "cpu_s": r.cpu_s, "rss_per_listener_b": r.rss_per_listener_b,
         }));
@@ -527,8 +536,9 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(),
             "delivery",
             "settled",
             "changes seen by all",
-            "p50 ms",
-            "p99 ms",
+            "first p50 ms",
+            "all p50 ms",
+            "all p99 ms",
             "datagrams/change/listener",
             "payload B/change/listener",
             "wire B/change/listener (+28 B/datagram)",
@@ -550,6 +560,15 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(),
         json.push(serde_json::json!({"silent_subscriber": {
             "datagrams": datagrams, "resends": resends, "seconds": after, "dropped": dropped}}));
     }
+    let slot = std::mem::size_of::<herald_core::directory::SubscriberSlot>();
+    report.line(&format!(
+        "\nThe directory's subscriber table is allocated whole at start (`--subscribers`, \
+         here 2048): {slot} B per slot. Load average before the run: {}.",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    ));
+    report.record("subscriber_slot_bytes", slot.into());
     report.record("subscribers", serde_json::Value::Array(json));
     Ok(())
 }
