@@ -407,13 +407,12 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
             let Ok(Some(s)) = tokio::time::timeout(left, rx.recv()).await else {
                 break;
             };
-            if s.name == name && s.removal == removal && s.listener < listeners {
-                if !seen[s.listener] {
-                    seen[s.listener] = true;
-                    count += 1;
-                    last = last.max(s.at);
-                    first = Some(first.unwrap_or(s.at).min(s.at));
-                }
+            if s.name == name && s.removal == removal && s.listener < listeners && !seen[s.listener]
+            {
+                seen[s.listener] = true;
+                count += 1;
+                last = last.max(s.at);
+                first = Some(first.unwrap_or(s.at).min(s.at));
             }
         }
         if count == listeners {
@@ -488,6 +487,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(),
     report.section(&format!(
         "Unicast delivery to subscribers ({SERVICES} services, {CHANGES} changes one at a time, loopback)"
     ));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut runs = Vec::new();
     for listeners in SIZES {
         for mode in [Mode::Unicast, Mode::Multicast] {
@@ -564,9 +564,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(),
     report.line(&format!(
         "\nThe directory's subscriber table is allocated whole at start (`--subscribers`, \
          here 2048): {slot} B per slot. Load average before the run: {}.",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        load.trim()
     ));
     report.record("subscriber_slot_bytes", slot.into());
     report.record("subscribers", serde_json::Value::Array(json));
