@@ -27,6 +27,7 @@ mod process;
 mod raw;
 mod report;
 mod stats;
+mod subscribers;
 mod svg;
 mod throughput;
 mod traffic;
@@ -108,6 +109,7 @@ fn bench(what: &str, report: &mut Report) -> Result<(), String> {
         mdns::run(r, &options)
     });
     step("web", &mut |r| web::run(r, &runtime));
+    step("subscribers", &mut |r| subscribers::run(r, &runtime));
     if known {
         Ok(())
     } else {
