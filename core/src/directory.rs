@@ -693,6 +693,8 @@ impl<'a> Directory<'a> {
             resume,
             catch_up,
             self.delivery_timeout(),
+            // Subscribers still to be told of a demotion: at once.
+            self.subscribers.demoted_from.map(|_| self.now),
         ]
         .into_iter()
         .flatten()
@@ -721,6 +723,7 @@ impl<'a> Directory<'a> {
             .or_else(|| self.transmit_answer(body))
             .or_else(|| self.transmit_announcement(body))
             .or_else(|| self.transmit_delivery(body))
+            .or_else(|| self.transmit_demotion(body))
             .or_else(|| self.transmit_beacon(body))
             .or_else(|| self.transmit_sweep(body));
         if let (Some(sent), Some(_)) = (t.as_mut(), &self.config.keys) {

@@ -96,8 +96,9 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// Seeds that found a fault once (with the schedule generator of their time), kept as
 /// regression runs: 1346, a late copy of an older delivery brought a removed service
 /// back; 16380, a renewal of a fresh subscription moved its cursor past the snapshot it
-/// was for.
-const ONCE_FAILED: [u64; 2] = [1346, 16380];
+/// was for; 25553 and 22897, a subscriber followed a directory that had stopped
+/// publishing until its next renewal.
+const ONCE_FAILED: [u64; 4] = [1346, 16380, 22897, 25553];
 
 #[test]
 fn seeds_that_failed_once_keep_every_invariant() {

@@ -338,6 +338,24 @@ fn a_late_copy_of_an_older_delivery_brings_back_nothing() {
 }
 
 #[test]
+fn a_directory_that_stops_publishing_tells_its_subscribers_at_once() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    assert!(p.client.is_subscribed());
+    let now = p.now;
+    p.directory.set_publishing(now, false);
+    let mut told = 0;
+    p.run(Duration::from_millis(10), |s| {
+        if let Message::Beacon(b) = s.message {
+            told += usize::from(s.to_client && !b.publishing);
+        }
+        true
+    });
+    // One beacon by unicast, long before the subscriber's next renewal.
+    assert_eq!(told, 1);
+}
+
+#[test]
 fn a_subscriber_too_far_behind_gets_a_snapshot() {
     let mut config = config();
     config.tombstone_retention = Duration::from_secs(5);

@@ -242,6 +242,12 @@ impl<const R: usize> Client<'_, R> {
         self.directories[index].last_heard = Some(now);
         self.directories[index].publishing = beacon.publishing;
         self.last_beacon = Some(now);
+        if LISTEN && !beacon.publishing && self.current == Some(index) && self.is_subscribed() {
+            // The directory delivering to this subscriber stopped publishing (it says so
+            // by unicast to subscribers, who hear no group): follow another at once.
+            self.fail_over();
+            return;
+        }
         if self.current.is_none() {
             self.switch_to(index);
         }

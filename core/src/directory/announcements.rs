@@ -95,6 +95,26 @@ impl Directory<'_> {
         }
         // A beacon after the last link stands for the tail beacon.
         self.tail_beacon = None;
+        self.write_beacon(self.config.group, buf)
+    }
+
+    /// After this directory stopped publishing, a beacon (`publishing` false) to the
+    /// next subscriber not told yet, one per call: a subscriber hears no beacon on the
+    /// group, and follows the publisher at once instead of at its next renewal.
+    pub(super) fn transmit_demotion(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let from = self.subscribers.demoted_from?;
+        let table = &self.subscribers;
+        let next = (from..table.len()).find(|&i| table.get(i).is_some_and(|s| !s.gone));
+        let Some(i) = next.filter(|_| !self.publishing) else {
+            self.subscribers.demoted_from = None;
+            return None;
+        };
+        self.subscribers.demoted_from = Some(i + 1);
+        let to = self.subscribers.get(i)?.address;
+        self.write_beacon(to, buf)
+    }
+
+    fn write_beacon(&self, destination: SocketAddr, buf: &mut [u8]) -> Option<Transmit> {
         let beacon = Beacon {
             directory: self.config.address,
             as_of: self.last_version,
@@ -103,9 +123,6 @@ impl Directory<'_> {
             digest: self.digest(),
         };
         let len = wire::encode(&self.config.environment, &beacon, buf).ok()?;
-        Some(Transmit {
-            destination: self.config.group,
-            len,
-        })
+        Some(Transmit { destination, len })
     }
 }

@@ -139,6 +139,9 @@ pub(super) struct Subscribers<'a> {
     dirty: usize,
     /// The earliest lease expiry held.
     pub(super) next_expiry: Option<Instant>,
+    /// This directory stopped publishing: the next subscriber (slot) to tell, by a
+    /// beacon of its own, that it delivers nothing more.
+    pub(super) demoted_from: Option<usize>,
 }
 
 impl<'a> Subscribers<'a> {
@@ -151,6 +154,7 @@ impl<'a> Subscribers<'a> {
             event_cursor: 0,
             dirty: 0,
             next_expiry: None,
+            demoted_from: None,
         }
     }
 
