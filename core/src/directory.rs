@@ -667,6 +667,11 @@ impl<'a> Directory<'a> {
             self.beacon_due = true;
             self.tail_beacon = None;
             self.next_beacon = now + self.config.beacon_interval;
+            // A directory that does not publish tells the subscribers it still holds
+            // again at every beacon (one beacon may be lost), until their leases end.
+            if !self.publishing && self.subscribers.len() > 0 {
+                self.subscribers.demoted_from = Some(0);
+            }
         }
         if self.announces() && self.next_sweep <= now && !self.sweep_due {
             if self.sweep_cursor.is_none() {

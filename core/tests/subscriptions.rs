@@ -356,6 +356,26 @@ fn a_directory_that_stops_publishing_tells_its_subscribers_at_once() {
 }
 
 #[test]
+fn a_lost_demotion_notice_is_repeated_at_the_next_beacon() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    let now = p.now;
+    p.directory.set_publishing(now, false);
+    // The first notice is lost; the next beacon interval brings another.
+    let mut told = 0;
+    p.run(Duration::from_millis(1500), |s| {
+        if let Message::Beacon(b) = s.message {
+            if s.to_client && !b.publishing {
+                told += 1;
+                return told > 1;
+            }
+        }
+        true
+    });
+    assert!(told >= 2, "{told}");
+}
+
+#[test]
 fn a_subscriber_too_far_behind_gets_a_snapshot() {
     let mut config = config();
     config.tombstone_retention = Duration::from_secs(5);

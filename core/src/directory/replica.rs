@@ -127,7 +127,8 @@ impl Directory<'_> {
         }
         self.publishing = publishing;
         // Subscribers hear no beacon on the group (that is why they subscribed): each is
-        // told by one of its own, at once, rather than at its next renewal.
+        // told by one of its own, at once (and again at every beacon while it is held),
+        // rather than at its next renewal.
         self.subscribers.demoted_from = (!publishing).then_some(0);
         self.beacon_due = true;
         self.next_beacon = self.now + self.config.beacon_interval;
