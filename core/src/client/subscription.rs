@@ -67,13 +67,13 @@ pub(super) struct Subscription {
     progress: Option<Progress>,
     /// The newest `as_of` of a delivery received in full: a page of an older one (a
     /// late copy, or a re-send overtaken by a newer delivery) says nothing new and
-    /// may list what is gone since, so it is dropped.
+    /// may list what is gone since, so it is dropped. None: nothing is held at this
+    /// subscription yet, and its Subscribes ask for a snapshot first (no `since`),
+    /// even once acknowledged, or a renewal would move the cursor past the snapshot a
+    /// fresh subscription is for.
     held: Option<Version>,
     /// A delivery was received in full: acknowledge what is held.
     ack: bool,
-    /// Nothing is held at this subscription yet: its Subscribes ask for a snapshot
-    /// first (no `since`) until a delivery is received in full.
-    fresh: bool,
     /// A snapshot was delivered during the failover grace, which kept it from removing
     /// what it did not list: subscribe afresh (for a new snapshot) once the grace ends.
     graced: bool,
@@ -93,7 +93,6 @@ impl Subscription {
             progress: None,
             held: None,
             ack: false,
-            fresh: true,
             graced: false,
         }
     }
@@ -293,7 +292,7 @@ impl<const R: usize> Client<'_, R> {
                     delivery: s.delivery,
                     lease: self.config.lease,
                     interest: self.config.interest.clone().unwrap_or_default(),
-                    since: (!s.fresh && held > Version(0)).then_some(held),
+                    since: (s.held.is_some() && held > Version(0)).then_some(held),
                     cookie,
                 };
                 wire::encode(env, &message, buf)
@@ -451,11 +450,8 @@ impl<const R: usize> Client<'_, R> {
             return;
         }
         s.progress = None;
+        // Held now: later Subscribes name what the chain holds.
         s.held = s.held.max(Some(as_of));
-        // Held now: later Subscribes name it (until then they ask for a snapshot, even
-        // once acknowledged, or a renewal would move the cursor past the snapshot a
-        // fresh subscription is for).
-        s.fresh = false;
         s.ack = true;
         s.graced |= snapshot && self.now < self.grace_until;
         if snapshot {
