@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod etcd;
 pub mod faults;
+pub mod filter;
 pub mod herald;
 pub mod host;
 pub mod hostile;
