@@ -569,3 +569,92 @@ fn a_source_that_unregisters_may_register_again() {
         Err(RejectReason::SourceBudget)
     );
 }
+
+fn subscribe(subscriber: u64, cookie: [u8; wire::COOKIE_LEN]) -> Vec<u8> {
+    let r = wire::SubscribeRequest {
+        request: 7,
+        subscriber,
+        delivery: 1,
+        lease: Duration::from_secs(30),
+        interest: Interest::all(),
+        since: None,
+        cookie: Some(cookie),
+    };
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&Environment::default(), &r, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// The answer to a Subscribe from `from`: taken, or refused for a reason.
+fn subscribe_answer(sent: &[(SocketAddr, Vec<u8>)], from: SocketAddr) -> Result<(), RejectReason> {
+    let answer = sent
+        .iter()
+        .filter(|(to, _)| *to == from)
+        .map(|(_, b)| wire::decode(b).unwrap().message)
+        .find(|m| matches!(m, Message::SubscribeAck(_) | Message::Reject(_)))
+        .expect("an answer");
+    match answer {
+        Message::SubscribeAck(_) => Ok(()),
+        Message::Reject(r) => Err(r.reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn one_address_cannot_fill_the_subscriber_table() {
+    let mut slots = vec![None; 256];
+    let mut d = directory(config(), 16).with_subscribers(&mut slots);
+    let attacker = addr(10, 0, 0, 1, 4000);
+    let cookie = cookie_for(&mut d, attacker, T);
+    let mut taken = 0;
+    for id in 0..256 {
+        // Each from another port of the same address: one source all the same.
+        let from = addr(10, 0, 0, 1, 4000 + id as u16);
+        let cookie = if id == 0 {
+            cookie
+        } else {
+            cookie_for(&mut d, from, T)
+        };
+        d.handle_datagram(T, from, &subscribe(id, cookie));
+        if subscribe_answer(&drain(&mut d, T), from).is_ok() {
+            taken += 1;
+        }
+    }
+    assert!(taken < 256, "one address took the whole subscriber table");
+    let other = addr(10, 0, 1, 1, 4000);
+    let cookie = cookie_for(&mut d, other, T);
+    d.handle_datagram(T, other, &subscribe(1_000, cookie));
+    assert_eq!(subscribe_answer(&drain(&mut d, T), other), Ok(()));
+}
+
+#[test]
+fn subscription_budgets_per_address_and_per_network() {
+    let mut c = config();
+    c.admission.subscriptions_per_address = 2;
+    c.admission.subscriptions_per_network = 3;
+    let mut slots = vec![None; 16];
+    let mut d = directory(c, 16).with_subscribers(&mut slots);
+    let try_subscribe = |d: &mut Directory<'_>, from: SocketAddr, id: u64| {
+        let cookie = cookie_for(d, from, T);
+        d.handle_datagram(T, from, &subscribe(id, cookie));
+        subscribe_answer(&drain(d, T), from)
+    };
+    let first = addr(10, 0, 0, 1, 4000);
+    assert_eq!(try_subscribe(&mut d, first, 1), Ok(()));
+    assert_eq!(try_subscribe(&mut d, addr(10, 0, 0, 1, 4001), 2), Ok(()));
+    assert_eq!(
+        try_subscribe(&mut d, addr(10, 0, 0, 1, 4002), 3),
+        Err(RejectReason::SourceBudget)
+    );
+    // A renewal is taken.
+    assert_eq!(try_subscribe(&mut d, first, 1), Ok(()));
+    // The /24 holds three at most, and a subscription moving into it counts.
+    assert_eq!(try_subscribe(&mut d, addr(10, 0, 1, 1, 4000), 4), Ok(()));
+    assert_eq!(try_subscribe(&mut d, addr(10, 0, 0, 2, 4000), 5), Ok(()));
+    assert_eq!(
+        try_subscribe(&mut d, addr(10, 0, 0, 3, 4000), 4),
+        Err(RejectReason::SourceBudget)
+    );
+    assert_eq!(d.subscriber_count(), 4);
+    assert_eq!(d.stats().rejected(RejectReason::SourceBudget), 2);
+}

@@ -55,6 +55,10 @@ pub const DEFAULT_CAPACITY: usize = 16_384;
 pub const DEFAULT_REGISTRATIONS_PER_ADDRESS: u32 = 1024;
 /// Default live registrations one /24 (IPv4) or /64 (IPv6) network may hold.
 pub const DEFAULT_REGISTRATIONS_PER_NETWORK: u32 = 4096;
+/// Default subscriptions one address may hold.
+pub const DEFAULT_SUBSCRIPTIONS_PER_ADDRESS: u32 = 64;
+/// Default subscriptions one /24 (IPv4) or /64 (IPv6) network may hold.
+pub const DEFAULT_SUBSCRIPTIONS_PER_NETWORK: u32 = 512;
 /// Default snapshot bytes per second for one source address.
 pub const DEFAULT_SNAPSHOT_SOURCE_RATE: u32 = 1 << 20;
 /// Default snapshot bytes per second for all sources together.
@@ -210,6 +214,14 @@ pub struct Options {
     /// Live registrations one /24 (IPv4) or /64 (IPv6) network may hold [default: 4096]
     #[arg(long, env = "HERALD_REGISTRATIONS_PER_NETWORK", value_name = "N")]
     pub registrations_per_network: Option<u32>,
+    /// Unicast subscriptions one source address may hold; more are refused with
+    /// `source_budget` [default: 64]
+    #[arg(long, env = "HERALD_SUBSCRIPTIONS_PER_ADDRESS", value_name = "N")]
+    pub subscriptions_per_address: Option<u32>,
+    /// Unicast subscriptions one /24 (IPv4) or /64 (IPv6) network may hold
+    /// [default: 512]
+    #[arg(long, env = "HERALD_SUBSCRIPTIONS_PER_NETWORK", value_name = "N")]
+    pub subscriptions_per_network: Option<u32>,
     /// Snapshot bytes per second one verified source address may receive
     /// [default: 1048576]
     #[arg(long, env = "HERALD_SNAPSHOT_SOURCE_RATE", value_name = "BYTES")]
@@ -478,6 +490,12 @@ impl Options {
             registrations_per_network: self
                 .registrations_per_network
                 .or(fallback.registrations_per_network),
+            subscriptions_per_address: self
+                .subscriptions_per_address
+                .or(fallback.subscriptions_per_address),
+            subscriptions_per_network: self
+                .subscriptions_per_network
+                .or(fallback.subscriptions_per_network),
             snapshot_source_rate: self.snapshot_source_rate.or(fallback.snapshot_source_rate),
             snapshot_rate: self.snapshot_rate.or(fallback.snapshot_rate),
             metrics: self.metrics.or(fallback.metrics),
@@ -521,6 +539,8 @@ impl Options {
             capacity: Some(DEFAULT_CAPACITY),
             registrations_per_address: Some(DEFAULT_REGISTRATIONS_PER_ADDRESS),
             registrations_per_network: Some(DEFAULT_REGISTRATIONS_PER_NETWORK),
+            subscriptions_per_address: Some(DEFAULT_SUBSCRIPTIONS_PER_ADDRESS),
+            subscriptions_per_network: Some(DEFAULT_SUBSCRIPTIONS_PER_NETWORK),
             snapshot_source_rate: Some(DEFAULT_SNAPSHOT_SOURCE_RATE),
             snapshot_rate: Some(DEFAULT_SNAPSHOT_RATE),
             metrics: None,
@@ -606,6 +626,12 @@ impl Options {
         admission.registrations_per_network = o
             .registrations_per_network
             .unwrap_or(DEFAULT_REGISTRATIONS_PER_NETWORK);
+        admission.subscriptions_per_address = o
+            .subscriptions_per_address
+            .unwrap_or(DEFAULT_SUBSCRIPTIONS_PER_ADDRESS);
+        admission.subscriptions_per_network = o
+            .subscriptions_per_network
+            .unwrap_or(DEFAULT_SUBSCRIPTIONS_PER_NETWORK);
         admission.snapshot_source_rate = o
             .snapshot_source_rate
             .unwrap_or(DEFAULT_SNAPSHOT_SOURCE_RATE);
@@ -785,18 +811,27 @@ mod tests {
         let file: Options = toml::from_str(
             "registrations_per_network = 300
 snapshot_rate = 5000
+subscriptions_per_network = 90
 ",
         )
         .unwrap();
-        let flags = Cli::try_parse_from(["x", "--registrations-per-address", "20"])
-            .unwrap()
-            .options;
+        let flags = Cli::try_parse_from([
+            "x",
+            "--registrations-per-address",
+            "20",
+            "--subscriptions-per-address",
+            "3",
+        ])
+        .unwrap()
+        .options;
         let s = flags.or(file).serve_settings().unwrap();
         let admission = &s.directory.admission;
         assert_eq!(admission.registrations_per_address, 20);
         assert_eq!(admission.registrations_per_network, 300);
         assert_eq!(admission.snapshot_rate, 5000);
         assert_eq!(admission.snapshot_source_rate, DEFAULT_SNAPSHOT_SOURCE_RATE);
+        assert_eq!(admission.subscriptions_per_address, 3);
+        assert_eq!(admission.subscriptions_per_network, 90);
     }
 
     #[test]
@@ -886,6 +921,8 @@ snapshot_rate = 5000
             DEFAULT_CAPACITY.to_string(),
             DEFAULT_REGISTRATIONS_PER_ADDRESS.to_string(),
             DEFAULT_REGISTRATIONS_PER_NETWORK.to_string(),
+            DEFAULT_SUBSCRIPTIONS_PER_ADDRESS.to_string(),
+            DEFAULT_SUBSCRIPTIONS_PER_NETWORK.to_string(),
             DEFAULT_SNAPSHOT_SOURCE_RATE.to_string(),
             DEFAULT_SNAPSHOT_RATE.to_string(),
             DEFAULT_STORE.to_string(),

@@ -23,6 +23,11 @@
 //!   entry's source address, kept in memory only (restored and replicated records have
 //!   none and count for nobody), and are cached for recent addresses and networks so
 //!   that a registration does not cost a pass over the registry.
+//! * **Subscription budgets.** Likewise one address, and one /24 or /64 network, may
+//!   hold only so many subscriptions at this directory; beyond it a new subscription is
+//!   refused with [`RejectReason::SourceBudget`], so one source cannot take the whole
+//!   subscriber table (nor multiply what each change costs to deliver). They are
+//!   counted over the subscriber table when a subscription is taken (renewals are not).
 
 use super::{ConfigError, Directory};
 use crate::auth::{equal_in_constant_time, TRAILER_LEN};
@@ -69,6 +74,10 @@ pub struct AdmissionConfig {
     pub registrations_per_address: u32,
     /// Live registrations one /24 (IPv4) or /64 (IPv6) network may hold (default 4096).
     pub registrations_per_network: u32,
+    /// Subscriptions one address may hold (default 64).
+    pub subscriptions_per_address: u32,
+    /// Subscriptions one /24 (IPv4) or /64 (IPv6) network may hold (default 512).
+    pub subscriptions_per_network: u32,
 }
 
 impl Default for AdmissionConfig {
@@ -79,6 +88,8 @@ impl Default for AdmissionConfig {
             snapshot_rate: 8 << 20,
             registrations_per_address: 1024,
             registrations_per_network: 4096,
+            subscriptions_per_address: 64,
+            subscriptions_per_network: 512,
         }
     }
 }
@@ -91,6 +102,8 @@ impl AdmissionConfig {
             self.snapshot_rate,
             self.registrations_per_address,
             self.registrations_per_network,
+            self.subscriptions_per_address,
+            self.subscriptions_per_network,
         ];
         if budgets.contains(&0) {
             return Err(ConfigError::ZeroBudget);
@@ -215,7 +228,7 @@ impl Admission {
     }
 }
 
-/// Who a registration budget is kept for: one address, or one /24 (IPv4) or /64
+/// Who a registration or subscription budget is kept for: one address, or one /24 (IPv4) or /64
 /// (IPv6) network (its address with the host part zeroed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Holder {
@@ -475,6 +488,25 @@ impl Directory<'_> {
             }
         }
         false
+    }
+
+    /// True when a new subscription from `from` would take its address, or its /24 or
+    /// /64 network, past its subscription budget.
+    pub(super) fn over_subscription_budget(&self, from: SocketAddr) -> bool {
+        let ip = source_of(from);
+        let budget = &self.config.admission;
+        [
+            (Holder::Address(ip), budget.subscriptions_per_address),
+            (Holder::network(ip), budget.subscriptions_per_network),
+        ]
+        .iter()
+        .any(|&(holder, budget)| {
+            let held = self
+                .subscribers()
+                .filter(|s| holder.holds(source_of(s.address)))
+                .count();
+            held >= budget as usize
+        })
     }
 
     /// At least the live registrations `holder` holds, compared with `budget`: a count

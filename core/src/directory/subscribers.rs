@@ -340,11 +340,20 @@ impl<'a> Directory<'a> {
         }
         let lease = self.lease_for(s.lease);
         let expires = self.now + lease;
+        let found = self.subscribers.find(s.subscriber);
+        // A subscription new here, or moved from another address, counts against its
+        // source's budget; a renewal does not.
+        let moved = found
+            .and_then(|i| self.subscribers.get(i))
+            .is_none_or(|held| held.gone || held.address != from);
+        if moved && self.over_subscription_budget(from) {
+            return self.reject(from, env, s.request, RejectReason::SourceBudget);
+        }
         let table = &mut self.subscribers;
-        match table.find(s.subscriber) {
+        match found {
             Some(i) => {
                 let Some(held) = table.get_mut(i) else { return };
-                let afresh = held.gone || held.delivery != s.delivery || held.address != from;
+                let afresh = moved || held.delivery != s.delivery;
                 held.expires = expires;
                 if afresh {
                     // A new subscription under the same id (the subscriber restarted,
