@@ -8,6 +8,7 @@
 
 use herald_core::{Directory, Version};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -20,7 +21,9 @@ const MAX_ANSWER: usize = 64 << 20;
 /// One subscription, as `herald list --subscribers --json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberInfo {
-    /// The subscriber id, in hex (the listener's registrant id).
+    /// A fingerprint of the subscriber id, in hex. The id itself is the listener's
+    /// registrant id, a secret (whoever knows it can take over its registrations and
+    /// subscriptions), so it is never shown.
     pub id: String,
     /// Where deliveries go.
     pub address: SocketAddr,
@@ -55,6 +58,16 @@ pub struct Table {
     since: HashMap<u64, u64>,
 }
 
+/// 16 hex digits that tell subscribers apart without revealing their id: the first 8
+/// bytes of SHA-256 over a label and the id.
+pub fn fingerprint(id: u64) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"herald subscriber fingerprint")
+        .chain_update(id.to_be_bytes())
+        .finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Table {
     /// The rows and figures of `directory`'s subscribers now (`unix_ms`: the wall
     /// clock), forgetting the first-seen times of subscriptions that ended.
@@ -80,7 +93,7 @@ impl Table {
             }
             figures.subscribers += 1;
             rows.push(SubscriberInfo {
-                id: format!("{:016x}", s.id),
+                id: fingerprint(s.id),
                 address: s.address,
                 interests: s
                     .interest
@@ -196,6 +209,66 @@ fn dechunk(mut body: &str) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::wire::{self, Message, SnapshotRequest, SubscribeRequest};
+    use herald_core::{DirectoryConfig, Environment, Interest, Location};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// A directory holding one subscription from `id`.
+    fn subscribed(id: u64, slots: &mut [herald_core::directory::SubscriberSlot]) -> Directory<'_> {
+        let at = Location::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 37399).unwrap();
+        let group = "237.37.37.1:37371".parse().unwrap();
+        let config = DirectoryConfig::new(at, group);
+        let registry = Box::leak(vec![None; 4].into_boxed_slice());
+        let index = Box::leak(vec![0u32; 4].into_boxed_slice());
+        let mut d = Directory::new(config, registry, index)
+            .unwrap()
+            .with_subscribers(slots);
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let now = herald_core::Instant::from_millis(1);
+        let env = Environment::default();
+        let mut buf = [0u8; 1400];
+        let ask = SnapshotRequest {
+            request: 1,
+            max_pages: 1,
+            after: None,
+            interest: Interest::all(),
+            cookie: None,
+            since: None,
+        };
+        let n = wire::encode(&env, &ask, &mut buf).unwrap();
+        d.handle_datagram(now, from, &buf[..n]);
+        let t = d.poll_transmit(now, &mut buf).unwrap();
+        let Message::Cookie(c) = wire::decode(&buf[..t.len]).unwrap().message else {
+            panic!("no cookie");
+        };
+        let subscribe = SubscribeRequest {
+            request: 2,
+            subscriber: id,
+            delivery: 1,
+            lease: herald_core::Duration::from_secs(30),
+            interest: Interest::all(),
+            since: None,
+            cookie: Some(c.cookie),
+        };
+        let n = wire::encode(&env, &subscribe, &mut buf).unwrap();
+        d.handle_datagram(now, from, &buf[..n]);
+        d
+    }
+
+    #[test]
+    fn the_listing_never_shows_a_subscriber_id() {
+        let id = 0x1234_5678_9abc_def0;
+        let mut slots = vec![None; 2];
+        let d = subscribed(id, &mut slots);
+        let (rows, figures) = Table::default().refresh(&d, 7);
+        assert_eq!(figures.subscribers, 1);
+        let shown = serde_json::to_string(&rows).unwrap();
+        for secret in [format!("{id:016x}"), format!("{id:x}"), id.to_string()] {
+            assert!(!shown.contains(&secret), "{shown}");
+        }
+        assert_eq!(rows[0].id, fingerprint(id));
+        assert_ne!(fingerprint(id), fingerprint(id + 1));
+    }
 
     #[test]
     fn chunked_bodies_are_joined_and_bad_ones_refused() {
