@@ -7,6 +7,9 @@
 //! random`; this kernel has no netem) and prints how many it dropped. Another runs in an
 //! authenticated environment: the board reads the environment and key from a
 //! provisioning page QEMU loads before boot, the `herald` commands from a key file.
+//! Another drops every IPv4 multicast frame to the board (an nftables netdev egress
+//! rule, its counter printed): the board hears no announcement and no beacon, subscribes
+//! to unicast deliveries by itself (`Subscribe::WithoutBeacons`) and sees every change.
 //!
 //! Needs root, /dev/net/tun and `qemu-system-arm` (skipped, saying why, without them),
 //! `ip` from iproute2, `nft` from nftables for the lossy run, the `herald` binary next to
@@ -90,12 +93,44 @@ fn missing() -> Option<&'static str> {
     }
 }
 
+/// What the link and the environment of one run are like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// A clean link, no authentication.
+    Clean,
+    /// One frame in four dropped each way.
+    Lossy,
+    /// An authenticated environment.
+    Authenticated,
+    /// Nothing sent to an IPv4 multicast address reaches the board.
+    WithoutMulticast,
+}
+
+impl Run {
+    fn name(self) -> &'static str {
+        match self {
+            Run::Clean => "clean",
+            Run::Lossy => "lossy",
+            Run::Authenticated => "authenticated",
+            Run::WithoutMulticast => "unicast",
+        }
+    }
+}
+
+/// Applies nftables `rules` (a netdev table on the namespace's `tap0`) in `ns`.
+fn filter(ns: &Namespace, work: &std::path::Path, rules: &str) {
+    let file = work.join("filter.nft");
+    std::fs::write(&file, rules).unwrap();
+    run(ns.command("nft").arg("-f").arg(&file));
+}
+
 /// The board registers, is listed, discovers a service the CLI registers, sees it
 /// unregistered, and then unregisters its own service (its script: `std-service`
 /// going away is the command to leave), which QEMU's exit status confirms.
-fn board_meets_the_server(shell: Shell, run_name: &str, lossy: bool, authenticated: bool) {
-    let label = format!("{}-{run_name}", shell.name());
-    let nft = lossy && Command::new("nft").arg("--version").output().is_err();
+fn board_meets_the_server(shell: Shell, how: Run) {
+    let label = format!("{}-{}", shell.name(), how.name());
+    let filtered = matches!(how, Run::Lossy | Run::WithoutMulticast);
+    let nft = filtered && Command::new("nft").arg("--version").output().is_err();
     if let Some(reason) = missing().or(nft.then_some("no nft (apt-get install nftables)")) {
         println!("skipping the QEMU test ({label}): {reason}");
         return;
@@ -106,20 +141,28 @@ fn board_meets_the_server(shell: Shell, run_name: &str, lossy: bool, authenticat
     let work = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&work).unwrap();
     let ns = Namespace::create(name);
-    if lossy {
+    match how {
         // One frame in four dropped, to the board (egress) and from it (ingress).
-        let rules = work.join("loss.nft");
-        std::fs::write(
-            &rules,
-            "table netdev loss {\n\
+        Run::Lossy => filter(
+            &ns,
+            &work,
+            "table netdev filter {\n\
              chain to_board { type filter hook egress device \"tap0\" priority 0; \
              numgen random mod 4 0 counter drop; }\n\
              chain from_board { type filter hook ingress device \"tap0\" priority 0; \
              numgen random mod 4 0 counter drop; }\n}\n",
-        )
-        .unwrap();
-        run(ns.command("nft").arg("-f").arg(&rules));
+        ),
+        // No IPv4 multicast to the board: no announcement, no beacon.
+        Run::WithoutMulticast => filter(
+            &ns,
+            &work,
+            "table netdev filter {\n\
+             chain to_board { type filter hook egress device \"tap0\" priority 0; \
+             meta protocol ip ip daddr 224.0.0.0/4 counter drop; }\n}\n",
+        ),
+        Run::Clean | Run::Authenticated => {}
     }
+    let authenticated = how == Run::Authenticated;
 
     // Every `herald` command reads the environment and key file from these variables.
     let mut environment: Vec<(&str, PathBuf)> = Vec::new();
@@ -216,15 +259,23 @@ fn board_meets_the_server(shell: Shell, run_name: &str, lossy: bool, authenticat
     assert!(status.success(), "the firmware ended with {status}");
     let list = run(herald_command(&ns).args(["list", "--json"]).args(on_tap));
     assert!(!list.contains("embedded-node"), "herald list: {list}");
-    if lossy {
+    if filtered {
         // How many frames the link dropped (`counter … drop` lines), to see it did.
-        let rules = run(ns.command("nft").args(["list", "table", "netdev", "loss"]));
+        let rules = run(ns
+            .command("nft")
+            .args(["list", "table", "netdev", "filter"]));
         let dropped: Vec<&str> = rules
             .lines()
             .filter(|l| l.contains("drop"))
             .map(str::trim)
             .collect();
-        println!("lossy link ({label}): {dropped:?}");
+        println!("filtered link ({label}): {dropped:?}");
+        if how == Run::WithoutMulticast {
+            assert!(
+                !dropped.iter().any(|l| l.contains("packets 0 ")),
+                "no multicast reached the link, so none was dropped: {dropped:?}"
+            );
+        }
     }
     println!(
         "emulated figures ({label}): boot to registered {boot_ms} ms; `herald register` \
@@ -240,30 +291,40 @@ fn board_meets_the_server(shell: Shell, run_name: &str, lossy: bool, authenticat
 
 #[test]
 fn bare_board_meets_the_std_server() {
-    board_meets_the_server(Shell::Bare, "clean", false, false);
+    board_meets_the_server(Shell::Bare, Run::Clean);
 }
 
 #[test]
 fn bare_board_meets_the_std_server_through_packet_loss() {
-    board_meets_the_server(Shell::Bare, "lossy", true, false);
+    board_meets_the_server(Shell::Bare, Run::Lossy);
 }
 
 #[test]
 fn bare_board_meets_the_std_server_in_an_authenticated_environment() {
-    board_meets_the_server(Shell::Bare, "authenticated", false, true);
+    board_meets_the_server(Shell::Bare, Run::Authenticated);
+}
+
+#[test]
+fn bare_board_meets_the_std_server_without_multicast() {
+    board_meets_the_server(Shell::Bare, Run::WithoutMulticast);
 }
 
 #[test]
 fn embassy_board_meets_the_std_server() {
-    board_meets_the_server(Shell::Embassy, "clean", false, false);
+    board_meets_the_server(Shell::Embassy, Run::Clean);
 }
 
 #[test]
 fn embassy_board_meets_the_std_server_through_packet_loss() {
-    board_meets_the_server(Shell::Embassy, "lossy", true, false);
+    board_meets_the_server(Shell::Embassy, Run::Lossy);
 }
 
 #[test]
 fn embassy_board_meets_the_std_server_in_an_authenticated_environment() {
-    board_meets_the_server(Shell::Embassy, "authenticated", false, true);
+    board_meets_the_server(Shell::Embassy, Run::Authenticated);
+}
+
+#[test]
+fn embassy_board_meets_the_std_server_without_multicast() {
+    board_meets_the_server(Shell::Embassy, Run::WithoutMulticast);
 }

@@ -1,6 +1,7 @@
 //! What the board does, in both shells: it is 192.168.69.1/24, registers
 //! `embedded-node` at 192.168.69.1:7000 with the directory at 192.168.69.100:37399, and
-//! discovers every service. Its command to leave: when the service `std-service` is
+//! discovers every service (by unicast deliveries when it hears no beacon on the
+//! group, as on a link that drops multicast). Its command to leave: when the service `std-service` is
 //! unregistered it unregisters its own service, and once the directory confirmed that
 //! it ends the emulation with status 0 (status 1 after [`LIMIT_MS`] without).
 //!
@@ -12,7 +13,7 @@ use crate::{clock, provisioning, semihosting};
 use core::fmt::Write;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use herald_embedded::{
-    ClientEvent, Config, Interest, Location, Registration, Service, ServiceName,
+    ClientEvent, Config, Interest, Location, Registration, Service, ServiceName, Subscribe,
 };
 
 /// The board's MAC address (locally administered).
@@ -46,6 +47,9 @@ pub fn config() -> Config {
         MAC[0], MAC[1], MAC[2], MAC[3], MAC[4], MAC[5], 0x51, 0xe3,
     ]));
     config.client.interest = Some(Interest::all());
+    // On a link that drops multicast it hears no beacon: then it subscribes to unicast
+    // deliveries at the directory.
+    config.client.subscribe = Subscribe::WithoutBeacons;
     let _ = config
         .client
         .directories
