@@ -3,6 +3,7 @@
 //! directory and the listener keep serving correctly, and the directory counts what it
 //! dropped or refused.
 
+use herald_core::wire::{self, Message, RejectReason};
 use herald_tests::harness::herald::{count, list_view, register};
 use herald_tests::harness::host::Host;
 use herald_tests::harness::hostile;
@@ -162,4 +163,78 @@ fn hostile_datagrams_are_dropped_and_counted_and_service_goes_on() {
         "only `after` registered"
     );
     assert_eq!(delta("herald_unregisters_total"), 0.0);
+}
+
+/// Asks the directory at `to` for its cookie from `socket`.
+fn cookie(socket: &UdpSocket, to: SocketAddr) -> [u8; wire::COOKIE_LEN] {
+    socket
+        .send_to(&hostile::snapshot_request(ENV, None), to)
+        .expect("send");
+    let mut buf = [0u8; 1500];
+    loop {
+        let n = socket.recv(&mut buf).expect("a cookie within the timeout");
+        if let Some(Message::Cookie(c)) = hostile::decode(&buf[..n]) {
+            return c.cookie;
+        }
+    }
+}
+
+/// A socket on `ip` (a loopback address of its own) that waits at most 2 s.
+fn subscriber_socket(ip: Ipv4Addr) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+/// Subscribes `ids` from `socket`; how many were taken and how many refused for the
+/// source's budget (deliveries arriving meanwhile are skipped).
+fn subscribe_all(socket: &UdpSocket, to: SocketAddr, ids: std::ops::Range<u64>) -> (usize, usize) {
+    let cookie = cookie(socket, to);
+    let (mut taken, mut refused) = (0, 0);
+    let mut buf = [0u8; 1500];
+    for id in ids {
+        let delivery = id as u32 + 1;
+        socket
+            .send_to(&hostile::subscribe(ENV, id, delivery, cookie), to)
+            .expect("send");
+        loop {
+            let n = socket.recv(&mut buf).expect("an answer within the timeout");
+            match hostile::decode(&buf[..n]) {
+                Some(Message::SubscribeAck(_)) => taken += 1,
+                Some(Message::Reject(r)) if r.reason == RejectReason::SourceBudget => refused += 1,
+                Some(Message::Reject(r)) => panic!("refused: {r:?}"),
+                _ => continue,
+            }
+            break;
+        }
+    }
+    (taken, refused)
+}
+
+#[test]
+fn one_address_takes_its_subscription_budget_and_no_more() {
+    let host = Host::loopback("lo");
+    let options = DirectoryOptions::new(ENV).with_metrics();
+    let directory = Directory::start(&host, "directory", options);
+    let to = directory.bind_addr();
+    let attacker = subscriber_socket(Ipv4Addr::new(127, 0, 0, 9));
+    let (taken, refused) = subscribe_all(&attacker, to, 0..100);
+    eprintln!("[s09] one address subscribing 100 times: {taken} taken, {refused} refused");
+    assert_eq!(
+        (taken, refused),
+        (64, 36),
+        "the default budget of one address"
+    );
+    // Another address is still served.
+    let other = subscriber_socket(Ipv4Addr::new(127, 0, 0, 10));
+    assert_eq!(subscribe_all(&other, to, 1_000..1_001), (1, 0));
+    let subscribers = poll_until(T, || {
+        let m = directory.metrics();
+        (m.get("herald_subscribers") == 65.0).then_some(())
+    });
+    assert!(
+        subscribers.is_some(),
+        "{}",
+        directory.metrics().get("herald_subscribers")
+    );
 }

@@ -4,9 +4,10 @@
 
 use super::rng::Rng;
 use herald_core::wire::{
-    self, AnnounceHeader, BatchWriter, Change, RegisterRequest, UnregisterRequest,
+    self, AnnounceHeader, BatchWriter, Change, Message, RegisterRequest, SnapshotRequest,
+    SubscribeRequest, UnregisterRequest, COOKIE_LEN,
 };
-use herald_core::{Duration, Environment, Location, Registration, ServiceName, Version};
+use herald_core::{Duration, Environment, Interest, Location, Registration, ServiceName, Version};
 use std::net::SocketAddr;
 
 fn env(name: &str) -> Environment {
@@ -44,6 +45,48 @@ pub fn unregister(environment: &str, registrant: u64, service: &str) -> Vec<u8> 
     let mut buf = [0u8; 512];
     let n = wire::encode(&env(environment), &request, &mut buf).expect("encode");
     buf[..n].to_vec()
+}
+
+/// A snapshot request for one page of everything, with `cookie` if given (without one,
+/// a directory answers with its cookie for the sender's address).
+pub fn snapshot_request(environment: &str, cookie: Option<[u8; COOKIE_LEN]>) -> Vec<u8> {
+    let request = SnapshotRequest {
+        request: 79,
+        max_pages: 1,
+        after: None,
+        interest: Interest::all(),
+        cookie,
+        since: None,
+    };
+    let mut buf = [0u8; 512];
+    let n = wire::encode(&env(environment), &request, &mut buf).expect("encode");
+    buf[..n].to_vec()
+}
+
+/// A Subscribe to everything for `subscriber`, its deliveries named `delivery`.
+pub fn subscribe(
+    environment: &str,
+    subscriber: u64,
+    delivery: u32,
+    cookie: [u8; COOKIE_LEN],
+) -> Vec<u8> {
+    let request = SubscribeRequest {
+        request: 80,
+        subscriber,
+        delivery,
+        lease: Duration::from_secs(30),
+        interest: Interest::all(),
+        since: None,
+        cookie: Some(cookie),
+    };
+    let mut buf = [0u8; 512];
+    let n = wire::encode(&env(environment), &request, &mut buf).expect("encode");
+    buf[..n].to_vec()
+}
+
+/// The message a directory sent, if it decodes (unauthenticated environments).
+pub fn decode(bytes: &[u8]) -> Option<Message<'_>> {
+    wire::decode(bytes).ok().map(|f| f.message)
 }
 
 /// A valid Announce frame from `directory` saying `service` was unregistered at
