@@ -163,9 +163,19 @@ impl DirectoryConfig {
         }
     }
 
+    /// Bytes the authentication trailer takes at the end of every frame sent (0 without
+    /// keys).
+    pub fn trailer_len(&self) -> usize {
+        if self.keys.is_some() {
+            TRAILER_LEN
+        } else {
+            0
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let trailer = if self.keys.is_some() { TRAILER_LEN } else { 0 };
+        let trailer = self.trailer_len();
         if self.max_datagram < wire::MIN_MAX_DATAGRAM + trailer
             || self.max_datagram > wire::MAX_DATAGRAM
         {
@@ -323,6 +333,9 @@ pub struct DirectoryStats {
     pub delivery_snapshots: u64,
     /// Deliveries sent again because their acknowledgement did not come in time.
     pub delivery_resends: u64,
+    /// Times a delivery page waited for the snapshot byte budgets (a snapshot, or a
+    /// delivery of changes longer than one page).
+    pub deliveries_throttled: u64,
     /// Subscriptions whose lease ran out.
     pub subscribers_expired: u64,
 }
@@ -714,11 +727,7 @@ impl<'a> Directory<'a> {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.observe(now);
         let max = buf.len().min(self.config.max_datagram);
-        let trailer = if self.config.keys.is_some() {
-            TRAILER_LEN
-        } else {
-            0
-        };
+        let trailer = self.config.trailer_len();
         let body = &mut buf[..max.saturating_sub(trailer)];
         if !self.config.multicast {
             self.announce_unsent(body);

@@ -571,10 +571,14 @@ fn a_source_that_unregisters_may_register_again() {
 }
 
 fn subscribe(subscriber: u64, cookie: [u8; wire::COOKIE_LEN]) -> Vec<u8> {
+    subscribe_with(subscriber, 1, cookie)
+}
+
+fn subscribe_with(subscriber: u64, delivery: u32, cookie: [u8; wire::COOKIE_LEN]) -> Vec<u8> {
     let r = wire::SubscribeRequest {
         request: 7,
         subscriber,
-        delivery: 1,
+        delivery,
         lease: Duration::from_secs(30),
         interest: Interest::all(),
         since: None,
@@ -657,4 +661,39 @@ fn subscription_budgets_per_address_and_per_network() {
     );
     assert_eq!(d.subscriber_count(), 4);
     assert_eq!(d.stats().rejected(RejectReason::SourceBudget), 2);
+}
+
+#[test]
+fn a_verified_subscriber_gets_no_more_snapshot_bytes_than_its_rate() {
+    let mut slots = vec![None; 16];
+    let mut d = directory(config(), 4_000).with_subscribers(&mut slots);
+    fill(&mut d, 2_000);
+    let source = addr(10, 66, 66, 66, 7000);
+    let cookie = cookie_for(&mut d, source, T);
+    let rate = config().admission.snapshot_source_rate as usize;
+    // A new delivery id 1,000 times per second for 2 s: each starts the subscription
+    // afresh, with a snapshot of the whole registry.
+    let mut total = 0;
+    let mut buf = [0u8; 1400];
+    for step in 0..2_000u32 {
+        let now = T + Duration::from_millis(u64::from(step));
+        d.handle_datagram(now, source, &subscribe_with(9, step, cookie));
+        while let Some(t) = d.poll_transmit(now, &mut buf) {
+            let page = matches!(
+                wire::decode(&buf[..t.len]).map(|f| f.message),
+                Ok(Message::SnapshotPage(..) | Message::ChangesPage(..))
+            );
+            if t.destination == source && page {
+                total += t.len;
+            }
+        }
+        while d.poll_event().is_some() {}
+    }
+    // One second's burst, then the rate, and at most one page of debt.
+    assert!(total <= 3 * rate + 1_400, "{total} delivery bytes in 2 s");
+    assert!(
+        total >= 2 * rate,
+        "{total} bytes in 2 s: the budget is the rate"
+    );
+    assert!(d.stats().deliveries_throttled > 0);
 }

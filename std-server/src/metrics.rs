@@ -152,6 +152,10 @@ fn describe() {
             "Unicast deliveries sent again for want of an acknowledgement.",
         ),
         (
+            "herald_deliveries_throttled_total",
+            "Times a bulk delivery page (a snapshot, or changes beyond one page) waited for the snapshot byte budgets.",
+        ),
+        (
             "herald_subscribers_expired_total",
             "Subscriptions whose lease ran out.",
         ),
@@ -236,6 +240,7 @@ fn record(s: &Snapshot) {
         ("herald_deliveries_total", d.deliveries),
         ("herald_delivery_snapshots_total", d.delivery_snapshots),
         ("herald_delivery_resends_total", d.delivery_resends),
+        ("herald_deliveries_throttled_total", d.deliveries_throttled),
         ("herald_subscribers_expired_total", d.subscribers_expired),
     ];
     for (name, value) in counters {
@@ -365,6 +370,7 @@ mod tests {
         s.subscribers.subscribers = 2;
         s.subscribers.max_lag = 11;
         s.directory.delivery_resends = 12;
+        s.directory.deliveries_throttled = 13;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -387,6 +393,7 @@ mod tests {
             "herald_subscribers 2",
             "herald_subscriber_lag_max 11",
             "herald_delivery_resends_total 12",
+            "herald_deliveries_throttled_total 13",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

@@ -30,7 +30,7 @@
 //!   counted over the subscriber table when a subscription is taken (renewals are not).
 
 use super::{ConfigError, Directory};
-use crate::auth::{equal_in_constant_time, TRAILER_LEN};
+use crate::auth::equal_in_constant_time;
 use crate::name::Environment;
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -191,7 +191,7 @@ impl Admission {
     }
 
     /// Refills the budgets of `ip` and of everyone; true when both have bytes left.
-    fn may_send(&mut self, config: &AdmissionConfig, ip: IpAddr, now: Instant) -> bool {
+    pub(super) fn may_send(&mut self, config: &AdmissionConfig, ip: IpAddr, now: Instant) -> bool {
         self.global.refill(config.snapshot_rate, now);
         let rate = config.snapshot_source_rate;
         let index = match self.sources.iter().position(|s| s.ip == ip) {
@@ -220,7 +220,7 @@ impl Admission {
     }
 
     /// Charges `bytes` sent to `ip`.
-    fn spent(&mut self, ip: IpAddr, bytes: usize) {
+    pub(super) fn spent(&mut self, ip: IpAddr, bytes: usize) {
         self.global.spend(bytes);
         if let Some(s) = self.sources.iter_mut().find(|s| s.ip == ip) {
             s.bucket.spend(bytes);
@@ -364,11 +364,7 @@ impl Directory<'_> {
 
     /// The next snapshot answer datagram (body only: `buf` leaves room for the trailer).
     pub(super) fn transmit_answer(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let trailer = if self.config.keys.is_some() {
-            TRAILER_LEN
-        } else {
-            0
-        };
+        let trailer = self.config.trailer_len();
         loop {
             let pages = matches!(self.admission.answers.front(), Some(Answer::Pages { .. }));
             if pages && self.is_catching_up() {

@@ -17,6 +17,13 @@
 //! snapshot that replaces it shows it), and a silent subscriber costs a few re-sends
 //! per lease.
 //!
+//! Bulk is budgeted: a page of a snapshot delivery, and every page after the first of a
+//! delivery of changes, is charged to the snapshot byte budgets of the subscriber's
+//! address and of all sources (see the `admission` module) and waits while they are
+//! spent, so a subscriber that starts afresh again and again pulls no more than a
+//! snapshot requester may. A one-page delivery of changes, what one real change costs,
+//! is not held back.
+//!
 //! Work is bounded: each `poll_transmit` writes at most one page, and the subscribers
 //! take turns. A delivery that would be empty (nothing matching changed) is not sent:
 //! the cursor moves on by itself.
@@ -25,6 +32,7 @@
 //! [`SnapshotPage`]: crate::wire::Message::SnapshotPage
 //! [`DeliveryAck`]: crate::wire::DeliveryAck
 
+use super::admission::source_of;
 use super::subscribers::Window;
 use super::*;
 use crate::wire::DeliveryAck;
@@ -33,6 +41,8 @@ use crate::wire::DeliveryAck;
 /// with the default timeout): a subscriber that comes back after a loss burst hears
 /// within that, and a silent one costs one re-send per 2 s of its lease at most.
 const MAX_BACKOFF_DOUBLINGS: u8 = 3;
+/// A delivery held back by the byte budgets is tried again after this long.
+const BUDGET_WAIT: Duration = Duration::from_millis(10);
 
 impl Directory<'_> {
     /// The next delivery datagram (body only: `buf` leaves room for the trailer).
@@ -61,7 +71,8 @@ impl Directory<'_> {
         let as_of = self.last_version;
         let floor = self.repair_floor;
         let s = self.subscribers.get_mut(i)?;
-        if s.gone {
+        if s.gone || (s.window.writing && now < s.window.deadline) {
+            // Ended, or held back by the byte budgets until its deadline.
             return None;
         }
         if !s.window.writing {
@@ -88,13 +99,23 @@ impl Directory<'_> {
             complete: false,
         };
         let snapshot = s.window.snapshot;
+        let to = s.address;
+        if snapshot || header.after.is_some() {
+            let ip = source_of(to);
+            if !self.admission.may_send(&self.config.admission, ip, now) {
+                self.stats.deliveries_throttled += 1;
+                let s = self.subscribers.get_mut(i)?;
+                s.window.deadline = now + BUDGET_WAIT;
+                return None;
+            }
+        }
+        let s = self.subscribers.get(i)?;
         let written = if snapshot {
             self.write_page(&header, &s.interest, false, buf)
         } else {
             let since = s.acked.unwrap_or_default();
             self.write_changes(&header, &s.interest, since, buf)
         };
-        let to = s.address;
         let timeout = self.config.delivery_timeout;
         let s = self.subscribers.get_mut(i)?;
         let Some((len, last, complete)) = written else {
@@ -117,6 +138,10 @@ impl Directory<'_> {
             w.deadline = now + timeout.mul(1 << doublings);
         } else {
             w.after = last;
+        }
+        if snapshot || header.after.is_some() {
+            let sent = len + self.config.trailer_len();
+            self.admission.spent(source_of(to), sent);
         }
         self.stats.deliveries += 1;
         if snapshot {
@@ -154,7 +179,9 @@ impl Directory<'_> {
         let table = &self.subscribers;
         let resend = (0..table.len())
             .filter_map(|i| table.get(i))
-            .filter(|s| !s.gone && !s.window.writing && s.window.as_of.is_some())
+            .filter(|s| !s.gone && s.window.as_of.is_some())
+            // Pages still to write are due at once, unless held back by the budgets.
+            .filter(|s| !s.window.writing || s.window.deadline > self.now)
             .map(|s| s.window.deadline)
             .min()
             .filter(|_| self.announces());
