@@ -155,6 +155,14 @@ fn describe() {
             "herald_subscribers_expired_total",
             "Subscriptions whose lease ran out.",
         ),
+        (
+            "herald_subscriptions_total",
+            "New unicast subscriptions taken.",
+        ),
+        (
+            "herald_unsubscribes_total",
+            "Subscriptions ended by their subscriber (unsubscribed).",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -237,6 +245,8 @@ fn record(s: &Snapshot) {
         ("herald_delivery_snapshots_total", d.delivery_snapshots),
         ("herald_delivery_resends_total", d.delivery_resends),
         ("herald_subscribers_expired_total", d.subscribers_expired),
+        ("herald_subscriptions_total", d.subscriptions),
+        ("herald_unsubscribes_total", d.unsubscribes),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);
@@ -365,6 +375,7 @@ mod tests {
         s.subscribers.subscribers = 2;
         s.subscribers.max_lag = 11;
         s.directory.delivery_resends = 12;
+        s.directory.unsubscribes = 13;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -387,6 +398,7 @@ mod tests {
             "herald_subscribers 2",
             "herald_subscriber_lag_max 11",
             "herald_delivery_resends_total 12",
+            "herald_unsubscribes_total 13",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }
