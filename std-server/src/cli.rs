@@ -57,9 +57,11 @@ pub enum Command {
     /// the same --registrant)
     Unregister(UnregisterArgs),
     /// Print one line per service discovered, changed or unregistered, as it happens
-    /// (the current registry first, then `ready: N services` once it is all in)
+    /// (the current registry first, then `ready: N services` once it is all in); with
+    /// --subscribers, one per subscriber that came, changed or went
     Watch(WatchArgs),
-    /// Print the directory's current registry and exit
+    /// Print the directory's current registry and exit; with --subscribers, its
+    /// unicast subscribers (all, or those --interested-in a name)
     List(ListArgs),
     /// Print a new key file (32 random bytes) for an authenticated environment, e.g.
     /// `(umask 077; herald keygen --id 1 > herald.key)`
