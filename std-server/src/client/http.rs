@@ -160,3 +160,53 @@ impl Answer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Serves `answer` once on a loopback port, written in pieces of 3 bytes.
+    async fn serve_once(answer: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            for piece in answer.as_bytes().chunks(3) {
+                stream.write_all(piece).await.unwrap();
+                stream.flush().await.unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_are_joined_and_read_by_line() {
+        let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      5\r\nab\ncd\r\n4;x=y\r\n\r\nef\r\n0\r\n\r\n";
+        let addr = serve_once(answer).await;
+        let body = get(addr, "/", None).await.unwrap().body().await.unwrap();
+        assert_eq!(body, "ab\ncd\r\nef");
+        let addr = serve_once(answer).await;
+        let mut a = get(addr, "/", None).await.unwrap();
+        assert_eq!(a.status, 200);
+        let mut lines = Vec::new();
+        while let Some(line) = a.line().await.unwrap() {
+            lines.push(line);
+        }
+        assert_eq!(lines, ["ab", "cd", "ef"]);
+    }
+
+    #[tokio::test]
+    async fn bad_answers_are_refused() {
+        let addr = serve_once("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
+        assert!(get(addr, "/", None).await.unwrap().body().await.is_err());
+        let addr =
+            serve_once("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc").await;
+        assert!(get(addr, "/", None).await.unwrap().body().await.is_err());
+        let addr = serve_once("SSH-2.0-OpenSSH\r\n").await;
+        assert!(get(addr, "/", None).await.is_err());
+    }
+}

@@ -101,8 +101,8 @@ impl Subscribers {
         self.ended = (stats.subscribers_expired, stats.unsubscribes);
         let gone = std::mem::replace(&mut self.table, table);
         let ended = match (expired, unsubscribed) {
-            (0, _) => Some(Ended::Unsubscribed),
-            (_, 0) => Some(Ended::Expired),
+            (0, 1..) => Some(Ended::Unsubscribed),
+            (1.., 0) => Some(Ended::Expired),
             _ => None,
         };
         for (_, s) in gone {
@@ -122,5 +122,83 @@ impl Subscribers {
             });
         }
         moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::directory::DirectoryConfig;
+
+    fn row(id: u64, interests: &[&str]) -> SubscriberInfo {
+        SubscriberInfo {
+            id: format!("{id:016x}"),
+            address: "127.0.0.1:5000".parse().unwrap(),
+            interests: interests.iter().map(|s| s.to_string()).collect(),
+            since_unix_ms: 1,
+            acked: None,
+            lag: None,
+        }
+    }
+
+    fn kinds(changes: &[SubscriberChange]) -> Vec<(SubscriberChangeKind, u64, Option<Ended>)> {
+        changes
+            .iter()
+            .map(|c| (c.kind, c.sequence, c.ended))
+            .collect()
+    }
+
+    #[test]
+    fn refreshes_log_what_came_changed_and_went() {
+        use SubscriberChangeKind::*;
+        let address = herald_core::Location::new([127, 0, 0, 1].into(), 37399).unwrap();
+        let config = DirectoryConfig::new(address, "237.37.37.1:37371".parse().unwrap());
+        let (mut slots, mut index) = (vec![None; 4], vec![0u32; 4]);
+        let directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let mut who = Subscribers::default();
+        assert!(who.refresh(vec![row(1, &["a"]), row(2, &[])], &directory));
+        // Acknowledgements alone are no change.
+        let mut acked = row(1, &["a"]);
+        acked.acked = Some(5);
+        assert!(!who.refresh(vec![acked, row(2, &[])], &directory));
+        assert!(who.refresh(vec![row(1, &["a", "b*"])], &directory));
+        let all = who.changes_since(0).unwrap();
+        // Neither counter of the directory moved: why 2 went is not known.
+        assert_eq!(
+            kinds(&all),
+            [
+                (Came, 1, None),
+                (Came, 2, None),
+                (Changed, 3, None),
+                (Went, 4, None)
+            ]
+        );
+        assert_eq!(all[3].subscriber.id, format!("{:016x}", 2));
+        assert_eq!(kinds(&who.changes_since(3).unwrap()), [(Went, 4, None)]);
+        assert!(who.changes_since(4).unwrap().is_empty());
+        assert!(
+            who.changes_since(5).is_none(),
+            "a sequence never handed out"
+        );
+        assert_eq!(who.rows().len(), 1);
+    }
+
+    #[test]
+    fn a_watcher_too_far_behind_gets_the_table_again() {
+        let address = herald_core::Location::new([127, 0, 0, 1].into(), 37399).unwrap();
+        let config = DirectoryConfig::new(address, "237.37.37.1:37371".parse().unwrap());
+        let (mut slots, mut index) = (vec![None; 4], vec![0u32; 4]);
+        let directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let mut who = Subscribers::default();
+        for i in 0..=LOG_CAPACITY as u64 {
+            who.refresh(vec![row(i, &[])], &directory);
+        }
+        // One came and one went per refresh after the first.
+        assert_eq!(who.sequence(), 2 * LOG_CAPACITY as u64 + 1);
+        assert!(who.changes_since(0).is_none());
+        // The newest change dropped from the log: who saw it gets every kept one.
+        let dropped = who.sequence() - LOG_CAPACITY as u64;
+        assert!(who.changes_since(dropped - 1).is_none());
+        assert_eq!(who.changes_since(dropped).unwrap().len(), LOG_CAPACITY);
     }
 }
