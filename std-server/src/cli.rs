@@ -297,7 +297,9 @@ pub struct HttpArgs {
 /// `herald list`.
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// A JSON array of {"name":…,"locations":[…],"meta":{…}}
+    /// A JSON array of {"name":…,"locations":[…],"meta":{…}}; with --subscribers, of
+    /// {"id":…,"address":…,"interests":[…],"since_unix_ms":…,"acked":…,"lag":…}; with
+    /// --interested-in, {"name":…,"count":N,"subscribers":[…]}
     #[arg(long)]
     pub json: bool,
     /// List the directory's unicast subscribers instead (id, address, interests,
