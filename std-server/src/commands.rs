@@ -363,8 +363,7 @@ async fn watch_subscribers(
         tokio::select! {
             () = &mut stop => return Ok(()),
             update = feed.next() => {
-                let Some(update) = update? else { return Ok(()) };
-                writeln!(stdout, "{}", subscriber_line(&update, args.json)?)?;
+                writeln!(stdout, "{}", subscriber_line(&update?, args.json)?)?;
                 stdout.flush()?;
             }
         }

@@ -10,7 +10,8 @@
 //! let interested = api.interested_in("billing").await?;
 //! println!("{} subscribers listen to billing", interested.count);
 //! let mut feed = api.watch_subscribers().await?;
-//! while let Some(update) = feed.next().await? {
+//! loop {
+//!     let update = feed.next().await?; // until the directory stops
 //!     println!("{update:?}");
 //! #   break;
 //! }
@@ -299,12 +300,12 @@ pub struct SubscriberWatch {
 }
 
 impl SubscriberWatch {
-    /// The next update; `Ok(None)` never (the feed runs until the directory stops:
-    /// [`ApiError::Closed`]).
-    pub async fn next(&mut self) -> Result<Option<SubscriberUpdate>, ApiError> {
+    /// The next update. The feed runs until the directory stops
+    /// ([`ApiError::Closed`]).
+    pub async fn next(&mut self) -> Result<SubscriberUpdate, ApiError> {
         loop {
             if let Some(update) = self.queued.pop_front() {
-                return Ok(Some(update));
+                return Ok(update);
             }
             let (event, data) = self.event().await?;
             self.take(&event, &data)?;
