@@ -351,3 +351,35 @@ fn subscriber_commands_say_what_is_missing() {
         assert!(err.contains("herald serve --http"), "{err}");
     }
 }
+
+#[test]
+fn the_subscriber_feed_needs_the_token_when_reads_do() {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let token = data.path().join("token");
+    std::fs::write(&token, "s3cret-s3cret-s3cret\n").unwrap();
+    let token = token.display().to_string();
+    let http = format!("127.0.0.1:{}", free_port_tcp());
+    let _dir = directory_without_group(
+        &net,
+        data.path(),
+        &http,
+        &["--http-token-file", &token, "--http-token-reads", "true"],
+    );
+    let err = refused(&["watch", "--subscribers", "--http", http.as_str()], 1);
+    assert!(err.contains("401"), "{err}");
+    let feed = Proc::spawn(
+        "subscriber feed",
+        &[
+            "watch",
+            "--subscribers",
+            "--http",
+            http.as_str(),
+            "--http-token-file",
+            token.as_str(),
+        ]
+        .map(String::from),
+        &[],
+    );
+    feed.expect_line("ready: 0 subscribers", Duration::from_secs(10));
+}
