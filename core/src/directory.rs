@@ -338,6 +338,10 @@ pub struct DirectoryStats {
     pub deliveries_throttled: u64,
     /// Subscriptions whose lease ran out.
     pub subscribers_expired: u64,
+    /// New subscriptions taken (renewals and changes of a held one not counted).
+    pub subscriptions: u64,
+    /// Subscriptions ended by an Unsubscribe.
+    pub unsubscribes: u64,
 }
 
 impl DirectoryStats {

@@ -57,9 +57,11 @@ pub enum Command {
     /// the same --registrant)
     Unregister(UnregisterArgs),
     /// Print one line per service discovered, changed or unregistered, as it happens
-    /// (the current registry first, then `ready: N services` once it is all in)
+    /// (the current registry first, then `ready: N services` once it is all in); with
+    /// --subscribers, one per subscriber that came, changed or went
     Watch(WatchArgs),
-    /// Print the directory's current registry and exit
+    /// Print the directory's current registry and exit; with --subscribers, its
+    /// unicast subscribers (all, or those --interested-in a name)
     List(ListArgs),
     /// Print a new key file (32 random bytes) for an authenticated environment, e.g.
     /// `(umask 077; herald keygen --id 1 > herald.key)`
@@ -243,6 +245,17 @@ pub struct WatchArgs {
     /// alone is `always`. With --group none a watch always subscribes [default: auto]
     #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "always")]
     pub subscribe: Option<SubscribeWhen>,
+    /// Watch the directory's unicast subscribers instead, from its HTTP API (needs
+    /// --http): the table first (`came` lines, then `ready: N subscribers`), then one
+    /// line per subscriber that came, changed its interests or address, or went
+    /// (`unsubscribed` or `expired` when known); with --json one object per line,
+    /// {"event":"came"|"changed"|"went",…} as `herald list --subscribers --json` prints
+    /// a subscriber, and {"event":"ready","subscribers":N}
+    #[arg(long, requires = "http", conflicts_with_all = ["interests", "subscribe"])]
+    pub subscribers: bool,
+    /// The directory's HTTP API.
+    #[command(flatten)]
+    pub api: HttpArgs,
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -270,22 +283,36 @@ impl SubscribeWhen {
     }
 }
 
+/// Where the directory's HTTP API is, for `--subscribers`.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// The directory's HTTP API (its `serve --http`), for --subscribers
+    #[arg(long, value_name = "IP:PORT", requires = "subscribers")]
+    pub http: Option<SocketAddr>,
+    /// File holding the HTTP API's bearer token, when reads need it
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
+}
+
 /// `herald list`.
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// A JSON array of {"name":…,"locations":[…],"meta":{…}}
+    /// A JSON array of {"name":…,"locations":[…],"meta":{…}}; with --subscribers, of
+    /// {"id":…,"address":…,"interests":[…],"since_unix_ms":…,"acked":…,"lag":…}; with
+    /// --interested-in, {"name":…,"count":N,"subscribers":[…]}
     #[arg(long)]
     pub json: bool,
     /// List the directory's unicast subscribers instead (id, address, interests,
     /// since, last acknowledged version, lag), read from its HTTP API: needs --http
     #[arg(long, requires = "http")]
     pub subscribers: bool,
-    /// The directory's HTTP API (its `serve --http`), for --subscribers
-    #[arg(long, value_name = "IP:PORT")]
-    pub http: Option<SocketAddr>,
-    /// File holding the HTTP API's bearer token, when reads need it
-    #[arg(long, value_name = "FILE")]
-    pub http_token_file: Option<std::path::PathBuf>,
+    /// With --subscribers: only those interested in this service name (an exact name
+    /// or a prefix they listen to covers it), after a line with their count
+    #[arg(long, value_name = "NAME", requires = "subscribers")]
+    pub interested_in: Option<String>,
+    /// The directory's HTTP API.
+    #[command(flatten)]
+    pub api: HttpArgs,
     /// Connection options.
     #[command(flatten)]
     pub client: ClientArgs,

@@ -1,6 +1,9 @@
 //! What each `herald` subcommand does, and how its results are printed.
 
-use crate::cli::{Cli, ClientArgs, Command, ListArgs, RegisterArgs, UnregisterArgs, WatchArgs};
+use crate::cli::{
+    Cli, ClientArgs, Command, HttpArgs, ListArgs, RegisterArgs, UnregisterArgs, WatchArgs,
+};
+use crate::client::api::{DirectoryApi, SubscriberUpdate};
 use crate::client::{registration, ClientOptions, Herald, ServiceInfo, Watch, WatchUpdate};
 use crate::config::{self, ConfigError, Options};
 use crate::serve::{self, ServeError};
@@ -21,6 +24,9 @@ pub enum Failure {
     /// A client call failed.
     #[error(transparent)]
     Client(#[from] crate::client::Error),
+    /// A call to a directory's HTTP API failed.
+    #[error(transparent)]
+    Api(#[from] crate::client::api::ApiError),
     /// Printing failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -209,6 +215,9 @@ fn update_line(update: &WatchUpdate, json: bool) -> Result<String, Failure> {
 }
 
 async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
+    if let (true, Some(http)) = (args.subscribers, args.api.http) {
+        return watch_subscribers(&args, http, file).await;
+    }
     let mut options = args.client.options(file)?;
     options.subscribe = args
         .subscribe
@@ -244,37 +253,125 @@ async fn watch(args: WatchArgs, file: &Options) -> Result<(), Failure> {
     }
 }
 
-/// `herald list --subscribers`: from the directory's HTTP API.
-async fn list_subscribers(
-    args: &ListArgs,
+/// The HTTP API at `http`, with the token of `--http-token-file` if given and the
+/// client timeout.
+fn directory_api(
+    api: &HttpArgs,
     http: SocketAddr,
+    client: &ClientArgs,
     file: &Options,
-) -> Result<(), Failure> {
-    let options = args.client.options(file)?;
-    let token = match &args.http_token_file {
+) -> Result<DirectoryApi, Failure> {
+    let timeout = client.options(file)?.timeout;
+    let token = match &api.http_token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+                .map_err(|e| ConfigError::Invalid {
+                    setting: "http-token-file",
+                    message: format!("{}: {e}", path.display()),
+                })?
                 .trim()
                 .to_owned(),
         ),
         None => None,
     };
-    let rows = crate::subscribers::fetch(http, token.as_deref(), options.timeout).await?;
+    Ok(DirectoryApi::new(http)
+        .with_token(token)
+        .with_timeout(timeout))
+}
+
+/// `herald list --subscribers [--interested-in NAME]`: from the directory's HTTP API.
+async fn list_subscribers(
+    args: &ListArgs,
+    http: SocketAddr,
+    file: &Options,
+) -> Result<(), Failure> {
+    let api = directory_api(&args.api, http, &args.client, file)?;
+    let (heading, rows) = match &args.interested_in {
+        Some(name) => {
+            let interested = api.interested_in(name).await?;
+            if args.json {
+                let text = serde_json::to_string(&interested).map_err(std::io::Error::other)?;
+                writeln!(std::io::stdout().lock(), "{text}")?;
+                return Ok(());
+            }
+            let count = match interested.count {
+                1 => "1 subscriber".to_owned(),
+                n => format!("{n} subscribers"),
+            };
+            (
+                Some(format!("{count} interested in {name}")),
+                interested.subscribers,
+            )
+        }
+        None => (None, api.subscribers().await?),
+    };
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let text = serde_json::to_string(&rows).map_err(std::io::Error::other)?;
         writeln!(stdout, "{text}")?;
-    } else {
-        for s in &rows {
-            writeln!(stdout, "{}", crate::subscribers::text_line(s))?;
-        }
+        return Ok(());
+    }
+    if let Some(heading) = heading {
+        writeln!(stdout, "{heading}")?;
+    }
+    for s in &rows {
+        writeln!(stdout, "{}", crate::subscribers::text_line(s))?;
     }
     Ok(())
 }
 
+/// One line of `herald watch --subscribers`: `came ID ADDRESS INTERESTS …`, `went …
+/// (expired)`, `ready: 2 subscribers`; each a JSON object with `--json`.
+fn subscriber_line(update: &SubscriberUpdate, json: bool) -> Result<String, Failure> {
+    if json {
+        return serde_json::to_string(update).map_err(|e| std::io::Error::other(e).into());
+    }
+    Ok(match update {
+        SubscriberUpdate::Ready { subscribers: 1 } => "ready: 1 subscriber".to_owned(),
+        SubscriberUpdate::Ready { subscribers } => format!("ready: {subscribers} subscribers"),
+        SubscriberUpdate::Change(change) => {
+            let mut line = format!(
+                "{} {}",
+                change.kind.as_str(),
+                crate::subscribers::text_line(&change.subscriber)
+            );
+            match change.ended {
+                Some(crate::client::api::Ended::Unsubscribed) => line.push_str(" (unsubscribed)"),
+                Some(crate::client::api::Ended::Expired) => line.push_str(" (expired)"),
+                None => {}
+            }
+            line
+        }
+    })
+}
+
+/// `herald watch --subscribers`: the directory's subscriber feed until Ctrl-C.
+async fn watch_subscribers(
+    args: &WatchArgs,
+    http: SocketAddr,
+    file: &Options,
+) -> Result<(), Failure> {
+    let api = directory_api(&args.api, http, &args.client, file)?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut feed = tokio::select! {
+        feed = api.watch_subscribers() => feed?,
+        () = &mut stop => return Ok(()),
+    };
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            update = feed.next() => {
+                writeln!(stdout, "{}", subscriber_line(&update?, args.json)?)?;
+                stdout.flush()?;
+            }
+        }
+    }
+}
+
 async fn list(args: ListArgs, file: &Options) -> Result<(), Failure> {
-    if let (true, Some(http)) = (args.subscribers, args.http) {
+    if let (true, Some(http)) = (args.subscribers, args.api.http) {
         return list_subscribers(&args, http, file).await;
     }
     let herald = Herald::connect(args.client.options(file)?).await?;

@@ -159,6 +159,14 @@ fn describe() {
             "herald_subscribers_expired_total",
             "Subscriptions whose lease ran out.",
         ),
+        (
+            "herald_subscriptions_total",
+            "New unicast subscriptions taken.",
+        ),
+        (
+            "herald_unsubscribes_total",
+            "Subscriptions ended by their subscriber (unsubscribed).",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -242,6 +250,8 @@ fn record(s: &Snapshot) {
         ("herald_delivery_resends_total", d.delivery_resends),
         ("herald_deliveries_throttled_total", d.deliveries_throttled),
         ("herald_subscribers_expired_total", d.subscribers_expired),
+        ("herald_subscriptions_total", d.subscriptions),
+        ("herald_unsubscribes_total", d.unsubscribes),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);
@@ -371,6 +381,7 @@ mod tests {
         s.subscribers.max_lag = 11;
         s.directory.delivery_resends = 12;
         s.directory.deliveries_throttled = 13;
+        s.directory.unsubscribes = 14;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -394,6 +405,7 @@ mod tests {
             "herald_subscriber_lag_max 11",
             "herald_delivery_resends_total 12",
             "herald_deliveries_throttled_total 13",
+            "herald_unsubscribes_total 14",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

@@ -543,7 +543,7 @@ impl Shell {
             let (rows, figures) = self.subscribers.refresh(directory, unix_micros() / 1_000);
             self.snapshot.subscribers = figures;
             if let Some(feed) = &mut self.feed {
-                feed.set_subscribers(rows);
+                feed.set_subscribers(rows, directory);
             }
         }
         self.snapshot.directory = *directory.stats();

@@ -10,13 +10,7 @@ use herald_core::{Directory, Version};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Largest answer `herald list --subscribers` reads (a full table of long interests).
-const MAX_ANSWER: usize = 64 << 20;
 
 /// One subscription, as `herald list --subscribers --json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,75 +131,6 @@ pub fn text_line(s: &SubscriberInfo) -> String {
     )
 }
 
-/// Reads `GET /v1/subscribers` from the HTTP API of a directory at `http` (with the
-/// bearer `token` if given), within `timeout`.
-pub async fn fetch(
-    http: SocketAddr,
-    token: Option<&str>,
-    timeout: Duration,
-) -> io::Result<Vec<SubscriberInfo>> {
-    tokio::time::timeout(timeout, fetch_now(http, token))
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no answer from {http} within {timeout:?}"),
-            )
-        })?
-}
-
-async fn fetch_now(http: SocketAddr, token: Option<&str>) -> io::Result<Vec<SubscriberInfo>> {
-    let mut stream = tokio::net::TcpStream::connect(http).await?;
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let request =
-        format!("GET /v1/subscribers HTTP/1.1\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    (&mut stream)
-        .take(MAX_ANSWER as u64)
-        .read_to_end(&mut answer)
-        .await?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200 ") {
-        return Err(io::Error::other(format!(
-            "{http} answered {status:?}: {}",
-            body.trim()
-        )));
-    }
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)?
-    } else {
-        body.to_owned()
-    };
-    serde_json::from_str(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Joins the chunks of a chunked HTTP body.
-fn dechunk(mut body: &str) -> io::Result<String> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad chunked body");
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").ok_or_else(bad)?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| bad())?;
-        if size == 0 {
-            return Ok(out);
-        }
-        out.push_str(rest.get(..size).ok_or_else(bad)?);
-        body = rest
-            .get(size..)
-            .and_then(|r| r.strip_prefix("\r\n"))
-            .ok_or_else(bad)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,16 +193,6 @@ mod tests {
         }
         assert_eq!(rows[0].id, fingerprint(id));
         assert_ne!(fingerprint(id), fingerprint(id + 1));
-    }
-
-    #[test]
-    fn chunked_bodies_are_joined_and_bad_ones_refused() {
-        assert_eq!(
-            dechunk("3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n").unwrap(),
-            "[1,2]"
-        );
-        assert!(dechunk("zz\r\nabc").is_err());
-        assert!(dechunk("9\r\nabc").is_err());
     }
 
     #[test]

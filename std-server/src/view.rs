@@ -7,7 +7,11 @@
 //! with the last one seen and, when it moved, walks the registry once for the records
 //! newer than that (so the copy is never staler than the directory's own state by more
 //! than one wake-up). Readers take the lock briefly and are woken through a
-//! [`watch`] channel carrying the newest version.
+//! [`watch`] channel carrying the newest version. The subscriber table
+//! ([`subscribers`]) is refreshed with the metrics, its watchers woken by a channel of
+//! its own.
+
+pub mod subscribers;
 
 use crate::client::{EventKind, ServiceInfo};
 use crate::clock::Clock;
@@ -59,8 +63,8 @@ pub struct State {
     log: VecDeque<Change>,
     /// Every change newer than this is in the log.
     floor: u64,
-    /// The unicast subscribers, as of the last metrics refresh.
-    pub subscribers: Vec<crate::subscribers::SubscriberInfo>,
+    /// The unicast subscribers, as of the last metrics refresh, and how they changed.
+    pub subscribers: subscribers::Subscribers,
 }
 
 impl State {
@@ -98,6 +102,7 @@ impl State {
 pub struct View {
     state: Arc<RwLock<State>>,
     version: watch::Receiver<u64>,
+    who: watch::Receiver<u64>,
 }
 
 impl View {
@@ -110,15 +115,25 @@ impl View {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.clone()
     }
+
+    /// A receiver that is told the sequence number of each new subscriber change.
+    pub fn subscribe_subscribers(&self) -> watch::Receiver<u64> {
+        self.who.clone()
+    }
 }
 
 impl Feed {
-    /// Replaces the subscriber rows.
-    pub fn set_subscribers(&mut self, rows: Vec<crate::subscribers::SubscriberInfo>) {
-        self.state
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .subscribers = rows;
+    /// Takes the subscriber `rows` of `directory` (as the listing makes them) and
+    /// wakes the subscriber watchers when the table changed.
+    pub fn set_subscribers(
+        &mut self,
+        rows: Vec<crate::subscribers::SubscriberInfo>,
+        directory: &Directory<'_>,
+    ) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if state.subscribers.refresh(rows, directory) {
+            self.who.send_replace(state.subscribers.sequence());
+        }
     }
 }
 
@@ -127,6 +142,7 @@ impl Feed {
 pub struct Feed {
     state: Arc<RwLock<State>>,
     version: watch::Sender<u64>,
+    who: watch::Sender<u64>,
     leases_refreshed: Option<Instant>,
     /// The first observation (which loads the registry without logging changes) is done.
     started: bool,
@@ -139,14 +155,21 @@ impl Feed {
     pub fn new() -> (Feed, View) {
         let state = Arc::new(RwLock::new(State::default()));
         let (tx, rx) = watch::channel(0);
+        let (who_tx, who_rx) = watch::channel(0);
         let feed = Feed {
             state: state.clone(),
             version: tx,
+            who: who_tx,
             leases_refreshed: None,
             started: false,
             zone: 0,
         };
-        (feed, View { state, version: rx })
+        let view = View {
+            state,
+            version: rx,
+            who: who_rx,
+        };
+        (feed, view)
     }
 
     /// Shows link-local locations, which the wire carries without a zone, in `zone`.

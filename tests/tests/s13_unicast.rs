@@ -1,33 +1,99 @@
-//! Scenario 13: a network that drops multicast on the listeners' side. Directories
-//! announce on the group as usual (`--delivery both`, the default), but an nftables rule
-//! in each listener's namespace drops everything addressed to 224.0.0.0/4, so listeners
-//! hear no announcement and no beacon. `herald watch` (with `--subscribe auto`, the
-//! default) notices the silence, subscribes to unicast deliveries and reports every
-//! change exactly once: discovery, unregistration, crash expiry, a directory restart
-//! (its subscriber table comes back from disk), failover between two directories, and
-//! 20 % loss each way on the unicast path (nftables' random numbers, so it runs where
-//! tc netem is missing).
+//! Scenario 13: a network that drops multicast on the listeners' side, over IPv4 and
+//! over IPv6. Directories announce on the group as usual (`--delivery both`, the
+//! default), but an nftables rule in the listener's namespace drops the group's traffic
+//! (IPv4: everything to 224.0.0.0/4; IPv6: UDP to ff00::/8, so that neighbour discovery
+//! still works), so the listener hears no announcement and no beacon. `herald watch`
+//! (with `--subscribe auto`, the default) notices the silence, subscribes to unicast
+//! deliveries and reports every change exactly once: discovery, unregistration, crash
+//! expiry, a directory restart (its subscriber table comes back from disk), failover
+//! between two directories, and 20 % loss each way on the unicast path (nftables'
+//! random numbers, so it runs where tc netem is missing).
+//!
+//! Each scenario runs once per family ([`Family`]): on IPv4 hosts of a lab bridge, and
+//! on the IPv6 veth pair of `harness::veth6` with a site-local group (`ff15::…`),
+//! the directories and the registrant on one end and the listener on the other.
 
 use herald_tests::harness::filter::{drop_multicast, dropped, lose_one_in_five, wait_subscribers};
 use herald_tests::harness::herald::{count, register, WatchEvent};
-use herald_tests::{lab_or_skip, Directory, DirectoryOptions, Lab, Watcher};
+use herald_tests::harness::netns::lab_or_skip;
+use herald_tests::harness::ports::{unique_group, unique_group_v6};
+use herald_tests::harness::veth6::pair_or_skip;
+use herald_tests::{Directory, DirectoryOptions, Host, Watcher};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-/// A lab of `count` hosts whose last `listeners` hosts drop multicast, or `None` after
-/// printing why the test is skipped.
-fn lab(test: &str, count: usize, listeners: usize) -> Option<Lab> {
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("[{test}] skipped: nft (nftables) is not installed");
-        return None;
+/// The IP family a scenario runs on.
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// The hosts of a scenario; the namespaces live as long as it does.
+struct Net {
+    /// Where the first and the second directory run.
+    directories: [Host; 2],
+    /// Where registrants run.
+    registrant: Host,
+    /// The listener, whose namespace drops multicast.
+    listener: Host,
+    /// The group of every directory.
+    group: SocketAddr,
+    /// Keeps the namespaces (deleted on drop).
+    _namespaces: Box<dyn std::any::Any>,
+}
+
+impl Net {
+    /// The hosts for `test` on `family`, the listener's multicast dropped; `None` after
+    /// printing why the test is skipped.
+    fn new(test: &str, family: Family) -> Option<Net> {
+        if Command::new("nft").arg("--version").output().is_err() {
+            eprintln!("[{test}] skipped: nft (nftables) is not installed");
+            return None;
+        }
+        let net = match family {
+            Family::V4 => {
+                let lab = lab_or_skip(test, 4)?;
+                let h = |i| lab.host(i).clone();
+                Net {
+                    directories: [h(0), h(1)],
+                    registrant: h(2),
+                    listener: h(3),
+                    group: unique_group(),
+                    _namespaces: Box::new(lab),
+                }
+            }
+            Family::V6 => {
+                let pair = pair_or_skip(test)?;
+                let (a, b) = (pair.end(0).host.clone(), pair.end(1).host.clone());
+                Net {
+                    directories: [a.clone(), a.clone()],
+                    registrant: a,
+                    listener: b,
+                    group: unique_group_v6(),
+                    _namespaces: Box::new(pair),
+                }
+            }
+        };
+        drop_multicast(&net.listener);
+        Some(net)
     }
-    let lab = lab_or_skip(test, count)?;
-    for i in count - listeners..count {
-        drop_multicast(lab.host(i));
+
+    /// Options of a directory on the scenario's group, with metrics.
+    fn options(&self) -> DirectoryOptions {
+        DirectoryOptions {
+            group: self.group,
+            ..DirectoryOptions::new("s13").with_metrics()
+        }
     }
-    Some(lab)
+
+    /// Starts directory `i` (0: the first, 1: the second).
+    fn directory(&self, i: usize, label: &str) -> Directory {
+        Directory::start(&self.directories[i], label, self.options())
+    }
 }
 
 /// Every name in `events` appears with `event` exactly `times` times.
@@ -37,11 +103,17 @@ fn assert_each(events: &[WatchEvent], event: &str, names: &[&str], times: usize)
     }
 }
 
-#[test]
-fn discovery_unregister_and_crash_expiry_reach_a_listener_without_multicast() {
-    let Some(lab) = lab("s13", 3, 1) else { return };
-    let (d, r, l) = (lab.host(0), lab.host(1), lab.host(2));
-    let directory = Directory::start(d, "directory", DirectoryOptions::new("s13").with_metrics());
+/// The group's traffic did reach the listener's link, and was dropped there.
+fn assert_multicast_dropped(net: &Net) {
+    assert!(dropped(&net.listener) > 0, "no multicast was dropped");
+}
+
+fn discovery_unregister_and_crash_expiry(family: Family) {
+    let Some(net) = Net::new("s13 discovery", family) else {
+        return;
+    };
+    let (r, l) = (&net.registrant, &net.listener);
+    let directory = net.directory(0, "directory");
     let conn = directory.connect();
     let watcher = Watcher::start(l, "listener", &conn, &[]);
     watcher.wait_ready(T);
@@ -69,17 +141,26 @@ fn discovery_unregister_and_crash_expiry_reach_a_listener_without_multicast() {
     assert_each(&e, "unregistered", &["stays"], 0);
     let m = directory.metrics();
     assert!(m.get("herald_deliveries_total") > 0.0, "{m:?}");
-    // The group's traffic did reach the listener's link, and was dropped there.
-    assert!(dropped(l) > 0, "no multicast was dropped");
+    assert_multicast_dropped(&net);
     drop(stays);
 }
 
 #[test]
-fn a_restarted_directory_keeps_delivering_to_its_subscriber() {
-    let Some(lab) = lab("s13", 3, 1) else { return };
-    let (d, r, l) = (lab.host(0), lab.host(1), lab.host(2));
-    let mut directory =
-        Directory::start(d, "directory", DirectoryOptions::new("s13").with_metrics());
+fn discovery_unregister_and_crash_expiry_reach_a_listener_without_multicast() {
+    discovery_unregister_and_crash_expiry(Family::V4);
+}
+
+#[test]
+fn discovery_unregister_and_crash_expiry_reach_a_listener_without_multicast_ipv6() {
+    discovery_unregister_and_crash_expiry(Family::V6);
+}
+
+fn restarted_directory_keeps_delivering(family: Family) {
+    let Some(net) = Net::new("s13 restart", family) else {
+        return;
+    };
+    let (r, l) = (&net.registrant, &net.listener);
+    let mut directory = net.directory(0, "directory");
     let conn = directory.connect();
     let watcher = Watcher::start(l, "listener", &conn, &[]);
     watcher.wait_ready(T);
@@ -105,23 +186,30 @@ fn a_restarted_directory_keeps_delivering_to_its_subscriber() {
     let e = watcher.events();
     assert_each(&e, "discovered", &["before", "after"], 1);
     assert_each(&e, "unregistered", &["before", "after"], 0);
+    assert_multicast_dropped(&net);
 }
 
 #[test]
-fn a_listener_without_multicast_follows_the_second_directory() {
-    let Some(lab) = lab("s13", 4, 1) else { return };
-    let first_options = DirectoryOptions::new("s13").with_metrics();
-    let second_options = DirectoryOptions {
-        group: first_options.group,
-        ..DirectoryOptions::new("s13").with_metrics()
+fn a_restarted_directory_keeps_delivering_to_its_subscriber() {
+    restarted_directory_keeps_delivering(Family::V4);
+}
+
+#[test]
+fn a_restarted_directory_keeps_delivering_to_its_subscriber_ipv6() {
+    restarted_directory_keeps_delivering(Family::V6);
+}
+
+fn listener_follows_the_second_directory(family: Family) {
+    let Some(net) = Net::new("s13 failover", family) else {
+        return;
     };
-    let mut first = Directory::start(lab.host(0), "first directory", first_options);
-    let second = Directory::start(lab.host(1), "second directory", second_options);
+    let mut first = net.directory(0, "first directory");
+    let second = net.directory(1, "second directory");
     let both = herald_tests::Connect {
         directories: vec![first.addr(), second.addr()],
         ..first.connect()
     };
-    let (r, l) = (lab.host(2), lab.host(3));
+    let (r, l) = (&net.registrant, &net.listener);
     let watcher = Watcher::start(l, "listener", &both, &[]);
     watcher.wait_ready(T);
     wait_subscribers(&first, 1.0);
@@ -141,16 +229,28 @@ fn a_listener_without_multicast_follows_the_second_directory() {
     let e = watcher.events();
     assert_each(&e, "discovered", &["kept", "late"], 1);
     assert_each(&e, "unregistered", &["kept", "late"], 0);
+    assert_multicast_dropped(&net);
 }
 
 #[test]
-fn every_change_arrives_once_over_a_lossy_unicast_path() {
-    let Some(lab) = lab("s13", 3, 1) else { return };
-    let (d, r, l) = (lab.host(0), lab.host(1), lab.host(2));
+fn a_listener_without_multicast_follows_the_second_directory() {
+    listener_follows_the_second_directory(Family::V4);
+}
+
+#[test]
+fn a_listener_without_multicast_follows_the_second_directory_ipv6() {
+    listener_follows_the_second_directory(Family::V6);
+}
+
+fn every_change_arrives_once_over_a_lossy_path(family: Family) {
+    let Some(net) = Net::new("s13 loss", family) else {
+        return;
+    };
+    let (r, l) = (&net.registrant, &net.listener);
     // 20 % of the UDP datagrams the listener sends or receives are dropped (nftables'
     // random numbers, which work where tc netem is missing): its unicast path.
     lose_one_in_five(l);
-    let directory = Directory::start(d, "directory", DirectoryOptions::new("s13").with_metrics());
+    let directory = net.directory(0, "directory");
     let conn = directory.connect();
     let watcher = Watcher::start(l, "listener", &conn, &[]);
     watcher.wait_ready(T);
@@ -177,12 +277,23 @@ fn every_change_arrives_once_over_a_lossy_unicast_path() {
     assert_each(&e, "discovered", &all, 1);
     assert_each(&e, "unregistered", &all[..6], 1);
     assert_each(&e, "unregistered", &all[6..], 0);
+    assert_multicast_dropped(&net);
     let m = directory.metrics();
     eprintln!(
-        "[s13] lossy path: {} deliveries, {} re-sent, {} snapshot pages",
+        "[s13 {family:?}] lossy path: {} deliveries, {} re-sent, {} snapshot pages",
         m.get("herald_deliveries_total"),
         m.get("herald_delivery_resends_total"),
         m.get("herald_delivery_snapshots_total")
     );
     drop(registrants);
+}
+
+#[test]
+fn every_change_arrives_once_over_a_lossy_unicast_path() {
+    every_change_arrives_once_over_a_lossy_path(Family::V4);
+}
+
+#[test]
+fn every_change_arrives_once_over_a_lossy_unicast_path_ipv6() {
+    every_change_arrives_once_over_a_lossy_path(Family::V6);
 }

@@ -380,6 +380,7 @@ impl<'a> Directory<'a> {
                 if !table.insert(Subscriber::new(from, &s, expires)) {
                     return self.reject(from, env, s.request, RejectReason::SubscribersFull);
                 }
+                self.stats.subscriptions += 1;
             }
         }
         table.schedule_expiry(expires);
@@ -400,6 +401,7 @@ impl<'a> Directory<'a> {
             .filter(|&i| table.get(i).is_some_and(|s| s.address == from && !s.gone));
         if let Some(i) = held {
             table.end(i);
+            self.stats.unsubscribes += 1;
         }
         let ack = SubscribeAck {
             request: u.request,

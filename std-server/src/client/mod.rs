@@ -25,7 +25,9 @@
 //! [`Client`](herald_core::Client) over its own sockets; it stops when the last handle
 //! to it is dropped (after releasing what it still had registered).
 
+pub mod api;
 mod driver;
+mod http;
 mod types;
 
 pub use herald_core::Subscribe;

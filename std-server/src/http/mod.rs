@@ -8,7 +8,8 @@
 //! | `GET /v1/services[?interest=P]` | live services, as `herald list --json` prints them |
 //! | `GET /v1/services/{name}` | one service, or 404 |
 //! | `GET /v1/leases` | milliseconds of lease left per service |
-//! | `GET /v1/subscribers` | unicast subscribers, as `herald list --subscribers --json` prints them |
+//! | `GET /v1/subscribers[?name=NAME]` | unicast subscribers, as `herald list --subscribers --json` prints them; with `name`, the count and rows of those interested in it ([`subscribers`](mod@subscribers)) |
+//! | `GET /v1/subscribers/watch` | Server-Sent Events: the subscriber table, then each subscriber that came, changed or went |
 //! | `GET /v1/watch[?interest=P]` | Server-Sent Events, resumable with `Last-Event-ID` ([`watch`]) |
 //! | `PUT`/`DELETE /v1/services/{name}` | register or renew / unregister ([`write`](mod@write)) |
 //! | `GET /healthz`, `GET /metrics` | as on the `--metrics` endpoint |
@@ -18,6 +19,7 @@
 //! need `Authorization: Bearer TOKEN`.
 
 mod page;
+pub mod subscribers;
 pub mod watch;
 pub mod write;
 
@@ -100,7 +102,8 @@ pub fn router(api: Api) -> Router {
             get(one).put(write::put).delete(write::delete),
         )
         .route("/v1/leases", get(leases))
-        .route("/v1/subscribers", get(subscribers))
+        .route("/v1/subscribers", get(subscribers::list))
+        .route("/v1/subscribers/watch", get(subscribers::watch))
         .route("/v1/watch", get(watch::watch))
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
@@ -199,10 +202,6 @@ async fn leases(State(api): State<Api>) -> Response {
         })
         .collect();
     Json(leases).into_response()
-}
-
-async fn subscribers(State(api): State<Api>) -> Response {
-    Json(api.view.read().subscribers.clone()).into_response()
 }
 
 fn snapshot(api: &Api) -> metrics::Snapshot {

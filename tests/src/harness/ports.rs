@@ -2,7 +2,9 @@
 //! one process or several) never hear each other.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket,
+};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -53,6 +55,24 @@ pub fn unique_group() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(ip, free_udp_port()))
 }
 
+/// An IPv6 multicast group of site-local scope (ff15::/16), unique to this process and
+/// call, with a fresh port: for the hosts of [`veth6`](super::veth6).
+pub fn unique_group_v6() -> SocketAddr {
+    let n = GROUPS.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let ip = Ipv6Addr::new(
+        0xff15,
+        0,
+        0,
+        0,
+        0,
+        0x3737,
+        (pid & 0xffff) as u16,
+        n as u16 + 1,
+    );
+    SocketAddr::V6(SocketAddrV6::new(ip, free_udp_port(), 0, 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +93,8 @@ mod tests {
         let (a, b) = (unique_group(), unique_group());
         assert!(a.ip().is_multicast() && b.ip().is_multicast());
         assert_ne!(a, b);
+        let (c, d) = (unique_group_v6(), unique_group_v6());
+        assert!(c.is_ipv6() && c.ip().is_multicast() && d.ip().is_multicast());
+        assert_ne!(c, d);
     }
 }
