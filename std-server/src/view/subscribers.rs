@@ -11,7 +11,7 @@
 //! moved, it is not known which did which.
 
 use crate::client::api::{Ended, SubscriberChange, SubscriberChangeKind};
-use crate::subscribers::SubscriberInfo;
+use crate::subscribers::{fingerprint, SubscriberInfo};
 use herald_core::{Directory, Interest};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -77,7 +77,7 @@ impl Subscribers {
     pub fn refresh(&mut self, rows: Vec<SubscriberInfo>, directory: &Directory<'_>) -> bool {
         let mut interests: BTreeMap<String, Interest> = directory
             .subscribers()
-            .map(|s| (format!("{:016x}", s.id), s.interest.clone()))
+            .map(|s| (fingerprint(s.id), s.interest.clone()))
             .collect();
         let mut table = BTreeMap::new();
         let mut changes = Vec::new();
@@ -132,7 +132,7 @@ mod tests {
 
     fn row(id: u64, interests: &[&str]) -> SubscriberInfo {
         SubscriberInfo {
-            id: format!("{id:016x}"),
+            id: fingerprint(id),
             address: "127.0.0.1:5000".parse().unwrap(),
             interests: interests.iter().map(|s| s.to_string()).collect(),
             since_unix_ms: 1,
@@ -173,7 +173,7 @@ mod tests {
                 (Went, 4, None)
             ]
         );
-        assert_eq!(all[3].subscriber.id, format!("{:016x}", 2));
+        assert_eq!(all[3].subscriber.id, fingerprint(2));
         assert_eq!(kinds(&who.changes_since(3).unwrap()), [(Went, 4, None)]);
         assert!(who.changes_since(4).unwrap().is_empty());
         assert!(
