@@ -223,22 +223,9 @@ fn a_full_disk_loses_no_acknowledged_change() {
     let metrics = format!("127.0.0.1:{}", free_port_tcp());
     let mut dir = ns.directory(&net, &metrics);
     let mut client = Requests::new(net.directory);
-    // Registered: acknowledged and not acknowledged-unregistered since.
-    let mut registered = BTreeSet::new();
-    let mut unregistered = BTreeSet::new();
-    let mut refused = 0;
-    let mut note = |name: String, answer: Answer, register: bool| match answer {
-        Answer::Ack if register => {
-            unregistered.remove(&name);
-            registered.insert(name);
-        }
-        Answer::Ack => {
-            registered.remove(&name);
-            unregistered.insert(name);
-        }
-        Answer::Refused(RejectReason::StorageUnavailable) => refused += 1,
-        other => panic!("{name}: {other:?}"),
-    };
+    let mut ledger = Ledger::default();
+    let mut note =
+        |name: String, answer: Answer, register: bool| ledger.note(name, answer, register);
 
     for i in 0..100 {
         let name = format!("before-{i:04}");
@@ -293,6 +280,18 @@ fn a_full_disk_loses_no_acknowledged_change() {
         assert_eq!(answer, Answer::Ack, "{name} after space came back");
         note(name, answer, true);
     }
+    // The refused unregistrations, retried as a client does: each is taken now.
+    for name in std::mem::take(&mut ledger.retry) {
+        let answer = client.unregister(&name);
+        assert_eq!(answer, Answer::Ack, "{name}: its unregistration retried");
+        ledger.note(name, answer, false);
+    }
+    let Ledger {
+        registered,
+        unregistered,
+        refused,
+        ..
+    } = ledger;
     let text = http_get(&metrics, "/metrics");
     assert_eq!(metric(&text, "herald_storage_writable"), 1.0, "{text}");
     assert!(http_get(&metrics, "/healthz").starts_with("HTTP/1.1 200"));
@@ -300,7 +299,8 @@ fn a_full_disk_loses_no_acknowledged_change() {
     dir.kill();
     let _dir = ns.directory(&net, &format!("127.0.0.1:{}", free_port_tcp()));
     let present = listed(&net);
-    let lost_registrations = registered.difference(&present).count();
+    let lost: Vec<_> = registered.difference(&present).collect();
+    let lost_registrations = lost.len();
     let undone_unregistrations = unregistered.intersection(&present).count();
     eprintln!(
         "disk full: {} registrations acknowledged, {} unregistrations acknowledged, \
@@ -311,11 +311,50 @@ fn a_full_disk_loses_no_acknowledged_change() {
         lost_registrations,
         undone_unregistrations
     );
-    assert_eq!(lost_registrations, 0, "acknowledged registrations lost");
+    assert_eq!(
+        lost_registrations, 0,
+        "acknowledged registrations lost: {lost:?}"
+    );
     assert_eq!(
         undone_unregistrations, 0,
         "acknowledged unregistrations undone"
     );
+}
+
+/// What the client was told: registered (acknowledged and not acknowledged-unregistered
+/// since), unregistered, and the unregistrations refused with `storage_unavailable`,
+/// which a client retries: the refusal says the change is not known to be durable, not
+/// that it was undone (the directory keeps it in memory and stores it with the next
+/// write that succeeds).
+#[derive(Default)]
+struct Ledger {
+    registered: BTreeSet<String>,
+    unregistered: BTreeSet<String>,
+    retry: BTreeSet<String>,
+    refused: usize,
+}
+
+impl Ledger {
+    fn note(&mut self, name: String, answer: Answer, register: bool) {
+        match answer {
+            Answer::Ack if register => {
+                self.unregistered.remove(&name);
+                self.registered.insert(name);
+            }
+            Answer::Ack => {
+                self.retry.remove(&name);
+                self.registered.remove(&name);
+                self.unregistered.insert(name);
+            }
+            Answer::Refused(RejectReason::StorageUnavailable) => {
+                self.refused += 1;
+                if !register {
+                    self.retry.insert(name);
+                }
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
 }
 
 /// True unless the test runs as root.
