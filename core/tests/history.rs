@@ -97,8 +97,10 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// regression runs: 1346, a late copy of an older delivery brought a removed service
 /// back; 16380, a renewal of a fresh subscription moved its cursor past the snapshot it
 /// was for; 25553 and 22897, a subscriber followed a directory that had stopped
-/// publishing until its next renewal; 17288, the same when the one notice was lost.
-const ONCE_FAILED: [u64; 5] = [1346, 16380, 17288, 22897, 25553];
+/// publishing until its next renewal; 17288, the same when the one notice was lost;
+/// 18123, a snapshot delivery of 8 pages never got through 40 % loss whole (each
+/// attempt started over), so its subscriber never converged.
+const ONCE_FAILED: [u64; 6] = [1346, 16380, 17288, 18123, 22897, 25553];
 
 #[test]
 fn seeds_that_failed_once_keep_every_invariant() {

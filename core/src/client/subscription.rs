@@ -13,11 +13,14 @@
 //! subscriber too far behind) whose `request` is the delivery id. Their changes go
 //! into the same table, through the same checks, as announcements and pages do, so a
 //! change is reported once however many ways (multicast, a repair, a delivery, a
-//! re-send) it arrives. When every page of a delivery has come in order, the listener
-//! holds the directory's changes up to its `as_of` (the same chain a multicast
-//! listener follows, see the repair module), and acknowledges that cumulatively with
-//! a [`DeliveryAck`]; a delivery with a page missing is not acknowledged, and the
-//! directory sends it again.
+//! re-send) it arrives. When pages of a delivery cover every name without a gap, the
+//! listener holds the directory's changes up to the oldest page's `as_of` (pages of
+//! different attempts, written as of different versions, add up as the windows of a
+//! snapshot or repair do), and acknowledges that cumulatively with a
+//! [`DeliveryAck`]. Every delivery page is answered with one: it also says how far
+//! the delivery in flight has come without a gap (`taken`), and the directory's next
+//! attempt resumes after that instead of from the start, so each attempt that gets a
+//! page through makes progress, whatever the number of pages, the loss and the order.
 //!
 //! [`DeliveryAck`]: crate::wire::DeliveryAck
 
@@ -39,12 +42,13 @@ enum State {
     Unsubscribing,
 }
 
-/// The delivery being received: how far its pages have come in order.
+/// The delivery being received: how far its pages have come without a gap.
 #[derive(Clone, Debug)]
 struct Progress {
     /// The oldest `as_of` among its pages so far.
     as_of: Version,
-    /// The next page must start after this name.
+    /// Its pages taken cover every name up to this one: the next must start at or
+    /// before it.
     next: Option<ServiceName>,
     /// Its pages are snapshot pages.
     snapshot: bool,
@@ -252,7 +256,10 @@ impl<const R: usize> Client<'_, R> {
             let ack = DeliveryAck {
                 subscriber: self.config.registrant,
                 delivery: s.delivery,
-                as_of: held,
+                // Nothing held at this subscription yet: its snapshot is still due,
+                // whatever the chain holds.
+                as_of: if s.held.is_some() { held } else { Version(0) },
+                taken: s.progress.as_ref().and_then(|p| p.next.clone()),
             };
             let len = wire::encode(env, &ack, buf).ok()?;
             return Some(Transmit { destination, len });
@@ -423,21 +430,27 @@ impl<const R: usize> Client<'_, R> {
             .is_none_or(|held| header.as_of >= held)
     }
 
-    /// Follows the pages of a delivery; once all have come in order, the changes up to
-    /// its `as_of` are held, and acknowledged.
+    /// Follows the pages of a delivery: a page that starts where those taken so far end
+    /// (or before: pages overlap when an attempt starts over) extends them, whatever
+    /// attempt it belongs to; one beyond a gap is not counted. Once they reach the end,
+    /// the changes up to the oldest page's `as_of` are held. Every page is answered
+    /// with an acknowledgement of what is held and taken, so the directory's next
+    /// attempt resumes after it.
     fn delivered(&mut self, header: &PageHeader, last: Option<ServiceName>, snapshot: bool) {
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
-        let next = last.or_else(|| header.after.clone());
-        let as_of = match (&header.after, s.progress.as_mut()) {
-            (None, _) => header.as_of,
-            (Some(after), Some(p)) if p.next.as_ref() == Some(after) && p.snapshot == snapshot => {
-                p.as_of.min(header.as_of)
+        s.ack = true;
+        let reach = last.or_else(|| header.after.clone());
+        let (as_of, next) = match s.progress.take() {
+            Some(p) if p.snapshot == snapshot && header.after <= p.next => {
+                (p.as_of.min(header.as_of), p.next.max(reach))
             }
-            _ => {
-                // A page out of turn: the delivery is sent again in full.
-                s.progress = None;
+            // The start of a delivery (a first attempt, or one of another kind).
+            _ if header.after.is_none() => (header.as_of, reach),
+            held => {
+                // Beyond a gap: what was taken stays, the directory resumes after it.
+                s.progress = held;
                 return;
             }
         };
@@ -449,10 +462,8 @@ impl<const R: usize> Client<'_, R> {
             });
             return;
         }
-        s.progress = None;
         // Held now: later Subscribes name what the chain holds.
         s.held = s.held.max(Some(as_of));
-        s.ack = true;
         s.graced |= snapshot && self.now < self.grace_until;
         if snapshot {
             self.chain.settle(as_of);
