@@ -276,14 +276,7 @@ impl<const R: usize> Client<'_, R> {
         let s = self.subscription.as_mut()?;
         s.send = false;
         s.deadline = now + interval;
-        if s.sent.is_full() {
-            s.sent.pop_front();
-        }
-        let _ = s.sent.push_back(Attempt {
-            request,
-            directory: destination,
-            at: now,
-        });
+        Attempt::record(&mut s.sent, request, destination, now);
         let len = match s.state {
             State::Unsubscribing => {
                 let message = UnsubscribeRequest {
