@@ -47,6 +47,7 @@ mod listening;
 mod registrations;
 mod removals;
 mod repair;
+mod stretches;
 mod subscription;
 
 use removals::{Removals, Verdict};

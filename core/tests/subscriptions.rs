@@ -739,7 +739,7 @@ fn a_long_delivery_completes_when_every_attempt_loses_a_page() {
     let now = p.now;
     fill(&mut p.directory, now, 200);
     // Every attempt loses its second page: a different one each time, as an attempt
-    // starts where the subscriber's pages end.
+    // resumes after what the subscriber took from the start.
     let mut attempt = (Instant::ZERO, 0);
     p.run(Duration::from_secs(30), |s| {
         if !(s.to_client && matches!(s.message, Message::SnapshotPage(..))) {
@@ -754,14 +754,15 @@ fn a_long_delivery_completes_when_every_attempt_loses_a_page() {
     let pages = p.deliveries.iter().filter(|d| d.1).count();
     let resends = p.directory.stats().delivery_resends;
     eprintln!("an 8-page snapshot losing a page an attempt: {pages} pages, {resends} re-sends");
-    assert!(resends >= 7, "{resends} re-sends");
+    assert!(resends >= 1, "{resends} re-sends");
     let missing = (0..200)
         .filter(|i| p.discovered(&format!("svc-{i:03}")) != 1)
         .count();
     assert_eq!(missing, 0, "{missing} services not discovered once");
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
-    // Each attempt sent only what the subscriber had not taken: 8 + 7 + … + 1 pages.
-    assert!(pages <= 36, "{pages} pages");
+    // The second attempt resumed after the first page (the one after it, lost the
+    // first time, joined the pages taken beyond): 8 + 7 pages.
+    assert!(pages <= 15, "{pages} pages");
 }
 
 #[test]

@@ -13,17 +13,18 @@
 //! subscriber too far behind) whose `request` is the delivery id. Their changes go
 //! into the same table, through the same checks, as announcements and pages do, so a
 //! change is reported once however many ways (multicast, a repair, a delivery, a
-//! re-send) it arrives. When pages of a delivery cover every name without a gap, the
-//! listener holds the directory's changes up to the oldest page's `as_of` (pages of
-//! different attempts, written as of different versions, add up as the windows of a
-//! snapshot or repair do), and acknowledges that cumulatively with a
-//! [`DeliveryAck`]. Every delivery page is answered with one: it also says how far
-//! the delivery in flight has come without a gap (`taken`), and the directory's next
-//! attempt resumes after that instead of from the start, so each attempt that gets a
-//! page through makes progress, whatever the number of pages, the loss and the order.
+//! re-send) it arrives. When pages of a delivery, taken in any order and from any
+//! attempts, cover every name (see the stretches module), the listener holds the
+//! directory's changes up to the oldest page's `as_of`, and acknowledges that
+//! cumulatively with a [`DeliveryAck`]. Every delivery page is answered with one: it
+//! also says how far the delivery in flight has come from its start without a gap
+//! (`taken`), and the directory's next attempt resumes after that instead of from the
+//! start, so each attempt that gets a page through makes progress, whatever the number
+//! of pages, the loss and the order.
 //!
 //! [`DeliveryAck`]: crate::wire::DeliveryAck
 
+use super::stretches::Progress;
 use super::*;
 use crate::wire::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 
@@ -40,18 +41,6 @@ enum State {
     Active,
     /// Unsubscribing: waiting for an answer (given up after a few attempts).
     Unsubscribing,
-}
-
-/// The delivery being received: how far its pages have come without a gap.
-#[derive(Clone, Debug)]
-struct Progress {
-    /// The oldest `as_of` among its pages so far.
-    as_of: Version,
-    /// Its pages taken cover every name up to this one: the next must start at or
-    /// before it.
-    next: Option<ServiceName>,
-    /// Its pages are snapshot pages.
-    snapshot: bool,
 }
 
 /// The subscription at the current directory.
@@ -259,7 +248,7 @@ impl<const R: usize> Client<'_, R> {
                 // Nothing held at this subscription yet: its snapshot is still due,
                 // whatever the chain holds.
                 as_of: if s.held.is_some() { held } else { Version(0) },
-                taken: s.progress.as_ref().and_then(|p| p.next.clone()),
+                taken: s.progress.as_ref().and_then(Progress::taken),
             };
             let len = wire::encode(env, &ack, buf).ok()?;
             return Some(Transmit { destination, len });
@@ -423,38 +412,26 @@ impl<const R: usize> Client<'_, R> {
             .is_none_or(|held| header.as_of >= held)
     }
 
-    /// Follows the pages of a delivery: a page that starts where those taken so far end
-    /// (or before: pages overlap when an attempt starts over) extends them, whatever
-    /// attempt it belongs to; one beyond a gap is not counted. Once they reach the end,
-    /// the changes up to the oldest page's `as_of` are held. Every page is answered
-    /// with an acknowledgement of what is held and taken, so the directory's next
-    /// attempt resumes after it.
+    /// Counts the page of a delivery (see the stretches module); once its pages
+    /// cover every name, the changes up to the oldest page's `as_of` are held. Every
+    /// page is answered with an acknowledgement of what is held and taken, so the
+    /// directory's next attempt resumes after it.
     fn delivered(&mut self, header: &PageHeader, last: Option<ServiceName>, snapshot: bool) {
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
         s.ack = true;
-        let reach = last.or_else(|| header.after.clone());
-        let (as_of, next) = match s.progress.take() {
-            Some(p) if p.snapshot == snapshot && header.after <= p.next => {
-                (p.as_of.min(header.as_of), p.next.max(reach))
-            }
-            // The start of a delivery (a first attempt, or one of another kind).
-            _ if header.after.is_none() => (header.as_of, reach),
-            held => {
-                // Beyond a gap: what was taken stays, the directory resumes after it.
-                s.progress = held;
-                return;
-            }
+        let progress = match s.progress.as_mut() {
+            Some(p) if p.snapshot == snapshot => p,
+            // The directory turned the delivery into a snapshot, or back (or this is
+            // its first page): what was taken of the other kind no longer counts.
+            _ => s.progress.insert(Progress::new(snapshot)),
         };
-        if !header.complete {
-            s.progress = Some(Progress {
-                as_of,
-                next,
-                snapshot,
-            });
+        progress.take(header.after.clone(), last, header.complete, header.as_of);
+        let Some(as_of) = progress.complete() else {
             return;
-        }
+        };
+        s.progress = None;
         // Held now: later Subscribes name what the chain holds.
         s.held = s.held.max(Some(as_of));
         s.graced |= snapshot && self.now < self.grace_until;

@@ -166,7 +166,9 @@ impl Directory<'_> {
         }
         let w = &mut s.window;
         if current && !w.writing && w.as_of.is_some() {
-            // The next attempt resumes after what the subscriber took of this one.
+            // The next attempt resumes after what the subscriber took of this one (an
+            // ack that comes while an attempt is written moves the cursor only: that
+            // attempt's pages start over, and the subscriber takes them as overlap).
             w.after = ack.taken;
         }
     }
