@@ -798,3 +798,31 @@ fn a_long_delivery_gets_through_heavy_loss_and_reordering() {
         assert_eq!(acked, Some(sim.directory().as_of()), "seed {seed}");
     }
 }
+
+#[test]
+fn a_late_subscribe_of_a_subscription_given_up_is_undone_at_once() {
+    let mut p = Pair::new(4);
+    let mut subscribes: Vec<Vec<u8>> = Vec::new();
+    p.run(Duration::from_millis(200), |s| {
+        if !s.to_client && matches!(s.message, Message::Subscribe(_)) {
+            subscribes.push(s.bytes.to_vec());
+        }
+        true
+    });
+    // The last Subscribe of the first subscription (with its cookie).
+    let late = subscribes.pop().expect("the client subscribed");
+    // The listener starts over: a subscription with another delivery id.
+    let now = p.now;
+    p.client.unsubscribe(now);
+    p.client.subscribe(now);
+    p.run(Duration::from_millis(300), all);
+    // The first subscription's Subscribe, held up in the network, arrives now: the
+    // directory takes it for the subscriber's subscription.
+    let (now, from) = (p.now, p.client_addr);
+    p.directory.handle_datagram(now, from, &late);
+    p.register("billing", 8000);
+    // Long before the next renewal (a third of the 3 s lease), deliveries come again
+    // under the current id.
+    p.run(Duration::from_millis(300), all);
+    assert_eq!(p.discovered("billing"), 1);
+}

@@ -295,10 +295,18 @@ impl<const R: usize> Client<'_, R> {
 
     /// The answer to a Subscribe (a lease) or an Unsubscribe (no lease).
     pub(super) fn handle_subscribe_ack(&mut self, ack: SubscribeAck, from: SocketAddr) {
+        let current = self.heard_from_current(from);
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
         let Some(attempt) = s.attempt(ack.request, from) else {
+            if current && s.state == State::Active && ack.lease > Duration::ZERO {
+                // It answers none of the attempts kept: perhaps a late Subscribe of a
+                // subscription given up here, with another delivery id, which the
+                // directory now takes for this subscriber's. Renew at once, so that it
+                // delivers under the current id again.
+                s.send = true;
+            }
             return;
         };
         match s.state {
