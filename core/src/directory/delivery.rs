@@ -16,10 +16,10 @@
 //! subscriber said it took of the delivery without a gap (the ack's `taken`; the
 //! start when none, or when the delivery turned from changes to a snapshot or back),
 //! so each attempt that gets a page through makes progress, and a long delivery
-//! completes under any loss that lets some pages and acks through. Changes made while a delivery is in flight go in the next one. A
-//! removal is thus delivered until acknowledged (or, once its tombstone is reaped, the
-//! snapshot that replaces it shows it), and a silent subscriber costs a few re-sends
-//! per lease.
+//! completes under any loss that lets some pages and acks through. Changes made while
+//! a delivery is in flight go in the next one. A removal is thus delivered until
+//! acknowledged (or, once its tombstone is reaped, the snapshot that replaces it shows
+//! it), and a silent subscriber costs a few re-sends per lease.
 //!
 //! Work is bounded: each `poll_transmit` writes at most one page, and the subscribers
 //! take turns. A delivery that would be empty (nothing matching changed) is not sent:
