@@ -305,6 +305,7 @@ impl<'a> Arbitrary<'a> for DeliveryAck {
             subscriber: u.arbitrary()?,
             delivery: u.arbitrary()?,
             as_of: u.arbitrary()?,
+            taken: u.arbitrary()?,
         })
     }
 }

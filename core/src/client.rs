@@ -47,6 +47,7 @@ mod listening;
 mod registrations;
 mod removals;
 mod repair;
+mod stretches;
 mod subscription;
 
 use removals::{Removals, Verdict};
@@ -340,6 +341,33 @@ struct Attempt {
     request: u32,
     directory: SocketAddr,
     at: Instant,
+}
+
+impl Attempt {
+    /// Remembers in `ring` (the newest `N` kept) that `request` went to `directory`
+    /// at `at`.
+    fn record<const N: usize>(
+        ring: &mut heapless::Deque<Attempt, N>,
+        request: u32,
+        directory: SocketAddr,
+        at: Instant,
+    ) {
+        let attempt = Attempt {
+            request,
+            directory,
+            at,
+        };
+        push_newest(ring, attempt);
+    }
+}
+
+/// Appends `item` to a ring that keeps the newest `N` (attempts, links, counters),
+/// forgetting the oldest when it is full.
+fn push_newest<T, const N: usize>(ring: &mut heapless::Deque<T, N>, item: T) {
+    if ring.is_full() {
+        ring.pop_front();
+    }
+    let _ = ring.push_back(item);
 }
 
 #[derive(Clone, Debug)]

@@ -209,6 +209,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
                 subscriber: 0x2a,
                 delivery: 7,
                 as_of: Version(1001),
+                taken: Some(ServiceName::new("billing").unwrap()),
             }),
         ),
     ];
@@ -449,6 +450,7 @@ fn documented_vectors_decode_to_their_messages() {
             ("delivery-ack", Message::DeliveryAck(a)) => {
                 assert_eq!((a.subscriber, a.delivery), (0x2a, 7));
                 assert_eq!(a.as_of, Version(1001));
+                assert_eq!(a.taken.as_ref().map(|n| n.as_str()), Some("billing"));
             }
             (name, other) => panic!("{name} decoded as {other:?}"),
         }

@@ -124,6 +124,8 @@ pub enum Request {
         delivery: u8,
         /// Held up to.
         as_of: u32,
+        /// The delivery in flight taken up to this name.
+        taken: Option<SmallName>,
     },
 }
 
@@ -258,12 +260,14 @@ impl RequestFrame {
                 subscriber,
                 delivery,
                 as_of,
+                taken,
             } => wire::encode(
                 &environment,
                 &DeliveryAck {
                     subscriber: u64::from(subscriber % 3),
                     delivery: u32::from(delivery % 3),
                     as_of: herald_core::Version(u64::from(*as_of)),
+                    taken: (*taken).map(SmallName::name),
                 },
                 &mut buf,
             ),

@@ -89,10 +89,7 @@ impl<const R: usize> Client<'_, R> {
 
     /// Frame `request` goes out with `counter`.
     pub(super) fn note_sent(&mut self, request: u32, counter: u64) {
-        if self.sent_counters.is_full() {
-            self.sent_counters.pop_front();
-        }
-        let _ = self.sent_counters.push_back((request, counter));
+        push_newest(&mut self.sent_counters, (request, counter));
     }
 
     /// The counter clock: the base, advanced by time since it was set.

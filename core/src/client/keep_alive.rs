@@ -165,15 +165,12 @@ impl<const R: usize> Client<'_, R> {
         let k = &mut self.keep_alive;
         k.send = false;
         k.deadline = now + interval;
-        if k.sent.is_full() {
-            k.sent.pop_front();
-        }
         let attempt = Attempt {
             request,
             directory: destination,
             at: now,
         };
-        let _ = k.sent.push_back((attempt, held));
+        push_newest(&mut k.sent, (attempt, held));
         let message = KeepAliveRequest {
             request,
             registrant: self.config.registrant,

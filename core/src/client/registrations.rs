@@ -193,14 +193,7 @@ impl<const R: usize> Client<'_, R> {
             let own = &mut self.own[i];
             own.send = false;
             own.deadline = now + interval;
-            if own.sent.is_full() {
-                own.sent.pop_front();
-            }
-            let _ = own.sent.push_back(Attempt {
-                request,
-                directory: destination,
-                at: now,
-            });
+            Attempt::record(&mut own.sent, request, destination, now);
             let len = match (&own.registration, own.state) {
                 (Some(registration), OwnState::Registering) => {
                     let request = RegisterRequest {

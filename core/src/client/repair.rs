@@ -49,10 +49,7 @@ impl Chain {
     /// An announcement linking `previous` to `as_of` arrived: true when it continues
     /// the chain held (nothing was missed before it).
     pub(super) fn link(&mut self, previous: Version, as_of: Version) -> bool {
-        if self.links.is_full() {
-            self.links.pop_front();
-        }
-        let _ = self.links.push_back((previous, as_of));
+        push_newest(&mut self.links, (previous, as_of));
         let chained = previous <= self.heard();
         self.fold();
         chained

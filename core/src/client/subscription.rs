@@ -13,14 +13,18 @@
 //! subscriber too far behind) whose `request` is the delivery id. Their changes go
 //! into the same table, through the same checks, as announcements and pages do, so a
 //! change is reported once however many ways (multicast, a repair, a delivery, a
-//! re-send) it arrives. When every page of a delivery has come in order, the listener
-//! holds the directory's changes up to its `as_of` (the same chain a multicast
-//! listener follows, see the repair module), and acknowledges that cumulatively with
-//! a [`DeliveryAck`]; a delivery with a page missing is not acknowledged, and the
-//! directory sends it again.
+//! re-send) it arrives. When pages of a delivery, taken in any order and from any
+//! attempts, cover every name (see the stretches module), the listener holds the
+//! directory's changes up to the oldest page's `as_of`, and acknowledges that
+//! cumulatively with a [`DeliveryAck`]. Every delivery page is answered with one: it
+//! also says how far the delivery in flight has come from its start without a gap
+//! (`taken`), and the directory's next attempt resumes after that instead of from the
+//! start, so each attempt that gets a page through makes progress, whatever the number
+//! of pages, the loss and the order.
 //!
 //! [`DeliveryAck`]: crate::wire::DeliveryAck
 
+use super::stretches::Progress;
 use super::*;
 use crate::wire::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 
@@ -37,17 +41,6 @@ enum State {
     Active,
     /// Unsubscribing: waiting for an answer (given up after a few attempts).
     Unsubscribing,
-}
-
-/// The delivery being received: how far its pages have come in order.
-#[derive(Clone, Debug)]
-struct Progress {
-    /// The oldest `as_of` among its pages so far.
-    as_of: Version,
-    /// The next page must start after this name.
-    next: Option<ServiceName>,
-    /// Its pages are snapshot pages.
-    snapshot: bool,
 }
 
 /// The subscription at the current directory.
@@ -252,7 +245,10 @@ impl<const R: usize> Client<'_, R> {
             let ack = DeliveryAck {
                 subscriber: self.config.registrant,
                 delivery: s.delivery,
-                as_of: held,
+                // Nothing held at this subscription yet: its snapshot is still due,
+                // whatever the chain holds.
+                as_of: if s.held.is_some() { held } else { Version(0) },
+                taken: s.progress.as_ref().and_then(Progress::taken),
             };
             let len = wire::encode(env, &ack, buf).ok()?;
             return Some(Transmit { destination, len });
@@ -269,14 +265,7 @@ impl<const R: usize> Client<'_, R> {
         let s = self.subscription.as_mut()?;
         s.send = false;
         s.deadline = now + interval;
-        if s.sent.is_full() {
-            s.sent.pop_front();
-        }
-        let _ = s.sent.push_back(Attempt {
-            request,
-            directory: destination,
-            at: now,
-        });
+        Attempt::record(&mut s.sent, request, destination, now);
         let len = match s.state {
             State::Unsubscribing => {
                 let message = UnsubscribeRequest {
@@ -306,10 +295,18 @@ impl<const R: usize> Client<'_, R> {
 
     /// The answer to a Subscribe (a lease) or an Unsubscribe (no lease).
     pub(super) fn handle_subscribe_ack(&mut self, ack: SubscribeAck, from: SocketAddr) {
+        let current = self.heard_from_current(from);
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
         let Some(attempt) = s.attempt(ack.request, from) else {
+            if current && s.state == State::Active && ack.lease > Duration::ZERO {
+                // It answers none of the attempts kept: perhaps a late Subscribe of a
+                // subscription given up here, with another delivery id, which the
+                // directory now takes for this subscriber's. Renew at once, so that it
+                // delivers under the current id again.
+                s.send = true;
+            }
             return;
         };
         match s.state {
@@ -423,36 +420,28 @@ impl<const R: usize> Client<'_, R> {
             .is_none_or(|held| header.as_of >= held)
     }
 
-    /// Follows the pages of a delivery; once all have come in order, the changes up to
-    /// its `as_of` are held, and acknowledged.
+    /// Counts the page of a delivery (see the stretches module); once its pages
+    /// cover every name, the changes up to the oldest page's `as_of` are held. Every
+    /// page is answered with an acknowledgement of what is held and taken, so the
+    /// directory's next attempt resumes after it.
     fn delivered(&mut self, header: &PageHeader, last: Option<ServiceName>, snapshot: bool) {
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
-        let next = last.or_else(|| header.after.clone());
-        let as_of = match (&header.after, s.progress.as_mut()) {
-            (None, _) => header.as_of,
-            (Some(after), Some(p)) if p.next.as_ref() == Some(after) && p.snapshot == snapshot => {
-                p.as_of.min(header.as_of)
-            }
-            _ => {
-                // A page out of turn: the delivery is sent again in full.
-                s.progress = None;
-                return;
-            }
+        s.ack = true;
+        let progress = match s.progress.as_mut() {
+            Some(p) if p.snapshot == snapshot => p,
+            // The directory turned the delivery into a snapshot, or back (or this is
+            // its first page): what was taken of the other kind no longer counts.
+            _ => s.progress.insert(Progress::new(snapshot)),
         };
-        if !header.complete {
-            s.progress = Some(Progress {
-                as_of,
-                next,
-                snapshot,
-            });
+        progress.take(header.after.clone(), last, header.complete, header.as_of);
+        let Some(as_of) = progress.complete() else {
             return;
-        }
+        };
         s.progress = None;
         // Held now: later Subscribes name what the chain holds.
         s.held = s.held.max(Some(as_of));
-        s.ack = true;
         s.graced |= snapshot && self.now < self.grace_until;
         if snapshot {
             self.chain.settle(as_of);

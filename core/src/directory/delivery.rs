@@ -9,13 +9,17 @@
 //! directory no longer holds every removal after the cursor (or the subscriber holds
 //! nothing yet), it is a snapshot of the matching services in [`SnapshotPage`]s
 //! instead. Once its last page is sent the delivery waits for a [`DeliveryAck`] at or
-//! above its `as_of`; unacknowledged, it is sent again in full, from the cursor and as
-//! of the newest version then, after a timeout that doubles with each attempt
-//! ([`DirectoryConfig::delivery_timeout`], up to 8 times), until the subscription's
-//! lease runs out. Changes made while a delivery is in flight go in the next one. A
-//! removal is thus delivered until acknowledged (or, once its tombstone is reaped, the
-//! snapshot that replaces it shows it), and a silent subscriber costs a few re-sends
-//! per lease.
+//! above its (first attempt's) `as_of`; unacknowledged, it is sent again, from the
+//! cursor and as of the newest version then, after a timeout that doubles with each
+//! attempt ([`DirectoryConfig::delivery_timeout`], up to 8 times), until the
+//! subscription's lease runs out. A re-send starts after the last name the
+//! subscriber said it took of the delivery without a gap (the ack's `taken`; the
+//! start when none, or when the delivery turned from changes to a snapshot or back),
+//! so each attempt that gets a page through makes progress, and a long delivery
+//! completes under any loss that lets some pages and acks through. Changes made while
+//! a delivery is in flight go in the next one. A removal is thus delivered until
+//! acknowledged (or, once its tombstone is reaped, the snapshot that replaces it shows
+//! it), and a silent subscriber costs a few re-sends per lease.
 //!
 //! Bulk is budgeted: a page of a snapshot delivery, and every page after the first of a
 //! delivery of changes, is charged to the snapshot byte budgets of the subscriber's
@@ -85,10 +89,16 @@ impl Directory<'_> {
                 None if s.acked.is_some_and(|a| a >= as_of) => return None,
                 None => {}
             }
+            let snapshot = s.acked.is_none_or(|a| a < floor);
             let w = &mut s.window;
-            w.as_of = Some(as_of);
-            w.snapshot = s.acked.is_none_or(|a| a < floor);
-            w.after = None;
+            if w.as_of.is_none() || w.snapshot != snapshot {
+                // A new delivery (or one of another kind now): from the start.
+                w.after = None;
+            }
+            // A re-send keeps the first attempt's `as_of`: the subscriber holds the
+            // pages taken as of it at least.
+            w.as_of = w.as_of.or(Some(as_of));
+            w.snapshot = snapshot;
             w.writing = true;
         }
         let s = self.subscribers.get(i)?;
@@ -126,8 +136,8 @@ impl Directory<'_> {
         let w = &mut s.window;
         if !snapshot && complete && header.after.is_none() && last.is_none() {
             // Nothing matching changed after the cursor: nothing to send, and the
-            // subscriber holds everything up to the delivery's `as_of`.
-            s.acked = w.as_of;
+            // subscriber holds everything up to the page's `as_of`.
+            s.acked = Some(as_of);
             s.window = Window::default();
             return None;
         }
@@ -153,9 +163,11 @@ impl Directory<'_> {
         })
     }
 
-    /// A subscriber acknowledged every matching change up to `ack.as_of`: its cursor
-    /// moves there, and a delivery in flight that it covers is done. Taken only from
-    /// the subscriber's address and for its current delivery id; never answered.
+    /// A subscriber acknowledged every matching change up to `ack.as_of` (0: none
+    /// yet) and the delivery in flight up to `ack.taken`: its cursor moves there, a
+    /// delivery in flight that it covers is done, and one it does not resumes after
+    /// `taken` at its next attempt. Taken only from the subscriber's address and for
+    /// its current delivery id; never answered.
     pub(super) fn handle_delivery_ack(&mut self, from: SocketAddr, ack: DeliveryAck) {
         let newest = self.last_version;
         let table = &mut self.subscribers;
@@ -170,8 +182,20 @@ impl Directory<'_> {
             self.stats.ignored += 1;
             return;
         }
-        // Nothing beyond what this directory has handed out can be held.
-        s.take_ack(ack.as_of.min(newest));
+        // An ack older than the cursor is a late copy: it says nothing of the delivery
+        // in flight.
+        let current = Some(ack.as_of) >= s.acked;
+        if ack.as_of > Version(0) {
+            // Nothing beyond what this directory has handed out can be held.
+            s.take_ack(ack.as_of.min(newest));
+        }
+        let w = &mut s.window;
+        if current && !w.writing && w.as_of.is_some() {
+            // The next attempt resumes after what the subscriber took of this one (an
+            // ack that comes while an attempt is written moves the cursor only: that
+            // attempt's pages start over, and the subscriber takes them as overlap).
+            w.after = ack.taken;
+        }
     }
 
     /// The earliest re-send or subscription expiry due.

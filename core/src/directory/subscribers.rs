@@ -49,16 +49,17 @@ pub struct Subscriber {
 /// been written, and when it is sent again if unacknowledged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Window {
-    /// The `as_of` of the delivery in flight (`None`: none).
+    /// The `as_of` of the delivery in flight, at its first attempt (`None`: none).
     pub(crate) as_of: Option<Version>,
     /// It is a snapshot (the directory no longer holds every removal after the cursor).
     pub(crate) snapshot: bool,
-    /// Its next page starts after this name; `None` once every page is sent (or before
-    /// the first).
+    /// Its next page starts after this name (while writing), or the next attempt
+    /// resumes after it (between attempts: what the subscriber took); `None`: from the
+    /// start.
     pub(crate) after: Option<ServiceName>,
     /// Pages still to write.
     pub(crate) writing: bool,
-    /// When it is sent again, all of it, if not acknowledged.
+    /// When it is sent again (what the subscriber has not taken) if not acknowledged.
     pub(crate) deadline: Instant,
     /// Sends of it so far beyond the first: the back-off doubles with each.
     pub(crate) attempts: u8,

@@ -13,8 +13,11 @@
 use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
 use super::error::{DecodeError, EncodeError};
 use super::header::Kind;
-use super::message::{interest_from_wire, interest_to_wire, InterestWire, COOKIE_LEN};
+use super::message::{
+    interest_from_wire, interest_to_wire, validate_name, InterestWire, COOKIE_LEN,
+};
 use crate::interest::Interest;
+use crate::name::ServiceName;
 use crate::service::Version;
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
@@ -69,17 +72,23 @@ pub struct UnsubscribeRequest {
     pub subscriber: u64,
 }
 
-/// The subscriber holds every matching change up to `as_of`: a cumulative
-/// acknowledgement of deliveries. Never answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The subscriber holds every matching change up to `as_of`, and the pages of the
+/// delivery in flight up to `taken`: a cumulative acknowledgement of deliveries. Never
+/// answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryAck {
     /// The subscriber.
     pub subscriber: u64,
     /// The subscription's delivery id (see [`SubscribeRequest::delivery`]); an ack of
     /// another is ignored.
     pub delivery: u32,
-    /// The `as_of` of the last delivery (or snapshot delivery) received in full.
+    /// The `as_of` of the last delivery (or snapshot delivery) received in full (0:
+    /// none yet at this subscription).
     pub as_of: Version,
+    /// How far the delivery in flight has come without a gap: its pages from the start
+    /// to this name are taken, and the directory's next attempt resumes after it.
+    /// `None`: none of it (or none in flight).
+    pub taken: Option<ServiceName>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,10 +117,12 @@ struct UnsubscribeWire {
 }
 
 #[derive(Serialize, Deserialize)]
-struct DeliveryAckWire {
+struct DeliveryAckWire<'a> {
     subscriber: u64,
     delivery: u32,
     as_of: u64,
+    #[serde(borrow)]
+    taken: Option<&'a str>,
 }
 
 fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
@@ -163,11 +174,12 @@ impl UnsubscribeRequest {
 impl DeliveryAck {
     /// Decodes a DeliveryAck payload.
     pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        let w = take_all::<DeliveryAckWire>(payload)?;
+        let w = take_all::<DeliveryAckWire<'_>>(payload)?;
         Ok(DeliveryAck {
             subscriber: w.subscriber,
             delivery: w.delivery,
             as_of: Version(w.as_of),
+            taken: w.taken.map(validate_name).transpose()?,
         })
     }
 }
@@ -225,6 +237,7 @@ impl Single for DeliveryAck {
                 subscriber: self.subscriber,
                 delivery: self.delivery,
                 as_of: self.as_of.0,
+                taken: self.taken.as_ref().map(ServiceName::as_str),
             },
             buf,
         )
