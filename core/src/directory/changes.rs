@@ -15,6 +15,23 @@ use super::*;
 use crate::registry::UNANNOUNCED;
 use crate::wire::Change;
 
+/// At most this many states stamped after a version are taken from the registry's
+/// index of stamps for one page (sorted on the stack); more, and the page is written by
+/// walking the registry.
+pub(super) const CHANGED_SCRATCH: usize = 64;
+
+/// The change `entry` stands for: its registration, or its removal.
+fn change_of(entry: &Entry) -> Change {
+    if entry.record.is_live() {
+        Change::Registered(entry.record.service.clone())
+    } else {
+        Change::Unregistered {
+            name: entry.record.name().clone(),
+            version: entry.record.service.version,
+        }
+    }
+}
+
 impl Directory<'_> {
     /// Writes one page answering a snapshot request: the changes after its `since`
     /// when this directory holds them all, otherwise a page of the snapshot. Returns
@@ -36,7 +53,9 @@ impl Directory<'_> {
     }
 
     /// Writes one page of the states matching `interest` stamped after `since`, after
-    /// `header.after`, like [`write_page`](Self::write_page).
+    /// `header.after`, like [`write_page`](Self::write_page). The states stamped after
+    /// `since` come from the registry's index of stamps when they are few (at most
+    /// [`CHANGED_SCRATCH`]), sorted by name; otherwise the whole registry is walked.
     pub(super) fn write_changes(
         &self,
         header: &PageHeader,
@@ -46,19 +65,34 @@ impl Directory<'_> {
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         let env = &self.config.environment;
         let mut writer = BatchWriter::changes_page(env, header, buf).ok()?;
-        let (last, complete) = self.fill_page(header, &mut writer, |e| {
-            if e.stamp <= since || !interest.matches(e.record.name().as_str()) {
-                return None;
-            }
-            Some(if e.record.is_live() {
-                Change::Registered(e.record.service.clone())
-            } else {
-                Change::Unregistered {
-                    name: e.record.name().clone(),
-                    version: e.record.service.version,
+        let wanted = |e: &Entry| e.stamp > since && interest.matches(e.record.name().as_str());
+        let item = |e: &Entry| wanted(e).then(|| change_of(e));
+        let mut changed = [0u32; CHANGED_SCRATCH];
+        let registry = &self.registry;
+        let (last, complete) = match registry.stamped_after(since, &mut changed) {
+            Some(n) => {
+                let after = header.after.as_ref().map(|n| n.as_str());
+                let name = |slot: u32| {
+                    registry
+                        .get(slot as usize)
+                        .map(|e| e.record.name().as_str())
+                };
+                let mut kept = 0;
+                for i in 0..n {
+                    let slot = changed[i];
+                    let due = registry.get(slot as usize).is_some_and(&wanted);
+                    if due && name(slot) > after {
+                        changed[kept] = slot;
+                        kept += 1;
+                    }
                 }
-            })
-        });
+                let changed = &mut changed[..kept];
+                changed.sort_unstable_by(|&a, &b| name(a).cmp(&name(b)));
+                let entries = changed.iter().filter_map(|&s| registry.get(s as usize));
+                anti_entropy::fill_from(header, &mut writer, entries, item)
+            }
+            None => self.fill_page(header, &mut writer, item),
+        };
         Some((writer.len(), last, complete))
     }
 
