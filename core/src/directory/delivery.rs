@@ -19,7 +19,10 @@
 //!
 //! Work is bounded: each `poll_transmit` writes at most one page, and the subscribers
 //! take turns. A delivery that would be empty (nothing matching changed) is not sent:
-//! the cursor moves on by itself.
+//! the cursor moves on by itself. A poll with nothing to send costs no pass over every
+//! subscriber: after a pass that found nothing due, only a new version, a re-send
+//! coming due or a subscriber whose state changed (kicked, see the subscribers module)
+//! makes one look again.
 //!
 //! [`ChangesPage`]: crate::wire::Message::ChangesPage
 //! [`SnapshotPage`]: crate::wire::Message::SnapshotPage
@@ -38,9 +41,23 @@ impl Directory<'_> {
     /// The next delivery datagram (body only: `buf` leaves room for the trailer).
     pub(super) fn transmit_delivery(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         if !self.announces() {
+            self.subscribers.unquiet();
+            return None;
+        }
+        while let Some(i) = self.subscribers.next_kicked() {
+            if let Some(t) = self.deliver_to(i, buf) {
+                if self.subscribers.get(i).is_some_and(|s| s.window.writing) {
+                    self.subscribers.kick_first(i);
+                }
+                return Some(t);
+            }
+        }
+        let (version, now) = (self.last_version, self.now);
+        if self.subscribers.is_quiet(version, now) {
             return None;
         }
         let n = self.subscribers.len();
+        let mut until: Option<Instant> = None;
         for _ in 0..n {
             if self.subscribers.cursor >= n {
                 self.subscribers.cursor = 0;
@@ -51,7 +68,11 @@ impl Directory<'_> {
             if let Some(t) = self.deliver_to(i, buf) {
                 return Some(t);
             }
+            if let Some(at) = self.subscribers.get(i).and_then(resend_at) {
+                until = Some(until.map_or(at, |t| t.min(at)));
+            }
         }
+        self.subscribers.set_quiet(version, until);
         None
     }
 
@@ -115,6 +136,8 @@ impl Directory<'_> {
             w.after = None;
             let doublings = w.attempts.min(MAX_BACKOFF_DOUBLINGS);
             w.deadline = now + timeout.mul(1 << doublings);
+            let deadline = w.deadline;
+            self.subscribers.resend_at(deadline);
         } else {
             w.after = last;
         }
@@ -134,9 +157,9 @@ impl Directory<'_> {
     pub(super) fn handle_delivery_ack(&mut self, from: SocketAddr, ack: DeliveryAck) {
         let newest = self.last_version;
         let table = &mut self.subscribers;
-        let Some(s) = (0..table.len())
-            .find(|&i| table.get(i).is_some_and(|s| s.id == ack.subscriber))
-            .and_then(|i| table.get_mut(i))
+        let Some((i, s)) = table
+            .find_acked(ack.subscriber)
+            .and_then(|i| Some((i, table.get_mut(i)?)))
         else {
             self.stats.ignored += 1;
             return;
@@ -147,17 +170,31 @@ impl Directory<'_> {
         }
         // Nothing beyond what this directory has handed out can be held.
         s.take_ack(ack.as_of.min(newest));
+        // Changes made while its delivery was in flight may now be due.
+        table.kick(i);
     }
 
     /// The earliest re-send or subscription expiry due.
     pub(super) fn delivery_timeout(&self) -> Option<Instant> {
         let table = &self.subscribers;
-        let resend = (0..table.len())
-            .filter_map(|i| table.get(i))
-            .filter(|s| !s.gone && !s.window.writing && s.window.as_of.is_some())
-            .map(|s| s.window.deadline)
-            .min()
-            .filter(|_| self.announces());
+        let resend = if !self.announces() {
+            None
+        } else if let Some(until) = table.quiet_until(self.last_version) {
+            // No earlier than any re-send held (perhaps earlier: a wake-up for nothing).
+            until
+        } else {
+            (0..table.len())
+                .filter_map(|i| table.get(i))
+                .filter_map(resend_at)
+                .min()
+        };
         resend.into_iter().chain(table.next_expiry).min()
     }
+}
+
+/// When the delivery `s` has in flight is sent again unless acknowledged (`None`: none
+/// waits for an acknowledgement).
+fn resend_at(s: &super::subscribers::Subscriber) -> Option<Instant> {
+    let w = &s.window;
+    (!s.gone && !w.writing && w.as_of.is_some()).then_some(w.deadline)
 }
