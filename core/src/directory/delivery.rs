@@ -81,6 +81,10 @@ impl Directory<'_> {
         let now = self.now;
         let as_of = self.last_version;
         let floor = self.repair_floor;
+        #[cfg(test)]
+        {
+            self.subscribers.looked += 1;
+        }
         let s = self.subscribers.get_mut(i)?;
         if s.gone {
             return None;
@@ -197,4 +201,64 @@ impl Directory<'_> {
 fn resend_at(s: &super::subscribers::Subscriber) -> Option<Instant> {
     let w = &s.window;
     (!s.gone && !w.writing && w.as_of.is_some()).then_some(w.deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::directory::subscribers::{Subscriber, SubscriberSlot};
+    use core::net::{IpAddr, Ipv4Addr};
+    use std::vec;
+
+    /// With many subscribers and nothing due, polling cost a pass over all of them each
+    /// time (200 looks per poll before the table learnt to stay quiet); a subscriber
+    /// that acknowledges is looked at alone.
+    #[test]
+    fn a_poll_with_nothing_due_looks_at_no_subscriber() {
+        const SUBSCRIBERS: usize = 200;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let (mut slots, mut index) = (vec![None; 16], vec![0u32; 16]);
+        let mut table: vec::Vec<SubscriberSlot> = vec![None; SUBSCRIBERS];
+        let mut d = Directory::new(config, &mut slots, &mut index)
+            .unwrap()
+            .with_subscribers(&mut table);
+        let now = Instant::from_millis(1_000);
+        for id in 0..SUBSCRIBERS as u64 {
+            let subscriber = Subscriber {
+                id,
+                address: SocketAddr::new(ip, 40_000 + id as u16),
+                interest: Interest::all(),
+                delivery: 7,
+                expires: now + Duration::from_secs(60),
+                acked: Some(Version(0)),
+                window: Window::default(),
+                dirty: false,
+                gone: false,
+            };
+            d.restore_subscriber(now, subscriber).unwrap();
+        }
+        let mut buf = [0u8; 1500];
+        while d.poll_transmit(now, &mut buf).is_some() {}
+        let first = d.subscribers.looked;
+        assert!(first >= SUBSCRIBERS, "each was looked at once at least");
+        for _ in 0..100 {
+            assert!(d.poll_transmit(now, &mut buf).is_none());
+            assert!(d.poll_timeout().is_some());
+        }
+        assert_eq!(d.subscribers.looked, first, "nothing due: nobody looked at");
+        // An acknowledgement (of nothing new) makes its subscriber alone looked at.
+        let from = SocketAddr::new(ip, 40_005);
+        let acked = d.last_version;
+        let ack = DeliveryAck {
+            subscriber: 5,
+            delivery: 7,
+            as_of: acked,
+        };
+        d.handle_delivery_ack(from, ack);
+        assert!(d.poll_transmit(now, &mut buf).is_none());
+        assert_eq!(d.subscribers.looked, first + 1);
+    }
 }

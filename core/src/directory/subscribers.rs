@@ -158,6 +158,9 @@ pub(super) struct Subscribers<'a> {
     /// Where the subscriber of the next acknowledgement is looked for first: after the
     /// last one found (acknowledgements come back about in the order deliveries went).
     ack_hint: usize,
+    /// How many times a subscriber was looked at for a delivery (for tests).
+    #[cfg(test)]
+    pub(super) looked: usize,
     /// Where the next event pass starts.
     event_cursor: usize,
     /// Subscribers with something to report to the shell.
@@ -179,6 +182,8 @@ impl<'a> Subscribers<'a> {
             kicked: heapless::Deque::new(),
             quiet: None,
             ack_hint: 0,
+            #[cfg(test)]
+            looked: 0,
             event_cursor: 0,
             dirty: 0,
             next_expiry: None,
