@@ -47,7 +47,8 @@ impl Directory<'_> {
         while let Some(i) = self.subscribers.next_kicked() {
             if let Some(t) = self.deliver_to(i, buf) {
                 if self.subscribers.get(i).is_some_and(|s| s.window.writing) {
-                    self.subscribers.kick_first(i);
+                    // Its next pages take their turns with the others' (round robin).
+                    self.subscribers.unquiet();
                 }
                 return Some(t);
             }
@@ -208,8 +209,24 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::directory::subscribers::{Subscriber, SubscriberSlot};
+    use crate::registry::Record;
     use core::net::{IpAddr, Ipv4Addr};
     use std::vec;
+
+    fn subscriber(id: u64, now: Instant, acked: Option<Version>) -> Subscriber {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Subscriber {
+            id,
+            address: SocketAddr::new(ip, 40_000 + id as u16),
+            interest: Interest::all(),
+            delivery: 7,
+            expires: now + Duration::from_secs(60),
+            acked,
+            window: Window::default(),
+            dirty: false,
+            gone: false,
+        }
+    }
 
     /// With many subscribers and nothing due, polling cost a pass over all of them each
     /// time (200 looks per poll before the table learnt to stay quiet); a subscriber
@@ -227,17 +244,7 @@ mod tests {
             .with_subscribers(&mut table);
         let now = Instant::from_millis(1_000);
         for id in 0..SUBSCRIBERS as u64 {
-            let subscriber = Subscriber {
-                id,
-                address: SocketAddr::new(ip, 40_000 + id as u16),
-                interest: Interest::all(),
-                delivery: 7,
-                expires: now + Duration::from_secs(60),
-                acked: Some(Version(0)),
-                window: Window::default(),
-                dirty: false,
-                gone: false,
-            };
+            let subscriber = subscriber(id, now, Some(Version(0)));
             d.restore_subscriber(now, subscriber).unwrap();
         }
         let mut buf = [0u8; 1500];
@@ -260,5 +267,62 @@ mod tests {
         d.handle_delivery_ack(from, ack);
         assert!(d.poll_transmit(now, &mut buf).is_none());
         assert_eq!(d.subscribers.looked, first + 1);
+    }
+
+    /// A subscriber that comes while the table is quiet, with a snapshot of many pages
+    /// due, gets every page (its later pages are found though nothing else is due).
+    #[test]
+    fn a_snapshot_of_many_pages_to_a_newcomer_is_sent_whole_while_the_rest_are_quiet() {
+        const SERVICES: usize = 200;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let (mut slots, mut index) = (vec![None; SERVICES], vec![0u32; SERVICES]);
+        let mut table: vec::Vec<SubscriberSlot> = vec![None; 8];
+        let mut d = Directory::new(config, &mut slots, &mut index)
+            .unwrap()
+            .with_subscribers(&mut table);
+        let now = Instant::from_millis(1_000);
+        for i in 0..SERVICES {
+            let name = std::format!("svc-{i:04}");
+            let registration = crate::service::Registration::new(
+                ServiceName::new(&name).unwrap(),
+                &[Location::new(ip, 8080).unwrap()],
+            )
+            .unwrap();
+            let record = Record {
+                service: Service {
+                    registration,
+                    version: Version(1 + i as u64),
+                },
+                registrant: 1,
+                sequence: 1,
+                state: RecordState::Live {
+                    expires: now + Duration::from_secs(60),
+                },
+                ended: Version(0),
+            };
+            d.restore(now, record).unwrap();
+        }
+        let mut buf = [0u8; 1500];
+        while d.poll_transmit(now, &mut buf).is_some() {}
+        let newest = d.last_version;
+        for id in 0..4 {
+            d.restore_subscriber(now, subscriber(id, now, Some(newest)))
+                .unwrap();
+        }
+        while d.poll_transmit(now, &mut buf).is_some() {}
+        assert!(d.subscribers.is_quiet(newest, now));
+        d.restore_subscriber(now, subscriber(9, now, None)).unwrap();
+        let newcomer = SocketAddr::new(ip, 40_009);
+        let mut pages = 0;
+        while let Some(t) = d.poll_transmit(now, &mut buf) {
+            assert_eq!(t.destination, newcomer);
+            pages += 1;
+            assert!(pages < 1_000);
+        }
+        assert!(pages > 2, "{pages} pages: the snapshot takes several");
+        let s = d.subscribers().find(|s| s.id == 9).unwrap();
+        assert!(!s.window.writing && s.window.as_of.is_some(), "sent whole");
     }
 }

@@ -241,13 +241,6 @@ impl<'a> Subscribers<'a> {
         self.kicked.pop_front().map(|i| i as usize)
     }
 
-    /// Subscriber `i` has more pages to write: it goes first at the next poll.
-    pub(super) fn kick_first(&mut self, i: usize) {
-        if self.kicked.push_front(i as u32).is_err() {
-            self.quiet = None;
-        }
-    }
-
     /// True when the last pass over every subscriber found nothing due, and nothing
     /// has come due since: the newest version is still `version` and no re-send is due
     /// by `now` (kicked subscribers aside).
