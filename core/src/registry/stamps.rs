@@ -147,24 +147,16 @@ pub(super) fn unlink(table: &mut Table<'_, Entry>, lists: &mut Lists, slot: usiz
     set_prev(table, ends, next, prev);
 }
 
-/// The entry linked in slot `from` is now in slot `to`: its neighbours point there.
+/// The entry linked in slot `from` is now in slot `to`: its neighbours (or the list's
+/// ends) point there.
 pub(super) fn moved(table: &mut Table<'_, Entry>, lists: &mut Lists, from: usize, to: usize) {
     let Some(e) = table.get(to) else { return };
     let Some(list) = list_of(e.stamp) else { return };
     let Links { prev, next } = e.links;
+    debug_assert!(links(table, prev).next == from as u32 || prev == NIL);
     let ends = lists.ends(list);
-    let (from, to) = (from as u32, to as u32);
-    let points = |l: Links| (l.next == from, l.prev == from);
-    if prev == NIL {
-        ends.head = to;
-    } else if points(links(table, prev)).0 {
-        set_next(table, ends, prev, to);
-    }
-    if next == NIL {
-        ends.tail = to;
-    } else if points(links(table, next)).1 {
-        set_prev(table, ends, next, to);
-    }
+    set_next(table, ends, prev, to as u32);
+    set_prev(table, ends, next, to as u32);
 }
 
 impl Registry<'_> {
