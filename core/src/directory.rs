@@ -575,10 +575,10 @@ impl<'a> Directory<'a> {
         slot: usize,
         f: impl FnOnce(&mut Entry),
     ) {
-        if let Some(e) = registry.get_mut(slot) {
-            let was = notify::is_pending(e);
-            f(e);
-            match (was, notify::is_pending(e)) {
+        if let Some(mut e) = registry.get_mut(slot) {
+            let was = notify::is_pending(&e);
+            f(&mut e);
+            match (was, notify::is_pending(&e)) {
                 (false, true) => *pending += 1,
                 (true, false) => *pending -= 1,
                 _ => {}
@@ -775,9 +775,11 @@ impl<'a> Directory<'a> {
             self.dirty_cursor += 1;
             if self.registry.get(slot).is_some_and(|e| e.dirty) {
                 self.dirty -= 1;
-                let e = self.registry.get_mut(slot)?;
-                e.dirty = false;
-                let durable = core::mem::take(&mut e.durable);
+                let durable = {
+                    let mut e = self.registry.get_mut(slot)?;
+                    e.dirty = false;
+                    core::mem::take(&mut e.durable)
+                };
                 return self.registry.get(slot).map(|e| {
                     if durable {
                         DirectoryEvent::Stored(&e.record)

@@ -48,7 +48,10 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
 /// something to repeat after this.
 pub(crate) fn tick(registry: &mut Registry<'_>) -> (usize, bool) {
     let (mut newly_due, mut any) = (0, false);
-    for (_, e) in registry.iter_mut() {
+    for slot in 0..registry.len() {
+        let Some(mut e) = registry.get_mut(slot) else {
+            continue;
+        };
         match e.record.state {
             RecordState::Departed { remaining } if remaining > 0 => {
                 if !e.due {
@@ -108,7 +111,7 @@ pub(crate) fn fill(
         if written.registered + written.unregistered >= pending {
             return (written, resume);
         }
-        let Some(e) = registry.get_mut(slot) else {
+        let Some(mut e) = registry.get_mut(slot) else {
             continue;
         };
         match e.record.state {
@@ -140,7 +143,7 @@ pub(crate) fn fill(
                 };
                 written.unregistered += 1;
                 resume = slot + 1;
-                dirty(e);
+                dirty(&mut e);
             }
             _ => {}
         }
@@ -227,7 +230,7 @@ mod tests {
                 .ok()
                 .unwrap();
             if i >= 2 {
-                mark_changed(registry.get_mut(slot).unwrap(), 1);
+                mark_changed(&mut registry.get_mut(slot).unwrap(), 1);
             }
         }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -244,7 +247,7 @@ mod tests {
         assert_eq!(next, 4, "resumes after the last slot written");
         // The next new entry, in slot 4, is the first the next pass looks at.
         let slot = registry.insert(entry("e")).ok().unwrap();
-        mark_changed(registry.get_mut(slot).unwrap(), 1);
+        mark_changed(&mut registry.get_mut(slot).unwrap(), 1);
         assert!(any_first(&registry, next, 1));
     }
 }

@@ -8,6 +8,8 @@ use crate::time::Instant;
 use crate::wire::message::{locations_to_wire, validate_registration, LocationsWire};
 use serde::{Deserialize, Serialize};
 
+mod stamps;
+
 /// Why the registry refused a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegistryError {
@@ -104,6 +106,8 @@ pub struct Entry {
     /// until one has; 0 for a state restored or held from before): a repair since a
     /// version sends the states stamped after it.
     pub(crate) stamp: Version,
+    /// Its place in the index of stamps (see the `stamps` module).
+    pub(crate) links: stamps::Links,
 }
 
 /// The stamp of a state no announcement has carried yet.
@@ -129,6 +133,7 @@ impl Entry {
             reap_at: Instant::ZERO,
             source: None,
             stamp: Version(0),
+            links: stamps::Links::NONE,
         }
     }
 }
@@ -144,8 +149,110 @@ impl Named for Entry {
 /// `vec![None; capacity]` and `vec![0u32; capacity]` where there is a heap.
 pub type Slot = Option<Entry>;
 
-/// The registry over caller-owned storage.
-pub type Registry<'a> = Table<'a, Entry>;
+/// The registry over caller-owned storage: the name-ordered table of entries, and the
+/// index of their stamps (see the `stamps` module), kept in the entries themselves.
+/// Reading goes through the table (`Deref`); every change goes through the registry,
+/// which keeps the index right.
+#[derive(Debug)]
+pub struct Registry<'a> {
+    table: Table<'a, Entry>,
+    lists: stamps::Lists,
+}
+
+impl<'a> core::ops::Deref for Registry<'a> {
+    type Target = Table<'a, Entry>;
+
+    fn deref(&self) -> &Table<'a, Entry> {
+        &self.table
+    }
+}
+
+impl<'a> Registry<'a> {
+    /// A registry over `slots` and `index` (see [`Table::new`]).
+    pub fn new(slots: &'a mut [Slot], index: &'a mut [u32]) -> Self {
+        Registry {
+            table: Table::new(slots, index),
+            lists: stamps::Lists::EMPTY,
+        }
+    }
+
+    /// Inserts an entry whose name is not present (see [`Table::insert`]).
+    // The entry is given back whole, as the table does: no copy is made on success.
+    #[allow(clippy::result_large_err)]
+    pub fn insert(&mut self, mut entry: Entry) -> Result<usize, Entry> {
+        entry.links = stamps::Links::NONE;
+        let slot = self.table.insert(entry)?;
+        stamps::link(&mut self.table, &mut self.lists, slot);
+        Ok(slot)
+    }
+
+    /// Removes and returns the entry in `slot`; the entry in the last slot moves into
+    /// it (see [`Table::remove`]).
+    pub fn remove(&mut self, slot: usize) -> Option<Entry> {
+        let stamp = self.table.get(slot)?.stamp;
+        stamps::unlink(&mut self.table, &mut self.lists, slot, stamp);
+        let last = self.table.len() - 1;
+        let gone = self.table.remove(slot)?;
+        if slot != last {
+            stamps::moved(&mut self.table, &mut self.lists, last, slot);
+        }
+        Some(gone)
+    }
+
+    /// The entry in `slot`, to change (not its name); the index follows a change of its
+    /// stamp when the access ends.
+    pub fn get_mut(&mut self, slot: usize) -> Option<EntryMut<'_, 'a>> {
+        let stamp = self.table.get(slot)?.stamp;
+        Some(EntryMut {
+            registry: self,
+            slot,
+            indexed: stamp,
+        })
+    }
+}
+
+/// Mutable access to one entry of the [`Registry`]: when it ends, the index of stamps
+/// follows the entry's new stamp.
+#[derive(Debug)]
+pub struct EntryMut<'r, 'a> {
+    registry: &'r mut Registry<'a>,
+    slot: usize,
+    /// The stamp the entry is indexed under (not named `stamp`: that is the entry's).
+    indexed: Version,
+}
+
+impl core::ops::Deref for EntryMut<'_, '_> {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        match self.registry.table.get(self.slot) {
+            Some(e) => e,
+            None => unreachable!("an EntryMut is made only for a slot that holds an entry"),
+        }
+    }
+}
+
+impl core::ops::DerefMut for EntryMut<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Entry {
+        match self.registry.table.get_mut(self.slot) {
+            Some(e) => e,
+            None => unreachable!("an EntryMut is made only for a slot that holds an entry"),
+        }
+    }
+}
+
+impl Drop for EntryMut<'_, '_> {
+    fn drop(&mut self) {
+        let Some(now) = self.registry.table.get(self.slot).map(|e| e.stamp) else {
+            return;
+        };
+        if now != self.indexed {
+            let Registry { table, lists } = &mut *self.registry;
+            stamps::unlink(table, lists, self.slot, self.indexed);
+            stamps::link(table, lists, self.slot);
+        }
+    }
+}
 
 // ---- persistence --------------------------------------------------------------------
 

@@ -31,26 +31,14 @@ impl Directory<'_> {
         writer: &mut BatchWriter<'_>,
         item: impl Fn(&Entry) -> Option<T>,
     ) -> (Option<ServiceName>, bool) {
-        let mut position = self
-            .registry
-            .position_after(header.after.as_ref().map(|n| n.as_str()));
-        let mut last = header.after.clone();
-        let mut complete = true;
-        while let Some(slot) = self.registry.slot_at_position(position) {
-            let Some(e) = self.registry.get(slot) else {
-                break;
-            };
-            if let Some(item) = item(e) {
-                if !writer.push(&item) {
-                    complete = false;
-                    break;
-                }
-                last = Some(e.record.name().clone());
-            }
-            position += 1;
-        }
-        writer.set_complete(complete);
-        (last, complete)
+        let registry = &self.registry;
+        let from = registry.position_after(header.after.as_ref().map(|n| n.as_str()));
+        let entries = (from..).map_while(|p| {
+            registry
+                .slot_at_position(p)
+                .and_then(|slot| registry.get(slot))
+        });
+        fill_from(header, writer, entries, item)
     }
 
     pub(super) fn transmit_sweep(&mut self, buf: &mut [u8]) -> Option<Transmit> {
@@ -95,4 +83,28 @@ impl Directory<'_> {
             len,
         })
     }
+}
+
+/// Fills `writer` with `item` of each of `entries` (in name order, all after
+/// `header.after`) that has one, as many as fit; marks the page complete when all did.
+/// Returns the last name written (or `header.after`) and whether the page is complete.
+pub(super) fn fill_from<'e, T: wire::Item>(
+    header: &PageHeader,
+    writer: &mut BatchWriter<'_>,
+    entries: impl Iterator<Item = &'e Entry>,
+    item: impl Fn(&Entry) -> Option<T>,
+) -> (Option<ServiceName>, bool) {
+    let mut last = header.after.clone();
+    let mut complete = true;
+    for e in entries {
+        if let Some(item) = item(e) {
+            if !writer.push(&item) {
+                complete = false;
+                break;
+            }
+            last = Some(e.record.name().clone());
+        }
+    }
+    writer.set_complete(complete);
+    (last, complete)
 }

@@ -30,7 +30,10 @@
 //!
 //! Work is bounded: each `poll_transmit` writes at most one page, and the subscribers
 //! take turns. A delivery that would be empty (nothing matching changed) is not sent:
-//! the cursor moves on by itself.
+//! the cursor moves on by itself. A poll with nothing to send costs no pass over every
+//! subscriber: after a pass that found nothing due, only a new version, a re-send
+//! coming due or a subscriber whose state changed (kicked, see the subscribers module)
+//! makes one look again.
 //!
 //! [`ChangesPage`]: crate::wire::Message::ChangesPage
 //! [`SnapshotPage`]: crate::wire::Message::SnapshotPage
@@ -52,9 +55,24 @@ impl Directory<'_> {
     /// The next delivery datagram (body only: `buf` leaves room for the trailer).
     pub(super) fn transmit_delivery(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         if !self.announces() {
+            self.subscribers.unquiet();
+            return None;
+        }
+        while let Some(i) = self.subscribers.next_kicked() {
+            if let Some(t) = self.deliver_to(i, buf) {
+                if self.subscribers.get(i).is_some_and(|s| s.window.writing) {
+                    // Its next pages take their turns with the others' (round robin).
+                    self.subscribers.unquiet();
+                }
+                return Some(t);
+            }
+        }
+        let (version, now) = (self.last_version, self.now);
+        if self.subscribers.is_quiet(version, now) {
             return None;
         }
         let n = self.subscribers.len();
+        let mut until: Option<Instant> = None;
         for _ in 0..n {
             if self.subscribers.cursor >= n {
                 self.subscribers.cursor = 0;
@@ -65,7 +83,11 @@ impl Directory<'_> {
             if let Some(t) = self.deliver_to(i, buf) {
                 return Some(t);
             }
+            if let Some(at) = self.subscribers.get(i).and_then(resend_at) {
+                until = Some(until.map_or(at, |t| t.min(at)));
+            }
         }
+        self.subscribers.set_quiet(version, until);
         None
     }
 
@@ -74,6 +96,10 @@ impl Directory<'_> {
         let now = self.now;
         let as_of = self.last_version;
         let floor = self.repair_floor;
+        #[cfg(test)]
+        {
+            self.subscribers.looked += 1;
+        }
         let s = self.subscribers.get_mut(i)?;
         if s.gone || (s.window.writing && now < s.window.deadline) {
             // Ended, or held back by the byte budgets until its deadline.
@@ -116,6 +142,9 @@ impl Directory<'_> {
                 self.stats.deliveries_throttled += 1;
                 let s = self.subscribers.get_mut(i)?;
                 s.window.deadline = now + BUDGET_WAIT;
+                // The next poll looks at every subscriber again, and so learns when
+                // this one is due.
+                self.subscribers.unquiet();
                 return None;
             }
         }
@@ -146,6 +175,8 @@ impl Directory<'_> {
             w.after = None;
             let doublings = w.attempts.min(MAX_BACKOFF_DOUBLINGS);
             w.deadline = now + timeout.mul(1 << doublings);
+            let deadline = w.deadline;
+            self.subscribers.resend_at(deadline);
         } else {
             w.after = last;
         }
@@ -171,9 +202,9 @@ impl Directory<'_> {
     pub(super) fn handle_delivery_ack(&mut self, from: SocketAddr, ack: DeliveryAck) {
         let newest = self.last_version;
         let table = &mut self.subscribers;
-        let Some(s) = (0..table.len())
-            .find(|&i| table.get(i).is_some_and(|s| s.id == ack.subscriber))
-            .and_then(|i| table.get_mut(i))
+        let Some((i, s)) = table
+            .find_acked(ack.subscriber)
+            .and_then(|i| Some((i, table.get_mut(i)?)))
         else {
             self.stats.ignored += 1;
             return;
@@ -196,19 +227,156 @@ impl Directory<'_> {
             // attempt's pages start over, and the subscriber takes them as overlap).
             w.after = ack.taken;
         }
+        // Changes made while its delivery was in flight may now be due.
+        table.kick(i);
     }
 
     /// The earliest re-send or subscription expiry due.
     pub(super) fn delivery_timeout(&self) -> Option<Instant> {
         let table = &self.subscribers;
-        let resend = (0..table.len())
-            .filter_map(|i| table.get(i))
-            .filter(|s| !s.gone && s.window.as_of.is_some())
-            // Pages still to write are due at once, unless held back by the budgets.
-            .filter(|s| !s.window.writing || s.window.deadline > self.now)
-            .map(|s| s.window.deadline)
-            .min()
-            .filter(|_| self.announces());
+        let resend = if !self.announces() {
+            None
+        } else if let Some(until) = table.quiet_until(self.last_version) {
+            // No earlier than any re-send held (perhaps earlier: a wake-up for nothing).
+            until
+        } else {
+            (0..table.len())
+                .filter_map(|i| table.get(i))
+                .filter_map(resend_at)
+                .min()
+        };
         resend.into_iter().chain(table.next_expiry).min()
+    }
+}
+
+/// When the delivery `s` has in flight is sent again unless acknowledged (`None`: none
+/// waits for an acknowledgement).
+fn resend_at(s: &super::subscribers::Subscriber) -> Option<Instant> {
+    let w = &s.window;
+    // A delivery being written has its deadline in the future only while the byte
+    // budgets hold it back: due then; otherwise its pages are due at once.
+    (!s.gone && w.as_of.is_some()).then_some(w.deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::directory::subscribers::{Subscriber, SubscriberSlot};
+    use crate::registry::Record;
+    use core::net::{IpAddr, Ipv4Addr};
+    use std::vec;
+
+    fn subscriber(id: u64, now: Instant, acked: Option<Version>) -> Subscriber {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Subscriber {
+            id,
+            address: SocketAddr::new(ip, 40_000 + id as u16),
+            interest: Interest::all(),
+            delivery: 7,
+            expires: now + Duration::from_secs(60),
+            acked,
+            window: Window::default(),
+            dirty: false,
+            gone: false,
+        }
+    }
+
+    /// With many subscribers and nothing due, polling cost a pass over all of them each
+    /// time (200 looks per poll before the table learnt to stay quiet); a subscriber
+    /// that acknowledges is looked at alone.
+    #[test]
+    fn a_poll_with_nothing_due_looks_at_no_subscriber() {
+        const SUBSCRIBERS: usize = 200;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let (mut slots, mut index) = (vec![None; 16], vec![0u32; 16]);
+        let mut table: vec::Vec<SubscriberSlot> = vec![None; SUBSCRIBERS];
+        let mut d = Directory::new(config, &mut slots, &mut index)
+            .unwrap()
+            .with_subscribers(&mut table);
+        let now = Instant::from_millis(1_000);
+        for id in 0..SUBSCRIBERS as u64 {
+            let subscriber = subscriber(id, now, Some(Version(0)));
+            d.restore_subscriber(now, subscriber).unwrap();
+        }
+        let mut buf = [0u8; 1500];
+        while d.poll_transmit(now, &mut buf).is_some() {}
+        let first = d.subscribers.looked;
+        assert!(first >= SUBSCRIBERS, "each was looked at once at least");
+        for _ in 0..100 {
+            assert!(d.poll_transmit(now, &mut buf).is_none());
+            assert!(d.poll_timeout().is_some());
+        }
+        assert_eq!(d.subscribers.looked, first, "nothing due: nobody looked at");
+        // An acknowledgement (of nothing new) makes its subscriber alone looked at.
+        let from = SocketAddr::new(ip, 40_005);
+        let acked = d.last_version;
+        let ack = DeliveryAck {
+            subscriber: 5,
+            delivery: 7,
+            as_of: acked,
+        };
+        d.handle_delivery_ack(from, ack);
+        assert!(d.poll_transmit(now, &mut buf).is_none());
+        assert_eq!(d.subscribers.looked, first + 1);
+    }
+
+    /// A subscriber that comes while the table is quiet, with a snapshot of many pages
+    /// due, gets every page (its later pages are found though nothing else is due).
+    #[test]
+    fn a_snapshot_of_many_pages_to_a_newcomer_is_sent_whole_while_the_rest_are_quiet() {
+        const SERVICES: usize = 200;
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let (mut slots, mut index) = (vec![None; SERVICES], vec![0u32; SERVICES]);
+        let mut table: vec::Vec<SubscriberSlot> = vec![None; 8];
+        let mut d = Directory::new(config, &mut slots, &mut index)
+            .unwrap()
+            .with_subscribers(&mut table);
+        let now = Instant::from_millis(1_000);
+        for i in 0..SERVICES {
+            let name = std::format!("svc-{i:04}");
+            let registration = crate::service::Registration::new(
+                ServiceName::new(&name).unwrap(),
+                &[Location::new(ip, 8080).unwrap()],
+            )
+            .unwrap();
+            let record = Record {
+                service: Service {
+                    registration,
+                    version: Version(1 + i as u64),
+                },
+                registrant: 1,
+                sequence: 1,
+                state: RecordState::Live {
+                    expires: now + Duration::from_secs(60),
+                },
+                ended: Version(0),
+            };
+            d.restore(now, record).unwrap();
+        }
+        let mut buf = [0u8; 1500];
+        while d.poll_transmit(now, &mut buf).is_some() {}
+        let newest = d.last_version;
+        for id in 0..4 {
+            d.restore_subscriber(now, subscriber(id, now, Some(newest)))
+                .unwrap();
+        }
+        while d.poll_transmit(now, &mut buf).is_some() {}
+        assert!(d.subscribers.is_quiet(newest, now));
+        d.restore_subscriber(now, subscriber(9, now, None)).unwrap();
+        let newcomer = SocketAddr::new(ip, 40_009);
+        let mut pages = 0;
+        while let Some(t) = d.poll_transmit(now, &mut buf) {
+            assert_eq!(t.destination, newcomer);
+            pages += 1;
+            assert!(pages < 1_000);
+        }
+        assert!(pages > 2, "{pages} pages: the snapshot takes several");
+        let s = d.subscribers().find(|s| s.id == 9).unwrap();
+        assert!(!s.window.writing && s.window.as_of.is_some(), "sent whole");
     }
 }

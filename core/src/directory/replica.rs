@@ -85,7 +85,7 @@ impl Directory<'_> {
                 .map(|(slot, _)| slot)
                 .ok_or(full)?;
             self.raise_floors(&entry.record);
-            if let Some(e) = self.registry.get_mut(carrier) {
+            if let Some(mut e) = self.registry.get_mut(carrier) {
                 e.evicted = Some(entry.record.name().clone());
                 self.unreported += 1;
             }
@@ -358,7 +358,7 @@ impl Directory<'_> {
             }
             _ => {}
         }
-        if let Some(e) = self.registry.get_mut(slot) {
+        if let Some(mut e) = self.registry.get_mut(slot) {
             e.record.sequence = sequence;
         }
         if let Some(at) = finished {

@@ -245,7 +245,7 @@ impl Directory<'_> {
             }
         };
         self.stats.unregisters += 1;
-        if let Some(e) = self.registry.get_mut(slot) {
+        if let Some(mut e) = self.registry.get_mut(slot) {
             e.record.sequence = u.sequence;
         }
         let version = self.depart(slot);

@@ -74,8 +74,8 @@ impl Directory<'_> {
             let _ = self.replies.push_back(reply);
         }
         for slot in 0..self.registry.len() {
-            if let Some(e) = self.registry.get_mut(slot) {
-                touch(e, &mut self.dirty, true);
+            if let Some(mut e) = self.registry.get_mut(slot) {
+                touch(&mut e, &mut self.dirty, true);
             }
         }
     }

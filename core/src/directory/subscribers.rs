@@ -127,13 +127,41 @@ pub enum SubscriberEvent<'s> {
     Removed(u64),
 }
 
+/// How many subscribers whose state changed are remembered for the next delivery
+/// pass; beyond it, the next pass looks at every subscriber.
+const KICKED: usize = 32;
+
+/// What the last delivery pass over every subscriber found: none had a delivery due at
+/// `version`, and none will before `until` (the earliest re-send).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Quiet {
+    version: Version,
+    until: Option<Instant>,
+}
+
 /// The subscriber table over caller-owned storage: dense in `slots[..len]`.
+///
+/// Finding the subscribers with a delivery due does not look at all of them at every
+/// `poll_transmit`: a pass over all of them that finds none due leaves the table
+/// [`Quiet`] until the newest version moves or the earliest re-send comes, and a
+/// subscriber whose state changes meanwhile (it subscribed, renewed or acknowledged) is
+/// *kicked*: looked at by itself at the next poll.
 #[derive(Debug)]
 pub(super) struct Subscribers<'a> {
     slots: &'a mut [SubscriberSlot],
     len: usize,
     /// Where the next delivery pass starts (round robin).
     pub(super) cursor: usize,
+    /// Subscribers (slots) whose state changed since the table was quiet.
+    kicked: heapless::Deque<u32, KICKED>,
+    /// The last pass over every subscriber found nothing due (`None`: look again).
+    quiet: Option<Quiet>,
+    /// Where the subscriber of the next acknowledgement is looked for first: after the
+    /// last one found (acknowledgements come back about in the order deliveries went).
+    ack_hint: usize,
+    /// How many times a subscriber was looked at for a delivery (for tests).
+    #[cfg(test)]
+    pub(super) looked: usize,
     /// Where the next event pass starts.
     event_cursor: usize,
     /// Subscribers with something to report to the shell.
@@ -152,6 +180,11 @@ impl<'a> Subscribers<'a> {
             slots,
             len: 0,
             cursor: 0,
+            kicked: heapless::Deque::new(),
+            quiet: None,
+            ack_hint: 0,
+            #[cfg(test)]
+            looked: 0,
             event_cursor: 0,
             dirty: 0,
             next_expiry: None,
@@ -177,7 +210,70 @@ impl<'a> Subscribers<'a> {
     }
 
     fn find(&self, id: u64) -> Option<usize> {
-        (0..self.len).find(|&i| self.get(i).is_some_and(|s| s.id == id))
+        self.find_from(id, 0)
+    }
+
+    /// The slot of subscriber `id`, looked for from slot `from` on (wrapping).
+    fn find_from(&self, id: u64, from: usize) -> Option<usize> {
+        let from = if from < self.len { from } else { 0 };
+        (from..self.len)
+            .chain(0..from)
+            .find(|&i| self.get(i).is_some_and(|s| s.id == id))
+    }
+
+    /// The slot of the subscriber an acknowledgement from `id` is for; the next is
+    /// looked for after it.
+    pub(super) fn find_acked(&mut self, id: u64) -> Option<usize> {
+        let i = self.find_from(id, self.ack_hint)?;
+        self.ack_hint = i + 1;
+        Some(i)
+    }
+
+    /// Subscriber `i` may have a delivery due: the next poll looks at it (or, when too
+    /// many are waiting, at every subscriber).
+    pub(super) fn kick(&mut self, i: usize) {
+        if self.kicked.push_back(i as u32).is_err() {
+            self.quiet = None;
+        }
+    }
+
+    /// The next kicked subscriber to look at.
+    pub(super) fn next_kicked(&mut self) -> Option<usize> {
+        self.kicked.pop_front().map(|i| i as usize)
+    }
+
+    /// True when the last pass over every subscriber found nothing due, and nothing
+    /// has come due since: the newest version is still `version` and no re-send is due
+    /// by `now` (kicked subscribers aside).
+    pub(super) fn is_quiet(&self, version: Version, now: Instant) -> bool {
+        self.quiet
+            .is_some_and(|q| q.version == version && q.until.is_none_or(|t| now < t))
+    }
+
+    /// A pass over every subscriber found nothing due at `version`; the earliest
+    /// re-send is at `until`.
+    pub(super) fn set_quiet(&mut self, version: Version, until: Option<Instant>) {
+        self.quiet = Some(Quiet { version, until });
+    }
+
+    /// Looks at every subscriber at the next poll.
+    pub(super) fn unquiet(&mut self) {
+        self.quiet = None;
+    }
+
+    /// The earliest re-send, when quiet at `version` (`None`: not known without
+    /// looking at every subscriber).
+    pub(super) fn quiet_until(&self, version: Version) -> Option<Option<Instant>> {
+        self.quiet
+            .filter(|q| q.version == version && self.kicked.is_empty())
+            .map(|q| q.until)
+    }
+
+    /// A delivery was sent that is re-sent at `deadline` unless acknowledged.
+    pub(super) fn resend_at(&mut self, deadline: Instant) {
+        if let Some(q) = self.quiet.as_mut() {
+            q.until = Some(q.until.map_or(deadline, |t| t.min(deadline)));
+        }
     }
 
     /// Marks the stored form of subscriber `i` changed.
@@ -214,6 +310,7 @@ impl<'a> Subscribers<'a> {
         if dirty {
             self.dirty += 1;
         }
+        self.kick(self.len - 1);
         true
     }
 
@@ -225,6 +322,9 @@ impl<'a> Subscribers<'a> {
         self.len -= 1;
         self.slots.swap(i, self.len);
         self.slots[self.len] = None;
+        // Slots moved: what was kicked is found by a pass over all.
+        self.kicked.clear();
+        self.quiet = None;
     }
 }
 
@@ -319,6 +419,7 @@ impl<'a> Directory<'a> {
                     *s = subscriber;
                     s.dirty = dirty;
                 }
+                table.kick(i);
             }
             None if table.insert(subscriber) => {}
             None => return Err(crate::RegistryError::Full),
@@ -376,6 +477,7 @@ impl<'a> Directory<'a> {
                     }
                 }
                 table.touch(i);
+                table.kick(i);
             }
             None => {
                 if !table.insert(Subscriber::new(from, &s, expires)) {

@@ -202,7 +202,11 @@ impl Directory<'_> {
             }
             let slot = self.unreported_cursor;
             self.unreported_cursor += 1;
-            if let Some(name) = self.registry.get_mut(slot).and_then(|e| e.evicted.take()) {
+            if let Some(name) = self
+                .registry
+                .get_mut(slot)
+                .and_then(|mut e| e.evicted.take())
+            {
                 self.unreported -= 1;
                 return Some(name);
             }
