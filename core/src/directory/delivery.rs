@@ -317,6 +317,7 @@ mod tests {
             subscriber: 5,
             delivery: 7,
             as_of: acked,
+            taken: None,
         };
         d.handle_delivery_ack(from, ack);
         assert!(d.poll_transmit(now, &mut buf).is_none());
