@@ -134,9 +134,9 @@ impl Directory<'_> {
     pub(super) fn handle_delivery_ack(&mut self, from: SocketAddr, ack: DeliveryAck) {
         let newest = self.last_version;
         let table = &mut self.subscribers;
-        let Some(s) = (0..table.len())
-            .find(|&i| table.get(i).is_some_and(|s| s.id == ack.subscriber))
-            .and_then(|i| table.get_mut(i))
+        let Some((i, s)) = table
+            .find(ack.subscriber)
+            .and_then(|i| Some((i, table.get_mut(i)?)))
         else {
             self.stats.ignored += 1;
             return;
@@ -147,6 +147,10 @@ impl Directory<'_> {
         }
         // Nothing beyond what this directory has handed out can be held.
         s.take_ack(ack.as_of.min(newest));
+        if !self.publishing {
+            // The publisher delivered it: the cursor reaches it through the store.
+            table.touch(i);
+        }
     }
 
     /// The earliest re-send or subscription expiry due.

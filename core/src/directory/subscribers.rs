@@ -43,6 +43,9 @@ pub struct Subscriber {
     pub(crate) dirty: bool,
     /// Ended (unsubscribed or expired): kept until the shell has been told to delete it.
     pub(crate) gone: bool,
+    /// Its last Subscribe came to this directory (not only through a replicated store):
+    /// the subscriber talks to this directory (in memory only).
+    pub(crate) here: bool,
 }
 
 /// The one delivery a subscriber may have in flight: what it covers, how far it has
@@ -87,6 +90,7 @@ impl Subscriber {
             window: Window::default(),
             dirty: true,
             gone: false,
+            here: true,
         }
     }
 }
@@ -175,12 +179,12 @@ impl<'a> Subscribers<'a> {
         self.slots.get_mut(i)?.as_mut()
     }
 
-    fn find(&self, id: u64) -> Option<usize> {
+    pub(super) fn find(&self, id: u64) -> Option<usize> {
         (0..self.len).find(|&i| self.get(i).is_some_and(|s| s.id == id))
     }
 
     /// Marks the stored form of subscriber `i` changed.
-    fn touch(&mut self, i: usize) {
+    pub(super) fn touch(&mut self, i: usize) {
         if let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut) {
             if !s.dirty {
                 s.dirty = true;
@@ -189,7 +193,7 @@ impl<'a> Subscribers<'a> {
         }
     }
 
-    fn schedule_expiry(&mut self, at: Instant) {
+    pub(super) fn schedule_expiry(&mut self, at: Instant) {
         self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
     }
 
@@ -203,7 +207,7 @@ impl<'a> Subscribers<'a> {
     }
 
     /// Puts `subscriber` in a free slot (false: the table is full).
-    fn insert(&mut self, subscriber: Subscriber) -> bool {
+    pub(super) fn insert(&mut self, subscriber: Subscriber) -> bool {
         let Some(slot) = self.slots.get_mut(self.len) else {
             return false;
         };
@@ -217,7 +221,7 @@ impl<'a> Subscribers<'a> {
     }
 
     /// Frees slot `i` (the last one moves into it).
-    fn free(&mut self, i: usize) {
+    pub(super) fn free(&mut self, i: usize) {
         if i >= self.len {
             return;
         }
@@ -309,6 +313,7 @@ impl<'a> Directory<'a> {
         subscriber.window = Window::default();
         subscriber.dirty = false;
         subscriber.gone = false;
+        subscriber.here = true;
         let expires = subscriber.expires;
         let table = &mut self.subscribers;
         match table.find(subscriber.id) {
@@ -346,6 +351,7 @@ impl<'a> Directory<'a> {
                 let Some(held) = table.get_mut(i) else { return };
                 let afresh = held.gone || held.delivery != s.delivery || held.address != from;
                 held.expires = expires;
+                held.here = true;
                 if afresh {
                     // A new subscription under the same id (the subscriber restarted,
                     // moved, or came back): start from what it says it holds.
@@ -477,6 +483,7 @@ impl Subscriber {
             window: Window::default(),
             dirty: false,
             gone: false,
+            here: false,
         })
     }
 }

@@ -36,10 +36,14 @@
 //! * **Members.** With several etcd endpoints, requests go only to the members that
 //!   answer ([`endpoints`]): one member down costs nothing but the request that found
 //!   it down, which is tried again on another member.
+//! * **Subscribers.** The unicast subscriber table is shared the same way
+//!   ([`subscriptions`]): every directory holds every subscription, only the publisher
+//!   delivers, and a new publisher continues from the stored cursors.
 
 pub mod election;
 pub mod endpoints;
 pub mod store;
+pub mod subscriptions;
 
 use crate::clock::Clock;
 use crate::config::EtcdSettings;
@@ -51,6 +55,7 @@ use herald_core::{Directory, DirectoryEvent, Record, RecordState, Version};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use store::{Change, Entry, EtcdError, Keys, Put, Snapshot, WatchMessage, Watcher};
+use subscriptions::Subscriptions;
 use tokio::sync::oneshot;
 
 /// Notification counts are written at most this late.
@@ -177,6 +182,8 @@ pub struct Cluster {
     lease_secs: u64,
     queue: BTreeMap<String, Pending>,
     known: HashMap<String, Known>,
+    /// The subscriber table's writes and revisions.
+    subscriptions: Subscriptions,
     watcher: Option<Watcher>,
     election: Option<Election>,
     outage: Option<Outage>,
@@ -267,6 +274,7 @@ impl Cluster {
             lease_secs: settings.publisher_lease_secs,
             queue: BTreeMap::new(),
             known: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             watcher: None,
             election: None,
             outage: None,
@@ -324,6 +332,9 @@ impl Cluster {
         for entry in &loaded.snapshot.entries {
             self.apply_entry(directory, clock, entry, true)?;
         }
+        for entry in &loaded.snapshot.subscribers {
+            self.subscriptions.apply(directory, clock, entry);
+        }
         self.watcher = Some(Watcher::start(
             self.client.watch_client(),
             &self.keys,
@@ -356,7 +367,7 @@ impl Cluster {
 
     /// Writes waiting to go to etcd.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.subscriptions.queued()
     }
 
     /// When [`tick`](Self::tick) has something to do.
@@ -528,6 +539,11 @@ impl Cluster {
                 self.known.remove(&name);
                 directory.forget(clock.now(), &name);
             }
+            Change::PutSubscriber(entry) => self.subscriptions.written(directory, clock, &entry),
+            Change::DeleteSubscriber { id, mod_revision } => {
+                self.subscriptions
+                    .deleted(directory, clock, id, mod_revision)
+            }
         }
     }
 
@@ -629,6 +645,12 @@ impl Cluster {
             self.lazy_due
                 .get_or_insert_with(|| Instant::now() + LAZY_WRITES_AFTER);
         }
+        // Subscriptions are written lazily: one lost in a crash is taken again at its
+        // next renewal, and a lost cursor only repeats what the listener takes once.
+        if self.subscriptions.take(directory) {
+            self.lazy_due
+                .get_or_insert_with(|| Instant::now() + LAZY_WRITES_AFTER);
+        }
         if durable && self.outage.is_none() {
             self.write(directory, clock, Writes::Urgent).await;
         }
@@ -658,8 +680,7 @@ impl Cluster {
     async fn write(&mut self, directory: &mut Directory<'_>, clock: &Clock, writes: Writes) {
         match self.flush_retrying(directory, clock, writes).await {
             Ok(_) => {
-                self.lazy_due =
-                    (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
+                self.lazy_due = (self.queued() > 0).then(|| Instant::now() + LAZY_WRITES_AFTER);
             }
             Err(e) => self.enter_outage(directory, clock, &e),
         }
@@ -745,6 +766,8 @@ impl Cluster {
         for name in &gone {
             directory.discard(clock.now(), name);
         }
+        self.subscriptions
+            .reload(directory, clock, &snapshot.subscribers);
         if !gone.is_empty() {
             tracing::info!(
                 dropped = gone.len(),
@@ -758,7 +781,7 @@ impl Cluster {
             &self.keys,
             snapshot.revision + 1,
         ));
-        self.lazy_due = (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
+        self.lazy_due = (self.queued() > 0).then(|| Instant::now() + LAZY_WRITES_AFTER);
         Ok(written)
     }
 
@@ -814,7 +837,12 @@ impl Cluster {
                 written += 1;
             }
         }
-        Ok(written)
+        let (txns, subscribers) = self
+            .subscriptions
+            .flush(&mut self.kv, &self.keys, directory, clock)
+            .await?;
+        self.stats.writes += txns;
+        Ok(written + subscribers)
     }
 
     /// Deletes, one transaction per [`store::MAX_TXN_KEYS`], the finished removals whose
@@ -981,7 +1009,7 @@ impl Cluster {
     /// sends the beacon that says so).
     pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         self.persist(directory, clock).await;
-        if self.outage.is_none() && !self.queue.is_empty() {
+        if self.outage.is_none() && self.queued() > 0 {
             if let Err(e) = self.flush(directory, clock, Writes::All).await {
                 tracing::warn!(error = %e, queued = self.queue.len(), "etcd: queued changes not written at shutdown");
             }
