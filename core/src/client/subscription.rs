@@ -384,26 +384,29 @@ impl<const R: usize> Client<'_, R> {
             .is_some_and(|s| s.state != State::Unsubscribing && s.delivery == request)
     }
 
-    /// A page of changes delivered by the directory followed.
+    /// A page of changes delivered (by the directory followed, or by the publisher of
+    /// directories that share their subscribers).
     pub(super) fn handle_delivered_changes(
         &mut self,
+        from: SocketAddr,
         header: PageHeader,
         items: Items<'_, Change>,
     ) {
-        if !self.take_delivery(&header) {
+        if !self.take_delivery(from, &header) {
             return;
         }
         let last = self.apply_changes(header.as_of, items);
         self.delivered(&header, last, false);
     }
 
-    /// A page of a snapshot delivered by the directory followed.
+    /// A page of a snapshot delivered (like [`handle_delivered_changes`](Self::handle_delivered_changes)).
     pub(super) fn handle_delivered_snapshot(
         &mut self,
+        from: SocketAddr,
         header: PageHeader,
         items: Items<'_, Service>,
     ) {
-        if !self.take_delivery(&header) {
+        if !self.take_delivery(from, &header) {
             return;
         }
         let last = items.clone().last().map(|s| s.registration.name);
@@ -411,12 +414,14 @@ impl<const R: usize> Client<'_, R> {
         self.delivered(&header, last, true);
     }
 
-    /// A delivery page from the directory followed: it is alive (a check of it in
+    /// A delivery page: from the directory followed, it is alive (a check of it in
     /// progress is answered); true unless the page is older than a delivery already
     /// received in full.
-    fn take_delivery(&mut self, header: &PageHeader) -> bool {
-        self.answered();
-        self.check = None;
+    fn take_delivery(&mut self, from: SocketAddr, header: &PageHeader) -> bool {
+        if self.heard_from_current(from) {
+            self.answered();
+            self.check = None;
+        }
         self.subscription
             .as_ref()
             .and_then(|s| s.held)

@@ -23,6 +23,7 @@
 //! lease: seconds). A cursor older than a removal the new publisher no longer holds
 //! gets a snapshot, as at any publisher.
 
+use super::subscribers::Window;
 use super::*;
 use crate::registry::UNANNOUNCED;
 
@@ -43,6 +44,7 @@ impl Directory<'_> {
         self.observe(now);
         let newest = self.last_version;
         subscriber.expires = subscriber.expires.min(self.now + self.config.max_lease);
+        subscriber.window = Window::default();
         subscriber.dirty = false;
         subscriber.gone = false;
         subscriber.here = false;
