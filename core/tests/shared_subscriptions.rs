@@ -90,7 +90,7 @@ impl Cluster {
         }
     }
 
-    fn to_directory(&mut self, to: SocketAddr, from: SocketAddr, bytes: &[u8]) {
+    fn send_to_directory(&mut self, to: SocketAddr, from: SocketAddr, bytes: &[u8]) {
         let now = self.now;
         if let Some((_, d, _)) = self
             .directories
@@ -142,7 +142,7 @@ impl Cluster {
                     };
                     moved = true;
                     let bytes = buf[..t.len].to_vec();
-                    self.to_directory(t.destination, from, &bytes);
+                    self.send_to_directory(t.destination, from, &bytes);
                 }
             }
             while let Some(e) = self.subscriber.1.poll_event() {
@@ -205,7 +205,7 @@ impl Cluster {
     fn run(&mut self, span: Duration) {
         let end = self.now + span;
         while self.now < end {
-            self.now = self.now + Duration::from_millis(10);
+            self.now += Duration::from_millis(10);
             let now = self.now;
             for (_, d, alive) in self.directories.iter_mut() {
                 if *alive {
