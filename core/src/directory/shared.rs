@@ -32,7 +32,8 @@ impl Directory<'_> {
     /// new subscription, a renewal, a cursor its subscriber acknowledged there). The
     /// lease is the stored one (no longer than `max_lease` from now). The same
     /// subscription (same delivery id and address) keeps its delivery in flight and the
-    /// further of the two cursors; another one under the id replaces it. Nothing is
+    /// further of the two cursors; another one under the id replaces it, unless one
+    /// taken here and not yet stored runs out later (the later Subscribe wins). Nothing is
     /// reported through [`poll_subscriber_event`](Self::poll_subscriber_event) (it is
     /// stored already), but a change made here and not yet reported still is. `Err(Full)`
     /// when the table is full.
@@ -65,7 +66,7 @@ impl Directory<'_> {
                     if let Some(acked) = subscriber.acked {
                         held.take_ack(acked.min(newest));
                     }
-                } else {
+                } else if !(held.dirty && !held.gone && held.expires > subscriber.expires) {
                     let dirty = held.dirty;
                     *held = subscriber;
                     held.dirty = dirty;

@@ -1377,6 +1377,107 @@ mod tests {
         );
     }
 
+    /// A directory of four slots with a subscriber table of four (leaked).
+    fn directory_with_subscribers() -> Directory<'static> {
+        let slots: &'static mut [herald_core::directory::SubscriberSlot] =
+            Box::leak(vec![None; 4].into_boxed_slice());
+        directory().with_subscribers(slots)
+    }
+
+    /// A listener of id 7 that subscribes at `directory` through the core client, by a
+    /// direct exchange of datagrams (leaked).
+    fn listener(directory: &Directory<'static>) -> herald_core::Client<'static, 4> {
+        let mut config = herald_core::ClientConfig::new(7);
+        config.directories.push(directory.config().address).unwrap();
+        config.interest = Some(herald_core::Interest::all());
+        config.subscribe = herald_core::Subscribe::Always;
+        let slots = Box::leak(vec![None; 4].into_boxed_slice());
+        let index = Box::leak(vec![0u32; 4].into_boxed_slice());
+        herald_core::Client::new(config, slots, index).unwrap()
+    }
+
+    /// Exchanges datagrams between `client` and `directory` until both are quiet.
+    fn exchange(
+        client: &mut herald_core::Client<'static, 4>,
+        directory: &mut Directory<'static>,
+        clock: &Clock,
+    ) {
+        let me: std::net::SocketAddr = "127.0.0.1:40007".parse().unwrap();
+        let at = directory.config().address.socket_addr();
+        let mut buf = [0u8; 1400];
+        for _ in 0..10 {
+            let now = clock.now();
+            client.handle_timeout(now);
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                directory.handle_datagram(now, me, &buf[..t.len]);
+            }
+            while let Some(t) = directory.poll_transmit(now, &mut buf) {
+                if t.destination == me {
+                    client.handle_datagram(now, at, &buf[..t.len]);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_shared_and_their_deletion_is_guarded() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let (mut a, mut b) = (cluster(&etcd).await, cluster(&etcd).await);
+        let clock = Clock::new();
+        let (mut da, mut db) = (directory_with_subscribers(), directory_with_subscribers());
+        let mut client = listener(&da);
+        exchange(&mut client, &mut da, &clock);
+        assert_eq!(da.subscribers().count(), 1);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        // Another directory reads it.
+        let snapshot = store::load(&mut b.kv, &b.keys).await.unwrap();
+        assert_eq!(snapshot.subscribers.len(), 1);
+        assert_eq!(snapshot.subscribers[0].id, 7);
+        b.subscriptions
+            .reload(&mut db, &clock, &snapshot.subscribers);
+        assert_eq!(db.subscribers().map(|s| s.id).collect::<Vec<_>>(), [7]);
+
+        // Renewed elsewhere (the key changed since `a` saw it): the unsubscription at
+        // `a` deletes nothing, and `a` takes the stored subscription back.
+        let entry = store::get_subscriber(&mut b.kv, &b.keys, 7)
+            .await
+            .unwrap()
+            .unwrap();
+        let put = (
+            b.keys.subscriber(7),
+            entry.value.as_slice(),
+            entry.mod_revision,
+        );
+        store::put_keys(&mut b.kv, &[put]).await.unwrap().unwrap();
+        client.unsubscribe(clock.now());
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        assert_eq!(a.queued(), 1);
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        assert_eq!(a.queued(), 0);
+        assert!(store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(da.subscribers().count(), 1, "taken back from etcd");
+
+        // Deleted where it was last seen as written: gone, and forgotten by the other.
+        let key = store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .unwrap();
+        let deleted = store::delete_key_if(&mut a.kv, a.keys.subscriber(7), key.mod_revision)
+            .await
+            .unwrap();
+        assert!(deleted);
+        b.subscriptions
+            .deleted(&mut db, &clock, 7, key.mod_revision + 1);
+        assert_eq!(db.subscribers().count(), 0);
+    }
+
     #[tokio::test]
     async fn a_snapshot_reads_every_page_at_one_revision() {
         let Some(etcd) = TestEtcd::start() else {
