@@ -283,6 +283,10 @@ fn a_subscriber_of_a_replica_gets_every_change_once_across_the_publishers_death(
     c.unregister("flash");
     c.run(Duration::from_secs(2));
     c.assert_once(&["before", "flash"], &["flash"]);
+    // Told by its directory that it does not deliver, with nowhere else to go, it is
+    // not cut off.
+    let unreachable = |e: &ClientEvent| matches!(e, ClientEvent::Unreachable);
+    assert!(!c.events.iter().any(unreachable), "{:#?}", c.events);
     assert!(!c.pages[0].is_empty(), "the publisher delivered");
     assert!(c.pages[1].is_empty(), "a replica delivers nothing");
     // The replica's cursor, from the subscriber's acknowledgements, reached the

@@ -326,8 +326,9 @@ impl<const R: usize> Client<'_, R> {
             self.answered();
             // Alive: a check of it in progress is answered.
             self.check = None;
-            if !ack.delivering && self.is_subscribed() {
-                // A replica: it sends nothing. Follow another directory.
+            if !ack.delivering && self.is_subscribed() && self.directories.len() > 1 {
+                // A replica: it sends nothing. Follow another directory (with none
+                // other known, stay: the publisher of a shared table delivers).
                 if let Some(i) = self.current {
                     self.directories[i].publishing = false;
                 }
