@@ -221,6 +221,15 @@ fn listeners_without_multicast_get_every_change_once_across_a_publisher_kill() {
         &all,
         &gone,
     );
+    // Told by the replica that it does not deliver, with no other directory to go to,
+    // the second listener stayed, and was never cut off.
+    let cut_off = watch_replica
+        .process()
+        .lines()
+        .into_iter()
+        .filter(|l| l.text.contains("no directory answers"))
+        .count();
+    assert_eq!(cut_off, 0, "{}", watch_replica.process().log_tail());
     let m = nodes[replica].metrics();
     eprintln!(
         "[{test}] publisher killed: node{replica} elected after {:.1} s; the changes made \
