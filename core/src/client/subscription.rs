@@ -10,7 +10,13 @@
 //! next renewal as a new subscription and starts from the version it names.
 //!
 //! Deliveries are pages ([`Message::ChangesPage`], or [`Message::SnapshotPage`] for a
-//! subscriber too far behind) whose `request` is the delivery id. Their changes go
+//! subscriber too far behind) whose `request` is the delivery id, taken from whichever
+//! directory sends them: directories that share their subscriber table (the etcd
+//! cluster) deliver from the publisher, to subscribers of a replica too, and a new
+//! publisher delivers under the stored subscription before the subscriber has moved
+//! to it. Acknowledgements go to the directory the subscriber talks to. A subscriber
+//! told by a replica that it does not deliver moves to another directory if it knows
+//! one, and otherwise stays. Their changes go
 //! into the same table, through the same checks, as announcements and pages do, so a
 //! change is reported once however many ways (multicast, a repair, a delivery, a
 //! re-send) it arrives. When every page of a delivery has come in order, the listener
