@@ -1479,6 +1479,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reload_drops_a_queued_deletion_of_a_subscription_renewed_elsewhere() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let (mut a, mut b) = (cluster(&etcd).await, cluster(&etcd).await);
+        let clock = Clock::new();
+        let mut da = directory_with_subscribers();
+        let mut client = listener(&da);
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        // Ended here while etcd did not answer (queued), renewed at another directory.
+        client.unsubscribe(clock.now());
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        assert_eq!((a.queued(), da.subscribers().count()), (1, 0));
+        let entry = store::get_subscriber(&mut b.kv, &b.keys, 7)
+            .await
+            .unwrap()
+            .unwrap();
+        let put = (
+            b.keys.subscriber(7),
+            entry.value.as_slice(),
+            entry.mod_revision,
+        );
+        store::put_keys(&mut b.kv, &[put]).await.unwrap().unwrap();
+        // etcd answers again: the registry and the subscribers are read again.
+        let snapshot = store::load(&mut a.kv, &a.keys).await.unwrap();
+        a.subscriptions
+            .reload(&mut da, &clock, &snapshot.subscribers);
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        assert_eq!(a.queued(), 0);
+        assert_eq!(da.subscribers().count(), 1, "taken from etcd");
+        assert!(store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
     async fn a_snapshot_reads_every_page_at_one_revision() {
         let Some(etcd) = TestEtcd::start() else {
             return;

@@ -143,13 +143,23 @@ impl Subscriptions {
     }
 
     /// Takes every subscription read again (after an outage, or when the watch
-    /// stopped), and forgets those etcd no longer holds that are not queued here.
+    /// stopped), and forgets those etcd no longer holds that are not queued here. A
+    /// deletion queued here of a key that changed since it was last seen (the
+    /// subscription renewed at another directory meanwhile) is dropped: that
+    /// subscription is taken instead.
     pub fn reload(
         &mut self,
         directory: &mut Directory<'_>,
         clock: &Clock,
         entries: &[SubscriberEntry],
     ) {
+        for entry in entries {
+            if self.queue.get(&entry.id) == Some(&Op::Delete)
+                && self.known.get(&entry.id) != Some(&entry.mod_revision)
+            {
+                self.queue.remove(&entry.id);
+            }
+        }
         self.known.clear();
         for entry in entries {
             self.apply(directory, clock, entry);
