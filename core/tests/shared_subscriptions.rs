@@ -22,11 +22,16 @@ fn location(last: u8) -> Location {
 }
 
 fn directory(at: Location) -> Directory<'static> {
+    directory_from(at, Version(1_000))
+}
+
+/// A directory whose version clock starts at `floor`.
+fn directory_from(at: Location, floor: Version) -> Directory<'static> {
     let mut config = DirectoryConfig::new(at, group());
     config.default_lease = Duration::from_secs(3);
     config.min_lease = Duration::from_millis(500);
     config.sweep_period = Duration::from_secs(3600);
-    config.version_floor = Version(1_000);
+    config.version_floor = floor;
     let slots: &'static mut [SubscriberSlot] = leak(None, 8);
     Directory::new(config, leak(None, 64), leak(0u32, 64))
         .unwrap()
@@ -69,14 +74,20 @@ struct Cluster {
 
 impl Cluster {
     fn new(subscriber_knows: &[Location]) -> Cluster {
+        Cluster::skewed(subscriber_knows, Duration::ZERO)
+    }
+
+    /// With the first directory's clock `ahead` of the second's.
+    fn skewed(subscriber_knows: &[Location], ahead: Duration) -> Cluster {
         let (a, b) = (location(1), location(2));
         let now = Instant::from_millis(1);
         let mut replica = directory(b);
         replica.set_publishing(now, false);
+        let publisher = directory_from(a, Version(1_000 + ahead.as_micros()));
         Cluster {
             now,
             directories: vec![
-                (a.socket_addr(), directory(a), true),
+                (a.socket_addr(), publisher, true),
                 (b.socket_addr(), replica, true),
             ],
             registrant: (SocketAddr::new(ip(11), 40001), client(9, &[a, b], false)),
@@ -353,4 +364,21 @@ fn a_subscriber_of_the_publisher_gets_every_change_once_when_it_dies() {
         "the first delivery continues from the stored cursor: {:?}",
         c.pages[1]
     );
+}
+
+/// The publisher's clock ran 10 s ahead of the replica's: the replica, elected, takes
+/// its versions above the cursors it holds, so that the subscriber (which knows only
+/// it) takes its deliveries, every change once.
+#[test]
+fn a_new_publisher_whose_clock_is_behind_continues_above_the_cursors() {
+    let mut c = Cluster::skewed(&[location(2)], Duration::from_secs(10));
+    c.run(Duration::from_secs(1));
+    c.register("before", 8001);
+    c.run(Duration::from_secs(2));
+    c.assert_once(&["before"], &[]);
+    c.kill_publisher();
+    c.register("after", 8003);
+    c.unregister("before");
+    c.run(Duration::from_secs(8));
+    c.assert_once(&["before", "after"], &["before"]);
 }

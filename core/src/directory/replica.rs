@@ -146,7 +146,6 @@ impl Directory<'_> {
                 });
             }
             self.schedule_tick();
-            self.continue_cursors();
         } else {
             self.catch_up_until = None;
             for slot in 0..self.registry.len() {

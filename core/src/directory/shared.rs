@@ -11,17 +11,21 @@
 //! delivery) hands the cursor to the shell, so that it reaches the publisher through the
 //! store.
 //!
-//! **Cursors across a publisher change.** A cursor is the `as_of` of a delivery, a
-//! version of its publisher's clock; the versions of records are replicated and every
-//! directory's versions rise above those it takes, but a publisher's chain versions are
-//! its own. A directory elected publisher therefore takes a new version at once, from
-//! its clock, and stamps with it every state it took as a replica and never announced:
-//! a delivery from a cursor its predecessor handed out then carries every such state
-//! (the subscriber takes each once, by version), later deliveries carry only what
-//! changed since, and the new publisher's `as_of` is above the old cursors as long as
-//! the directories' clocks agree within the time a takeover takes (the publisher
-//! lease: seconds). A cursor older than a removal the new publisher no longer holds
-//! gets a snapshot, as at any publisher.
+//! **Cursors across a publisher change.** A cursor is the `as_of` of a delivery: its
+//! publisher's newest version then. Versions follow each directory's version clock
+//! (wall-clock microseconds), and every directory's versions rise above every version
+//! it takes from the store, so the versions of a store's directories are comparable as
+//! far as their clocks agree. The states a directory took as a replica carry no stamp
+//! of its own (it announced none): a directory elected publisher, once caught up with
+//! the store, takes a new version (above every stored one, and its clock, which has
+//! moved on by the takeover's time: the publisher lease) and stamps them all with it.
+//! A delivery from any cursor its predecessor handed out then carries every state the
+//! predecessor had not delivered (and perhaps some the subscriber holds: it takes each
+//! once, by version), later deliveries only what changed since, and the new publisher's
+//! `as_of` is above the old cursors, as long as the directories' clocks agree within
+//! the takeover's time (seconds; NTP keeps them within milliseconds). A cursor older
+//! than a removal the new publisher no longer holds gets a snapshot, as at any
+//! publisher.
 
 use super::subscribers::Window;
 use super::*;
@@ -91,9 +95,10 @@ impl Directory<'_> {
         }
     }
 
-    /// Newly elected publisher: takes a version of its own clock and stamps with it
-    /// every state taken as a replica and never announced, so that deliveries continue
-    /// from the cursors the previous publisher handed out (see the module docs).
+    /// Newly elected publisher, caught up with the store: takes a new version and stamps
+    /// with it every state taken as a replica and never announced, so that deliveries
+    /// continue from the cursors the previous publisher handed out (see the module
+    /// docs).
     pub(super) fn continue_cursors(&mut self) {
         let link = self.next_version();
         for (_, e) in self.registry.iter_mut() {
