@@ -382,3 +382,17 @@ fn a_new_publisher_whose_clock_is_behind_continues_above_the_cursors() {
     c.run(Duration::from_secs(8));
     c.assert_once(&["before", "after"], &["before"]);
 }
+
+/// A subscriber of a replica acknowledges there; the cursor reaches the publisher,
+/// which then stops re-sending: a quiet registry costs no deliveries.
+#[test]
+fn acknowledgements_through_a_replica_stop_the_publishers_resends() {
+    let mut c = Cluster::new(&[location(2)]);
+    c.run(Duration::from_secs(1));
+    c.register("one", 8001);
+    c.run(Duration::from_secs(2));
+    c.assert_once(&["one"], &[]);
+    let sent = c.pages[0].len();
+    c.run(Duration::from_secs(10));
+    assert_eq!(c.pages[0].len(), sent, "re-sent: {:?}", c.pages[0]);
+}

@@ -132,7 +132,13 @@ impl Directory<'_> {
     /// moves there, and a delivery in flight that it covers is done. Taken only from
     /// the subscriber's address and for its current delivery id; never answered.
     pub(super) fn handle_delivery_ack(&mut self, from: SocketAddr, ack: DeliveryAck) {
-        let newest = self.last_version;
+        let bound = if self.publishing {
+            self.last_version
+        } else {
+            let skew = self.config.max_clock_skew.as_micros();
+            self.last_version
+                .max(Version(self.clock().saturating_add(skew)))
+        };
         let table = &mut self.subscribers;
         let Some((i, s)) = table
             .find(ack.subscriber)
@@ -145,8 +151,10 @@ impl Directory<'_> {
             self.stats.ignored += 1;
             return;
         }
-        // Nothing beyond what this directory has handed out can be held.
-        s.take_ack(ack.as_of.min(newest));
+        // Nothing beyond what this directory has handed out can be held; at a replica,
+        // what the publisher handed out, which may be above the replica's newest
+        // version (the links of its chain) but not beyond the clocks' agreement.
+        s.take_ack(ack.as_of.min(bound));
         if !self.publishing {
             // The publisher delivered it: the cursor reaches it through the store.
             table.touch(i);
