@@ -14,7 +14,7 @@
 //! [`Directory::restore_subscriber`]. The cursor stored is the one of that moment: a
 //! restarted directory may send again what the subscriber already holds (the listener
 //! takes each change once whatever it is sent), never less. Acknowledgements alone are
-//! not stored.
+//! not stored, but at a replica of a shared store (see the `shared` module).
 
 use super::*;
 use crate::registry::WallClock;
