@@ -64,9 +64,13 @@ impl Directory<'_> {
                     && held.delivery == subscriber.delivery
                     && held.address == subscriber.address;
                 if same {
+                    // Renewed or acknowledged at another directory since: it talks
+                    // there (this directory's own writes, read again, change nothing).
+                    if subscriber.expires > held.expires || subscriber.acked > held.acked {
+                        held.here = false;
+                    }
                     held.expires = held.expires.max(subscriber.expires);
                     held.interest = subscriber.interest;
-                    held.here = false;
                     if let Some(acked) = subscriber.acked {
                         held.take_ack(acked.min(newest));
                     }
