@@ -230,6 +230,21 @@ fn listeners_without_multicast_get_every_change_once_across_a_publisher_kill() {
         .filter(|l| l.text.contains("no directory answers"))
         .count();
     assert_eq!(cut_off, 0, "{}", watch_replica.process().log_tail());
+    // How each listener took the changes after the kill: snapshots (after moving, for
+    // the first; the second needs none unless a removal was reaped under its cursor).
+    let snapshots_since_kill = |w: &Watcher| {
+        w.process()
+            .lines()
+            .into_iter()
+            .filter(|l| l.at >= killed && l.text.contains("snapshot complete"))
+            .count()
+    };
+    eprintln!(
+        "[{test}] snapshots taken after the kill: {} by the listener that knows both, {} by \
+         the one that knows only node{replica}",
+        snapshots_since_kill(&watch_both),
+        snapshots_since_kill(&watch_replica)
+    );
     let m = nodes[replica].metrics();
     eprintln!(
         "[{test}] publisher killed: node{replica} elected after {:.1} s; the changes made \
