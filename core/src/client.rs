@@ -845,12 +845,18 @@ impl<'a, const R: usize> Client<'a, R> {
             Message::SubscribeAck(ack) if LISTEN && self.is_directory(from) => {
                 self.handle_subscribe_ack(ack, from)
             }
+            // A delivery comes from whichever directory holds the subscription and
+            // publishes: the current one, or, where directories share their subscriber
+            // table (the etcd cluster), the publisher of a subscriber that talks to a
+            // replica, or a new publisher before the subscriber has moved to it.
+            Message::SnapshotPage(header, items) if LISTEN && self.is_delivery(header.request) => {
+                self.handle_delivered_snapshot(from, header, items);
+            }
+            Message::ChangesPage(header, items) if LISTEN && self.is_delivery(header.request) => {
+                self.handle_delivered_changes(from, header, items);
+            }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
-                if LISTEN && self.is_delivery(header.request) {
-                    if self.heard_from_current(from) {
-                        self.handle_delivered_snapshot(header, items);
-                    }
-                } else if !self.probe_answered(from, header.request)
+                if !self.probe_answered(from, header.request)
                     && LISTEN
                     && self.heard_from_current(from)
                 {
@@ -863,11 +869,7 @@ impl<'a, const R: usize> Client<'a, R> {
                 }
             }
             Message::ChangesPage(header, items) if self.is_directory(from) => {
-                if LISTEN && self.is_delivery(header.request) {
-                    if self.heard_from_current(from) {
-                        self.handle_delivered_changes(header, items);
-                    }
-                } else if !self.probe_answered(from, header.request)
+                if !self.probe_answered(from, header.request)
                     && LISTEN
                     && self.heard_from_current(from)
                 {

@@ -38,6 +38,7 @@ mod keep_alive;
 mod leases;
 mod replica;
 mod requests;
+mod shared;
 mod storage;
 mod subscribers;
 mod tombstones;

@@ -43,7 +43,11 @@
 //! change written before it took over ([`Directory::caught_up`]), or the replication
 //! bound has passed. While the store is unreachable the shell holds expiry
 //! ([`Directory::set_expiring`]). Beacons say whether their directory publishes, and
-//! listeners follow a publishing directory.
+//! listeners follow a publishing directory. The subscriber table is shared the same
+//! way: the shell writes every [`Directory::poll_subscriber_event`] to the store and
+//! feeds what the others wrote to [`Directory::apply_subscriber`] and their deletions
+//! to [`Directory::forget_subscriber`]; only the publisher delivers, and a new one
+//! continues from the stored cursors.
 //!
 //! Every input is untrusted: decoding never panics, never reads past the datagram and
 //! refuses trailing bytes; errors are small `Copy` enums. Capacities are fixed by the

@@ -483,12 +483,7 @@ impl Backend {
         match self {
             Backend::Local(local) => local.take(directory, clock),
             #[cfg(feature = "etcd")]
-            Backend::Etcd(cluster) => {
-                cluster.persist(directory, clock).await;
-                // Subscribers are not kept in etcd: each directory holds its own, and a
-                // listener subscribes again at the directory it moves to.
-                while directory.poll_subscriber_event().is_some() {}
-            }
+            Backend::Etcd(cluster) => cluster.persist(directory, clock).await,
         }
     }
 

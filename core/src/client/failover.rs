@@ -244,8 +244,11 @@ impl<const R: usize> Client<'_, R> {
         self.last_beacon = Some(now);
         if LISTEN && !beacon.publishing && self.current == Some(index) && self.is_subscribed() {
             // The directory delivering to this subscriber stopped publishing (it says so
-            // by unicast to subscribers, who hear no group): follow another at once.
-            self.fail_over();
+            // by unicast to subscribers, who hear no group): follow another at once, if
+            // one is known (otherwise stay: the publisher of a shared table delivers).
+            if self.directories.len() > 1 {
+                self.fail_over();
+            }
             return;
         }
         if self.current.is_none() {

@@ -10,7 +10,13 @@
 //! next renewal as a new subscription and starts from the version it names.
 //!
 //! Deliveries are pages ([`Message::ChangesPage`], or [`Message::SnapshotPage`] for a
-//! subscriber too far behind) whose `request` is the delivery id. Their changes go
+//! subscriber too far behind) whose `request` is the delivery id, taken from whichever
+//! directory sends them: directories that share their subscriber table (the etcd
+//! cluster) deliver from the publisher, to subscribers of a replica too, and a new
+//! publisher delivers under the stored subscription before the subscriber has moved
+//! to it. Acknowledgements go to the directory the subscriber talks to. A subscriber
+//! told by a replica that it does not deliver moves to another directory if it knows
+//! one, and otherwise stays. Their changes go
 //! into the same table, through the same checks, as announcements and pages do, so a
 //! change is reported once however many ways (multicast, a repair, a delivery, a
 //! re-send) it arrives. When pages of a delivery, taken in any order and from any
@@ -323,8 +329,9 @@ impl<const R: usize> Client<'_, R> {
             self.answered();
             // Alive: a check of it in progress is answered.
             self.check = None;
-            if !ack.delivering && self.is_subscribed() {
-                // A replica: it sends nothing. Follow another directory.
+            if !ack.delivering && self.is_subscribed() && self.directories.len() > 1 {
+                // A replica: it sends nothing. Follow another directory (with none
+                // other known, stay: the publisher of a shared table delivers).
                 if let Some(i) = self.current {
                     self.directories[i].publishing = false;
                 }
@@ -381,26 +388,29 @@ impl<const R: usize> Client<'_, R> {
             .is_some_and(|s| s.state != State::Unsubscribing && s.delivery == request)
     }
 
-    /// A page of changes delivered by the directory followed.
+    /// A page of changes delivered (by the directory followed, or by the publisher of
+    /// directories that share their subscribers).
     pub(super) fn handle_delivered_changes(
         &mut self,
+        from: SocketAddr,
         header: PageHeader,
         items: Items<'_, Change>,
     ) {
-        if !self.take_delivery(&header) {
+        if !self.take_delivery(from, &header) {
             return;
         }
         let last = self.apply_changes(header.as_of, items);
         self.delivered(&header, last, false);
     }
 
-    /// A page of a snapshot delivered by the directory followed.
+    /// A page of a snapshot delivered (like [`handle_delivered_changes`](Self::handle_delivered_changes)).
     pub(super) fn handle_delivered_snapshot(
         &mut self,
+        from: SocketAddr,
         header: PageHeader,
         items: Items<'_, Service>,
     ) {
-        if !self.take_delivery(&header) {
+        if !self.take_delivery(from, &header) {
             return;
         }
         let last = items.clone().last().map(|s| s.registration.name);
@@ -408,12 +418,14 @@ impl<const R: usize> Client<'_, R> {
         self.delivered(&header, last, true);
     }
 
-    /// A delivery page from the directory followed: it is alive (a check of it in
+    /// A delivery page: from the directory followed, it is alive (a check of it in
     /// progress is answered); true unless the page is older than a delivery already
     /// received in full.
-    fn take_delivery(&mut self, header: &PageHeader) -> bool {
-        self.answered();
-        self.check = None;
+    fn take_delivery(&mut self, from: SocketAddr, header: &PageHeader) -> bool {
+        if self.heard_from_current(from) {
+            self.answered();
+            self.check = None;
+        }
         self.subscription
             .as_ref()
             .and_then(|s| s.held)

@@ -104,7 +104,8 @@ impl Directory<'_> {
     pub(super) fn transmit_demotion(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         let from = self.subscribers.demoted_from?;
         let table = &self.subscribers;
-        let next = (from..table.len()).find(|&i| table.get(i).is_some_and(|s| !s.gone));
+        // Only those that talk to this directory: it holds the others for the publisher.
+        let next = (from..table.len()).find(|&i| table.get(i).is_some_and(|s| !s.gone && s.here));
         let Some(i) = next.filter(|_| !self.publishing) else {
             self.subscribers.demoted_from = None;
             return None;

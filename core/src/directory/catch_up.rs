@@ -48,5 +48,6 @@ impl Directory<'_> {
         self.next_sweep = self.now;
         self.next_expiry = Some(self.now);
         self.schedule_tick();
+        self.continue_cursors();
     }
 }

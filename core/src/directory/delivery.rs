@@ -200,7 +200,13 @@ impl Directory<'_> {
     /// `taken` at its next attempt. Taken only from the subscriber's address and for
     /// its current delivery id; never answered.
     pub(super) fn handle_delivery_ack(&mut self, from: SocketAddr, ack: DeliveryAck) {
-        let newest = self.last_version;
+        let bound = if self.publishing {
+            self.last_version
+        } else {
+            let skew = self.config.max_clock_skew.as_micros();
+            self.last_version
+                .max(Version(self.clock().saturating_add(skew)))
+        };
         let table = &mut self.subscribers;
         let Some((i, s)) = table
             .find_acked(ack.subscriber)
@@ -217,8 +223,11 @@ impl Directory<'_> {
         // in flight.
         let current = Some(ack.as_of) >= s.acked;
         if ack.as_of > Version(0) {
-            // Nothing beyond what this directory has handed out can be held.
-            s.take_ack(ack.as_of.min(newest));
+            // Nothing beyond what this directory has handed out can be held; at a
+            // replica, what the publisher handed out, which may be above the replica's
+            // newest version (the links of its chain) but not beyond the clocks'
+            // agreement.
+            s.take_ack(ack.as_of.min(bound));
         }
         let w = &mut s.window;
         if current && !w.writing && w.as_of.is_some() {
@@ -226,6 +235,10 @@ impl Directory<'_> {
             // ack that comes while an attempt is written moves the cursor only: that
             // attempt's pages start over, and the subscriber takes them as overlap).
             w.after = ack.taken;
+        }
+        if !self.publishing {
+            // The publisher delivered it: the cursor reaches it through the store.
+            table.touch(i);
         }
         // Changes made while its delivery was in flight may now be due.
         table.kick(i);

@@ -14,7 +14,7 @@
 //! [`Directory::restore_subscriber`]. The cursor stored is the one of that moment: a
 //! restarted directory may send again what the subscriber already holds (the listener
 //! takes each change once whatever it is sent), never less. Acknowledgements alone are
-//! not stored.
+//! not stored, but at a replica of a shared store (see the `shared` module).
 
 use super::*;
 use crate::registry::WallClock;
@@ -43,6 +43,9 @@ pub struct Subscriber {
     pub(crate) dirty: bool,
     /// Ended (unsubscribed or expired): kept until the shell has been told to delete it.
     pub(crate) gone: bool,
+    /// Its last Subscribe came to this directory (not only through a replicated store):
+    /// the subscriber talks to this directory (in memory only).
+    pub(crate) here: bool,
 }
 
 /// The one delivery a subscriber may have in flight: what it covers, how far it has
@@ -88,6 +91,7 @@ impl Subscriber {
             window: Window::default(),
             dirty: true,
             gone: false,
+            here: true,
         }
     }
 }
@@ -209,7 +213,7 @@ impl<'a> Subscribers<'a> {
         self.slots.get_mut(i)?.as_mut()
     }
 
-    fn find(&self, id: u64) -> Option<usize> {
+    pub(super) fn find(&self, id: u64) -> Option<usize> {
         self.find_from(id, 0)
     }
 
@@ -277,7 +281,7 @@ impl<'a> Subscribers<'a> {
     }
 
     /// Marks the stored form of subscriber `i` changed.
-    fn touch(&mut self, i: usize) {
+    pub(super) fn touch(&mut self, i: usize) {
         if let Some(s) = self.slots.get_mut(i).and_then(Option::as_mut) {
             if !s.dirty {
                 s.dirty = true;
@@ -286,7 +290,7 @@ impl<'a> Subscribers<'a> {
         }
     }
 
-    fn schedule_expiry(&mut self, at: Instant) {
+    pub(super) fn schedule_expiry(&mut self, at: Instant) {
         self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
     }
 
@@ -300,7 +304,7 @@ impl<'a> Subscribers<'a> {
     }
 
     /// Puts `subscriber` in a free slot (false: the table is full).
-    fn insert(&mut self, subscriber: Subscriber) -> bool {
+    pub(super) fn insert(&mut self, subscriber: Subscriber) -> bool {
         let Some(slot) = self.slots.get_mut(self.len) else {
             return false;
         };
@@ -315,7 +319,7 @@ impl<'a> Subscribers<'a> {
     }
 
     /// Frees slot `i` (the last one moves into it).
-    fn free(&mut self, i: usize) {
+    pub(super) fn free(&mut self, i: usize) {
         if i >= self.len {
             return;
         }
@@ -410,6 +414,7 @@ impl<'a> Directory<'a> {
         subscriber.window = Window::default();
         subscriber.dirty = false;
         subscriber.gone = false;
+        subscriber.here = true;
         let expires = subscriber.expires;
         let table = &mut self.subscribers;
         match table.find(subscriber.id) {
@@ -457,6 +462,7 @@ impl<'a> Directory<'a> {
                 let Some(held) = table.get_mut(i) else { return };
                 let afresh = moved || held.delivery != s.delivery;
                 held.expires = expires;
+                held.here = true;
                 if afresh {
                     // A new subscription under the same id (the subscriber restarted,
                     // moved, or came back): start from what it says it holds.
@@ -591,6 +597,7 @@ impl Subscriber {
             window: Window::default(),
             dirty: false,
             gone: false,
+            here: false,
         })
     }
 }

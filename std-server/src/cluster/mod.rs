@@ -36,10 +36,14 @@
 //! * **Members.** With several etcd endpoints, requests go only to the members that
 //!   answer ([`endpoints`]): one member down costs nothing but the request that found
 //!   it down, which is tried again on another member.
+//! * **Subscribers.** The unicast subscriber table is shared the same way
+//!   ([`subscriptions`]): every directory holds every subscription, only the publisher
+//!   delivers, and a new publisher continues from the stored cursors.
 
 pub mod election;
 pub mod endpoints;
 pub mod store;
+pub mod subscriptions;
 
 use crate::clock::Clock;
 use crate::config::EtcdSettings;
@@ -51,6 +55,7 @@ use herald_core::{Directory, DirectoryEvent, Record, RecordState, Version};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use store::{Change, Entry, EtcdError, Keys, Put, Snapshot, WatchMessage, Watcher};
+use subscriptions::Subscriptions;
 use tokio::sync::oneshot;
 
 /// Notification counts are written at most this late.
@@ -177,6 +182,8 @@ pub struct Cluster {
     lease_secs: u64,
     queue: BTreeMap<String, Pending>,
     known: HashMap<String, Known>,
+    /// The subscriber table's writes and revisions.
+    subscriptions: Subscriptions,
     watcher: Option<Watcher>,
     election: Option<Election>,
     outage: Option<Outage>,
@@ -267,6 +274,7 @@ impl Cluster {
             lease_secs: settings.publisher_lease_secs,
             queue: BTreeMap::new(),
             known: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             watcher: None,
             election: None,
             outage: None,
@@ -324,6 +332,9 @@ impl Cluster {
         for entry in &loaded.snapshot.entries {
             self.apply_entry(directory, clock, entry, true)?;
         }
+        for entry in &loaded.snapshot.subscribers {
+            self.subscriptions.apply(directory, clock, entry);
+        }
         self.watcher = Some(Watcher::start(
             self.client.watch_client(),
             &self.keys,
@@ -356,7 +367,7 @@ impl Cluster {
 
     /// Writes waiting to go to etcd.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.subscriptions.queued()
     }
 
     /// When [`tick`](Self::tick) has something to do.
@@ -528,6 +539,11 @@ impl Cluster {
                 self.known.remove(&name);
                 directory.forget(clock.now(), &name);
             }
+            Change::PutSubscriber(entry) => self.subscriptions.written(directory, clock, &entry),
+            Change::DeleteSubscriber { id, mod_revision } => {
+                self.subscriptions
+                    .deleted(directory, clock, id, mod_revision)
+            }
         }
     }
 
@@ -629,6 +645,12 @@ impl Cluster {
             self.lazy_due
                 .get_or_insert_with(|| Instant::now() + LAZY_WRITES_AFTER);
         }
+        // Subscriptions are written lazily: one lost in a crash is taken again at its
+        // next renewal, and a lost cursor only repeats what the listener takes once.
+        if self.subscriptions.take(directory) {
+            self.lazy_due
+                .get_or_insert_with(|| Instant::now() + LAZY_WRITES_AFTER);
+        }
         if durable && self.outage.is_none() {
             self.write(directory, clock, Writes::Urgent).await;
         }
@@ -658,8 +680,7 @@ impl Cluster {
     async fn write(&mut self, directory: &mut Directory<'_>, clock: &Clock, writes: Writes) {
         match self.flush_retrying(directory, clock, writes).await {
             Ok(_) => {
-                self.lazy_due =
-                    (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
+                self.lazy_due = (self.queued() > 0).then(|| Instant::now() + LAZY_WRITES_AFTER);
             }
             Err(e) => self.enter_outage(directory, clock, &e),
         }
@@ -745,6 +766,8 @@ impl Cluster {
         for name in &gone {
             directory.discard(clock.now(), name);
         }
+        self.subscriptions
+            .reload(directory, clock, &snapshot.subscribers);
         if !gone.is_empty() {
             tracing::info!(
                 dropped = gone.len(),
@@ -758,7 +781,7 @@ impl Cluster {
             &self.keys,
             snapshot.revision + 1,
         ));
-        self.lazy_due = (!self.queue.is_empty()).then(|| Instant::now() + LAZY_WRITES_AFTER);
+        self.lazy_due = (self.queued() > 0).then(|| Instant::now() + LAZY_WRITES_AFTER);
         Ok(written)
     }
 
@@ -814,7 +837,12 @@ impl Cluster {
                 written += 1;
             }
         }
-        Ok(written)
+        let (txns, subscribers) = self
+            .subscriptions
+            .flush(&mut self.kv, &self.keys, directory, clock)
+            .await?;
+        self.stats.writes += txns;
+        Ok(written + subscribers)
     }
 
     /// Deletes, one transaction per [`store::MAX_TXN_KEYS`], the finished removals whose
@@ -981,7 +1009,7 @@ impl Cluster {
     /// sends the beacon that says so).
     pub async fn close(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         self.persist(directory, clock).await;
-        if self.outage.is_none() && !self.queue.is_empty() {
+        if self.outage.is_none() && self.queued() > 0 {
             if let Err(e) = self.flush(directory, clock, Writes::All).await {
                 tracing::warn!(error = %e, queued = self.queue.len(), "etcd: queued changes not written at shutdown");
             }
@@ -1347,6 +1375,147 @@ mod tests {
             stored(&mut cluster, "x").await.map(|r| r.service.version),
             Some(Version(40))
         );
+    }
+
+    /// A directory of four slots with a subscriber table of four (leaked).
+    fn directory_with_subscribers() -> Directory<'static> {
+        let slots: &'static mut [herald_core::directory::SubscriberSlot] =
+            Box::leak(vec![None; 4].into_boxed_slice());
+        directory().with_subscribers(slots)
+    }
+
+    /// A listener of id 7 that subscribes at `directory` through the core client, by a
+    /// direct exchange of datagrams (leaked).
+    fn listener(directory: &Directory<'static>) -> herald_core::Client<'static, 4> {
+        let mut config = herald_core::ClientConfig::new(7);
+        config.directories.push(directory.config().address).unwrap();
+        config.interest = Some(herald_core::Interest::all());
+        config.subscribe = herald_core::Subscribe::Always;
+        let slots = Box::leak(vec![None; 4].into_boxed_slice());
+        let index = Box::leak(vec![0u32; 4].into_boxed_slice());
+        herald_core::Client::new(config, slots, index).unwrap()
+    }
+
+    /// Exchanges datagrams between `client` and `directory` until both are quiet.
+    fn exchange(
+        client: &mut herald_core::Client<'static, 4>,
+        directory: &mut Directory<'static>,
+        clock: &Clock,
+    ) {
+        let me: std::net::SocketAddr = "127.0.0.1:40007".parse().unwrap();
+        let at = directory.config().address.socket_addr();
+        let mut buf = [0u8; 1400];
+        for _ in 0..10 {
+            let now = clock.now();
+            client.handle_timeout(now);
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                directory.handle_datagram(now, me, &buf[..t.len]);
+            }
+            while let Some(t) = directory.poll_transmit(now, &mut buf) {
+                if t.destination == me {
+                    client.handle_datagram(now, at, &buf[..t.len]);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_shared_and_their_deletion_is_guarded() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let (mut a, mut b) = (cluster(&etcd).await, cluster(&etcd).await);
+        let clock = Clock::new();
+        let (mut da, mut db) = (directory_with_subscribers(), directory_with_subscribers());
+        let mut client = listener(&da);
+        exchange(&mut client, &mut da, &clock);
+        assert_eq!(da.subscribers().count(), 1);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        // Another directory reads it.
+        let snapshot = store::load(&mut b.kv, &b.keys).await.unwrap();
+        assert_eq!(snapshot.subscribers.len(), 1);
+        assert_eq!(snapshot.subscribers[0].id, 7);
+        b.subscriptions
+            .reload(&mut db, &clock, &snapshot.subscribers);
+        assert_eq!(db.subscribers().map(|s| s.id).collect::<Vec<_>>(), [7]);
+
+        // Renewed elsewhere (the key changed since `a` saw it): the unsubscription at
+        // `a` deletes nothing, and `a` takes the stored subscription back.
+        let entry = store::get_subscriber(&mut b.kv, &b.keys, 7)
+            .await
+            .unwrap()
+            .unwrap();
+        let put = (
+            b.keys.subscriber(7),
+            entry.value.as_slice(),
+            entry.mod_revision,
+        );
+        store::put_keys(&mut b.kv, &[put]).await.unwrap().unwrap();
+        client.unsubscribe(clock.now());
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        assert_eq!(a.queued(), 1);
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        assert_eq!(a.queued(), 0);
+        assert!(store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(da.subscribers().count(), 1, "taken back from etcd");
+
+        // Deleted where it was last seen as written: gone, and forgotten by the other.
+        let key = store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .unwrap();
+        let deleted = store::delete_key_if(&mut a.kv, a.keys.subscriber(7), key.mod_revision)
+            .await
+            .unwrap();
+        assert!(deleted);
+        b.subscriptions
+            .deleted(&mut db, &clock, 7, key.mod_revision + 1);
+        assert_eq!(db.subscribers().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reload_drops_a_queued_deletion_of_a_subscription_renewed_elsewhere() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let (mut a, mut b) = (cluster(&etcd).await, cluster(&etcd).await);
+        let clock = Clock::new();
+        let mut da = directory_with_subscribers();
+        let mut client = listener(&da);
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        // Ended here while etcd did not answer (queued), renewed at another directory.
+        client.unsubscribe(clock.now());
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        assert_eq!((a.queued(), da.subscribers().count()), (1, 0));
+        let entry = store::get_subscriber(&mut b.kv, &b.keys, 7)
+            .await
+            .unwrap()
+            .unwrap();
+        let put = (
+            b.keys.subscriber(7),
+            entry.value.as_slice(),
+            entry.mod_revision,
+        );
+        store::put_keys(&mut b.kv, &[put]).await.unwrap().unwrap();
+        // etcd answers again: the registry and the subscribers are read again.
+        let snapshot = store::load(&mut a.kv, &a.keys).await.unwrap();
+        a.subscriptions
+            .reload(&mut da, &clock, &snapshot.subscribers);
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        assert_eq!(a.queued(), 0);
+        assert_eq!(da.subscribers().count(), 1, "taken from etcd");
+        assert!(store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]

@@ -3,7 +3,10 @@
 //!
 //! Every record lives at `{prefix}/{environment}/services/{name}`, its value the
 //! [`Record::to_bytes`](herald_core::Record::to_bytes) encoding (the lease as wall-clock
-//! time, so that any directory continues it). Writes are guarded by the key's
+//! time, so that any directory continues it); every unicast subscription at
+//! `{prefix}/{environment}/subscribers/{id as 16 hex digits}`, its value the
+//! [`Subscriber::to_bytes`](herald_core::Subscriber::to_bytes) encoding (its lease as
+//! wall-clock time, its cursor). Writes are guarded by the key's
 //! `mod_revision` as last seen, so a directory never overwrites a change it has not
 //! seen: on a conflict it reads the key again and decides (see
 //! [`Cluster`](super::Cluster)). Everything read from etcd is untrusted: keys that are
@@ -89,6 +92,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[derive(Clone, Debug)]
 pub struct Keys {
     services: String,
+    subscribers: String,
     publisher: String,
 }
 
@@ -98,6 +102,7 @@ impl Keys {
     pub fn new(prefix: &str, environment: &str, group: SocketAddr) -> Keys {
         Keys {
             services: format!("{prefix}/{environment}/services/"),
+            subscribers: format!("{prefix}/{environment}/subscribers/"),
             publisher: format!("{prefix}/{environment}/publisher/{group}"),
         }
     }
@@ -122,6 +127,31 @@ impl Keys {
     pub fn publisher(&self) -> &str {
         &self.publisher
     }
+
+    /// The prefix of every subscriber key.
+    pub fn subscribers(&self) -> &str {
+        &self.subscribers
+    }
+
+    /// The key of subscriber `id`.
+    pub fn subscriber(&self, id: u64) -> String {
+        format!("{}{id:016x}", self.subscribers)
+    }
+
+    /// The subscriber id in a subscriber key (`None` for a key that is not one).
+    pub fn subscriber_id(&self, key: &[u8]) -> Option<u64> {
+        let rest = key.strip_prefix(self.subscribers.as_bytes())?;
+        if rest.len() != 16 || !rest.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u64::from_str_radix(std::str::from_utf8(rest).ok()?, 16).ok()
+    }
+
+    /// The keys one watch covers: from the records' prefix to the end of the
+    /// subscribers' (`services/` sorts before `subscribers/`).
+    fn watched(&self) -> (&str, Vec<u8>) {
+        (&self.services, prefix_end(self.subscribers.as_bytes()))
+    }
 }
 
 /// One record key as read from etcd.
@@ -135,13 +165,26 @@ pub struct Entry {
     pub mod_revision: i64,
 }
 
-/// Every record key at one revision.
+/// One subscriber key as read from etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriberEntry {
+    /// The subscriber id (from the key).
+    pub id: u64,
+    /// The encoded subscription.
+    pub value: Vec<u8>,
+    /// The revision of the key's last change.
+    pub mod_revision: i64,
+}
+
+/// Every record and subscriber key at one revision.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// The store's revision the snapshot was read at.
     pub revision: i64,
     /// The records, in key order.
     pub entries: Vec<Entry>,
+    /// The subscriptions, in key order.
+    pub subscribers: Vec<SubscriberEntry>,
 }
 
 fn entry(keys: &Keys, kv: &etcd_client::KeyValue) -> Option<Entry> {
@@ -158,27 +201,63 @@ fn entry(keys: &Keys, kv: &etcd_client::KeyValue) -> Option<Entry> {
     }
 }
 
-/// Reads every record key, page by page, all at the revision of the first page.
+fn subscriber_entry(keys: &Keys, kv: &etcd_client::KeyValue) -> Option<SubscriberEntry> {
+    match keys.subscriber_id(kv.key()) {
+        Some(id) => Some(SubscriberEntry {
+            id,
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        }),
+        None => {
+            tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "etcd: skipped a key that names no subscriber");
+            None
+        }
+    }
+}
+
+/// Reads every record key and then every subscriber key, page by page, all at the
+/// revision of the first page.
 pub async fn load(kv: &mut KvClient, keys: &Keys) -> Result<Snapshot, EtcdError> {
-    let end = prefix_end(keys.services().as_bytes());
-    let mut from = keys.services().as_bytes().to_vec();
     let mut snapshot = Snapshot::default();
+    let mut records = Vec::new();
+    load_prefix(kv, keys.services(), &mut snapshot.revision, |kv| {
+        records.extend(entry(keys, kv));
+    })
+    .await?;
+    let mut subscribers = Vec::new();
+    load_prefix(kv, keys.subscribers(), &mut snapshot.revision, |kv| {
+        subscribers.extend(subscriber_entry(keys, kv));
+    })
+    .await?;
+    snapshot.entries = records;
+    snapshot.subscribers = subscribers;
+    Ok(snapshot)
+}
+
+/// Reads every key under `prefix`, page by page, at `revision` (0: at the revision of
+/// the first page, which it is set to).
+async fn load_prefix(
+    kv: &mut KvClient,
+    prefix: &str,
+    revision: &mut i64,
+    mut take: impl FnMut(&etcd_client::KeyValue),
+) -> Result<(), EtcdError> {
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
     loop {
         let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-        if snapshot.revision > 0 {
-            options = options.with_revision(snapshot.revision);
+        if *revision > 0 {
+            options = options.with_revision(*revision);
         }
         let page = timed(PAGE_TIMEOUT, kv.get(from.clone(), Some(options))).await?;
-        if snapshot.revision == 0 {
-            snapshot.revision = page
+        if *revision == 0 {
+            *revision = page
                 .header()
                 .map(|h| h.revision())
                 .ok_or(EtcdError::Protocol("a range answer without a header"))?;
         }
         let kvs = page.kvs();
-        snapshot
-            .entries
-            .extend(kvs.iter().filter_map(|kv| entry(keys, kv)));
+        kvs.iter().for_each(&mut take);
         match kvs.last() {
             Some(last) if page.more() => {
                 let next = [last.key(), &[0]].concat();
@@ -187,9 +266,24 @@ pub async fn load(kv: &mut KvClient, keys: &Keys) -> Result<Snapshot, EtcdError>
                 }
                 from = next;
             }
-            _ => return Ok(snapshot),
+            _ => return Ok(()),
         }
     }
+}
+
+/// Reads subscriber `id`'s key.
+pub async fn get_subscriber(
+    kv: &mut KvClient,
+    keys: &Keys,
+    id: u64,
+) -> Result<Option<SubscriberEntry>, EtcdError> {
+    let key = keys.subscriber(id);
+    let answer = timed(OP_TIMEOUT, kv.get(key.as_str(), None)).await?;
+    Ok(answer
+        .kvs()
+        .iter()
+        .find(|kv| kv.key() == key.as_bytes())
+        .and_then(|kv| subscriber_entry(keys, kv)))
 }
 
 /// Reads one record key.
@@ -220,13 +314,27 @@ pub async fn put_all(
     keys: &Keys,
     puts: &[Put],
 ) -> Result<Option<i64>, EtcdError> {
+    let puts: Vec<(String, &[u8], i64)> = puts
+        .iter()
+        .map(|p| (keys.service(&p.name), p.value.as_slice(), p.expect))
+        .collect();
+    put_keys(kv, &puts).await
+}
+
+/// Writes every `(key, value, expected mod_revision)` in one transaction if every key is
+/// still as expected (0: does not exist). Returns the revision of the write, or `None`
+/// when some key had changed (nothing was written).
+pub async fn put_keys(
+    kv: &mut KvClient,
+    puts: &[(String, &[u8], i64)],
+) -> Result<Option<i64>, EtcdError> {
     let compares: Vec<Compare> = puts
         .iter()
-        .map(|p| Compare::mod_revision(keys.service(&p.name), CompareOp::Equal, p.expect))
+        .map(|(key, _, expect)| Compare::mod_revision(key.as_str(), CompareOp::Equal, *expect))
         .collect();
     let ops: Vec<TxnOp> = puts
         .iter()
-        .map(|p| TxnOp::put(keys.service(&p.name), p.value.clone(), None))
+        .map(|(key, value, _)| TxnOp::put(key.as_str(), value.to_vec(), None))
         .collect();
     let txn = Txn::new().when(compares).and_then(ops);
     let answer = timed(OP_TIMEOUT, kv.txn(txn)).await?;
@@ -246,7 +354,15 @@ pub async fn delete_if(
     name: &str,
     mod_revision: i64,
 ) -> Result<bool, EtcdError> {
-    let key = keys.service(name);
+    delete_key_if(kv, keys.service(name), mod_revision).await
+}
+
+/// Deletes `key` if it is still at `mod_revision`; true if deleted.
+pub async fn delete_key_if(
+    kv: &mut KvClient,
+    key: String,
+    mod_revision: i64,
+) -> Result<bool, EtcdError> {
     let txn = Txn::new()
         .when([Compare::mod_revision(
             key.clone(),
@@ -308,6 +424,15 @@ pub enum Change {
         /// The revision of the deletion.
         mod_revision: i64,
     },
+    /// The subscription was written.
+    PutSubscriber(SubscriberEntry),
+    /// The subscription was deleted.
+    DeleteSubscriber {
+        /// The subscriber id.
+        id: u64,
+        /// The revision of the deletion.
+        mod_revision: i64,
+    },
 }
 
 /// What the watch task reports.
@@ -324,7 +449,21 @@ pub enum WatchMessage {
 /// panic on an event type it does not know.
 fn change(keys: &Keys, event: &etcd_client::Event) -> Option<Change> {
     let kv = event.kv()?;
-    let name = keys.name(kv.key())?;
+    let Some(name) = keys.name(kv.key()) else {
+        let id = keys.subscriber_id(kv.key())?;
+        return Some(if kv.create_revision() == 0 {
+            Change::DeleteSubscriber {
+                id,
+                mod_revision: kv.mod_revision(),
+            }
+        } else {
+            Change::PutSubscriber(SubscriberEntry {
+                id,
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
+            })
+        });
+    };
     Some(if kv.create_revision() == 0 {
         Change::Delete {
             name: name.to_owned(),
@@ -339,7 +478,7 @@ fn change(keys: &Keys, event: &etcd_client::Event) -> Option<Change> {
     })
 }
 
-/// A watch of every record key, from a revision on, in a task of its own that hands
+/// A watch of every record and subscriber key, from a revision on, in a task of its own that hands
 /// what it sees to the serve loop.
 #[derive(Debug)]
 pub struct Watcher {
@@ -348,7 +487,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching the records from `revision` on.
+    /// Starts watching the records and subscribers from `revision` on.
     pub fn start(client: WatchClient, keys: &Keys, revision: i64) -> Watcher {
         let (tx, messages) = mpsc::channel(64);
         let task = tokio::spawn(watch(client, keys.clone(), revision, tx));
@@ -372,10 +511,11 @@ impl Drop for Watcher {
 
 async fn watch(mut client: WatchClient, keys: Keys, revision: i64, tx: mpsc::Sender<WatchMessage>) {
     let failed = |why: String| WatchMessage::Failed(why);
+    let (from, end) = keys.watched();
     let options = WatchOptions::new()
-        .with_prefix()
+        .with_range(end)
         .with_start_revision(revision);
-    let mut stream = match timed(OP_TIMEOUT, client.watch(keys.services(), Some(options))).await {
+    let mut stream = match timed(OP_TIMEOUT, client.watch(from, Some(options))).await {
         Ok(stream) => stream,
         Err(e) => {
             let _ = tx.send(failed(e.to_string())).await;
@@ -431,6 +571,20 @@ mod tests {
         assert_eq!(keys.name(b"/herald/prod/services/"), None);
         assert_eq!(keys.name(b"/herald/dev/services/billing"), None);
         assert_eq!(keys.name(b"/herald/prod/services/\xff"), None);
+        assert_eq!(
+            keys.subscriber(0xab),
+            "/herald/prod/subscribers/00000000000000ab"
+        );
+        let key = keys.subscriber(u64::MAX);
+        assert_eq!(keys.subscriber_id(key.as_bytes()), Some(u64::MAX));
+        assert_eq!(keys.subscriber_id(b"/herald/prod/subscribers/ab"), None);
+        assert_eq!(
+            keys.subscriber_id(b"/herald/prod/subscribers/zzzzzzzzzzzzzzzz"),
+            None
+        );
+        assert_eq!(keys.name(key.as_bytes()), None);
+        let (from, end) = keys.watched();
+        assert!(from.as_bytes() < key.as_bytes() && key.as_bytes() < end.as_slice());
     }
 
     #[test]
