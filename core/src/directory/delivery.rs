@@ -292,6 +292,7 @@ mod tests {
             window: Window::default(),
             dirty: false,
             gone: false,
+            here: true,
         }
     }
 
