@@ -11,7 +11,7 @@
 //! `{"subscribers":[…]}` (the whole table), then one `event: change` per change, with
 //! the subscriber's row and `"event":"came"|"changed"|"went"` (and for `went`,
 //! `"ended":"unsubscribed"|"expired"` when known; see
-//! [`SubscriberChange`](crate::client::api::SubscriberChange)). Every event's `id:` is
+//! [`SubscriberChange`]). Every event's `id:` is
 //! the sequence number of the newest change it includes. The table is the one of the
 //! last metrics refresh (every 250 ms at most), so changes come up to that late. A
 //! watcher that falls more than [`LOG_CAPACITY`](crate::view::subscribers::LOG_CAPACITY) changes behind gets a new `table`.

@@ -59,7 +59,7 @@ fn add_rule(ns: &str, hook: &str, rule: &[&str]) {
 }
 
 /// Drops the multicast datagrams that reach `host` (its own namespace only), of the
-/// family of its address (see [`multicast_match`]).
+/// family of its address (see `multicast_match`).
 pub fn drop_multicast(host: &Host) {
     let ns = host.netns().expect("a namespace host");
     let mut args = vec!["add", "table"];
