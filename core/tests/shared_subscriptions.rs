@@ -396,3 +396,22 @@ fn acknowledgements_through_a_replica_stop_the_publishers_resends() {
     c.run(Duration::from_secs(10));
     assert_eq!(c.pages[0].len(), sent, "re-sent: {:?}", c.pages[0]);
 }
+
+/// A subscriber that restarts (the same id from another port, holding nothing) at a
+/// replica while nothing changes: the publisher takes the new subscription from the
+/// store in place of the old one and delivers the registry to it at once, not at the
+/// next change.
+#[test]
+fn a_subscription_replaced_through_the_store_is_delivered_without_a_change() {
+    let mut c = Cluster::new(&[location(2)]);
+    c.register("before", 8001);
+    c.run(Duration::from_secs(2));
+    c.assert_once(&["before"], &[]);
+    c.subscriber = (
+        SocketAddr::new(ip(10), 40010),
+        client(7, &[location(2)], true),
+    );
+    c.events.clear();
+    c.run(Duration::from_secs(2));
+    c.assert_once(&["before"], &[]);
+}

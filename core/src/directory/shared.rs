@@ -79,6 +79,9 @@ impl Directory<'_> {
                     *held = subscriber;
                     held.dirty = dirty;
                 }
+                // A new subscription in its place (or a cursor moved) may have a delivery
+                // due: the next poll looks at it, quiet as the table may be.
+                table.kick(i);
             }
             None if table.insert(subscriber) => {}
             None => return Err(crate::RegistryError::Full),
