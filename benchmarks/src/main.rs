@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release -p herald-bench -- all    # everything, ~8 minutes; writes docs/
 //! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|web|subscribers
-//! cargo run --release -p herald-bench -- mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only]
+//! cargo run --release -p herald-bench -- mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only] [--concurrent]
 //! cargo run --release -p herald-bench --features etcd -- cluster   # ~3 minutes, needs etcd
 //! ```
 //!
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         "-h" | "--help" | "help" => {
             println!(
                 "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns|web|subscribers]\n       \
-                 herald-bench mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only]\n       \
+                 herald-bench mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only] [--concurrent]\n       \
                  herald-bench cluster [--discovery-only|--registrations-only]\n\
                  (cluster needs `--features etcd` and an etcd binary; it is not part of all)"
             );

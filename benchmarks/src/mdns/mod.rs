@@ -79,10 +79,13 @@ pub struct Options {
     /// Herald's active phase only (register, discover, unregister, first 10 s bytes),
     /// one N after the other: no mdns-sd, no idle windows, no crash (~15 s per N).
     pub herald_only: bool,
+    /// Each library client issues its registrations all at once (as an application
+    /// registering its services at start would) instead of one after another.
+    pub concurrent: bool,
 }
 
 impl Options {
-    /// `[--quick] [--plot PATH]`.
+    /// `[--quick] [--plot PATH] [--herald-only] [--concurrent]`.
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut options = Options::default();
         let mut args = args.iter();
@@ -91,6 +94,7 @@ impl Options {
                 "--quick" => options.counts = QUICK_COUNTS.to_vec(),
                 "--plot" => options.plot = Some(args.next().ok_or("--plot PATH")?.into()),
                 "--herald-only" => options.herald_only = true,
+                "--concurrent" => options.concurrent = true,
                 other => return Err(format!("unknown mdns option {other:?}")),
             }
         }
@@ -104,6 +108,7 @@ impl Default for Options {
             counts: COUNTS.to_vec(),
             plot: None,
             herald_only: false,
+            concurrent: false,
         }
     }
 }
@@ -136,14 +141,15 @@ pub fn run(report: &mut Report, options: &Options) -> Result<(), String> {
         return Ok(());
     }
     if options.herald_only {
-        return herald_only(report, &options.counts);
+        return herald_only(report, &options.counts, options.concurrent);
     }
     let turn = std::sync::Arc::new(Mutex::new(()));
     let crash = std::thread::spawn(crash);
     let mut threads = Vec::new();
     for &n in &options.counts {
         let turn = turn.clone();
-        threads.push(std::thread::spawn(move || scenario(n, &turn)));
+        let concurrent = options.concurrent;
+        threads.push(std::thread::spawn(move || scenario(n, &turn, concurrent)));
         // Let the pairs take their turns in order of N.
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -195,7 +201,7 @@ fn client_options(directory: &Directory, ip: std::net::Ipv4Addr) -> ClientOption
 }
 
 /// One N in a pair of its own.
-fn scenario(n: usize, turn: &Mutex<()>) -> Result<Scenario, String> {
+fn scenario(n: usize, turn: &Mutex<()>, concurrent: bool) -> Result<Scenario, String> {
     let pair = Pair::create()?;
     let veth = Capture::start(&pair.b, B_IFACE, CAPTURE_LIMIT)?;
     let lo = Capture::start(&pair.a, "lo", CAPTURE_LIMIT)?;
@@ -217,8 +223,11 @@ fn scenario(n: usize, turn: &Mutex<()>) -> Result<Scenario, String> {
         n,
         &side_a,
         &side_b,
-        client_options(&directory, A_ADDR),
-        client_options(&directory, B_ADDR),
+        (
+            client_options(&directory, A_ADDR),
+            client_options(&directory, B_ADDR),
+        ),
+        concurrent,
         &veth,
         &lo,
     )?;
@@ -253,7 +262,7 @@ fn scenario(n: usize, turn: &Mutex<()>) -> Result<Scenario, String> {
 }
 
 /// `--herald-only`: Herald's active phase at each N, one pair at a time.
-fn herald_only(report: &mut Report, counts: &[usize]) -> Result<(), String> {
+fn herald_only(report: &mut Report, counts: &[usize], concurrent: bool) -> Result<(), String> {
     let mut rows = Vec::new();
     for &n in counts {
         let pair = Pair::create()?;
@@ -273,8 +282,11 @@ fn herald_only(report: &mut Report, counts: &[usize]) -> Result<(), String> {
             n,
             &side_a,
             &side_b,
-            client_options(&directory, A_ADDR),
-            client_options(&directory, B_ADDR),
+            (
+                client_options(&directory, A_ADDR),
+                client_options(&directory, B_ADDR),
+            ),
+            concurrent,
             &veth,
             &lo,
         )?;
@@ -297,6 +309,12 @@ fn herald_only(report: &mut Report, counts: &[usize]) -> Result<(), String> {
                 figures.first.bytes, figures.first.packets
             ),
             format!("{} B ({} frames)", asked.bytes, asked.packets),
+            if concurrent {
+                "at once"
+            } else {
+                "one after another"
+            }
+            .into(),
             load_average(),
         ]);
     }
@@ -308,6 +326,7 @@ fn herald_only(report: &mut Report, counts: &[usize]) -> Result<(), String> {
             "unregister → removed median / max, ms",
             "publisher bytes, first 10 s",
             "watcher → directory (snapshot, repairs)",
+            "each client's registrations",
             "load average",
         ],
         &rows,
@@ -327,13 +346,14 @@ fn load_average() -> String {
 type Held = (Vec<Herald>, Vec<(usize, Registered)>, Watch);
 
 /// Herald: registers N services (from side A) that a watcher (side B) discovers, then
-/// unregisters and registers again [`REMOVALS`] of them, one at a time.
+/// unregisters and registers again [`REMOVALS`] of them, one at a time. Each client's
+/// registrations are issued one after another, or all at once when `concurrent`.
 fn herald_active(
     n: usize,
     side_a: &tokio::runtime::Runtime,
     side_b: &tokio::runtime::Runtime,
-    options_a: ClientOptions,
-    options_b: ClientOptions,
+    (options_a, options_b): (ClientOptions, ClientOptions),
+    concurrent: bool,
     veth: &Capture,
     lo: &Capture,
 ) -> Result<(Figures, Held), String> {
@@ -367,12 +387,27 @@ fn herald_active(
             let range = c * PER_CLIENT..((c + 1) * PER_CLIENT).min(n);
             side_a.spawn(async move {
                 let mut out = Vec::new();
+                let mut pending = Vec::new();
                 for i in range {
                     let name = format!("{prefix}{i:05}");
                     let start = Instant::now();
+                    let registration = service(&name, i)?;
+                    if concurrent {
+                        let client = client.clone();
+                        let task = tokio::spawn(async move { client.register(registration).await });
+                        pending.push((name, start, task));
+                        continue;
+                    }
                     let handle = client
-                        .register(service(&name, i)?)
+                        .register(registration)
                         .await
+                        .map_err(|e| format!("register {name}: {e}"))?;
+                    out.push((name, start, c, handle));
+                }
+                for (name, start, task) in pending {
+                    let handle = task
+                        .await
+                        .map_err(|e| e.to_string())?
                         .map_err(|e| format!("register {name}: {e}"))?;
                     out.push((name, start, c, handle));
                 }
