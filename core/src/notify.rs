@@ -186,32 +186,14 @@ pub(crate) fn is_pending(entry: &Entry) -> bool {
 mod tests {
     use super::*;
     use crate::location::Location;
-    use crate::name::{Environment, ServiceName};
-    use crate::registry::{Record, Slot};
-    use crate::service::{Registration, Service, Version};
-    use crate::time::Instant;
+    use crate::name::Environment;
+    use crate::registry::Slot;
+    use crate::service::Version;
     use crate::wire::AnnounceHeader;
     use core::net::{IpAddr, Ipv4Addr};
 
     fn entry(name: &str) -> Entry {
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let registration = Registration::new(
-            ServiceName::new(name).unwrap(),
-            &[Location::new(ip, 8080).unwrap()],
-        )
-        .unwrap();
-        Entry::new(Record {
-            service: Service {
-                registration,
-                version: Version(1),
-            },
-            registrant: 1,
-            sequence: 1,
-            state: RecordState::Live {
-                expires: Instant::from_millis(60_000),
-            },
-            ended: Version(0),
-        })
+        crate::registry::live_entry(name)
     }
 
     /// New entries go to the end of the slots: a pass that wrote the last slot must

@@ -390,6 +390,29 @@ impl Record {
     }
 }
 
+/// A live entry for `name` at 127.0.0.1:8080 (version 1, lease to 60 s), for tests.
+#[cfg(test)]
+pub(crate) fn live_entry(name: &str) -> Entry {
+    let ip = core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
+    let registration = Registration::new(
+        ServiceName::new(name).unwrap(),
+        &[crate::location::Location::new(ip, 8080).unwrap()],
+    )
+    .unwrap();
+    Entry::new(Record {
+        service: Service {
+            registration,
+            version: Version(1),
+        },
+        registrant: 1,
+        sequence: 1,
+        state: RecordState::Live {
+            expires: Instant::from_millis(60_000),
+        },
+        ended: Version(0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,34 +188,12 @@ impl Registry<'_> {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::location::Location;
-    use crate::name::ServiceName;
-    use crate::registry::{Record, RecordState, Slot};
-    use crate::service::{Registration, Service};
-    use crate::time::Instant;
-    use core::net::{IpAddr, Ipv4Addr};
+    use crate::registry::Slot;
 
     fn entry(n: u32) -> Entry {
         let mut name = heapless::String::<16>::new();
         core::fmt::write(&mut name, format_args!("svc-{n:04}")).unwrap();
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let registration = Registration::new(
-            ServiceName::new(&name).unwrap(),
-            &[Location::new(ip, 8080).unwrap()],
-        )
-        .unwrap();
-        Entry::new(Record {
-            service: Service {
-                registration,
-                version: Version(1),
-            },
-            registrant: 1,
-            sequence: 1,
-            state: RecordState::Live {
-                expires: Instant::from_millis(60_000),
-            },
-            ended: Version(0),
-        })
+        crate::registry::live_entry(&name)
     }
 
     /// A small deterministic generator (xorshift64*).
