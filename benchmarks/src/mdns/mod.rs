@@ -200,8 +200,9 @@ fn client_options(directory: &Directory, ip: std::net::Ipv4Addr) -> ClientOption
     }
 }
 
-/// One N in a pair of its own.
-fn scenario(n: usize, turn: &Mutex<()>, concurrent: bool) -> Result<Scenario, String> {
+/// A pair of its own: captures on side B's veth and side A's loopback, and the
+/// directory on side A.
+fn lab() -> Result<(Pair, Capture, Capture, Directory), String> {
     let pair = Pair::create()?;
     let veth = Capture::start(&pair.b, B_IFACE, CAPTURE_LIMIT)?;
     let lo = Capture::start(&pair.a, "lo", CAPTURE_LIMIT)?;
@@ -212,6 +213,12 @@ fn scenario(n: usize, turn: &Mutex<()>, concurrent: bool) -> Result<Scenario, St
             ..DirectorySpec::default()
         })
     })?;
+    Ok((pair, veth, lo, directory))
+}
+
+/// One N in a pair of its own.
+fn scenario(n: usize, turn: &Mutex<()>, concurrent: bool) -> Result<Scenario, String> {
+    let (pair, veth, lo, directory) = lab()?;
     let port = directory.addr.port();
     let side_a = pair.a.run(crate::runtime)?;
     let side_b = pair.b.run(crate::runtime)?;
@@ -265,16 +272,7 @@ fn scenario(n: usize, turn: &Mutex<()>, concurrent: bool) -> Result<Scenario, St
 fn herald_only(report: &mut Report, counts: &[usize], concurrent: bool) -> Result<(), String> {
     let mut rows = Vec::new();
     for &n in counts {
-        let pair = Pair::create()?;
-        let veth = Capture::start(&pair.b, B_IFACE, CAPTURE_LIMIT)?;
-        let lo = Capture::start(&pair.a, "lo", CAPTURE_LIMIT)?;
-        let directory = pair.a.run(|| {
-            Directory::start(&DirectorySpec {
-                ip: A_ADDR,
-                extra: ONE_ADDRESS_BUDGET.iter().map(|s| s.to_string()).collect(),
-                ..DirectorySpec::default()
-            })
-        })?;
+        let (pair, veth, lo, directory) = lab()?;
         let side_a = pair.a.run(crate::runtime)?;
         let side_b = pair.b.run(crate::runtime)?;
         let before = veth.snapshot();
