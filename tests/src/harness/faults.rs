@@ -336,12 +336,11 @@ mod tests {
         let directory = udp(SocketAddrV4::new(lo, 0), false).unwrap();
         directory.set_multicast_if_v4(&lo).unwrap();
         let directory: UdpSocket = directory.into();
-        let group_in = port(super::super::ports::unique_group());
         let group_out = port(super::super::ports::unique_group());
-        let config = ProxyConfig {
+        let config = || ProxyConfig {
             listen: port(super::super::ports::loopback_addr()),
             upstream: port(directory.local_addr().unwrap()),
-            group_in,
+            group_in: port(super::super::ports::unique_group()),
             groups_out: vec![group_out],
             interface: lo,
             faults: Faults {
@@ -353,7 +352,19 @@ mod tests {
             seed: 1,
             lifetime: Duration::from_secs(10),
         };
-        let mut proxy = Proxy::bind(config.clone()).unwrap();
+        // A port found free may be taken by another test's socket before the proxy
+        // binds it: then it takes other ports (a few tries).
+        let (config, mut proxy) = (0..5)
+            .find_map(|_| {
+                let config = config();
+                match Proxy::bind(config.clone()) {
+                    Ok(proxy) => Some((config, proxy)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+                    Err(e) => panic!("bind the proxy: {e}"),
+                }
+            })
+            .expect("free ports for the proxy within 5 tries");
+        let group_in = config.group_in;
         let listener = udp(group_out, true).unwrap();
         listener.join_multicast_v4(group_out.ip(), &lo).unwrap();
         let listener: UdpSocket = listener.into();
