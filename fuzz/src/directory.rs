@@ -47,6 +47,16 @@ const QUIESCE_ROUNDS: usize = 20_000;
 /// Most datagrams one drain may produce before it counts as a runaway.
 const MAX_DRAIN: usize = 100_000;
 
+/// What each [`Op::Extra`] step calls, for the trace.
+const EXTRA_CALLS: [&str; 6] = [
+    "a datagram from the past",
+    "set_publishing",
+    "set_expiring",
+    "a peer's change",
+    "a stored record back",
+    "a record gone from the store",
+];
+
 /// A request from one of the small world's clients.
 #[derive(Debug, Arbitrary)]
 pub enum Request {
@@ -437,6 +447,10 @@ impl Harness<'_> {
     fn extra(&mut self, now: Instant, from: SocketAddr, step: Step<'_>) {
         let (&which, rest) = step.payload.split_first().unwrap_or((&0, &[]));
         let flag = rest.first().is_some_and(|b| b & 1 == 1);
+        crate::trace!(
+            "  call {} (flag {flag})",
+            EXTRA_CALLS[usize::from(which % 6)]
+        );
         match which % 6 {
             0 => {
                 // The directory must treat time going backwards as the latest time.
@@ -711,6 +725,15 @@ impl Harness<'_> {
             OwnedMessage::Cookie(c) => {
                 assert_eq!(Some(to), from, "a cookie goes to the requester");
                 self.cookies.insert(to, c.cookie);
+            }
+            OwnedMessage::Beacon(ref b)
+                if to != self.config.group && self.d.subscribers().any(|s| s.address == to) =>
+            {
+                // A demoted directory tells each subscriber, by a beacon of its own, that
+                // it delivers nothing more.
+                assert!(!b.publishing, "a unicast beacon says publishing");
+                assert!(!self.d.is_publishing(), "a publisher beaconed a subscriber");
+                assert!(own_env, "beacons are in the directory's environment");
             }
             OwnedMessage::Announce(..) | OwnedMessage::SyncPage(..) | OwnedMessage::Beacon(_) => {
                 assert_eq!(to, self.config.group, "announcements go to the group");
