@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p herald-bench -- all    # everything, ~8 minutes; writes docs/
 //! cargo run --release -p herald-bench -- throughput|latency|late-joiner|traffic|memory|web|subscribers
+//! cargo run --release -p herald-bench -- subscribers [--sizes 10,100,1000] [--mode unicast|multicast|both]
 //! cargo run --release -p herald-bench -- mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only] [--concurrent]
 //! cargo run --release -p herald-bench --features etcd -- cluster   # ~3 minutes, needs etcd
 //! ```
@@ -109,7 +110,9 @@ fn bench(what: &str, report: &mut Report) -> Result<(), String> {
         mdns::run(r, &options)
     });
     step("web", &mut |r| web::run(r, &runtime));
-    step("subscribers", &mut |r| subscribers::run(r, &runtime));
+    step("subscribers", &mut |r| {
+        subscribers::run(r, &runtime, &subscribers::Options::default())
+    });
     if known {
         Ok(())
     } else {
@@ -143,6 +146,14 @@ fn main() -> ExitCode {
             eprintln!("[mdns: {:.1} s]", start.elapsed().as_secs_f64());
             result
         }),
+        "subscribers" if !args.is_empty() => {
+            subscribers::Options::parse(&args).and_then(|options| {
+                let mut report = Report::default();
+                report.line(&format!("Machine: {}", machine()));
+                let runtime = runtime()?;
+                subscribers::run(&mut report, &runtime, &options)
+            })
+        }
         "mdns-publish" => match (args.first(), args.get(1)) {
             (Some(ty), Some(instance)) => mdns::publish(ty, instance),
             _ => Err("usage: herald-bench mdns-publish TYPE INSTANCE".into()),
@@ -151,6 +162,7 @@ fn main() -> ExitCode {
             println!(
                 "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns|web|subscribers]\n       \
                  herald-bench mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only] [--concurrent]\n       \
+                 herald-bench subscribers [--sizes 10,100,1000] [--mode unicast|multicast|both]\n       \
                  herald-bench cluster [--discovery-only|--registrations-only]\n\
                  (cluster needs `--features etcd` and an etcd binary; it is not part of all)"
             );

@@ -482,15 +482,71 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
     })
 }
 
-/// Runs every size in both modes and reports the table.
-pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> Result<(), String> {
+/// Which sizes and modes `herald-bench subscribers` runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Listener counts, each run in every mode of `modes`.
+    sizes: Vec<usize>,
+    /// Delivery modes.
+    modes: Vec<Mode>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sizes: SIZES.to_vec(),
+            modes: vec![Mode::Unicast, Mode::Multicast],
+        }
+    }
+}
+
+impl Options {
+    /// Parses `[--sizes N,N,…] [--mode unicast|multicast|both]`.
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Options::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            match arg.as_str() {
+                "--sizes" => {
+                    options.sizes = value
+                        .split(',')
+                        .map(|n| match n.trim().parse() {
+                            Ok(n) if (1..=2000).contains(&n) => Ok(n),
+                            _ => Err(format!("--sizes: {n:?} is not a count from 1 to 2000")),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "--mode" => {
+                    options.modes = match value.as_str() {
+                        "unicast" => vec![Mode::Unicast],
+                        "multicast" => vec![Mode::Multicast],
+                        "both" => vec![Mode::Unicast, Mode::Multicast],
+                        m => {
+                            return Err(format!("--mode: {m:?} is not unicast, multicast or both"))
+                        }
+                    };
+                }
+                other => return Err(format!("unknown option {other:?} for subscribers")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Runs every size of `options` in each of its modes and reports the table.
+pub fn run(
+    report: &mut Report,
+    runtime: &tokio::runtime::Runtime,
+    options: &Options,
+) -> Result<(), String> {
     report.section(&format!(
         "Unicast delivery to subscribers ({SERVICES} services, {CHANGES} changes one at a time, loopback)"
     ));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut runs = Vec::new();
-    for listeners in SIZES {
-        for mode in [Mode::Unicast, Mode::Multicast] {
+    for &listeners in &options.sizes {
+        for &mode in &options.modes {
             let with_mute = mode == Mode::Unicast && listeners == SIZES[0];
             let started = Instant::now();
             let run = runtime.block_on(run_one(mode, listeners, with_mute))?;
