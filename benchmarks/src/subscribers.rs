@@ -4,7 +4,10 @@
 //! are either unicast subscribers (`Subscribe::Always`, directory `--delivery unicast`)
 //! or multicast listeners (the group joined on loopback, directory `--delivery
 //! multicast`). Then K changes are made one at a time and timed from the request to
-//! the last listener reporting it; bytes on the listeners' sockets, the directory's
+//! the last listener's socket receiving the datagram that tells it (the kernel's
+//! receive time, `SO_TIMESTAMPNS`: "reached", what the directory's fan-out costs) and
+//! to the last listener reporting it ("handled", which adds the simulation's own
+//! scheduling of 1,000 tasks on the same cores); bytes on the listeners' sockets, the directory's
 //! re-sends, CPU time and resident memory are measured around them. Last, a subscriber
 //! that stops acknowledging is counted until its lease drops it.
 
@@ -16,11 +19,19 @@ use herald_core::{
     Client, ClientConfig, ClientEvent, Duration as CoreDuration, Instant as CoreInstant, Interest,
     Location, Subscribe,
 };
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
+use nix::sys::time::TimeSpec;
+use std::io::IoSliceMut;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::Interest as Readiness;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -76,12 +87,15 @@ struct Shared {
 }
 
 /// A listener's report: it saw a change (`removal` or not) of `name` at `at`, or
-/// finished its first snapshot (`name` empty).
+/// finished its first snapshot (`name` empty); `arrived` is when the datagram that
+/// told it reached its socket (the kernel's receive time), before the listener's own
+/// scheduling and handling.
 struct Seen {
     listener: usize,
     name: String,
     removal: bool,
     at: Instant,
+    arrived: Option<SystemTime>,
 }
 
 /// The silent subscriber's own counters.
@@ -119,6 +133,8 @@ async fn drive(l: Listener, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Seen>
     let base = tokio::time::Instant::from_std(shared.base);
     let (mut buf, mut gbuf, mut out) = (vec![0u8; 65_536], vec![0u8; 65_536], vec![0u8; 1400]);
     let mut ready = false;
+    // The kernel's receive time of the datagram handled last.
+    let mut arrived = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let silent = l
             .mute
@@ -145,6 +161,7 @@ async fn drive(l: Listener, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Seen>
                     name,
                     removal,
                     at,
+                    arrived,
                 });
             }
         }
@@ -154,18 +171,19 @@ async fn drive(l: Listener, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Seen>
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(100))
             .min(tokio::time::Instant::now() + Duration::from_millis(100));
         let received = tokio::select! {
-            r = l.socket.recv_from(&mut buf) => r.ok().map(|(n, from)| (n, from, false)),
+            r = recv_stamped(&l.socket, &mut buf) => r.ok().map(|(n, from, at)| (n, from, at, false)),
             r = async {
                 match &l.group {
-                    Some(g) => g.recv_from(&mut gbuf).await,
+                    Some(g) => recv_stamped(g, &mut gbuf).await,
                     None => std::future::pending().await,
                 }
-            } => r.ok().map(|(n, from)| (n, from, true)),
+            } => r.ok().map(|(n, from, at)| (n, from, at, true)),
             _ = tokio::time::sleep_until(wake) => None,
         };
         let now = core_now(&shared);
         match received {
-            Some((n, from, on_group)) => {
+            Some((n, from, stamp, on_group)) => {
+                arrived = stamp;
                 if let Some(m) = l.mute.as_ref().filter(|m| m.silent.load(Ordering::Relaxed)) {
                     m.datagrams.fetch_add(1, Ordering::Relaxed);
                     m.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -184,12 +202,63 @@ async fn drive(l: Listener, shared: Arc<Shared>, tx: mpsc::UnboundedSender<Seen>
     }
 }
 
-/// Opens listener `i`'s socket on its own loopback address (127.1.x.y).
+/// Opens listener `i`'s socket on its own loopback address (127.1.x.y), stamping
+/// what it receives.
 async fn listener_socket(i: usize) -> Result<UdpSocket, String> {
     let ip = Ipv4Addr::new(127, 1, (i / 200) as u8, (i % 200) as u8 + 1);
-    UdpSocket::bind((ip, 0))
+    let socket = UdpSocket::bind((ip, 0))
         .await
-        .map_err(|e| format!("bind {ip}: {e}"))
+        .map_err(|e| format!("bind {ip}: {e}"))?;
+    stamp_received(&socket)?;
+    Ok(socket)
+}
+
+/// Has the kernel stamp every datagram `socket` receives (`SO_TIMESTAMPNS`).
+fn stamp_received(socket: &impl std::os::fd::AsFd) -> Result<(), String> {
+    setsockopt(socket, sockopt::ReceiveTimestampns, &true)
+        .map_err(|e| format!("SO_TIMESTAMPNS: {e}"))
+}
+
+/// Receives one datagram, with the kernel's receive time when it gave one.
+async fn recv_stamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+    socket
+        .async_io(Readiness::READABLE, || {
+            let mut iov = [IoSliceMut::new(buf)];
+            let mut space = nix::cmsg_space!(TimeSpec);
+            let msg = recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )?;
+            let stamp = msg.cmsgs()?.find_map(|c| match c {
+                ControlMessageOwned::ScmTimestampns(t) => Some(
+                    UNIX_EPOCH
+                        + Duration::new(
+                            u64::try_from(t.tv_sec()).unwrap_or(0),
+                            u32::try_from(t.tv_nsec()).unwrap_or(0),
+                        ),
+                ),
+                _ => None,
+            });
+            let from = msg
+                .address
+                .as_ref()
+                .and_then(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                        .or_else(|| {
+                            a.as_sockaddr_in6()
+                                .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                        })
+                })
+                .ok_or_else(|| std::io::Error::other("a datagram without a source address"))?;
+            Ok((msg.bytes, from, stamp))
+        })
+        .await
 }
 
 /// A socket on `group` (shared with every other listener's), joined on loopback.
@@ -206,6 +275,7 @@ fn group_socket(group: SocketAddr) -> Result<UdpSocket, String> {
     s.join_multicast_v4(g.ip(), &Ipv4Addr::LOCALHOST)
         .map_err(|e| format!("join {group}: {e}"))?;
     s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    stamp_received(&s)?;
     UdpSocket::from_std(s.into()).map_err(|e| e.to_string())
 }
 
@@ -267,6 +337,9 @@ struct Run {
     latency: Summary,
     /// From the request to the first listener reporting it.
     first: Summary,
+    /// From the request to the kernel's receive time of the last listener's datagram
+    /// that told it: when the change reached every subscriber's socket.
+    reached: Summary,
     /// Changes every listener reported within [`CHANGE_LIMIT`].
     complete: usize,
     datagrams: u64,
@@ -382,6 +455,7 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
     shared.counting.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     let mut firsts = Vec::new();
+    let mut reached = Vec::new();
     let mut complete = 0;
     let mut ack = vec![0u8; 2048];
     for k in 0..CHANGES {
@@ -394,6 +468,7 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
             register_frame(request, &name, 9_000, Duration::from_secs(300))
         };
         let t0 = Instant::now();
+        let wall0 = SystemTime::now();
         control
             .send_to(&frame, addr)
             .await
@@ -402,6 +477,8 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
         let mut count = 0;
         let mut last = t0;
         let mut first = None;
+        // The latest kernel receive time of the datagrams that told each listener.
+        let mut arrived = Some(wall0);
         while count < listeners && t0.elapsed() < CHANGE_LIMIT {
             let left = CHANGE_LIMIT.saturating_sub(t0.elapsed());
             let Ok(Some(s)) = tokio::time::timeout(left, rx.recv()).await else {
@@ -413,12 +490,14 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
                 count += 1;
                 last = last.max(s.at);
                 first = Some(first.unwrap_or(s.at).min(s.at));
+                arrived = arrived.zip(s.arrived).map(|(a, b)| a.max(b));
             }
         }
         if count == listeners {
             complete += 1;
             latencies.push(last - t0);
             firsts.extend(first.map(|f| f - t0));
+            reached.extend(arrived.and_then(|a| a.duration_since(wall0).ok()));
         }
         // The directory's answer, then a pause so that changes do not overlap.
         let _ = tokio::time::timeout(Duration::from_millis(100), control.recv_from(&mut ack)).await;
@@ -471,6 +550,7 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
         settled,
         latency: Summary::of(&latencies),
         first: Summary::of(&firsts),
+        reached: Summary::of(&reached),
         complete,
         datagrams: shared.datagrams.load(Ordering::Relaxed),
         bytes: shared.bytes.load(Ordering::Relaxed),
@@ -569,6 +649,8 @@ pub fn run(
             format!("{}/{}", r.settled, r.listeners),
             format!("{}/{CHANGES}", r.complete),
             num(r.first.p50, 2),
+            num(r.reached.p50, 2),
+            num(r.reached.p99, 2),
             num(r.latency.p50, 2),
             num(r.latency.p99, 2),
             num(r.datagrams as f64 / per, 2),
@@ -582,6 +664,7 @@ pub fn run(
         json.push(serde_json::json!({
             "mode": r.mode.name(), "listeners": r.listeners, "settled": r.settled,
             "complete_changes": r.complete, "latency": r.latency.json(), "first": r.first.json(),
+            "reached": r.reached.json(),
             "datagrams": r.datagrams, "bytes": r.bytes, "deliveries": r.deliveries,
             "resends": r.resends, "cpu_s": r.cpu_s, "rss_per_listener_b": r.rss_per_listener_b,
         }));
@@ -593,8 +676,10 @@ pub fn run(
             "settled",
             "changes seen by all",
             "first p50 ms",
-            "all p50 ms",
-            "all p99 ms",
+            "all reached p50 ms",
+            "all reached p99 ms",
+            "all handled p50 ms",
+            "all handled p99 ms",
             "datagrams/change/listener",
             "payload B/change/listener",
             "wire B/change/listener (+28 B/datagram)",
