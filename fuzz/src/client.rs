@@ -3,10 +3,15 @@
 //!
 //! Checked:
 //! - no panic, and `poll_transmit` / `poll_event` run dry;
-//! - every datagram sent is a request within the maximum size that decodes, in the
-//!   client's environment, to the current directory (or, for a one-page snapshot
-//!   request probing another directory while the current one is silent, to a known
-//!   directory);
+//! - every datagram sent is a request (or a delivery acknowledgement) within the
+//!   maximum size that decodes, in the client's environment, to the current directory
+//!   (or, for a one-page snapshot request probing another directory while the current
+//!   one is silent, to a known directory);
+//! - a subscription (the configuration picks `Subscribe::{Never, Always,
+//!   WithoutBeacons}`; `subscribe` / `unsubscribe` are calls) carries the client's id and
+//!   interest, and only deliveries it asked for are acknowledged; deliveries to it
+//!   (pages of its newest delivery id), cookies and subscription acks are among what
+//!   directories send;
 //! - no event twice for the same state: never `Discovered` for a name already reported
 //!   (without `Unregistered` between), never `Changed` or `Unregistered` for a name not
 //!   reported, never `Changed` to a state that is not newer than the last reported (a
@@ -27,12 +32,12 @@ use crate::world::{
 };
 use arbitrary::{Arbitrary, Unstructured};
 use herald_core::wire::{
-    self, Ack, AnnounceHeader, Beacon, Change, Holdings, KeepAliveAck, PageHeader, Reject,
-    RejectReason,
+    self, Ack, AnnounceHeader, Beacon, Change, CookieReply, Holdings, KeepAliveAck, PageHeader,
+    Reject, RejectReason, SubscribeAck,
 };
 use herald_core::{
     Client, ClientConfig, ClientEvent, Discovered, Environment, Instant, Interest, Location,
-    Metadata, Service, ServiceName,
+    Metadata, Service, ServiceName, Subscribe,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -158,6 +163,40 @@ pub enum DirectoryMessage {
         /// The changes.
         changes: Vec<SmallChange>,
     },
+    /// A cookie answering one of the client's recent requests (a subscription echoes it).
+    Cookie {
+        /// Which recent request.
+        echo: u8,
+        /// The cookie.
+        cookie: [u8; 16],
+    },
+    /// Accepts one of the client's recent requests as a subscription.
+    SubscribeAck {
+        /// Which recent request.
+        echo: u8,
+        /// Lease granted.
+        lease_ms: u16,
+        /// Whether this directory delivers.
+        delivering: bool,
+    },
+    /// A page of a unicast delivery to the client's newest subscription (a snapshot's
+    /// services, or changes).
+    Delivery {
+        /// Services (a snapshot page) or changes.
+        snapshot: bool,
+        /// Header version.
+        as_of: SmallVersion,
+        /// Starts after this name.
+        after: Option<SmallName>,
+        /// Reaches the end.
+        complete: bool,
+        /// Sort the services by name and drop duplicates.
+        sorted: bool,
+        /// A snapshot page's services.
+        services: Vec<SmallService>,
+        /// A changes page's changes.
+        changes: Vec<SmallChange>,
+    },
 }
 
 /// The changes of the small world, as sent.
@@ -191,6 +230,10 @@ pub enum Call {
     Unregister(SmallName),
     /// `request_snapshot`.
     Snapshot,
+    /// `subscribe`.
+    Subscribe,
+    /// `unsubscribe`.
+    Unsubscribe,
 }
 
 /// A request the client sent, as remembered to answer it.
@@ -214,8 +257,9 @@ fn services(list: &[SmallService], sorted: bool) -> Vec<Service> {
 }
 
 impl ClientFrame {
-    /// Encodes the frame; `recent` holds the client's recent requests to answer.
-    pub fn to_vec(&self, recent: &[Sent]) -> Vec<u8> {
+    /// Encodes the frame; `recent` holds the client's recent requests to answer, and
+    /// `delivery` the delivery id of its newest subscription.
+    pub fn to_vec(&self, recent: &[Sent], delivery: Option<u32>) -> Vec<u8> {
         let pick = |echo: u8| recent.get(usize::from(echo) % recent.len().max(1)).cloned();
         let id = |echo: u8| pick(echo).map_or(u32::from(echo), |s| s.request);
         let message = match &self.message {
@@ -328,6 +372,40 @@ impl ClientFrame {
                 publishing: *publishing,
                 digest: *digest,
             }),
+            DirectoryMessage::Cookie { echo, cookie } => OwnedMessage::Cookie(CookieReply {
+                request: id(*echo),
+                cookie: *cookie,
+            }),
+            DirectoryMessage::SubscribeAck {
+                echo,
+                lease_ms,
+                delivering,
+            } => OwnedMessage::SubscribeAck(SubscribeAck {
+                request: id(*echo),
+                lease: ms(u64::from(*lease_ms)),
+                delivering: *delivering,
+            }),
+            DirectoryMessage::Delivery {
+                snapshot,
+                as_of,
+                after,
+                complete,
+                sorted,
+                services: list,
+                changes: changed,
+            } => {
+                let header = PageHeader {
+                    request: delivery.unwrap_or(0),
+                    as_of: as_of.version(),
+                    after: after.map(SmallName::name),
+                    complete: *complete,
+                };
+                if *snapshot {
+                    OwnedMessage::SnapshotPage(header, services(list, *sorted))
+                } else {
+                    OwnedMessage::ChangesPage(header, changes(changed))
+                }
+            }
         };
         OwnedFrame {
             environment: self.env.environment(),
@@ -364,6 +442,11 @@ pub fn config(c: [u8; input::CONFIG_LEN]) -> (ClientConfig, usize) {
     if c[6] >= 200 {
         config.keys = Some(keys());
     }
+    config.subscribe = match c[5] / 30 % 4 {
+        2 => Subscribe::Always,
+        3 => Subscribe::WithoutBeacons,
+        _ => Subscribe::Never,
+    };
     (config, capacity)
 }
 
@@ -396,6 +479,7 @@ pub fn run(data: &[u8]) {
         told_at: HashMap::new(),
         registering: HashSet::new(),
         releasing: HashSet::new(),
+        deliveries: Vec::new(),
         counters: HashMap::new(),
         last_counter: 0,
     };
@@ -426,6 +510,8 @@ struct Harness<'a> {
     registering: HashSet<String>,
     /// Names unregistered since their last `Released` event.
     releasing: HashSet<String>,
+    /// The delivery ids of every subscription the client asked for, newest last.
+    deliveries: Vec<u32>,
     /// With keys: the last counter each sender sealed a frame with.
     counters: HashMap<SocketAddr, u64>,
     /// With keys: the last counter the client sent.
@@ -448,7 +534,10 @@ impl Harness<'_> {
             Op::Raw => self.deliver(from, step.payload),
             Op::Structured => {
                 if let Ok(frame) = ClientFrame::arbitrary(&mut Unstructured::new(step.payload)) {
-                    let bytes = self.outgoing(from, frame.to_vec(&self.recent));
+                    let bytes = self.outgoing(
+                        from,
+                        frame.to_vec(&self.recent, self.deliveries.last().copied()),
+                    );
                     self.deliver(from, &bytes);
                 }
             }
@@ -463,7 +552,8 @@ impl Harness<'_> {
             Op::Mutated => {
                 let (mutation, rest) = input::mutation(step.payload);
                 if let Ok(frame) = ClientFrame::arbitrary(&mut Unstructured::new(rest)) {
-                    let mut bytes = self.outgoing(from, frame.to_vec(&self.recent));
+                    let delivery = self.deliveries.last().copied();
+                    let mut bytes = self.outgoing(from, frame.to_vec(&self.recent, delivery));
                     mutation.apply(&mut bytes);
                     self.deliver(from, &bytes);
                 }
@@ -493,6 +583,8 @@ impl Harness<'_> {
                 }
             }
             Call::Snapshot => self.c.request_snapshot(now),
+            Call::Subscribe => self.c.subscribe(now),
+            Call::Unsubscribe => self.c.unsubscribe(now),
         }
         self.drain();
     }
@@ -614,6 +706,39 @@ impl Harness<'_> {
                     after: Some(s.after),
                     held: None,
                 },
+                OwnedMessage::Subscribe(s) => {
+                    assert_eq!(s.subscriber, REGISTRANT);
+                    assert!(
+                        self.config.interest.is_some(),
+                        "subscribed without interest"
+                    );
+                    assert_eq!(Some(&s.interest), self.config.interest.as_ref());
+                    if self.deliveries.last() != Some(&s.delivery) {
+                        self.deliveries.push(s.delivery);
+                    }
+                    Sent {
+                        request: s.request,
+                        after: None,
+                        held: None,
+                    }
+                }
+                OwnedMessage::Unsubscribe(u) => {
+                    assert_eq!(u.subscriber, REGISTRANT);
+                    Sent {
+                        request: u.request,
+                        after: None,
+                        held: None,
+                    }
+                }
+                OwnedMessage::DeliveryAck(a) => {
+                    // Never answered: not a request to echo.
+                    assert_eq!(a.subscriber, REGISTRANT);
+                    assert!(
+                        self.deliveries.contains(&a.delivery),
+                        "an acknowledgement of a delivery never asked for: {a:?}"
+                    );
+                    continue;
+                }
                 m => panic!("a client sent a non-request: {m:?}"),
             };
             if self.recent.len() == 8 {
