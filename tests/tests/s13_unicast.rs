@@ -13,24 +13,15 @@
 //! on the IPv6 veth pair of `harness::veth6` with a site-local group (`ff15::…`),
 //! the directories and the registrant on one end and the listener on the other.
 
+use herald_tests::harness::family::{hosts_or_skip, Family, Hosts, Side};
 use herald_tests::harness::filter::{drop_multicast, dropped, lose_one_in_five, wait_subscribers};
 use herald_tests::harness::herald::{count, register, WatchEvent};
-use herald_tests::harness::netns::lab_or_skip;
-use herald_tests::harness::ports::{unique_group, unique_group_v6};
-use herald_tests::harness::veth6::pair_or_skip;
 use herald_tests::{Directory, DirectoryOptions, Host, Watcher};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
-
-/// The IP family a scenario runs on.
-#[derive(Clone, Copy, Debug)]
-enum Family {
-    V4,
-    V6,
-}
 
 /// The hosts of a scenario; the namespaces live as long as it does.
 struct Net {
@@ -43,7 +34,7 @@ struct Net {
     /// The group of every directory.
     group: SocketAddr,
     /// Keeps the namespaces (deleted on drop).
-    _namespaces: Box<dyn std::any::Any>,
+    _hosts: Hosts,
 }
 
 impl Net {
@@ -54,29 +45,15 @@ impl Net {
             eprintln!("[{test}] skipped: nft (nftables) is not installed");
             return None;
         }
-        let net = match family {
-            Family::V4 => {
-                let lab = lab_or_skip(test, 4)?;
-                let h = |i| lab.host(i).clone();
-                Net {
-                    directories: [h(0), h(1)],
-                    registrant: h(2),
-                    listener: h(3),
-                    group: unique_group(),
-                    _namespaces: Box::new(lab),
-                }
-            }
-            Family::V6 => {
-                let pair = pair_or_skip(test)?;
-                let (a, b) = (pair.end(0).host.clone(), pair.end(1).host.clone());
-                Net {
-                    directories: [a.clone(), a.clone()],
-                    registrant: a,
-                    listener: b,
-                    group: unique_group_v6(),
-                    _namespaces: Box::new(pair),
-                }
-            }
+        let sides = [Side::Serving, Side::Serving, Side::Serving, Side::Listening];
+        let hosts = hosts_or_skip(test, family, &sides)?;
+        let h = |i| hosts.host(i).clone();
+        let net = Net {
+            directories: [h(0), h(1)],
+            registrant: h(2),
+            listener: h(3),
+            group: hosts.group,
+            _hosts: hosts,
         };
         drop_multicast(&net.listener);
         Some(net)

@@ -13,17 +13,22 @@
 //!   knows only it needs no new subscription; the other fails over to it).
 //!
 //! Topology: hosts 0 and 1 run the nodes, host 2 etcd, host 3 the registrants, hosts 4
-//! and 5 the listeners (multicast dropped). Skips with a printed reason when not root
-//! (namespaces), when nftables, etcd or herald's etcd support is missing.
+//! and 5 the listeners (multicast dropped). It runs once per family: on IPv4 each host
+//! is a namespace of a lab bridge; on IPv6 (an `ff15::` group, etcd and every node on
+//! unique local addresses) the serving hosts share one end of a veth pair and the
+//! listeners the other, whose namespace drops UDP to ff00::/8. Skips with a printed
+//! reason when not root (namespaces), when nftables, etcd or herald's etcd support is
+//! missing.
 
 use herald_tests::harness::binary;
 use herald_tests::harness::etcd::etcd_or_skip;
+use herald_tests::harness::family::{hosts_or_skip, Family, Side};
 use herald_tests::harness::filter::{drop_multicast, dropped};
 use herald_tests::harness::herald::{count, register, Connect, WatchEvent};
 use herald_tests::harness::http::get_on;
 use herald_tests::harness::ports;
 use herald_tests::harness::wait::poll_until;
-use herald_tests::{lab_or_skip, Directory, DirectoryOptions, Watcher};
+use herald_tests::{Directory, DirectoryOptions, Watcher};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -98,7 +103,15 @@ fn assert_once(who: &str, events: &[WatchEvent], once: &[&str], gone: &[&str]) {
 
 #[test]
 fn listeners_without_multicast_get_every_change_once_across_a_publisher_kill() {
-    let test = "s14";
+    across_a_publisher_kill("s14", Family::V4);
+}
+
+#[test]
+fn listeners_without_multicast_get_every_change_once_across_a_publisher_kill_ipv6() {
+    across_a_publisher_kill("s14-v6", Family::V6);
+}
+
+fn across_a_publisher_kill(test: &str, family: Family) {
     if let Err(why) = binary::etcd_support() {
         eprintln!("[{test}] SKIPPED: herald is built without etcd support: {why}");
         return;
@@ -107,16 +120,25 @@ fn listeners_without_multicast_get_every_change_once_across_a_publisher_kill() {
         eprintln!("[{test}] SKIPPED: nft (nftables) is not installed");
         return;
     }
-    let Some(lab) = lab_or_skip(test, 6) else {
+    let sides = [
+        Side::Serving,
+        Side::Serving,
+        Side::Serving,
+        Side::Serving,
+        Side::Listening,
+        Side::Listening,
+    ];
+    let Some(lab) = hosts_or_skip(test, family, &sides) else {
         return;
     };
     let Some(etcd) = etcd_or_skip(test, lab.host(ETCD_HOST)) else {
         return;
     };
-    for i in [BOTH_HOST, REPLICA_ONLY_HOST] {
-        drop_multicast(lab.host(i));
+    drop_multicast(lab.host(BOTH_HOST));
+    if lab.host(REPLICA_ONLY_HOST).name() != lab.host(BOTH_HOST).name() {
+        drop_multicast(lab.host(REPLICA_ONLY_HOST));
     }
-    let group = ports::unique_group();
+    let group = lab.group;
     let prefix = format!("/herald-{test}");
     let mut http = Vec::new();
     let mut nodes: Vec<Directory> = (0..2)

@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod etcd;
+pub mod family;
 pub mod faults;
 pub mod filter;
 pub mod herald;
