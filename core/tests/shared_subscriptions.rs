@@ -415,3 +415,37 @@ fn a_subscription_replaced_through_the_store_is_delivered_without_a_change() {
     c.run(Duration::from_secs(2));
     c.assert_once(&["before"], &[]);
 }
+
+/// A subscriber with a long lease (no renewal before the publisher dies) that took its
+/// first delivery from the publisher: the cursor its acknowledgement moved is in the
+/// store, so the new publisher continues from it with changes, not a snapshot of
+/// everything (it sent only snapshots before the first cursor was stored).
+#[test]
+fn a_new_publisher_continues_from_the_first_acknowledged_cursor_without_a_renewal() {
+    let mut c = Cluster::new(&[location(1), location(2)]);
+    let mut long = client(7, &[location(1), location(2)], true);
+    let mut config = long.config().clone();
+    config.lease = Duration::from_secs(60);
+    long = Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap();
+    c.subscriber.1 = long;
+    c.register("before", 8001);
+    c.run(Duration::from_secs(2));
+    c.assert_once(&["before"], &[]);
+    assert!(
+        c.pages[0].contains(&Page::Snapshot),
+        "the first delivery is a snapshot: {:?}",
+        c.pages[0]
+    );
+
+    c.kill_publisher();
+    c.register("after", 8003);
+    c.run(Duration::from_secs(3));
+    c.assert_once(&["before", "after"], &[]);
+    // (Once the subscriber fails over it subscribes afresh there, as it does when the
+    // publisher it talked to dies; what comes before is under the stored cursor.)
+    assert!(
+        matches!(c.pages[1].first(), Some(Page::Changes(_))),
+        "the new publisher continues from the stored cursor: {:?}",
+        c.pages[1]
+    );
+}

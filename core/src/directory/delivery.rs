@@ -222,6 +222,7 @@ impl Directory<'_> {
         // An ack older than the cursor is a late copy: it says nothing of the delivery
         // in flight.
         let current = Some(ack.as_of) >= s.acked;
+        let held_nothing = s.acked.is_none();
         if ack.as_of > Version(0) {
             // Nothing beyond what this directory has handed out can be held; at a
             // replica, what the publisher handed out, which may be above the replica's
@@ -236,8 +237,11 @@ impl Directory<'_> {
             // attempt's pages start over, and the subscriber takes them as overlap).
             w.after = ack.taken;
         }
-        if !self.publishing {
-            // The publisher delivered it: the cursor reaches it through the store.
+        if !self.publishing || (held_nothing && s.acked.is_some()) {
+            // At a replica, the publisher delivered it: the cursor reaches it through
+            // the store. At the publisher, the first cursor is stored (once per
+            // subscription; later ones go with its renewals), so that a publisher
+            // taking over before a renewal continues with changes, not a snapshot.
             table.touch(i);
         }
         // Changes made while its delivery was in flight may now be due.
