@@ -3,6 +3,8 @@
 //! unregistrations in bulk while it is full, then space freed, more registrations,
 //! SIGKILL and restart: nothing acknowledged may be lost, every failed write must be
 //! refused with `storage_unavailable`, and the health endpoint must say so meanwhile.
+//! Subscribers that come and go while it is full are on disk as they are in memory
+//! once space returns.
 
 mod common;
 
