@@ -56,10 +56,8 @@ impl Subscribers {
     /// earlier process served (which started earlier, and cannot have numbered a
     /// million changes a second) are too old for this one.
     pub fn starting_now() -> Subscribers {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
-        Subscribers::starting_at(micros)
+        // Room to count on whatever the clock says.
+        Subscribers::starting_at(crate::clock::unix_micros().min(u64::MAX / 2))
     }
 
     /// The rows, in id order.
