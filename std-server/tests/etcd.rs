@@ -1,8 +1,8 @@
 //! Directories sharing their registry in a real etcd (`/usr/bin/etcd` on free loopback
 //! ports, in a temporary data directory): a registration through one reaches the other
 //! and is announced by the publisher alone, one publisher at a time, a killed publisher
-//! replaced, and an etcd outage ridden out and caught up. Skipped, with the reason
-//! printed, when etcd is not installed.
+//! replaced, and an etcd outage ridden out and caught up (subscriber changes made
+//! meanwhile included). Skipped, with the reason printed, when etcd is not installed.
 
 #![cfg(feature = "etcd")]
 
