@@ -17,7 +17,7 @@
 //!
 //! A watcher that reconnects with `Last-Event-ID: N` (browsers' `EventSource` do it by
 //! themselves) gets exactly the changes after `N`, as the registry's watch does (the
-//! [`feed`](super::feed) is shared). When they are no longer kept (it fell more than
+//! [`feed`] is shared). When they are no longer kept (it fell more than
 //! [`LOG_CAPACITY`](crate::view::subscribers::LOG_CAPACITY) changes behind) or `N` is not
 //! a number this directory handed out (sequence numbers start at the process's start
 //! time in microseconds, so the ids of an earlier run are too old), it gets a new

@@ -8,7 +8,7 @@
 //! exactly the changes after `V`, without loss or repetition; when they are no longer
 //! kept ([`LOG_CAPACITY`](crate::view::LOG_CAPACITY) changes), or `V` is not a version
 //! this directory knows, it gets a new `snapshot` instead, which replaces everything the
-//! client held (the resume is the [`feed`](super::feed)'s, shared with the subscriber
+//! client held (the resume is the [`feed`]'s, shared with the subscriber
 //! feed). `?interest=P[,P…]` (as for `/v1/services`) keeps the services and
 //! changes of those names only.
 
