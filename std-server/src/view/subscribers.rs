@@ -217,6 +217,8 @@ mod tests {
         assert!(who.changes_since(1).is_none());
         assert!(who.changes_since(999).is_none());
         assert!(who.changes_since(1_002).is_none());
+        // Any number a client sends (the header is untrusted).
+        assert!(who.changes_since(u64::MAX).is_none());
     }
 
     #[test]
