@@ -498,6 +498,37 @@ fn an_unsubscribed_listener_gets_nothing_more() {
     assert_eq!(p.deliveries.len(), before);
 }
 
+/// A write that carried the subscription failed: `storage_failed` hands every held
+/// subscriber out again as `Stored`, so that the next write puts the table on disk whole
+/// (as it does every registry entry), and keeps doing so at each failure.
+#[test]
+fn a_failed_write_hands_every_subscriber_out_again() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    let held: Vec<u64> = p.directory.subscribers().map(|s| s.id).collect();
+    assert_eq!(held.len(), 1);
+    // `run` took the subscription into a write, which failed.
+    assert!(p.directory.poll_subscriber_event().is_none());
+    let stored = |d: &mut Directory<'static>| {
+        let mut ids = Vec::new();
+        while let Some(event) = d.poll_subscriber_event() {
+            match event {
+                SubscriberEvent::Stored(s) => ids.push(s.id),
+                SubscriberEvent::Removed(id) => panic!("{id:#x} removed"),
+            }
+        }
+        ids
+    };
+    let now = p.now;
+    p.directory.storage_failed(now);
+    assert_eq!(stored(&mut p.directory), held, "handed out again");
+    // The retry failed too: once more.
+    p.directory.storage_failed(now);
+    assert_eq!(stored(&mut p.directory), held, "and again");
+    p.directory.storage_recovered(now);
+    assert!(stored(&mut p.directory).is_empty());
+}
+
 #[test]
 fn subscriptions_survive_a_directory_restart_through_storage() {
     let mut p = Pair::new(4);

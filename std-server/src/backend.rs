@@ -101,7 +101,8 @@ pub struct Local {
     /// Since when `next` holds renewals (changes that need not be durable at once).
     renewed_since: Option<Instant>,
     /// Deletions whose write failed, kept until a write succeeds (the directory has
-    /// forgotten these names; everything else it hands out again itself).
+    /// forgotten these names; everything else it hands out again itself, and the retry
+    /// replaces the stored subscriber table whole, so no subscriber id is kept here).
     unwritten_removals: BTreeMap<String, ServiceName>,
     /// While writes fail: when to reopen the store and try again.
     retry_at: Option<Instant>,
@@ -252,8 +253,9 @@ impl Local {
                 true
             }
             Err(e) => {
-                // Nothing taken since is kept: the directory hands out every entry again
-                // (deletions, which it has forgotten, are kept here).
+                // Nothing taken since is kept: the directory hands out every entry and
+                // every subscriber again (name deletions, which it has forgotten, are kept
+                // here; the retry replaces the subscriber table whole).
                 for name in inflight
                     .removed
                     .into_iter()
@@ -292,12 +294,16 @@ impl Local {
     }
 
     /// While failing, once the retry is due and no write is in flight: reopens the store
-    /// and writes everything the directory hands out (the whole registry) durably.
+    /// and writes everything the directory hands out (the whole registry and the whole
+    /// subscriber table) durably. Nothing was taken since the failure (`take` waits for
+    /// the retry), so the batch holds every subscriber: it replaces the stored table,
+    /// which deletes those whose deletion was in the failed write.
     fn retry(&mut self, directory: &mut Directory<'_>, clock: &Clock) {
         if self.writer.is_busy() || self.retry_at.is_none_or(|t| Instant::now() < t) {
             return;
         }
         self.take_events(directory, clock);
+        self.next.replace_subscribers();
         self.start(directory, true);
     }
 

@@ -84,6 +84,9 @@ pub struct Batch {
     as_of: Option<Version>,
     /// Subscriber id → encoded subscriber, or `None` to delete. The last change wins.
     subscribers: BTreeMap<u64, Option<Vec<u8>>>,
+    /// `subscribers` stores every subscriber held: the stored table is replaced with
+    /// them (see [`Batch::replace_subscribers`]).
+    replace_subscribers: bool,
     /// Something in the batch must be on disk before the next acknowledgement.
     durable: bool,
 }
@@ -91,7 +94,10 @@ pub struct Batch {
 impl Batch {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.as_of.is_none() && self.subscribers.is_empty()
+        self.changes.is_empty()
+            && self.as_of.is_none()
+            && self.subscribers.is_empty()
+            && !self.replace_subscribers
     }
 
     /// How many records change.
@@ -152,6 +158,15 @@ impl Batch {
         self.subscribers.insert(id, None);
     }
 
+    /// The subscribers this batch stores are every one the directory holds (it handed
+    /// them all out after [`Directory::storage_failed`](herald_core::Directory::storage_failed)):
+    /// writing it deletes every other stored subscriber, among them any whose deletion
+    /// was in a write that failed. Bounded by the subscriber table, unlike a list of
+    /// such deletions.
+    pub fn replace_subscribers(&mut self) {
+        self.replace_subscribers = true;
+    }
+
     /// Records the newest version handed out.
     pub fn as_of(&mut self, version: Version) {
         self.as_of = Some(version);
@@ -166,7 +181,12 @@ impl Batch {
     /// wins).
     pub fn append(&mut self, later: Batch) {
         self.changes.extend(later.changes);
-        self.subscribers.extend(later.subscribers);
+        if later.replace_subscribers {
+            self.subscribers = later.subscribers;
+            self.replace_subscribers = true;
+        } else {
+            self.subscribers.extend(later.subscribers);
+        }
         self.as_of = later.as_of.or(self.as_of);
         self.durable |= later.durable;
     }
@@ -384,6 +404,10 @@ impl Store {
                         records.remove(name.as_str())?;
                     }
                 }
+            }
+            if batch.replace_subscribers {
+                subscribers
+                    .retain(|id, _| batch.subscribers.get(&id).is_some_and(Option::is_some))?;
             }
             for (id, change) in &batch.subscribers {
                 match change {

@@ -153,7 +153,10 @@ pub struct Feed {
 impl Feed {
     /// An empty feed and its readers' handle.
     pub fn new() -> (Feed, View) {
-        let state = Arc::new(RwLock::new(State::default()));
+        let state = Arc::new(RwLock::new(State {
+            subscribers: subscribers::Subscribers::starting_now(),
+            ..State::default()
+        }));
         let (tx, rx) = watch::channel(0);
         let (who_tx, who_rx) = watch::channel(0);
         let feed = Feed {

@@ -3,6 +3,8 @@
 //! unregistrations in bulk while it is full, then space freed, more registrations,
 //! SIGKILL and restart: nothing acknowledged may be lost, every failed write must be
 //! refused with `storage_unavailable`, and the health endpoint must say so meanwhile.
+//! Subscribers that come and go while it is full are on disk as they are in memory
+//! once space returns.
 
 mod common;
 
@@ -87,8 +89,13 @@ impl Namespace {
     }
 
     fn directory(&self, net: &Net, metrics: &str) -> Proc {
+        self.directory_with(net, &["--metrics", metrics])
+    }
+
+    /// A directory serving from the tmpfs, with `extra` flags.
+    fn directory_with(&self, net: &Net, extra: &[&str]) -> Proc {
         let mut cmd = self.command(env!("CARGO_BIN_EXE_herald"));
-        cmd.args(serve_args(net, &self.dir, &["--metrics", metrics]));
+        cmd.args(serve_args(net, &self.dir, extra));
         let p = Proc::spawn_command("directory", cmd);
         p.expect_log("herald directory serving", Duration::from_secs(10));
         p
@@ -318,6 +325,111 @@ fn a_full_disk_loses_no_acknowledged_change() {
     assert_eq!(
         undone_unregistrations, 0,
         "acknowledged unregistrations undone"
+    );
+}
+
+/// The ids of the directory's unicast subscribers (`herald list --subscribers --json`).
+fn subscriber_ids(net: &Net, http: &str) -> BTreeSet<String> {
+    let text = ok(net, &["list", "--subscribers", "--json", "--http", http]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(text.trim()).unwrap();
+    rows.iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls (bounded) until the subscriber ids satisfy `check`; returns them.
+fn wait_ids(net: &Net, http: &str, check: impl Fn(&BTreeSet<String>) -> bool) -> BTreeSet<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids = subscriber_ids(net, http);
+        if check(&ids) || std::time::Instant::now() > deadline {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of `herald_storage_writable` once it is `want`, polled (bounded).
+fn wait_writable(metrics: &str, want: f64, within: Duration) -> f64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let value = metric(&http_get(metrics, "/metrics"), "herald_storage_writable");
+        if value == want || std::time::Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Subscriptions taken and ended while every write fails are on disk once a write
+/// succeeds: after a restart the directory holds the subscriber that came while the
+/// disk was full (it never renewed after space came back) and not the one that
+/// unsubscribed meanwhile.
+#[test]
+fn subscriber_changes_while_the_disk_is_full_survive_a_restart() {
+    if not_root() {
+        eprintln!("skipped: needs root (a tmpfs in a private mount namespace)");
+        return;
+    }
+    let net = Net::new();
+    let base = tempfile::tempdir().unwrap();
+    let Some(ns) = Namespace::new(base.path()) else {
+        eprintln!("skipped: cannot mount a tmpfs in a private mount namespace (unshare -m)");
+        return;
+    };
+    let metrics = format!("127.0.0.1:{}", free_port_tcp());
+    let http = format!("127.0.0.1:{}", free_port_tcp());
+    let mut dir = ns.directory_with(&net, &["--metrics", &metrics, "--http", &http]);
+    let watch = |label: &str| {
+        let mut args: Vec<String> = ["watch", "--json", "--subscribe"]
+            .map(String::from)
+            .to_vec();
+        args.extend(net.client_args());
+        Proc::spawn(label, &args, &[])
+    };
+    let early = watch("watch subscribed before");
+    let ids = wait_ids(&net, &http, |ids| ids.len() == 1);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let early_id = ids.into_iter().next().unwrap();
+    // Stored with the next write (subscriptions wait up to a second).
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The disk is full: registrations until one is refused (writes fail from then on).
+    ns.fill();
+    let mut client = Requests::new(net.directory);
+    let refused = (0..3000).any(|i| client.register(&format!("full-{i:04}")) != Answer::Ack);
+    assert!(refused, "the disk never filled up");
+    assert_eq!(wait_writable(&metrics, 0.0, Duration::from_secs(5)), 0.0);
+
+    // One comes, one goes, while every write fails.
+    let mut late = watch("watch subscribed while full");
+    let ids = wait_ids(&net, &http, |ids| ids.len() == 2);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let late_id = ids.into_iter().find(|id| *id != early_id).unwrap();
+    early.signal("INT");
+    let ids = wait_ids(&net, &http, |ids| !ids.contains(&early_id));
+    assert_eq!(ids, BTreeSet::from([late_id.clone()]), "unsubscribed");
+    // The late one never renews again; retries (at most 2 s apart) take its last
+    // change and the unsubscription into writes that fail.
+    std::thread::sleep(Duration::from_secs(3));
+    late.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        metric(&http_get(&metrics, "/metrics"), "herald_storage_writable"),
+        0.0,
+        "every write failed meanwhile"
+    );
+
+    ns.free();
+    assert_eq!(wait_writable(&metrics, 1.0, Duration::from_secs(20)), 1.0);
+    dir.kill();
+    let _dir = ns.directory_with(&net, &["--http", &http]);
+    let ids = subscriber_ids(&net, &http);
+    assert_eq!(
+        ids,
+        BTreeSet::from([late_id]),
+        "the subscription taken while the disk was full is restored, the one ended \
+         meanwhile is not"
     );
 }
 

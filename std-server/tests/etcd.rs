@@ -1,8 +1,8 @@
 //! Directories sharing their registry in a real etcd (`/usr/bin/etcd` on free loopback
 //! ports, in a temporary data directory): a registration through one reaches the other
 //! and is announced by the publisher alone, one publisher at a time, a killed publisher
-//! replaced, and an etcd outage ridden out and caught up. Skipped, with the reason
-//! printed, when etcd is not installed.
+//! replaced, and an etcd outage ridden out and caught up (subscriber changes made
+//! meanwhile included). Skipped, with the reason printed, when etcd is not installed.
 
 #![cfg(feature = "etcd")]
 
@@ -1255,4 +1255,82 @@ fn an_etcd_follower_killed() {
 #[test]
 fn the_etcd_leader_killed() {
     one_etcd_member_dies(true);
+}
+
+/// The ids `herald list --subscribers --json` shows at the HTTP API `http`.
+fn subscriber_ids(net: &Net, http: &str) -> Vec<String> {
+    let text = ok(net, &["list", "--subscribers", "--json", "--http", http]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(text.trim()).unwrap();
+    rows.iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Subscriptions taken and ended at a directory while etcd is down are queued, not
+/// dropped: once etcd is back the other directory holds the one that came and not
+/// the one that went, although the one that came never renewed after the outage.
+#[test]
+fn subscriber_changes_during_an_etcd_outage_reach_the_other_directory() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let group = group();
+    let (http_a, http_b) = (
+        format!("127.0.0.1:{}", free_port_tcp()),
+        format!("127.0.0.1:{}", free_port_tcp()),
+    );
+    let a = Node::start_with_args(&etcd.store(), group, &["--http", &http_a]);
+    let b = Node::start_with_args(&etcd.store(), group, &["--http", &http_b]);
+    let subscriber = |label: &str| {
+        let mut args: Vec<String> = ["watch", "--json", "--subscribe"]
+            .map(String::from)
+            .to_vec();
+        args.extend(a.net.client_args());
+        Proc::spawn(label, &args, &[])
+    };
+    let early = subscriber("subscribed before the outage");
+    let mut early_id = String::new();
+    wait_for(
+        "b lists the early subscriber",
+        Duration::from_secs(10),
+        || {
+            let ids = subscriber_ids(&b.net, &http_b);
+            early_id = ids.first().cloned().unwrap_or_default();
+            ids.len() == 1
+        },
+    );
+
+    etcd.kill();
+    wait_for("etcd unreachable", Duration::from_secs(5), || {
+        a.metric("herald_store_reachable") == 0.0
+    });
+    let mut late = subscriber("subscribed during the outage");
+    let mut late_id = String::new();
+    wait_for("a lists both", Duration::from_secs(10), || {
+        let ids = subscriber_ids(&a.net, &http_a);
+        late_id = ids
+            .iter()
+            .find(|id| **id != early_id)
+            .cloned()
+            .unwrap_or_default();
+        ids.len() == 2
+    });
+    early.signal("INT");
+    wait_for("a lists the late one only", Duration::from_secs(10), || {
+        subscriber_ids(&a.net, &http_a) == [late_id.clone()]
+    });
+    late.kill();
+    assert_eq!(
+        subscriber_ids(&b.net, &http_b),
+        [early_id.clone()],
+        "b saw nothing yet"
+    );
+
+    etcd.run();
+    wait_for("b lists the late one only", Duration::from_secs(10), || {
+        subscriber_ids(&b.net, &http_b) == [late_id.clone()]
+    });
+    wait_for("a's queue written", Duration::from_secs(5), || {
+        a.metric("herald_store_queued_writes") == 0.0
+    });
 }

@@ -1,6 +1,6 @@
 //! `herald serve --http`: the JSON API (list, get, PUT/DELETE with ownership, bad input),
-//! the bearer token, and the Server-Sent Events watch resumed with `Last-Event-ID`
-//! after a dropped connection, against the real binary over loopback.
+//! the bearer token, and the Server-Sent Events watch and subscriber feed resumed with
+//! `Last-Event-ID` after a dropped connection, against the real binary over loopback.
 
 mod common;
 
@@ -455,4 +455,88 @@ fn a_watch_with_an_interest_sees_only_those_names() {
     );
     let (status, _) = request(&http, "GET", "/v1/watch?interest=", &[], "");
     assert_eq!(status, 400);
+}
+
+/// `herald watch --json --subscribe` on `net`: a unicast subscriber.
+fn subscriber(net: &Net, label: &str) -> Proc {
+    let mut args: Vec<String> = ["watch", "--json", "--subscribe"]
+        .map(String::from)
+        .to_vec();
+    args.extend(net.client_args());
+    Proc::spawn(label, &args, &[])
+}
+
+/// Polls `/v1/subscribers` (bounded) until it lists `n` subscribers.
+fn wait_subscribers(http: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = request(http, "GET", "/v1/subscribers", &[], "");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        if rows.len() == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} subscribers never listed: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a subscriber feed's `change` event says: came/changed/went, and the id.
+fn subscriber_change(e: &Event) -> (String, String) {
+    assert_eq!(e.kind, "change", "{e:?}");
+    (
+        e.data["event"].as_str().unwrap().to_owned(),
+        e.data["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn the_subscriber_feed_resumes_after_a_dropped_connection() {
+    const FEED: &str = "/v1/subscribers/watch";
+    let (_dir, http, _data, net) = start_on(&[]);
+    let mut stream = Stream::open_path(&http, FEED, None);
+    let table = stream.next();
+    assert_eq!(table.kind, "table");
+    assert_eq!(table.data["subscribers"], serde_json::json!([]));
+    let first = subscriber(&net, "first subscriber");
+    let came = stream.next();
+    let (kind, first_id) = subscriber_change(&came);
+    assert_eq!(kind, "came");
+    assert!(came.id > table.id);
+    drop(stream);
+
+    // While the watcher is away: another subscriber comes, the first goes.
+    let second = subscriber(&net, "second subscriber");
+    wait_subscribers(&http, 2);
+    first.signal("INT");
+    wait_subscribers(&http, 1);
+
+    let mut stream = Stream::open_path(&http, FEED, Some(came.id));
+    let missed = [stream.next(), stream.next()];
+    let seen: Vec<(String, String)> = missed.iter().map(subscriber_change).collect();
+    assert_eq!(seen[0].0, "came");
+    assert_ne!(seen[0].1, first_id);
+    assert_eq!(seen[1], ("went".to_owned(), first_id.clone()));
+    assert!(missed[0].id > came.id && missed[1].id > missed[0].id);
+    // Live again: the next change, and nothing repeated before it.
+    let third = subscriber(&net, "third subscriber");
+    let next = stream.next();
+    let (kind, third_id) = subscriber_change(&next);
+    assert_eq!(kind, "came");
+    assert_ne!(third_id, seen[0].1);
+    assert!(next.id > missed[1].id);
+    drop(stream);
+
+    // A resume point never handed out (beyond the newest change), or one of an earlier
+    // run of the directory (before its first): the table again, as of now.
+    for unknown in [next.id + 1_000, 1] {
+        let mut stream = Stream::open_path(&http, FEED, Some(unknown));
+        let table = stream.next();
+        assert_eq!(table.kind, "table", "after {unknown}");
+        assert_eq!(table.id, next.id);
+        assert_eq!(table.data["subscribers"].as_array().unwrap().len(), 2);
+    }
+    drop((second, third));
 }

@@ -4,9 +4,17 @@
 //! order in the [crate docs](crate)). When a write fails, the shell calls
 //! [`Directory::storage_failed`] before it sends anything: every acknowledgement still
 //! queued becomes a `storage_unavailable` refusal (the client keeps its registration and
-//! retries), every entry is handed out again by `poll_event` so that the next write puts
-//! the whole registry on disk (memory and disk agree again once one write succeeds),
-//! registrations and unregistrations are refused, and no lease expires. The shell keeps
+//! retries), every entry is handed out again by `poll_event` and every held subscriber
+//! by `poll_subscriber_event` so that the next write puts the whole registry and the
+//! whole subscriber table on disk (memory and disk agree again once one write
+//! succeeds), registrations and unregistrations are refused, and no lease expires.
+//!
+//! Removals are the exception: the directory forgets a name or a subscriber once it has
+//! reported its removal, so a failed write's removals are the shell's to keep. For names
+//! the shell keeps the deletions it could not write; for subscribers it need keep
+//! nothing: the table is bounded, so the write after a failure replaces the stored table
+//! with the subscribers handed out (every one held), which deletes every subscriber
+//! whose removal a failed write carried. The shell keeps
 //! retrying; when a write succeeds it calls [`Directory::storage_recovered`]. Expiry
 //! resumes one default lease later, so that registrants refused meanwhile renew first.
 //!
@@ -54,9 +62,13 @@ impl Storage {
 impl Directory<'_> {
     /// The shell could not store this wake-up's changes: nothing queued is acknowledged
     /// (each acknowledgement becomes a `storage_unavailable` refusal), every entry is
-    /// handed out again by [`poll_event`](Self::poll_event) for the next attempt, and
-    /// until [`storage_recovered`](Self::storage_recovered) registrations and
-    /// unregistrations are refused and no lease expires. Call it before `poll_transmit`.
+    /// handed out again by [`poll_event`](Self::poll_event) and every held subscriber by
+    /// [`poll_subscriber_event`](Self::poll_subscriber_event) (as
+    /// [`SubscriberEvent::Stored`](crate::SubscriberEvent::Stored), or `Removed` if it
+    /// ended) for the next attempt, which may replace the stored subscriber table with
+    /// them (deleting every subscriber whose removal a failed write carried), and until
+    /// [`storage_recovered`](Self::storage_recovered) registrations and unregistrations
+    /// are refused and no lease expires. Call it before `poll_transmit`.
     pub fn storage_failed(&mut self, now: Instant) {
         self.observe(now);
         self.storage.available = false;
@@ -77,6 +89,9 @@ impl Directory<'_> {
             if let Some(mut e) = self.registry.get_mut(slot) {
                 touch(&mut e, &mut self.dirty, true);
             }
+        }
+        for i in 0..self.subscribers.len() {
+            self.subscribers.touch(i);
         }
     }
 

@@ -9,7 +9,7 @@
 //! | `GET /v1/services/{name}` | one service, or 404 |
 //! | `GET /v1/leases` | milliseconds of lease left per service |
 //! | `GET /v1/subscribers[?name=NAME]` | unicast subscribers, as `herald list --subscribers --json` prints them; with `name`, the count and rows of those interested in it ([`subscribers`](mod@subscribers)) |
-//! | `GET /v1/subscribers/watch` | Server-Sent Events: the subscriber table, then each subscriber that came, changed or went |
+//! | `GET /v1/subscribers/watch` | Server-Sent Events: the subscriber table, then each subscriber that came, changed or went; resumable with `Last-Event-ID` |
 //! | `GET /v1/watch[?interest=P]` | Server-Sent Events, resumable with `Last-Event-ID` ([`watch`]) |
 //! | `PUT`/`DELETE /v1/services/{name}` | register or renew / unregister ([`write`](mod@write)) |
 //! | `GET /healthz`, `GET /metrics` | as on the `--metrics` endpoint |
@@ -18,6 +18,7 @@
 //! (see [`write`](mod@write)). With a token file, writes (and, with `--http-token-reads`, reads)
 //! need `Authorization: Bearer TOKEN`.
 
+pub mod feed;
 mod page;
 pub mod subscribers;
 pub mod watch;

@@ -13,29 +13,30 @@
 //! `"ended":"unsubscribed"|"expired"` when known; see
 //! [`SubscriberChange`]). Every event's `id:` is
 //! the sequence number of the newest change it includes. The table is the one of the
-//! last metrics refresh (every 250 ms at most), so changes come up to that late. A
-//! watcher that falls more than [`LOG_CAPACITY`](crate::view::subscribers::LOG_CAPACITY) changes behind gets a new `table`.
+//! last metrics refresh (every 250 ms at most), so changes come up to that late.
+//!
+//! A watcher that reconnects with `Last-Event-ID: N` (browsers' `EventSource` do it by
+//! themselves) gets exactly the changes after `N`, as the registry's watch does (the
+//! [`feed`] is shared). When they are no longer kept (it fell more than
+//! [`LOG_CAPACITY`](crate::view::subscribers::LOG_CAPACITY) changes behind) or `N` is not
+//! a number this directory handed out (sequence numbers start at the process's start
+//! time in microseconds, so the ids of an earlier run are too old), it gets a new
+//! `table` instead, which replaces everything it held.
 
+use super::feed::{self, Next};
 use super::{error, Api};
 use crate::client::api::{Interested, SubscriberChange, Table};
-use crate::view::View;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::ServiceName;
 use serde::Deserialize;
-use std::convert::Infallible;
-use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// Events queued for one slow client before its producer waits.
 const QUEUE: usize = 64;
-/// Comment lines sent on an idle stream, so proxies and clients see it alive.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `?name=NAME`.
 #[derive(Deserialize)]
@@ -73,58 +74,39 @@ pub async fn list(
     .into_response()
 }
 
-/// `GET /v1/subscribers/watch`.
-pub async fn watch(State(api): State<Api>) -> Response {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(produce(api.view.clone(), tx));
-    Sse::new(ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+/// `GET /v1/subscribers/watch`, resumed after its `Last-Event-ID`.
+pub async fn watch(State(api): State<Api>, headers: HeaderMap) -> Response {
+    let resume = feed::last_event_id(&headers);
+    let ticks = api.view.subscribe_subscribers();
+    feed::open(&api, ticks, resume, QUEUE, |state, at| {
+        let who = &state.subscribers;
+        match at.and_then(|a| who.changes_since(a)) {
+            Some(changes) => Next {
+                at: changes.last().map(|c| c.sequence),
+                events: changes.iter().map(change_event).collect(),
+            },
+            None => Next {
+                events: vec![table_event(who.rows(), who.sequence())],
+                at: Some(who.sequence()),
+            },
+        }
+    })
 }
 
-/// Feeds one client until it goes away.
-async fn produce(view: View, tx: mpsc::Sender<Result<Event, Infallible>>) {
-    let mut sequences = view.subscribe_subscribers();
-    let mut at: Option<u64> = None;
-    loop {
-        sequences.mark_unchanged();
-        let events = {
-            let who = &view.read().subscribers;
-            match at.and_then(|a| who.changes_since(a)) {
-                Some(changes) => changes.iter().map(change_event).collect(),
-                None => vec![table_event(who.rows(), who.sequence())],
-            }
-        };
-        for (sequence, event) in events {
-            if tx.send(Ok(event)).await.is_err() {
-                return;
-            }
-            at = Some(sequence);
-        }
-        tokio::select! {
-            changed = sequences.changed() => if changed.is_err() { return },
-            () = tx.closed() => return,
-        }
-    }
-}
-
-fn table_event(
-    subscribers: Vec<crate::subscribers::SubscriberInfo>,
-    sequence: u64,
-) -> (u64, Event) {
+/// The `table` event: every subscriber, as of change `sequence`.
+fn table_event(subscribers: Vec<crate::subscribers::SubscriberInfo>, sequence: u64) -> Event {
     let data = serde_json::to_string(&Table { subscribers }).unwrap_or_default();
-    let event = Event::default()
+    Event::default()
         .event("table")
         .id(sequence.to_string())
-        .data(data);
-    (sequence, event)
+        .data(data)
 }
 
-fn change_event(change: &SubscriberChange) -> (u64, Event) {
+/// The `change` event of one change.
+fn change_event(change: &SubscriberChange) -> Event {
     let data = serde_json::to_string(change).unwrap_or_default();
-    let event = Event::default()
+    Event::default()
         .event("change")
         .id(change.sequence.to_string())
-        .data(data);
-    (change.sequence, event)
+        .data(data)
 }

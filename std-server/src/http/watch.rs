@@ -8,28 +8,24 @@
 //! exactly the changes after `V`, without loss or repetition; when they are no longer
 //! kept ([`LOG_CAPACITY`](crate::view::LOG_CAPACITY) changes), or `V` is not a version
 //! this directory knows, it gets a new `snapshot` instead, which replaces everything the
-//! client held. `?interest=P[,P…]` (as for `/v1/services`) keeps the services and
+//! client held (the resume is the [`feed`]'s, shared with the subscriber
+//! feed). `?interest=P[,P…]` (as for `/v1/services`) keeps the services and
 //! changes of those names only.
 
+use super::feed::{self, Next};
 use super::{error, Api};
-use crate::view::{Change, View};
+use crate::view::{Change, State};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, State as Shared};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event;
+use axum::response::Response;
 use herald_core::Interest;
 use serde::Deserialize;
 use serde_json::json;
-use std::convert::Infallible;
-use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// Events queued for one slow client before its producer waits.
 const QUEUE: usize = 256;
-/// Comment lines sent on an idle stream, so proxies and clients see it alive.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `?interest=…`.
 #[derive(Deserialize)]
@@ -40,7 +36,7 @@ pub struct WatchQuery {
 
 /// Opens the event stream.
 pub async fn watch(
-    State(api): State<Api>,
+    Shared(api): Shared<Api>,
     headers: HeaderMap,
     query: Result<Query<WatchQuery>, QueryRejection>,
 ) -> Response {
@@ -59,83 +55,49 @@ pub async fn watch(
         Some(Ok(i)) => Some(i),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(produce(api.view.clone(), interest, resume, tx));
-    Sse::new(ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
-}
-
-/// What the client is sent next.
-enum Next {
-    Snapshot(u64, String),
-    Changes(Vec<Change>),
-}
-
-/// Feeds one client until it goes away.
-async fn produce(
-    view: View,
-    interest: Option<Interest>,
-    resume: Option<u64>,
-    tx: mpsc::Sender<Result<Event, Infallible>>,
-) {
-    let mut versions = view.subscribe();
-    let mut at = resume;
-    let wanted = |name: &str| interest.as_ref().is_none_or(|i| i.matches(name));
-    loop {
-        versions.mark_unchanged();
-        let next = {
-            let state = view.read();
-            match at {
-                Some(v) if v <= state.version => match state.changes_since(v) {
-                    Some(changes) => Next::Changes(changes),
-                    None => snapshot(&state, &wanted),
-                },
-                _ => snapshot(&state, &wanted),
-            }
-        };
-        match next {
-            Next::Snapshot(version, data) => {
-                let event = Event::default()
-                    .event("snapshot")
-                    .id(version.to_string())
-                    .data(data);
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-                at = Some(version);
-            }
-            Next::Changes(changes) => {
-                for change in changes {
-                    if !wanted(&change.service.name) {
-                        at = Some(change.version);
-                        continue;
-                    }
-                    let data = serde_json::to_string(&change).unwrap_or_default();
-                    let event = Event::default()
-                        .event("change")
-                        .id(change.version.to_string())
-                        .data(data);
-                    if tx.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                    at = Some(change.version);
-                }
-            }
+    let resume = feed::last_event_id(&headers);
+    let ticks = api.view.subscribe();
+    feed::open(&api, ticks, resume, QUEUE, move |state, at| {
+        let wanted = |name: &str| interest.as_ref().is_none_or(|i| i.matches(name));
+        // A version above the newest is not one this directory handed out.
+        match at
+            .filter(|&v| v <= state.version)
+            .and_then(|v| state.changes_since(v))
+        {
+            Some(changes) => changed(changes, &wanted),
+            None => snapshot(state, &wanted),
         }
-        tokio::select! {
-            changed = versions.changed() => if changed.is_err() { return },
-            () = tx.closed() => return,
-        }
-    }
+    })
 }
 
-fn snapshot(state: &crate::view::State, wanted: &impl Fn(&str) -> bool) -> Next {
+/// The `change` events of the `wanted` names among `changes`; the client is at the
+/// last change after them, wanted or not.
+fn changed(changes: Vec<Change>, wanted: &impl Fn(&str) -> bool) -> Next {
+    let at = changes.last().map(|c| c.version);
+    let events = changes
+        .into_iter()
+        .filter(|c| wanted(&c.service.name))
+        .map(|change| {
+            let data = serde_json::to_string(&change).unwrap_or_default();
+            Event::default()
+                .event("change")
+                .id(change.version.to_string())
+                .data(data)
+        })
+        .collect();
+    Next { events, at }
+}
+
+/// The `snapshot` event: every live service whose name is `wanted`.
+fn snapshot(state: &State, wanted: &impl Fn(&str) -> bool) -> Next {
     let services = state.list(wanted);
     let data = json!({ "version": state.version, "services": services }).to_string();
-    Next::Snapshot(state.version, data)
+    let event = Event::default()
+        .event("snapshot")
+        .id(state.version.to_string())
+        .data(data);
+    Next {
+        events: vec![event],
+        at: Some(state.version),
+    }
 }

@@ -34,7 +34,7 @@ pub struct Subscribers {
     table: BTreeMap<String, Subscription>,
     /// The latest changes, oldest first.
     log: VecDeque<SubscriberChange>,
-    /// The sequence number of the newest change (0: none yet).
+    /// The sequence number of the newest change (none yet: the one it started at).
     sequence: u64,
     /// The directory's counts of expired and of unsubscribed subscriptions at the
     /// last refresh.
@@ -42,6 +42,24 @@ pub struct Subscribers {
 }
 
 impl Subscribers {
+    /// An empty table whose changes are numbered after `sequence`: a resume point below
+    /// it, or above the newest change, is not one of this table's (it gets the table
+    /// again).
+    pub fn starting_at(sequence: u64) -> Subscribers {
+        Subscribers {
+            sequence,
+            ..Subscribers::default()
+        }
+    }
+
+    /// Numbered from the Unix time in microseconds now, so that the ids of a feed an
+    /// earlier process served (which started earlier, and cannot have numbered a
+    /// million changes a second) are too old for this one.
+    pub fn starting_now() -> Subscribers {
+        // Room to count on whatever the clock says.
+        Subscribers::starting_at(crate::clock::unix_micros().min(u64::MAX / 2))
+    }
+
     /// The rows, in id order.
     pub fn rows(&self) -> Vec<SubscriberInfo> {
         self.table.values().map(|s| s.info.clone()).collect()
@@ -181,6 +199,26 @@ mod tests {
             "a sequence never handed out"
         );
         assert_eq!(who.rows().len(), 1);
+    }
+
+    #[test]
+    fn a_resume_point_of_an_earlier_run_gets_the_table_again() {
+        let address = herald_core::Location::new([127, 0, 0, 1].into(), 37399).unwrap();
+        let config = DirectoryConfig::new(address, "237.37.37.1:37371".parse().unwrap());
+        let (mut slots, mut index) = (vec![None; 4], vec![0u32; 4]);
+        let directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let mut who = Subscribers::starting_at(1_000);
+        // The id of the first table, before any change, is a resume point.
+        assert!(who.changes_since(1_000).unwrap().is_empty());
+        who.refresh(vec![row(1, &[])], &directory);
+        assert_eq!(who.sequence(), 1_001);
+        assert_eq!(who.changes_since(1_000).unwrap().len(), 1);
+        // Ids an earlier run handed out (from 1 on), or none yet handed out.
+        assert!(who.changes_since(1).is_none());
+        assert!(who.changes_since(999).is_none());
+        assert!(who.changes_since(1_002).is_none());
+        // Any number a client sends (the header is untrusted).
+        assert!(who.changes_since(u64::MAX).is_none());
     }
 
     #[test]
