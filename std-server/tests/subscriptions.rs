@@ -247,6 +247,55 @@ fn watch_subscribers_reports_who_came_and_went_and_why() {
     drop(before);
 }
 
+/// `herald watch --subscribers` outlives a directory restart: it opens the feed again
+/// by itself and reports what changed meanwhile once (a subscriber restored from disk
+/// is not reported again, one that came while the feed was away is).
+#[test]
+fn the_subscriber_feed_outlives_a_directory_restart() {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port_tcp());
+    let mut dir = directory_without_group(&net, data.path(), &http, &[]);
+    let stays = Proc::spawn(
+        "watcher that stays",
+        &client(&net, &["watch", "--json", "--interest", "svc/*"]),
+        &[],
+    );
+    stays.expect_line("\"ready\"", Duration::from_secs(10));
+    wait_subscribers(&net, &http, |r| r.len() == 1);
+    let mut feed = Proc::spawn(
+        "subscriber feed",
+        &["watch", "--subscribers", "--json", "--http", http.as_str()].map(String::from),
+        &[],
+    );
+    feed.expect_line(
+        "{\"event\":\"ready\",\"subscribers\":1}",
+        Duration::from_secs(10),
+    );
+
+    dir.kill();
+    let _dir = directory_without_group(&net, data.path(), &http, &[]);
+    let comes = Proc::spawn(
+        "watcher that comes",
+        &client(&net, &["watch", "--json", "--interest", "cache"]),
+        &[],
+    );
+    let (line, _) = feed.expect_line("\"came\"", Duration::from_secs(15));
+    assert!(line.contains("\"interests\":[\"cache\"]"), "{line}");
+    comes.signal("INT");
+    let (line, _) = feed.expect_line("\"went\"", Duration::from_secs(10));
+    assert!(line.contains("\"interests\":[\"cache\"]"), "{line}");
+
+    // The one restored from disk was never reported again, nor a second ready.
+    let lines = feed.lines_for(Duration::from_millis(500));
+    assert!(!lines.iter().any(|l| l.contains("svc/*")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("ready")), "{lines:?}");
+    // Still running (it exits 0 on Ctrl-C; an ended feed would have failed).
+    feed.signal("INT");
+    assert_eq!(feed.wait(Duration::from_secs(5)), Some(0));
+    drop(stays);
+}
+
 #[test]
 fn a_registrant_learns_how_many_subscribers_listen_to_its_name() {
     let net = Net::new();

@@ -11,7 +11,7 @@
 //! println!("{} subscribers listen to billing", interested.count);
 //! let mut feed = api.watch_subscribers().await?;
 //! loop {
-//!     let update = feed.next().await?; // until the directory stops
+//!     let update = feed.next().await?; // it outlives a directory restart
 //!     println!("{update:?}");
 //! #   break;
 //! }
@@ -21,6 +21,7 @@
 use super::http::{self, Answer};
 use crate::subscribers::SubscriberInfo;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,12 +65,6 @@ pub enum ApiError {
         addr: SocketAddr,
         /// What was wrong.
         source: io::Error,
-    },
-    /// The feed ended: the directory stopped (or closed the connection).
-    #[error("the HTTP API at {addr} ended the subscriber feed (the directory stopped?)")]
-    Closed {
-        /// The address of the feed.
-        addr: SocketAddr,
     },
 }
 
@@ -137,7 +132,8 @@ pub struct SubscriberChange {
 }
 
 /// What a [`SubscriberWatch`] hands out: the table it opened with, as `came` changes,
-/// then [`Ready`](SubscriberUpdate::Ready), then every change.
+/// then [`Ready`](SubscriberUpdate::Ready), then every change (after a reconnection
+/// that could not resume, what the table then differs in).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubscriberUpdate {
     /// The table is all in: `subscribers` of them. As JSON:
@@ -203,8 +199,14 @@ impl DirectoryApi {
 
     /// `GET path`, its head read: refused unless 200.
     async fn open(&self, path: &str) -> Result<Answer, ApiError> {
+        self.open_from(path, None).await
+    }
+
+    /// `GET path` resuming a feed after `last_event_id`, its head read: refused unless
+    /// 200.
+    async fn open_from(&self, path: &str, last_event_id: Option<&str>) -> Result<Answer, ApiError> {
         let addr = self.addr;
-        let answer = http::get(addr, path, self.token.as_deref())
+        let answer = http::get(addr, path, self.token.as_deref(), last_event_id)
             .await
             .map_err(|source| match source.kind() {
                 io::ErrorKind::InvalidData => ApiError::Invalid { addr, source },
@@ -264,18 +266,24 @@ impl DirectoryApi {
     /// A live feed of the subscriber table (`GET /v1/subscribers/watch`): the table
     /// first, then each change.
     pub async fn watch_subscribers(&self) -> Result<SubscriberWatch, ApiError> {
-        let addr = self.addr;
-        let answer = tokio::time::timeout(self.timeout, self.open("/v1/subscribers/watch"))
-            .await
-            .map_err(|_| ApiError::TimedOut {
-                addr,
-                timeout: self.timeout,
-            })??;
+        let answer = self.open_feed(None).await?;
         Ok(SubscriberWatch {
-            addr,
-            answer,
-            queued: std::collections::VecDeque::new(),
+            api: self.clone(),
+            answer: Some(answer),
+            queued: VecDeque::new(),
+            last_id: None,
+            known: BTreeMap::new(),
+            ready: false,
         })
+    }
+
+    /// Opens the subscriber feed (after `last_event_id` when resuming) within the
+    /// timeout.
+    async fn open_feed(&self, last_event_id: Option<&str>) -> Result<Answer, ApiError> {
+        let (addr, timeout) = (self.addr, self.timeout);
+        tokio::time::timeout(timeout, self.open_from(FEED, last_event_id))
+            .await
+            .map_err(|_| ApiError::TimedOut { addr, timeout })?
     }
 }
 
@@ -292,29 +300,87 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// The feed of [`DirectoryApi::watch_subscribers`].
+/// The subscriber feed's path.
+const FEED: &str = "/v1/subscribers/watch";
+/// First wait before the feed is opened again after its connection ended; it doubles up
+/// to [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts to open the feed again.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The feed of [`DirectoryApi::watch_subscribers`]. When its connection ends (the
+/// directory restarted, the network failed) it opens the feed again by itself, with
+/// back-off, resuming after the last event it read (`Last-Event-ID`); when the
+/// directory no longer holds the changes since, it takes the table again and hands out
+/// only what differs from what it handed out before (a `went` without `ended` for one
+/// that is gone).
 pub struct SubscriberWatch {
-    addr: SocketAddr,
-    answer: Answer,
-    queued: std::collections::VecDeque<SubscriberUpdate>,
+    api: DirectoryApi,
+    /// The open connection (`None` while the feed is being opened again).
+    answer: Option<Answer>,
+    queued: VecDeque<SubscriberUpdate>,
+    /// The `id` of the last event read.
+    last_id: Option<String>,
+    /// Every subscriber handed out and not gone, by id.
+    known: BTreeMap<String, SubscriberInfo>,
+    /// `Ready` was handed out.
+    ready: bool,
+}
+
+/// An event of the feed: its type, its data and its id.
+struct Event {
+    kind: String,
+    data: String,
+    id: Option<String>,
 }
 
 impl SubscriberWatch {
-    /// The next update. The feed runs until the directory stops
-    /// ([`ApiError::Closed`]).
+    /// The next update. The feed runs until an error that opening it again would not
+    /// mend (refused, e.g. without the token; or an answer that is not the feed's).
     pub async fn next(&mut self) -> Result<SubscriberUpdate, ApiError> {
+        let mut wait = RECONNECT_FIRST;
         loop {
             if let Some(update) = self.queued.pop_front() {
                 return Ok(update);
             }
-            let (event, data) = self.event().await?;
-            self.take(&event, &data)?;
+            let Some(answer) = self.answer.as_mut() else {
+                match self.api.open_feed(self.last_id.as_deref()).await {
+                    Ok(answer) => {
+                        tracing::info!(addr = %self.api.addr, "subscriber feed open again");
+                        self.answer = Some(answer);
+                        wait = RECONNECT_FIRST;
+                    }
+                    Err(e @ (ApiError::Unreachable { .. } | ApiError::TimedOut { .. })) => {
+                        tracing::debug!(error = %e, "subscriber feed not open yet");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(RECONNECT_MAX);
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            };
+            match read_event(answer).await {
+                Ok(Some(event)) => {
+                    if let Some(id) = event.id {
+                        self.last_id = Some(id);
+                    }
+                    self.take(&event.kind, &event.data)?;
+                }
+                Ok(None) => {
+                    tracing::warn!(addr = %self.api.addr, "subscriber feed ended; opening it again");
+                    self.answer = None;
+                }
+                Err(e) => {
+                    tracing::warn!(addr = %self.api.addr, error = %e, "subscriber feed broke; opening it again");
+                    self.answer = None;
+                }
+            }
         }
     }
 
     /// Queues the updates of one event.
     fn take(&mut self, event: &str, data: &str) -> Result<(), ApiError> {
-        let addr = self.addr;
+        let addr = self.api.addr;
         let bad = |e: serde_json::Error| ApiError::Invalid {
             addr,
             source: io::Error::new(io::ErrorKind::InvalidData, e),
@@ -322,21 +388,15 @@ impl SubscriberWatch {
         match event {
             "table" => {
                 let table: Table = serde_json::from_str(data).map_err(bad)?;
-                let subscribers = table.subscribers.len();
-                for subscriber in table.subscribers {
-                    self.queued
-                        .push_back(SubscriberUpdate::Change(SubscriberChange {
-                            sequence: 0,
-                            kind: SubscriberChangeKind::Came,
-                            subscriber,
-                            ended: None,
-                        }));
-                }
-                self.queued
-                    .push_back(SubscriberUpdate::Ready { subscribers });
+                self.take_table(table);
             }
             "change" => {
-                let change = serde_json::from_str(data).map_err(bad)?;
+                let change: SubscriberChange = serde_json::from_str(data).map_err(bad)?;
+                let id = change.subscriber.id.clone();
+                match change.kind {
+                    SubscriberChangeKind::Went => self.known.remove(&id),
+                    _ => self.known.insert(id, change.subscriber.clone()),
+                };
                 self.queued.push_back(SubscriberUpdate::Change(change));
             }
             // Events of later versions are skipped.
@@ -345,37 +405,83 @@ impl SubscriberWatch {
         Ok(())
     }
 
-    /// Reads the next Server-Sent Event: its type and its data.
-    async fn event(&mut self) -> Result<(String, String), ApiError> {
-        let addr = self.addr;
-        let (mut event, mut data) = (String::new(), String::new());
-        loop {
-            let line = self
-                .answer
-                .line()
-                .await
-                .map_err(|source| ApiError::Invalid { addr, source })?
-                .ok_or(ApiError::Closed { addr })?;
-            if line.is_empty() {
-                if !data.is_empty() {
-                    return Ok((event, data));
+    /// Queues what `table` changes in what was handed out (the first table whole, then
+    /// `Ready`).
+    fn take_table(&mut self, table: Table) {
+        let change = |kind, subscriber| {
+            SubscriberUpdate::Change(SubscriberChange {
+                sequence: 0,
+                kind,
+                subscriber,
+                ended: None,
+            })
+        };
+        let subscribers = table.subscribers.len();
+        let mut gone = std::mem::take(&mut self.known);
+        for subscriber in table.subscribers {
+            let kind = match gone.remove(&subscriber.id) {
+                None => Some(SubscriberChangeKind::Came),
+                Some(old)
+                    if old.address != subscriber.address
+                        || old.interests != subscriber.interests =>
+                {
+                    Some(SubscriberChangeKind::Changed)
                 }
-                event.clear();
-                continue;
+                Some(_) => None,
+            };
+            if let Some(kind) = kind {
+                self.queued.push_back(change(kind, subscriber.clone()));
             }
-            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => event = value.to_owned(),
-                "data" => {
-                    if !data.is_empty() {
-                        data.push('\n');
-                    }
-                    data.push_str(value);
+            self.known.insert(subscriber.id.clone(), subscriber);
+        }
+        for (_, subscriber) in gone {
+            self.queued
+                .push_back(change(SubscriberChangeKind::Went, subscriber));
+        }
+        if !std::mem::replace(&mut self.ready, true) {
+            self.queued
+                .push_back(SubscriberUpdate::Ready { subscribers });
+        }
+    }
+}
+
+/// Reads the next Server-Sent Event; `None` when the connection ended.
+async fn read_event(answer: &mut Answer) -> io::Result<Option<Event>> {
+    let mut event = Event {
+        kind: String::new(),
+        data: String::new(),
+        id: None,
+    };
+    loop {
+        let Some(line) = answer.line().await? else {
+            return Ok(None);
+        };
+        if line.is_empty() {
+            if !event.data.is_empty() {
+                return Ok(Some(event));
+            }
+            event.kind.clear();
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event.kind = value.to_owned(),
+            "data" => {
+                if !event.data.is_empty() {
+                    event.data.push('\n');
                 }
-                // Comments (keep-alives), ids, retry.
-                _ => {}
+                event.data.push_str(value);
             }
+            // The feed's ids are numbers: anything else is not sent back.
+            "id" if !value.is_empty()
+                && value.len() <= 20
+                && value.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                event.id = Some(value.to_owned());
+            }
+            // Comments (keep-alives), retry.
+            _ => {}
         }
     }
 }
@@ -389,6 +495,75 @@ mod tests {
         assert_eq!(percent_encode("billing/a-1"), "billing/a-1");
         assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
         assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    fn info(id: &str, interest: &str) -> SubscriberInfo {
+        SubscriberInfo {
+            id: id.into(),
+            address: "127.0.0.1:5000".parse().unwrap(),
+            interests: vec![interest.into()],
+            since_unix_ms: 7,
+            acked: None,
+            lag: None,
+        }
+    }
+
+    /// A table taken again after a reconnection hands out only what differs from what
+    /// was handed out, and no second `Ready`.
+    #[test]
+    fn a_table_after_a_reconnection_hands_out_what_differs() {
+        let mut watch = SubscriberWatch {
+            api: DirectoryApi::new("127.0.0.1:1".parse().unwrap()),
+            answer: None,
+            queued: VecDeque::new(),
+            last_id: None,
+            known: BTreeMap::new(),
+            ready: false,
+        };
+        let table = |rows: Vec<SubscriberInfo>| {
+            serde_json::to_string(&Table { subscribers: rows }).unwrap()
+        };
+        let kinds = |w: &mut SubscriberWatch| -> Vec<String> {
+            w.queued
+                .drain(..)
+                .map(|u| match u {
+                    SubscriberUpdate::Ready { subscribers } => format!("ready {subscribers}"),
+                    SubscriberUpdate::Change(c) => {
+                        format!(
+                            "{} {} {}",
+                            c.kind.as_str(),
+                            c.subscriber.id,
+                            c.subscriber.interests[0]
+                        )
+                    }
+                })
+                .collect()
+        };
+        watch
+            .take(
+                "table",
+                &table(vec![info("a", "x"), info("b", "y"), info("c", "z")]),
+            )
+            .unwrap();
+        assert_eq!(
+            kinds(&mut watch),
+            ["came a x", "came b y", "came c z", "ready 3"]
+        );
+        let went = SubscriberChange {
+            sequence: 4,
+            kind: SubscriberChangeKind::Went,
+            subscriber: info("c", "z"),
+            ended: Some(Ended::Unsubscribed),
+        };
+        watch
+            .take("change", &serde_json::to_string(&went).unwrap())
+            .unwrap();
+        assert_eq!(kinds(&mut watch), ["went c z"]);
+        // Meanwhile: b changed its interest, a went, d came.
+        watch
+            .take("table", &table(vec![info("b", "w"), info("d", "v")]))
+            .unwrap();
+        assert_eq!(kinds(&mut watch), ["changed b w", "came d v", "went a x"]);
     }
 
     #[test]

@@ -33,13 +33,19 @@ pub struct Answer {
     pending: Vec<u8>,
 }
 
-/// Sends `GET path` to `addr` (with the bearer `token` if given) and reads the head of
-/// the answer.
-pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> io::Result<Answer> {
+/// Sends `GET path` to `addr` (with the bearer `token` and the `Last-Event-ID` of a
+/// feed being resumed, if given) and reads the head of the answer.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    last_event_id: Option<&str>,
+) -> io::Result<Answer> {
     let mut stream = TcpStream::connect(addr).await?;
     let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let resume = last_event_id.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Accept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{resume}Accept: */*\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut reader = BufReader::new(stream);
@@ -187,10 +193,15 @@ mod tests {
         let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
                       5\r\nab\ncd\r\n4;x=y\r\n\r\nef\r\n0\r\n\r\n";
         let addr = serve_once(answer).await;
-        let body = get(addr, "/", None).await.unwrap().body().await.unwrap();
+        let body = get(addr, "/", None, None)
+            .await
+            .unwrap()
+            .body()
+            .await
+            .unwrap();
         assert_eq!(body, "ab\ncd\r\nef");
         let addr = serve_once(answer).await;
-        let mut a = get(addr, "/", None).await.unwrap();
+        let mut a = get(addr, "/", None, None).await.unwrap();
         assert_eq!(a.status, 200);
         let mut lines = Vec::new();
         while let Some(line) = a.line().await.unwrap() {
@@ -202,11 +213,21 @@ mod tests {
     #[tokio::test]
     async fn bad_answers_are_refused() {
         let addr = serve_once("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
-        assert!(get(addr, "/", None).await.unwrap().body().await.is_err());
+        assert!(get(addr, "/", None, None)
+            .await
+            .unwrap()
+            .body()
+            .await
+            .is_err());
         let addr =
             serve_once("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc").await;
-        assert!(get(addr, "/", None).await.unwrap().body().await.is_err());
+        assert!(get(addr, "/", None, None)
+            .await
+            .unwrap()
+            .body()
+            .await
+            .is_err());
         let addr = serve_once("SSH-2.0-OpenSSH\r\n").await;
-        assert!(get(addr, "/", None).await.is_err());
+        assert!(get(addr, "/", None, None).await.is_err());
     }
 }
