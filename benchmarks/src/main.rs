@@ -24,6 +24,7 @@ mod latency;
 mod mdns;
 mod memory;
 mod netns;
+mod pin;
 mod process;
 mod raw;
 mod report;
@@ -162,7 +163,7 @@ fn main() -> ExitCode {
             println!(
                 "usage: herald-bench [all|throughput|latency|late-joiner|traffic|memory|mdns|web|subscribers]\n       \
                  herald-bench mdns [--quick] [--plot docs/idle-cost.svg] [--herald-only] [--concurrent]\n       \
-                 herald-bench subscribers [--sizes 10,100,1000] [--mode unicast|multicast|both]\n       \
+                 herald-bench subscribers [--sizes 10,100,1000] [--mode unicast|multicast|both] [--pin]\n       \
                  herald-bench cluster [--discovery-only|--registrations-only]\n\
                  (cluster needs `--features etcd` and an etcd binary; it is not part of all)"
             );

@@ -7,7 +7,8 @@
 //! the last listener's socket receiving the datagram that tells it (the kernel's
 //! receive time, `SO_TIMESTAMPNS`: "reached", what the directory's fan-out costs) and
 //! to the last listener reporting it ("handled", which adds the simulation's own
-//! scheduling of 1,000 tasks on the same cores); bytes on the listeners' sockets, the directory's
+//! scheduling of 1,000 tasks on the same cores; with `--pin` the directory runs on a
+//! CPU of its own and the listeners on the others); bytes on the listeners' sockets, the directory's
 //! re-sends, CPU time and resident memory are measured around them. Last, a subscriber
 //! that stops acknowledging is counted until its lease drops it.
 
@@ -353,7 +354,7 @@ struct Run {
 }
 
 /// Runs `listeners` listeners of `mode` against a fresh directory.
-async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, String> {
+async fn run_one(mode: Mode, listeners: usize, with_mute: bool, pin: bool) -> Result<Run, String> {
     let unlimited = (2 * SERVICES).to_string();
     let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()?));
     let directory = Directory::start(&DirectorySpec {
@@ -374,6 +375,16 @@ async fn run_one(mode: Mode, listeners: usize, with_mute: bool) -> Result<Run, S
         .to_vec(),
         ..DirectorySpec::default()
     })?;
+    let _apart = if pin {
+        let apart = crate::pin::directory_apart(directory.pid())?;
+        eprintln!(
+            "[subscribers: the directory on CPU {}, the listeners on the others]",
+            apart.directory_cpu
+        );
+        Some(apart)
+    } else {
+        None
+    };
     let addr = directory.addr;
     let p = tokio::task::spawn_blocking(move || {
         populate(
@@ -569,6 +580,8 @@ pub struct Options {
     sizes: Vec<usize>,
     /// Delivery modes.
     modes: Vec<Mode>,
+    /// The directory on a CPU of its own, the listeners on the others.
+    pin: bool,
 }
 
 impl Default for Options {
@@ -576,16 +589,21 @@ impl Default for Options {
         Options {
             sizes: SIZES.to_vec(),
             modes: vec![Mode::Unicast, Mode::Multicast],
+            pin: false,
         }
     }
 }
 
 impl Options {
-    /// Parses `[--sizes N,N,…] [--mode unicast|multicast|both]`.
+    /// Parses `[--sizes N,N,…] [--mode unicast|multicast|both] [--pin]`.
     pub fn parse(args: &[String]) -> Result<Self, String> {
         let mut options = Options::default();
         let mut args = args.iter();
         while let Some(arg) = args.next() {
+            if arg == "--pin" {
+                options.pin = true;
+                continue;
+            }
             let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
             match arg.as_str() {
                 "--sizes" => {
@@ -629,7 +647,7 @@ pub fn run(
         for &mode in &options.modes {
             let with_mute = mode == Mode::Unicast && listeners == SIZES[0];
             let started = Instant::now();
-            let run = runtime.block_on(run_one(mode, listeners, with_mute))?;
+            let run = runtime.block_on(run_one(mode, listeners, with_mute, options.pin))?;
             eprintln!(
                 "[subscribers: {} x{listeners}: {:.1} s]",
                 mode.name(),
@@ -700,6 +718,12 @@ pub fn run(
         ));
         json.push(serde_json::json!({"silent_subscriber": {
             "datagrams": datagrams, "resends": resends, "seconds": after, "dropped": dropped}}));
+    }
+    if options.pin {
+        report.line(
+            "\nThe directory ran on a CPU of its own (`--pin`), the listeners on the others: \
+             their wake-ups did not preempt its sends.",
+        );
     }
     let slot = std::mem::size_of::<herald_core::directory::SubscriberSlot>();
     report.line(&format!(
