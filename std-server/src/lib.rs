@@ -36,6 +36,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod outbox;
 pub mod registrant;
 pub mod serve;
 pub mod storage;

@@ -31,6 +31,7 @@ use crate::config::{ServeSettings, StoreSettings};
 use crate::dropped::{DropLog, Dropped};
 use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
+use crate::outbox::Outbox;
 use crate::storage::{StorageError, Store};
 use crate::systemd::Notifier;
 use crate::view::Feed;
@@ -184,6 +185,7 @@ pub async fn run(
         drops: DropLog::default(),
         feed,
         held: VecDeque::new(),
+        outbox: Outbox::default(),
         subscribers: crate::subscribers::Table::default(),
     };
     // The metrics, health and the interfaces' copy of the registry are right before
@@ -348,6 +350,8 @@ struct Shell {
     /// Datagrams waiting for a write to be on disk, in the order the directory gave
     /// them: the write's number, the destination and the bytes.
     held: VecDeque<(u64, SocketAddr, Vec<u8>)>,
+    /// Datagrams about to leave together.
+    outbox: Outbox,
     /// When each subscription was first seen, for the listing.
     subscribers: crate::subscribers::Table,
 }
@@ -495,17 +499,22 @@ impl Shell {
                 break;
             }
             if let Some((_, _, bytes)) = self.held.pop_front() {
-                self.send_datagram(&bytes, to).await;
+                if self.outbox.push(&bytes, to) {
+                    self.send_outbox().await;
+                }
             }
         }
         if marks.settled() && self.held.is_empty() {
             while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
-                let bytes = std::mem::take(&mut self.send);
-                self.send_datagram(&bytes[..t.len], t.destination).await;
-                self.send = bytes;
+                if self.outbox.push(&self.send[..t.len], t.destination) {
+                    self.send_outbox().await;
+                }
             }
+            self.send_outbox().await;
             return;
         }
+        // What was released leaves before anything is held after it.
+        self.send_outbox().await;
         while !self.is_full() {
             let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) else {
                 break;
@@ -515,12 +524,9 @@ impl Shell {
         }
     }
 
-    /// Sends one datagram.
-    async fn send_datagram(&mut self, bytes: &[u8], to: SocketAddr) {
-        match self.socket.send_to(bytes, to).await {
-            Ok(n) => self.snapshot.bytes_out += n as u64,
-            Err(e) => tracing::debug!(to = %to, error = %e, "send failed"),
-        }
+    /// Sends what the outbox holds.
+    async fn send_outbox(&mut self) {
+        self.snapshot.bytes_out += self.outbox.send(&self.socket).await;
     }
 
     /// Brings the HTTP and DNS interfaces' copy of the registry up to date, up to
