@@ -247,6 +247,17 @@ pub struct Sent {
     pub held: Option<Holdings>,
 }
 
+impl Sent {
+    /// A request an answer needs only the id of.
+    fn answered_by_id(request: u32) -> Sent {
+        Sent {
+            request,
+            after: None,
+            held: None,
+        }
+    }
+}
+
 fn services(list: &[SmallService], sorted: bool) -> Vec<Service> {
     let mut out: Vec<Service> = list.iter().map(SmallService::service).collect();
     if sorted {
@@ -678,19 +689,11 @@ impl Harness<'_> {
             let sent = match frame.message {
                 OwnedMessage::Register(r) => {
                     assert_eq!(r.registrant, REGISTRANT);
-                    Sent {
-                        request: r.request,
-                        after: None,
-                        held: None,
-                    }
+                    Sent::answered_by_id(r.request)
                 }
                 OwnedMessage::Unregister(u) => {
                     assert_eq!(u.registrant, REGISTRANT);
-                    Sent {
-                        request: u.request,
-                        after: None,
-                        held: None,
-                    }
+                    Sent::answered_by_id(u.request)
                 }
                 OwnedMessage::KeepAlive(k) => {
                     assert_eq!(k.registrant, REGISTRANT);
@@ -716,19 +719,11 @@ impl Harness<'_> {
                     if self.deliveries.last() != Some(&s.delivery) {
                         self.deliveries.push(s.delivery);
                     }
-                    Sent {
-                        request: s.request,
-                        after: None,
-                        held: None,
-                    }
+                    Sent::answered_by_id(s.request)
                 }
                 OwnedMessage::Unsubscribe(u) => {
                     assert_eq!(u.subscriber, REGISTRANT);
-                    Sent {
-                        request: u.request,
-                        after: None,
-                        held: None,
-                    }
+                    Sent::answered_by_id(u.request)
                 }
                 OwnedMessage::DeliveryAck(a) => {
                     // Never answered: not a request to echo.

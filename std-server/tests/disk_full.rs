@@ -30,6 +30,20 @@ struct Namespace {
 }
 
 impl Namespace {
+    /// The namespace with its tmpfs at `dir`, or `None` after printing why the test is
+    /// skipped (not root, or no private mount namespace).
+    fn or_skip(dir: &Path) -> Option<Namespace> {
+        if not_root() {
+            eprintln!("skipped: needs root (a tmpfs in a private mount namespace)");
+            return None;
+        }
+        let ns = Namespace::new(dir);
+        if ns.is_none() {
+            eprintln!("skipped: cannot mount a tmpfs in a private mount namespace (unshare -m)");
+        }
+        ns
+    }
+
     fn new(dir: &Path) -> Option<Namespace> {
         let script = format!(
             "mount -t tmpfs -o size=1m herald-disk-full {0} && echo mounted && exec sleep 600",
@@ -217,16 +231,11 @@ fn listed(net: &Net) -> BTreeSet<String> {
 
 #[test]
 fn a_full_disk_loses_no_acknowledged_change() {
-    if not_root() {
-        eprintln!("skipped: needs root (a tmpfs in a private mount namespace)");
-        return;
-    }
-    let net = Net::new();
     let base = tempfile::tempdir().unwrap();
-    let Some(ns) = Namespace::new(base.path()) else {
-        eprintln!("skipped: cannot mount a tmpfs in a private mount namespace (unshare -m)");
+    let Some(ns) = Namespace::or_skip(base.path()) else {
         return;
     };
+    let net = Net::new();
     let metrics = format!("127.0.0.1:{}", free_port_tcp());
     let mut dir = ns.directory(&net, &metrics);
     let mut client = Requests::new(net.directory);
@@ -367,16 +376,11 @@ fn wait_writable(metrics: &str, want: f64, within: Duration) -> f64 {
 /// unsubscribed meanwhile.
 #[test]
 fn subscriber_changes_while_the_disk_is_full_survive_a_restart() {
-    if not_root() {
-        eprintln!("skipped: needs root (a tmpfs in a private mount namespace)");
-        return;
-    }
-    let net = Net::new();
     let base = tempfile::tempdir().unwrap();
-    let Some(ns) = Namespace::new(base.path()) else {
-        eprintln!("skipped: cannot mount a tmpfs in a private mount namespace (unshare -m)");
+    let Some(ns) = Namespace::or_skip(base.path()) else {
         return;
     };
+    let net = Net::new();
     let metrics = format!("127.0.0.1:{}", free_port_tcp());
     let http = format!("127.0.0.1:{}", free_port_tcp());
     let mut dir = ns.directory_with(&net, &["--metrics", &metrics, "--http", &http]);
@@ -479,13 +483,8 @@ fn not_root() -> bool {
 
 #[test]
 fn a_full_or_read_only_data_directory_at_start_exits_3() {
-    if not_root() {
-        eprintln!("skipped: needs root (a tmpfs in a private mount namespace)");
-        return;
-    }
     let base = tempfile::tempdir().unwrap();
-    let Some(ns) = Namespace::new(base.path()) else {
-        eprintln!("skipped: cannot mount a tmpfs in a private mount namespace (unshare -m)");
+    let Some(ns) = Namespace::or_skip(base.path()) else {
         return;
     };
     let serve = |what: &str| {
