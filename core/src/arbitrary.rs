@@ -41,9 +41,9 @@ fn text(
     u: &mut Unstructured<'_>,
     trim: bool,
     fallback: &str,
-) -> Result<heapless::String<MAX_NAME_LEN>> {
+) -> Result<heapless::String<MAX_NAME_LEN, u8>> {
     let raw: &str = u.arbitrary()?;
-    let mut s = heapless::String::<MAX_NAME_LEN>::new();
+    let mut s = heapless::String::<MAX_NAME_LEN, u8>::new();
     for c in raw.chars().filter(|c| !c.is_control()) {
         if s.push(c).is_err() {
             break;

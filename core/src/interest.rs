@@ -29,7 +29,7 @@ impl core::error::Error for InterestError {}
 /// One pattern: an exact service name, or a prefix of names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pattern {
-    text: heapless::String<MAX_NAME_LEN>,
+    text: heapless::String<MAX_NAME_LEN, u8>,
     prefix: bool,
 }
 
@@ -91,7 +91,7 @@ impl Pattern {
 /// The services a client wants to know about. Empty means every service.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Interest {
-    patterns: heapless::Vec<Pattern, MAX_PATTERNS>,
+    patterns: heapless::Vec<Pattern, MAX_PATTERNS, u8>,
 }
 
 impl Interest {

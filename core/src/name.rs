@@ -59,7 +59,7 @@ impl core::error::Error for NameError {}
 /// assert!(ServiceName::new("").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceName(heapless::String<MAX_NAME_LEN>);
+pub struct ServiceName(heapless::String<MAX_NAME_LEN, u8>);
 
 impl ServiceName {
     /// Validates `name` and makes a service name of it.

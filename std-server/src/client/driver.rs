@@ -33,8 +33,8 @@ pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub enum Command {
     /// Register (or update) a service.
     Register {
-        /// What to register.
-        registration: Registration,
+        /// What to register (boxed: the other commands are small).
+        registration: Box<Registration>,
         /// The answer.
         reply: Reply<Grant>,
     },
@@ -302,7 +302,7 @@ impl Driver<'_> {
             } => {
                 let name = registration.name.clone();
                 self.detached.retain(|n| *n != name);
-                match self.client.register(now, registration) {
+                match self.client.register(now, *registration) {
                     Ok(()) => {
                         let w = self.waiting(Some(name), Some(reply));
                         self.registering.push(w);

@@ -243,7 +243,7 @@ impl Herald {
     pub async fn register(&self, registration: Registration) -> Result<Registered, Error> {
         let info = self
             .call(|reply| Command::Register {
-                registration,
+                registration: Box::new(registration),
                 reply,
             })
             .await?;
