@@ -546,10 +546,10 @@ impl Shell {
             self.published = Some(now);
             self.snapshot.live = directory.live() as u64;
             self.snapshot.entries = directory.len() as u64;
-            let (rows, figures) = self.subscribers.refresh(directory, unix_micros() / 1_000);
-            self.snapshot.subscribers = figures;
+            self.snapshot.subscribers = self.subscribers.refresh(directory, unix_micros() / 1_000);
+            // The rows only for the HTTP interface's listing, when it is on.
             if let Some(feed) = &mut self.feed {
-                feed.set_subscribers(rows, directory);
+                feed.set_subscribers(self.subscribers.rows(directory), directory);
             }
         }
         self.snapshot.directory = *directory.stats();

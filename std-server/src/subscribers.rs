@@ -63,30 +63,34 @@ pub fn fingerprint(id: u64) -> String {
 }
 
 impl Table {
-    /// The rows and figures of `directory`'s subscribers now (`unix_ms`: the wall
-    /// clock), forgetting the first-seen times of subscriptions that ended.
-    pub fn refresh(
-        &mut self,
-        directory: &Directory<'_>,
-        unix_ms: u64,
-    ) -> (Vec<SubscriberInfo>, Figures) {
+    /// The figures of `directory`'s subscribers now, noting when each subscription was
+    /// first seen (`unix_ms`: the wall clock) and forgetting those that ended.
+    pub fn refresh(&mut self, directory: &Directory<'_>, unix_ms: u64) -> Figures {
         let as_of = directory.as_of();
-        let mut rows = Vec::with_capacity(directory.subscriber_count());
         let mut figures = Figures {
             capacity: directory.subscriber_capacity() as u64,
             ..Figures::default()
         };
         let mut seen = HashMap::with_capacity(self.since.len());
         for s in directory.subscribers() {
-            let since = *self.since.get(&s.id).unwrap_or(&unix_ms);
-            seen.insert(s.id, since);
-            let lag = s.acked.map(|Version(v)| as_of.0.saturating_sub(v));
-            match lag {
+            seen.insert(s.id, *self.since.get(&s.id).unwrap_or(&unix_ms));
+            match lag(s, as_of) {
                 Some(lag) => figures.max_lag = figures.max_lag.max(lag),
                 None => figures.unacknowledged += 1,
             }
             figures.subscribers += 1;
-            rows.push(SubscriberInfo {
+        }
+        self.since = seen;
+        figures
+    }
+
+    /// The rows of `directory`'s subscribers (for the listing), in fingerprint order,
+    /// with the first-seen times of the last [`refresh`](Self::refresh).
+    pub fn rows(&self, directory: &Directory<'_>) -> Vec<SubscriberInfo> {
+        let as_of = directory.as_of();
+        let mut rows: Vec<SubscriberInfo> = directory
+            .subscribers()
+            .map(|s| SubscriberInfo {
                 id: fingerprint(s.id),
                 address: s.address,
                 interests: s
@@ -101,15 +105,19 @@ impl Table {
                         }
                     })
                     .collect(),
-                since_unix_ms: since,
+                since_unix_ms: self.since.get(&s.id).copied().unwrap_or_default(),
                 acked: s.acked.map(|v| v.0),
-                lag,
-            });
-        }
+                lag: lag(s, as_of),
+            })
+            .collect();
         rows.sort_by(|a, b| a.id.cmp(&b.id));
-        self.since = seen;
-        (rows, figures)
+        rows
     }
+}
+
+/// How far `s` is behind `as_of` (`None`: it acknowledged nothing yet).
+fn lag(s: &herald_core::directory::Subscriber, as_of: Version) -> Option<u64> {
+    s.acked.map(|Version(v)| as_of.0.saturating_sub(v))
 }
 
 /// One line of `herald list --subscribers`.
@@ -185,8 +193,10 @@ mod tests {
         let id = 0x1234_5678_9abc_def0;
         let mut slots = vec![None; 2];
         let d = subscribed(id, &mut slots);
-        let (rows, figures) = Table::default().refresh(&d, 7);
+        let mut table = Table::default();
+        let figures = table.refresh(&d, 7);
         assert_eq!(figures.subscribers, 1);
+        let rows = table.rows(&d);
         let shown = serde_json::to_string(&rows).unwrap();
         for secret in [format!("{id:016x}"), format!("{id:x}"), id.to_string()] {
             assert!(!shown.contains(&secret), "{shown}");
