@@ -390,27 +390,32 @@ impl Record {
     }
 }
 
-/// A live entry for `name` at 127.0.0.1:8080 (version 1, lease to 60 s), for tests.
+/// A record of `name` at 127.0.0.1:8080 at `version` in `state`, for tests.
 #[cfg(test)]
-pub(crate) fn live_entry(name: &str) -> Entry {
+pub(crate) fn test_record(name: &str, version: Version, state: RecordState) -> Record {
     let ip = core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
     let registration = Registration::new(
         ServiceName::new(name).unwrap(),
         &[crate::location::Location::new(ip, 8080).unwrap()],
     )
     .unwrap();
-    Entry::new(Record {
+    Record {
         service: Service {
             registration,
-            version: Version(1),
+            version,
         },
         registrant: 1,
         sequence: 1,
-        state: RecordState::Live {
-            expires: Instant::from_millis(60_000),
-        },
+        state,
         ended: Version(0),
-    })
+    }
+}
+
+/// A live entry for `name` at 127.0.0.1:8080 (version 1, lease to 60 s), for tests.
+#[cfg(test)]
+pub(crate) fn live_entry(name: &str) -> Entry {
+    let expires = Instant::from_millis(60_000);
+    Entry::new(test_record(name, Version(1), RecordState::Live { expires }))
 }
 
 #[cfg(test)]

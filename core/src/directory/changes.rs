@@ -153,11 +153,6 @@ mod tests {
         for i in 0..SERVICES {
             // Names inserted out of order, so slot order is not name order.
             let name = std::format!("svc-{}-{i}", next(10));
-            let registration = crate::service::Registration::new(
-                ServiceName::new(&name).unwrap(),
-                &[Location::new(ip, 8080).unwrap()],
-            )
-            .unwrap();
             let state = if next(4) == 0 {
                 RecordState::Departed { remaining: 0 }
             } else {
@@ -165,16 +160,7 @@ mod tests {
                     expires: now + Duration::from_secs(60),
                 }
             };
-            let record = Record {
-                service: Service {
-                    registration,
-                    version: Version(1 + i as u64),
-                },
-                registrant: 1,
-                sequence: 1,
-                state,
-                ended: Version(0),
-            };
+            let record = crate::registry::test_record(&name, Version(1 + i as u64), state);
             d.restore(now, record).unwrap();
         }
         for round in 0..30 {

@@ -280,7 +280,6 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::directory::subscribers::{Subscriber, SubscriberSlot};
-    use crate::registry::Record;
     use core::net::{IpAddr, Ipv4Addr};
     use std::vec;
 
@@ -358,23 +357,9 @@ mod tests {
         let now = Instant::from_millis(1_000);
         for i in 0..SERVICES {
             let name = std::format!("svc-{i:04}");
-            let registration = crate::service::Registration::new(
-                ServiceName::new(&name).unwrap(),
-                &[Location::new(ip, 8080).unwrap()],
-            )
-            .unwrap();
-            let record = Record {
-                service: Service {
-                    registration,
-                    version: Version(1 + i as u64),
-                },
-                registrant: 1,
-                sequence: 1,
-                state: RecordState::Live {
-                    expires: now + Duration::from_secs(60),
-                },
-                ended: Version(0),
-            };
+            let expires = now + Duration::from_secs(60);
+            let state = RecordState::Live { expires };
+            let record = crate::registry::test_record(&name, Version(1 + i as u64), state);
             d.restore(now, record).unwrap();
         }
         let mut buf = [0u8; 1500];
