@@ -1396,6 +1396,21 @@ mod tests {
         herald_core::Client::new(config, slots, index).unwrap()
     }
 
+    /// Subscriber `id` is written again through `at` (as its renewal at another
+    /// directory would): its key's revision moves on.
+    async fn renew_elsewhere(at: &mut Cluster, id: u64) {
+        let entry = store::get_subscriber(&mut at.kv, &at.keys, id)
+            .await
+            .unwrap()
+            .unwrap();
+        let put = (
+            at.keys.subscriber(id),
+            entry.value.as_slice(),
+            entry.mod_revision,
+        );
+        store::put_keys(&mut at.kv, &[put]).await.unwrap().unwrap();
+    }
+
     /// Exchanges datagrams between `client` and `directory` until both are quiet.
     fn exchange(
         client: &mut herald_core::Client<'static, 4>,
@@ -1442,16 +1457,7 @@ mod tests {
 
         // Renewed elsewhere (the key changed since `a` saw it): the unsubscription at
         // `a` deletes nothing, and `a` takes the stored subscription back.
-        let entry = store::get_subscriber(&mut b.kv, &b.keys, 7)
-            .await
-            .unwrap()
-            .unwrap();
-        let put = (
-            b.keys.subscriber(7),
-            entry.value.as_slice(),
-            entry.mod_revision,
-        );
-        store::put_keys(&mut b.kv, &[put]).await.unwrap().unwrap();
+        renew_elsewhere(&mut b, 7).await;
         client.unsubscribe(clock.now());
         exchange(&mut client, &mut da, &clock);
         a.persist(&mut da, &clock).await;
@@ -1495,16 +1501,7 @@ mod tests {
         exchange(&mut client, &mut da, &clock);
         a.persist(&mut da, &clock).await;
         assert_eq!((a.queued(), da.subscribers().count()), (1, 0));
-        let entry = store::get_subscriber(&mut b.kv, &b.keys, 7)
-            .await
-            .unwrap()
-            .unwrap();
-        let put = (
-            b.keys.subscriber(7),
-            entry.value.as_slice(),
-            entry.mod_revision,
-        );
-        store::put_keys(&mut b.kv, &[put]).await.unwrap().unwrap();
+        renew_elsewhere(&mut b, 7).await;
         // etcd answers again: the registry and the subscribers are read again.
         let snapshot = store::load(&mut a.kv, &a.keys).await.unwrap();
         a.subscriptions
