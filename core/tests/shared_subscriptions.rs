@@ -449,3 +449,26 @@ fn a_new_publisher_continues_from_the_first_acknowledged_cursor_without_a_renewa
         c.pages[1]
     );
 }
+
+/// The publisher a subscriber talks to dies, and the new one delivers under the stored
+/// subscription before the subscriber has moved: the subscriber acknowledges to the
+/// directory that delivered (one it knows), not to its dead one, so nothing is re-sent
+/// while it fails over.
+#[test]
+fn a_subscriber_acknowledges_a_new_publishers_deliveries_to_it() {
+    let mut c = Cluster::new(&[location(1), location(2)]);
+    c.register("before", 8001);
+    c.run(Duration::from_secs(2));
+    c.assert_once(&["before"], &[]);
+
+    c.kill_publisher();
+    c.register("after", 8003);
+    c.run(Duration::from_secs(10));
+    c.assert_once(&["before", "after"], &[]);
+    assert_eq!(
+        c.directories[1].1.stats().delivery_resends,
+        0,
+        "the new publisher re-sent: {:?}",
+        c.pages[1]
+    );
+}

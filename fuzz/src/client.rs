@@ -665,13 +665,19 @@ impl Harness<'_> {
             let current = self.c.current_directory().map(|d| d.socket_addr());
             let (frame, counter) = decode_sent(&self.buf[..t.len], self.config.keys.as_ref())
                 .unwrap_or_else(|e| panic!("the client sent an undecodable datagram: {e}"));
-            let probe = matches!(&frame.message, OwnedMessage::SnapshotRequest(s) if s.max_pages == 1)
-                && self
-                    .c
-                    .directories()
-                    .any(|d| d.socket_addr() == t.destination);
+            // A probe of another directory, or an acknowledgement of a delivery that
+            // another directory sent, may go to any known directory.
+            let elsewhere = match &frame.message {
+                OwnedMessage::SnapshotRequest(s) => s.max_pages == 1,
+                OwnedMessage::DeliveryAck(_) => true,
+                _ => false,
+            };
+            let known = self
+                .c
+                .directories()
+                .any(|d| d.socket_addr() == t.destination);
             assert!(
-                Some(t.destination) == current || probe,
+                Some(t.destination) == current || (elsewhere && known),
                 "request not to the current directory"
             );
             if let Some(counter) = counter {

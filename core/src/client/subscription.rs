@@ -14,7 +14,12 @@
 //! directory sends them: directories that share their subscriber table (the etcd
 //! cluster) deliver from the publisher, to subscribers of a replica too, and a new
 //! publisher delivers under the stored subscription before the subscriber has moved
-//! to it. Acknowledgements go to the directory the subscriber talks to. A subscriber
+//! to it. Acknowledgements go to the directory the subscriber talks to, or, when the
+//! last delivery page came from another directory it knows (a new publisher delivering
+//! while the one it talks to is dead), to that one: the publisher's re-sends stop at
+//! once, not when the subscriber has failed over. (From a directory it does not know,
+//! a replica's subscriber leaves them to its replica, which passes the cursor on
+//! through the store.) A subscriber
 //! told by a replica that it does not deliver moves to another directory if it knows
 //! one, and otherwise stays. Their changes go
 //! into the same table, through the same checks, as announcements and pages do, so a
@@ -73,6 +78,9 @@ pub(super) struct Subscription {
     held: Option<Version>,
     /// A delivery was received in full: acknowledge what is held.
     ack: bool,
+    /// The known directory whose delivery page came last, when not the current one:
+    /// acknowledgements go there (see the module documentation).
+    deliverer: Option<SocketAddr>,
     /// A snapshot was delivered during the failover grace, which kept it from removing
     /// what it did not list: subscribe afresh (for a new snapshot) once the grace ends.
     graced: bool,
@@ -92,6 +100,7 @@ impl Subscription {
             progress: None,
             held: None,
             ack: false,
+            deliverer: None,
             graced: false,
         }
     }
@@ -256,6 +265,7 @@ impl<const R: usize> Client<'_, R> {
                 as_of: if s.held.is_some() { held } else { Version(0) },
                 taken: s.progress.as_ref().and_then(Progress::taken),
             };
+            let destination = s.deliverer.unwrap_or(destination);
             let len = wire::encode(env, &ack, buf).ok()?;
             return Some(Transmit { destination, len });
         }
@@ -419,17 +429,23 @@ impl<const R: usize> Client<'_, R> {
     }
 
     /// A delivery page: from the directory followed, it is alive (a check of it in
-    /// progress is answered); true unless the page is older than a delivery already
-    /// received in full.
+    /// progress is answered); from another known one, acknowledgements go there. True
+    /// unless the page is older than a delivery already received in full.
     fn take_delivery(&mut self, from: SocketAddr, header: &PageHeader) -> bool {
-        if self.heard_from_current(from) {
+        let current = self.heard_from_current(from);
+        if current {
             self.answered();
             self.check = None;
         }
-        self.subscription
-            .as_ref()
-            .and_then(|s| s.held)
-            .is_none_or(|held| header.as_of >= held)
+        let other = !current && self.is_directory(from);
+        let Some(s) = self.subscription.as_mut() else {
+            return false;
+        };
+        let taken = s.held.is_none_or(|held| header.as_of >= held);
+        if taken {
+            s.deliverer = other.then_some(from);
+        }
+        taken
     }
 
     /// Counts the page of a delivery (see the stretches module); once its pages
