@@ -12,12 +12,13 @@ cd "$root"
 
 rustup target add thumbv7em-none-eabihf
 
-# herald-core's feature combinations besides the default (`auth,listen`, which the
-# workspace's tests cover): the full client without authentication (`listen`), the
-# register-only client (none), and it with authentication (`auth`). Each is tested
-# (the suites it can run: those with listeners need `listen`, those with keys `auth`),
+# herald-core's feature combinations besides the default (`auth,listen,subscribe`,
+# which the workspace's tests cover): the full client with subscription mode and without
+# authentication (`subscribe`), without subscription mode (`listen`), the register-only
+# client (none), and it with authentication (`auth`). Each is tested (the suites it can
+# run: those with listeners need `listen`, subscribers `subscribe`, keys `auth`),
 # linted and built for the microcontroller.
-for features in listen "" auth; do
+for features in subscribe listen "" auth; do
     cargo test -q -p herald-core --no-default-features --features "$features" --lib --tests
     cargo clippy -p herald-core --all-targets --no-default-features --features "$features" \
         -- -D warnings

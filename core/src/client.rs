@@ -57,6 +57,8 @@ use repair::Chain;
 /// client only registers: the listener's paths are never taken, so a firmware does not
 /// link them.
 const LISTEN: bool = cfg!(feature = "listen");
+/// Subscription mode is built in (herald-core's `subscribe` feature, which implies `listen`).
+const SUBSCRIBE: bool = cfg!(feature = "subscribe");
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
@@ -163,6 +165,10 @@ pub enum ClientError {
     /// An interest was given, but this build cannot discover (herald-core's `listen`
     /// feature is off).
     NoDiscovery,
+    /// The configuration subscribes ([`ClientConfig::subscribe`] is not
+    /// [`Subscribe::Never`]), but this build has no subscription mode (herald-core's
+    /// `subscribe` feature is off).
+    NoSubscriptions,
 }
 
 impl core::fmt::Display for ClientError {
@@ -174,6 +180,9 @@ impl core::fmt::Display for ClientError {
             ClientError::ZeroTimeout => "timeouts must be longer than zero",
             ClientError::NoDiscovery => {
                 "this build cannot discover (herald-core's `listen` feature is off)"
+            }
+            ClientError::NoSubscriptions => {
+                "this build cannot subscribe (herald-core's `subscribe` feature is off)"
             }
         })
     }
@@ -599,6 +608,9 @@ impl<'a, const R: usize> Client<'a, R> {
         if !LISTEN && config.interest.is_some() {
             return Err(ClientError::NoDiscovery);
         }
+        if !SUBSCRIBE && config.subscribe != Subscribe::Never {
+            return Err(ClientError::NoSubscriptions);
+        }
         let directories = config
             .directories
             .iter()
@@ -607,7 +619,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let current = (!config.directories.is_empty()).then_some(0);
         let next_request = (config.registrant as u32).max(1);
         let subscribe =
-            LISTEN && config.subscribe == Subscribe::Always && config.interest.is_some();
+            SUBSCRIBE && config.subscribe == Subscribe::Always && config.interest.is_some();
         let lease = config.lease;
         let mut client = Client {
             config,
@@ -837,22 +849,26 @@ impl<'a, const R: usize> Client<'a, R> {
             }
             Message::Reject(reject) if self.is_directory(from) => {
                 let taken = self.probe_answered(from, reject.request)
-                    || (LISTEN && self.subscription_rejected(&reject, from));
+                    || (SUBSCRIBE && self.subscription_rejected(&reject, from));
                 if !taken {
                     self.handle_reject(reject, from);
                 }
             }
-            Message::SubscribeAck(ack) if LISTEN && self.is_directory(from) => {
+            Message::SubscribeAck(ack) if SUBSCRIBE && self.is_directory(from) => {
                 self.handle_subscribe_ack(ack, from)
             }
             // A delivery comes from whichever directory holds the subscription and
             // publishes: the current one, or, where directories share their subscriber
             // table (the etcd cluster), the publisher of a subscriber that talks to a
             // replica, or a new publisher before the subscriber has moved to it.
-            Message::SnapshotPage(header, items) if LISTEN && self.is_delivery(header.request) => {
+            Message::SnapshotPage(header, items)
+                if SUBSCRIBE && self.is_delivery(header.request) =>
+            {
                 self.handle_delivered_snapshot(from, header, items);
             }
-            Message::ChangesPage(header, items) if LISTEN && self.is_delivery(header.request) => {
+            Message::ChangesPage(header, items)
+                if SUBSCRIBE && self.is_delivery(header.request) =>
+            {
                 self.handle_delivered_changes(from, header, items);
             }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
@@ -907,7 +923,7 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         self.answered();
         self.cookie = Some((from, reply.cookie));
-        if LISTEN {
+        if SUBSCRIBE {
             self.subscription_cookie(reply.request, from);
         }
         if let Some(s) = self.snapshot.as_mut() {
@@ -930,7 +946,7 @@ impl<'a, const R: usize> Client<'a, R> {
         self.observe(now);
         let now = self.now;
         self.settle_inherited();
-        if LISTEN {
+        if SUBSCRIBE {
             self.settle_subscription();
             self.subscribe_without_beacons();
         }
@@ -972,7 +988,7 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.keep_alive_tick(fresh, max_attempts) {
             failed = true;
         }
-        if LISTEN && self.subscription_tick(fresh, max_attempts) {
+        if SUBSCRIBE && self.subscription_tick(fresh, max_attempts) {
             failed = true;
         }
         if let Some(s) = &mut self.snapshot {
@@ -1031,7 +1047,7 @@ impl<'a, const R: usize> Client<'a, R> {
             }
         }
         consider(self.keep_alive_timeout(can_send));
-        if LISTEN {
+        if SUBSCRIBE {
             consider(self.subscription_timeout(can_send));
             consider(self.beacons_expected());
         }

@@ -58,9 +58,12 @@
 //! `auth` (default): authenticated environments ([`auth`]); without it no key can be
 //! made and authenticated frames are refused. `listen` (default): discovery in the
 //! [`Client`]; without it a client only registers (an interest is refused with
-//! [`ClientError::NoDiscovery`]). Both exist to make a microcontroller's client smaller;
-//! a [`Directory`] behaves the same in every build (without `auth` it takes no keys
-//! either). `arbitrary`: `Arbitrary`
+//! [`ClientError::NoDiscovery`]). `subscribe` (default, implies `listen`): subscription
+//! mode in the [`Client`] (unicast deliveries for a listener that multicast does not
+//! reach; without it a configuration that subscribes is refused with
+//! [`ClientError::NoSubscriptions`]). All three exist to make a microcontroller's client
+//! smaller; a [`Directory`] behaves the same in every build (without `auth` it takes no
+//! keys either). `arbitrary`: `Arbitrary`
 //! implementations for the fuzz targets.
 //!
 //! ## Example: a directory and a client on a simulated network

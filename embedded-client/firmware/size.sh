@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Nucleo-F767ZI firmware in each Herald feature combination (full client
-# with and without authentication, register-only), with an edge-mdns responder
+# with and without authentication, and with subscription mode; register-only), with an edge-mdns responder
 # instead (the anchor), and with neither (the baseline), then herald-core alone in a
 # minimal binary with and without its client (release: LTO, opt-level "s", or the
 # level given as $1, no logging). Prints .text/.data/.bss and each build's share over
@@ -29,6 +29,8 @@ declare -A share
 for row in \
     "full client, authentication|herald,auth,listen,dhcp" \
     "full client, no authentication|herald,listen,dhcp" \
+    "full client with subscription mode, authentication|herald,auth,subscribe,dhcp" \
+    "full client with subscription mode, no authentication|herald,subscribe,dhcp" \
     "register-only client|herald,dhcp" \
     "edge-mdns responder (anchor)|mdns,dhcp"; do
     name=${row%%|*}

@@ -61,6 +61,9 @@ pub enum ClientErrorKind {
     ZeroTimeout,
     /// See [`ClientError::NoDiscovery`]: an interest, without the `listen` feature.
     NoDiscovery,
+    /// See [`ClientError::NoSubscriptions`]: subscription mode, without the `subscribe`
+    /// feature.
+    NoSubscriptions,
     /// Any other refusal.
     Other,
 }
@@ -71,6 +74,7 @@ impl From<ClientError> for Error {
             ClientError::MaxDatagram => ClientErrorKind::MaxDatagram,
             ClientError::ZeroTimeout => ClientErrorKind::ZeroTimeout,
             ClientError::NoDiscovery => ClientErrorKind::NoDiscovery,
+            ClientError::NoSubscriptions => ClientErrorKind::NoSubscriptions,
             _ => ClientErrorKind::Other,
         })
     }
@@ -85,6 +89,9 @@ impl core::fmt::Display for Error {
             Error::Client(ClientErrorKind::ZeroTimeout) => "timeouts must be longer than zero",
             Error::Client(ClientErrorKind::NoDiscovery) => {
                 "an interest needs the `listen` feature (this build only registers)"
+            }
+            Error::Client(ClientErrorKind::NoSubscriptions) => {
+                "subscription mode needs the `subscribe` feature"
             }
             Error::Client(ClientErrorKind::Other) => "the client settings were refused",
             Error::GroupNotMulticast => "the group is not a multicast address",

@@ -242,7 +242,7 @@ impl<const R: usize> Client<'_, R> {
         self.directories[index].last_heard = Some(now);
         self.directories[index].publishing = beacon.publishing;
         self.last_beacon = Some(now);
-        if LISTEN && !beacon.publishing && self.current == Some(index) && self.is_subscribed() {
+        if SUBSCRIBE && !beacon.publishing && self.current == Some(index) && self.is_subscribed() {
             // The directory delivering to this subscriber stopped publishing (it says so
             // by unicast to subscribers, who hear no group): follow another at once, if
             // one is known (otherwise stay: the publisher of a shared table delivers).
@@ -339,7 +339,7 @@ impl<const R: usize> Client<'_, R> {
             self.follow_afresh();
         }
         // A subscriber's first delivery at the new directory is a snapshot.
-        if LISTEN {
+        if SUBSCRIBE {
             self.subscribe_afresh();
         }
         if (self.listening() && !self.is_subscribed()) || self.snapshot.is_some() {

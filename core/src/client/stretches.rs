@@ -18,8 +18,8 @@
 use super::*;
 
 /// How many separate stretches are kept, the one from the start included (one in a
-/// register-only build, which never subscribes).
-const STRETCHES: usize = if LISTEN { 4 } else { 1 };
+/// build without subscription mode, which never subscribes).
+const STRETCHES: usize = if SUBSCRIBE { 4 } else { 1 };
 
 /// The names after `from` (from the start when `None`) up to `to`, or to the end.
 #[derive(Clone, Debug)]

@@ -40,8 +40,9 @@ use super::*;
 use crate::wire::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 
 /// How many attempts of a Subscribe or Unsubscribe are remembered (an answer to any
-/// of them counts): fewer than a registration's, to keep a client small.
-const SUBSCRIBE_ATTEMPTS_KEPT: usize = 4;
+/// of them counts): fewer than a registration's, to keep a client small (one in a
+/// build without subscription mode, which never subscribes).
+const SUBSCRIBE_ATTEMPTS_KEPT: usize = if SUBSCRIBE { 4 } else { 1 };
 
 /// Where the subscription stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,11 +117,13 @@ impl Subscription {
 impl<const R: usize> Client<'_, R> {
     /// Subscribes at the current directory (and at every directory the client moves
     /// to) to unicast deliveries of the changes that match the interest: for a
-    /// listener on a network that drops multicast. Does nothing without an interest or
-    /// when already subscribed.
+    /// listener on a network that drops multicast. Does nothing without an interest,
+    /// when already subscribed, or in a build without subscription mode (herald-core's
+    /// `subscribe` feature).
     pub fn subscribe(&mut self, now: Instant) {
         self.observe(now);
-        if !self.listening()
+        if !SUBSCRIBE
+            || !self.listening()
             || self
                 .subscription
                 .as_ref()
@@ -248,8 +251,9 @@ impl<const R: usize> Client<'_, R> {
         destination: SocketAddr,
         buf: &mut [u8],
     ) -> Option<Transmit> {
-        if !LISTEN {
-            // A client that only registers never subscribes (and links none of this).
+        if !SUBSCRIBE {
+            // A client without subscription mode never subscribes (and links none of
+            // this).
             return None;
         }
         let held = self.chain.heard();

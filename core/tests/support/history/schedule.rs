@@ -100,7 +100,8 @@ impl FaultClasses {
             replication_delay: true,
             replays: true,
             independent_directories: true,
-            unicast: true,
+            // Only a build with subscription mode has subscribers.
+            unicast: subscription_mode(),
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -157,7 +158,7 @@ impl FaultClasses {
             replication_delay: bit(8),
             replays: bit(9),
             independent_directories: bit(10),
-            unicast: bit(11),
+            unicast: bit(11) && subscription_mode(),
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -432,4 +433,16 @@ impl Schedule {
             self.steps.len()
         )
     }
+}
+
+/// True when herald-core was built with subscription mode (its `subscribe` feature):
+/// asked of the client itself, since this file is built into the fuzz crate too, whose
+/// own features do not say.
+fn subscription_mode() -> bool {
+    let mut storage = herald_core::ClientStorage::<1>::new();
+    let (known, index) = storage.parts();
+    let mut config = herald_core::ClientConfig::new(1);
+    config.interest = Some(herald_core::Interest::all());
+    config.subscribe = herald_core::Subscribe::Always;
+    herald_core::Client::<'_, 1>::new(config, known, index).is_ok()
 }
