@@ -128,6 +128,10 @@ fn main() -> ExitCode {
     } else {
         args.remove(0)
     };
+    // `herald-bench mdns --help` and the like: the usage (the herald CLI inside
+    // answers its own --help).
+    let help = command != "herald" && args.iter().any(|a| a == "-h" || a == "--help");
+    let command = if help { "--help".to_string() } else { command };
     let result = match command.as_str() {
         "herald" => return herald(args),
         "echo" => {
