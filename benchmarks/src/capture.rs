@@ -55,6 +55,8 @@ pub struct Tally {
     pub packets: u64,
     /// Bytes of the frames.
     pub bytes: u64,
+    /// When the capture saw the last of them (as its thread read it).
+    pub last: Option<Instant>,
 }
 
 /// Tallies by flow.
@@ -69,6 +71,9 @@ impl Counts {
             if let Some(o) = out.0.get_mut(flow) {
                 o.packets -= t.packets;
                 o.bytes -= t.bytes;
+                if o.packets == 0 {
+                    o.last = None;
+                }
             }
         }
         Counts(out.0)
@@ -82,6 +87,7 @@ impl Counts {
             .fold(Tally::default(), |acc, (_, t)| Tally {
                 packets: acc.packets + t.packets,
                 bytes: acc.bytes + t.bytes,
+                last: acc.last.max(t.last),
             })
     }
 }
@@ -127,6 +133,7 @@ impl Capture {
                 let t = counts.0.entry(flow).or_default();
                 t.packets += 1;
                 t.bytes += n as u64;
+                t.last = Some(Instant::now());
             }
             Ok(())
         });
@@ -219,6 +226,7 @@ mod tests {
             Tally {
                 packets: 1,
                 bytes: 50,
+                last: None,
             },
         );
         let mut b = a.clone();
@@ -227,13 +235,15 @@ mod tests {
             Tally {
                 packets: 3,
                 bytes: 150,
+                last: None,
             },
         );
         assert_eq!(
             b.since(&a).sum(|f| f.multicast),
             Tally {
                 packets: 2,
-                bytes: 100
+                bytes: 100,
+                last: None,
             }
         );
     }

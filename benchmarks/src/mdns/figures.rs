@@ -48,6 +48,16 @@ pub(super) fn mean_max(windows: &[Window], f: impl Fn(&Window) -> u64) -> (f64, 
 /// browse stays ended (browsing again at N = 10,000 only refills the channel at once).
 pub(super) const REBROWSE: usize = 3;
 
+/// When the last frame of each step of Herald's registration burst crossed an interface,
+/// from the first register call: the registrations reaching the directory's loopback,
+/// its acknowledgements leaving, its announcements reaching the watcher's side.
+#[derive(Clone, Copy, Default, Debug)]
+pub(super) struct Timeline {
+    pub(super) last_register: Option<Duration>,
+    pub(super) last_ack: Option<Duration>,
+    pub(super) last_announcement: Option<Duration>,
+}
+
 /// One system's figures at one N.
 #[derive(Default)]
 pub(super) struct Figures {
@@ -61,6 +71,9 @@ pub(super) struct Figures {
     pub(super) first: Tally,
     /// Registrant ↔ directory on side A's loopback, first 10 s (Herald only).
     pub(super) first_lo: Tally,
+    /// Herald only: where the registration burst's time went, from the first register
+    /// call (see [`Timeline`]).
+    pub(super) timeline: Timeline,
     pub(super) idle: Vec<Window>,
     /// mdns-sd only: when mdns-sd ended the browse (after the first registration), each
     /// time (the benchmark browsed again).
@@ -79,6 +92,9 @@ impl Figures {
             "discover": Summary::of(&self.discover).json(),
             "discovered": self.discover.len(),
             "all_ms": self.all.map(ms),
+            "last_register_ms": self.timeline.last_register.map(ms),
+            "last_ack_ms": self.timeline.last_ack.map(ms),
+            "last_announcement_ms": self.timeline.last_announcement.map(ms),
             "remove": Summary::of(&removed).json(),
             "remove_missed": self.remove.len() - removed.len(),
             "first10_bytes": self.first.bytes, "first10_packets": self.first.packets,

@@ -129,7 +129,7 @@ mod sd;
 mod tables;
 
 use crash::crash;
-use figures::{mean_max, Figures, Scenario, Window, REBROWSE};
+use figures::{mean_max, Figures, Scenario, Timeline, Window, REBROWSE};
 pub use sd::publish;
 use sd::{browse, daemon, info, next, retry, Seen};
 
@@ -307,6 +307,16 @@ fn herald_only(report: &mut Report, counts: &[usize], concurrent: bool) -> Resul
                 figures.first.bytes, figures.first.packets
             ),
             format!("{} B ({} frames)", asked.bytes, asked.packets),
+            {
+                let t = figures.timeline;
+                let cell = |d: Option<Duration>| tables::cell_ms(d.map(ms));
+                format!(
+                    "{} / {} / {}",
+                    cell(t.last_register),
+                    cell(t.last_ack),
+                    cell(t.last_announcement)
+                )
+            },
             if concurrent {
                 "at once"
             } else {
@@ -324,6 +334,7 @@ fn herald_only(report: &mut Report, counts: &[usize], concurrent: bool) -> Resul
             "unregister → removed median / max, ms",
             "publisher bytes, first 10 s",
             "watcher → directory (snapshot, repairs)",
+            "last registration in / acknowledgement out / announcement at the watcher, ms",
             "each client's registrations",
             "load average",
         ],
@@ -356,6 +367,7 @@ fn herald_active(
     lo: &Capture,
 ) -> Result<(Figures, Held), String> {
     let prefix = format!("n{n}-");
+    let directory = options_a.directories.first().map_or(0, |d| d.port());
     let interest =
         Interest::parse_all([format!("{prefix}*").as_str()]).map_err(|e| format!("{e:?}"))?;
     let mut watch = on(side_b, async move {
@@ -425,12 +437,29 @@ fn herald_active(
             handles.push((c, handle));
         }
     }
+    // Every registration is acknowledged and discovered: when did each step end?
+    let (v_done, l_done) = (veth.snapshot(), lo.snapshot());
+    let after = |t: Tally| t.last.map(|at| at.saturating_duration_since(t0));
+    let timeline = Timeline {
+        last_register: after(l_done.since(&l0).sum(|f| f.outgoing && f.dst == directory)),
+        last_ack: after(
+            l_done
+                .since(&l0)
+                .sum(|f| f.outgoing && !f.multicast && f.src == directory),
+        ),
+        last_announcement: after(
+            v_done
+                .since(&v0)
+                .sum(|f| !f.outgoing && f.multicast && f.src == directory),
+        ),
+    };
     let mut figures = Figures {
         discover: arrivals
             .iter()
             .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
             .collect(),
         all: (arrivals.len() == n).then(|| arrivals.iter().map(|a| a.1).max().unwrap_or(t0) - t0),
+        timeline,
         ..Figures::default()
     };
     std::thread::sleep((t0 + FIRST).saturating_duration_since(Instant::now()));
