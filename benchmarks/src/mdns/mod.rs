@@ -438,19 +438,13 @@ fn herald_active(
         }
     }
     // Every registration is acknowledged and discovered: when did each step end?
-    let (v_done, l_done) = (veth.snapshot(), lo.snapshot());
+    let (burst_veth, burst_lo) = (veth.snapshot().since(&v0), lo.snapshot().since(&l0));
     let after = |t: Tally| t.last.map(|at| at.saturating_duration_since(t0));
     let timeline = Timeline {
-        last_register: after(l_done.since(&l0).sum(|f| f.outgoing && f.dst == directory)),
-        last_ack: after(
-            l_done
-                .since(&l0)
-                .sum(|f| f.outgoing && !f.multicast && f.src == directory),
-        ),
+        last_register: after(burst_lo.sum(|f| f.outgoing && f.dst == directory)),
+        last_ack: after(burst_lo.sum(|f| f.outgoing && !f.multicast && f.src == directory)),
         last_announcement: after(
-            v_done
-                .since(&v0)
-                .sum(|f| !f.outgoing && f.multicast && f.src == directory),
+            burst_veth.sum(|f| !f.outgoing && f.multicast && f.src == directory),
         ),
     };
     let mut figures = Figures {
