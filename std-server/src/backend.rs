@@ -16,10 +16,12 @@ use herald_core::{Directory, DirectoryEvent, ServiceName, SubscriberEvent, Versi
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Renewals (and counts of notifications owed) wait at most this long to be written (a
-/// durable write of a new, changed or removed service takes them sooner). A crash loses
-/// at most this much of the leases' extensions; registrants renew well before their
-/// leases end.
+/// Renewals (and counts of notifications owed) wait at most this long to be written,
+/// then go with the next write (or in one of their own). They never ride in a write an
+/// acknowledgement waits for before then: that write carries only what must be durable,
+/// so a keep-alive round of many registrations does not slow the next registration or
+/// removal. A crash loses at most this much of the leases' extensions; registrants
+/// renew well before their leases end.
 const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
 /// After a failed write, the first retry comes this late; each further failure doubles
 /// the wait, up to [`RETRY_MAX`].
@@ -86,7 +88,8 @@ struct Inflight {
 /// flight is done, that batch goes to the writer if it is idle ([`Backend::commit`]).
 /// Everything the directory sends after a change is taken waits until the write that
 /// holds the change is on disk ([`Marks`]): no acknowledgement, announcement or snapshot
-/// page shows a change that a crash could still lose.
+/// page shows a change that a crash could still lose. Renewals wait apart, for at most
+/// [`SYNC_RENEWALS_AFTER`], so that such a write carries only what must be durable.
 #[derive(Debug)]
 pub struct Local {
     writer: Writer,
@@ -98,7 +101,10 @@ pub struct Local {
     /// Writes handed to the writer so far.
     started: u64,
     marks: Marks,
-    /// Since when `next` holds renewals (changes that need not be durable at once).
+    /// Renewed records that are not in `next` (changes that need not be durable at
+    /// once): written once they have waited [`SYNC_RENEWALS_AFTER`].
+    renewals: Batch,
+    /// Since when `renewals` (or `next`'s subscribers) wait to be written.
     renewed_since: Option<Instant>,
     /// Deletions whose write failed, kept until a write succeeds (the directory has
     /// forgotten these names; everything else it hands out again itself, and the retry
@@ -121,6 +127,7 @@ impl Local {
             inflight: None,
             started: 0,
             marks: Marks::default(),
+            renewals: Batch::default(),
             renewed_since: None,
             unwritten_removals: BTreeMap::new(),
             retry_at: None,
@@ -153,14 +160,21 @@ impl Local {
             match event {
                 DirectoryEvent::Stored(record) => {
                     durable = true;
+                    self.renewals.forget(record.name().as_str());
                     self.next.stored(record, wall);
+                }
+                // A renewal goes with the change of the same record waiting in `next`,
+                // if any; otherwise it waits with the other renewals.
+                DirectoryEvent::Renewed(record) if self.next.contains(record.name().as_str()) => {
+                    self.next.renewed(record, wall);
                 }
                 DirectoryEvent::Renewed(record) => {
                     self.renewed_since.get_or_insert_with(Instant::now);
-                    self.next.renewed(record, wall);
+                    self.renewals.renewed(record, wall);
                 }
                 DirectoryEvent::Removed(name) => {
                     durable = true;
+                    self.renewals.forget(name.as_str());
                     self.next.removed(&name);
                     self.next_removed.push(name);
                 }
@@ -181,8 +195,9 @@ impl Local {
     }
 
     /// Hands the next batch to the writer, if it is idle and the batch holds a change
-    /// that must be durable, or renewals that have waited [`SYNC_RENEWALS_AFTER`]. Every
-    /// write is durable: renewals alone never cost a write of their own sooner.
+    /// that must be durable, or renewals that have waited [`SYNC_RENEWALS_AFTER`] (then
+    /// with them). Every write is durable: renewals alone never cost a write of their
+    /// own sooner.
     fn commit(&mut self, directory: &Directory<'_>) {
         let renewals_due = self
             .renewed_since
@@ -193,13 +208,18 @@ impl Local {
         {
             return;
         }
-        self.start(directory, false);
+        self.start(directory, false, renewals_due);
     }
 
-    /// Starts the durable write of `next`, reopening the store first when `reopen`.
-    fn start(&mut self, directory: &Directory<'_>, reopen: bool) {
-        self.renewed_since = None;
+    /// Starts the durable write of `next` (and of the waiting renewals when
+    /// `with_renewals`), reopening the store first when `reopen`.
+    fn start(&mut self, directory: &Directory<'_>, reopen: bool, with_renewals: bool) {
         let mut batch = std::mem::take(&mut self.next);
+        if with_renewals || self.renewals.is_empty() {
+            // No name is in both (see `take_events`): the order does not matter.
+            batch.append(std::mem::take(&mut self.renewals));
+            self.renewed_since = None;
+        }
         let mut removed = std::mem::take(&mut self.next_removed);
         // Earlier deletions that failed to be written go first: a later change of the
         // same name, already in the batch, wins.
@@ -265,6 +285,7 @@ impl Local {
                         .insert(name.as_str().to_owned(), name);
                 }
                 self.next = Batch::default();
+                self.renewals = Batch::default();
                 self.renewed_since = None;
                 self.marks.needed = self.marks.done;
                 self.failed(directory, clock, &e);
@@ -304,7 +325,7 @@ impl Local {
         }
         self.take_events(directory, clock);
         self.next.replace_subscribers();
-        self.start(directory, true);
+        self.start(directory, true, true);
     }
 
     /// Waits for the writes in flight (each one done starts the next, if anything
@@ -551,7 +572,7 @@ impl Backend {
                     local.retry(directory, clock);
                 } else {
                     local.take(directory, clock);
-                    local.start(directory, false);
+                    local.start(directory, false, true);
                 }
                 ok &= local.drain(directory, clock).await;
                 ok
@@ -569,7 +590,7 @@ impl Backend {
         match self {
             Backend::Local(local) => StoreStatus {
                 reachable: true,
-                queued: local.next.len() as u64,
+                queued: (local.next.len() + local.renewals.len()) as u64,
                 outages: 0,
                 publisher_changes: 0,
                 writes: local.writes,
@@ -634,6 +655,88 @@ mod tests {
             RecordState::Live { expires } => expires,
             other => panic!("{name}: {other:?}"),
         }
+    }
+
+    /// A Register frame of `name` from registrant 7 with `sequence`.
+    fn register(name: &str, sequence: u64) -> Vec<u8> {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let request = herald_core::wire::RegisterRequest {
+            request: sequence as u32 + 1,
+            registrant: 7,
+            sequence,
+            lease: herald_core::Duration::from_secs(15),
+            registration: Registration::new(
+                ServiceName::new(name).unwrap(),
+                &[Location::new(ip, 8080).unwrap()],
+            )
+            .unwrap(),
+        };
+        let mut buf = [0u8; 1400];
+        let len =
+            herald_core::wire::encode(&herald_core::Environment::default(), &request, &mut buf)
+                .unwrap();
+        buf[..len].to_vec()
+    }
+
+    /// The embedded store's backend.
+    fn local(backend: &mut Backend) -> &mut Local {
+        match backend {
+            Backend::Local(local) => local,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => unreachable!(),
+        }
+    }
+
+    /// The write in flight, once done.
+    async fn written(backend: &mut Backend) -> Written {
+        let written = local(backend).writer.finished().await;
+        assert!(written.result.is_ok(), "{:?}", written.result);
+        written
+    }
+
+    /// Renewals (here of three registrations, as a keep-alive round renews them) do not
+    /// ride in the durable write a new registration waits for: it carries that one
+    /// record. They wait with each other and go with the first write after
+    /// [`SYNC_RENEWALS_AFTER`] (or at close). Before, the new registration's write
+    /// carried all four.
+    #[tokio::test]
+    async fn a_durable_write_does_not_carry_the_renewals_waiting() {
+        let data = tempfile::tempdir().unwrap();
+        let (store, loaded) = Store::open(data.path(), wall(T)).unwrap();
+        let clock = Clock::new();
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let mut slots: Vec<Slot> = vec![None; 8];
+        let mut index = vec![0u32; 8];
+        let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
+        let mut backend = Backend::local(store).unwrap();
+        backend
+            .start(&mut directory, &clock, Start::Local(loaded))
+            .unwrap();
+        let from = SocketAddr::new(ip, 40000);
+        for name in ["a", "b", "c"] {
+            directory.handle_datagram(clock.now(), from, &register(name, 1));
+        }
+        backend.commit(&mut directory, &clock);
+        assert_eq!(written(&mut backend).await.batch.len(), 3);
+
+        // The three renewed, then a new registration.
+        for name in ["a", "b", "c"] {
+            directory.handle_datagram(clock.now(), from, &register(name, 2));
+        }
+        directory.handle_datagram(clock.now(), from, &register("d", 3));
+        backend.commit(&mut directory, &clock);
+        let first = written(&mut backend).await.batch;
+        assert_eq!(first.len(), 1, "only the new registration");
+        assert!(first.contains("d"));
+
+        // The renewals wait, then are written together.
+        let waiting = local(&mut backend);
+        assert_eq!(waiting.renewals.len(), 3);
+        assert!(waiting.renewed_since.is_some());
+        waiting.start(&directory, false, true);
+        assert_eq!(written(&mut backend).await.batch.len(), 3);
     }
 
     /// Leases written while the wall clock was an hour ahead or behind, restored after

@@ -141,6 +141,17 @@ impl Batch {
         self.changes.insert(name.as_str().to_owned(), None);
     }
 
+    /// True when the batch writes or deletes the record of `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.changes.contains_key(name)
+    }
+
+    /// Drops the batch's change of the record of `name` (a newer one is written
+    /// elsewhere).
+    pub fn forget(&mut self, name: &str) {
+        self.changes.remove(name);
+    }
+
     /// Stores `subscriber` (its lease as wall-clock time per `clock`); it need not be
     /// durable at once (a subscription lost in a crash is taken again when renewed).
     pub fn subscriber_stored(&mut self, subscriber: &Subscriber, clock: WallClock) {
