@@ -89,7 +89,7 @@ struct Inflight {
 /// Everything the directory sends after a change is taken waits until the write that
 /// holds the change is on disk ([`Marks`]): no acknowledgement, announcement or snapshot
 /// page shows a change that a crash could still lose. Renewals wait apart, for at most
-/// [`SYNC_RENEWALS_AFTER`], so that such a write carries only what must be durable.
+/// a second, so that such a write carries only what must be durable.
 #[derive(Debug)]
 pub struct Local {
     writer: Writer,
@@ -657,6 +657,26 @@ mod tests {
         }
     }
 
+    /// A directory with 8 slots over `slots` and `index`, and its backend on the store in
+    /// `data`, started.
+    fn started<'a>(
+        data: &std::path::Path,
+        clock: &Clock,
+        slots: &'a mut [Slot],
+        index: &'a mut [u32],
+    ) -> (Directory<'a>, Backend) {
+        let (store, loaded) = Store::open(data, wall(T)).unwrap();
+        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
+        let mut directory = Directory::new(config, slots, index).unwrap();
+        let mut backend = Backend::local(store).unwrap();
+        backend
+            .start(&mut directory, clock, Start::Local(loaded))
+            .unwrap();
+        (directory, backend)
+    }
+
     /// A Register frame of `name` from registrant 7 with `sequence`.
     fn register(name: &str, sequence: u64) -> Vec<u8> {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -702,19 +722,10 @@ mod tests {
     #[tokio::test]
     async fn a_durable_write_does_not_carry_the_renewals_waiting() {
         let data = tempfile::tempdir().unwrap();
-        let (store, loaded) = Store::open(data.path(), wall(T)).unwrap();
         let clock = Clock::new();
-        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
-        let mut slots: Vec<Slot> = vec![None; 8];
-        let mut index = vec![0u32; 8];
-        let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
-        let mut backend = Backend::local(store).unwrap();
-        backend
-            .start(&mut directory, &clock, Start::Local(loaded))
-            .unwrap();
-        let from = SocketAddr::new(ip, 40000);
+        let (mut slots, mut index) = (vec![None; 8], vec![0u32; 8]);
+        let (mut directory, mut backend) = started(data.path(), &clock, &mut slots, &mut index);
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
         for name in ["a", "b", "c"] {
             directory.handle_datagram(clock.now(), from, &register(name, 1));
         }
@@ -754,19 +765,10 @@ mod tests {
             store.save(&batch).unwrap();
         }
         // Restarted with the wall clock at T again (the core's clock starts near zero).
-        let (store, loaded) = Store::open(data.path(), wall(T)).unwrap();
         let clock = Clock::new();
-        let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let config = DirectoryConfig::new(Location::new(ip, 37399).unwrap(), group);
-        let mut slots: Vec<Slot> = vec![None; 8];
-        let mut index = vec![0u32; 8];
-        let mut directory = Directory::new(config, &mut slots, &mut index).unwrap();
-        let mut backend = Backend::local(store).unwrap();
+        let (mut slots, mut index) = (vec![None; 8], vec![0u32; 8]);
         let before = clock.now();
-        backend
-            .start(&mut directory, &clock, Start::Local(loaded))
-            .unwrap();
+        let (mut directory, _backend) = started(data.path(), &clock, &mut slots, &mut index);
         let now = clock.now();
         let max = now + herald_core::Duration::from_secs(300);
         assert!(expires(&directory, "ahead") <= max, "capped at max_lease");
