@@ -1,6 +1,7 @@
 //! Decoding whole frames, encoding single messages, and writing batches.
 
 use super::error::{DecodeError, EncodeError};
+use super::fields::{put, rest, Fields};
 use super::header::{Header, Kind};
 use super::items::{Item, Items};
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
@@ -67,15 +68,17 @@ fn items<T: Item, const ITEMS: bool>(rest: &[u8]) -> Result<Items<'_, T>, Decode
     }
 }
 
+/// A page's fixed part ([`PageHeaderWire`]), then what follows it.
 fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
-    let (wire, rest) = take::<PageHeaderWire<'_>>(payload)?;
+    let mut f = Fields(payload);
+    let (request, as_of, after, complete) = (f.u32()?, f.u64()?, f.option_str()?, f.next()?);
     let header = PageHeader {
-        request: wire.request,
-        as_of: Version(wire.as_of),
-        after: wire.after.map(validate_name).transpose()?,
-        complete: wire.complete,
+        request,
+        as_of: Version(as_of),
+        after: after.map(validate_name).transpose()?,
+        complete,
     };
-    Ok((header, rest))
+    Ok((header, f.0))
 }
 
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
@@ -149,24 +152,30 @@ fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
             })
         }
         Kind::Cookie => {
-            let w = take_all::<CookieWire>(payload)?;
-            Message::Cookie(CookieReply {
-                request: w.request,
-                cookie: w.cookie,
-            })
+            let mut f = Fields(payload);
+            let cookie = CookieReply {
+                request: f.u32()?,
+                cookie: f.bytes()?,
+            };
+            f.end()?;
+            Message::Cookie(cookie)
         }
         Kind::Ack => {
-            let w = take_all::<AckWire>(payload)?;
-            Message::Ack(Ack {
-                request: w.request,
-                lease: lease_from_ms(w.lease_ms),
-                version: Version(w.version),
-            })
+            // Integers only: request u32, lease_ms u32, version u64.
+            let mut f = Fields(payload);
+            let ack = Ack {
+                request: f.u32()?,
+                lease: lease_from_ms(f.u32()?),
+                version: Version(f.u64()?),
+            };
+            f.end()?;
+            Message::Ack(ack)
         }
         Kind::Reject => {
-            let (w, rest) = take::<RejectWire<'_>>(payload)?;
-            let reason =
-                RejectReason::from_code(w.reason).ok_or(DecodeError::UnknownReason(w.reason))?;
+            let mut f = Fields(payload);
+            let (request, code, environment) = (f.u32()?, f.next::<u8>()?, f.next()?);
+            let rest = f.0;
+            let reason = RejectReason::from_code(code).ok_or(DecodeError::UnknownReason(code))?;
             // `stale` carries a floor; no other reason does.
             let floor = match reason {
                 RejectReason::Stale => take_all::<u64>(rest)?,
@@ -174,21 +183,24 @@ fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
                 _ => return Err(DecodeError::TrailingBytes),
             };
             Message::Reject(Reject {
-                request: w.request,
+                request,
                 reason,
-                directory_environment: Environment::new(w.environment)
+                directory_environment: Environment::new(environment)
                     .map_err(DecodeError::InvalidEnvironment)?,
                 floor,
             })
         }
         Kind::Beacon => {
-            let w = take_all::<BeaconWire>(payload)?;
+            let mut f = Fields(payload);
+            let directory = LocationWire::read(&mut f)?;
+            let (as_of, services, publishing, digest) = (f.u64()?, f.u32()?, f.next()?, f.bytes()?);
+            f.end()?;
             Message::Beacon(Beacon {
-                directory: w.directory.validate()?,
-                as_of: Version(w.as_of),
-                services: w.services,
-                publishing: w.publishing,
-                digest: u64::from_le_bytes(w.digest),
+                directory: directory.validate()?,
+                as_of: Version(as_of),
+                services,
+                publishing,
+                digest: u64::from_le_bytes(digest),
             })
         }
         Kind::SnapshotPage => {
@@ -200,13 +212,15 @@ fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
             Message::SyncPage(h, items)
         }
         Kind::Announce => {
-            let (w, rest) = take::<AnnounceHeaderWire>(payload)?;
+            let mut f = Fields(payload);
+            let directory = LocationWire::read(&mut f)?;
+            let (as_of, previous) = (f.u64()?, f.u64()?);
             let header = AnnounceHeader {
-                directory: w.directory.validate()?,
-                as_of: Version(w.as_of),
-                previous: Version(w.previous),
+                directory: directory.validate()?,
+                as_of: Version(as_of),
+                previous: Version(previous),
             };
-            Message::Announce(header, items::<_, ITEMS>(rest)?)
+            Message::Announce(header, items::<_, ITEMS>(f.0)?)
         }
         Kind::ChangesPage => {
             let (h, rest) = page_header(payload)?;
@@ -243,34 +257,24 @@ pub(super) fn ser<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usiz
 impl Single for RegisterRequest {
     const KIND: Kind = Kind::Register;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let r = &self.registration;
-        ser(
-            &RegisterWire {
-                request: self.request,
-                registrant: self.registrant,
-                sequence: self.sequence,
-                lease_ms: lease_to_ms(self.lease),
-                name: r.name.as_str(),
-                locations: LocationsOut(&r.locations),
-                metadata: r.metadata.encoded(),
-            },
+        let len = put(
+            &[
+                self.request.into(),
+                self.registrant,
+                self.sequence,
+                lease_to_ms(self.lease).into(),
+            ],
             buf,
-        )
+        )?;
+        Ok(len + ser(&registration_out(&self.registration), rest(buf, len)?)?)
     }
 }
 
 impl Single for UnregisterRequest {
     const KIND: Kind = Kind::Unregister;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &UnregisterWire {
-                request: self.request,
-                registrant: self.registrant,
-                sequence: self.sequence,
-                name: self.name.as_str(),
-            },
-            buf,
-        )
+        let len = put(&[self.request.into(), self.registrant, self.sequence], buf)?;
+        Ok(len + ser(&self.name.as_str(), rest(buf, len)?)?)
     }
 }
 
@@ -307,12 +311,12 @@ impl Single for CookieReply {
 impl Single for Ack {
     const KIND: Kind = Kind::Ack;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &AckWire {
-                request: self.request,
-                lease_ms: lease_to_ms(self.lease),
-                version: self.version.0,
-            },
+        put(
+            &[
+                self.request.into(),
+                lease_to_ms(self.lease).into(),
+                self.version.0,
+            ],
             buf,
         )
     }

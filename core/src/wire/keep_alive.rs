@@ -2,14 +2,14 @@
 //! directory, and its answer says whether the directory holds exactly what the
 //! registrant believes it holds (a count and an order-independent digest, [`Holdings`]).
 
-use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
+use super::codec::{lease_from_ms, lease_to_ms, ser, Single};
 use super::error::{DecodeError, EncodeError};
+use super::fields::{put, Fields};
 use super::header::Kind;
-use super::message::{LocationsOut, RegisterWire};
+use super::message::registration_out;
 use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::service::Registration;
 use crate::time::Duration;
-use serde::Serialize;
 
 /// Renew every live registration `registrant` holds at the directory, as a Register of
 /// the same content would (same lease clamping, same ordering by `sequence`).
@@ -59,85 +59,35 @@ impl Holdings {
     }
 }
 
-/// Bytes of the largest Register payload with zero request, registrant, sequence and
-/// lease (one byte each), then name, locations and metadata.
-const REGISTER_PAYLOAD_MAX: usize = 4 + 256;
+/// Bytes of the largest registration as it ends a Register payload: name, locations
+/// and metadata.
+const REGISTRATION_MAX: usize = 256;
 
 /// FNV-1a 64 of a registration's wire form: its name, locations and metadata encoded
 /// exactly as they end a Register payload (see `docs/PROTOCOL.md`, "KeepAlive").
 pub fn registration_digest(registration: &Registration) -> u64 {
-    let mut buf = [0u8; REGISTER_PAYLOAD_MAX];
-    // The Register layout itself, so no second encoder of a registration exists: its
-    // four leading integers, zero, take one byte each.
-    let wire = RegisterWire {
-        request: 0,
-        registrant: 0,
-        sequence: 0,
-        lease_ms: 0,
-        name: registration.name.as_str(),
-        locations: LocationsOut(&registration.locations),
-        metadata: registration.metadata.encoded(),
-    };
+    let mut buf = [0u8; REGISTRATION_MAX];
+    // The Register encoder's own, so no second encoder of a registration exists.
     // Cannot fail: a valid registration takes at most 1 + 64, 1 + 4 × 20 and 1 + 96 bytes.
-    let len = ser(&wire, &mut buf).unwrap_or(0);
-    fnv1a(FNV_OFFSET, buf.get(4..len).unwrap_or_default())
+    let len = ser(&registration_out(registration), &mut buf).unwrap_or(0);
+    fnv1a(FNV_OFFSET, buf.get(..len).unwrap_or_default())
 }
 
-/// The layout of a KeepAlive payload (decoded field by field, see [`Fields`]).
-#[derive(Serialize)]
-pub(super) struct KeepAliveWire {
-    pub request: u32,
-    pub registrant: u64,
-    pub sequence: u64,
-    pub lease_ms: u32,
-    pub held: u32,
-    pub digest: u64,
-}
+// The layouts, integers only, read and written by [`Fields`] and [`put`]:
+// KeepAlive: request u32, registrant u64, sequence u64, lease_ms u32, held count u32,
+// held digest u64. KeepAliveAck: request u32, lease_ms u32, held count u32, held digest
+// u64.
 
-/// The layout of a KeepAliveAck payload.
-#[derive(Serialize)]
-pub(super) struct KeepAliveAckWire {
-    pub request: u32,
-    pub lease_ms: u32,
-    pub held: u32,
-    pub digest: u64,
-}
-
-/// The integer fields of a payload, read in order: one small reader for both layouts
-/// (it keeps a client's firmware small), the same bytes as `postcard` reads.
-struct Fields<'a>(&'a [u8]);
-
-impl Fields<'_> {
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let (value, rest) = take::<u32>(self.0)?;
-        self.0 = rest;
-        Ok(value)
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let (value, rest) = take::<u64>(self.0)?;
-        self.0 = rest;
-        Ok(value)
-    }
-
-    fn held(&mut self) -> Result<Holdings, DecodeError> {
-        Ok(Holdings {
-            count: self.u32()?,
-            digest: self.u64()?,
-        })
-    }
-
-    fn end(&self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes)
-        }
-    }
+/// The next two fields, a [`Holdings`].
+fn held(f: &mut Fields<'_>) -> Result<Holdings, DecodeError> {
+    Ok(Holdings {
+        count: f.u32()?,
+        digest: f.u64()?,
+    })
 }
 
 impl KeepAliveRequest {
-    /// Decodes a KeepAlive payload ([`KeepAliveWire`]).
+    /// Decodes a KeepAlive payload.
     pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut f = Fields(payload);
         let k = KeepAliveRequest {
@@ -145,7 +95,7 @@ impl KeepAliveRequest {
             registrant: f.u64()?,
             sequence: f.u64()?,
             lease: lease_from_ms(f.u32()?),
-            held: f.held()?,
+            held: held(&mut f)?,
         };
         f.end()?;
         Ok(k)
@@ -153,13 +103,13 @@ impl KeepAliveRequest {
 }
 
 impl KeepAliveAck {
-    /// Decodes a KeepAliveAck payload ([`KeepAliveAckWire`]).
+    /// Decodes a KeepAliveAck payload.
     pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut f = Fields(payload);
         let a = KeepAliveAck {
             request: f.u32()?,
             lease: lease_from_ms(f.u32()?),
-            held: f.held()?,
+            held: held(&mut f)?,
         };
         f.end()?;
         Ok(a)
@@ -169,15 +119,15 @@ impl KeepAliveAck {
 impl Single for KeepAliveRequest {
     const KIND: Kind = Kind::KeepAlive;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &KeepAliveWire {
-                request: self.request,
-                registrant: self.registrant,
-                sequence: self.sequence,
-                lease_ms: lease_to_ms(self.lease),
-                held: self.held.count,
-                digest: self.held.digest,
-            },
+        put(
+            &[
+                self.request.into(),
+                self.registrant,
+                self.sequence,
+                lease_to_ms(self.lease).into(),
+                self.held.count.into(),
+                self.held.digest,
+            ],
             buf,
         )
     }
@@ -186,13 +136,13 @@ impl Single for KeepAliveRequest {
 impl Single for KeepAliveAck {
     const KIND: Kind = Kind::KeepAliveAck;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &KeepAliveAckWire {
-                request: self.request,
-                lease_ms: lease_to_ms(self.lease),
-                held: self.held.count,
-                digest: self.held.digest,
-            },
+        put(
+            &[
+                self.request.into(),
+                lease_to_ms(self.lease).into(),
+                self.held.count.into(),
+                self.held.digest,
+            ],
             buf,
         )
     }

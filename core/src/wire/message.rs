@@ -5,6 +5,7 @@
 //! invalid name or address is refused with a precise error.
 
 use super::error::DecodeError;
+use super::fields::Fields;
 use super::fixed;
 use super::items::Items;
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
@@ -394,6 +395,20 @@ impl LocationWire {
         }
     }
 
+    /// Reads the next field of `f`, a location (the bytes its `Deserialize` reads: the
+    /// variant index, the address's bytes, the port).
+    pub(super) fn read(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
+        let ip = match f.u32()? {
+            0 => IpWire::V4(f.bytes()?),
+            1 => IpWire::V6(f.bytes()?),
+            _ => return Err(DecodeError::Malformed),
+        };
+        Ok(LocationWire {
+            ip,
+            port: f.next()?,
+        })
+    }
+
     pub(crate) fn validate(&self) -> Result<Location, DecodeError> {
         let ip = match self.ip {
             IpWire::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
@@ -458,19 +473,32 @@ pub(crate) fn validate_registration(
     })
 }
 
-/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
-#[derive(Serialize, Deserialize)]
-pub(super) struct RegisterWire<'a, L = LocationsWire> {
+/// The layout of a Register payload, as a directory decodes it. An encoder writes its
+/// four integers with [`put`](super::fields::put), then [`registration_out`].
+#[derive(Deserialize)]
+pub(super) struct RegisterWire<'a> {
     pub request: u32,
     pub registrant: u64,
     pub sequence: u64,
     pub lease_ms: u32,
     pub name: &'a str,
-    pub locations: L,
+    pub locations: LocationsWire,
     pub metadata: &'a [u8],
 }
 
-#[derive(Serialize, Deserialize)]
+/// A registration as it ends a Register payload (name, locations, metadata), to
+/// encode: the same bytes a [`RegisterWire`] decoder reads after the integers.
+pub(super) fn registration_out(r: &Registration) -> (&str, LocationsOut<'_>, &[u8]) {
+    (
+        r.name.as_str(),
+        LocationsOut(&r.locations),
+        r.metadata.encoded(),
+    )
+}
+
+/// The layout of an Unregister payload, as a directory decodes it. An encoder writes its
+/// three integers with [`put`](super::fields::put), then the name.
+#[derive(Deserialize)]
 pub(super) struct UnregisterWire<'a> {
     pub request: u32,
     pub registrant: u64,
@@ -530,48 +558,43 @@ pub(super) struct SnapshotRequestWire<'a, P = InterestWire<'a>> {
     pub since: Option<u64>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a Cookie payload (decoded field by field, see `codec`).
+#[derive(Serialize)]
 pub(super) struct CookieWire {
     pub request: u32,
-    #[serde(deserialize_with = "fixed::bytes")]
     pub cookie: [u8; COOKIE_LEN],
 }
 
-#[derive(Serialize, Deserialize)]
-pub(super) struct AckWire {
-    pub request: u32,
-    pub lease_ms: u32,
-    pub version: u64,
-}
-
-#[derive(Serialize, Deserialize)]
+/// The layout of a Reject payload (decoded field by field, see `codec`).
+#[derive(Serialize)]
 pub(super) struct RejectWire<'a> {
     pub request: u32,
     pub reason: u8,
     pub environment: &'a str,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a Beacon payload (decoded field by field, see `codec`).
+#[derive(Serialize)]
 pub(super) struct BeaconWire {
     pub directory: LocationWire,
     pub as_of: u64,
     pub services: u32,
     pub publishing: bool,
-    #[serde(deserialize_with = "fixed::bytes")]
     pub digest: [u8; 8],
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a page's fixed part (decoded field by field, see `codec`).
+#[derive(Serialize)]
 pub(super) struct PageHeaderWire<'a> {
     pub request: u32,
     pub as_of: u64,
-    #[serde(borrow)]
     pub after: Option<&'a str>,
     // Last, so that a writer can set it once it knows whether the page is complete.
     pub complete: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of an announcement's fixed part (decoded field by field, see `codec`).
+#[derive(Serialize)]
 pub(super) struct AnnounceHeaderWire {
     pub directory: LocationWire,
     pub as_of: u64,

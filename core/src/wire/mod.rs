@@ -16,6 +16,7 @@
 
 mod codec;
 mod error;
+mod fields;
 mod fixed;
 pub mod header;
 mod items;
