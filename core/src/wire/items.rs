@@ -2,6 +2,7 @@
 
 use super::codec::ser;
 use super::error::{DecodeError, EncodeError};
+use super::fields::Fields;
 use super::message::{ChangeWire, LocationsOut, ServiceWire};
 use crate::service::{Service, Version};
 use crate::wire::message::validate_name;
@@ -18,10 +19,20 @@ pub trait Item: Sized {
     fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError>;
 }
 
+/// The next item of `bytes`, read by `read`; any error reading it (a short or
+/// malformed item) is [`DecodeError::Malformed`].
+fn take<'a, T>(
+    bytes: &'a [u8],
+    read: impl FnOnce(&mut Fields<'a>) -> Result<T, DecodeError>,
+) -> Result<(T, &'a [u8]), DecodeError> {
+    let mut f = Fields(bytes);
+    let wire = read(&mut f).map_err(|_| DecodeError::Malformed)?;
+    Ok((wire, f.0))
+}
+
 impl Item for Service {
     fn decode(bytes: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
-        let (wire, rest) = postcard::take_from_bytes::<ServiceWire<'_>>(bytes)
-            .map_err(|_| DecodeError::Malformed)?;
+        let (wire, rest) = take(bytes, ServiceWire::read)?;
         Ok((wire.validate()?, rest))
     }
 
@@ -32,8 +43,15 @@ impl Item for Service {
 
 impl Item for Change {
     fn decode(bytes: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
-        let (wire, rest) = postcard::take_from_bytes::<ChangeWire<'_>>(bytes)
-            .map_err(|_| DecodeError::Malformed)?;
+        // The variant index, then the variant's fields.
+        let (wire, rest) = take(bytes, |f| match f.u32()? {
+            0 => ServiceWire::read(f).map(ChangeWire::Registered),
+            1 => Ok(ChangeWire::Unregistered {
+                name: f.next()?,
+                version: f.u64()?,
+            }),
+            _ => Err(DecodeError::Malformed),
+        })?;
         let change = match wire {
             ChangeWire::Registered(s) => Change::Registered(s.validate()?),
             ChangeWire::Unregistered { name, version } => Change::Unregistered {

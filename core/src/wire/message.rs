@@ -601,8 +601,9 @@ pub(super) struct AnnounceHeaderWire {
     pub previous: u64,
 }
 
-/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
-#[derive(Serialize, Deserialize)]
+/// `L`: [`LocationsWire`] to decode (field by field, [`ServiceWire::read`]),
+/// [`LocationsOut`] to encode.
+#[derive(Serialize)]
 pub(super) struct ServiceWire<'a, L = LocationsWire> {
     pub name: &'a str,
     pub version: u64,
@@ -621,7 +622,25 @@ impl<'a> ServiceWire<'a, LocationsOut<'a>> {
     }
 }
 
-impl ServiceWire<'_> {
+impl<'a> ServiceWire<'a> {
+    /// Reads the next field of `f`, a service (the bytes a `Deserialize` would read:
+    /// name, version, the locations' count and each location, metadata).
+    pub(super) fn read(f: &mut Fields<'a>) -> Result<Self, DecodeError> {
+        let (name, version, count) = (f.next()?, f.u64()?, f.next::<usize>()?);
+        let mut locations = LocationsWire::new();
+        for _ in 0..count {
+            locations
+                .push(LocationWire::read(f)?)
+                .map_err(|_| DecodeError::Malformed)?;
+        }
+        Ok(ServiceWire {
+            name,
+            version,
+            locations,
+            metadata: f.next()?,
+        })
+    }
+
     pub(super) fn validate(&self) -> Result<Service, DecodeError> {
         Ok(Service {
             registration: validate_registration(self.name, &self.locations, self.metadata)?,
@@ -630,13 +649,10 @@ impl ServiceWire<'_> {
     }
 }
 
-/// `L`: [`LocationsWire`] to decode, [`LocationsOut`] to encode.
-#[derive(Serialize, Deserialize)]
+/// `L`: [`LocationsWire`] to decode (field by field, see `items`), [`LocationsOut`] to
+/// encode.
+#[derive(Serialize)]
 pub(super) enum ChangeWire<'a, L = LocationsWire> {
-    #[serde(borrow)]
     Registered(ServiceWire<'a, L>),
-    Unregistered {
-        name: &'a str,
-        version: u64,
-    },
+    Unregistered { name: &'a str, version: u64 },
 }
