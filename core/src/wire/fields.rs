@@ -25,7 +25,7 @@ pub(super) fn rest(buf: &mut [u8], len: usize) -> Result<&mut [u8], EncodeError>
 pub(super) struct Fields<'a>(pub(super) &'a [u8]);
 
 impl<'a> Fields<'a> {
-    /// The next field: an integer, a `bool` or a string.
+    /// The next field: an integer, a `bool`, a string or a byte string.
     pub(super) fn next<T: Deserialize<'a>>(&mut self) -> Result<T, DecodeError> {
         let (value, rest) = take::<T>(self.0)?;
         self.0 = rest;
