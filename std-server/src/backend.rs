@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 /// then go with the next write (or in one of their own). They never ride in a write an
 /// acknowledgement waits for before then: that write carries only what must be durable,
 /// so a keep-alive round of many registrations does not make the next registration's or
-/// removal's write larger. A crash loses at most this much of the leases' extensions; registrants
-/// renew well before their leases end.
+/// removal's write larger. A crash loses at most this much of the leases' extensions;
+/// registrants renew well before their leases end.
 const SYNC_RENEWALS_AFTER: Duration = Duration::from_secs(1);
 /// After a failed write, the first retry comes this late; each further failure doubles
 /// the wait, up to [`RETRY_MAX`].
