@@ -67,6 +67,8 @@ pub(super) struct Figures {
     pub(super) all: Option<Duration>,
     /// Unregister call → removal event, per sample (`None`: not within the bound).
     pub(super) remove: Vec<Option<Duration>>,
+    /// Herald only: unregister call → acknowledged, per sample of `remove`.
+    pub(super) remove_acked: Vec<Duration>,
     /// Side A → side B on the veth, first 10 s.
     pub(super) first: Tally,
     /// Registrant ↔ directory on side A's loopback, first 10 s (Herald only).
@@ -81,6 +83,15 @@ pub(super) struct Figures {
 }
 
 impl Figures {
+    /// Herald only: how long the slowest removal took to be acknowledged (where the
+    /// time went: the directory's durable write, or the announcement after it).
+    pub(super) fn slowest_removal_acked(&self) -> Option<Duration> {
+        let slowest = (self.remove.iter().enumerate())
+            .filter_map(|(i, r)| r.map(|r| (r, i)))
+            .max()?;
+        self.remove_acked.get(slowest.1).copied()
+    }
+
     /// Whether mdns-sd ended the browse for good (the idle figures then lack a browser).
     pub(super) fn browse_ended(&self) -> bool {
         self.closed.len() > REBROWSE
@@ -97,6 +108,8 @@ impl Figures {
             "last_announcement_ms": self.timeline.last_announcement.map(ms),
             "remove": Summary::of(&removed).json(),
             "remove_missed": self.remove.len() - removed.len(),
+            "remove_acked": Summary::of(&self.remove_acked).json(),
+            "slowest_remove_acked_ms": self.slowest_removal_acked().map(ms),
             "first10_bytes": self.first.bytes, "first10_packets": self.first.packets,
             "first10_lo_bytes": self.first_lo.bytes, "first10_lo_packets": self.first_lo.packets,
             "idle_windows": self.idle.iter().map(Window::json).collect::<Vec<_>>(),

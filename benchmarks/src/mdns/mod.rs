@@ -301,7 +301,12 @@ fn herald_only(report: &mut Report, counts: &[usize], concurrent: bool) -> Resul
             n.to_string(),
             format!("{} / {}", num(d.p50, 2), num(d.p99, 2)),
             tables::cell_ms(figures.all.map(ms)),
-            format!("{} / {}", num(r.p50, 2), num(r.max, 2)),
+            format!(
+                "{} / {} (acknowledged after {})",
+                num(r.p50, 2),
+                num(r.max, 2),
+                tables::cell_ms(figures.slowest_removal_acked().map(ms))
+            ),
             format!(
                 "{} B ({} frames)",
                 figures.first.bytes, figures.first.packets
@@ -331,7 +336,7 @@ fn herald_only(report: &mut Report, counts: &[usize], concurrent: bool) -> Resul
             "N",
             "register → discovered median / p99, ms",
             "all N, ms",
-            "unregister → removed median / max, ms",
+            "unregister → removed median / max (that one acknowledged after), ms",
             "publisher bytes, first 10 s",
             "watcher → directory (snapshot, repairs)",
             "last registration in / acknowledgement out / announcement at the watcher, ms",
@@ -464,10 +469,11 @@ fn herald_active(
     for k in (0..n).step_by(step).take(REMOVALS) {
         let (c, handle) = handles.swap_remove(k);
         let client = clients[c].clone();
-        let (removed, handle, w) = on(side_a, async move {
+        let (removed, acked, handle, w) = on(side_a, async move {
             let name = handle.grant().name.to_string();
             let t = Instant::now();
             handle.unregister().await.map_err(|e| e.to_string())?;
+            let acked = t.elapsed();
             let removed = events::one(&mut watch, EventKind::Unregistered, &name, REMOVE_LIMIT)
                 .await
                 .map(|at| at - t);
@@ -477,10 +483,11 @@ fn herald_active(
                 .await
                 .map_err(|e| e.to_string())?;
             events::one(&mut watch, EventKind::Discovered, &name, DISCOVER_LIMIT).await;
-            Ok((removed, again, watch))
+            Ok((removed, acked, again, watch))
         })?;
         watch = w;
         figures.remove.push(removed);
+        figures.remove_acked.push(acked);
         handles.push((c, handle));
     }
     Ok((figures, (clients, handles, watch)))
