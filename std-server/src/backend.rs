@@ -56,6 +56,8 @@ pub struct Marks {
     /// What the serve loop sends now must wait until the write of this number is on disk
     /// (it holds the newest change that must be durable before it is shown).
     pub needed: u64,
+    /// Writes handed to the writer so far (the newest one's number).
+    pub started: u64,
     /// Every write up to this number is on disk.
     pub done: u64,
     /// The newest registry version on disk (the HTTP and DNS interfaces show nothing
@@ -67,6 +69,13 @@ impl Marks {
     /// True when what is sent now may leave at once.
     pub fn settled(&self) -> bool {
         self.needed <= self.done
+    }
+
+    /// True when what is sent now waits for a write that starts only once the one in
+    /// flight is done: whatever the directory would send now can as well be taken then,
+    /// when the changes of every wake-up meanwhile are announced together.
+    pub fn behind_write_in_flight(&self) -> bool {
+        self.needed > self.started && self.started > self.done
     }
 }
 
@@ -98,8 +107,6 @@ pub struct Local {
     /// The deletions in `next`.
     next_removed: Vec<ServiceName>,
     inflight: Option<Inflight>,
-    /// Writes handed to the writer so far.
-    started: u64,
     marks: Marks,
     /// Renewed records that are not in `next` (changes that need not be durable at
     /// once): written once they have waited [`SYNC_RENEWALS_AFTER`].
@@ -125,7 +132,6 @@ impl Local {
             next: Batch::default(),
             next_removed: Vec::new(),
             inflight: None,
-            started: 0,
             marks: Marks::default(),
             renewals: Batch::default(),
             renewed_since: None,
@@ -145,7 +151,7 @@ impl Local {
         }
         let durable = self.take_events(directory, clock);
         if durable {
-            self.marks.needed = self.started + 1;
+            self.marks.needed = self.marks.started + 1;
         }
         if self.marks.settled() {
             self.marks.durable_version = directory.as_of();
@@ -235,9 +241,9 @@ impl Local {
         }
         batch.as_of(directory.as_of());
         batch.make_durable_if(true);
-        self.started += 1;
+        self.marks.started += 1;
         self.inflight = Some(Inflight {
-            number: self.started,
+            number: self.marks.started,
             removed,
         });
         self.writer.start(batch, reopen);

@@ -20,10 +20,15 @@
 //! until the write holding that change is on disk, then sent; when the write fails none
 //! of it is sent, and the directory turns each held acknowledgement into a
 //! `storage_unavailable` refusal (clients retry). A write starts at the end of a
-//! wake-up, or when the one before ends: it takes everything that accumulated meanwhile. At most [`HELD_MAX`] datagrams are held: when
-//! that many wait, the loop stops reading the socket (and draining the directory) until
-//! the write is done, so memory stays bounded whatever the disk does and nothing is
-//! dropped.
+//! wake-up, or when the one before ends: it takes everything that accumulated meanwhile.
+//! While the changes of a wake-up wait for a write that can only start once the one in
+//! flight ends, the loop leaves what the directory would send in the directory, and
+//! takes it when that write ends (or once [`REPLY_QUEUE`] datagrams are in, so that no
+//! reply is dropped): it would wait for the same write either way, and the registrations
+//! of every wake-up meanwhile then share announcements instead of one each. At most
+//! [`HELD_MAX`] datagrams are held: when that many wait, the loop stops reading the
+//! socket (and draining the directory) until the write is done, so memory stays bounded
+//! whatever the disk does and nothing is dropped.
 
 use crate::backend::{Backend, Input, Start};
 use crate::clock::{unix_micros, Clock};
@@ -185,6 +190,8 @@ pub async fn run(
         drops: DropLog::default(),
         feed,
         held: VecDeque::new(),
+        unpolled: 0,
+        deferred: false,
         outbox: Outbox::default(),
         subscribers: crate::subscribers::Table::default(),
     };
@@ -350,6 +357,12 @@ struct Shell {
     /// Datagrams waiting for a write to be on disk, in the order the directory gave
     /// them: the write's number, the destination and the bytes.
     held: VecDeque<(u64, SocketAddr, Vec<u8>)>,
+    /// Datagrams the directory took since `poll_transmit` was last drained (each may
+    /// queue a reply: at [`REPLY_QUEUE`] it is drained whatever the writes).
+    unpolled: usize,
+    /// The last flush left what the directory would send in it, for when the write in
+    /// flight is done.
+    deferred: bool,
     /// Datagrams about to leave together.
     outbox: Outbox,
     /// When each subscription was first seen, for the listing.
@@ -367,8 +380,12 @@ impl Shell {
     async fn serve(&mut self, directory: &mut Directory<'_>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let mut deadline = directory
-                .poll_timeout()
+            // While what the directory sends waits for the write in flight, so do its
+            // timers: that write's end wakes the loop (a timer whose sending is left
+            // undone, a sweep page say, would otherwise wake it again at once).
+            let mut deadline = (!self.deferred)
+                .then(|| directory.poll_timeout())
+                .flatten()
                 .map(|t| self.clock.std(t))
                 .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
             for at in [self.backend.deadline(), self.notify.deadline()]
@@ -392,7 +409,11 @@ impl Shell {
             match woke {
                 Wake::Shutdown => break,
                 Wake::Input(input) => {
-                    if !self.backend.handle(input, directory, &self.clock).await {
+                    if self.backend.handle(input, directory, &self.clock).await {
+                        // A write is done and the next one started: what the
+                        // wake-ups meanwhile left is taken now, before more requests.
+                        self.flush(directory).await;
+                    } else {
                         self.unsend(directory).await;
                     }
                 }
@@ -432,7 +453,6 @@ impl Shell {
 
     /// One wake-up, in the core's poll order.
     async fn wake(&mut self, directory: &mut Directory<'_>) {
-        let mut since_flush = 0;
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
             if self.is_full() {
                 break;
@@ -442,10 +462,9 @@ impl Shell {
                     self.snapshot.bytes_in += len as u64;
                     directory.handle_datagram(self.clock.now(), from, &self.recv[..len]);
                     self.drops.observe(Dropped::from(directory.stats()), from);
-                    since_flush += 1;
-                    if since_flush == REPLY_QUEUE {
+                    self.unpolled += 1;
+                    if self.unpolled >= REPLY_QUEUE {
                         self.flush(directory).await;
-                        since_flush = 0;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -504,6 +523,15 @@ impl Shell {
                 }
             }
         }
+        // Behind the write in flight, what the directory would send now waits for the
+        // next write, which starts only when this one is done: it is taken then, so that
+        // the changes of every wake-up meanwhile share announcements (not one each).
+        self.deferred = marks.behind_write_in_flight() && self.unpolled < REPLY_QUEUE;
+        if self.deferred {
+            self.send_outbox().await;
+            return;
+        }
+        self.unpolled = 0;
         if marks.settled() && self.held.is_empty() {
             while let Some(t) = directory.poll_transmit(self.clock.now(), &mut self.send) {
                 if self.outbox.push(&self.send[..t.len], t.destination) {

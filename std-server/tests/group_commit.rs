@@ -113,3 +113,100 @@ fn a_burst_of_registrations_shares_durable_writes() {
         "every acknowledged registration kept"
     );
 }
+
+/// `strace`, which the next test runs the directory under (it makes each fsync slow).
+fn strace() -> Option<&'static str> {
+    let found = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    found.then_some("strace")
+}
+
+/// Announcements on `group` seen while listening for `period`: how many datagrams, and
+/// how many registrations they carried.
+fn announcements(socket: &UdpSocket, period: Duration) -> (usize, usize) {
+    let deadline = Instant::now() + period;
+    let (mut datagrams, mut items) = (0, 0);
+    let mut buf = [0u8; 65_536];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Ok(Message::Announce(_, changes)) = wire::decode(&buf[..len]).map(|f| f.message) {
+            datagrams += 1;
+            items += changes.count();
+        }
+    }
+    (datagrams, items)
+}
+
+/// A member of `group` on loopback.
+fn group_member(group: std::net::SocketAddr) -> UdpSocket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.set_reuse_port(true).unwrap();
+    socket.bind(&group.into()).unwrap();
+    let std::net::SocketAddr::V4(v4) = group else {
+        unreachable!("the tests' group is IPv4")
+    };
+    socket
+        .join_multicast_v4(v4.ip(), &std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    socket.into()
+}
+
+/// Registrations that arrive one by one while a write is in flight are announced
+/// together once it is done, not in an announcement per wake-up: with every fsync made
+/// 30 ms slow (`strace` delays it), 100 registrations sent 2 ms apart take a handful of
+/// writes, and the announcements number about as many (before, one per registration).
+#[test]
+fn registrations_waiting_for_one_write_are_announced_together() {
+    let Some(strace) = strace() else {
+        eprintln!("skipped: needs strace (to make each fsync slow)");
+        return;
+    };
+    const SPREAD: u32 = 100;
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port_tcp());
+    let mut cmd = std::process::Command::new(strace);
+    cmd.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fsync,fdatasync",
+    ])
+    .args(["-e", "inject=fsync,fdatasync:delay_exit=30000"])
+    .arg(env!("CARGO_BIN_EXE_herald"))
+    .args(serve_args(&net, data.path(), &["--metrics", &metrics]));
+    let dir = Proc::spawn_command("directory", cmd);
+    dir.expect_log("herald directory serving", Duration::from_secs(20));
+    let group = group_member(net.group);
+    // Beacons and the start's writes settle first.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = writes(&metrics);
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for request in 1..=SPREAD {
+        socket
+            .send_to(&register_frame(request), net.directory)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (datagrams, items) = announcements(&group, Duration::from_millis(800));
+    let written = writes(&metrics) - before;
+    eprintln!("{SPREAD} registrations: {written} writes, {datagrams} announcements of {items}");
+    assert_eq!(items, SPREAD as usize, "each registration announced once");
+    assert!(written < 20.0, "the writes were slow ({written} writes)");
+    assert!(
+        datagrams as f64 <= written + 1.0,
+        "{datagrams} announcements for {written} writes"
+    );
+}
