@@ -1,13 +1,13 @@
 //! Decoding whole frames, encoding single messages, and writing batches.
 
 use super::error::{DecodeError, EncodeError};
-use super::fields::{put, rest, Fields};
+use super::fields::{put, Fields, Out};
 use super::header::{Header, Kind};
 use super::items::{Item, Items};
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
 use super::message::*;
 use super::subscription::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
-use crate::name::Environment;
+use crate::name::{Environment, ServiceName};
 use crate::service::Version;
 use crate::time::Duration;
 use serde::Deserialize;
@@ -257,41 +257,44 @@ pub(super) fn ser<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usiz
 impl Single for RegisterRequest {
     const KIND: Kind = Kind::Register;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = put(
-            &[
-                self.request.into(),
-                self.registrant,
-                self.sequence,
-                lease_to_ms(self.lease).into(),
-            ],
-            buf,
-        )?;
-        Ok(len + ser(&registration_out(&self.registration), rest(buf, len)?)?)
+        let mut out = Out::new(buf);
+        for field in [
+            self.request.into(),
+            self.registrant,
+            self.sequence,
+            lease_to_ms(self.lease).into(),
+        ] {
+            out.int(field)?;
+        }
+        write_registration(&mut out, &self.registration)?;
+        Ok(out.len)
     }
 }
 
 impl Single for UnregisterRequest {
     const KIND: Kind = Kind::Unregister;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let len = put(&[self.request.into(), self.registrant, self.sequence], buf)?;
-        Ok(len + ser(&self.name.as_str(), rest(buf, len)?)?)
+        let mut out = Out::new(buf);
+        for field in [self.request.into(), self.registrant, self.sequence] {
+            out.int(field)?;
+        }
+        out.str(self.name.as_str().as_bytes())?;
+        Ok(out.len)
     }
 }
 
 impl Single for SnapshotRequest {
     const KIND: Kind = Kind::SnapshotRequest;
+    // The layout `SnapshotRequestWire` reads, field by field.
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &SnapshotRequestWire {
-                request: self.request,
-                max_pages: self.max_pages,
-                after: self.after.as_ref().map(|n| n.as_str()),
-                interest: PatternsOut(&self.interest),
-                cookie: self.cookie,
-                since: self.since.map(|v| v.0),
-            },
-            buf,
-        )
+        let mut out = Out::new(buf);
+        out.int(self.request.into())?;
+        out.raw(&[self.max_pages])?;
+        out.opt_str(self.after.as_ref().map(ServiceName::as_str))?;
+        write_interest(&mut out, &self.interest)?;
+        out.opt_raw(self.cookie.as_ref().map(|c| &c[..]))?;
+        out.opt_int(self.since.map(|v| v.0))?;
+        Ok(out.len)
     }
 }
 

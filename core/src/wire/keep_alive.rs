@@ -2,11 +2,11 @@
 //! directory, and its answer says whether the directory holds exactly what the
 //! registrant believes it holds (a count and an order-independent digest, [`Holdings`]).
 
-use super::codec::{lease_from_ms, lease_to_ms, ser, Single};
+use super::codec::{lease_from_ms, lease_to_ms, Single};
 use super::error::{DecodeError, EncodeError};
-use super::fields::{put, Fields};
+use super::fields::{put, Fields, Out};
 use super::header::Kind;
-use super::message::registration_out;
+use super::message::write_registration;
 use crate::hash::{fnv1a, FNV_OFFSET};
 use crate::service::Registration;
 use crate::time::Duration;
@@ -69,7 +69,11 @@ pub fn registration_digest(registration: &Registration) -> u64 {
     let mut buf = [0u8; REGISTRATION_MAX];
     // The Register encoder's own, so no second encoder of a registration exists.
     // Cannot fail: a valid registration takes at most 1 + 64, 1 + 4 × 20 and 1 + 96 bytes.
-    let len = ser(&registration_out(registration), &mut buf).unwrap_or(0);
+    let mut out = Out::new(&mut buf);
+    let len = match write_registration(&mut out, registration) {
+        Ok(()) => out.len,
+        Err(_) => 0,
+    };
     fnv1a(FNV_OFFSET, buf.get(..len).unwrap_or_default())
 }
 

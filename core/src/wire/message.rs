@@ -4,8 +4,8 @@
 //! borrows strings from the datagram; decoding validates it into the public type, so an
 //! invalid name or address is refused with a precise error.
 
-use super::error::DecodeError;
-use super::fields::Fields;
+use super::error::{DecodeError, EncodeError};
+use super::fields::{Fields, Out};
 use super::fixed;
 use super::items::Items;
 use super::keep_alive::{KeepAliveAck, KeepAliveRequest};
@@ -434,17 +434,16 @@ impl Serialize for LocationsOut<'_> {
     }
 }
 
-/// An interest's patterns as an encoder writes them: the same bytes as the vector of
-/// [`PatternWire`] a decoder reads, without copying them into one first.
-pub(super) struct PatternsOut<'a>(pub(super) &'a Interest);
-
-impl Serialize for PatternsOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.patterns().iter().map(|p| PatternWire {
-            text: p.text(),
-            prefix: p.is_prefix(),
-        }))
+/// Writes an interest's patterns: the same bytes as the vector of [`PatternWire`] a
+/// decoder reads.
+pub(super) fn write_interest(out: &mut Out<'_>, interest: &Interest) -> Result<(), EncodeError> {
+    let patterns = interest.patterns();
+    out.int(patterns.len() as u64)?;
+    for p in patterns {
+        out.str(p.text().as_bytes())?;
+        out.raw(&[p.is_prefix().into()])?;
     }
+    Ok(())
 }
 
 pub(super) fn validate_locations(wire: &LocationsWire) -> Result<Locations, DecodeError> {
@@ -474,7 +473,7 @@ pub(crate) fn validate_registration(
 }
 
 /// The layout of a Register payload, as a directory decodes it. An encoder writes its
-/// four integers with [`put`](super::fields::put), then [`registration_out`].
+/// four integers, then [`write_registration`].
 #[derive(Deserialize)]
 pub(super) struct RegisterWire<'a> {
     pub request: u32,
@@ -486,18 +485,17 @@ pub(super) struct RegisterWire<'a> {
     pub metadata: &'a [u8],
 }
 
-/// A registration as it ends a Register payload (name, locations, metadata), to
-/// encode: the same bytes a [`RegisterWire`] decoder reads after the integers.
-pub(super) fn registration_out(r: &Registration) -> (&str, LocationsOut<'_>, &[u8]) {
-    (
-        r.name.as_str(),
-        LocationsOut(&r.locations),
-        r.metadata.encoded(),
-    )
+/// Writes a registration as it ends a Register payload (name, locations, metadata): the
+/// same bytes a [`RegisterWire`] decoder reads after the integers. The locations go
+/// through their one encoder, [`LocationsOut`].
+pub(super) fn write_registration(out: &mut Out<'_>, r: &Registration) -> Result<(), EncodeError> {
+    out.str(r.name.as_str().as_bytes())?;
+    out.ser(&LocationsOut(&r.locations))?;
+    out.str(r.metadata.encoded())
 }
 
 /// The layout of an Unregister payload, as a directory decodes it. An encoder writes its
-/// three integers with [`put`](super::fields::put), then the name.
+/// three integers, then the name.
 #[derive(Deserialize)]
 pub(super) struct UnregisterWire<'a> {
     pub request: u32,
@@ -546,14 +544,14 @@ pub(crate) fn interest_from_wire(wire: &InterestWire<'_>) -> Result<Interest, De
     Ok(interest)
 }
 
-/// `P`: the vector of [`PatternWire`] to decode, [`PatternsOut`] to encode.
-#[derive(Serialize, Deserialize)]
-pub(super) struct SnapshotRequestWire<'a, P = InterestWire<'a>> {
+/// The layout of a SnapshotRequest payload (encoded field by field, see `codec`).
+#[derive(Deserialize)]
+pub(super) struct SnapshotRequestWire<'a> {
     pub request: u32,
     pub max_pages: u8,
     #[serde(borrow)]
     pub after: Option<&'a str>,
-    pub interest: P,
+    pub interest: InterestWire<'a>,
     pub cookie: Option<[u8; COOKIE_LEN]>,
     pub since: Option<u64>,
 }

@@ -12,10 +12,9 @@
 
 use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
 use super::error::{DecodeError, EncodeError};
+use super::fields::{put, Fields, Out};
 use super::header::Kind;
-use super::message::{
-    interest_from_wire, interest_to_wire, validate_name, InterestWire, COOKIE_LEN,
-};
+use super::message::{interest_from_wire, validate_name, write_interest, InterestWire, COOKIE_LEN};
 use crate::interest::Interest;
 use crate::name::ServiceName;
 use crate::service::Version;
@@ -91,7 +90,8 @@ pub struct DeliveryAck {
     pub taken: Option<ServiceName>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a Subscribe payload, as a directory decodes it (encoded field by field).
+#[derive(Deserialize)]
 struct SubscribeWire<'a> {
     request: u32,
     subscriber: u64,
@@ -103,20 +103,26 @@ struct SubscribeWire<'a> {
     cookie: Option<[u8; COOKIE_LEN]>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a SubscribeAck payload, as a directory encodes it (decoded field by
+/// field).
+#[derive(Serialize)]
 struct SubscribeAckWire {
     request: u32,
     lease_ms: u32,
     delivering: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of an Unsubscribe payload, as a directory decodes it (two integers,
+/// encoded with `put`).
+#[derive(Deserialize)]
 struct UnsubscribeWire {
     request: u32,
     subscriber: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The layout of a DeliveryAck payload, as a directory decodes it (encoded field by
+/// field).
+#[derive(Deserialize)]
 struct DeliveryAckWire<'a> {
     subscriber: u64,
     delivery: u32,
@@ -149,13 +155,16 @@ impl SubscribeRequest {
 }
 
 impl SubscribeAck {
-    /// Decodes a SubscribeAck payload.
+    /// Decodes a SubscribeAck payload (the layout [`SubscribeAckWire`] writes), field by
+    /// field.
     pub(super) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        let w = take_all::<SubscribeAckWire>(payload)?;
+        let mut f = Fields(payload);
+        let (request, lease_ms, delivering) = (f.u32()?, f.u32()?, f.next()?);
+        f.end()?;
         Ok(SubscribeAck {
-            request: w.request,
-            lease: lease_from_ms(w.lease_ms),
-            delivering: w.delivering,
+            request,
+            lease: lease_from_ms(lease_ms),
+            delivering,
         })
     }
 }
@@ -186,19 +195,21 @@ impl DeliveryAck {
 
 impl Single for SubscribeRequest {
     const KIND: Kind = Kind::Subscribe;
+    // The layout `SubscribeWire` reads, field by field.
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &SubscribeWire {
-                request: self.request,
-                subscriber: self.subscriber,
-                delivery: self.delivery,
-                lease_ms: lease_to_ms(self.lease),
-                interest: interest_to_wire(&self.interest),
-                since: self.since.map(|v| v.0),
-                cookie: self.cookie,
-            },
-            buf,
-        )
+        let mut out = Out::new(buf);
+        for field in [
+            self.request.into(),
+            self.subscriber,
+            self.delivery.into(),
+            lease_to_ms(self.lease).into(),
+        ] {
+            out.int(field)?;
+        }
+        write_interest(&mut out, &self.interest)?;
+        out.opt_int(self.since.map(|v| v.0))?;
+        out.opt_raw(self.cookie.as_ref().map(|c| &c[..]))?;
+        Ok(out.len)
     }
 }
 
@@ -218,28 +229,21 @@ impl Single for SubscribeAck {
 
 impl Single for UnsubscribeRequest {
     const KIND: Kind = Kind::Unsubscribe;
+    // The layout `UnsubscribeWire` reads.
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &UnsubscribeWire {
-                request: self.request,
-                subscriber: self.subscriber,
-            },
-            buf,
-        )
+        put(&[self.request.into(), self.subscriber], buf)
     }
 }
 
 impl Single for DeliveryAck {
     const KIND: Kind = Kind::DeliveryAck;
+    // The layout `DeliveryAckWire` reads, field by field.
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        ser(
-            &DeliveryAckWire {
-                subscriber: self.subscriber,
-                delivery: self.delivery,
-                as_of: self.as_of.0,
-                taken: self.taken.as_ref().map(ServiceName::as_str),
-            },
-            buf,
-        )
+        let mut out = Out::new(buf);
+        out.int(self.subscriber)?;
+        out.int(self.delivery.into())?;
+        out.int(self.as_of.0)?;
+        out.opt_str(self.taken.as_ref().map(ServiceName::as_str))?;
+        Ok(out.len)
     }
 }
