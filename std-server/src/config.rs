@@ -177,7 +177,8 @@ pub struct Options {
     #[arg(long, env = "HERALD_NOTIFICATIONS", value_name = "N")]
     pub notifications: Option<u8>,
     /// How many times each new or changed registration is announced: at once, then one
-    /// per processing interval [default: 3]
+    /// per processing interval (a listener that misses it repairs from the next
+    /// announcement or beacon) [default: 1]
     #[arg(long, env = "HERALD_REGISTRATION_ANNOUNCEMENTS", value_name = "N")]
     pub registration_announcements: Option<u8>,
     /// Time between beacons ("directory available here", with the registry version)
@@ -786,6 +787,37 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         options: Options,
+    }
+
+    /// What `--help` says a setting defaults to is the default used: each `[default:
+    /// …]` shown for a setting the defaults fill equals that default.
+    #[test]
+    fn every_default_the_help_shows_is_the_default_used() {
+        use clap::CommandFactory;
+        let defaults = toml::Value::try_from(Options::default().with_defaults()).unwrap();
+        let mut checked = 0;
+        for arg in Cli::command().get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let Some((_, shown)) = help.split_once("[default: ") else {
+                continue;
+            };
+            let shown = shown.split(']').next().unwrap_or_default();
+            if shown.contains(' ') {
+                // Described in words (it depends on the machine, say).
+                continue;
+            }
+            let value = match defaults.get(arg.get_id().as_str()) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Integer(i)) => i.to_string(),
+                Some(toml::Value::Boolean(b)) => b.to_string(),
+                // Not filled by the defaults (off unless set, or derived): the help
+                // describes it in words.
+                _ => continue,
+            };
+            assert_eq!(shown, value, "--{}: the help's default", arg.get_id());
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} defaults checked");
     }
 
     #[test]
