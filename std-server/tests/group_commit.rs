@@ -160,6 +160,82 @@ fn group_member(group: std::net::SocketAddr) -> UdpSocket {
     socket.into()
 }
 
+/// `herald serve` on `net` under `strace`, every fsync made `delay_ms` slow.
+fn slow_directory(
+    strace: &str,
+    net: &Net,
+    data: &std::path::Path,
+    delay_ms: u32,
+    extra: &[&str],
+) -> Proc {
+    let mut cmd = std::process::Command::new(strace);
+    cmd.args(["-f", "--seccomp-bpf", "-qq", "-o", "/dev/null"])
+        .args(["-e", "trace=fsync,fdatasync", "-e"])
+        .arg(format!(
+            "inject=fsync,fdatasync:delay_exit={}",
+            delay_ms * 1000
+        ))
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .args(serve_args(net, data, extra));
+    let dir = Proc::spawn_command("directory", cmd);
+    dir.expect_log("herald directory serving", Duration::from_secs(20));
+    dir
+}
+
+/// CPU time (user and system) used so far by the process `pid`'s first child (the
+/// directory `strace` runs), in clock ticks.
+fn child_cpu_ticks(pid: u32) -> u64 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let child = children
+        .split_whitespace()
+        .next()
+        .expect("strace runs the directory");
+    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap();
+    // After the command name in parentheses, field 3 (the state) comes first: utime
+    // and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// While what the directory sends waits for the write in flight, the serve loop does not
+/// spin on a timer whose sending waits too (a sweep page, due every 50 ms here): with
+/// every fsync 100 ms slow and a registration every 20 ms for 2 s, a write is nearly
+/// always in flight, and the directory stays far from busy.
+#[test]
+fn waiting_for_a_write_does_not_spin() {
+    let Some(strace) = strace() else {
+        eprintln!("skipped: needs strace (to make each fsync slow)");
+        return;
+    };
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let dir = slow_directory(strace, &net, data.path(), 100, &["--sweep-period-ms", "50"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(&register_frame(1), net.directory).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let before = child_cpu_ticks(dir.pid());
+    let start = Instant::now();
+    for request in 2..=101 {
+        socket
+            .send_to(&register_frame(request), net.directory)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let busy = (child_cpu_ticks(dir.pid()) - before) as f64 / 100.0;
+    let wall = start.elapsed().as_secs_f64();
+    eprintln!("directory CPU {busy:.2} s in {wall:.2} s");
+    assert!(
+        busy < wall / 4.0,
+        "the directory used {busy:.2} s of CPU in {wall:.2} s"
+    );
+}
+
 /// Registrations that arrive one by one while a write is in flight are announced
 /// together once it is done, not in an announcement per wake-up: with every fsync made
 /// 30 ms slow (`strace` delays it), 100 registrations sent 2 ms apart take a handful of
@@ -174,20 +250,7 @@ fn registrations_waiting_for_one_write_are_announced_together() {
     let net = Net::new();
     let data = tempfile::tempdir().unwrap();
     let metrics = format!("127.0.0.1:{}", free_port_tcp());
-    let mut cmd = std::process::Command::new(strace);
-    cmd.args([
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=fsync,fdatasync",
-    ])
-    .args(["-e", "inject=fsync,fdatasync:delay_exit=30000"])
-    .arg(env!("CARGO_BIN_EXE_herald"))
-    .args(serve_args(&net, data.path(), &["--metrics", &metrics]));
-    let dir = Proc::spawn_command("directory", cmd);
-    dir.expect_log("herald directory serving", Duration::from_secs(20));
+    let _dir = slow_directory(strace, &net, data.path(), 30, &["--metrics", &metrics]);
     let group = group_member(net.group);
     // Beacons and the start's writes settle first.
     std::thread::sleep(Duration::from_millis(300));

@@ -93,6 +93,11 @@ fn pump(reader: impl Read + Send + 'static, log: Option<Arc<Mutex<String>>>) -> 
 }
 
 impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `herald ARGS…`.
     pub fn spawn(label: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
         let mut cmd = herald();
