@@ -258,14 +258,12 @@ impl Single for RegisterRequest {
     const KIND: Kind = Kind::Register;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let mut out = Out::new(buf);
-        for field in [
+        out.ints(&[
             self.request.into(),
             self.registrant,
             self.sequence,
             lease_to_ms(self.lease).into(),
-        ] {
-            out.int(field)?;
-        }
+        ])?;
         write_registration(&mut out, &self.registration)?;
         Ok(out.len)
     }
@@ -275,9 +273,7 @@ impl Single for UnregisterRequest {
     const KIND: Kind = Kind::Unregister;
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let mut out = Out::new(buf);
-        for field in [self.request.into(), self.registrant, self.sequence] {
-            out.int(field)?;
-        }
+        out.ints(&[self.request.into(), self.registrant, self.sequence])?;
         out.str(self.name.as_str().as_bytes())?;
         Ok(out.len)
     }

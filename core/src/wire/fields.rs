@@ -10,9 +10,7 @@ use serde::Deserialize;
 /// Writes `fields` in order at the front of `buf`; returns their length.
 pub(super) fn put(fields: &[u64], buf: &mut [u8]) -> Result<usize, EncodeError> {
     let mut out = Out::new(buf);
-    for &field in fields {
-        out.int(field)?;
-    }
+    out.ints(fields)?;
     Ok(out.len)
 }
 
@@ -35,6 +33,14 @@ impl<'a> Out<'a> {
     /// An integer (`u16`, `u32` or `u64`: the same varint).
     pub(super) fn int(&mut self, value: u64) -> Result<(), EncodeError> {
         self.ser(&value)
+    }
+
+    /// Integers in order.
+    pub(super) fn ints(&mut self, values: &[u64]) -> Result<(), EncodeError> {
+        for &value in values {
+            self.int(value)?;
+        }
+        Ok(())
     }
 
     /// A value through its `serde` layout.

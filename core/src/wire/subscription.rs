@@ -198,14 +198,12 @@ impl Single for SubscribeRequest {
     // The layout `SubscribeWire` reads, field by field.
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let mut out = Out::new(buf);
-        for field in [
+        out.ints(&[
             self.request.into(),
             self.subscriber,
             self.delivery.into(),
             lease_to_ms(self.lease).into(),
-        ] {
-            out.int(field)?;
-        }
+        ])?;
         write_interest(&mut out, &self.interest)?;
         out.opt_int(self.since.map(|v| v.0))?;
         out.opt_raw(self.cookie.as_ref().map(|c| &c[..]))?;
@@ -240,9 +238,7 @@ impl Single for DeliveryAck {
     // The layout `DeliveryAckWire` reads, field by field.
     fn encode_payload(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let mut out = Out::new(buf);
-        out.int(self.subscriber)?;
-        out.int(self.delivery.into())?;
-        out.int(self.as_of.0)?;
+        out.ints(&[self.subscriber, self.delivery.into(), self.as_of.0])?;
         out.opt_str(self.taken.as_ref().map(ServiceName::as_str))?;
         Ok(out.len)
     }
