@@ -21,7 +21,8 @@ pub struct Frame<'a> {
     pub message: Message<'a>,
 }
 
-fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+/// The whole payload as one `T`: no byte may be left.
+pub(super) fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
     let (value, rest) = take(payload)?;
     if rest.is_empty() {
         Ok(value)

@@ -10,7 +10,7 @@
 //! the directory no longer holds every removal since it (see `docs/PROTOCOL.md`,
 //! "Subscriptions").
 
-use super::codec::{lease_from_ms, lease_to_ms, ser, take, Single};
+use super::codec::{lease_from_ms, lease_to_ms, ser, take_all, Single};
 use super::error::{DecodeError, EncodeError};
 use super::fields::{put, Fields, Out};
 use super::header::Kind;
@@ -129,13 +129,6 @@ struct DeliveryAckWire<'a> {
     as_of: u64,
     #[serde(borrow)]
     taken: Option<&'a str>,
-}
-
-fn take_all<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
-    match take(payload)? {
-        (value, []) => Ok(value),
-        _ => Err(DecodeError::TrailingBytes),
-    }
 }
 
 impl SubscribeRequest {
