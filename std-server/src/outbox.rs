@@ -18,11 +18,11 @@ use tokio::net::UdpSocket;
 pub const OUTBOX_DATAGRAMS: usize = 64;
 
 /// Datagrams waiting for one `sendmmsg`: their bytes end to end, and each one's range and
-/// destination.
+/// destination. It holds no system-call headers between sends, so a task that owns one
+/// can move between threads.
 pub struct Outbox {
     bytes: Vec<u8>,
     queued: Vec<(Range<usize>, SocketAddr)>,
-    headers: MultiHeaders<SockaddrStorage>,
 }
 
 impl Default for Outbox {
@@ -30,7 +30,6 @@ impl Default for Outbox {
         Outbox {
             bytes: Vec::new(),
             queued: Vec::with_capacity(OUTBOX_DATAGRAMS),
-            headers: MultiHeaders::preallocate(OUTBOX_DATAGRAMS, None),
         }
     }
 }
@@ -78,7 +77,7 @@ impl Outbox {
     }
 
     /// One `sendmmsg` of the datagrams from `first` on; how many left (at least one).
-    fn send_from(&mut self, socket: &UdpSocket, first: usize) -> io::Result<usize> {
+    fn send_from(&self, socket: &UdpSocket, first: usize) -> io::Result<usize> {
         let rest = &self.queued[first..];
         let slices: Vec<[IoSlice<'_>; 1]> = rest
             .iter()
@@ -88,9 +87,10 @@ impl Outbox {
             .iter()
             .map(|&(_, to)| Some(SockaddrStorage::from(to)))
             .collect();
+        let mut headers = MultiHeaders::preallocate(rest.len(), None);
         let sent = sendmmsg(
             socket.as_raw_fd(),
-            &mut self.headers,
+            &mut headers,
             &slices,
             &addresses,
             [],

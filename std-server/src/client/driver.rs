@@ -7,6 +7,7 @@ use super::{environment, random_registrant, ClientOptions, Error, Grant};
 use crate::clock::{unix_micros, Clock};
 use crate::dropped::{DropLog, Dropped};
 use crate::net;
+use crate::outbox::Outbox;
 use herald_core::client::MAX_DIRECTORIES;
 use herald_core::{
     Client, ClientConfig, ClientEvent, Duration as CoreDuration, Environment, Interest, Location,
@@ -95,6 +96,8 @@ pub struct Driver<'a> {
     group: Option<UdpSocket>,
     recv: Vec<u8>,
     send: Vec<u8>,
+    /// What one wake-up sends, in one system call.
+    outbox: Outbox,
     environment: Environment,
     timeout: Duration,
     events: Option<mpsc::UnboundedSender<WatchUpdate>>,
@@ -197,6 +200,7 @@ impl Driver<'_> {
                 group,
                 recv: vec![0; RECV_BUFFER],
                 send: vec![0; max_datagram],
+                outbox: Outbox::default(),
                 environment: env,
                 timeout: options.timeout,
                 events,
@@ -237,7 +241,16 @@ impl Driver<'_> {
             let deadline = self.deadline();
             tokio::select! {
                 command = commands.recv(), if open => match command {
-                    Some(command) => self.command(command),
+                    Some(command) => {
+                        self.command(command);
+                        // Calls made together share one wake-up (and one send).
+                        for _ in 1..COMMAND_QUEUE {
+                            match commands.try_recv() {
+                                Ok(command) => self.command(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => {
                         open = false;
                         self.release_all();
@@ -374,17 +387,12 @@ impl Driver<'_> {
         self.drops.report(Instant::now());
         self.client.handle_timeout(self.clock.now());
         while let Some(t) = self.client.poll_transmit(self.clock.now(), &mut self.send) {
-            if let Err(e) = self
-                .socket
-                .send_to(
-                    &self.send[..t.len],
-                    net::mapped_for(self.local, t.destination),
-                )
-                .await
-            {
-                tracing::debug!(to = %t.destination, error = %e, "send failed");
+            let to = net::mapped_for(self.local, t.destination);
+            if self.outbox.push(&self.send[..t.len], to) {
+                self.outbox.send(&self.socket).await;
             }
         }
+        self.outbox.send(&self.socket).await;
         for sent in self.unsubscribing.drain(..) {
             let _ = sent.send(());
         }
@@ -600,10 +608,17 @@ impl Driver<'_> {
         }
     }
 
-    /// Calls past their deadline fail.
+    /// Calls past their deadline fail. Checked at every wake-up, so the error (which
+    /// names the directories tried) is only built when a call is due.
     fn expire(&mut self) {
         let now = Instant::now();
-        self.fail_calls(|deadline| deadline.is_some_and(|d| d <= now));
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
+        let any = self.registering.iter().any(|w| due(w.deadline))
+            || self.listing.iter().any(|w| due(w.deadline))
+            || self.unregistering.iter().any(|w| due(w.deadline));
+        if any {
+            self.fail_calls(due);
+        }
     }
 }
 
