@@ -31,6 +31,7 @@ pub mod delivery;
 pub mod dns;
 pub mod dropped;
 pub mod http;
+pub mod inbox;
 pub mod interfaces;
 pub mod keys;
 pub mod logging;

@@ -2,8 +2,9 @@
 //!
 //! Each wake-up (a datagram arrived, the core's or the storage's deadline passed, a
 //! write finished, or the store reported a change made elsewhere) follows the poll order
-//! of the core: feed every datagram that arrived (draining the socket, with a flush of
-//! replies after every [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the
+//! of the core: feed every datagram that arrived (draining the socket, up to
+//! [`INBOX_DATAGRAMS`] per system call, with a flush of replies after every
+//! [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the
 //! time, hand the storage events to the backend, then send everything the core wants
 //! sent. A flood is bounded work per wake-up: at most [`MAX_DATAGRAMS_PER_WAKE`]
 //! datagrams are read before timers, sends and storage get their turn again. Each
@@ -34,6 +35,7 @@ use crate::backend::{Backend, Input, Start};
 use crate::clock::{unix_micros, Clock};
 use crate::config::{ServeSettings, StoreSettings};
 use crate::dropped::{DropLog, Dropped};
+use crate::inbox::{Inbox, INBOX_DATAGRAMS};
 use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
 use crate::outbox::Outbox;
@@ -57,8 +59,6 @@ pub const HELD_MAX: usize = 8192;
 /// How often the registry size in the metrics is refreshed (it costs a pass over the
 /// registry).
 const METRICS_REFRESH: Duration = Duration::from_millis(250);
-/// Receive buffer: the largest datagram UDP can carry.
-const RECV_BUFFER: usize = 65_536;
 
 /// Why `herald serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ pub async fn run(
         socket,
         clock,
         backend,
-        recv: vec![0; RECV_BUFFER],
+        inbox: Inbox::new(INBOX_DATAGRAMS),
         send: vec![0; config.max_datagram],
         snapshot: Snapshot::default(),
         shared,
@@ -346,7 +346,8 @@ struct Shell {
     socket: UdpSocket,
     clock: Clock,
     backend: Backend,
-    recv: Vec<u8>,
+    /// Datagrams read together.
+    inbox: Inbox,
     send: Vec<u8>,
     snapshot: Snapshot,
     shared: Option<Shared>,
@@ -453,22 +454,24 @@ impl Shell {
 
     /// One wake-up, in the core's poll order.
     async fn wake(&mut self, directory: &mut Directory<'_>) {
-        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
-            if self.is_full() {
+        let mut read = 0;
+        while read < MAX_DATAGRAMS_PER_WAKE && !self.is_full() {
+            // Never more than the directory's reply queue takes before a flush.
+            let room = (REPLY_QUEUE - self.unpolled).min(MAX_DATAGRAMS_PER_WAKE - read);
+            let got = self.inbox.receive(&self.socket, room);
+            if got == 0 {
                 break;
             }
-            match self.socket.try_recv_from(&mut self.recv) {
-                Ok((len, from)) => {
-                    self.snapshot.bytes_in += len as u64;
-                    directory.handle_datagram(self.clock.now(), from, &self.recv[..len]);
-                    self.drops.observe(Dropped::from(directory.stats()), from);
-                    self.unpolled += 1;
-                    if self.unpolled >= REPLY_QUEUE {
-                        self.flush(directory).await;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => tracing::debug!(error = %e, "receive failed"),
+            read += got;
+            for i in 0..got {
+                let (datagram, from) = self.inbox.get(i);
+                self.snapshot.bytes_in += datagram.len() as u64;
+                directory.handle_datagram(self.clock.now(), from, datagram);
+                self.drops.observe(Dropped::from(directory.stats()), from);
+            }
+            self.unpolled += got;
+            if self.unpolled >= REPLY_QUEUE {
+                self.flush(directory).await;
             }
         }
         self.drops.report(std::time::Instant::now());
