@@ -6,7 +6,6 @@ use super::types::{EventKind, ServiceInfo, WatchEvent, WatchUpdate};
 use super::{environment, random_registrant, ClientOptions, Error, Grant};
 use crate::clock::{unix_micros, Clock};
 use crate::dropped::{DropLog, Dropped};
-use crate::inbox::Inbox;
 use crate::net;
 use crate::outbox::Outbox;
 use herald_core::client::MAX_DIRECTORIES;
@@ -25,8 +24,8 @@ pub const MAX_OWN: usize = 32;
 const COMMAND_QUEUE: usize = 64;
 /// Most datagrams read from one socket in one wake-up.
 const MAX_DATAGRAMS_PER_WAKE: usize = 4096;
-/// Most datagrams read in one system call (a client's answers come a few at a time).
-const INBOX_SLOTS: usize = 8;
+/// Receive buffer: the largest datagram UDP can carry.
+const RECV_BUFFER: usize = 65_536;
 
 /// Where a call's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -95,8 +94,7 @@ pub struct Driver<'a> {
     /// The request socket's address (its family says how to address IPv4).
     local: std::net::SocketAddr,
     group: Option<UdpSocket>,
-    /// Datagrams read together.
-    inbox: Inbox,
+    recv: Vec<u8>,
     send: Vec<u8>,
     /// What one wake-up sends, in one system call.
     outbox: Outbox,
@@ -200,7 +198,7 @@ impl Driver<'_> {
                 socket,
                 local,
                 group,
-                inbox: Inbox::new(INBOX_SLOTS),
+                recv: vec![0; RECV_BUFFER],
                 send: vec![0; max_datagram],
                 outbox: Outbox::default(),
                 environment: env,
@@ -414,19 +412,16 @@ impl Driver<'_> {
         } else {
             &self.socket
         };
-        let mut read = 0;
-        while read < MAX_DATAGRAMS_PER_WAKE {
-            let got = self.inbox.receive(socket, MAX_DATAGRAMS_PER_WAKE - read);
-            if got == 0 {
-                break;
-            }
-            read += got;
-            for i in 0..got {
-                let (datagram, from) = self.inbox.get(i);
-                let from = net::unmapped(from);
-                self.client
-                    .handle_datagram(self.clock.now(), from, datagram);
-                self.drops.observe(Dropped::from(self.client.stats()), from);
+        for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+            match socket.try_recv_from(&mut self.recv) {
+                Ok((len, from)) => {
+                    let from = net::unmapped(from);
+                    self.client
+                        .handle_datagram(self.clock.now(), from, &self.recv[..len]);
+                    self.drops.observe(Dropped::from(self.client.stats()), from);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => tracing::debug!(error = %e, "receive failed"),
             }
         }
     }
