@@ -51,11 +51,28 @@ impl core::error::Error for LocationError {}
 /// Zones are local to a host (RFC 4007), so the wire does not carry them: a receiver
 /// places a link-local address on its own link ([`Location::on_link_of`],
 /// [`Location::in_zone`]). Other addresses have no zone; flow labels are not carried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Eq, PartialOrd, Ord)]
 pub struct Location {
     ip: IpAddr,
     port: u16,
     zone: u32,
+}
+
+impl PartialEq for Location {
+    /// Field by field, as derived, but out of line: one copy in a firmware.
+    #[inline(never)]
+    fn eq(&self, other: &Self) -> bool {
+        self.ip == other.ip && self.port == other.port && self.zone == other.zone
+    }
+}
+
+impl core::hash::Hash for Location {
+    /// The fields [`PartialEq`] compares, in its order (as derived).
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.ip.hash(state);
+        self.port.hash(state);
+        self.zone.hash(state);
+    }
 }
 
 impl Location {
@@ -133,6 +150,14 @@ impl Location {
             IpAddr::V4(_) => SocketAddr::new(self.ip, self.port),
         }
     }
+
+    /// Whether `addr` is this location as a socket address (a datagram's source, say).
+    /// Out of line: a client compares many sources, and one copy in a firmware is
+    /// smaller than one at each.
+    #[inline(never)]
+    pub fn is(&self, addr: SocketAddr) -> bool {
+        self.socket_addr() == addr
+    }
 }
 
 impl From<Location> for SocketAddr {
@@ -174,6 +199,32 @@ pub fn check_locations(locations: &[Location]) -> Result<(), LocationError> {
 mod tests {
     use super::*;
     use core::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A location is the socket address it names (a link-local one with its zone as
+    /// scope id) and no other: not another port, address or zone.
+    #[test]
+    fn is_the_socket_address_it_names() {
+        let v4: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        let l = Location::from_socket_addr(v4).unwrap();
+        assert!(l.is(v4));
+        assert!(!l.is("192.0.2.1:81".parse().unwrap()));
+        assert!(!l.is("192.0.2.2:80".parse().unwrap()));
+        let zoned = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+            80,
+            0,
+            3,
+        ));
+        let l = Location::from_socket_addr(zoned).unwrap();
+        assert!(l.is(zoned));
+        assert!(!l.is(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+            80,
+            0,
+            4
+        ))));
+        assert_eq!(l, Location::from_socket_addr(zoned).unwrap());
+    }
 
     #[test]
     fn validation() {

@@ -88,12 +88,16 @@ impl<'a, T: Named> Table<'a, T> {
         self.search(name).ok().map(|pos| self.slot_at(pos))
     }
 
-    /// The entry in `slot`.
+    /// The entry in `slot`. Out of line: tables are read in many places, and one copy
+    /// per table in a firmware is smaller than one at each.
+    #[inline(never)]
     pub fn get(&self, slot: usize) -> Option<&T> {
         self.slots.get(slot).and_then(Option::as_ref)
     }
 
-    /// The entry in `slot`, mutably. The caller must not change its name.
+    /// The entry in `slot`, mutably (out of line, as [`get`](Table::get)). The caller
+    /// must not change its name.
+    #[inline(never)]
     pub fn get_mut(&mut self, slot: usize) -> Option<&mut T> {
         self.slots.get_mut(slot).and_then(Option::as_mut)
     }

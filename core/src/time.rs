@@ -124,6 +124,9 @@ impl fmt::Display for Duration {
 
 impl Add<Duration> for Instant {
     type Output = Instant;
+    /// Saturating. Out of line: a client adds times in many places, and one copy in a
+    /// firmware is smaller than one at each.
+    #[inline(never)]
     fn add(self, rhs: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_add(rhs.micros),

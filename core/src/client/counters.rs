@@ -28,17 +28,14 @@ impl<const R: usize> Client<'_, R> {
             Message::Announce(h, _) => Some(h.directory),
             _ => None,
         };
-        if claimed.is_some_and(|d| d.socket_addr() != from) {
+        if claimed.is_some_and(|d| !d.is(from)) {
             return false;
         }
         let beacon = matches!(message, Message::Beacon(_));
         if beacon && counter.saturating_add(BEACON_MAX_AGE.as_micros()) < self.clock() {
             return false;
         }
-        let known = self
-            .directories
-            .iter()
-            .position(|d| d.location.socket_addr() == from);
+        let known = self.directories.iter().position(|d| d.location.is(from));
         let index = match (known, claimed) {
             (Some(i), _) => i,
             (None, Some(location)) if beacon => {

@@ -21,15 +21,13 @@ pub(super) const CHECK_ATTEMPTS: u8 = 5;
 impl<const R: usize> Client<'_, R> {
     /// True when `from` is a known directory.
     pub(super) fn is_directory(&self, from: SocketAddr) -> bool {
-        self.directories
-            .iter()
-            .any(|d| d.location.socket_addr() == from)
+        self.directories.iter().any(|d| d.location.is(from))
     }
 
     /// True when `from` is the current directory.
     pub(super) fn heard_from_current(&self, from: SocketAddr) -> bool {
         match self.current_directory() {
-            Some(d) => d.socket_addr() == from,
+            Some(d) => d.is(from),
             None => false,
         }
     }
@@ -220,7 +218,7 @@ impl<const R: usize> Client<'_, R> {
 
     pub(super) fn handle_beacon(&mut self, from: SocketAddr, beacon: Beacon) {
         let now = self.now;
-        if beacon.directory.socket_addr() != from {
+        if !beacon.directory.is(from) {
             // Not sent by the directory it names.
             self.stats.foreign_directory += 1;
             return;

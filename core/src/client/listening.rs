@@ -60,7 +60,7 @@ impl<const R: usize> Client<'_, R> {
         if !self.listening() {
             return;
         }
-        if header.directory.socket_addr() != from {
+        if !header.directory.is(from) {
             // Not sent by the directory it names: forged, or replayed from elsewhere.
             self.stats.foreign_directory += 1;
             return;
