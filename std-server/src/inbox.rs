@@ -27,30 +27,25 @@ pub struct Inbox {
     got: Vec<(usize, usize, SocketAddr)>,
 }
 
-impl Inbox {
-    /// An inbox that reads up to `slots` datagrams at a time (at least one, at most
-    /// [`INBOX_DATAGRAMS`]). Its memory is claimed from the system only as datagrams
-    /// fill it.
-    pub fn new(slots: usize) -> Inbox {
-        let slots = slots.clamp(1, INBOX_DATAGRAMS);
+impl Default for Inbox {
+    /// An inbox for [`INBOX_DATAGRAMS`] datagrams. Its memory is claimed from the
+    /// system only as datagrams fill it.
+    fn default() -> Self {
         Inbox {
-            bytes: vec![0; slots * SLOT],
-            got: Vec::with_capacity(slots),
+            bytes: vec![0; INBOX_DATAGRAMS * SLOT],
+            got: Vec::with_capacity(INBOX_DATAGRAMS),
         }
     }
+}
 
-    /// How many datagrams one read takes at most.
-    fn slots(&self) -> usize {
-        self.bytes.len() / SLOT
-    }
-
-    /// Reads at most `max` (and at most its slots) datagrams waiting on `socket`,
-    /// without waiting; how many there are to [`get`](Inbox::get). They replace what the
-    /// read before left. 0 when none waits, or when the read failed (logged): the
-    /// socket then stays readable, and the next wake-up reads on.
+impl Inbox {
+    /// Reads at most `max` (and at most [`INBOX_DATAGRAMS`]) datagrams waiting on
+    /// `socket`, without waiting; how many there are to [`get`](Inbox::get). They
+    /// replace what the read before left. 0 when none waits, or when the read failed
+    /// (logged): the socket then stays readable, and the next wake-up reads on.
     pub fn receive(&mut self, socket: &UdpSocket, max: usize) -> usize {
         self.got.clear();
-        let max = max.min(self.slots());
+        let max = max.min(INBOX_DATAGRAMS);
         if max == 0 {
             return 0;
         }
@@ -127,7 +122,7 @@ mod tests {
             socket.send_to(&datagram, to).unwrap();
             sent.push((datagram, socket.local_addr().unwrap()));
         }
-        let mut inbox = Inbox::new(INBOX_DATAGRAMS);
+        let mut inbox = Inbox::default();
         let mut got = Vec::new();
         receiver.readable().await.unwrap();
         let first = inbox.receive(&receiver, 3);

@@ -3,8 +3,8 @@
 //! Each wake-up (a datagram arrived, the core's or the storage's deadline passed, a
 //! write finished, or the store reported a change made elsewhere) follows the poll order
 //! of the core: feed every datagram that arrived (draining the socket, up to
-//! [`INBOX_DATAGRAMS`] per system call, with a flush of replies after every
-//! [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the
+//! [`INBOX_DATAGRAMS`](crate::inbox::INBOX_DATAGRAMS) per system call, with a flush of
+//! replies after every [`REPLY_QUEUE`] datagrams so none is dropped), tell the core the
 //! time, hand the storage events to the backend, then send everything the core wants
 //! sent. A flood is bounded work per wake-up: at most [`MAX_DATAGRAMS_PER_WAKE`]
 //! datagrams are read before timers, sends and storage get their turn again. Each
@@ -35,7 +35,7 @@ use crate::backend::{Backend, Input, Start};
 use crate::clock::{unix_micros, Clock};
 use crate::config::{ServeSettings, StoreSettings};
 use crate::dropped::{DropLog, Dropped};
-use crate::inbox::{Inbox, INBOX_DATAGRAMS};
+use crate::inbox::Inbox;
 use crate::metrics::{self, Shared, Snapshot};
 use crate::net;
 use crate::outbox::Outbox;
@@ -182,7 +182,7 @@ pub async fn run(
         socket,
         clock,
         backend,
-        inbox: Inbox::new(INBOX_DATAGRAMS),
+        inbox: Inbox::default(),
         send: vec![0; config.max_datagram],
         snapshot: Snapshot::default(),
         shared,
@@ -457,7 +457,9 @@ impl Shell {
         let mut read = 0;
         while read < MAX_DATAGRAMS_PER_WAKE && !self.is_full() {
             // Never more than the directory's reply queue takes before a flush.
-            let room = (REPLY_QUEUE - self.unpolled).min(MAX_DATAGRAMS_PER_WAKE - read);
+            let room = REPLY_QUEUE
+                .saturating_sub(self.unpolled)
+                .min(MAX_DATAGRAMS_PER_WAKE - read);
             let got = self.inbox.receive(&self.socket, room);
             if got == 0 {
                 break;
