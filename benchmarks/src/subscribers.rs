@@ -248,14 +248,7 @@ async fn recv_stamped(
             let from = msg
                 .address
                 .as_ref()
-                .and_then(|a| {
-                    a.as_sockaddr_in()
-                        .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-                        .or_else(|| {
-                            a.as_sockaddr_in6()
-                                .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
-                        })
-                })
+                .and_then(herald_server::inbox::socket_addr)
                 .ok_or_else(|| std::io::Error::other("a datagram without a source address"))?;
             Ok((msg.bytes, from, stamp))
         })

@@ -91,8 +91,8 @@ impl Inbox {
     }
 }
 
-/// The socket address the kernel gave, if it is an IP one.
-fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+/// The socket address the kernel gave (a datagram's source, say), if it is an IP one.
+pub fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = address.as_sockaddr_in() {
         return Some(SocketAddr::V4((*v4).into()));
     }
