@@ -42,6 +42,7 @@ use core::net::SocketAddr;
 
 mod counters;
 mod failover;
+mod gated;
 mod keep_alive;
 mod listening;
 mod registrations;
@@ -50,6 +51,7 @@ mod repair;
 mod stretches;
 mod subscription;
 
+use gated::Slot as _;
 use removals::{Removals, Verdict};
 use repair::Chain;
 
@@ -59,6 +61,17 @@ use repair::Chain;
 const LISTEN: bool = cfg!(feature = "listen");
 /// Subscription mode is built in (herald-core's `subscribe` feature, which implies `listen`).
 const SUBSCRIBE: bool = cfg!(feature = "subscribe");
+
+/// The snapshot in progress, held by a build that can discover.
+#[cfg(feature = "listen")]
+type SnapshotSlot = Option<Snapshot>;
+#[cfg(not(feature = "listen"))]
+type SnapshotSlot = gated::Absent<Snapshot>;
+/// The subscription, held by a build with subscription mode.
+#[cfg(feature = "subscribe")]
+type SubscriptionSlot = Option<subscription::Subscription>;
+#[cfg(not(feature = "subscribe"))]
+type SubscriptionSlot = gated::Absent<subscription::Subscription>;
 
 /// Most directories a client knows at once (configured and learned).
 pub const MAX_DIRECTORIES: usize = 4;
@@ -336,8 +349,9 @@ enum OwnState {
     Done,
 }
 
-/// How many frames sent a client remembers the counter of (see `sent_counters`).
-const SENT_COUNTERS_KEPT: usize = 8;
+/// How many frames sent a client remembers the counter of (see `sent_counters`); one in
+/// a build without authentication, which sends no counters.
+const SENT_COUNTERS_KEPT: usize = if cfg!(feature = "auth") { 8 } else { 1 };
 
 /// How many attempts of one request a client remembers: an answer to any of them
 /// counts (a late answer to an earlier attempt is as good as one to the last).
@@ -547,7 +561,7 @@ pub struct Client<'a, const R: usize = 4> {
     inherited: bool,
     /// How far the listener holds the announcement chain of its directory.
     chain: Chain,
-    snapshot: Option<Snapshot>,
+    snapshot: SnapshotSlot,
     snapshot_done: Option<usize>,
     snapshot_rejection: Option<(RejectReason, Environment)>,
     /// The last snapshot cookie a directory gave this client, echoed in the snapshot
@@ -565,7 +579,7 @@ pub struct Client<'a, const R: usize = 4> {
     /// The keep-alive of the registrations confirmed at the current directory.
     keep_alive: keep_alive::KeepAlive,
     /// The subscription to unicast deliveries, if any.
-    subscription: Option<subscription::Subscription>,
+    subscription: SubscriptionSlot,
     /// When a beacon was last heard on the group (from any directory).
     last_beacon: Option<Instant>,
     next_request: u32,
@@ -637,7 +651,7 @@ impl<'a, const R: usize> Client<'a, R> {
             recheck: None,
             inherited: false,
             chain: Chain::default(),
-            snapshot: None,
+            snapshot: Default::default(),
             snapshot_done: None,
             snapshot_rejection: None,
             cookie: None,
@@ -647,7 +661,7 @@ impl<'a, const R: usize> Client<'a, R> {
             probe: None,
             check: None,
             keep_alive: keep_alive::KeepAlive::new(),
-            subscription: None,
+            subscription: Default::default(),
             last_beacon: None,
             next_request,
             counter: 0,
@@ -659,7 +673,7 @@ impl<'a, const R: usize> Client<'a, R> {
         };
         if subscribe {
             let delivery = client.request_id();
-            client.subscription = Some(subscription::Subscription::start(
+            client.subscription.set(subscription::Subscription::start(
                 delivery,
                 lease,
                 Instant::ZERO,
@@ -790,7 +804,7 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         let request = self.request_id();
         self.chain.asked();
-        self.snapshot = Some(Snapshot {
+        self.snapshot.set(Snapshot {
             request,
             after: None,
             pages_left: self.config.snapshot_pages.max(1),
@@ -991,7 +1005,7 @@ impl<'a, const R: usize> Client<'a, R> {
         if SUBSCRIBE && self.subscription_tick(fresh, max_attempts) {
             failed = true;
         }
-        if let Some(s) = &mut self.snapshot {
+        if let Some(s) = self.snapshot.as_mut() {
             if s.deadline <= now && !s.send {
                 s.attempts = s.attempts.saturating_add(1);
                 if fresh && s.attempts >= max_attempts {
@@ -1051,7 +1065,7 @@ impl<'a, const R: usize> Client<'a, R> {
             consider(self.subscription_timeout(can_send));
             consider(self.beacons_expected());
         }
-        if let Some(s) = &self.snapshot {
+        if let Some(s) = self.snapshot.as_ref() {
             consider(due(s.send, s.deadline));
         }
         if self.listening() && self.check.is_none() {

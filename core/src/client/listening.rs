@@ -432,7 +432,9 @@ impl<const R: usize> Client<'_, R> {
         let now = self.now;
         let timeout = self.config.request_timeout;
         let pages = self.config.snapshot_pages.max(1);
-        let Some(s) = &mut self.snapshot else { return };
+        let Some(s) = self.snapshot.as_mut() else {
+            return;
+        };
         s.as_of = Some(s.as_of.map_or(header.as_of, |v| v.min(header.as_of)));
         s.attempts = 0;
         s.cookied = false;
@@ -442,7 +444,7 @@ impl<const R: usize> Client<'_, R> {
             // the future" no longer hides that a beacon shows more).
             let as_of = s.as_of.unwrap_or(header.as_of);
             self.chain.settle(as_of);
-            self.snapshot = None;
+            self.snapshot.clear();
             if full {
                 self.snapshot_done = Some(self.services().count());
             }

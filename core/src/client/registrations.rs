@@ -163,7 +163,7 @@ impl<const R: usize> Client<'_, R> {
             own.outcome = Some(outcome());
         }
         if snapshot {
-            self.snapshot = None;
+            self.snapshot.clear();
             self.snapshot_rejection = Some((reject.reason, reject.directory_environment.clone()));
         }
         // After the requests in flight are settled: the kept registrations it sends

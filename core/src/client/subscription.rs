@@ -132,7 +132,8 @@ impl<const R: usize> Client<'_, R> {
             return;
         }
         let delivery = self.request_id();
-        self.subscription = Some(Subscription::start(delivery, self.config.lease, self.now));
+        self.subscription
+            .set(Subscription::start(delivery, self.config.lease, self.now));
     }
 
     /// Ends the subscription (an orderly stop): the directory is told, and deliveries
@@ -163,11 +164,12 @@ impl<const R: usize> Client<'_, R> {
     /// The client moved to another directory: subscribe there afresh.
     pub(super) fn subscribe_afresh(&mut self) {
         if !self.is_subscribed() {
-            self.subscription = None;
+            self.subscription.clear();
             return;
         }
         let delivery = self.request_id();
-        self.subscription = Some(Subscription::start(delivery, self.config.lease, self.now));
+        self.subscription
+            .set(Subscription::start(delivery, self.config.lease, self.now));
     }
 
     /// After a failover, once the grace is over: a snapshot delivered during it removed
@@ -235,7 +237,7 @@ impl<const R: usize> Client<'_, R> {
                 s.attempts = s.attempts.saturating_add(1);
                 if s.attempts >= max_attempts {
                     // The lease ends it wherever it is held.
-                    self.subscription = None;
+                    self.subscription.clear();
                 } else {
                     s.send = true;
                 }
@@ -330,7 +332,7 @@ impl<const R: usize> Client<'_, R> {
             return;
         };
         match s.state {
-            State::Unsubscribing => self.subscription = None,
+            State::Unsubscribing => self.subscription.clear(),
             State::Subscribing | State::Active => {
                 s.state = State::Active;
                 s.attempts = 0;
@@ -376,7 +378,7 @@ impl<const R: usize> Client<'_, R> {
             return false;
         }
         match (s.state, reject.reason) {
-            (State::Unsubscribing, _) => self.subscription = None,
+            (State::Unsubscribing, _) => self.subscription.clear(),
             (_, RejectReason::Stale) => s.send = true,
             _ => {
                 // Full, or not possible here: listen on the group meanwhile and try again
