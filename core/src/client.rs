@@ -362,17 +362,19 @@ const ATTEMPTS_KEPT: usize = 8;
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
     request: u32,
-    directory: SocketAddr,
+    /// The directory it went to: its index among the known directories (which are
+    /// never removed nor reordered).
+    directory: u8,
     at: Instant,
 }
 
 impl Attempt {
-    /// Remembers in `ring` (the newest `N` kept) that `request` went to `directory`
-    /// at `at`.
+    /// Remembers in `ring` (the newest `N` kept) that `request` went to the known
+    /// directory `directory` at `at`.
     fn record<const N: usize>(
         ring: &mut heapless::Deque<Attempt, N>,
         request: u32,
-        directory: SocketAddr,
+        directory: u8,
         at: Instant,
     ) {
         let attempt = Attempt {
@@ -383,6 +385,21 @@ impl Attempt {
         push_newest(ring, attempt);
     }
 }
+
+/// The known directories a datagram's source is (bits by index; a location configured
+/// twice is two of them): an answer to an [`Attempt`] must come from the one it went to.
+#[derive(Clone, Copy, Debug)]
+struct Senders(u8);
+
+impl Senders {
+    /// Whether `attempt` went to one of these directories.
+    fn sent(self, attempt: &Attempt) -> bool {
+        self.0 & (1 << attempt.directory) != 0
+    }
+}
+
+// Every known directory has a bit in `Senders`.
+const _: () = assert!(MAX_DIRECTORIES <= 8);
 
 /// Appends `item` to a ring that keeps the newest `N` (attempts, links, counters),
 /// forgetting the oldest when it is full.
@@ -695,6 +712,17 @@ impl<'a, const R: usize> Client<'a, R> {
     /// The directory requests go to now.
     pub fn current_directory(&self) -> Option<Location> {
         self.current.map(|i| self.directories[i].location)
+    }
+
+    /// The known directories `from` is (see [`Senders`]).
+    fn senders(&self, from: SocketAddr) -> Senders {
+        let mut bits = 0;
+        for (i, d) in self.directories.iter().enumerate() {
+            if d.location.is(from) {
+                bits |= 1 << i;
+            }
+        }
+        Senders(bits)
     }
 
     /// Every directory known, configured or learned.

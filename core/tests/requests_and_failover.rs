@@ -127,6 +127,37 @@ fn a_renewal_is_confirmed_only_by_its_own_answer_from_its_directory() {
     assert!(after.is_empty(), "{after:?}");
 }
 
+/// A registration is answered only from the directory its attempt went to, even when
+/// the configuration names that directory twice (attempts remember the directory by
+/// its place among those known: either place is the same address).
+#[test]
+fn a_registration_is_answered_only_from_the_directory_it_went_to() {
+    let a = nth_directory(0);
+    let b = nth_directory(1);
+    let mut store = ClientStorage::<1>::new();
+    let (known, index) = store.parts();
+    let mut config = ClientConfig::new(3);
+    for directory in [a, b, a] {
+        config.directories.push(directory).unwrap();
+    }
+    let mut client: Client<'_, 1> = Client::new(config, known, index).unwrap();
+    let mut now = Instant::from_millis(1);
+    client.register(now, service("api", 8000)).unwrap();
+    let sent = registers_until(&mut client, &mut now, Instant::from_millis(1));
+    assert_eq!(sent.len(), 1);
+    // The other directory's answer with the same id is not the registration's.
+    client.handle_datagram(now, b.socket_addr(), &ack(sent[0]));
+    assert!(
+        !matches!(client.poll_event(), Some(ClientEvent::Registered { .. })),
+        "registered by an answer from the wrong directory"
+    );
+    client.handle_datagram(now, a.socket_addr(), &ack(sent[0]));
+    assert!(
+        matches!(client.poll_event(), Some(ClientEvent::Registered { .. })),
+        "its directory's answer registers it"
+    );
+}
+
 /// Two independent directories: the one a registrant uses goes silent for longer than
 /// three attempts (but less than `failover_after`). The registrant stays (transient loss moves nothing); when the
 /// directory is really gone, it moves to the other one, which answers its probe.

@@ -48,10 +48,10 @@ impl KeepAlive {
     }
 
     /// The attempt `request` sent to `from`, if it is one of this keep-alive's.
-    fn attempt(&self, request: u32, from: SocketAddr) -> Option<(Attempt, Holdings)> {
+    fn attempt(&self, request: u32, from: Senders) -> Option<(Attempt, Holdings)> {
         self.sent
             .iter()
-            .find(|(a, _)| a.request == request && a.directory == from)
+            .find(|(a, _)| a.request == request && from.sent(a))
             .copied()
     }
 }
@@ -133,10 +133,12 @@ impl<const R: usize> Client<'_, R> {
         self.keep_alive = KeepAlive::new();
     }
 
-    /// Writes the keep-alive, if due, with `sequence`.
+    /// Writes the keep-alive, if due, with `sequence`, to `destination` (the known
+    /// directory `directory`).
     pub(super) fn write_keep_alive(
         &mut self,
         sequence: u64,
+        directory: u8,
         destination: SocketAddr,
         buf: &mut [u8],
     ) -> Option<Transmit> {
@@ -167,7 +169,7 @@ impl<const R: usize> Client<'_, R> {
         k.deadline = now + interval;
         let attempt = Attempt {
             request,
-            directory: destination,
+            directory,
             at: now,
         };
         push_newest(&mut k.sent, (attempt, held));
@@ -190,7 +192,8 @@ impl<const R: usize> Client<'_, R> {
         if !self.keep_alive.active {
             return;
         }
-        let Some((attempt, claimed)) = self.keep_alive.attempt(ack.request, from) else {
+        let senders = self.senders(from);
+        let Some((attempt, claimed)) = self.keep_alive.attempt(ack.request, senders) else {
             return;
         };
         if self.heard_from_current(from) {
@@ -216,7 +219,8 @@ impl<const R: usize> Client<'_, R> {
     pub(super) fn refuses_keep_alive(&self, reject: &Reject, from: SocketAddr) -> bool {
         let k = &self.keep_alive;
         let all = reject.request == 0 && self.heard_from_current(from);
-        k.active && (all || (reject.request != 0 && k.attempt(reject.request, from).is_some()))
+        let senders = self.senders(from);
+        k.active && (all || (reject.request != 0 && k.attempt(reject.request, senders).is_some()))
     }
 
     /// The directory refused the keep-alive for `reason` (the counter was already

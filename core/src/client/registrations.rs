@@ -15,10 +15,10 @@ const MIN_RETRY: Duration = Duration::from_millis(10);
 
 impl Own {
     /// When the attempt `request` was sent to `from`, if it is one of this request's.
-    fn attempt(&self, request: u32, from: SocketAddr) -> Option<Instant> {
+    fn attempt(&self, request: u32, from: Senders) -> Option<Instant> {
         self.sent
             .iter()
-            .find(|a| a.request == request && a.directory == from)
+            .find(|a| a.request == request && from.sent(a))
             .map(|a| a.at)
     }
 
@@ -54,12 +54,13 @@ impl<const R: usize> Client<'_, R> {
 
     pub(super) fn handle_ack(&mut self, ack: Ack, from: SocketAddr) {
         let now = self.now;
+        let senders = self.senders(from);
         let Some((i, sent_at)) = self
             .own
             .iter()
             .enumerate()
             .filter(|(_, o)| o.waiting())
-            .find_map(|(i, o)| o.attempt(ack.request, from).map(|at| (i, at)))
+            .find_map(|(i, o)| o.attempt(ack.request, senders).map(|at| (i, at)))
         else {
             return;
         };
@@ -102,9 +103,10 @@ impl<const R: usize> Client<'_, R> {
         // Request 0: the directory could not read the request at all; it concerns every
         // request in flight to it (the current directory).
         let all = reject.request == 0 && self.heard_from_current(from);
+        let senders = self.senders(from);
         let mine = |o: &Own| {
             o.waiting()
-                && (all || (reject.request != 0 && o.attempt(reject.request, from).is_some()))
+                && (all || (reject.request != 0 && o.attempt(reject.request, senders).is_some()))
         };
         let snapshot = self
             .snapshot
@@ -179,7 +181,10 @@ impl<const R: usize> Client<'_, R> {
             return Some(t);
         }
         let now = self.now;
-        let destination = self.current_directory()?.socket_addr();
+        let current = self.current?;
+        let destination = self.directories[current].location.socket_addr();
+        // The known directories are at most MAX_DIRECTORIES (checked with `Senders`).
+        let directory = current as u8;
         for i in 0..self.own.len() {
             if !self.own[i].send || !self.own[i].waiting() {
                 continue;
@@ -193,7 +198,7 @@ impl<const R: usize> Client<'_, R> {
             let own = &mut self.own[i];
             own.send = false;
             own.deadline = now + interval;
-            Attempt::record(&mut own.sent, request, destination, now);
+            Attempt::record(&mut own.sent, request, directory, now);
             let len = match (&own.registration, own.state) {
                 (Some(registration), OwnState::Registering) => {
                     let request = RegisterRequest {
@@ -221,10 +226,10 @@ impl<const R: usize> Client<'_, R> {
                 return Some(Transmit { destination, len });
             }
         }
-        if let Some(t) = self.write_keep_alive(sequence, destination, buf) {
+        if let Some(t) = self.write_keep_alive(sequence, directory, destination, buf) {
             return Some(t);
         }
-        if let Some(t) = self.write_subscription(sequence, destination, buf) {
+        if let Some(t) = self.write_subscription(sequence, directory, destination, buf) {
             return Some(t);
         }
         let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));

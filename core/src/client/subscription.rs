@@ -106,10 +106,10 @@ impl Subscription {
         }
     }
 
-    fn attempt(&self, request: u32, from: SocketAddr) -> Option<Attempt> {
+    fn attempt(&self, request: u32, from: Senders) -> Option<Attempt> {
         self.sent
             .iter()
-            .find(|a| a.request == request && a.directory == from)
+            .find(|a| a.request == request && from.sent(a))
             .copied()
     }
 }
@@ -246,10 +246,12 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
-    /// Writes the subscription's acknowledgement or request, if one is due.
+    /// Writes the subscription's acknowledgement or request, if one is due (a request
+    /// to `destination`, the known directory `directory`).
     pub(super) fn write_subscription(
         &mut self,
         sequence: u64,
+        directory: u8,
         destination: SocketAddr,
         buf: &mut [u8],
     ) -> Option<Transmit> {
@@ -287,7 +289,7 @@ impl<const R: usize> Client<'_, R> {
         let s = self.subscription.as_mut()?;
         s.send = false;
         s.deadline = now + interval;
-        Attempt::record(&mut s.sent, request, destination, now);
+        Attempt::record(&mut s.sent, request, directory, now);
         let len = match s.state {
             State::Unsubscribing => {
                 let message = UnsubscribeRequest {
@@ -318,10 +320,11 @@ impl<const R: usize> Client<'_, R> {
     /// The answer to a Subscribe (a lease) or an Unsubscribe (no lease).
     pub(super) fn handle_subscribe_ack(&mut self, ack: SubscribeAck, from: SocketAddr) {
         let current = self.heard_from_current(from);
+        let senders = self.senders(from);
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
-        let Some(attempt) = s.attempt(ack.request, from) else {
+        let Some(attempt) = s.attempt(ack.request, senders) else {
             if current && s.state == State::Active && ack.lease > Duration::ZERO {
                 // It answers none of the attempts kept: perhaps a late Subscribe of a
                 // subscription given up here, with another delivery id, which the
@@ -359,8 +362,9 @@ impl<const R: usize> Client<'_, R> {
     /// A directory's cookie answered the subscription's attempt `request`: send it
     /// again at once, with the cookie.
     pub(super) fn subscription_cookie(&mut self, request: u32, from: SocketAddr) {
+        let senders = self.senders(from);
         if let Some(s) = self.subscription.as_mut() {
-            if s.attempt(request, from).is_some()
+            if s.attempt(request, senders).is_some()
                 && s.sent.back().is_some_and(|a| a.request == request)
             {
                 s.send = true;
@@ -371,10 +375,11 @@ impl<const R: usize> Client<'_, R> {
     /// True when `reject` answers the subscription's request (and was taken).
     pub(super) fn subscription_rejected(&mut self, reject: &Reject, from: SocketAddr) -> bool {
         let now = self.now;
+        let senders = self.senders(from);
         let Some(s) = self.subscription.as_mut() else {
             return false;
         };
-        if reject.request == 0 || s.attempt(reject.request, from).is_none() {
+        if reject.request == 0 || s.attempt(reject.request, senders).is_none() {
             return false;
         }
         match (s.state, reject.reason) {
