@@ -135,7 +135,7 @@ mod herald {
     use super::*;
     use core::net::IpAddr;
     use embassy_net::Ipv4Address;
-    use herald_embedded::embassy::{Resources, Runner};
+    use herald_embedded::embassy::{Herald, Resources, Runner};
     use herald_embedded::{ClientEvent, Location, Registration, ServiceName};
 
     /// A directory to use from the start (address, port); `None` learns it from beacons.
@@ -156,12 +156,16 @@ mod herald {
         runner.run().await
     }
 
-    pub(super) async fn run(
+    /// Starts the client and registers this board's service. A plain function, not part
+    /// of `run`: the configuration and the registration it builds are moved into the
+    /// client, and an async function would keep room for them in its task's state for
+    /// as long as the task runs (760 bytes of static RAM).
+    fn start(
         spawner: Spawner,
         stack: Stack<'static>,
         address: Ipv4Address,
         seed: u64,
-    ) -> ! {
+    ) -> Herald<'static, REGISTRATIONS> {
         let mut config = herald_embedded::Config::new(seed);
         #[cfg(feature = "listen")]
         {
@@ -187,7 +191,16 @@ mod herald {
         if let Some(registration) = registration {
             let _ = herald.register(registration);
         }
+        herald
+    }
 
+    pub(super) async fn run(
+        spawner: Spawner,
+        stack: Stack<'static>,
+        address: Ipv4Address,
+        seed: u64,
+    ) -> ! {
+        let herald = start(spawner, stack, address, seed);
         loop {
             match herald.next_event().await {
                 ClientEvent::Discovered(s) | ClientEvent::Changed(s) => {
