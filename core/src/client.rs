@@ -410,11 +410,20 @@ fn push_newest<T, const N: usize>(ring: &mut heapless::Deque<T, N>, item: T) {
     let _ = ring.push_back(item);
 }
 
+/// What one of the client's own slots is for. (Without a heap the slot is sized for a
+/// registration either way; the name of a release shares its room.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+enum Claim {
+    /// A registration to hold (and, once unregistering, to end).
+    Register(Registration),
+    /// A name this client only releases.
+    Release(ServiceName),
+}
+
 #[derive(Clone, Debug)]
 struct Own {
-    name: ServiceName,
-    /// What to register; `None` for a name this client only releases.
-    registration: Option<Registration>,
+    claim: Claim,
     state: OwnState,
     /// The attempts of the request in progress, newest last.
     sent: heapless::Deque<Attempt, ATTEMPTS_KEPT>,
@@ -433,20 +442,14 @@ struct Own {
 }
 
 impl Own {
-    /// A registration (or, without one, a release) to send at once.
-    fn new(
-        name: ServiceName,
-        registration: Option<Registration>,
-        lease: Duration,
-        now: Instant,
-    ) -> Self {
-        let state = match registration {
-            Some(_) => OwnState::Registering,
-            None => OwnState::Unregistering,
+    /// A registration (or a release) to send at once.
+    fn new(claim: Claim, lease: Duration, now: Instant) -> Self {
+        let state = match claim {
+            Claim::Register(_) => OwnState::Registering,
+            Claim::Release(_) => OwnState::Unregistering,
         };
         Own {
-            name,
-            registration,
+            claim,
             state,
             sent: heapless::Deque::new(),
             granted: lease,
@@ -456,6 +459,22 @@ impl Own {
             confirmed: false,
             give_up_at: now + lease,
             outcome: None,
+        }
+    }
+
+    /// The name registered or released.
+    fn name(&self) -> &ServiceName {
+        match &self.claim {
+            Claim::Register(registration) => &registration.name,
+            Claim::Release(name) => name,
+        }
+    }
+
+    /// What is registered; `None` for a name this client only releases.
+    fn registration(&self) -> Option<&Registration> {
+        match &self.claim {
+            Claim::Register(registration) => Some(registration),
+            Claim::Release(_) => None,
         }
     }
 }
@@ -767,13 +786,8 @@ impl<'a, const R: usize> Client<'a, R> {
     ) -> Result<(), ClientError> {
         self.observe(now);
         let name = registration.name.clone();
-        let fresh = Own::new(
-            name.clone(),
-            Some(registration),
-            self.config.lease,
-            self.now,
-        );
-        match self.own.iter_mut().find(|o| o.name == name) {
+        let fresh = Own::new(Claim::Register(registration), self.config.lease, self.now);
+        match self.own.iter_mut().find(|o| *o.name() == name) {
             Some(o) => *o = fresh,
             None => self
                 .own
@@ -790,7 +804,7 @@ impl<'a, const R: usize> Client<'a, R> {
         let own = self
             .own
             .iter_mut()
-            .find(|o| &o.name == name && o.state != OwnState::Done)
+            .find(|o| o.name() == name && o.state != OwnState::Done)
             .ok_or(ClientError::NotRegistered)?;
         own.state = OwnState::Unregistering;
         own.sent.clear();
@@ -808,7 +822,7 @@ impl<'a, const R: usize> Client<'a, R> {
         if self.unregister(now, name).is_ok() {
             return Ok(());
         }
-        let releasing = Own::new(name.clone(), None, self.config.lease, self.now);
+        let releasing = Own::new(Claim::Release(name.clone()), self.config.lease, self.now);
         self.own
             .push(releasing)
             .map_err(|_| ClientError::TooManyRegistrations)
@@ -819,7 +833,7 @@ impl<'a, const R: usize> Client<'a, R> {
         self.own
             .iter()
             .filter(|o| matches!(o.state, OwnState::Registering | OwnState::Active))
-            .filter_map(|o| o.registration.as_ref())
+            .filter_map(Own::registration)
     }
 
     /// Asks the current directory for its registry (filtered by the interest). The table
@@ -1148,7 +1162,7 @@ impl<'a, const R: usize> Client<'a, R> {
         }
         if let Some(i) = self.own.iter().position(|o| o.outcome.is_some()) {
             let outcome = self.own[i].outcome.take()?;
-            let name = self.own[i].name.clone();
+            let name = self.own[i].name().clone();
             if self.own[i].state == OwnState::Done {
                 self.own.swap_remove(i);
             }

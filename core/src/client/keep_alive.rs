@@ -63,7 +63,7 @@ impl<const R: usize> Client<'_, R> {
         self.own
             .iter()
             .filter(|o| o.state == OwnState::Active)
-            .filter_map(|o| o.registration.as_ref())
+            .filter_map(Own::registration)
     }
 
     /// When the keep-alive next needs `handle_timeout`: its retry, or the first

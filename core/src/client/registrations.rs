@@ -189,7 +189,7 @@ impl<const R: usize> Client<'_, R> {
             if !self.own[i].send || !self.own[i].waiting() {
                 continue;
             }
-            if self.own[i].state == OwnState::Registering && self.own[i].registration.is_none() {
+            if self.own[i].state == OwnState::Registering && self.own[i].registration().is_none() {
                 continue;
             }
             let interval = self.retry_interval(self.own[i].attempts, self.own[i].granted);
@@ -199,7 +199,7 @@ impl<const R: usize> Client<'_, R> {
             own.send = false;
             own.deadline = now + interval;
             Attempt::record(&mut own.sent, request, directory, now);
-            let len = match (&own.registration, own.state) {
+            let len = match (own.registration(), own.state) {
                 (Some(registration), OwnState::Registering) => {
                     let request = RegisterRequest {
                         request,
@@ -215,7 +215,7 @@ impl<const R: usize> Client<'_, R> {
                         request,
                         registrant: self.config.registrant,
                         sequence,
-                        name: own.name.clone(),
+                        name: own.name().clone(),
                     };
                     wire::encode(env, &request, buf)
                 }
