@@ -48,6 +48,16 @@ fn ack(sent: Sent) -> Vec<u8> {
     buf[..n.unwrap()].to_vec()
 }
 
+/// A client (registrant 3) of `directories`, in that order, over `store`.
+fn client_of<'a>(store: &'a mut ClientStorage<1>, directories: &[Location]) -> Client<'a, 1> {
+    let (known, index) = store.parts();
+    let mut config = ClientConfig::new(3);
+    for directory in directories {
+        config.directories.push(*directory).unwrap();
+    }
+    Client::new(config, known, index).unwrap()
+}
+
 /// Every Register and KeepAlive the client sends until `until`.
 fn registers_until(client: &mut Client<'_, 1>, now: &mut Instant, until: Instant) -> Vec<Sent> {
     let mut buf = [0u8; 1400];
@@ -76,11 +86,7 @@ fn a_renewal_is_confirmed_only_by_its_own_answer_from_its_directory() {
     let a = nth_directory(0);
     let b = nth_directory(1);
     let mut store = ClientStorage::<1>::new();
-    let (known, index) = store.parts();
-    let mut config = ClientConfig::new(3);
-    config.directories.push(a).unwrap();
-    config.directories.push(b).unwrap();
-    let mut client: Client<'_, 1> = Client::new(config, known, index).unwrap();
+    let mut client = client_of(&mut store, &[a, b]);
     let mut now = Instant::from_millis(1);
     client.register(now, service("api", 8000)).unwrap();
     let first = registers_until(&mut client, &mut now, Instant::from_millis(1));
@@ -135,12 +141,7 @@ fn a_registration_is_answered_only_from_the_directory_it_went_to() {
     let a = nth_directory(0);
     let b = nth_directory(1);
     let mut store = ClientStorage::<1>::new();
-    let (known, index) = store.parts();
-    let mut config = ClientConfig::new(3);
-    for directory in [a, b, a] {
-        config.directories.push(directory).unwrap();
-    }
-    let mut client: Client<'_, 1> = Client::new(config, known, index).unwrap();
+    let mut client = client_of(&mut store, &[a, b, a]);
     let mut now = Instant::from_millis(1);
     client.register(now, service("api", 8000)).unwrap();
     let sent = registers_until(&mut client, &mut now, Instant::from_millis(1));
