@@ -104,12 +104,38 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// subscriber kept what it took of a snapshot when the delivery turned into changes,
 /// and the directory resumed the changes after it; 17259, a late Subscribe of a
 /// subscription given up took the subscriber's place at the directory until its next
-/// renewal.
-const ONCE_FAILED: [u64; 9] = [1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553];
+/// renewal; 309405, a subscriber of a shared store with replication delay, after a
+/// move, took a delivered page that did not list a state it had inherited as the state's
+/// removal at the page's stamp, and refused for good the registration made meanwhile
+/// through a replica at a version below that stamp (the publisher held it only after
+/// the page).
+const ONCE_FAILED: [u64; 10] = [
+    1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 309405,
+];
 
 #[test]
 fn seeds_that_failed_once_keep_every_invariant() {
     let failures = run_seeds(&ONCE_FAILED, &FaultClasses::all());
+    let lines: Vec<&str> = failures.iter().map(|f| f.line.as_str()).collect();
+    assert!(failures.is_empty(), "{}", lines.join("\n"));
+}
+
+/// Seeds that still violate an invariant, found by a soak of 50,000 seeds (200,000 to
+/// 220,000 and 300,000 to 330,000), not fixed yet; run with `--ignored`:
+///
+/// * 215885 (resurrection): a subscriber of one of two independent directories takes a
+///   page the other directory sent to another client, replayed to it, as its delivery:
+///   that client's request id is the subscriber's delivery id, and a delivery is taken
+///   from any known directory (the new publisher of a shared table delivers before its
+///   subscribers move to it). A delivery needs binding to its subscription (the
+///   subscriber's id in delivered pages, or a subscription acknowledgement that says
+///   the table is shared).
+const STILL_FAILING: [u64; 1] = [215885];
+
+#[test]
+#[ignore = "known violations, not fixed yet (see STILL_FAILING)"]
+fn seeds_that_still_fail_keep_every_invariant() {
+    let failures = run_seeds(&STILL_FAILING, &FaultClasses::all());
     let lines: Vec<&str> = failures.iter().map(|f| f.line.as_str()).collect();
     assert!(failures.is_empty(), "{}", lines.join("\n"));
 }

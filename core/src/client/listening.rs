@@ -361,18 +361,12 @@ impl<const R: usize> Client<'_, R> {
                     // Listed at an older version than one the page should include: the
                     // held state never came from this directory.
                     Some(service) => self.replace(slot, service, Standing::Confirmed, header.as_of),
-                    None if k.standing == Standing::Inherited => {
-                        let version = header.as_of;
-                        let name = k.service.registration.name.clone();
-                        self.bury(name.as_str(), version, version);
-                        self.update(slot, |k| {
-                            k.removed = true;
-                            k.service.version = version;
-                        });
-                    }
                     // Removed at a version of its own the listener does not know: reported
                     // at the version held, and a registration that reaches the directory
-                    // after the page at a version below its stamp is still taken.
+                    // after the page at a version below its stamp is still taken. (So
+                    // for a state inherited from the directory followed before: a
+                    // registration made through a replica that the publisher held only
+                    // after the page is taken when it arrives.)
                     None => {
                         let name = k.service.registration.name.clone();
                         let held = k.service.version;
