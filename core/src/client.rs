@@ -785,9 +785,8 @@ impl<'a, const R: usize> Client<'a, R> {
         registration: Registration,
     ) -> Result<(), ClientError> {
         self.observe(now);
-        let name = registration.name.clone();
         let fresh = Own::new(Claim::Register(registration), self.config.lease, self.now);
-        match self.own.iter_mut().find(|o| *o.name() == name) {
+        match self.own.iter_mut().find(|o| o.name() == fresh.name()) {
             Some(o) => *o = fresh,
             None => self
                 .own

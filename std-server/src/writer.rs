@@ -132,8 +132,8 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread's loop after the write in flight; its
-        // answer is dropped (the receiver goes with `self`), never sent to no one.
+        // Closing the job channel ends the thread's loop after the write in flight (whose
+        // answer stays unread in the channel, dropped with `self`).
         drop(std::mem::replace(&mut self.jobs, mpsc::channel().0));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
