@@ -48,6 +48,7 @@ mod listening;
 mod registrations;
 mod removals;
 mod repair;
+mod settings;
 mod stretches;
 mod subscription;
 
@@ -575,7 +576,8 @@ impl KnownDirectory {
 
 /// The client state machine; `R` is how many services it can register itself.
 pub struct Client<'a, const R: usize = 4> {
-    config: ClientConfig,
+    /// What it keeps of its configuration.
+    config: settings::Settings,
     directories: heapless::Vec<KnownDirectory, MAX_DIRECTORIES>,
     current: Option<usize>,
     /// Directory switches since the last answer.
@@ -672,7 +674,7 @@ impl<'a, const R: usize> Client<'a, R> {
             SUBSCRIBE && config.subscribe == Subscribe::Always && config.interest.is_some();
         let lease = config.lease;
         let mut client = Client {
-            config,
+            config: settings::Settings::new(config),
             directories,
             current,
             switches: 0,
@@ -716,11 +718,6 @@ impl<'a, const R: usize> Client<'a, R> {
             ));
         }
         Ok(client)
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
     }
 
     /// Counters for metrics.

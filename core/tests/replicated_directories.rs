@@ -329,7 +329,7 @@ fn a_listener_moves_to_a_new_publisher_before_its_old_one_times_out() {
             sim.run(Duration::from_millis(50));
         }
         let moved = sim.now - died;
-        let timeout = sim.nodes[l].client.config().directory_timeout;
+        let timeout = CLIENT_DIRECTORY_TIMEOUT;
         assert!(
             moved < timeout,
             "seed {seed}: moved after {moved}, the directory timeout is {timeout}"

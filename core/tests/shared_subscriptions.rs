@@ -39,6 +39,12 @@ fn directory_from(at: Location, floor: Version) -> Directory<'static> {
 }
 
 fn client(id: u64, directories: &[Location], listens: bool) -> Client<'static, 4> {
+    let config = client_config(id, directories, listens);
+    Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap()
+}
+
+/// The configuration of [`client`]: a lease of 3 s; a listener subscribes.
+fn client_config(id: u64, directories: &[Location], listens: bool) -> ClientConfig {
     let mut config = ClientConfig::new(id);
     for d in directories {
         config.directories.push(*d).unwrap();
@@ -48,7 +54,7 @@ fn client(id: u64, directories: &[Location], listens: bool) -> Client<'static, 4
         config.subscribe = Subscribe::Always;
     }
     config.lease = Duration::from_secs(3);
-    Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap()
+    config
 }
 
 /// What a delivery page was: changes (how many), or a snapshot page.
@@ -423,11 +429,9 @@ fn a_subscription_replaced_through_the_store_is_delivered_without_a_change() {
 #[test]
 fn a_new_publisher_continues_from_the_first_acknowledged_cursor_without_a_renewal() {
     let mut c = Cluster::new(&[location(1), location(2)]);
-    let mut long = client(7, &[location(1), location(2)], true);
-    let mut config = long.config().clone();
+    let mut config = client_config(7, &[location(1), location(2)], true);
     config.lease = Duration::from_secs(60);
-    long = Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap();
-    c.subscriber.1 = long;
+    c.subscriber.1 = Client::new(config, leak(None, 64), leak(0u32, 64)).unwrap();
     c.register("before", 8001);
     c.run(Duration::from_secs(2));
     c.assert_once(&["before"], &[]);

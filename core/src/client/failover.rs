@@ -175,7 +175,7 @@ impl<const R: usize> Client<'_, R> {
             request: p.request,
             max_pages: 1,
             after: None,
-            interest: self.config.interest.clone().unwrap_or_default(),
+            interest: self.config.interest_or_all(),
             cookie: self.cookie_for(destination),
             since: None,
         };

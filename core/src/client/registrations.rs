@@ -233,7 +233,7 @@ impl<const R: usize> Client<'_, R> {
             return Some(t);
         }
         let backoff = self.backoff(self.snapshot.as_ref().map_or(0, |s| s.attempts));
-        let interest = self.config.interest.clone().unwrap_or_default();
+        let interest = self.config.interest_or_all();
         let pages = self.config.snapshot_pages.max(1);
         let cookie = self.cookie_for(destination);
         if let Some(s) = self.snapshot.as_mut().filter(|s| s.send) {

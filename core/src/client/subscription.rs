@@ -304,7 +304,7 @@ impl<const R: usize> Client<'_, R> {
                     subscriber: self.config.registrant,
                     delivery: s.delivery,
                     lease: self.config.lease,
-                    interest: self.config.interest.clone().unwrap_or_default(),
+                    interest: self.config.interest_or_all(),
                     since: (s.held.is_some() && held > Version(0)).then_some(held),
                     cookie,
                 };

@@ -828,7 +828,8 @@ impl World {
             ClientEvent::DirectoryChanged(location) => {
                 self.history
                     .step(at, format!("listener {l} moves to {location}"));
-                let grace = self.sim.nodes[node].client.config().failover_grace;
+                // The simulated clients keep the default grace.
+                let grace = ClientConfig::new(0).failover_grace;
                 self.settled = self.settled.max(at + grace);
                 if let Topology::Independent { .. } = self.schedule.topology {
                     if let Some(d) = self.directory_index(location.socket_addr()) {

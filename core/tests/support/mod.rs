@@ -260,6 +260,9 @@ pub struct Sim {
 /// How many subscribers each simulated directory can hold.
 pub const SUBSCRIBERS: usize = 16;
 
+/// How long a simulated client waits for its directory's beacons before it fails over.
+pub const CLIENT_DIRECTORY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A directory over leaked storage of `capacity` entries, with a subscriber table of
 /// [`SUBSCRIBERS`].
 pub fn new_directory(config: DirectoryConfig, capacity: usize) -> Directory<'static> {
@@ -630,7 +633,7 @@ impl Sim {
         }
         config.lease = self.client_lease;
         config.keys = self.client_keys.clone();
-        config.directory_timeout = Duration::from_secs(5);
+        config.directory_timeout = CLIENT_DIRECTORY_TIMEOUT;
         let listening = interest.is_some();
         config.interest = interest;
         config.subscribe = subscribe;
