@@ -5,7 +5,8 @@
 # minimal binary with and without its client (release: LTO, opt-level "s", or the
 # level given as $1, no logging). Prints .text/.data/.bss and each build's share over
 # the baseline as Markdown tables. At opt-level "s" it fails when the full client's
-# flash share (with authentication) grew more than 5 % past footprint-limit.
+# flash share (with authentication) grew more than 5 % past footprint-limit, or the
+# register-only client's RAM share past 2 KiB (its goal).
 # Needs the thumbv7em-none-eabihf target and `size` (binutils; llvm-size also works).
 set -euo pipefail
 cd "$(dirname "$0")/nucleo-f767zi"
@@ -25,7 +26,7 @@ measure() {
 read -r base_text base_data base_bss < <(measure dhcp)
 echo "| build (opt-level \"$opt\") | features | .text | .data | .bss | flash share | RAM share |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-declare -A share
+declare -A share ram_share
 for row in \
     "full client, authentication|herald,auth,listen,dhcp" \
     "full client, no authentication|herald,listen,dhcp" \
@@ -40,6 +41,7 @@ for row in \
     ram=$((data + bss - base_data - base_bss))
     echo "| $name | $features | $text | $data | $bss | $flash | $ram |"
     share[$features]=$flash
+    ram_share[$features]=$ram
 done
 echo "| baseline (network only) | dhcp | $base_text | $base_data | $base_bss | | |"
 
@@ -52,6 +54,13 @@ echo
 echo "The full client's share of the flash: $full bytes (recorded: $recorded)"
 if [ "$opt" = s ] && [ "$full" -gt $(( recorded * 105 / 100 )) ]; then
     echo "The full client's share grew more than 5 % past the recorded $recorded bytes" >&2
+    exit 1
+fi
+# The register-only client's share of the RAM may not pass 2 KiB.
+register_ram=${ram_share[herald,dhcp]}
+echo "The register-only client's share of the RAM: $register_ram bytes (limit: 2048)"
+if [ "$opt" = s ] && [ "$register_ram" -gt 2048 ]; then
+    echo "The register-only client's RAM share passed 2048 bytes" >&2
     exit 1
 fi
 
