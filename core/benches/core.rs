@@ -85,7 +85,8 @@ fn page_frame(count: usize) -> Vec<u8> {
         after: None,
         complete: true,
     };
-    let mut w = BatchWriter::page(&Environment::default(), &header, false, &mut buf).unwrap();
+    let kind = wire::PageKind::Snapshot;
+    let mut w = BatchWriter::page(&Environment::default(), &header, kind, &mut buf).unwrap();
     for i in 0..count {
         let service = Service {
             registration: registration(i),

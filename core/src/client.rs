@@ -912,14 +912,16 @@ impl<'a, const R: usize> Client<'a, R> {
             // A delivery comes from whichever directory holds the subscription and
             // publishes: the current one, or, where directories share their subscriber
             // table (the etcd cluster), the publisher of a subscriber that talks to a
-            // replica, or a new publisher before the subscriber has moved to it.
-            Message::SnapshotPage(header, items)
-                if SUBSCRIBE && self.is_delivery(header.request) =>
+            // replica, or a new publisher before the subscriber has moved to it. It
+            // names its subscriber, so a page delivered to another (replayed here) is
+            // never taken, whatever its delivery id.
+            Message::DeliveredSnapshot(subscriber, header, items)
+                if SUBSCRIBE && self.is_delivery(subscriber, header.request) =>
             {
                 self.handle_delivered_snapshot(from, header, items);
             }
-            Message::ChangesPage(header, items)
-                if SUBSCRIBE && self.is_delivery(header.request) =>
+            Message::DeliveredChanges(subscriber, header, items)
+                if SUBSCRIBE && self.is_delivery(subscriber, header.request) =>
             {
                 self.handle_delivered_changes(from, header, items);
             }

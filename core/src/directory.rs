@@ -20,8 +20,8 @@ use crate::service::{Service, Version};
 use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, RegisterRequest,
-    Reject, RejectReason, UnregisterRequest,
+    self, Ack, BatchWriter, Beacon, DecodeError, Header, Message, PageHeader, PageKind,
+    RegisterRequest, Reject, RejectReason, UnregisterRequest,
 };
 use crate::Transmit;
 use core::net::SocketAddr;

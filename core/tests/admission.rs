@@ -681,7 +681,7 @@ fn a_verified_subscriber_gets_no_more_snapshot_bytes_than_its_rate() {
         while let Some(t) = d.poll_transmit(now, &mut buf) {
             let page = matches!(
                 wire::decode(&buf[..t.len]).map(|f| f.message),
-                Ok(Message::SnapshotPage(..) | Message::ChangesPage(..))
+                Ok(Message::DeliveredSnapshot(..) | Message::DeliveredChanges(..))
             );
             if t.destination == source && page {
                 total += t.len;

@@ -108,9 +108,11 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// move, took a delivered page that did not list a state it had inherited as the state's
 /// removal at the page's stamp, and refused for good the registration made meanwhile
 /// through a replica at a version below that stamp (the publisher held it only after
-/// the page).
-const ONCE_FAILED: [u64; 10] = [
-    1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 309405,
+/// the page); 215885, a subscriber of one of two independent directories took as its
+/// delivery a page the other directory sent to another client, replayed to it (that
+/// client's request id was its delivery id), and reported that directory's services.
+const ONCE_FAILED: [u64; 11] = [
+    1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 215885, 309405,
 ];
 
 /// Runs `seeds` with every fault class; fails with each violation's first line.
@@ -123,24 +125,6 @@ fn assert_seeds_keep_every_invariant(seeds: &[u64]) {
 #[test]
 fn seeds_that_failed_once_keep_every_invariant() {
     assert_seeds_keep_every_invariant(&ONCE_FAILED);
-}
-
-/// Seeds that still violate an invariant, found by a soak of 50,000 seeds (200,000 to
-/// 220,000 and 300,000 to 330,000), not fixed yet; run with `--ignored`:
-///
-/// * 215885 (resurrection): a subscriber of one of two independent directories takes a
-///   page the other directory sent to another client, replayed to it, as its delivery:
-///   that client's request id is the subscriber's delivery id, and a delivery is taken
-///   from any known directory (the new publisher of a shared table delivers before its
-///   subscribers move to it). A delivery needs binding to its subscription (the
-///   subscriber's id in delivered pages, or a subscription acknowledgement that says
-///   the table is shared).
-const STILL_FAILING: [u64; 1] = [215885];
-
-#[test]
-#[ignore = "known violations, not fixed yet (see STILL_FAILING)"]
-fn seeds_that_still_fail_keep_every_invariant() {
-    assert_seeds_keep_every_invariant(&STILL_FAILING);
 }
 
 #[test]

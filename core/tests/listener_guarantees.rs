@@ -5,7 +5,9 @@
 
 use herald_core::auth::{self, Key, Keys};
 use herald_core::client::Discovered;
-use herald_core::wire::{self, AnnounceHeader, BatchWriter, Beacon, Change, Message, PageHeader};
+use herald_core::wire::{
+    self, AnnounceHeader, BatchWriter, Beacon, Change, Message, PageHeader, PageKind,
+};
 use herald_core::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -65,7 +67,12 @@ fn page(request: u32, as_of: u64, services: &[Service]) -> Vec<u8> {
         after: None,
         complete: true,
     };
-    let mut w = BatchWriter::page(&env(), &header, request == 0, &mut buf).unwrap();
+    let kind = if request == 0 {
+        PageKind::Sync
+    } else {
+        PageKind::Snapshot
+    };
+    let mut w = BatchWriter::page(&env(), &header, kind, &mut buf).unwrap();
     for s in services {
         assert!(w.push(s));
     }

@@ -134,10 +134,10 @@ impl Cluster {
                     let bytes = &buf[..t.len];
                     if t.destination == self.subscriber.0 {
                         match decode(bytes).unwrap().message {
-                            Message::ChangesPage(_, items) => {
+                            Message::DeliveredChanges(_, _, items) => {
                                 self.pages[i].push(Page::Changes(items.count()))
                             }
-                            Message::SnapshotPage(..) => self.pages[i].push(Page::Snapshot),
+                            Message::DeliveredSnapshot(..) => self.pages[i].push(Page::Snapshot),
                             _ => self.others[i] += 1,
                         }
                         self.subscriber.1.handle_datagram(now, at, bytes);

@@ -99,8 +99,10 @@ impl Pair {
                         continue;
                     }
                     let frame = decode(&buf[..t.len]).unwrap();
-                    if let Message::ChangesPage(..) | Message::SnapshotPage(..) = frame.message {
-                        let snapshot = matches!(frame.message, Message::SnapshotPage(..));
+                    if let Message::DeliveredChanges(..) | Message::DeliveredSnapshot(..) =
+                        frame.message
+                    {
+                        let snapshot = matches!(frame.message, Message::DeliveredSnapshot(..));
                         self.deliveries.push((self.now, snapshot));
                         self.delivered_bytes += t.len;
                     }
@@ -293,7 +295,7 @@ fn a_removal_is_delivered_until_acknowledged() {
     // Deliveries to the client are lost for 2 s: the removal goes out again and again.
     let mut removals = 0;
     p.run(Duration::from_secs(2), |s| {
-        if let Message::ChangesPage(_, items) = s.message {
+        if let Message::DeliveredChanges(_, _, items) = s.message {
             removals += items
                 .clone()
                 .filter(|c| matches!(c, wire::Change::Unregistered { .. }))
@@ -316,13 +318,13 @@ fn a_late_copy_of_an_older_delivery_brings_back_nothing() {
     p.register("billing", 8000);
     let mut late: Option<Vec<u8>> = None;
     let hold = |s: &Seen<'_>, late: &mut Option<Vec<u8>>| {
-        if let Message::SnapshotPage(_, items) = s.message {
+        if let Message::DeliveredSnapshot(_, _, items) = s.message {
             if late.is_none() && items.clone().count() > 0 {
                 *late = Some(s.bytes.to_vec());
             }
             return false;
         }
-        !matches!(s.message, Message::ChangesPage(..))
+        !matches!(s.message, Message::DeliveredChanges(..))
     };
     p.run(Duration::from_secs(1), |s| hold(s, &mut late));
     let late = late.expect("a snapshot listing billing was delivered");
@@ -339,6 +341,66 @@ fn a_late_copy_of_an_older_delivery_brings_back_nothing() {
     p.run(Duration::from_secs(1), all);
     assert!(p.client.service("billing").is_none(), "resurrected");
     assert_eq!(p.discovered("billing"), p.unregistered("billing"));
+}
+
+/// A page of `kind` from the directory listing `name` as registered, newer than
+/// anything the directory holds.
+fn forged_page(p: &Pair, kind: wire::PageKind, request: u32, name: &str) -> Vec<u8> {
+    let version = Version(p.directory.as_of().0 + 5);
+    let header = wire::PageHeader {
+        request,
+        as_of: version,
+        after: None,
+        complete: true,
+    };
+    let mut buf = [0u8; 1400];
+    let mut w = wire::BatchWriter::page(&Environment::default(), &header, kind, &mut buf).unwrap();
+    let registration = service(name, 9000);
+    assert!(w.push(&wire::Change::Registered(Service {
+        registration,
+        version,
+    })));
+    w.set_complete(true);
+    let n = w.len();
+    buf[..n].to_vec()
+}
+
+/// A page with the subscriber's delivery id as its `request`, but sent to another
+/// client (the answer to another client's repair, or another subscriber's delivery)
+/// and replayed here, is not taken, even from the subscription's own directory: a
+/// delivery names its subscriber. (The subscriber took such an answer, once, from
+/// another directory of an independent pair: history seed 215885.)
+#[test]
+fn a_page_sent_to_another_client_is_never_taken_as_a_delivery() {
+    let mut p = Pair::new(4);
+    let mut delivery = None;
+    p.run(Duration::from_secs(1), |s| {
+        if let Message::Subscribe(r) = s.message {
+            delivery = Some(r.delivery);
+        }
+        true
+    });
+    let delivery = delivery.expect("the client subscribed");
+    let from = directory_location().socket_addr();
+    let answer = forged_page(&p, wire::PageKind::Changes, delivery, "answer");
+    let other = forged_page(&p, wire::PageKind::DeliveredChanges(8), delivery, "other");
+    let own = forged_page(&p, wire::PageKind::DeliveredChanges(7), delivery, "own");
+    let now = p.now;
+    p.client.handle_datagram(now, from, &answer);
+    p.client.handle_datagram(now, from, &other);
+    p.run(Duration::from_millis(100), all);
+    assert!(
+        p.client.service("answer").is_none(),
+        "took another's answer"
+    );
+    assert!(
+        p.client.service("other").is_none(),
+        "took another's delivery"
+    );
+    // The same page delivered to this subscriber is taken.
+    let now = p.now;
+    p.client.handle_datagram(now, from, &own);
+    assert!(p.client.service("own").is_some());
 }
 
 #[test]
@@ -400,7 +462,7 @@ fn a_subscriber_too_far_behind_gets_a_snapshot() {
         !(s.to_client
             && matches!(
                 s.message,
-                Message::ChangesPage(..) | Message::SnapshotPage(..)
+                Message::DeliveredChanges(..) | Message::DeliveredSnapshot(..)
             ))
     };
     p.run(Duration::from_secs(8), no_deliveries);
@@ -773,7 +835,7 @@ fn a_long_delivery_completes_when_every_attempt_loses_a_page() {
     // resumes after what the subscriber took from the start.
     let mut attempt = (Instant::ZERO, 0);
     p.run(Duration::from_secs(30), |s| {
-        if !(s.to_client && matches!(s.message, Message::SnapshotPage(..))) {
+        if !(s.to_client && matches!(s.message, Message::DeliveredSnapshot(..))) {
             return true;
         }
         if attempt.0 != s.at {

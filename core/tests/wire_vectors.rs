@@ -3,7 +3,7 @@
 //! the same message back. Run with `HERALD_PRINT_VECTORS=1` to print the vectors.
 
 use herald_core::auth;
-use herald_core::wire::{self, BatchWriter, Change, Frame, Message};
+use herald_core::wire::{self, BatchWriter, Change, Frame, Message, PageKind};
 use herald_core::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -224,16 +224,26 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         after: None,
         complete: false,
     };
-    let mut w = BatchWriter::page(&env(), &page, false, &mut buf).unwrap();
+    let mut w = BatchWriter::page(&env(), &page, PageKind::Snapshot, &mut buf).unwrap();
     assert!(w.push(&service));
     w.set_complete(true);
     let n = w.len();
     out.push(("snapshot-page", buf[..n].to_vec()));
+    let delivered = wire::PageHeader {
+        request: 7,
+        ..page.clone()
+    };
+    let kind = PageKind::DeliveredSnapshot(0x2a);
+    let mut w = BatchWriter::page(&env(), &delivered, kind, &mut buf).unwrap();
+    assert!(w.push(&service));
+    w.set_complete(true);
+    let n = w.len();
+    out.push(("delivered-snapshot", buf[..n].to_vec()));
     let sync = wire::PageHeader {
         request: 0,
         ..page.clone()
     };
-    let mut w = BatchWriter::page(&env(), &sync, true, &mut buf).unwrap();
+    let mut w = BatchWriter::page(&env(), &sync, PageKind::Sync, &mut buf).unwrap();
     w.set_complete(true);
     let n = w.len();
     out.push(("sync-page", buf[..n].to_vec()));
@@ -241,7 +251,7 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         request: 5,
         ..page.clone()
     };
-    let mut w = BatchWriter::changes_page(&env(), &changes, &mut buf).unwrap();
+    let mut w = BatchWriter::page(&env(), &changes, PageKind::Changes, &mut buf).unwrap();
     assert!(w.push(&Change::Unregistered {
         name: ServiceName::new("cache").unwrap(),
         version: Version(1001),
@@ -249,6 +259,15 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
     w.set_complete(true);
     let n = w.len();
     out.push(("changes-page", buf[..n].to_vec()));
+    let kind = PageKind::DeliveredChanges(0x2a);
+    let mut w = BatchWriter::page(&env(), &delivered, kind, &mut buf).unwrap();
+    assert!(w.push(&Change::Unregistered {
+        name: ServiceName::new("cache").unwrap(),
+        version: Version(1001),
+    }));
+    w.set_complete(true);
+    let n = w.len();
+    out.push(("delivered-changes", buf[..n].to_vec()));
     let header = wire::AnnounceHeader {
         directory: directory(),
         as_of: Version(1001),
@@ -380,6 +399,20 @@ fn documented_vectors_decode_to_their_messages() {
                 assert!(
                     matches!(&changes[0], Change::Unregistered { name, version } if name.as_str() == "cache" && *version == Version(1001))
                 );
+            }
+            ("delivered-changes", Message::DeliveredChanges(subscriber, h, items)) => {
+                assert_eq!((subscriber, h.request), (0x2a, 7));
+                assert!(h.complete);
+                let changes: Vec<Change> = items.collect();
+                assert!(
+                    matches!(&changes[..], [Change::Unregistered { name, .. }] if name.as_str() == "cache")
+                );
+            }
+            ("delivered-snapshot", Message::DeliveredSnapshot(subscriber, h, items)) => {
+                assert_eq!((subscriber, h.request), (0x2a, 7));
+                let services: Vec<Service> = items.collect();
+                assert_eq!(services.len(), 1);
+                assert_eq!(services[0].registration, registration());
             }
             ("cookie", Message::Cookie(c)) => {
                 assert_eq!(c.request, 3);

@@ -184,6 +184,8 @@ pub enum DirectoryMessage {
     Delivery {
         /// Services (a snapshot page) or changes.
         snapshot: bool,
+        /// Named for another subscriber (never taken).
+        to_another: bool,
         /// Header version.
         as_of: SmallVersion,
         /// Starts after this name.
@@ -398,6 +400,7 @@ impl ClientFrame {
             }),
             DirectoryMessage::Delivery {
                 snapshot,
+                to_another,
                 as_of,
                 after,
                 complete,
@@ -411,10 +414,11 @@ impl ClientFrame {
                     after: after.map(SmallName::name),
                     complete: *complete,
                 };
+                let subscriber = REGISTRANT ^ u64::from(*to_another);
                 if *snapshot {
-                    OwnedMessage::SnapshotPage(header, services(list, *sorted))
+                    OwnedMessage::DeliveredSnapshot(subscriber, header, services(list, *sorted))
                 } else {
-                    OwnedMessage::ChangesPage(header, changes(changed))
+                    OwnedMessage::DeliveredChanges(subscriber, header, changes(changed))
                 }
             }
         };
@@ -617,7 +621,9 @@ impl Harness<'_> {
         if let Ok((frame, _)) = &decoded {
             if matches!(
                 frame.message,
-                OwnedMessage::SnapshotPage(..) | OwnedMessage::SyncPage(..)
+                OwnedMessage::SnapshotPage(..)
+                    | OwnedMessage::SyncPage(..)
+                    | OwnedMessage::DeliveredSnapshot(..)
             ) {
                 self.corrections += 1;
             }

@@ -705,13 +705,14 @@ impl Harness<'_> {
     fn check_sent(&mut self, to: SocketAddr, from: Option<SocketAddr>, frame: OwnedFrame) {
         let own_env = frame.environment == self.config.environment;
         match frame.message {
-            OwnedMessage::SnapshotPage(ref h, _) | OwnedMessage::ChangesPage(ref h, _)
-                if self
+            OwnedMessage::DeliveredSnapshot(id, ref h, _)
+            | OwnedMessage::DeliveredChanges(id, ref h, _) => {
+                // A delivery to a subscriber, named for it.
+                let subscribed = self
                     .d
                     .subscribers()
-                    .any(|s| s.address == to && s.delivery == h.request) =>
-            {
-                // A delivery to a subscriber.
+                    .any(|s| s.id == id && s.address == to && s.delivery == h.request);
+                assert!(subscribed, "a delivery to no subscription");
                 assert!(self.d.is_publishing(), "a replica delivered");
             }
             OwnedMessage::Ack(_)
@@ -771,7 +772,8 @@ impl Harness<'_> {
                 }
             }
             OwnedMessage::SnapshotPage(header, services)
-            | OwnedMessage::SyncPage(header, services) => {
+            | OwnedMessage::SyncPage(header, services)
+            | OwnedMessage::DeliveredSnapshot(_, header, services) => {
                 let mut previous = header.after.clone();
                 for s in &services {
                     self.check_live(s);
@@ -782,7 +784,8 @@ impl Harness<'_> {
                 }
                 assert!(header.as_of <= self.d.as_of());
             }
-            OwnedMessage::ChangesPage(header, changes) => {
+            OwnedMessage::ChangesPage(header, changes)
+            | OwnedMessage::DeliveredChanges(_, header, changes) => {
                 let mut previous = header.after.clone();
                 for change in &changes {
                     match change {

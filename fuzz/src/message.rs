@@ -4,8 +4,8 @@ use arbitrary::Arbitrary;
 use herald_core::auth::{self, Keys, TRAILER_LEN};
 use herald_core::wire::{
     self, Ack, AnnounceHeader, BatchWriter, Beacon, Change, CookieReply, DeliveryAck, EncodeError,
-    Frame, Item, KeepAliveAck, KeepAliveRequest, Message, PageHeader, RegisterRequest, Reject,
-    SnapshotRequest, SubscribeAck, SubscribeRequest, UnregisterRequest, UnsubscribeRequest,
+    Frame, Item, KeepAliveAck, KeepAliveRequest, Message, PageHeader, PageKind, RegisterRequest,
+    Reject, SnapshotRequest, SubscribeAck, SubscribeRequest, UnregisterRequest, UnsubscribeRequest,
 };
 use herald_core::{Environment, Service};
 
@@ -34,6 +34,10 @@ pub enum OwnedMessage {
     Announce(AnnounceHeader, Vec<Change>),
     /// [`Message::ChangesPage`].
     ChangesPage(PageHeader, Vec<Change>),
+    /// [`Message::DeliveredSnapshot`].
+    DeliveredSnapshot(u64, PageHeader, Vec<Service>),
+    /// [`Message::DeliveredChanges`].
+    DeliveredChanges(u64, PageHeader, Vec<Change>),
     /// [`Message::KeepAlive`].
     KeepAlive(KeepAliveRequest),
     /// [`Message::KeepAliveAck`].
@@ -72,6 +76,12 @@ impl OwnedFrame {
             Message::SyncPage(h, items) => OwnedMessage::SyncPage(h, items.collect()),
             Message::Announce(h, items) => OwnedMessage::Announce(h, items.collect()),
             Message::ChangesPage(h, items) => OwnedMessage::ChangesPage(h, items.collect()),
+            Message::DeliveredSnapshot(s, h, items) => {
+                OwnedMessage::DeliveredSnapshot(s, h, items.collect())
+            }
+            Message::DeliveredChanges(s, h, items) => {
+                OwnedMessage::DeliveredChanges(s, h, items.collect())
+            }
             Message::KeepAlive(m) => OwnedMessage::KeepAlive(m),
             Message::KeepAliveAck(m) => OwnedMessage::KeepAliveAck(m),
             Message::Subscribe(m) => OwnedMessage::Subscribe(m),
@@ -104,18 +114,28 @@ impl OwnedFrame {
             OwnedMessage::SubscribeAck(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::Unsubscribe(m) => wire::encode(env, m, buf).map(single),
             OwnedMessage::DeliveryAck(m) => wire::encode(env, m, buf).map(single),
-            OwnedMessage::SnapshotPage(h, items) => {
-                Ok(fill(BatchWriter::page(env, h, false, buf)?, items))
-            }
+            OwnedMessage::SnapshotPage(h, items) => Ok(fill(
+                BatchWriter::page(env, h, PageKind::Snapshot, buf)?,
+                items,
+            )),
             OwnedMessage::SyncPage(h, items) => {
-                Ok(fill(BatchWriter::page(env, h, true, buf)?, items))
+                Ok(fill(BatchWriter::page(env, h, PageKind::Sync, buf)?, items))
+            }
+            OwnedMessage::DeliveredSnapshot(s, h, items) => {
+                let kind = PageKind::DeliveredSnapshot(*s);
+                Ok(fill(BatchWriter::page(env, h, kind, buf)?, items))
+            }
+            OwnedMessage::DeliveredChanges(s, h, items) => {
+                let kind = PageKind::DeliveredChanges(*s);
+                Ok(fill(BatchWriter::page(env, h, kind, buf)?, items))
             }
             OwnedMessage::Announce(h, items) => {
                 Ok(fill(BatchWriter::announce(env, h, buf)?, items))
             }
-            OwnedMessage::ChangesPage(h, items) => {
-                Ok(fill(BatchWriter::changes_page(env, h, buf)?, items))
-            }
+            OwnedMessage::ChangesPage(h, items) => Ok(fill(
+                BatchWriter::page(env, h, PageKind::Changes, buf)?,
+                items,
+            )),
         }
     }
 
@@ -124,12 +144,12 @@ impl OwnedFrame {
     pub fn truncated(&self, n: usize) -> Self {
         let mut out = self.clone();
         match &mut out.message {
-            OwnedMessage::SnapshotPage(_, items) | OwnedMessage::SyncPage(_, items) => {
-                items.truncate(n)
-            }
-            OwnedMessage::Announce(_, items) | OwnedMessage::ChangesPage(_, items) => {
-                items.truncate(n)
-            }
+            OwnedMessage::SnapshotPage(_, items)
+            | OwnedMessage::SyncPage(_, items)
+            | OwnedMessage::DeliveredSnapshot(_, _, items) => items.truncate(n),
+            OwnedMessage::Announce(_, items)
+            | OwnedMessage::ChangesPage(_, items)
+            | OwnedMessage::DeliveredChanges(_, _, items) => items.truncate(n),
             _ => {}
         }
         out
@@ -138,8 +158,12 @@ impl OwnedFrame {
     /// How many items a batch holds (0 for a single message).
     pub fn items(&self) -> usize {
         match &self.message {
-            OwnedMessage::SnapshotPage(_, items) | OwnedMessage::SyncPage(_, items) => items.len(),
-            OwnedMessage::Announce(_, items) | OwnedMessage::ChangesPage(_, items) => items.len(),
+            OwnedMessage::SnapshotPage(_, items)
+            | OwnedMessage::SyncPage(_, items)
+            | OwnedMessage::DeliveredSnapshot(_, _, items) => items.len(),
+            OwnedMessage::Announce(_, items)
+            | OwnedMessage::ChangesPage(_, items)
+            | OwnedMessage::DeliveredChanges(_, _, items) => items.len(),
             _ => 0,
         }
     }

@@ -9,9 +9,11 @@
 //! moves to another directory. A directory that forgot it (restarted empty) takes the
 //! next renewal as a new subscription and starts from the version it names.
 //!
-//! Deliveries are pages ([`Message::ChangesPage`], or [`Message::SnapshotPage`] for a
-//! subscriber too far behind) whose `request` is the delivery id, taken from whichever
-//! directory sends them: directories that share their subscriber table (the etcd
+//! Deliveries are pages ([`Message::DeliveredChanges`], or
+//! [`Message::DeliveredSnapshot`] for a subscriber too far behind) that name the
+//! subscriber (its id) and whose `request` is the delivery id: a page answering a
+//! request, or delivered to another subscriber, is never taken as a delivery, whoever
+//! replays it here. They are taken from whichever directory sends them: directories that share their subscriber table (the etcd
 //! cluster) deliver from the publisher, to subscribers of a replica too, and a new
 //! publisher delivers under the stored subscription before the subscriber has moved
 //! to it. Acknowledgements go to the directory the subscriber talks to, or, when the
@@ -402,11 +404,14 @@ impl<const R: usize> Client<'_, R> {
         true
     }
 
-    /// True when a page with this `request` is a delivery of the subscription.
-    pub(super) fn is_delivery(&self, request: u32) -> bool {
-        self.subscription
-            .as_ref()
-            .is_some_and(|s| s.state != State::Unsubscribing && s.delivery == request)
+    /// True when a page delivered to `subscriber` with this `request` is a delivery of
+    /// the subscription: this client's, with its delivery id.
+    pub(super) fn is_delivery(&self, subscriber: u64, request: u32) -> bool {
+        subscriber == self.config.registrant
+            && self
+                .subscription
+                .as_ref()
+                .is_some_and(|s| s.state != State::Unsubscribing && s.delivery == request)
     }
 
     /// A page of changes delivered (by the directory followed, or by the publisher of

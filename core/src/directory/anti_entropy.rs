@@ -4,17 +4,18 @@
 use super::*;
 
 impl Directory<'_> {
-    /// Writes one page of live services matching `interest`, after `header.after`.
-    /// Returns the length, the last name written and whether the page is complete.
+    /// Writes one page of live services matching `interest`, after `header.after`, of
+    /// `kind` (a sweep's, a snapshot's or a delivered snapshot's). Returns the length,
+    /// the last name written and whether the page is complete.
     pub(super) fn write_page(
         &self,
         header: &PageHeader,
         interest: &Interest,
-        sync: bool,
+        kind: PageKind,
         buf: &mut [u8],
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         let env = &self.config.environment;
-        let mut writer = BatchWriter::page(env, header, sync, buf).ok()?;
+        let mut writer = BatchWriter::page(env, header, kind, buf).ok()?;
         let (last, complete) = self.fill_page(header, &mut writer, |e| {
             (e.record.is_live() && interest.matches(e.record.name().as_str()))
                 .then(|| e.record.service.clone())
@@ -58,7 +59,8 @@ impl Directory<'_> {
             after: self.sweep_cursor.clone(),
             complete: false,
         };
-        let (len, last, complete) = self.write_page(&header, &Interest::all(), true, buf)?;
+        let (len, last, complete) =
+            self.write_page(&header, &Interest::all(), PageKind::Sync, buf)?;
         let now = self.now;
         if complete {
             self.sweep_cursor = None;

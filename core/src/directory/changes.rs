@@ -46,9 +46,10 @@ impl Directory<'_> {
             // A replica keeps no announcement chain (it announces nothing): its stamps
             // say nothing of what a listener heard.
             Some(since) if self.publishing && since >= self.repair_floor => {
-                self.write_changes(header, &request.interest, since, buf)
+                let kind = PageKind::Changes;
+                self.write_changes(header, &request.interest, since, kind, buf)
             }
-            _ => self.write_page(header, &request.interest, false, buf),
+            _ => self.write_page(header, &request.interest, PageKind::Snapshot, buf),
         }
     }
 
@@ -56,15 +57,17 @@ impl Directory<'_> {
     /// `header.after`, like [`write_page`](Self::write_page). The states stamped after
     /// `since` come from the registry's index of stamps when they are few (at most
     /// [`CHANGED_SCRATCH`]), sorted by name; otherwise the whole registry is walked.
+    /// `kind` is a page of changes, answering a request or delivered.
     pub(super) fn write_changes(
         &self,
         header: &PageHeader,
         interest: &Interest,
         since: Version,
+        kind: PageKind,
         buf: &mut [u8],
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         let mut changed = [0u32; CHANGED_SCRATCH];
-        self.write_changes_in(header, interest, since, &mut changed, buf)
+        self.write_changes_in(header, interest, since, kind, &mut changed, buf)
     }
 
     /// [`write_changes`](Self::write_changes), taking the states stamped after `since`
@@ -74,11 +77,12 @@ impl Directory<'_> {
         header: &PageHeader,
         interest: &Interest,
         since: Version,
+        kind: PageKind,
         changed: &mut [u32],
         buf: &mut [u8],
     ) -> Option<(usize, Option<ServiceName>, bool)> {
         let env = &self.config.environment;
-        let mut writer = BatchWriter::changes_page(env, header, buf).ok()?;
+        let mut writer = BatchWriter::page(env, header, kind, buf).ok()?;
         let wanted = |e: &Entry| e.stamp > since && interest.matches(e.record.name().as_str());
         let item = |e: &Entry| wanted(e).then(|| change_of(e));
         let registry = &self.registry;
@@ -128,6 +132,8 @@ mod tests {
     use crate::registry::UNANNOUNCED;
     use core::net::{IpAddr, Ipv4Addr};
     use std::vec;
+
+    const KIND: PageKind = PageKind::Changes;
 
     /// Pages written from the index of stamps are, byte for byte, those written by
     /// walking the registry (forced by a scratch too small for any change): same
@@ -192,10 +198,10 @@ mod tests {
                 let (mut a, mut b) = ([0u8; 600], [0u8; 600]);
                 let mut changed = [0u32; CHANGED_SCRATCH];
                 let indexed = d
-                    .write_changes_in(&header, &interest, since, &mut changed, &mut a)
+                    .write_changes_in(&header, &interest, since, KIND, &mut changed, &mut a)
                     .unwrap();
                 let walked = d
-                    .write_changes_in(&header, &interest, since, &mut [], &mut b)
+                    .write_changes_in(&header, &interest, since, KIND, &mut [], &mut b)
                     .unwrap();
                 assert_eq!(indexed, walked, "round {round}, page {pages}");
                 assert_eq!(a[..indexed.0], b[..walked.0], "round {round}, page {pages}");

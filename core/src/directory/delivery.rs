@@ -4,11 +4,11 @@
 //! acknowledged every matching change) and one delivery in flight, never a queue of
 //! copies: what to send is computed from the registry when it is sent, as a repair is
 //! (see the `changes` module). A delivery is the changes stamped after the cursor that
-//! match the subscriber's interest, in [`ChangesPage`]s with the subscription's
-//! delivery id as their `request`, written as of the newest version; when the
-//! directory no longer holds every removal after the cursor (or the subscriber holds
-//! nothing yet), it is a snapshot of the matching services in [`SnapshotPage`]s
-//! instead. Once its last page is sent the delivery waits for a [`DeliveryAck`] at or
+//! match the subscriber's interest, in [`DeliveredChanges`] pages that name the
+//! subscriber and have the subscription's delivery id as their `request`, written as
+//! of the newest version; when the directory no longer holds every removal after the
+//! cursor (or the subscriber holds nothing yet), it is a snapshot of the matching
+//! services in [`DeliveredSnapshot`] pages instead. Once its last page is sent the delivery waits for a [`DeliveryAck`] at or
 //! above its (first attempt's) `as_of`; unacknowledged, it is sent again, from the
 //! cursor and as of the newest version then, after a timeout that doubles with each
 //! attempt ([`DirectoryConfig::delivery_timeout`], up to 8 times), until the
@@ -35,8 +35,8 @@
 //! coming due or a subscriber whose state changed (kicked, see the subscribers module)
 //! makes one look again.
 //!
-//! [`ChangesPage`]: crate::wire::Message::ChangesPage
-//! [`SnapshotPage`]: crate::wire::Message::SnapshotPage
+//! [`DeliveredChanges`]: crate::wire::Message::DeliveredChanges
+//! [`DeliveredSnapshot`]: crate::wire::Message::DeliveredSnapshot
 //! [`DeliveryAck`]: crate::wire::DeliveryAck
 
 use super::admission::source_of;
@@ -149,11 +149,14 @@ impl Directory<'_> {
             }
         }
         let s = self.subscribers.get(i)?;
+        // A delivered page names its subscriber: only that subscriber takes it.
         let written = if snapshot {
-            self.write_page(&header, &s.interest, false, buf)
+            let kind = PageKind::DeliveredSnapshot(s.id);
+            self.write_page(&header, &s.interest, kind, buf)
         } else {
             let since = s.acked.unwrap_or_default();
-            self.write_changes(&header, &s.interest, since, buf)
+            let kind = PageKind::DeliveredChanges(s.id);
+            self.write_changes(&header, &s.interest, since, kind, buf)
         };
         let timeout = self.config.delivery_timeout;
         let s = self.subscribers.get_mut(i)?;

@@ -82,6 +82,13 @@ fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
     Ok((header, f.0))
 }
 
+/// A delivered page's subscriber id, then the page that follows it.
+fn subscriber(payload: &[u8]) -> Result<(u64, &[u8]), DecodeError> {
+    let mut f = Fields(payload);
+    let subscriber = f.u64()?;
+    Ok((subscriber, f.0))
+}
+
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
 /// refuses trailing bytes; the environment is returned, not checked.
 pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
@@ -226,6 +233,16 @@ fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
         Kind::ChangesPage => {
             let (h, rest) = page_header(payload)?;
             Message::ChangesPage(h, items::<_, ITEMS>(rest)?)
+        }
+        Kind::DeliveredSnapshot => {
+            let (subscriber, rest) = subscriber(payload)?;
+            let (h, items) = page::<ITEMS>(rest)?;
+            Message::DeliveredSnapshot(subscriber, h, items)
+        }
+        Kind::DeliveredChanges => {
+            let (subscriber, rest) = subscriber(payload)?;
+            let (h, rest) = page_header(rest)?;
+            Message::DeliveredChanges(subscriber, h, items::<_, ITEMS>(rest)?)
         }
         Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
         Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),
@@ -378,6 +395,24 @@ pub struct BatchWriter<'b> {
     is_page: bool,
 }
 
+/// Which page a [`BatchWriter`] starts (the items are services in a snapshot or sweep
+/// page, changes in a page of changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// A page of the multicast anti-entropy sweep ([`Message::SyncPage`]).
+    Sync,
+    /// A snapshot page answering a request ([`Message::SnapshotPage`]).
+    Snapshot,
+    /// A page of changes answering a request ([`Message::ChangesPage`]).
+    Changes,
+    /// A snapshot page delivered to the subscription of this subscriber id
+    /// ([`Message::DeliveredSnapshot`]).
+    DeliveredSnapshot(u64),
+    /// A page of changes delivered to the subscription of this subscriber id
+    /// ([`Message::DeliveredChanges`]).
+    DeliveredChanges(u64),
+}
+
 impl<'b> BatchWriter<'b> {
     fn start(
         kind: Kind,
@@ -396,7 +431,11 @@ impl<'b> BatchWriter<'b> {
             count: 0,
             is_page: matches!(
                 kind,
-                Kind::SyncPage | Kind::SnapshotPage | Kind::ChangesPage
+                Kind::SyncPage
+                    | Kind::SnapshotPage
+                    | Kind::ChangesPage
+                    | Kind::DeliveredSnapshot
+                    | Kind::DeliveredChanges
             ),
         })
     }
@@ -419,48 +458,32 @@ impl<'b> BatchWriter<'b> {
         })
     }
 
-    /// Starts a page; `sync` chooses the multicast sweep kind over the snapshot reply.
-    /// The page is marked incomplete until [`BatchWriter::set_complete`] says otherwise.
+    /// Starts a page of the kind `page` says, marked incomplete until
+    /// [`BatchWriter::set_complete`] says otherwise.
     pub fn page(
         environment: &Environment,
         header: &PageHeader,
-        sync: bool,
+        page: PageKind,
         buf: &'b mut [u8],
     ) -> Result<Self, EncodeError> {
-        let kind = if sync {
-            Kind::SyncPage
-        } else {
-            Kind::SnapshotPage
+        let (kind, subscriber) = match page {
+            PageKind::Sync => (Kind::SyncPage, None),
+            PageKind::Snapshot => (Kind::SnapshotPage, None),
+            PageKind::Changes => (Kind::ChangesPage, None),
+            PageKind::DeliveredSnapshot(s) => (Kind::DeliveredSnapshot, Some(s)),
+            PageKind::DeliveredChanges(s) => (Kind::DeliveredChanges, Some(s)),
         };
-        Self::page_of(kind, environment, header, buf)
-    }
-
-    /// Starts a page of changes ([`Message::ChangesPage`]), marked incomplete until
-    /// [`BatchWriter::set_complete`] says otherwise.
-    pub fn changes_page(
-        environment: &Environment,
-        header: &PageHeader,
-        buf: &'b mut [u8],
-    ) -> Result<Self, EncodeError> {
-        Self::page_of(Kind::ChangesPage, environment, header, buf)
-    }
-
-    fn page_of(
-        kind: Kind,
-        environment: &Environment,
-        header: &PageHeader,
-        buf: &'b mut [u8],
-    ) -> Result<Self, EncodeError> {
         Self::start(kind, environment, buf, |b| {
-            ser(
-                &PageHeaderWire {
-                    request: header.request,
-                    as_of: header.as_of.0,
-                    after: header.after.as_ref().map(|n| n.as_str()),
-                    complete: header.complete,
-                },
-                b,
-            )
+            let page = PageHeaderWire {
+                request: header.request,
+                as_of: header.as_of.0,
+                after: header.after.as_ref().map(|n| n.as_str()),
+                complete: header.complete,
+            };
+            match subscriber {
+                Some(subscriber) => ser(&(subscriber, page), b),
+                None => ser(&page, b),
+            }
         })
     }
 

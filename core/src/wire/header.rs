@@ -41,6 +41,12 @@ pub enum Kind {
     /// Directory → client: one page of the changes after a version, answering a
     /// snapshot request that names one (`since`).
     ChangesPage = 0x18,
+    /// Directory → subscriber: one page of a snapshot delivered to a subscription,
+    /// naming its subscriber.
+    DeliveredSnapshot = 0x19,
+    /// Directory → subscriber: one page of changes delivered to a subscription, naming
+    /// its subscriber.
+    DeliveredChanges = 0x1a,
     /// Client → directory: renew every registration of a registrant.
     KeepAlive = 0x04,
     /// Directory → client: keep-alive accepted, with what the directory holds.
@@ -71,6 +77,8 @@ impl Kind {
             0x22 => Kind::SyncPage,
             0x23 => Kind::Beacon,
             0x18 => Kind::ChangesPage,
+            0x19 => Kind::DeliveredSnapshot,
+            0x1a => Kind::DeliveredChanges,
             0x04 => Kind::KeepAlive,
             0x15 => Kind::KeepAliveAck,
             0x05 => Kind::Subscribe,

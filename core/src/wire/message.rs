@@ -48,6 +48,12 @@ pub enum Message<'a> {
     /// `since`: the page states the changes (new states and removals) made after
     /// `since` to the services in its name range, as of its `as_of`.
     ChangesPage(PageHeader, Items<'a, Change>),
+    /// One page of a snapshot delivered to a subscription: the subscriber's id (its
+    /// registrant id), the page (its `request` is the delivery id) and the services.
+    DeliveredSnapshot(u64, PageHeader, Items<'a, Service>),
+    /// One page of changes delivered to a subscription: the subscriber's id, the page
+    /// (its `request` is the delivery id) and the changes after the subscriber's cursor.
+    DeliveredChanges(u64, PageHeader, Items<'a, Change>),
     /// Renew every registration of a registrant.
     KeepAlive(KeepAliveRequest),
     /// A keep-alive was accepted: what the directory holds for the registrant.

@@ -24,7 +24,9 @@ mod keep_alive;
 pub mod message;
 mod subscription;
 
-pub use codec::{decode, decode_authenticated, decode_reply, encode, BatchWriter, Frame, Single};
+pub use codec::{
+    decode, decode_authenticated, decode_reply, encode, BatchWriter, Frame, PageKind, Single,
+};
 pub use error::{DecodeError, EncodeError};
 pub use header::{Header, Kind, MAGIC, PROTOCOL_VERSION};
 pub use items::{Item, Items};

@@ -3,12 +3,13 @@
 //! registration, acknowledges what it received cumulatively ([`DeliveryAck`]) and
 //! ends it on an orderly stop ([`UnsubscribeRequest`]).
 //!
-//! Deliveries themselves are the page messages a repair or a snapshot is answered
-//! with, sent to the subscriber's address with the subscription's `delivery` id as
-//! their `request`: a [`ChangesPage`](super::Message::ChangesPage) of the changes after
-//! the subscriber's cursor, or a [`SnapshotPage`](super::Message::SnapshotPage) when
-//! the directory no longer holds every removal since it (see `docs/PROTOCOL.md`,
-//! "Subscriptions").
+//! Deliveries themselves are the pages a repair or a snapshot is answered with,
+//! preceded by the subscriber's id and sent to the subscriber's address with the
+//! subscription's `delivery` id as their `request`: a
+//! [`DeliveredChanges`](super::Message::DeliveredChanges) page of the changes after the
+//! subscriber's cursor, or a [`DeliveredSnapshot`](super::Message::DeliveredSnapshot)
+//! page when the directory no longer holds every removal since it (see
+//! `docs/PROTOCOL.md`, "Subscriptions").
 
 use super::codec::{lease_from_ms, lease_to_ms, ser, take_all, Single};
 use super::error::{DecodeError, EncodeError};

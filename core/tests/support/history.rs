@@ -1070,16 +1070,19 @@ impl World {
                         .live_sent(space, s.name().as_str(), s.version.0);
                 }
             }
-            (Some(d), Message::SnapshotPage(_, items)) => {
+            (
+                Some(d),
+                Message::SnapshotPage(_, items) | Message::DeliveredSnapshot(_, _, items),
+            ) => {
                 let space = self.version_space(d);
                 for s in items {
                     self.checker
                         .live_sent(space, s.name().as_str(), s.version.0);
                 }
             }
-            // A repair's answer: its live states were sent (its removals are not
-            // notifications: they are not counted against the N per removal).
-            (Some(d), Message::ChangesPage(_, items)) => {
+            // A repair's answer or a delivery: its live states were sent (its removals
+            // are not notifications: they are not counted against the N per removal).
+            (Some(d), Message::ChangesPage(_, items) | Message::DeliveredChanges(_, _, items)) => {
                 let space = self.version_space(d);
                 for change in items {
                     if let Change::Registered(s) = change {

@@ -826,22 +826,26 @@ impl Sim {
             };
             let text = match decoded {
                 Ok(f) => match f.message {
-                    Message::ChangesPage(h, items) => format!(
-                        "changes {h:?} {:?}",
-                        items
-                            .map(|c| (
-                                c.name().to_string(),
-                                c.version().0,
-                                matches!(c, Change::Unregistered { .. })
-                            ))
-                            .collect::<Vec<_>>()
-                    ),
-                    Message::SnapshotPage(h, items) => format!(
-                        "snapshot {h:?} {:?}",
-                        items
-                            .map(|c| (c.name().to_string(), c.version.0))
-                            .collect::<Vec<_>>()
-                    ),
+                    Message::ChangesPage(h, items) | Message::DeliveredChanges(_, h, items) => {
+                        format!(
+                            "changes {h:?} {:?}",
+                            items
+                                .map(|c| (
+                                    c.name().to_string(),
+                                    c.version().0,
+                                    matches!(c, Change::Unregistered { .. })
+                                ))
+                                .collect::<Vec<_>>()
+                        )
+                    }
+                    Message::SnapshotPage(h, items) | Message::DeliveredSnapshot(_, h, items) => {
+                        format!(
+                            "snapshot {h:?} {:?}",
+                            items
+                                .map(|c| (c.name().to_string(), c.version.0))
+                                .collect::<Vec<_>>()
+                        )
+                    }
                     m => format!("{m:?}").chars().take(200).collect(),
                 },
                 Err(_) => "auth".into(),
