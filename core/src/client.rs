@@ -867,8 +867,9 @@ impl<'a, const R: usize> Client<'a, R> {
         };
         let mut frame = match decoded {
             Ok(f) => f,
-            // Requests are not for a client (as replies from strangers are not).
-            Err(wire::DecodeError::Request(_)) => {
+            // Requests are not for a client (as replies from strangers are not), nor
+            // deliveries for one that cannot subscribe.
+            Err(wire::DecodeError::Request(_) | wire::DecodeError::Delivery(_)) => {
                 self.stats.foreign_directory += 1;
                 return;
             }

@@ -82,23 +82,30 @@ fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
     Ok((header, f.0))
 }
 
-/// A delivered page's subscriber id, then the page that follows it.
-fn subscriber(payload: &[u8]) -> Result<(u64, &[u8]), DecodeError> {
+/// A delivered page's subscriber id and the page that follows it; none, and the whole
+/// payload, for a page of another kind (or for every page, without `DELIVERIES`).
+fn subscriber<const DELIVERIES: bool>(
+    kind: Kind,
+    payload: &[u8],
+) -> Result<(Option<u64>, &[u8]), DecodeError> {
+    if !DELIVERIES || !kind.is_delivery() {
+        return Ok((None, payload));
+    }
     let mut f = Fields(payload);
     let subscriber = f.u64()?;
-    Ok((subscriber, f.0))
+    Ok((Some(subscriber), f.0))
 }
 
 /// Decodes and validates one datagram. Never panics, never reads past `bytes`, and
 /// refuses trailing bytes; the environment is returned, not checked.
 pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_with_flags::<true, true>(bytes, 0)
+    decode_with_flags::<true, true, true>(bytes, 0)
 }
 
 /// Decodes a frame whose authentication trailer [`auth::open`](crate::auth::open) has
 /// checked and removed: the same as [`decode`], but the authentication flag is accepted.
 pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_with_flags::<true, true>(bytes, super::header::FLAG_AUTHENTICATED)
+    decode_with_flags::<true, true, true>(bytes, super::header::FLAG_AUTHENTICATED)
 }
 
 /// A client's decoder: the same as [`decode`] (or, when `authenticated`, as
@@ -106,21 +113,25 @@ pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
 /// directory takes (the requests: register, unregister, snapshot request, keep-alive,
 /// subscribe, unsubscribe; and delivery acknowledgements) is refused undecoded with
 /// [`DecodeError::Request`]. A client never acts on those, and its firmware then
-/// links none of their decoders. Without the `listen` feature (a client that
-/// only registers) the items of pages and announcements are not read either: their
-/// headers are checked and no item is handed out.
+/// links none of their decoders. Without the `subscribe` feature, delivered pages
+/// are refused undecoded too ([`DecodeError::Delivery`]). Without the `listen` feature
+/// (a client that only registers) the items of pages and announcements are not read
+/// either: their headers are checked and no item is handed out.
 pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, DecodeError> {
     let allowed = if authenticated {
         super::header::FLAG_AUTHENTICATED
     } else {
         0
     };
-    decode_with_flags::<false, { cfg!(feature = "listen") }>(bytes, allowed)
+    decode_with_flags::<false, { cfg!(feature = "subscribe") }, { cfg!(feature = "listen") }>(
+        bytes, allowed,
+    )
 }
 
 /// Decodes a frame; with `REQUESTS` false, the kinds only a directory takes are refused
-/// undecoded, and with `ITEMS` false, batches are handed out without their items.
-fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
+/// undecoded, with `DELIVERIES` false, delivered pages too, and with `ITEMS` false,
+/// batches are handed out without their items.
+fn decode_with_flags<const REQUESTS: bool, const DELIVERIES: bool, const ITEMS: bool>(
     bytes: &[u8],
     allowed: u8,
 ) -> Result<Frame<'_>, DecodeError> {
@@ -211,13 +222,29 @@ fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
                 digest: u64::from_le_bytes(digest),
             })
         }
-        Kind::SnapshotPage => {
-            let (h, items) = page::<ITEMS>(payload)?;
-            Message::SnapshotPage(h, items)
+        // A client that cannot subscribe links no decoder of deliveries.
+        Kind::DeliveredSnapshot | Kind::DeliveredChanges if !DELIVERIES => {
+            return Err(DecodeError::Delivery(header.kind as u8));
         }
-        Kind::SyncPage => {
+        // Pages of services, and pages of changes: a delivered one starts with its
+        // subscriber, then is read as the others are.
+        Kind::SnapshotPage | Kind::SyncPage | Kind::DeliveredSnapshot => {
+            let (subscriber, payload) = subscriber::<DELIVERIES>(header.kind, payload)?;
             let (h, items) = page::<ITEMS>(payload)?;
-            Message::SyncPage(h, items)
+            match subscriber {
+                Some(subscriber) => Message::DeliveredSnapshot(subscriber, h, items),
+                None if header.kind == Kind::SyncPage => Message::SyncPage(h, items),
+                None => Message::SnapshotPage(h, items),
+            }
+        }
+        Kind::ChangesPage | Kind::DeliveredChanges => {
+            let (subscriber, payload) = subscriber::<DELIVERIES>(header.kind, payload)?;
+            let (h, rest) = page_header(payload)?;
+            let items = items::<_, ITEMS>(rest)?;
+            match subscriber {
+                Some(subscriber) => Message::DeliveredChanges(subscriber, h, items),
+                None => Message::ChangesPage(h, items),
+            }
         }
         Kind::Announce => {
             let mut f = Fields(payload);
@@ -229,20 +256,6 @@ fn decode_with_flags<const REQUESTS: bool, const ITEMS: bool>(
                 previous: Version(previous),
             };
             Message::Announce(header, items::<_, ITEMS>(f.0)?)
-        }
-        Kind::ChangesPage => {
-            let (h, rest) = page_header(payload)?;
-            Message::ChangesPage(h, items::<_, ITEMS>(rest)?)
-        }
-        Kind::DeliveredSnapshot => {
-            let (subscriber, rest) = subscriber(payload)?;
-            let (h, items) = page::<ITEMS>(rest)?;
-            Message::DeliveredSnapshot(subscriber, h, items)
-        }
-        Kind::DeliveredChanges => {
-            let (subscriber, rest) = subscriber(payload)?;
-            let (h, rest) = page_header(rest)?;
-            Message::DeliveredChanges(subscriber, h, items::<_, ITEMS>(rest)?)
         }
         Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
         Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),

@@ -102,6 +102,11 @@ impl Kind {
         )
     }
 
+    /// True for the pages delivered to a subscriber.
+    pub fn is_delivery(self) -> bool {
+        matches!(self, Kind::DeliveredSnapshot | Kind::DeliveredChanges)
+    }
+
     /// True for every kind only a directory takes: the requests and the
     /// acknowledgements of deliveries (which are never answered).
     pub fn is_for_directory(self) -> bool {
