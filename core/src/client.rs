@@ -867,12 +867,14 @@ impl<'a, const R: usize> Client<'a, R> {
         };
         let mut frame = match decoded {
             Ok(f) => f,
-            // Requests are not for a client (as replies from strangers are not), nor
-            // deliveries for one that cannot subscribe.
-            Err(wire::DecodeError::Request(_) | wire::DecodeError::Delivery(_)) => {
+            // Requests are not for a client (as replies from strangers are not).
+            Err(wire::DecodeError::Request(_)) => {
                 self.stats.foreign_directory += 1;
                 return;
             }
+            // Kinds this build never acts on (deliveries without subscription mode,
+            // announcements without discovery) are passed over.
+            Err(wire::DecodeError::Unused(_)) => return,
             Err(_) => {
                 self.stats.malformed += 1;
                 return;

@@ -53,16 +53,16 @@ pub(super) fn lease_to_ms(lease: Duration) -> u32 {
     u32::try_from(lease.as_millis()).map_or(u32::MAX, |ms| ms.max(1))
 }
 
-fn page<'a, const ITEMS: bool>(
+fn page<'a, const LISTEN: bool>(
     payload: &'a [u8],
 ) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
     let (header, rest) = page_header(payload)?;
-    Ok((header, items::<_, ITEMS>(rest)?))
+    Ok((header, items::<_, LISTEN>(rest)?))
 }
 
-/// A batch's items, validated; with `ITEMS` false, left unread (none handed out).
-fn items<T: Item, const ITEMS: bool>(rest: &[u8]) -> Result<Items<'_, T>, DecodeError> {
-    if ITEMS {
+/// A batch's items, validated; with `LISTEN` false, left unread (none handed out).
+fn items<T: Item, const LISTEN: bool>(rest: &[u8]) -> Result<Items<'_, T>, DecodeError> {
+    if LISTEN {
         Items::validate(rest)
     } else {
         Ok(Items::unread())
@@ -83,12 +83,12 @@ fn page_header(payload: &[u8]) -> Result<(PageHeader, &[u8]), DecodeError> {
 }
 
 /// A delivered page's subscriber id and the page that follows it; none, and the whole
-/// payload, for a page of another kind (or for every page, without `DELIVERIES`).
-fn subscriber<const DELIVERIES: bool>(
+/// payload, for a page of another kind (or for every page, without `SUBSCRIBE`).
+fn subscriber<const SUBSCRIBE: bool>(
     kind: Kind,
     payload: &[u8],
 ) -> Result<(Option<u64>, &[u8]), DecodeError> {
-    if !DELIVERIES || !kind.is_delivery() {
+    if !SUBSCRIBE || !kind.is_delivery() {
         return Ok((None, payload));
     }
     let mut f = Fields(payload);
@@ -113,10 +113,12 @@ pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
 /// directory takes (the requests: register, unregister, snapshot request, keep-alive,
 /// subscribe, unsubscribe; and delivery acknowledgements) is refused undecoded with
 /// [`DecodeError::Request`]. A client never acts on those, and its firmware then
-/// links none of their decoders. Without the `subscribe` feature, delivered pages
-/// are refused undecoded too ([`DecodeError::Delivery`]). Without the `listen` feature
-/// (a client that only registers) the items of pages and announcements are not read
-/// either: their headers are checked and no item is handed out.
+/// links none of their decoders. The kinds a client of this build never acts on are
+/// refused undecoded too, with [`DecodeError::Unused`]: without the `subscribe` feature
+/// delivered pages and subscription acknowledgements; without the `listen` feature (a
+/// client that only registers) announcements and sweep pages, and the items of the
+/// other pages are not read either: their headers are checked and no item is handed
+/// out.
 pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, DecodeError> {
     let allowed = if authenticated {
         super::header::FLAG_AUTHENTICATED
@@ -128,10 +130,11 @@ pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, Deco
     )
 }
 
-/// Decodes a frame; with `REQUESTS` false, the kinds only a directory takes are refused
-/// undecoded, with `DELIVERIES` false, delivered pages too, and with `ITEMS` false,
-/// batches are handed out without their items.
-fn decode_with_flags<const REQUESTS: bool, const DELIVERIES: bool, const ITEMS: bool>(
+/// Decodes a frame; with `REQUESTS` false (a client's decoder), the kinds only a
+/// directory takes are refused undecoded, with `SUBSCRIBE` false also the kinds of
+/// subscription mode, and with `LISTEN` false also announcements and sweep pages, and
+/// the other pages are handed out without their items.
+fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: bool>(
     bytes: &[u8],
     allowed: u8,
 ) -> Result<Frame<'_>, DecodeError> {
@@ -222,15 +225,18 @@ fn decode_with_flags<const REQUESTS: bool, const DELIVERIES: bool, const ITEMS: 
                 digest: u64::from_le_bytes(digest),
             })
         }
-        // A client that cannot subscribe links no decoder of deliveries.
-        Kind::DeliveredSnapshot | Kind::DeliveredChanges if !DELIVERIES => {
-            return Err(DecodeError::Delivery(header.kind as u8));
+        // A client links no decoder of what its build never acts on.
+        Kind::DeliveredSnapshot | Kind::DeliveredChanges | Kind::SubscribeAck if !SUBSCRIBE => {
+            return Err(DecodeError::Unused(header.kind as u8));
+        }
+        Kind::Announce | Kind::SyncPage if !LISTEN => {
+            return Err(DecodeError::Unused(header.kind as u8));
         }
         // Pages of services, and pages of changes: a delivered one starts with its
         // subscriber, then is read as the others are.
         Kind::SnapshotPage | Kind::SyncPage | Kind::DeliveredSnapshot => {
-            let (subscriber, payload) = subscriber::<DELIVERIES>(header.kind, payload)?;
-            let (h, items) = page::<ITEMS>(payload)?;
+            let (subscriber, payload) = subscriber::<SUBSCRIBE>(header.kind, payload)?;
+            let (h, items) = page::<LISTEN>(payload)?;
             match subscriber {
                 Some(subscriber) => Message::DeliveredSnapshot(subscriber, h, items),
                 None if header.kind == Kind::SyncPage => Message::SyncPage(h, items),
@@ -238,9 +244,9 @@ fn decode_with_flags<const REQUESTS: bool, const DELIVERIES: bool, const ITEMS: 
             }
         }
         Kind::ChangesPage | Kind::DeliveredChanges => {
-            let (subscriber, payload) = subscriber::<DELIVERIES>(header.kind, payload)?;
+            let (subscriber, payload) = subscriber::<SUBSCRIBE>(header.kind, payload)?;
             let (h, rest) = page_header(payload)?;
-            let items = items::<_, ITEMS>(rest)?;
+            let items = items::<_, LISTEN>(rest)?;
             match subscriber {
                 Some(subscriber) => Message::DeliveredChanges(subscriber, h, items),
                 None => Message::ChangesPage(h, items),
@@ -255,7 +261,7 @@ fn decode_with_flags<const REQUESTS: bool, const DELIVERIES: bool, const ITEMS: 
                 as_of: Version(as_of),
                 previous: Version(previous),
             };
-            Message::Announce(header, items::<_, ITEMS>(f.0)?)
+            Message::Announce(header, items::<_, LISTEN>(f.0)?)
         }
         Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
         Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),

@@ -38,9 +38,11 @@ pub enum DecodeError {
     /// acknowledgement) given to a client's decoder
     /// ([`decode_reply`](super::decode_reply)), refused undecoded.
     Request(u8),
-    /// A delivered page (this code) given to the decoder of a client built without
-    /// subscription mode (herald-core's `subscribe` feature), refused undecoded.
-    Delivery(u8),
+    /// A kind (this code) that a client of this build never acts on, given to its
+    /// decoder ([`decode_reply`](super::decode_reply)) and refused undecoded: deliveries
+    /// and subscription acknowledgements without herald-core's `subscribe` feature,
+    /// announcements and sweep pages without `listen`.
+    Unused(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -65,12 +67,7 @@ impl fmt::Display for DecodeError {
             DecodeError::InvalidMetadata(e) => write!(f, "invalid metadata: {e}"),
             DecodeError::UnknownReason(r) => write!(f, "unknown rejection reason {r}"),
             DecodeError::Request(k) => write!(f, "kind {k:#04x} is for directories, not clients"),
-            DecodeError::Delivery(k) => {
-                write!(
-                    f,
-                    "kind {k:#04x} is a delivery: this client cannot subscribe"
-                )
-            }
+            DecodeError::Unused(k) => write!(f, "kind {k:#04x} is not used by this client"),
         }
     }
 }
