@@ -251,23 +251,20 @@ fn vectors() -> Vec<(&'static str, Vec<u8>)> {
         request: 5,
         ..page.clone()
     };
-    let mut w = BatchWriter::page(&env(), &changes, PageKind::Changes, &mut buf).unwrap();
-    assert!(w.push(&Change::Unregistered {
-        name: ServiceName::new("cache").unwrap(),
-        version: Version(1001),
-    }));
-    w.set_complete(true);
-    let n = w.len();
-    out.push(("changes-page", buf[..n].to_vec()));
+    // A complete page of changes: `cache` unregistered at version 1001.
+    let mut changes_page = |header: &wire::PageHeader, kind| {
+        let mut w = BatchWriter::page(&env(), header, kind, &mut buf).unwrap();
+        assert!(w.push(&Change::Unregistered {
+            name: ServiceName::new("cache").unwrap(),
+            version: Version(1001),
+        }));
+        w.set_complete(true);
+        let n = w.len();
+        buf[..n].to_vec()
+    };
+    out.push(("changes-page", changes_page(&changes, PageKind::Changes)));
     let kind = PageKind::DeliveredChanges(0x2a);
-    let mut w = BatchWriter::page(&env(), &delivered, kind, &mut buf).unwrap();
-    assert!(w.push(&Change::Unregistered {
-        name: ServiceName::new("cache").unwrap(),
-        version: Version(1001),
-    }));
-    w.set_complete(true);
-    let n = w.len();
-    out.push(("delivered-changes", buf[..n].to_vec()));
+    out.push(("delivered-changes", changes_page(&delivered, kind)));
     let header = wire::AnnounceHeader {
         directory: directory(),
         as_of: Version(1001),
