@@ -16,9 +16,10 @@
 //! replays it here. They are taken from whichever directory sends them: directories
 //! that share their subscriber table (the etcd cluster) deliver from the publisher, to
 //! subscribers of a replica too, and a new publisher delivers under the stored
-//! subscription before the subscriber has moved to it. Acknowledgements go to the directory the subscriber talks to, or, when the
-//! last delivery page came from another directory it knows (a new publisher delivering
-//! while the one it talks to is dead), to that one: the publisher's re-sends stop at
+//! subscription before the subscriber has moved to it. Acknowledgements go to the
+//! directory the subscriber talks to, or, when the last delivery page came from
+//! another directory it knows (a new publisher delivering while the one it talks to is
+//! dead), to that one: the publisher's re-sends stop at
 //! once, not when the subscriber has failed over. (From a directory it does not know,
 //! a replica's subscriber leaves them to its replica, which passes the cursor on
 //! through the store.) A subscriber

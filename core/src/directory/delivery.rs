@@ -10,9 +10,10 @@
 //! cursor (or the subscriber holds nothing yet), it is a snapshot of the matching
 //! services in [`DeliveredSnapshot`] pages instead. Once its last page is sent the
 //! delivery waits for a [`DeliveryAck`] at or above its (first attempt's) `as_of`;
-//! unacknowledged, it is sent again, from the cursor and as of the newest version then, after a timeout that doubles with each
-//! attempt ([`DirectoryConfig::delivery_timeout`], up to 8 times), until the
-//! subscription's lease runs out. A re-send starts after the last name the
+//! unacknowledged, it is sent again, from the cursor and as of the newest version then,
+//! after a timeout that doubles with each attempt
+//! ([`DirectoryConfig::delivery_timeout`], up to 8 times), until the subscription's
+//! lease runs out. A re-send starts after the last name the
 //! subscriber said it took of the delivery without a gap (the ack's `taken`; the
 //! start when none, or when the delivery turned from changes to a snapshot or back),
 //! so each attempt that gets a page through makes progress, and a long delivery
