@@ -1002,7 +1002,9 @@ impl<'a, const R: usize> Client<'a, R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now;
-        self.settle_inherited();
+        if LISTEN {
+            self.settle_inherited();
+        }
         if SUBSCRIBE {
             self.settle_subscription();
             self.subscribe_without_beacons();
@@ -1176,8 +1178,10 @@ impl<'a, const R: usize> Client<'a, R> {
                 directory_environment,
             });
         }
-        if let Some(event) = self.next_table_event() {
-            return Some(event);
+        if LISTEN {
+            if let Some(event) = self.next_table_event() {
+                return Some(event);
+            }
         }
         self.snapshot_done
             .take()
