@@ -390,8 +390,29 @@ impl Node {
         Node::start_with_args(store, group, &[])
     }
 
+    /// Two directories on a new group, sharing `store`, that log at debug level: a test
+    /// that fails shows what each was doing.
+    fn pair_logging(store: &str) -> [Node; 2] {
+        let group = group();
+        let env = [("RUST_LOG", "herald_server=debug")];
+        [
+            Node::start_with_env(store, group, &[], &env),
+            Node::start_with_env(store, group, &[], &env),
+        ]
+    }
+
     /// A directory with more `herald serve` arguments.
     fn start_with_args(store: &str, group: SocketAddr, extra: &[&str]) -> Node {
+        Node::start_with_env(store, group, extra, &[])
+    }
+
+    /// A directory with more `herald serve` arguments and environment variables.
+    fn start_with_env(
+        store: &str,
+        group: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let net = Net {
             directory: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             group,
@@ -411,7 +432,8 @@ impl Node {
             extra,
         ]
         .concat();
-        let proc = directory(&net, data.path(), &args);
+        let proc = Proc::spawn("directory", &serve_args(&net, data.path(), &args), env);
+        proc.expect_log("herald directory serving", Duration::from_secs(10));
         Node {
             net,
             metrics,
@@ -426,6 +448,22 @@ impl Node {
 
     fn list(&self) -> String {
         ok(&self.net, &["list"])
+    }
+
+    /// `herald list` at this directory: its output, or why it failed.
+    fn try_list(&self) -> Result<String, String> {
+        let mut args = vec!["list".to_string()];
+        args.extend(self.net.client_args());
+        let out = run(&args, Duration::from_secs(15));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "{}\nstdout: {stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 }
 
@@ -707,9 +745,10 @@ fn an_etcd_outage_keeps_both_answering_and_is_caught_up() {
 #[test]
 fn a_frozen_etcd_does_not_stall_the_directories() {
     let Some(etcd) = Etcd::start() else { return };
-    let [a, b] = Node::pair(&etcd.store());
+    let [a, b] = Node::pair_logging(&etcd.store());
     let nodes = [&a, &b];
     publisher(&nodes, Duration::from_secs(10));
+    let logs = || format!("a:\n{}\nb:\n{}", a.proc.stderr(), b.proc.stderr());
     // SIGSTOP: connections stay open, requests get no answer.
     etcd.signal("STOP");
     let start = Instant::now();
@@ -735,18 +774,28 @@ fn a_frozen_etcd_does_not_stall_the_directories() {
     let mut slowest = Duration::ZERO;
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
-        for node in nodes {
+        for (label, node) in ["a", "b"].into_iter().zip(nodes) {
             let asked = Instant::now();
             let _ = node.metric("herald_store_reachable");
-            let list = node.list();
+            let list = node.try_list().unwrap_or_else(|e| {
+                panic!(
+                    "herald list at {label} failed {:?} after etcd froze: {e}\n{}",
+                    start.elapsed(),
+                    logs()
+                )
+            });
             slowest = slowest.max(asked.elapsed());
-            if std::ptr::eq(node, &a) {
+            if label == "a" {
                 assert!(list.contains("frozen"), "{list}");
             }
         }
     }
     println!("slowest list while etcd was frozen: {slowest:?}");
-    assert!(slowest < Duration::from_millis(900), "{slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(900),
+        "{slowest:?}\n{}",
+        logs()
+    );
     etcd.signal("CONT");
     wait_for("b lists frozen", Duration::from_secs(20), || {
         b.list().contains("frozen")
