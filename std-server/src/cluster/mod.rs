@@ -182,6 +182,10 @@ pub struct Cluster {
     lease_secs: u64,
     queue: BTreeMap<String, Pending>,
     known: HashMap<String, Known>,
+    /// While a read of the registry is in flight: the records deleted since it started,
+    /// by the revision of their deletion. A read older than a deletion does not bring
+    /// its record back (see [`resync`](Self::resync)).
+    deleted_while_reading: HashMap<String, i64>,
     /// The subscriber table's writes and revisions.
     subscriptions: Subscriptions,
     watcher: Option<Watcher>,
@@ -274,6 +278,7 @@ impl Cluster {
             lease_secs: settings.publisher_lease_secs,
             queue: BTreeMap::new(),
             known: HashMap::new(),
+            deleted_while_reading: HashMap::new(),
             subscriptions: Subscriptions::default(),
             watcher: None,
             election: None,
@@ -418,6 +423,8 @@ impl Cluster {
         if self.loading.is_some() {
             return;
         }
+        // Every deletion before now is in what this read finds.
+        self.deleted_while_reading.clear();
         self.loads_started += 1;
         let (tx, rx) = oneshot::channel();
         let mut kv = self.kv.clone();
@@ -537,6 +544,7 @@ impl Cluster {
                     return;
                 }
                 self.known.remove(&name);
+                self.deleted(&name, mod_revision);
                 directory.forget(clock.now(), &name);
             }
             Change::PutSubscriber(entry) => self.subscriptions.written(directory, clock, &entry),
@@ -545,6 +553,25 @@ impl Cluster {
                     .deleted(directory, clock, id, mod_revision)
             }
         }
+    }
+
+    /// `name`'s key was deleted at `revision`: remembered while a read is in flight.
+    fn deleted(&mut self, name: &str, revision: i64) {
+        if self.loading.is_some() {
+            self.deleted_while_reading.insert(name.to_owned(), revision);
+        }
+    }
+
+    /// True when `name` changed in etcd after `revision` as this directory knows: it
+    /// wrote or saw a newer record there, or saw the key deleted since.
+    fn changed_after(&self, name: &str, revision: i64) -> bool {
+        self.known
+            .get(name)
+            .is_some_and(|k| k.mod_revision > revision)
+            || self
+                .deleted_while_reading
+                .get(name)
+                .is_some_and(|&deleted| deleted > revision)
     }
 
     /// True when a change at `mod_revision` of `name` is already known.
@@ -738,9 +765,14 @@ impl Cluster {
         );
     }
 
-    /// Takes the registry read again (after an outage, or when the watch stopped):
-    /// applies it, drops the records etcd no longer holds, writes the queue,
-    /// and watches again from where it read.
+    /// Takes the registry read again (after an outage, or when the watch stopped, or
+    /// after an election): applies it, drops the records etcd no longer holds, writes
+    /// the queue, and watches again from where it read.
+    ///
+    /// The read may be older than what this directory wrote or saw while it was in
+    /// flight (its own registrations go on being written meanwhile): a key changed
+    /// after the read is neither taken from it nor dropped for its absence. The watch,
+    /// from the read's revision on, brings every change after it again.
     async fn resync(
         &mut self,
         directory: &mut Directory<'_>,
@@ -748,26 +780,35 @@ impl Cluster {
         snapshot: Snapshot,
     ) -> Result<usize, EtcdError> {
         self.watcher = None;
-        self.known.clear();
+        let read_at = snapshot.revision;
+        self.known.retain(|_, k| k.mod_revision > read_at);
         let mut present = HashSet::with_capacity(snapshot.entries.len());
         for entry in &snapshot.entries {
             present.insert(entry.name.as_str());
-            let _ = self.apply_entry(directory, clock, entry, false);
+            if !self.changed_after(&entry.name, read_at) {
+                let _ = self.apply_entry(directory, clock, entry, false);
+            }
         }
-        // Records etcd no longer holds (and that are not queued here) were removed
-        // while this directory was not watching: a departed one was reaped by the
-        // publisher, a live one was unregistered or expired and then reaped.
+        // Records etcd no longer holds (and that are not queued here, nor written
+        // after the read) were removed while this directory was not watching: a
+        // departed one was reaped by the publisher, a live one was unregistered or
+        // expired and then reaped.
         let gone: Vec<String> = directory
             .records()
             .map(|r| r.name().as_str())
-            .filter(|n| !present.contains(n) && !self.queue.contains_key(*n))
+            .filter(|n| {
+                !present.contains(n)
+                    && !self.queue.contains_key(*n)
+                    && !self.changed_after(n, read_at)
+            })
             .map(str::to_owned)
             .collect();
+        self.deleted_while_reading.clear();
         for name in &gone {
             directory.discard(clock.now(), name);
         }
         self.subscriptions
-            .reload(directory, clock, &snapshot.subscribers);
+            .reload(directory, clock, &snapshot.subscribers, read_at);
         if !gone.is_empty() {
             tracing::info!(
                 dropped = gone.len(),
@@ -864,11 +905,12 @@ impl Cluster {
             .collect();
         let mut written = 0;
         for chunk in known.chunks(store::MAX_TXN_KEYS) {
-            if store::delete_all_if(&mut self.kv, &self.keys, chunk).await? {
+            if let Some(revision) = store::delete_all_if(&mut self.kv, &self.keys, chunk).await? {
                 self.stats.writes += 1;
                 for (name, _) in chunk {
                     self.known.remove(name);
                     self.queue.remove(name);
+                    self.deleted(name, revision);
                 }
                 written += chunk.len();
             }
@@ -994,10 +1036,12 @@ impl Cluster {
                 self.queue.remove(name);
                 return Ok(false);
             }
-            if store::delete_if(&mut self.kv, &self.keys, name, entry.mod_revision).await? {
+            let deleted = store::delete_if(&mut self.kv, &self.keys, name, entry.mod_revision);
+            if let Some(revision) = deleted.await? {
                 self.stats.writes += 1;
                 self.known.remove(name);
                 self.queue.remove(name);
+                self.deleted(name, revision);
                 return Ok(true);
             }
         }
@@ -1452,7 +1496,7 @@ mod tests {
         assert_eq!(snapshot.subscribers.len(), 1);
         assert_eq!(snapshot.subscribers[0].id, 7);
         b.subscriptions
-            .reload(&mut db, &clock, &snapshot.subscribers);
+            .reload(&mut db, &clock, &snapshot.subscribers, snapshot.revision);
         assert_eq!(db.subscribers().map(|s| s.id).collect::<Vec<_>>(), [7]);
 
         // Renewed elsewhere (the key changed since `a` saw it): the unsubscription at
@@ -1478,7 +1522,7 @@ mod tests {
         let deleted = store::delete_key_if(&mut a.kv, a.keys.subscriber(7), key.mod_revision)
             .await
             .unwrap();
-        assert!(deleted);
+        assert!(deleted.is_some());
         b.subscriptions
             .deleted(&mut db, &clock, 7, key.mod_revision + 1);
         assert_eq!(db.subscribers().count(), 0);
@@ -1505,7 +1549,7 @@ mod tests {
         // etcd answers again: the registry and the subscribers are read again.
         let snapshot = store::load(&mut a.kv, &a.keys).await.unwrap();
         a.subscriptions
-            .reload(&mut da, &clock, &snapshot.subscribers);
+            .reload(&mut da, &clock, &snapshot.subscribers, snapshot.revision);
         a.flush(&mut da, &clock, Writes::All).await.unwrap();
         assert_eq!(a.queued(), 0);
         assert_eq!(da.subscribers().count(), 1, "taken from etcd");
@@ -1513,6 +1557,109 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    /// A read of the registry that started before this directory wrote a registration
+    /// (the catch-up read after an election, say) and is taken after it: the record is
+    /// newer than the read, so it was not removed while this directory was not
+    /// watching, and stays.
+    #[tokio::test]
+    async fn a_read_older_than_a_write_made_here_drops_nothing() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut cluster = cluster(&etcd).await;
+        let clock = Clock::new();
+        let mut directory = directory();
+        let before = store::load(&mut cluster.kv, &cluster.keys).await.unwrap();
+        let mut config = herald_core::ClientConfig::new(9);
+        config.directories.push(directory.config().address).unwrap();
+        let slots = Box::leak(vec![None; 4].into_boxed_slice());
+        let index = Box::leak(vec![0u32; 4].into_boxed_slice());
+        let mut client = herald_core::Client::new(config, slots, index).unwrap();
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let registration = Registration::new(
+            ServiceName::new("real").unwrap(),
+            &[Location::new(ip, 7001).unwrap()],
+        )
+        .unwrap();
+        client.register(clock.now(), registration).unwrap();
+        exchange(&mut client, &mut directory, &clock);
+        cluster.persist(&mut directory, &clock).await;
+        assert!(stored(&mut cluster, "real").await.is_some(), "written");
+        assert_eq!(cluster.queued(), 0);
+
+        cluster
+            .resync(&mut directory, &clock, before)
+            .await
+            .unwrap();
+        assert!(
+            directory.record("real").is_some(),
+            "dropped by an older read"
+        );
+        assert!(stored(&mut cluster, "real").await.is_some());
+        // A read after the write holds it, and keeps it.
+        let after = store::load(&mut cluster.kv, &cluster.keys).await.unwrap();
+        cluster.resync(&mut directory, &clock, after).await.unwrap();
+        assert!(directory.record("real").is_some());
+    }
+
+    /// A read that started before a record was deleted, taken after the watch brought
+    /// the deletion: the record is not brought back.
+    #[tokio::test]
+    async fn a_read_older_than_a_deletion_does_not_bring_the_record_back() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut cluster = cluster(&etcd).await;
+        let clock = Clock::new();
+        let mut directory = directory();
+        let written = put(&mut cluster, &record("gone", 5, live(60_000))).await;
+        let before = store::load(&mut cluster.kv, &cluster.keys).await.unwrap();
+        // The read is in flight while the record is deleted, and the watch says so.
+        let (_answer, in_flight) = oneshot::channel();
+        cluster.loading = Some(in_flight);
+        let deleted = store::delete_if(&mut cluster.kv, &cluster.keys, "gone", written)
+            .await
+            .unwrap()
+            .unwrap();
+        let deletion = Change::Delete {
+            name: "gone".into(),
+            mod_revision: deleted,
+        };
+        cluster.take_change(&mut directory, &clock, deletion);
+        cluster.loading = None;
+
+        cluster
+            .resync(&mut directory, &clock, before)
+            .await
+            .unwrap();
+        assert!(
+            directory.record("gone").is_none(),
+            "brought back by an older read"
+        );
+        assert_eq!(stored(&mut cluster, "gone").await, None);
+    }
+
+    /// A read of the subscriber table older than a subscription written here does not
+    /// forget it.
+    #[tokio::test]
+    async fn a_read_older_than_a_subscription_written_here_forgets_nothing() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let mut a = cluster(&etcd).await;
+        let clock = Clock::new();
+        let mut da = directory_with_subscribers();
+        let before = store::load(&mut a.kv, &a.keys).await.unwrap();
+        let mut client = listener(&da);
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        assert_eq!(a.queued(), 0);
+        a.subscriptions
+            .reload(&mut da, &clock, &before.subscribers, before.revision);
+        assert_eq!(da.subscribers().count(), 1, "forgotten by an older read");
     }
 
     #[tokio::test]

@@ -337,6 +337,12 @@ pub async fn put_keys(
         .map(|(key, value, _)| TxnOp::put(key.as_str(), value.to_vec(), None))
         .collect();
     let txn = Txn::new().when(compares).and_then(ops);
+    revision_if_done(kv, txn).await
+}
+
+/// Runs `txn`; the revision it made, or `None` when its comparisons failed (it did
+/// nothing).
+async fn revision_if_done(kv: &mut KvClient, txn: Txn) -> Result<Option<i64>, EtcdError> {
     let answer = timed(OP_TIMEOUT, kv.txn(txn)).await?;
     if !answer.succeeded() {
         return Ok(None);
@@ -347,22 +353,24 @@ pub async fn put_keys(
         .ok_or(EtcdError::Protocol("a transaction answer without a header"))
 }
 
-/// Deletes `name`'s record if the key is still at `mod_revision`; true if deleted.
+/// Deletes `name`'s record if the key is still at `mod_revision`; the revision of the
+/// deletion, or `None` when the key had changed.
 pub async fn delete_if(
     kv: &mut KvClient,
     keys: &Keys,
     name: &str,
     mod_revision: i64,
-) -> Result<bool, EtcdError> {
+) -> Result<Option<i64>, EtcdError> {
     delete_key_if(kv, keys.service(name), mod_revision).await
 }
 
-/// Deletes `key` if it is still at `mod_revision`; true if deleted.
+/// Deletes `key` if it is still at `mod_revision`; the revision of the deletion, or
+/// `None` when the key had changed.
 pub async fn delete_key_if(
     kv: &mut KvClient,
     key: String,
     mod_revision: i64,
-) -> Result<bool, EtcdError> {
+) -> Result<Option<i64>, EtcdError> {
     let txn = Txn::new()
         .when([Compare::mod_revision(
             key.clone(),
@@ -370,16 +378,16 @@ pub async fn delete_key_if(
             mod_revision,
         )])
         .and_then([TxnOp::delete(key, None::<DeleteOptions>)]);
-    Ok(timed(OP_TIMEOUT, kv.txn(txn)).await?.succeeded())
+    revision_if_done(kv, txn).await
 }
 
 /// Deletes every `(name, mod_revision)` in one transaction, if every key is still at
-/// that revision; true if they were deleted (false: none was).
+/// that revision; the revision of the deletion, or `None` (none was deleted).
 pub async fn delete_all_if(
     kv: &mut KvClient,
     keys: &Keys,
     names: &[(String, i64)],
-) -> Result<bool, EtcdError> {
+) -> Result<Option<i64>, EtcdError> {
     let compares: Vec<Compare> = names
         .iter()
         .map(|(name, revision)| {
@@ -391,7 +399,7 @@ pub async fn delete_all_if(
         .map(|(name, _)| TxnOp::delete(keys.service(name), None::<DeleteOptions>))
         .collect();
     let txn = Txn::new().when(compares).and_then(deletes);
-    Ok(timed(OP_TIMEOUT, kv.txn(txn)).await?.succeeded())
+    revision_if_done(kv, txn).await
 }
 
 /// Puts `value` at `key` attached to `lease` if the key does not exist; true if it was

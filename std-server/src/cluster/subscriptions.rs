@@ -142,33 +142,43 @@ impl Subscriptions {
         self.known.get(&id).is_some_and(|&r| r >= mod_revision)
     }
 
-    /// Takes every subscription read again (after an outage, or when the watch
-    /// stopped), and forgets those etcd no longer holds that are not queued here. A
-    /// deletion queued here of a key that changed since it was last seen (the
-    /// subscription renewed at another directory meanwhile) is dropped: that
-    /// subscription is taken instead.
+    /// Takes every subscription read again at revision `read_at` (after an outage,
+    /// when the watch stopped, or after an election), and forgets those etcd no longer
+    /// holds that are not queued here. A deletion queued here of a key that changed
+    /// since it was last seen (the subscription renewed at another directory
+    /// meanwhile) is dropped: that subscription is taken instead. A key this directory
+    /// wrote or saw after the read is neither taken from it nor forgotten for its
+    /// absence (the watch brings what changed after the read).
     pub fn reload(
         &mut self,
         directory: &mut Directory<'_>,
         clock: &Clock,
         entries: &[SubscriberEntry],
+        read_at: i64,
     ) {
+        let newer =
+            |known: &HashMap<u64, i64>, id: &u64| known.get(id).is_some_and(|&r| r > read_at);
         for entry in entries {
-            if self.queue.get(&entry.id) == Some(&Op::Delete)
+            if !newer(&self.known, &entry.id)
+                && self.queue.get(&entry.id) == Some(&Op::Delete)
                 && self.known.get(&entry.id) != Some(&entry.mod_revision)
             {
                 self.queue.remove(&entry.id);
             }
         }
-        self.known.clear();
+        self.known.retain(|_, &mut r| r > read_at);
         for entry in entries {
-            self.apply(directory, clock, entry);
+            if !self.known.contains_key(&entry.id) {
+                self.apply(directory, clock, entry);
+            }
         }
         let present: HashSet<u64> = entries.iter().map(|e| e.id).collect();
         let gone: Vec<u64> = directory
             .subscribers()
             .map(|s| s.id)
-            .filter(|id| !present.contains(id) && !self.queue.contains_key(id))
+            .filter(|id| {
+                !present.contains(id) && !self.queue.contains_key(id) && !newer(&self.known, id)
+            })
             .collect();
         for id in gone {
             directory.forget_subscriber(clock.now(), id);
@@ -304,7 +314,10 @@ impl Subscriptions {
         clock: &Clock,
         id: u64,
     ) -> Result<(u64, usize), EtcdError> {
-        if store::delete_key_if(kv, keys.subscriber(id), self.revision(id)).await? {
+        if store::delete_key_if(kv, keys.subscriber(id), self.revision(id))
+            .await?
+            .is_some()
+        {
             self.known.remove(&id);
             self.queue.remove(&id);
             return Ok((1, 1));
