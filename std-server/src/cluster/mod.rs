@@ -1431,10 +1431,21 @@ mod tests {
     /// A listener of id 7 that subscribes at `directory` through the core client, by a
     /// direct exchange of datagrams (leaked).
     fn listener(directory: &Directory<'static>) -> herald_core::Client<'static, 4> {
-        let mut config = herald_core::ClientConfig::new(7);
-        config.directories.push(directory.config().address).unwrap();
+        let mut config = client_config(7, directory);
         config.interest = Some(herald_core::Interest::all());
         config.subscribe = herald_core::Subscribe::Always;
+        client(config)
+    }
+
+    /// The settings of client `id` that talks to `directory`.
+    fn client_config(id: u64, directory: &Directory<'static>) -> herald_core::ClientConfig {
+        let mut config = herald_core::ClientConfig::new(id);
+        config.directories.push(directory.config().address).unwrap();
+        config
+    }
+
+    /// A core client with a table of four (leaked).
+    fn client(config: herald_core::ClientConfig) -> herald_core::Client<'static, 4> {
         let slots = Box::leak(vec![None; 4].into_boxed_slice());
         let index = Box::leak(vec![0u32; 4].into_boxed_slice());
         herald_core::Client::new(config, slots, index).unwrap()
@@ -1572,11 +1583,7 @@ mod tests {
         let clock = Clock::new();
         let mut directory = directory();
         let before = store::load(&mut cluster.kv, &cluster.keys).await.unwrap();
-        let mut config = herald_core::ClientConfig::new(9);
-        config.directories.push(directory.config().address).unwrap();
-        let slots = Box::leak(vec![None; 4].into_boxed_slice());
-        let index = Box::leak(vec![0u32; 4].into_boxed_slice());
-        let mut client = herald_core::Client::new(config, slots, index).unwrap();
+        let mut client = client(client_config(9, &directory));
         let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let registration = Registration::new(
             ServiceName::new("real").unwrap(),
