@@ -448,14 +448,7 @@ impl<'b> BatchWriter<'b> {
             count_at,
             len: count_at + 1,
             count: 0,
-            is_page: matches!(
-                kind,
-                Kind::SyncPage
-                    | Kind::SnapshotPage
-                    | Kind::ChangesPage
-                    | Kind::DeliveredSnapshot
-                    | Kind::DeliveredChanges
-            ),
+            is_page: kind.is_page(),
         })
     }
 

@@ -102,6 +102,15 @@ impl Kind {
         )
     }
 
+    /// True for the pages: of services (sweep, snapshot, delivered snapshot) and of
+    /// changes (answer or delivery), each ending with its `complete` flag and count.
+    pub fn is_page(self) -> bool {
+        matches!(
+            self,
+            Kind::SyncPage | Kind::SnapshotPage | Kind::ChangesPage
+        ) || self.is_delivery()
+    }
+
     /// True for the pages delivered to a subscriber.
     pub fn is_delivery(self) -> bool {
         matches!(self, Kind::DeliveredSnapshot | Kind::DeliveredChanges)
