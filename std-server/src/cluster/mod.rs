@@ -425,6 +425,7 @@ impl Cluster {
         }
         // Every deletion before now is in what this read finds.
         self.deleted_while_reading.clear();
+        self.subscriptions.read_started();
         self.loads_started += 1;
         let (tx, rx) = oneshot::channel();
         let mut kv = self.kv.clone();
@@ -1667,6 +1668,43 @@ mod tests {
         a.subscriptions
             .reload(&mut da, &clock, &before.subscribers, before.revision);
         assert_eq!(da.subscribers().count(), 1, "forgotten by an older read");
+    }
+
+    /// A read of the subscriber table that started before a subscription was deleted,
+    /// taken after the watch brought the deletion: the subscription is not brought back.
+    #[tokio::test]
+    async fn a_read_older_than_a_subscriptions_deletion_does_not_bring_it_back() {
+        let Some(etcd) = TestEtcd::start() else {
+            return;
+        };
+        let (mut a, mut b) = (cluster(&etcd).await, cluster(&etcd).await);
+        let clock = Clock::new();
+        let (mut da, mut db) = (directory_with_subscribers(), directory_with_subscribers());
+        let mut client = listener(&da);
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        let before = store::load(&mut b.kv, &b.keys).await.unwrap();
+        b.subscriptions
+            .reload(&mut db, &clock, &before.subscribers, before.revision);
+        assert_eq!(db.subscribers().count(), 1);
+        // `b` reads again; meanwhile the subscription ends at `a`, and `b`'s watch says so.
+        b.subscriptions.read_started();
+        client.unsubscribe(clock.now());
+        exchange(&mut client, &mut da, &clock);
+        a.persist(&mut da, &clock).await;
+        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        assert!(store::get_subscriber(&mut a.kv, &a.keys, 7)
+            .await
+            .unwrap()
+            .is_none());
+        let deleted_at = store::load(&mut b.kv, &b.keys).await.unwrap().revision;
+        b.subscriptions.deleted(&mut db, &clock, 7, deleted_at);
+        assert_eq!(db.subscribers().count(), 0);
+
+        b.subscriptions
+            .reload(&mut db, &clock, &before.subscribers, before.revision);
+        assert_eq!(db.subscribers().count(), 0, "brought back by an older read");
     }
 
     #[tokio::test]

@@ -46,6 +46,10 @@ pub struct Subscriptions {
     queue: BTreeMap<u64, Op>,
     /// The `mod_revision` of each subscriber key as last seen.
     known: HashMap<u64, i64>,
+    /// While a read of the table is in flight ([`read_started`](Self::read_started)): the
+    /// keys deleted since, by the revision of their deletion. A read older than a
+    /// deletion does not bring the subscription back.
+    deleted_while_reading: Option<HashMap<u64, i64>>,
     full_logged: Option<Instant>,
 }
 
@@ -135,7 +139,22 @@ impl Subscriptions {
             return;
         }
         self.known.remove(&id);
+        self.remember_deletion(id, mod_revision);
         directory.forget_subscriber(clock.now(), id);
+    }
+
+    /// A read of the table starts: every deletion before now is in what it finds, and
+    /// those from now on are remembered until it is taken ([`reload`](Self::reload)).
+    pub fn read_started(&mut self) {
+        self.deleted_while_reading = Some(HashMap::new());
+    }
+
+    /// Subscription `id`'s key was deleted at `revision`: remembered while a read is in
+    /// flight.
+    fn remember_deletion(&mut self, id: u64, revision: i64) {
+        if let Some(deleted) = self.deleted_while_reading.as_mut() {
+            deleted.insert(id, revision);
+        }
     }
 
     fn is_known(&self, id: u64, mod_revision: i64) -> bool {
@@ -147,8 +166,8 @@ impl Subscriptions {
     /// holds that are not queued here. A deletion queued here of a key that changed
     /// since it was last seen (the subscription renewed at another directory
     /// meanwhile) is dropped: that subscription is taken instead. A key this directory
-    /// wrote or saw after the read is neither taken from it nor forgotten for its
-    /// absence (the watch brings what changed after the read).
+    /// wrote, saw written or saw deleted after the read is neither taken from it nor
+    /// forgotten for its absence (the watch brings what changed after the read).
     pub fn reload(
         &mut self,
         directory: &mut Directory<'_>,
@@ -167,8 +186,10 @@ impl Subscriptions {
             }
         }
         self.known.retain(|_, &mut r| r > read_at);
+        let deleted = self.deleted_while_reading.take().unwrap_or_default();
         for entry in entries {
-            if !self.known.contains_key(&entry.id) {
+            let deleted_after = deleted.get(&entry.id).is_some_and(|&d| d > read_at);
+            if !self.known.contains_key(&entry.id) && !deleted_after {
                 self.apply(directory, clock, entry);
             }
         }
@@ -314,12 +335,12 @@ impl Subscriptions {
         clock: &Clock,
         id: u64,
     ) -> Result<(u64, usize), EtcdError> {
-        if store::delete_key_if(kv, keys.subscriber(id), self.revision(id))
-            .await?
-            .is_some()
+        if let Some(revision) =
+            store::delete_key_if(kv, keys.subscriber(id), self.revision(id)).await?
         {
             self.known.remove(&id);
             self.queue.remove(&id);
+            self.remember_deletion(id, revision);
             return Ok((1, 1));
         }
         self.queue.remove(&id);
