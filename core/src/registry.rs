@@ -61,12 +61,37 @@ pub struct Record {
     /// record). Lets directories sharing a store tell whether two removals of a name are
     /// one to listeners (no live version between them) whatever their contents.
     pub ended: Version,
+    /// For a departed record whose count of notifications still owed was taken over from
+    /// an older removal of the name (one removal to listeners), the version of the
+    /// oldest removal counted in it: the notifications already sent may have been
+    /// announced at that version, so they told only listeners that held an older one.
+    /// `Version(0)` when the count is the removal's own (see [`Record::counted_from`]).
+    pub counted_from: Version,
 }
 
 impl Record {
     /// True while the service is live.
     pub fn is_live(&self) -> bool {
         matches!(self.state, RecordState::Live { .. })
+    }
+
+    /// The lowest version the notifications already counted for this removal may have
+    /// been announced at: every listener holding a live version below it was told.
+    pub fn counted_from(&self) -> Version {
+        match self.counted_from {
+            Version(0) => self.service.version,
+            v => v.min(self.service.version),
+        }
+    }
+
+    /// Sets [`counted_from`](Self::counted_from) (stored as 0 when it is the record's own
+    /// version).
+    pub fn set_counted_from(&mut self, version: Version) {
+        self.counted_from = if version < self.service.version {
+            version
+        } else {
+            Version(0)
+        };
     }
 
     /// The service name.
@@ -259,9 +284,10 @@ impl Drop for EntryMut<'_, '_> {
 /// Longest encoded [`Record`] in bytes.
 pub const MAX_RECORD_LEN: usize = 320;
 
-/// The stored layout. Records written before removals named the version they ended end
-/// after `sequence`, and those written before sequences after `remaining`: they are read
-/// with 0 for what they lack.
+/// The stored layout. Records written before removals named where their count came
+/// from end after `ended`, those written before removals named the version they ended
+/// after `sequence`, and those written before sequences after `remaining`: they are
+/// read with 0 for what they lack.
 #[derive(Serialize, Deserialize)]
 struct RecordWire<'a> {
     name: &'a str,
@@ -277,11 +303,13 @@ struct RecordWire<'a> {
     sequence: u64,
     /// The live version a departed record's removal ended (0: unknown).
     ended: u64,
+    /// The oldest removal counted in a departed record's count (0: its own).
+    counted_from: u64,
 }
 
 /// How many older stored layouts [`Record::from_bytes`] reads: each one field (a varint)
 /// short of the next.
-const OLDER_LAYOUTS: usize = 2;
+const OLDER_LAYOUTS: usize = 3;
 
 /// Reads `bytes` as exactly one `T`, with nothing left over.
 fn exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
@@ -348,6 +376,7 @@ impl Record {
             remaining,
             sequence: self.sequence,
             ended: self.ended.0,
+            counted_from: self.counted_from.0,
         };
         postcard::to_slice(&wire, buf).ok().map(|b| &*b)
     }
@@ -386,6 +415,7 @@ impl Record {
             sequence: wire.sequence,
             state,
             ended: Version(wire.ended),
+            counted_from: Version(wire.counted_from),
         })
     }
 }
@@ -408,6 +438,7 @@ pub(crate) fn test_record(name: &str, version: Version, state: RecordState) -> R
         sequence: 1,
         state,
         ended: Version(0),
+        counted_from: Version(0),
     }
 }
 
@@ -449,6 +480,7 @@ mod tests {
                 expires: Instant::from_millis(u64::MAX / 4),
             },
             ended: Version(u64::MAX),
+            counted_from: Version(u64::MAX),
         }
     }
 
@@ -467,24 +499,29 @@ mod tests {
         let back = Record::from_bytes(bytes, clock()).unwrap();
         assert_eq!(back.sequence, u64::MAX);
         assert_eq!(back.ended, Version(u64::MAX));
+        assert_eq!(back.counted_from, Version(u64::MAX));
         assert_eq!(back.service, record.service);
     }
 
     #[test]
     fn records_stored_in_older_layouts_are_read_with_zero_for_what_they_lack() {
         // Each older layout is the next without its last field: a record with sequence
-        // 0 and `ended` 0 ends in two 0 bytes; without one it is what was written before
-        // `ended`, without both what was written before sequences.
+        // 0, `ended` 0 and `counted_from` 0 ends in three 0 bytes; without one it is what
+        // was written before `counted_from`, without two what was written before
+        // `ended`, without all three what was written before sequences.
         let mut record = longest();
         record.sequence = 0;
         record.ended = Version(0);
+        record.counted_from = Version(0);
         record.state = RecordState::Departed { remaining: 3 };
         let mut buf = [0u8; MAX_RECORD_LEN];
         let bytes = record.to_bytes(clock(), &mut buf).unwrap();
-        assert!(bytes.ends_with(&[0, 0]));
-        let unended = &bytes[..bytes.len() - 1];
+        assert!(bytes.ends_with(&[0, 0, 0]));
+        let uncounted = &bytes[..bytes.len() - 1];
+        assert_eq!(Record::from_bytes(uncounted, clock()).unwrap(), record);
+        let unended = &bytes[..bytes.len() - 2];
         assert_eq!(Record::from_bytes(unended, clock()).unwrap(), record);
-        let legacy = &bytes[..bytes.len() - 2];
+        let legacy = &bytes[..bytes.len() - 3];
         let back = Record::from_bytes(legacy, clock()).unwrap();
         assert_eq!(back, record);
         // No layout accepts trailing or missing bytes beyond that.

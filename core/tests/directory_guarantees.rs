@@ -102,6 +102,7 @@ fn record(name: &str, version: u64, state: RecordState) -> Record {
         sequence: 0,
         state,
         ended: Version(0),
+        counted_from: Version(0),
     }
 }
 

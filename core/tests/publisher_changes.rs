@@ -158,6 +158,7 @@ fn a_new_publisher_without_word_from_its_shell_publishes_after_the_replication_b
         sequence: 1,
         state: RecordState::Live { expires },
         ended: Version(0),
+        counted_from: Version(0),
     };
     directory.set_publishing(start, true);
     directory.apply(start, record).unwrap();

@@ -246,6 +246,7 @@ impl Publisher {
             sequence,
             state,
             ended: Version(ended),
+            counted_from: Version(0),
         };
         self.directory.apply(self.now, record).unwrap();
     }
@@ -353,4 +354,49 @@ fn a_removal_that_supersedes_a_registration_names_it_as_ended() {
     p.apply_sequenced(50, 1001, finished, 20, 100);
     p.run(Duration::from_secs(5));
     assert_eq!(p.sent.get(&new_removal), Some(&20), "{:?}", p.sent);
+}
+
+/// Seed 518419 of `history`: a replica that had not yet seen a registration removed the
+/// older one it held (v40, ending v10), then read the store's earlier removal of v10
+/// (v20, being counted by the publisher) and took over its count, as one removal. The
+/// registration it had not seen (v30) was removed at the publisher (v50, ending v30);
+/// the replica's record then reached the publisher, which took it for the same removal
+/// as its own (v30 is older than v40) and cut its count to the inherited one: 18 of 20.
+/// But the notifications counted there were announced at v20, and told no listener of
+/// v30. A record names the oldest removal counted in it, and a removal is one with it
+/// only when it ended a version older than that.
+#[test]
+fn a_count_taken_over_from_an_older_removal_does_not_cut_a_later_registrations_removal() {
+    let mut p = Publisher::new();
+    let mut replica = Publisher::new();
+    replica.directory.set_publishing(replica.now, false);
+    let lease = |now| RecordState::Live {
+        expires: now + Duration::from_secs(60),
+    };
+    for d in [&mut p, &mut replica] {
+        d.apply(10, 1001, lease(d.now), 0);
+    }
+    // Removed elsewhere at v20: the publisher counts it.
+    p.apply(20, 1001, RecordState::Departed { remaining: 20 }, 10);
+    p.run(Duration::from_millis(220));
+    let counted = 20 - p.sent[&20] as u8;
+    assert!(counted < 20, "{:?}", p.sent);
+    // Registered again at v30 (the publisher holds it), which the replica had not yet
+    // seen when it removed v10 itself at v40; then it read v20 with its count.
+    p.apply(30, 1002, lease(p.now), 0);
+    p.run(Duration::from_millis(100));
+    replica.apply(40, 1001, RecordState::Departed { remaining: 20 }, 10);
+    replica.apply(20, 1001, RecordState::Departed { remaining: counted }, 10);
+    let taken_over = replica.directory.record("moved").cloned().unwrap();
+    assert_eq!(taken_over.service.version, Version(40));
+    assert_eq!(
+        taken_over.state,
+        RecordState::Departed { remaining: counted }
+    );
+    // The publisher removes v30 at v50; the replica's record reaches it.
+    p.apply(50, 1002, RecordState::Departed { remaining: 20 }, 30);
+    p.run(Duration::from_millis(100));
+    p.directory.apply(p.now, taken_over).unwrap();
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.sent.get(&50), Some(&20), "{:?}", p.sent);
 }

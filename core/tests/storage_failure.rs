@@ -184,6 +184,7 @@ fn live(name: &str, expires: Instant) -> Record {
         sequence: 0,
         state: RecordState::Live { expires },
         ended: Version(0),
+        counted_from: Version(0),
     }
 }
 

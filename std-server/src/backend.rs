@@ -646,6 +646,7 @@ mod tests {
                 expires: herald_core::Instant::from_millis(15_000),
             },
             ended: herald_core::Version(0),
+            counted_from: herald_core::Version(0),
         }
     }
 

@@ -470,6 +470,7 @@ mod tests {
             sequence: 0,
             state,
             ended: Version(0),
+            counted_from: Version(0),
         }
     }
 

@@ -300,6 +300,7 @@ mod tests {
             sequence: 1,
             state: RecordState::Live { expires },
             ended: herald_core::Version(0),
+            counted_from: herald_core::Version(0),
         }
     }
 

@@ -230,15 +230,15 @@ impl Directory<'_> {
                         .registry
                         .get(slot)
                         .map_or(Version(0), |e| e.live_version);
-                    if let Some(remaining) = same.filter(|_| live < record.service.version) {
+                    if let Some(count) = same.filter(|_| live < record.service.version) {
                         let mut newer = held.clone();
                         newer.sequence = newer.sequence.max(record.sequence);
-                        self.continue_removal(slot, newer, remaining);
+                        self.continue_removal(slot, newer, count);
                     }
                     return Ok(());
                 }
-                if let Some(remaining) = same {
-                    self.continue_removal(slot, record, remaining);
+                if let Some(count) = same {
+                    self.continue_removal(slot, record, count);
                     return Ok(());
                 }
                 record.sequence = record.sequence.max(held.sequence);
@@ -348,8 +348,10 @@ impl Directory<'_> {
             (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
                 if remaining < mine =>
             {
+                let counted_from = held.counted_from().min(stored.counted_from());
                 Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
                     e.record.state = RecordState::Departed { remaining };
+                    e.record.set_counted_from(counted_from);
                     if remaining == 0 {
                         e.reap_at = e.reap_at.min(reap_at);
                         finished = Some(e.reap_at);
@@ -428,14 +430,21 @@ impl Directory<'_> {
     /// count of notifications already sent: `remaining` still owed. The removal is
     /// announced N times in all, not restarted. When what is held differs from the
     /// record, it is written back so that the store (and any later publisher) agrees.
-    fn continue_removal(&mut self, slot: usize, mut record: Record, remaining: u8) {
+    fn continue_removal(&mut self, slot: usize, mut record: Record, count: Count) {
         let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
             return;
         };
+        let Count {
+            remaining,
+            counted_from,
+        } = count;
         let raised = held.sequence > record.sequence;
-        let behind = raised || record.state != (RecordState::Departed { remaining });
+        let behind = raised
+            || record.state != (RecordState::Departed { remaining })
+            || record.counted_from() != counted_from;
         record.sequence = record.sequence.max(held.sequence);
         record.state = RecordState::Departed { remaining };
+        record.set_counted_from(counted_from);
         let publishing = self.publishing;
         let reap_at = self.now + self.config.tombstone_retention;
         let dirty = &mut self.dirty;
@@ -463,11 +472,23 @@ impl Directory<'_> {
     }
 }
 
+/// The count of one removal made twice: the notifications still owed, and the lowest
+/// version those already sent may have been announced at ([`Record::counted_from`]).
+#[derive(Clone, Copy, Debug)]
+struct Count {
+    remaining: u8,
+    counted_from: Version,
+}
+
 /// When `record` and `held` are both removals of the name and no listener can have held
 /// it live between them, the notifications still owed for what is one removal to
-/// listeners: the fewer of the two counts. That is when the newer removal ended a live
-/// version older than the older removal: every listener that held that version was told
-/// of the older removal (at a higher version), and was told of no registration since.
+/// listeners: the fewer of the two counts, counted from the lower of their versions. That
+/// is when the newer removal ended a live version older than every version the older
+/// removal's notifications may have been announced at (its own, or that of an older
+/// removal whose count it took over): every listener that held that version was told of
+/// the older removal, and was told of no registration since. (Not older than the older
+/// removal's version alone: a count taken over from an even older removal told only the
+/// listeners of versions below that one, and a registration may lie in between.)
 /// Two directories removing the same registration, or one removing a registration that
 /// the other never saw because it removed the one before, are one removal; a removal of
 /// a registration made after the older removal is not. For a record stored before
@@ -475,7 +496,7 @@ impl Directory<'_> {
 /// locations and metadata) stands for it. The caller checks that the held removal is
 /// recent (within the replication bound): later, any other directory knew of it, and a
 /// new removal follows a registration in between.
-fn same_removal(held: &Record, record: &Record) -> Option<u8> {
+fn same_removal(held: &Record, record: &Record) -> Option<Count> {
     let (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining }) =
         (held.state, record.state)
     else {
@@ -487,7 +508,7 @@ fn same_removal(held: &Record, record: &Record) -> Option<u8> {
         (held, record)
     };
     let one = if newer.ended != Version(0) {
-        newer.ended < older.service.version
+        newer.ended < older.counted_from()
     } else {
         held.registrant == record.registrant
             && held
@@ -495,7 +516,10 @@ fn same_removal(held: &Record, record: &Record) -> Option<u8> {
                 .registration
                 .same_content(&record.service.registration)
     };
-    one.then_some(mine.min(remaining))
+    one.then_some(Count {
+        remaining: mine.min(remaining),
+        counted_from: older.counted_from().min(newer.counted_from()),
+    })
 }
 
 /// Whether `record`, of the same registrant as `held`, comes from its later request

@@ -171,6 +171,7 @@ impl Directory<'_> {
                     sequence: r.sequence,
                     state: RecordState::Live { expires },
                     ended: Version(0),
+                    counted_from: Version(0),
                 });
                 let Some(slot) = self.insert(entry) else {
                     return self.reject(from, env, r.request, RejectReason::RegistryFull);

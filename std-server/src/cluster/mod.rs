@@ -1109,6 +1109,7 @@ mod tests {
             sequence: 0,
             state,
             ended: Version(0),
+            counted_from: Version(0),
         }
     }
 
