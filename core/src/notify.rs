@@ -36,6 +36,8 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
     entry.record.state = RecordState::Departed {
         remaining: notifications,
     };
+    // A count of its own: no older removal's is in it.
+    entry.record.counted_from = crate::Version(0);
     entry.announce = false;
     entry.repeats = 0;
     entry.due = due;

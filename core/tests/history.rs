@@ -113,9 +113,13 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// client's request id was its delivery id), and reported that directory's services;
 /// 518419, a publisher took a replica's removal for one with its own (the replica's
 /// count taken over from an older removal) and sent 18 of 20 notifications, though the
-/// notifications counted there told no listener of the registration it removed.
-const ONCE_FAILED: [u64; 12] = [
-    1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 215885, 309405, 518419,
+/// notifications counted there told no listener of the registration it removed;
+/// 203440, 215083, 619517 and 622725 failed on the first form of that fix, which left
+/// the oldest removal counted on a record registered again, so that its next removal
+/// was not taken for one with another directory's removal of it (21 to 36 sent).
+const ONCE_FAILED: [u64; 16] = [
+    1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 203440, 215083, 215885, 309405,
+    518419, 619517, 622725,
 ];
 
 /// Runs `seeds` with every fault class; fails with each violation's first line.

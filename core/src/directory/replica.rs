@@ -405,6 +405,7 @@ impl Directory<'_> {
                 RecordState::Live { expires: at } => {
                     e.record.service.version = version;
                     e.record.ended = Version(0);
+                    e.record.counted_from = Version(0);
                     e.live_version = version;
                     notify::mark_changed(e, announcements);
                     expires = Some(at);

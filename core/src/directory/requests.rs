@@ -135,6 +135,7 @@ impl Directory<'_> {
                     e.record.sequence = r.sequence;
                     e.record.state = RecordState::Live { expires };
                     e.record.ended = Version(0);
+                    e.record.counted_from = Version(0);
                     if !same {
                         e.record.service = Service {
                             registration: r.registration,
