@@ -1439,6 +1439,19 @@ mod tests {
         client(config)
     }
 
+    /// Subscriber 7 subscribes at `directory`, and `cluster` writes the subscription.
+    async fn subscribe_written(
+        cluster: &mut Cluster,
+        directory: &mut Directory<'static>,
+        clock: &Clock,
+    ) -> herald_core::Client<'static, 4> {
+        let mut client = listener(directory);
+        exchange(&mut client, directory, clock);
+        cluster.persist(directory, clock).await;
+        cluster.flush(directory, clock, Writes::All).await.unwrap();
+        client
+    }
+
     /// The settings of client `id` that talks to `directory`.
     fn client_config(id: u64, directory: &Directory<'static>) -> herald_core::ClientConfig {
         let mut config = herald_core::ClientConfig::new(id);
@@ -1661,10 +1674,7 @@ mod tests {
         let clock = Clock::new();
         let mut da = directory_with_subscribers();
         let before = store::load(&mut a.kv, &a.keys).await.unwrap();
-        let mut client = listener(&da);
-        exchange(&mut client, &mut da, &clock);
-        a.persist(&mut da, &clock).await;
-        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        subscribe_written(&mut a, &mut da, &clock).await;
         assert_eq!(a.queued(), 0);
         a.subscriptions
             .reload(&mut da, &clock, &before.subscribers, before.revision);
@@ -1681,10 +1691,7 @@ mod tests {
         let (mut a, mut b) = (cluster(&etcd).await, cluster(&etcd).await);
         let clock = Clock::new();
         let (mut da, mut db) = (directory_with_subscribers(), directory_with_subscribers());
-        let mut client = listener(&da);
-        exchange(&mut client, &mut da, &clock);
-        a.persist(&mut da, &clock).await;
-        a.flush(&mut da, &clock, Writes::All).await.unwrap();
+        let mut client = subscribe_written(&mut a, &mut da, &clock).await;
         let before = store::load(&mut b.kv, &b.keys).await.unwrap();
         b.subscriptions
             .reload(&mut db, &clock, &before.subscribers, before.revision);
