@@ -900,7 +900,9 @@ impl<'a, const R: usize> Client<'a, R> {
         match frame.message {
             Message::Ack(ack) if self.is_directory(from) => self.handle_ack(ack, from),
             Message::KeepAliveAck(ack) if self.is_directory(from) => {
-                self.handle_keep_alive_ack(ack, from)
+                if !self.probe_answered(from, ack.request) {
+                    self.handle_keep_alive_ack(ack, from)
+                }
             }
             Message::Reject(reject) if self.is_directory(from) => {
                 let taken = self.probe_answered(from, reject.request)

@@ -100,6 +100,10 @@ struct TwoDirectories<'a> {
     first_up: bool,
     now: Instant,
     events: Vec<ClientEvent>,
+    /// When the client first sent to the first directory while it was down.
+    first_lost: Option<Instant>,
+    /// When the client moved to another directory.
+    moved_at: Option<Instant>,
 }
 
 impl TwoDirectories<'_> {
@@ -114,8 +118,13 @@ impl TwoDirectories<'_> {
             self.client.handle_timeout(now);
             while let Some(t) = self.client.poll_transmit(now, &mut buf) {
                 for (i, (location, directory)) in self.directories.iter_mut().enumerate() {
-                    if t.destination == location.socket_addr() && (i == 1 || self.first_up) {
+                    if t.destination != location.socket_addr() {
+                        continue;
+                    }
+                    if i == 1 || self.first_up {
                         directory.handle_datagram(now, Self::ME, &buf[..t.len]);
+                    } else {
+                        self.first_lost.get_or_insert(now);
                     }
                 }
             }
@@ -131,8 +140,12 @@ impl TwoDirectories<'_> {
                     }
                 }
             }
-            self.events
-                .extend(std::iter::from_fn(|| self.client.poll_event()));
+            for event in std::iter::from_fn(|| self.client.poll_event()) {
+                if matches!(event, ClientEvent::DirectoryChanged(_)) {
+                    self.moved_at.get_or_insert(now);
+                }
+                self.events.push(event);
+            }
             let step = self.now + Duration::from_millis(10);
             let next = [self.client.poll_timeout(), Some(step)]
                 .into_iter()
@@ -153,7 +166,9 @@ impl TwoDirectories<'_> {
 
 /// A register-only client fails over as a full one does: a directory that stays silent
 /// for less than `failover_after` across a renewal keeps its registrant, one that is
-/// gone loses it to the next, where the client registers again.
+/// gone loses it to the next, where the client registers again. It moves once the next
+/// answers its probe (a keep-alive that claims nothing), before twice `failover_after`
+/// of silence, after which it would move whatever happens.
 #[test]
 fn a_registrant_fails_over_only_when_its_directory_is_gone() {
     let group = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(237, 37, 37, 1)), 37371);
@@ -180,6 +195,8 @@ fn a_registrant_fails_over_only_when_its_directory_is_gone() {
         first_up: true,
         now: Instant::from_millis(1),
         events: Vec::new(),
+        first_lost: None,
+        moved_at: None,
     };
     let name = ServiceName::new("billing").unwrap();
     let registration = Registration::new(name, &[Location::new(IP, 8080).unwrap()]).unwrap();
@@ -203,10 +220,14 @@ fn a_registrant_fails_over_only_when_its_directory_is_gone() {
     assert!(!moved(&net.events), "{:?}", net.events);
     assert!(!net.holds(1, "billing"), "registered at B too");
 
-    // A is gone for good: the registrant moves to B and registers there.
+    // A is gone for good: the registrant moves to B, once B answers its probe, and
+    // registers there.
     net.first_up = false;
+    net.first_lost = None;
     net.run(Duration::from_secs(20));
     assert_eq!(net.client.current_directory(), Some(b), "{:?}", net.events);
-    assert!(moved(&net.events));
+    let (lost, moved_at) = (net.first_lost.unwrap(), net.moved_at.unwrap());
+    let silence = moved_at.saturating_since(lost);
+    assert!(silence < Duration::from_secs(6), "moved after {silence:?}");
     assert!(net.holds(1, "billing"));
 }

@@ -660,20 +660,16 @@ fn a_client_decoder_refuses_what_only_a_directory_takes_undecoded_and_decodes_th
             (sealed.clone(), wire::decode(&sealed).unwrap())
         };
         // Nor does a client decode what its build never acts on: deliveries and
-        // subscription acknowledgements without subscription mode, announcements and
-        // sweep pages without discovery.
+        // subscription acknowledgements without subscription mode, pages, announcements
+        // and snapshot cookies without discovery (its probe is a keep-alive).
         let subscription = kind.is_delivery() || kind == wire::Kind::SubscribeAck;
-        let discovery = matches!(kind, wire::Kind::Announce | wire::Kind::SyncPage);
+        let discovery = kind.is_page() || matches!(kind, wire::Kind::Announce | wire::Kind::Cookie);
         let unused = (subscription && !SUBSCRIBE) || (discovery && !LISTEN);
         let undecoded = kind.is_for_directory() || unused;
         match wire::decode_reply(&bytes, authenticated) {
             Ok(reply) => {
                 assert!(!undecoded, "{name}");
-                // Without `listen` a batch's items are left unread (a register-only
-                // client's decoder); the rest is the same.
-                if LISTEN {
-                    assert_eq!(format!("{reply:?}"), format!("{full:?}"), "{name}");
-                }
+                assert_eq!(format!("{reply:?}"), format!("{full:?}"), "{name}");
             }
             Err(e) => {
                 assert!(undecoded, "{name}: {e}");

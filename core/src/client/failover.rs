@@ -171,6 +171,22 @@ impl<const R: usize> Client<'_, R> {
         };
         p.send = false;
         let destination = self.directories.get(p.target)?.location.socket_addr();
+        if !LISTEN {
+            // A registrant's probe is a keep-alive that claims nothing: it renews nothing
+            // (the probed directory holds nothing for it, or holds more than nothing),
+            // any answer shows the directory alive, and a client without discovery
+            // then decodes no page and keeps no cookie.
+            let probe = wire::KeepAliveRequest {
+                request: p.request,
+                registrant: self.config.registrant,
+                sequence,
+                lease: self.config.lease,
+                held: wire::Holdings::default(),
+            };
+            let len = wire::encode(&self.config.environment, &probe, buf).ok()?;
+            self.note_sent(probe.request, sequence);
+            return Some(Transmit { destination, len });
+        }
         let request = SnapshotRequest {
             request: p.request,
             max_pages: 1,

@@ -53,20 +53,10 @@ pub(super) fn lease_to_ms(lease: Duration) -> u32 {
     u32::try_from(lease.as_millis()).map_or(u32::MAX, |ms| ms.max(1))
 }
 
-fn page<'a, const LISTEN: bool>(
-    payload: &'a [u8],
-) -> Result<(PageHeader, Items<'a, crate::Service>), DecodeError> {
+/// A page of services: its header, then its items, validated.
+fn page(payload: &[u8]) -> Result<(PageHeader, Items<'_, crate::Service>), DecodeError> {
     let (header, rest) = page_header(payload)?;
-    Ok((header, items::<_, LISTEN>(rest)?))
-}
-
-/// A batch's items, validated; with `LISTEN` false, left unread (none handed out).
-fn items<T: Item, const LISTEN: bool>(rest: &[u8]) -> Result<Items<'_, T>, DecodeError> {
-    if LISTEN {
-        Items::validate(rest)
-    } else {
-        Ok(Items::unread())
-    }
+    Ok((header, Items::validate(rest)?))
 }
 
 /// A page's fixed part ([`PageHeaderWire`]), then what follows it.
@@ -116,9 +106,8 @@ pub fn decode_authenticated(bytes: &[u8]) -> Result<Frame<'_>, DecodeError> {
 /// links none of their decoders. The kinds a client of this build never acts on are
 /// refused undecoded too, with [`DecodeError::Unused`]: without the `subscribe` feature
 /// delivered pages and subscription acknowledgements; without the `listen` feature (a
-/// client that only registers) announcements and sweep pages, and the items of the
-/// other pages are not read either: their headers are checked and no item is handed
-/// out.
+/// client that only registers, whose failover probe is a keep-alive) every page,
+/// announcement and snapshot cookie.
 pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, DecodeError> {
     let allowed = if authenticated {
         super::header::FLAG_AUTHENTICATED
@@ -132,8 +121,7 @@ pub fn decode_reply(bytes: &[u8], authenticated: bool) -> Result<Frame<'_>, Deco
 
 /// Decodes a frame; with `REQUESTS` false (a client's decoder), the kinds only a
 /// directory takes are refused undecoded, with `SUBSCRIBE` false also the kinds of
-/// subscription mode, and with `LISTEN` false also announcements and sweep pages, and
-/// the other pages are handed out without their items.
+/// subscription mode, and with `LISTEN` false also every page, announcement and cookie.
 fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: bool>(
     bytes: &[u8],
     allowed: u8,
@@ -173,6 +161,7 @@ fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: 
                 since: w.since.map(Version),
             })
         }
+        Kind::Cookie if !LISTEN => return Err(DecodeError::Unused(header.kind as u8)),
         Kind::Cookie => {
             let mut f = Fields(payload);
             let cookie = CookieReply {
@@ -229,14 +218,16 @@ fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: 
         Kind::DeliveredSnapshot | Kind::DeliveredChanges | Kind::SubscribeAck if !SUBSCRIBE => {
             return Err(DecodeError::Unused(header.kind as u8));
         }
-        Kind::Announce | Kind::SyncPage if !LISTEN => {
+        // Without discovery a client sends no snapshot request (its probe is a
+        // keep-alive): no page is for it (nor a cookie, refused above).
+        Kind::Announce | Kind::SyncPage | Kind::SnapshotPage | Kind::ChangesPage if !LISTEN => {
             return Err(DecodeError::Unused(header.kind as u8));
         }
         // Pages of services, and pages of changes: a delivered one starts with its
         // subscriber, then is read as the others are.
         Kind::SnapshotPage | Kind::SyncPage | Kind::DeliveredSnapshot => {
             let (subscriber, payload) = subscriber::<SUBSCRIBE>(header.kind, payload)?;
-            let (h, items) = page::<LISTEN>(payload)?;
+            let (h, items) = page(payload)?;
             match subscriber {
                 Some(subscriber) => Message::DeliveredSnapshot(subscriber, h, items),
                 None if header.kind == Kind::SyncPage => Message::SyncPage(h, items),
@@ -246,7 +237,7 @@ fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: 
         Kind::ChangesPage | Kind::DeliveredChanges => {
             let (subscriber, payload) = subscriber::<SUBSCRIBE>(header.kind, payload)?;
             let (h, rest) = page_header(payload)?;
-            let items = items::<_, LISTEN>(rest)?;
+            let items = Items::validate(rest)?;
             match subscriber {
                 Some(subscriber) => Message::DeliveredChanges(subscriber, h, items),
                 None => Message::ChangesPage(h, items),
@@ -261,7 +252,7 @@ fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: 
                 as_of: Version(as_of),
                 previous: Version(previous),
             };
-            Message::Announce(header, items::<_, LISTEN>(f.0)?)
+            Message::Announce(header, Items::validate(f.0)?)
         }
         Kind::KeepAlive => Message::KeepAlive(KeepAliveRequest::decode(payload)?),
         Kind::KeepAliveAck => Message::KeepAliveAck(KeepAliveAck::decode(payload)?),

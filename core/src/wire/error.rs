@@ -41,7 +41,7 @@ pub enum DecodeError {
     /// A kind (this code) that a client of this build never acts on, given to its
     /// decoder ([`decode_reply`](super::decode_reply)) and refused undecoded: deliveries
     /// and subscription acknowledgements without herald-core's `subscribe` feature,
-    /// announcements and sweep pages without `listen`.
+    /// pages, announcements and snapshot cookies without `listen`.
     Unused(u8),
 }
 

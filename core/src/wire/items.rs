@@ -103,15 +103,6 @@ impl<'a, T: Item> Items<'a, T> {
         })
     }
 
-    /// No items: a batch whose items a register-only client's decoder does not read.
-    pub(super) fn unread() -> Self {
-        Items {
-            bytes: &[],
-            remaining: 0,
-            _item: PhantomData,
-        }
-    }
-
     /// How many items are left.
     pub fn remaining(&self) -> usize {
         usize::from(self.remaining)
