@@ -348,7 +348,8 @@ impl Directory<'_> {
             (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
                 if remaining < mine =>
             {
-                let counted_from = held.counted_from().min(stored.counted_from());
+                // The stored count is taken, and with it where it was counted from.
+                let counted_from = stored.counted_from();
                 Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
                     e.record.state = RecordState::Departed { remaining };
                     e.record.set_counted_from(counted_from);
@@ -474,7 +475,8 @@ impl Directory<'_> {
 }
 
 /// The count of one removal made twice: the notifications still owed, and the lowest
-/// version those already sent may have been announced at ([`Record::counted_from`]).
+/// version those already sent may have been announced at ([`Record::counted_from`]),
+/// both of the record whose count is taken.
 #[derive(Clone, Copy, Debug)]
 struct Count {
     remaining: u8,
@@ -483,7 +485,7 @@ struct Count {
 
 /// When `record` and `held` are both removals of the name and no listener can have held
 /// it live between them, the notifications still owed for what is one removal to
-/// listeners: the fewer of the two counts, counted from the lower of their versions. That
+/// listeners: the fewer of the two counts, with where it was counted from. That
 /// is when the newer removal ended a live version older than every version the older
 /// removal's notifications may have been announced at (its own, or that of an older
 /// removal whose count it took over): every listener that held that version was told of
@@ -517,9 +519,16 @@ fn same_removal(held: &Record, record: &Record) -> Option<Count> {
                 .registration
                 .same_content(&record.service.registration)
     };
+    // The fewer owed is taken, and with it where its notifications were counted from
+    // (of two equal counts, either is true: the one counted from the higher version).
+    let (remaining, counted_from) = match mine.cmp(&remaining) {
+        core::cmp::Ordering::Less => (mine, held.counted_from()),
+        core::cmp::Ordering::Greater => (remaining, record.counted_from()),
+        core::cmp::Ordering::Equal => (mine, held.counted_from().max(record.counted_from())),
+    };
     one.then_some(Count {
-        remaining: mine.min(remaining),
-        counted_from: older.counted_from().min(newer.counted_from()),
+        remaining,
+        counted_from,
     })
 }
 
