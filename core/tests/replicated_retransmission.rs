@@ -400,3 +400,30 @@ fn a_count_taken_over_from_an_older_removal_does_not_cut_a_later_registrations_r
     p.run(Duration::from_secs(5));
     assert_eq!(p.sent.get(&50), Some(&20), "{:?}", p.sent);
 }
+
+/// Seed 705949 of `history` (on the first form of the fix above): a publisher joined its
+/// own removal (v20, its count running) with another directory's older removal of the
+/// same registration (v15), kept its own fewer owed, but named the count as counted from
+/// v15. A replica's removal of a registration no listener held (v18, made there after
+/// v15 and before v20, so v20 had told every listener) then looked like the removal of
+/// a registration made after the count, was not joined, and owed 20 more: 31 in all.
+/// The count taken keeps where it was counted from.
+#[test]
+fn a_directorys_own_count_joined_with_an_older_removal_stays_counted_from_its_own() {
+    let mut p = Publisher::new();
+    let lease = RecordState::Live {
+        expires: p.now + Duration::from_secs(60),
+    };
+    p.apply(10, 1001, lease, 0);
+    p.run(Duration::from_millis(100));
+    p.apply(20, 1001, RecordState::Departed { remaining: 20 }, 10);
+    p.run(Duration::from_millis(220));
+    assert!((1..20).contains(&p.total()), "{:?}", p.sent);
+    // Another directory's older removal of the same registration: one removal.
+    p.apply(15, 1001, RecordState::Departed { remaining: 20 }, 10);
+    p.run(Duration::from_millis(100));
+    // A replica removes the registration it alone held (v18) at v30.
+    p.apply(30, 1002, RecordState::Departed { remaining: 20 }, 18);
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.total(), 20, "{:?}", p.sent);
+}
