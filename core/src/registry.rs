@@ -62,9 +62,9 @@ pub struct Record {
     /// one to listeners (no live version between them) whatever their contents.
     pub ended: Version,
     /// For a departed record whose count of notifications still owed was taken over from
-    /// an older removal of the name (one removal to listeners), the version of the
-    /// oldest removal counted in it: the notifications already sent may have been
-    /// announced at that version, so they told only listeners that held an older one.
+    /// an older removal of the name (one removal to listeners), the version that count
+    /// was counted from: the notifications already sent may have been announced at
+    /// that version, so they told only listeners that held an older one.
     /// `Version(0)` when the count is the removal's own (see [`Record::counted_from`]).
     pub counted_from: Version,
 }
@@ -303,7 +303,7 @@ struct RecordWire<'a> {
     sequence: u64,
     /// The live version a departed record's removal ended (0: unknown).
     ended: u64,
-    /// The oldest removal counted in a departed record's count (0: its own).
+    /// The version a departed record's count was counted from (0: its own).
     counted_from: u64,
 }
 
