@@ -280,6 +280,21 @@ impl Publisher {
     fn total(&self) -> usize {
         self.sent.values().sum()
     }
+
+    /// A publisher that held `moved` at v10 (port 1001) and counts its removal at v20,
+    /// made through another directory, partway: some notifications sent, not all.
+    fn counting_a_removal() -> Self {
+        let mut p = Publisher::new();
+        let lease = RecordState::Live {
+            expires: p.now + Duration::from_secs(60),
+        };
+        p.apply(10, 1001, lease, 0);
+        p.run(Duration::from_millis(100));
+        p.apply(20, 1001, RecordState::Departed { remaining: 20 }, 10);
+        p.run(Duration::from_millis(220));
+        assert!((1..20).contains(&p.total()), "{:?}", p.sent);
+        p
+    }
 }
 
 /// Seed 21978 of `history` (and 12 more in 100,000): a registrant moved its name to new
@@ -292,18 +307,9 @@ impl Publisher {
 /// is older than the other removal. Failed before removals named it (25 sent).
 #[test]
 fn a_removal_of_a_registration_older_than_the_held_removal_is_the_same_removal() {
-    let mut p = Publisher::new();
-    let lease = RecordState::Live {
-        expires: p.now + Duration::from_secs(60),
-    };
-    p.apply(10, 1001, lease, 0);
-    p.run(Duration::from_millis(100));
     // Another directory removed it (v20); B registered new locations at v15 and
     // removes them (v30) after the publisher's removal was counting.
-    p.apply(20, 1001, RecordState::Departed { remaining: 20 }, 10);
-    p.run(Duration::from_millis(220));
-    let before = p.total();
-    assert!((1..20).contains(&before), "{:?}", p.sent);
+    let mut p = Publisher::counting_a_removal();
     p.apply(30, 1002, RecordState::Departed { remaining: 20 }, 15);
     p.run(Duration::from_secs(5));
     assert_eq!(p.total(), 20, "one removal to listeners: {:?}", p.sent);
@@ -410,15 +416,7 @@ fn a_count_taken_over_from_an_older_removal_does_not_cut_a_later_registrations_r
 /// The count taken keeps where it was counted from.
 #[test]
 fn a_directorys_own_count_joined_with_an_older_removal_stays_counted_from_its_own() {
-    let mut p = Publisher::new();
-    let lease = RecordState::Live {
-        expires: p.now + Duration::from_secs(60),
-    };
-    p.apply(10, 1001, lease, 0);
-    p.run(Duration::from_millis(100));
-    p.apply(20, 1001, RecordState::Departed { remaining: 20 }, 10);
-    p.run(Duration::from_millis(220));
-    assert!((1..20).contains(&p.total()), "{:?}", p.sent);
+    let mut p = Publisher::counting_a_removal();
     // Another directory's older removal of the same registration: one removal.
     p.apply(15, 1001, RecordState::Departed { remaining: 20 }, 10);
     p.run(Duration::from_millis(100));
