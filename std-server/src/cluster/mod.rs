@@ -40,6 +40,7 @@
 //!   ([`subscriptions`]): every directory holds every subscription, only the publisher
 //!   delivers, and a new publisher continues from the stored cursors.
 
+mod deletions;
 pub mod election;
 pub mod endpoints;
 pub mod store;
@@ -47,6 +48,7 @@ pub mod subscriptions;
 
 use crate::clock::Clock;
 use crate::config::EtcdSettings;
+use deletions::Deletions;
 use election::{Election, ElectionEvent};
 use endpoints::Endpoints;
 use etcd_client::{Client, ConnectOptions, KvClient};
@@ -185,7 +187,7 @@ pub struct Cluster {
     /// While a read of the registry is in flight: the records deleted since it started,
     /// by the revision of their deletion. A read older than a deletion does not bring
     /// its record back (see [`resync`](Self::resync)).
-    deleted_while_reading: HashMap<String, i64>,
+    deleted_while_reading: Deletions<String>,
     /// The subscriber table's writes and revisions.
     subscriptions: Subscriptions,
     watcher: Option<Watcher>,
@@ -278,7 +280,7 @@ impl Cluster {
             lease_secs: settings.publisher_lease_secs,
             queue: BTreeMap::new(),
             known: HashMap::new(),
-            deleted_while_reading: HashMap::new(),
+            deleted_while_reading: Deletions::default(),
             subscriptions: Subscriptions::default(),
             watcher: None,
             election: None,
@@ -423,8 +425,7 @@ impl Cluster {
         if self.loading.is_some() {
             return;
         }
-        // Every deletion before now is in what this read finds.
-        self.deleted_while_reading.clear();
+        self.deleted_while_reading.read_started();
         self.subscriptions.read_started();
         self.loads_started += 1;
         let (tx, rx) = oneshot::channel();
@@ -463,6 +464,10 @@ impl Cluster {
             }
             Input::Loaded(result) => {
                 self.loading = None;
+                if result.is_err() {
+                    self.deleted_while_reading.read_ended();
+                    self.subscriptions.read_ended();
+                }
                 let queued = self.queue.len();
                 match result {
                     Ok(snapshot) => match self.resync(directory, clock, snapshot).await {
@@ -558,9 +563,8 @@ impl Cluster {
 
     /// `name`'s key was deleted at `revision`: remembered while a read is in flight.
     fn deleted(&mut self, name: &str, revision: i64) {
-        if self.loading.is_some() {
-            self.deleted_while_reading.insert(name.to_owned(), revision);
-        }
+        self.deleted_while_reading
+            .deleted(name.to_owned(), revision);
     }
 
     /// True when `name` changed in etcd after `revision` as this directory knows: it
@@ -569,10 +573,7 @@ impl Cluster {
         self.known
             .get(name)
             .is_some_and(|k| k.mod_revision > revision)
-            || self
-                .deleted_while_reading
-                .get(name)
-                .is_some_and(|&deleted| deleted > revision)
+            || self.deleted_while_reading.after(name, revision)
     }
 
     /// True when a change at `mod_revision` of `name` is already known.
@@ -804,7 +805,7 @@ impl Cluster {
             })
             .map(str::to_owned)
             .collect();
-        self.deleted_while_reading.clear();
+        self.deleted_while_reading.read_ended();
         for name in &gone {
             directory.discard(clock.now(), name);
         }
@@ -1639,8 +1640,7 @@ mod tests {
         let written = put(&mut cluster, &record("gone", 5, live(60_000))).await;
         let before = store::load(&mut cluster.kv, &cluster.keys).await.unwrap();
         // The read is in flight while the record is deleted, and the watch says so.
-        let (_answer, in_flight) = oneshot::channel();
-        cluster.loading = Some(in_flight);
+        cluster.deleted_while_reading.read_started();
         let deleted = store::delete_if(&mut cluster.kv, &cluster.keys, "gone", written)
             .await
             .unwrap()
@@ -1650,7 +1650,6 @@ mod tests {
             mod_revision: deleted,
         };
         cluster.take_change(&mut directory, &clock, deletion);
-        cluster.loading = None;
 
         cluster
             .resync(&mut directory, &clock, before)

@@ -16,6 +16,7 @@
 //! differs. A deletion that meets a key changed since (renewed at another directory)
 //! takes that subscription instead of deleting it.
 
+use super::deletions::Deletions;
 use super::store::{self, EtcdError, Keys, SubscriberEntry};
 use crate::clock::Clock;
 use etcd_client::KvClient;
@@ -49,7 +50,7 @@ pub struct Subscriptions {
     /// While a read of the table is in flight ([`read_started`](Self::read_started)): the
     /// keys deleted since, by the revision of their deletion. A read older than a
     /// deletion does not bring the subscription back.
-    deleted_while_reading: Option<HashMap<u64, i64>>,
+    deleted_while_reading: Deletions<u64>,
     full_logged: Option<Instant>,
 }
 
@@ -139,22 +140,19 @@ impl Subscriptions {
             return;
         }
         self.known.remove(&id);
-        self.remember_deletion(id, mod_revision);
+        self.deleted_while_reading.deleted(id, mod_revision);
         directory.forget_subscriber(clock.now(), id);
     }
 
     /// A read of the table starts: every deletion before now is in what it finds, and
     /// those from now on are remembered until it is taken ([`reload`](Self::reload)).
     pub fn read_started(&mut self) {
-        self.deleted_while_reading = Some(HashMap::new());
+        self.deleted_while_reading.read_started();
     }
 
-    /// Subscription `id`'s key was deleted at `revision`: remembered while a read is in
-    /// flight.
-    fn remember_deletion(&mut self, id: u64, revision: i64) {
-        if let Some(deleted) = self.deleted_while_reading.as_mut() {
-            deleted.insert(id, revision);
-        }
+    /// The read of the table failed: no deletion is remembered until the next.
+    pub fn read_ended(&mut self) {
+        self.deleted_while_reading.read_ended();
     }
 
     fn is_known(&self, id: u64, mod_revision: i64) -> bool {
@@ -186,13 +184,13 @@ impl Subscriptions {
             }
         }
         self.known.retain(|_, &mut r| r > read_at);
-        let deleted = self.deleted_while_reading.take().unwrap_or_default();
         for entry in entries {
-            let deleted_after = deleted.get(&entry.id).is_some_and(|&d| d > read_at);
+            let deleted_after = self.deleted_while_reading.after(&entry.id, read_at);
             if !self.known.contains_key(&entry.id) && !deleted_after {
                 self.apply(directory, clock, entry);
             }
         }
+        self.deleted_while_reading.read_ended();
         let present: HashSet<u64> = entries.iter().map(|e| e.id).collect();
         let gone: Vec<u64> = directory
             .subscribers()
@@ -340,7 +338,7 @@ impl Subscriptions {
         {
             self.known.remove(&id);
             self.queue.remove(&id);
-            self.remember_deletion(id, revision);
+            self.deleted_while_reading.deleted(id, revision);
             return Ok((1, 1));
         }
         self.queue.remove(&id);
