@@ -107,24 +107,31 @@ impl Environment {
 
     /// Validates `name` and makes an environment of it.
     pub fn new(name: &str) -> Result<Self, NameError> {
-        if name.is_empty() {
+        Self::from_bytes(name.as_bytes())
+    }
+
+    /// Validates raw bytes (as read from the wire) and makes an environment of them.
+    /// Every byte must be one of the allowed ASCII characters, so no UTF-8 validation
+    /// is needed (nor linked into a firmware whose client reads no service name).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
+        if bytes.is_empty() {
             return Err(NameError::Empty);
         }
-        if name.len() > MAX_ENVIRONMENT_LEN {
+        if bytes.len() > MAX_ENVIRONMENT_LEN {
             return Err(NameError::TooLong {
                 max: MAX_ENVIRONMENT_LEN,
             });
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(NameError::InvalidEnvironmentCharacter);
-        }
         let mut s = heapless::String::new();
-        s.push_str(name).map_err(|_| NameError::TooLong {
-            max: MAX_ENVIRONMENT_LEN,
-        })?;
+        for &b in bytes {
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+                return Err(NameError::InvalidEnvironmentCharacter);
+            }
+            // Cannot fail: the length was checked above.
+            s.push(char::from(b)).map_err(|_| NameError::TooLong {
+                max: MAX_ENVIRONMENT_LEN,
+            })?;
+        }
         Ok(Environment(s))
     }
 }
@@ -135,18 +142,20 @@ impl Default for Environment {
     }
 }
 
-/// The parts two validated string types share: parsing from wire bytes, `as_str`,
-/// `FromStr`, `Display` and `Debug`.
+impl ServiceName {
+    /// Validates raw bytes (as read from the wire) and makes a service name of them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
+        core::str::from_utf8(bytes)
+            .map_err(|_| NameError::NotUtf8)
+            .and_then(Self::new)
+    }
+}
+
+/// The parts two validated string types share: `as_str`, `FromStr`, `Display` and
+/// `Debug`.
 macro_rules! validated_string {
     ($t:ident) => {
         impl $t {
-            /// Validates raw bytes (as read from the wire) and makes a value of them.
-            pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
-                core::str::from_utf8(bytes)
-                    .map_err(|_| NameError::NotUtf8)
-                    .and_then(Self::new)
-            }
-
             /// The value as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -211,5 +220,17 @@ mod tests {
             Environment::new("abcdefghijklmnopq"),
             Err(NameError::TooLong { max: 16 })
         );
+        assert_eq!(
+            Environment::from_bytes(b"prod-eu_1.a").unwrap().as_str(),
+            "prod-eu_1.a"
+        );
+        // Bytes outside the allowed ASCII set, valid UTF-8 or not, are refused as such.
+        for bytes in [&b"pr\xffod"[..], "größe".as_bytes(), b"a\0b"] {
+            assert_eq!(
+                Environment::from_bytes(bytes),
+                Err(NameError::InvalidEnvironmentCharacter)
+            );
+        }
+        assert_eq!(Environment::from_bytes(b""), Err(NameError::Empty));
     }
 }

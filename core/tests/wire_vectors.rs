@@ -532,6 +532,35 @@ fn header_errors_are_precise() {
 }
 
 #[test]
+fn an_environment_outside_its_ascii_set_is_refused_as_such() {
+    // In the header and in a rejection (which names the directory's environment), a
+    // byte that is not an allowed ASCII character is refused with that reason, whether
+    // or not the bytes are valid UTF-8.
+    let reject = |environment: &str| {
+        single(&wire::Reject {
+            request: 1,
+            reason: RejectReason::WrongEnvironment,
+            directory_environment: Environment::new(environment).unwrap(),
+            floor: 0,
+        })
+    };
+    let (mut header, mut payload) = (reject("prod"), reject("dev"));
+    // "prod" starts the header at byte 6; "dev" ends the payload.
+    let end = payload.len();
+    for byte in [b' ', 0xc3, 0xff] {
+        header[6] = byte;
+        payload[end - 2] = byte;
+        for bytes in [&header, &payload] {
+            assert_eq!(
+                wire::decode(bytes).unwrap_err(),
+                DecodeError::InvalidEnvironment(NameError::InvalidEnvironmentCharacter),
+                "byte {byte:#x}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_foreign_version_request_gets_a_readable_rejection() {
     let (_, mut bytes) = vectors().remove(0);
     bytes[2] = 9;

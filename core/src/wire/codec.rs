@@ -184,7 +184,9 @@ fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: 
         }
         Kind::Reject => {
             let mut f = Fields(payload);
-            let (request, code, environment) = (f.u32()?, f.next::<u8>()?, f.next()?);
+            // The environment is read as bytes: it is ASCII, and a client that reads
+            // no service name then links no UTF-8 validation.
+            let (request, code, environment) = (f.u32()?, f.next::<u8>()?, f.next::<&[u8]>()?);
             let rest = f.0;
             let reason = RejectReason::from_code(code).ok_or(DecodeError::UnknownReason(code))?;
             // `stale` carries a floor; no other reason does.
@@ -196,7 +198,7 @@ fn decode_with_flags<const REQUESTS: bool, const SUBSCRIBE: bool, const LISTEN: 
             Message::Reject(Reject {
                 request,
                 reason,
-                directory_environment: Environment::new(environment)
+                directory_environment: Environment::from_bytes(environment)
                     .map_err(DecodeError::InvalidEnvironment)?,
                 floor,
             })
