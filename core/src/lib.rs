@@ -119,6 +119,7 @@
 #[cfg(feature = "arbitrary")]
 mod arbitrary;
 pub mod auth;
+pub mod budget;
 pub mod client;
 pub mod directory;
 mod hash;

@@ -31,6 +31,7 @@
 
 use super::{ConfigError, Directory};
 use crate::auth::equal_in_constant_time;
+use crate::budget::ByteBudgets;
 use crate::name::Environment;
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -129,54 +130,11 @@ pub(super) enum Answer {
     },
 }
 
-/// A token bucket of bytes, refilled at a rate per second up to one second's worth. A
-/// datagram may be sent while the balance is positive and may take it below zero: the
-/// debt is paid back before the next one.
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: i64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: u32, at: Instant) -> Self {
-        Bucket {
-            tokens: i64::from(rate),
-            at,
-        }
-    }
-
-    fn refill(&mut self, rate: u32, now: Instant) {
-        let rate = i64::from(rate);
-        let elapsed = now.saturating_since(self.at).as_micros();
-        let earned = elapsed.saturating_mul(rate.unsigned_abs()) / 1_000_000;
-        if earned > 0 {
-            let earned = i64::try_from(earned).unwrap_or(i64::MAX);
-            self.tokens = self.tokens.saturating_add(earned).min(rate);
-            self.at = now;
-        }
-    }
-
-    fn spend(&mut self, bytes: usize) {
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-        self.tokens = self.tokens.saturating_sub(bytes);
-    }
-}
-
-/// One source address's snapshot budget.
-#[derive(Clone, Copy, Debug)]
-struct Source {
-    ip: IpAddr,
-    bucket: Bucket,
-    last_used: Instant,
-}
-
 /// The directory's admission state: the snapshot queue and the byte budgets.
 #[derive(Debug)]
 pub(super) struct Admission {
     answers: heapless::Deque<Answer, SNAPSHOT_QUEUE>,
-    sources: heapless::Vec<Source, BUDGET_SOURCES>,
-    global: Bucket,
+    budgets: ByteBudgets<BUDGET_SOURCES>,
     counts: heapless::Vec<Count, COUNTED>,
 }
 
@@ -184,47 +142,20 @@ impl Admission {
     pub(super) fn new(config: &AdmissionConfig) -> Self {
         Admission {
             answers: heapless::Deque::new(),
-            sources: heapless::Vec::new(),
-            global: Bucket::full(config.snapshot_rate, Instant::ZERO),
+            budgets: ByteBudgets::new(config.snapshot_rate, Instant::ZERO),
             counts: heapless::Vec::new(),
         }
     }
 
     /// Refills the budgets of `ip` and of everyone; true when both have bytes left.
     pub(super) fn may_send(&mut self, config: &AdmissionConfig, ip: IpAddr, now: Instant) -> bool {
-        self.global.refill(config.snapshot_rate, now);
-        let rate = config.snapshot_source_rate;
-        let index = match self.sources.iter().position(|s| s.ip == ip) {
-            Some(i) => i,
-            None => {
-                if self.sources.is_full() {
-                    let oldest = (0..self.sources.len())
-                        .min_by_key(|&i| self.sources[i].last_used)
-                        .unwrap_or(0);
-                    self.sources.swap_remove(oldest);
-                }
-                let fresh = Source {
-                    ip,
-                    bucket: Bucket::full(rate, now),
-                    last_used: now,
-                };
-                // Cannot fail: room was made above.
-                let _ = self.sources.push(fresh);
-                self.sources.len() - 1
-            }
-        };
-        let source = &mut self.sources[index];
-        source.last_used = now;
-        source.bucket.refill(rate, now);
-        source.bucket.tokens > 0 && self.global.tokens > 0
+        self.budgets
+            .may_send(config.snapshot_source_rate, config.snapshot_rate, ip, now)
     }
 
     /// Charges `bytes` sent to `ip`.
     pub(super) fn spent(&mut self, ip: IpAddr, bytes: usize) {
-        self.global.spend(bytes);
-        if let Some(s) = self.sources.iter_mut().find(|s| s.ip == ip) {
-            s.bucket.spend(bytes);
-        }
+        self.budgets.spent(ip, bytes);
     }
 }
 
