@@ -254,6 +254,14 @@ pub struct Options {
     /// TTL of DNS answers, in seconds (0 to 3600) [default: 0]
     #[arg(long, env = "HERALD_DNS_TTL", value_name = "SECS")]
     pub dns_ttl: Option<u32>,
+    /// Bytes per second of DNS answers over UDP one source address may receive beyond
+    /// 3x its queries; past it such answers come truncated, and the resolver asks again
+    /// over TCP [default: 32768]
+    #[arg(long, env = "HERALD_DNS_SOURCE_RATE", value_name = "BYTES")]
+    pub dns_source_rate: Option<u32>,
+    /// The same for all sources together [default: 262144]
+    #[arg(long, env = "HERALD_DNS_RATE", value_name = "BYTES")]
+    pub dns_rate: Option<u32>,
     /// Key file of the environment: every frame is signed with it, and frames without a
     /// valid signature are dropped (see `herald keygen`) [default: none, frames are not
     /// authenticated]
@@ -506,6 +514,8 @@ impl Options {
             dns: self.dns.or(fallback.dns),
             dns_domain: self.dns_domain.or(fallback.dns_domain),
             dns_ttl: self.dns_ttl.or(fallback.dns_ttl),
+            dns_source_rate: self.dns_source_rate.or(fallback.dns_source_rate),
+            dns_rate: self.dns_rate.or(fallback.dns_rate),
             key_file: self.key_file.or(fallback.key_file),
             accept_key_file: self.accept_key_file.or(fallback.accept_key_file),
         }
@@ -551,6 +561,8 @@ impl Options {
             dns: None,
             dns_domain: Some(crate::dns::DEFAULT_DOMAIN.to_owned()),
             dns_ttl: Some(0),
+            dns_source_rate: Some(crate::dns::DEFAULT_SOURCE_RATE),
+            dns_rate: Some(crate::dns::DEFAULT_RATE),
             key_file: None,
             accept_key_file: None,
         })
@@ -742,7 +754,24 @@ fn dns_settings(o: &Options) -> Result<Option<crate::dns::DnsSettings>, ConfigEr
             format!("{ttl} s is too long for live data: use 0 to 3600"),
         ));
     }
-    Ok(Some(crate::dns::DnsSettings { addr, domain, ttl }))
+    let rate = |value: Option<u32>, default, name| match value.unwrap_or(default) {
+        0 => Err(invalid(
+            name,
+            "0 bytes per second would truncate every larger answer: give at least 1".to_owned(),
+        )),
+        rate => Ok(rate),
+    };
+    Ok(Some(crate::dns::DnsSettings {
+        addr,
+        domain,
+        ttl,
+        source_rate: rate(
+            o.dns_source_rate,
+            crate::dns::DEFAULT_SOURCE_RATE,
+            "dns-source-rate",
+        )?,
+        rate: rate(o.dns_rate, crate::dns::DEFAULT_RATE, "dns-rate")?,
+    }))
 }
 
 /// Bytes of memory the registry takes per unit of `--capacity` (a slot and its index).
@@ -923,6 +952,16 @@ subscriptions_per_network = 90
             },
             Options {
                 snapshot_rate: Some(0),
+                ..Options::default()
+            },
+            Options {
+                dns: Some("127.0.0.1:8600".parse().unwrap()),
+                dns_source_rate: Some(0),
+                ..Options::default()
+            },
+            Options {
+                dns: Some("127.0.0.1:8600".parse().unwrap()),
+                dns_rate: Some(0),
                 ..Options::default()
             },
         ];

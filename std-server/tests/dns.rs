@@ -198,6 +198,74 @@ fn dns_answers_from_the_registry() {
     with_dig(&s);
 }
 
+/// A query for `big.herald. SRV` with EDNS allowing 4096 bytes: 39 bytes.
+fn big_query(id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    // Flags 0, one question, one additional record (the OPT).
+    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    q.extend_from_slice(b"\x03big\x06herald\x00\x00\x21\x00\x01");
+    // OPT: root name, type 41, class = UDP payload size 4096, TTL 0, no data.
+    q.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    q
+}
+
+/// A flood of small UDP queries whose answers are large (what a reflection attack with
+/// a forged source address sends) gets back, over the flood, no more than 3x its bytes:
+/// beyond its source's byte budget every answer larger than that comes truncated (TC,
+/// no records), and a real resolver at that address still gets everything over TCP.
+#[test]
+fn the_dns_interface_is_no_reflection_amplifier() {
+    let s = setup();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let reader = socket.try_clone().unwrap();
+    reader
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let counting = std::thread::spawn(move || {
+        let (mut answers, mut bytes, mut truncated) = (0u64, 0u64, 0u64);
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = reader.recv(&mut buf) {
+            answers += 1;
+            bytes += n as u64;
+            truncated += u64::from(n >= 4 && buf[2] & 0x02 != 0);
+        }
+        (answers, bytes, truncated)
+    });
+    // 3,000 queries, one a millisecond (bounded in count and time).
+    let (queries, started) = (3000u16, std::time::Instant::now());
+    let mut sent = 0u64;
+    for id in 0..queries {
+        let q = big_query(id);
+        socket.send_to(&q, s.dns).unwrap();
+        sent += q.len() as u64;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            break;
+        }
+    }
+    let (answers, received, truncated) = counting.join().unwrap();
+    let ratio = received as f64 / sent as f64;
+    println!(
+        "{answers} answers ({truncated} truncated) to {queries} queries: {received} bytes \
+         for {sent}, {ratio:.2}x"
+    );
+    assert!(
+        answers * 10 >= u64::from(queries) * 9,
+        "most queries answered"
+    );
+    assert!(ratio <= 3.0, "{ratio:.2}x the bytes of the queries");
+    // A resolver at the same address, over its budget, still gets the whole answer (over
+    // TCP, after a truncated one over UDP).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let big = lookup(&resolver(s.dns), "big.herald.", RecordType::SRV).await;
+        assert_eq!(big.unwrap().len(), BIG);
+    });
+}
+
 /// Malformed datagrams (truncated headers, bad label lengths, compression loops, random
 /// bytes; a bounded number) neither stop the server nor disturb the next answer.
 async fn garbage_is_survived(s: &Setup, r: &TokioResolver) {

@@ -8,11 +8,20 @@
 //! answer is limited to 512 bytes, or to the size the query's EDNS allows (at most
 //! 4096): what does not fit is left out (additional records first) and the `TC` bit
 //! set, so the resolver asks again over TCP.
+//!
+//! UDP answers are no reflection amplifier: an answer larger than [`AMPLIFICATION`]
+//! times its query is charged to a byte budget of its destination address and to one of
+//! all destinations (token buckets, [`ByteBudgets`]); once either is spent, such answers
+//! go out truncated, with no records, so a forged source address gets back no more than
+//! about its own bytes and a real resolver asks again over TCP (which no forged address
+//! can open). Smaller answers, and answers over TCP, are never held back.
 
 pub mod answer;
 pub mod names;
 
+use crate::clock::Clock;
 use crate::view::View;
+use herald_core::budget::ByteBudgets;
 use hickory_proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -22,6 +31,7 @@ use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -33,6 +43,14 @@ const UDP_PLAIN: usize = 512;
 const UDP_MAX: u16 = 4096;
 /// An idle TCP connection is closed after this long.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A UDP answer up to this many times its query's bytes is never held back.
+pub const AMPLIFICATION: usize = herald_core::directory::AMPLIFICATION;
+/// Default bytes per second of larger UDP answers to one source address.
+pub const DEFAULT_SOURCE_RATE: u32 = 32 << 10;
+/// Default bytes per second of larger UDP answers to all source addresses together.
+pub const DEFAULT_RATE: u32 = 256 << 10;
+/// How many source addresses' budgets are kept (the least recently used forgotten).
+const BUDGET_SOURCES: usize = 256;
 
 /// The DNS interface's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +61,11 @@ pub struct DnsSettings {
     pub domain: Name,
     /// TTL of the answers, in seconds.
     pub ttl: u32,
+    /// Bytes per second of UDP answers larger than [`AMPLIFICATION`] times their query
+    /// that one source address may receive.
+    pub source_rate: u32,
+    /// The same for all source addresses together.
+    pub rate: u32,
 }
 
 /// Parses `--dns-domain` (a trailing dot is implied).
@@ -64,10 +87,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)>
 
 /// Serves DNS on the bound sockets until the process stops.
 pub async fn serve(udp: UdpSocket, tcp: TcpListener, settings: DnsSettings, view: View) {
+    let clock = Clock::new();
     let mut server = ServerFuture::new(Handler {
         view,
+        budgets: Mutex::new(ByteBudgets::new(settings.rate, clock.now())),
+        clock,
         domain: settings.domain,
         ttl: settings.ttl,
+        source_rate: settings.source_rate,
+        rate: settings.rate,
     });
     server.register_socket(udp);
     server.register_listener(tcp, TCP_TIMEOUT);
@@ -79,8 +107,13 @@ pub async fn serve(udp: UdpSocket, tcp: TcpListener, settings: DnsSettings, view
 /// Answers queries from the view.
 struct Handler {
     view: View,
+    /// What larger UDP answers may still send, per source address and in all.
+    budgets: Mutex<ByteBudgets<BUDGET_SOURCES>>,
+    clock: Clock,
     domain: Name,
     ttl: u32,
+    source_rate: u32,
+    rate: u32,
 }
 
 impl Handler {
@@ -101,6 +134,28 @@ impl Handler {
             self.ttl,
         );
         Record::from_rdata(self.domain.clone(), self.ttl, RData::SOA(soa))
+    }
+}
+
+impl Handler {
+    /// Whether an answer of `bytes` to `request` may go out whole: always over TCP and
+    /// within [`AMPLIFICATION`] times the query; otherwise while the budgets of its
+    /// source address and of all sources have bytes left (then it is charged to them).
+    fn may_answer(&self, request: &Request, bytes: usize) -> bool {
+        let asked = request.to_bytes().map_or(0, |b| b.len());
+        if request.protocol() != Protocol::Udp || bytes <= AMPLIFICATION * asked {
+            return true;
+        }
+        let ip = request.src().ip();
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now();
+        let whole = budgets.may_send(self.source_rate, self.rate, ip, now);
+        if whole {
+            budgets.spent(ip, bytes);
+        } else {
+            tracing::debug!(source = %ip, bytes, "dns: over the byte budget, answered truncated");
+        }
+        whole
     }
 }
 
@@ -176,7 +231,7 @@ impl RequestHandler for Handler {
             return send(&mut response, reply).await;
         };
         let negative = found.answers.is_empty();
-        let authority: Vec<Record> = if negative { vec![soa] } else { Vec::new() };
+        let mut authority: Vec<Record> = if negative { vec![soa] } else { Vec::new() };
         // Header, question and OPT, then the records, until the limit.
         let question = request
             .request_info()
@@ -205,6 +260,12 @@ impl RequestHandler for Handler {
             }
             // Leaving out additional records does not set TC (RFC 2181 9).
             found.additionals.truncate(extra);
+        }
+        if !self.may_answer(request, used) {
+            header.set_truncated(true);
+            found.answers.clear();
+            found.additionals.clear();
+            authority.clear();
         }
         let reply = builder.build(
             header,
