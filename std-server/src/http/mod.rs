@@ -18,6 +18,7 @@
 //! (see [`write`](mod@write)). With a token file, writes (and, with `--http-token-reads`, reads)
 //! need `Authorization: Bearer TOKEN`.
 
+mod connections;
 pub mod feed;
 mod page;
 pub mod subscribers;
@@ -86,11 +87,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves the API on `listener` until the process stops.
+/// Serves the API on `listener` until the process stops (connections bounded and timed
+/// as [`connections`] says).
 pub async fn serve(listener: TcpListener, api: Api) {
-    if let Err(e) = axum::serve(listener, router(api)).await {
-        tracing::error!(error = %e, "http listener failed");
-    }
+    connections::serve(listener, router(api)).await
 }
 
 /// Every route, with the token check and the body limit.
