@@ -106,6 +106,22 @@ pub enum ServeError {
     Io(#[from] io::Error),
 }
 
+/// Raises the soft limit of open file descriptors to the hard one (as Go's runtime does),
+/// so that connections to the HTTP and DNS interfaces, each bounded in time, cannot use
+/// up a soft limit of 1,024 that the system left low for old programs' sake.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open file limit"),
+            Err(e) => tracing::debug!(error = %e, soft, "cannot raise the open file limit"),
+        }
+    }
+}
+
 /// Runs the directory until `shutdown` completes, then writes what is pending and
 /// returns.
 pub async fn run(
@@ -113,6 +129,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let clock = Clock::new();
+    raise_descriptor_limit();
     // The redb store is opened first, so that a data directory that cannot be used is
     // reported before anything else.
     let local = match settings.store {

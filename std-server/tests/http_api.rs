@@ -74,6 +74,38 @@ fn idle_connections_are_bounded_and_closed() {
     assert_eq!(status, 200);
 }
 
+/// A directory started with a low soft limit of open files (1,024 is a common default)
+/// raises it to the hard limit, so that interfaces' connections, each bounded in time,
+/// cannot use it up.
+#[test]
+fn the_directory_raises_its_soft_open_file_limit() {
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        let mut fields = line.split_whitespace().skip(3);
+        (fields.next().unwrap().into(), fields.next().unwrap().into())
+    };
+    let (_, hard) = limits(std::process::id());
+    if hard == "256" {
+        println!("SKIPPED: the hard limit of open files is already 256");
+        return;
+    }
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    // `ulimit -Sn` in a shell that then becomes the directory.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"ulimit -Sn 256 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .args(serve_args(&net, data.path(), &[]));
+    let p = Proc::spawn_command("directory", cmd);
+    p.expect_log("herald directory serving", Duration::from_secs(10));
+    assert_eq!(limits(p.pid()), (hard.clone(), hard));
+}
+
 /// Open descriptors of process `pid`.
 fn descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
