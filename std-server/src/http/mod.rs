@@ -18,7 +18,7 @@
 //! (see [`write`](mod@write)). With a token file, writes (and, with `--http-token-reads`, reads)
 //! need `Authorization: Bearer TOKEN`.
 
-mod connections;
+pub mod connections;
 pub mod feed;
 mod page;
 pub mod subscribers;
