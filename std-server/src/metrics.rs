@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub publishing: bool,
     /// The unicast subscribers.
     pub subscribers: crate::subscribers::Figures,
+    /// DNS answers over UDP sent truncated for want of byte budget.
+    pub dns_truncated: u64,
 }
 
 impl Snapshot {
@@ -167,6 +169,10 @@ fn describe() {
             "herald_unsubscribes_total",
             "Subscriptions ended by their subscriber (unsubscribed).",
         ),
+        (
+            "herald_dns_truncated_total",
+            "DNS answers over UDP sent truncated (no records, TC) because the byte budget of their destination, or of all, was spent.",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -252,6 +258,7 @@ fn record(s: &Snapshot) {
         ("herald_subscribers_expired_total", d.subscribers_expired),
         ("herald_subscriptions_total", d.subscriptions),
         ("herald_unsubscribes_total", d.unsubscribes),
+        ("herald_dns_truncated_total", s.dns_truncated),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);
@@ -382,6 +389,7 @@ mod tests {
         s.directory.delivery_resends = 12;
         s.directory.deliveries_throttled = 13;
         s.directory.unsubscribes = 14;
+        s.dns_truncated = 15;
         let text = render(&recorder, &s);
         assert!(text.contains("herald_registrations_total 3"), "{text}");
         assert!(
@@ -390,6 +398,7 @@ mod tests {
         );
         assert!(text.contains("herald_services 5"), "{text}");
         for line in [
+            "herald_dns_truncated_total 15",
             "herald_unauthenticated_total 7",
             "herald_replayed_total 8",
             "herald_stale_total 9",

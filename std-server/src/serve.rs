@@ -48,6 +48,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
@@ -192,7 +194,8 @@ pub async fn run(
             Some(shared)
         }
     };
-    let feed = start_interfaces(&settings, &config, advertise, shared.clone()).await?;
+    let (feed, dns_truncated) =
+        start_interfaces(&settings, &config, advertise, shared.clone()).await?;
     let mut shell = Shell {
         notify: Notifier::from_env(),
         writable: true,
@@ -206,6 +209,7 @@ pub async fn run(
         published: None,
         drops: DropLog::default(),
         feed,
+        dns_truncated,
         held: VecDeque::new(),
         unpolled: 0,
         deferred: false,
@@ -256,15 +260,17 @@ pub async fn run(
 }
 
 /// Binds and starts the HTTP and DNS interfaces that are on; the feed that keeps their
-/// registry copy, if any is.
+/// registry copy, if any is, and the count of DNS answers sent truncated for want of
+/// byte budget.
 async fn start_interfaces(
     settings: &ServeSettings,
     config: &herald_core::DirectoryConfig,
     advertise: SocketAddr,
     shared: Option<Shared>,
-) -> Result<Option<Feed>, ServeError> {
+) -> Result<(Option<Feed>, Arc<AtomicU64>), ServeError> {
+    let dns_truncated = Arc::new(AtomicU64::new(0));
     if settings.http.is_none() && settings.dns.is_none() {
-        return Ok(None);
+        return Ok((None, dns_truncated));
     }
     let (feed, view) = Feed::new();
     let feed = feed.on_link(net::link_zone(
@@ -300,9 +306,15 @@ async fn start_interfaces(
                 source,
             })?;
         tracing::info!(address = %udp.local_addr()?, domain = %dns.domain, "DNS");
-        tokio::spawn(crate::dns::serve(udp, tcp, dns.clone(), view));
+        tokio::spawn(crate::dns::serve(
+            udp,
+            tcp,
+            dns.clone(),
+            view,
+            dns_truncated.clone(),
+        ));
     }
-    Ok(Some(feed))
+    Ok((Some(feed), dns_truncated))
 }
 
 /// The secret that keys this run's snapshot cookies, from the operating system.
@@ -372,6 +384,8 @@ struct Shell {
     drops: DropLog,
     /// The registry copy of the HTTP and DNS interfaces, when one is on.
     feed: Option<Feed>,
+    /// DNS answers sent truncated for want of byte budget.
+    dns_truncated: Arc<AtomicU64>,
     /// Datagrams waiting for a write to be on disk, in the order the directory gave
     /// them: the write's number, the destination and the bytes.
     held: VecDeque<(u64, SocketAddr, Vec<u8>)>,
@@ -605,6 +619,7 @@ impl Shell {
         self.snapshot.directory = *directory.stats();
         self.snapshot.store = self.backend.status();
         self.snapshot.publishing = directory.is_publishing();
+        self.snapshot.dns_truncated = self.dns_truncated.load(Ordering::Relaxed);
         *shared.lock().unwrap_or_else(|p| p.into_inner()) = self.snapshot;
     }
 }

@@ -31,7 +31,8 @@ use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::ServerFuture;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -86,7 +87,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)>
 }
 
 /// Serves DNS on the bound sockets until the process stops.
-pub async fn serve(udp: UdpSocket, tcp: TcpListener, settings: DnsSettings, view: View) {
+/// Counts in `truncated` the answers sent truncated for want of byte budget.
+pub async fn serve(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    settings: DnsSettings,
+    view: View,
+    truncated: Arc<AtomicU64>,
+) {
     let clock = Clock::new();
     let mut server = ServerFuture::new(Handler {
         view,
@@ -96,6 +104,7 @@ pub async fn serve(udp: UdpSocket, tcp: TcpListener, settings: DnsSettings, view
         ttl: settings.ttl,
         source_rate: settings.source_rate,
         rate: settings.rate,
+        truncated,
     });
     server.register_socket(udp);
     server.register_listener(tcp, TCP_TIMEOUT);
@@ -114,6 +123,7 @@ struct Handler {
     ttl: u32,
     source_rate: u32,
     rate: u32,
+    truncated: Arc<AtomicU64>,
 }
 
 impl Handler {
@@ -153,6 +163,7 @@ impl Handler {
         if whole {
             budgets.spent(ip, bytes);
         } else {
+            self.truncated.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(source = %ip, bytes, "dns: over the byte budget, answered truncated");
         }
         whole
