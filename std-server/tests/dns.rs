@@ -18,6 +18,7 @@ struct Setup {
     _dir: Proc,
     _data: tempfile::TempDir,
     dns: SocketAddr,
+    http: String,
 }
 
 const OWNER: &str = "00000000000d0d0d";
@@ -60,6 +61,7 @@ fn setup() -> Setup {
         _dir: dir,
         _data: data,
         dns,
+        http,
     }
 }
 
@@ -254,6 +256,23 @@ fn the_dns_interface_is_no_reflection_amplifier() {
         "most queries answered"
     );
     assert!(ratio <= 3.0, "{ratio:.2}x the bytes of the queries");
+    // The truncated answers are counted (the metrics follow the loop's next wake-up).
+    let counted = || {
+        let (_, text) = request(&s.http, "GET", "/metrics", &[], "");
+        text.lines()
+            .find_map(|l| l.strip_prefix("herald_dns_truncated_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counted() < truncated && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        counted() >= truncated,
+        "herald_dns_truncated_total {}",
+        counted()
+    );
     // A resolver at the same address, over its budget, still gets the whole answer (over
     // TCP, after a truncated one over UDP).
     let rt = tokio::runtime::Builder::new_current_thread()
