@@ -145,9 +145,7 @@ impl Handler {
         );
         Record::from_rdata(self.domain.clone(), self.ttl, RData::SOA(soa))
     }
-}
 
-impl Handler {
     /// Whether an answer of `bytes` to `request` may go out whole: always over TCP and
     /// within [`AMPLIFICATION`] times the query; otherwise while the budgets of its
     /// source address and of all sources have bytes left (then it is charged to them).
