@@ -254,9 +254,9 @@ pub struct Options {
     /// TTL of DNS answers, in seconds (0 to 3600) [default: 0]
     #[arg(long, env = "HERALD_DNS_TTL", value_name = "SECS")]
     pub dns_ttl: Option<u32>,
-    /// Bytes per second of DNS answers over UDP one source address may receive beyond
-    /// 3x its queries; past it such answers come truncated, and the resolver asks again
-    /// over TCP [default: 32768]
+    /// Bytes per second one source address may receive in DNS answers over UDP larger
+    /// than 3x their query; past it such answers come truncated, and the resolver asks
+    /// again over TCP [default: 32768]
     #[arg(long, env = "HERALD_DNS_SOURCE_RATE", value_name = "BYTES")]
     pub dns_source_rate: Option<u32>,
     /// The same for all sources together [default: 262144]
