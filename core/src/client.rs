@@ -746,6 +746,13 @@ impl<'a, const R: usize> Client<'a, R> {
         self.directories.iter().map(|d| d.location)
     }
 
+    /// Ends the client and hands back the table's slots and index, to make another
+    /// client over (with a new configuration, say; the next client discards what they
+    /// hold). Nothing is sent: unregister first what should not wait for its lease.
+    pub fn into_storage(self) -> (&'a mut [Discovered], &'a mut [u32]) {
+        self.table.into_parts()
+    }
+
     /// The services currently known, in name order.
     pub fn services(&self) -> impl Iterator<Item = &Service> {
         self.table

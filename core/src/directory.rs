@@ -364,6 +364,17 @@ enum Reply {
 /// Storage for a directory of `N` services, for places without a heap.
 pub type DirectoryStorage<const N: usize> = TableStorage<Entry, N>;
 
+/// The memory a directory was made over, handed back by [`Directory::into_storage`].
+#[derive(Debug)]
+pub struct DirectoryParts<'a> {
+    /// The registry's slots.
+    pub slots: &'a mut [Slot],
+    /// The registry's index.
+    pub index: &'a mut [u32],
+    /// The subscriber slots (empty when none were given).
+    pub subscribers: &'a mut [SubscriberSlot],
+}
+
 /// The directory state machine.
 pub struct Directory<'a> {
     config: DirectoryConfig,

@@ -201,6 +201,11 @@ impl<'a> Registry<'a> {
         }
     }
 
+    /// Ends the registry and hands back its storage (see [`Table::into_parts`]).
+    pub fn into_parts(self) -> (&'a mut [Slot], &'a mut [u32]) {
+        self.table.into_parts()
+    }
+
     /// Inserts an entry whose name is not present (see [`Table::insert`]).
     // The entry is given back whole, as the table does: no copy is made on success.
     #[allow(clippy::result_large_err)]

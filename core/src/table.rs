@@ -35,6 +35,12 @@ impl<'a, T: Named> Table<'a, T> {
         }
     }
 
+    /// Ends the table and hands back its storage (its contents are discarded by the
+    /// next [`Table::new`] over it).
+    pub fn into_parts(self) -> (&'a mut [Option<T>], &'a mut [u32]) {
+        (self.slots, self.index)
+    }
+
     /// How many entries the table can hold.
     pub fn capacity(&self) -> usize {
         self.slots

@@ -107,6 +107,54 @@ fn record(name: &str, version: u64, state: RecordState) -> Record {
 }
 
 #[test]
+fn a_directory_or_client_made_over_the_memory_of_another_starts_empty() {
+    const N: usize = 8;
+    let mut d = Directory::new(
+        config("reuse"),
+        Vec::leak(vec![None; N]),
+        Vec::leak(vec![0u32; N]),
+    )
+    .unwrap()
+    .with_subscribers(Vec::leak(vec![None; 2]));
+    let t0 = Instant::from_millis(1);
+    for i in 0..3 {
+        let finished = RecordState::Departed { remaining: 0 };
+        d.apply(t0, record(&format!("old{i}"), 1_000 + i, finished))
+            .unwrap();
+    }
+    assert_eq!(d.len(), 3);
+    let parts = d.into_storage();
+    assert_eq!(
+        (
+            parts.slots.len(),
+            parts.index.len(),
+            parts.subscribers.len()
+        ),
+        (N, N, 2)
+    );
+    let mut again = Directory::new(config("reuse"), parts.slots, parts.index)
+        .unwrap()
+        .with_subscribers(parts.subscribers);
+    assert_eq!((again.len(), again.subscriber_capacity()), (0, 2));
+    let finished = RecordState::Departed { remaining: 0 };
+    again.apply(t0, record("new", 2_000, finished)).unwrap();
+    assert_eq!(again.len(), 1);
+
+    let mut c = ClientConfig::new(0xc1);
+    c.directories.push(directory_location()).unwrap();
+    let client: Client<'_> = Client::new(
+        c.clone(),
+        Vec::leak(vec![None; 4]),
+        Vec::leak(vec![0u32; 4]),
+    )
+    .unwrap();
+    let (slots, index) = client.into_storage();
+    assert_eq!((slots.len(), index.len()), (4, 4));
+    let client: Client<'_> = Client::new(c, slots, index).unwrap();
+    assert_eq!(client.services().count(), 0);
+}
+
+#[test]
 fn a_registry_full_of_finished_removals_takes_new_records_before_the_shell_drains() {
     // Issue 14, finding 2: more than 64 records applied into a full registry of finished
     // removals before the events were drained (an etcd reload) were refused as full,

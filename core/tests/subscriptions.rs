@@ -864,7 +864,7 @@ fn a_long_delivery_gets_through_heavy_loss_and_reordering() {
     // under 40 % loss and reordering.
     let seeds = std::env::var("HERALD_SUB_SEEDS").map_or(10, |s| s.parse().unwrap());
     for seed in 0..seeds {
-        let mut config = Sim::new(seed, Faults::none(), 1).config;
+        let mut config = Sim::new(seed, Faults::none(), 1).config.clone();
         config.max_datagram = 512;
         let mut sim = Sim::with_config(seed, Faults::lossy(0.0), 256, config);
         sim.unicast_loss = Some(0.4);

@@ -178,6 +178,11 @@ pub(super) struct Subscribers<'a> {
 }
 
 impl<'a> Subscribers<'a> {
+    /// Ends the table and hands back its slots.
+    pub(super) fn into_slots(self) -> &'a mut [SubscriberSlot] {
+        self.slots
+    }
+
     pub(super) fn new(slots: &'a mut [SubscriberSlot]) -> Self {
         slots.iter_mut().for_each(|s| *s = None);
         Subscribers {
@@ -339,6 +344,18 @@ impl<'a> Directory<'a> {
     pub fn with_subscribers(mut self, slots: &'a mut [SubscriberSlot]) -> Self {
         self.subscribers = Subscribers::new(slots);
         self
+    }
+
+    /// Ends the directory and hands back the memory it was given: the registry's slots
+    /// and index and the subscriber slots, to make another directory over (a restart
+    /// in place, say; the next directory discards what they hold).
+    pub fn into_storage(self) -> DirectoryParts<'a> {
+        let (slots, index) = self.registry.into_parts();
+        DirectoryParts {
+            slots,
+            index,
+            subscribers: self.subscribers.into_slots(),
+        }
     }
 
     /// Subscribers held (ended ones whose removal the shell has not taken included).

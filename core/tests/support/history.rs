@@ -686,7 +686,8 @@ impl World {
             directory.set_publishing(now, d == self.publisher);
             // It has just read the whole store: it holds every write made before.
             directory.caught_up(now);
-            self.sim.directories[d].directory = directory;
+            let stopped = std::mem::replace(&mut self.sim.directories[d].directory, directory);
+            recycle_directory(stopped);
             self.sim.restore_subscribers(d);
             self.sim.read_store(d);
             self.history

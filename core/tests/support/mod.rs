@@ -271,8 +271,59 @@ pub fn new_directory(config: DirectoryConfig, capacity: usize) -> Directory<'sta
         .with_subscribers(leak(None, SUBSCRIBERS))
 }
 
-fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
-    Vec::leak(vec![value; n])
+thread_local! {
+    /// The memory of finished simulated directories and clients, for the next ones: a
+    /// fuzzer runs many simulations in one process, and leaking each one's memory would
+    /// use up the process's (about 360 KB per history run).
+    static SPARE: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `n` copies of `value` in memory that lives as long as the process: a spare slice of
+/// that length if one is kept, else a new one.
+fn leak<T: Clone + 'static>(value: T, n: usize) -> &'static mut [T] {
+    let spare = SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let i = spare.iter().position(|b| {
+            b.downcast_ref::<&'static mut [T]>()
+                .is_some_and(|s| s.len() == n)
+        })?;
+        spare.swap_remove(i).downcast::<&'static mut [T]>().ok()
+    });
+    match spare {
+        Some(slice) => {
+            let slice = *slice;
+            slice.fill(value);
+            slice
+        }
+        None => Vec::leak(vec![value; n]),
+    }
+}
+
+/// Keeps `slice` for a later [`leak`].
+fn spare<T: 'static>(slice: &'static mut [T]) {
+    SPARE.with(|spare| spare.borrow_mut().push(Box::new(slice)));
+}
+
+/// Keeps the memory of a finished directory for the next one.
+pub fn recycle_directory(directory: Directory<'static>) {
+    let parts = directory.into_storage();
+    spare(parts.slots);
+    spare(parts.index);
+    spare(parts.subscribers);
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        for node in self.directories.drain(..) {
+            recycle_directory(node.directory);
+        }
+        for node in self.nodes.drain(..) {
+            let (slots, index) = node.client.into_storage();
+            spare(slots);
+            spare(index);
+        }
+    }
 }
 
 impl Sim {
