@@ -271,25 +271,26 @@ pub fn new_directory(config: DirectoryConfig, capacity: usize) -> Directory<'sta
         .with_subscribers(leak(None, SUBSCRIBERS))
 }
 
-thread_local! {
-    /// The memory of finished simulated directories and clients, for the next ones: a
-    /// fuzzer runs many simulations in one process, and leaking each one's memory would
-    /// use up the process's (about 360 KB per history run).
-    static SPARE: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
+/// The memory of finished simulated directories and clients, for the next ones: a
+/// fuzzer runs many simulations in one process, and leaking each one's memory would use
+/// up the process's (about 360 KB per history run). A static, never dropped, so that
+/// what it keeps is still reachable when the process ends (no leak to report).
+static SPARE: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// `n` copies of `value` in memory that lives as long as the process: a spare slice of
 /// that length if one is kept, else a new one.
-fn leak<T: Clone + 'static>(value: T, n: usize) -> &'static mut [T] {
-    let spare = SPARE.with(|spare| {
-        let mut spare = spare.borrow_mut();
-        let i = spare.iter().position(|b| {
-            b.downcast_ref::<&'static mut [T]>()
-                .is_some_and(|s| s.len() == n)
-        })?;
-        spare.swap_remove(i).downcast::<&'static mut [T]>().ok()
-    });
+fn leak<T: Clone + Send + 'static>(value: T, n: usize) -> &'static mut [T] {
+    let spare = {
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        spare
+            .iter()
+            .position(|b| {
+                b.downcast_ref::<&'static mut [T]>()
+                    .is_some_and(|s| s.len() == n)
+            })
+            .and_then(|i| spare.swap_remove(i).downcast::<&'static mut [T]>().ok())
+    };
     match spare {
         Some(slice) => {
             let slice = *slice;
@@ -301,8 +302,11 @@ fn leak<T: Clone + 'static>(value: T, n: usize) -> &'static mut [T] {
 }
 
 /// Keeps `slice` for a later [`leak`].
-fn spare<T: 'static>(slice: &'static mut [T]) {
-    SPARE.with(|spare| spare.borrow_mut().push(Box::new(slice)));
+fn spare<T: Send + 'static>(slice: &'static mut [T]) {
+    SPARE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(slice));
 }
 
 /// Keeps the memory of a finished directory for the next one.
