@@ -109,13 +109,7 @@ fn record(name: &str, version: u64, state: RecordState) -> Record {
 #[test]
 fn a_directory_or_client_made_over_the_memory_of_another_starts_empty() {
     const N: usize = 8;
-    let mut d = Directory::new(
-        config("reuse"),
-        Vec::leak(vec![None; N]),
-        Vec::leak(vec![0u32; N]),
-    )
-    .unwrap()
-    .with_subscribers(Vec::leak(vec![None; 2]));
+    let mut d = new_directory(config("reuse"), N);
     let t0 = Instant::from_millis(1);
     for i in 0..3 {
         let finished = RecordState::Departed { remaining: 0 };
@@ -130,12 +124,12 @@ fn a_directory_or_client_made_over_the_memory_of_another_starts_empty() {
             parts.index.len(),
             parts.subscribers.len()
         ),
-        (N, N, 2)
+        (N, N, SUBSCRIBERS)
     );
     let mut again = Directory::new(config("reuse"), parts.slots, parts.index)
         .unwrap()
         .with_subscribers(parts.subscribers);
-    assert_eq!((again.len(), again.subscriber_capacity()), (0, 2));
+    assert_eq!((again.len(), again.subscriber_capacity()), (0, SUBSCRIBERS));
     let finished = RecordState::Departed { remaining: 0 };
     again.apply(t0, record("new", 2_000, finished)).unwrap();
     assert_eq!(again.len(), 1);
