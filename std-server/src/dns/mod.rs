@@ -150,8 +150,11 @@ impl Handler {
     /// within [`AMPLIFICATION`] times the query; otherwise while the budgets of its
     /// source address and of all sources have bytes left (then it is charged to them).
     fn may_answer(&self, request: &Request, bytes: usize) -> bool {
+        if request.protocol() != Protocol::Udp {
+            return true;
+        }
         let asked = request.to_bytes().map_or(0, |b| b.len());
-        if request.protocol() != Protocol::Udp || bytes <= AMPLIFICATION * asked {
+        if bytes <= AMPLIFICATION * asked {
             return true;
         }
         let ip = request.src().ip();
