@@ -170,33 +170,35 @@ impl<const R: usize> Client<'_, R> {
             None => self.probe.as_mut().filter(|p| p.send)?,
         };
         p.send = false;
+        let request = p.request;
         let destination = self.directories.get(p.target)?.location.socket_addr();
-        if !LISTEN {
+        let environment = &self.config.environment;
+        let len = if LISTEN {
+            let probe = SnapshotRequest {
+                request,
+                max_pages: 1,
+                after: None,
+                interest: self.config.interest_or_all(),
+                cookie: self.cookie_for(destination),
+                since: None,
+            };
+            wire::encode(environment, &probe, buf)
+        } else {
             // A registrant's probe is a keep-alive that claims nothing: it renews nothing
             // (the probed directory holds nothing for it, or holds more than nothing),
             // any answer shows the directory alive, and a client without discovery
             // then decodes no page and keeps no cookie.
             let probe = wire::KeepAliveRequest {
-                request: p.request,
+                request,
                 registrant: self.config.registrant,
                 sequence,
                 lease: self.config.lease,
                 held: wire::Holdings::default(),
             };
-            let len = wire::encode(&self.config.environment, &probe, buf).ok()?;
-            self.note_sent(probe.request, sequence);
-            return Some(Transmit { destination, len });
+            wire::encode(environment, &probe, buf)
         }
-        let request = SnapshotRequest {
-            request: p.request,
-            max_pages: 1,
-            after: None,
-            interest: self.config.interest_or_all(),
-            cookie: self.cookie_for(destination),
-            since: None,
-        };
-        let len = wire::encode(&self.config.environment, &request, buf).ok()?;
-        self.note_sent(request.request, sequence);
+        .ok()?;
+        self.note_sent(request, sequence);
         Some(Transmit { destination, len })
     }
 
