@@ -23,10 +23,14 @@ impl<K: Eq + Hash> Deletions<K> {
         self.0 = Some(HashMap::new());
     }
 
-    /// `key` was deleted at `revision`: remembered while a read is in flight.
-    pub fn deleted(&mut self, key: K, revision: i64) {
+    /// `key` was deleted at `revision`: remembered (copied) only while a read is in
+    /// flight.
+    pub fn deleted<Q>(&mut self, key: &Q, revision: i64)
+    where
+        Q: ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(deleted) = self.0.as_mut() {
-            deleted.insert(key, revision);
+            deleted.insert(key.to_owned(), revision);
         }
     }
 
@@ -55,15 +59,15 @@ mod tests {
     #[test]
     fn only_deletions_during_a_read_and_after_its_revision_count() {
         let mut d = Deletions::<String>::default();
-        d.deleted("before".into(), 5);
+        d.deleted("before", 5);
         d.read_started();
-        d.deleted("during".into(), 12);
+        d.deleted("during", 12);
         assert!(!d.after("before", 10), "no read was in flight");
         assert!(d.after("during", 10));
         assert!(!d.after("during", 12), "not after the read's own revision");
         d.read_ended();
         assert!(!d.after("during", 10));
-        d.deleted("later".into(), 20);
+        d.deleted("later", 20);
         assert!(!d.after("later", 10), "no read in flight");
     }
 }

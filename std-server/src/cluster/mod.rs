@@ -563,8 +563,7 @@ impl Cluster {
 
     /// `name`'s key was deleted at `revision`: remembered while a read is in flight.
     fn deleted(&mut self, name: &str, revision: i64) {
-        self.deleted_while_reading
-            .deleted(name.to_owned(), revision);
+        self.deleted_while_reading.deleted(name, revision);
     }
 
     /// True when `name` changed in etcd after `revision` as this directory knows: it

@@ -140,7 +140,7 @@ impl Subscriptions {
             return;
         }
         self.known.remove(&id);
-        self.deleted_while_reading.deleted(id, mod_revision);
+        self.deleted_while_reading.deleted(&id, mod_revision);
         directory.forget_subscriber(clock.now(), id);
     }
 
@@ -338,7 +338,7 @@ impl Subscriptions {
         {
             self.known.remove(&id);
             self.queue.remove(&id);
-            self.deleted_while_reading.deleted(id, revision);
+            self.deleted_while_reading.deleted(&id, revision);
             return Ok((1, 1));
         }
         self.queue.remove(&id);
