@@ -1139,11 +1139,24 @@ mod tests {
     }
 
     impl TestEtcd {
+        /// Starts etcd on free loopback ports and waits (bounded) until it accepts
+        /// connections. A port found free can be taken by a parallel test before etcd
+        /// binds it; etcd then exits, and it is started again on other ports.
         fn start() -> Option<TestEtcd> {
             if !std::path::Path::new("/usr/bin/etcd").exists() {
                 println!("SKIPPED: /usr/bin/etcd is not installed");
                 return None;
             }
+            for _attempt in 0..5 {
+                if let Some(etcd) = TestEtcd::try_start() {
+                    return Some(etcd);
+                }
+            }
+            panic!("etcd did not start on five sets of free ports");
+        }
+
+        /// One attempt: `None` if etcd exited (or did not listen within 10 s).
+        fn try_start() -> Option<TestEtcd> {
             let port = || {
                 let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 l.local_addr().unwrap().port()
@@ -1164,11 +1177,23 @@ mod tests {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start etcd");
-            Some(TestEtcd {
+            let mut etcd = TestEtcd {
                 child,
                 _data: data,
                 port,
-            })
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+                if !matches!(etcd.child.try_wait(), Ok(None)) {
+                    return None;
+                }
+                if listening {
+                    return Some(etcd);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
         }
 
         fn settings(&self) -> EtcdSettings {
