@@ -16,9 +16,10 @@
 //!   multicast, unicast to subscribers, or both; [`subscribers`]: who listens by unicast.
 //! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
 //!   that fail authentication.
-//! - [`net`]: socket set-up; [`interfaces`]: interface names and indexes, and the
+//! - [`net`]: socket set-up; [`accept`]: taking TCP connections under a cap; [`interfaces`]: interface names and indexes, and the
 //!   scope ids of link-local IPv6 addresses; [`clock`]: time conversion.
 
+pub mod accept;
 pub mod backend;
 pub mod cli;
 pub mod client;

@@ -6,7 +6,8 @@
 //! crate's Prometheus recorder. `GET /healthz` answers `200` while the directory is
 //! healthy ([`Snapshot::healthy`]: its storage takes writes and its store answers) and
 //! `503` otherwise, with one `key: value` line per check. The HTTP side is a
-//! deliberately tiny responder: one request per connection, bounded in size and time.
+//! deliberately tiny responder: one request per connection, bounded in size and time,
+//! at most [`MAX_CONNECTIONS`] at once.
 
 use crate::backend::StoreStatus;
 use herald_core::{DirectoryStats, RejectReason};
@@ -22,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 const MAX_REQUEST: usize = 8 * 1024;
 /// Time a client has to send its request and read the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections served at once (scrapers are few; further ones wait their turn).
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// What the socket loop knows, copied after every wake-up.
 #[derive(Clone, Copy, Debug, Default)]
@@ -293,28 +296,22 @@ pub fn render(recorder: &PrometheusRecorder, snapshot: &Snapshot) -> String {
     handle.render()
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// Serves `GET /metrics` on `listener` until the task is dropped, at most
+/// [`MAX_CONNECTIONS`] connections at once.
 pub async fn serve(listener: TcpListener, shared: Shared) {
     let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    crate::accept::serve_bounded(listener, MAX_CONNECTIONS, "metrics", move |stream, peer| {
         let recorder = recorder.clone();
         let shared = shared.clone();
-        tokio::spawn(async move {
+        async move {
             let answer =
                 tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &recorder, &shared));
             if let Ok(Err(e)) | Err(e) = answer.await.map_err(std::io::Error::other) {
                 tracing::debug!(%peer, error = %e, "metrics: request failed");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn answer(

@@ -1,4 +1,5 @@
-//! `herald serve --dns ADDR`: the registry over DNS (UDP and TCP), on `hickory-server`.
+//! `herald serve --dns ADDR`: the registry over DNS, over UDP (on `hickory-server`) and
+//! over TCP ([`tcp`]: connections bounded in number and idle time).
 //!
 //! Answers come from the [`View`], so they are never staler than the directory's own
 //! state by more than one wake-up of its loop. The names and records are described in
@@ -18,6 +19,7 @@
 
 pub mod answer;
 pub mod names;
+pub mod tcp;
 
 use crate::clock::Clock;
 use crate::view::View;
@@ -33,7 +35,6 @@ use hickory_server::ServerFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
 /// The default domain.
@@ -42,8 +43,6 @@ pub const DEFAULT_DOMAIN: &str = "herald.";
 const UDP_PLAIN: usize = 512;
 /// Largest UDP answer whatever EDNS allows.
 const UDP_MAX: u16 = 4096;
-/// An idle TCP connection is closed after this long.
-const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A UDP answer up to this many times its query's bytes is never held back.
 pub const AMPLIFICATION: usize = herald_core::directory::AMPLIFICATION;
 /// Default bytes per second of larger UDP answers to one source address.
@@ -96,7 +95,7 @@ pub async fn serve(
     truncated: Arc<AtomicU64>,
 ) {
     let clock = Clock::new();
-    let mut server = ServerFuture::new(Handler {
+    let handler = Arc::new(Handler {
         view,
         budgets: Mutex::new(ByteBudgets::new(settings.rate, clock.now())),
         clock,
@@ -106,10 +105,29 @@ pub async fn serve(
         rate: settings.rate,
         truncated,
     });
+    let mut server = ServerFuture::new(Shared(handler.clone()));
     server.register_socket(udp);
-    server.register_listener(tcp, TCP_TIMEOUT);
-    if let Err(e) = server.block_until_done().await {
-        tracing::error!(error = %e, "dns server failed");
+    tokio::select! {
+        () = tcp::serve(tcp, handler) => {}
+        done = server.block_until_done() => {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "dns server failed");
+            }
+        }
+    }
+}
+
+/// The handler, shared by the UDP server and the TCP connections.
+struct Shared(Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        self.0.handle_request(request, response).await
     }
 }
 

@@ -1,0 +1,123 @@
+//! Every TCP interface of the directory (HTTP, the metrics endpoint, DNS over TCP)
+//! bounds its connections: at most a fixed number are taken at once (the rest wait in
+//! the kernel's backlog and hold no descriptor of the directory's), and an idle one is
+//! closed after a timeout. Without both, idle clients could use up the process's file
+//! descriptors, and with them its storage and every other interface.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Idle connections opened by the test, more than any interface takes at once.
+const IDLE: usize = 600;
+
+/// Opens [`IDLE`] idle connections to `addr` of directory `p`; checks that it takes at
+/// most `max` of them, that it closes the first by itself within `closes_within`, and
+/// that once they are gone `works` succeeds at once.
+fn bounded(p: &Proc, addr: &str, max: usize, closes_within: Duration, works: impl Fn()) {
+    let before = descriptors(p.pid());
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = descriptors(p.pid()) - before;
+    assert!(
+        held <= max,
+        "{held} descriptors for {IDLE} idle connections"
+    );
+    let mut first = &idle[0];
+    first.set_read_timeout(Some(closes_within)).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = first.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "closed, not timed out: {closed:?} after {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    works();
+}
+
+/// A directory with the interface `flag` on a free loopback port; its address.
+fn start(flag: &str) -> (Proc, String, tempfile::TempDir) {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port_tcp());
+    let p = directory(&net, data.path(), &[flag, &addr]);
+    (p, addr, data)
+}
+
+/// Open descriptors of process `pid`.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// HTTP: at most 512 connections, and one that sends no request head within 10 s is
+/// closed. Before, every connection was taken and held for ever.
+#[test]
+fn http_connections_are_bounded_and_closed() {
+    let (p, http, _data) = start("--http");
+    bounded(&p, &http, 512, Duration::from_secs(30), || {
+        let (status, _) = request(&http, "GET", "/healthz", &[], "");
+        assert_eq!(status, 200);
+    });
+}
+
+/// The metrics endpoint: at most 64 connections (scrapers are few), each closed 5 s
+/// after it was taken. Before, every connection was taken, so a client opening them
+/// faster than they timed out held as many descriptors as it liked.
+#[test]
+fn metrics_connections_are_bounded_and_closed() {
+    let (p, metrics, _data) = start("--metrics");
+    bounded(&p, &metrics, 64, Duration::from_secs(20), || {
+        let text = http_get(&metrics, "/metrics");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    });
+}
+
+/// DNS over TCP: at most 128 connections, and one that sends no query within 10 s is
+/// closed. Before, every connection was taken. A connection carries many queries; one
+/// that does not parse gets `FORMERR`, and bytes that are no DNS message end it.
+#[test]
+fn dns_tcp_connections_are_bounded_and_closed() {
+    let (p, dns, _data) = start("--dns");
+    bounded(&p, &dns, 128, Duration::from_secs(30), || {
+        let mut s = TcpStream::connect(&dns).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut soa = vec![0x4e, 0x21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        soa.extend_from_slice(b"\x06herald\x00\x00\x06\x00\x01");
+        for _ in 0..2 {
+            let answer = exchange(&mut s, &soa);
+            // The same id, a response, authoritative, NOERROR, one answer.
+            assert_eq!(&answer[..2], &[0x4e, 0x21], "{answer:?}");
+            assert_eq!(answer[2] & 0x84, 0x84, "{answer:?}");
+            assert_eq!(answer[3] & 0x0f, 0, "{answer:?}");
+            assert_eq!(&answer[6..8], &[0, 1], "{answer:?}");
+        }
+        // A question cut short: FORMERR, same id.
+        let answer = exchange(&mut s, &soa[..15]);
+        assert_eq!(&answer[..2], &[0x4e, 0x21], "{answer:?}");
+        assert_eq!(answer[3] & 0x0f, 1, "{answer:?}");
+        // Less than a header: the connection is closed.
+        s.write_all(&[0, 3, 1, 2, 3]).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+    });
+}
+
+/// Sends `query` on `s` with its length, and reads one answer.
+fn exchange(s: &mut TcpStream, query: &[u8]) -> Vec<u8> {
+    s.write_all(&(query.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(query).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut answer).unwrap();
+    answer
+}
