@@ -121,3 +121,25 @@ fn exchange(s: &mut TcpStream, query: &[u8]) -> Vec<u8> {
     s.read_exact(&mut answer).unwrap();
     answer
 }
+
+/// An HTTP request whose body never arrives whole gets 408 within 10 s of its head and
+/// the connection is closed. Before, the directory waited for the body for ever, so
+/// such requests could hold every HTTP connection.
+#[test]
+fn an_http_body_that_never_ends_is_timed_out() {
+    let (_p, http, _data) = start("--http");
+    let mut s = TcpStream::connect(&http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "PUT /v1/services/x HTTP/1.1\r\nHost: x\r\nHerald-Registrant: 00000000000a11ce\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let read = s.read_to_string(&mut answer);
+    assert!(read.is_ok(), "{read:?} after {:?}", started.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive"), "{answer}");
+}

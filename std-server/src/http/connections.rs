@@ -1,9 +1,17 @@
 //! Taking HTTP connections: at most [`MAX_CONNECTIONS`] at once (see
 //! [`accept`](crate::accept)), and a connection that has not sent a whole request head
-//! within [`HEADER_TIMEOUT`] of being taken, or of its previous answer, is closed. Without both, idle clients could hold connections
-//! for ever and use up the process's file descriptors. A Server-Sent Events answer is
-//! not a request head being read: watches stay open as long as they like.
+//! within [`HEADER_TIMEOUT`] of being taken, or of its previous answer, is closed; a
+//! request's body must then arrive whole within [`BODY_TIMEOUT`] ([`body_in_time`]).
+//! Without these, idle or trickling clients could hold connections for ever and use
+//! up the process's file descriptors. A Server-Sent Events answer is not a request
+//! being read: watches stay open as long as they like.
 
+use super::MAX_BODY;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -15,6 +23,34 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// Longest a connection may take to send a request head (from its start, or from the
 /// end of the previous answer on a kept-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request's body may take to arrive whole, from the end of its head.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Middleware: reads the request's body whole (at most [`MAX_BODY`] bytes) within
+/// [`BODY_TIMEOUT`] before the handler runs; past it the answer is `408` and the
+/// connection is closed, so a body that never ends holds no connection for ever.
+pub async fn body_in_time(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            let reason = format!("the body is larger than {MAX_BODY} bytes, or was cut short");
+            return super::error(StatusCode::PAYLOAD_TOO_LARGE, reason);
+        }
+        Err(_) => {
+            let reason = format!("the body did not arrive within {BODY_TIMEOUT:?}");
+            let mut response = super::error(StatusCode::REQUEST_TIMEOUT, reason);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
 /// Serves `router` on `listener` until the process stops.
 pub async fn serve(listener: TcpListener, router: Router) {
     crate::accept::serve_bounded(listener, MAX_CONNECTIONS, "http", move |stream, _| {

@@ -93,7 +93,7 @@ pub async fn serve(listener: TcpListener, api: Api) {
     connections::serve(listener, router(api)).await
 }
 
-/// Every route, with the token check and the body limit.
+/// Every route, with the token check, the body limit and the body's deadline.
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/", get(page::page))
@@ -108,6 +108,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
+        .layer(middleware::from_fn(connections::body_in_time))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
