@@ -143,3 +143,39 @@ fn an_http_body_that_never_ends_is_timed_out() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not arrive"), "{answer}");
 }
+
+/// Event streams cannot take every HTTP connection: at most 384 are open at once, one
+/// more gets 503 (its connection closed), and requests are still answered at once. Before, 512 watches held
+/// all 512 connections and every other request waited for one of them to end.
+#[test]
+fn event_streams_leave_room_for_requests() {
+    let (_p, http, _data) = start("--http");
+    let mut watches = Vec::new();
+    let (mut open, mut refused) = (0, 0);
+    for i in 0..520 {
+        let mut s = TcpStream::connect(&http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let path = if i % 2 == 0 {
+            "/v1/watch"
+        } else {
+            "/v1/subscribers/watch"
+        };
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut status = [0u8; 12];
+        if s.read_exact(&mut status).is_err() {
+            break;
+        }
+        match &status[9..12] {
+            b"200" => open += 1,
+            b"503" => {
+                refused += 1;
+                continue;
+            }
+            other => panic!("{}", String::from_utf8_lossy(other)),
+        }
+        watches.push(s);
+    }
+    assert_eq!((open, refused), (384, 136));
+    let (status, _) = request(&http, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+}

@@ -9,7 +9,7 @@
 use super::MAX_BODY;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
@@ -40,11 +40,7 @@ pub async fn body_in_time(request: Request, next: Next) -> Response {
         }
         Err(_) => {
             let reason = format!("the body did not arrive within {BODY_TIMEOUT:?}");
-            let mut response = super::error(StatusCode::REQUEST_TIMEOUT, reason);
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            return super::closing_error(StatusCode::REQUEST_TIMEOUT, reason);
         }
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))

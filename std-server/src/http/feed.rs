@@ -10,13 +10,19 @@
 
 use super::Api;
 use crate::view::{State, View};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+
+/// Most event streams open at once (both feeds together): of the
+/// [`MAX_CONNECTIONS`](super::connections::MAX_CONNECTIONS) connections served at once,
+/// the rest stay free for requests. One more is refused with `503` (and its
+/// connection closed).
+pub const MAX_FEEDS: usize = 384;
 
 /// Comment lines sent on an idle stream, so proxies and clients see it alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -39,7 +45,7 @@ pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Opens an event stream for one client of `api`'s view, at `resume` (`None`: from the
-/// start). At the start and at every tick of `ticks`, `next` says what to send for the
+/// start), or refuses it (`503`) when [`MAX_FEEDS`] are open. At the start and at every tick of `ticks`, `next` says what to send for the
 /// id the client is at; at most `queue` events wait for a slow client.
 pub fn open<F>(
     api: &Api,
@@ -51,8 +57,16 @@ pub fn open<F>(
 where
     F: FnMut(&State, Option<u64>) -> Next + Send + 'static,
 {
+    let Ok(permit) = api.feeds.clone().try_acquire_owned() else {
+        let reason = format!("{MAX_FEEDS} event streams are open already; try again later");
+        return super::closing_error(StatusCode::SERVICE_UNAVAILABLE, reason);
+    };
     let (tx, rx) = mpsc::channel(queue);
-    tokio::spawn(produce(api.view.clone(), ticks, resume, tx, next));
+    let view = api.view.clone();
+    tokio::spawn(async move {
+        produce(view, ticks, resume, tx, next).await;
+        drop(permit);
+    });
     Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()

@@ -41,6 +41,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Largest request body accepted (a registration is far smaller).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -65,6 +66,8 @@ pub struct Api {
     writer: write::Writer,
     token: Option<Arc<str>>,
     token_reads: bool,
+    /// Room for event streams ([`feed::MAX_FEEDS`]).
+    feeds: Arc<Semaphore>,
 }
 
 impl Api {
@@ -78,6 +81,7 @@ impl Api {
             writer,
             token: settings.token.as_deref().map(Arc::from),
             token_reads: settings.token_reads,
+            feeds: Arc::new(Semaphore::new(feed::MAX_FEEDS)),
         }
     }
 }
@@ -118,6 +122,14 @@ pub fn router(api: Api) -> Router {
 pub fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     let body = serde_json::json!({ "error": reason.into() });
     (status, Json(body)).into_response()
+}
+
+/// The same, and the connection closed after it.
+pub fn closing_error(status: StatusCode, reason: impl Into<String>) -> Response {
+    let mut response = error(status, reason);
+    let close = header::HeaderValue::from_static("close");
+    response.headers_mut().insert(header::CONNECTION, close);
+    response
 }
 
 /// Refuses a request without the bearer token when one is needed.
