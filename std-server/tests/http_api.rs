@@ -39,6 +39,52 @@ fn put(addr: &str, name: &str, registrant: &str, body: &str) -> (u16, String) {
     )
 }
 
+/// Every error is JSON with its reason, whatever is wrong with the URL: a path or query
+/// that is not UTF-8 once percent-decoded, an unknown or repeated query parameter, an
+/// unknown route, a method a route does not take. Before, a bad path or an unknown
+/// route or method got plain text or an empty body, and a query that was not UTF-8
+/// was read approximately (each bad byte as U+FFFD) and answered 200.
+#[test]
+fn every_error_is_json_with_its_reason() {
+    let (_p, http, _data) = start(&[]);
+    let alice = [("Herald-Registrant", ALICE)];
+    for (method, path, status, reason) in [
+        ("GET", "/v1/services/a%FFb", 400, "not UTF-8"),
+        ("PUT", "/v1/services/a%FFb", 400, "not UTF-8"),
+        ("DELETE", "/v1/services/a%FFb", 400, "not UTF-8"),
+        ("GET", "/v1/services?interest=%FF", 400, "not UTF-8"),
+        ("GET", "/v1/watch?interest=%FF", 400, "not UTF-8"),
+        ("GET", "/v1/subscribers?name=%FF", 400, "not UTF-8"),
+        (
+            "GET",
+            "/v1/services?interest=a&interest=b",
+            400,
+            "only query parameter",
+        ),
+        ("GET", "/v1/watch?since=1", 400, "only query parameter"),
+        (
+            "GET",
+            "/v1/subscribers?interest=a",
+            400,
+            "only query parameter",
+        ),
+        ("GET", "/nope", 404, "no route /nope"),
+        ("POST", "/v1/services/a", 405, "does not take POST"),
+    ] {
+        let (got, body) = request(&http, method, path, &alice, "");
+        assert_eq!(got, status, "{method} {path}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{method} {path}: {error}");
+    }
+    // Percent-encoded and `+` spaces are read as such.
+    let (status, _) = put(&http, "a/b%20c", ALICE, r#"{"locations":["127.0.0.1:80"]}"#);
+    assert_eq!(status, 200);
+    let (status, body) = request(&http, "GET", "/v1/services?interest=a/b+c", &[], "");
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""name":"a/b c""#), "{body}");
+}
+
 /// A directory started with a low soft limit of open files (1,024 is a common default)
 /// raises it to the hard limit, so that interfaces' connections, each bounded in time,
 /// cannot use it up.

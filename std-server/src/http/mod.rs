@@ -21,21 +21,21 @@
 pub mod connections;
 pub mod feed;
 mod page;
+pub mod params;
 pub mod subscribers;
 pub mod watch;
 pub mod write;
 
 use crate::metrics::{self, Shared};
 use crate::view::View;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use herald_core::Interest;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
-use serde::Deserialize;
+use params::ServicePath;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,10 +112,27 @@ pub fn router(api: Api) -> Router {
         .route("/v1/watch", get(watch::watch))
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn(connections::body_in_time))
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
+}
+
+/// An unknown path: a JSON `404`.
+async fn no_route(request: Request) -> Response {
+    let path = request.uri().path();
+    error(StatusCode::NOT_FOUND, format!("no route {path}"))
+}
+
+/// A known path asked with a method it does not take: a JSON `405`.
+async fn no_method(request: Request) -> Response {
+    let (method, path) = (request.method(), request.uri().path());
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{path} does not take {method}"),
+    )
 }
 
 /// A JSON error: `{"error": reason}` with its status.
@@ -165,29 +182,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `?interest=P[,P…]`: the services to list.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    interest: Option<String>,
-}
-
-async fn list(
-    State(api): State<Api>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the only query parameter is `interest`",
-        );
-    };
-    let interest = match query.interest.as_deref() {
-        None => None,
-        Some(text) => match Interest::parse_all(text.split(',')) {
-            Ok(i) => Some(i),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        },
+/// `GET /v1/services[?interest=P[,P…]]`.
+async fn list(State(api): State<Api>, query: RawQuery) -> Response {
+    let interest = match params::interest(query) {
+        Ok(interest) => interest,
+        Err(bad) => return bad.into_response(),
     };
     let services = api
         .view
@@ -196,7 +195,8 @@ async fn list(
     Json(services).into_response()
 }
 
-async fn one(State(api): State<Api>, Path(name): Path<String>) -> Response {
+/// `GET /v1/services/{name}`.
+async fn one(State(api): State<Api>, ServicePath(name): ServicePath) -> Response {
     match api.view.read().services.get(&name) {
         Some(l) => Json(l.info.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no live service {name:?}")),

@@ -24,39 +24,25 @@
 //! `table` instead, which replaces everything it held.
 
 use super::feed::{self, Next};
-use super::{error, Api};
+use super::{error, params, Api};
 use crate::client::api::{Interested, SubscriberChange, Table};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::ServiceName;
-use serde::Deserialize;
 
 /// Events queued for one slow client before its producer waits.
 const QUEUE: usize = 64;
 
-/// `?name=NAME`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    name: Option<String>,
-}
-
 /// `GET /v1/subscribers[?name=NAME]`.
-pub async fn list(
-    State(api): State<Api>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the only query parameter is `name`",
-        );
+pub async fn list(State(api): State<Api>, query: RawQuery) -> Response {
+    let name = match params::only(query.0.as_deref(), "name") {
+        Ok(name) => name,
+        Err(bad) => return bad.into_response(),
     };
-    let Some(name) = query.name else {
+    let Some(name) = name else {
         return Json(api.view.read().subscribers.rows()).into_response();
     };
     if let Err(e) = ServiceName::new(&name) {

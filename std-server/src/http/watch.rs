@@ -13,47 +13,22 @@
 //! changes of those names only.
 
 use super::feed::{self, Next};
-use super::{error, Api};
+use super::{params, Api};
 use crate::view::{Change, State};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State as Shared};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{RawQuery, State as Shared};
+use axum::http::HeaderMap;
 use axum::response::sse::Event;
-use axum::response::Response;
-use herald_core::Interest;
-use serde::Deserialize;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// Events queued for one slow client before its producer waits.
 const QUEUE: usize = 256;
 
-/// `?interest=…`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WatchQuery {
-    interest: Option<String>,
-}
-
 /// Opens the event stream.
-pub async fn watch(
-    Shared(api): Shared<Api>,
-    headers: HeaderMap,
-    query: Result<Query<WatchQuery>, QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the only query parameter is `interest`",
-        );
-    };
-    let interest = match query
-        .interest
-        .as_deref()
-        .map(|t| Interest::parse_all(t.split(',')))
-    {
-        None => None,
-        Some(Ok(i)) => Some(i),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+pub async fn watch(Shared(api): Shared<Api>, headers: HeaderMap, query: RawQuery) -> Response {
+    let interest = match params::interest(query) {
+        Ok(interest) => interest,
+        Err(bad) => return bad.into_response(),
     };
     let resume = feed::last_event_id(&headers);
     let ticks = api.view.subscribe();

@@ -15,11 +15,12 @@
 //! (`meta` and `lease_secs` optional; the directory clamps the lease). A registration
 //! made this way lasts one lease: renew it with the same `PUT` before it runs out.
 
+use super::params::ServicePath;
 use super::{error, Api};
 use crate::client::{self, ClientOptions, Error, Herald};
 use crate::net::Interface;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -144,7 +145,7 @@ fn admitted(
 /// Registers or renews.
 pub async fn put(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    ServicePath(name): ServicePath,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -190,7 +191,7 @@ pub async fn put(
 /// Unregisters (idempotent: a name already gone is a success).
 pub async fn delete(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    ServicePath(name): ServicePath,
     headers: HeaderMap,
 ) -> Response {
     let writer = &api.writer;
