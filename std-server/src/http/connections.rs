@@ -31,8 +31,8 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection is closed, so a body that never ends holds no connection for ever.
 pub async fn body_in_time(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
-    {
+    let whole = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY));
+    let bytes = match whole.await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
             let reason = format!("the body is larger than {MAX_BODY} bytes, or was cut short");

@@ -45,8 +45,9 @@ pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Opens an event stream for one client of `api`'s view, at `resume` (`None`: from the
-/// start), or refuses it (`503`) when [`MAX_FEEDS`] are open. At the start and at every tick of `ticks`, `next` says what to send for the
-/// id the client is at; at most `queue` events wait for a slow client.
+/// start), or refuses it (`503`) when [`MAX_FEEDS`] are open. At the start and at every
+/// tick of `ticks`, `next` says what to send for the id the client is at; at most
+/// `queue` events wait for a slow client.
 pub fn open<F>(
     api: &Api,
     ticks: watch::Receiver<u64>,
