@@ -30,7 +30,7 @@ where
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::debug!(interface = what, error = %e, "cannot accept a connection");
+                tracing::warn!(interface = what, error = %e, "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_PAUSE).await;
                 continue;
             }
