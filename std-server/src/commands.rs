@@ -6,6 +6,7 @@ use crate::cli::{
 use crate::client::api::{DirectoryApi, SubscriberUpdate};
 use crate::client::{registration, ClientOptions, Herald, ServiceInfo, Watch, WatchUpdate};
 use crate::config::{self, ConfigError, Options};
+use crate::display::visible;
 use crate::serve::{self, ServeError};
 use clap::CommandFactory;
 use herald_core::Interest;
@@ -189,12 +190,13 @@ async fn unregister(args: UnregisterArgs, file: &Options) -> Result<(), Failure>
     Ok(())
 }
 
-/// `name 1.2.3.4:80,5.6.7.8:80 key=value …`
+/// `name 1.2.3.4:80,5.6.7.8:80 key=value …`, hidden characters escaped
+/// ([`visible`]).
 fn text_line(s: &ServiceInfo) -> String {
     let locations: Vec<String> = s.locations.iter().map(|l| l.to_string()).collect();
-    let mut line = format!("{} {}", s.name, locations.join(","));
+    let mut line = format!("{} {}", visible(&s.name), locations.join(","));
     for (k, v) in &s.meta {
-        line.push_str(&format!(" {k}={v}"));
+        line.push_str(&format!(" {}={}", visible(k), visible(v)));
     }
     line
 }
@@ -386,4 +388,25 @@ async fn list(args: ListArgs, file: &Options) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name or metadata with a character that reverses the text or hides is printed
+    /// with it escaped; before, `herald list` and `herald watch` printed it as is.
+    #[test]
+    fn a_text_line_escapes_hidden_characters() {
+        let service = ServiceInfo {
+            name: "evil\u{202e}gnp.exe".to_owned(),
+            locations: vec!["127.0.0.1:80".parse().unwrap()],
+            meta: [("zone\u{200b}".to_owned(), "eu\u{2066}".to_owned())].into(),
+            version: 1,
+        };
+        assert_eq!(
+            text_line(&service),
+            "evil\\u{202e}gnp.exe 127.0.0.1:80 zone\\u{200b}=eu\\u{2066}"
+        );
+    }
 }

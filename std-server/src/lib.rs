@@ -16,7 +16,8 @@
 //!   multicast, unicast to subscribers, or both; [`subscribers`]: who listens by unicast.
 //! - [`keys`]: key files of authenticated environments; [`dropped`]: logging the frames
 //!   that fail authentication.
-//! - [`net`]: socket set-up; [`accept`]: taking TCP connections under a cap; [`interfaces`]: interface names and indexes, and the
+//! - [`display`]: names and metadata as printed for people (hidden characters escaped);
+//!   [`net`]: socket set-up; [`accept`]: taking TCP connections under a cap; [`interfaces`]: interface names and indexes, and the
 //!   scope ids of link-local IPv6 addresses; [`clock`]: time conversion.
 
 pub mod accept;
@@ -29,6 +30,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod display;
 pub mod dns;
 pub mod dropped;
 pub mod http;

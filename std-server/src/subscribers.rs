@@ -125,7 +125,7 @@ pub fn text_line(s: &SubscriberInfo) -> String {
     let interests = if s.interests.is_empty() {
         "*".to_owned()
     } else {
-        s.interests.join(",")
+        crate::display::visible(&s.interests.join(",")).into_owned()
     };
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     format!(

@@ -211,5 +211,26 @@ fn the_page_shows_services_appear_and_go_live() {
     let events = events.join(" ");
     assert!(events.contains("discovered billing/host-2"), "{events}");
     assert!(events.contains("unregistered billing/host-2"), "{events}");
+    // A name with a right-to-left override is shown with it escaped, not reversed.
+    put(
+        "evil%E2%80%AEgnp.exe",
+        r#"{"locations":["127.0.0.4:80"],"lease_secs":120}"#,
+    );
+    let evil = "evil\u{202e}gnp.exe";
+    rows_until(d, s, "the evil row", |r| r.iter().any(|n| n == evil));
+    let cells = run(
+        d,
+        s,
+        "return [...document.querySelectorAll('#rows tr')]\
+           .find(r => r.dataset.name.startsWith('evil')).innerText",
+    );
+    let cells = cells.as_str().unwrap();
+    assert!(cells.contains(r"evil\u{202e}gnp.exe"), "{cells:?}");
+    let events = run(d, s, "return document.getElementById('events').innerText");
+    let events = events.as_str().unwrap();
+    assert!(
+        events.contains(r"discovered evil\u{202e}gnp.exe"),
+        "{events:?}"
+    );
     command(d, "DELETE", &format!("/session/{s}"), Value::Null);
 }

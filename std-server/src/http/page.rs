@@ -18,3 +18,18 @@ pub async fn page() -> impl IntoResponse {
         PAGE,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PAGE;
+
+    /// The page escapes the same characters as the command line.
+    #[test]
+    fn the_page_hides_no_more_and_no_less_than_the_command_line() {
+        let line = format!(
+            "const HIDDEN = /{}/gu;",
+            crate::display::hidden_js_pattern()
+        );
+        assert!(PAGE.contains(&line), "page.html should hold:\n{line}");
+    }
+}
