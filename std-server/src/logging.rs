@@ -18,11 +18,13 @@ pub enum LogFormat {
 }
 
 /// Starts logging to standard error at `default_level` unless `RUST_LOG` says
-/// otherwise (the DNS library, which logs every query at `info`, only from `warn`).
+/// otherwise. The DNS library logs only its errors: it logs every query at `info` and
+/// every datagram from a source no answer can go to (a forged one) at `warn`, which
+/// would let whoever forges packets fill the log.
 pub fn init(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{default_level},hickory_server=warn,hickory_proto=warn"
+            "{default_level},hickory_server=error,hickory_proto=error"
         ))
     });
     let builder = tracing_subscriber::fmt()

@@ -473,14 +473,6 @@ impl Ledger {
     }
 }
 
-/// True unless the test runs as root.
-fn not_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    !status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
 #[test]
 fn a_full_or_read_only_data_directory_at_start_exits_3() {
     let base = tempfile::tempdir().unwrap();

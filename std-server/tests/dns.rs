@@ -397,3 +397,55 @@ fn with_dig(s: &Setup) {
     let other = dig(s.dns, &["example.com", "A"]);
     assert!(other.contains("status: REFUSED"), "{other}");
 }
+
+/// Queries with a source no answer can go to (port 0: forged, since no socket sends
+/// from it) are dropped without a log line each. Before, the DNS library logged a
+/// warning for every one, so whoever can forge packets could fill the directory's logs
+/// at the rate of its traffic.
+#[test]
+fn forged_sources_do_not_fill_the_log() {
+    if not_root() {
+        println!("SKIPPED: forging a source port needs a raw socket (root)");
+        return;
+    }
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let dns: SocketAddr = format!("127.0.0.1:{}", free_port_tcp()).parse().unwrap();
+    let dir = directory(&net, data.path(), &["--dns", &dns.to_string()]);
+    let query = big_query(7);
+    // A UDP header (source port 0, no checksum) and the query; the kernel adds the IP
+    // header.
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&0u16.to_be_bytes());
+    packet.extend_from_slice(&dns.port().to_be_bytes());
+    packet.extend_from_slice(&((8 + query.len()) as u16).to_be_bytes());
+    packet.extend_from_slice(&0u16.to_be_bytes());
+    packet.extend_from_slice(&query);
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    let to: SocketAddr = format!("{}:0", dns.ip()).parse().unwrap();
+    for _ in 0..200 {
+        raw.send_to(&packet, &to.into()).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    // A real query after them is answered: they were all handled by then.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(&big_query(8), dns).unwrap();
+    let mut answer = [0u8; 4096];
+    let (len, _) = socket.recv_from(&mut answer).unwrap();
+    assert!(
+        len > 12 && answer[..2] == 8u16.to_be_bytes(),
+        "{:?}",
+        &answer[..len]
+    );
+    let stderr = dir.stderr();
+    let lines = stderr.lines().filter(|l| l.contains("127.0.0.1:0")).count();
+    assert_eq!(lines, 0, "{stderr}");
+}
