@@ -387,7 +387,6 @@ pub fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// True unless the test runs as root.
-#[allow(dead_code)]
 pub fn not_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     !status
