@@ -983,8 +983,22 @@ impl<'a, const R: usize> Client<'a, R> {
 
     /// A directory's snapshot cookie: kept, and the snapshot request it answers sent
     /// again with it at once (once per page; after that, at its next retry).
+    ///
+    /// Only an answer to a request of this client's own (its snapshot's, or its
+    /// subscription's) is taken. A cookie answering another client's request (replayed
+    /// or misdirected here) is for that client's address: echoing it would cost a round
+    /// trip, and it says nothing about this client's requests reaching the directory.
     fn handle_cookie(&mut self, from: SocketAddr, reply: wire::CookieReply) {
         if !self.heard_from_current(from) {
+            return;
+        }
+        let snapshot = LISTEN
+            && self
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.request == reply.request);
+        let subscription = SUBSCRIBE && self.subscription_asked(reply.request, from);
+        if !(snapshot || subscription) {
             return;
         }
         self.answered();

@@ -364,6 +364,14 @@ impl<const R: usize> Client<'_, R> {
 
     /// A directory's cookie answered the subscription's attempt `request`: send it
     /// again at once, with the cookie.
+    /// True when `request` is one of the subscription's remembered attempts at `from`.
+    pub(super) fn subscription_asked(&self, request: u32, from: SocketAddr) -> bool {
+        let senders = self.senders(from);
+        self.subscription
+            .as_ref()
+            .is_some_and(|s| s.attempt(request, senders).is_some())
+    }
+
     pub(super) fn subscription_cookie(&mut self, request: u32, from: SocketAddr) {
         let senders = self.senders(from);
         if let Some(s) = self.subscription.as_mut() {
