@@ -115,20 +115,26 @@ struct LateNames {
     /// When the current period began (`None`: nothing recorded yet).
     since: Option<Instant>,
     /// Names heard in `[since, since + IN_FLIGHT)`.
-    current: [u128; 2],
+    current: [u32; LATE_WORDS],
     /// Names heard in `[since - IN_FLIGHT, since)`.
-    previous: [u128; 2],
+    previous: [u32; LATE_WORDS],
 }
+
+/// Words of each filter (none in a register-only build, which forgets no removal).
+const LATE_WORDS: usize = if LISTEN { 8 } else { 0 };
 
 impl LateNames {
     /// The two filter bits of the name whose hash is `name`, as (word, bit) pairs.
-    fn bits(name: u64) -> [(usize, u128); 2] {
-        let bit = |i: u64| ((i >> 7) as usize & 1, 1u128 << (i & 127));
-        [bit(name & 255), bit((name >> 8) & 255)]
+    fn bits(name: u64) -> [(usize, u32); 2] {
+        let bit = |i: u64| ((i as usize >> 5) & 7, 1u32 << (i & 31));
+        [bit(name), bit(name >> 8)]
     }
 
     /// Records a removal of `name` heard at `heard`, forgotten at `now`.
     fn add(&mut self, name: u64, heard: Instant, now: Instant) {
+        if !LISTEN {
+            return;
+        }
         self.roll(now);
         let Some(since) = self.since else { return };
         let filter = if heard >= since {
@@ -150,7 +156,7 @@ impl LateNames {
             Some(since) if now.saturating_since(since) < IN_FLIGHT => {}
             Some(since) if now.saturating_since(since) < IN_FLIGHT + IN_FLIGHT => {
                 self.previous = self.current;
-                self.current = [0; 2];
+                self.current = [0; LATE_WORDS];
                 self.since = Some(since + IN_FLIGHT);
             }
             _ => {
@@ -165,7 +171,7 @@ impl LateNames {
     /// Whether a removal of `name` heard less than [`IN_FLIGHT`] before `now` may have
     /// been recorded.
     fn may_hold(&self, name: u64, now: Instant) -> bool {
-        let Some(since) = self.since else {
+        let Some(since) = self.since.filter(|_| LISTEN) else {
             return false;
         };
         let elapsed = now.saturating_since(since);
