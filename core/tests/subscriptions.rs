@@ -927,3 +927,75 @@ fn a_late_subscribe_of_a_subscription_given_up_is_undone_at_once() {
     p.run(Duration::from_millis(300), all);
     assert_eq!(p.discovered("billing"), 1);
 }
+
+/// A delivery page of `changes`, written as of `as_of`, from the start of the names.
+fn delivered_page(
+    delivery: u32,
+    as_of: Version,
+    complete: bool,
+    changes: &[wire::Change],
+) -> Vec<u8> {
+    let header = wire::PageHeader {
+        request: delivery,
+        as_of,
+        after: None,
+        complete,
+    };
+    let kind = wire::PageKind::DeliveredChanges(7);
+    let mut buf = [0u8; 1400];
+    let mut w = wire::BatchWriter::page(&Environment::default(), &header, kind, &mut buf).unwrap();
+    for change in changes {
+        assert!(w.push(change));
+    }
+    w.set_complete(complete);
+    let n = w.len();
+    buf[..n].to_vec()
+}
+
+/// A state a delivery brings that the subscriber refuses as perhaps older than a
+/// removal it has forgotten is not held, so the subscriber acknowledges only up to
+/// it; a subscriber hears no beacon to tell it that it is behind, so the end of the
+/// next delivery asks for it again, and the cursor does not stay there. (It did: every
+/// delivery after it was sent again from there, as long as the subscription lasted;
+/// history seed 1229754.)
+#[test]
+fn a_state_refused_by_a_subscriber_does_not_hold_its_cursor_back() {
+    let mut p = Pair::new(4);
+    let mut delivery = None;
+    p.run(Duration::from_millis(500), |s| {
+        if let Message::Subscribe(r) = s.message {
+            delivery = Some(r.delivery);
+        }
+        true
+    });
+    let delivery = delivery.expect("the client subscribed");
+    p.register("first", 8000);
+    p.run(Duration::from_millis(500), all);
+    let held = p.directory.as_of();
+    assert_eq!(p.cursor(), Some(held));
+    // One page of a delivery (not its last) removes many names, past what the
+    // subscriber remembers; another, written before those removals, lists one of the
+    // names: perhaps removed since, so the subscriber does not take it.
+    let removals: Vec<wire::Change> = (0..40)
+        .map(|i| wire::Change::Unregistered {
+            name: ServiceName::new(&format!("gone-{i:02}")).unwrap(),
+            version: Version(held.0 + 10 + i),
+        })
+        .collect();
+    let removed = delivered_page(delivery, Version(held.0 + 50), false, &removals);
+    let state = wire::Change::Registered(Service {
+        registration: service("gone-00", 8000),
+        version: Version(held.0 + 5),
+    });
+    let early = delivered_page(delivery, Version(held.0 + 6), true, &[state]);
+    let (now, from) = (p.now, directory_location().socket_addr());
+    p.client.handle_datagram(now, from, &removed);
+    p.client.handle_datagram(now, from, &early);
+    assert!(p.client.service("gone-00").is_none());
+    // Changes go on; the cursor follows them.
+    p.register("last", 8001);
+    p.run(Duration::from_secs(3), all);
+    assert!(p.client.service("first").is_some());
+    assert!(p.client.service("last").is_some());
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}

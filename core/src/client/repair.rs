@@ -7,7 +7,9 @@
 //! older than a removal it has forgotten (see the `removals` module) is not held: the
 //! chain counts nothing from its version on until a snapshot or repair is asked for
 //! again, so the next link or beacon asks for it once more (a page written after the
-//! removals heard is taken), instead of the listener settling past it.
+//! removals heard is taken), instead of the listener settling past it. A subscriber,
+//! which may hear neither, asks at the end of the next delivery (see the subscription
+//! module).
 
 use super::*;
 

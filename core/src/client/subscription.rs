@@ -30,7 +30,8 @@
 //! re-send) it arrives. When pages of a delivery, taken in any order and from any
 //! attempts, cover every name (see the stretches module), the listener holds the
 //! directory's changes up to the oldest page's `as_of`, and acknowledges that
-//! cumulatively with a [`DeliveryAck`]. Every delivery page is answered with one: it
+//! cumulatively with a [`DeliveryAck`] (unless it refused a state as perhaps older than
+//! a removal it has forgotten: it then asks for a repair, see the repair module). Every delivery page is answered with one: it
 //! also says how far the delivery in flight has come from its start without a gap
 //! (`taken`), and the directory's next attempt resumes after that instead of from the
 //! start, so each attempt that gets a page through makes progress, whatever the number
@@ -501,6 +502,12 @@ impl<const R: usize> Client<'_, R> {
             self.snapshot_done = Some(self.services().count());
         } else {
             self.chain.advance(as_of);
+        }
+        if self.chain.heard() < as_of {
+            // A state was refused (see the repair module): the chain stops below it,
+            // and so do the acknowledgements, and no beacon will show a subscriber
+            // that it is behind. Ask for the changes since, as a beacon would have.
+            self.request_repair();
         }
     }
 }
