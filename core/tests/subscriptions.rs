@@ -186,6 +186,18 @@ impl Pair {
         )
     }
 
+    /// Runs for `span`, in which the client subscribes; returns its delivery id.
+    fn subscribed(&mut self, span: Duration) -> u32 {
+        let mut delivery = None;
+        self.run(span, |s| {
+            if let Message::Subscribe(r) = s.message {
+                delivery = Some(r.delivery);
+            }
+            true
+        });
+        delivery.expect("the client subscribed")
+    }
+
     /// The directory's cursor for the client.
     fn cursor(&self) -> Option<Version> {
         self.directory.subscribers().next().and_then(|s| s.acked)
@@ -347,20 +359,34 @@ fn a_late_copy_of_an_older_delivery_brings_back_nothing() {
 /// anything the directory holds.
 fn forged_page(p: &Pair, kind: wire::PageKind, request: u32, name: &str) -> Vec<u8> {
     let version = Version(p.directory.as_of().0 + 5);
+    let registered = wire::Change::Registered(Service {
+        registration: service(name, 9000),
+        version,
+    });
+    page(kind, request, version, true, &[registered])
+}
+
+/// A page of `kind` answering `request`, written as of `as_of`, from the start of the
+/// names, listing `changes`.
+fn page(
+    kind: wire::PageKind,
+    request: u32,
+    as_of: Version,
+    complete: bool,
+    changes: &[wire::Change],
+) -> Vec<u8> {
     let header = wire::PageHeader {
         request,
-        as_of: version,
+        as_of,
         after: None,
-        complete: true,
+        complete,
     };
     let mut buf = [0u8; 1400];
     let mut w = wire::BatchWriter::page(&Environment::default(), &header, kind, &mut buf).unwrap();
-    let registration = service(name, 9000);
-    assert!(w.push(&wire::Change::Registered(Service {
-        registration,
-        version,
-    })));
-    w.set_complete(true);
+    for change in changes {
+        assert!(w.push(change));
+    }
+    w.set_complete(complete);
     let n = w.len();
     buf[..n].to_vec()
 }
@@ -373,14 +399,7 @@ fn forged_page(p: &Pair, kind: wire::PageKind, request: u32, name: &str) -> Vec<
 #[test]
 fn a_page_sent_to_another_client_is_never_taken_as_a_delivery() {
     let mut p = Pair::new(4);
-    let mut delivery = None;
-    p.run(Duration::from_secs(1), |s| {
-        if let Message::Subscribe(r) = s.message {
-            delivery = Some(r.delivery);
-        }
-        true
-    });
-    let delivery = delivery.expect("the client subscribed");
+    let delivery = p.subscribed(Duration::from_secs(1));
     let from = directory_location().socket_addr();
     let answer = forged_page(&p, wire::PageKind::Changes, delivery, "answer");
     let other = forged_page(&p, wire::PageKind::DeliveredChanges(8), delivery, "other");
@@ -928,30 +947,6 @@ fn a_late_subscribe_of_a_subscription_given_up_is_undone_at_once() {
     assert_eq!(p.discovered("billing"), 1);
 }
 
-/// A delivery page of `changes`, written as of `as_of`, from the start of the names.
-fn delivered_page(
-    delivery: u32,
-    as_of: Version,
-    complete: bool,
-    changes: &[wire::Change],
-) -> Vec<u8> {
-    let header = wire::PageHeader {
-        request: delivery,
-        as_of,
-        after: None,
-        complete,
-    };
-    let kind = wire::PageKind::DeliveredChanges(7);
-    let mut buf = [0u8; 1400];
-    let mut w = wire::BatchWriter::page(&Environment::default(), &header, kind, &mut buf).unwrap();
-    for change in changes {
-        assert!(w.push(change));
-    }
-    w.set_complete(complete);
-    let n = w.len();
-    buf[..n].to_vec()
-}
-
 /// A state a delivery brings that the subscriber refuses as perhaps older than a
 /// removal it has forgotten is not held, so the subscriber acknowledges only up to
 /// it; a subscriber hears no beacon to tell it that it is behind, so the end of the
@@ -961,14 +956,7 @@ fn delivered_page(
 #[test]
 fn a_state_refused_by_a_subscriber_does_not_hold_its_cursor_back() {
     let mut p = Pair::new(4);
-    let mut delivery = None;
-    p.run(Duration::from_millis(500), |s| {
-        if let Message::Subscribe(r) = s.message {
-            delivery = Some(r.delivery);
-        }
-        true
-    });
-    let delivery = delivery.expect("the client subscribed");
+    let delivery = p.subscribed(Duration::from_millis(500));
     p.register("first", 8000);
     p.run(Duration::from_millis(500), all);
     let held = p.directory.as_of();
@@ -976,18 +964,19 @@ fn a_state_refused_by_a_subscriber_does_not_hold_its_cursor_back() {
     // One page of a delivery (not its last) removes many names, past what the
     // subscriber remembers; another, written before those removals, lists one of the
     // names: perhaps removed since, so the subscriber does not take it.
+    let delivered = wire::PageKind::DeliveredChanges(7);
     let removals: Vec<wire::Change> = (0..40)
         .map(|i| wire::Change::Unregistered {
             name: ServiceName::new(&format!("gone-{i:02}")).unwrap(),
             version: Version(held.0 + 10 + i),
         })
         .collect();
-    let removed = delivered_page(delivery, Version(held.0 + 50), false, &removals);
+    let removed = page(delivered, delivery, Version(held.0 + 50), false, &removals);
     let state = wire::Change::Registered(Service {
         registration: service("gone-00", 8000),
         version: Version(held.0 + 5),
     });
-    let early = delivered_page(delivery, Version(held.0 + 6), true, &[state]);
+    let early = page(delivered, delivery, Version(held.0 + 6), true, &[state]);
     let (now, from) = (p.now, directory_location().socket_addr());
     p.client.handle_datagram(now, from, &removed);
     p.client.handle_datagram(now, from, &early);
