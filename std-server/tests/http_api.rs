@@ -68,6 +68,29 @@ fn every_error_is_json_with_its_reason() {
             400,
             "only query parameter",
         ),
+        ("GET", "/v1/leases?name=a", 400, "takes no query parameter"),
+        ("GET", "/v1/services/a?x", 400, "takes no query parameter"),
+        (
+            "PUT",
+            "/v1/services/a?lease=5",
+            400,
+            "takes no query parameter",
+        ),
+        (
+            "DELETE",
+            "/v1/services/a?x=1",
+            400,
+            "takes no query parameter",
+        ),
+        (
+            "GET",
+            "/v1/subscribers/watch?x",
+            400,
+            "takes no query parameter",
+        ),
+        ("GET", "/healthz?verbose", 400, "takes no query parameter"),
+        ("GET", "/metrics?x", 400, "takes no query parameter"),
+        ("GET", "/?x", 400, "takes no query parameter"),
         ("GET", "/nope", 404, "no route /nope"),
         ("POST", "/v1/services/a", 405, "does not take POST"),
     ] {
@@ -77,6 +100,9 @@ fn every_error_is_json_with_its_reason() {
         let error = json["error"].as_str().unwrap();
         assert!(error.contains(reason), "{method} {path}: {error}");
     }
+    // An empty query is no parameter.
+    let (status, _) = request(&http, "GET", "/v1/leases?", &[], "");
+    assert_eq!(status, 200);
     // Percent-encoded and `+` spaces are read as such.
     let (status, _) = put(&http, "a/b%20c", ALICE, r#"{"locations":["127.0.0.1:80"]}"#);
     assert_eq!(status, 200);

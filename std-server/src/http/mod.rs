@@ -29,13 +29,13 @@ pub mod write;
 use crate::metrics::{self, Shared};
 use crate::view::View;
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
-use params::ServicePath;
+use params::{NoQuery, ServicePath};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -196,14 +196,15 @@ async fn list(State(api): State<Api>, query: RawQuery) -> Response {
 }
 
 /// `GET /v1/services/{name}`.
-async fn one(State(api): State<Api>, ServicePath(name): ServicePath) -> Response {
+async fn one(State(api): State<Api>, ServicePath(name): ServicePath, _: NoQuery) -> Response {
     match api.view.read().services.get(&name) {
         Some(l) => Json(l.info.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no live service {name:?}")),
     }
 }
 
-async fn leases(State(api): State<Api>) -> Response {
+/// `GET /v1/leases`.
+async fn leases(State(api): State<Api>, _: NoQuery) -> Response {
     let now = Instant::now();
     let leases: BTreeMap<String, u64> = api
         .view
@@ -222,7 +223,8 @@ fn snapshot(api: &Api) -> metrics::Snapshot {
     *api.shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn healthz(State(api): State<Api>) -> Response {
+/// `GET /healthz`.
+async fn healthz(State(api): State<Api>, _: NoQuery) -> Response {
     let s = snapshot(&api);
     let status = if s.healthy() {
         StatusCode::OK
@@ -232,7 +234,8 @@ async fn healthz(State(api): State<Api>) -> Response {
     (status, s.health_text()).into_response()
 }
 
-async fn prometheus(State(api): State<Api>, _headers: HeaderMap) -> Response {
+/// `GET /metrics`.
+async fn prometheus(State(api): State<Api>, _: NoQuery) -> Response {
     let text = metrics::render(&api.recorder, &snapshot(&api));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

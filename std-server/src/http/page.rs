@@ -2,6 +2,7 @@
 //! (no build step, no external assets). It lists the registry, follows
 //! `/v1/watch`, filters by name and shows the recent events.
 
+use super::params::NoQuery;
 use axum::http::header;
 use axum::response::IntoResponse;
 
@@ -9,7 +10,7 @@ use axum::response::IntoResponse;
 pub const PAGE: &str = include_str!("page.html");
 
 /// Serves the page.
-pub async fn page() -> impl IntoResponse {
+pub async fn page(_: NoQuery) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

@@ -1,5 +1,5 @@
 //! What a request names in its URL, read strictly: the service name in the path and
-//! the one parameter a route takes in its query. Anything else (an unknown or repeated
+//! the one parameter a route takes in its query (none for most). Anything else (an unknown or repeated
 //! parameter, bytes that are not UTF-8 once percent-decoded) is refused with a JSON
 //! `400` that says why, never read approximately.
 
@@ -47,6 +47,23 @@ fn path_error(e: &PathRejection) -> BadRequest {
         e => format!("invalid path: {}", e.body_text()),
     };
     BadRequest(reason)
+}
+
+/// A route that takes no query parameter: one given is refused.
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = BadRequest;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, BadRequest> {
+        match parts.uri.query() {
+            Some(query) if !query.is_empty() => Err(BadRequest(format!(
+                "{} takes no query parameter",
+                parts.uri.path()
+            ))),
+            _ => Ok(NoQuery),
+        }
+    }
 }
 
 /// The query of a route that takes at most one parameter, `key`: its value, if given.

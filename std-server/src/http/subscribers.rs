@@ -24,7 +24,8 @@
 //! `table` instead, which replaces everything it held.
 
 use super::feed::{self, Next};
-use super::{error, params, Api};
+use super::params::{self, NoQuery};
+use super::{error, Api};
 use crate::client::api::{Interested, SubscriberChange, Table};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -61,7 +62,7 @@ pub async fn list(State(api): State<Api>, query: RawQuery) -> Response {
 }
 
 /// `GET /v1/subscribers/watch`, resumed after its `Last-Event-ID`.
-pub async fn watch(State(api): State<Api>, headers: HeaderMap) -> Response {
+pub async fn watch(State(api): State<Api>, _: NoQuery, headers: HeaderMap) -> Response {
     let resume = feed::last_event_id(&headers);
     let ticks = api.view.subscribe_subscribers();
     feed::open(&api, ticks, resume, QUEUE, |state, at| {

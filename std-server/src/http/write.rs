@@ -15,7 +15,7 @@
 //! (`meta` and `lease_secs` optional; the directory clamps the lease). A registration
 //! made this way lasts one lease: renew it with the same `PUT` before it runs out.
 
-use super::params::ServicePath;
+use super::params::{NoQuery, ServicePath};
 use super::{error, Api};
 use crate::client::{self, ClientOptions, Error, Herald};
 use crate::net::Interface;
@@ -146,6 +146,7 @@ fn admitted(
 pub async fn put(
     State(api): State<Api>,
     ServicePath(name): ServicePath,
+    _: NoQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -192,6 +193,7 @@ pub async fn put(
 pub async fn delete(
     State(api): State<Api>,
     ServicePath(name): ServicePath,
+    _: NoQuery,
     headers: HeaderMap,
 ) -> Response {
     let writer = &api.writer;
