@@ -937,6 +937,12 @@ impl<'a, const R: usize> Client<'a, R> {
             {
                 self.handle_delivered_changes(from, header, items);
             }
+            Message::DeliveredSnapshot(subscriber, header, _)
+            | Message::DeliveredChanges(subscriber, header, _)
+                if SUBSCRIBE && subscriber == self.config.registrant =>
+            {
+                self.delivered_under_another_id(from, header.request);
+            }
             Message::SnapshotPage(header, items) if self.is_directory(from) => {
                 if !self.probe_answered(from, header.request)
                     && LISTEN

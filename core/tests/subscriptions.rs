@@ -988,3 +988,37 @@ fn a_state_refused_by_a_subscriber_does_not_hold_its_cursor_back() {
     assert!(p.client.service("last").is_some());
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
 }
+
+/// As above, but the answer to the late Subscribe is lost (or overtaken by the answer
+/// to the current one): the directory's deliveries under the old id, which the
+/// subscriber does not take, tell it instead, and it renews at once. (It waited for
+/// its next renewal, a third of its lease, and missed every change until then:
+/// history seed 1467746, where the late Subscribe overtook the current one.)
+#[test]
+fn deliveries_under_a_given_up_id_bring_a_renewal_at_once() {
+    let mut p = Pair::new(4);
+    let mut subscribes: Vec<Vec<u8>> = Vec::new();
+    p.run(Duration::from_millis(200), |s| {
+        if !s.to_client && matches!(s.message, Message::Subscribe(_)) {
+            subscribes.push(s.bytes.to_vec());
+        }
+        true
+    });
+    let late = subscribes.pop().expect("the client subscribed");
+    let Message::Subscribe(r) = decode(&late).unwrap().message else {
+        unreachable!()
+    };
+    let late_request = r.request;
+    let now = p.now;
+    p.client.unsubscribe(now);
+    p.client.subscribe(now);
+    p.run(Duration::from_millis(300), all);
+    let (now, from) = (p.now, p.client_addr);
+    p.directory.handle_datagram(now, from, &late);
+    p.register("billing", 8000);
+    // Its answer never reaches the subscriber.
+    let answers_late =
+        |s: &Seen<'_>| !matches!(s.message, Message::SubscribeAck(a) if a.request == late_request);
+    p.run(Duration::from_millis(300), answers_late);
+    assert_eq!(p.discovered("billing"), 1);
+}

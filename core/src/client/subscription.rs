@@ -414,6 +414,23 @@ impl<const R: usize> Client<'_, R> {
         true
     }
 
+    /// A page delivered to this subscriber under another delivery id than its
+    /// subscription's, by the directory it subscribes at: that directory holds an
+    /// older subscription of this subscriber's (a late Subscribe of one given up,
+    /// taken after the current one, whose answer was lost or came first). The page is
+    /// not taken; an active subscription renews at once, so that the directory
+    /// delivers under the current id again instead of at the next renewal.
+    pub(super) fn delivered_under_another_id(&mut self, from: SocketAddr, request: u32) {
+        if !self.heard_from_current(from) {
+            return;
+        }
+        if let Some(s) = self.subscription.as_mut() {
+            if s.state == State::Active && s.delivery != request {
+                s.send = true;
+            }
+        }
+    }
+
     /// True when a page delivered to `subscriber` with this `request` is a delivery of
     /// the subscription: this client's, with its delivery id.
     pub(super) fn is_delivery(&self, subscriber: u64, request: u32) -> bool {
