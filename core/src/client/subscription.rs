@@ -31,11 +31,11 @@
 //! attempts, cover every name (see the stretches module), the listener holds the
 //! directory's changes up to the oldest page's `as_of`, and acknowledges that
 //! cumulatively with a [`DeliveryAck`] (unless it refused a state as perhaps older than
-//! a removal it has forgotten: it then asks for a repair, see the repair module). Every delivery page is answered with one: it
-//! also says how far the delivery in flight has come from its start without a gap
-//! (`taken`), and the directory's next attempt resumes after that instead of from the
-//! start, so each attempt that gets a page through makes progress, whatever the number
-//! of pages, the loss and the order.
+//! a removal it has forgotten: it then asks for a repair, see the repair module). Every
+//! delivery page is answered with one: it also says how far the delivery in flight has
+//! come from its start without a gap (`taken`), and the directory's next attempt
+//! resumes after that instead of from the start, so each attempt that gets a page
+//! through makes progress, whatever the number of pages, the loss and the order.
 //!
 //! [`DeliveryAck`]: crate::wire::DeliveryAck
 

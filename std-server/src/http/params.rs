@@ -1,7 +1,7 @@
 //! What a request names in its URL, read strictly: the service name in the path and
-//! the one parameter a route takes in its query (none for most). Anything else (an unknown or repeated
-//! parameter, bytes that are not UTF-8 once percent-decoded) is refused with a JSON
-//! `400` that says why, never read approximately.
+//! the one parameter a route takes in its query (none for most). Anything else (an
+//! unknown or repeated parameter, bytes that are not UTF-8 once percent-decoded) is
+//! refused with a JSON `400` that says why, never read approximately.
 
 use super::error;
 use axum::extract::path::ErrorKind;
