@@ -919,9 +919,11 @@ fn a_long_delivery_gets_through_heavy_loss_and_reordering() {
     }
 }
 
-#[test]
-fn a_late_subscribe_of_a_subscription_given_up_is_undone_at_once() {
-    let mut p = Pair::new(4);
+/// Subscribes, then starts over with another delivery id, and hands the directory a
+/// Subscribe of the first subscription (with its cookie) that the network held up, so
+/// that the directory takes it for the subscriber's subscription; then registers
+/// "billing". Returns that Subscribe's request id.
+fn late_subscribe_of_a_subscription_given_up(p: &mut Pair) -> u32 {
     let mut subscribes: Vec<Vec<u8>> = Vec::new();
     p.run(Duration::from_millis(200), |s| {
         if !s.to_client && matches!(s.message, Message::Subscribe(_)) {
@@ -929,18 +931,24 @@ fn a_late_subscribe_of_a_subscription_given_up_is_undone_at_once() {
         }
         true
     });
-    // The last Subscribe of the first subscription (with its cookie).
     let late = subscribes.pop().expect("the client subscribed");
-    // The listener starts over: a subscription with another delivery id.
+    let Message::Subscribe(r) = decode(&late).unwrap().message else {
+        unreachable!("a Subscribe")
+    };
     let now = p.now;
     p.client.unsubscribe(now);
     p.client.subscribe(now);
     p.run(Duration::from_millis(300), all);
-    // The first subscription's Subscribe, held up in the network, arrives now: the
-    // directory takes it for the subscriber's subscription.
     let (now, from) = (p.now, p.client_addr);
     p.directory.handle_datagram(now, from, &late);
     p.register("billing", 8000);
+    r.request
+}
+
+#[test]
+fn a_late_subscribe_of_a_subscription_given_up_is_undone_at_once() {
+    let mut p = Pair::new(4);
+    late_subscribe_of_a_subscription_given_up(&mut p);
     // Long before the next renewal (a third of the 3 s lease), deliveries come again
     // under the current id.
     p.run(Duration::from_millis(300), all);
@@ -997,25 +1005,7 @@ fn a_state_refused_by_a_subscriber_does_not_hold_its_cursor_back() {
 #[test]
 fn deliveries_under_a_given_up_id_bring_a_renewal_at_once() {
     let mut p = Pair::new(4);
-    let mut subscribes: Vec<Vec<u8>> = Vec::new();
-    p.run(Duration::from_millis(200), |s| {
-        if !s.to_client && matches!(s.message, Message::Subscribe(_)) {
-            subscribes.push(s.bytes.to_vec());
-        }
-        true
-    });
-    let late = subscribes.pop().expect("the client subscribed");
-    let Message::Subscribe(r) = decode(&late).unwrap().message else {
-        unreachable!()
-    };
-    let late_request = r.request;
-    let now = p.now;
-    p.client.unsubscribe(now);
-    p.client.subscribe(now);
-    p.run(Duration::from_millis(300), all);
-    let (now, from) = (p.now, p.client_addr);
-    p.directory.handle_datagram(now, from, &late);
-    p.register("billing", 8000);
+    let late_request = late_subscribe_of_a_subscription_given_up(&mut p);
     // Its answer never reaches the subscriber.
     let answers_late =
         |s: &Seen<'_>| !matches!(s.message, Message::SubscribeAck(a) if a.request == late_request);
