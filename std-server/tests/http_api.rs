@@ -48,6 +48,8 @@ fn put(addr: &str, name: &str, registrant: &str, body: &str) -> (u16, String) {
 fn every_error_is_json_with_its_reason() {
     let (_p, http, _data) = start(&[]);
     let alice = [("Herald-Registrant", ALICE)];
+    const NO_QUERY: &str = "takes no query parameter";
+    const ONE_PARAMETER: &str = "only query parameter";
     for (method, path, status, reason) in [
         ("GET", "/v1/services/a%FFb", 400, "not UTF-8"),
         ("PUT", "/v1/services/a%FFb", 400, "not UTF-8"),
@@ -59,38 +61,18 @@ fn every_error_is_json_with_its_reason() {
             "GET",
             "/v1/services?interest=a&interest=b",
             400,
-            "only query parameter",
+            ONE_PARAMETER,
         ),
-        ("GET", "/v1/watch?since=1", 400, "only query parameter"),
-        (
-            "GET",
-            "/v1/subscribers?interest=a",
-            400,
-            "only query parameter",
-        ),
-        ("GET", "/v1/leases?name=a", 400, "takes no query parameter"),
-        ("GET", "/v1/services/a?x", 400, "takes no query parameter"),
-        (
-            "PUT",
-            "/v1/services/a?lease=5",
-            400,
-            "takes no query parameter",
-        ),
-        (
-            "DELETE",
-            "/v1/services/a?x=1",
-            400,
-            "takes no query parameter",
-        ),
-        (
-            "GET",
-            "/v1/subscribers/watch?x",
-            400,
-            "takes no query parameter",
-        ),
-        ("GET", "/healthz?verbose", 400, "takes no query parameter"),
-        ("GET", "/metrics?x", 400, "takes no query parameter"),
-        ("GET", "/?x", 400, "takes no query parameter"),
+        ("GET", "/v1/watch?since=1", 400, ONE_PARAMETER),
+        ("GET", "/v1/subscribers?interest=a", 400, ONE_PARAMETER),
+        ("GET", "/v1/leases?name=a", 400, NO_QUERY),
+        ("GET", "/v1/services/a?x", 400, NO_QUERY),
+        ("PUT", "/v1/services/a?lease=5", 400, NO_QUERY),
+        ("DELETE", "/v1/services/a?x=1", 400, NO_QUERY),
+        ("GET", "/v1/subscribers/watch?x", 400, NO_QUERY),
+        ("GET", "/healthz?verbose", 400, NO_QUERY),
+        ("GET", "/metrics?x", 400, NO_QUERY),
+        ("GET", "/?x", 400, NO_QUERY),
         ("GET", "/nope", 404, "no route /nope"),
         ("POST", "/v1/services/a", 405, "does not take POST"),
     ] {
