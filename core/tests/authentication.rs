@@ -217,3 +217,56 @@ fn a_second_registrant_cannot_take_over_a_live_name() {
     assert_eq!(sim.live()["owned"].registration.locations[0].port(), 1);
     assert_eq!(sim.directory().stats().rejected(RejectReason::NameHeld), 1);
 }
+
+/// A genuine announcement replayed within the replay window's span (2 s, for frames
+/// reordered on the way) to listeners that joined after the change it tells was undone
+/// brings nothing back: it is older than what their snapshot or delivery holds.
+/// (A unicast subscriber took it and listed the removed service for good, since no
+/// later delivery named it: history seed 1753230.)
+#[test]
+fn a_replayed_announcement_older_than_what_a_listener_holds_brings_nothing_back() {
+    let keys = Keys::new(key(1));
+    let mut sim = keyed_sim(7, keys.clone(), keys.clone());
+    let r = sim.add_client(None, 1);
+    // A listener from the start, to whom the announcement is sent (and captured).
+    let witness = sim.add_client(Some(Interest::all()), 16);
+    sim.capture = true;
+    sim.register(r, service("target", 1000));
+    sim.run(Duration::from_millis(300));
+    sim.capture = false;
+    let dir = directory_location().socket_addr();
+    let (_, _, announcement) = sim
+        .captured
+        .iter()
+        .find(|(from, to, bytes)| {
+            *from == dir
+                && *to == sim.nodes[witness].addr
+                && auth::open(&keys, bytes)
+                    .ok()
+                    .and_then(|(inner, _)| wire::decode_authenticated(inner).ok())
+                    .is_some_and(|f| matches!(f.message, Message::Announce(..)))
+        })
+        .cloned()
+        .expect("the registration's announcement was captured");
+    sim.unregister(r, "target");
+    // Listeners join once the removal's repeats are over: one hears the group, one
+    // subscribes. Neither hears of "target".
+    sim.run(Duration::from_millis(1100));
+    let mut joined = vec![sim.add_client(Some(Interest::all()), 16)];
+    if cfg!(feature = "subscribe") {
+        joined.push(sim.add_subscriber(Interest::all(), 16));
+    }
+    sim.run(Duration::from_millis(300));
+    for &node in &joined {
+        assert!(sim.nodes[node].client.service("target").is_none());
+        let to = sim.nodes[node].addr;
+        sim.inject(dir, to, &announcement);
+    }
+    sim.run(Duration::from_millis(100));
+    for node in joined {
+        assert!(
+            sim.nodes[node].client.service("target").is_none(),
+            "node {node} took a replayed announcement older than its snapshot"
+        );
+    }
+}

@@ -121,10 +121,14 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// the directory's own (its fewer owed), and a later removal of a registration no
 /// listener held was not joined with it (31 sent); 1144237, under a steady stream of
 /// removals, a listener refused a live state for as long as the stream lasted, for a
-/// forgotten removal of another name perhaps in flight.
-const ONCE_FAILED: [u64; 20] = [
+/// forgotten removal of another name perhaps in flight; 1229754, a subscriber that
+/// refused such a state held its acknowledgements below it for good; 1467746, a
+/// subscriber delivered to under a given-up delivery id waited for its next renewal;
+/// 1753230, a subscriber that came after a removal took a genuine announcement of the
+/// removed registration, replayed to it within the replay window, and held it for good.
+const ONCE_FAILED: [u64; 21] = [
     1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 203440, 215083, 215885, 309405,
-    518419, 619517, 622725, 705949, 1144237, 1229754, 1467746,
+    518419, 619517, 622725, 705949, 1144237, 1229754, 1467746, 1753230,
 ];
 
 /// Runs `seeds` with every fault class; fails with each violation's first line.

@@ -87,6 +87,12 @@ impl<const R: usize> Client<'_, R> {
                 }
             }
         }
+        if self.chain.holds_past(header.as_of) {
+            // A late copy, or a genuine announcement replayed within the replay
+            // window: it would bring back a name removed before this listener came.
+            self.stats.stale += 1;
+            return;
+        }
         if !self.chain.link(header.previous, header.as_of) && self.snapshot.is_none() {
             // A link of the chain is missing: ask for what changed since.
             self.request_repair();

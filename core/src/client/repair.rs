@@ -36,6 +36,13 @@ impl Chain {
         self.refused.map_or(self.heard, |v| v.min(self.heard))
     }
 
+    /// True when a datagram stamped `as_of` was written before what is held: every
+    /// change it tells is held already, and a state in it may be one removed since,
+    /// whose removal this listener never heard (it came later), so nothing refuses it.
+    pub(super) fn holds_past(&self, as_of: Version) -> bool {
+        as_of < self.heard()
+    }
+
     /// A state at `version` was refused as perhaps older than a forgotten removal: the
     /// changes from it on are not all held.
     pub(super) fn refuse(&mut self, version: Version) {
