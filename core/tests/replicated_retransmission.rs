@@ -425,3 +425,42 @@ fn a_directorys_own_count_joined_with_an_older_removal_stays_counted_from_its_ow
     p.run(Duration::from_secs(5));
     assert_eq!(p.total(), 20, "{:?}", p.sent);
 }
+
+/// Seed 2019739 of `history`: a replica that had not yet seen a registration (v30)
+/// carried out its registrant's later unregistration on the older one it held (v40,
+/// ending v10), and took over the count of the store's earlier removal of v10 (v20,
+/// counted at the publisher), as one removal. Its record reached the publisher, which
+/// held v30 live and announced: it took the newer removal, and the count inherited
+/// from v20 with it (9 of 20 sent after v30). But those notifications were announced
+/// before v30 and told no listener of it. A removal that ended a live version older
+/// than the one held is owed all its notifications, at a new version ending the one held.
+#[test]
+fn a_removal_made_where_the_live_version_held_was_unseen_is_counted_afresh() {
+    let mut p = Publisher::counting_a_removal();
+    let lease = RecordState::Live {
+        expires: p.now + Duration::from_secs(60),
+    };
+    p.apply(30, 1002, lease, 0);
+    p.run(Duration::from_millis(100));
+    let before = p.total();
+    // The replica's removal (sequence 40, after v30's) of v10, first with its own count,
+    // then with the count it took over from v20.
+    p.apply(40, 1001, RecordState::Departed { remaining: 20 }, 10);
+    p.run(Duration::from_millis(100));
+    let taken_over = Record {
+        service: Service {
+            registration: service("moved", 1001),
+            version: Version(40),
+        },
+        registrant: 7,
+        sequence: 40,
+        state: RecordState::Departed { remaining: 5 },
+        ended: Version(10),
+        counted_from: Version(20),
+    };
+    p.directory.apply(p.now, taken_over).unwrap();
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.total() - before, 20, "after v30: {:?}", p.sent);
+    let ended = p.directory.record("moved").map(|r| r.ended);
+    assert_eq!(ended, Some(Version(30)));
+}

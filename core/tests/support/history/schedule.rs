@@ -190,7 +190,8 @@ impl FaultClasses {
                     "unicast" => &mut self.unicast,
                     _ => panic!("HERALD_SIM_FAULTS: no fault class `{class}`"),
                 };
-                *flag = on;
+                // Only a build with subscription mode has subscribers.
+                *flag = on && (class != "unicast" || subscription_mode());
             }
         }
         self.expiry_loss_ceiling = ceiling;
