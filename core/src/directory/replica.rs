@@ -189,9 +189,7 @@ impl Directory<'_> {
     /// (a directory that had not yet seen the later request applied the earlier one), the
     /// winner is kept at a new version, newer than both, stored and announced again. A
     /// live record for a name not held, whose registrant unregistered it here since
-    /// (with a higher sequence), is removed at once. A removal of the later request that
-    /// names as ended a version older than the one held live here (made where that one
-    /// was not yet known) is kept at a new version too, owed all its notifications.
+    /// (with a higher sequence), is removed at once.
     pub fn apply(&mut self, now: Instant, mut record: Record) -> Result<(), crate::RegistryError> {
         self.observe(now);
         if record.service.version > self.last_version {
@@ -216,14 +214,6 @@ impl Directory<'_> {
                         lost.ended
                     };
                     self.supersede(slot, later.then_some(record), ended);
-                    return Ok(());
-                }
-                if let Some(ended) = ends_unseen_live(held, &record) {
-                    // Removed where the live version held here was not yet known: its
-                    // count may include notifications sent before that version was
-                    // announced, which told its listeners nothing. The removal is kept
-                    // at a new version, ending the version held, owed them all.
-                    self.supersede(slot, Some(record), ended);
                     return Ok(());
                 }
                 // Within the replication bound of the removal held, another directory
@@ -344,6 +334,10 @@ impl Directory<'_> {
             return;
         };
         let sequence = held.sequence.max(stored.sequence);
+        let live_version = self
+            .registry
+            .get(slot)
+            .map_or(Version(0), |e| e.live_version);
         let reap_at = self.now + self.config.tombstone_retention;
         let mut finished = None;
         match (held.state, stored.state) {
@@ -356,9 +350,12 @@ impl Directory<'_> {
                 self.schedule_expiry(expires);
             }
             (RecordState::Departed { remaining: mine }, RecordState::Departed { remaining })
-                if remaining < mine =>
+                if remaining < mine && stored.counted_from() > live_version =>
             {
-                // The stored count is taken, and with it where it was counted from.
+                // The stored count is taken, and with it where it was counted from. (Not
+                // one counted from a version no newer than one held live here: made
+                // where that version was not yet known, taken over from a removal
+                // announced before it, it told that version's listeners nothing.)
                 let counted_from = stored.counted_from();
                 Self::modify(&mut self.registry, &mut self.pending, slot, |e| {
                     e.record.state = RecordState::Departed { remaining };
@@ -540,21 +537,6 @@ fn same_removal(held: &Record, record: &Record) -> Option<Count> {
         remaining,
         counted_from,
     })
-}
-
-/// The live version `held` when `record` is its registrant's later removal (a higher
-/// sequence and version) made by a directory that had not seen that version through the
-/// store: the version the record says it ended is older. (Its count of notifications
-/// then speaks for listeners of that older version only.)
-fn ends_unseen_live(held: &Record, record: &Record) -> Option<Version> {
-    let unseen = held.is_live()
-        && !record.is_live()
-        && record.registrant == held.registrant
-        && record.sequence > held.sequence
-        && record.service.version > held.service.version
-        && record.ended != Version(0)
-        && record.ended < held.service.version;
-    unseen.then_some(held.service.version)
 }
 
 /// Whether `record`, of the same registrant as `held`, comes from its later request
