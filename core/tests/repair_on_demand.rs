@@ -730,3 +730,34 @@ fn a_steady_stream_of_changes_keeps_beacons_at_their_interval() {
     }
     assert!(beacons <= 4, "{beacons} beacons in 3 s of steady changes");
 }
+
+/// A link forged "from the future" (no keys) does not silence the announcements after
+/// it: a listener takes no announcement stamped below the last snapshot, repair or
+/// delivery it took (a late or replayed one), but links do not raise that bound.
+#[test]
+fn a_forged_link_from_the_future_does_not_silence_later_announcements() {
+    let mut net = Net::with_interest(3, Interest::all());
+    let mut nothing = |_: &Message<'_>| false;
+    let start = net.now;
+    net.run_until(start + Duration::from_millis(500), &mut nothing);
+    let forged = wire::AnnounceHeader {
+        directory: directory_location(),
+        as_of: Version(u64::MAX / 2),
+        previous: Version(0),
+    };
+    let mut buf = [0u8; 1400];
+    let mut w = wire::BatchWriter::announce(&Environment::default(), &forged, &mut buf).unwrap();
+    assert!(w.push(&wire::Change::Registered(Service {
+        registration: registration("forged", 9999),
+        version: Version(u64::MAX / 2),
+    })));
+    let n = w.len();
+    let dir = directory_location().socket_addr();
+    net.listener.handle_datagram(net.now, dir, &buf[..n]);
+    // Registered now: its announcement is stamped far below the forged link.
+    net.registrant
+        .register(net.now, registration("svc-a", 8001))
+        .unwrap();
+    net.run_until(net.now + Duration::from_millis(100), &mut nothing);
+    assert!(net.listener_knows("svc-a"), "the announcement was not taken");
+}

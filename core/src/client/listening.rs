@@ -88,8 +88,9 @@ impl<const R: usize> Client<'_, R> {
             }
         }
         if self.chain.holds_past(header.as_of) {
-            // A late copy, or a genuine announcement replayed within the replay
-            // window: it would bring back a name removed before this listener came.
+            // Written before the last snapshot, repair or delivery taken: a late copy,
+            // or a genuine announcement replayed within the replay window, which would
+            // bring back a name removed before that (and so never heard removed).
             self.stats.stale += 1;
             return;
         }

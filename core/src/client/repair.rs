@@ -28,6 +28,10 @@ pub(super) struct Chain {
     /// The lowest version of a state refused since the last snapshot or repair was
     /// asked for: its stamp is above it, so the chain is held only up to it.
     refused: Option<Version>,
+    /// The `as_of` of the last snapshot, repair or delivery taken whole: the
+    /// directory's own word, which no announcement (forged "from the future" without
+    /// keys) can raise.
+    settled: Version,
 }
 
 impl Chain {
@@ -36,11 +40,12 @@ impl Chain {
         self.refused.map_or(self.heard, |v| v.min(self.heard))
     }
 
-    /// True when a datagram stamped `as_of` was written before what is held: every
-    /// change it tells is held already, and a state in it may be one removed since,
-    /// whose removal this listener never heard (it came later), so nothing refuses it.
+    /// True when a datagram stamped `as_of` was written before the last snapshot,
+    /// repair or delivery taken: every change it tells is held already, and a state in
+    /// it may be one removed before that, whose removal this listener never heard, so
+    /// nothing refuses it. (Removals after it are remembered, and refuse such states.)
     pub(super) fn holds_past(&self, as_of: Version) -> bool {
-        as_of < self.heard()
+        as_of < self.settled.min(self.heard())
     }
 
     /// A state at `version` was refused as perhaps older than a forgotten removal: the
@@ -68,12 +73,14 @@ impl Chain {
     /// and the links heard since that follow it count.
     pub(super) fn settle(&mut self, as_of: Version) {
         self.heard = as_of;
+        self.settled = as_of;
         self.fold();
     }
 
     /// A delivery of every change after what was held, up to `as_of`, came in full.
     pub(super) fn advance(&mut self, as_of: Version) {
         self.heard = self.heard.max(as_of);
+        self.settled = self.settled.max(as_of);
         self.fold();
     }
 
