@@ -759,5 +759,8 @@ fn a_forged_link_from_the_future_does_not_silence_later_announcements() {
         .register(net.now, registration("svc-a", 8001))
         .unwrap();
     net.run_until(net.now + Duration::from_millis(100), &mut nothing);
-    assert!(net.listener_knows("svc-a"), "the announcement was not taken");
+    assert!(
+        net.listener_knows("svc-a"),
+        "the announcement was not taken"
+    );
 }

@@ -410,6 +410,13 @@ impl<const R: usize> Client<'_, R> {
     /// A page of it further on is dropped, and noted: the one awaited may have come
     /// before its turn.
     pub(super) fn expects_page(&mut self, header: &PageHeader) -> bool {
+        if self.chain.holds_past(header.as_of) {
+            // A late answer to an earlier attempt (one request id serves them all),
+            // written before the last snapshot, repair or delivery taken: a state in it
+            // may have been removed before that, unknown to this listener. The attempt
+            // goes on for a page written later.
+            return false;
+        }
         let Some(s) = self
             .snapshot
             .as_mut()
