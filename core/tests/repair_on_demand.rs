@@ -155,6 +155,27 @@ impl Net {
     fn listener_knows(&self, name: &str) -> bool {
         self.listener.service(name).is_some()
     }
+
+    /// Hands the listener an announcement forged as if from the directory (no keys):
+    /// a chain link stamped far in the future, following the first, listing
+    /// `registration` at that stamp.
+    fn forge_link_from_the_future(&mut self, registration: Registration) {
+        let forged = wire::AnnounceHeader {
+            directory: directory_location(),
+            as_of: Version(u64::MAX / 2),
+            previous: Version(0),
+        };
+        let mut buf = [0u8; 1400];
+        let mut w =
+            wire::BatchWriter::announce(&Environment::default(), &forged, &mut buf).unwrap();
+        assert!(w.push(&wire::Change::Registered(Service {
+            registration,
+            version: Version(u64::MAX / 2),
+        })));
+        let n = w.len();
+        let dir = directory_location().socket_addr();
+        self.listener.handle_datagram(self.now, dir, &buf[..n]);
+    }
 }
 
 #[test]
@@ -170,20 +191,7 @@ fn a_listener_of_everything_corrects_a_state_the_count_cannot_see() {
     let real = net.listener.service("svc-a").cloned().unwrap();
     // A forged announcement "from the future", as if from the directory: same count,
     // a chain link that follows the one held, another location.
-    let forged = wire::AnnounceHeader {
-        directory: directory_location(),
-        as_of: Version(u64::MAX / 2),
-        previous: Version(0),
-    };
-    let mut buf = [0u8; 1400];
-    let mut w = wire::BatchWriter::announce(&Environment::default(), &forged, &mut buf).unwrap();
-    assert!(w.push(&wire::Change::Registered(Service {
-        registration: registration("svc-a", 9999),
-        version: Version(u64::MAX / 2),
-    })));
-    let n = w.len();
-    let dir = directory_location().socket_addr();
-    net.listener.handle_datagram(net.now, dir, &buf[..n]);
+    net.forge_link_from_the_future(registration("svc-a", 9999));
     assert_eq!(
         net.listener.service("svc-a").unwrap().registration,
         registration("svc-a", 9999)
@@ -740,20 +748,7 @@ fn a_forged_link_from_the_future_does_not_silence_later_announcements() {
     let mut nothing = |_: &Message<'_>| false;
     let start = net.now;
     net.run_until(start + Duration::from_millis(500), &mut nothing);
-    let forged = wire::AnnounceHeader {
-        directory: directory_location(),
-        as_of: Version(u64::MAX / 2),
-        previous: Version(0),
-    };
-    let mut buf = [0u8; 1400];
-    let mut w = wire::BatchWriter::announce(&Environment::default(), &forged, &mut buf).unwrap();
-    assert!(w.push(&wire::Change::Registered(Service {
-        registration: registration("forged", 9999),
-        version: Version(u64::MAX / 2),
-    })));
-    let n = w.len();
-    let dir = directory_location().socket_addr();
-    net.listener.handle_datagram(net.now, dir, &buf[..n]);
+    net.forge_link_from_the_future(registration("forged", 9999));
     // Registered now: its announcement is stamped far below the forged link.
     net.registrant
         .register(net.now, registration("svc-a", 8001))
