@@ -170,10 +170,7 @@ fn seeds_that_failed_once_keep_every_invariant() {
 fn seeds_that_failed_once_with_some_classes_keep_every_invariant() {
     let mut lines = Vec::new();
     for (seed, spec) in ONCE_FAILED_WITH_SOME_CLASSES {
-        let mut classes = FaultClasses::all();
-        for word in spec.split(',').map(str::trim) {
-            classes.switch(word);
-        }
+        let classes = FaultClasses::from_spec(spec);
         lines.extend(run_seeds(&[seed], &classes).into_iter().map(|f| f.line));
     }
     assert!(lines.is_empty(), "{}", lines.join("\n"));

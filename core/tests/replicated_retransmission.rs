@@ -431,9 +431,9 @@ fn a_directorys_own_count_joined_with_an_older_removal_stays_counted_from_its_ow
 /// ending v10), and took over the count of the store's earlier removal of v10 (v20,
 /// counted at the publisher), as one removal. Its record reached the publisher, which
 /// held v30 live and announced: it took the newer removal, then the count inherited
-/// from v20 as its own write came back (9 of 20 sent after v30). But those notifications were announced
-/// before v30 and told no listener of it. A count counted from a version no newer than
-/// one held live is not taken.
+/// from v20 as its own write came back (9 of 20 sent after v30). But those
+/// notifications were announced before v30 and told no listener of it. A count counted
+/// from a version no newer than one held live is not taken.
 #[test]
 fn a_count_counted_from_before_a_live_version_held_is_not_taken() {
     let mut p = Publisher::counting_a_removal();

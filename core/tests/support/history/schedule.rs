@@ -128,12 +128,8 @@ impl FaultClasses {
     /// Every class ([`all`](Self::all)), changed by `HERALD_SIM_FAULTS` (`-replays`,
     /// `none,+loss`) and `HERALD_SIM_EXPIRY_LOSS`.
     pub fn from_env() -> Self {
-        let mut classes = FaultClasses::all();
-        if let Ok(spec) = std::env::var("HERALD_SIM_FAULTS") {
-            for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-                classes.switch(word);
-            }
-        }
+        let spec = std::env::var("HERALD_SIM_FAULTS").unwrap_or_default();
+        let mut classes = FaultClasses::from_spec(&spec);
         if let Ok(ceiling) = std::env::var("HERALD_SIM_EXPIRY_LOSS") {
             classes.expiry_loss_ceiling = ceiling.parse().expect("HERALD_SIM_EXPIRY_LOSS");
         }
@@ -161,6 +157,16 @@ impl FaultClasses {
             unicast: bit(11) && subscription_mode(),
             expiry_loss_ceiling: 0.4,
         }
+    }
+
+    /// Every class, changed by the comma-separated words of `spec` (as in
+    /// `HERALD_SIM_FAULTS`: `-replays`, `none,+loss`).
+    pub fn from_spec(spec: &str) -> Self {
+        let mut classes = FaultClasses::all();
+        for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            classes.switch(word);
+        }
+        classes
     }
 
     /// Applies one word of `HERALD_SIM_FAULTS`: `none`, `all`, `+class` or `-class`.
