@@ -972,7 +972,7 @@ impl<'a, const R: usize> Client<'a, R> {
             }
             Message::SyncPage(header, items) => {
                 if self.listening() && self.heard_from_current(from) {
-                    self.apply_page(&header, items);
+                    self.handle_sweep_page(header, items);
                 } else {
                     self.stats.foreign_directory += 1;
                 }

@@ -224,6 +224,66 @@ fn a_second_registrant_cannot_take_over_a_live_name() {
 /// (A unicast subscriber took it and listed the removed service for good, since no
 /// later delivery named it: history seed 1753230.)
 #[test]
+fn a_replayed_sweep_page_older_than_what_a_listener_holds_brings_nothing_back() {
+    let keys = Keys::new(key(1));
+    let mut config = DirectoryConfig::new(directory_location(), group());
+    config.keys = Some(keys.clone());
+    config.version_floor = Version(1_000_000_000);
+    config.sweep_period = Duration::from_secs(1);
+    let mut sim = Sim::with_config(8, Faults::none(), 16, config);
+    sim.client_keys = Some(keys.clone());
+    let r = sim.add_client(None, 1);
+    // A listener from the start, to whom the sweep is sent (and captured).
+    sim.add_client(Some(Interest::all()), 16);
+    sim.register(r, service("target", 1000));
+    sim.run(Duration::from_millis(300));
+    // A page of the sweep that lists "target", captured on its way to the group.
+    sim.capture = true;
+    sim.run(Duration::from_millis(1500));
+    sim.capture = false;
+    let dir = directory_location().socket_addr();
+    let lists_target = |bytes: &[u8]| {
+        auth::open(&keys, bytes)
+            .ok()
+            .and_then(|(inner, _)| wire::decode_authenticated(inner).ok())
+            .is_some_and(|f| match f.message {
+                Message::SyncPage(_, items) => {
+                    items.into_iter().any(|s| s.name().as_str() == "target")
+                }
+                _ => false,
+            })
+    };
+    let (_, _, page) = sim
+        .captured
+        .iter()
+        .find(|(from, _, bytes)| *from == dir && lists_target(bytes))
+        .cloned()
+        .expect("a sweep page listing the registration was captured");
+    sim.unregister(r, "target");
+    // Listeners join once the removal's repeats are over: one hears the group, one
+    // subscribes. Neither hears of "target"; the page replayed to each is older than
+    // the snapshot it took.
+    sim.run(Duration::from_millis(1100));
+    let mut joined = vec![sim.add_client(Some(Interest::all()), 16)];
+    if cfg!(feature = "subscribe") {
+        joined.push(sim.add_subscriber(Interest::all(), 16));
+    }
+    sim.run(Duration::from_millis(300));
+    for &node in &joined {
+        assert!(sim.nodes[node].client.service("target").is_none());
+        let to = sim.nodes[node].addr;
+        sim.inject(dir, to, &page);
+    }
+    sim.run(Duration::from_millis(100));
+    for node in joined {
+        assert!(
+            sim.nodes[node].client.service("target").is_none(),
+            "node {node} took a replayed sweep page older than its snapshot"
+        );
+    }
+}
+
+#[test]
 fn a_replayed_announcement_older_than_what_a_listener_holds_brings_nothing_back() {
     let keys = Keys::new(key(1));
     let mut sim = keyed_sim(7, keys.clone(), keys.clone());

@@ -313,6 +313,18 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
+    /// A page of the directory's sweep: applied like any page, unless it was written
+    /// before the last snapshot, repair or delivery taken (a late copy, or one
+    /// replayed within the replay window): it may list a name removed before that, and
+    /// never heard removed here.
+    pub(super) fn handle_sweep_page(&mut self, header: PageHeader, items: Items<'_, Service>) {
+        if self.chain.holds_past(header.as_of) {
+            self.stats.stale += 1;
+            return;
+        }
+        self.apply_page(&header, items);
+    }
+
     /// Applies a page: every service in it, and the correction of what this client holds
     /// in the page's range that the page does not confirm (see the module docs).
     pub(super) fn apply_page(&mut self, header: &PageHeader, items: Items<'_, Service>) {
