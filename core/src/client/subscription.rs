@@ -29,7 +29,9 @@
 //! change is reported once however many ways (multicast, a repair, a delivery, a
 //! re-send) it arrives. When pages of a delivery, taken in any order and from any
 //! attempts, cover every name (see the stretches module), the listener holds the
-//! directory's changes up to the oldest page's `as_of`, and acknowledges that
+//! directory's changes up to the oldest page's `as_of` (a page stamped no later than
+//! what is held, a late one of a delivery taken whole, says nothing new and is not
+//! counted), and acknowledges that
 //! cumulatively with a [`DeliveryAck`] (unless it refused a state as perhaps older than
 //! a removal it has forgotten: it then asks for a repair, see the repair module). Every
 //! delivery page is answered with one: it also says how far the delivery in flight has
@@ -500,6 +502,13 @@ impl<const R: usize> Client<'_, R> {
             return;
         };
         s.ack = true;
+        if s.held.is_some_and(|held| header.as_of <= held) {
+            // Written no later than what is held (a late page of a delivery taken
+            // whole): it says nothing new. Counted with the pages of the delivery in
+            // flight, it would complete that one at its own stamp, no further than
+            // held, and the directory would wait out its back-off for the rest.
+            return;
+        }
         let progress = match s.progress.as_mut() {
             Some(p) if p.snapshot == snapshot => p,
             // The directory turned the delivery into a snapshot, or back (or this is
