@@ -7,14 +7,14 @@
 //! healthy ([`Snapshot::healthy`]: its storage takes writes and its store answers) and
 //! `503` otherwise, with one `key: value` line per check. The HTTP side is a
 //! deliberately tiny responder: one request per connection, bounded in size and time,
-//! at most [`MAX_CONNECTIONS`] at once.
+//! at most [`MAX_CONNECTIONS`] at once (an eighth of them from one source).
 
 use crate::backend::StoreStatus;
 use herald_core::{DirectoryStats, RejectReason};
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -296,21 +296,34 @@ pub fn render(recorder: &PrometheusRecorder, snapshot: &Snapshot) -> String {
     handle.render()
 }
 
+/// The answer to a connection past its source's share (see [`accept`](crate::accept)).
+static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let reason = crate::accept::refusal_reason(MAX_CONNECTIONS);
+    crate::accept::http_refusal("text/plain", &format!("{reason}\n"))
+});
+
 /// Serves `GET /metrics` on `listener` until the task is dropped, at most
-/// [`MAX_CONNECTIONS`] connections at once.
+/// [`MAX_CONNECTIONS`] connections at once (an eighth of them from one source).
 pub async fn serve(listener: TcpListener, shared: Shared) {
     let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
-    crate::accept::serve_bounded(listener, MAX_CONNECTIONS, "metrics", move |stream, peer| {
-        let recorder = recorder.clone();
-        let shared = shared.clone();
-        async move {
-            let answer =
-                tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &recorder, &shared));
-            if let Ok(Err(e)) | Err(e) = answer.await.map_err(std::io::Error::other) {
-                tracing::debug!(%peer, error = %e, "metrics: request failed");
+    let refusal = REFUSAL.as_slice();
+    crate::accept::serve_bounded(
+        listener,
+        MAX_CONNECTIONS,
+        refusal,
+        "metrics",
+        move |stream, peer| {
+            let recorder = recorder.clone();
+            let shared = shared.clone();
+            async move {
+                let answer =
+                    tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &recorder, &shared));
+                if let Ok(Err(e)) | Err(e) = answer.await.map_err(std::io::Error::other) {
+                    tracing::debug!(%peer, error = %e, "metrics: request failed");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 

@@ -7,20 +7,34 @@
 mod common;
 
 use common::*;
+use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Idle connections opened by the test, more than any interface takes at once.
 const IDLE: usize = 600;
+/// The loopback addresses they come from (127.0.0.2 on), each within its share of an
+/// HTTP interface's connections (an eighth of 512).
+const SOURCES: usize = 10;
 
-/// Opens [`IDLE`] idle connections to `addr` of directory `p`; checks that it takes at
-/// most `max` of them, that it closes the first by itself within `closes_within`, and
-/// that once they are gone `works` succeeds at once.
+/// A connection to `addr` from the loopback address 127.0.0.`source`.
+fn connect_from(source: u8, addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local = SocketAddr::from(([127, 0, 0, source], 0));
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// Opens [`IDLE`] idle connections to `addr` of directory `p` from [`SOURCES`]
+/// addresses; checks that it takes at most `max` of them, that it closes the first by
+/// itself within `closes_within`, and that once they are gone `works` succeeds at once.
 fn bounded(p: &Proc, addr: &str, max: usize, closes_within: Duration, works: impl Fn()) {
     let before = descriptors(p.pid());
     let idle: Vec<TcpStream> = (0..IDLE)
-        .map(|_| TcpStream::connect(addr).unwrap())
+        .map(|i| connect_from(2 + (i % SOURCES) as u8, addr))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let held = descriptors(p.pid()) - before;
@@ -145,15 +159,17 @@ fn an_http_body_that_never_ends_is_timed_out() {
 }
 
 /// Event streams cannot take every HTTP connection: at most 384 are open at once, one
-/// more gets 503 (its connection closed), and requests are still answered at once. Before, 512 watches held
-/// all 512 connections and every other request waited for one of them to end.
+/// more gets 503 (its connection closed), and requests are still answered at once.
+/// Before, 512 watches held all 512 connections and every other request waited for
+/// one of them to end.
 #[test]
 fn event_streams_leave_room_for_requests() {
     let (_p, http, _data) = start("--http");
     let mut watches = Vec::new();
     let (mut open, mut refused) = (0, 0);
     for i in 0..520 {
-        let mut s = TcpStream::connect(&http).unwrap();
+        // From several addresses: one takes at most an eighth of the connections.
+        let mut s = connect_from(2 + (i % SOURCES) as u8, &http);
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let path = if i % 2 == 0 {
             "/v1/watch"
@@ -178,4 +194,48 @@ fn event_streams_leave_room_for_requests() {
     assert_eq!((open, refused), (384, 136));
     let (status, _) = request(&http, "GET", "/healthz", &[], "");
     assert_eq!(status, 200);
+}
+
+/// One source cannot take every connection of an interface: past an eighth of them
+/// (64 of HTTP's 512) its connections get `429` and are closed at once, and a request
+/// from another address is answered at once. Before, one address's 512 idle
+/// connections held every slot, and the request waited for the first of them to time
+/// out (10 s).
+#[test]
+fn one_source_leaves_room_for_the_others() {
+    let (p, http, _data) = start("--http");
+    let before = descriptors(p.pid());
+    let connections: Vec<TcpStream> = (0..IDLE).map(|_| connect_from(2, &http)).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    // A refused connection has its answer and its end waiting; a taken one, nothing.
+    let mut idle = Vec::new();
+    let mut refused = Vec::new();
+    for mut s in connections {
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let mut answer = String::new();
+        match s.read_to_string(&mut answer) {
+            Ok(_) => refused.push(answer),
+            Err(_) => idle.push(s),
+        }
+    }
+    assert_eq!((idle.len(), refused.len()), (64, IDLE - 64));
+    assert!(refused[0].starts_with("HTTP/1.1 429"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("too many connections from this address: at most 64 of 512"),
+        "{}",
+        refused[0]
+    );
+    assert!(descriptors(p.pid()) - before <= 64 + 1);
+    // Another address is served at once.
+    let mut s = connect_from(3, &http);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let read = s.read_to_string(&mut answer);
+    assert!(read.is_ok(), "{read:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

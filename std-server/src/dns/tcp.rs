@@ -1,6 +1,7 @@
 //! DNS over TCP (RFC 7766): every message is preceded by its length in two bytes, and
 //! a connection may carry many queries, answered in order. At most
-//! [`MAX_CONNECTIONS`] connections are served at once (see [`accept`](crate::accept));
+//! [`MAX_CONNECTIONS`] connections are served at once, an eighth of them from one
+//! source (see [`accept`](crate::accept));
 //! one that sends no whole query within [`IDLE_TIMEOUT`] of being taken or of its
 //! previous answer, or does not take an answer within it, is closed.
 //!
@@ -31,14 +32,21 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves DNS over TCP on `listener` until the process stops.
 pub(super) async fn serve(listener: TcpListener, handler: Arc<Handler>) {
-    crate::accept::serve_bounded(listener, MAX_CONNECTIONS, "dns", move |stream, peer| {
-        let handler = handler.clone();
-        async move {
-            if let Err(e) = connection(stream, peer, &handler).await {
-                tracing::debug!(%peer, error = %e, "dns: TCP connection ended");
+    // Past its source's share a connection is closed without an answer.
+    crate::accept::serve_bounded(
+        listener,
+        MAX_CONNECTIONS,
+        b"",
+        "dns",
+        move |stream, peer| {
+            let handler = handler.clone();
+            async move {
+                if let Err(e) = connection(stream, peer, &handler).await {
+                    tracing::debug!(%peer, error = %e, "dns: TCP connection ended");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 

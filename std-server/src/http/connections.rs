@@ -1,4 +1,5 @@
-//! Taking HTTP connections: at most [`MAX_CONNECTIONS`] at once (see
+//! Taking HTTP connections: at most [`MAX_CONNECTIONS`] at once, an eighth of them
+//! from one source (past that, `429` and the connection closed; see
 //! [`accept`](crate::accept)), and a connection that has not sent a whole request head
 //! within [`HEADER_TIMEOUT`] of being taken, or of its previous answer, is closed; a
 //! request's body must then arrive whole within [`BODY_TIMEOUT`] ([`body_in_time`]).
@@ -7,6 +8,7 @@
 //! being read: watches stay open as long as they like.
 
 use super::MAX_BODY;
+use crate::accept;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -15,6 +17,7 @@ use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -47,21 +50,34 @@ pub async fn body_in_time(request: Request, next: Next) -> Response {
         .await
 }
 
+/// The answer to a connection past its source's share (see [`accept`](crate::accept)).
+static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let body = serde_json::json!({ "error": accept::refusal_reason(MAX_CONNECTIONS) });
+    accept::http_refusal("application/json", &body.to_string())
+});
+
 /// Serves `router` on `listener` until the process stops.
 pub async fn serve(listener: TcpListener, router: Router) {
-    crate::accept::serve_bounded(listener, MAX_CONNECTIONS, "http", move |stream, _| {
-        let service = TowerToHyperService::new(router.clone());
-        async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection = http
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = connection.await {
-                tracing::trace!(error = %e, "http: connection ended");
+    let refusal = REFUSAL.as_slice();
+    accept::serve_bounded(
+        listener,
+        MAX_CONNECTIONS,
+        refusal,
+        "http",
+        move |stream, _| {
+            let service = TowerToHyperService::new(router.clone());
+            async move {
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                let connection = http
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                if let Err(e) = connection.await {
+                    tracing::trace!(error = %e, "http: connection ended");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
