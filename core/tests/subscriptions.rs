@@ -642,6 +642,59 @@ fn subscriptions_survive_a_directory_restart_through_storage() {
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
 }
 
+/// A directory that restarts with its version clock behind what it held (a peer of
+/// its shared store with a clock ahead had pushed its versions on, as the history
+/// checker's clock skew does): a record written meanwhile by that peer, stamped below
+/// nothing the directory can list since, must still reach a subscriber whose cursor
+/// lies between the restarted clock and that record. Before, the restarted directory
+/// answered the cursor with changes, which leave out every restored state, moved it
+/// past the record with an empty delivery, and the subscriber never heard of it
+/// (history seed 3202949).
+#[test]
+fn a_restart_with_the_clock_behind_what_was_held_still_delivers_what_was_restored() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    p.register("billing", 8000);
+    p.run(Duration::from_secs(1), all);
+    let cursor = p.cursor().expect("acknowledged");
+    let mut stored = Vec::new();
+    let mut buf = [0u8; MAX_SUBSCRIBER_LEN];
+    for s in p.directory.subscribers() {
+        stored.push(s.to_bytes(wall(p.now), &mut buf).unwrap().to_vec());
+    }
+    let mut records: Vec<Record> = p.directory.records().cloned().collect();
+    // Written by a peer whose clock runs 2 s ahead while this directory was down.
+    let expires = p.now + Duration::from_secs(60);
+    records.push(Record {
+        service: Service {
+            registration: service("orders", 8001),
+            version: Version(cursor.0 + 2_000_000),
+        },
+        registrant: 99,
+        sequence: 1,
+        state: RecordState::Live { expires },
+        ended: Version(0),
+        counted_from: Version(0),
+    });
+    // The directory restarts from its store, its own clock behind the cursor (which
+    // its peer's versions had pushed on).
+    let mut config = config();
+    config.version_floor = Version(cursor.0 - 100_000);
+    p.directory = directory(config, 4);
+    let now = p.now;
+    for r in records {
+        p.directory.restore(now, r).unwrap();
+    }
+    for bytes in &stored {
+        let s = Subscriber::from_bytes(bytes, wall(now)).unwrap();
+        p.directory.restore_subscriber(now, s).unwrap();
+    }
+    p.run(Duration::from_secs(2), all);
+    assert_eq!(p.discovered("orders"), 1, "{:?}", p.events);
+    assert_eq!(p.discovered("billing"), 1);
+    assert_eq!(p.cursor(), Some(p.directory.as_of()));
+}
+
 #[test]
 fn a_subscriber_at_a_replica_moves_to_the_publisher() {
     let mut sim = Sim::replicated(3, Faults::none(), 64, 2, Duration::from_millis(3));

@@ -21,6 +21,14 @@ impl Directory<'_> {
         if record.service.version > self.last_version {
             self.last_version = record.service.version;
         }
+        // A restored state carries no stamp (no announcement of this run carried it):
+        // a repair or delivery since a version up to its own cannot list it, and is
+        // answered with a snapshot. The version clock, started from the wall clock,
+        // covers that only when it is past every version restored; a peer of a
+        // shared store whose clock runs ahead (or this host's clock set back) leaves
+        // restored versions above it.
+        let restored = Version(record.service.version.0.saturating_add(1));
+        self.repair_floor = self.repair_floor.max(restored);
         if let RecordState::Live { expires } = record.state {
             let grace = self.config.restore_grace.min(self.config.max_lease);
             let expires = expires
