@@ -291,6 +291,14 @@ impl World {
         for _ in 1..schedule.topology.directories() {
             sim.add_directory(capacity);
         }
+        for (d, ahead) in schedule.clocks_ahead.iter().enumerate() {
+            if *ahead > Duration::ZERO {
+                let mut config = sim.directories[d].directory.config().clone();
+                config.version_floor = Version(config.version_floor.0 + ahead.as_micros());
+                let skewed = new_directory(config, capacity);
+                recycle_directory(std::mem::replace(&mut sim.directories[d].directory, skewed));
+            }
+        }
         if let Topology::Shared { delay, .. } = schedule.topology {
             sim.share_store(delay);
         }
@@ -664,7 +672,9 @@ impl World {
             config.address = nth_directory(d);
             // As `herald serve` does: the version clock (and the counters) start from the
             // wall clock, which went on while the directory was stopped.
-            config.version_floor = Version(config.version_floor.0 + now.as_micros());
+            let ahead = self.schedule.clocks_ahead[d];
+            config.version_floor =
+                Version(config.version_floor.0 + now.as_micros() + ahead.as_micros());
             let mut directory = new_directory(config, self.capacity);
             let records: Vec<Vec<u8>> = self
                 .sim

@@ -80,6 +80,9 @@ pub struct FaultClasses {
     /// Some listeners are on a network that drops multicast: they subscribe to unicast
     /// deliveries, whose path loses at least 20 % of datagrams.
     pub unicast: bool,
+    /// Directories whose version clocks disagree by up to 10 s (their wall clocks, as
+    /// `herald serve` starts its version clock from one).
+    pub clock_skew: bool,
     /// "No `unregistered` for a registrant that kept renewing" is asserted only for
     /// schedules whose loss is at most this.
     pub expiry_loss_ceiling: f64,
@@ -102,6 +105,7 @@ impl FaultClasses {
             independent_directories: true,
             // Only a build with subscription mode has subscribers.
             unicast: subscription_mode(),
+            clock_skew: true,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -121,6 +125,7 @@ impl FaultClasses {
             replays: false,
             independent_directories: false,
             unicast: false,
+            clock_skew: false,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -139,7 +144,8 @@ impl FaultClasses {
     /// The classes whose bit is set in `mask`, in field order (bit 0: loss, 1:
     /// duplication, 2: reordering, 3: big bursts, 4: flaps, 5: restarts, 6: failovers,
     /// 7: publisher changes, 8: replication delay, 9: replays, 10: independent
-    /// directories, 11: unicast subscribers), spurious expiry asserted up to 40 % loss.
+    /// directories, 11: unicast subscribers, 12: clock skew), spurious expiry asserted
+    /// up to 40 % loss.
     pub fn from_mask(mask: u16) -> Self {
         let bit = |i: u16| mask & (1 << i) != 0;
         FaultClasses {
@@ -155,6 +161,7 @@ impl FaultClasses {
             replays: bit(9),
             independent_directories: bit(10),
             unicast: bit(11) && subscription_mode(),
+            clock_skew: bit(12),
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -194,6 +201,7 @@ impl FaultClasses {
                     "replays" => &mut self.replays,
                     "independent_directories" => &mut self.independent_directories,
                     "unicast" => &mut self.unicast,
+                    "clock_skew" => &mut self.clock_skew,
                     _ => panic!("HERALD_SIM_FAULTS: no fault class `{class}`"),
                 };
                 // Only a build with subscription mode has subscribers.
@@ -292,6 +300,8 @@ pub struct Schedule {
     pub registrants: usize,
     /// Most names live at once.
     pub max_live: usize,
+    /// How far each directory's version clock runs ahead of the slowest one's.
+    pub clocks_ahead: Vec<Duration>,
     /// Each step, after a pause.
     pub steps: Vec<(Duration, Step)>,
 }
@@ -402,6 +412,16 @@ impl Schedule {
         } else {
             0
         };
+        let clocks_ahead = (0..directories)
+            .map(|_| {
+                let ahead = if classes.clock_skew && c.below(2) == 0 {
+                    c.pick(&[0, 1, 300, 2_000, 10_000])
+                } else {
+                    0
+                };
+                Duration::from_millis(ahead)
+            })
+            .collect();
         Schedule {
             topology,
             loss,
@@ -413,6 +433,7 @@ impl Schedule {
             subscribers,
             registrants: max_live.div_ceil(PER_REGISTRANT) + 2,
             max_live,
+            clocks_ahead,
             steps,
         }
     }
@@ -427,8 +448,9 @@ impl Schedule {
     /// The parameters, without the steps.
     pub fn summary(&self) -> String {
         format!(
-            "{:?}, loss {:.0} %, duplication {:.0} %, delay up to {}, lease {}, {}authenticated, {} listeners (and {} by unicast), {} registrants, {} steps",
+            "{:?}, clocks ahead {:?}, loss {:.0} %, duplication {:.0} %, delay up to {}, lease {}, {}authenticated, {} listeners (and {} by unicast), {} registrants, {} steps",
             self.topology,
+            self.clocks_ahead.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
             self.loss * 100.0,
             self.duplicate * 100.0,
             self.max_delay,
