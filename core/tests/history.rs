@@ -138,11 +138,14 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// 172 registrations of a burst of 683 missing); 3202949 (the first seed with clock
 /// skew to fail), a publisher restarted with its clock 2 s behind its peer's and
 /// answered a subscriber's cursor, below a record that peer wrote meanwhile, with
-/// changes that leave out every restored state, so the subscriber never heard of it.
-const ONCE_FAILED: [u64; 27] = [
+/// changes that leave out every restored state, so the subscriber never heard of it;
+/// 3204923, a publisher restarted with its clock 10 s behind its peer's numbered a
+/// removal below what it had handed out before (its links stored nothing), and a
+/// subscriber and a listener kept the removed service.
+const ONCE_FAILED: [u64; 28] = [
     1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 203440, 215083, 215885, 309405,
     518419, 619517, 622725, 705949, 1144237, 1229754, 1467746, 1753230, 2240337, 2324033, 2248528,
-    2651334, 2928985, 3202949,
+    2651334, 2928985, 3202949, 3204923,
 ];
 
 /// Seeds that found a fault once with only some fault classes on (as

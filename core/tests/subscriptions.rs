@@ -695,6 +695,45 @@ fn a_restart_with_the_clock_behind_what_was_held_still_delivers_what_was_restore
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
 }
 
+/// The same restart, and the subscriber's cursor a few versions above the newest
+/// record stored (the last run's announcements take versions of their own and store
+/// nothing): the removal made after the restart must be numbered past that cursor.
+/// Before, the restarted directory numbered it just past the newest record restored,
+/// below the cursor, and the delivery since the cursor left it out (history seed
+/// 3204923: a subscriber, and a multicast listener until it moved, kept the removed
+/// service).
+#[test]
+fn a_restart_with_the_clock_behind_numbers_its_changes_past_what_was_handed_out() {
+    let mut p = Pair::new(4);
+    p.run(Duration::from_millis(200), all);
+    p.register("billing", 8000);
+    p.run(Duration::from_secs(1), all);
+    let records: Vec<Record> = p.directory.records().cloned().collect();
+    let newest = records.iter().map(|r| r.service.version).max().unwrap();
+    let mut subscribers = Vec::new();
+    for s in p.directory.subscribers() {
+        let mut s = s.clone();
+        // Acknowledged up to the last run's last link.
+        s.acked = Some(Version(newest.0 + 3));
+        subscribers.push(s);
+    }
+    let mut config = config();
+    config.version_floor = Version(newest.0 - 100_000);
+    p.directory = directory(config, 4);
+    let now = p.now;
+    for r in records {
+        p.directory.restore(now, r).unwrap();
+    }
+    for s in subscribers {
+        p.directory.restore_subscriber(now, s).unwrap();
+    }
+    let name = ServiceName::new("billing").unwrap();
+    p.client.unregister(now, &name).unwrap();
+    p.run(Duration::from_secs(2), all);
+    assert_eq!(p.unregistered("billing"), 1, "{:?}", p.events);
+    assert!(p.client.service("billing").is_none());
+}
+
 #[test]
 fn a_subscriber_at_a_replica_moves_to_the_publisher() {
     let mut sim = Sim::replicated(3, Faults::none(), 64, 2, Duration::from_millis(3));

@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// How far past a restored version a restarted directory's versions start: one second
+/// of the version clock, far more than the links a run announces after the last
+/// version it stores (about one per change), and soon caught up by a wall clock.
+const RESTORE_MARGIN: u64 = 1_000_000;
+
 impl Directory<'_> {
     /// Puts back a record read from storage at start-up. A live record's lease ends no
     /// sooner than `restore_grace` from `now` and no later than `max_lease` from `now`
@@ -18,17 +23,17 @@ impl Directory<'_> {
         mut record: Record,
     ) -> Result<(), crate::RegistryError> {
         self.observe(now);
-        if record.service.version > self.last_version {
-            self.last_version = record.service.version;
-        }
-        // A restored state carries no stamp (no announcement of this run carried it):
-        // a repair or delivery since a version up to its own cannot list it, and is
-        // answered with a snapshot. The version clock, started from the wall clock,
-        // covers that only when it is past every version restored; a peer of a
-        // shared store whose clock runs ahead (or this host's clock set back) leaves
-        // restored versions above it.
-        let restored = Version(record.service.version.0.saturating_add(1));
-        self.repair_floor = self.repair_floor.max(restored);
+        // This run's versions start past every version the last run may have handed
+        // out, and a repair or delivery since one of those is answered with a
+        // snapshot: a restored state carries no stamp (no announcement of this run
+        // carried it), so changes since then would leave it out. The version clock,
+        // started from the wall clock, is past them only while no clock ran ahead of
+        // it: a peer of a shared store whose clock does (or this host's clock set
+        // back) leaves restored versions above it, and the last run's links (which
+        // store nothing) a few versions above those.
+        let past = Version(record.service.version.0.saturating_add(RESTORE_MARGIN));
+        self.last_version = self.last_version.max(past);
+        self.repair_floor = self.repair_floor.max(past);
         if let RecordState::Live { expires } = record.state {
             let grace = self.config.restore_grace.min(self.config.max_lease);
             let expires = expires
