@@ -20,6 +20,9 @@ pub struct Violation {
 /// directories each count their own (space = directory index).
 pub type Space = usize;
 
+/// More version spaces than any topology has (independent directories are two).
+const SPACES: Space = 4;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Live,
@@ -177,6 +180,19 @@ impl Checker {
         let name = service.name().as_str().to_string();
         let version = service.version.0;
         let key = (listener, name.clone());
+        let elsewhere = |s: &HashSet<(Space, String, u64)>| {
+            (0..SPACES).any(|other| other != space && s.contains(&(other, name.clone(), version)))
+        };
+        if kind == Kind::Gone
+            && !self.ever_live.contains(&(space, name.clone(), version))
+            && elsewhere(&self.ever_live)
+        {
+            // A state of the version space it followed before, inherited through a
+            // failover and dropped because the directory it follows now does not hold
+            // it: its version says nothing of this space's.
+            self.tracks.remove(&key);
+            return;
+        }
         let before = self.tracks.get(&key).copied().filter(|t| t.space == space);
         if kind == Kind::Live && !self.ever_live.contains(&(space, name.clone(), version)) {
             self.violate(
