@@ -218,11 +218,72 @@ fn a_second_registrant_cannot_take_over_a_live_name() {
     assert_eq!(sim.directory().stats().rejected(RejectReason::NameHeld), 1);
 }
 
+/// Unregisters "target" (registered by `r`), lets listeners join once the removal's
+/// repeats are over (one hears the group, one subscribes; neither hears of "target"),
+/// and sends each the frame `replayed`, a genuine one of the directory's from before
+/// the removal: it must bring nothing back, being older than what their snapshot or
+/// delivery holds. `what` names the frame in the failure.
+fn joiners_take_nothing_from(sim: &mut Sim, r: usize, replayed: &[u8], what: &str) {
+    let dir = directory_location().socket_addr();
+    sim.unregister(r, "target");
+    sim.run(Duration::from_millis(1100));
+    let mut joined = vec![sim.add_client(Some(Interest::all()), 16)];
+    if cfg!(feature = "subscribe") {
+        joined.push(sim.add_subscriber(Interest::all(), 16));
+    }
+    sim.run(Duration::from_millis(300));
+    for &node in &joined {
+        assert!(sim.nodes[node].client.service("target").is_none());
+        let to = sim.nodes[node].addr;
+        sim.inject(dir, to, replayed);
+    }
+    sim.run(Duration::from_millis(100));
+    for node in joined {
+        assert!(
+            sim.nodes[node].client.service("target").is_none(),
+            "node {node} took a replayed {what} older than its snapshot"
+        );
+    }
+}
+
+/// The message of an authenticated frame sealed with `keys`, if it opens and decodes.
+fn opened<'a>(keys: &Keys, bytes: &'a [u8]) -> Option<Message<'a>> {
+    let (inner, _) = auth::open(keys, bytes).ok()?;
+    wire::decode_authenticated(inner).ok().map(|f| f.message)
+}
+
 /// A genuine announcement replayed within the replay window's span (2 s, for frames
 /// reordered on the way) to listeners that joined after the change it tells was undone
 /// brings nothing back: it is older than what their snapshot or delivery holds.
 /// (A unicast subscriber took it and listed the removed service for good, since no
 /// later delivery named it: history seed 1753230.)
+#[test]
+fn a_replayed_announcement_older_than_what_a_listener_holds_brings_nothing_back() {
+    let keys = Keys::new(key(1));
+    let mut sim = keyed_sim(7, keys.clone(), keys.clone());
+    let r = sim.add_client(None, 1);
+    // A listener from the start, to whom the announcement is sent (and captured).
+    let witness = sim.add_client(Some(Interest::all()), 16);
+    sim.capture = true;
+    sim.register(r, service("target", 1000));
+    sim.run(Duration::from_millis(300));
+    sim.capture = false;
+    let dir = directory_location().socket_addr();
+    let (_, _, announcement) = sim
+        .captured
+        .iter()
+        .find(|(from, to, bytes)| {
+            *from == dir
+                && *to == sim.nodes[witness].addr
+                && matches!(opened(&keys, bytes), Some(Message::Announce(..)))
+        })
+        .cloned()
+        .expect("the registration's announcement was captured");
+    joiners_take_nothing_from(&mut sim, r, &announcement, "announcement");
+}
+
+/// The same for a page of the directory's sweep. (A subscriber took one, replayed to
+/// it, and held the removed service for good: history seed 2928985.)
 #[test]
 fn a_replayed_sweep_page_older_than_what_a_listener_holds_brings_nothing_back() {
     let keys = Keys::new(key(1));
@@ -242,16 +303,11 @@ fn a_replayed_sweep_page_older_than_what_a_listener_holds_brings_nothing_back() 
     sim.run(Duration::from_millis(1500));
     sim.capture = false;
     let dir = directory_location().socket_addr();
-    let lists_target = |bytes: &[u8]| {
-        auth::open(&keys, bytes)
-            .ok()
-            .and_then(|(inner, _)| wire::decode_authenticated(inner).ok())
-            .is_some_and(|f| match f.message {
-                Message::SyncPage(_, items) => {
-                    items.into_iter().any(|s| s.name().as_str() == "target")
-                }
-                _ => false,
-            })
+    let lists_target = |bytes: &[u8]| match opened(&keys, bytes) {
+        Some(Message::SyncPage(_, items)) => {
+            items.into_iter().any(|s| s.name().as_str() == "target")
+        }
+        _ => false,
     };
     let (_, _, page) = sim
         .captured
@@ -259,74 +315,5 @@ fn a_replayed_sweep_page_older_than_what_a_listener_holds_brings_nothing_back() 
         .find(|(from, _, bytes)| *from == dir && lists_target(bytes))
         .cloned()
         .expect("a sweep page listing the registration was captured");
-    sim.unregister(r, "target");
-    // Listeners join once the removal's repeats are over: one hears the group, one
-    // subscribes. Neither hears of "target"; the page replayed to each is older than
-    // the snapshot it took.
-    sim.run(Duration::from_millis(1100));
-    let mut joined = vec![sim.add_client(Some(Interest::all()), 16)];
-    if cfg!(feature = "subscribe") {
-        joined.push(sim.add_subscriber(Interest::all(), 16));
-    }
-    sim.run(Duration::from_millis(300));
-    for &node in &joined {
-        assert!(sim.nodes[node].client.service("target").is_none());
-        let to = sim.nodes[node].addr;
-        sim.inject(dir, to, &page);
-    }
-    sim.run(Duration::from_millis(100));
-    for node in joined {
-        assert!(
-            sim.nodes[node].client.service("target").is_none(),
-            "node {node} took a replayed sweep page older than its snapshot"
-        );
-    }
-}
-
-#[test]
-fn a_replayed_announcement_older_than_what_a_listener_holds_brings_nothing_back() {
-    let keys = Keys::new(key(1));
-    let mut sim = keyed_sim(7, keys.clone(), keys.clone());
-    let r = sim.add_client(None, 1);
-    // A listener from the start, to whom the announcement is sent (and captured).
-    let witness = sim.add_client(Some(Interest::all()), 16);
-    sim.capture = true;
-    sim.register(r, service("target", 1000));
-    sim.run(Duration::from_millis(300));
-    sim.capture = false;
-    let dir = directory_location().socket_addr();
-    let (_, _, announcement) = sim
-        .captured
-        .iter()
-        .find(|(from, to, bytes)| {
-            *from == dir
-                && *to == sim.nodes[witness].addr
-                && auth::open(&keys, bytes)
-                    .ok()
-                    .and_then(|(inner, _)| wire::decode_authenticated(inner).ok())
-                    .is_some_and(|f| matches!(f.message, Message::Announce(..)))
-        })
-        .cloned()
-        .expect("the registration's announcement was captured");
-    sim.unregister(r, "target");
-    // Listeners join once the removal's repeats are over: one hears the group, one
-    // subscribes. Neither hears of "target".
-    sim.run(Duration::from_millis(1100));
-    let mut joined = vec![sim.add_client(Some(Interest::all()), 16)];
-    if cfg!(feature = "subscribe") {
-        joined.push(sim.add_subscriber(Interest::all(), 16));
-    }
-    sim.run(Duration::from_millis(300));
-    for &node in &joined {
-        assert!(sim.nodes[node].client.service("target").is_none());
-        let to = sim.nodes[node].addr;
-        sim.inject(dir, to, &announcement);
-    }
-    sim.run(Duration::from_millis(100));
-    for node in joined {
-        assert!(
-            sim.nodes[node].client.service("target").is_none(),
-            "node {node} took a replayed announcement older than its snapshot"
-        );
-    }
+    joiners_take_nothing_from(&mut sim, r, &page, "sweep page");
 }

@@ -610,30 +610,49 @@ fn a_failed_write_hands_every_subscriber_out_again() {
     assert!(stored(&mut p.directory).is_empty());
 }
 
-#[test]
-fn subscriptions_survive_a_directory_restart_through_storage() {
+/// A subscriber that registered "billing" and has had it delivered.
+fn billing_delivered() -> Pair {
     let mut p = Pair::new(4);
     p.run(Duration::from_millis(200), all);
     p.register("billing", 8000);
     p.run(Duration::from_secs(1), all);
-    let mut stored = Vec::new();
+    p
+}
+
+/// The subscriptions `p`'s directory holds, as its shell stores them (through their
+/// bytes).
+fn stored_subscribers(p: &Pair) -> Vec<Subscriber> {
     let mut buf = [0u8; MAX_SUBSCRIBER_LEN];
-    for s in p.directory.subscribers() {
-        stored.push(s.to_bytes(wall(p.now), &mut buf).unwrap().to_vec());
-    }
-    let records: Vec<Record> = p.directory.records().cloned().collect();
-    // The directory restarts from its store, its version clock further on.
+    let at = wall(p.now);
+    p.directory
+        .subscribers()
+        .map(|s| Subscriber::from_bytes(s.to_bytes(at, &mut buf).unwrap(), at).unwrap())
+        .collect()
+}
+
+/// Restarts `p`'s directory from `records` and `subscribers`, its version clock
+/// starting at `floor`.
+fn restart(p: &mut Pair, floor: Version, records: Vec<Record>, subscribers: Vec<Subscriber>) {
     let mut config = config();
-    config.version_floor = Version(p.directory.as_of().0 + 1_000_000);
+    config.version_floor = floor;
     p.directory = directory(config, 4);
     let now = p.now;
     for r in records {
         p.directory.restore(now, r).unwrap();
     }
-    for bytes in &stored {
-        let s = Subscriber::from_bytes(bytes, wall(now)).unwrap();
+    for s in subscribers {
         p.directory.restore_subscriber(now, s).unwrap();
     }
+}
+
+#[test]
+fn subscriptions_survive_a_directory_restart_through_storage() {
+    let mut p = billing_delivered();
+    let stored = stored_subscribers(&p);
+    let records: Vec<Record> = p.directory.records().cloned().collect();
+    // The directory restarts from its store, its version clock further on.
+    let floor = Version(p.directory.as_of().0 + 1_000_000);
+    restart(&mut p, floor, records, stored);
     assert_eq!(p.directory.subscribers().count(), 1);
     p.register("orders", 8001);
     p.run(Duration::from_secs(2), all);
@@ -652,16 +671,9 @@ fn subscriptions_survive_a_directory_restart_through_storage() {
 /// (history seed 3202949).
 #[test]
 fn a_restart_with_the_clock_behind_what_was_held_still_delivers_what_was_restored() {
-    let mut p = Pair::new(4);
-    p.run(Duration::from_millis(200), all);
-    p.register("billing", 8000);
-    p.run(Duration::from_secs(1), all);
+    let mut p = billing_delivered();
     let cursor = p.cursor().expect("acknowledged");
-    let mut stored = Vec::new();
-    let mut buf = [0u8; MAX_SUBSCRIBER_LEN];
-    for s in p.directory.subscribers() {
-        stored.push(s.to_bytes(wall(p.now), &mut buf).unwrap().to_vec());
-    }
+    let stored = stored_subscribers(&p);
     let mut records: Vec<Record> = p.directory.records().cloned().collect();
     // Written by a peer whose clock runs 2 s ahead while this directory was down.
     let expires = p.now + Duration::from_secs(60);
@@ -678,17 +690,7 @@ fn a_restart_with_the_clock_behind_what_was_held_still_delivers_what_was_restore
     });
     // The directory restarts from its store, its own clock behind the cursor (which
     // its peer's versions had pushed on).
-    let mut config = config();
-    config.version_floor = Version(cursor.0 - 100_000);
-    p.directory = directory(config, 4);
-    let now = p.now;
-    for r in records {
-        p.directory.restore(now, r).unwrap();
-    }
-    for bytes in &stored {
-        let s = Subscriber::from_bytes(bytes, wall(now)).unwrap();
-        p.directory.restore_subscriber(now, s).unwrap();
-    }
+    restart(&mut p, Version(cursor.0 - 100_000), records, stored);
     p.run(Duration::from_secs(2), all);
     assert_eq!(p.discovered("orders"), 1, "{:?}", p.events);
     assert_eq!(p.discovered("billing"), 1);
@@ -704,29 +706,16 @@ fn a_restart_with_the_clock_behind_what_was_held_still_delivers_what_was_restore
 /// service).
 #[test]
 fn a_restart_with_the_clock_behind_numbers_its_changes_past_what_was_handed_out() {
-    let mut p = Pair::new(4);
-    p.run(Duration::from_millis(200), all);
-    p.register("billing", 8000);
-    p.run(Duration::from_secs(1), all);
+    let mut p = billing_delivered();
     let records: Vec<Record> = p.directory.records().cloned().collect();
     let newest = records.iter().map(|r| r.service.version).max().unwrap();
-    let mut subscribers = Vec::new();
-    for s in p.directory.subscribers() {
-        let mut s = s.clone();
+    let mut stored = stored_subscribers(&p);
+    for s in &mut stored {
         // Acknowledged up to the last run's last link.
         s.acked = Some(Version(newest.0 + 3));
-        subscribers.push(s);
     }
-    let mut config = config();
-    config.version_floor = Version(newest.0 - 100_000);
-    p.directory = directory(config, 4);
+    restart(&mut p, Version(newest.0 - 100_000), records, stored);
     let now = p.now;
-    for r in records {
-        p.directory.restore(now, r).unwrap();
-    }
-    for s in subscribers {
-        p.directory.restore_subscriber(now, s).unwrap();
-    }
     let name = ServiceName::new("billing").unwrap();
     p.client.unregister(now, &name).unwrap();
     p.run(Duration::from_secs(2), all);
@@ -938,9 +927,9 @@ fn fill_with_port(directory: &mut Directory<'static>, now: Instant, count: usize
     }
 }
 
-#[test]
-fn a_long_delivery_completes_when_every_attempt_loses_a_page() {
-    // 200 services in datagrams of 512 bytes: a snapshot of about 8 pages.
+/// A pair for deliveries of many pages: room for 256 services (registered with long
+/// leases, see [`fill`]) in datagrams of 512 bytes.
+fn long_deliveries() -> Pair {
     let mut config = config();
     config.max_datagram = 512;
     config.max_lease = Duration::from_secs(300);
@@ -949,6 +938,13 @@ fn a_long_delivery_completes_when_every_attempt_loses_a_page() {
         .unwrap()
         .with_subscribers(leak(None, 4));
     p.client = subscriber(7, Interest::all(), 256);
+    p
+}
+
+#[test]
+fn a_long_delivery_completes_when_every_attempt_loses_a_page() {
+    // 200 services in datagrams of 512 bytes: a snapshot of about 8 pages.
+    let mut p = long_deliveries();
     let now = p.now;
     fill(&mut p.directory, now, 200);
     // Every attempt loses its second page: a different one each time, as an attempt
@@ -1029,14 +1025,7 @@ fn a_long_delivery_gets_through_heavy_loss_and_reordering() {
 #[test]
 fn a_late_page_of_a_delivery_taken_whole_does_not_count_toward_the_next() {
     // 200 services in datagrams of 512 bytes: deliveries of changes of several pages.
-    let mut config = config();
-    config.max_datagram = 512;
-    config.max_lease = Duration::from_secs(300);
-    let mut p = Pair::new(4);
-    p.directory = Directory::new(config, leak(None, 256), leak(0u32, 256))
-        .unwrap()
-        .with_subscribers(leak(None, 4));
-    p.client = subscriber(7, Interest::all(), 256);
+    let mut p = long_deliveries();
     p.run(Duration::from_millis(200), all);
     assert_eq!(p.cursor(), Some(p.directory.as_of()));
     // The first delivery of the 200: its first page (not the whole delivery) is kept.
