@@ -1,6 +1,6 @@
 //! Taking HTTP connections: at most [`MAX_CONNECTIONS`] at once, an eighth of them
 //! from one source (past that, `429` and the connection closed; see
-//! [`accept`](crate::accept)), and a connection that has not sent a whole request head
+//! [`accept`]), and a connection that has not sent a whole request head
 //! within [`HEADER_TIMEOUT`] of being taken, or of its previous answer, is closed; a
 //! request's body must then arrive whole within [`BODY_TIMEOUT`] ([`body_in_time`]).
 //! Without these, idle or trickling clients could hold connections for ever and use
@@ -50,7 +50,7 @@ pub async fn body_in_time(request: Request, next: Next) -> Response {
         .await
 }
 
-/// The answer to a connection past its source's share (see [`accept`](crate::accept)).
+/// The answer to a connection past its source's share (see [`accept`]).
 static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let body = serde_json::json!({ "error": accept::refusal_reason(MAX_CONNECTIONS) });
     accept::http_refusal("application/json", &body.to_string())
