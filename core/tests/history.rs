@@ -144,11 +144,15 @@ fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
 /// subscriber and a listener kept the removed service; 3298448, the checker took a
 /// listener's drop of a state inherited from the other of two independent directories
 /// (its clock 10 s ahead) for a removal in the new directory's versions, and that
-/// directory's later registration of the name for a resurrection.
-const ONCE_FAILED: [u64; 29] = [
+/// directory's later registration of the name for a resurrection; 3325446, two
+/// directories gave one registrant's two requests for a name the same version (both
+/// clocks following a peer's 10 s ahead), and a listener kept the one the store had
+/// merged away (3338833: the registry kept the earlier request's port, the registrant
+/// the later's).
+const ONCE_FAILED: [u64; 31] = [
     1346, 6684, 15956, 16380, 17259, 17288, 18123, 22897, 25553, 203440, 215083, 215885, 309405,
     518419, 619517, 622725, 705949, 1144237, 1229754, 1467746, 1753230, 2240337, 2324033, 2248528,
-    2651334, 2928985, 3202949, 3204923, 3298448,
+    2651334, 2928985, 3202949, 3204923, 3298448, 3325446, 3338833,
 ];
 
 /// Seeds that found a fault once with only some fault classes on (as

@@ -462,3 +462,36 @@ fn a_count_counted_from_before_a_live_version_held_is_not_taken() {
     p.run(Duration::from_secs(5));
     assert_eq!(p.total() - before, 20, "after v30: {:?}", p.sent);
 }
+
+/// Two directories gave one registrant's two requests for a name (port 1044, then port
+/// 1053) the same version: their version clocks both followed a peer's newer versions
+/// (a clock ahead), one past the newest they held. Whichever order the store brings
+/// them in, the later request is kept at a new version, so that a listener told of the
+/// other state at that version is told of it. Before, the second was merged into the
+/// first as a copy of it: the store and its directories kept one state, and a listener
+/// the other, for good (history seed 3325446, clock skew).
+#[test]
+fn two_requests_given_one_version_by_two_directories_settle_on_the_later() {
+    for later_first in [false, true] {
+        let mut p = Publisher::new();
+        let lease = RecordState::Live {
+            expires: p.now + Duration::from_secs(60),
+        };
+        let (first, second) = if later_first {
+            ((1053, 91), (1044, 90))
+        } else {
+            ((1044, 90), (1053, 91))
+        };
+        p.apply_sequenced(40, first.0, lease, 0, first.1);
+        p.run(Duration::from_millis(100));
+        p.apply_sequenced(40, second.0, lease, 0, second.1);
+        p.run(Duration::from_millis(100));
+        let held = &p.directory.record("moved").expect("held").service;
+        assert_eq!(
+            held.registration.locations[0].port(),
+            1053,
+            "later first: {later_first}"
+        );
+        assert!(held.version > Version(40), "later first: {later_first}");
+    }
+}

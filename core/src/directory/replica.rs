@@ -214,11 +214,18 @@ impl Directory<'_> {
                 let Some(held) = self.registry.get(slot).map(|e| &e.record) else {
                     return Ok(());
                 };
-                if record.service.version == held.service.version {
-                    self.merge(slot, &record);
-                    return Ok(());
-                }
-                if let Some(later) = later_request(held, &record) {
+                let later = if record.service.version == held.service.version {
+                    match same_version_conflict(held, &record) {
+                        Some(later) => Some(later),
+                        None => {
+                            self.merge(slot, &record);
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    later_request(held, &record)
+                };
+                if let Some(later) = later {
                     // The winner, if a removal, ended the live state that lost.
                     let lost = if later { held } else { &record };
                     let ended = if lost.is_live() {
@@ -559,6 +566,23 @@ fn same_removal(held: &Record, record: &Record) -> Option<Count> {
 /// higher sequence wins whatever the versions. `None` when the versions agree with the
 /// sequences, the sequences are equal, the registrants differ, or both are removals
 /// (see [`same_removal`]).
+/// Two states of one registrant's name that two directories gave the same version
+/// (their version clocks both following a peer's newer versions, one past the newest
+/// they held): when they are different requests that differ in what they hold, true
+/// when `record`'s request is the later one (false: `held`'s), and the later is kept
+/// at a new version, as for [`later_request`]. Otherwise (copies of one state) `None`:
+/// they merge. Without this, a listener could hold either state at that version for
+/// good, since receivers take nothing that is not newer.
+fn same_version_conflict(held: &Record, record: &Record) -> Option<bool> {
+    let differ = held.is_live() != record.is_live()
+        || !held
+            .service
+            .registration
+            .same_content(&record.service.registration);
+    (held.registrant == record.registrant && held.sequence != record.sequence && differ)
+        .then_some(record.sequence > held.sequence)
+}
+
 fn later_request(held: &Record, record: &Record) -> Option<bool> {
     let both_departed = !held.is_live() && !record.is_live();
     if held.registrant != record.registrant || both_departed {
