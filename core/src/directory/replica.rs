@@ -30,10 +30,14 @@ impl Directory<'_> {
         // started from the wall clock, is past them only while no clock ran ahead of
         // it: a peer of a shared store whose clock does (or this host's clock set
         // back) leaves restored versions above it, and the last run's links (which
-        // store nothing) a few versions above those.
-        let past = Version(record.service.version.0.saturating_add(RESTORE_MARGIN));
+        // store nothing) a few versions above those. So the versions start a margin
+        // past both the newest restored and the clock.
+        // Past the version clock too: a run restarted just before that stored nothing
+        // started where this one would, and handed out versions past its start.
+        let start = record.service.version.0.max(self.clock());
+        let past = Version(start.saturating_add(RESTORE_MARGIN));
         self.last_version = self.last_version.max(past);
-        self.repair_floor = self.repair_floor.max(past);
+        self.repair_floor = self.repair_floor.max(Version(past.0.saturating_add(1)));
         if let RecordState::Live { expires } = record.state {
             let grace = self.config.restore_grace.min(self.config.max_lease);
             let expires = expires
