@@ -4,9 +4,10 @@
 
 use super::*;
 
-/// How far past a restored version a restarted directory's versions start: one second
-/// of the version clock, far more than the links a run announces after the last
-/// version it stores (about one per change), and soon caught up by a wall clock.
+/// How far past the newest version restored, and past its version clock, a restarted
+/// directory's versions start: one second of the version clock, far more than the
+/// links a run announces after the last version it stores (about one per change), and
+/// soon caught up by a wall clock.
 const RESTORE_MARGIN: u64 = 1_000_000;
 
 impl Directory<'_> {
