@@ -32,9 +32,9 @@ impl Directory<'_> {
         // it: a peer of a shared store whose clock does (or this host's clock set
         // back) leaves restored versions above it, and the last run's links (which
         // store nothing) a few versions above those. So the versions start a margin
-        // past both the newest restored and the clock.
-        // Past the version clock too: a run restarted just before that stored nothing
-        // started where this one would, and handed out versions past its start.
+        // past both the newest restored and the clock (past the newest restored
+        // alone, a run restarted just before that stored nothing started where this
+        // one would, and handed out versions past its start).
         let start = record.service.version.0.max(self.clock());
         let past = Version(start.saturating_add(RESTORE_MARGIN));
         self.last_version = self.last_version.max(past);
