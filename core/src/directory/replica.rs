@@ -564,13 +564,6 @@ fn same_removal(held: &Record, record: &Record) -> Option<Count> {
     })
 }
 
-/// Whether `record`, of the same registrant as `held`, comes from its later request
-/// (`Some(true)`) or its earlier one (`Some(false)`) when the two versions say the
-/// opposite: the directory that applied the earlier request gave it a newer version (it
-/// had not yet seen the later one through the store). Between a registrant's records the
-/// higher sequence wins whatever the versions. `None` when the versions agree with the
-/// sequences, the sequences are equal, the registrants differ, or both are removals
-/// (see [`same_removal`]).
 /// Two states of one registrant's name that two directories gave the same version
 /// (their version clocks both following a peer's newer versions, one past the newest
 /// they held): when they are different requests that differ in what they hold, true
@@ -588,6 +581,13 @@ fn same_version_conflict(held: &Record, record: &Record) -> Option<bool> {
         .then_some(record.sequence > held.sequence)
 }
 
+/// Whether `record`, of the same registrant as `held`, comes from its later request
+/// (`Some(true)`) or its earlier one (`Some(false)`) when the two versions say the
+/// opposite: the directory that applied the earlier request gave it a newer version (it
+/// had not yet seen the later one through the store). Between a registrant's records the
+/// higher sequence wins whatever the versions. `None` when the versions agree with the
+/// sequences, the sequences are equal, the registrants differ, or both are removals
+/// (see [`same_removal`]).
 fn later_request(held: &Record, record: &Record) -> Option<bool> {
     let both_departed = !held.is_live() && !record.is_live();
     if held.registrant != record.registrant || both_departed {

@@ -754,6 +754,10 @@ impl World {
     /// Records what the network carried and what the clients reported since last time.
     fn harvest(&mut self) {
         let at = self.sim.now;
+        for (d, name, version) in std::mem::take(&mut self.sim.held_live) {
+            let space = self.version_space(d);
+            self.checker.live_held(space, &name, version);
+        }
         let captured = std::mem::take(&mut self.sim.captured);
         for (from, to, bytes) in captured {
             self.observe(at, from, to, &bytes);

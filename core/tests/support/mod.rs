@@ -202,6 +202,15 @@ pub enum DirectoryWrite {
     DeleteDeparted(String),
 }
 
+/// Notes a live state that directory `d` asks to store in `held`.
+fn note_held_live(held: &mut Vec<(usize, String, u64)>, d: usize, event: &DirectoryEvent<'_>) {
+    if let DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r) = event {
+        if r.is_live() {
+            held.push((d, r.name().to_string(), r.service.version.0));
+        }
+    }
+}
+
 /// Wall clock of the simulation: Unix milliseconds = simulated milliseconds + 10^12.
 pub fn wall(now: Instant) -> WallClock {
     WallClock {
@@ -240,6 +249,9 @@ pub struct Sim {
     pub client_keys: Option<herald_core::auth::Keys>,
     /// Every datagram sent, in order, when `capture` is on.
     pub captured: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Every live state a directory stored, announced or not: (directory, name,
+    /// version), taken by whoever checks the history.
+    pub held_live: Vec<(usize, String, u64)>,
     pub capture: bool,
     /// The registrant id of the next client added (default: one per client).
     pub next_registrant: Option<u64>,
@@ -366,6 +378,7 @@ impl Sim {
             client_lease: Duration::from_secs(3),
             client_keys: None,
             captured: Vec::new(),
+            held_live: Vec::new(),
             capture: false,
             next_registrant: None,
             shared: None,
@@ -554,7 +567,9 @@ impl Sim {
         let now = self.now;
         let mut conflicts = Vec::new();
         let Some(store) = &mut self.shared else {
-            while self.directories[d].directory.poll_event().is_some() {}
+            while let Some(event) = self.directories[d].directory.poll_event() {
+                note_held_live(&mut self.held_live, d, &event);
+            }
             return conflicts;
         };
         let mut buf = [0u8; MAX_RECORD_LEN];
@@ -563,7 +578,8 @@ impl Sim {
             let write = match writes.next() {
                 Some(write) => write,
                 None => match self.directories[d].directory.poll_event() {
-                    Some(DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r)) => {
+                    Some(event @ (DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r))) => {
+                        note_held_live(&mut self.held_live, d, &event);
                         let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
                         DirectoryWrite::Put(r.name().to_string(), bytes)
                     }

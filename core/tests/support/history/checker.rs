@@ -55,6 +55,10 @@ pub struct Checker {
     /// The part of `ever_live` a listener could have been told: announced or paged (not
     /// only acknowledged to its registrant).
     shown_live: HashSet<(Space, String, u64)>,
+    /// Every (space, name, version) a directory held live: `ever_live`, and states only
+    /// stored (such as a request's winner kept at a new version before it reached the
+    /// publisher).
+    held_live: HashSet<(Space, String, u64)>,
     newest_live: HashMap<(Space, String), u64>,
     /// The newest removal announced per (space, name).
     newest_removal: HashMap<(Space, String), u64>,
@@ -71,6 +75,7 @@ impl Checker {
             tracks: HashMap::new(),
             ever_live: HashSet::new(),
             shown_live: HashSet::new(),
+            held_live: HashSet::new(),
             newest_live: HashMap::new(),
             newest_removal: HashMap::new(),
             counts: BTreeMap::new(),
@@ -132,6 +137,11 @@ impl Checker {
                 .or_default();
             *newest = (*newest).max(version);
         }
+    }
+
+    /// A directory held `name` live at `version` (stored it), sent or not.
+    pub fn live_held(&mut self, space: Space, name: &str, version: u64) {
+        self.held_live.insert((space, name.to_string(), version));
     }
 
     /// The publisher sent one `unregistered` notification for a removal.
@@ -268,15 +278,21 @@ impl Checker {
     /// unregistration, or one of a lease the publisher expired); the store keeps the
     /// newer, and the publisher carries its count over to that version.
     ///
-    /// A live version that was only acknowledged, never announced nor paged, started no
-    /// live period any listener could see: a late retransmitted registration that a
+    /// A live version that was only acknowledged or stored, never announced nor paged,
+    /// started no live period any listener could see: a late retransmitted registration that a
     /// directory other than the publisher accepted after the publisher's removal, and
     /// that a late retransmitted unregistration removed again before the store brought
     /// the publisher anything but that removal. The publisher, which never held it, joins
     /// that removal to its own (same registration, under B old) and listeners are told N
-    /// times in all; when the content differs it announces afresh. Removals separated
+    /// times in all; when the content differs it announces afresh. Or a request's winner
+    /// kept at a new version by a directory whose clock runs ahead, removed there before
+    /// it reached the publisher, which removed the older state. Removals separated
     /// only by such versions pass when either way of counting holds: all together, or
-    /// each on its own.
+    /// each on its own. Counted each on its own, a removal that a later one of its group
+    /// continued may stop short of N: the directory, which cannot know that the version
+    /// in between was never shown (under clock skew it may be newer than the first
+    /// removal), counts the later removal afresh, and every listener that took the first
+    /// takes the later as newer.
     pub fn check_notifications(
         &mut self,
         now: Instant,
@@ -284,18 +300,21 @@ impl Checker {
         slack: impl Fn(Instant, Instant) -> usize,
     ) {
         let shown = self.group_removals(&self.shown_live);
-        let each = self.group_removals(&self.ever_live);
+        let held: HashSet<_> = self.ever_live.union(&self.held_live).cloned().collect();
+        let each = self.group_removals(&held);
         let mut found = Vec::new();
         for (key, versions, c) in &shown {
             if self
-                .count_fault(key, versions, c, counting, &slack)
+                .count_fault(key, versions, c, false, counting, &slack)
                 .is_none()
             {
                 continue;
             }
             for (k, vs, part) in &each {
                 if k == key && vs.iter().all(|v| versions.contains(v)) {
-                    if let Some(detail) = self.count_fault(k, vs, part, counting, &slack) {
+                    let continued = vs.last() < versions.last();
+                    let fault = self.count_fault(k, vs, part, continued, counting, &slack);
+                    if let Some(detail) = fault {
                         found.push((k.1.clone(), detail));
                     }
                 }
@@ -339,12 +358,13 @@ impl Checker {
     }
 
     /// What is wrong with the count `c` of the removal of `key` at `versions`, if
-    /// anything.
+    /// anything. A removal `continued` by a later one may have been notified fewer times.
     fn count_fault(
         &self,
         key: &(Space, String),
         versions: &[u64],
         c: &Count,
+        continued: bool,
         counting: Instant,
         slack: &impl Fn(Instant, Instant) -> usize,
     ) -> Option<String> {
@@ -352,7 +372,7 @@ impl Checker {
         let last = versions.last().copied().unwrap_or_default();
         let superseded = self.newest_live.get(key).is_some_and(|v| *v > last);
         let extra = slack(c.first, c.last);
-        let ok = if superseded || c.first > counting {
+        let ok = if superseded || continued || c.first > counting {
             c.sent <= n + extra
         } else {
             c.sent >= n && c.sent <= n + extra
