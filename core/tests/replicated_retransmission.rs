@@ -237,12 +237,25 @@ impl Publisher {
         ended: u64,
         sequence: u64,
     ) {
+        self.apply_from(7, version, port, state, ended, sequence);
+    }
+
+    /// Applies a record of `moved` held by `registrant`.
+    fn apply_from(
+        &mut self,
+        registrant: u64,
+        version: u64,
+        port: u16,
+        state: RecordState,
+        ended: u64,
+        sequence: u64,
+    ) {
         let record = Record {
             service: Service {
                 registration: service("moved", port),
                 version: Version(version),
             },
-            registrant: 7,
+            registrant,
             sequence,
             state,
             ended: Version(ended),
@@ -493,5 +506,56 @@ fn two_requests_given_one_version_by_two_directories_settle_on_the_later() {
             "later first: {later_first}"
         );
         assert!(held.version > Version(40), "later first: {later_first}");
+    }
+}
+
+/// Two directories gave two registrants' records of one name the same version: one
+/// registrant unregistered it (or let it expire) where the other registered it, or each
+/// registered it where the name was free, as their version clocks both followed a peer's
+/// newer versions. Whichever order the store brings them in, every directory keeps the
+/// same one (the higher sequence, then the higher registrant) at a new version, so that
+/// listeners told of the other are told of it. Before, the second merged into the first
+/// as a copy: two directories could keep different owners of the name, and listeners
+/// whichever the publisher held, for good.
+#[test]
+fn two_registrants_given_one_version_settle_on_one_owner_everywhere() {
+    let lease = |p: &Publisher| RecordState::Live {
+        expires: p.now + Duration::from_secs(60),
+    };
+    let cases = [
+        // (registrant, port, live, sequence) of each; the first wins.
+        ((7, 1044, true, 2000), (8, 1053, true, 1000)),
+        ((8, 1053, true, 1000), (7, 1044, true, 1000)),
+        ((8, 1053, true, 3000), (7, 1044, false, 2000)),
+        ((7, 1044, false, 3000), (8, 1053, true, 2000)),
+    ];
+    for (winner, loser) in cases {
+        for winner_first in [false, true] {
+            let mut p = Publisher::new();
+            let (first, second) = if winner_first {
+                (winner, loser)
+            } else {
+                (loser, winner)
+            };
+            for (registrant, port, live, sequence) in [first, second] {
+                let state = if live {
+                    lease(&p)
+                } else {
+                    RecordState::Departed { remaining: 20 }
+                };
+                p.apply_from(registrant, 40, port, state, 0, sequence);
+                p.run(Duration::from_millis(100));
+            }
+            let held = p.directory.record("moved").expect("held");
+            let case = format!("winner {winner:?}, loser {loser:?}, winner first: {winner_first}");
+            assert_eq!(held.registrant, winner.0, "{case}");
+            assert_eq!(held.is_live(), winner.2, "{case}");
+            assert_eq!(
+                held.service.registration.locations[0].port(),
+                winner.1,
+                "{case}"
+            );
+            assert!(held.service.version > Version(40), "{case}");
+        }
     }
 }

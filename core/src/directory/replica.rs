@@ -564,21 +564,30 @@ fn same_removal(held: &Record, record: &Record) -> Option<Count> {
     })
 }
 
-/// Two states of one registrant's name that two directories gave the same version
-/// (their version clocks both following a peer's newer versions, one past the newest
-/// they held): when they are different requests that differ in what they hold, true
-/// when `record`'s request is the later one (false: `held`'s), and the later is kept
-/// at a new version, as for [`later_request`]. Otherwise (copies of one state) `None`:
-/// they merge. Without this, a listener could hold either state at that version for
-/// good, since receivers take nothing that is not newer.
+/// Two states of one name that two directories gave the same version (their version
+/// clocks both following a peer's newer versions, one past the newest they held): when
+/// they are not copies of one state, true when `record` wins (false: `held`), and the
+/// winner is kept at a new version, as for [`later_request`]. Of one registrant's two
+/// requests that differ in what they hold, the later (higher sequence) wins; of two
+/// registrants' records, at least one live, the higher sequence and then the higher
+/// registrant, so that every directory keeps the same owner. Otherwise `None`: they
+/// merge. Without this, a listener could hold either state at that version for good,
+/// since receivers take nothing that is not newer, and two directories either owner.
 fn same_version_conflict(held: &Record, record: &Record) -> Option<bool> {
-    let differ = held.is_live() != record.is_live()
-        || !held
-            .service
-            .registration
-            .same_content(&record.service.registration);
-    (held.registrant == record.registrant && held.sequence != record.sequence && differ)
-        .then_some(record.sequence > held.sequence)
+    let differ = if held.registrant != record.registrant {
+        held.is_live() || record.is_live()
+    } else {
+        held.is_live() != record.is_live()
+            || !held
+                .service
+                .registration
+                .same_content(&record.service.registration)
+    };
+    let (mine, theirs) = (
+        (held.sequence, held.registrant),
+        (record.sequence, record.registrant),
+    );
+    (differ && mine != theirs).then_some(theirs > mine)
 }
 
 /// Whether `record`, of the same registrant as `held`, comes from its later request
