@@ -940,6 +940,9 @@ impl Sim {
                 return;
             }
             node.client.handle_datagram(self.now, p.from, &p.bytes);
+            // Events are taken after every input, as the client asks: a failover at
+            // the next timeout must not be reported before what this datagram changed.
+            self.drain_events(i);
         }
     }
 
@@ -991,8 +994,11 @@ impl Sim {
             for d in self.directories.iter_mut().filter(|d| !d.down) {
                 d.directory.handle_timeout(self.now);
             }
-            for n in self.nodes.iter_mut().filter(|n| !n.crashed) {
-                n.client.handle_timeout(self.now);
+            for i in 0..self.nodes.len() {
+                if !self.nodes[i].crashed {
+                    self.nodes[i].client.handle_timeout(self.now);
+                    self.drain_events(i);
+                }
             }
             self.flush();
         }

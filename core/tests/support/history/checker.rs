@@ -292,16 +292,18 @@ impl Checker {
     /// continued may stop short of N: the directory, which cannot know that the version
     /// in between was never shown (under clock skew it may be newer than the first
     /// removal), counts the later removal afresh, and every listener that took the first
-    /// takes the later as newer.
+    /// takes the later as newer. So it does when a removal settles a conflict with a live
+    /// state another directory gave its version: a listener holding that state takes
+    /// only the later removal.
     pub fn check_notifications(
         &mut self,
         now: Instant,
         counting: Instant,
         slack: impl Fn(Instant, Instant) -> usize,
     ) {
-        let shown = self.group_removals(&self.shown_live);
+        let shown = self.group_removals(&self.shown_live, false);
         let held: HashSet<_> = self.ever_live.union(&self.held_live).cloned().collect();
-        let each = self.group_removals(&held);
+        let each = self.group_removals(&held, true);
         let mut found = Vec::new();
         for (key, versions, c) in &shown {
             if self
@@ -326,10 +328,13 @@ impl Checker {
     }
 
     /// The removals counted, grouped per name across successive versions with no
-    /// version of `live` in between.
+    /// version of `live` in between (nor, when `at_same_version`, at the version of the
+    /// removal before: a state two directories gave the same version as a removal, which
+    /// a listener holding it would not take as older).
     fn group_removals(
         &self,
         live: &HashSet<(Space, String, u64)>,
+        at_same_version: bool,
     ) -> Vec<((Space, String), Vec<u64>, Count)> {
         let mut removals: Vec<((Space, String), Vec<u64>, Count)> = Vec::new();
         for ((space, name, version), c) in &self.counts {
@@ -337,9 +342,10 @@ impl Checker {
             let joined = match removals.last_mut() {
                 Some((k, versions, total)) if *k == key => {
                     let previous = *versions.last().unwrap_or(version);
-                    let live_between = live
-                        .iter()
-                        .any(|(s, l, v)| *s == *space && l == name && previous < *v && v < version);
+                    let live_between = live.iter().any(|(s, l, v)| {
+                        let after = previous < *v || (at_same_version && previous == *v);
+                        *s == *space && l == name && after && v < version
+                    });
                     if !live_between {
                         versions.push(*version);
                         total.sent += c.sent;
