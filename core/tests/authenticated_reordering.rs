@@ -179,17 +179,7 @@ fn a_client_ahead_of_the_directory_window_follows_its_clock_back() {
     c.keys = Some(keys);
     c.lease = Duration::from_secs(3);
     c.clock_floor = floor + Duration::from_secs(60).as_micros();
-    let client = Client::new(c, Vec::leak(vec![None; 4]), Vec::leak(vec![0u32; 4])).unwrap();
-    sim.nodes.push(Node {
-        addr: std::net::SocketAddr::new(ip(60), 40000),
-        client,
-        view: View::default(),
-        events: Vec::new(),
-        crashed: false,
-        partitioned: false,
-        listening: false,
-    });
-    let r = sim.nodes.len() - 1;
+    let r = sim.push_node(std::net::SocketAddr::new(ip(60), 40000), c, 4);
     sim.register(r, service("ahead", 1));
     sim.run(Duration::from_secs(2));
     assert!(sim.live().contains_key("ahead"));

@@ -436,18 +436,8 @@ fn a_registrant_id_used_from_a_clock_ahead_does_not_silence_a_correct_clock() {
         c.keys = Some(Keys::new(key()));
         c.lease = Duration::from_secs(3);
         c.clock_floor = floor + sim.now.as_micros() + ahead.as_micros();
-        let client = Client::new(c, Vec::leak(vec![None; 4]), Vec::leak(vec![0u32; 4])).unwrap();
         let i = sim.nodes.len();
-        sim.nodes.push(Node {
-            addr: SocketAddr::new(ip(50 + i as u8), 40000),
-            client,
-            view: View::default(),
-            events: Vec::new(),
-            crashed: false,
-            partitioned: false,
-            listening: false,
-        });
-        i
+        sim.push_node(SocketAddr::new(ip(50 + i as u8), 40000), c, 4)
     };
     let ahead = add(&mut sim, Duration::from_secs(29));
     sim.register(ahead, service("clocked", 1));

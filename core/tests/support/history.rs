@@ -250,6 +250,9 @@ struct World {
     publisher: usize,
     /// Directories to bring back: (when, which, restart from the store).
     ups: Vec<(Instant, usize, bool)>,
+    /// Registrants whose process stopped: which → when the next starts, and the names
+    /// it registers again.
+    stopped: BTreeMap<usize, (Instant, Vec<String>)>,
     /// Directory outages: (from, to).
     outages: Vec<(Instant, Instant)>,
     /// Changes of publisher.
@@ -353,6 +356,7 @@ impl World {
             next_port: 0,
             publisher: 0,
             ups: Vec::new(),
+            stopped: BTreeMap::new(),
             outages: Vec::new(),
             elections: Vec::new(),
             seen: vec![(0, 0); nodes],
@@ -458,7 +462,8 @@ impl World {
         let end = self.sim.now + span;
         while self.sim.now < end {
             let mut next = (self.sim.now + SLICE).min(end);
-            if let Some(up) = self.ups.iter().map(|u| u.0).min() {
+            let ups = self.ups.iter().map(|u| u.0);
+            if let Some(up) = ups.chain(self.stopped.values().map(|s| s.0)).min() {
                 next = next.min(up.max(self.sim.now));
             }
             let span = next.saturating_since(self.sim.now);
@@ -470,6 +475,54 @@ impl World {
             for (_, d, restart) in due {
                 self.bring_up(d, restart);
             }
+            let starting: Vec<usize> = self
+                .stopped
+                .iter()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(r, _)| *r)
+                .collect();
+            for r in starting {
+                self.start_registrant(r);
+            }
+        }
+    }
+
+    /// Registrant `r`'s process stops: every name it held is given up (what it does
+    /// not register again runs out a lease later), and after `down` another process
+    /// with the same registrant id registers `keep` percent of them again.
+    fn stop_registrant(&mut self, r: usize, down: Duration, keep: u64) {
+        let now = self.sim.now;
+        if self.stopped.contains_key(&r) {
+            return;
+        }
+        let names: Vec<String> = self.holdings[r].keys().cloned().collect();
+        let kept = (names.len() as u64 * keep).div_ceil(100) as usize;
+        self.history.step(
+            now,
+            format!(
+                "registrant {r} stops for {down}; the next process registers {kept} of its {} names again",
+                names.len()
+            ),
+        );
+        for name in &names {
+            self.end(r, name, now);
+        }
+        self.sim.nodes[self.registrants[r]].crashed = true;
+        self.stopped
+            .insert(r, (now + down, names.into_iter().take(kept).collect()));
+    }
+
+    /// Registrant `r`'s next process starts and registers its names again.
+    fn start_registrant(&mut self, r: usize) {
+        let Some((_, names)) = self.stopped.remove(&r) else {
+            return;
+        };
+        let now = self.sim.now;
+        self.history
+            .step(now, format!("registrant {r} starts again"));
+        self.sim.restart_client(self.registrants[r]);
+        for name in names {
+            self.register(r, &name);
         }
     }
 
@@ -499,6 +552,7 @@ impl World {
                 for _ in 0..n {
                     let with_room: Vec<usize> = (0..self.registrants.len())
                         .filter(|r| self.holdings[*r].len() < PER_REGISTRANT)
+                        .filter(|r| !self.stopped.contains_key(r))
                         .collect();
                     if with_room.is_empty() {
                         break;
@@ -561,6 +615,21 @@ impl World {
                 other_source,
                 other_destination,
             } => self.replay(pick, other_source, other_destination),
+            Step::RestartRegistrant {
+                registrant,
+                down,
+                keep,
+            } => {
+                // One of those holding names, if any does.
+                let holding: Vec<usize> = (0..self.registrants.len())
+                    .filter(|r| !self.holdings[*r].is_empty())
+                    .collect();
+                let r = match holding.len() {
+                    0 => registrant % self.registrants.len(),
+                    n => holding[registrant % n],
+                };
+                self.stop_registrant(r, down, keep);
+            }
         }
         self.sim.flush();
     }

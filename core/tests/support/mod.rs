@@ -157,6 +157,9 @@ pub struct Node {
     /// A partitioned node loses everything to and from it.
     pub partitioned: bool,
     pub listening: bool,
+    /// What the client was made with, and its table's size (to start it again).
+    config: ClientConfig,
+    table: usize,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -708,16 +711,7 @@ impl Sim {
         let listening = interest.is_some();
         config.interest = interest;
         config.subscribe = subscribe;
-        let client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
-        self.nodes.push(Node {
-            addr: SocketAddr::new(ip(10 + i as u8), 40000),
-            client,
-            view: View::default(),
-            events: Vec::new(),
-            crashed: false,
-            partitioned: false,
-            listening,
-        });
+        self.push_node(SocketAddr::new(ip(10 + i as u8), 40000), config, table);
         if unicast_only {
             self.unicast_only.insert(self.nodes[i].addr);
         }
@@ -727,6 +721,34 @@ impl Sim {
             self.nodes[i].client.request_snapshot(now);
         }
         i
+    }
+
+    /// Adds a node at `addr` whose client is made with `config` and a table of `table`
+    /// services. Returns its index.
+    pub fn push_node(&mut self, addr: SocketAddr, config: ClientConfig, table: usize) -> usize {
+        let client = Client::new(config.clone(), leak(None, table), leak(0u32, table)).unwrap();
+        self.nodes.push(Node {
+            addr,
+            client,
+            view: View::default(),
+            events: Vec::new(),
+            crashed: false,
+            partitioned: false,
+            listening: config.interest.is_some(),
+            config,
+            table,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Replaces node `i`'s client by a new one made with the same configuration (the
+    /// same registrant id), as a restarted process would: it knows nothing the first
+    /// knew. (Its view of the names is kept: the first's events were reported.)
+    pub fn restart_client(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let (config, table) = (node.config.clone(), node.table);
+        node.client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
+        node.crashed = false;
     }
 
     /// Puts a datagram on the wire as it is, with no loss.

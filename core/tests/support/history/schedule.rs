@@ -83,6 +83,9 @@ pub struct FaultClasses {
     /// Directories whose version clocks disagree by up to 10 s (their wall clocks, as
     /// `herald serve` starts its version clock from one).
     pub clock_skew: bool,
+    /// A registrant's process stops and another starts with the same registrant id,
+    /// registering again some of the names the first held (on new ports).
+    pub registrant_restarts: bool,
     /// "No `unregistered` for a registrant that kept renewing" is asserted only for
     /// schedules whose loss is at most this.
     pub expiry_loss_ceiling: f64,
@@ -106,6 +109,7 @@ impl FaultClasses {
             // Only a build with subscription mode has subscribers.
             unicast: subscription_mode(),
             clock_skew: true,
+            registrant_restarts: true,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -126,6 +130,7 @@ impl FaultClasses {
             independent_directories: false,
             unicast: false,
             clock_skew: false,
+            registrant_restarts: false,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -144,8 +149,8 @@ impl FaultClasses {
     /// The classes whose bit is set in `mask`, in field order (bit 0: loss, 1:
     /// duplication, 2: reordering, 3: big bursts, 4: flaps, 5: restarts, 6: failovers,
     /// 7: publisher changes, 8: replication delay, 9: replays, 10: independent
-    /// directories, 11: unicast subscribers, 12: clock skew), spurious expiry asserted
-    /// up to 40 % loss.
+    /// directories, 11: unicast subscribers, 12: clock skew, 13: registrant restarts),
+    /// spurious expiry asserted up to 40 % loss.
     pub fn from_mask(mask: u16) -> Self {
         let bit = |i: u16| mask & (1 << i) != 0;
         FaultClasses {
@@ -162,6 +167,7 @@ impl FaultClasses {
             independent_directories: bit(10),
             unicast: bit(11) && subscription_mode(),
             clock_skew: bit(12),
+            registrant_restarts: bit(13),
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -202,6 +208,7 @@ impl FaultClasses {
                     "independent_directories" => &mut self.independent_directories,
                     "unicast" => &mut self.unicast,
                     "clock_skew" => &mut self.clock_skew,
+                    "registrant_restarts" => &mut self.registrant_restarts,
                     _ => panic!("HERALD_SIM_FAULTS: no fault class `{class}`"),
                 };
                 // Only a build with subscription mode has subscribers.
@@ -273,6 +280,17 @@ pub enum Step {
         other_source: bool,
         /// Sent to another listener than its first receiver (announcements).
         other_destination: bool,
+    },
+    /// Registrant `registrant`'s process stops; after `down` another starts with the
+    /// same registrant id and registers again `keep` percent of the names the first
+    /// held.
+    RestartRegistrant {
+        /// Which registrant (modulo the number of those holding names).
+        registrant: usize,
+        /// For how long no process runs.
+        down: Duration,
+        /// Percent of the names registered again.
+        keep: u64,
     },
 }
 
@@ -422,6 +440,18 @@ impl Schedule {
                 Duration::from_millis(ahead)
             })
             .collect();
+        if classes.registrant_restarts && c.below(3) == 0 {
+            for _ in 0..1 + c.below(2) {
+                let at = c.below(steps.len() as u64 + 1) as usize;
+                let step = Step::RestartRegistrant {
+                    registrant: c.below(64) as usize,
+                    down: Duration::from_millis(c.pick(&[0, 20, 500, 2_000, 4_000])),
+                    keep: c.pick(&[0, 50, 100]),
+                };
+                // At the instant of the step before: the others keep their times.
+                steps.insert(at, (Duration::ZERO, step));
+            }
+        }
         Schedule {
             topology,
             loss,
