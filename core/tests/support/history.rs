@@ -253,6 +253,9 @@ struct World {
     /// Registrants whose process stopped: which → when the next starts, and the names
     /// it registers again.
     stopped: BTreeMap<usize, (Instant, Vec<String>)>,
+    /// Registrations (ports) whose registrant's process stopped while it held them or
+    /// before their unregistration was answered: nobody can remove them any more.
+    abandoned: HashSet<u16>,
     /// Directory outages: (from, to).
     outages: Vec<(Instant, Instant)>,
     /// Changes of publisher.
@@ -357,6 +360,7 @@ impl World {
             publisher: 0,
             ups: Vec::new(),
             stopped: BTreeMap::new(),
+            abandoned: HashSet::new(),
             outages: Vec::new(),
             elections: Vec::new(),
             seen: vec![(0, 0); nodes],
@@ -504,6 +508,21 @@ impl World {
                 names.len()
             ),
         );
+        let unanswered: Vec<(String, Instant)> = self
+            .releases
+            .iter()
+            .filter(|((owner, _), release)| *owner == r && release.outcome.is_none())
+            .map(|((_, name), release)| (name.clone(), release.began))
+            .collect();
+        for (port, i) in &self.incarnations {
+            let held = names.contains(&i.name);
+            let unremoved = unanswered
+                .iter()
+                .any(|(name, began)| *name == i.name && i.ended == Some(*began));
+            if i.registrant == r && i.ended.is_none_or(|_| unremoved) && (held || unremoved) {
+                self.abandoned.insert(*port);
+            }
+        }
         for name in &names {
             self.end(r, name, now);
         }
@@ -1291,7 +1310,9 @@ impl World {
     ///   remove it; without a restart it lives one lease;
     /// - or no directory answered it for a whole lease: every directory was tried, in
     ///   turn, paced like a renewal (a release given up sooner is a client bug, not
-    ///   excused).
+    ///   excused);
+    /// - or its registrant's process stopped while it held it, or before its
+    ///   unregistration was answered (`abandoned`).
     fn kept_by_restore(&self, now: Instant, service: &Service) -> bool {
         let name = service.name().as_str();
         let version = service.version.0;
@@ -1300,6 +1321,9 @@ impl World {
             .restored
             .get(&(name.to_string(), version))
             .is_some_and(|t| now <= *t + grace);
+        if self.abandoned.contains(&port(service)) {
+            return restored;
+        }
         let Some(i) = self.incarnations.get(&port(service)) else {
             return false;
         };
