@@ -669,7 +669,12 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|&location| KnownDirectory::new(location))
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
-        let next_request = (config.registrant as u32).max(1);
+        // From the registrant id and the clock the client starts with: a process started
+        // again with the same id (a later clock) numbers its requests apart from the one
+        // before it, so a late answer to one of those is not taken for its own. (A
+        // client without a clock numbers from the id alone.)
+        let start = config.registrant ^ config_clock_floor ^ (config_clock_floor >> 32);
+        let next_request = (start as u32).max(1);
         let subscribe =
             SUBSCRIBE && config.subscribe == Subscribe::Always && config.interest.is_some();
         let lease = config.lease;

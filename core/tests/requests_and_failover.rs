@@ -285,3 +285,41 @@ fn transient_loss_does_not_move_a_registrant_away_from_its_listeners() {
         assert_clean(&sim);
     }
 }
+
+/// A process restarted with the same registrant id (a later clock) numbers its requests
+/// apart from the process before it: a late acknowledgement of the earlier process's
+/// registration does not confirm the new process's own. Before, both numbered from the
+/// registrant id, and the new process took the old answer for its first request.
+#[test]
+fn a_restarted_process_does_not_take_the_answers_of_the_process_before_it() {
+    /// A process of registrant 3 whose clock reads `clock_floor`, and the Register it
+    /// sends first.
+    fn start(clock_floor: u64, store: &mut ClientStorage<1>) -> (Client<'_, 1>, Sent) {
+        let (known, index) = store.parts();
+        let mut config = ClientConfig::new(3);
+        config.directories.push(directory_location()).unwrap();
+        config.clock_floor = clock_floor;
+        let mut client = Client::new(config, known, index).unwrap();
+        let now = Instant::from_millis(1);
+        client.register(now, service("api", 1)).unwrap();
+        let mut buf = [0u8; 1400];
+        let t = client.poll_transmit(now, &mut buf).expect("a register");
+        let sent = registration_request(&buf[..t.len]).expect("a register");
+        (client, sent)
+    }
+    let directory = directory_location();
+    let floor = 1_700_000_000_000_000u64;
+    let mut first_store = ClientStorage::<1>::new();
+    let (_, first) = start(floor, &mut first_store);
+    let mut second_store = ClientStorage::<1>::new();
+    let (mut second, _) = start(floor + 5_000_000, &mut second_store);
+    let now = Instant::from_millis(2);
+    second.handle_datagram(now, directory.socket_addr(), &ack(first));
+    while let Some(event) = second.poll_event() {
+        assert!(
+            !matches!(event, ClientEvent::Registered { .. }),
+            "the restarted process took the answer to the first one's request {}",
+            first.0
+        );
+    }
+}
