@@ -747,7 +747,10 @@ impl Sim {
     pub fn restart_client(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let (config, table) = (node.config.clone(), node.table);
-        node.client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
+        let client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
+        let (slots, index) = std::mem::replace(&mut node.client, client).into_storage();
+        spare(slots);
+        spare(index);
         node.crashed = false;
     }
 
