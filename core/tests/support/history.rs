@@ -764,12 +764,17 @@ impl World {
             config.version_floor =
                 Version(config.version_floor.0 + now.as_micros() + ahead.as_micros());
             let mut directory = new_directory(config, self.capacity);
-            let records: Vec<Vec<u8>> = self
-                .sim
-                .shared
-                .as_ref()
-                .map(|s| s.records.values().cloned().collect())
-                .unwrap_or_default();
+            // A shared store's records, or (independent directories) its own.
+            let records: Vec<Vec<u8>> = match &self.sim.shared {
+                Some(s) => s.records.values().cloned().collect(),
+                None => self
+                    .sim
+                    .own_store
+                    .get(d)
+                    .into_iter()
+                    .flat_map(|s| s.values().cloned())
+                    .collect(),
+            };
             for bytes in records {
                 let record = Record::from_bytes(&bytes, wall(now)).unwrap();
                 if record.is_live() {
@@ -781,9 +786,11 @@ impl World {
                         .step(now, format!("directory {d} cannot restore a record: {e:?}"));
                 }
             }
-            directory.set_publishing(now, d == self.publisher);
-            // It has just read the whole store: it holds every write made before.
-            directory.caught_up(now);
+            if self.sim.shared.is_some() {
+                directory.set_publishing(now, d == self.publisher);
+                // It has just read the whole store: it holds every write made before.
+                directory.caught_up(now);
+            }
             let stopped = std::mem::replace(&mut self.sim.directories[d].directory, directory);
             recycle_directory(stopped);
             self.sim.restore_subscribers(d);

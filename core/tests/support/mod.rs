@@ -270,6 +270,9 @@ pub struct Sim {
     pub unicast_loss: Option<f64>,
     /// Per directory: the subscriptions its shell stored, by subscriber id.
     pub stored_subscribers: Vec<BTreeMap<u64, Vec<u8>>>,
+    /// Per directory without a shared store: the records it stored (name → record), as
+    /// `herald serve` keeps them in its embedded store.
+    pub own_store: Vec<BTreeMap<String, Vec<u8>>>,
 }
 
 /// How many subscribers each simulated directory can hold.
@@ -389,6 +392,7 @@ impl Sim {
             unicast_only: HashSet::new(),
             unicast_loss: None,
             stored_subscribers: Vec::new(),
+            own_store: Vec::new(),
         }
     }
 
@@ -570,8 +574,21 @@ impl Sim {
         let now = self.now;
         let mut conflicts = Vec::new();
         let Some(store) = &mut self.shared else {
+            if self.own_store.len() <= d {
+                self.own_store.resize(d + 1, BTreeMap::new());
+            }
+            let mut buf = [0u8; MAX_RECORD_LEN];
             while let Some(event) = self.directories[d].directory.poll_event() {
                 note_held_live(&mut self.held_live, d, &event);
+                match event {
+                    DirectoryEvent::Stored(r) | DirectoryEvent::Renewed(r) => {
+                        let bytes = r.to_bytes(wall(now), &mut buf).unwrap().to_vec();
+                        self.own_store[d].insert(r.name().to_string(), bytes);
+                    }
+                    DirectoryEvent::Removed(name) => {
+                        self.own_store[d].remove(name.as_str());
+                    }
+                }
             }
             return conflicts;
         };

@@ -256,7 +256,8 @@ pub enum Step {
     Unregister(usize),
     /// Unregister this many names and register each again at once.
     Flap(usize),
-    /// Directory `directory` stops for `down`, then starts from what its store holds.
+    /// Directory `directory` stops for `down`, then starts from what its store holds
+    /// (the shared store, or its own).
     Restart {
         /// Which directory.
         directory: usize,
@@ -440,6 +441,16 @@ impl Schedule {
                 Duration::from_millis(ahead)
             })
             .collect();
+        // Independent directories restart from their own storage (drawn here, after
+        // everything else, so that the schedules drawn before it stay as they were).
+        if classes.restarts && independent && c.below(2) == 0 {
+            let at = c.below(steps.len() as u64 + 1) as usize;
+            let step = Step::Restart {
+                directory: c.below(directories as u64) as usize,
+                down: Duration::from_millis(100 + c.below(lease.as_millis() / 4)),
+            };
+            steps.insert(at, (Duration::ZERO, step));
+        }
         if classes.registrant_restarts && c.below(3) == 0 {
             for _ in 0..1 + c.below(2) {
                 let at = c.below(steps.len() as u64 + 1) as usize;
