@@ -74,7 +74,25 @@ struct Failure {
 fn run_seeds(seeds: &[u64], classes: &FaultClasses) -> Vec<Failure> {
     let mut failures = Vec::new();
     for &seed in seeds {
-        let outcome = run_seed(seed, classes);
+        // A seed whose simulation panics (a stall, say) is reported as failing, by seed.
+        let run = std::panic::catch_unwind(|| run_seed(seed, classes));
+        let outcome = match run {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failures.push(Failure {
+                    seed,
+                    invariants: vec!["panic"],
+                    line: format!("seed {seed}: panicked: {message}"),
+                    report: message,
+                });
+                continue;
+            }
+        };
         if !outcome.violations.is_empty() {
             let invariants = outcome.invariants();
             let lines: Vec<String> = invariants

@@ -313,7 +313,7 @@ impl World {
         sim.capture = true;
         let n = schedule.topology.directories();
         let mut listeners = Vec::new();
-        let mut space = HashMap::new();
+        let mut space = HashMap::default();
         if schedule.subscribers > 0 {
             sim.unicast_loss = Some(schedule.loss.max(0.2));
         }
@@ -351,21 +351,21 @@ impl World {
             holdings: vec![BTreeMap::new(); registrants.len()],
             registrants,
             listeners,
-            incarnations: HashMap::new(),
-            keep_alives: HashMap::new(),
-            given_up: HashMap::new(),
-            releases: HashMap::new(),
-            restored: HashMap::new(),
+            incarnations: HashMap::default(),
+            keep_alives: HashMap::default(),
+            given_up: HashMap::default(),
+            releases: HashMap::default(),
+            restored: HashMap::default(),
             next_port: 0,
             publisher: 0,
             ups: Vec::new(),
             stopped: BTreeMap::new(),
-            abandoned: HashSet::new(),
+            abandoned: HashSet::default(),
             outages: Vec::new(),
             elections: Vec::new(),
             seen: vec![(0, 0); nodes],
             space,
-            requests: HashMap::new(),
+            requests: HashMap::default(),
             settled: Instant::ZERO,
             pool: Vec::new(),
             schedule,

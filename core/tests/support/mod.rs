@@ -11,7 +11,14 @@ use herald_core::registry::{WallClock, MAX_RECORD_LEN};
 use herald_core::wire::{decode, Change, Message};
 use herald_core::*;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// A map hashed the same way in every process, so that a seed replays exactly (the
+/// standard one's order changes from run to run).
+type HashMap<K, V> = std::collections::HashMap<K, V, FixedHasher>;
+/// A set hashed the same way in every process (see [`HashMap`]).
+type HashSet<T> = std::collections::HashSet<T, FixedHasher>;
+type FixedHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// A small seeded PRNG (xorshift64*), so runs are reproducible without dependencies.
@@ -378,8 +385,8 @@ impl Sim {
             nodes: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
-            notifications: HashMap::new(),
-            announcements: HashMap::new(),
+            notifications: HashMap::default(),
+            announcements: HashMap::default(),
             config,
             client_lease: Duration::from_secs(3),
             client_keys: None,
@@ -389,7 +396,7 @@ impl Sim {
             next_registrant: None,
             shared: None,
             next_first_directory: 0,
-            unicast_only: HashSet::new(),
+            unicast_only: HashSet::default(),
             unicast_loss: None,
             stored_subscribers: Vec::new(),
             own_store: Vec::new(),
@@ -423,11 +430,11 @@ impl Sim {
             queued: vec![Vec::new(); count],
             delay,
             down: false,
-            announcers: HashSet::new(),
+            announcers: HashSet::default(),
             catch_up: None,
-            revisions: HashMap::new(),
+            revisions: HashMap::default(),
             revision: 0,
-            seen: vec![HashMap::new(); count],
+            seen: vec![HashMap::default(); count],
         });
         self.elect(Some(0));
     }
@@ -988,6 +995,28 @@ impl Sim {
         }
     }
 
+    /// Who keeps the simulation from moving on: every party due within a millisecond.
+    fn stall_report(&self) -> String {
+        let soon = self.now + Duration::from_millis(1);
+        let mut due = Vec::new();
+        for (i, d) in self.directories.iter().enumerate().filter(|(_, d)| !d.down) {
+            if let Some(t) = d.directory.poll_timeout().filter(|t| *t <= soon) {
+                due.push(format!("directory {i} at {t}"));
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| !n.crashed) {
+            if let Some(t) = n.client.poll_timeout().filter(|t| *t <= soon) {
+                due.push(format!("node {i} at {t}"));
+            }
+        }
+        let queued = self.queue.iter().filter(|p| p.0.at <= soon).count();
+        format!(
+            "simulation stalls at {}: a million steps within a millisecond; due: {}; {queued} datagrams in flight",
+            self.now,
+            due.join(", ")
+        )
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let mut t = self.queue.peek().map(|Reverse(p)| p.at);
         let mut consider = |d: Option<Instant>| {
@@ -1015,10 +1044,19 @@ impl Sim {
     pub fn run(&mut self, span: Duration) {
         let end = self.now + span;
         let mut steps = 0u64;
+        // Steps since simulated time last moved on by a millisecond: a party whose
+        // deadline never passes (it asks to be woken at once, again and again) would
+        // spin here for ever, as it would burn a real machine's CPU.
+        let (mut mark, mut since_mark) = (self.now, 0u64);
         self.flush();
         loop {
             steps += 1;
             assert!(steps < 50_000_000, "simulation does not settle");
+            since_mark += 1;
+            if self.now >= mark + Duration::from_millis(1) {
+                (mark, since_mark) = (self.now, 0);
+            }
+            assert!(since_mark < 1_000_000, "{}", self.stall_report());
             let next = self.next_deadline().unwrap_or(end).max(self.now);
             if next > end {
                 self.now = end;

@@ -1,7 +1,8 @@
 //! The invariants a history must keep, checked as it is recorded and once it settles.
 
+use super::super::{HashMap, HashSet};
 use herald_core::{ClientEvent, Instant, Service};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// One broken invariant.
 #[derive(Clone, Debug)]
@@ -72,12 +73,12 @@ impl Checker {
     pub fn new(notifications: usize) -> Self {
         Checker {
             notifications,
-            tracks: HashMap::new(),
-            ever_live: HashSet::new(),
-            shown_live: HashSet::new(),
-            held_live: HashSet::new(),
-            newest_live: HashMap::new(),
-            newest_removal: HashMap::new(),
+            tracks: HashMap::default(),
+            ever_live: HashSet::default(),
+            shown_live: HashSet::default(),
+            held_live: HashSet::default(),
+            newest_live: HashMap::default(),
+            newest_removal: HashMap::default(),
             counts: BTreeMap::new(),
             violations: Vec::new(),
         }
