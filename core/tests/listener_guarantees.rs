@@ -341,6 +341,46 @@ fn a_registration_older_than_the_page_that_removed_its_name_is_taken() {
     assert_eq!(back, vec![("discovered", "moving".to_string())]);
 }
 
+/// The same registration, older than the page that removed its name and taken when
+/// announced, is then removed (at a version still below the page's stamp): the removal
+/// takes it down. Before, the removal inferred from the page, remembered at the page's
+/// stamp, made the listener take the newer removal for an older one, and it held the
+/// service for good (history seed 3574868: a directory restarted with its versions a
+/// second ahead, a peer's registration and removal below them).
+#[test]
+fn a_registration_taken_below_the_page_that_removed_its_name_is_removed_again() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 16);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("moving", 1, 100)]))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    client.handle_datagram(now, from, &page(0, 500, &[]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "moving".to_string())]
+    );
+    let registered = Change::Registered(svc("moving", 3, 400));
+    client.handle_datagram(now, from, &announce(d, 500, &[registered]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("discovered", "moving".to_string())]
+    );
+    // Unregistered through that directory at 450; announced stamped 600.
+    let removed = Change::Unregistered {
+        name: ServiceName::new("moving").unwrap(),
+        version: Version(450),
+    };
+    client.handle_datagram(now, from, &announce(d, 600, &[removed]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "moving".to_string())]
+    );
+    assert!(client.service("moving").is_none());
+}
+
 /// Issue 14, finding 4: the listener followed A, which removed `moved` after its
 /// registrant moved to B (where it is live at an older version, B's versions being
 /// B's own). A dies; the listener follows B and ends with exactly B's state after

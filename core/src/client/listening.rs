@@ -277,17 +277,22 @@ impl<const R: usize> Client<'_, R> {
         if !self.interested(name.as_str()) {
             return;
         }
-        if self
-            .removals
-            .get(name.as_str())
-            .is_some_and(|v| v >= version)
-        {
-            return;
-        }
         let slot = self.table.find(name.as_str());
         let takes_down = slot
             .and_then(|slot| self.table.get(slot))
             .is_some_and(|k| !k.removed && k.service.version < version);
+        // A removal remembered at or after this one makes it no news, unless it takes
+        // down a live state held: one taken since, below the stamp of a page that
+        // removed the name (a registration that reached the publisher after the page,
+        // see the removals module), is ended by any newer removal.
+        if !takes_down
+            && self
+                .removals
+                .get(name.as_str())
+                .is_some_and(|v| v >= version)
+        {
+            return;
+        }
         // Only a removal that takes a live state down needs its stamp: a page written
         // before it may still be on its way (see the removals module). Any other (a
         // repeat, or a name not held) is no news a page could undo, and must not keep
