@@ -323,3 +323,39 @@ fn a_restarted_process_does_not_take_the_answers_of_the_process_before_it() {
         );
     }
 }
+
+/// An acknowledgement granting no lease answers an unregistration, never a
+/// registration. Taken for one (a late answer to the request of an earlier process
+/// with the same registrant id and request id, or a forged one), it gave the
+/// registration a zero lease, and so the directory a zero silence limit: the client
+/// failed over at every wake-up, sending every registration again each time (history
+/// seed 3591306, a restarted registrant: thousands of requests a millisecond).
+#[test]
+fn an_acknowledgement_granting_no_lease_does_not_confirm_a_registration() {
+    let (a, b) = (directory_location(), nth_directory(1));
+    let mut store = ClientStorage::<1>::new();
+    let mut client = client_of(&mut store, &[a, b]);
+    let mut now = Instant::from_millis(1);
+    client.register(now, service("api", 1)).unwrap();
+    let sent = registers_until(&mut client, &mut now, Instant::from_millis(2));
+    client.handle_datagram(now, a.socket_addr(), &ack(sent[0]));
+    while client.poll_event().is_some() {}
+    // The registration changes; its Register is answered with no lease.
+    client.register(now, service("api", 2)).unwrap();
+    let sent = registers_until(&mut client, &mut now, Instant::from_millis(3));
+    let mut buf = [0u8; 1400];
+    let zero = Ack {
+        request: sent[0].0,
+        lease: Duration::ZERO,
+        version: Version(11),
+    };
+    let n = wire::encode(&Environment::default(), &zero, &mut buf).unwrap();
+    client.handle_datagram(now, a.socket_addr(), &buf[..n]);
+    let confirmed = std::iter::from_fn(|| client.poll_event())
+        .any(|e| matches!(e, ClientEvent::Registered { .. }));
+    assert!(!confirmed, "a zero lease confirmed a registration");
+    // Unanswered for a second, well within the silence limit: still at `a`.
+    let resent = registers_until(&mut client, &mut now, Instant::from_millis(1_000));
+    assert_eq!(client.current_directory(), Some(a));
+    assert!(resent.len() < 10, "{} requests in a second", resent.len());
+}

@@ -66,7 +66,9 @@ impl<const R: usize> Client<'_, R> {
     /// How long the current directory may stay silent before the client probes others:
     /// `failover_after`, but at most a quarter of the shortest lease it holds, so that a
     /// registrant whose directory died renews elsewhere (after at most twice this)
-    /// before its lease runs out where the registry is shared.
+    /// before its lease runs out where the registry is shared; never less than the
+    /// request timeout (a lease granted absurdly short must not make the client fail
+    /// over at every wake-up).
     pub(super) fn failover_limit(&self) -> Duration {
         let lease = self
             .own
@@ -75,7 +77,10 @@ impl<const R: usize> Client<'_, R> {
             .map(|o| o.granted)
             .min()
             .unwrap_or(self.config.lease);
-        self.config.failover_after.min(lease.div(4))
+        self.config
+            .failover_after
+            .min(lease.div(4))
+            .max(self.config.request_timeout)
     }
 
     /// When the silence of the current directory next changes what the client does.

@@ -55,11 +55,16 @@ impl<const R: usize> Client<'_, R> {
     pub(super) fn handle_ack(&mut self, ack: Ack, from: SocketAddr) {
         let now = self.now;
         let senders = self.senders(from);
+        // A registration is answered with the lease granted, an unregistration with
+        // none: an answer of the other kind (a late one to an earlier process's request
+        // of the same id, or a forged one) is not this request's. Taken, a zero lease
+        // would have the client renew, and fail over, at once and for ever.
         let Some((i, sent_at)) = self
             .own
             .iter()
             .enumerate()
             .filter(|(_, o)| o.waiting())
+            .filter(|(_, o)| (o.state == OwnState::Registering) == (ack.lease > Duration::ZERO))
             .find_map(|(i, o)| o.attempt(ack.request, senders).map(|at| (i, at)))
         else {
             return;
