@@ -164,6 +164,8 @@ pub struct Node {
     /// A partitioned node loses everything to and from it.
     pub partitioned: bool,
     pub listening: bool,
+    /// Datagrams sent since the start of the current 100 ms window (see [`STORM`]).
+    sent: (Instant, usize),
     /// What the client was made with, and its table's size (to start it again).
     config: ClientConfig,
     table: usize,
@@ -220,6 +222,10 @@ fn note_held_live(held: &mut Vec<(usize, String, u64)>, d: usize, event: &Direct
         }
     }
 }
+
+/// Most datagrams a simulated client sends within 100 ms: far more than any schedule
+/// needs (a registrant holds 8 names; a subscriber acknowledges pages as they come).
+const STORM: usize = 2_000;
 
 /// Wall clock of the simulation: Unix milliseconds = simulated milliseconds + 10^12.
 pub fn wall(now: Instant) -> WallClock {
@@ -759,6 +765,7 @@ impl Sim {
             crashed: false,
             partitioned: false,
             listening: config.interest.is_some(),
+            sent: (Instant::ZERO, 0),
             config,
             table,
         });
@@ -878,6 +885,7 @@ impl Sim {
             while let Some(t) = self.nodes[i].client.poll_transmit(self.now, &mut buf) {
                 let from = self.nodes[i].addr;
                 let bytes = buf[..t.len].to_vec();
+                self.count_sent(i);
                 self.send(from, t.destination, &bytes);
             }
             self.drain_events(i);
@@ -993,6 +1001,22 @@ impl Sim {
             // the next timeout must not be reported before what this datagram changed.
             self.drain_events(i);
         }
+    }
+
+    /// Counts a datagram node `i` sent; more than [`STORM`] within 100 ms of simulated
+    /// time is a storm (a client re-sending at every wake-up), reported at once.
+    fn count_sent(&mut self, i: usize) {
+        let now = self.now;
+        let sent = &mut self.nodes[i].sent;
+        if now >= sent.0 + Duration::from_millis(100) {
+            *sent = (now, 0);
+        }
+        sent.1 += 1;
+        assert!(
+            sent.1 <= STORM,
+            "node {i} sent more than {STORM} datagrams within 100 ms (from {})",
+            sent.0
+        );
     }
 
     /// Who keeps the simulation from moving on: every party due within a millisecond.
