@@ -300,6 +300,26 @@ fn repeats_of_removals_do_not_hold_back_a_missed_service() {
     assert_eq!(found, vec![("discovered", "missed".to_string())]);
 }
 
+/// A listener of directory 1 that held `moving` at version 100 (from a snapshot page
+/// stamped 100) and was then told by a sweep stamped 500, which no longer lists it, that
+/// it is gone (unregistered through another directory): the directory, the listener
+/// and the time.
+fn removed_by_a_page() -> (Location, Client<'static, 1>, Instant) {
+    let d = location(1);
+    let mut client = listener(&[d], None, 16);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[svc("moving", 1, 100)]))
+    });
+    assert_eq!(events(&mut client).len(), 1);
+    client.handle_datagram(now, d.socket_addr(), &page(0, 500, &[]));
+    assert_eq!(
+        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
+        vec![("unregistered", "moving".to_string())]
+    );
+    (d, client, now)
+}
+
 /// With a replicated store, a page that does not list a state held tells that it was
 /// removed at some version up to the page's stamp, not at the stamp: a registration made
 /// through another directory reaches the publisher after the page, at a version below
@@ -309,20 +329,8 @@ fn repeats_of_removals_do_not_hold_back_a_missed_service() {
 /// convergence and lasting divergence).
 #[test]
 fn a_registration_older_than_the_page_that_removed_its_name_is_taken() {
-    let d = location(1);
+    let (d, mut client, now) = removed_by_a_page();
     let from = d.socket_addr();
-    let mut client = listener(&[d], None, 16);
-    let mut now = Instant::from_millis(1);
-    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
-        Some(page(r, 100, &[svc("moving", 1, 100)]))
-    });
-    assert_eq!(events(&mut client).len(), 1);
-    // A sweep stamped 500 no longer lists it (unregistered through another directory).
-    client.handle_datagram(now, from, &page(0, 500, &[]));
-    assert_eq!(
-        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
-        vec![("unregistered", "moving".to_string())]
-    );
     // Late copies written before the sweep: refused.
     let old = |version: u64, as_of: u64, port: u16| {
         announce(
@@ -349,19 +357,8 @@ fn a_registration_older_than_the_page_that_removed_its_name_is_taken() {
 /// second ahead, a peer's registration and removal below them).
 #[test]
 fn a_registration_taken_below_the_page_that_removed_its_name_is_removed_again() {
-    let d = location(1);
+    let (d, mut client, now) = removed_by_a_page();
     let from = d.socket_addr();
-    let mut client = listener(&[d], None, 16);
-    let mut now = Instant::from_millis(1);
-    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
-        Some(page(r, 100, &[svc("moving", 1, 100)]))
-    });
-    assert_eq!(events(&mut client).len(), 1);
-    client.handle_datagram(now, from, &page(0, 500, &[]));
-    assert_eq!(
-        events(&mut client).iter().map(name_of).collect::<Vec<_>>(),
-        vec![("unregistered", "moving".to_string())]
-    );
     let registered = Change::Registered(svc("moving", 3, 400));
     client.handle_datagram(now, from, &announce(d, 500, &[registered]));
     assert_eq!(
