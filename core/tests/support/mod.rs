@@ -774,10 +774,14 @@ impl Sim {
 
     /// Replaces node `i`'s client by a new one made with the same configuration (the
     /// same registrant id), as a restarted process would: it knows nothing the first
-    /// knew. (Its view of the names is kept: the first's events were reported.)
+    /// knew but the time (its clock starts where the first's is now, as a `herald`
+    /// process's starts from the wall clock, so its requests come after the first's).
+    /// Its view of the names is kept: the first's events were reported.
     pub fn restart_client(&mut self, i: usize) {
+        let now = self.now;
         let node = &mut self.nodes[i];
-        let (config, table) = (node.config.clone(), node.table);
+        let (mut config, table) = (node.config.clone(), node.table);
+        config.clock_floor = now.as_micros();
         let client = Client::new(config, leak(None, table), leak(0u32, table)).unwrap();
         let (slots, index) = std::mem::replace(&mut node.client, client).into_storage();
         spare(slots);

@@ -83,8 +83,9 @@ pub struct FaultClasses {
     /// Directories whose version clocks disagree by up to 10 s (their wall clocks, as
     /// `herald serve` starts its version clock from one).
     pub clock_skew: bool,
-    /// A registrant's process stops and another starts with the same registrant id,
-    /// registering again some of the names the first held (on new ports).
+    /// A registrant's process stops and another starts with the same registrant id
+    /// and a clock (its requests come after the first's), registering again some of
+    /// the names the first held (on new ports).
     pub registrant_restarts: bool,
     /// "No `unregistered` for a registrant that kept renewing" is asserted only for
     /// schedules whose loss is at most this.
