@@ -256,6 +256,9 @@ struct World {
     /// Registrations (ports) whose registrant's process stopped while it held them or
     /// before their unregistration was answered: nobody can remove them any more.
     abandoned: HashSet<u16>,
+    /// Per registrant and name: when its last unregistration that a directory confirmed
+    /// began (every registration of the name given up by then was removed).
+    removed_by: HashMap<(usize, String), Instant>,
     /// Directory outages: (from, to).
     outages: Vec<(Instant, Instant)>,
     /// Changes of publisher.
@@ -361,6 +364,7 @@ impl World {
             ups: Vec::new(),
             stopped: BTreeMap::new(),
             abandoned: HashSet::default(),
+            removed_by: HashMap::default(),
             outages: Vec::new(),
             elections: Vec::new(),
             seen: vec![(0, 0); nodes],
@@ -508,18 +512,21 @@ impl World {
                 names.len()
             ),
         );
-        let unanswered: Vec<(String, Instant)> = self
+        let unanswered: Vec<String> = self
             .releases
             .iter()
             .filter(|((owner, _), release)| *owner == r && release.outcome.is_none())
-            .map(|((_, name), release)| (name.clone(), release.began))
+            .map(|((_, name), _)| name.clone())
             .collect();
         for (port, i) in &self.incarnations {
             let held = names.contains(&i.name);
-            let unremoved = unanswered
-                .iter()
-                .any(|(name, began)| *name == i.name && i.ended == Some(*began));
-            if i.registrant == r && i.ended.is_none_or(|_| unremoved) && (held || unremoved) {
+            let unremoved = unanswered.contains(&i.name);
+            // Not one a confirmed unregistration removed since it was given up.
+            let removed = self
+                .removed_by
+                .get(&(r, i.name.clone()))
+                .is_some_and(|t| i.ended.is_some_and(|e| e <= *t));
+            if i.registrant == r && (held || unremoved) && !removed {
                 self.abandoned.insert(*port);
             }
         }
@@ -900,6 +907,13 @@ impl World {
                         );
                         if let Some(release) = self.releases.get_mut(&(r, name.to_string())) {
                             release.outcome.get_or_insert((at, *confirmed));
+                            if *confirmed {
+                                // Every registration of the name given up by then is gone.
+                                let began = release.began;
+                                let removed = self.removed_by.entry((r, name.to_string()));
+                                let t = removed.or_insert(began);
+                                *t = (*t).max(began);
+                            }
                         }
                     }
                     ClientEvent::DirectoryChanged(l) => {
