@@ -37,7 +37,7 @@ use herald_core::{
     Directory, DirectoryConfig, DirectoryEvent, Instant, Interest, Location, Pattern, Record,
     RecordState, Slot,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Most steps run from one input (keeps executions fast).
@@ -349,6 +349,7 @@ pub fn run(data: &[u8]) {
         store: BTreeMap::new(),
         owed: HashMap::new(),
         history: Vec::new(),
+        held: HashSet::new(),
     };
     // Time starts at zero (the clock that authenticated counters follow starts here).
     h.timeout(Instant::ZERO);
@@ -385,6 +386,10 @@ struct Harness<'a> {
     /// Every record ever written to the store, oldest first (bounded): late copies the
     /// store may still deliver.
     history: Vec<Vec<u8>>,
+    /// Senders of a snapshot request not answered in its own step: the directory may
+    /// hold its answer and send it later (a new publisher catching up holds pages, and
+    /// the answers queued behind them).
+    held: HashSet<SocketAddr>,
 }
 
 /// Most records kept in [`Harness::history`].
@@ -569,7 +574,12 @@ impl Harness<'_> {
         crate::trace!("  bytes {}", crate::hex(bytes));
         self.received = bytes.len();
         self.d.handle_datagram(at, from, bytes);
-        self.drain(at, Some(from));
+        let answered = self.drain(at, Some(from));
+        let snapshot = decode_sent(bytes, self.config.keys.as_ref())
+            .is_ok_and(|(f, _)| matches!(f.message, OwnedMessage::SnapshotRequest(_)));
+        if snapshot && !answered {
+            self.held.insert(from);
+        }
     }
 
     fn timeout(&mut self, now: Instant) {
@@ -623,8 +633,11 @@ impl Harness<'_> {
         }
     }
 
-    fn drain(&mut self, at: Instant, from: Option<SocketAddr>) {
+    /// Takes what the directory sends and its events, and checks them; true when
+    /// something was sent to `from`.
+    fn drain(&mut self, at: Instant, from: Option<SocketAddr>) -> bool {
         let mut sent = 0;
+        let mut answered = false;
         while let Some(t) = self.d.poll_transmit(at, &mut self.buf) {
             sent += 1;
             assert!(sent <= MAX_DRAIN, "poll_transmit never runs dry");
@@ -652,6 +665,7 @@ impl Harness<'_> {
                     self.received
                 );
             }
+            answered |= Some(t.destination) == from;
             self.check_sent(t.destination, from, frame);
         }
         let mut removed = Vec::new();
@@ -700,6 +714,7 @@ impl Harness<'_> {
         assert_eq!(self.d.capacity(), self.capacity);
         assert!(self.d.len() <= self.capacity, "registry over capacity");
         assert_eq!(self.d.records().count(), self.d.len());
+        answered
     }
 
     fn check_sent(&mut self, to: SocketAddr, from: Option<SocketAddr>, frame: OwnedFrame) {
@@ -718,13 +733,16 @@ impl Harness<'_> {
             OwnedMessage::Ack(_)
             | OwnedMessage::KeepAliveAck(_)
             | OwnedMessage::SubscribeAck(_)
-            | OwnedMessage::Reject(_)
-            | OwnedMessage::SnapshotPage(..)
-            | OwnedMessage::ChangesPage(..) => {
+            | OwnedMessage::Reject(_) => {
                 assert_eq!(Some(to), from, "a reply goes to the requester");
             }
+            OwnedMessage::SnapshotPage(..) | OwnedMessage::ChangesPage(..) => {
+                let requester = Some(to) == from || self.held.contains(&to);
+                assert!(requester, "a page goes to {to}, who asked for none");
+            }
             OwnedMessage::Cookie(c) => {
-                assert_eq!(Some(to), from, "a cookie goes to the requester");
+                let requester = Some(to) == from || self.held.contains(&to);
+                assert!(requester, "a cookie goes to {to}, who asked for none");
                 self.cookies.insert(to, c.cookie);
             }
             OwnedMessage::Beacon(ref b)
