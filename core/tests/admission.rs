@@ -286,6 +286,34 @@ fn flood(d: &mut Directory<'_>) -> (SocketAddr, Vec<u8>) {
 }
 
 #[test]
+fn a_new_publisher_catching_up_holds_its_pages_but_not_the_cookies_behind_them() {
+    let mut d = directory(config(), 100);
+    fill(&mut d, 20);
+    let early = addr(10, 9, 9, 9, 6000);
+    let cookie = cookie_for(&mut d, early, T);
+    // Demoted and elected again: a new publisher, catching up with the store.
+    d.set_publishing(T, false);
+    d.set_publishing(T, true);
+    drain(&mut d, T);
+    assert!(d.is_catching_up());
+    d.handle_datagram(T, early, &snapshot(2, 4, Some(cookie)));
+    let late = addr(10, 9, 9, 8, 6000);
+    d.handle_datagram(T, late, &snapshot(1, 4, None));
+    let sent = drain(&mut d, T);
+    assert_eq!(sent_to(&sent, early).1, 0, "no page while catching up");
+    let answer = sent.iter().find(|(to, _)| *to == late);
+    assert!(
+        answer.is_some_and(|(_, bytes)| cookie_in(bytes).is_some()),
+        "the cookie behind the held pages goes out at once"
+    );
+    // Caught up: the held pages follow.
+    d.caught_up(T);
+    let (_, pages, services) = sent_to(&drain(&mut d, T), early);
+    assert!(pages > 0);
+    assert_eq!(services, 20);
+}
+
+#[test]
 fn registrations_are_answered_before_queued_snapshot_pages() {
     let mut d = directory(config(), 4_000);
     fill(&mut d, 2_000);

@@ -16,7 +16,8 @@
 //! * **Reply priority.** Snapshot answers (pages and cookies) wait in their own bounded
 //!   queue ([`SNAPSHOT_QUEUE`]) behind the replies to registrations, renewals and
 //!   unregistrations; when it is full a new snapshot request is dropped (counted), not
-//!   delayed.
+//!   delayed. A new publisher catching up holds its pages there, not the cookies
+//!   behind them.
 //! * **Registration budgets.** One address, and one /24 (IPv4) or /64 (IPv6) network,
 //!   may hold only so many live registrations taken by this directory; beyond it a new
 //!   name is refused with [`RejectReason::SourceBudget`]. The counts come from each
@@ -145,6 +146,22 @@ impl Admission {
             budgets: ByteBudgets::new(config.snapshot_rate, Instant::ZERO),
             counts: heapless::Vec::new(),
         }
+    }
+
+    /// Takes the first cookie answer out of the queue, the other answers keeping their
+    /// order.
+    fn take_cookie(&mut self) -> Option<Answer> {
+        let mut cookie = None;
+        for _ in 0..self.answers.len() {
+            let answer = self.answers.pop_front()?;
+            if cookie.is_none() && matches!(answer, Answer::Cookie { .. }) {
+                cookie = Some(answer);
+            } else {
+                // Back where it was: one was just taken out, so there is room.
+                let _ = self.answers.push_back(answer);
+            }
+        }
+        cookie
     }
 
     /// Refills the budgets of `ip` and of everyone; true when both have bytes left.
@@ -298,11 +315,14 @@ impl Directory<'_> {
         let trailer = self.config.trailer_len();
         loop {
             let pages = matches!(self.admission.answers.front(), Some(Answer::Pages { .. }));
-            if pages && self.is_catching_up() {
-                // Held until this new publisher holds what its predecessor sent.
-                return None;
-            }
-            match self.admission.answers.pop_front()? {
+            let next = if pages && self.is_catching_up() {
+                // Pages are held until this new publisher holds what its predecessor
+                // sent; a cookie, which depends on no state, goes out meanwhile.
+                self.admission.take_cookie()
+            } else {
+                self.admission.answers.pop_front()
+            };
+            match next? {
                 Answer::Cookie { to, request, limit } => {
                     let reply = CookieReply {
                         request,
