@@ -15,7 +15,8 @@
 //! current one as soon as it hears it, and prefers one when it fails over), keeps a bounded table of the services it has discovered,
 //! and emits [`ClientEvent::Discovered`], [`ClientEvent::Changed`] and
 //! [`ClientEvent::Unregistered`] exactly once per real change, never for a mere
-//! re-announcement. It asks for a snapshot when it starts, when it switches directory,
+//! re-announcement (a full table gives up only a state no page vouches for, and reports
+//! it as [`ClientEvent::Evicted`]). It asks for a snapshot when it starts, when it switches directory,
 //! and when a beacon's count or digest differs from what it holds; when an announcement
 //! or a beacon shows that it missed a link of the announcement chain, it asks only for
 //! the changes since the last link it holds (see the `repair` module). The directory's
@@ -213,6 +214,10 @@ pub enum ClientEvent {
     Changed(Service),
     /// A known service went away (unregistered or expired); its last known state.
     Unregistered(Service),
+    /// A known service was given up to make room in the full table for one the
+    /// directory confirmed (see [`ClientStats::table_full`]); nothing says it went away.
+    /// Only states no page of the directory confirmed are given up.
+    Evicted(Service),
     /// One of this client's registrations was accepted (first time only).
     Registered {
         /// The service.
@@ -287,6 +292,8 @@ pub struct Known {
     changed: bool,
     /// Gone; to be reported (if told) and dropped.
     removed: bool,
+    /// Removed for room, not gone: reported as evicted.
+    evicted: bool,
     /// A hash of the content the user was last told, so that a change and back between
     /// two polls is not reported as a change.
     reported: u32,

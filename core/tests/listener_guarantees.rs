@@ -107,7 +107,10 @@ fn events(client: &mut Client<'_, 1>) -> Vec<ClientEvent> {
     while let Some(e) = client.poll_event() {
         if matches!(
             e,
-            ClientEvent::Discovered(_) | ClientEvent::Changed(_) | ClientEvent::Unregistered(_)
+            ClientEvent::Discovered(_)
+                | ClientEvent::Changed(_)
+                | ClientEvent::Unregistered(_)
+                | ClientEvent::Evicted(_)
         ) {
             out.push(e);
         }
@@ -158,6 +161,7 @@ fn name_of(e: &ClientEvent) -> (&'static str, String) {
         ClientEvent::Discovered(s) => ("discovered", s.name().to_string()),
         ClientEvent::Changed(s) => ("changed", s.name().to_string()),
         ClientEvent::Unregistered(s) => ("unregistered", s.name().to_string()),
+        ClientEvent::Evicted(s) => ("evicted", s.name().to_string()),
         _ => ("other", String::new()),
     }
 }
@@ -704,4 +708,68 @@ fn forged_versions_from_the_future_do_not_poison_a_listener() {
     }
     let held: Vec<String> = client.services().map(|s| s.name().to_string()).collect();
     assert_eq!(held, vec!["billing".to_string(), "orders".to_string()]);
+}
+
+/// A listener whose table is full does not give up a live service it holds for one a
+/// page lists (it used to, and reported the service it dropped as unregistered while
+/// its registrant kept renewing it): the newcomer waits for room.
+#[test]
+fn a_full_table_gives_up_no_live_service_for_a_newcomer() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 2);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[]))
+    });
+    // Two announced services fill the table; the third is dropped.
+    let (w, x, y) = (svc("a-w", 3, 103), svc("m-x", 1, 101), svc("n-y", 2, 102));
+    for s in [&x, &y, &w] {
+        let change = Change::Registered(s.clone());
+        client.handle_datagram(now, from, &announce(d, s.version.0, &[change]));
+    }
+    assert_eq!(events(&mut client).len(), 2);
+    assert_eq!(client.stats().table_full, 1);
+    // The sweep lists all three, the dropped one first.
+    for s in 1..=3u64 {
+        now += Duration::from_secs(10);
+        client.handle_timeout(now);
+        client.handle_datagram(now, from, &page(0, 103, &[w.clone(), x.clone(), y.clone()]));
+        let seen: Vec<_> = events(&mut client).iter().map(name_of).collect();
+        assert_eq!(seen, vec![], "sweep {s}");
+    }
+    let held: Vec<String> = client.services().map(|s| s.name().to_string()).collect();
+    assert_eq!(held, vec!["m-x".to_string(), "n-y".to_string()]);
+}
+
+/// What a full table gives up for a service its directory confirms (a state no page
+/// confirmed, here one a page doubted) is reported as evicted, not as unregistered:
+/// nothing says it went away.
+#[test]
+fn a_state_given_up_for_room_is_reported_evicted_not_unregistered() {
+    let d = location(1);
+    let from = d.socket_addr();
+    let mut client = listener(&[d], None, 2);
+    let mut now = Instant::from_millis(1);
+    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
+        Some(page(r, 100, &[]))
+    });
+    let (w, x, future) = (svc("a-w", 3, 103), svc("m-x", 1, 101), svc("z-f", 2, 999));
+    for s in [&x, &future] {
+        let change = Change::Registered(s.clone());
+        client.handle_datagram(now, from, &announce(d, s.version.0, &[change]));
+    }
+    assert_eq!(events(&mut client).len(), 2);
+    // A sweep that does not list the state from the future doubts it...
+    client.handle_datagram(now, from, &page(0, 103, std::slice::from_ref(&x)));
+    assert_eq!(events(&mut client), vec![]);
+    // ... and the next, listing a newcomer, gives it up for room.
+    now += Duration::from_millis(100);
+    client.handle_timeout(now);
+    client.handle_datagram(now, from, &page(0, 104, &[w.clone(), x.clone()]));
+    let seen: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(seen, vec![("evicted", "z-f".to_string())]);
+    client.handle_datagram(now, from, &page(0, 105, &[w.clone(), x.clone()]));
+    let seen: Vec<_> = events(&mut client).iter().map(name_of).collect();
+    assert_eq!(seen, vec![("discovered", "a-w".to_string())]);
 }

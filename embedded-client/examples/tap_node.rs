@@ -163,6 +163,7 @@ async fn main(spawner: Spawner) {
                     herald.unregister(&own).expect("registered");
                 }
             }
+            ClientEvent::Evicted(s) => println!("evicted {}", s.name()),
             ClientEvent::Released { name, confirmed } => {
                 let how = if confirmed {
                     "confirmed"

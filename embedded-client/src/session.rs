@@ -104,6 +104,7 @@ impl<'a, const R: usize> Session<'a, R> {
         match &event {
             ClientEvent::Discovered(s) => info!("herald: discovered {}", s.name().as_str()),
             ClientEvent::Unregistered(s) => info!("herald: {} went away", s.name().as_str()),
+            ClientEvent::Evicted(s) => warn!("herald: table full, gave {} up", s.name().as_str()),
             ClientEvent::Registered { name, .. } => info!("herald: registered {}", name.as_str()),
             ClientEvent::Unreachable => warn!("herald: no directory answers"),
             _ => debug!("herald: event"),

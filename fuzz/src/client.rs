@@ -805,10 +805,10 @@ impl Harness<'_> {
                 // brings content other than what was reported last.
                 assert_ne!(old, new, "Changed without a change: {s:?}");
             }
-            ClientEvent::Unregistered(s) => {
+            ClientEvent::Unregistered(s) | ClientEvent::Evicted(s) => {
                 assert!(
                     self.told.remove(s.name().as_str()).is_some(),
-                    "Unregistered without Discovered: {s:?}"
+                    "Unregistered or Evicted without Discovered: {s:?}"
                 );
                 self.told_versions.remove(s.name().as_str());
                 self.told_at.remove(s.name().as_str());

@@ -23,8 +23,9 @@
 //!   removal is remembered for a corrected state, so a forged version cannot hide the
 //!   real service afterwards.
 //!
-//! When the table is full, a page's service takes the place of one not confirmed by a
-//! page (inherited first, then doubted, then announced).
+//! When the table is full, a page's service takes the place of one no page vouches for
+//! (inherited first, then doubted), reported as evicted; an announced state no page has
+//! doubted stays, and the page's service waits for room.
 
 use super::*;
 
@@ -144,6 +145,7 @@ impl<const R: usize> Client<'_, R> {
             let differs = !k.service.registration.same_content(&service.registration);
             // Gone and back before the user was told it went: a change at most.
             k.removed = false;
+            k.evicted = false;
             if differs && k.told {
                 k.changed = true;
             }
@@ -219,6 +221,7 @@ impl<const R: usize> Client<'_, R> {
             told: false,
             changed: false,
             removed: false,
+            evicted: false,
             reported: 0,
             standing,
             doubted: None,
@@ -247,15 +250,16 @@ impl<const R: usize> Client<'_, R> {
         }
     }
 
-    /// Removes one entry that no page confirmed (inherited first, then doubted, then
-    /// announced), remembering no removal for it.
+    /// Gives up one entry that no page of the directory followed vouches for (inherited
+    /// first, then doubted), remembering no removal for it: it is reported as evicted.
+    /// An announced state no page has doubted is as much the directory's word as the
+    /// page's: it stays, and the newcomer waits for room.
     fn evict_unconfirmed(&mut self) {
         let rank = |k: &Known| match (k.standing, k.doubted) {
             _ if k.removed => None,
             (Standing::Inherited, _) => Some(0),
             (Standing::Announced, Some(_)) => Some(1),
-            (Standing::Announced, None) => Some(2),
-            (Standing::Confirmed, _) => None,
+            (Standing::Announced, None) | (Standing::Confirmed, _) => None,
         };
         let victim = self
             .table
@@ -263,7 +267,10 @@ impl<const R: usize> Client<'_, R> {
             .filter_map(|(slot, k)| rank(k).map(|r| (r, slot)))
             .min();
         if let Some((_, slot)) = victim {
-            self.update(slot, |k| k.removed = true);
+            self.update(slot, |k| {
+                k.removed = true;
+                k.evicted = true;
+            });
         }
     }
 
@@ -512,10 +519,11 @@ impl<const R: usize> Client<'_, R> {
                 let told = k.told;
                 // The last slot moves into this one: look at it next.
                 let gone = self.table.remove(slot)?;
-                if told {
-                    return Some(ClientEvent::Unregistered(gone.service));
+                match (told, gone.evicted) {
+                    (true, false) => return Some(ClientEvent::Unregistered(gone.service)),
+                    (true, true) => return Some(ClientEvent::Evicted(gone.service)),
+                    (false, _) => continue,
                 }
-                continue;
             }
             self.event_cursor += 1;
             let content = content_hash(&k.service.registration);

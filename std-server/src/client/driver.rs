@@ -489,6 +489,7 @@ impl Driver<'_> {
             ClientEvent::Discovered(s) => self.emit(EventKind::Discovered, &s),
             ClientEvent::Changed(s) => self.emit(EventKind::Changed, &s),
             ClientEvent::Unregistered(s) => self.emit(EventKind::Unregistered, &s),
+            ClientEvent::Evicted(s) => self.emit(EventKind::Evicted, &s),
             ClientEvent::Registered {
                 name,
                 lease,

@@ -60,15 +60,19 @@ pub enum EventKind {
     Changed,
     /// It went away (unregistered or its lease ran out).
     Unregistered,
+    /// The watch's table was full and gave it up for a service the directory confirmed;
+    /// nothing says it went away (a larger table keeps it).
+    Evicted,
 }
 
 impl EventKind {
-    /// `discovered`, `changed` or `unregistered`.
+    /// `discovered`, `changed`, `unregistered` or `evicted`.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Discovered => "discovered",
             EventKind::Changed => "changed",
             EventKind::Unregistered => "unregistered",
+            EventKind::Evicted => "evicted",
         }
     }
 }
@@ -80,7 +84,7 @@ pub struct WatchEvent {
     /// What happened.
     #[serde(rename = "event")]
     pub kind: EventKind,
-    /// The service (for `unregistered`, its last known state).
+    /// The service (for `unregistered` and `evicted`, its last known state).
     #[serde(flatten)]
     pub service: ServiceInfo,
 }

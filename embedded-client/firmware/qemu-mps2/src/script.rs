@@ -93,6 +93,7 @@ pub fn on_event(event: &ClientEvent) -> Next {
                 return Next::Release;
             }
         }
+        ClientEvent::Evicted(s) => println!("evicted {}", s.name()),
         ClientEvent::Released { name, confirmed } => {
             let how = if *confirmed {
                 "confirmed"
