@@ -676,12 +676,14 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|&location| KnownDirectory::new(location))
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
-        // From the registrant id and the clock the client starts with: a process started
-        // again with the same id (a later clock) numbers its requests apart from the one
-        // before it, so a late answer to one of those is not taken for its own. (A
-        // client without a clock numbers from the id alone.)
-        let start = config.registrant ^ config_clock_floor ^ (config_clock_floor >> 32);
-        let next_request = (start as u32).max(1);
+        // A hash of the registrant id and the clock the client starts with: clients with
+        // neighbouring ids (devices numbered in a row) number their requests far apart,
+        // and so does a process started again with the same id (a later clock), so an
+        // answer meant for another is not taken for one's own. (A client without a
+        // clock restarted under the same id numbers as the process before it.)
+        let start = fnv1a(FNV_OFFSET, &config.registrant.to_le_bytes());
+        let start = fnv1a(start, &config_clock_floor.to_le_bytes());
+        let next_request = ((start ^ (start >> 32)) as u32).max(1);
         let subscribe =
             SUBSCRIBE && config.subscribe == Subscribe::Always && config.interest.is_some();
         let lease = config.lease;

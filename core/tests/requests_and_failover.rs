@@ -324,6 +324,48 @@ fn a_restarted_process_does_not_take_the_answers_of_the_process_before_it() {
     }
 }
 
+/// Clients with neighbouring registrant ids and no clock (devices numbered in a row)
+/// number their requests far apart: an answer meant for one, sent (or replayed) to the
+/// other, is not taken for one of its own. Before, each numbered from its registrant
+/// id, so one client's first request had the id of its neighbour's second attempt
+/// (history seed 4036540: a subscription acknowledgement replayed to the neighbour's
+/// address made it believe it was subscribed).
+#[test]
+fn an_answer_meant_for_a_neighbour_is_not_taken_for_ones_own() {
+    let directory = directory_location();
+    for registrant in [1u64, 4_097, 0xDEAD_BEEF] {
+        let start = |registrant: u64, store| {
+            let (known, index) = ClientStorage::<1>::parts(store);
+            let mut config = ClientConfig::new(registrant);
+            config.directories.push(directory).unwrap();
+            let mut client = Client::new(config, known, index).unwrap();
+            client
+                .register(Instant::from_millis(1), service("api", 1))
+                .unwrap();
+            client
+        };
+        let (mut store, mut neighbour_store) = (ClientStorage::new(), ClientStorage::new());
+        let mut client = start(registrant, &mut store);
+        let mut neighbour = start(registrant + 1, &mut neighbour_store);
+        // The client tries for two seconds unanswered; its neighbour once, and is
+        // answered.
+        let mut now = Instant::from_millis(1);
+        let mine = registers_until(&mut client, &mut now, Instant::from_millis(2_000));
+        assert!(mine.len() >= 2, "{mine:?}");
+        let mut then = Instant::from_millis(1);
+        let theirs = registers_until(&mut neighbour, &mut then, Instant::from_millis(2));
+        client.handle_datagram(now, directory.socket_addr(), &ack(theirs[0]));
+        while let Some(event) = client.poll_event() {
+            assert!(
+                !matches!(event, ClientEvent::Registered { .. }),
+                "registrant {registrant} took its neighbour's answer to request {} (its own: {:?})",
+                theirs[0].0,
+                mine.iter().map(|s| s.0).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
 /// An acknowledgement granting no lease answers an unregistration, never a
 /// registration. Taken for one (a late answer to the request of an earlier process
 /// with the same registrant id and request id, or a forged one), it gave the
