@@ -189,6 +189,10 @@ pub fn run(seed: u64, schedule: Schedule, classes: &FaultClasses) -> Outcome {
 /// Recording granularity.
 const SLICE: Duration = Duration::from_millis(50);
 
+/// How soon a listener whose table the registry overflowed holds all of it once it
+/// fits: three beacon intervals (two beacons whose count differs, then a snapshot).
+const ROOM_NOTICED: Duration = Duration::from_secs(3);
+
 /// How long after the faults stop (and after the last failover grace) every listener's
 /// view must equal its directory's registry: two beacon intervals (the beacon that
 /// shows a listener behind, and the one after if it crossed an announcement in flight)
@@ -272,6 +276,9 @@ struct World {
     /// When a listener last moved to another directory, and the end of its failover
     /// grace then.
     settled: Instant,
+    /// Per listener: when the registry of the directory it follows last held more
+    /// services than its table (small tables only).
+    overflowed: Vec<Option<Instant>>,
     pool: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
@@ -324,7 +331,8 @@ impl World {
         for l in 0..schedule.listeners + schedule.subscribers {
             sim.next_first_directory = l % n;
             let node = if l < schedule.listeners {
-                sim.add_client(Some(Interest::all()), capacity)
+                let table = schedule.small_tables[l].unwrap_or(capacity);
+                sim.add_client(Some(Interest::all()), table)
             } else {
                 sim.add_subscriber(Interest::all(), capacity)
             };
@@ -371,6 +379,7 @@ impl World {
             space,
             requests: HashMap::default(),
             settled: Instant::ZERO,
+            overflowed: vec![None; schedule.listeners + schedule.subscribers],
             pool: Vec::new(),
             schedule,
         }
@@ -478,6 +487,7 @@ impl World {
             self.sim.run(span);
             self.harvest();
             let now = self.sim.now;
+            self.note_overflows(now);
             let (due, later): (Vec<_>, Vec<_>) = self.ups.drain(..).partition(|u| u.0 <= now);
             self.ups = later;
             for (_, d, restart) in due {
@@ -491,6 +501,22 @@ impl World {
                 .collect();
             for r in starting {
                 self.start_registrant(r);
+            }
+        }
+    }
+
+    /// Notes which small-table listeners the registry they follow overflows now.
+    fn note_overflows(&mut self, now: Instant) {
+        for (l, &node) in self.listeners.iter().enumerate() {
+            let client = &self.sim.nodes[node].client;
+            let capacity = client.capacity();
+            if capacity >= self.capacity {
+                continue;
+            }
+            let following = client.current_directory();
+            let d = following.and_then(|loc| self.directory_index(loc.socket_addr()));
+            if d.is_some_and(|d| self.sim.directories[d].directory.live() > capacity) {
+                self.overflowed[l] = Some(now);
             }
         }
     }
@@ -949,6 +975,14 @@ impl World {
             ClientEvent::Discovered(s) | ClientEvent::Changed(s) | ClientEvent::Unregistered(s) => {
                 s
             }
+            ClientEvent::Evicted(s) => {
+                let name = s.name().as_str();
+                let (v, p) = (s.version.0, port(s));
+                let text = format!("listener {l}: evicted {name} v{v} port {p} (table full)");
+                self.history.push(at, Some(name), text);
+                self.checker.evicted(l, name);
+                return;
+            }
             ClientEvent::DirectoryChanged(location) => {
                 self.history
                     .step(at, format!("listener {l} moves to {location}"));
@@ -1312,7 +1346,16 @@ impl World {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             };
-            let (view, registry) = (keep(&view), keep(&registry));
+            // A listener whose table the registry overflowed lately is told of room by
+            // beacons: two in a row whose count differs from what it holds bring a
+            // snapshot.
+            let overflows = registry.len() > self.sim.nodes[node].client.capacity()
+                || self.overflowed[l].is_some_and(|t| now.saturating_since(t) < ROOM_NOTICED);
+            let (view, mut registry) = (keep(&view), keep(&registry));
+            if overflows {
+                // A table the registry overflows holds a subset of it, each state current.
+                registry.retain(|name, _| view.contains_key(name));
+            }
             self.checker
                 .check_converged(invariant, now, l, &view, &registry, what);
         }

@@ -149,6 +149,13 @@ impl View {
                         .push(format!("unregistered {name} that was not known"));
                 }
             }
+            ClientEvent::Evicted(s) => {
+                let name = s.name().to_string();
+                if self.services.remove(&name).is_none() {
+                    self.violations
+                        .push(format!("evicted {name} that was not known"));
+                }
+            }
             _ => {}
         }
     }

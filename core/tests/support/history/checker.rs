@@ -171,6 +171,12 @@ impl Checker {
         self.tracks.retain(|(l, _), _| *l != listener);
     }
 
+    /// `listener` gave `name` up for room: it holds nothing of it now, and may take any
+    /// live state of it again.
+    pub fn evicted(&mut self, listener: usize, name: &str) {
+        self.tracks.remove(&(listener, name.to_string()));
+    }
+
     /// Checks one event of `listener`, which follows version space `space`.
     /// `kept_renewing` is `Some` (with what is known of the removal) when an
     /// `unregistered` event concerns a registration its registrant never gave up, under

@@ -87,6 +87,10 @@ pub struct FaultClasses {
     /// and a clock (its requests come after the first's), registering again some of
     /// the names the first held (on new ports).
     pub registrant_restarts: bool,
+    /// Some multicast listeners have a table smaller than the registry may grow (down
+    /// to one entry): they hold a subset, never report a live service unregistered, and
+    /// converge whenever the registry fits.
+    pub small_tables: bool,
     /// "No `unregistered` for a registrant that kept renewing" is asserted only for
     /// schedules whose loss is at most this.
     pub expiry_loss_ceiling: f64,
@@ -111,6 +115,7 @@ impl FaultClasses {
             unicast: subscription_mode(),
             clock_skew: true,
             registrant_restarts: true,
+            small_tables: true,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -132,6 +137,7 @@ impl FaultClasses {
             unicast: false,
             clock_skew: false,
             registrant_restarts: false,
+            small_tables: false,
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -150,8 +156,8 @@ impl FaultClasses {
     /// The classes whose bit is set in `mask`, in field order (bit 0: loss, 1:
     /// duplication, 2: reordering, 3: big bursts, 4: flaps, 5: restarts, 6: failovers,
     /// 7: publisher changes, 8: replication delay, 9: replays, 10: independent
-    /// directories, 11: unicast subscribers, 12: clock skew, 13: registrant restarts),
-    /// spurious expiry asserted up to 40 % loss.
+    /// directories, 11: unicast subscribers, 12: clock skew, 13: registrant restarts,
+    /// 14: small tables), spurious expiry asserted up to 40 % loss.
     pub fn from_mask(mask: u16) -> Self {
         let bit = |i: u16| mask & (1 << i) != 0;
         FaultClasses {
@@ -169,6 +175,7 @@ impl FaultClasses {
             unicast: bit(11) && subscription_mode(),
             clock_skew: bit(12),
             registrant_restarts: bit(13),
+            small_tables: bit(14),
             expiry_loss_ceiling: 0.4,
         }
     }
@@ -210,6 +217,7 @@ impl FaultClasses {
                     "unicast" => &mut self.unicast,
                     "clock_skew" => &mut self.clock_skew,
                     "registrant_restarts" => &mut self.registrant_restarts,
+                    "small_tables" => &mut self.small_tables,
                     _ => panic!("HERALD_SIM_FAULTS: no fault class `{class}`"),
                 };
                 // Only a build with subscription mode has subscribers.
@@ -322,6 +330,8 @@ pub struct Schedule {
     pub max_live: usize,
     /// How far each directory's version clock runs ahead of the slowest one's.
     pub clocks_ahead: Vec<Duration>,
+    /// Per multicast listener: a table smaller than the registry may grow, if any.
+    pub small_tables: Vec<Option<usize>>,
     /// Each step, after a pause.
     pub steps: Vec<(Duration, Step)>,
 }
@@ -464,6 +474,16 @@ impl Schedule {
                 steps.insert(at, (Duration::ZERO, step));
             }
         }
+        // Drawn last too: listeners whose tables the registry may overflow.
+        let small = classes.small_tables && c.below(3) == 0;
+        let small_tables = (0..listeners)
+            .map(|_| {
+                (small && c.below(2) == 0).then(|| {
+                    let fraction = c.pick(&[0, 25, 50, 75, 100]);
+                    1 + max_live * fraction / 100
+                })
+            })
+            .collect();
         Schedule {
             topology,
             loss,
@@ -476,6 +496,7 @@ impl Schedule {
             registrants: max_live.div_ceil(PER_REGISTRANT) + 2,
             max_live,
             clocks_ahead,
+            small_tables,
             steps,
         }
     }
@@ -490,7 +511,7 @@ impl Schedule {
     /// The parameters, without the steps.
     pub fn summary(&self) -> String {
         format!(
-            "{:?}, clocks ahead {:?}, loss {:.0} %, duplication {:.0} %, delay up to {}, lease {}, {}authenticated, {} listeners (and {} by unicast), {} registrants, {} steps",
+            "{:?}, clocks ahead {:?}, loss {:.0} %, duplication {:.0} %, delay up to {}, lease {}, {}authenticated, {} listeners (and {} by unicast){}, {} registrants, {} steps",
             self.topology,
             self.clocks_ahead.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
             self.loss * 100.0,
@@ -500,6 +521,11 @@ impl Schedule {
             if self.authenticated { "" } else { "not " },
             self.listeners,
             self.subscribers,
+            if self.small_tables.iter().any(Option::is_some) {
+                format!(", tables {:?}", self.small_tables)
+            } else {
+                String::new()
+            },
             self.registrants,
             self.steps.len()
         )
