@@ -231,6 +231,7 @@ impl<const R: usize> Client<'_, R> {
             Ok(_) => self.pending += 1,
             Err(_) => {
                 self.stats.table_full += 1;
+                self.note_dropped();
                 if standing == Standing::Confirmed {
                     // The directory's word outranks what it has not confirmed: make room
                     // for the next page (the entry leaves once its removal is polled).

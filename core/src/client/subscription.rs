@@ -91,6 +91,9 @@ pub(super) struct Subscription {
     /// A snapshot was delivered during the failover grace, which kept it from removing
     /// what it did not list: subscribe afresh (for a new snapshot) once the grace ends.
     graced: bool,
+    /// A state was dropped for want of room in the table: once there is room, the
+    /// renewal subscribes afresh, and the new snapshot brings what was dropped.
+    dropped: bool,
 }
 
 impl Subscription {
@@ -109,6 +112,7 @@ impl Subscription {
             ack: false,
             deliverer: None,
             graced: false,
+            dropped: false,
         }
     }
 
@@ -178,6 +182,13 @@ impl<const R: usize> Client<'_, R> {
             .set(Subscription::start(delivery, self.config.lease, self.now));
     }
 
+    /// A state was dropped for want of room: see [`Subscription::dropped`].
+    pub(super) fn note_dropped(&mut self) {
+        if let Some(s) = self.subscription.as_mut() {
+            s.dropped = true;
+        }
+    }
+
     /// After a failover, once the grace is over: a snapshot delivered during it removed
     /// nothing it did not list (see the listening module), and no beacon will show the
     /// difference to a subscriber that hears no multicast, so it subscribes afresh and
@@ -220,6 +231,7 @@ impl<const R: usize> Client<'_, R> {
     /// current directory, never having answered, has had `max_attempts` of them.
     pub(super) fn subscription_tick(&mut self, fresh: bool, max_attempts: u8) -> bool {
         let now = self.now;
+        let room = !self.table.is_full();
         let Some(s) = self.subscription.as_mut() else {
             return false;
         };
@@ -227,6 +239,12 @@ impl<const R: usize> Client<'_, R> {
             return false;
         }
         match s.state {
+            // What was dropped for want of room is delivered by no change (the
+            // acknowledgements went past it): a new subscription's snapshot brings it.
+            State::Active if s.dropped && room => {
+                self.subscribe_afresh();
+                false
+            }
             State::Active => {
                 s.state = State::Subscribing;
                 s.sent.clear();

@@ -189,8 +189,9 @@ pub fn run(seed: u64, schedule: Schedule, classes: &FaultClasses) -> Outcome {
 /// Recording granularity.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// How soon a listener whose table the registry overflowed holds all of it once it
-/// fits: three beacon intervals (two beacons whose count differs, then a snapshot).
+/// How soon a multicast listener whose table the registry overflowed holds all of it
+/// once it fits: three beacon intervals (two beacons whose count differs, then a
+/// snapshot); a subscriber, a third of its lease later (its renewal subscribes afresh).
 const ROOM_NOTICED: Duration = Duration::from_secs(3);
 
 /// How long after the faults stop (and after the last failover grace) every listener's
@@ -277,8 +278,9 @@ struct World {
     /// grace then.
     settled: Instant,
     /// Per listener: when the registry of the directory it follows last held more
-    /// services than its table (small tables only).
-    overflowed: Vec<Option<Instant>>,
+    /// services than its table, or its table last dropped a state (small tables only),
+    /// and how many it had dropped then.
+    overflowed: Vec<(Option<Instant>, u64)>,
     pool: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
@@ -334,7 +336,8 @@ impl World {
                 let table = schedule.small_tables[l].unwrap_or(capacity);
                 sim.add_client(Some(Interest::all()), table)
             } else {
-                sim.add_subscriber(Interest::all(), capacity)
+                let table = schedule.small_tables[l].unwrap_or(capacity);
+                sim.add_subscriber(Interest::all(), table)
             };
             listeners.push(node);
             let first = if matches!(schedule.topology, Topology::Independent { .. }) {
@@ -379,7 +382,7 @@ impl World {
             space,
             requests: HashMap::default(),
             settled: Instant::ZERO,
-            overflowed: vec![None; schedule.listeners + schedule.subscribers],
+            overflowed: vec![(None, 0); schedule.listeners + schedule.subscribers],
             pool: Vec::new(),
             schedule,
         }
@@ -505,7 +508,10 @@ impl World {
         }
     }
 
-    /// Notes which small-table listeners the registry they follow overflows now.
+    /// Notes which small-table listeners the registry they follow overflows now, and
+    /// which dropped a state for want of room (a table full of states a page is about
+    /// to remove, which stay until their removal is reported, drops a page's newcomer
+    /// even when the registry fits).
     fn note_overflows(&mut self, now: Instant) {
         for (l, &node) in self.listeners.iter().enumerate() {
             let client = &self.sim.nodes[node].client;
@@ -515,8 +521,10 @@ impl World {
             }
             let following = client.current_directory();
             let d = following.and_then(|loc| self.directory_index(loc.socket_addr()));
-            if d.is_some_and(|d| self.sim.directories[d].directory.live() > capacity) {
-                self.overflowed[l] = Some(now);
+            let dropped = client.stats().table_full;
+            let over = d.is_some_and(|d| self.sim.directories[d].directory.live() > capacity);
+            if over || dropped > self.overflowed[l].1 {
+                self.overflowed[l] = (Some(now), dropped);
             }
         }
     }
@@ -1346,11 +1354,19 @@ impl World {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             };
-            // A listener whose table the registry overflowed lately is told of room by
-            // beacons: two in a row whose count differs from what it holds bring a
-            // snapshot.
+            // A listener whose table the registry overflowed lately, or that dropped a
+            // state, is told of room by beacons: two in a row whose count differs from
+            // what it holds bring a snapshot. A subscriber subscribes afresh at its next
+            // renewal.
+            let noticed = if l < self.schedule.listeners {
+                ROOM_NOTICED
+            } else {
+                ROOM_NOTICED + self.schedule.lease.div(3)
+            };
             let overflows = registry.len() > self.sim.nodes[node].client.capacity()
-                || self.overflowed[l].is_some_and(|t| now.saturating_since(t) < ROOM_NOTICED);
+                || self.overflowed[l]
+                    .0
+                    .is_some_and(|t| now.saturating_since(t) < noticed);
             let (view, mut registry) = (keep(&view), keep(&registry));
             if overflows {
                 // A table the registry overflows holds a subset of it, each state current.

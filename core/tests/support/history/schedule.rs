@@ -87,9 +87,9 @@ pub struct FaultClasses {
     /// and a clock (its requests come after the first's), registering again some of
     /// the names the first held (on new ports).
     pub registrant_restarts: bool,
-    /// Some multicast listeners have a table smaller than the registry may grow (down
-    /// to one entry): they hold a subset, never report a live service unregistered, and
-    /// converge whenever the registry fits.
+    /// Some listeners (multicast or subscribers) have a table smaller than the registry
+    /// may grow (down to one entry): they hold a subset, never report a live service
+    /// unregistered, and converge whenever the registry fits.
     pub small_tables: bool,
     /// "No `unregistered` for a registrant that kept renewing" is asserted only for
     /// schedules whose loss is at most this.
@@ -330,7 +330,8 @@ pub struct Schedule {
     pub max_live: usize,
     /// How far each directory's version clock runs ahead of the slowest one's.
     pub clocks_ahead: Vec<Duration>,
-    /// Per multicast listener: a table smaller than the registry may grow, if any.
+    /// Per listener (multicast listeners first, then subscribers): a table smaller than
+    /// the registry may grow, if any.
     pub small_tables: Vec<Option<usize>>,
     /// Each step, after a pause.
     pub steps: Vec<(Duration, Step)>,
@@ -476,7 +477,7 @@ impl Schedule {
         }
         // Drawn last too: listeners whose tables the registry may overflow.
         let small = classes.small_tables && c.below(3) == 0;
-        let small_tables = (0..listeners)
+        let small_tables = (0..listeners + subscribers)
             .map(|_| {
                 (small && c.below(2) == 0).then(|| {
                     let fraction = c.pick(&[0, 25, 50, 75, 100]);
