@@ -710,25 +710,31 @@ fn forged_versions_from_the_future_do_not_poison_a_listener() {
     assert_eq!(held, vec!["billing".to_string(), "orders".to_string()]);
 }
 
-/// A listener whose table is full does not give up a live service it holds for one a
-/// page lists (it used to, and reported the service it dropped as unregistered while
-/// its registrant kept renewing it): the newcomer waits for room.
-#[test]
-fn a_full_table_gives_up_no_live_service_for_a_newcomer() {
+/// A listener with a table of two, an empty snapshot taken, and then `services`
+/// announced one by one (the first two discovered); its directory's address.
+fn announced_to_a_table_of_two(services: &[&Service]) -> (SocketAddr, Client<'static, 1>, Instant) {
     let d = location(1);
-    let from = d.socket_addr();
     let mut client = listener(&[d], None, 2);
     let mut now = Instant::from_millis(1);
     run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
         Some(page(r, 100, &[]))
     });
-    // Two announced services fill the table; the third is dropped.
-    let (w, x, y) = (svc("a-w", 3, 103), svc("m-x", 1, 101), svc("n-y", 2, 102));
-    for s in [&x, &y, &w] {
-        let change = Change::Registered(s.clone());
-        client.handle_datagram(now, from, &announce(d, s.version.0, &[change]));
+    for s in services {
+        let change = Change::Registered((*s).clone());
+        client.handle_datagram(now, d.socket_addr(), &announce(d, s.version.0, &[change]));
     }
     assert_eq!(events(&mut client).len(), 2);
+    (d.socket_addr(), client, now)
+}
+
+/// A listener whose table is full does not give up a live service it holds for one a
+/// page lists (it used to, and reported the service it dropped as unregistered while
+/// its registrant kept renewing it): the newcomer waits for room.
+#[test]
+fn a_full_table_gives_up_no_live_service_for_a_newcomer() {
+    // Two announced services fill the table; the third is dropped.
+    let (w, x, y) = (svc("a-w", 3, 103), svc("m-x", 1, 101), svc("n-y", 2, 102));
+    let (from, mut client, mut now) = announced_to_a_table_of_two(&[&x, &y, &w]);
     assert_eq!(client.stats().table_full, 1);
     // The sweep lists all three, the dropped one first.
     for s in 1..=3u64 {
@@ -747,19 +753,8 @@ fn a_full_table_gives_up_no_live_service_for_a_newcomer() {
 /// nothing says it went away.
 #[test]
 fn a_state_given_up_for_room_is_reported_evicted_not_unregistered() {
-    let d = location(1);
-    let from = d.socket_addr();
-    let mut client = listener(&[d], None, 2);
-    let mut now = Instant::from_millis(1);
-    run(&mut client, &mut now, Instant::from_millis(2), |r, _| {
-        Some(page(r, 100, &[]))
-    });
     let (w, x, future) = (svc("a-w", 3, 103), svc("m-x", 1, 101), svc("z-f", 2, 999));
-    for s in [&x, &future] {
-        let change = Change::Registered(s.clone());
-        client.handle_datagram(now, from, &announce(d, s.version.0, &[change]));
-    }
-    assert_eq!(events(&mut client).len(), 2);
+    let (from, mut client, mut now) = announced_to_a_table_of_two(&[&x, &future]);
     // A sweep that does not list the state from the future doubts it...
     client.handle_datagram(now, from, &page(0, 103, std::slice::from_ref(&x)));
     assert_eq!(events(&mut client), vec![]);
