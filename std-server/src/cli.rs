@@ -57,7 +57,8 @@ pub enum Command {
     /// the same --registrant)
     Unregister(UnregisterArgs),
     /// Print one line per service discovered, changed or unregistered, as it happens
-    /// (the current registry first, then `ready: N services` once it is all in); with
+    /// (the current registry first, then `ready: N services` once it is all in; `evicted`
+    /// when the watch's table, 16384 services, was full and gave one up); with
     /// --subscribers, one per subscriber that came, changed or went
     Watch(WatchArgs),
     /// Print the directory's current registry and exit; with --subscribers, its
@@ -236,7 +237,7 @@ pub struct WatchArgs {
     #[arg(long = "interest", value_name = "NAME|PREFIX*")]
     pub interests: Vec<String>,
     /// One JSON object per line:
-    /// {"event":"discovered"|"changed"|"unregistered","name":…,"locations":[…],"meta":{…}},
+    /// {"event":"discovered"|"changed"|"unregistered"|"evicted","name":…,"locations":[…],"meta":{…}},
     /// and {"event":"ready","services":N} once the current registry is all in
     #[arg(long)]
     pub json: bool,
