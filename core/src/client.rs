@@ -604,6 +604,9 @@ pub struct Client<'a, const R: usize = 4> {
     /// After a failover: entries and removals inherited from the previous directory
     /// are still held, to be settled once the failover grace ends.
     inherited: bool,
+    /// A page during the failover grace did not list a state held in its range (the
+    /// grace kept it): a snapshot settles it once the grace ends.
+    unsettled: bool,
     /// How far the listener holds the announcement chain of its directory.
     chain: Chain,
     snapshot: SnapshotSlot,
@@ -702,6 +705,7 @@ impl<'a, const R: usize> Client<'a, R> {
             removals: Removals::new(),
             recheck: None,
             inherited: false,
+            unsettled: false,
             chain: Chain::default(),
             snapshot: Default::default(),
             snapshot_done: None,

@@ -346,9 +346,7 @@ impl<const R: usize> Client<'_, R> {
             last = Some(service.registration.name.clone());
             self.apply_service(service, Source::Page(header.as_of));
         }
-        if self.now < self.grace_until {
-            return;
-        }
+        let graced = self.now < self.grace_until;
         // The range this page speaks for: (after, last] or (after, end).
         let upper = if header.complete { None } else { last };
         if !header.complete && upper.is_none() {
@@ -383,6 +381,12 @@ impl<const R: usize> Client<'_, R> {
                     .is_some_and(|s| s.version == k.service.version)
             {
                 continue;
+            }
+            if graced {
+                // Kept through the failover grace (its registrant may be moving too, or
+                // this directory behind): settled by a snapshot once the grace ends.
+                self.unsettled = true;
+                break;
             }
             // A state given by a datagram stamped at or after the page may be newer than
             // the page even at a version below its stamp: a registration made through a
@@ -597,8 +601,9 @@ impl<const R: usize> Client<'_, R> {
 
     /// After a failover, once the grace is over: the inherited removals are forgotten,
     /// and if they were any, or entries inherited from the previous directory are left,
-    /// a snapshot settles them (the grace kept the pages before from removing them or
-    /// from taking states older than them). It replaces a snapshot in progress, whose
+    /// or a page during the grace did not list a state held in its range, a snapshot
+    /// settles them (the grace kept the pages before from removing them or from taking
+    /// states older than them). It replaces a snapshot in progress, whose
     /// pages so far the grace held back.
     pub(super) fn settle_inherited(&mut self) {
         if !self.inherited || self.now < self.grace_until {
@@ -610,7 +615,7 @@ impl<const R: usize> Client<'_, R> {
             .table
             .iter()
             .any(|(_, k)| k.standing == Standing::Inherited && !k.removed);
-        if left || forgotten {
+        if left || forgotten || core::mem::take(&mut self.unsettled) {
             self.request_snapshot(self.now);
         }
     }
