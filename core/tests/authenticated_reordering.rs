@@ -185,3 +185,73 @@ fn a_client_ahead_of_the_directory_window_follows_its_clock_back() {
     assert!(sim.live().contains_key("ahead"));
     assert!(sim.directory().stats().rejected(RejectReason::Stale) >= 1);
 }
+
+/// A registrant's process that stops right after unregistering a name and starts
+/// again registering it: the new process's clock may be behind the directory's, which
+/// its predecessor followed, so the predecessor's Unregister, still on the way, carries
+/// a higher sequence than the new Register. It must not remove the new registration.
+/// Found by the history checker (seed 4161220: independent directories, one 2 s ahead;
+/// the Unregister arrived 1 s late and removed the registration made after it while
+/// its registrant renewed it). The directory stores a registration that makes a name
+/// live (or changes it) at no less than its own clock, which the registrant's counter
+/// follows from the answer on.
+#[test]
+fn a_predecessors_late_unregister_does_not_remove_the_registration_made_after_it() {
+    let keys = Keys::new(Key::new(1, b"herald-reordering-test-key-01").unwrap());
+    let mut config = DirectoryConfig::new(directory_location(), group());
+    config.keys = Some(keys.clone());
+    // The directory's clock runs 2 s ahead of the registrant's wall clock.
+    config.version_floor = Version(2_000_000);
+    let mut sim = Sim::with_config(1, Faults::none(), 16, config);
+    sim.client_keys = Some(keys.clone());
+    let r = sim.add_client(None, 4);
+    // Past the directory's start, which it refuses counters below.
+    sim.run(Duration::from_secs(3));
+    sim.register(r, service("svc", 7000));
+    sim.run(Duration::from_secs(1));
+    assert!(sim.live().contains_key("svc"));
+
+    // The Unregister is held back on the way; the process stops and starts again.
+    sim.nodes[r].partitioned = true;
+    sim.capture = true;
+    sim.unregister(r, "svc");
+    sim.run(Duration::from_millis(5));
+    sim.capture = false;
+    let dir = directory_location().socket_addr();
+    let late = sim
+        .captured
+        .iter()
+        .find(|(_, to, bytes)| {
+            *to == dir
+                && auth::open(&keys, bytes)
+                    .ok()
+                    .and_then(|(inner, _)| decode_authenticated(inner).ok())
+                    .is_some_and(|f| matches!(f.message, Message::Unregister(_)))
+        })
+        .cloned()
+        .expect("an unregister was captured");
+    sim.restart_client(r);
+    sim.nodes[r].partitioned = false;
+    sim.register(r, service("svc", 7001));
+    sim.run(Duration::from_millis(200));
+    assert_eq!(
+        sim.live()
+            .get("svc")
+            .map(|s| s.registration.locations[0].port()),
+        Some(7001)
+    );
+
+    // The predecessor's Unregister arrives, before the new process renews.
+    sim.inject(late.0, late.1, &late.2);
+    sim.run(Duration::from_millis(200));
+    assert!(
+        sim.live().contains_key("svc"),
+        "the predecessor's late Unregister removed the new registration"
+    );
+    // The new process goes on as usual: it renews, and unregisters.
+    sim.run(Duration::from_secs(20));
+    assert!(sim.live().contains_key("svc"));
+    sim.unregister(r, "svc");
+    sim.run(Duration::from_secs(1));
+    assert!(!sim.live().contains_key("svc"));
+}

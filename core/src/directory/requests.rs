@@ -72,6 +72,20 @@ impl Directory<'_> {
         }
     }
 
+    /// The sequence stored with a Register that makes a name live or changes it: its
+    /// own, and with keys at least the directory's clock. Its sender's counter follows
+    /// the answer's (never below that clock), so its next requests stay above it; a
+    /// request sent before by another process of the registrant that followed this
+    /// directory's clock (a predecessor's Unregister still in flight when a restarted
+    /// process registers again, say) carries less and is refused `stale`.
+    fn sequence_applied(&self, sequence: u64) -> u64 {
+        if self.config.keys.is_some() {
+            sequence.max(self.clock())
+        } else {
+            sequence
+        }
+    }
+
     pub(super) fn handle_register(
         &mut self,
         from: SocketAddr,
@@ -116,6 +130,11 @@ impl Directory<'_> {
                     return self.refuse_stale(from, env, r.request, stored);
                 }
                 let same = live && e.record.service.registration.same_content(&r.registration);
+                let sequence = if same {
+                    r.sequence
+                } else {
+                    self.sequence_applied(r.sequence)
+                };
                 let version = if same {
                     self.stats.renewals += 1;
                     e.record.service.version
@@ -132,7 +151,7 @@ impl Directory<'_> {
                         e.source = source;
                     }
                     e.record.registrant = r.registrant;
-                    e.record.sequence = r.sequence;
+                    e.record.sequence = sequence;
                     e.record.state = RecordState::Live { expires };
                     e.record.ended = Version(0);
                     e.record.counted_from = Version(0);
@@ -169,7 +188,7 @@ impl Directory<'_> {
                         version,
                     },
                     registrant: r.registrant,
-                    sequence: r.sequence,
+                    sequence: self.sequence_applied(r.sequence),
                     state: RecordState::Live { expires },
                     ended: Version(0),
                     counted_from: Version(0),
