@@ -111,3 +111,34 @@ async fn errors_are_typed() {
         Err(Error::InvalidEnvironment { .. })
     ));
 }
+
+/// A directory that stops answering for a while (a slow disk under its durable write,
+/// a paused process) and then answers is waited for as long as the call's timeout says:
+/// the call does not fail when every directory has gone unanswered a few times. It
+/// did, after about a second whatever the timeout, with an error that named the
+/// timeout (the HTTP API's writes answered 504 while their directory fsynced).
+#[tokio::test]
+async fn a_call_waits_its_whole_timeout_for_a_slow_directory() {
+    let net = Net::new();
+    let data = tempfile::tempdir().unwrap();
+    let dir = directory(&net, data.path(), &[]);
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(8),
+        ..options(&net, vec![net.directory])
+    };
+    let herald = Herald::connect(opts).await.unwrap();
+    let reg = registration("slow", &["127.0.0.1:8000".parse().unwrap()], &[]).unwrap();
+    dir.signal("STOP");
+    let start = Instant::now();
+    let call = tokio::spawn(async move {
+        let result = herald.register(reg).await.map(|h| h.grant().clone());
+        (result, herald)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dir.signal("CONT");
+    let (result, _herald) = call.await.unwrap();
+    let grant = result.expect("registered once the directory answered");
+    assert_eq!(grant.directory, net.directory);
+    println!("registered after {:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}

@@ -67,6 +67,8 @@ fn a_registration_nobody_answers_fails_within_the_timeout() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no directory answered"), "{err}");
     assert!(err.contains(&net.directory.to_string()), "{err}");
+    // What the client sent and heard: attempts, and no answer at all.
+    assert!(err.contains("datagrams sent, 0 received"), "{err}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     let out = client(&net, &["list", "--timeout", "1"]);
     assert_eq!(out.status.code(), Some(1));

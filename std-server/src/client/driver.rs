@@ -459,10 +459,21 @@ impl Driver<'_> {
         }
     }
 
-    /// What to check when no directory answers.
+    /// What to check when no directory answers, after what this client sent and
+    /// heard (a directory that answers, but not in a way this client takes, shows up
+    /// here rather than as silence).
     fn hint(&self) -> String {
         let stats = self.client.stats();
-        match self.signing_key {
+        let traffic = format!(
+            "{} datagrams sent, {} received ({} malformed, {} of another environment, {} \
+             from unknown directories)",
+            stats.datagrams_out,
+            stats.datagrams_in,
+            stats.malformed,
+            stats.wrong_environment,
+            stats.foreign_directory
+        );
+        let check = match self.signing_key {
             None => "check that the directory runs, and the environment; a directory \
                      with a key ignores clients without it (give one with --key-file or \
                      HERALD_KEY_FILE)"
@@ -472,7 +483,8 @@ impl Driver<'_> {
                  client signs with key id {id}; {} frames failed authentication here)",
                 stats.unauthenticated
             ),
-        }
+        };
+        format!("{check}; {traffic}")
     }
 
     fn no_directory(&self) -> impl FnMut() -> Error {
@@ -540,7 +552,9 @@ impl Driver<'_> {
                     hint = %self.hint(),
                     "no directory answers"
                 );
-                self.fail_calls(|_| true);
+                // The core keeps trying; calls fail at their own deadline, not now: a
+                // directory slow to answer (a durable write on a busy disk) still
+                // answers within the caller's timeout.
             }
             ClientEvent::DirectoryChanged(directory) => {
                 tracing::info!(%directory, "using directory");
