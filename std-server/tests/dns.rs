@@ -43,7 +43,13 @@ fn setup() -> Setup {
             &[("Herald-Registrant", OWNER)],
             body,
         );
-        assert_eq!(status, 200, "{name}: {text}");
+        // The directory's log with it: a write that times out (504) says nothing of why.
+        assert_eq!(
+            status,
+            200,
+            "{name}: {text}\ndirectory's log:\n{}",
+            dir.stderr()
+        );
     };
     put(
         "billing/host-1",
