@@ -498,3 +498,65 @@ fn a_restart_with_finished_removals_beyond_the_capacity_still_starts() {
         .unwrap();
     assert!(d.record("b-gone").is_none());
 }
+
+/// A directory restarted from storage restores states its last run (or, with a shared
+/// store, another directory while it was down) may never have announced. This run's
+/// first link must name as `previous` a version past every restored one, so that a
+/// listener that heard less sees a link missing and asks (and is answered with a
+/// snapshot). It named the version clock's start instead: a listener whose `as_of` a
+/// faster peer's versions had taken past that clock took the link as following what it
+/// held, and kept the state a change made during the downtime had replaced (history
+/// seed 4372812).
+#[test]
+fn a_restarted_directorys_first_link_follows_every_restored_version() {
+    let mut d = new_directory(config("restart"), 8);
+    let t = Instant::from_millis(1);
+    let expires = t + Duration::from_secs(60);
+    // Restored at a version far past this directory's clock (a peer's clock ahead).
+    let restored = 50_000_000;
+    d.restore(
+        t,
+        record(
+            "changed-while-down",
+            restored,
+            RecordState::Live { expires },
+        ),
+    )
+    .unwrap();
+    let r = RegisterRequest {
+        request: 1,
+        registrant: 2,
+        sequence: 1,
+        lease: Duration::from_secs(60),
+        registration: service("after-restart", 2),
+    };
+    let mut buf = [0u8; 1400];
+    let n = wire::encode(&Environment::default(), &r, &mut buf).unwrap();
+    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), 4000);
+    d.handle_datagram(t, from, &buf[..n]);
+    let mut first_link = None;
+    let mut now = t;
+    for _ in 0..100 {
+        d.handle_timeout(now);
+        while let Some(tx) = d.poll_transmit(now, &mut buf) {
+            if let Ok(frame) = wire::decode(&buf[..tx.len]) {
+                if let Message::Announce(header, _) = frame.message {
+                    first_link.get_or_insert(header);
+                }
+            }
+        }
+        if first_link.is_some() {
+            break;
+        }
+        now = d
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_millis(10))
+            .max(now);
+    }
+    let header = first_link.expect("the new registration was announced");
+    assert!(
+        header.previous.0 >= restored,
+        "the first link names {:?} as previous, below the restored version {restored}",
+        header.previous
+    );
+}

@@ -39,6 +39,14 @@ impl Directory<'_> {
         let past = Version(start.saturating_add(RESTORE_MARGIN));
         self.last_version = self.last_version.max(past);
         self.repair_floor = self.repair_floor.max(Version(past.0.saturating_add(1)));
+        // The chain starts there too: this run's first link names it as `previous`, so a
+        // listener that heard less (a change written to a shared store while this
+        // directory was down is restored here unannounced) sees a link missing and asks,
+        // and is answered with a snapshot. From the version clock, a listener whose
+        // `as_of` a faster peer's versions had taken past it took that first link as
+        // following what it held, and kept the state the change replaced (history seed
+        // 4372812).
+        self.chain = self.chain.max(past);
         if let RecordState::Live { expires } = record.state {
             let grace = self.config.restore_grace.min(self.config.max_lease);
             let expires = expires
