@@ -121,6 +121,12 @@ pub struct ClientConfig {
     /// follow this clock, and the directory's when it is ahead; a `stale` answer tells
     /// a client that does not know the clock where to resume.
     pub clock_floor: u64,
+    /// Random bits drawn when the process starts (0: none), mixed into the numbering of
+    /// its requests: a device without a clock restarted under the same registrant id
+    /// then numbers them apart from the process before it, whose late answers it would
+    /// otherwise take for its own. Take them from the board's RNG (the seed an
+    /// embassy-net stack is given will do).
+    pub entropy: u64,
     /// With an interest: when to subscribe at the directory followed to unicast
     /// deliveries of every matching change (see [`Client::subscribe`]), for networks
     /// that drop multicast (default [`Subscribe::Never`]). The subscriber id is the
@@ -147,6 +153,7 @@ impl ClientConfig {
             max_datagram: wire::DEFAULT_MAX_DATAGRAM,
             keys: None,
             clock_floor: 0,
+            entropy: 0,
             subscribe: Subscribe::Never,
         }
     }
@@ -679,13 +686,18 @@ impl<'a, const R: usize> Client<'a, R> {
             .map(|&location| KnownDirectory::new(location))
             .collect();
         let current = (!config.directories.is_empty()).then_some(0);
-        // A hash of the registrant id and the clock the client starts with: clients with
-        // neighbouring ids (devices numbered in a row) number their requests far apart,
-        // and so does a process started again with the same id (a later clock), so an
-        // answer meant for another is not taken for one's own. (A client without a
-        // clock restarted under the same id numbers as the process before it.)
+        // A hash of the registrant id, the clock the client starts with and its entropy:
+        // clients with neighbouring ids (devices numbered in a row) number their
+        // requests far apart, and so does a process started again with the same id (a
+        // later clock, or other random bits), so an answer meant for another is not
+        // taken for one's own. (A client with neither, restarted under the same id,
+        // numbers as the process before it.)
         let start = fnv1a(FNV_OFFSET, &config.registrant.to_le_bytes());
         let start = fnv1a(start, &config_clock_floor.to_le_bytes());
+        let start = match config.entropy {
+            0 => start,
+            bits => fnv1a(start, &bits.to_le_bytes()),
+        };
         let next_request = ((start ^ (start >> 32)) as u32).max(1);
         let subscribe =
             SUBSCRIBE && config.subscribe == Subscribe::Always && config.interest.is_some();

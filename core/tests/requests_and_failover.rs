@@ -401,3 +401,55 @@ fn an_acknowledgement_granting_no_lease_does_not_confirm_a_registration() {
     assert_eq!(client.current_directory(), Some(a));
     assert!(resent.len() < 10, "{} requests in a second", resent.len());
 }
+
+/// A device without a clock restarted under the same registrant id numbered its
+/// requests as the process before it did, and took a late answer to its predecessor's
+/// Register for an answer to its own (a registration confirmed that the directory may
+/// not hold). With random bits drawn at start (`entropy`, from the board's RNG), the two
+/// processes number their requests apart.
+#[test]
+fn a_clockless_process_restarted_with_other_random_bits_takes_no_answer_meant_for_its_predecessor()
+{
+    let directory = directory_location();
+    fn start(entropy: u64, store: &mut ClientStorage<1>) -> Client<'_, 1> {
+        let (known, index) = ClientStorage::<1>::parts(store);
+        let mut config = ClientConfig::new(7);
+        config.directories.push(directory_location()).unwrap();
+        config.entropy = entropy;
+        let mut client = Client::new(config, known, index).unwrap();
+        client
+            .register(Instant::from_millis(1), service("api", 1))
+            .unwrap();
+        client
+    }
+    for (before, after) in [(0x1234_5678_9abc_def0u64, 0x0fed_cba9_8765_4321u64), (1, 2)] {
+        let (mut first_store, mut second_store) = (ClientStorage::new(), ClientStorage::new());
+        let mut first = start(before, &mut first_store);
+        let mut second = start(after, &mut second_store);
+        // The predecessor's attempts, unanswered; the new process starts and tries.
+        let mut then = Instant::from_millis(1);
+        let theirs = registers_until(&mut first, &mut then, Instant::from_millis(2_000));
+        let mut now = Instant::from_millis(1);
+        let mine = registers_until(&mut second, &mut now, Instant::from_millis(2_000));
+        // Each of the predecessor's late answers arrives.
+        for sent in &theirs {
+            second.handle_datagram(now, directory.socket_addr(), &ack(*sent));
+        }
+        while let Some(event) = second.poll_event() {
+            assert!(
+                !matches!(event, ClientEvent::Registered { .. }),
+                "took its predecessor's answer (theirs {:?}, its own {:?})",
+                theirs.iter().map(|s| s.0).collect::<Vec<_>>(),
+                mine.iter().map(|s| s.0).collect::<Vec<_>>()
+            );
+        }
+    }
+    // Without a clock or random bits, the two number alike: the limitation this closes.
+    let (mut a, mut b) = (ClientStorage::new(), ClientStorage::new());
+    let (mut first, mut second) = (start(0, &mut a), start(0, &mut b));
+    let mut t = Instant::from_millis(1);
+    let theirs = registers_until(&mut first, &mut t, Instant::from_millis(2));
+    let mut u = Instant::from_millis(1);
+    let mine = registers_until(&mut second, &mut u, Instant::from_millis(2));
+    assert_eq!(theirs[0].0, mine[0].0);
+}

@@ -3,7 +3,7 @@
 //! [`Registered`](super::Registered) and [`Watch`](super::Watch) from the core's events.
 
 use super::types::{EventKind, ServiceInfo, WatchEvent, WatchUpdate};
-use super::{environment, random_registrant, ClientOptions, Error, Grant};
+use super::{environment, random_bits, ClientOptions, Error, Grant};
 use crate::clock::{unix_micros, Clock};
 use crate::dropped::{DropLog, Dropped};
 use crate::net;
@@ -131,7 +131,7 @@ impl Driver<'_> {
         interest: Option<Interest>,
     ) -> Result<Started, Error> {
         let env = environment(&options.environment)?;
-        let mut config = ClientConfig::new(options.registrant.unwrap_or_else(random_registrant));
+        let mut config = ClientConfig::new(options.registrant.unwrap_or_else(random_bits));
         config.environment = env.clone();
         if options.directories.len() > MAX_DIRECTORIES {
             return Err(Error::TooManyDirectories {
@@ -184,6 +184,9 @@ impl Driver<'_> {
             let clock = Clock::new();
             // Request counters follow the wall clock from the core's first `now`.
             config.clock_floor = unix_micros();
+            // And request ids apart from another process's of the same registrant
+            // started in the same microsecond (or under a clock set back).
+            config.entropy = random_bits();
             let client = match Client::new(config, &mut slots, &mut index) {
                 Ok(client) => client,
                 Err(e) => {

@@ -210,7 +210,8 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-fn random_registrant() -> u64 {
+/// 64 random bits (a registrant id per client, and the entropy of its request ids).
+fn random_bits() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     h.finish()
