@@ -15,7 +15,7 @@ use crate::interest::Interest;
 use crate::location::Location;
 use crate::name::{Environment, ServiceName};
 use crate::notify;
-use crate::registry::{Entry, Record, RecordState, Registry, Slot};
+use crate::registry::{Entry, List, Record, RecordState, Registry, Slot};
 use crate::service::{Service, Version};
 use crate::table::TableStorage;
 use crate::time::{Duration, Instant};
@@ -394,21 +394,10 @@ pub struct Directory<'a> {
     forgotten_floor: u64,
     /// Entries with something to announce.
     pending: usize,
-    /// The slot where the next announcement starts looking for them.
-    announce_cursor: usize,
     /// Entries whose stored form changed.
     dirty: usize,
-    dirty_cursor: usize,
     /// Entries that replaced an evicted one whose removal the shell has not taken yet.
     unreported: usize,
-    unreported_cursor: usize,
-    /// The earliest a tombstone may be due for reaping (`None`: none held), as
-    /// scheduled; `poll_event` reaps in passes over the registry.
-    next_reap: Option<Instant>,
-    /// Where the reaping pass in progress is (`None`: none in progress), and the
-    /// earliest reap time of the tombstones it kept.
-    reap_cursor: Option<usize>,
-    reap_pass_min: Option<Instant>,
     /// The highest version of any tombstone dropped: a record for a name not held that
     /// is not newer is a late copy of something already removed, and is refused.
     dropped_version: Version,
@@ -482,14 +471,8 @@ impl<'a> Directory<'a> {
             senders: heapless::Vec::new(),
             forgotten_floor: 0,
             pending: 0,
-            announce_cursor: 0,
             dirty: 0,
-            dirty_cursor: 0,
             unreported: 0,
-            unreported_cursor: 0,
-            next_reap: None,
-            reap_cursor: None,
-            reap_pass_min: None,
             dropped_version: Version(0),
             dropped_sequence: 0,
             chain: last_version,
@@ -723,7 +706,7 @@ impl<'a> Directory<'a> {
             self.tail_beacon,
             self.next_tick,
             expiry,
-            self.next_reap,
+            self.next_reap(),
             resume,
             catch_up,
             self.delivery_timeout(),
@@ -778,28 +761,20 @@ impl<'a> Directory<'a> {
         if self.dirty == 0 {
             return self.reap_next().map(DirectoryEvent::Removed);
         }
-        let len = self.registry.len();
-        for _ in 0..len {
-            if self.dirty_cursor >= len {
-                self.dirty_cursor = 0;
-            }
-            let slot = self.dirty_cursor;
-            self.dirty_cursor += 1;
-            if self.registry.get(slot).is_some_and(|e| e.dirty) {
-                self.dirty -= 1;
-                let durable = {
-                    let mut e = self.registry.get_mut(slot)?;
-                    e.dirty = false;
-                    core::mem::take(&mut e.durable)
-                };
-                return self.registry.get(slot).map(|e| {
-                    if durable {
-                        DirectoryEvent::Stored(&e.record)
-                    } else {
-                        DirectoryEvent::Renewed(&e.record)
-                    }
-                });
-            }
+        if let Some(slot) = self.registry.walk(List::Dirty).next() {
+            self.dirty -= 1;
+            let durable = {
+                let mut e = self.registry.get_mut(slot)?;
+                e.dirty = false;
+                core::mem::take(&mut e.durable)
+            };
+            return self.registry.get(slot).map(|e| {
+                if durable {
+                    DirectoryEvent::Stored(&e.record)
+                } else {
+                    DirectoryEvent::Renewed(&e.record)
+                }
+            });
         }
         self.dirty = 0;
         self.reap_next().map(DirectoryEvent::Removed)

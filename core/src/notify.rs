@@ -14,7 +14,7 @@
 //! version). Announcements batch every pending change, live and departed, into as few
 //! datagrams as fit.
 
-use crate::registry::{Entry, RecordState, Registry, UNANNOUNCED};
+use crate::registry::{Entry, List, RecordState, Registry, UNANNOUNCED};
 use crate::wire::{BatchWriter, Change};
 
 /// Marks a live entry as changed: it will be announced as registered at once, and
@@ -85,95 +85,64 @@ pub(crate) struct Written {
     pub unregistered: usize,
 }
 
-/// Writes as many pending changes as fit into `writer`, clearing their flags and
-/// counting down the notifications written, and stamps every state announced for the
-/// first time with `link` (the datagram's `as_of`). `dirty` is called for every entry
-/// whose stored state changed (a departed entry whose last notification was written is
-/// then finished: `Departed { remaining: 0 }`). The pass starts at slot `from`
-/// (wrapping) and stops once `pending` changes are written; it returns the slot to
-/// start the next pass at (after the last slot written, possibly the registry's length,
-/// where the next new entry goes), so that a burst of changes costs one pass over the
-/// registry in all, not one per datagram.
+/// Writes as many pending changes as fit into `writer`, oldest first (the registry
+/// lists them), clearing their flags and counting down the notifications written, and
+/// stamps every state announced for the first time with `link` (the datagram's
+/// `as_of`). `dirty` is called for every entry whose stored state changed (a departed
+/// entry whose last notification was written is then finished: `Departed { remaining:
+/// 0 }`). It stops once `pending` changes are written.
 pub(crate) fn fill(
     registry: &mut Registry<'_>,
     writer: &mut BatchWriter<'_>,
-    from: usize,
     pending: usize,
     link: crate::Version,
     mut dirty: impl FnMut(&mut Entry),
-) -> (Written, usize) {
+) -> Written {
     let mut written = Written::default();
-    let len = registry.len();
-    let start = if from < len { from } else { 0 };
-    // The next pass resumes after the last slot written, without wrapping: new entries
-    // go to the end of the slots, so after the last slot is where they will be.
-    let mut resume = start;
-    for k in 0..len {
-        let slot = (start + k) % len;
-        if written.registered + written.unregistered >= pending {
-            return (written, resume);
-        }
+    while written.registered + written.unregistered < pending {
+        // Each change written leaves the list: the head is always the next one.
+        let Some(slot) = registry.walk(List::Pending).next() else {
+            break;
+        };
         let Some(mut e) = registry.get_mut(slot) else {
-            continue;
+            break;
         };
         match e.record.state {
-            RecordState::Live { .. } if e.announce => {
+            RecordState::Live { .. } => {
                 if !writer.push(&Change::Registered(e.record.service.clone())) {
-                    return (written, slot);
+                    break;
                 }
                 e.announce = false;
-                if e.stamp == UNANNOUNCED {
-                    e.stamp = link;
-                }
                 written.registered += 1;
-                resume = slot + 1;
             }
-            RecordState::Departed { remaining } if e.due && remaining > 0 => {
+            RecordState::Departed { remaining } => {
                 let change = Change::Unregistered {
                     name: e.record.service.registration.name.clone(),
                     version: e.record.service.version,
                 };
                 if !writer.push(&change) {
-                    return (written, slot);
+                    break;
                 }
                 e.due = false;
-                if e.stamp == UNANNOUNCED {
-                    e.stamp = link;
-                }
                 e.record.state = RecordState::Departed {
-                    remaining: remaining - 1,
+                    remaining: remaining.saturating_sub(1),
                 };
                 written.unregistered += 1;
-                resume = slot + 1;
                 dirty(&mut e);
             }
-            _ => {}
+        }
+        if e.stamp == UNANNOUNCED {
+            e.stamp = link;
         }
     }
-    (written, resume)
+    written
 }
 
-/// True when a state no announcement carried yet is among the `pending` changes that
-/// [`fill`] would find from slot `from`: a pass that stops as soon as it knows.
-pub(crate) fn any_first(registry: &Registry<'_>, from: usize, pending: usize) -> bool {
-    let len = registry.len();
-    let start = if from < len { from } else { 0 };
-    let mut seen = 0;
-    for k in 0..len {
-        if seen >= pending {
-            break;
-        }
-        let Some(e) = registry.get((start + k) % len) else {
-            continue;
-        };
-        if is_pending(e) {
-            if e.stamp == UNANNOUNCED {
-                return true;
-            }
-            seen += 1;
-        }
-    }
-    false
+/// True when a state no announcement carried yet is among the changes pending.
+pub(crate) fn any_first(registry: &Registry<'_>) -> bool {
+    registry
+        .entries(List::Pending)
+        .any(|(_, e)| e.stamp == UNANNOUNCED)
 }
 
 /// True when `entry` has something to announce now.
@@ -198,24 +167,23 @@ mod tests {
         crate::registry::live_entry(name)
     }
 
-    /// New entries go to the end of the slots: a pass that wrote the last slot must
-    /// resume after it, where the next new entries will be, and not back where it began
-    /// (every later pass would then walk over everything announced since, which made
-    /// the announcement writer the directory's hottest path under a stream of new
-    /// registrations).
+    /// The changes are written in the order they became due, from the registry's list
+    /// of them, whatever slots they are in: one that does not fit waits at the head for
+    /// the next datagram, and a change made later is found without walking over the
+    /// ones written before (a pass over the slots from a cursor walked the whole
+    /// registry for each new name once evictions had moved the slots about).
     #[test]
-    fn a_pass_that_wrote_the_last_slot_resumes_after_it() {
+    fn changes_are_written_in_the_order_they_became_due() {
         let mut slots: [Slot; 8] = [const { None }; 8];
         let mut index = [0u32; 8];
         let mut registry = Registry::new(&mut slots, &mut index);
-        for i in 0..4 {
-            let slot = registry
-                .insert(entry(["a", "b", "c", "d"][i]))
-                .ok()
-                .unwrap();
-            if i >= 2 {
-                mark_changed(&mut registry.get_mut(slot).unwrap(), 1);
-            }
+        for name in ["a", "b", "c", "d"] {
+            registry.insert(entry(name)).ok().unwrap();
+        }
+        // Due in the order d, b, c (not the slots' order).
+        for name in ["d", "b", "c"] {
+            let slot = registry.find(name).unwrap();
+            mark_changed(&mut registry.get_mut(slot).unwrap(), 1);
         }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let header = AnnounceHeader {
@@ -224,14 +192,34 @@ mod tests {
             previous: Version(4),
         };
         let env = Environment::default();
+        let names = |registry: &Registry<'_>| -> heapless::Vec<heapless::String<4>, 8> {
+            registry
+                .walk(List::Pending)
+                .map(|slot| {
+                    let e = registry.get(slot).unwrap();
+                    heapless::String::try_from(e.record.name().as_str()).unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(names(&registry), ["d", "b", "c"]);
+        assert!(any_first(&registry));
         let mut buf = [0u8; 1400];
         let mut writer = BatchWriter::announce(&env, &header, &mut buf).unwrap();
-        let (written, next) = fill(&mut registry, &mut writer, 2, 2, Version(5), |_| {});
-        assert_eq!(written.registered, 2);
-        assert_eq!(next, 4, "resumes after the last slot written");
-        // The next new entry, in slot 4, is the first the next pass looks at.
-        let slot = registry.insert(entry("e")).ok().unwrap();
+        let written = fill(&mut registry, &mut writer, 2, Version(5), |_| {});
+        assert_eq!(written.registered, 2, "stops at the count it was given");
+        assert_eq!(names(&registry), ["c"], "the first two went");
+        let stamped = |name| registry.get(registry.find(name).unwrap()).unwrap().stamp;
+        assert_eq!((stamped("d"), stamped("b")), (Version(5), Version(5)));
+        assert_eq!(stamped("c"), UNANNOUNCED);
+        // A change made now comes after the one still waiting.
+        let slot = registry.find("a").unwrap();
         mark_changed(&mut registry.get_mut(slot).unwrap(), 1);
-        assert!(any_first(&registry, next, 1));
+        assert_eq!(names(&registry), ["c", "a"]);
+        let mut buf = [0u8; 1400];
+        let mut writer = BatchWriter::announce(&env, &header, &mut buf).unwrap();
+        let written = fill(&mut registry, &mut writer, 8, Version(6), |_| {});
+        assert_eq!(written.registered, 2);
+        assert!(names(&registry).is_empty());
+        assert!(!any_first(&registry));
     }
 }

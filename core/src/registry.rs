@@ -8,7 +8,9 @@ use crate::time::Instant;
 use crate::wire::message::{locations_to_wire, validate_registration, LocationsWire};
 use serde::{Deserialize, Serialize};
 
-mod stamps;
+mod lists;
+
+pub(crate) use lists::List;
 
 /// Why the registry refused a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,8 +133,8 @@ pub struct Entry {
     /// until one has; 0 for a state restored or held from before): a repair since a
     /// version sends the states stamped after it.
     pub(crate) stamp: Version,
-    /// Its place in the index of stamps (see the `stamps` module).
-    pub(crate) links: stamps::Links,
+    /// Its place in each family of the registry's lists (see the `lists` module).
+    pub(crate) links: [lists::Links; lists::FAMILIES],
 }
 
 /// The stamp of a state no announcement has carried yet.
@@ -158,7 +160,7 @@ impl Entry {
             reap_at: Instant::ZERO,
             source: None,
             stamp: Version(0),
-            links: stamps::Links::NONE,
+            links: [lists::Links::NONE; lists::FAMILIES],
         }
     }
 }
@@ -175,13 +177,13 @@ impl Named for Entry {
 pub type Slot = Option<Entry>;
 
 /// The registry over caller-owned storage: the name-ordered table of entries, and the
-/// index of their stamps (see the `stamps` module), kept in the entries themselves.
-/// Reading goes through the table (`Deref`); every change goes through the registry,
-/// which keeps the index right.
+/// lists that find entries by stamp, reap time and pending work (see the `lists`
+/// module), linked through the entries themselves. Reading goes through the table
+/// (`Deref`); every change goes through the registry, which keeps the lists right.
 #[derive(Debug)]
 pub struct Registry<'a> {
     table: Table<'a, Entry>,
-    lists: stamps::Lists,
+    lists: lists::Lists,
 }
 
 impl<'a> core::ops::Deref for Registry<'a> {
@@ -197,7 +199,7 @@ impl<'a> Registry<'a> {
     pub fn new(slots: &'a mut [Slot], index: &'a mut [u32]) -> Self {
         Registry {
             table: Table::new(slots, index),
-            lists: stamps::Lists::EMPTY,
+            lists: lists::Lists::EMPTY,
         }
     }
 
@@ -210,45 +212,55 @@ impl<'a> Registry<'a> {
     // The entry is given back whole, as the table does: no copy is made on success.
     #[allow(clippy::result_large_err)]
     pub fn insert(&mut self, mut entry: Entry) -> Result<usize, Entry> {
-        entry.links = stamps::Links::NONE;
+        entry.links = [lists::Links::NONE; lists::FAMILIES];
         let slot = self.table.insert(entry)?;
-        stamps::link(&mut self.table, &mut self.lists, slot);
+        for family in lists::ALL {
+            lists::link(&mut self.table, &mut self.lists, slot, family);
+        }
         Ok(slot)
     }
 
     /// Removes and returns the entry in `slot`; the entry in the last slot moves into
     /// it (see [`Table::remove`]).
     pub fn remove(&mut self, slot: usize) -> Option<Entry> {
-        let stamp = self.table.get(slot)?.stamp;
-        stamps::unlink(&mut self.table, &mut self.lists, slot, stamp);
+        let places = lists::places(self.table.get(slot)?);
+        for (family, place) in lists::ALL.into_iter().zip(places) {
+            if let Some(place) = place {
+                lists::unlink(&mut self.table, &mut self.lists, slot, family, place);
+            }
+        }
         let last = self.table.len() - 1;
         let gone = self.table.remove(slot)?;
         if slot != last {
-            stamps::moved(&mut self.table, &mut self.lists, last, slot);
+            lists::moved(&mut self.table, &mut self.lists, last, slot);
         }
         Some(gone)
     }
 
-    /// The entry in `slot`, to change (not its name); the index follows a change of its
-    /// stamp when the access ends.
+    /// The entry in `slot`, to change (not its name); the lists follow the change when
+    /// the access ends.
     pub fn get_mut(&mut self, slot: usize) -> Option<EntryMut<'_, 'a>> {
-        let stamp = self.table.get(slot)?.stamp;
+        let entry = self.table.get(slot)?;
+        let (indexed, links) = (lists::places(entry), entry.links);
         Some(EntryMut {
             registry: self,
             slot,
-            indexed: stamp,
+            indexed,
+            links,
         })
     }
 }
 
-/// Mutable access to one entry of the [`Registry`]: when it ends, the index of stamps
-/// follows the entry's new stamp.
+/// Mutable access to one entry of the [`Registry`]: when it ends, the entry moves to
+/// the lists its new state puts it in.
 #[derive(Debug)]
 pub struct EntryMut<'r, 'a> {
     registry: &'r mut Registry<'a>,
     slot: usize,
-    /// The stamp the entry is indexed under (not named `stamp`: that is the entry's).
-    indexed: Version,
+    /// The places the entry is linked at, in each family.
+    indexed: [Option<lists::Place>; lists::FAMILIES],
+    /// Its links (kept should the whole entry be replaced).
+    links: [lists::Links; lists::FAMILIES],
 }
 
 impl core::ops::Deref for EntryMut<'_, '_> {
@@ -273,13 +285,24 @@ impl core::ops::DerefMut for EntryMut<'_, '_> {
 
 impl Drop for EntryMut<'_, '_> {
     fn drop(&mut self) {
-        let Some(now) = self.registry.table.get(self.slot).map(|e| e.stamp) else {
+        let Some(e) = self.registry.table.get_mut(self.slot) else {
             return;
         };
-        if now != self.indexed {
-            let Registry { table, lists } = &mut *self.registry;
-            stamps::unlink(table, lists, self.slot, self.indexed);
-            stamps::link(table, lists, self.slot);
+        // Only the lists change links, and none can while this access lasts: an entry
+        // replaced whole (`*e = new`) keeps its place in them.
+        e.links = self.links;
+        let now = lists::places(e);
+        let Registry { table, lists } = &mut *self.registry;
+        for (family, (was, is)) in lists::ALL
+            .into_iter()
+            .zip(self.indexed.into_iter().zip(now))
+        {
+            if was != is {
+                if let Some(was) = was {
+                    lists::unlink(table, lists, self.slot, family, was);
+                }
+                lists::link(table, lists, self.slot, family);
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ impl Directory<'_> {
         // A datagram that carries a change for the first time is a link of the chain,
         // with a version of its own; one of repeats only stands where the chain is.
         let previous = self.chain;
-        let link = notify::any_first(&self.registry, self.announce_cursor, self.pending);
+        let link = notify::any_first(&self.registry);
         let as_of = if link { self.next_version() } else { previous };
         let header = wire::AnnounceHeader {
             directory: self.config.address,
@@ -44,19 +44,9 @@ impl Directory<'_> {
         };
         let mut writer = BatchWriter::announce(&self.config.environment, &header, buf).ok()?;
         let dirty = &mut self.dirty;
-        let mut reap: Option<Instant> = None;
-        let (from, pending) = (self.announce_cursor, self.pending);
-        let (written, next) =
-            notify::fill(&mut self.registry, &mut writer, from, pending, as_of, |e| {
-                touch(e, dirty, false);
-                if let RecordState::Departed { remaining: 0 } = e.record.state {
-                    reap = Some(reap.map_or(e.reap_at, |t| t.min(e.reap_at)));
-                }
-            });
-        self.announce_cursor = next;
-        if let Some(at) = reap {
-            self.schedule_reap(at);
-        }
+        let written = notify::fill(&mut self.registry, &mut writer, self.pending, as_of, |e| {
+            touch(e, dirty, false)
+        });
         let items = written.registered + written.unregistered;
         if items == 0 {
             // Nothing fitted: cannot happen with a valid maximum size; resynchronise the

@@ -86,8 +86,6 @@ impl Directory<'_> {
                     let publishing = self.publishing;
                     self.update(slot, false, |e| e.due = publishing);
                     self.schedule_tick();
-                } else {
-                    self.schedule_reap(self.now + self.config.tombstone_retention);
                 }
             }
         }
@@ -317,10 +315,8 @@ impl Directory<'_> {
                 }
             }
         });
-        match state {
-            RecordState::Live { expires } => self.schedule_expiry(expires),
-            RecordState::Departed { remaining: 0 } => self.schedule_reap(reap_at),
-            RecordState::Departed { .. } => {}
+        if let RecordState::Live { expires } = state {
+            self.schedule_expiry(expires);
         }
         self.schedule_tick();
         Ok(())
@@ -355,7 +351,6 @@ impl Directory<'_> {
                 }
                 e.durable = false;
             });
-            self.schedule_reap(now);
             return;
         }
         self.drop_slot(slot);
@@ -372,7 +367,6 @@ impl Directory<'_> {
             .get(slot)
             .map_or(Version(0), |e| e.live_version);
         let reap_at = self.now + self.config.tombstone_retention;
-        let mut finished = None;
         match (held.state, stored.state) {
             (RecordState::Live { expires: mine }, RecordState::Live { expires })
                 if expires > mine =>
@@ -395,7 +389,6 @@ impl Directory<'_> {
                     e.record.set_counted_from(counted_from);
                     if remaining == 0 {
                         e.reap_at = e.reap_at.min(reap_at);
-                        finished = Some(e.reap_at);
                     }
                 });
             }
@@ -403,9 +396,6 @@ impl Directory<'_> {
         }
         if let Some(mut e) = self.registry.get_mut(slot) {
             e.record.sequence = sequence;
-        }
-        if let Some(at) = finished {
-            self.schedule_reap(at);
         }
     }
 
@@ -505,10 +495,7 @@ impl Directory<'_> {
                 touch(e, dirty, raised);
             }
         });
-        if remaining == 0 {
-            let at = self.registry.get(slot).map_or(reap_at, |e| e.reap_at);
-            self.schedule_reap(at);
-        } else {
+        if remaining > 0 {
             self.schedule_tick();
         }
     }

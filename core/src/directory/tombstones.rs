@@ -75,9 +75,13 @@ impl Directory<'_> {
         }
     }
 
-    /// The earliest a tombstone may be reaped is `at` (or earlier, if already known).
-    pub(super) fn schedule_reap(&mut self, at: Instant) {
-        self.next_reap = Some(self.next_reap.map_or(at, |t| t.min(at)));
+    /// When the oldest tombstone's retention runs out (the head of the finished
+    /// removals, by reap time), if one is held.
+    pub(super) fn next_reap(&self) -> Option<Instant> {
+        self.registry
+            .entries(List::Finished)
+            .next()
+            .map(|(_, e)| e.reap_at)
     }
 
     /// Makes room for a new name in a full registry: drops the departed entry that has
@@ -86,24 +90,35 @@ impl Directory<'_> {
     /// the shell must still be told to delete; `None` when no entry may go (every entry
     /// is live, young, or carries an eviction not yet reported).
     pub(super) fn evict(&mut self) -> Option<ServiceName> {
-        let now = self.now;
         // A tombstone is reaped at `reap_at` = departure + retention; it is old enough to
-        // evict from departure + replication bound on.
+        // evict from departure + replication bound on. Both lists of departed entries
+        // are in reap-time order: only their old enough heads are looked at.
         let young = Duration::from_micros(
             self.config
                 .tombstone_retention
                 .as_micros()
                 .saturating_sub(self.config.replication_bound.as_micros()),
         );
-        let (_, _, slot) = self
-            .registry
-            .iter()
-            .filter(|(_, e)| e.evicted.is_none() && now + young >= e.reap_at)
-            .filter_map(|(slot, e)| match e.record.state {
-                RecordState::Departed { remaining } => Some((remaining, e.reap_at, slot)),
-                RecordState::Live { .. } => None,
+        let old_enough = self.now + young;
+        let registry = &self.registry;
+        let candidates = |list| {
+            registry
+                .entries(list)
+                .take_while(move |(_, e)| e.reap_at <= old_enough)
+                .filter(|(_, e)| e.evicted.is_none())
+        };
+        // A finished removal, the oldest; else the one with the fewest notifications
+        // left, the oldest first.
+        let slot = candidates(List::Finished)
+            .next()
+            .or_else(|| {
+                candidates(List::Notifying).min_by_key(|(_, e)| match e.record.state {
+                    RecordState::Departed { remaining } => remaining,
+                    RecordState::Live { .. } => u8::MAX,
+                })
             })
-            .min()?;
+            .map(|(slot, _)| slot)?;
+        let now = self.now;
         let e = self.drop_slot(slot)?;
         if let RecordState::Departed { remaining } = e.record.state {
             if remaining > 0 {
@@ -155,39 +170,18 @@ impl Directory<'_> {
         version
     }
 
-    /// Reaps the next tombstone whose retention ran out, in a pass over the registry
-    /// that starts when one is due; returns its name for the shell to delete. At the
-    /// end of a pass, schedules the next from what it kept.
+    /// Reaps the next tombstone whose retention ran out (from the head of the finished
+    /// removals, oldest first); returns its name for the shell to delete.
     pub(super) fn reap_next(&mut self) -> Option<ServiceName> {
         let now = self.now;
-        let mut slot = match self.reap_cursor {
-            Some(slot) => slot,
-            None if self.next_reap.is_some_and(|t| t <= now) => {
-                self.next_reap = None;
-                self.reap_pass_min = None;
-                0
-            }
-            None => return None,
-        };
-        while let Some(e) = self.registry.get(slot) {
-            if let RecordState::Departed { remaining: 0 } = e.record.state {
-                if e.reap_at <= now && e.evicted.is_none() {
-                    // The last entry moves into `slot`: the cursor stays to look at it.
-                    self.reap_cursor = Some(slot);
-                    return self
-                        .drop_slot(slot)
-                        .map(|e| e.record.service.registration.name);
-                }
-                let at = e.reap_at;
-                self.reap_pass_min = Some(self.reap_pass_min.map_or(at, |t| t.min(at)));
-            }
-            slot += 1;
-        }
-        self.reap_cursor = None;
-        if let Some(at) = self.reap_pass_min.take() {
-            self.schedule_reap(at);
-        }
-        None
+        let slot = self
+            .registry
+            .entries(List::Finished)
+            .take_while(|(_, e)| e.reap_at <= now)
+            .find(|(_, e)| e.evicted.is_none())
+            .map(|(slot, _)| slot)?;
+        self.drop_slot(slot)
+            .map(|e| e.record.service.registration.name)
     }
 
     /// The next eviction not yet reported, taken from the entry that carries it.
@@ -195,23 +189,12 @@ impl Directory<'_> {
         if self.unreported == 0 {
             return None;
         }
-        let len = self.registry.len();
-        for _ in 0..len {
-            if self.unreported_cursor >= len {
-                self.unreported_cursor = 0;
-            }
-            let slot = self.unreported_cursor;
-            self.unreported_cursor += 1;
-            if let Some(name) = self
-                .registry
-                .get_mut(slot)
-                .and_then(|mut e| e.evicted.take())
-            {
-                self.unreported -= 1;
-                return Some(name);
-            }
-        }
-        self.unreported = 0;
-        None
+        let Some(slot) = self.registry.walk(List::Evicting).next() else {
+            self.unreported = 0;
+            return None;
+        };
+        let name = self.registry.get_mut(slot)?.evicted.take();
+        self.unreported -= 1;
+        name
     }
 }
