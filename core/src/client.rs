@@ -368,48 +368,125 @@ enum OwnState {
 /// a build without authentication, which sends no counters.
 const SENT_COUNTERS_KEPT: usize = if cfg!(feature = "auth") { 8 } else { 1 };
 
-/// How many attempts of one request a client remembers: an answer to any of them
-/// counts (a late answer to an earlier attempt is as good as one to the last).
-const ATTEMPTS_KEPT: usize = 8;
+/// Request ids set aside for the attempts of one request (a series that outlasts them
+/// starts a new block, and its earlier attempts are forgotten).
+const ATTEMPT_IDS: u32 = 1024;
 
-/// One attempt of a request: every attempt and every renewal has its own request id,
-/// and only the directory it was sent to can answer it.
+/// The attempts of one request (a registration, renewal, unregistration, keep-alive or
+/// subscription). Every attempt has its own request id, and only the directory it
+/// went to can answer it. The ids are consecutive in a block set aside at the first
+/// attempt, so an answer to any attempt is known by its id, however late it comes and
+/// however many attempts followed it. (A ring of the newest eight forgot attempts
+/// overtaken by newer ones: with a 3 s lease attempts go out 75 ms apart, and an
+/// answer more than 600 ms late was dropped; history seed 4676703.) The directories
+/// are kept by stretches: the attempts to the current directory, and those to the one
+/// before it; a third directory within one series forgets the first's attempts.
 #[derive(Clone, Copy, Debug)]
-struct Attempt {
-    request: u32,
-    /// The directory it went to: its index among the known directories (which are
-    /// never removed nor reordered).
+struct Attempts {
+    /// The request id of the block's first attempt.
+    first: u32,
+    /// Attempts sent in the block (0: none).
+    count: u32,
+    /// Attempts before this one are forgotten.
+    from: u32,
+    /// Attempts from this one on went to `directory`, those before it to `before`.
+    since: u32,
+    /// Known directories, by index (which never changes: they are never removed nor
+    /// reordered).
     directory: u8,
+    before: u8,
+    /// When the first attempt was sent: no attempt's lease began sooner.
     at: Instant,
+    /// When the latest was sent.
+    latest: Instant,
 }
 
-impl Attempt {
-    /// Remembers in `ring` (the newest `N` kept) that `request` went to the known
-    /// directory `directory` at `at`.
-    fn record<const N: usize>(
-        ring: &mut heapless::Deque<Attempt, N>,
-        request: u32,
-        directory: u8,
-        at: Instant,
-    ) {
-        let attempt = Attempt {
-            request,
-            directory,
-            at,
+impl Attempts {
+    /// None sent.
+    const NONE: Attempts = Attempts {
+        first: 0,
+        count: 0,
+        from: 0,
+        since: 0,
+        directory: 0,
+        before: 0,
+        at: Instant::ZERO,
+        latest: Instant::ZERO,
+    };
+
+    /// Records an attempt to the known directory `directory` at `now` and returns its
+    /// request id (the first of a new block of `ids`, when a block starts).
+    fn send(&mut self, ids: &mut u32, directory: u8, now: Instant) -> u32 {
+        if self.count == 0 || self.count >= ATTEMPT_IDS {
+            *self = Attempts {
+                first: take_ids(ids, ATTEMPT_IDS),
+                directory,
+                at: now,
+                ..Attempts::NONE
+            };
+        } else if directory != self.directory {
+            self.from = self.since;
+            self.since = self.count;
+            self.before = self.directory;
+            self.directory = directory;
+        }
+        self.count += 1;
+        self.latest = now;
+        self.first.wrapping_add(self.count - 1)
+    }
+
+    /// If `request` is one of these attempts and `from` the directory it went to: a time
+    /// no later than it was sent (the latest attempt's own, the first's for an earlier
+    /// one, whose lease at the directory began later still).
+    fn answered(&self, request: u32, from: Senders) -> Option<Instant> {
+        let k = request.wrapping_sub(self.first);
+        if k >= self.count || k < self.from {
+            return None;
+        }
+        let directory = if k >= self.since {
+            self.directory
+        } else {
+            self.before
         };
-        push_newest(ring, attempt);
+        let at = if k + 1 == self.count {
+            self.latest
+        } else {
+            self.at
+        };
+        from.has(directory).then_some(at)
+    }
+
+    /// The request id of the latest attempt, if any was sent.
+    fn last(&self) -> Option<u32> {
+        (self.count > 0).then(|| self.first.wrapping_add(self.count - 1))
+    }
+
+    /// Forgets every attempt: the next starts a new request.
+    fn clear(&mut self) {
+        *self = Attempts::NONE;
     }
 }
 
+/// Sets aside `n` consecutive request ids from the counter `next` and returns the
+/// first; a block never holds 0 (which stands for every request in a refusal).
+fn take_ids(next: &mut u32, n: u32) -> u32 {
+    if *next == 0 || *next > u32::MAX - n {
+        *next = 1;
+    }
+    let first = *next;
+    *next = first + n;
+    first
+}
+
 /// The known directories a datagram's source is (bits by index; a location configured
-/// twice is two of them): an answer to an [`Attempt`] must come from the one it went to.
+/// twice is two of them): an answer to an attempt must come from the one it went to.
 #[derive(Clone, Copy, Debug)]
 struct Senders(u8);
 
 impl Senders {
-    /// Whether `attempt` went to one of these directories.
-    fn sent(self, attempt: &Attempt) -> bool {
-        self.0 & (1 << attempt.directory) != 0
+    /// Whether the known directory `directory` is one of these.
+    fn has(self, directory: u8) -> bool {
+        self.0 & (1 << directory) != 0
     }
 }
 
@@ -440,8 +517,8 @@ enum Claim {
 struct Own {
     claim: Claim,
     state: OwnState,
-    /// The attempts of the request in progress, newest last.
-    sent: heapless::Deque<Attempt, ATTEMPTS_KEPT>,
+    /// The attempts of the request in progress.
+    sent: Attempts,
     attempts: u8,
     send: bool,
     deadline: Instant,
@@ -466,7 +543,7 @@ impl Own {
         Own {
             claim,
             state,
-            sent: heapless::Deque::new(),
+            sent: Attempts::NONE,
             granted: lease,
             attempts: 0,
             send: true,

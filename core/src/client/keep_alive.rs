@@ -10,8 +10,8 @@
 //! keep-alive in flight when another request starts is given up for them the same
 //! way), carrying what the client believes the directory holds for it
 //! ([`Holdings`]). It is retried, backed off and failed over exactly as a renewal
-//! (every attempt has a fresh request id, and each attempt claims the registrations
-//! kept when it was sent). A client has one lease, so one keep-alive serves all its
+//! (every attempt has a fresh request id, and every attempt of a series claims the
+//! same registrations: when those kept change, a new series starts). A client has one lease, so one keep-alive serves all its
 //! registrations.
 //!
 //! When the answer holds what the attempt claimed, every kept registration is renewed.
@@ -28,8 +28,10 @@ use crate::wire::{Holdings, KeepAliveAck, KeepAliveRequest};
 pub(super) struct KeepAlive {
     /// A keep-alive is in flight (due, or waiting for an answer).
     active: bool,
-    /// The attempts sent, newest last, each with what it claimed.
-    sent: heapless::Deque<(Attempt, Holdings), ATTEMPTS_KEPT>,
+    /// The attempts sent.
+    sent: Attempts,
+    /// What they claimed (a change of claim starts a new series of attempts).
+    claimed: Holdings,
     attempts: u8,
     send: bool,
     deadline: Instant,
@@ -40,19 +42,22 @@ impl KeepAlive {
     pub(super) const fn new() -> Self {
         KeepAlive {
             active: false,
-            sent: heapless::Deque::new(),
+            sent: Attempts::NONE,
+            claimed: Holdings {
+                count: 0,
+                digest: 0,
+            },
             attempts: 0,
             send: false,
             deadline: Instant::ZERO,
         }
     }
 
-    /// The attempt `request` sent to `from`, if it is one of this keep-alive's.
-    fn attempt(&self, request: u32, from: Senders) -> Option<(Attempt, Holdings)> {
-        self.sent
-            .iter()
-            .find(|(a, _)| a.request == request && from.sent(a))
-            .copied()
+    /// When the first attempt was sent and what the attempts claimed, if `request` sent
+    /// to `from` is one of this keep-alive's.
+    fn attempt(&self, request: u32, from: Senders) -> Option<(Instant, Holdings)> {
+        let at = self.sent.answered(request, from)?;
+        Some((at, self.claimed))
     }
 }
 
@@ -163,16 +168,15 @@ impl<const R: usize> Client<'_, R> {
             .unwrap_or(self.config.lease);
         let interval = self.retry_interval(self.keep_alive.attempts, lease);
         let now = self.now;
-        let request = self.request_id();
         let k = &mut self.keep_alive;
+        if k.claimed != held {
+            // Every attempt of a series claims the same.
+            k.sent.clear();
+            k.claimed = held;
+        }
+        let request = k.sent.send(&mut self.next_request, directory, now);
         k.send = false;
         k.deadline = now + interval;
-        let attempt = Attempt {
-            request,
-            directory,
-            at: now,
-        };
-        push_newest(&mut k.sent, (attempt, held));
         let message = KeepAliveRequest {
             request,
             registrant: self.config.registrant,
@@ -207,7 +211,7 @@ impl<const R: usize> Client<'_, R> {
         // The leases run from when the directory received the attempt, after it was
         // sent: renew a third of the lease after sending (never sooner than a
         // registration's own acknowledgement asked for).
-        let next = (attempt.at + ack.lease.div(3)).max(now + Duration::from_millis(1));
+        let next = (attempt + ack.lease.div(3)).max(now + Duration::from_millis(1));
         for own in self.own.iter_mut().filter(|o| o.state == OwnState::Active) {
             own.granted = ack.lease;
             own.deadline = own.deadline.max(next);

@@ -16,10 +16,7 @@ const MIN_RETRY: Duration = Duration::from_millis(10);
 impl Own {
     /// When the attempt `request` was sent to `from`, if it is one of this request's.
     fn attempt(&self, request: u32, from: Senders) -> Option<Instant> {
-        self.sent
-            .iter()
-            .find(|a| a.request == request && from.sent(a))
-            .map(|a| a.at)
+        self.sent.answered(request, from)
     }
 
     /// Waiting for an answer.
@@ -29,10 +26,9 @@ impl Own {
 }
 
 impl<const R: usize> Client<'_, R> {
+    /// A request id for a request sent once (not a series of attempts).
     pub(super) fn request_id(&mut self) -> u32 {
-        let id = self.next_request;
-        self.next_request = self.next_request.wrapping_add(1).max(1);
-        id
+        take_ids(&mut self.next_request, 1)
     }
 
     /// The wait before the next attempt of a snapshot or probe: doubling from the
@@ -198,12 +194,11 @@ impl<const R: usize> Client<'_, R> {
                 continue;
             }
             let interval = self.retry_interval(self.own[i].attempts, self.own[i].granted);
-            let request = self.request_id();
             let env = &self.config.environment;
             let own = &mut self.own[i];
+            let request = own.sent.send(&mut self.next_request, directory, now);
             own.send = false;
             own.deadline = now + interval;
-            Attempt::record(&mut own.sent, request, directory, now);
             let len = match (own.registration(), own.state) {
                 (Some(registration), OwnState::Registering) => {
                     let request = RegisterRequest {

@@ -45,11 +45,6 @@ use super::stretches::Progress;
 use super::*;
 use crate::wire::{DeliveryAck, SubscribeAck, SubscribeRequest, UnsubscribeRequest};
 
-/// How many attempts of a Subscribe or Unsubscribe are remembered (an answer to any
-/// of them counts): fewer than a registration's, to keep a client small (one in a
-/// build without subscription mode, which never subscribes).
-const SUBSCRIBE_ATTEMPTS_KEPT: usize = if SUBSCRIBE { 4 } else { 1 };
-
 /// Where the subscription stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -67,8 +62,8 @@ pub(super) struct Subscription {
     /// The id the directory puts on this subscription's deliveries.
     delivery: u32,
     state: State,
-    /// The attempts of the request in progress, newest last.
-    sent: heapless::Deque<Attempt, SUBSCRIBE_ATTEMPTS_KEPT>,
+    /// The attempts of the request in progress.
+    sent: Attempts,
     attempts: u8,
     send: bool,
     /// When to retry (subscribing, unsubscribing) or renew (active).
@@ -102,7 +97,7 @@ impl Subscription {
         Subscription {
             delivery,
             state: State::Subscribing,
-            sent: heapless::Deque::new(),
+            sent: Attempts::NONE,
             attempts: 0,
             send: true,
             deadline: now,
@@ -116,11 +111,10 @@ impl Subscription {
         }
     }
 
-    fn attempt(&self, request: u32, from: Senders) -> Option<Attempt> {
-        self.sent
-            .iter()
-            .find(|a| a.request == request && from.sent(a))
-            .copied()
+    /// When the first attempt was sent, if `request` sent to `from` is one of the
+    /// request's.
+    fn attempt(&self, request: u32, from: Senders) -> Option<Instant> {
+        self.sent.answered(request, from)
     }
 }
 
@@ -307,13 +301,12 @@ impl<const R: usize> Client<'_, R> {
         let (attempts, granted) = (s.attempts, s.granted);
         let now = self.now;
         let interval = self.retry_interval(attempts, granted);
-        let request = self.request_id();
         let cookie = self.cookie_for(destination);
         let env = &self.config.environment;
         let s = self.subscription.as_mut()?;
+        let request = s.sent.send(&mut self.next_request, directory, now);
         s.send = false;
         s.deadline = now + interval;
-        Attempt::record(&mut s.sent, request, directory, now);
         let len = match s.state {
             State::Unsubscribing => {
                 let message = UnsubscribeRequest {
@@ -350,7 +343,7 @@ impl<const R: usize> Client<'_, R> {
         };
         let Some(attempt) = s.attempt(ack.request, senders) else {
             if current && s.state == State::Active && ack.lease > Duration::ZERO {
-                // It answers none of the attempts kept: perhaps a late Subscribe of a
+                // It answers none of the attempts: perhaps a late Subscribe of a
                 // subscription given up here, with another delivery id, which the
                 // directory now takes for this subscriber's. Renew at once, so that it
                 // delivers under the current id again.
@@ -365,7 +358,7 @@ impl<const R: usize> Client<'_, R> {
                 s.attempts = 0;
                 s.send = false;
                 s.granted = ack.lease;
-                s.deadline = (attempt.at + ack.lease.div(3)).max(self.now);
+                s.deadline = (attempt + ack.lease.div(3)).max(self.now);
             }
         }
         if self.heard_from_current(from) {
@@ -396,9 +389,7 @@ impl<const R: usize> Client<'_, R> {
     pub(super) fn subscription_cookie(&mut self, request: u32, from: SocketAddr) {
         let senders = self.senders(from);
         if let Some(s) = self.subscription.as_mut() {
-            if s.attempt(request, senders).is_some()
-                && s.sent.back().is_some_and(|a| a.request == request)
-            {
+            if s.attempt(request, senders).is_some() && s.sent.last() == Some(request) {
                 s.send = true;
             }
         }
