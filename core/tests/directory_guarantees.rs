@@ -617,3 +617,80 @@ fn a_registry_full_of_old_tombstones_takes_new_names_as_fast_as_one_with_room() 
         "a full registry took {full:?}, one with room {room:?}"
     );
 }
+
+/// Sends 1,000 keep-alives of a registrant holding 4 services to a directory that also
+/// holds `others` services of other registrants, the way a shell drives it. Returns
+/// how long they took.
+fn keep_alives_among(others: usize) -> std::time::Duration {
+    const KEEP_ALIVES: u64 = 1_000;
+    let capacity = others + 8;
+    let d = Directory::new(
+        config("keep-alives"),
+        Vec::leak(vec![None; capacity]),
+        Vec::leak(vec![0u32; capacity]),
+    )
+    .unwrap();
+    let mut solo = Solo {
+        d,
+        now: Instant::from_millis(1),
+        removed: Vec::new(),
+        sequence: 0,
+    };
+    let expires = solo.now + Duration::from_secs(300);
+    for i in 0..others {
+        let mut live = record(
+            &format!("other{i:05}"),
+            1 + i as u64,
+            RecordState::Live { expires },
+        );
+        live.registrant = 1_000 + i as u64;
+        solo.d.apply(solo.now, live).unwrap();
+    }
+    let mut held = wire::Holdings::default();
+    for i in 0..4 {
+        let name = format!("mine{i}");
+        solo.register(&name);
+        held.add(&service(&name, 1));
+    }
+    solo.drain();
+    assert_eq!(solo.d.live(), others + 4);
+    let started = std::time::Instant::now();
+    for k in 0..KEEP_ALIVES {
+        solo.sequence += 1;
+        let keep_alive = wire::KeepAliveRequest {
+            request: k as u32 + 1,
+            registrant: 1,
+            sequence: solo.sequence,
+            lease: Duration::from_secs(300),
+            held,
+        };
+        let mut buf = [0u8; 1400];
+        let n = wire::encode(&Environment::default(), &keep_alive, &mut buf).unwrap();
+        solo.send(&buf[..n]);
+    }
+    let took = started.elapsed();
+    assert_eq!(
+        solo.d.stats().renewals,
+        4 * KEEP_ALIVES,
+        "every keep-alive renewed"
+    );
+    took
+}
+
+#[test]
+fn a_keep_alive_costs_the_same_among_many_registrants_as_among_few() {
+    // A keep-alive found its registrant's records by two passes over the registry: with
+    // 16,384 services of other registrants, a thousand keep-alives took about 40 times
+    // as long as with 64, so that keep-alives (one small datagram each) were a way to
+    // spend the directory's CPU. The ratio is taken in one run, the best of three.
+    let (mut many, mut few) = (std::time::Duration::MAX, std::time::Duration::MAX);
+    for _ in 0..3 {
+        many = many.min(keep_alives_among(16_384));
+        few = few.min(keep_alives_among(64));
+    }
+    eprintln!("1,000 keep-alives: {many:?} among 16,384 others, {few:?} among 64");
+    assert!(
+        many < few * 4,
+        "among many took {many:?}, among few {few:?}"
+    );
+}

@@ -16,7 +16,9 @@
 //! * evictions: entries that carry the name of an evicted one not yet reported;
 //! * stored: entries whose stored form changed and the shell has not been told;
 //! * announcements: entries with something to announce now, in the order they came
-//!   to have it.
+//!   to have it;
+//! * holders: live entries by registrant, in [`HOLDER_LISTS`] lists by a hash of the
+//!   registrant id: a keep-alive walks its registrant's list, not the registry.
 //!
 //! The lists follow every change, because every mutable access to an entry goes
 //! through [`EntryMut`](super::EntryMut), which moves the entry to its new places when
@@ -57,10 +59,11 @@ pub(crate) enum Family {
     Evictions,
     Stored,
     Announcements,
+    Holders,
 }
 
 /// How many families there are.
-pub(crate) const FAMILIES: usize = 5;
+pub(crate) const FAMILIES: usize = 6;
 
 /// Every family.
 pub(crate) const ALL: [Family; FAMILIES] = [
@@ -69,6 +72,7 @@ pub(crate) const ALL: [Family; FAMILIES] = [
     Family::Evictions,
     Family::Stored,
     Family::Announcements,
+    Family::Holders,
 ];
 
 /// One list.
@@ -88,10 +92,50 @@ pub(crate) enum List {
     Dirty,
     /// Something to announce now.
     Pending,
+    /// Live, registered by a registrant whose id hashes to this list.
+    Holders(u8),
 }
 
+/// How many lists hold the live entries by registrant.
+pub(crate) const HOLDER_LISTS: usize = 256;
+
 /// How many lists there are.
-const LISTS: usize = 7;
+const LISTS: usize = 7 + HOLDER_LISTS;
+
+impl List {
+    /// Its place among the lists' ends.
+    fn index(self) -> usize {
+        match self {
+            List::Stamped => 0,
+            List::Unannounced => 1,
+            List::Finished => 2,
+            List::Notifying => 3,
+            List::Evicting => 4,
+            List::Dirty => 5,
+            List::Pending => 6,
+            List::Holders(bucket) => 7 + usize::from(bucket),
+        }
+    }
+
+    /// The family it belongs to.
+    fn family(self) -> Family {
+        match self {
+            List::Stamped | List::Unannounced => Family::Stamps,
+            List::Finished | List::Notifying => Family::Departures,
+            List::Evicting => Family::Evictions,
+            List::Dirty => Family::Stored,
+            List::Pending => Family::Announcements,
+            List::Holders(_) => Family::Holders,
+        }
+    }
+
+    /// The list of the live entries registered by `registrant` (and by others whose
+    /// ids hash alike).
+    pub(crate) fn holders(registrant: u64) -> List {
+        // Fibonacci hashing: the top byte of the id times 2^64 / φ.
+        List::Holders((registrant.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+    }
+}
 
 /// Where an entry belongs in one family: its list, and its order there (ascending).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +160,10 @@ pub(crate) fn place(entry: &Entry, family: Family) -> Option<Place> {
         Family::Evictions if entry.evicted.is_some() => (List::Evicting, 0),
         Family::Stored if entry.dirty => (List::Dirty, 0),
         Family::Announcements if crate::notify::is_pending(entry) => (List::Pending, 0),
-        Family::Evictions | Family::Stored | Family::Announcements => return None,
+        Family::Holders if entry.record.is_live() => (List::holders(entry.record.registrant), 0),
+        Family::Evictions | Family::Stored | Family::Announcements | Family::Holders => {
+            return None
+        }
     };
     Some(Place { list, key })
 }
@@ -148,7 +195,7 @@ impl Lists {
     pub(crate) const EMPTY: Lists = Lists([Ends::EMPTY; LISTS]);
 
     fn ends(&mut self, list: List) -> &mut Ends {
-        &mut self.0[list as usize]
+        &mut self.0[list.index()]
     }
 }
 
@@ -261,18 +308,17 @@ impl Iterator for Walk<'_, '_> {
 impl<'a> Registry<'a> {
     /// The slots of `list`, from its head (in its order).
     pub(crate) fn walk(&self, list: List) -> Walk<'_, 'a> {
-        let family = match list {
-            List::Stamped | List::Unannounced => Family::Stamps,
-            List::Finished | List::Notifying => Family::Departures,
-            List::Evicting => Family::Evictions,
-            List::Dirty => Family::Stored,
-            List::Pending => Family::Announcements,
-        };
         Walk {
             table: &self.table,
-            family,
-            slot: self.lists.0[list as usize].head,
+            family: list.family(),
+            slot: self.lists.0[list.index()].head,
         }
+    }
+
+    /// The slot after `slot` in `list` (which it is in).
+    pub(crate) fn next_in(&self, slot: usize, list: List) -> Option<usize> {
+        let next = links(&self.table, slot as u32, list.family()).next;
+        (next != NIL).then_some(next as usize)
     }
 
     /// The entries of `list` with their slots, from its head.
@@ -290,7 +336,7 @@ impl<'a> Registry<'a> {
             *out.get_mut(n)? = slot as u32;
             n += 1;
         }
-        let mut slot = self.lists.0[List::Stamped as usize].tail;
+        let mut slot = self.lists.0[List::Stamped.index()].tail;
         while slot != NIL && key(&self.table, slot, Family::Stamps) > since.0 {
             *out.get_mut(n)? = slot;
             n += 1;
@@ -326,7 +372,7 @@ mod tests {
     /// Every list is well formed, in its order, and holds exactly the entries its
     /// family places in it.
     fn check_lists(registry: &Registry<'_>, seed: u64) {
-        let lists = [
+        let named = [
             List::Stamped,
             List::Unannounced,
             List::Finished,
@@ -335,9 +381,17 @@ mod tests {
             List::Dirty,
             List::Pending,
         ];
-        for list in lists {
-            let family = registry.walk(list).family;
-            let ends = registry.lists.0[list as usize];
+        // How many entries each list should hold, from one walk of the registry.
+        let mut held = [0usize; LISTS];
+        for (_, e) in registry.iter() {
+            for at in places(e).into_iter().flatten() {
+                held[at.list.index()] += 1;
+            }
+        }
+        let holders = (0..=u8::MAX).map(List::Holders);
+        for list in named.into_iter().chain(holders) {
+            let family = list.family();
+            let ends = registry.lists.0[list.index()];
             let mut count = 0;
             let (mut prev, mut slot) = (NIL, ends.head);
             while slot != NIL {
@@ -355,11 +409,7 @@ mod tests {
                 (prev, slot) = (slot, e.links[family as usize].next);
             }
             assert_eq!(ends.tail, prev, "seed {seed}");
-            let held = registry
-                .iter()
-                .filter(|(_, e)| place(e, family).is_some_and(|p| p.list == list))
-                .count();
-            assert_eq!(count, held, "seed {seed}: {list:?}");
+            assert_eq!(count, held[list.index()], "seed {seed}: {list:?}");
             assert_eq!(registry.walk(list).count(), count, "seed {seed}");
         }
     }
@@ -367,8 +417,8 @@ mod tests {
     /// Random churn (insertions, removals that move the last slot, stamps set to 0,
     /// unannounced, in order and out of order; departures, notifications counted down,
     /// reap times in and out of order, evictions carried and reported, stored forms
-    /// changed and taken): the lists answer exactly what a walk of the whole registry
-    /// finds, and stay well formed and in order.
+    /// changed and taken, registrants changed): the lists answer exactly what a walk of
+    /// the whole registry finds, and stay well formed and in order.
     #[test]
     fn the_lists_find_what_a_full_walk_finds_under_random_churn() {
         const CAPACITY: usize = 48;
@@ -391,7 +441,8 @@ mod tests {
                     4..=8 if len > 0 => {
                         let slot = rng.below(len) as usize;
                         let mut e = registry.get_mut(slot).unwrap();
-                        match rng.below(5) {
+                        match rng.below(6) {
+                            5 => e.record.registrant = rng.below(6),
                             4 => {
                                 // Replaced whole, as a restore does.
                                 let mut fresh = Entry::new(e.record.clone());
