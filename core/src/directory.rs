@@ -671,7 +671,8 @@ impl<'a> Directory<'a> {
         // publishes (a replica keeps those of subscribers that moved on).
         self.expire_subscribers(now);
         if self.next_tick.is_some_and(|t| t <= now) {
-            let (newly_due, any) = notify::tick(&mut self.registry);
+            let live_repeats = self.config.registration_announcements > 1;
+            let (newly_due, any) = notify::tick(&mut self.registry, live_repeats);
             self.pending += newly_due;
             self.next_tick = any.then(|| now + self.config.interval);
         }

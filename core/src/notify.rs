@@ -46,10 +46,27 @@ pub(crate) fn depart(entry: &mut Entry, version: crate::Version, notifications: 
 
 /// Makes the next repeat due: an unregistered notification for every departed entry
 /// that still has some, a registered announcement for every live entry that still has
-/// repeats. Returns how many entries became due, and whether any entry still has
-/// something to repeat after this.
-pub(crate) fn tick(registry: &mut Registry<'_>) -> (usize, bool) {
+/// repeats (none can unless registrations are announced more than once,
+/// `live_repeats`: then the whole registry is looked at, else only the departed entries
+/// with notifications left, which the registry lists). Returns how many entries became
+/// due, and whether any entry still has something to repeat after this.
+pub(crate) fn tick(registry: &mut Registry<'_>, live_repeats: bool) -> (usize, bool) {
     let (mut newly_due, mut any) = (0, false);
+    if !live_repeats {
+        let mut next = registry.walk(List::Notifying).next();
+        while let Some(slot) = next {
+            // Becoming due leaves the entry where it is in this list.
+            next = registry.next_in(slot, List::Notifying);
+            if let Some(mut e) = registry.get_mut(slot) {
+                if !e.due {
+                    e.due = true;
+                    newly_due += 1;
+                }
+                any = true;
+            }
+        }
+        return (newly_due, any);
+    }
     for slot in 0..registry.len() {
         let Some(mut e) = registry.get_mut(slot) else {
             continue;
