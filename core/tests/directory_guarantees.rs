@@ -212,6 +212,18 @@ struct Solo {
 }
 
 impl Solo {
+    /// A directory of `capacity` entries configured as `c`, alone, at 1 ms.
+    fn new(c: DirectoryConfig, capacity: usize) -> Solo {
+        let slots = Vec::leak(vec![None; capacity]);
+        let index = Vec::leak(vec![0u32; capacity]);
+        Solo {
+            d: Directory::new(c, slots, index).unwrap(),
+            now: Instant::from_millis(1),
+            removed: Vec::new(),
+            sequence: 0,
+        }
+    }
+
     fn send(&mut self, bytes: &[u8]) {
         let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
         self.d.handle_datagram(self.now, from, bytes);
@@ -280,13 +292,7 @@ fn finished_removals_are_reaped_on_time_with_no_other_wake_up() {
     c.sweep_period = Duration::from_secs(300);
     c.max_lease = Duration::from_secs(300);
     let retention = c.tombstone_retention;
-    let d = Directory::new(c, Vec::leak(vec![None; N]), Vec::leak(vec![0u32; N])).unwrap();
-    let mut solo = Solo {
-        d,
-        now: Instant::from_millis(1),
-        removed: Vec::new(),
-        sequence: 0,
-    };
+    let mut solo = Solo::new(c, N);
     for i in 0..N {
         solo.register(&format!("s{i}"));
     }
@@ -567,18 +573,7 @@ fn a_restarted_directorys_first_link_follows_every_restored_version() {
 /// the registrations took.
 fn register_among_tombstones(capacity: usize, tombstones: usize) -> std::time::Duration {
     const NEW: usize = 1_000;
-    let d = Directory::new(
-        config("churn"),
-        Vec::leak(vec![None; capacity]),
-        Vec::leak(vec![0u32; capacity]),
-    )
-    .unwrap();
-    let mut solo = Solo {
-        d,
-        now: Instant::from_millis(1),
-        removed: Vec::new(),
-        sequence: 0,
-    };
+    let mut solo = Solo::new(config("churn"), capacity);
     for i in 0..tombstones {
         let finished = RecordState::Departed { remaining: 0 };
         let old = record(&format!("old{i:05}"), 1 + i as u64, finished);
@@ -624,18 +619,7 @@ fn a_registry_full_of_old_tombstones_takes_new_names_as_fast_as_one_with_room() 
 fn keep_alives_among(others: usize) -> std::time::Duration {
     const KEEP_ALIVES: u64 = 1_000;
     let capacity = others + 8;
-    let d = Directory::new(
-        config("keep-alives"),
-        Vec::leak(vec![None; capacity]),
-        Vec::leak(vec![0u32; capacity]),
-    )
-    .unwrap();
-    let mut solo = Solo {
-        d,
-        now: Instant::from_millis(1),
-        removed: Vec::new(),
-        sequence: 0,
-    };
+    let mut solo = Solo::new(config("keep-alives"), capacity);
     let expires = solo.now + Duration::from_secs(300);
     for i in 0..others {
         let mut live = record(
