@@ -11,8 +11,8 @@
 //! way), carrying what the client believes the directory holds for it
 //! ([`Holdings`]). It is retried, backed off and failed over exactly as a renewal
 //! (every attempt has a fresh request id, and every attempt of a series claims the
-//! same registrations: when those kept change, a new series starts). A client has one lease, so one keep-alive serves all its
-//! registrations.
+//! same registrations: when those kept change, a new series starts). A client has one
+//! lease, so one keep-alive serves all its registrations.
 //!
 //! When the answer holds what the attempt claimed, every kept registration is renewed.
 //! When it does not (the directory restarted empty, lost a registration, or holds one
@@ -53,8 +53,8 @@ impl KeepAlive {
         }
     }
 
-    /// When the first attempt was sent and what the attempts claimed, if `request` sent
-    /// to `from` is one of this keep-alive's.
+    /// If `request` sent to `from` is one of this keep-alive's attempts: a time no later
+    /// than it was sent (see [`Attempts::answered`]) and what the attempts claimed.
     fn attempt(&self, request: u32, from: Senders) -> Option<(Instant, Holdings)> {
         let at = self.sent.answered(request, from)?;
         Some((at, self.claimed))

@@ -14,11 +14,6 @@ pub(super) const RETRIES_PER_LEASE: u64 = 40;
 const MIN_RETRY: Duration = Duration::from_millis(10);
 
 impl Own {
-    /// When the attempt `request` was sent to `from`, if it is one of this request's.
-    fn attempt(&self, request: u32, from: Senders) -> Option<Instant> {
-        self.sent.answered(request, from)
-    }
-
     /// Waiting for an answer.
     pub(super) fn waiting(&self) -> bool {
         matches!(self.state, OwnState::Registering | OwnState::Unregistering)
@@ -61,7 +56,7 @@ impl<const R: usize> Client<'_, R> {
             .enumerate()
             .filter(|(_, o)| o.waiting())
             .filter(|(_, o)| (o.state == OwnState::Registering) == (ack.lease > Duration::ZERO))
-            .find_map(|(i, o)| o.attempt(ack.request, senders).map(|at| (i, at)))
+            .find_map(|(i, o)| o.sent.answered(ack.request, senders).map(|at| (i, at)))
         else {
             return;
         };
@@ -107,7 +102,8 @@ impl<const R: usize> Client<'_, R> {
         let senders = self.senders(from);
         let mine = |o: &Own| {
             o.waiting()
-                && (all || (reject.request != 0 && o.attempt(reject.request, senders).is_some()))
+                && (all
+                    || (reject.request != 0 && o.sent.answered(reject.request, senders).is_some()))
         };
         let snapshot = self
             .snapshot

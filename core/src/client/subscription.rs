@@ -110,12 +110,6 @@ impl Subscription {
             dropped: false,
         }
     }
-
-    /// When the first attempt was sent, if `request` sent to `from` is one of the
-    /// request's.
-    fn attempt(&self, request: u32, from: Senders) -> Option<Instant> {
-        self.sent.answered(request, from)
-    }
 }
 
 impl<const R: usize> Client<'_, R> {
@@ -341,7 +335,7 @@ impl<const R: usize> Client<'_, R> {
         let Some(s) = self.subscription.as_mut() else {
             return;
         };
-        let Some(attempt) = s.attempt(ack.request, senders) else {
+        let Some(attempt) = s.sent.answered(ack.request, senders) else {
             if current && s.state == State::Active && ack.lease > Duration::ZERO {
                 // It answers none of the attempts: perhaps a late Subscribe of a
                 // subscription given up here, with another delivery id, which the
@@ -383,13 +377,13 @@ impl<const R: usize> Client<'_, R> {
         let senders = self.senders(from);
         self.subscription
             .as_ref()
-            .is_some_and(|s| s.attempt(request, senders).is_some())
+            .is_some_and(|s| s.sent.answered(request, senders).is_some())
     }
 
     pub(super) fn subscription_cookie(&mut self, request: u32, from: SocketAddr) {
         let senders = self.senders(from);
         if let Some(s) = self.subscription.as_mut() {
-            if s.attempt(request, senders).is_some() && s.sent.last() == Some(request) {
+            if s.sent.answered(request, senders).is_some() && s.sent.last() == Some(request) {
                 s.send = true;
             }
         }
@@ -402,7 +396,7 @@ impl<const R: usize> Client<'_, R> {
         let Some(s) = self.subscription.as_mut() else {
             return false;
         };
-        if reject.request == 0 || s.attempt(reject.request, senders).is_none() {
+        if reject.request == 0 || s.sent.answered(reject.request, senders).is_none() {
             return false;
         }
         match (s.state, reject.reason) {
